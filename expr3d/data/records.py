@@ -1,0 +1,300 @@
+"""Sharded TFRecord files of schema v1: an atomic writer, a validating reader and the dataset card.
+
+Layout of a dataset directory:
+    dataset_card.json              schema version, image size, conventions, per-split/per-class counts, provenance
+    train-00000.tfrecord ...       shards of the train split
+    test-00000.tfrecord ...        shards of the test split
+
+A shard is written under a hidden temporary name and renamed into place only when complete, so a killed writer never
+leaves a file the reader would take for a shard.
+"""
+import datetime
+import glob
+import json
+import os
+import re
+import tempfile
+
+from expr3d.data import schema
+from expr3d.labels import ACTION_UNITS, EXPRESSIONS
+
+CARD_NAME = "dataset_card.json"
+SPLITS = ("train", "test")
+_SHARD_RE = re.compile(r"^(?P<split>[a-z0-9_]+)-(?P<index>\d{5})\.tfrecord$")
+
+# Table 4 of the paper lists classes alphabetically; cards keep that column order for easy comparison.
+TABLE4_ORDER = ("anger", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+DEPTH_CONVENTION = {
+    "space": "camera: x right, y up, z toward the camera; image rows go down",
+    "depth": "positive distance along the optical axis (smaller = nearer); 0 / mask 0 = invalid",
+    "normals": "unit camera-space vectors facing the camera (n_z > 0); a horizontal flip negates n_x",
+    "pipeline_depth": "expr3d.data.pipeline maps depth per face to [-1, 1]: +1 nearest, -1 farthest valid and background",
+}
+
+
+def shard_name(split, index):
+    return f"{split}-{index:05d}.tfrecord"
+
+
+def atomic_write_bytes(path, data):
+    """Write `data` to `path` through a temporary file in the same directory and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_json(path, obj):
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def list_shards(data_dir, split):
+    """Return the sorted complete shard paths of `split` in `data_dir` (temporary files are never listed)."""
+    paths = glob.glob(os.path.join(glob.escape(data_dir), f"{split}-*.tfrecord"))
+    return sorted(p for p in paths if _SHARD_RE.match(os.path.basename(p)))
+
+
+def write_shard(path, serialized_examples):
+    """Write serialized examples to `path` atomically; return the count. Used by parallel writers."""
+    import tensorflow as tf
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    count = 0
+    try:
+        with tf.io.TFRecordWriter(tmp) as writer:
+            for record in serialized_examples:
+                writer.write(record)
+                count += 1
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return count
+
+
+class ShardedWriter:
+    """Writes FaceExamples of one split into shards of `examples_per_shard`, each renamed into place when complete.
+
+    Args:
+        data_dir: the dataset directory (created if missing).
+        split: split name ("train", "test").
+        examples_per_shard: examples per shard.
+        overwrite: if False, refuse when shards of this split already exist; if True, delete them first.
+        first_index: number of the first shard (parallel writers use disjoint ranges).
+
+    Example:
+        with ShardedWriter("data/synthetic64", "train") as writer:
+            for example in examples:
+                writer.write(example)
+    """
+
+    def __init__(self, data_dir, split, examples_per_shard=512, overwrite=False, first_index=0):
+        if examples_per_shard < 1:
+            raise ValueError(f"examples_per_shard must be >= 1, got {examples_per_shard}")
+        if not re.fullmatch(r"[a-z0-9_]+", split):
+            raise ValueError(f"split must be lower-case letters, digits or '_', got {split!r}")
+        os.makedirs(data_dir, exist_ok=True)
+        existing = list_shards(data_dir, split)
+        if existing and not overwrite:
+            raise FileExistsError(f"{data_dir} already holds {len(existing)} '{split}' shard(s); "
+                                  f"pass --overwrite to replace them")
+        for path in existing:
+            os.remove(path)
+        self.data_dir = data_dir
+        self.split = split
+        self.examples_per_shard = examples_per_shard
+        self._index = first_index
+        self._buffer = []
+        self.shards = []
+        self.count = 0
+
+    def write(self, example):
+        """Append one FaceExample (or already-serialized bytes)."""
+        record = example if isinstance(example, bytes) else schema.encode_example(example)
+        self._buffer.append(record)
+        self.count += 1
+        if len(self._buffer) >= self.examples_per_shard:
+            self._flush()
+
+    def _flush(self):
+        if not self._buffer:
+            return
+        path = os.path.join(self.data_dir, shard_name(self.split, self._index))
+        write_shard(path, self._buffer)
+        self.shards.append(path)
+        self._buffer = []
+        self._index += 1
+
+    def close(self):
+        self._flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        # On error the buffered examples are dropped: no partial shard is written.
+        return False
+
+
+def _records(path):
+    """Yield raw records of one shard, turning TF's data-loss errors into RecordError naming the shard."""
+    import tensorflow as tf
+
+    index = -1
+    try:
+        for index, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+            yield index, record
+    except (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.InvalidArgumentError) as error:
+        raise schema.RecordError(f"{os.path.basename(path)}: corrupt or truncated shard after record {index} "
+                                 f"({type(error).__name__}: {error.message.splitlines()[0]})") from None
+
+
+def scan_shard(path):
+    """Count the examples of one shard by class, reading labels only. Raises RecordError naming the shard."""
+    counts = {name: 0 for name in EXPRESSIONS}
+    identities, pairs = set(), set()
+    total = 0
+    name = os.path.basename(path)
+    for index, record in _records(path):
+        expression, identity, pair_id, _ = schema.read_labels(record, where=f"{name} record {index}")
+        counts[EXPRESSIONS[expression]] += 1
+        identities.add(identity)
+        if pair_id >= 0:
+            pairs.add(pair_id)
+        total += 1
+    return {"file": name, "num_examples": total, "counts": counts, "identities": identities, "pairs": pairs}
+
+
+def iterate_examples(data_dir, split, skip_corrupt=False, stats=None):
+    """Yield fully decoded and validated FaceExamples of `split`.
+
+    Raises RecordError naming the shard, the record and the field. With `skip_corrupt`, bad records and the rest of
+    truncated shards are skipped and counted in `stats["skipped"]` (a dict you pass in) instead.
+    """
+    shards = list_shards(data_dir, split)
+    if not shards:
+        raise FileNotFoundError(f"no '{split}' shards in {data_dir}")
+    for path in shards:
+        name = os.path.basename(path)
+        try:
+            for index, record in _records(path):
+                try:
+                    yield schema.decode_example(record, where=f"{name} record {index}")
+                except schema.RecordError:
+                    if not skip_corrupt:
+                        raise
+                    if stats is not None:
+                        stats["skipped"] = stats.get("skipped", 0) + 1
+        except schema.RecordError:
+            if not skip_corrupt:
+                raise
+            if stats is not None:
+                stats["skipped_shards"] = stats.get("skipped_shards", 0) + 1
+
+
+def table4_row(counts):
+    """A dict in the column order of the paper's Table 4, with the total."""
+    row = {name: int(counts.get(name, 0)) for name in TABLE4_ORDER}
+    row["total"] = sum(row.values())
+    return row
+
+
+def write_dataset_card(data_dir, name, image_size, provenance=None, splits=SPLITS, extra=None):
+    """Scan the shards of each split and write `dataset_card.json` atomically; return the card."""
+    card_splits = {}
+    all_identities = {}
+    for split in splits:
+        shards = list_shards(data_dir, split)
+        if not shards:
+            continue
+        scans = [scan_shard(path) for path in shards]
+        counts = {expression: sum(s["counts"][expression] for s in scans) for expression in EXPRESSIONS}
+        identities = set().union(*(s["identities"] for s in scans))
+        all_identities[split] = identities
+        card_splits[split] = {
+            "num_examples": sum(s["num_examples"] for s in scans),
+            "num_identities": len(identities - {-1}),
+            "num_pairs": len(set().union(*(s["pairs"] for s in scans))),
+            "counts": table4_row(counts),
+            "shards": [{"file": s["file"], "num_examples": s["num_examples"]} for s in scans],
+        }
+    if not card_splits:
+        raise FileNotFoundError(f"no shards of any split {splits} in {data_dir}")
+    known = {split: ids - {-1} for split, ids in all_identities.items()}
+    overlap = set.intersection(*known.values()) if len(known) > 1 else set()
+    card = {
+        "name": name,
+        "schema_version": schema.SCHEMA_VERSION,
+        "image_size": int(image_size),
+        "expressions": list(EXPRESSIONS),
+        "action_units": list(ACTION_UNITS),
+        "conventions": DEPTH_CONVENTION,
+        "splits": card_splits,
+        "identity_disjoint_splits": not overlap,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "provenance": provenance or {},
+    }
+    if extra:
+        card.update(extra)
+    atomic_write_json(os.path.join(data_dir, CARD_NAME), card)
+    return card
+
+
+def read_dataset_card(data_dir):
+    """Read and check `dataset_card.json`; errors name the directory and the problem."""
+    path = os.path.join(data_dir, CARD_NAME)
+    if not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"data directory {data_dir} does not exist")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is missing: is {data_dir} a dataset written by expr3d "
+                                f"(python -m expr3d.data.synthetic or python -m expr3d.data.prepare)?")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            card = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    for field in ("schema_version", "image_size", "splits"):
+        if field not in card:
+            raise ValueError(f"{path}: field '{field}' is missing")
+    if card["schema_version"] != schema.SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema_version {card['schema_version']} is not supported "
+                         f"(this expr3d reads version {schema.SCHEMA_VERSION})")
+    return card
+
+
+def split_files(data_dir, split, card=None):
+    """The shard paths of `split` listed in the card, checked to exist."""
+    card = card or read_dataset_card(data_dir)
+    if split not in card["splits"]:
+        raise ValueError(f"{data_dir}: split '{split}' not in the dataset card (has {sorted(card['splits'])})")
+    paths = []
+    for shard in card["splits"][split]["shards"]:
+        path = os.path.join(data_dir, shard["file"])
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} is listed in {CARD_NAME} but missing")
+        paths.append(path)
+    return paths
+
+
+def verify_split(data_dir, split, card=None):
+    """Check every shard of `split` reads to the end with the card's count. Raises RecordError naming the shard."""
+    card = card or read_dataset_card(data_dir)
+    for shard, path in zip(card["splits"][split]["shards"], split_files(data_dir, split, card)):
+        count = sum(1 for _ in _records(path))
+        if count != shard["num_examples"]:
+            raise schema.RecordError(f"{shard['file']}: holds {count} records, the dataset card says "
+                                     f"{shard['num_examples']}")

@@ -1,0 +1,388 @@
+"""TFRecord schema v1: one face as RGB + depth + validity mask + surface normals + labels.
+
+Every dataset in expr3d (procedural faces, prepared AffectNet/RaFD) is stored as `tf.train.Example`s with these
+features. Geometry follows one convention (see README "Conventions"): camera space x right, y up, z toward the camera;
+`depth` is the positive distance along the optical axis (smaller = nearer); normals are unit vectors in camera space
+facing the camera.
+
+| feature | type | meaning |
+|---|---|---|
+| schema/version | int64 | 1 |
+| image/encoded, image/format | bytes, bytes | RGB PNG or JPEG; "png" or "jpeg" |
+| image/height, image/width | int64 | size shared by image, depth, mask and normals |
+| depth/encoded, depth/format | bytes, bytes | "png16": 16-bit PNG, depth = offset + scale * v, v = 0 invalid; "float16": raw little-endian H*W float16 |
+| depth/scale, depth/offset | float | the png16 mapping (1, 0 for float16) |
+| mask/encoded | bytes | 8-bit PNG, 255 where depth and normals are valid |
+| normals/encoded | bytes | 8-bit RGB PNG of (n + 1) * 127.5 (x, y, z in R, G, B) |
+| label/expression | int64 | 0-7 in `expr3d.labels.EXPRESSIONS` order |
+| label/action_units | float list | empty, or one intensity in [0, 1] per `expr3d.labels.ACTION_UNITS` |
+| identity | int64 | subject id (-1 unknown) |
+| pair_id | int64 | renders sharing identity, pose and light under different expressions share it (-1 none) |
+| key | bytes | source key (file stem, dataset-specific id) |
+"""
+import dataclasses
+
+import cv2
+import numpy as np
+
+from expr3d.labels import NUM_ACTION_UNITS, NUM_EXPRESSIONS
+
+SCHEMA_VERSION = 1
+IMAGE_FORMATS = ("png", "jpeg")
+DEPTH_FORMATS = ("png16", "float16")
+_PNG16_MAX = 65535
+
+
+class RecordError(ValueError):
+    """A stored example is malformed; the message names the shard, the record and the field."""
+
+
+@dataclasses.dataclass
+class FaceExample:
+    """One face in numpy form, as written to and read from shards.
+
+    Args:
+        image: uint8 [H, W, 3] RGB.
+        depth: float [H, W] positive distance along the optical axis; ignored where `mask` is False.
+        mask: bool [H, W], True where depth and normals are valid.
+        normals: float [H, W, 3] unit camera-space normals; ignored where `mask` is False.
+        expression: class id 0-7.
+        identity: subject id (-1 unknown).
+        key: a source key, unique within the dataset.
+        action_units: float [17] intensities in `ACTION_UNITS` order, or None.
+        pair_id: renders of one identity, pose and light under different expressions share it; -1 for none.
+        image_format: "png" (lossless) or "jpeg".
+        depth_format: "png16" (16-bit, per-example scale/offset) or "float16".
+
+    Example:
+        ex = FaceExample(image=rgb, depth=z, mask=z > 0, normals=n, expression=1, identity=7, key="id7_happy")
+        serialized = encode_example(ex)
+    """
+
+    image: np.ndarray
+    depth: np.ndarray
+    mask: np.ndarray
+    normals: np.ndarray
+    expression: int
+    identity: int = -1
+    key: str = ""
+    action_units: np.ndarray | None = None
+    pair_id: int = -1
+    image_format: str = "png"
+    depth_format: str = "png16"
+
+    def validate(self, where="example"):
+        """Raise RecordError naming `where` and the field if anything is inconsistent."""
+        def fail(field, message):
+            raise RecordError(f"{where}: field '{field}': {message}")
+
+        image = np.asarray(self.image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            fail("image", f"expected uint8 [H, W, 3] RGB, got {image.dtype} {image.shape}")
+        height, width = image.shape[:2]
+        if height < 1 or width < 1:
+            fail("image", f"empty image {image.shape}")
+        for name, value, shape in (("depth", self.depth, (height, width)), ("mask", self.mask, (height, width)),
+                                   ("normals", self.normals, (height, width, 3))):
+            if np.shape(value) != shape:
+                fail(name, f"expected shape {shape} to match the image, got {np.shape(value)}")
+        mask = np.asarray(self.mask, bool)
+        depth = np.asarray(self.depth, np.float64)
+        if mask.any():
+            valid = depth[mask]
+            if not np.all(np.isfinite(valid)):
+                fail("depth", "non-finite depth inside the mask")
+            if np.any(valid <= 0):
+                fail("depth", "depth must be > 0 inside the mask (distance along the optical axis)")
+            if not np.all(np.isfinite(np.asarray(self.normals)[mask])):
+                fail("normals", "non-finite normals inside the mask")
+        if not 0 <= int(self.expression) < NUM_EXPRESSIONS:
+            fail("label/expression", f"{self.expression} is outside 0-{NUM_EXPRESSIONS - 1}")
+        if self.action_units is not None:
+            aus = np.asarray(self.action_units, np.float32)
+            if aus.shape != (NUM_ACTION_UNITS,):
+                fail("label/action_units", f"expected {NUM_ACTION_UNITS} intensities, got shape {aus.shape}")
+            if not np.all(np.isfinite(aus)):
+                fail("label/action_units", "non-finite intensity")
+        if self.image_format not in IMAGE_FORMATS:
+            fail("image/format", f"{self.image_format!r} is not one of {IMAGE_FORMATS}")
+        if self.depth_format not in DEPTH_FORMATS:
+            fail("depth/format", f"{self.depth_format!r} is not one of {DEPTH_FORMATS}")
+
+
+def _encode_png(array):
+    ok, buffer = cv2.imencode(".png", array)
+    if not ok:
+        raise RecordError(f"PNG encoding failed for an array of {array.dtype} {array.shape}")
+    return buffer.tobytes()
+
+
+def _encode_depth(depth, mask, depth_format):
+    """Return (bytes, scale, offset). png16 maps the valid range onto 1..65535 so 0 can mean invalid."""
+    depth = np.asarray(depth, np.float64)
+    if depth_format == "float16":
+        values = np.where(mask, depth, 0.0).astype("<f2")
+        return values.tobytes(), 1.0, 0.0
+    if not mask.any():
+        return _encode_png(np.zeros(depth.shape, np.uint16)), 1.0, 0.0
+    lo, hi = float(depth[mask].min()), float(depth[mask].max())
+    span = max(hi - lo, 1e-6 * max(abs(hi), 1.0))
+    scale = span / (_PNG16_MAX - 1)
+    offset = lo - scale  # v = 1 is the nearest valid depth
+    # Store the float32 values the reader will use, so decode(encode(z)) is exact to one quantisation step.
+    scale, offset = float(np.float32(scale)), float(np.float32(offset))
+    values = np.clip(np.rint((depth - offset) / scale), 1, _PNG16_MAX)
+    return _encode_png(np.where(mask, values, 0).astype(np.uint16)), scale, offset
+
+
+def encode_example(example):
+    """Serialize a validated FaceExample to tf.train.Example bytes."""
+    import tensorflow as tf
+
+    example.validate(where=f"example {example.key!r}")
+    image = np.asarray(example.image)
+    mask = np.asarray(example.mask, bool)
+    height, width = image.shape[:2]
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if example.image_format == "png":
+        image_bytes = _encode_png(bgr)
+    else:
+        ok, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        image_bytes = buffer.tobytes()
+    depth_bytes, scale, offset = _encode_depth(example.depth, mask, example.depth_format)
+    normals = np.where(mask[..., None], np.asarray(example.normals, np.float64), 0.0)
+    normals_u8 = np.clip(np.rint((normals + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    aus = [] if example.action_units is None else np.asarray(example.action_units, np.float32).tolist()
+
+    def b(value):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    def i(value):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+    def f(values):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
+
+    features = {
+        "schema/version": i(SCHEMA_VERSION),
+        "image/encoded": b(image_bytes),
+        "image/format": b(example.image_format.encode()),
+        "image/height": i(height),
+        "image/width": i(width),
+        "depth/encoded": b(depth_bytes),
+        "depth/format": b(example.depth_format.encode()),
+        "depth/scale": f([scale]),
+        "depth/offset": f([offset]),
+        "mask/encoded": b(_encode_png(mask.astype(np.uint8) * 255)),
+        "normals/encoded": b(_encode_png(cv2.cvtColor(normals_u8, cv2.COLOR_RGB2BGR))),
+        "label/expression": i(example.expression),
+        "label/action_units": f(aus),
+        "identity": i(example.identity),
+        "pair_id": i(example.pair_id),
+        "key": b(str(example.key).encode()),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def _feature(features, name, kind, where):
+    if name not in features:
+        raise RecordError(f"{where}: field '{name}' is missing")
+    values = getattr(features[name], kind).value
+    return values
+
+
+def _single(features, name, kind, where):
+    values = _feature(features, name, kind, where)
+    if len(values) != 1:
+        raise RecordError(f"{where}: field '{name}' should hold one value, holds {len(values)}")
+    return values[0]
+
+
+def _decode_png(data, flags, where, field):
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if array is None:
+        raise RecordError(f"{where}: field '{field}' is not a decodable image")
+    return array
+
+
+def decode_example(serialized, where="record"):
+    """Parse and fully validate one serialized example in numpy; return a FaceExample.
+
+    Raises RecordError naming `where` (e.g. "train-00003.tfrecord record 17") and the field.
+    """
+    import tensorflow as tf
+
+    try:
+        proto = tf.train.Example.FromString(serialized)
+    except Exception as error:  # protobuf raises DecodeError, a private class
+        raise RecordError(f"{where}: not a tf.train.Example ({error})") from None
+    features = proto.features.feature
+    version = _single(features, "schema/version", "int64_list", where)
+    if version != SCHEMA_VERSION:
+        raise RecordError(f"{where}: field 'schema/version' is {version}; this expr3d reads version {SCHEMA_VERSION}")
+    height = _single(features, "image/height", "int64_list", where)
+    width = _single(features, "image/width", "int64_list", where)
+    image_format = _single(features, "image/format", "bytes_list", where).decode()
+    if image_format not in IMAGE_FORMATS:
+        raise RecordError(f"{where}: field 'image/format' is {image_format!r}, not one of {IMAGE_FORMATS}")
+    bgr = _decode_png(_single(features, "image/encoded", "bytes_list", where), cv2.IMREAD_COLOR, where,
+                      "image/encoded")
+    if bgr.shape[:2] != (height, width):
+        raise RecordError(f"{where}: field 'image/encoded' is {bgr.shape[1]}x{bgr.shape[0]}, "
+                          f"image/height and image/width say {width}x{height}")
+    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    mask = _decode_png(_single(features, "mask/encoded", "bytes_list", where), cv2.IMREAD_UNCHANGED, where,
+                       "mask/encoded")
+    if mask.shape != (height, width):
+        raise RecordError(f"{where}: field 'mask/encoded' has shape {mask.shape}, expected {(height, width)}")
+    mask = mask > 127
+    depth_format = _single(features, "depth/format", "bytes_list", where).decode()
+    depth_bytes = _single(features, "depth/encoded", "bytes_list", where)
+    scale = _single(features, "depth/scale", "float_list", where)
+    offset = _single(features, "depth/offset", "float_list", where)
+    if depth_format == "png16":
+        raw = _decode_png(depth_bytes, cv2.IMREAD_UNCHANGED, where, "depth/encoded")
+        if raw.dtype != np.uint16 or raw.shape != (height, width):
+            raise RecordError(f"{where}: field 'depth/encoded' should be a {width}x{height} 16-bit PNG, "
+                              f"got {raw.dtype} {raw.shape}")
+        depth = np.where(raw > 0, np.float32(offset) + np.float32(scale) * raw.astype(np.float32), 0.0)
+    elif depth_format == "float16":
+        if len(depth_bytes) != 2 * height * width:
+            raise RecordError(f"{where}: field 'depth/encoded' holds {len(depth_bytes)} bytes, "
+                              f"expected {2 * height * width} for {width}x{height} float16")
+        depth = np.frombuffer(depth_bytes, "<f2").reshape(height, width).astype(np.float32)
+    else:
+        raise RecordError(f"{where}: field 'depth/format' is {depth_format!r}, not one of {DEPTH_FORMATS}")
+    normals_bgr = _decode_png(_single(features, "normals/encoded", "bytes_list", where), cv2.IMREAD_COLOR, where,
+                              "normals/encoded")
+    if normals_bgr.shape[:2] != (height, width):
+        raise RecordError(f"{where}: field 'normals/encoded' has shape {normals_bgr.shape[:2]}, "
+                          f"expected {(height, width)}")
+    normals = cv2.cvtColor(normals_bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 127.5 - 1.0
+    normals[~mask] = 0.0
+    aus = np.asarray(_feature(features, "label/action_units", "float_list", where), np.float32)
+    example = FaceExample(
+        image=image, depth=depth.astype(np.float32), mask=mask, normals=normals,
+        expression=int(_single(features, "label/expression", "int64_list", where)),
+        identity=int(_single(features, "identity", "int64_list", where)),
+        key=_single(features, "key", "bytes_list", where).decode(),
+        action_units=aus if aus.size else None,
+        pair_id=int(_single(features, "pair_id", "int64_list", where)),
+        image_format=image_format, depth_format=depth_format)
+    example.validate(where=where)
+    return example
+
+
+def read_labels(serialized, where="record"):
+    """Return (expression, identity, pair_id, key) without decoding images: cheap, for counting."""
+    import tensorflow as tf
+
+    try:
+        features = tf.train.Example.FromString(serialized).features.feature
+    except Exception as error:
+        raise RecordError(f"{where}: not a tf.train.Example ({error})") from None
+    expression = int(_single(features, "label/expression", "int64_list", where))
+    if not 0 <= expression < NUM_EXPRESSIONS:
+        raise RecordError(f"{where}: field 'label/expression' is {expression}, outside 0-{NUM_EXPRESSIONS - 1}")
+    return (expression, int(_single(features, "identity", "int64_list", where)),
+            int(_single(features, "pair_id", "int64_list", where)),
+            _single(features, "key", "bytes_list", where).decode())
+
+
+# --- TensorFlow side: parsing inside tf.data ---------------------------------------------------------------------
+
+def feature_spec():
+    """The tf.io feature spec of schema v1."""
+    import tensorflow as tf
+
+    return {
+        "schema/version": tf.io.FixedLenFeature([], tf.int64),
+        "image/encoded": tf.io.FixedLenFeature([], tf.string),
+        "image/format": tf.io.FixedLenFeature([], tf.string),
+        "image/height": tf.io.FixedLenFeature([], tf.int64),
+        "image/width": tf.io.FixedLenFeature([], tf.int64),
+        "depth/encoded": tf.io.FixedLenFeature([], tf.string),
+        "depth/format": tf.io.FixedLenFeature([], tf.string),
+        "depth/scale": tf.io.FixedLenFeature([], tf.float32),
+        "depth/offset": tf.io.FixedLenFeature([], tf.float32),
+        "mask/encoded": tf.io.FixedLenFeature([], tf.string),
+        "normals/encoded": tf.io.FixedLenFeature([], tf.string),
+        "label/expression": tf.io.FixedLenFeature([], tf.int64),
+        "label/action_units": tf.io.VarLenFeature(tf.float32),
+        "identity": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        "pair_id": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        "key": tf.io.FixedLenFeature([], tf.string, default_value=""),
+    }
+
+
+def parse_example(serialized, source=None):
+    """Parse one serialized example into tensors (graph-safe, for `tf.data.Dataset.map`).
+
+    Returns a dict: image uint8 [H,W,3], depth float32 [H,W,1] (distance, 0 where invalid), mask float32 [H,W,1],
+    normals float32 [H,W,3] (0 outside the mask), expression int32, action_units float32 [17], has_action_units bool,
+    identity int64, pair_id int64, key string. `source` (a string tensor, e.g. the shard path) is named in the
+    messages of the checks that fail at run time.
+    """
+    import tensorflow as tf
+
+    parsed = tf.io.parse_single_example(serialized, feature_spec())
+    where = [source if source is not None else tf.constant("record"), parsed["key"]]
+    height = tf.cast(parsed["image/height"], tf.int32)
+    width = tf.cast(parsed["image/width"], tf.int32)
+    def check(condition, message):
+        # tf.debugging.Assert prints its data tensors, so the failing shard and key appear in the error.
+        return tf.debugging.Assert(condition, [tf.constant(message), "in", where[0], "key", where[1]], summarize=3)
+
+    expression = parsed["label/expression"]
+    checks = [
+        check(tf.equal(parsed["schema/version"], SCHEMA_VERSION), f"field 'schema/version' is not {SCHEMA_VERSION}"),
+        check(tf.logical_and(expression >= 0, expression < NUM_EXPRESSIONS),
+              f"field 'label/expression' is outside 0-{NUM_EXPRESSIONS - 1}"),
+    ]
+    with tf.control_dependencies(checks):
+        image = tf.io.decode_image(parsed["image/encoded"], channels=3, expand_animations=False)
+    mask = tf.io.decode_png(parsed["mask/encoded"], channels=1)
+    normals_u8 = tf.io.decode_png(parsed["normals/encoded"], channels=3)
+
+    def png16_depth():
+        raw = tf.cast(tf.io.decode_png(parsed["depth/encoded"], channels=1, dtype=tf.uint16), tf.float32)
+        return tf.where(raw > 0, parsed["depth/offset"] + parsed["depth/scale"] * raw, 0.0)
+
+    def float16_depth():
+        raw = tf.io.decode_raw(parsed["depth/encoded"], tf.float16, little_endian=True)
+        return tf.reshape(tf.cast(raw, tf.float32), tf.stack([height, width, 1]))
+
+    depth = tf.cond(tf.equal(parsed["depth/format"], "float16"), float16_depth, png16_depth)
+    size = tf.stack([height, width])
+    shape_checks = [
+        check(tf.reduce_all(tf.equal(tf.shape(image)[:2], size)),
+              "field 'image/encoded' does not match image/height, image/width"),
+        check(tf.reduce_all(tf.equal(tf.shape(depth)[:2], size)),
+              "field 'depth/encoded' does not match image/height, image/width"),
+        check(tf.reduce_all(tf.equal(tf.shape(mask)[:2], size)),
+              "field 'mask/encoded' does not match image/height, image/width"),
+        check(tf.reduce_all(tf.equal(tf.shape(normals_u8)[:2], size)),
+              "field 'normals/encoded' does not match image/height, image/width"),
+    ]
+    aus = parsed["label/action_units"].values
+    num_aus = tf.size(aus)
+    shape_checks.append(check(tf.logical_or(tf.equal(num_aus, 0), tf.equal(num_aus, NUM_ACTION_UNITS)),
+                              f"field 'label/action_units' must hold 0 or {NUM_ACTION_UNITS} values"))
+    with tf.control_dependencies(shape_checks):
+        mask = tf.cast(mask > 127, tf.float32)
+    has_aus = tf.equal(num_aus, NUM_ACTION_UNITS)
+    action_units = tf.cond(has_aus, lambda: tf.reshape(aus, [NUM_ACTION_UNITS]),
+                           lambda: tf.zeros([NUM_ACTION_UNITS], tf.float32))
+    normals = (tf.cast(normals_u8, tf.float32) / 127.5 - 1.0) * mask
+    return {
+        "image": image,
+        "depth": depth * mask,
+        "mask": mask,
+        "normals": normals,
+        "expression": tf.cast(parsed["label/expression"], tf.int32),
+        "action_units": action_units,
+        "has_action_units": has_aus,
+        "identity": parsed["identity"],
+        "pair_id": parsed["pair_id"],
+        "key": parsed["key"],
+    }

@@ -1,0 +1,99 @@
+"""StarGAN generator (Choi et al. 2018), as used for G_rgb in PAPER.md."""
+
+import keras
+
+from expr3d.models.blocks import ConditionConcat, instance_norm, residual_block, serializable_dtype
+
+
+@keras.saving.register_keras_serializable(package="expr3d")
+class StarGANGenerator(keras.Model):
+    """StarGAN's encoder / residual / decoder generator.
+
+    The condition vector is tiled over the image and concatenated to its
+    channels; then conv7x7(conv_dim)-IN-ReLU, `num_down` x [conv4x4 stride 2,
+    channels x2, IN, ReLU], `num_res_blocks` residual blocks,
+    `num_down` x [transposed conv4x4 stride 2, channels /2, IN, ReLU],
+    conv7x7(3) and tanh. Convolutions have no bias; IN is affine instance
+    normalisation (epsilon 1e-5). The spatial size is free (any multiple of
+    `2**num_down`). Under a mixed-precision policy the output is still float32.
+
+    Args:
+        cond_dim: length of the condition vector (number of target domains).
+        conv_dim: channels of the first convolution.
+        num_res_blocks: residual blocks in the bottleneck.
+        num_down: stride-2 down-sampling (and up-sampling) stages.
+        dtype: dtype policy of the layers; `None` uses the global policy.
+        **kwargs: standard `keras.Model` arguments (`name`, ...).
+
+    Example:
+    >>> g = StarGANGenerator(cond_dim=8, conv_dim=8, num_res_blocks=1)
+    >>> image = keras.ops.zeros((2, 32, 32, 3))
+    >>> target = keras.ops.one_hot(keras.ops.array([1, 4]), 8)
+    >>> g([image, target]).shape
+    (2, 32, 32, 3)
+    """
+
+    def __init__(self, cond_dim, conv_dim=64, num_res_blocks=6, num_down=2, dtype=None, **kwargs):
+        for field, value, minimum in (
+            ("cond_dim", cond_dim, 1),
+            ("conv_dim", conv_dim, 1),
+            ("num_res_blocks", num_res_blocks, 0),
+            ("num_down", num_down, 0),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f"StarGANGenerator: {field} must be an integer >= {minimum}; got {value!r}")
+
+        image_input = keras.Input(shape=(None, None, 3), name="image")
+        condition_input = keras.Input(shape=(cond_dim,), name="condition")
+
+        x = ConditionConcat(name="condition_concat", dtype=dtype)([image_input, condition_input])
+        x = keras.layers.Conv2D(conv_dim, 7, padding="same", use_bias=False, name="stem_conv", dtype=dtype)(x)
+        x = instance_norm("stem_norm", dtype)(x)
+        x = keras.layers.ReLU(name="stem_relu", dtype=dtype)(x)
+
+        filters = conv_dim
+        for i in range(num_down):
+            filters *= 2
+            x = keras.layers.Conv2D(
+                filters, 4, strides=2, padding="same", use_bias=False, name=f"down{i}_conv", dtype=dtype
+            )(x)
+            x = instance_norm(f"down{i}_norm", dtype)(x)
+            x = keras.layers.ReLU(name=f"down{i}_relu", dtype=dtype)(x)
+
+        for i in range(num_res_blocks):
+            x = residual_block(x, filters, name=f"res{i}", dtype=dtype)
+
+        for i in range(num_down):
+            filters //= 2
+            x = keras.layers.Conv2DTranspose(
+                filters, 4, strides=2, padding="same", use_bias=False, name=f"up{i}_conv", dtype=dtype
+            )(x)
+            x = instance_norm(f"up{i}_norm", dtype)(x)
+            x = keras.layers.ReLU(name=f"up{i}_relu", dtype=dtype)(x)
+
+        x = keras.layers.Conv2D(3, 7, padding="same", use_bias=False, name="out_conv", dtype=dtype)(x)
+        # float32 output whatever the policy: losses and images stay exact.
+        output = keras.layers.Activation("tanh", dtype="float32", name="out_tanh")(x)
+
+        super().__init__(inputs=[image_input, condition_input], outputs=output, **kwargs)
+
+        self.cond_dim = cond_dim
+        self.conv_dim = conv_dim
+        self.num_res_blocks = num_res_blocks
+        self.num_down = num_down
+        self.layer_dtype = serializable_dtype(dtype)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "cond_dim": self.cond_dim,
+            "conv_dim": self.conv_dim,
+            "num_res_blocks": self.num_res_blocks,
+            "num_down": self.num_down,
+            "dtype": self.layer_dtype,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

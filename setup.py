@@ -1,0 +1,22 @@
+"""expr3d: 3D dense geometry-guided facial expression synthesis (Bodur et al., WACV 2021) in Keras 3."""
+from setuptools import find_packages, setup
+
+setup(
+    name="expr3d",
+    version="0.1.0",
+    description="Depth-guided StarGAN facial expression synthesis in Keras 3 / TensorFlow, with a procedural 3D face dataset.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["expr3d", "expr3d.*"]),
+    install_requires=[
+        "tensorflow==2.21.*",
+        "keras>=3.10",
+        "numpy",
+        "opencv-python-headless",
+        "absl-py",
+    ],
+    extras_require={
+        "test": ["pytest", "pytest-timeout"],
+    },
+)
