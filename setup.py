@@ -13,7 +13,7 @@ setup(
         "tensorflow==2.21.*",
         "keras>=3.10",
         "numpy",
-        "opencv-python-headless",
+        "opencv-python-headless>=4.10,<5",  # 5.x no longer ships the Haar cascades we detect faces with
         "absl-py",
     ],
     extras_require={

@@ -38,6 +38,7 @@ class DepthTranslator(StarGANGenerator):
         super().__init__(cond_dim=2, conv_dim=conv_dim, num_res_blocks=num_res_blocks, num_down=num_down, **kwargs)
 
     def _translate(self, x, domain, training=None):
+        x = ops.convert_to_tensor(x)
         domain = ops.convert_to_tensor(domain, dtype="float32")
         batch = ops.shape(x)[0]
         condition = ops.broadcast_to(ops.reshape(domain, (1, 2)), (batch, 2))
