@@ -1,1 +1,27 @@
-"""models."""
+"""The four networks of the depth-guided StarGAN, their config and FLOP counts."""
+
+from expr3d.models.blocks import ConditionConcat, residual_block
+from expr3d.models.builder import MODEL_KEYS, build_models
+from expr3d.models.config import ModelConfig
+from expr3d.models.depth_translator import TO_GEOMETRY, TO_RGB, DepthTranslator
+from expr3d.models.discriminator import PatchCritic
+from expr3d.models.flops import forward_flops
+from expr3d.models.generator import StarGANGenerator
+from expr3d.models.perceptual import VGG19Features, keras_cache_candidates, resolve_vgg19_weights
+
+__all__ = [
+    "ConditionConcat",
+    "DepthTranslator",
+    "MODEL_KEYS",
+    "ModelConfig",
+    "PatchCritic",
+    "StarGANGenerator",
+    "TO_GEOMETRY",
+    "TO_RGB",
+    "VGG19Features",
+    "build_models",
+    "forward_flops",
+    "keras_cache_candidates",
+    "residual_block",
+    "resolve_vgg19_weights",
+]

@@ -1,0 +1,104 @@
+"""Loss terms of the depth-guided StarGAN (PAPER.md "Losses"), as pure functions.
+
+Every function casts its inputs to float32 (so mixed-precision activations are
+safe) and returns a float32 scalar: the mean over this batch. Under
+`tf.distribute` the trainer scales these per-replica means by
+`1 / num_replicas_in_sync`.
+"""
+
+from keras import ops
+
+# Keeps the gradient of the penalty's square root finite at a zero gradient.
+_NORM_EPSILON = 1e-12
+
+
+def _f32(x):
+    return ops.cast(ops.convert_to_tensor(x), "float32")
+
+
+def critic_adversarial_loss(real_src, fake_src):
+    """WGAN critic term: `-E[D_src(real)] + E[D_src(fake)]` (patch maps averaged)."""
+    return -ops.mean(_f32(real_src)) + ops.mean(_f32(fake_src))
+
+
+def generator_adversarial_loss(fake_src):
+    """WGAN generator term: `-E[D_src(fake)]`."""
+    return -ops.mean(_f32(fake_src))
+
+
+def interpolate(real, fake, alpha):
+    """Gradient-penalty sample points `alpha * real + (1 - alpha) * fake`, float32.
+
+    `alpha` has shape `[B, 1, 1, 1]` and must be drawn by the caller from the
+    UNIFORM distribution on [0, 1), one value per sample (never from a normal,
+    a known bug of a popular Keras WGAN-GP example).
+    """
+    alpha = _f32(alpha)
+    return alpha * _f32(real) + (1.0 - alpha) * _f32(fake)
+
+
+def gradient_penalty(gradients):
+    """WGAN-GP penalty `E[(||g||_2 - 1)^2]` in float32.
+
+    Args:
+        gradients: `d sum(D_src(x_hat)) / d x_hat`, shape `[B, H, W, C]`, where
+            the sum runs over the whole patch map; the norm is taken per sample
+            over all pixels and channels.
+    """
+    g = _f32(gradients)
+    g = ops.reshape(g, (ops.shape(g)[0], -1))
+    norms = ops.sqrt(ops.sum(ops.square(g), axis=1) + _NORM_EPSILON)
+    return ops.mean(ops.square(norms - 1.0))
+
+
+def classification_loss(logits, labels):
+    """Softmax cross-entropy of `[B, C]` logits against integer labels `[B]`."""
+    labels = ops.cast(ops.convert_to_tensor(labels), "int32")
+    per_sample = ops.sparse_categorical_crossentropy(labels, _f32(logits), from_logits=True)
+    return ops.mean(per_sample)
+
+
+def entropy(logits):
+    """Per-sample entropy `H(softmax(logits))` in nats, shape `[B]`."""
+    log_p = ops.log_softmax(_f32(logits), axis=-1)
+    return -ops.sum(ops.exp(log_p) * log_p, axis=-1)
+
+
+def confidence_penalty(logits, beta):
+    """Confidence penalty (Pereyra et al. 2017): `-beta * E[H(p)]`.
+
+    ADD it to the classification loss: minimising it raises the entropy of
+    over-confident predictions.
+    """
+    return -ops.cast(beta, "float32") * ops.mean(entropy(logits))
+
+
+def l1_loss(a, b, mask=None):
+    """Mean absolute difference; with `mask`, each sample's mean inside its mask.
+
+    Args:
+        a, b: tensors of the same shape `[B, ...]`.
+        mask: optional `{0, 1}` weights broadcastable to `a` (e.g. `[B, H, W, 1]`
+            against `[B, H, W, 3]`). Each sample's loss is the weighted mean of
+            `|a - b|` over its masked entries (0 if its mask is empty), then
+            averaged over the batch, so every face counts equally.
+    """
+    diff = ops.abs(_f32(a) - _f32(b))
+    if mask is None:
+        return ops.mean(diff)
+    mask = ops.broadcast_to(_f32(mask), ops.shape(diff))
+    batch = ops.shape(diff)[0]
+    masked_sum = ops.sum(ops.reshape(diff * mask, (batch, -1)), axis=1)
+    count = ops.sum(ops.reshape(mask, (batch, -1)), axis=1)
+    return ops.mean(masked_sum / ops.maximum(count, 1.0))
+
+
+def perceptual_loss(features_a, features_b):
+    """Mean over layers of the mean absolute difference of their features."""
+    features_a, features_b = list(features_a), list(features_b)
+    if len(features_a) != len(features_b) or not features_a:
+        raise ValueError(
+            f"perceptual_loss: got {len(features_a)} and {len(features_b)} feature maps; need the same number (>0)"
+        )
+    terms = [ops.mean(ops.abs(_f32(fa) - _f32(fb))) for fa, fb in zip(features_a, features_b)]
+    return ops.mean(ops.stack(terms))

@@ -1,0 +1,58 @@
+"""Builds the four networks of the method from a `ModelConfig`."""
+
+from expr3d.models.config import ModelConfig
+from expr3d.models.depth_translator import DepthTranslator
+from expr3d.models.discriminator import PatchCritic
+from expr3d.models.generator import StarGANGenerator
+
+MODEL_KEYS = ("g_rgb", "d_rgb", "g_depth", "d_depth")
+
+
+def build_models(config=None):
+    """Returns `{"g_rgb", "d_rgb", "g_depth", "d_depth"}`, all built.
+
+    - `g_rgb`: `StarGANGenerator(cond_dim=num_classes)`, input `[image, one-hot target]`.
+    - `d_rgb`: `PatchCritic` on RGB faces with `num_classes` expression logits.
+    - `g_depth`: `DepthTranslator` (RGB <-> 3-channel geometry map).
+    - `d_depth`: `PatchCritic` on 3-channel geometry maps with `num_classes`
+      expression logits.
+
+    Layers take the global dtype policy at call time, so set
+    `keras.mixed_precision.set_global_policy` before calling this (and build
+    inside `strategy.scope()` when distributing).
+
+    Args:
+        config: a `ModelConfig` (defaults: StarGAN's sizes).
+    """
+    config = config or ModelConfig()
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"build_models expects a ModelConfig; got {type(config).__name__}")
+    return {
+        "g_rgb": StarGANGenerator(
+            cond_dim=config.num_classes,
+            conv_dim=config.g_conv_dim,
+            num_res_blocks=config.g_num_res_blocks,
+            num_down=config.GENERATOR_DOWNSAMPLING,
+            name="g_rgb",
+        ),
+        "d_rgb": PatchCritic(
+            image_size=config.image_size,
+            num_classes=config.num_classes,
+            conv_dim=config.d_conv_dim,
+            num_layers=config.d_num_layers,
+            name="d_rgb",
+        ),
+        "g_depth": DepthTranslator(
+            conv_dim=config.depth_g_conv_dim,
+            num_res_blocks=config.depth_g_num_res_blocks,
+            num_down=config.GENERATOR_DOWNSAMPLING,
+            name="g_depth",
+        ),
+        "d_depth": PatchCritic(
+            image_size=config.image_size,
+            num_classes=config.num_classes,
+            conv_dim=config.depth_d_conv_dim,
+            num_layers=config.depth_d_num_layers,
+            name="d_depth",
+        ),
+    }

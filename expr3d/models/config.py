@@ -1,0 +1,74 @@
+"""Architecture hyper-parameters of the four networks, validated."""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Widths, depths and image size of G_rgb, D_rgb, G_depth and D_depth.
+
+    Defaults are StarGAN's (128x128, conv_dim 64, 6 residual blocks, 6 critic
+    layers). The generators down-sample twice, so `image_size` must be a
+    multiple of 4; each critic needs `image_size` divisible by
+    `2**num_layers`. Invalid values raise `ValueError` naming the field.
+
+    Args:
+        image_size: input height and width of every network.
+        num_classes: expression classes (critic `cls` heads, G_rgb condition).
+        g_conv_dim, g_num_res_blocks: G_rgb width and residual blocks.
+        d_conv_dim, d_num_layers: D_rgb width and stride-2 layers.
+        depth_g_conv_dim, depth_g_num_res_blocks: G_depth width and blocks.
+        depth_d_conv_dim, depth_d_num_layers: D_depth width and layers.
+
+    Example:
+    >>> config = ModelConfig(image_size=32, d_num_layers=3, depth_d_num_layers=3)
+    >>> ModelConfig.from_dict(config.to_dict()) == config
+    True
+    """
+
+    image_size: int = 128
+    num_classes: int = 8
+    g_conv_dim: int = 64
+    g_num_res_blocks: int = 6
+    d_conv_dim: int = 64
+    d_num_layers: int = 6
+    depth_g_conv_dim: int = 64
+    depth_g_num_res_blocks: int = 6
+    depth_d_conv_dim: int = 64
+    depth_d_num_layers: int = 6
+
+    # The generators' two stride-2 stages.
+    GENERATOR_DOWNSAMPLING = 2
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            minimum = 0 if field.name.endswith("num_res_blocks") else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f"ModelConfig: {field.name} must be an integer >= {minimum}; got {value!r}")
+        factor = 2**self.GENERATOR_DOWNSAMPLING
+        if self.image_size % factor:
+            raise ValueError(
+                f"ModelConfig: the generators down-sample {self.GENERATOR_DOWNSAMPLING} times, so image_size "
+                f"must be divisible by {factor}; got image_size={self.image_size}"
+            )
+        for field in ("d_num_layers", "depth_d_num_layers"):
+            layers = getattr(self, field)
+            if self.image_size % (2**layers):
+                raise ValueError(
+                    f"ModelConfig: {field}={layers} needs image_size divisible by {2**layers}; "
+                    f"got image_size={self.image_size}"
+                )
+
+    def to_dict(self):
+        """Plain dict of the fields (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        """Inverse of `to_dict`; unknown keys raise `ValueError` naming them."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"ModelConfig: unknown field(s) {unknown}; known fields: {sorted(known)}")
+        return cls(**values)

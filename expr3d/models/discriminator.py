@@ -1,0 +1,95 @@
+"""PatchGAN critic with source and class heads (StarGAN's discriminator)."""
+
+import keras
+
+from expr3d.models.blocks import serializable_dtype
+
+
+@keras.saving.register_keras_serializable(package="expr3d")
+class PatchCritic(keras.Model):
+    """StarGAN's PatchGAN critic: a patch realism map and class logits.
+
+    conv4x4 stride 2 (conv_dim) + LeakyReLU(0.01), then `num_layers - 1` more
+    stride-2 conv4x4 layers doubling the channels, each + LeakyReLU(0.01); no
+    normalisation (WGAN-GP). Two bias-free heads on the last features:
+    `src`, a conv3x3 stride 1 giving a 1-channel patch map, and `cls`, a conv
+    whose kernel covers the remaining `image_size / 2**num_layers` pixels,
+    giving `num_classes` logits. Used on RGB faces (D_rgb) and on 3-channel
+    geometry maps (D_depth). Both outputs are float32 under any policy.
+
+    Args:
+        image_size: input height and width; must be divisible by `2**num_layers`.
+        num_classes: number of class logits of the `cls` head.
+        conv_dim: channels of the first convolution.
+        num_layers: stride-2 convolutions.
+        input_channels: channels of the input maps.
+        dtype: dtype policy of the layers; `None` uses the global policy.
+        **kwargs: standard `keras.Model` arguments (`name`, ...).
+
+    Returns (when called): `(src, cls)`, `src` `[B, image_size / 2**num_layers,
+    image_size / 2**num_layers, 1]` and `cls` `[B, num_classes]`.
+
+    Example:
+    >>> d = PatchCritic(image_size=32, num_classes=8, conv_dim=8, num_layers=3)
+    >>> src, cls = d(keras.ops.zeros((2, 32, 32, 3)))
+    >>> src.shape, cls.shape
+    ((2, 4, 4, 1), (2, 8))
+    """
+
+    def __init__(
+        self, image_size, num_classes, conv_dim=64, num_layers=6, input_channels=3, dtype=None, **kwargs
+    ):
+        for field, value in (
+            ("image_size", image_size),
+            ("num_classes", num_classes),
+            ("conv_dim", conv_dim),
+            ("num_layers", num_layers),
+            ("input_channels", input_channels),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"PatchCritic: {field} must be a positive integer; got {value!r}")
+        if image_size % (2**num_layers):
+            raise ValueError(
+                f"PatchCritic: num_layers={num_layers} needs image_size divisible by {2**num_layers}; "
+                f"got image_size={image_size}"
+            )
+        patch_size = image_size // (2**num_layers)
+
+        image_input = keras.Input(shape=(image_size, image_size, input_channels), name="image")
+        x = image_input
+        filters = conv_dim
+        for i in range(num_layers):
+            x = keras.layers.Conv2D(filters, 4, strides=2, padding="same", name=f"conv{i}", dtype=dtype)(x)
+            x = keras.layers.LeakyReLU(negative_slope=0.01, name=f"lrelu{i}", dtype=dtype)(x)
+            filters *= 2
+
+        src = keras.layers.Conv2D(1, 3, padding="same", use_bias=False, name="src_conv", dtype=dtype)(x)
+        src = keras.layers.Activation("linear", dtype="float32", name="src")(src)
+        cls = keras.layers.Conv2D(num_classes, patch_size, padding="valid", use_bias=False, name="cls_conv", dtype=dtype)(x)
+        cls = keras.layers.Reshape((num_classes,), name="cls_flatten", dtype=dtype)(cls)
+        cls = keras.layers.Activation("linear", dtype="float32", name="cls")(cls)
+
+        super().__init__(inputs=image_input, outputs=[src, cls], **kwargs)
+
+        self.image_size = image_size
+        self.num_classes = num_classes
+        self.conv_dim = conv_dim
+        self.num_layers = num_layers
+        self.input_channels = input_channels
+        self.layer_dtype = serializable_dtype(dtype)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "image_size": self.image_size,
+            "num_classes": self.num_classes,
+            "conv_dim": self.conv_dim,
+            "num_layers": self.num_layers,
+            "input_channels": self.input_channels,
+            "dtype": self.layer_dtype,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
