@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from expr3d.data import schema
+from tests.data.fixtures import hemisphere_example
+
+
+@pytest.mark.parametrize("depth_format", ["png16", "float16"])
+@pytest.mark.parametrize("image_format", ["png", "jpeg"])
+def test_round_trip_numpy_and_tf(depth_format, image_format):
+    example = hemisphere_example(size=24, expression=5, identity=3, key="id3/disgust", pair_id=9)
+    example.depth_format, example.image_format = depth_format, image_format
+    if image_format == "jpeg":
+        example.image[..., 2] = 128  # JPEG is lossy and subsamples chroma: keep the picture smooth
+    serialized = schema.encode_example(example)
+
+    decoded = schema.decode_example(serialized)
+    parsed = schema.parse_example(tf.constant(serialized))
+    mask = example.mask
+    tolerance = 1e-4 if depth_format == "png16" else 2e-3  # float16 has an 11-bit mantissa at depth ~3
+    for depth in (decoded.depth, parsed["depth"].numpy()[..., 0]):
+        np.testing.assert_allclose(depth[mask], example.depth[mask], atol=tolerance)
+        assert np.all(depth[~mask] == 0)
+    np.testing.assert_array_equal(decoded.mask, mask)
+    np.testing.assert_array_equal(parsed["mask"].numpy()[..., 0] > 0.5, mask)
+    for normals in (decoded.normals, parsed["normals"].numpy()):
+        np.testing.assert_allclose(normals[mask], example.normals[mask], atol=1 / 127.5)
+        assert np.all(normals[~mask] == 0)
+    if image_format == "png":
+        np.testing.assert_array_equal(decoded.image, example.image)
+        np.testing.assert_array_equal(parsed["image"].numpy(), example.image)
+    else:
+        assert np.abs(decoded.image.astype(int) - example.image).mean() < 4
+    assert decoded.expression == parsed["expression"].numpy() == 5
+    assert decoded.identity == parsed["identity"].numpy() == 3
+    assert decoded.pair_id == parsed["pair_id"].numpy() == 9
+    assert decoded.key == parsed["key"].numpy().decode() == "id3/disgust"
+    np.testing.assert_allclose(decoded.action_units, example.action_units)
+    np.testing.assert_allclose(parsed["action_units"].numpy(), example.action_units)
+    assert bool(parsed["has_action_units"].numpy())
+
+
+def test_missing_action_units_parse_as_zeros():
+    example = hemisphere_example(with_aus=False)
+    parsed = schema.parse_example(tf.constant(schema.encode_example(example)))
+    assert not bool(parsed["has_action_units"].numpy())
+    assert np.all(parsed["action_units"].numpy() == 0)
+    assert schema.decode_example(schema.encode_example(example)).action_units is None
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("expression", 8, "label/expression"),
+    ("action_units", np.zeros(5), "label/action_units"),
+    ("depth", np.zeros((3, 3)), "depth"),
+    ("image_format", "gif", "image/format"),
+])
+def test_invalid_examples_name_the_field(field, value, message):
+    example = hemisphere_example()
+    setattr(example, field, value)
+    with pytest.raises(schema.RecordError, match=message):
+        schema.encode_example(example)
+
+
+def _tamper(serialized, name, **kind_values):
+    proto = tf.train.Example.FromString(serialized)
+    feature = proto.features.feature[name]
+    for kind, values in kind_values.items():
+        getattr(feature, kind).value[:] = values
+    return proto.SerializeToString()
+
+
+def test_decoder_names_record_and_field():
+    good = schema.encode_example(hemisphere_example(size=16))
+    bad_height = _tamper(good, "image/height", int64_list=[17])
+    with pytest.raises(schema.RecordError, match=r"train-00001.tfrecord record 4: field 'image/encoded'"):
+        schema.decode_example(bad_height, where="train-00001.tfrecord record 4")
+    bad_depth = _tamper(good, "depth/encoded", bytes_list=[b"not a png"])
+    with pytest.raises(schema.RecordError, match="field 'depth/encoded'"):
+        schema.decode_example(bad_depth)
+    proto = tf.train.Example.FromString(good)
+    del proto.features.feature["label/expression"]
+    with pytest.raises(schema.RecordError, match="field 'label/expression' is missing"):
+        schema.decode_example(proto.SerializeToString())
+    with pytest.raises(schema.RecordError, match="not a tf.train.Example"):
+        schema.decode_example(b"\x00garbage\xff")
+
+
+def test_tf_parser_names_source_and_field():
+    good = schema.encode_example(hemisphere_example(size=16))
+    bad = _tamper(good, "label/expression", int64_list=[11])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"label/expression(.|\n)*shard-7"):
+        schema.parse_example(tf.constant(bad), source=tf.constant("shard-7"))
+    bad_size = _tamper(good, "image/width", int64_list=[15])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image/encoded"):
+        schema.parse_example(tf.constant(bad_size), source=tf.constant("shard-7"))
