@@ -15,6 +15,10 @@ setup(
         "numpy",
         "opencv-python-headless>=4.10,<5",  # 5.x no longer ships the Haar cascades we detect faces with
         "absl-py",
+        # LiteRT's interpreter runs the exported TFLite models (tf.lite.Interpreter is deprecated).
+        "ai-edge-litert",
+        # Figures (confusion matrices, learning curves, histograms): plotting by hand would be worse.
+        "matplotlib",
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout"],

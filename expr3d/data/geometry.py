@@ -131,9 +131,10 @@ class PerspectiveCamera:
         """Camera-space points [N, 3] -> (uv [N, 2], z_depth [N])."""
         points = _as_points("points", points)
         z_depth = -points[:, 2]
+        # Points on the camera plane (z = 0) give inf/nan coordinates, by design.
         with np.errstate(divide="ignore", invalid="ignore"):
             inv = self.focal_px / z_depth
-        uv = np.stack([self.cx + points[:, 0] * inv, self.cy - points[:, 1] * inv], axis=-1)
+            uv = np.stack([self.cx + points[:, 0] * inv, self.cy - points[:, 1] * inv], axis=-1)
         return uv, z_depth
 
     def unproject(self, u, v, z_depth):
@@ -429,7 +430,7 @@ def rasterize(
     attributes=None,
     cull_backfaces=False,
     smooth_normals=True,
-    vertex_normals_=None,
+    precomputed_normals=None,
 ):
     """Z-buffer rasterization of a triangle mesh at pixel centres.
 
@@ -454,8 +455,10 @@ def rasterize(
         smooth_normals: interpolate area-weighted vertex normals (True) or use
             flat face normals (False). Vertex normals that cancel out fall back
             to the face normal.
-        vertex_normals_: optional precomputed [N, 3] vertex normals in camera
-            space (saves recomputing them when rendering one mesh repeatedly).
+        precomputed_normals: optional [N, 3] vertex normals in camera space
+            (for ``PixelSpaceCamera`` that is ``to_camera_space`` of the pixel
+            frame) used instead of computing area-weighted ones; saves time
+            when rendering one mesh repeatedly.
 
     Returns:
         A ``RasterResult``.
@@ -473,14 +476,17 @@ def rasterize(
         attributes = attributes.astype(np.float64, copy=False)
         if not np.all(np.isfinite(attributes)):
             raise ValueError("attributes contains NaN or inf values")
-    if vertex_normals_ is not None:
-        vertex_normals_ = np.asarray(vertex_normals_, np.float64)
-        if vertex_normals_.shape != vertices.shape:
-            raise ValueError(f"vertex_normals_ must have shape {vertices.shape}, got {vertex_normals_.shape}")
+    if precomputed_normals is not None:
+        precomputed_normals = np.asarray(precomputed_normals, np.float64)
+        if precomputed_normals.shape != vertices.shape:
+            raise ValueError(f"precomputed_normals must have shape {vertices.shape}, got {precomputed_normals.shape}")
 
     num_pixels = height * width
     uv, z_depth = camera.project(vertices)
     perspective = camera.is_perspective
+    # A vertex exactly on a perspective camera's plane projects to inf/nan; its
+    # triangles are dropped below, this only keeps the arithmetic quiet.
+    uv = np.where(np.isfinite(uv), uv, 0.0)
 
     # --- per-triangle set-up ------------------------------------------------
     f0, f1, f2 = faces[:, 0], faces[:, 1], faces[:, 2]
@@ -569,7 +575,7 @@ def rasterize(
     cam_vertices = camera.to_camera_space(vertices)
     pix_faces = faces[tri]
     if smooth_normals:
-        vn = vertex_normals_ if vertex_normals_ is not None else _vertex_normals(cam_vertices, faces)
+        vn = precomputed_normals if precomputed_normals is not None else _vertex_normals(cam_vertices, faces)
         n_pix = (
             bary[:, 0:1] * vn[pix_faces[:, 0]] + bary[:, 1:2] * vn[pix_faces[:, 1]] + bary[:, 2:3] * vn[pix_faces[:, 2]]
         )

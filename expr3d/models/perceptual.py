@@ -91,7 +91,8 @@ class VGG19Features(keras.Model):
 
     Builds `keras.applications.VGG19(weights=None, include_top=False)`, loads
     ImageNet weights from a file, converts the input to VGG's caffe
-    preprocessing inside the model and returns the outputs of `layers` (VGG19's
+    preprocessing inside the model and returns the list of outputs of `layers`
+    (always a list, even for one layer; VGG19's
     convolutions carry their ReLU, so `block3_conv4` is relu3_4). Only the
     layers up to the deepest requested one are evaluated. Not trainable.
 
@@ -133,6 +134,8 @@ class VGG19Features(keras.Model):
         image_input = keras.Input(shape=(None, None, 3), name="image")
         x = CaffePreprocess(name="caffe_preprocess", dtype=dtype)(image_input)
         outputs = extractor(x)
+        if not isinstance(outputs, (list, tuple)):  # a one-output functional model returns a bare tensor
+            outputs = [outputs]
         super().__init__(inputs=image_input, outputs=list(outputs), **kwargs)
         self.trainable = False
 

@@ -1,5 +1,7 @@
 """Analytic checks of expr3d.data.geometry: spheres, planes, occlusion, hole filling."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -277,6 +279,12 @@ def test_offscreen_and_behind_camera_meshes_give_empty_result(fine_sphere):
         res = geometry.rasterize(unit_v + shift, faces, cam, 32, 32, attributes=np.ones((len(unit_v), 2)))
         assert not res.mask.any()
         assert np.all(res.triangle_id == -1) and np.all(res.depth == 0) and np.all(res.attributes == 0)
+    # A vertex on the camera plane (z = 0) or behind it: its triangles are dropped, quietly.
+    tris = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, -2.0], [0.0, 1.0, -2.0], [-1.0, 0.0, 1.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = geometry.rasterize(tris, np.array([[0, 1, 2], [3, 1, 2]]), cam, 32, 32)
+    assert not res.mask.any()
     # Half off-screen: clipped, the visible half is drawn.
     res = geometry.rasterize(unit_v + [0.8, 0.0, -3.0], faces, cam, 32, 32)
     assert res.mask[:, -1].any() and res.mask.any() and not res.mask[:, :8].any()
