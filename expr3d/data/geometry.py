@@ -824,46 +824,16 @@ def fill_holes(depth, mask, region=None, max_hole_px=None, camera=None, tol=1e-1
     if not unknown.any():
         return out_depth.astype(np.float32), mask.copy()
 
-    height, width = mask.shape
     values = np.where(mask, 1.0 / np.where(mask, depth, 1.0) if inverse else depth, 0.0)
-    index = np.full(height * width, -1, np.int64)
-    unknown_flat = np.flatnonzero(unknown)
-    n = unknown_flat.size
-    index[unknown_flat] = np.arange(n)
-    rows, cols = np.divmod(unknown_flat, width)
-    # Neighbours along the 4 stencil directions: outside the image/region ->
-    # ignored (Neumann), known -> boundary value, otherwise another unknown
-    # (a 4-neighbour hole pixel is in the same component, so it is solved too).
-    neighbours = []
-    diag = np.zeros(n)
-    rhs = np.zeros(n)
-    region_flat = region.reshape(-1)
-    mask_flat = mask.reshape(-1)
-    values_flat = values.reshape(-1)
-    for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):  # stencil directions, not pixels
-        r, c = rows + dr, cols + dc
-        inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-        flat = np.where(inside, r * width + c, 0)
-        in_region = inside & region_flat[flat]
-        known = in_region & mask_flat[flat]
-        diag += in_region
-        rhs += np.where(known, values_flat[flat], 0.0)
-        neighbours.append(np.where(in_region & ~known, index[flat], n))
-    neighbours = np.stack(neighbours, axis=-1)
-
-    def apply(x):
-        padded = np.append(x, 0.0)
-        return diag * x - padded[neighbours].sum(axis=1)
-
-    x = np.full(n, values[mask & _dilate4(unknown)].mean())
-    if max_iterations is None:
-        max_iterations = int(200 + 20 * math.sqrt(n))
-    x = _conjugate_gradient(apply, rhs, x, 1.0 / diag, tol, max_iterations)
-
-    filled = values.reshape(-1).copy()
-    filled[unknown_flat] = x
+    # Solve on the bounding box of the unknowns plus a one-pixel ring.
+    rows, cols = np.nonzero(unknown)
+    r0, r1 = max(rows.min() - 1, 0), min(rows.max() + 2, mask.shape[0])
+    c0, c1 = max(cols.min() - 1, 0), min(cols.max() + 2, mask.shape[1])
+    box = np.s_[r0:r1, c0:c1]
+    solved = _solve_laplace(values[box], mask[box], region[box], unknown[box], tol, max_iterations)
+    filled = values.copy()
+    filled[box] = np.where(unknown[box], solved, values[box])
     filled_mask = mask | unknown
-    filled = filled.reshape(height, width)
     if inverse:
         with np.errstate(divide="ignore"):
             filled = np.where(filled_mask, 1.0 / filled, 0.0)
@@ -873,24 +843,84 @@ def fill_holes(depth, mask, region=None, max_hole_px=None, camera=None, tol=1e-1
     return np.where(filled_mask, filled, 0.0).astype(np.float32), filled_mask
 
 
-def _conjugate_gradient(apply, rhs, x, inv_diag, tol, max_iterations):
+# Below this many unknowns the Laplace system is solved directly on its grid;
+# above it a half-resolution solution provides the starting point.
+_COARSEN_ABOVE = 1024
+
+
+def _shift_sum(grid):
+    """Sum of the 4 neighbours of every cell (zero outside the grid)."""
+    out = np.zeros_like(grid)
+    out[1:] += grid[:-1]
+    out[:-1] += grid[1:]
+    out[:, 1:] += grid[:, :-1]
+    out[:, :-1] += grid[:, 1:]
+    return out
+
+
+def _solve_laplace(values, known, region, unknown, tol, max_iterations):
+    """Harmonic interpolation of ``unknown`` cells on a grid; returns the full grid.
+
+    Each unknown equals the mean of its 4-neighbours inside ``region`` (known
+    cells are Dirichlet boundaries, cells outside the region Neumann). Solved by
+    Jacobi-preconditioned conjugate gradients on the grid (shifted slices, no
+    index gathers), starting from the upsampled solution of the same problem
+    at half resolution so that large holes converge in few iterations.
+    """
+    known_values = np.where(known, values, 0.0)
+    n = int(np.count_nonzero(unknown))
+    height, width = unknown.shape
+    start = np.where(unknown, known_values[known].mean() if known.any() else 0.0, known_values)
+    if n > _COARSEN_ABOVE and min(height, width) >= 8:
+        # Half resolution: a 2x2 block is known if any of its cells is (value =
+        # mean of its known cells), in the region if any cell is.
+        ph, pw = height % 2, width % 2
+        pad = ((0, ph), (0, pw))
+        k = np.pad(known, pad).reshape((height + ph) // 2, 2, (width + pw) // 2, 2)
+        kv = np.pad(known_values, pad).reshape(k.shape)
+        rg = np.pad(region, pad).reshape(k.shape)
+        count = k.sum(axis=(1, 3))
+        coarse_known = count > 0
+        coarse_values = kv.sum(axis=(1, 3)) / np.maximum(count, 1)
+        coarse_region = rg.any(axis=(1, 3))
+        coarse_unknown = coarse_region & ~coarse_known
+        if coarse_unknown.any():
+            coarse = _solve_laplace(coarse_values, coarse_known, coarse_region, coarse_unknown, tol, max_iterations)
+        else:
+            coarse = coarse_values
+        # Cells of the coarse grid are centred at fine (2i + 0.5); linear resize matches that.
+        up = cv2.resize(coarse, (width + pw, height + ph), interpolation=cv2.INTER_LINEAR)[:height, :width]
+        start = np.where(unknown, up, known_values)
+
+    in_region = region.astype(np.float64)
+    diag = _shift_sum(in_region)
+    inv_diag = np.where(unknown, 1.0 / np.maximum(diag, 1.0), 0.0)
+    # Boundary contributions of known neighbours go to the right-hand side.
+    rhs = np.where(unknown, _shift_sum(known_values * known), 0.0)
+    x = np.where(unknown, start, 0.0)
+
+    def apply(p):  # p is zero off the unknowns, so only unknown neighbours couple
+        return np.where(unknown, diag * p - _shift_sum(p), 0.0)
+
+    if max_iterations is None:
+        max_iterations = int(100 + 10 * math.sqrt(n))
     r = rhs - apply(x)
     z = inv_diag * r
     p = z.copy()
-    rz = r @ z
+    rz = np.vdot(r, z)
     target = tol * max(np.linalg.norm(rhs), 1e-30)
-    for _ in range(max_iterations):  # solver iterations, each vectorised over all unknowns
+    for _ in range(max_iterations):  # solver iterations, each vectorised over the grid
         if np.linalg.norm(r) <= target:
             break
         ap = apply(p)
-        alpha = rz / (p @ ap)
-        x = x + alpha * p
-        r = r - alpha * ap
+        alpha = rz / np.vdot(p, ap)
+        x += alpha * p
+        r -= alpha * ap
         z = inv_diag * r
-        rz_new = r @ z
+        rz_new = np.vdot(r, z)
         p = z + (rz_new / rz) * p
         rz = rz_new
-    return x
+    return np.where(unknown, x, known_values)
 
 
 # ----------------------------------------------------------------------------
