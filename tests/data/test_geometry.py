@@ -290,6 +290,25 @@ def test_offscreen_and_behind_camera_meshes_give_empty_result(fine_sphere):
     assert res.mask[:, -1].any() and res.mask.any() and not res.mask[:, :8].any()
 
 
+def test_flat_and_precomputed_normals():
+    vertices, faces = geometry.uv_sphere_mesh(1.0, num_lat=12, num_lon=24)
+    cam = geometry.OrthographicCamera(scale=20.0, cx=24.0, cy=24.0, depth_offset=2.0)
+    smooth = geometry.rasterize(vertices, faces, cam, 48, 48)
+    flat = geometry.rasterize(vertices, faces, cam, 48, 48, smooth_normals=False)
+    fn = geometry.face_normals(vertices, faces)
+    np.testing.assert_allclose(flat.normals[flat.mask], fn[flat.triangle_id[flat.mask]], atol=1e-6)
+    assert _angle_deg(smooth.normals[smooth.mask], flat.normals[flat.mask]).max() < 20.0
+    # Precomputed normals are used as given (here: all +z).
+    up = np.tile([0.0, 0.0, 1.0], (len(vertices), 1))
+    given = geometry.rasterize(vertices, faces, cam, 48, 48, precomputed_normals=up)
+    np.testing.assert_allclose(given.normals[given.mask], np.tile([0.0, 0.0, 1.0], (given.mask.sum(), 1)))
+    with pytest.raises(ValueError, match="precomputed_normals"):
+        geometry.rasterize(vertices, faces, cam, 48, 48, precomputed_normals=up[:5])
+    # An empty mesh is an empty picture.
+    empty = geometry.rasterize(np.zeros((0, 3)), np.zeros((0, 3), int), cam, 8, 8, attributes=np.zeros((0, 2)))
+    assert not empty.mask.any() and empty.attributes.shape == (8, 8, 2)
+
+
 def test_degenerate_triangles_are_ignored():
     cam = geometry.OrthographicCamera(scale=10.0, cx=16.0, cy=16.0, depth_offset=1.0)
     vertices = np.array([[-1.0, -1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.5]])
