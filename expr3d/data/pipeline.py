@@ -1,0 +1,376 @@
+"""The tf.data input pipeline: sharded TFRecords of schema v1 -> augmented, normalised batches.
+
+    dataset = make_dataset("data/synthetic64", "train", batch_size=16)
+    batch = next(iter(dataset))  # a dict, see below
+
+Stages (training mode):
+    shard list from the dataset card -> seeded shuffle of the files (reshuffled every epoch) -> repeat ->
+    parallel interleave of the shards (each read in its own dataset, so a truncated or corrupt shard is reported by
+    name) -> seeded shuffle of the SERIALIZED records (small buffers, small iterator checkpoints) -> element index ->
+    optional class-balanced rejection (before decoding) -> parallel parse + decode + augmentation -> batch by the
+    global batch size -> prefetch.
+
+Batches are dicts of:
+    image  float32 [B, S, S, 3] in [-1, 1] (RGB uint8 / 127.5 - 1)
+    depth  float32 [B, S, S, 1] in [-1, 1]
+    normals float32 [B, S, S, 3] unit camera-space vectors inside the mask, 0 outside
+    mask   float32 [B, S, S, 1] in {0, 1}
+    expression int32 [B]; action_units float32 [B, 17]; has_action_units bool [B]; identity int64 [B];
+    pair_id int64 [B]; key string [B]
+
+Depth convention (the README's "depth convention"): records store z_depth, the positive distance along the optical
+axis (smaller = nearer). The pipeline maps it per face, after cropping and resizing, to
+    depth = 1 - 2 * (z - z_min) / (z_max - z_min)   inside the mask,   -1 outside,
+with z_min / z_max the nearest / farthest valid depth of that face: +1 is the nearest point, -1 the farthest valid
+point AND the background. A face of constant depth maps to +1 everywhere inside its mask. The GAN's 3-channel
+"geometry map" is this depth replicated three times (or the normals); depth is read back as the channel mean.
+
+Augmentation keeps geometry consistent: a horizontal flip mirrors image, depth, normals and mask and negates the
+normals' x component; a random crop (side fraction drawn from `crop`, aspect kept) and the resize to `image_size`
+apply identically to all four. Depth and normals are resized mask-weighted, resize(v * mask) / resize(mask), so
+values never blend with the background; the mask is thresholded at 0.5 and normals renormalised to unit length.
+All randomness of an element is stateless, seeded by (seed, element index), so a deterministic run is bit-identical
+regardless of parallelism, and the data position can be checkpointed with `tf.train.Checkpoint(iterator=...)`.
+"""
+import os
+
+from absl import logging
+
+from expr3d.data import records, schema
+from expr3d.labels import EXPRESSIONS, NUM_EXPRESSIONS
+
+GEOMETRY_KINDS = ("depth", "normals")
+_MAX_CYCLE_LENGTH = 8
+_EPS = 1e-6
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+# --- dataset card -------------------------------------------------------------------------------------------------
+
+def _how_to_create(data_dir):
+    return (f"create one with `python -m expr3d.data.synthetic --output={data_dir} --num_identities=N "
+            f"--image_size=S` (procedural faces) or prepare a real dataset with `python -m expr3d.data.prepare`")
+
+
+def load_card(data_dir):
+    """Read the dataset card of `data_dir`; FileNotFoundError naming the directory and how to create data."""
+    if not data_dir or not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"data directory {data_dir!r} does not exist; {_how_to_create(data_dir)}")
+    entries = [name for name in os.listdir(data_dir) if not name.startswith(".")]
+    if not entries:
+        raise FileNotFoundError(f"data directory {data_dir!r} is empty; {_how_to_create(data_dir)}")
+    if not os.path.exists(os.path.join(data_dir, records.CARD_NAME)):
+        shards = [name for name in entries if name.endswith(".tfrecord")]
+        if shards:
+            raise FileNotFoundError(
+                f"{os.path.join(data_dir, records.CARD_NAME)} is missing although {data_dir!r} holds {len(shards)} "
+                f"shard(s); write it with expr3d.data.records.write_dataset_card({data_dir!r}, name=..., "
+                f"image_size=...)")
+        raise FileNotFoundError(f"{os.path.join(data_dir, records.CARD_NAME)} is missing: {data_dir!r} is not an "
+                                f"expr3d dataset; {_how_to_create(data_dir)}")
+    return records.read_dataset_card(data_dir)
+
+
+def resolve_image_size(card, image_size, data_dir="", allow_resize=True):
+    """The output size: the card's by default; another size resizes (logged), or is an error if not `allow_resize`."""
+    stored = int(card["image_size"])
+    if image_size is None:
+        return stored
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be a positive int or None (the dataset card's size), got {image_size!r}")
+    if image_size != stored:
+        if not allow_resize:
+            raise ValueError(f"image_size={image_size} does not match the dataset card of {data_dir!r} "
+                             f"(image_size {stored}); pass image_size={stored}, or allow resizing")
+        logging.info("expr3d.data.pipeline: resizing %s from the card's %d px to %d px", data_dir, stored, image_size)
+    return image_size
+
+
+def describe(data_dir):
+    """A human-readable summary of a dataset directory (checks the card; same errors as `make_dataset`)."""
+    card = load_card(data_dir)
+    lines = [f"{data_dir}: {card.get('name', '?')} (schema v{card['schema_version']}, {card['image_size']} px)"]
+    header = "  split   " + " ".join(f"{name:>8}" for name in records.TABLE4_ORDER) + f" {'total':>8} shards"
+    lines.append(header)
+    for split, info in card["splits"].items():
+        counts = info.get("counts", {})
+        row = " ".join(f"{int(counts.get(name, 0)):>8}" for name in records.TABLE4_ORDER)
+        lines.append(f"  {split:<7} {row} {int(info['num_examples']):>8} {len(info.get('shards', [])):>6}")
+    if "identity_disjoint_splits" in card:
+        lines.append(f"  identity-disjoint splits: {card['identity_disjoint_splits']}")
+    return "\n".join(lines)
+
+
+def class_counts(card, split):
+    """Per-class example counts of `split` in `EXPRESSIONS` order (from the card)."""
+    counts = card["splits"][split].get("counts", {})
+    return [int(counts.get(name, 0)) for name in EXPRESSIONS]
+
+
+def balanced_acceptance(counts):
+    """Per-class keep probabilities that make the kept stream uniform over the classes present (count > 0)."""
+    present = [count for count in counts if count > 0]
+    if not present:
+        raise ValueError("balanced sampling needs at least one example")
+    smallest = min(present)
+    return [smallest / count if count > 0 else 0.0 for count in counts]
+
+
+# --- per-example ops (usable eagerly and inside tf.data.map) ------------------------------------------------------
+
+def element_seeds(seed, index, num=4):
+    """`num` stateless seeds [num, 2] derived from (seed, element index)."""
+    tf = _tf()
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
+    return tf.random.experimental.stateless_split(key, num=num)
+
+
+def normalize_depth(depth, mask):
+    """Map z_depth [..., H, W, 1] per face to [-1, 1]: +1 nearest valid point, -1 farthest valid and background."""
+    tf = _tf()
+    valid = mask > 0.5
+    big = tf.constant(3.0e38, depth.dtype)
+    z_min = tf.reduce_min(tf.where(valid, depth, big), axis=[-3, -2, -1], keepdims=True)
+    z_max = tf.reduce_max(tf.where(valid, depth, -big), axis=[-3, -2, -1], keepdims=True)
+    span = tf.maximum(z_max - z_min, 1e-12)
+    scaled = 1.0 - 2.0 * (depth - z_min) / span
+    return tf.where(valid, tf.clip_by_value(scaled, -1.0, 1.0), -tf.ones_like(depth))
+
+
+def preprocess(features, image_size, augment=False, seed=(0, 0), flip=True, crop=(0.85, 1.0)):
+    """Turn one parsed example (`schema.parse_example`) into the pipeline's normalised element.
+
+    Args:
+        features: dict from `schema.parse_example` (image uint8 [H,W,3], depth z [H,W,1], mask, normals, labels).
+        image_size: output side S.
+        augment: apply the random flip and crop.
+        seed: a stateless seed [2] (see `element_seeds`); only used when `augment`.
+        flip: allow horizontal flips (probability 0.5).
+        crop: (min, max) side fraction of the random crop, or None for no crop.
+
+    Returns:
+        A dict with image/depth/normals/mask of size S (see the module docstring) and the labels unchanged.
+    """
+    tf = _tf()
+    image = tf.cast(features["image"], tf.float32)
+    mask = tf.cast(features["mask"], tf.float32)
+    # One stack, so flip, crop and resize are identical for every map; depth and normals premultiplied by the mask.
+    stack = tf.concat([image, features["depth"] * mask, features["normals"] * mask, mask], axis=-1)
+    height, width = tf.shape(stack)[0], tf.shape(stack)[1]
+    if augment:
+        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
+        if flip:
+            do_flip = tf.random.stateless_uniform([], seed=seeds[0]) < 0.5
+            mirrored = tf.reverse(stack, axis=[1]) * tf.constant([1, 1, 1, 1, -1, 1, 1, 1], tf.float32)
+            stack = tf.where(do_flip, mirrored, stack)
+        if crop is not None:
+            scale = tf.random.stateless_uniform([], seed=seeds[1], minval=crop[0], maxval=crop[1])
+            crop_h = tf.clip_by_value(tf.cast(tf.round(scale * tf.cast(height, tf.float32)), tf.int32), 1, height)
+            crop_w = tf.clip_by_value(tf.cast(tf.round(scale * tf.cast(width, tf.float32)), tf.int32), 1, width)
+            offsets = tf.random.stateless_uniform([2], seed=seeds[2])
+            top = tf.minimum(tf.cast(offsets[0] * tf.cast(height - crop_h + 1, tf.float32), tf.int32), height - crop_h)
+            left = tf.minimum(tf.cast(offsets[1] * tf.cast(width - crop_w + 1, tf.float32), tf.int32), width - crop_w)
+            stack = stack[top:top + crop_h, left:left + crop_w]
+    def resize():
+        # Antialiased (area-like when shrinking) and linear, so the mask-weighted ratio below stays a weighted mean.
+        return tf.image.resize(stack, [image_size, image_size], method="bilinear", antialias=True)
+
+    if augment:
+        stack = resize()
+    else:
+        same_size = tf.logical_and(tf.equal(height, image_size), tf.equal(width, image_size))
+        stack = tf.cond(same_size, lambda: tf.identity(stack), resize)
+    image, depth_w, normals_w, mask_w = tf.split(stack, [3, 1, 3, 1], axis=-1)
+    mask = tf.cast(mask_w >= 0.5, tf.float32)
+    weight = tf.maximum(mask_w, _EPS)
+    depth_z = depth_w / weight * mask
+    normals = tf.math.l2_normalize(normals_w / weight, axis=-1) * mask
+    out = {
+        "image": tf.ensure_shape(tf.clip_by_value(image, 0.0, 255.0) / 127.5 - 1.0, [image_size, image_size, 3]),
+        "depth": tf.ensure_shape(normalize_depth(depth_z, mask), [image_size, image_size, 1]),
+        "normals": tf.ensure_shape(normals, [image_size, image_size, 3]),
+        "mask": tf.ensure_shape(mask, [image_size, image_size, 1]),
+    }
+    for name in ("expression", "action_units", "has_action_units", "identity", "pair_id", "key"):
+        out[name] = features[name]
+    return out
+
+
+def parse_and_preprocess(serialized, source, index, image_size, augment=False, seed=0, flip=True,
+                         crop=(0.85, 1.0)):
+    """`schema.parse_example` + `preprocess`, with the element's stateless seed derived from (seed, index)."""
+    features = schema.parse_example(serialized, source=source)
+    seeds = element_seeds(seed, index)
+    return preprocess(features, image_size, augment=augment, seed=seeds[0], flip=flip, crop=crop)
+
+
+# --- helpers for the trainer and export ---------------------------------------------------------------------------
+
+def geometry_map(batch, kind):
+    """The GAN's 3-channel geometry map of a batch: depth replicated x3 ("depth") or the normals ("normals")."""
+    import keras
+
+    if kind == "depth":
+        depth = batch["depth"]
+        return keras.ops.concatenate([depth, depth, depth], axis=-1)
+    if kind == "normals":
+        return batch["normals"]
+    raise ValueError(f"geometry kind must be one of {GEOMETRY_KINDS}, got {kind!r}")
+
+
+def depth_from_geometry_map(geometry):
+    """Depth [..., 1] read back from a 3-channel geometry map: the mean of its channels."""
+    import keras
+
+    return keras.ops.mean(geometry, axis=-1, keepdims=True)
+
+
+def denormalize_image(x):
+    """[-1, 1] float images -> uint8 [0, 255] (rounded, clipped)."""
+    import keras
+
+    x = keras.ops.convert_to_tensor(x)
+    return keras.ops.cast(keras.ops.clip(keras.ops.round((keras.ops.cast(x, "float32") + 1.0) * 127.5), 0, 255),
+                          "uint8")
+
+
+# --- the dataset --------------------------------------------------------------------------------------------------
+
+def _read_shard(path, expected, skip_corrupt):
+    """Records of one shard tagged with its path; a short read (truncation, CRC error) is reported by name.
+
+    TFRecordDataset's DataLossError does not name the file. Each shard is read on its own, errors end it
+    (ignore_errors), and a sentinel after the last record compares the count with the card: a mismatch fails with
+    the shard's path, or with `skip_corrupt` logs a warning and continues.
+    """
+    tf = _tf()
+    tagged = tf.data.TFRecordDataset(path, buffer_size=1 << 20).ignore_errors().map(
+        lambda record: (record, tf.constant(False)))
+    tagged = tagged.concatenate(tf.data.Dataset.from_tensors((tf.constant(b""), tf.constant(True))))
+
+    def count(read, element):
+        record, is_end = element
+        return read + tf.cast(tf.logical_not(is_end), tf.int64), (record, is_end, read)
+
+    def check(record, is_end, read):
+        complete = tf.logical_or(tf.logical_not(is_end), tf.equal(read, expected))
+        message = ["expr3d.data.pipeline: shard", path, "is truncated or corrupt: read", read, "of", expected,
+                   "records listed in", records.CARD_NAME]
+        if skip_corrupt:
+            warn = tf.cond(complete, tf.no_op,
+                           lambda: tf.print("WARNING:", *message, "- skipped the rest", output_stream=logging.warning))
+            deps = [warn]
+        else:
+            deps = [tf.debugging.Assert(complete, message + ["(pass skip_corrupt=True to skip bad records)"])]
+        with tf.control_dependencies(deps):
+            return tf.identity(record), is_end
+
+    checked = tagged.scan(tf.constant(0, tf.int64), count).map(check)
+    return checked.filter(lambda record, is_end: tf.logical_not(is_end)).map(lambda record, is_end: (record, path))
+
+
+def _label_of(serialized):
+    tf = _tf()
+    parsed = tf.io.parse_single_example(serialized, {"label/expression": tf.io.FixedLenFeature([], tf.int64)})
+    return tf.clip_by_value(tf.cast(parsed["label/expression"], tf.int32), 0, NUM_EXPRESSIONS - 1)
+
+
+def make_dataset(data_dir, split, batch_size, image_size=None, training=True, seed=0, shuffle_buffer=2048,
+                 augment=None, flip=True, crop=(0.85, 1.0), balanced=False, deterministic=False, repeat=None,
+                 drop_remainder=None, skip_corrupt=False, num_parallel_calls=None, allow_resize=True, options=None):
+    """A `tf.data.Dataset` of batches (see the module docstring) from the dataset in `data_dir`.
+
+    Args:
+        data_dir: a dataset directory with `dataset_card.json` and shards.
+        split: "train" or "test" (any split in the card).
+        batch_size: the GLOBAL batch size (distribute with `strategy.experimental_distribute_dataset`).
+        image_size: output side; None = the card's size. Another size resizes (if `allow_resize`).
+        training: shuffles files and records; sets the defaults of augment, repeat and drop_remainder.
+        seed: seeds the shuffles, the augmentation and balanced sampling.
+        shuffle_buffer: records in the shuffle buffer (serialized, so cheap); 0 disables record shuffling.
+        augment: random flip/crop (default: `training`).
+        flip: allow horizontal flips when augmenting.
+        crop: (min, max) side fraction of the random crop, or None.
+        balanced: keep elements with class-dependent probability so the classes present are equally frequent.
+        deterministic: same seed -> bit-identical batches (costs some throughput). Evaluation mode
+            (`training=False`) is always deterministic: shards in card order, records in file order.
+        repeat: repeat forever (default: `training`).
+        drop_remainder: drop a last partial batch (default: `training`).
+        skip_corrupt: skip (and log) bad records and the rest of truncated shards instead of failing.
+        num_parallel_calls: parallelism of interleave/map/batch; None = AUTOTUNE.
+        allow_resize: if False, an `image_size` different from the card's is an error.
+        options: extra `tf.data.Options` merged in.
+
+    Example:
+        dataset = make_dataset("data/synthetic64", "train", batch_size=16, seed=1)
+        iterator = iter(dataset)
+        checkpoint = tf.train.Checkpoint(iterator=iterator)  # resumes the exact data position
+    """
+    tf = _tf()
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not isinstance(shuffle_buffer, int) or shuffle_buffer < 0:
+        raise ValueError(f"shuffle_buffer must be an int >= 0, got {shuffle_buffer!r}")
+    if crop is not None:
+        if len(crop) != 2 or not 0.0 < float(crop[0]) <= float(crop[1]) <= 1.0:
+            raise ValueError(f"crop must be (min, max) side fractions with 0 < min <= max <= 1, got {crop!r}")
+        crop = (float(crop[0]), float(crop[1]))
+    card = load_card(data_dir)
+    if split not in card["splits"]:
+        raise ValueError(f"split {split!r} is not in the dataset card of {data_dir!r} (has {sorted(card['splits'])})")
+    image_size = resolve_image_size(card, image_size, data_dir, allow_resize)
+    paths = records.split_files(data_dir, split, card)
+    expected = [int(shard["num_examples"]) for shard in card["splits"][split]["shards"]]
+    if sum(expected) == 0:
+        raise ValueError(f"split {split!r} of {data_dir!r} holds no examples")
+    augment = training if augment is None else augment
+    repeat = training if repeat is None else repeat
+    drop_remainder = training if drop_remainder is None else drop_remainder
+    parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+
+    files = tf.data.Dataset.from_tensor_slices((paths, tf.constant(expected, tf.int64)))
+    if training:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        files = files.repeat()
+    if training:
+        dataset = files.interleave(lambda path, count: _read_shard(path, count, skip_corrupt),
+                                   cycle_length=min(len(paths), _MAX_CYCLE_LENGTH), block_length=1,
+                                   num_parallel_calls=parallel)
+    else:
+        # Evaluation reads the shards in card order, so outputs line up with the data across runs.
+        dataset = files.flat_map(lambda path, count: _read_shard(path, count, skip_corrupt))
+    if training and shuffle_buffer > 0:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.enumerate()
+    if balanced:
+        acceptance = tf.constant(balanced_acceptance(class_counts(card, split)), tf.float32)
+
+        def keep(index, element):
+            draw = tf.random.stateless_uniform([], seed=element_seeds(seed, index)[1])
+            return draw < tf.gather(acceptance, _label_of(element[0]))
+
+        dataset = dataset.filter(keep)
+
+    def parse(index, element):
+        serialized, source = element
+        return parse_and_preprocess(serialized, source, index, image_size, augment=augment, seed=seed, flip=flip,
+                                    crop=crop)
+
+    dataset = dataset.map(parse, num_parallel_calls=parallel)
+    if skip_corrupt:
+        dataset = dataset.ignore_errors(log_warning=True)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=parallel)
+    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    pipeline_options = tf.data.Options()
+    pipeline_options.deterministic = bool(deterministic) or not training
+    # The only stateful ops in the map functions are asserts and prints: safe to skip when checkpointing.
+    pipeline_options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
+    if options is not None:
+        pipeline_options = pipeline_options.merge(options)
+    return dataset.with_options(pipeline_options)
