@@ -144,6 +144,11 @@ class VGG19Features(keras.Model):
         self.feature_layers = layers
         self.layer_dtype = serializable_dtype(dtype)
 
+    def call(self, inputs, training=None, mask=None):
+        outputs = super().call(inputs, training=training, mask=mask)
+        # Functional models unwrap a one-element output list; keep the list.
+        return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
     def get_config(self):
         return {
             "name": self.name,

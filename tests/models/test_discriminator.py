@@ -1,0 +1,77 @@
+import keras
+import numpy as np
+import pytest
+
+from expr3d.models import PatchCritic
+
+
+def _image(batch=2, size=32, channels=3, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (batch, size, size, channels)).astype("float32")
+
+
+@pytest.mark.parametrize(
+    "size,num_classes,conv_dim,num_layers",
+    [(32, 8, 8, 3), (32, 2, 4, 5), (16, 8, 8, 4), (64, 3, 4, 4)],
+)
+def test_output_shapes_and_dtypes(size, num_classes, conv_dim, num_layers):
+    d = PatchCritic(size, num_classes, conv_dim=conv_dim, num_layers=num_layers)
+    src, cls = d(_image(batch=3, size=size))
+    patch = size // 2**num_layers
+    assert tuple(src.shape) == (3, patch, patch, 1)
+    assert tuple(cls.shape) == (3, num_classes)
+    assert keras.backend.standardize_dtype(src.dtype) == "float32"
+    assert keras.backend.standardize_dtype(cls.dtype) == "float32"
+
+
+def test_architecture_matches_stargan():
+    d = PatchCritic(32, 8, conv_dim=8, num_layers=3)
+    main = [d.get_layer(f"conv{i}") for i in range(3)]
+    assert [l.kernel.shape for l in main] == [(4, 4, 3, 8), (4, 4, 8, 16), (4, 4, 16, 32)]
+    assert all(l.use_bias and l.strides == (2, 2) for l in main)
+    assert all(d.get_layer(f"lrelu{i}").negative_slope == pytest.approx(0.01) for i in range(3))
+    src, cls = d.get_layer("src_conv"), d.get_layer("cls_conv")
+    assert src.kernel.shape == (3, 3, 32, 1) and not src.use_bias
+    assert cls.kernel.shape == (4, 4, 32, 8) and not cls.use_bias and cls.padding == "valid"
+    assert not any(isinstance(l, keras.layers.GroupNormalization) for l in d.layers)
+
+
+def test_full_size_parameter_count():
+    # StarGAN's D at 128 px, c_dim 5: six biased convs (44,702,656) + src (18,432) + cls (40,960).
+    assert PatchCritic(128, 5).count_params() == 44_762_048
+
+
+def test_geometry_input_channels():
+    d = PatchCritic(32, 8, conv_dim=4, num_layers=3, input_channels=1)
+    src, cls = d(_image(size=32, channels=1))
+    assert tuple(cls.shape) == (2, 8)
+
+
+def test_image_size_must_fit_num_layers():
+    with pytest.raises(ValueError, match="num_layers=6 needs image_size divisible by 64; got image_size=32"):
+        PatchCritic(32, 8, num_layers=6)
+    with pytest.raises(ValueError, match="num_classes"):
+        PatchCritic(32, 0, num_layers=3)
+
+
+def test_config_round_trip_and_keras_file(tmp_path):
+    d = PatchCritic(32, 8, conv_dim=8, num_layers=3, name="d_rgb")
+    assert PatchCritic.from_config(d.get_config()).get_config() == d.get_config()
+    path = str(tmp_path / "d.keras")
+    d.save(path)
+    loaded = keras.saving.load_model(path)
+    assert type(loaded) is PatchCritic
+    x = _image()
+    for a, b in zip(loaded(x), d(x)):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
+def test_mixed_bfloat16_outputs_float32():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        d = PatchCritic(32, 8, conv_dim=8, num_layers=3)
+        assert d.get_layer("conv0").compute_dtype == "bfloat16"
+        src, cls = d(_image())
+        assert keras.backend.standardize_dtype(src.dtype) == "float32"
+        assert keras.backend.standardize_dtype(cls.dtype) == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -1,0 +1,150 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from expr3d import losses
+
+
+def _value(x):
+    out = keras.ops.convert_to_numpy(x)
+    assert out.shape == () and out.dtype == np.float32
+    return float(out)
+
+
+def test_adversarial_terms():
+    real = np.array([[1.0, 3.0], [5.0, 7.0]], "float32").reshape(2, 1, 2, 1)  # mean 4
+    fake = np.array([-2.0, 0.0, 1.0, 5.0], "float32").reshape(2, 2, 1, 1)  # mean 1
+    assert _value(losses.critic_adversarial_loss(real, fake)) == pytest.approx(-4.0 + 1.0)
+    assert _value(losses.generator_adversarial_loss(fake)) == pytest.approx(-1.0)
+
+
+def test_interpolate():
+    real = np.full((2, 2, 2, 3), 1.0, "float32")
+    fake = np.full((2, 2, 2, 3), -1.0, "float32")
+    alpha = np.array([0.25, 1.0], "float32").reshape(2, 1, 1, 1)
+    out = keras.ops.convert_to_numpy(losses.interpolate(real, fake, alpha))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[0], -0.5)  # 0.25 * 1 + 0.75 * -1
+    np.testing.assert_allclose(out[1], 1.0)
+
+
+def _input_gradients(critic, x):
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = tf.reduce_sum(critic(x))
+    return tape.gradient(total, x)
+
+
+def test_gradient_penalty_of_a_known_linear_critic():
+    # A 1x1 linear conv critic: d sum(D(x)) / dx = kernel at every pixel, so
+    # ||g|| = sqrt(H * W * |k|^2) for every sample.
+    h = w = 4
+    kernel = np.array([1.0, 2.0, 2.0], "float32")  # |k| = 3 -> ||g|| = 3 * 4 = 12
+    critic = keras.layers.Conv2D(1, 1, use_bias=False)
+    critic.build((None, h, w, 3))
+    critic.kernel.assign(kernel.reshape(1, 1, 3, 1))
+    x = np.random.default_rng(0).normal(size=(3, h, w, 3)).astype("float32")
+    grads = _input_gradients(critic, x)
+    assert _value(losses.gradient_penalty(grads)) == pytest.approx((12.0 - 1.0) ** 2, rel=1e-6)
+
+
+def test_gradient_penalty_per_sample_norms():
+    # D(x) = 0.5 * |x|^2 has gradient x: per-sample norms 1 (penalty 0), 2 and 0.5.
+    x = np.zeros((3, 2, 2, 2), "float32")
+    x[0, 0, 0, 0] = 1.0
+    x[1, :, :, :] = 2.0 / math.sqrt(8)
+    x[2, 1, 1, 1] = -0.5
+    grads = _input_gradients(lambda t: 0.5 * tf.square(t), x)
+    expected = ((1 - 1) ** 2 + (2 - 1) ** 2 + (0.5 - 1) ** 2) / 3
+    assert _value(losses.gradient_penalty(grads)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_gradient_penalty_mixed_precision_input_and_zero_gradient():
+    grads = tf.cast(tf.fill((2, 4, 4, 1), 0.25), tf.bfloat16)  # ||g|| = sqrt(16 / 16) = 1
+    assert _value(losses.gradient_penalty(grads)) == pytest.approx(0.0, abs=1e-6)
+    zero = tf.Variable(tf.zeros((2, 3, 3, 1)))
+    with tf.GradientTape() as tape:
+        penalty = losses.gradient_penalty(zero)
+    assert _value(penalty) == pytest.approx(1.0, abs=1e-5)  # sqrt(0 + 1e-12) = 1e-6
+    assert np.all(np.isfinite(tape.gradient(penalty, zero).numpy()))
+
+
+def test_classification_loss_of_known_logits():
+    logits = np.array([[0.0, math.log(3.0)], [0.0, math.log(3.0)]], "float32")  # p = [0.25, 0.75]
+    labels = np.array([1, 0])
+    expected = (-math.log(0.75) - math.log(0.25)) / 2
+    assert _value(losses.classification_loss(logits, labels)) == pytest.approx(expected, rel=1e-6)
+    # bfloat16 logits are safe.
+    big = tf.cast(tf.constant([[50.0, -50.0, 0.0]]), tf.bfloat16)
+    assert _value(losses.classification_loss(big, [1])) == pytest.approx(100.0, rel=1e-3)
+
+
+def test_entropy_and_confidence_penalty():
+    uniform = np.zeros((2, 8), "float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(losses.entropy(uniform)), [math.log(8)] * 2, rtol=1e-6)
+    two = np.array([[0.0, math.log(3.0)]], "float32")
+    h_two = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert float(keras.ops.convert_to_numpy(losses.entropy(two))[0]) == pytest.approx(h_two, rel=1e-6)
+    confident = np.array([[100.0, 0.0, 0.0]], "float32")
+    assert float(keras.ops.convert_to_numpy(losses.entropy(confident))[0]) == pytest.approx(0.0, abs=1e-6)
+
+    logits = np.concatenate([np.zeros((1, 2), "float32"), two])
+    expected = -0.1 * (math.log(2) + h_two) / 2
+    assert _value(losses.confidence_penalty(logits, 0.1)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_confidence_penalty_gradient_lowers_confidence():
+    logits = tf.Variable([[3.0, 0.0, 0.0]])
+    with tf.GradientTape() as tape:
+        penalty = losses.confidence_penalty(logits, 1.0)
+    step = -tape.gradient(penalty, logits)  # gradient descent direction
+    assert step[0, 0] < 0 and step[0, 1] > 0  # moves towards the uniform distribution
+
+
+def test_l1_loss():
+    a = np.array([[1.0, 2.0], [3.0, 4.0]], "float32").reshape(2, 1, 2, 1)
+    b = np.array([[0.0, 0.0], [3.0, 0.0]], "float32").reshape(2, 1, 2, 1)
+    assert _value(losses.l1_loss(a, b)) == pytest.approx((1 + 2 + 0 + 4) / 4)
+
+
+def test_masked_l1_is_a_per_sample_masked_mean():
+    a = np.zeros((3, 2, 2, 3), "float32")
+    b = np.zeros((3, 2, 2, 3), "float32")
+    a[0, 0, 0, :] = 3.0  # inside the mask
+    a[0, 1, 1, :] = 100.0  # outside: ignored
+    a[1] = 2.0
+    a[2] = 7.0  # empty mask: contributes 0
+    mask = np.zeros((3, 2, 2, 1), "float32")
+    mask[0, 0, :, 0] = 1.0  # 2 pixels x 3 channels, sum |d| = 9 -> 1.5
+    mask[1] = 1.0  # all pixels -> 2
+    expected = (1.5 + 2.0 + 0.0) / 3
+    assert _value(losses.l1_loss(a, b, mask)) == pytest.approx(expected)
+
+
+def test_perceptual_loss():
+    fa = [np.ones((2, 4, 4, 2), "float32"), np.zeros((2, 2, 2, 5), "float32")]
+    fb = [np.zeros((2, 4, 4, 2), "float32"), np.full((2, 2, 2, 5), 3.0, "float32")]
+    assert _value(losses.perceptual_loss(fa, fb)) == pytest.approx((1.0 + 3.0) / 2)
+    with pytest.raises(ValueError, match="same number"):
+        losses.perceptual_loss(fa, fb[:1])
+
+
+def test_losses_work_inside_tf_function():
+    @tf.function
+    def total(real, fake, logits, labels):
+        return (
+            losses.critic_adversarial_loss(real, fake)
+            + losses.classification_loss(logits, labels)
+            + losses.confidence_penalty(logits, 0.1)
+            + losses.l1_loss(real, fake, tf.ones_like(real[..., :1]))
+        )
+
+    real = tf.random.normal((2, 4, 4, 3))
+    fake = tf.random.normal((2, 4, 4, 3))
+    logits = tf.random.normal((2, 8))
+    labels = tf.constant([1, 7])
+    assert np.isfinite(total(real, fake, logits, labels).numpy())
