@@ -1,1 +1,7 @@
-"""prepare."""
+"""Prepare real face datasets (AffectNet, RaFD, any `DIR/<expression>/` folder) as expr3d RGB-D TFRecords.
+
+CLI: `python -m expr3d.data.prepare --dataset=affectnet|rafd|folder --images=DIR --output=DIR ...` (docs/prepare.md).
+Modules: readers (datasets -> items), faces (image loading, boxes, alignment, the shared crop warp), meshes (OBJ/PLY),
+depth_sources (depth_dir / mesh_dir / model), quality (scores, thresholds), review (contact sheets, reject list),
+build (plan, parallel resumable run, report).
+"""

@@ -1,0 +1,144 @@
+r"""Build AffectNet-D / RaFD-D style RGB + depth + normals TFRecords from your own copies of the datasets.
+
+    python -m expr3d.data.prepare --flagfile=experiments/prepare_affectnet.flags \
+        --images=/data/AffectNet/Manually_Annotated_Images --annotations=/data/AffectNet/training.csv \
+        --test_annotations=/data/AffectNet/validation.csv --mesh_dir=/data/AffectNet/meshes --output=data/affectnet_d
+
+See docs/prepare.md for the whole walk-through (reconstruct, prepare, review, reject, train).
+"""
+import sys
+
+from absl import app, flags
+
+from expr3d.data.prepare import build, depth_sources, quality
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("dataset", None, ["affectnet", "rafd", "folder"], "Input layout.")
+flags.DEFINE_string("images", None, "Folder of the images (AffectNet: the folder the CSV paths are relative to).")
+flags.DEFINE_string("annotations", "", "AffectNet: the official CSV (training.csv); the train split, or both "
+                                       "splits via --test_split when --test_annotations is not given.")
+flags.DEFINE_string("test_annotations", "", "AffectNet: the official validation.csv, used as the test split.")
+flags.DEFINE_string("output", None, "Output dataset folder (never inside an input folder).")
+flags.DEFINE_string("name", "", "Dataset name in the card (default <dataset>-d).")
+
+flags.DEFINE_enum("depth_source", "mesh_dir", ["depth_dir", "mesh_dir", "model"], "Where depth comes from.")
+flags.DEFINE_string("depth_dir", "", "depth_dir: per-image depth maps (.npy, 16-bit .png, .exr, float .tif) "
+                                     "named like the images (same sub-folders or bare stem).")
+flags.DEFINE_string("mesh_dir", "", "mesh_dir: per-image meshes (.obj, .ply) named like the images.")
+flags.DEFINE_string("depth_model", "", "model: a .keras DepthTranslator exported by expr3d.")
+flags.DEFINE_string("source_suffix", "", "Appended to the image stem to find its depth/mesh file (e.g. '_depth').")
+flags.DEFINE_enum("camera", "pixels", ["pixels", "orthographic", "perspective"],
+                  "How depth/mesh coordinates relate to image pixels: 'pixels' = (column, row, z) in source pixels "
+                  "(3DDFA-V2, Extreme 3D); 'orthographic' = camera space with --ortho_scale px/unit around --cx/--cy; "
+                  "'perspective' = camera space (OpenGL, looking down -z) with --focal_px, --cx, --cy.")
+flags.DEFINE_float("focal_px", 0.0, "Perspective focal length in source-image pixels.")
+flags.DEFINE_float("cx", float("nan"), "Principal point column in source pixels (default: image centre).")
+flags.DEFINE_float("cy", float("nan"), "Principal point row in source pixels (default: image centre).")
+flags.DEFINE_float("ortho_scale", 1.0, "Orthographic camera: pixels per camera unit.")
+flags.DEFINE_float("depth_scale", 1.0, "depth_dir: multiply stored values by this to get depth in the camera's "
+                                       "units (source pixels for --camera=pixels).")
+flags.DEFINE_enum("depth_near", "small", ["small", "large"], "depth_dir: whether small or large stored values are "
+                                                             "near the camera.")
+flags.DEFINE_float("depth_invalid_value", 0.0, "depth_dir: stored value meaning 'no depth' (NaN/inf always are).")
+flags.DEFINE_bool("mesh_z_toward_camera", True, "mesh_dir, --camera=pixels: larger z is nearer (3DDFA-V2).")
+flags.DEFINE_bool("mesh_y_up", False, "mesh_dir, --camera=pixels: vertex y counts rows upward "
+                                      "(row = image height - y), as in meshes flipped for viewers.")
+flags.DEFINE_float("model_depth_range", 0.4, "model: depth relief of the face as a fraction of --image_size.")
+flags.DEFINE_float("model_mask_threshold", -0.9, "model: pixels whose predicted depth exceeds this are the face.")
+
+flags.DEFINE_integer("image_size", 256, "Output side in pixels.")
+flags.DEFINE_enum("crop", "auto", ["auto", "detect", "depth", "full"],
+                  "Face box: auto = the annotation's box if any, else Haar detection; detect = always Haar; "
+                  "depth = bounding box of the depth/mesh; full = centred square of the whole image (pre-aligned).")
+flags.DEFINE_float("margin", 0.25, "Crop side = max(box w, h) * (1 + margin).")
+flags.DEFINE_bool("align_eyes", True, "Level the eye line (from landmarks or Haar eye detection).")
+flags.DEFINE_integer("min_image_size", 32, "Images with a smaller side are skipped as tiny.")
+flags.DEFINE_integer("min_face_size", 32, "Face boxes with a smaller side are skipped as tiny.")
+flags.DEFINE_bool("fill_holes", True, "Interpolate missing depth inside the face region (the paper's recipe).")
+flags.DEFINE_integer("max_hole_px", 0, "Only fill holes up to this many pixels (0 = any size).")
+defaults = quality.Thresholds()
+flags.DEFINE_float("min_coverage", defaults.min_coverage, "Reject: share of the face ellipse with depth below this.")
+flags.DEFINE_float("max_hole_fraction", defaults.max_hole_fraction, "Reject: share of the face filled by "
+                                                                    "interpolation above this.")
+flags.DEFINE_float("max_outliers", defaults.max_outliers, "Reject: share of depth outliers (3 IQR) above this.")
+flags.DEFINE_float("max_discontinuity", defaults.max_discontinuity, "Reject: share of neighbour pairs jumping by "
+                                                                    "> 25% of the depth range above this.")
+flags.DEFINE_float("min_box_iou", defaults.min_box_iou, "Reject: IoU of face box and depth extent below this.")
+
+flags.DEFINE_integer("max_per_class", 0, "Keep at most this many faces per class and split (seeded; 0 = all).")
+flags.DEFINE_integer("seed", 0, "Seed of the class cap and the random splits.")
+flags.DEFINE_float("test_split", 0.1, "Share held out for test when the source has no split (RaFD: of subjects).")
+flags.DEFINE_list("test_subjects", [], "RaFD: explicit test subjects, e.g. 01_Caucasian_female (overrides "
+                                       "--test_split).")
+flags.DEFINE_list("rafd_angles", ["90"], "RaFD camera angles to keep (0, 45, 90, 135, 180).")
+flags.DEFINE_list("rafd_gazes", ["frontal", "left", "right"], "RaFD gaze directions to keep.")
+flags.DEFINE_integer("examples_per_shard", 256, "Faces planned per shard (the unit of parallelism and resume).")
+flags.DEFINE_enum("image_format", "png", ["png", "jpeg"], "How RGB crops are stored.")
+flags.DEFINE_enum("depth_format", "png16", ["png16", "float16"], "How depth is stored.")
+flags.DEFINE_enum("review", "all", ["all", "flagged", "none"], "Contact sheets of all faces, only auto-rejected "
+                                                                "ones, or none.")
+flags.DEFINE_string("reject_list", "", "Plain-text list of keys or review ids to exclude (see review/).")
+flags.DEFINE_integer("workers", 1, "Parallel worker processes (use the machine's cores).")
+flags.DEFINE_bool("overwrite", False, "Replace an --output holding a different preparation.")
+
+
+def config_from_flags():
+    settings = depth_sources.SourceSettings(
+        depth_dir=FLAGS.depth_dir, mesh_dir=FLAGS.mesh_dir, depth_model=FLAGS.depth_model, suffix=FLAGS.source_suffix,
+        camera=FLAGS.camera, focal_px=FLAGS.focal_px, cx=FLAGS.cx, cy=FLAGS.cy, ortho_scale=FLAGS.ortho_scale,
+        depth_scale=FLAGS.depth_scale, depth_near=FLAGS.depth_near, depth_invalid_value=FLAGS.depth_invalid_value,
+        mesh_z_toward_camera=FLAGS.mesh_z_toward_camera, mesh_y_up=FLAGS.mesh_y_up,
+        model_depth_range=FLAGS.model_depth_range, model_mask_threshold=FLAGS.model_mask_threshold)
+    source = {k: v for k, v in settings.__dict__.items()}
+    # Keep only the flags of the chosen source in the config so unrelated flags do not block a resume.
+    for name, key in (("depth_dir", "depth_dir"), ("mesh_dir", "mesh_dir"), ("model", "depth_model")):
+        if FLAGS.depth_source != name:
+            source[key] = ""
+    for key in ("cx", "cy"):
+        if source[key] != source[key]:  # NaN is not JSON; None means "image centre"
+            source[key] = None
+    thresholds = quality.Thresholds(min_coverage=FLAGS.min_coverage, max_hole_fraction=FLAGS.max_hole_fraction,
+                                    max_outliers=FLAGS.max_outliers, max_discontinuity=FLAGS.max_discontinuity,
+                                    min_box_iou=FLAGS.min_box_iou)
+    try:
+        angles = [int(a) for a in FLAGS.rafd_angles]
+    except ValueError:
+        raise app.UsageError(f"--rafd_angles must be integers, got {FLAGS.rafd_angles}") from None
+    return build.Config(
+        dataset=FLAGS.dataset, images=FLAGS.images, annotations=FLAGS.annotations,
+        test_annotations=FLAGS.test_annotations, depth_source=FLAGS.depth_source, source=source,
+        image_size=FLAGS.image_size, crop=FLAGS.crop, margin=FLAGS.margin, align_eyes=FLAGS.align_eyes,
+        min_image_size=FLAGS.min_image_size, min_face_size=FLAGS.min_face_size, fill_holes=FLAGS.fill_holes,
+        max_hole_px=FLAGS.max_hole_px, thresholds=thresholds.__dict__.copy(), max_per_class=FLAGS.max_per_class,
+        seed=FLAGS.seed, test_split=FLAGS.test_split, test_subjects=list(FLAGS.test_subjects), rafd_angles=angles,
+        rafd_gazes=[g.lower() for g in FLAGS.rafd_gazes], examples_per_shard=FLAGS.examples_per_shard,
+        image_format=FLAGS.image_format, depth_format=FLAGS.depth_format, review=FLAGS.review, name=FLAGS.name)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    for name in ("dataset", "images", "output"):
+        if not getattr(FLAGS, name):
+            raise app.UsageError(f"--{name} is required")
+    import os
+
+    if not os.path.isdir(FLAGS.images):
+        raise app.UsageError(f"--images {FLAGS.images} is not a directory")
+    if not 0.0 <= FLAGS.test_split < 1.0:
+        raise app.UsageError(f"--test_split must be in [0, 1), got {FLAGS.test_split}")
+    if FLAGS.image_size < 16 or FLAGS.examples_per_shard < 1 or FLAGS.workers < 1:
+        raise app.UsageError("--image_size must be >= 16, --examples_per_shard and --workers >= 1")
+    config = config_from_flags()
+    try:
+        build.run(config, FLAGS.output, workers=FLAGS.workers, overwrite=FLAGS.overwrite,
+                  reject_list=FLAGS.reject_list, log=lambda text: print(text, flush=True))
+    except (build.OutputError, ValueError, FileNotFoundError) as error:
+        print(f"prepare: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,540 @@
+"""Plan, run (in parallel, resumably) and report one preparation of a face dataset into expr3d TFRecord shards.
+
+Plan: the reader's items are split, capped, sorted by key and chunked into shards of `examples_per_shard` items per
+split, so shard membership is a pure function of the configuration and the input listing. Each shard is one task:
+its worker prepares every item, writes the shard atomically, its review sheets, and last a JSON sidecar
+(`prepare/shards/<shard>.json`) with a record per item. A shard is complete iff its sidecar exists and was written
+under the same configuration and the same reject-list entries for its items; a rerun skips complete shards.
+
+Output layout:
+    <output>/train-00000.tfrecord ...     shards (expr3d.data.records)
+    <output>/dataset_card.json            counts per split and class (Table 4 layout) + provenance
+    <output>/report.json, report.txt      everything skipped or converted, with the reason
+    <output>/excluded.tsv                 rows left out by design (classes 8-10, class cap, unselected angles)
+    <output>/review/*.png                 contact sheets; review/reject_list.txt the editable reject list
+    <output>/prepare/                     config.json (for resume), plan, shard sidecars
+"""
+import collections
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import time
+
+import numpy as np
+
+from expr3d.data import records, schema
+from expr3d.data.prepare import depth_sources, faces, quality, readers, review
+from expr3d.labels import EXPRESSIONS
+from expr3d.progress import Progress, format_duration
+
+STATE_DIR = "prepare"
+REVIEW_DIR = "review"
+REJECT_TEMPLATE = "reject_list.txt"
+# Reasons that are choices of the configuration rather than problems with the data.
+EXCLUDED_REASONS = ("dropped_class", "over_class_cap", "not_selected")
+
+
+@dataclasses.dataclass
+class Config:
+    """Everything that determines the output (stored in prepare/config.json and compared on resume)."""
+
+    dataset: str
+    images: str
+    annotations: str = ""
+    test_annotations: str = ""
+    depth_source: str = "mesh_dir"
+    source: dict = dataclasses.field(default_factory=dict)  # depth_sources.SourceSettings fields
+    image_size: int = 256
+    crop: str = "auto"  # auto | detect | depth | full
+    margin: float = 0.25
+    align_eyes: bool = True
+    min_image_size: int = 32
+    min_face_size: int = 32
+    fill_holes: bool = True
+    max_hole_px: int = 0
+    thresholds: dict = dataclasses.field(default_factory=dict)
+    max_per_class: int = 0
+    seed: int = 0
+    test_split: float = 0.1
+    test_subjects: list = dataclasses.field(default_factory=list)
+    rafd_angles: list = dataclasses.field(default_factory=lambda: [90])
+    rafd_gazes: list = dataclasses.field(default_factory=lambda: list(readers.RAFD_GAZES))
+    examples_per_shard: int = 256
+    image_format: str = "png"
+    depth_format: str = "png16"
+    review: str = "all"  # all | flagged | none
+    name: str = ""
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+    def digest(self):
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+class OutputError(ValueError):
+    """The output folder cannot be used as asked (exists with another configuration, overlaps an input, ...)."""
+
+
+# --- planning ------------------------------------------------------------------------------------------------------
+
+def read_items(config):
+    """Run the dataset's reader(s); return (items, skipped)."""
+    if config.dataset == "affectnet":
+        if not config.annotations:
+            raise ValueError("--dataset=affectnet needs --annotations=<training.csv>")
+        if config.test_annotations:
+            items, skipped = readers.read_affectnet(config.annotations, config.images, split="train")
+            test_items, test_skipped = readers.read_affectnet(config.test_annotations, config.images, split="test")
+            clash = {i.key for i in items} & {i.key for i in test_items}
+            if clash:
+                raise ValueError(f"{len(clash)} image(s) are listed in both --annotations and --test_annotations, "
+                                 f"e.g. {sorted(clash)[0]}")
+            items, skipped = items + test_items, skipped + test_skipped
+        else:
+            items, skipped = readers.read_affectnet(config.annotations, config.images)
+    elif config.dataset == "rafd":
+        items, skipped = readers.read_rafd(config.images, angles=tuple(config.rafd_angles),
+                                           gazes=tuple(config.rafd_gazes))
+    elif config.dataset == "folder":
+        items, skipped = readers.read_folder(config.images)
+    else:
+        raise ValueError(f"--dataset must be affectnet, rafd or folder, got {config.dataset!r}")
+    return items, skipped
+
+
+def make_plan(config):
+    """Deterministic shard plan: {"shards": [{"split", "index", "name", "items": [Item dicts]}], "skipped": [...]}."""
+    items, skipped = read_items(config)
+    readers.assign_splits(items, config.test_split, config.seed, test_groups=config.test_subjects or None)
+    items, capped = readers.cap_per_class(items, config.max_per_class, config.seed)
+    skipped = skipped + capped
+    shards = []
+    for split in records.SPLITS:
+        members = sorted((item for item in items if item.split == split), key=lambda it: it.key)
+        for index, start in enumerate(range(0, len(members), config.examples_per_shard)):
+            chunk = members[start:start + config.examples_per_shard]
+            shards.append({"split": split, "index": index, "name": records.shard_name(split, index),
+                           "items": [dataclasses.asdict(item) for item in chunk]})
+    listing = json.dumps([[s["name"], [(i["key"], i["rel_path"], i["expression"]) for i in s["items"]]]
+                          for s in shards], sort_keys=True)
+    return {"shards": shards, "skipped": [s.as_dict() for s in skipped],
+            "digest": hashlib.sha256(listing.encode()).hexdigest()[:16]}
+
+
+def resolve_rejects(entries, plan):
+    """Map reject-list entries (keys or review ids) to {key: entry}; return (rejected, unmatched entries)."""
+    by_review = {}
+    keys = set()
+    for shard in plan["shards"]:
+        for position, item in enumerate(shard["items"]):
+            by_review[review.review_id(shard["split"], shard["index"], position)] = item["key"]
+            keys.add(item["key"])
+    rejected, unmatched = {}, []
+    for entry in entries:
+        if entry in keys:
+            rejected[entry] = entry
+        elif entry in by_review:
+            rejected[by_review[entry]] = entry
+        else:
+            unmatched.append(entry)
+    return rejected, unmatched
+
+
+# --- output folder safety ------------------------------------------------------------------------------------------
+
+def _inside(path, parent):
+    path, parent = os.path.realpath(path), os.path.realpath(parent)
+    return path == parent or path.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def check_output(output, config, inputs, overwrite, plan_digest):
+    """Decide fresh / resume / overwrite for `output`; raise OutputError when it is not safe. Returns the mode."""
+    for flag, path in inputs.items():
+        if path and (_inside(output, path) or _inside(path, output)):
+            raise OutputError(f"--output {output} overlaps {flag} {path}: prepare never writes into its inputs")
+    if not os.path.exists(output) or not os.listdir(output):
+        return "fresh"
+    state = os.path.join(output, STATE_DIR, "config.json")
+    if os.path.isfile(state):
+        with open(state, encoding="utf-8") as handle:
+            stored = json.load(handle)
+        current = config.as_dict()
+        differs = sorted(k for k in set(stored.get("config", {})) | set(current)
+                         if stored.get("config", {}).get(k) != current.get(k))
+        if stored.get("plan_digest") != plan_digest:
+            differs.append("input listing (images/annotations changed)")
+        if not differs:
+            return "resume"
+        if not overwrite:
+            raise OutputError(f"--output {output} holds a prepare run with a different configuration (differs in: "
+                              f"{', '.join(differs)}); pass --overwrite to replace it or choose another --output")
+        clean_output(output)
+        return "overwrite"
+    if not overwrite:
+        raise OutputError(f"--output {output} is not empty and was not written by expr3d prepare; choose an empty "
+                          f"folder or pass --overwrite (only shards and files prepare writes are deleted)")
+    clean_output(output)
+    return "overwrite"
+
+
+def clean_output(output):
+    """Delete what prepare writes (shards, card, reports, state, sheets); a user-edited reject list is kept."""
+    for name in os.listdir(output):
+        path = os.path.join(output, name)
+        if records._SHARD_RE.match(name) or name in (records.CARD_NAME, "report.json", "report.txt", "excluded.tsv"):
+            os.remove(path)
+    review_dir = os.path.join(output, REVIEW_DIR)
+    template = os.path.join(review_dir, REJECT_TEMPLATE)
+    stored = os.path.join(output, STATE_DIR, "reject_template.sha256")
+    if os.path.isfile(template) and os.path.isfile(stored):
+        with open(stored, encoding="utf-8") as handle:
+            if handle.read().strip() == review.sha256_file(template):
+                os.remove(template)  # our own, unedited template
+    shutil.rmtree(os.path.join(output, STATE_DIR), ignore_errors=True)
+    if os.path.isdir(review_dir):
+        for name in os.listdir(review_dir):
+            if name.endswith(".png") or name == "reject_list.new.txt":
+                os.remove(os.path.join(review_dir, name))
+
+
+# --- the worker ----------------------------------------------------------------------------------------------------
+
+_WORKER = {}
+
+
+def _init_worker(config_dict, output):
+    config = Config(**config_dict)
+    settings = depth_sources.SourceSettings(**config.source)
+    _WORKER.update(config=config, output=output, source=depth_sources.make_source(config.depth_source, settings),
+                   thresholds=quality.Thresholds(**config.thresholds))
+
+
+class _Skipped(Exception):
+    def __init__(self, reason, detail):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _face_box(config, item, image, data, source):
+    """(box, angle_deg, box_is_from_depth) in source pixels, or raise _Skipped("no_face")."""
+    height, width = image.shape[:2]
+    if config.crop == "full":
+        side = min(height, width)
+        return ((width - side) / 2.0, (height - side) / 2.0, side, side), 0.0, False
+    if config.crop == "depth":
+        box = source.box(data)
+        if box is None:
+            raise _Skipped("no_face", f"--crop=depth but the {config.depth_source} source gives no face region")
+        return box, 0.0, True
+    if config.crop == "auto" and item.box is not None:
+        eyes = faces.landmark_eyes(item.landmarks) if config.align_eyes else None
+        return item.box, faces.eye_angle(*eyes) if eyes else 0.0, False
+    found = faces.detect_face(image, min_face=config.min_face_size)
+    if found is None:
+        raise _Skipped("no_face", "no face found by the Haar cascade")
+    return found.box, found.angle_deg if config.align_eyes else 0.0, False
+
+
+def prepare_item(item, config, source, thresholds):
+    """Prepare one face. Returns (FaceExample or None, record dict, review images or None)."""
+    record = {"key": item.key, "path": item.rel_path, "split": item.split, "expression": item.expression,
+              "status": "skipped", "reason": "", "detail": "", "notes": [], "scores": None}
+    path = os.path.join(config.images, item.rel_path)
+    try:
+        loaded = faces.load_image(path, min_size=config.min_image_size)
+    except faces.ImageError as error:
+        raise _Skipped(error.reason, str(error)) from None
+    record["notes"].extend(loaded.notes)
+    image = loaded.rgb
+    try:
+        data = source.load(item, image.shape)
+    except depth_sources.SourceError as error:
+        raise _Skipped(error.reason, str(error)) from None
+    box, angle, from_depth = _face_box(config, item, image, data, source)
+    if min(box[2], box[3]) < config.min_face_size:
+        raise _Skipped("tiny_face", f"face box {box[2]:.0f}x{box[3]:.0f} px is below --min_face_size="
+                                    f"{config.min_face_size}")
+    margin = 0.0 if config.crop == "full" else config.margin
+    size = config.image_size
+    matrix = faces.crop_matrix(box, size, margin=margin, angle_deg=angle)
+    crop = faces.warp_image(image, matrix, size)
+    try:
+        geom = source.render(data, matrix, size, crop)
+    except depth_sources.SourceError as error:
+        raise _Skipped(error.reason, str(error)) from None
+    record["notes"].extend(geom.notes)
+    depth, mask, normals, hole_fraction = depth_sources.complete_geometry(
+        geom, fill=config.fill_holes, max_hole_px=config.max_hole_px or None)
+    if not mask.any():
+        raise _Skipped("no_depth", "no valid depth inside the face crop")
+    corners = faces.transform_points(matrix, faces.box_corners(box)) + 0.5
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    crop_box = (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
+    scores = quality.scores(depth, mask, hole_fraction, crop_box, size, box_is_from_depth=from_depth)
+    record["scores"] = {k: round(v, 4) for k, v in scores.items()}
+    images = (crop, depth, mask, normals)
+    failed = quality.failures(scores, thresholds)
+    if failed:
+        record.update(reason="rejected_quality", detail="; ".join(failed))
+        return None, record, images
+    example = schema.FaceExample(image=crop, depth=depth, mask=mask, normals=normals, expression=item.expression,
+                                 identity=item.identity, key=item.key, pair_id=item.pair_id,
+                                 image_format=config.image_format, depth_format=config.depth_format)
+    try:
+        example.validate(where=f"{item.key}")
+    except schema.RecordError as error:
+        raise _Skipped("invalid_example", str(error)) from None
+    record["status"] = "written"
+    return example, record, images
+
+
+def process_shard(task):
+    """Worker: prepare one shard's items, write shard + review sheets + sidecar. Returns the sidecar dict."""
+    config, output, source = _WORKER["config"], _WORKER["output"], _WORKER["source"]
+    thresholds = _WORKER["thresholds"]
+    started = time.monotonic()
+    rejected = task["rejected"]
+    serialized, item_records, tiles = [], [], []
+    for position, item_dict in enumerate(task["items"]):  # faces of this shard, in plan order
+        item = readers.Item(**{k: tuple(v) if k == "box" and v is not None else v for k, v in item_dict.items()})
+        rid = review.review_id(task["split"], task["index"], position)
+        if item.key in rejected:
+            item_records.append({"key": item.key, "path": item.rel_path, "split": item.split, "review_id": rid,
+                                 "expression": item.expression, "status": "skipped", "reason": "rejected_list",
+                                 "detail": f"listed as {rejected[item.key]!r} in --reject_list", "notes": [],
+                                 "scores": None})
+            continue
+        images = None
+        try:
+            example, record, images = prepare_item(item, config, source, thresholds)
+            if example is not None:
+                serialized.append(schema.encode_example(example))
+        except _Skipped as skip:
+            record = {"key": item.key, "path": item.rel_path, "split": item.split, "expression": item.expression,
+                      "status": "skipped", "reason": skip.reason, "detail": skip.detail, "notes": [], "scores": None}
+        except Exception as error:  # never crash halfway: an unexpected failure skips this face and is reported
+            record = {"key": item.key, "path": item.rel_path, "split": item.split, "expression": item.expression,
+                      "status": "skipped", "reason": "error", "detail": f"{type(error).__name__}: {error}",
+                      "notes": [], "scores": None}
+        record["review_id"] = rid
+        item_records.append(record)
+        if images is not None and config.review != "none":
+            flagged = record["status"] != "written"
+            if config.review == "all" or flagged:
+                crop, depth, mask, normals = images
+                label = f"{rid} {record['scores']['score']:.2f} {EXPRESSIONS[item.expression][:4]}"
+                tiles.append((record["scores"]["score"], rid,
+                              review.tile(crop, depth, mask, normals, label, rejected=flagged)))
+    path = os.path.join(output, task["name"])
+    if serialized:
+        records.write_shard(path, serialized)
+    elif os.path.exists(path):
+        os.remove(path)  # every face of this shard is now rejected: no stale shard may remain
+    review_dir = os.path.join(output, REVIEW_DIR)
+    stem = task["name"].replace(".tfrecord", "")
+    for name in os.listdir(review_dir):
+        if name.startswith(stem + "_") and name.endswith(".png"):
+            os.remove(os.path.join(review_dir, name))
+    tiles.sort(key=lambda t: (t[0], t[1]))
+    for page, sheet in enumerate(review.contact_sheets([t[2] for t in tiles])):
+        review.write_png(os.path.join(review_dir, f"{stem}_{page:02d}.png"), sheet)
+    sidecar = {"shard": task["name"], "split": task["split"], "index": task["index"],
+               "config_digest": task["config_digest"], "rejected": sorted(rejected),
+               "num_examples": len(serialized), "seconds": round(time.monotonic() - started, 3),
+               "items": item_records}
+    records.atomic_write_json(os.path.join(output, STATE_DIR, "shards", stem + ".json"), sidecar)
+    return sidecar
+
+
+# --- the run -------------------------------------------------------------------------------------------------------
+
+def _sidecar_path(output, shard_name):
+    return os.path.join(output, STATE_DIR, "shards", shard_name.replace(".tfrecord", ".json"))
+
+
+def _load_sidecar(output, shard):
+    path = _sidecar_path(output, shard["name"])
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def run(config, output, workers=1, overwrite=False, reject_list="", log=print):
+    """Prepare the dataset; return the report dict. Raises OutputError / ValueError on bad configuration."""
+    config.images = os.path.abspath(config.images)
+    output = os.path.abspath(output)
+    # Fail on bad source flags before any planning or writing.
+    depth_sources.make_source(config.depth_source, depth_sources.SourceSettings(**config.source))
+    plan = make_plan(config)
+    inputs = {"--images": config.images, "--annotations": config.annotations,
+              "--test_annotations": config.test_annotations, "--depth_dir": config.source.get("depth_dir", ""),
+              "--mesh_dir": config.source.get("mesh_dir", "")}
+    inputs = {k: (os.path.dirname(os.path.abspath(v)) if os.path.isfile(v) else v) for k, v in inputs.items() if v}
+    mode = check_output(output, config, inputs, overwrite, plan["digest"])
+    entries = review.read_reject_list(reject_list) if reject_list else []
+    rejected, unmatched = resolve_rejects(entries, plan)
+    os.makedirs(os.path.join(output, STATE_DIR, "shards"), exist_ok=True)
+    os.makedirs(os.path.join(output, REVIEW_DIR), exist_ok=True)
+    digest = config.digest()
+    records.atomic_write_json(os.path.join(output, STATE_DIR, "config.json"),
+                              {"config": config.as_dict(), "plan_digest": plan["digest"], "config_digest": digest})
+
+    tasks, done = [], 0
+    for shard in plan["shards"]:
+        shard_rejected = {item["key"]: rejected[item["key"]] for item in shard["items"] if item["key"] in rejected}
+        sidecar = _load_sidecar(output, shard)
+        complete = (sidecar is not None and sidecar.get("config_digest") == digest
+                    and sidecar.get("rejected") == sorted(shard_rejected)
+                    and (sidecar.get("num_examples", 0) == 0 or os.path.exists(os.path.join(output, shard["name"]))))
+        if complete:
+            done += 1
+            continue
+        tasks.append({**shard, "rejected": shard_rejected, "config_digest": digest})
+    total_items = sum(len(t["items"]) for t in tasks)
+    log(f"prepare: {mode} run into {output}: {len(plan['shards'])} shards planned, {done} already complete, "
+        f"{len(tasks)} to build ({total_items} faces) with {workers} worker(s)")
+    progress = Progress(total_items, desc="prepare", unit="faces")
+    written = skipped = 0
+
+    def account(result):
+        nonlocal written, skipped
+        written += result["num_examples"]
+        skipped += len(result["items"]) - result["num_examples"]
+        progress.update(len(result["items"]), postfix=f"{written} written, {skipped} skipped")
+
+    if tasks:
+        if workers <= 1:
+            _init_worker(config.as_dict(), output)
+            for task in tasks:  # shards in order, in this process
+                account(process_shard(task))
+        else:
+            # spawn: workers import TensorFlow themselves; forking a process that may hold TF state is unsafe.
+            context = multiprocessing.get_context("spawn")
+            with context.Pool(workers, initializer=_init_worker, initargs=(config.as_dict(), output)) as pool:
+                for result in pool.imap_unordered(process_shard, tasks):
+                    account(result)
+        progress.close()
+    return finish(config, output, plan, unmatched, reject_list, log)
+
+
+def finish(config, output, plan, unmatched, reject_list, log):
+    """Card, report, excluded list and reject-list template from all sidecars."""
+    sidecars = [_load_sidecar(output, shard) for shard in plan["shards"]]
+    missing = [shard["name"] for shard, car in zip(plan["shards"], sidecars) if car is None]
+    if missing:
+        raise RuntimeError(f"shards {missing[:5]} did not complete; rerun the same command to resume")
+    item_records = [record for car in sidecars for record in car["items"]]
+    written = [r for r in item_records if r["status"] == "written"]
+    problems = [r for r in item_records if r["status"] != "written"]
+    plan_skips = plan["skipped"]
+    excluded = [s for s in plan_skips if s["reason"] in EXCLUDED_REASONS]
+    reader_problems = [s for s in plan_skips if s["reason"] not in EXCLUDED_REASONS]
+    skipped = [{k: r.get(k) for k in ("key", "path", "split", "reason", "detail")} for r in problems]
+    skipped = reader_problems + skipped
+    counts = collections.Counter(s["reason"] for s in skipped)
+    per_split = {}
+    for record in written:
+        split_counts = per_split.setdefault(record["split"], {name: 0 for name in EXPRESSIONS})
+        split_counts[EXPRESSIONS[record["expression"]]] += 1
+    scores = [r["scores"]["score"] for r in written]
+    report = {
+        "output": output,
+        "config": config.as_dict(),
+        "totals": {"listed": len(item_records) + len(plan_skips), "excluded_by_design": len(excluded),
+                   "planned": len(item_records), "written": len(written), "skipped": len(skipped),
+                   "converted": sum(1 for r in written if r["notes"])},
+        "written": {split: records.table4_row(c) for split, c in sorted(per_split.items())},
+        "skip_counts": dict(sorted(counts.items())),
+        "excluded_counts": dict(sorted(collections.Counter(s["reason"] for s in excluded).items())),
+        "skipped": skipped,
+        "converted": [{"key": r["key"], "path": r["path"], "notes": r["notes"]} for r in written if r["notes"]],
+        "quality": ({"score_min": min(scores), "score_median": float(np.median(scores)), "score_max": max(scores)}
+                    if scores else {}),
+        "reject_list": {"file": os.path.abspath(reject_list) if reject_list else "",
+                        "rejected": counts.get("rejected_list", 0), "unmatched_entries": unmatched},
+        "seconds_per_shard": float(np.mean([c["seconds"] for c in sidecars])) if sidecars else 0.0,
+    }
+    records.atomic_write_json(os.path.join(output, "report.json"), report)
+    records.atomic_write_bytes(os.path.join(output, "report.txt"), report_text(report).encode())
+    lines = ["key\tpath\tsplit\treason\tdetail"] + [
+        "\t".join(str(s.get(k) or "") for k in ("key", "path", "split", "reason", "detail")) for s in excluded]
+    records.atomic_write_bytes(os.path.join(output, "excluded.tsv"), ("\n".join(lines) + "\n").encode())
+    _write_reject_template(output, written, [r for r in problems if r["reason"] == "rejected_quality"], reject_list,
+                           log)
+    if written:
+        provenance = {"tool": "python -m expr3d.data.prepare", "dataset": config.dataset, "images": config.images,
+                      "annotations": config.annotations, "test_annotations": config.test_annotations,
+                      "depth_source": config.depth_source, "source": config.source, "crop": config.crop,
+                      "reject_list": report["reject_list"]["file"], "skipped": report["skip_counts"],
+                      "excluded": report["excluded_counts"]}
+        records.write_dataset_card(output, name=config.name or f"{config.dataset}-d", image_size=config.image_size,
+                                   provenance=provenance, extra={"prepare_report": "report.json"})
+    elif os.path.exists(os.path.join(output, records.CARD_NAME)):
+        os.remove(os.path.join(output, records.CARD_NAME))
+    log(f"prepare: {len(written)} faces written, {len(skipped)} skipped ({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'}); "
+        f"report: {os.path.join(output, 'report.txt')}")
+    if counts.get("error"):
+        log(f"prepare: WARNING {counts['error']} face(s) failed with an unexpected error; see report.txt")
+    return report
+
+
+def _write_reject_template(output, written, auto_rejected, reject_list, log):
+    path = os.path.join(output, REVIEW_DIR, REJECT_TEMPLATE)
+    state_path = os.path.join(output, STATE_DIR, "reject_template.sha256")
+    text = review.reject_template(path, written, auto_rejected)
+    if os.path.exists(path):
+        stored = open(state_path, encoding="utf-8").read().strip() if os.path.exists(state_path) else ""
+        user_edited = review.sha256_file(path) != stored
+        if user_edited or (reject_list and os.path.realpath(reject_list) == os.path.realpath(path)):
+            alt = os.path.join(output, REVIEW_DIR, "reject_list.new.txt")
+            records.atomic_write_bytes(alt, text.encode())
+            log(f"prepare: kept your edited {path}; the fresh template is {alt}")
+            return
+    records.atomic_write_bytes(path, text.encode())
+    records.atomic_write_bytes(state_path, hashlib.sha256(text.encode()).hexdigest().encode())
+
+
+def report_text(report):
+    totals = report["totals"]
+    lines = [f"expr3d prepare report: {report['output']}",
+             f"listed {totals['listed']}, excluded by design {totals['excluded_by_design']}, planned "
+             f"{totals['planned']}, written {totals['written']}, skipped {totals['skipped']}, converted "
+             f"{totals['converted']}", ""]
+    lines.append("written per split (Table 4 order):")
+    header = list(records.TABLE4_ORDER) + ["total"]
+    lines.append("  split  " + " ".join(f"{h:>8}" for h in header))
+    for split, row in report["written"].items():
+        lines.append(f"  {split:<6} " + " ".join(f"{row[h]:>8}" for h in header))
+    lines.append("")
+    lines.append("skipped, by reason: " + (", ".join(f"{k} {v}" for k, v in report["skip_counts"].items()) or "none"))
+    lines.append("excluded by design: " + (", ".join(f"{k} {v}" for k, v in report["excluded_counts"].items())
+                                           or "none") + " (listed in excluded.tsv)")
+    if report["reject_list"]["unmatched_entries"]:
+        lines.append(f"reject list entries matching no face: {report['reject_list']['unmatched_entries']}")
+    lines.append("")
+    for reason in sorted(report["skip_counts"]):
+        lines.append(f"[{reason}]")
+        for skip in report["skipped"]:
+            if skip["reason"] == reason:
+                lines.append(f"  {skip['path']}\t{skip['detail']}")
+    if report["converted"]:
+        lines.append("")
+        lines.append("[converted]")
+        for item in report["converted"]:
+            lines.append(f"  {item['path']}\t{'; '.join(item['notes'])}")
+    if report["quality"]:
+        q = report["quality"]
+        lines.append("")
+        lines.append(f"quality score of written faces: min {q['score_min']:.3f}, median {q['score_median']:.3f}, "
+                     f"max {q['score_max']:.3f}")
+    lines.append(f"mean time per shard {format_duration(report['seconds_per_shard'])}")
+    return "\n".join(lines) + "\n"

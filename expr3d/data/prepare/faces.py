@@ -1,0 +1,271 @@
+"""Image loading with explicit conversions, face boxes (given, Haar-detected or from depth), eye-line alignment and
+the one similarity warp shared by image, depth and mask.
+
+Coordinates: a crop is a 2x3 matrix `M` in OpenCV's index convention (pixel (col, row) centres at integers), mapping
+source pixels to output pixels; `cv2.warpAffine(src, M, (S, S))` applies it. It is a similarity (rotation + uniform
+scale + translation), so depth in pixel units scales by `crop_scale(M)` and normals rotate about the optical axis.
+"""
+import dataclasses
+import math
+import os
+
+import cv2
+import numpy as np
+
+
+class ImageError(ValueError):
+    """An image cannot be used; `reason` is a report code, the message names the file."""
+
+    def __init__(self, reason, message):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclasses.dataclass
+class LoadedImage:
+    rgb: np.ndarray  # uint8 [H, W, 3]
+    notes: list  # conversions applied, e.g. ["grayscale converted to RGB"]
+
+
+def _jpeg_components(data):
+    """Number of colour components in a JPEG's frame header (4 = CMYK/YCCK), or None if not a JPEG/unknown."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 <= len(data):  # walk JPEG markers up to the frame header (a handful of segments)
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return data[pos + 9] if pos + 9 < len(data) else None
+        pos += 2 + length
+    return None
+
+
+def load_image(path, min_size=32):
+    """Read any common image as uint8 RGB, converting (and noting) grayscale, alpha, palette, CMYK and 16-bit input.
+
+    Raises ImageError("missing_path" | "unreadable_image" | "tiny_image", ...) naming the file.
+    """
+    if not os.path.isfile(path):
+        raise ImageError("missing_path", f"{path}: no such file")
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if not data:
+        raise ImageError("unreadable_image", f"{path}: empty file")
+    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.size == 0:
+        raise ImageError("unreadable_image", f"{path}: not a decodable image (corrupt or unsupported format)")
+    notes = []
+    if _jpeg_components(data) == 4:
+        # libjpeg already converted CMYK/YCCK to 3-channel BGR; say so, colours of Adobe CMYK files may be off.
+        notes.append("CMYK JPEG converted to RGB")
+    if raw.dtype == np.uint16:
+        raw = (raw.astype(np.uint32) * 255 + 32767) // 65535
+        raw = raw.astype(np.uint8)
+        notes.append("16-bit image converted to 8-bit")
+    elif raw.dtype in (np.float32, np.float64):
+        finite = np.nan_to_num(raw.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0)
+        scale = 255.0 if finite.max() <= 1.0 else 1.0
+        raw = np.clip(finite * scale, 0, 255).astype(np.uint8)
+        notes.append(f"floating-point image ({raw.dtype}) converted to 8-bit")
+    elif raw.dtype != np.uint8:
+        raise ImageError("unreadable_image", f"{path}: unsupported pixel type {raw.dtype}")
+    if raw.ndim == 2 or (raw.ndim == 3 and raw.shape[2] == 1):
+        bgr = cv2.cvtColor(raw.reshape(raw.shape[:2]), cv2.COLOR_GRAY2BGR)
+        notes.append("grayscale converted to RGB")
+    elif raw.shape[2] == 2:
+        bgr = cv2.cvtColor(raw[..., 0], cv2.COLOR_GRAY2BGR)
+        notes.append("grayscale+alpha converted to RGB (alpha dropped)")
+    elif raw.shape[2] == 4:
+        bgr = raw[..., :3]
+        notes.append("alpha channel dropped")
+    elif raw.shape[2] == 3:
+        bgr = raw
+    else:
+        raise ImageError("unreadable_image", f"{path}: {raw.shape[2]} channels")
+    height, width = bgr.shape[:2]
+    if min(height, width) < min_size:
+        raise ImageError("tiny_image", f"{path}: {width}x{height} is smaller than {min_size} px")
+    return LoadedImage(rgb=np.ascontiguousarray(bgr[..., ::-1]), notes=notes)
+
+
+# --- crops -------------------------------------------------------------------------------------------------------
+
+def crop_matrix(box, output_size, margin=0.25, angle_deg=0.0, center=None):
+    """Similarity from source pixels to an `output_size` square around `box` = (x, y, w, h) (continuous coordinates,
+    x = left edge of the box's first column).
+
+    The square side in the source is max(w, h) * (1 + margin); `angle_deg` rotates the source counter-clockwise
+    about the box centre before cropping (use the eye-line angle to level the eyes).
+    """
+    x, y, w, h = (float(v) for v in box)
+    if not (w > 0 and h > 0):
+        raise ValueError(f"face box must have positive width and height, got {box}")
+    cx, cy = center if center is not None else (x + w / 2.0, y + h / 2.0)
+    side = max(w, h) * (1.0 + margin)
+    scale = output_size / side
+    theta = math.radians(angle_deg)
+    cos, sin = scale * math.cos(theta), scale * math.sin(theta)
+    # Continuous coordinates: p' = L (p - c) + (S/2, S/2), L turning clockwise on screen by `angle_deg` (rows go
+    # down), which levels an eye line that rises counter-clockwise by that angle.
+    linear = np.array([[cos, -sin], [sin, cos]])
+    offset = np.array([output_size / 2.0, output_size / 2.0]) - linear @ np.array([cx, cy])
+    # Index convention: i' + 0.5 = L (i + 0.5) + t  ->  i' = L i + (L 0.5 + t - 0.5).
+    offset_index = offset + linear @ np.array([0.5, 0.5]) - 0.5
+    return np.concatenate([linear, offset_index[:, None]], axis=1)
+
+
+def crop_scale(matrix):
+    """Uniform scale factor of a similarity 2x3 matrix."""
+    return float(math.sqrt(abs(np.linalg.det(np.asarray(matrix)[:, :2]))))
+
+
+def transform_points(matrix, points):
+    """Apply a 2x3 matrix (index convention) to [N, 2] index-convention points."""
+    points = np.asarray(points, np.float64)
+    return points @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
+
+
+def box_corners(box):
+    """Corner points (index convention) of a continuous-coordinate box (x, y, w, h)."""
+    x, y, w, h = box
+    return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float64) - 0.5
+
+
+def _prefilter(image, matrix, interpolation):
+    """Shrink `image` with area averaging first when the crop scales down a lot, and fold that into the matrix.
+
+    Bilinear warping samples 4 pixels per output pixel; at 4x down-scaling that aliases. Pre-shrinking to about the
+    output scale keeps the warp close to 1:1.
+    """
+    scale = crop_scale(matrix)
+    if scale >= 0.6 or interpolation == cv2.INTER_NEAREST:
+        return image, matrix
+    height, width = image.shape[:2]
+    factor = max(scale * 1.25, 1.0 / min(height, width))
+    new_w, new_h = max(1, round(width * factor)), max(1, round(height * factor))
+    small = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    fx, fy = new_w / width, new_h / height
+    # Index convention of a resize: i_small = (i + 0.5) * f - 0.5, so i = (i_small + 0.5) / f - 0.5.
+    back = np.array([[1.0 / fx, 0.0, 0.5 / fx - 0.5], [0.0, 1.0 / fy, 0.5 / fy - 0.5], [0.0, 0.0, 1.0]])
+    full = np.vstack([matrix, [0.0, 0.0, 1.0]]) @ back
+    return small, full[:2]
+
+
+def warp_image(rgb, matrix, size):
+    """The output crop of an RGB image (bilinear, area pre-filtered; outside the source is black)."""
+    source, m = _prefilter(rgb, matrix, cv2.INTER_LINEAR)
+    return cv2.warpAffine(source, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=0)
+
+
+def warp_depth(depth, mask, matrix, size, min_weight=0.5):
+    """Mask-normalised warp of a depth map: only valid source depths are averaged, never the background.
+
+    Returns (depth float32 [S, S] in the source's units, valid bool [S, S]); an output pixel is valid where at least
+    `min_weight` of its interpolation weight fell on valid source pixels.
+    """
+    mask_f = mask.astype(np.float32)
+    weighted = np.where(mask, depth, 0.0).astype(np.float32)
+    stacked = np.dstack([weighted, mask_f])
+    source, m = _prefilter(stacked, matrix, cv2.INTER_LINEAR)
+    warped = cv2.warpAffine(source, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=0)
+    weight = warped[..., 1]
+    valid = weight >= min_weight
+    out = np.where(valid, warped[..., 0] / np.maximum(weight, 1e-12), 0.0).astype(np.float32)
+    return out, valid
+
+
+# --- detection and alignment ---------------------------------------------------------------------------------------
+
+_CASCADES = {}
+
+
+def _cascade(name):
+    if name not in _CASCADES:
+        path = os.path.join(cv2.data.haarcascades, name)
+        cascade = cv2.CascadeClassifier(path)
+        if cascade.empty():
+            raise RuntimeError(f"OpenCV Haar cascade {path} could not be loaded (opencv-python-headless < 5 ships it)")
+        _CASCADES[name] = cascade
+    return _CASCADES[name]
+
+
+@dataclasses.dataclass
+class FaceBox:
+    box: tuple  # (x, y, w, h) continuous coordinates
+    angle_deg: float = 0.0  # eye-line angle (counter-clockwise on screen); 0 when unknown
+    eyes: tuple | None = None  # ((x, y), (x, y)) left-in-image eye first, or None
+    source: str = "given"  # "given", "haar", "depth", "full"
+
+
+def detect_face(rgb, min_face=32):
+    """Largest Haar frontal face and, when two eyes are found in its upper half, the eye-line angle; or None."""
+    gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    faces = _cascade("haarcascade_frontalface_default.xml").detectMultiScale(
+        gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_face, min_face))
+    if len(faces) == 0:
+        return None
+    x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
+    result = FaceBox(box=(float(x), float(y), float(w), float(h)), source="haar")
+    eyes = eye_centres(gray, (x, y, w, h))
+    if eyes is not None:
+        result.eyes = eyes
+        result.angle_deg = eye_angle(*eyes)
+    return result
+
+
+def eye_centres(gray, box):
+    """Two eye centres from the Haar eye cascade inside the upper half of a face box, one per side, or None."""
+    x, y, w, h = (int(v) for v in box)
+    roi = gray[y:y + h // 2, x:x + w]
+    if roi.size == 0:
+        return None
+    found = _cascade("haarcascade_eye.xml").detectMultiScale(roi, scaleFactor=1.1, minNeighbors=5,
+                                                             minSize=(max(8, w // 10), max(8, w // 10)))
+    left = [e for e in found if e[0] + e[2] / 2 < w / 2]
+    right = [e for e in found if e[0] + e[2] / 2 >= w / 2]
+    if not left or not right:
+        return None
+    pick = [max(side, key=lambda e: e[2] * e[3]) for side in (left, right)]
+    centres = tuple((x + ex + ew / 2.0, y + ey + eh / 2.0) for ex, ey, ew, eh in pick)
+    return centres
+
+
+def eye_angle(left, right):
+    """Counter-clockwise on-screen angle (degrees) of the line from the left-in-image eye to the right one."""
+    dx, dy = right[0] - left[0], right[1] - left[1]
+    return math.degrees(math.atan2(-dy, dx))
+
+
+def landmark_eyes(landmarks):
+    """Eye centres from 68-point landmarks (iBUG order: 36-41 and 42-47), or None if not 68 points."""
+    points = np.asarray(landmarks, np.float64).reshape(-1, 2) if landmarks is not None else None
+    if points is None or len(points) != 68 or not np.all(np.isfinite(points)):
+        return None
+    return tuple(points[36:42].mean(axis=0)), tuple(points[42:48].mean(axis=0))
+
+
+def box_from_mask(mask):
+    """Bounding box (x, y, w, h) of a boolean mask in continuous coordinates, or None if empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return (float(cols[0]), float(rows[0]), float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1))
+
+
+def box_iou(a, b):
+    ax0, ay0, aw, ah = a
+    bx0, by0, bw, bh = b
+    ix = max(0.0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
+    iy = max(0.0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
+    inter = ix * iy
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
