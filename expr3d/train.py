@@ -1,0 +1,436 @@
+r"""Train the depth-guided StarGAN: stage 1 (depth pre-training) and/or stage 2 (end-to-end), resumable.
+
+    python -m expr3d.train --flagfile=experiments/synthetic.flags          # whole method on procedural faces, CPU
+    python -m expr3d.train --flagfile=experiments/affectnet.flags          # the paper's best AffectNet row, GPU
+    tensorboard --logdir=<model_dir>/logs
+
+Stages: `--stage=depth` pre-trains G_depth/D_depth for `--num_steps_depth` iterations; `--stage=gan` trains
+G_rgb/D_rgb/G_depth/D_depth end-to-end for `--num_steps_gan` iterations, starting from the stage-1 checkpoint
+(required when `--depth_weight > 0`); `--stage=all` runs both (stage 1 is skipped when `--depth_weight=0`: the plain
+StarGAN baseline). One iteration = one critic update on one global batch, plus a generator update every
+`--n_critic`-th iteration (StarGAN's counting). The learning rates stay at their base value for the first half of a
+stage and decay linearly to 0 over the second half, updated every `--lr_decay_every` iterations.
+
+Run directory (`--model_dir`):
+    config.json                      flags, model config, dataset card summary, versions, progress
+    depth/checkpoints/ckpt-<step>/   stage-1 checkpoints (networks, optimizers, step, data position = RNG state)
+    gan/checkpoints/ckpt-<step>/     stage-2 checkpoints
+    models/{g_rgb,d_rgb,g_depth,d_depth}.keras   the networks, re-exported at every checkpoint
+    logs/{depth,gan}/                TensorBoard: every loss term, learning rates, flags, sample grids
+    samples/{depth,gan}-<step>.png   sample grids (see expr3d.training.summaries)
+Pointing `--model_dir` at an existing run resumes it exactly; architecture flags that differ from its config.json
+are refused with a diff. SIGTERM/SIGINT checkpoint and exit (status 143/130); a NaN/inf loss stops the run naming
+the term and the iteration (status 3) without overwriting the last good checkpoint; bad input exits with status 2
+before any training.
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+
+from expr3d.labels import NUM_EXPRESSIONS
+
+FLAGS = flags.FLAGS
+
+# --- what to run --------------------------------------------------------------------------------------------------
+flags.DEFINE_enum("stage", "all", ["depth", "gan", "all"], "Which stage(s) to run.")
+flags.DEFINE_string("data_dir", None, "Dataset directory (dataset_card.json + TFRecord shards).")
+flags.DEFINE_string("model_dir", None, "Run directory: checkpoints, models, logs, samples; resumed if it exists.")
+flags.DEFINE_integer("num_steps_depth", 200000, "Stage-1 iterations (the paper's '200k epochs').")
+flags.DEFINE_integer("num_steps_gan", 300000, "Stage-2 iterations (the paper's '300k epochs').")
+flags.DEFINE_integer("batch_size", 16, "GLOBAL batch size of stage 2 (and of stage 1 unless --batch_size_depth).")
+flags.DEFINE_integer("batch_size_depth", None, "GLOBAL batch size of stage 1 (default: --batch_size).")
+flags.DEFINE_integer("image_size", None, "Training image size (default: the dataset card's).")
+flags.DEFINE_bool("allow_resize", False, "Allow an --image_size different from the dataset card's (resized).")
+flags.DEFINE_bool("balanced", False, "Class-balanced sampling of the training stream.")
+# --- synthetic data -----------------------------------------------------------------------------------------------
+flags.DEFINE_bool("generate_synthetic", False,
+                  "If --data_dir has no dataset card, generate the procedural dataset there first.")
+flags.DEFINE_integer("synthetic_identities", 24, "Identities of the generated dataset (--generate_synthetic).")
+flags.DEFINE_integer("synthetic_images_per_identity", 8, "Renders per identity (--generate_synthetic).")
+flags.DEFINE_integer("synthetic_seed", 0, "Seed of the generated dataset (--generate_synthetic).")
+# --- architecture -------------------------------------------------------------------------------------------------
+flags.DEFINE_integer("g_conv_dim", 64, "G_rgb width.")
+flags.DEFINE_integer("g_num_res_blocks", 6, "G_rgb residual blocks.")
+flags.DEFINE_integer("d_conv_dim", 64, "D_rgb width.")
+flags.DEFINE_integer("d_num_layers", 6, "D_rgb stride-2 layers.")
+flags.DEFINE_integer("depth_g_conv_dim", 64, "G_depth width.")
+flags.DEFINE_integer("depth_g_num_res_blocks", 6, "G_depth residual blocks.")
+flags.DEFINE_integer("depth_d_conv_dim", 64, "D_depth width.")
+flags.DEFINE_integer("depth_d_num_layers", 6, "D_depth stride-2 layers.")
+flags.DEFINE_enum("geometry", "depth", ["depth", "normals"], "Guidance map: depth (x3 channels) or normals.")
+# --- losses -------------------------------------------------------------------------------------------------------
+flags.DEFINE_float("depth_weight", 0.1, "lambda_depth of L_rgb + lambda_depth * L_depth (0 = plain StarGAN).")
+flags.DEFINE_float("confidence_penalty", 0.1, "beta of the confidence penalty on D_depth's classification (0 = off).")
+flags.DEFINE_float("lambda_cls", 1.0, "Classification weight.")
+flags.DEFINE_float("lambda_rec", 10.0, "Cycle-reconstruction weight (RGB and depth cycles).")
+flags.DEFINE_float("lambda_gp", 10.0, "Gradient-penalty weight.")
+flags.DEFINE_float("lambda_pix", 10.0, "Stage 1: L1 weight of the estimated geometry against the real one.")
+flags.DEFINE_float("perceptual_weight", 1.0, "Stage 1: VGG19 perceptual weight (0 = skipped, no weights needed).")
+flags.DEFINE_string("vgg19_weights", "auto", "VGG19 notop weights: 'auto' (Keras cache) or a .h5 path.")
+flags.DEFINE_enum("target_mode", "permute", ["permute", "uniform"],
+                  "Target expressions: a permutation of the batch's labels (StarGAN) or uniform.")
+# --- optimisation -------------------------------------------------------------------------------------------------
+flags.DEFINE_integer("n_critic", 5, "Critic updates per generator update.")
+flags.DEFINE_float("g_lr", 1e-4, "Adam learning rate of the generators.")
+flags.DEFINE_float("d_lr", 1e-4, "Adam learning rate of the critics.")
+flags.DEFINE_float("beta1", 0.5, "Adam beta_1.")
+flags.DEFINE_float("beta2", 0.999, "Adam beta_2.")
+flags.DEFINE_integer("lr_decay_every", 1000, "The decaying learning rate changes every this many iterations.")
+flags.DEFINE_float("lr_decay_start", 0.5, "Fraction of a stage after which the learning rates decay linearly to 0.")
+# --- runtime ------------------------------------------------------------------------------------------------------
+flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Dtype policy.")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored"], "Distribution strategy.")
+flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (testing --strategy=mirrored).")
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the train steps (--strategy=default only).")
+flags.DEFINE_integer("seed", 0, "Seed of the weights, the data order, the augmentation and every random draw.")
+flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint (and export models) every N iterations (0 = at the end).")
+flags.DEFINE_integer("keep_checkpoints", 3, "Complete checkpoints kept per stage.")
+flags.DEFINE_integer("summary_every", 100, "TensorBoard scalars every N iterations.")
+flags.DEFINE_integer("sample_every", 1000, "Sample grid every N iterations (0 = at the end only).")
+flags.DEFINE_integer("num_samples", 4, "Sample sources in the grids (the first test examples).")
+flags.DEFINE_bool("progress", True, "Print a progress line with ETA to stderr.")
+flags.DEFINE_integer("debug_nan_at_step", -1, "Testing: feed NaN images at this iteration of each stage.")
+
+EXIT_BAD_INPUT = 2
+EXIT_NON_FINITE = 3
+EXIT_SIGNAL = {"SIGTERM": 143, "SIGINT": 130}
+
+ARCHITECTURE_KEYS = ("model_config", "geometry")
+
+
+class UsageError(ValueError):
+    """Bad input detected before training: the message names the flag."""
+
+
+def _flag_values():
+    """Every flag this module defines, by name (the module is `__main__` under `python -m`)."""
+    for flag_list in FLAGS.flags_by_module_dict().values():
+        if any(flag.name == "num_steps_gan" for flag in flag_list):
+            return {flag.name: flag.value for flag in flag_list}
+    return {}
+
+
+def _model_config():
+    from expr3d.models import ModelConfig
+
+    try:
+        return ModelConfig(
+            image_size=FLAGS.image_size,
+            num_classes=NUM_EXPRESSIONS,
+            g_conv_dim=FLAGS.g_conv_dim,
+            g_num_res_blocks=FLAGS.g_num_res_blocks,
+            d_conv_dim=FLAGS.d_conv_dim,
+            d_num_layers=FLAGS.d_num_layers,
+            depth_g_conv_dim=FLAGS.depth_g_conv_dim,
+            depth_g_num_res_blocks=FLAGS.depth_g_num_res_blocks,
+            depth_d_conv_dim=FLAGS.depth_d_conv_dim,
+            depth_d_num_layers=FLAGS.depth_d_num_layers,
+        )
+    except ValueError as error:
+        field = str(error).split(":", 1)[-1].strip()
+        raise UsageError(f"architecture flags: {field}") from None
+
+
+def _prepare_data():
+    """Check (or generate) the dataset and return its card; errors name --data_dir / --image_size."""
+    from expr3d.data import pipeline, records
+
+    data_dir = FLAGS.data_dir
+    if not data_dir:
+        raise UsageError("--data_dir is required")
+    if FLAGS.generate_synthetic and not os.path.exists(os.path.join(data_dir, records.CARD_NAME)):
+        if FLAGS.image_size is None:
+            raise UsageError("--generate_synthetic needs --image_size")
+        from expr3d.data import synthetic
+
+        print(f"expr3d.train: generating the synthetic dataset in {data_dir} "
+              f"({FLAGS.synthetic_identities} identities x {FLAGS.synthetic_images_per_identity} images, "
+              f"{FLAGS.image_size} px)", file=sys.stderr, flush=True)
+        synthetic.generate_dataset(
+            data_dir,
+            num_identities=FLAGS.synthetic_identities,
+            image_size=FLAGS.image_size,
+            seed=FLAGS.synthetic_seed,
+            images_per_identity=FLAGS.synthetic_images_per_identity,
+        )
+    try:
+        card = pipeline.load_card(data_dir)
+    except (FileNotFoundError, ValueError) as error:
+        raise UsageError(f"--data_dir={data_dir}: {error}") from None
+    train = card["splits"].get("train", {})
+    if int(train.get("num_examples", 0)) == 0:
+        raise UsageError(f"--data_dir={data_dir}: the dataset card lists no training examples")
+    stored = int(card["image_size"])
+    if FLAGS.image_size is None:
+        FLAGS.image_size = stored
+    elif FLAGS.image_size != stored and not FLAGS.allow_resize:
+        raise UsageError(
+            f"--image_size={FLAGS.image_size} does not match the dataset card of {data_dir} (image_size {stored}); "
+            f"pass --image_size={stored}, or --allow_resize to resize on the fly"
+        )
+    if card.get("num_classes", NUM_EXPRESSIONS) != NUM_EXPRESSIONS or (
+        "expressions" in card and len(card["expressions"]) != NUM_EXPRESSIONS
+    ):
+        raise UsageError(f"--data_dir={data_dir}: the dataset card's expressions {card.get('expressions')} do not "
+                         f"match the {NUM_EXPRESSIONS} classes of expr3d.labels")
+    return card
+
+
+def _card_summary(card):
+    return {
+        "data_dir": os.path.abspath(FLAGS.data_dir),
+        "name": card.get("name"),
+        "schema_version": card.get("schema_version"),
+        "image_size": card.get("image_size"),
+        "splits": {split: {"num_examples": info.get("num_examples"), "counts": info.get("counts")}
+                   for split, info in card.get("splits", {}).items()},
+    }
+
+
+def _stages_to_run():
+    if FLAGS.stage == "depth":
+        return ["depth"]
+    if FLAGS.stage == "gan":
+        return ["gan"]
+    return ["gan"] if FLAGS.depth_weight == 0 else ["depth", "gan"]
+
+
+def _validate_flags(num_replicas):
+    for name in ("num_steps_depth", "num_steps_gan", "batch_size", "n_critic", "lr_decay_every", "num_samples"):
+        if getattr(FLAGS, name) < 1:
+            raise UsageError(f"--{name} must be >= 1; got {getattr(FLAGS, name)}")
+    if FLAGS.batch_size_depth is not None and FLAGS.batch_size_depth < 1:
+        raise UsageError(f"--batch_size_depth must be >= 1; got {FLAGS.batch_size_depth}")
+    for name in ("checkpoint_every", "summary_every", "sample_every"):
+        if getattr(FLAGS, name) < 0:
+            raise UsageError(f"--{name} must be >= 0; got {getattr(FLAGS, name)}")
+    if FLAGS.keep_checkpoints < 1:
+        raise UsageError(f"--keep_checkpoints must be >= 1; got {FLAGS.keep_checkpoints}")
+    if not 0.0 <= FLAGS.lr_decay_start <= 1.0:
+        raise UsageError(f"--lr_decay_start must be in [0, 1]; got {FLAGS.lr_decay_start}")
+    for name in ("depth_weight", "confidence_penalty", "perceptual_weight", "lambda_cls", "lambda_rec", "lambda_gp",
+                 "lambda_pix"):
+        if getattr(FLAGS, name) < 0:
+            raise UsageError(f"--{name} must be >= 0; got {getattr(FLAGS, name)}")
+    stages = _stages_to_run()
+    batches = [("batch_size", FLAGS.batch_size)] if "gan" in stages else []
+    if "depth" in stages:
+        batches.append(("batch_size_depth" if FLAGS.batch_size_depth else "batch_size",
+                        FLAGS.batch_size_depth or FLAGS.batch_size))
+    for name, value in batches:
+        if value % num_replicas:
+            raise UsageError(f"--{name}={value} is not divisible by the {num_replicas} replicas of "
+                             f"--strategy={FLAGS.strategy}")
+    if FLAGS.jit_compile and FLAGS.strategy != "default":
+        raise UsageError("--jit_compile is supported with --strategy=default only")
+
+
+def _check_resume(run_config):
+    from expr3d.training import checkpoints
+
+    path = os.path.join(FLAGS.model_dir, "config.json")
+    saved = checkpoints.read_run_config(path)
+    if saved is None:
+        return
+    diff = checkpoints.config_diff(saved, run_config, ARCHITECTURE_KEYS)
+    if diff:
+        raise UsageError(
+            f"--model_dir={FLAGS.model_dir} holds a run with a different architecture; use a new --model_dir or the "
+            f"saved flags (--flagfile from config.json). Differences:\n{diff}"
+        )
+
+
+def _check_stage_one(stages):
+    from expr3d.training import checkpoints
+
+    depth_dir = os.path.join(FLAGS.model_dir, "depth", "checkpoints")
+    gan_dir = os.path.join(FLAGS.model_dir, "gan", "checkpoints")
+    if "gan" in stages and "depth" not in stages and FLAGS.depth_weight > 0:
+        if not checkpoints.checkpoint_exists(depth_dir) and not checkpoints.checkpoint_exists(gan_dir):
+            raise UsageError(
+                f"--stage=gan with --depth_weight={FLAGS.depth_weight} needs the stage-1 checkpoint in {depth_dir} "
+                f"(run --stage=depth first, use --stage=all, or --depth_weight=0 for plain StarGAN)"
+            )
+
+
+def run():
+    """Everything after flag parsing; raises UsageError / NonFiniteLossError; returns the exit status."""
+    if not FLAGS.model_dir:
+        raise UsageError("--model_dir is required")
+    from expr3d.training import runtime
+
+    runtime.configure_cpu_devices(FLAGS.cpu_devices)
+    loss_scaled = runtime.set_precision(FLAGS.mixed_precision)
+    strategy = runtime.make_strategy(FLAGS.strategy)
+    _validate_flags(strategy.num_replicas_in_sync)
+    card = _prepare_data()
+    model_config = _model_config()
+    stages = _stages_to_run()
+
+    flag_values = _flag_values()
+    run_config = {
+        "flags": flag_values,
+        "model_config": model_config.to_dict(),
+        "geometry": FLAGS.geometry,
+        "dataset": _card_summary(card),
+        "versions": runtime.library_versions(),
+        "num_replicas": strategy.num_replicas_in_sync,
+    }
+    _check_resume(run_config)
+    _check_stage_one(stages)
+
+    vgg_needed = "depth" in stages and FLAGS.perceptual_weight > 0
+    if vgg_needed:
+        from expr3d.models.perceptual import resolve_vgg19_weights
+
+        try:
+            resolve_vgg19_weights(FLAGS.vgg19_weights)
+        except (FileNotFoundError, ValueError) as error:
+            raise UsageError(str(error).splitlines()[0] + " (or train with --perceptual_weight=0)") from None
+
+    return _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_needed)
+
+
+def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_needed):
+    import tensorflow as tf
+
+    from expr3d.models import VGG19Features, build_models
+    from expr3d.training import checkpoints, inputs, runtime, summaries
+    from expr3d.training.depth_guided_stargan import DepthGuidedStarGAN
+    from expr3d.training.depth_pretrainer import DepthPretrainer
+    from expr3d.training.loop import StageLoop, StopRequest
+    from expr3d.training.schedules import LinearDecaySchedule
+
+    runtime.seed_everything(FLAGS.seed)
+    model_dir = FLAGS.model_dir
+    os.makedirs(model_dir, exist_ok=True)
+    config_path = os.path.join(model_dir, "config.json")
+    saved = checkpoints.read_run_config(config_path) or {}
+    run_config["progress"] = saved.get("progress", {})
+    checkpoints.write_run_config(config_path, run_config)
+
+    with strategy.scope():
+        networks = build_models(model_config)
+
+    def export(stage, step):
+        checkpoints.save_keras_models(networks, os.path.join(model_dir, "models"))
+        run_config["progress"][stage] = step
+        checkpoints.write_run_config(config_path, run_config)
+
+    samples = inputs.sample_batch(FLAGS.data_dir, FLAGS.num_samples, FLAGS.image_size, FLAGS.geometry)
+    depth_dir = os.path.join(model_dir, "depth", "checkpoints")
+
+    def schedule(base_lr, num_steps):
+        return LinearDecaySchedule(base_lr, num_steps, decay_start=int(FLAGS.lr_decay_start * num_steps),
+                                   decay_every=FLAGS.lr_decay_every)
+
+    status = "complete"
+    with StopRequest() as stop:
+        for stage in stages:
+            with strategy.scope():
+                if stage == "depth":
+                    num_steps, batch_size = FLAGS.num_steps_depth, FLAGS.batch_size_depth or FLAGS.batch_size
+                    trainer = DepthPretrainer(
+                        networks["g_depth"], networks["d_depth"],
+                        vgg=VGG19Features(weights=FLAGS.vgg19_weights) if vgg_needed else None,
+                        n_critic=FLAGS.n_critic, lambda_cls=FLAGS.lambda_cls, lambda_gp=FLAGS.lambda_gp,
+                        lambda_pix=FLAGS.lambda_pix, lambda_rec=FLAGS.lambda_rec,
+                        perceptual_weight=FLAGS.perceptual_weight, confidence_penalty=FLAGS.confidence_penalty,
+                    )
+                    trainer.compile(
+                        g_optimizer=runtime.make_optimizer(FLAGS.g_lr, FLAGS.beta1, FLAGS.beta2, loss_scaled, "g_depth"),
+                        d_optimizer=runtime.make_optimizer(FLAGS.d_lr, FLAGS.beta1, FLAGS.beta2, loss_scaled, "d_depth"),
+                    )
+                    schedules = {"g_depth": schedule(FLAGS.g_lr, num_steps), "d_depth": schedule(FLAGS.d_lr, num_steps)}
+                else:
+                    num_steps, batch_size = FLAGS.num_steps_gan, FLAGS.batch_size
+                    trainer = DepthGuidedStarGAN(
+                        **networks, num_classes=NUM_EXPRESSIONS, depth_weight=FLAGS.depth_weight,
+                        n_critic=FLAGS.n_critic, lambda_cls=FLAGS.lambda_cls, lambda_rec=FLAGS.lambda_rec,
+                        lambda_gp=FLAGS.lambda_gp, confidence_penalty=FLAGS.confidence_penalty,
+                    )
+                    trainer.compile(optimizers={
+                        key: runtime.make_optimizer(FLAGS.g_lr if key.startswith("g") else FLAGS.d_lr, FLAGS.beta1,
+                                                    FLAGS.beta2, loss_scaled, key)
+                        for key in ("g_rgb", "d_rgb", "g_depth", "d_depth")
+                    })
+                    schedules = {key: schedule(FLAGS.g_lr if key.startswith("g") else FLAGS.d_lr, num_steps)
+                                 for key in trainer.optimizers}
+                trainer.build_optimizers()
+
+            dataset = inputs.training_dataset(
+                FLAGS.data_dir, batch_size, FLAGS.image_size, FLAGS.geometry, NUM_EXPRESSIONS,
+                seed=FLAGS.seed + (0 if stage == "depth" else 1), target_mode=FLAGS.target_mode,
+                nan_at_step=FLAGS.debug_nan_at_step, balanced=FLAGS.balanced,
+            )
+            run_summaries = summaries.RunSummaries(model_dir, stage)
+            show_geometry = stage == "depth" or FLAGS.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir)
+
+            def sample_fn(step, trainer=trainer, run_summaries=run_summaries, show_geometry=show_geometry):
+                grid = summaries.render_samples(trainer, samples, FLAGS.geometry, show_geometry=show_geometry)
+                run_summaries.grid(grid, step)
+
+            loop = StageLoop(
+                trainer, strategy, dataset, os.path.join(model_dir, stage), num_steps, schedules, networks,
+                keep_checkpoints=FLAGS.keep_checkpoints, checkpoint_every=FLAGS.checkpoint_every,
+                summary_every=FLAGS.summary_every, sample_every=FLAGS.sample_every, summaries=run_summaries,
+                sample_fn=sample_fn, on_checkpoint=lambda step, stage=stage: export(stage, step),
+                jit_compile=FLAGS.jit_compile, stop=stop, show_progress=FLAGS.progress,
+            )
+            restored = loop.restore()
+            if restored is None:
+                if stage == "gan" and checkpoints.checkpoint_exists(depth_dir):
+                    prefix = checkpoints.AtomicCheckpointer.latest_prefix(depth_dir)
+                    checkpoints.read_into(
+                        tf.train.Checkpoint(g_depth=networks["g_depth"], d_depth=networks["d_depth"]), prefix
+                    ).assert_existing_objects_matched()
+                    print(f"expr3d.train: stage gan starts from the stage-1 networks of {prefix}", file=sys.stderr)
+                run_summaries.flags_text(flag_values_for_text(run_config))
+            else:
+                print(f"expr3d.train: stage {stage} resumes at iteration {restored} from "
+                      f"{checkpoints.AtomicCheckpointer.latest_prefix(loop.checkpoint_dir)}", file=sys.stderr)
+            status = loop.run()
+            run_summaries.close()
+            if status != "complete":
+                print(f"expr3d.train: {status} received; checkpointed stage {stage} at iteration "
+                      f"{int(trainer.iteration.numpy())}; rerun the same command to resume", file=sys.stderr)
+                break
+    if status == "complete":
+        print(f"expr3d.train: done; models in {os.path.join(model_dir, 'models')}, samples in "
+              f"{os.path.join(model_dir, 'samples')}", file=sys.stderr)
+        return 0
+    return EXIT_SIGNAL.get(status, 1)
+
+
+def flag_values_for_text(run_config):
+    values = dict(run_config["flags"])
+    values["(model_config)"] = json.dumps(run_config["model_config"])
+    return values
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"expr3d.train: error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from expr3d.training.loop import NonFiniteLossError
+
+    logging.set_verbosity(logging.WARNING)
+    try:
+        return run()
+    except UsageError as error:
+        print(f"expr3d.train: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except NonFiniteLossError as error:
+        print(f"expr3d.train: error: {error}", file=sys.stderr)
+        return EXIT_NON_FINITE
+
+
+def cli():
+    app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == "__main__":
+    cli()

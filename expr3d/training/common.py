@@ -1,0 +1,74 @@
+"""Pieces shared by the two trainers: replica scaling, the gradient penalty pass and loss-scaled updates.
+
+TensorFlow-only (GradientTape, tf.distribute): this is the edge where the backend-agnostic models meet the train step.
+"""
+
+import keras
+import tensorflow as tf
+
+from expr3d import losses
+
+
+def replica_scale():
+    """`1 / num_replicas_in_sync` of the current strategy.
+
+    Each replica's loss is a mean over its share of the global batch and the optimizer SUMS gradients across
+    replicas, so scaling by this factor makes the update the gradient of the global-batch mean.
+    """
+    return 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def is_loss_scaled(optimizer):
+    return isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def gradient_penalty(critic, real, fake, alpha):
+    """WGAN-GP term of `critic` at `x_hat = alpha * real + (1 - alpha) * fake`, computed in float32.
+
+    `x_hat` is a float32 tensor and the gradient of the summed `src` patch map is taken with respect to it, so the
+    gradient, its per-sample norm and the penalty are float32 even when the critic's layers compute in a
+    mixed-precision dtype (the critic's first layer casts its input; its `src` output is float32).
+    """
+    x_hat = losses.interpolate(tf.stop_gradient(real), tf.stop_gradient(fake), alpha)
+    with tf.GradientTape() as inner:
+        inner.watch(x_hat)
+        src, _ = critic(x_hat, training=True)
+        total = tf.reduce_sum(tf.cast(src, tf.float32))
+    gradients = inner.gradient(total, x_hat)
+    return losses.gradient_penalty(gradients)
+
+
+def scaled_for_update(loss, optimizers):
+    """Per-optimizer losses to differentiate: `loss / num_replicas`, times each float16 optimizer's loss scale.
+
+    Call INSIDE the tape so the scaling is recorded.
+    """
+    loss = loss * replica_scale()
+    return [optimizer.scale_loss(loss) if is_loss_scaled(optimizer) else loss for optimizer in optimizers]
+
+
+def apply_updates(tape, scaled_losses, optimizers, variable_lists):
+    """Differentiate and apply; `scaled_losses[i]` updates `variable_lists[i]` with `optimizers[i]`.
+
+    Without loss scaling all entries are the same tensor, so one backward pass serves every optimizer; with float16
+    loss scaling each optimizer has its own scale, so the (persistent) tape is walked once per optimizer.
+    """
+    if all(s is scaled_losses[0] for s in scaled_losses):
+        flat = [v for variables in variable_lists for v in variables]
+        gradients = tape.gradient(scaled_losses[0], flat)
+        start = 0
+        for optimizer, variables in zip(optimizers, variable_lists):
+            optimizer.apply(gradients[start:start + len(variables)], variables)
+            start += len(variables)
+        return
+    for scaled, optimizer, variables in zip(scaled_losses, optimizers, variable_lists):
+        optimizer.apply(tape.gradient(scaled, variables), variables)
+
+
+def class_one_hot(labels, num_classes):
+    return tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=tf.float32)
+
+
+def as_float_logs(logs):
+    """Every log entry as a float32 scalar (same structure in every branch of a `tf.cond`)."""
+    return {name: tf.cast(value, tf.float32) for name, value in logs.items()}

@@ -1,0 +1,179 @@
+"""Stage 1: pre-training the depth translator G_depth and its critic D_depth on RGB-geometry pairs."""
+
+import keras
+import tensorflow as tf
+
+from expr3d import losses
+from expr3d.training import common
+
+# Every loss term the pre-trainer logs, in a fixed order (TensorBoard tags "depth/<name>").
+CRITIC_TERMS = ("d_adv", "d_cls", "d_gp", "d_total")
+GENERATOR_TERMS = ("g_pix", "g_per", "g_adv", "g_cls", "g_conf", "g_rec", "g_total")
+
+
+class DepthPretrainer(keras.Model):
+    """Pre-trains G_depth (RGB <-> geometry translator) against D_depth (PAPER.md "Pre-training the depth network").
+
+    One *iteration* (`train_step`) is one critic update of D_depth on one batch, plus one translator update of
+    G_depth on the same batch when the iteration number `i` (counted from 0) satisfies `(i + 1) % n_critic == 0`
+    (StarGAN's schedule: `num_steps` iterations give `num_steps / n_critic` translator updates).
+
+    Critic (D_depth), on real geometry `d`, its RGB face `x` and expression `c_org`:
+        `-E[D_src(d)] + E[D_src(G(x))] + lambda_cls CE(D_cls(d), c_org) + lambda_gp GP(d, G(x))`.
+    Translator (G_depth):
+        `lambda_pix |d - G(x)|_1 + perceptual_weight |V(d) - V(G(x))|_1 - E[D_src(G(x))]`
+        `+ lambda_cls (CE(D_cls(G(x)), c_org) - beta H(D_cls(G(x)))) + lambda_rec |x - G'(G(x))|_1`,
+    with `G = g_depth.to_geometry` and `G' = g_depth.to_rgb`. The to-RGB direction is trained only through the
+    reconstruction term (a geometry map carries no colour, so an L1 loss of G'(d) against x would ask it to invent
+    texture); the perceptual term is skipped, and VGG19 never built, when `perceptual_weight` is 0.
+
+    Batches are dicts with `image` [B,S,S,3], `geometry` [B,S,S,3] (depth x3 or normals, in [-1, 1]),
+    `expression` int [B] and `alpha_depth` [B,1,1,1] (the gradient-penalty mixing weights, drawn U(0, 1) by the
+    input pipeline so that a run is a pure function of its data stream).
+
+    Args:
+        g_depth: a `DepthTranslator`.
+        d_depth: a `PatchCritic` on geometry maps.
+        vgg: a `VGG19Features` model, required when `perceptual_weight > 0`.
+        n_critic: critic updates per translator update.
+        lambda_cls, lambda_gp, lambda_pix, lambda_rec, perceptual_weight: loss weights.
+        confidence_penalty: beta of the confidence penalty on D_depth's classification of G(x) (0 = off).
+
+    Example:
+    ```python
+    trainer = DepthPretrainer(models["g_depth"], models["d_depth"], perceptual_weight=0.0)
+    trainer.compile(g_optimizer=keras.optimizers.Adam(1e-4, 0.5, 0.999),
+                    d_optimizer=keras.optimizers.Adam(1e-4, 0.5, 0.999))
+    logs = trainer.run_iteration(batch, update_generator=True)
+    ```
+    """
+
+    stage = "depth"
+
+    def __init__(
+        self,
+        g_depth,
+        d_depth,
+        vgg=None,
+        n_critic=5,
+        lambda_cls=1.0,
+        lambda_gp=10.0,
+        lambda_pix=10.0,
+        lambda_rec=10.0,
+        perceptual_weight=1.0,
+        confidence_penalty=0.1,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if perceptual_weight > 0 and vgg is None:
+            raise ValueError("DepthPretrainer: perceptual_weight > 0 needs a VGG19Features model (vgg=...)")
+        self.g_depth = g_depth
+        self.d_depth = d_depth
+        self.vgg = vgg if perceptual_weight > 0 else None
+        self.n_critic = int(n_critic)
+        self.lambda_cls = float(lambda_cls)
+        self.lambda_gp = float(lambda_gp)
+        self.lambda_pix = float(lambda_pix)
+        self.lambda_rec = float(lambda_rec)
+        self.perceptual_weight = float(perceptual_weight)
+        self.confidence_penalty = float(confidence_penalty)
+        self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
+
+    def compile(self, g_optimizer, d_optimizer, **kwargs):
+        # No loss/optimizer for Keras itself: the train step drives both optimizers.
+        super().compile(**kwargs)
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+
+    @property
+    def optimizers(self):
+        return {"g_depth": self.g_optimizer, "d_depth": self.d_optimizer}
+
+    @property
+    def log_names(self):
+        return CRITIC_TERMS + GENERATOR_TERMS
+
+    def build_optimizers(self):
+        """Create the optimizer slots now (before a checkpoint restore, and outside any tf.function)."""
+        self.g_optimizer.build(self.g_depth.trainable_variables)
+        self.d_optimizer.build(self.d_depth.trainable_variables)
+
+    def critic_step(self, batch):
+        image, geometry, labels = batch["image"], batch["geometry"], batch["expression"]
+        fake = tf.stop_gradient(self.g_depth.to_geometry(image, training=True))
+        with tf.GradientTape(persistent=common.is_loss_scaled(self.d_optimizer)) as tape:
+            real_src, real_cls = self.d_depth(geometry, training=True)
+            fake_src, _ = self.d_depth(fake, training=True)
+            d_adv = losses.critic_adversarial_loss(real_src, fake_src)
+            d_cls = losses.classification_loss(real_cls, labels)
+            d_gp = common.gradient_penalty(self.d_depth, geometry, fake, batch["alpha_depth"])
+            d_total = d_adv + self.lambda_cls * d_cls + self.lambda_gp * d_gp
+            scaled = common.scaled_for_update(d_total, [self.d_optimizer])
+        common.apply_updates(tape, scaled, [self.d_optimizer], [self.d_depth.trainable_variables])
+        return {"d_adv": d_adv, "d_cls": d_cls, "d_gp": d_gp, "d_total": d_total}
+
+    def generator_step(self, batch):
+        image, geometry, labels = batch["image"], batch["geometry"], batch["expression"]
+        with tf.GradientTape(persistent=common.is_loss_scaled(self.g_optimizer)) as tape:
+            fake = self.g_depth.to_geometry(image, training=True)
+            fake_src, fake_cls = self.d_depth(fake, training=True)
+            g_pix = losses.l1_loss(geometry, fake)
+            if self.vgg is not None:
+                g_per = losses.perceptual_loss(self.vgg(geometry), self.vgg(fake))
+            else:
+                g_per = tf.constant(0.0)
+            g_adv = losses.generator_adversarial_loss(fake_src)
+            g_cls = losses.classification_loss(fake_cls, labels)
+            g_conf = losses.confidence_penalty(fake_cls, self.confidence_penalty)
+            reconstruction = self.g_depth.to_rgb(fake, training=True)
+            g_rec = losses.l1_loss(image, reconstruction)
+            g_total = (
+                self.lambda_pix * g_pix
+                + self.perceptual_weight * g_per
+                + g_adv
+                + self.lambda_cls * (g_cls + g_conf)
+                + self.lambda_rec * g_rec
+            )
+            scaled = common.scaled_for_update(g_total, [self.g_optimizer])
+        common.apply_updates(tape, scaled, [self.g_optimizer], [self.g_depth.trainable_variables])
+        return {
+            "g_pix": g_pix,
+            "g_per": g_per,
+            "g_adv": g_adv,
+            "g_cls": g_cls,
+            "g_conf": g_conf,
+            "g_rec": g_rec,
+            "g_total": g_total,
+        }
+
+    def run_iteration(self, batch, update_generator):
+        """One iteration with a Python-decided generator update (what the training loop traces, once per value)."""
+        logs = common.as_float_logs(self.critic_step(batch))
+        if update_generator:
+            logs.update(common.as_float_logs(self.generator_step(batch)))
+        return logs
+
+    def train_step(self, batch):
+        """`Model.fit` entry point: the generator update is decided from `self.iteration` (single device)."""
+        logs = common.as_float_logs(self.critic_step(batch))
+        update = tf.equal((self.iteration + 1) % self.n_critic, 0)
+        zeros = {name: tf.constant(0.0) for name in GENERATOR_TERMS}
+        logs.update(tf.cond(update, lambda: common.as_float_logs(self.generator_step(batch)), lambda: zeros))
+        self.iteration.assign_add(1)
+        return logs
+
+    def sample_outputs(self, image):
+        """Estimated geometry and its RGB reconstruction, for sample grids."""
+        geometry = self.g_depth.to_geometry(image, training=False)
+        return {"geometry": geometry, "reconstruction": self.g_depth.to_rgb(geometry, training=False)}
+
+    def get_config(self):
+        return {
+            "n_critic": self.n_critic,
+            "lambda_cls": self.lambda_cls,
+            "lambda_gp": self.lambda_gp,
+            "lambda_pix": self.lambda_pix,
+            "lambda_rec": self.lambda_rec,
+            "perceptual_weight": self.perceptual_weight,
+            "confidence_penalty": self.confidence_penalty,
+        }

@@ -1,0 +1,91 @@
+"""Turns pipeline batches into trainer batches: geometry map, target expressions and gradient-penalty weights.
+
+Every random draw of an iteration (the targets `c_trg`, the gradient-penalty mixing weights) is made here, on the
+GLOBAL batch, with stateless ops seeded by (seed, batch index). So a run is a pure function of its data stream: the
+data iterator's checkpoint restores the randomness too, and 1 or N replicas see exactly the same numbers.
+"""
+
+import tensorflow as tf
+
+from expr3d.data import pipeline
+
+TARGET_MODES = ("permute", "uniform")
+TRAINER_KEYS = ("image", "geometry", "expression", "target", "alpha", "alpha_depth")
+
+
+def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="permute", nan_at_step=-1):
+    """One batch of `pipeline.make_dataset` -> the dict the trainers consume (`TRAINER_KEYS`).
+
+    Args:
+        index: the batch's position in the stream (from `Dataset.enumerate`), i.e. the stage's iteration.
+        batch: a pipeline batch (image, depth, normals, expression, ...).
+        geometry: "depth" (depth replicated x3) or "normals".
+        num_classes: expressions, for uniform targets.
+        seed: run seed.
+        target_mode: "permute" (StarGAN: a random permutation of the batch's own labels) or "uniform".
+        nan_at_step: if >= 0, the images of that batch are replaced by NaN (`--debug_nan_at_step`: exercises the
+            non-finite-loss stop with a real forward pass).
+    """
+    if target_mode not in TARGET_MODES:
+        raise ValueError(f"--target_mode={target_mode!r}: expected one of {', '.join(TARGET_MODES)}")
+    labels = tf.cast(batch["expression"], tf.int32)
+    size = tf.shape(labels)[0]
+    seeds = tf.random.experimental.stateless_split(
+        tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)]), num=3
+    )
+    if target_mode == "permute":
+        order = tf.argsort(tf.random.stateless_uniform([size], seed=seeds[0]))
+        target = tf.gather(labels, order)
+    else:
+        target = tf.random.stateless_uniform([size], seed=seeds[0], minval=0, maxval=num_classes, dtype=tf.int32)
+    image = batch["image"]
+    if nan_at_step >= 0:
+        poison = tf.equal(tf.cast(index, tf.int64), nan_at_step)
+        image = tf.where(poison, tf.fill(tf.shape(image), float("nan")), image)
+    return {
+        "image": image,
+        "geometry": tf.cast(pipeline.geometry_map(batch, geometry), tf.float32),
+        "expression": labels,
+        "target": target,
+        "alpha": tf.random.stateless_uniform([size, 1, 1, 1], seed=seeds[1]),
+        "alpha_depth": tf.random.stateless_uniform([size, 1, 1, 1], seed=seeds[2]),
+    }
+
+
+def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, seed, target_mode="permute",
+                     nan_at_step=-1, balanced=False):
+    """The repeated, shuffled, augmented training stream of trainer batches (global batch size)."""
+    dataset = pipeline.make_dataset(
+        data_dir,
+        "train",
+        batch_size,
+        image_size=image_size,
+        training=True,
+        seed=seed,
+        balanced=balanced,
+        deterministic=True,
+        drop_remainder=True,
+    )
+    return dataset.enumerate().map(
+        lambda index, batch: add_training_fields(
+            index, batch, geometry, num_classes, seed, target_mode=target_mode, nan_at_step=nan_at_step
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    ).prefetch(2)
+
+
+def sample_batch(data_dir, count, image_size, geometry):
+    """The first `count` examples of the test split (train if there is none), unaugmented: the fixed grid sources."""
+    card = pipeline.load_card(data_dir)
+    split = "test" if card["splits"].get("test", {}).get("num_examples", 0) > 0 else "train"
+    dataset = pipeline.make_dataset(
+        data_dir, split, count, image_size=image_size, training=False, deterministic=True, drop_remainder=False
+    )
+    batch = next(iter(dataset))
+    return {
+        "image": batch["image"].numpy(),
+        "geometry": tf.cast(pipeline.geometry_map(batch, geometry), tf.float32).numpy(),
+        "expression": batch["expression"].numpy(),
+        "key": [k.decode("utf-8", "replace") for k in batch["key"].numpy()],
+    }

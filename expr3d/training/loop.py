@@ -1,0 +1,176 @@
+"""The training loop of one stage: distributed steps, schedules, checkpoints, summaries, SIGTERM and NaN handling."""
+
+import math
+import os
+import signal
+
+import numpy as np
+import tensorflow as tf
+
+from expr3d.progress import Progress
+from expr3d.training import checkpoints, runtime
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or infinite; the message names it, the stage and the iteration."""
+
+
+class StopRequest:
+    """Turns SIGTERM (and SIGINT) into a flag the loop polls between iterations, so it can checkpoint and exit.
+
+    Example:
+    ```python
+    with StopRequest() as stop:
+        while not stop.requested:
+            ...
+    ```
+    """
+
+    def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
+        self.signals = signals
+        self.requested = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        self.requested = signal.Signals(signum).name
+
+    def __enter__(self):
+        for sig in self.signals:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        return False
+
+
+def format_logs(logs, keys=("d_total", "g_total", "g_rec", "g_pix", "gd_total")):
+    return " ".join(f"{k}={logs[k]:.3f}" for k in keys if k in logs)
+
+
+class StageLoop:
+    """Runs one stage's trainer from its latest checkpoint (or from scratch) to `num_steps` iterations.
+
+    Args:
+        trainer: a `DepthPretrainer` or `DepthGuidedStarGAN`, built and compiled inside `strategy.scope()`.
+        strategy: the `tf.distribute.Strategy`.
+        dataset: the global-batch `tf.data.Dataset` of trainer batches (`inputs.training_dataset`).
+        stage_dir: `<model_dir>/<stage>`; checkpoints go to `<stage_dir>/checkpoints`.
+        num_steps: iterations of the stage.
+        schedules: `{optimizer key: LinearDecaySchedule}`.
+        networks: `{name: keras.Model}` saved in every checkpoint.
+        keep_checkpoints, checkpoint_every, summary_every, sample_every: cadences (0 = only at the end).
+        summaries: a `RunSummaries` (or None).
+        sample_fn: `step -> None`, renders and logs the sample grid.
+        on_checkpoint: `step -> None`, called after each checkpoint (exports the `.keras` models).
+        jit_compile: XLA-compile the step functions.
+        stop: a `StopRequest`.
+        show_progress: print the progress line with ETA.
+    """
+
+    def __init__(self, trainer, strategy, dataset, stage_dir, num_steps, schedules, networks, keep_checkpoints=3,
+                 checkpoint_every=1000, summary_every=100, sample_every=1000, summaries=None, sample_fn=None,
+                 on_checkpoint=None, jit_compile=False, stop=None, show_progress=True):
+        self.trainer = trainer
+        self.strategy = strategy
+        self.num_steps = int(num_steps)
+        self.schedules = schedules
+        self.checkpoint_every = checkpoint_every
+        self.summary_every = summary_every
+        self.sample_every = sample_every
+        self.summaries = summaries
+        self.sample_fn = sample_fn
+        self.on_checkpoint = on_checkpoint
+        self.stop = stop or StopRequest(signals=())
+        self.show_progress = show_progress
+        self.checkpoint_dir = os.path.join(stage_dir, "checkpoints")
+
+        self.iterator = iter(strategy.experimental_distribute_dataset(dataset))
+        objects = dict(networks)
+        objects.update({f"optimizer_{key}": opt for key, opt in trainer.optimizers.items()})
+        self.checkpoint = tf.train.Checkpoint(step=trainer.iteration, iterator=self.iterator, **objects)
+        self.checkpointer = checkpoints.AtomicCheckpointer(self.checkpoint_dir, self.checkpoint, keep_checkpoints)
+        self._steps = {True: self._make_step(True, jit_compile), False: self._make_step(False, jit_compile)}
+        self._current_lr = {}
+
+    def _make_step(self, update_generator, jit_compile):
+        strategy, trainer = self.strategy, self.trainer
+
+        def step(batch):
+            per_replica = strategy.run(trainer.run_iteration, args=(batch, update_generator))
+            return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                    for name, value in per_replica.items()}
+
+        return tf.function(step, jit_compile=bool(jit_compile), reduce_retracing=True)
+
+    def restore(self):
+        """Restore the latest checkpoint of this stage; return its step (None on a fresh stage)."""
+        return self.checkpointer.restore_latest()
+
+    def save(self, step):
+        prefix = self.checkpointer.save(step)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(step)
+        return prefix
+
+    def _set_learning_rates(self, step):
+        for key, schedule in self.schedules.items():
+            value = schedule(step)
+            if self._current_lr.get(key) != value:
+                runtime.set_learning_rate(self.trainer.optimizers[key], value)
+                self._current_lr[key] = value
+
+    def run(self):
+        """Train to `num_steps`. Returns "complete" or the name of the signal that stopped the run.
+
+        Raises:
+            NonFiniteLossError: a loss term is NaN/inf (nothing is saved; the last good checkpoint stays).
+        """
+        step = int(self.trainer.iteration.numpy())
+        stage = self.trainer.stage
+        if step >= self.num_steps:
+            return "complete"
+        progress = Progress(self.num_steps, desc=f"stage {stage}", unit="it", initial=step) if self.show_progress else None
+        n_critic = self.trainer.n_critic
+        last_saved = step
+        status = "complete"
+        while step < self.num_steps:
+            if self.stop.requested:
+                status = self.stop.requested
+                break
+            self._set_learning_rates(step)
+            update_generator = (step + 1) % n_critic == 0
+            logs = self._steps[update_generator](next(self.iterator))
+            logs = {name: float(np.asarray(value)) for name, value in logs.items()}
+            bad = [name for name, value in logs.items() if not math.isfinite(value)]
+            if bad:
+                raise NonFiniteLossError(
+                    f"non-finite loss in stage {stage} at iteration {step + 1}: "
+                    + ", ".join(f"{name}={logs[name]}" for name in bad)
+                    + f"; stopped without saving, the last good checkpoint is "
+                    f"{self.checkpointer.latest_prefix(self.checkpoint_dir) or '(none)'}"
+                )
+            step += 1
+            self.trainer.iteration.assign(step)
+            if self.summaries is not None and (step % max(self.summary_every, 1) == 0 or step == self.num_steps):
+                self.summaries.scalars(logs, step, learning_rates=self._current_lr)
+            if self.sample_fn is not None and self.sample_every and step % self.sample_every == 0:
+                self.sample_fn(step)
+            if self.checkpoint_every and step % self.checkpoint_every == 0:
+                self.save(step)
+                last_saved = step
+            if progress is not None:
+                progress.update(1, postfix=format_logs(logs))
+        if step != last_saved:
+            self.save(step)
+        if status == "complete" and self.sample_fn is not None and (not self.sample_every or step % self.sample_every):
+            self.sample_fn(step)
+        if progress is not None and progress.done != progress.total:
+            progress.close()
+        if self.summaries is not None:
+            self.summaries.flush()
+        return status
+
+
+__all__ = ["NonFiniteLossError", "StageLoop", "StopRequest"]

@@ -1,0 +1,108 @@
+"""Process-level setup for training: logical devices, dtype policy, distribution strategy, seeds.
+
+Order matters: `configure_cpu_devices` must run before TensorFlow initialises its devices (before the first op), and
+`set_precision` before the models are built (layers read the global policy when they are constructed).
+"""
+
+import os
+import random
+
+import numpy as np
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("default", "mirrored")
+
+
+def configure_cpu_devices(count):
+    """Split the host CPU into `count` logical devices (for testing `--strategy=mirrored` without GPUs).
+
+    Must be called before TensorFlow initialises; raises RuntimeError naming the flag otherwise.
+    """
+    import tensorflow as tf
+
+    if count is None or count <= 1:
+        return
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError as error:
+        raise RuntimeError(f"--cpu_devices={count}: TensorFlow was already initialised ({error})") from None
+
+
+def set_precision(policy):
+    """Set the global Keras dtype policy; returns whether optimizers need loss scaling.
+
+    Only `mixed_float16` needs a `LossScaleOptimizer`: float16 has 5 exponent bits, so small gradients underflow;
+    bfloat16 keeps float32's 8-bit exponent range, so its gradients do not underflow and need no scaling.
+    """
+    import keras
+
+    if policy not in PRECISIONS:
+        raise ValueError(f"--mixed_precision={policy!r}: expected one of {', '.join(PRECISIONS)}")
+    keras.mixed_precision.set_global_policy(policy)
+    return policy == "mixed_float16"
+
+
+def make_strategy(name):
+    """`default` -> the default (single-device) strategy; `mirrored` -> MirroredStrategy over every GPU, else every
+    logical CPU device."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        # Reduction across CPU devices needs the plain (non-NCCL) all-reduce.
+        cross_device_ops = None if gpus else tf.distribute.ReductionToOneDevice()
+        return tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=cross_device_ops)
+    raise ValueError(f"--strategy={name!r}: expected one of {', '.join(STRATEGIES)}")
+
+
+def seed_everything(seed):
+    """Seed Python, NumPy, TensorFlow and Keras (weight initialisers) from one integer."""
+    import keras
+
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
+
+
+def make_optimizer(learning_rate, beta_1, beta_2, loss_scaled, name):
+    """Adam, wrapped in a `LossScaleOptimizer` when training in float16 (call inside `strategy.scope()`)."""
+    import keras
+
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, name=name)
+    if loss_scaled:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_loss_scale")
+    return optimizer
+
+
+def set_learning_rate(optimizer, value):
+    """Assign a new learning rate to an (optionally loss-scaled) Keras optimizer without retracing."""
+    import keras
+
+    inner = optimizer.inner_optimizer if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else optimizer
+    inner.learning_rate = float(value)
+
+
+def get_learning_rate(optimizer):
+    import keras
+
+    inner = optimizer.inner_optimizer if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else optimizer
+    return float(keras.ops.convert_to_numpy(inner.learning_rate))
+
+
+def library_versions():
+    import keras
+    import tensorflow as tf
+
+    import expr3d
+
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "expr3d": getattr(expr3d, "__version__", "unknown"),
+    }

@@ -1,0 +1,180 @@
+"""TensorBoard summaries (loss terms, learning rates, flags as text) and sample grids saved as PNG.
+
+Grid layouts (one tile per image, 2 px white gutters):
+  - stage "depth": one row per sample source: RGB source | real geometry | estimated geometry G(x) |
+    reconstruction G'(G(x)).
+  - stage "gan": two rows per sample source: [source | G_rgb(x, c) for each of the eight expressions] and under it
+    [real geometry of the source | estimated geometry G_depth(G_rgb(x, c)) of each output] (the second row is left
+    out when the depth network was never trained, i.e. a plain StarGAN run without a stage-1 checkpoint).
+Geometry tiles show depth (the channel mean) as grey levels, white = nearest; normals as RGB = (n + 1) / 2.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+from expr3d.data import records
+from expr3d.labels import EXPRESSIONS
+
+_GUTTER = 2
+
+
+def to_uint8(x):
+    """[-1, 1] floats -> uint8 [0, 255]."""
+    return np.clip(np.round((np.asarray(x, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def geometry_tile(geometry, kind):
+    """A 3-channel geometry map [S,S,3] in [-1, 1] as an RGB uint8 tile."""
+    geometry = np.asarray(geometry, np.float32)
+    if kind == "depth":
+        depth = geometry.mean(axis=-1, keepdims=True)
+        return to_uint8(np.repeat(depth, 3, axis=-1))
+    return to_uint8(geometry)
+
+
+def tile_grid(rows):
+    """Rows of equally sized uint8 tiles [S,S,3] -> one uint8 image, white gutters, rows left-aligned."""
+    size = rows[0][0].shape[0]
+    columns = max(len(row) for row in rows)
+    height = len(rows) * size + (len(rows) + 1) * _GUTTER
+    width = columns * size + (columns + 1) * _GUTTER
+    grid = np.full((height, width, 3), 255, np.uint8)
+    for r, row in enumerate(rows):
+        top = _GUTTER + r * (size + _GUTTER)
+        for c, tile in enumerate(row):
+            left = _GUTTER + c * (size + _GUTTER)
+            grid[top:top + size, left:left + size] = tile
+    return grid
+
+
+def depth_stage_grid(samples, outputs, kind):
+    rows = []
+    for i in range(len(samples["image"])):
+        rows.append([
+            to_uint8(samples["image"][i]),
+            geometry_tile(samples["geometry"][i], kind),
+            geometry_tile(outputs["geometry"][i], kind),
+            to_uint8(outputs["reconstruction"][i]),
+        ])
+    return tile_grid(rows)
+
+
+def gan_stage_grid(samples, outputs_per_class, kind, show_geometry=True):
+    """`outputs_per_class[c]` = {"image": [N,S,S,3], "geometry": [N,S,S,3]} for target class c."""
+    rows = []
+    for i in range(len(samples["image"])):
+        rows.append([to_uint8(samples["image"][i])] + [to_uint8(out["image"][i]) for out in outputs_per_class])
+        if show_geometry:
+            rows.append(
+                [geometry_tile(samples["geometry"][i], kind)]
+                + [geometry_tile(out["geometry"][i], kind) for out in outputs_per_class]
+            )
+    return tile_grid(rows)
+
+
+def write_png(path, image):
+    records.atomic_write_bytes(path, tf.io.encode_png(image).numpy())
+
+
+def _metadata(plugin_name, data_class):
+    """TensorBoard's summary metadata for its scalars / images / text plugins.
+
+    The events are written with the core `tf.summary.write` op and this metadata, exactly what TensorBoard's own
+    `tf.summary.scalar/image/text` write, so training needs no `tensorboard` package (only viewing does).
+    """
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = plugin_name
+    metadata.data_class = data_class
+    return metadata
+
+
+_SCALAR = _metadata("scalars", summary_pb2.DATA_CLASS_SCALAR)
+_IMAGE = _metadata("images", summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
+_TEXT = _metadata("text", summary_pb2.DATA_CLASS_TENSOR)
+
+
+def write_scalar(tag, value, step):
+    tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step, metadata=_SCALAR)
+
+
+def write_image(tag, image, step):
+    """One uint8 [H, W, 3] image, as TensorBoard's image plugin stores it: [width, height, png]."""
+    height, width = image.shape[:2]
+    tensor = tf.stack([tf.constant(str(width)), tf.constant(str(height)), tf.io.encode_png(image)])
+    tf.summary.write(tag, tensor, step=step, metadata=_IMAGE)
+
+
+def write_text(tag, text, step):
+    tf.summary.write(tag, tf.constant(text), step=step, metadata=_TEXT)
+
+
+def flags_markdown(values):
+    lines = ["| flag | value |", "|---|---|"]
+    for name in sorted(values):
+        lines.append(f"| --{name} | `{values[name]}` |")
+    return "\n".join(lines)
+
+
+class RunSummaries:
+    """One TensorBoard writer per stage (`<model_dir>/logs/<stage>`) plus PNG copies of the sample grids.
+
+    Args:
+        model_dir: the run directory.
+        stage: "depth" or "gan".
+
+    Example:
+    ```python
+    summaries = RunSummaries(model_dir, "gan")
+    summaries.scalars({"g_rec": 0.3}, step=100, learning_rates={"g_rgb": 1e-4})
+    ```
+    """
+
+    def __init__(self, model_dir, stage):
+        self.stage = stage
+        self.log_dir = os.path.join(model_dir, "logs", stage)
+        self.sample_dir = os.path.join(model_dir, "samples")
+        os.makedirs(self.sample_dir, exist_ok=True)
+        self.writer = tf.summary.create_file_writer(self.log_dir)
+
+    def scalars(self, logs, step, learning_rates=None):
+        with self.writer.as_default(step=step):
+            for name, value in logs.items():
+                write_scalar(f"{self.stage}/loss/{name}", value, step)
+            for name, value in (learning_rates or {}).items():
+                write_scalar(f"{self.stage}/learning_rate/{name}", value, step)
+
+    def flags_text(self, values, step=0):
+        with self.writer.as_default(step=step):
+            write_text(f"{self.stage}/flags", flags_markdown(values), step)
+
+    def grid(self, image, step):
+        """Log the uint8 grid to TensorBoard and save `samples/<stage>-<step>.png` (+ `<stage>-latest.png`)."""
+        with self.writer.as_default(step=step):
+            write_image(f"{self.stage}/samples", image, step)
+        path = os.path.join(self.sample_dir, f"{self.stage}-{step:09d}.png")
+        write_png(path, image)
+        write_png(os.path.join(self.sample_dir, f"{self.stage}-latest.png"), image)
+        return path
+
+    def flush(self):
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()
+
+
+def render_samples(trainer, samples, kind, show_geometry=True):
+    """The sample grid (uint8) of `trainer` (a DepthPretrainer or DepthGuidedStarGAN) on the fixed `samples`."""
+    image = tf.constant(samples["image"])
+    if trainer.stage == "depth":
+        outputs = {k: v.numpy() for k, v in trainer.sample_outputs(image).items()}
+        return depth_stage_grid(samples, outputs, kind)
+    count = image.shape[0]
+    per_class = []
+    for c in range(len(EXPRESSIONS)):
+        out = trainer.sample_outputs(image, tf.fill([count], c))
+        per_class.append({k: v.numpy() for k, v in out.items()})
+    return gan_stage_grid(samples, per_class, kind, show_geometry=show_geometry)
