@@ -1,0 +1,10 @@
+"""Deployment: SavedModel signatures for TF Serving, TFLite conversion + parity, the face crop / paste-back pipeline.
+
+Modules:
+    run_dir     read a training run directory (config.json + models/*.keras)
+    signatures  the serving graph (resize/normalise/validate in-graph) and the SavedModel export
+    tflite      TFLite conversion of the generator (fp32, fp16, int8, int8_full), LiteRT runner, parity report
+    faces       Haar face + eye detection, eye-line alignment, the crop's affine matrix
+    paste       feathered paste-back of a translated crop into the photo
+    pipeline    photo -> faces -> crops -> any generator -> pasted results (shared by expr3d.lite and expr3d.synthesize)
+"""

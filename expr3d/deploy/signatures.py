@@ -1,0 +1,346 @@
+"""The serving graph of an exported run: named TF Serving signatures with resizing, normalisation and validation inside.
+
+Signatures (inputs -> outputs; N images of one size H x W per request, any H, W >= 1):
+
+    serving_default     images uint8 [N,H,W,3], expressions int32 [N] (or one id for all)   -> images uint8 [N,H,W,3]
+    translate_encoded   image_bytes string [N] (JPEG/PNG), expressions string [N] (or one)   -> image_bytes string [N] (PNG)
+                        (REST: {"b64": ...} in, {"b64": ...} out because the output key ends in "_bytes"; images of
+                        different sizes may share a request: each comes back at its own size)
+    estimate_depth      images uint8 [N,H,W,3]  -> depth float32 [N,H,W,1] in [-1,1] (+1 nearest),
+                                                   normals float32 [N,H,W,3] unit camera-space (x right, y up, z to camera)
+    translate_all       images uint8 [N,H,W,3]  -> images uint8 [N,8,H,W,3] (expressions in labels.EXPRESSIONS order),
+                                                   expressions string [N,8] (the names, for reading the output)
+    generator           image float32 [N,S,S,3] in [-1,1], condition float32 [N,8] (one-hot)
+                                                -> image float32 [N,S,S,3] in [-1,1]   (S = training size; the raw
+                                                   network, the signature TFLite is converted from)
+
+Image and id inputs are declared with unknown rank so that a wrong rank reaches the graph's own checks (the same
+INVALID_ARGUMENT message in Python, saved_model_cli and TF Serving) instead of a client-side shape error.
+"""
+import numpy as np
+
+from expr3d.labels import _ALIASES, EXPRESSIONS, NUM_EXPRESSIONS
+
+SIGNATURE_KEYS = ("serving_default", "translate_encoded", "estimate_depth", "translate_all", "generator")
+GENERATOR_SIGNATURE = "generator"
+
+# How far the face's depth range ([-1, 1] after the pipeline's per-face normalisation) extends relative to the image
+# width ([-1, 1] across the crop): a face about 10 cm deep in a crop about 20 cm wide. Only the normals' tilt depends
+# on it; the pipeline's min-max normalisation discards the true scale.
+DEPTH_RELIEF = 0.5
+_MIN_NZ = 0.1  # normals flatter than this are clipped before integrating them to depth
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+# --- graph pieces (pure TF, usable eagerly) -----------------------------------------------------------------------
+
+def _padded_shape(x, rank):
+    """tf.shape(x) padded with zeros to at least `rank` entries: indexing it never fails, whatever x's rank."""
+    tf = _tf()
+    return tf.concat([tf.shape(x), tf.zeros([rank], tf.int32)], axis=0)
+
+
+def _guarded(x, checks):
+    """x, computed only after `checks` (asserts) ran."""
+    tf = _tf()
+    with tf.control_dependencies(checks):
+        return tf.identity(x)
+
+
+def check_images(images, name="images"):
+    """Validate a uint8 [N,H,W,3] batch in-graph (INVALID_ARGUMENT naming `name`); returns it as a rank-4 tensor.
+
+    Every check reads only the rank and a zero-padded shape, so no check can itself fail on a malformed input, and
+    each is conditioned on the earlier ones holding, so the error names the first thing that is wrong. The checked
+    tensor is produced by a `tf.cond` on the same conditions (a dummy 1x1 image when they fail): a static shape
+    assertion (`tf.ensure_shape`) on the input would let grappler assume the rank and fold the rank check away, and
+    downstream ops could fail on a malformed input before the assert reports.
+    """
+    tf = _tf()
+    rank = tf.rank(images)
+    shape = _padded_shape(images, 4)
+    rank_ok = tf.equal(rank, 4)
+    channels_ok = tf.logical_or(tf.logical_not(rank_ok), tf.equal(shape[3], 3))
+    size_ok = tf.logical_or(tf.logical_not(tf.logical_and(rank_ok, channels_ok)),
+                            tf.reduce_all(shape[:3] > 0))
+    checks = [
+        tf.debugging.Assert(rank_ok, [f"{name} must be a batch of RGB images [N, H, W, 3] (rank 4); got shape",
+                                      tf.shape(images)], summarize=8),
+        tf.debugging.Assert(channels_ok, [f"{name} must have 3 channels (RGB) in the last axis; got shape",
+                                          tf.shape(images)], summarize=8),
+        tf.debugging.Assert(size_ok, [f"{name} must hold at least one image of non-zero height and width; got shape",
+                                      tf.shape(images)], summarize=8),
+    ]
+    valid = tf.logical_and(rank_ok, tf.logical_and(channels_ok, size_ok))
+    checked = tf.cond(valid,
+                      lambda: tf.reshape(images, tf.concat([shape[:3], [3]], axis=0)),
+                      lambda: tf.zeros([1, 1, 1, 3], images.dtype))
+    checked = _guarded(checked, checks)
+    checked.set_shape([None, None, None, 3])
+    return checked
+
+
+def _one_per_image(values, batch, name, what):
+    """Flatten `values` (scalar or vector) and spread it over `batch` images, with in-graph checks.
+
+    Returns (values [batch], checks, valid): the gather never fails, whatever the input, so only the asserts report.
+    """
+    tf = _tf()
+    rank_ok = tf.rank(values) <= 1
+    flat = tf.reshape(values, [-1])
+    count = tf.size(flat)
+    count_ok = tf.logical_or(tf.logical_not(rank_ok), tf.logical_or(tf.equal(count, 1), tf.equal(count, batch)))
+    checks = [
+        tf.debugging.Assert(rank_ok, [f"{name} must be a scalar or a vector of {what}s; got shape", tf.shape(values)]),
+        tf.debugging.Assert(count_ok, [f"{name} must hold one {what} per image or a single {what} for all; got",
+                                       count, f"{what}s for", batch, "images"]),
+    ]
+    padded = tf.concat([flat, tf.zeros([1], flat.dtype)], axis=0)
+    index = tf.where(tf.equal(count, 1), tf.zeros([batch], tf.int32), tf.minimum(tf.range(batch), count))
+    return tf.gather(padded, index), checks, tf.logical_and(rank_ok, count_ok)
+
+
+def check_ids(ids, batch, name="expressions"):
+    """Validate expression ids (scalar, or one per image) in-graph; returns int32 [batch]."""
+    tf = _tf()
+    ids, checks, shape_ok = _one_per_image(tf.cast(ids, tf.int32), batch, name, "expression id")
+    bad = tf.logical_or(ids < 0, ids >= NUM_EXPRESSIONS)
+    checks.append(tf.debugging.Assert(
+        tf.logical_or(tf.logical_not(shape_ok), tf.logical_not(tf.reduce_any(bad))),
+        [f"unknown expression id(s) in {name}:", tf.boolean_mask(ids, bad),
+         f"; valid ids are 0-{NUM_EXPRESSIONS - 1} ({', '.join(EXPRESSIONS)})"], summarize=16))
+    return _guarded(ids, checks)
+
+
+def ids_from_names(names, batch, name="expressions"):
+    """Expression names (case-insensitive, RaFD spellings accepted) -> int32 ids [batch], validated in-graph."""
+    tf = _tf()
+    vocabulary = list(EXPRESSIONS) + sorted(_ALIASES)
+    vocabulary_ids = [EXPRESSIONS.index(v) if v in EXPRESSIONS else EXPRESSIONS.index(_ALIASES[v])
+                      for v in vocabulary]
+    names, checks, shape_ok = _one_per_image(names, batch, name, "expression name")
+    keys = tf.strings.lower(tf.strings.strip(names))
+    matches = tf.equal(keys[:, None], tf.constant(vocabulary)[None, :])
+    known = tf.reduce_any(matches, axis=1)
+    checks.append(tf.debugging.Assert(
+        tf.logical_or(tf.logical_not(shape_ok), tf.reduce_all(known)),
+        ["unknown expression name(s):", tf.boolean_mask(names, tf.logical_not(known)),
+         f"; expected one of {', '.join(EXPRESSIONS)}"], summarize=16))
+    ids = tf.gather(tf.constant(vocabulary_ids, tf.int32),
+                    tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int32))
+    return _guarded(ids, checks)
+
+
+def to_model_input(images, size):
+    """uint8 [N,H,W,3] -> float32 [N,size,size,3] in [-1, 1] (area-preserving resize when shrinking)."""
+    tf = _tf()
+    x = tf.cast(images, tf.float32)
+    x = tf.image.resize(x, [size, size], method="bilinear", antialias=True)
+    return tf.clip_by_value(x / 127.5 - 1.0, -1.0, 1.0)
+
+
+def to_uint8(x, height, width):
+    """float [N,S,S,3] in [-1, 1] -> uint8 [N,height,width,3] (resized back, rounded, clipped)."""
+    tf = _tf()
+    x = tf.image.resize(x, tf.stack([height, width]), method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round((x + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+
+
+def normals_from_depth(depth, relief=DEPTH_RELIEF):
+    """Unit camera-space normals [N,S,S,3] of a depth map [N,S,S,1] in [-1, 1] (+1 nearest) by central differences.
+
+    The height toward the camera is `relief * depth` in units where the image spans [-1, 1] horizontally; x runs
+    right and y up (image rows run down), so n ~ (-dh/dx, -dh/dy, 1) with n_z > 0.
+    """
+    tf = _tf()
+    size = tf.cast(tf.shape(depth)[2], tf.float32)
+    step = 2.0 / size
+    h = relief * tf.pad(depth, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    dh_dcol = (h[:, 1:-1, 2:] - h[:, 1:-1, :-2]) / (2.0 * step)
+    dh_drow = (h[:, 2:, 1:-1] - h[:, :-2, 1:-1]) / (2.0 * step)
+    # y points up, rows down: dh/dy = -dh/drow.
+    normals = tf.concat([-dh_dcol, dh_drow, tf.ones_like(dh_dcol)], axis=-1)
+    return tf.math.l2_normalize(normals, axis=-1)
+
+
+def depth_from_normals(normals):
+    """Relative depth [N,S,S,1] in [-1, 1] (+1 nearest) integrated from unit normals (Frankot-Chellappa, FFT).
+
+    Used for runs whose geometry map is normals; the absolute scale is lost, so the result is min-max normalised
+    per image like the training depth.
+    """
+    tf = _tf()
+    nz = tf.maximum(normals[..., 2], _MIN_NZ)
+    g_col = -normals[..., 0] / nz  # dh/dcol
+    g_row = normals[..., 1] / nz  # dh/drow (y up = -row)
+    height = tf.shape(normals)[1]
+    width = tf.shape(normals)[2]
+    w_col = 2.0 * np.pi * tf.signal.fftshift(tf.range(width, dtype=tf.float32) - tf.cast(width // 2, tf.float32))
+    w_row = 2.0 * np.pi * tf.signal.fftshift(tf.range(height, dtype=tf.float32) - tf.cast(height // 2, tf.float32))
+    w_col = w_col / tf.cast(width, tf.float32)
+    w_row = w_row / tf.cast(height, tf.float32)
+    wc = w_col[None, None, :]
+    wr = w_row[None, :, None]
+    gc = tf.signal.fft2d(tf.complex(g_col, 0.0))
+    gr = tf.signal.fft2d(tf.complex(g_row, 0.0))
+    denominator = wc ** 2 + wr ** 2
+    denominator = tf.where(denominator > 0, denominator, tf.ones_like(denominator))
+    numerator = tf.complex(0.0, -1.0) * (tf.complex(wc, 0.0) * gc + tf.complex(wr, 0.0) * gr)
+    spectrum = numerator / tf.complex(denominator, 0.0)
+    h = tf.math.real(tf.signal.ifft2d(spectrum))
+    low = tf.reduce_min(h, axis=[1, 2], keepdims=True)
+    high = tf.reduce_max(h, axis=[1, 2], keepdims=True)
+    depth = 2.0 * (h - low) / tf.maximum(high - low, 1e-6) - 1.0
+    return depth[..., None]
+
+
+# --- the export ---------------------------------------------------------------------------------------------------
+
+class ServingFunctions:
+    """The signature functions of one run, as plain Python callables over TF tensors.
+
+    Args:
+        g_rgb: the expression generator (`call([image, one_hot])`, tanh output).
+        g_depth: the depth translator (`to_geometry`) or None (then `estimate_depth` is not exported).
+        image_size: the generators' input size S.
+        geometry: "depth" (geometry map = depth x3) or "normals".
+
+    Example:
+        functions = ServingFunctions(run.g_rgb, run.g_depth, run.image_size, run.geometry)
+        out = functions.serving_default(images=uint8_batch, expressions=tf.constant([1, 2]))["images"]
+    """
+
+    def __init__(self, g_rgb, g_depth, image_size, geometry="depth"):
+        if geometry not in ("depth", "normals"):
+            raise ValueError(f"geometry must be 'depth' or 'normals'; got {geometry!r}")
+        self.g_rgb = g_rgb
+        self.g_depth = g_depth
+        self.image_size = int(image_size)
+        self.geometry = geometry
+
+    def input_signatures(self):
+        """{signature name: [tf.TensorSpec, ...]} (named inputs)."""
+        tf = _tf()
+        size = self.image_size
+        signatures = {
+            "serving_default": [tf.TensorSpec(None, tf.uint8, name="images"),
+                                tf.TensorSpec(None, tf.int32, name="expressions")],
+            "translate_encoded": [tf.TensorSpec(None, tf.string, name="image_bytes"),
+                                  tf.TensorSpec(None, tf.string, name="expressions")],
+            "estimate_depth": [tf.TensorSpec(None, tf.uint8, name="images")],
+            "translate_all": [tf.TensorSpec(None, tf.uint8, name="images")],
+            "generator": [tf.TensorSpec([None, size, size, 3], tf.float32, name="image"),
+                          tf.TensorSpec([None, NUM_EXPRESSIONS], tf.float32, name="condition")],
+        }
+        if self.g_depth is None:
+            del signatures["estimate_depth"]
+        return signatures
+
+    def _translate(self, x, ids):
+        tf = _tf()
+        return self.g_rgb([x, tf.one_hot(ids, NUM_EXPRESSIONS, dtype=tf.float32)], training=False)
+
+    def generator(self, image, condition):
+        return {"image": self.g_rgb([image, condition], training=False)}
+
+    def serving_default(self, images, expressions):
+        tf = _tf()
+        images = check_images(images, "images")
+        shape = tf.shape(images)
+        ids = check_ids(expressions, shape[0], "expressions")
+        out = self._translate(to_model_input(images, self.image_size), ids)
+        return {"images": to_uint8(out, shape[1], shape[2])}
+
+    def translate_encoded(self, image_bytes, expressions):
+        tf = _tf()
+        rank_ok = tf.rank(image_bytes) <= 1
+        image_bytes = tf.reshape(image_bytes, [-1])
+        count = tf.size(image_bytes)
+        is_png = tf.equal(tf.strings.substr(image_bytes, 0, len(_PNG_MAGIC)), _PNG_MAGIC)
+        is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, len(_JPEG_MAGIC)), _JPEG_MAGIC)
+        recognised = tf.logical_or(is_png, is_jpeg)
+        checks = [
+            tf.debugging.Assert(rank_ok, ["image_bytes must be a scalar or a vector of encoded JPEG/PNG images"]),
+            tf.debugging.Assert(tf.logical_or(tf.logical_not(rank_ok), count > 0),
+                                ["image_bytes is empty: send at least one image"]),
+            tf.debugging.Assert(
+                tf.logical_or(tf.logical_not(rank_ok), tf.reduce_all(recognised)),
+                ["image_bytes: undecodable input at index(es)", tf.where(tf.logical_not(recognised))[:, 0],
+                 "- each element must be the bytes of a JPEG or PNG file (over REST: {\"b64\": <base64 of the file>})"],
+                summarize=16),
+        ]
+        ids = ids_from_names(expressions, count, "expressions")
+        # Unrecognised entries are swapped for a 1x1 PNG so the decoder cannot fail before the assert above reports.
+        placeholder = tf.io.encode_png(tf.zeros([1, 1, 3], tf.uint8))
+        image_bytes = _guarded(tf.where(recognised, image_bytes, placeholder), checks)
+        size = self.image_size
+
+        def decode(data):
+            image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+            return to_model_input(image[None], size)[0], tf.shape(image)[0:2]
+
+        x, sizes = tf.map_fn(decode, image_bytes, fn_output_signature=(
+            tf.TensorSpec([size, size, 3], tf.float32), tf.TensorSpec([2], tf.int32)))
+        out = self._translate(x, ids)
+
+        def encode(args):
+            y, hw = args
+            return tf.io.encode_png(to_uint8(y[None], hw[0], hw[1])[0])
+
+        return {"image_bytes": tf.map_fn(encode, (out, sizes), fn_output_signature=tf.TensorSpec([], tf.string))}
+
+    def estimate_depth(self, images):
+        tf = _tf()
+        from expr3d.models import TO_GEOMETRY
+
+        images = check_images(images, "images")
+        shape = tf.shape(images)
+        x = to_model_input(images, self.image_size)
+        domain = tf.broadcast_to(tf.constant([TO_GEOMETRY], tf.float32), [shape[0], 2])
+        geometry = self.g_depth([x, domain], training=False)
+        if self.geometry == "depth":
+            depth = tf.reduce_mean(geometry, axis=-1, keepdims=True)
+            normals = normals_from_depth(depth)
+        else:
+            normals = tf.math.l2_normalize(geometry, axis=-1)
+            depth = depth_from_normals(normals)
+        size = tf.stack([shape[1], shape[2]])
+        depth = tf.clip_by_value(tf.image.resize(depth, size, method="bilinear"), -1.0, 1.0)
+        normals = tf.math.l2_normalize(tf.image.resize(normals, size, method="bilinear"), axis=-1)
+        return {"depth": depth, "normals": normals}
+
+    def translate_all(self, images):
+        tf = _tf()
+        images = check_images(images, "images")
+        shape = tf.shape(images)
+        batch = shape[0]
+        x = to_model_input(images, self.image_size)
+        # [N*8] rows: image-major, expressions in label order.
+        x_all = tf.repeat(x, NUM_EXPRESSIONS, axis=0)
+        ids = tf.tile(tf.range(NUM_EXPRESSIONS, dtype=tf.int32), [batch])
+        out = to_uint8(self._translate(x_all, ids), shape[1], shape[2])
+        out = tf.reshape(out, tf.stack([batch, NUM_EXPRESSIONS, shape[1], shape[2], 3]))
+        names = tf.tile(tf.constant(list(EXPRESSIONS))[None, :], tf.stack([batch, 1]))
+        return {"images": out, "expressions": names}
+
+
+def build_archive(functions):
+    """A `keras.export.ExportArchive` holding every signature of `functions` (a ServingFunctions)."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(functions.g_rgb)
+    if functions.g_depth is not None:
+        archive.track(functions.g_depth)
+    signatures = functions.input_signatures()
+    for key in SIGNATURE_KEYS:  # serving_default first: TF Serving's default endpoint
+        if key in signatures:
+            archive.add_endpoint(key, getattr(functions, key), input_signature=signatures[key])
+    return archive
