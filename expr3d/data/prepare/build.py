@@ -207,6 +207,9 @@ _WORKER = {}
 
 
 def _init_worker(config_dict, output):
+    import cv2
+
+    cv2.setNumThreads(1)  # one worker per core; OpenCV's own threads would oversubscribe
     config = Config(**config_dict)
     settings = depth_sources.SourceSettings(**config.source)
     _WORKER.update(config=config, output=output, source=depth_sources.make_source(config.depth_source, settings),
