@@ -15,6 +15,8 @@ setup(
         "numpy",
         "opencv-python-headless>=4.10,<5",  # 5.x no longer ships the Haar cascades we detect faces with
         "absl-py",
+        # tf.summary.scalar/image and the `tensorboard` command (TF 2.21 no longer pulls it in).
+        "tensorboard",
         # LiteRT's interpreter runs the exported TFLite models (tf.lite.Interpreter is deprecated).
         "ai-edge-litert",
         # Figures (confusion matrices, learning curves, histograms): plotting by hand would be worse.
