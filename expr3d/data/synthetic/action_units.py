@@ -63,7 +63,7 @@ def prototype_mask(expression):
     return req, allowed
 
 
-def sample_expression(expression, rng, strength=(0.6, 1.0)):
+def sample_expression(expression, rng, strength=(0.7, 1.0)):
     """Random intensities of the prototype of class id `expression` (strong enough to read at 64 px)."""
     name = EXPRESSIONS[int(expression)]
     required, optional = PROTOTYPES[name]

@@ -1,0 +1,340 @@
+"""Generate a procedural face dataset: train/test shards, the dataset card and a preview contact sheet.
+
+Splits:
+    train  identities 0 .. n_train-1, each rendered `images_per_identity` times with random expressions (classes
+           balanced overall), random pose, light and background per render; pair_id -1.
+    test   identities n_train .. N-1, each rendered once under all eight expressions with identical pose, light and
+           background (pair_id = identity id): ground truth for paired evaluation.
+
+Every render draws from its own `np.random.SeedSequence(seed, spawn_key=...)` stream, so the output depends on the
+seed only, never on the number of worker processes or on the order work is done.
+
+Example:
+
+```python
+from expr3d.data.synthetic import generate_dataset
+card = generate_dataset("data/synthetic64", num_identities=200, image_size=64, seed=0)
+```
+"""
+import dataclasses
+import functools
+import multiprocessing
+import os
+import shutil
+import tempfile
+
+import cv2
+import numpy as np
+
+from expr3d.data import records, schema
+from expr3d.data.synthetic import action_units, face_model, render
+from expr3d.labels import EXPRESSIONS, NUM_EXPRESSIONS
+
+GENERATOR_VERSION = "1.0"
+MIN_SIZE, MAX_SIZE, SIZE_STEP = 32, 512, 16
+PREVIEW_NAME = "preview.png"
+_CHUNK = 16  # renders per worker task
+
+# Stream tags of the per-render random generators (part of the seed contract: changing them changes datasets).
+_IDENTITY, _TRAIN_RENDER, _PAIR_SCENE, _PAIR_EXPRESSION, _ORDER = 0, 1, 2, 3, 4
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderJob:
+    """One face to render: which identity, which expression, and where its randomness comes from."""
+
+    split: str
+    identity: int
+    index: int        # render number within the identity
+    expression: int
+    pair_id: int
+
+    @property
+    def key(self):
+        return f"synthetic/{self.split}/id{self.identity:06d}/{self.index:02d}_{EXPRESSIONS[self.expression]}"
+
+
+def check_arguments(num_identities, image_size, test_fraction=0.2, images_per_identity=8, workers=None,
+                    examples_per_shard=512, seed=0):
+    """Raise ValueError naming the flag when an argument is out of range."""
+    def bad(flag, message):
+        raise ValueError(f"--{flag} {message}")
+
+    for flag, value in (("num_identities", num_identities), ("image_size", image_size),
+                        ("images_per_identity", images_per_identity), ("examples_per_shard", examples_per_shard)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            bad(flag, f"must be an integer, got {value!r}")
+        if value <= 0:
+            bad(flag, f"must be positive, got {value}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))
+                                or workers <= 0):
+        bad("workers", f"must be a positive integer, got {workers!r}")
+    if not (MIN_SIZE <= image_size <= MAX_SIZE and image_size % SIZE_STEP == 0):
+        bad("image_size", f"must be a multiple of {SIZE_STEP} from {MIN_SIZE} to {MAX_SIZE}, got {image_size}")
+    if not (isinstance(test_fraction, (float, int)) and 0.0 < test_fraction < 1.0):
+        bad("test_fraction", f"must be strictly between 0 and 1, got {test_fraction!r}")
+    if num_identities < 2:
+        bad("num_identities", f"must be at least 2 (identities are split between train and test), got "
+                              f"{num_identities}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        bad("seed", f"must be a non-negative integer, got {seed!r}")
+
+
+def split_counts(num_identities, test_fraction):
+    """(train identities, test identities), each at least 1."""
+    n_test = int(round(num_identities * test_fraction))
+    n_test = min(max(n_test, 1), num_identities - 1)
+    return num_identities - n_test, n_test
+
+
+def _rng(seed, *key):
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(int(k) for k in key)))
+
+
+def plan(seed, num_identities, test_fraction=0.2, images_per_identity=8):
+    """The render jobs of each split, in the order they are written: {"train": [...], "test": [...]}."""
+    n_train, _ = split_counts(num_identities, test_fraction)
+    train = []
+    for identity in range(n_train):
+        # Global positions cycle through the classes, so the split is balanced up to one per class.
+        expressions = [(identity * images_per_identity + j) % NUM_EXPRESSIONS for j in range(images_per_identity)]
+        order = _rng(seed, identity, _ORDER).permutation(images_per_identity)
+        for index, j in enumerate(order):
+            train.append(RenderJob("train", identity, index, expressions[j], -1))
+    test = [RenderJob("test", identity, e, e, identity) for identity in range(n_train, num_identities)
+            for e in range(NUM_EXPRESSIONS)]
+    return {"train": train, "test": test}
+
+
+@functools.lru_cache(maxsize=4)
+def identity_for(seed, identity):
+    """The Identity of id `identity` under `seed` (cached: consecutive renders share it)."""
+    return face_model.sample_identity(_rng(seed, identity, _IDENTITY))
+
+
+def scene_for(seed, job):
+    """(Expression, Pose, Light) of one job. Paired (test) jobs of an identity share pose and light."""
+    if job.pair_id >= 0:
+        scene = _rng(seed, job.identity, _PAIR_SCENE)
+        pose, light = render.sample_pose(scene), render.sample_light(scene)
+        expr_rng = _rng(seed, job.identity, _PAIR_EXPRESSION, job.expression)
+    else:
+        expr_rng = _rng(seed, job.identity, _TRAIN_RENDER, job.index)
+        pose, light = render.sample_pose(expr_rng), render.sample_light(expr_rng)
+    if job.expression == 0:
+        expression = action_units.neutral()
+    else:
+        expression = action_units.sample_expression(job.expression, expr_rng)
+    return expression, pose, light
+
+
+def render_job(seed, job, image_size):
+    """Render one job -> schema.FaceExample."""
+    face = identity_for(seed, job.identity)
+    expression, pose, light = scene_for(seed, job)
+    out = render.render_face(face, expression, pose, light, image_size)
+    return schema.FaceExample(image=out.image, depth=out.depth, mask=out.mask, normals=out.normals,
+                              expression=job.expression, identity=job.identity, key=job.key,
+                              action_units=expression.intensities.astype(np.float32), pair_id=job.pair_id)
+
+
+def _render_chunk(args):
+    seed, jobs, image_size = args
+    return [schema.encode_example(render_job(seed, job, image_size)) for job in jobs]
+
+
+def _check_output(output_dir, overwrite):
+    """Refuse to touch existing data without `overwrite`; refuse to replace a non-dataset directory at all."""
+    if not os.path.exists(output_dir):
+        return False
+    if not os.path.isdir(output_dir):
+        raise FileExistsError(f"--output {output_dir} exists and is not a directory")
+    entries = os.listdir(output_dir)
+    if not entries:
+        return False
+    is_dataset = os.path.exists(os.path.join(output_dir, records.CARD_NAME)) or any(
+        records.list_shards(output_dir, split) for split in records.SPLITS)
+    if not is_dataset:
+        raise FileExistsError(f"--output {output_dir} is a non-empty directory that is not an expr3d dataset; "
+                              f"choose another directory (not replaced even with --overwrite)")
+    if not overwrite:
+        raise FileExistsError(f"--output {output_dir} already holds a dataset; pass --overwrite to replace it")
+    return True
+
+
+def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fraction=0.2, images_per_identity=8,
+                     workers=None, overwrite=False, examples_per_shard=512, progress=True, preview=True, command=None):
+    """Render the dataset into `output_dir` and return its card (dict).
+
+    The dataset is written into a temporary sibling directory and moved into place at the end, so an interrupted
+    run never leaves a half-written (or half-old, half-new) dataset behind.
+
+    Args:
+        output_dir: destination directory (must not hold a dataset unless `overwrite`).
+        num_identities: identities in total (train + test, at least 2).
+        image_size: square size in pixels, a multiple of 16 from 32 to 512.
+        seed: the dataset is a pure function of the seed and the other arguments.
+        test_fraction: fraction of identities in the paired test split, in (0, 1).
+        images_per_identity: renders per train identity.
+        workers: processes (default: all cores); 1 renders in this process.
+        overwrite: replace an existing dataset.
+        examples_per_shard: examples per TFRecord shard.
+        progress: print a progress line with ETA to stderr.
+        preview: also write `preview.png` (rows = test identities, columns = the eight expressions).
+        command: the command line, recorded in the card's provenance.
+    """
+    check_arguments(num_identities, image_size, test_fraction, images_per_identity, workers, examples_per_shard,
+                    seed)
+    output_dir = os.path.abspath(output_dir)
+    replace = _check_output(output_dir, overwrite)
+    parent = os.path.dirname(output_dir)
+    os.makedirs(parent, exist_ok=True)
+    jobs = plan(seed, num_identities, test_fraction, images_per_identity)
+    workers = workers or os.cpu_count() or 1
+    tmp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_dir, 0o777 & ~umask)  # mkdtemp makes it private; the dataset is an ordinary directory
+    try:
+        total = sum(len(j) for j in jobs.values())
+        bar = None
+        if progress:
+            from expr3d.progress import Progress
+            bar = Progress(total, desc=f"synthetic {image_size}px", unit="faces")
+        tasks = []
+        for split, split_jobs in jobs.items():
+            tasks += [(split, split_jobs[i:i + _CHUNK]) for i in range(0, len(split_jobs), _CHUNK)]
+        writers = {split: records.ShardedWriter(tmp_dir, split, examples_per_shard=examples_per_shard)
+                   for split in jobs}
+        args = [(seed, chunk, image_size) for _, chunk in tasks]
+        if workers == 1:
+            results = map(_render_chunk, args)
+            pool = None
+        else:
+            # spawn: never fork a parent that may already run TensorFlow threads.
+            pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)))
+            results = pool.imap(_render_chunk, args)
+        try:
+            for (split, _), serialized in zip(tasks, results):
+                for record in serialized:
+                    writers[split].write(record)
+                if bar is not None:
+                    bar.update(len(serialized), postfix=split)
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+        for writer in writers.values():
+            writer.close()
+        if bar is not None:
+            bar.close()
+        n_train, n_test = split_counts(num_identities, test_fraction)
+        provenance = {
+            "generator": "expr3d.data.synthetic",
+            "generator_version": GENERATOR_VERSION,
+            "seed": int(seed),
+            "num_identities": int(num_identities),
+            "train_identities": n_train,
+            "test_identities": n_test,
+            "test_fraction": float(test_fraction),
+            "images_per_identity": int(images_per_identity),
+            "image_size": int(image_size),
+        }
+        if command:
+            provenance["command"] = command
+        extra = {"paired_splits": ["test"],
+                 "description": "Procedural 3D faces: EMFACS action-unit prototypes on parametric heads, rendered "
+                                "with exact depth and normals (expr3d.data.synthetic)."}
+        card = records.write_dataset_card(tmp_dir, name=f"synthetic{image_size}", image_size=image_size,
+                                          provenance=provenance, extra=extra)
+        if preview:
+            write_contact_sheet(os.path.join(tmp_dir, PREVIEW_NAME), seed, jobs["test"], image_size)
+        _swap_into_place(tmp_dir, output_dir, replace)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return card
+
+
+def _swap_into_place(tmp_dir, output_dir, replace):
+    if replace:
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.old-", dir=os.path.dirname(output_dir))
+        os.rmdir(old)
+        os.rename(output_dir, old)
+        try:
+            os.rename(tmp_dir, output_dir)
+        except BaseException:
+            os.rename(old, output_dir)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        if os.path.isdir(output_dir):
+            os.rmdir(output_dir)  # empty (checked): replace it by the finished dataset
+        os.rename(tmp_dir, output_dir)
+
+
+# --- contact sheet ------------------------------------------------------------------------------------------------
+
+def depth_preview(depth, mask):
+    """uint8 [H, W, 3]: per-face min-max depth, near = bright, background black."""
+    out = np.zeros(depth.shape, np.uint8)
+    if mask.any():
+        z = depth[mask]
+        lo, hi = float(z.min()), float(z.max())
+        out[mask] = np.clip(255.0 * (0.15 + 0.85 * (hi - z) / max(hi - lo, 1e-9)), 0, 255).astype(np.uint8)
+    return np.repeat(out[..., None], 3, axis=-1)
+
+
+def normals_preview(normals, mask):
+    out = np.clip((normals + 1.0) * 127.5, 0, 255).astype(np.uint8)
+    out[~mask] = 0
+    return out
+
+
+def contact_sheet(rows):
+    """Tile `rows` (a list of lists of 8 RenderedFace-like objects) into one labelled uint8 RGB image.
+
+    Each cell shows the RGB render on top and its depth and normals side by side at half size below.
+    """
+    size = rows[0][0].image.shape[0]
+    half = size // 2
+    label_h = max(14, size // 8)
+    cells = []
+    for faces in rows:
+        row_cells = []
+        for face in faces:
+            geom = np.concatenate([cv2.resize(depth_preview(face.depth, face.mask), (half, half),
+                                              interpolation=cv2.INTER_AREA),
+                                   cv2.resize(normals_preview(face.normals, face.mask), (half, half),
+                                              interpolation=cv2.INTER_AREA)], axis=1)
+            row_cells.append(np.concatenate([face.image, geom], axis=0))
+        cells.append(np.concatenate(row_cells, axis=1))
+    body = np.concatenate(cells, axis=0)
+    header = np.full((label_h, body.shape[1], 3), 255, np.uint8)
+    for i, name in enumerate(EXPRESSIONS):
+        (w0, h0), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)
+        scale = min(0.75 * label_h / h0, 0.92 * size / w0)
+        (w, h), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        x = i * size + max(0, (size - w) // 2)
+        cv2.putText(header, name, (x, (label_h + h) // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    return np.concatenate([header, body], axis=0)
+
+
+def write_contact_sheet(path, seed, test_jobs, image_size, max_identities=4):
+    """Render the first paired test identities under all eight expressions and save the sheet as PNG."""
+    identities = sorted({job.identity for job in test_jobs})[:max_identities]
+    rows = []
+    for identity in identities:
+        jobs = sorted((j for j in test_jobs if j.identity == identity), key=lambda j: j.expression)
+        row = []
+        for job in jobs:
+            face = identity_for(seed, job.identity)
+            row.append(render.render_face(face, *scene_for(seed, job), image_size))
+        rows.append(row)
+    sheet = contact_sheet(rows)
+    ok, data = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise RuntimeError(f"could not encode {path}")
+    records.atomic_write_bytes(path, data.tobytes())
+    return sheet
