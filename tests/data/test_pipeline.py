@@ -163,6 +163,9 @@ def _check_resampled_hemisphere(out, size_out, tol_normal=0.06):
     depth = out["depth"][..., 0][interior]
     slope, intercept = np.polyfit(z, depth, 1)
     assert slope < 0 and np.abs(depth - (slope * z + intercept)).max() < 0.03
+    # The nearest point (+1) is the apex, not a rim pixel blended with the background's zeros.
+    apex = np.unravel_index(np.argmax(np.where(mask, out["depth"][..., 0], -2)), mask.shape)
+    assert rho[apex] < 0.3 * RADIUS
     assert out["depth"][..., 0][mask].max() == 1.0 and np.all(out["depth"][..., 0][~mask] == -1.0)
     return flipped
 
@@ -188,6 +191,16 @@ def test_tilted_plane_normals_survive_resize(tmp_path):
     normal = np.array([0.6, -0.3, 1.0]) / np.linalg.norm([0.6, -0.3, 1.0])
     np.testing.assert_allclose(batch["normals"][mask], np.broadcast_to(normal, batch["normals"][mask].shape),
                                atol=0.01)
+    # Depth stays a plane up to the rim: the mask-weighted resize never blends in the background's zeros.
+    v, u = np.nonzero(mask[0])
+    depth = batch["depth"][0, ..., 0][mask[0]]
+    design = np.stack([u, v, np.ones_like(u)], -1).astype(np.float64)
+    coefficients = np.linalg.lstsq(design, depth, rcond=None)[0]
+    residual = np.abs(design @ coefficients - depth)
+    assert residual.max() < 0.1, residual.max()
+    # z = D + a x + b y grows to the right (a > 0) and downwards (b < 0, y up): depth falls along both, ratio a / -b.
+    assert coefficients[0] < 0 and coefficients[1] < 0
+    np.testing.assert_allclose(coefficients[0] / coefficients[1], 0.6 / 0.3, rtol=0.05)
     assert not batch["has_action_units"].any() and np.all(batch["action_units"] == 0)
 
 
