@@ -1,1 +1,15 @@
-"""metrics."""
+"""Evaluation metrics, registered by name (`expr3d.metrics.registry`), with the figures and reports built on them.
+
+    from expr3d.metrics import registry
+    registry.list_metrics()            # names usable in `python -m expr3d.evaluate --metrics=...`
+    metric = registry.create("fid")    # a fresh accumulator
+
+Importing this package registers every built-in metric.
+"""
+from expr3d.metrics import registry
+from expr3d.metrics.registry import MetricUnavailable, create, list_metrics, register_metric
+
+# Importing the modules registers their metrics.
+from expr3d.metrics import expression_rate, fid, geometry, identity, image_quality, paired, samples  # noqa: E402,F401
+
+__all__ = ["MetricUnavailable", "create", "list_metrics", "register_metric", "registry"]

@@ -1,0 +1,483 @@
+"""Evaluate a trained run: the paper's metrics (Table 1), figures (Figs. 4, 5, 8, 9) and paired ground truth.
+
+    python -m expr3d.evaluate --model_dir=runs/depth64 --data_dir=data/synthetic64 \
+        --metrics=expression_generation_rate,fid,kid,psnr,ssim,identity,geometry,paired,samples \
+        --classifier=runs/classifier64 --output=runs/depth64/evaluation
+
+Every test image is translated to every target expression (the 8 classes, or the AffectNet protocol's 6 with
+`--protocol=affectnet`) in one pass; each registered metric (`expr3d.metrics.registry`, `--list_metrics`) reads
+the products it needs (generated faces, cycle reconstructions, G_depth's geometry of generated faces, D_depth's
+logits), each computed at most once per batch and target. A metric that cannot run (missing InceptionV3 weights, no
+classifier, no identity model, unpaired data) is skipped with a note; the others still run.
+
+Writes into `--output` (default `MODEL_DIR/evaluation`):
+    results.json   every metric, skipped metrics with the reason, warnings, sample counts, time per metric, the flags
+                   and library versions of this evaluation, and the run's training flags
+    results.md     the numbers in the layout of the paper's Table 1, then everything else
+    arrays.npz     per-pair identity distances and the sample grid (read by `expr3d.compare`)
+    figures/       confusion_matrix.png (Fig. 8), learning_curves.png (Fig. 9), identity_histogram.png (Fig. 4),
+                   samples.png (Fig. 5)
+Deterministic for a given --seed (the data order is fixed; KID subsets are seeded).
+"""
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+DEFAULT_METRICS = "expression_generation_rate,fid,kid,psnr,ssim,identity,geometry,paired,samples"
+RESULTS_FORMAT_VERSION = 1
+
+
+class EvaluationError(Exception):
+    """Bad input to the evaluation (run directory, data, flags); the message names the file or flag."""
+
+
+# --- the run directory ----------------------------------------------------------------------------------------------
+
+def read_run_config(model_dir):
+    """`MODEL_DIR/config.json` as a dict (EvaluationError naming the file when missing or invalid)."""
+    if not model_dir or not os.path.isdir(model_dir):
+        raise EvaluationError(f"--model_dir={model_dir!r} is not a directory")
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.isfile(path):
+        raise EvaluationError(f"{path} is missing: {model_dir} is not a run directory written by "
+                              "`python -m expr3d.train` (expected config.json, models/, checkpoints/, logs/)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as error:
+        raise EvaluationError(f"{path} is not valid JSON: {error}") from error
+
+
+def model_path(model_dir, name):
+    return os.path.join(model_dir, "models", f"{name}.keras")
+
+
+def load_network(model_dir, name):
+    import keras
+
+    import expr3d.models  # noqa: F401  (registers the custom classes)
+
+    path = model_path(model_dir, name)
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:
+        raise EvaluationError(f"could not load {path}: {error}") from error
+
+
+def check_run_networks(model_dir, need_generator=True):
+    """Raise EvaluationError naming what is missing when the run has no exported generator."""
+    path = model_path(model_dir, "g_rgb")
+    if need_generator and not os.path.isfile(path):
+        checkpoints = os.path.join(model_dir, "checkpoints")
+        has_ckpt = os.path.isdir(checkpoints) and any(not n.startswith(".") for n in os.listdir(checkpoints))
+        hint = ("it has checkpoints but no exported models: a stage-1-only run (no G_rgb), or a run interrupted "
+                "before its first export - resume training past a checkpoint" if has_ckpt else
+                "it has neither models/ nor checkpoints/ - train first with `python -m expr3d.train`")
+        raise EvaluationError(f"{path} is missing, so {model_dir} cannot be evaluated: {hint}")
+
+
+def _rebuild_in_precision(networks, model_config, policy):
+    """Copies of `networks` built under dtype `policy` (weights copied), for faster inference."""
+    import keras
+
+    from expr3d.models import ModelConfig, build_models
+
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        fresh = build_models(ModelConfig.from_dict(model_config))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    out = {}
+    for name, network in networks.items():
+        fresh[name].set_weights(network.get_weights())
+        out[name] = fresh[name]
+    return out
+
+
+# --- batches and steps ----------------------------------------------------------------------------------------------
+
+class _Memo:
+    def __init__(self):
+        self._cache = {}
+
+    def memo(self, key, fn):
+        """`fn()` computed once per object and key (shared by every metric)."""
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+
+class RealBatch(_Memo):
+    """A batch of real test examples as numpy arrays (the pipeline's keys as attributes), with lazy products."""
+
+    def __init__(self, context, arrays):
+        super().__init__()
+        self.context = context
+        for key, value in arrays.items():
+            setattr(self, key, value)
+        self.expression = np.asarray(self.expression, np.int64)
+        self.size = len(self.image)
+
+    @property
+    def real_geometry_estimate(self):
+        """G_depth's geometry map of the real faces."""
+        return self.memo("real_geometry_estimate", lambda: self.context.network_call("to_geometry", self.image))
+
+
+class TranslationStep(_Memo):
+    """One (batch, target expression): lazy generated faces, cycle reconstructions and depth-network outputs."""
+
+    def __init__(self, context, batch, target):
+        super().__init__()
+        self.context = context
+        self.batch = batch
+        self.target = int(target)
+        self.target_ids = np.full([batch.size], self.target, np.int64)
+
+    @property
+    def fake(self):
+        return self.memo("fake", lambda: self.context.network_call(
+            "translate", self.batch.image, self.context.one_hot(self.target_ids)))
+
+    @property
+    def cycle(self):
+        return self.memo("cycle", lambda: self.context.network_call(
+            "translate", self.fake, self.context.one_hot(self.batch.expression)))
+
+    @property
+    def fake_geometry(self):
+        return self.memo("fake_geometry", lambda: self.context.network_call("to_geometry", self.fake))
+
+    @property
+    def fake_geometry_logits(self):
+        return self.memo("fake_geometry_logits",
+                         lambda: self.context.network_call("geometry_logits", self.fake_geometry))
+
+
+# --- the context ----------------------------------------------------------------------------------------------------
+
+class EvaluationContext:
+    """What metrics see: options (flag values), data access, shared resources and the networks' calls.
+
+    Args:
+        model_dir: the run directory.
+        data_dir: the dataset directory (its test split is evaluated).
+        options: dict of evaluation options (the CLI's flags).
+    """
+
+    def __init__(self, model_dir, data_dir, options):
+        import tensorflow as tf
+
+        from expr3d.data import pipeline
+        from expr3d.metrics.expression_rate import protocol_classes
+
+        self.model_dir = model_dir
+        self.data_dir = data_dir
+        self.options = dict(options)
+        self.run_config = read_run_config(model_dir)
+        check_run_networks(model_dir)
+        self.depth_model_dir = self.options.get("depth_model_dir") or model_dir
+        model_config = self.run_config.get("model_config") or {}
+        self.image_size = int(model_config.get("image_size") or self.run_config.get("dataset", {}).get("image_size"))
+        self.num_classes = int(model_config.get("num_classes", 8))
+        run_flags = self.run_config.get("flags", {})
+        self.geometry_kind = run_flags.get("geometry", "depth")
+        self.target_classes = protocol_classes(self.options.get("protocol", "all"))
+        try:
+            self.card = pipeline.load_card(data_dir)
+        except FileNotFoundError as error:
+            raise EvaluationError(f"--data_dir: {error}") from error
+        if "test" not in self.card["splits"]:
+            raise EvaluationError(f"--data_dir={data_dir}: the dataset card has no test split")
+        if int(self.card["image_size"]) != self.image_size:
+            sys.stderr.write(f"note: the dataset's images are {self.card['image_size']}px; the run's model works at "
+                             f"{self.image_size}px, so test images are resized\n")
+        self._resources = {}
+        self.timing = {}
+        self._network_seconds = 0.0
+
+        networks = {"g_rgb": load_network(model_dir, "g_rgb")}
+        self.has_depth_networks = all(os.path.isfile(model_path(self.depth_model_dir, n))
+                                      for n in ("g_depth", "d_depth"))
+        if self.has_depth_networks:
+            for name in ("g_depth", "d_depth"):
+                networks[name] = load_network(self.depth_model_dir, name)
+        precision = self.options.get("precision", "float32")
+        if precision != "float32":
+            networks = _rebuild_in_precision(networks, model_config, precision)
+        self.networks = networks
+        signature = tf.TensorSpec([None, None, None, 3], tf.float32)
+        condition = tf.TensorSpec([None, self.num_classes], tf.float32)
+        g_rgb = networks["g_rgb"]
+        self._calls = {"translate": tf.function(
+            lambda x, c: tf.cast(g_rgb([x, c], training=False), tf.float32), input_signature=[signature, condition])}
+        if self.has_depth_networks:
+            g_depth, d_depth = networks["g_depth"], networks["d_depth"]
+            self._calls["to_geometry"] = tf.function(
+                lambda x: tf.cast(g_depth.to_geometry(x, training=False), tf.float32), input_signature=[signature])
+            self._calls["geometry_logits"] = tf.function(
+                lambda x: tf.cast(d_depth(x, training=False)[1], tf.float32), input_signature=[signature])
+
+    def one_hot(self, ids):
+        return np.eye(self.num_classes, dtype=np.float32)[np.asarray(ids)]
+
+    def network_call(self, name, *args):
+        if name not in self._calls:
+            raise RuntimeError(f"the run has no network for {name!r} (depth networks missing)")
+        start = time.perf_counter()
+        out = self._calls[name](*[np.asarray(a, np.float32) for a in args]).numpy()
+        elapsed = time.perf_counter() - start
+        self._network_seconds += elapsed
+        self.timing[f"network/{name}"] = self.timing.get(f"network/{name}", 0.0) + elapsed
+        return out
+
+    def resource(self, key, build):
+        """A shared object (feature extractor, classifier, ...) built once per evaluation."""
+        if key not in self._resources:
+            self._resources[key] = build()
+        return self._resources[key]
+
+    @property
+    def num_test_examples(self):
+        total = int(self.card["splits"]["test"]["num_examples"])
+        limit = self.options.get("max_examples")
+        return min(total, int(limit)) if limit else total
+
+    def test_batches(self):
+        """A fresh pass over the (first `max_examples`) test examples, as `RealBatch`es, in a fixed order."""
+        from expr3d.data import pipeline
+
+        dataset = pipeline.make_dataset(self.data_dir, "test", int(self.options.get("batch_size", 32)),
+                                        image_size=self.image_size, training=False, deterministic=True,
+                                        augment=False, repeat=False, drop_remainder=False)
+        remaining = self.num_test_examples
+        for arrays in dataset.as_numpy_iterator():
+            if remaining <= 0:
+                return
+            arrays = {k: v[:remaining] for k, v in arrays.items()}
+            remaining -= len(arrays["image"])
+            yield RealBatch(self, arrays)
+
+
+# --- the evaluation -------------------------------------------------------------------------------------------------
+
+def library_versions():
+    import absl
+    import keras
+    import matplotlib
+    import tensorflow as tf
+
+    import expr3d
+
+    return {"python": sys.version.split()[0], "numpy": np.__version__, "tensorflow": tf.__version__,
+            "keras": keras.__version__, "matplotlib": matplotlib.__version__,
+            "absl": getattr(absl, "__version__", "unknown"), "expr3d": getattr(expr3d, "__version__", "unknown")}
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if np.isfinite(value) else None
+    return value
+
+
+def evaluate(model_dir, data_dir, metrics, output=None, overwrite=False, progress=True, **options):
+    """Run `metrics` (names) on the run in `model_dir` over `data_dir`'s test split; write and return the results.
+
+    Options (the CLI flags): classifier, inception_weights, fid_feature_model, identity_model, identity_input_range,
+    identity_input_size, identity_endpoint, depth_model_dir, protocol, batch_size, max_examples, num_samples,
+    precision, seed, label.
+    """
+    import keras
+
+    from expr3d.metrics import figures, registry, report
+    from expr3d.data import records
+    from expr3d.progress import Progress
+
+    names = registry.parse_metric_list(metrics)
+    output = output or os.path.join(model_dir, "evaluation")
+    results_path = os.path.join(output, "results.json")
+    if os.path.exists(results_path) and not overwrite:
+        raise EvaluationError(f"{results_path} exists; pass --overwrite to replace it (or choose another --output)")
+    options.setdefault("seed", 0)
+    keras.utils.set_random_seed(int(options["seed"]))
+    started = time.time()
+    context = EvaluationContext(model_dir, data_dir, options)
+
+    active, skipped = [], {}
+    for name in names:
+        metric = registry.create(name)
+        setup_start = time.perf_counter()
+        try:
+            metric.setup(context)
+            active.append(metric)
+        except registry.MetricUnavailable as error:
+            skipped[name] = str(error)
+            sys.stderr.write(f"metric {name} skipped: {error}\n")
+        context.timing[f"setup/{name}"] = time.perf_counter() - setup_start
+
+    targets = list(context.target_classes)
+    total = context.num_test_examples * len(targets)
+    bar = Progress(total, desc="evaluate", unit="translations") if progress else None
+    metric_seconds = {m.name: 0.0 for m in active}
+
+    def timed(metric, fn, *args):
+        network_before = context._network_seconds
+        start = time.perf_counter()
+        fn(*args)
+        elapsed = time.perf_counter() - start - (context._network_seconds - network_before)
+        metric_seconds[metric.name] += elapsed
+
+    loop_start = time.perf_counter()
+    images = 0
+    for batch in context.test_batches():
+        images += batch.size
+        for metric in active:
+            timed(metric, metric.update_real, batch)
+        for target in targets:
+            step = TranslationStep(context, batch, target)
+            for metric in active:
+                timed(metric, metric.update, step)
+            if bar:
+                bar.update(batch.size)
+    if bar:
+        bar.close()
+    loop_seconds = time.perf_counter() - loop_start
+
+    results, details, arrays, warnings = {}, {}, {}, []
+    for metric in active:
+        start = time.perf_counter()
+        try:
+            results[metric.name] = metric.result()
+        except Exception as error:  # one broken metric must not lose the others' results
+            skipped[metric.name] = f"failed while computing the result: {type(error).__name__}: {error}"
+            continue
+        details[metric.name] = metric.details()
+        for key, value in metric.arrays().items():
+            arrays[f"{metric.name}/{key}"] = value
+        warnings.extend(metric.warnings())
+        metric_seconds[metric.name] += time.perf_counter() - start
+    for text in warnings:
+        sys.stderr.write(f"warning: {text}\n")
+
+    timing = {"total": time.time() - started, "loop": loop_seconds,
+              **{k: v for k, v in context.timing.items()}, **{f"metric/{k}": v for k, v in metric_seconds.items()}}
+    run_flags = context.run_config.get("flags", {})
+    document = {
+        "format_version": RESULTS_FORMAT_VERSION,
+        "label": options.get("label") or os.path.basename(os.path.normpath(model_dir)),
+        "model_dir": os.path.abspath(model_dir),
+        "data_dir": os.path.abspath(data_dir),
+        "depth_model_dir": os.path.abspath(context.depth_model_dir),
+        "metrics_requested": names,
+        "metrics": results,
+        "skipped": skipped,
+        "warnings": warnings,
+        "details": details,
+        "counts": {"test_images": images, "targets": [int(t) for t in targets], "translations": images * len(targets)},
+        "timing_seconds": timing,
+        "flags": {"model_dir": model_dir, "data_dir": data_dir, "metrics": ",".join(names), "output": output,
+                  **options},
+        "versions": library_versions(),
+        "run": {"flags": run_flags, "model_config": context.run_config.get("model_config"),
+                "step": context.run_config.get("step"), "dataset": context.run_config.get("dataset"),
+                "geometry": report.run_geometry(run_flags), "confidence_penalty": report.run_penalty(run_flags)},
+        "dataset": {"name": context.card.get("name"), "image_size": context.card.get("image_size"),
+                    "test_examples": int(context.card["splits"]["test"]["num_examples"])},
+    }
+    os.makedirs(output, exist_ok=True)
+    if arrays:
+        tmp = os.path.join(output, f".arrays-{os.getpid()}.npz")
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, os.path.join(output, "arrays.npz"))
+    document["figures"] = figures.evaluation_figures(document, arrays, os.path.join(output, "figures"))
+    document = _json_safe(document)
+    records.atomic_write_json(results_path, document)
+    records.atomic_write_bytes(os.path.join(output, "results.md"),
+                               report.evaluation_markdown(document).encode("utf-8"))
+    return document
+
+
+# --- CLI ------------------------------------------------------------------------------------------------------------
+
+OPTION_FLAGS = ("classifier", "inception_weights", "fid_feature_model", "identity_model", "identity_input_range",
+                "identity_input_size", "identity_endpoint", "depth_model_dir", "protocol", "batch_size",
+                "max_examples", "num_samples", "precision", "seed", "label")
+
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("model_dir", None, "run directory written by `python -m expr3d.train`")
+    flags.DEFINE_string("data_dir", None, "dataset directory; its test split is evaluated")
+    flags.DEFINE_string("metrics", DEFAULT_METRICS, "comma-separated metric names (or 'all'); see --list_metrics")
+    flags.DEFINE_string("output", None, "output directory (default MODEL_DIR/evaluation)")
+    flags.DEFINE_boolean("overwrite", False, "replace an existing results.json in --output")
+    flags.DEFINE_boolean("list_metrics", False, "print the registered metrics and exit")
+    flags.DEFINE_string("classifier", None, "directory of a classifier from `python -m expr3d.metrics.classifier`")
+    flags.DEFINE_string("inception_weights", "auto",
+                        "InceptionV3(include_top=False) .h5 weights for FID/KID; 'auto' = Keras cache "
+                        "(~/.keras/models/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5); 'random' = "
+                        "random weights (timing only)")
+    flags.DEFINE_string("fid_feature_model", None, "a Keras model of images in [-1,1] -> features, replacing "
+                                                   "InceptionV3 for FID/KID (numbers comparable only within it)")
+    flags.DEFINE_string("identity_model", None, "Keras model or SavedModel dir: faces -> identity embeddings")
+    flags.DEFINE_enum("identity_input_range", "-1,1", ["-1,1", "0,1", "0,255"], "pixel range the identity model takes")
+    flags.DEFINE_integer("identity_input_size", None, "resize faces to this for the identity model")
+    flags.DEFINE_string("identity_endpoint", "serving_default", "SavedModel signature of the identity model")
+    flags.DEFINE_string("depth_model_dir", None, "run whose G_depth/D_depth judge geometry (default --model_dir); "
+                                                 "use one fixed run to compare runs fairly")
+    flags.DEFINE_enum("protocol", "all", ["all", "affectnet"], "target classes: all 8, or AffectNet's 6 (no contempt, "
+                                                               "disgust)")
+    flags.DEFINE_integer("batch_size", 32, "test images per batch")
+    flags.DEFINE_integer("max_examples", None, "evaluate only the first N test images")
+    flags.DEFINE_integer("num_samples", 8, "faces in the Fig. 5 sample grid")
+    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
+                      "dtype policy of G_rgb/G_depth/D_depth at evaluation (feature extractors stay float32)")
+    flags.DEFINE_integer("seed", 0, "seed (KID subsets, Keras RNG)")
+    flags.DEFINE_string("label", None, "name of this run in tables (default: the run directory's name)")
+    flags.DEFINE_boolean("progress", True, "print a progress line with ETA to stderr")
+
+
+def main(argv):
+    del argv
+    from absl import flags
+
+    from expr3d.metrics import registry
+
+    f = flags.FLAGS
+    if f.list_metrics:
+        for name, text in registry.describe_metrics().items():
+            print(f"{name:28s} {text}")
+        return 0
+    for required in ("model_dir", "data_dir"):
+        if not f[required].value:
+            sys.stderr.write(f"error: --{required} is required\n")
+            return 2
+    options = {name: f[name].value for name in OPTION_FLAGS}
+    try:
+        document = evaluate(f.model_dir, f.data_dir, f.metrics, output=f.output, overwrite=f.overwrite,
+                            progress=f.progress, **options)
+    except (EvaluationError, ValueError, FileNotFoundError) as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 1
+    print(json.dumps({"metrics": document["metrics"], "skipped": document["skipped"],
+                      "output": os.path.abspath(f.output or os.path.join(f.model_dir, "evaluation"))}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,92 @@
+"""Expression generation rate: the independent classifier's accuracy on generated faces w.r.t. the requested target.
+
+Every test image is translated to every target expression of the protocol (all 8 classes, or the 6 of the AffectNet
+protocol: contempt and disgust excluded, `--protocol=affectnet`); the classifier's prediction is restricted to the
+protocol's classes (argmax over their logits). Reports overall accuracy, per-target accuracy and the confusion
+matrix (rows = target, columns = predicted, in protocol class order).
+"""
+import numpy as np
+
+from expr3d.labels import EXPRESSIONS
+from expr3d.metrics.registry import Metric, MetricUnavailable, register_metric
+
+PROTOCOLS = {
+    "all": tuple(range(len(EXPRESSIONS))),
+    "affectnet": tuple(i for i, name in enumerate(EXPRESSIONS) if name not in ("contempt", "disgust")),
+}
+
+
+def protocol_classes(protocol):
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"--protocol must be one of {sorted(PROTOCOLS)}; got {protocol!r}")
+    return PROTOCOLS[protocol]
+
+
+def restricted_predictions(logits, classes):
+    """Class ids (from `classes`) of the largest logit among `classes`."""
+    classes = np.asarray(classes)
+    return classes[np.argmax(np.asarray(logits)[:, classes], axis=-1)]
+
+
+class ConfusionAccumulator:
+    """Counts (target, predicted) pairs over a fixed class list; accuracy overall and per target."""
+
+    def __init__(self, classes):
+        self.classes = tuple(int(c) for c in classes)
+        self._index = {c: i for i, c in enumerate(self.classes)}
+        self.confusion = np.zeros((len(self.classes), len(self.classes)), np.int64)
+
+    def add(self, targets, predicted):
+        rows = [self._index[int(t)] for t in np.ravel(targets)]
+        cols = [self._index[int(p)] for p in np.ravel(predicted)]
+        np.add.at(self.confusion, (rows, cols), 1)
+
+    def accuracy(self):
+        total = self.confusion.sum()
+        return float(np.trace(self.confusion) / total) if total else float("nan")
+
+    def per_class(self):
+        out = {}
+        for i, c in enumerate(self.classes):
+            row = self.confusion[i].sum()
+            out[EXPRESSIONS[c]] = float(self.confusion[i, i] / row) if row else None
+        return out
+
+
+@register_metric("expression_generation_rate",
+                 description="accuracy (%) of the independent classifier on generated faces w.r.t. the target")
+class ExpressionGenerationRate(Metric):
+    def setup(self, context):
+        from expr3d.metrics.classifier import load_classifier
+
+        path = context.options.get("classifier")
+        if not path:
+            raise MetricUnavailable("no --classifier given; train one on the real training split with "
+                                    "`python -m expr3d.metrics.classifier --data_dir=DATA --output=DIR` and pass "
+                                    "--classifier=DIR")
+        try:
+            self.classifier = context.resource(
+                "classifier", lambda: load_classifier(path, EXPRESSIONS, image_size=context.image_size))
+        except FileNotFoundError as error:
+            raise MetricUnavailable(str(error)) from error
+        self.classes = context.target_classes
+        self.protocol = context.options.get("protocol", "all")
+        self.confusion = ConfusionAccumulator(self.classes)
+
+    def update(self, step):
+        logits = step.memo("classifier_logits", lambda: self.classifier.predict_logits(step.fake))
+        self.confusion.add(step.target_ids, restricted_predictions(logits, self.classes))
+
+    def result(self):
+        out = {"expression_generation_rate": 100.0 * self.confusion.accuracy(),
+               "expression_generation_rate_count": int(self.confusion.confusion.sum()),
+               "expression_generation_rate_protocol": self.protocol,
+               "expression_generation_rate_chance": 100.0 / len(self.classes),
+               "classifier_test_accuracy": 100.0 * float(self.classifier.metadata.get("test_accuracy", float("nan")))}
+        for name, value in self.confusion.per_class().items():
+            out[f"expression_generation_rate/{name}"] = None if value is None else 100.0 * value
+        return out
+
+    def details(self):
+        return {"classes": [EXPRESSIONS[c] for c in self.classes], "confusion": self.confusion.confusion.tolist(),
+                "rows": "target", "columns": "predicted", "classifier": self.classifier.path}
