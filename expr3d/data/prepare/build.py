@@ -275,9 +275,13 @@ def prepare_item(item, config, source, thresholds):
         geom, fill=config.fill_holes, max_hole_px=config.max_hole_px or None)
     if not mask.any():
         raise _Skipped("no_depth", "no valid depth inside the face crop")
-    corners = faces.transform_points(matrix, faces.box_corners(box)) + 0.5
-    lo, hi = corners.min(axis=0), corners.max(axis=0)
-    crop_box = (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
+    if config.crop == "full":
+        # No face box is known: score coverage against the depth's own extent (box_iou is then uninformative).
+        crop_box, from_depth = faces.box_from_mask(mask), True
+    else:
+        corners = faces.transform_points(matrix, faces.box_corners(box)) + 0.5
+        lo, hi = corners.min(axis=0), corners.max(axis=0)
+        crop_box = (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
     scores = quality.scores(depth, mask, hole_fraction, crop_box, size, box_is_from_depth=from_depth)
     record["scores"] = {k: round(v, 4) for k, v in scores.items()}
     images = (crop, depth, mask, normals)
