@@ -63,14 +63,16 @@ def ellipsoid_face(width, height, center, axes, expression=0, seed=0, num_lat=48
 
 
 def write_face_files(face, stem, image_dir, mesh_dir=None, depth_dir=None, mesh_format="obj", depth_format="npy"):
-    """Write a face's image (PNG unless the stem ends in .jpg), mesh and depth (z_depth = 1000 - z, 0 outside)."""
+    """mesh_format: "obj", "ply" (binary) or "ascii.ply"; depth_format: "npy" or "png" (16-bit height map).
+
+    Write a face's image (PNG unless the stem ends in .jpg), mesh and depth (z_depth = 1000 - z, 0 outside)."""
     os.makedirs(image_dir, exist_ok=True)
     ext = os.path.splitext(stem)[1] or ".png"
     stem = os.path.splitext(stem)[0]
     cv2.imwrite(os.path.join(image_dir, stem + ext), cv2.cvtColor(face["image"], cv2.COLOR_RGB2BGR))
     if mesh_dir:
         os.makedirs(mesh_dir, exist_ok=True)
-        path = os.path.join(mesh_dir, stem + "." + mesh_format)
+        path = os.path.join(mesh_dir, stem + (".obj" if mesh_format == "obj" else ".ply"))
         if mesh_format == "obj":
             meshes.write_obj(path, face["vertices"], face["faces"])
         else:
