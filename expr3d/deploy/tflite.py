@@ -1,0 +1,260 @@
+"""TFLite variants of the generator (converted from the SavedModel's `generator` signature), the LiteRT runner and
+parity reports.
+
+Variants (all builtin ops only, no Flex delegate; float32 input/output [N,S,S,3] in [-1, 1] + one-hot [N,8], so a
+phone app treats them alike):
+    fp32       plain conversion
+    fp16       float16 weights (dequantised at load; XNNPACK may run fp16 where the CPU supports it)
+    int8       dynamic-range quantisation: int8 weights, activations quantised on the fly
+    int8_full  full-integer quantisation calibrated on a representative set from the training TFRecords
+               (int8 kernels everywhere; float32 I/O through QUANTIZE/DEQUANTIZE at the edges)
+"""
+import json
+import math
+import os
+
+import numpy as np
+
+from expr3d.deploy.signatures import GENERATOR_SIGNATURE
+from expr3d.labels import NUM_EXPRESSIONS
+
+VARIANTS = ("fp32", "fp16", "int8", "int8_full")
+
+
+def parse_variants(text):
+    """"fp32,fp16" -> ("fp32", "fp16"); "all" -> every variant; "" -> (). ValueError naming an unknown variant."""
+    names = [name.strip() for name in (text or "").split(",") if name.strip()]
+    if names == ["all"]:
+        return VARIANTS
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        raise ValueError(f"--tflite: unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)} (or 'all')")
+    return tuple(dict.fromkeys(names))
+
+
+def file_name(variant):
+    return f"generator_{variant}.tflite"
+
+
+# --- inputs -------------------------------------------------------------------------------------------------------
+
+def conditions_for(count):
+    """One-hot conditions [count, 8] cycling through every expression."""
+    return np.eye(NUM_EXPRESSIONS, dtype=np.float32)[np.arange(count) % NUM_EXPRESSIONS]
+
+
+def images_from_records(data_dir, split, image_size, count):
+    """Up to `count` faces of `split` as float32 [n, S, S, 3] in [-1, 1] (resized like the serving graph)."""
+    import tensorflow as tf
+
+    from expr3d.data import records
+
+    images = []
+    for example in records.iterate_examples(data_dir, split):
+        images.append(example.image)
+        if len(images) >= count:
+            break
+    if not images:
+        raise ValueError(f"{data_dir}: split {split!r} holds no examples")
+    out = []
+    for image in images:  # one at a time: records may differ in size
+        x = tf.image.resize(tf.cast(image[None], tf.float32), [image_size, image_size], antialias=True)
+        out.append(np.clip(x.numpy()[0] / 127.5 - 1.0, -1.0, 1.0))
+    return np.stack(out).astype(np.float32)
+
+
+def parity_images(data_dir, image_size, count):
+    """(images, description): real test faces (else train faces) of `data_dir`, or seeded noise without data."""
+    from expr3d.data import records
+
+    if data_dir:
+        for split in ("test", "train"):
+            if records.list_shards(data_dir, split):
+                images = images_from_records(data_dir, split, image_size, count)
+                return images, f"{len(images)} '{split}' faces of {data_dir}"
+        raise FileNotFoundError(f"--data_dir={data_dir!r} has no test or train shards")
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (count, image_size, image_size, 3)).astype(np.float32)
+    return images, f"{count} uniform-noise images (no data directory given: NOT real faces)"
+
+
+# --- conversion ---------------------------------------------------------------------------------------------------
+
+def convert(saved_model_dir, variant, representative=None):
+    """TFLite flatbuffer bytes of the SavedModel's `generator` signature.
+
+    Args:
+        saved_model_dir: a SavedModel written by `expr3d.export`.
+        variant: one of VARIANTS.
+        representative: float32 [n, S, S, 3] images in [-1, 1] (needed for "int8_full").
+    """
+    import tensorflow as tf
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown TFLite variant {variant!r}; choose from {VARIANTS}")
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[GENERATOR_SIGNATURE])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if variant == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif variant == "int8_full":
+        if representative is None or len(representative) == 0:
+            raise ValueError("int8_full needs a representative set of training images (pass --data_dir)")
+        conditions = conditions_for(len(representative))
+
+        def dataset():
+            for image, condition in zip(representative, conditions):
+                yield {"image": image[None], "condition": condition[None]}
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter.convert()
+
+
+class LiteGenerator:
+    """The TFLite generator run through the LiteRT interpreter (`ai_edge_litert`).
+
+    Args:
+        model: path of a .tflite file or its bytes.
+        num_threads: interpreter threads (None: LiteRT's default).
+
+    Example:
+        generator = LiteGenerator("generator_int8.tflite")
+        out = generator(images, conditions)  # float32 [N,S,S,3] in [-1,1], one-hot [N,8]
+    """
+
+    def __init__(self, model, num_threads=None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        kwargs = {"num_threads": num_threads} if num_threads else {}
+        if isinstance(model, (bytes, bytearray)):
+            self.interpreter = Interpreter(model_content=bytes(model), **kwargs)
+            self.path = None
+        else:
+            if not os.path.isfile(model):
+                raise FileNotFoundError(f"TFLite model {model!r} does not exist")
+            try:
+                self.interpreter = Interpreter(model_path=model, **kwargs)
+            except ValueError as e:
+                raise ValueError(f"{model} is not a valid TFLite model: {e}") from e
+            self.path = model
+        signatures = self.interpreter.get_signature_list()
+        if GENERATOR_SIGNATURE not in signatures:
+            raise ValueError(f"{self.path or 'the model'} has no {GENERATOR_SIGNATURE!r} signature (found "
+                             f"{sorted(signatures)}); convert it with `python -m expr3d.export --tflite=...`")
+        self.runner = self.interpreter.get_signature_runner(GENERATOR_SIGNATURE)
+        details = self.runner.get_input_details()["image"]
+        self.image_size = int(details["shape"][1])
+
+    def __call__(self, images, conditions):
+        images = np.asarray(images, np.float32)
+        conditions = np.asarray(conditions, np.float32)
+        return self.runner(image=images, condition=conditions)["image"]
+
+    def op_names(self):
+        """Sorted op names of the model (delegated ops show as DELEGATE)."""
+        return sorted({op["op_name"] for op in self.interpreter._get_ops_details()})
+
+
+def builtin_only(model_bytes):
+    """(ok, op names): whether the model uses only builtin ops (no Flex, no custom ops), read without delegates."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_content=bytes(model_bytes),
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    names = sorted({op["op_name"] for op in interpreter._get_ops_details()})
+    return not any(name.startswith("Flex") or name == "CUSTOM" for name in names), names
+
+
+# --- parity -------------------------------------------------------------------------------------------------------
+
+def compare(reference, output):
+    """Parity figures of two float images batches in [-1, 1]: max/mean abs error, error in uint8 levels, PSNR (dB).
+
+    PSNR is over the [0, 1] intensity range, mean over all pixels of the batch.
+    """
+    reference = np.asarray(reference, np.float64)
+    output = np.asarray(output, np.float64)
+    if reference.shape != output.shape:
+        raise ValueError(f"parity: shapes differ: {reference.shape} vs {output.shape}")
+    diff = np.abs(reference - output)
+    mse = float(np.mean((diff / 2.0) ** 2))
+    ref_u8 = np.clip(np.round((reference + 1) * 127.5), 0, 255)
+    out_u8 = np.clip(np.round((output + 1) * 127.5), 0, 255)
+    return {
+        "max_abs_error": float(diff.max()),
+        "mean_abs_error": float(diff.mean()),
+        "max_abs_error_uint8": int(np.abs(ref_u8 - out_u8).max()),
+        "psnr_db": float("inf") if mse == 0 else float(10 * math.log10(1.0 / mse)),
+    }
+
+
+def saved_model_generator(saved_model_dir):
+    """The SavedModel's `generator` signature as a numpy function (images, conditions) -> images."""
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(saved_model_dir).signatures[GENERATOR_SIGNATURE]
+
+    def run(images, conditions, batch_size=16):
+        outputs = []
+        for start in range(0, len(images), batch_size):
+            out = signature(image=tf.constant(images[start:start + batch_size], tf.float32),
+                            condition=tf.constant(conditions[start:start + batch_size], tf.float32))
+            outputs.append(out["image"].numpy())
+        return np.concatenate(outputs)
+
+    return run
+
+
+def write_variants(saved_model_dir, output_dir, variants, image_size, data_dir=None, parity_count=16,
+                   representative_count=64, log=print):
+    """Convert `variants`, check builtin-only ops and parity against the SavedModel; write .tflite + .json beside.
+
+    Returns {variant: report dict}. The representative set (int8_full) comes from `data_dir`'s train split.
+    """
+    from expr3d.data import records
+
+    os.makedirs(output_dir, exist_ok=True)
+    images, source = parity_images(data_dir, image_size, parity_count)
+    conditions = conditions_for(len(images))
+    reference = saved_model_generator(saved_model_dir)(images, conditions)
+    representative, representative_source = None, None
+    if "int8_full" in variants:
+        if not data_dir or not records.list_shards(data_dir, "train"):
+            raise ValueError("--tflite=int8_full calibrates on training faces: pass --data_dir with train shards "
+                             f"(got {data_dir!r})")
+        representative = images_from_records(data_dir, "train", image_size, representative_count)
+        representative_source = f"{len(representative)} 'train' faces of {data_dir}"
+    reports = {}
+    for variant in variants:
+        log(f"TFLite {variant}: converting ...")
+        model = convert(saved_model_dir, variant, representative=representative)
+        ok, ops = builtin_only(model)
+        if not ok:
+            raise RuntimeError(f"TFLite {variant}: non-builtin ops {ops}")
+        path = os.path.join(output_dir, file_name(variant))
+        records.atomic_write_bytes(path, model)
+        output = LiteGenerator(model)(images, conditions)
+        report = {
+            "variant": variant,
+            "file": file_name(variant),
+            "size_bytes": len(model),
+            "image_size": image_size,
+            "signature": GENERATOR_SIGNATURE,
+            "inputs": {"image": f"float32 [N,{image_size},{image_size},3] in [-1,1]",
+                       "condition": f"float32 [N,{NUM_EXPRESSIONS}] one-hot expression"},
+            "outputs": {"image": f"float32 [N,{image_size},{image_size},3] in [-1,1]"},
+            "builtin_ops_only": ok,
+            "ops": ops,
+            "parity": dict(compare(reference, output), images=len(images), source=source,
+                           reference="SavedModel signature 'generator'"),
+            "representative_set": representative_source if variant == "int8_full" else None,
+        }
+        records.atomic_write_json(os.path.join(output_dir, file_name(variant)[:-len(".tflite")] + ".json"), report)
+        log(f"TFLite {variant}: {len(model) / 1e6:.2f} MB, max abs error {report['parity']['max_abs_error']:.4f}, "
+            f"PSNR {report['parity']['psnr_db']:.1f} dB")
+        reports[variant] = report
+    return reports

@@ -1,0 +1,158 @@
+"""Batch expression synthesis on ordinary photos with an exported SavedModel.
+
+    python -m expr3d.synthesize --saved_model=saved_models/expr3d --images=photos/ --expressions=all \
+        --output=out/synth
+
+For every photo: detect the largest face, level the eye line, crop, translate into each expression with the
+SavedModel's `serving_default` signature (the deployed graph, resizing included), paste back with a feathered mask.
+Writes OUTPUT/<photo name>/<expression>.png (the photo) and face_<expression>.png (the crop), OUTPUT/grid.png (one row
+per photo: input crop, then each expression) and OUTPUT/summary.json. Photos without a face, or unreadable files, are
+listed in the summary and on stderr; they do not stop the run.
+"""
+import json
+import os
+import sys
+import time
+
+import numpy as np
+from absl import app, flags
+
+from expr3d.labels import EXPRESSIONS, expression_id
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("saved_model", None, "A SavedModel version directory (saved_models/NAME/1) or a model base path "
+                    "(saved_models/NAME: the largest version is used).")
+flags.DEFINE_string("images", None, "A photo or a directory of photos.")
+flags.DEFINE_string("expressions", "all", "'all' or comma-separated names, e.g. happy,sad.")
+flags.DEFINE_string("output", None, "Output directory.")
+flags.DEFINE_bool("overwrite", False, "Write into a non-empty output directory (replacing files of the same name).")
+flags.DEFINE_integer("batch_size", 8, "Crops per SavedModel call.")
+
+
+def parse_expressions(text):
+    """'all' -> every id; 'happy,sad' -> [1, 2]; ValueError naming the bad name."""
+    names = [name.strip() for name in (text or "").split(",") if name.strip()]
+    if not names:
+        raise ValueError("--expressions is empty; pass 'all' or names like happy,sad")
+    if names == ["all"]:
+        return list(range(len(EXPRESSIONS)))
+    try:
+        return list(dict.fromkeys(expression_id(name) for name in names))
+    except ValueError as e:
+        raise ValueError(f"--expressions: {e}") from e
+
+
+def resolve_saved_model(path):
+    """The version directory holding saved_model.pb: `path` itself or its largest integer version."""
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    if os.path.isdir(path):
+        versions = sorted(int(name) for name in os.listdir(path)
+                          if name.isdigit() and os.path.isfile(os.path.join(path, name, "saved_model.pb")))
+        if versions:
+            return os.path.join(path, str(versions[-1]))
+    raise FileNotFoundError(f"--saved_model={path!r} holds no saved_model.pb (neither directly nor in an integer "
+                            f"version directory); export one with `python -m expr3d.export`")
+
+
+def saved_model_translator(saved_model_dir, batch_size=8):
+    """A pipeline translator calling the SavedModel's serving_default (uint8 in, uint8 out at the crop size)."""
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
+
+    def translate(crop, ids):
+        outputs = []
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start:start + batch_size]
+            images = tf.constant(np.repeat(crop[None], len(chunk), axis=0))
+            out = signature(images=images, expressions=tf.constant(chunk, tf.int32))["images"]
+            outputs.extend(out.numpy())
+        return outputs
+
+    return translate
+
+
+def _log(message):
+    print(f"expr3d.synthesize: {message}", file=sys.stderr, flush=True)
+
+
+def synthesize(saved_model, images, expressions, output, overwrite=False, batch_size=8, log=_log):
+    """Run the batch tool; returns the summary dict (also written to OUTPUT/summary.json)."""
+    from expr3d.deploy import faces, pipeline
+    from expr3d.progress import Progress
+
+    ids = parse_expressions(expressions) if isinstance(expressions, str) else list(expressions)
+    paths = pipeline.list_images(images)
+    if not paths:
+        raise FileNotFoundError(f"--images={images!r} holds no image files ({', '.join(pipeline.IMAGE_EXTENSIONS)})")
+    if os.path.isdir(output) and os.listdir(output) and not overwrite:
+        raise FileExistsError(f"--output={output!r} is not empty; pass --overwrite to write into it")
+    version_dir = resolve_saved_model(saved_model)
+    translate = saved_model_translator(version_dir, batch_size=batch_size)
+    os.makedirs(output, exist_ok=True)
+
+    names = [EXPRESSIONS[i] for i in ids]
+    summary = {"saved_model": os.path.abspath(version_dir), "expressions": names, "processed": [], "no_face": [],
+               "unreadable": []}
+    rows = []
+    used = set()
+    progress = Progress(len(paths), desc="synthesize", unit="photos")
+    started = time.time()
+    for path in paths:
+        try:
+            image = pipeline.read_image(path)
+        except (OSError, ValueError) as e:
+            log(f"skipping {path}: {e}")
+            summary["unreadable"].append({"image": path, "error": str(e)})
+            progress.update(1)
+            continue
+        photos, crops, face = pipeline.translate_photo(image, translate, ids)
+        if photos is None:
+            log(f"no face found in {path}")
+            summary["no_face"].append(path)
+            progress.update(1)
+            continue
+        stem = os.path.splitext(os.path.basename(path))[0]
+        while stem in used:  # photo.jpg and photo.png in one directory
+            stem += "_"
+        used.add(stem)
+        directory = os.path.join(output, stem)
+        outputs = {}
+        for name, photo, crop in zip(names, photos, crops):
+            pipeline.write_image(os.path.join(directory, f"{name}.png"), photo)
+            pipeline.write_image(os.path.join(directory, f"face_{name}.png"), crop)
+            outputs[name] = os.path.join(stem, f"{name}.png")
+        rows.append([faces.extract(image, face)] + list(crops))
+        summary["processed"].append({"image": path, "outputs": outputs, "face": face.to_dict()})
+        progress.update(1)
+    progress.close()
+    if rows:
+        pipeline.write_image(os.path.join(output, "grid.png"), pipeline.grid(rows, labels=["input"] + names))
+        summary["grid"] = "grid.png"
+    summary["seconds"] = round(time.time() - started, 2)
+    with open(os.path.join(output, "summary.json.tmp-write"), "w") as f:
+        json.dump(summary, f, indent=2)
+    os.replace(os.path.join(output, "summary.json.tmp-write"), os.path.join(output, "summary.json"))
+    log(f"{len(summary['processed'])} photo(s) translated, {len(summary['no_face'])} without a face, "
+        f"{len(summary['unreadable'])} unreadable; see {os.path.join(output, 'summary.json')}")
+    return summary
+
+
+def main(argv):
+    del argv
+    for name in ("saved_model", "images", "output"):
+        if not getattr(FLAGS, name):
+            _log(f"error: --{name} is required")
+            return 2
+    try:
+        synthesize(FLAGS.saved_model, FLAGS.images, FLAGS.expressions, FLAGS.output, overwrite=FLAGS.overwrite,
+                   batch_size=FLAGS.batch_size)
+    except (OSError, ValueError) as e:
+        _log(f"error: {e}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,38 @@
+"""Session fixtures shared by the deployment tests: one tiny trained run, exported once through the CLI."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.deploy import fixtures
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_cli(args, timeout=300, **kwargs):
+    """Run `python -m ...` from the repository root; returns the CompletedProcess (text)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
+    return subprocess.run([sys.executable] + list(args), cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def deploy_run(tmp_path_factory):
+    """{"data_dir", "model_dir", "models"}: a tiny dataset of drawn faces and a run trained a few steps on it."""
+    root = tmp_path_factory.mktemp("deploy")
+    data_dir = fixtures.make_dataset(str(root / "data"))
+    model_dir = str(root / "run")
+    models = fixtures.make_run(model_dir, data_dir, steps=4)
+    return {"root": root, "data_dir": data_dir, "model_dir": model_dir, "models": models}
+
+
+@pytest.fixture(scope="session")
+def exported(deploy_run):
+    """The run exported by `python -m expr3d.export ... --tflite=all` (a subprocess): {"base", "version_dir", ...}."""
+    base = str(deploy_run["root"] / "saved_models" / "tiny")
+    result = run_cli(["-m", "expr3d.export", f"--model_dir={deploy_run['model_dir']}", f"--output={base}",
+                      "--tflite=all", f"--data_dir={deploy_run['data_dir']}", "--parity_images=8",
+                      "--representative_images=16"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(deploy_run, base=base, version_dir=os.path.join(base, "1"), export_log=result.stderr)

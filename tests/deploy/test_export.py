@@ -1,0 +1,279 @@
+"""expr3d.export: TF Serving layout, every signature reloaded in a fresh process vs the Keras models, saved_model_cli,
+invalid inputs, version safety."""
+import json
+import os
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from expr3d import export
+from expr3d.deploy import signatures
+from expr3d.labels import EXPRESSIONS
+from tests.deploy import fixtures
+from tests.deploy.conftest import run_cli
+
+# Runs in a fresh interpreter that imports only TensorFlow and numpy: the SavedModel must stand on its own, as in
+# TF Serving. It runs every signature on the inputs in inputs.npz, then every invalid request, and saves the results.
+FRESH_PROCESS = textwrap.dedent('''
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+
+    version_dir, inputs_path, out_path, errors_path = sys.argv[1:5]
+    model = tf.saved_model.load(version_dir)
+    sig = model.signatures
+    data = np.load(inputs_path, allow_pickle=False)
+    out = {}
+    r = sig["serving_default"](images=tf.constant(data["images"]), expressions=tf.constant(data["ids"]))
+    out["serving_default/images"] = r["images"].numpy()
+    r = sig["serving_default"](images=tf.constant(data["images"]), expressions=tf.constant(5))
+    out["serving_default_scalar/images"] = r["images"].numpy()
+    encoded = [bytes(data["png_a"]), bytes(data["jpeg_b"])]
+    r = sig["translate_encoded"](image_bytes=tf.constant(encoded), expressions=tf.constant(["Happy", "angry"]))
+    for i, png in enumerate(r["image_bytes"].numpy()):
+        out[f"translate_encoded/{i}"] = tf.io.decode_png(png).numpy()
+    r = sig["estimate_depth"](images=tf.constant(data["images"]))
+    out["estimate_depth/depth"] = r["depth"].numpy()
+    out["estimate_depth/normals"] = r["normals"].numpy()
+    r = sig["translate_all"](images=tf.constant(data["images"]))
+    out["translate_all/images"] = r["images"].numpy()
+    out["translate_all/expressions"] = r["expressions"].numpy().astype(str)
+    r = sig["generator"](image=tf.constant(data["x"]), condition=tf.constant(data["condition"]))
+    out["generator/image"] = r["image"].numpy()
+    np.savez(out_path, **out)
+
+    good = data["images"]
+    png = bytes(data["png_a"])
+    cases = {
+        "rank3": ("serving_default", dict(images=good[0], expressions=[1])),
+        "rank5": ("serving_default", dict(images=good[None], expressions=[1])),
+        "channels4": ("serving_default", dict(images=np.zeros((1, 8, 8, 4), np.uint8), expressions=[1])),
+        "gray": ("serving_default", dict(images=np.zeros((1, 8, 8, 1), np.uint8), expressions=[1])),
+        "empty": ("serving_default", dict(images=np.zeros((0, 8, 8, 3), np.uint8), expressions=[1])),
+        "zero_height": ("serving_default", dict(images=np.zeros((1, 0, 8, 3), np.uint8), expressions=[1])),
+        "id_too_big": ("serving_default", dict(images=good, expressions=[1, 8])),
+        "id_negative": ("serving_default", dict(images=good, expressions=[-1, 2])),
+        "id_count": ("serving_default", dict(images=good, expressions=[1, 2, 3])),
+        "id_rank2": ("serving_default", dict(images=good, expressions=[[1, 2]])),
+        "bytes_garbage": ("translate_encoded", dict(image_bytes=[png, b"not an image"], expressions=["happy"])),
+        "bytes_truncated": ("translate_encoded", dict(image_bytes=[png[:60]], expressions=["happy"])),
+        "bytes_empty": ("translate_encoded", dict(image_bytes=np.zeros((0,), object), expressions=["happy"])),
+        "name_unknown": ("translate_encoded", dict(image_bytes=[png], expressions=["joyful"])),
+        "name_count": ("translate_encoded", dict(image_bytes=[png, png], expressions=["happy", "sad", "fear"])),
+        "depth_rank3": ("estimate_depth", dict(images=good[0])),
+        "all_channels": ("translate_all", dict(images=np.zeros((1, 8, 8, 2), np.uint8))),
+    }
+    errors = {}
+    for name, (key, kwargs) in cases.items():
+        dtypes = {"images": tf.uint8, "expressions": tf.int32 if key == "serving_default" else tf.string,
+                  "image_bytes": tf.string}
+        try:
+            sig[key](**{k: tf.constant(v, dtypes[k]) for k, v in kwargs.items()})
+            errors[name] = {"type": None, "message": ""}
+        except Exception as e:  # record what a client would see
+            errors[name] = {"type": type(e).__name__, "message": getattr(e, "message", str(e))}
+    with open(errors_path, "w") as f:
+        json.dump(errors, f)
+''')
+
+EXPECTED_ERRORS = {
+    "rank3": "must be a batch of RGB images [N, H, W, 3] (rank 4)",
+    "rank5": "must be a batch of RGB images [N, H, W, 3] (rank 4)",
+    "channels4": "must have 3 channels",
+    "gray": "must have 3 channels",
+    "empty": "at least one image",
+    "zero_height": "non-zero height and width",
+    "id_too_big": "unknown expression id(s) in expressions:] [8]",
+    "id_negative": "unknown expression id(s) in expressions:] [-1]",
+    "id_count": "one expression id per image",
+    "id_rank2": "scalar or a vector of expression ids",
+    "bytes_garbage": "undecodable input at index(es)] [1]",
+    "bytes_truncated": "PNG",
+    "bytes_empty": "image_bytes is empty",
+    "name_unknown": "unknown expression name(s):] [joyful]",
+    "name_count": "one expression name per image",
+    "depth_rank3": "rank 4",
+    "all_channels": "must have 3 channels",
+}
+
+
+def _reference_translate(g_rgb, images, ids, size):
+    """What serving_default must compute, written out with plain TF ops and the Keras model."""
+    x = tf.image.resize(tf.cast(images, tf.float32), [size, size], antialias=True) / 127.5 - 1.0
+    y = g_rgb([tf.clip_by_value(x, -1.0, 1.0), tf.one_hot(ids, 8)], training=False)
+    y = tf.image.resize(y, images.shape[1:3], antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round((y + 1.0) * 127.5), 0, 255), tf.uint8).numpy()
+
+
+@pytest.fixture(scope="module")
+def fresh(exported, tmp_path_factory):
+    """Outputs and error reports of every signature, computed in a fresh process from the exported SavedModel."""
+    work = tmp_path_factory.mktemp("fresh")
+    images = np.stack([fixtures.draw_face(48, seed=s)[:, 4:44] for s in (1, 2)])  # [2, 48, 40, 3]
+    png_a = tf.io.encode_png(images[0]).numpy()
+    other = fixtures.draw_face(56, seed=3)
+    jpeg_b = tf.io.encode_jpeg(other, quality=95).numpy()
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
+    condition = np.eye(8, dtype=np.float32)[[0, 4, 7]]
+    inputs = str(work / "inputs.npz")
+    np.savez(inputs, images=images, ids=np.array([1, 6], np.int32), png_a=np.frombuffer(png_a, np.uint8),
+             jpeg_b=np.frombuffer(jpeg_b, np.uint8), x=x, condition=condition)
+    script = work / "fresh.py"
+    script.write_text(FRESH_PROCESS)
+    result = run_cli([str(script), exported["version_dir"], inputs, str(work / "out.npz"), str(work / "errors.json")])
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = dict(np.load(str(work / "out.npz")))
+    errors = json.loads((work / "errors.json").read_text())
+    decoded_b = tf.io.decode_jpeg(jpeg_b).numpy()
+    return dict(outputs=outputs, errors=errors, images=images, decoded_a=images[0], decoded_b=decoded_b, x=x,
+                condition=condition)
+
+
+def test_layout_is_tf_serving_and_atomic(exported):
+    base, version_dir = exported["base"], exported["version_dir"]
+    assert sorted(os.listdir(base)) == ["1"], "no temp directories may remain beside the version"
+    for name in ("saved_model.pb", "variables", export.EXPORT_INFO, "tflite"):
+        assert os.path.exists(os.path.join(version_dir, name)), name
+    info = json.loads(open(os.path.join(version_dir, export.EXPORT_INFO)).read())
+    assert info["image_size"] == 32 and info["geometry"] == "depth" and info["step"] == 4
+    assert sorted(info["signatures"]) == sorted(signatures.SIGNATURE_KEYS)
+    assert set(info["tflite"]) == {"fp32", "fp16", "int8", "int8_full"}
+
+
+def test_every_signature_matches_the_keras_models(exported, fresh):
+    models = exported["models"]
+    g_rgb, g_depth = models["g_rgb"], models["g_depth"]
+    out, images = fresh["outputs"], fresh["images"]
+
+    expected = _reference_translate(g_rgb, images, np.array([1, 6]), 32)
+    got = out["serving_default/images"]
+    assert got.shape == images.shape and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - expected).max() <= 1
+    scalar = _reference_translate(g_rgb, images, np.array([5, 5]), 32)
+    assert np.abs(out["serving_default_scalar/images"].astype(int) - scalar).max() <= 1
+    # The trained generator depends on the target: different ids give different faces.
+    assert np.abs(expected.astype(int) - scalar).mean() > 0.5
+
+    for i, (decoded, name) in enumerate(((fresh["decoded_a"], "happy"), (fresh["decoded_b"], "anger"))):
+        reference = _reference_translate(g_rgb, decoded[None], np.array([EXPRESSIONS.index(name)]), 32)[0]
+        got = out[f"translate_encoded/{i}"]
+        assert got.shape == decoded.shape, "each encoded image comes back at its own size"
+        assert np.abs(got.astype(int) - reference).max() <= 1
+
+    x = tf.clip_by_value(tf.image.resize(tf.cast(images, tf.float32), [32, 32], antialias=True) / 127.5 - 1, -1, 1)
+    geometry = g_depth.to_geometry(x)
+    depth = tf.reduce_mean(geometry, axis=-1, keepdims=True)
+    expected_depth = tf.clip_by_value(tf.image.resize(depth, images.shape[1:3]), -1, 1).numpy()
+    np.testing.assert_allclose(out["estimate_depth/depth"], expected_depth, atol=1e-4)
+    normals = out["estimate_depth/normals"]
+    assert normals.shape == images.shape[:3] + (3,)
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-4)
+    assert (normals[..., 2] > 0).all(), "visible normals face the camera (+z)"
+    expected_normals = tf.math.l2_normalize(
+        tf.image.resize(signatures.normals_from_depth(depth), images.shape[1:3]), axis=-1).numpy()
+    np.testing.assert_allclose(normals, expected_normals, atol=1e-4)
+
+    all_images = out["translate_all/images"]
+    assert all_images.shape == (2, 8) + images.shape[1:]
+    assert (out["translate_all/expressions"] == np.array([EXPRESSIONS, EXPRESSIONS])).all()
+    for k in range(8):
+        reference = _reference_translate(g_rgb, images, np.array([k, k]), 32)
+        assert np.abs(all_images[:, k].astype(int) - reference).max() <= 1, EXPRESSIONS[k]
+
+    expected_raw = g_rgb([fresh["x"], fresh["condition"]], training=False).numpy()
+    np.testing.assert_allclose(out["generator/image"], expected_raw, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED_ERRORS))
+def test_invalid_input_is_invalid_argument_saying_what_is_wrong(fresh, case):
+    error = fresh["errors"][case]
+    assert error["type"] == "InvalidArgumentError", (case, error)
+    assert EXPECTED_ERRORS[case] in error["message"], (case, error["message"][:500])
+
+
+def test_saved_model_cli_show_and_run(exported, tmp_path):
+    version_dir = exported["version_dir"]
+    shown = run_cli(["-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", version_dir, "--all"])
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    text = shown.stdout
+    for key in signatures.SIGNATURE_KEYS:
+        assert f"signature_def['{key}']" in text, key
+    for name in ("inputs['images']", "inputs['expressions']", "inputs['image_bytes']", "outputs['image_bytes']",
+                 "outputs['depth']", "outputs['normals']", "inputs['condition']"):
+        assert name in text, name
+
+    images = np.stack([fixtures.draw_face(40, seed=5)])
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "ids.npy", np.array([2], np.int32))
+    ran = run_cli(["-m", "tensorflow.python.tools.saved_model_cli", "run", "--dir", version_dir, "--tag_set", "serve",
+                   "--signature_def", "serving_default", "--inputs",
+                   f"images={tmp_path / 'images.npy'};expressions={tmp_path / 'ids.npy'}",
+                   "--outdir", str(tmp_path / "out")])
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    got = np.load(tmp_path / "out" / "images.npy")
+    expected = _reference_translate(exported["models"]["g_rgb"], images, np.array([2]), 32)
+    assert got.shape == images.shape and np.abs(got.astype(int) - expected).max() <= 1
+
+
+def test_refuses_to_replace_a_version_and_numbers_the_next(exported):
+    base, version_dir = exported["base"], exported["version_dir"]
+    pb = os.path.join(version_dir, "saved_model.pb")
+    before = os.stat(pb).st_mtime_ns
+    result = run_cli(["-m", "expr3d.export", f"--model_dir={exported['model_dir']}", f"--output={base}", "--version=1"])
+    assert result.returncode == 1
+    assert "already exists" in result.stderr and "--overwrite" in result.stderr
+    assert os.stat(pb).st_mtime_ns == before
+    assert sorted(os.listdir(base)) == ["1"]
+    assert export.resolve_version(base) == 2
+    assert export.resolve_version(base, 7) == 7
+    assert export.resolve_version(base, 1, overwrite=True) == 1
+    with pytest.raises(export.ExportError, match="non-negative integer"):
+        export.resolve_version(base, -1)
+
+
+def test_overwrite_replaces_a_version_atomically(deploy_run, tmp_path):
+    base = str(tmp_path / "m")
+    first = export.export(deploy_run["model_dir"], base, version=3, log=lambda _: None)
+    marker = os.path.join(first, "stale-file")
+    open(marker, "w").close()
+    export.export(deploy_run["model_dir"], base, version=3, overwrite=True, log=lambda _: None)
+    assert sorted(os.listdir(base)) == ["3"]
+    assert not os.path.exists(marker), "the old version is replaced as a whole"
+    assert tf.saved_model.load(first).signatures["serving_default"] is not None
+
+
+def test_bad_run_dirs_name_the_problem(tmp_path):
+    result = run_cli(["-m", "expr3d.export", f"--model_dir={tmp_path / 'nope'}", f"--output={tmp_path / 'out'}"])
+    assert result.returncode == 1 and "is not a directory" in result.stderr
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"model_config": fixtures.TINY}))
+    with pytest.raises(ValueError, match="g_rgb.keras is missing"):
+        export.export(str(tmp_path / "run"), str(tmp_path / "out"))
+    assert not os.path.exists(tmp_path / "out" / "1")
+
+
+def test_normals_from_depth_of_a_tilted_plane():
+    size = 16
+    cols = np.arange(size, dtype=np.float32)
+    # depth rises to the right by 0.1 per pixel: the surface faces left-and-forward (n_x < 0), no y component.
+    depth = np.tile(cols * 0.1, (size, 1))[None, :, :, None]
+    normals = signatures.normals_from_depth(tf.constant(depth), relief=1.0).numpy()
+    slope = 0.1 / (2.0 / size)  # dh/dx in image-width units
+    expected = np.array([-slope, 0.0, 1.0]) / np.sqrt(slope ** 2 + 1)
+    np.testing.assert_allclose(normals[0, 4:-4, 4:-4], np.broadcast_to(expected, (size - 8, size - 8, 3)), atol=1e-5)
+    # Rows run down, y up: a surface nearer toward the bottom of the image faces up (n_y > 0).
+    normals = signatures.normals_from_depth(tf.constant(np.transpose(depth, (0, 2, 1, 3))), relief=1.0).numpy()
+    np.testing.assert_allclose(normals[0, 4:-4, 4:-4, 1], -expected[0], atol=1e-5)
+
+
+def test_depth_from_normals_recovers_a_dome():
+    size = 32
+    v, u = np.mgrid[0:size, 0:size].astype(np.float32)
+    r2 = ((u - 15.5) ** 2 + (v - 15.5) ** 2) / 15.5 ** 2
+    depth = (2.0 * np.exp(-3.0 * r2) - 1.0)[None, :, :, None]
+    normals = signatures.normals_from_depth(tf.constant(depth))
+    recovered = signatures.depth_from_normals(normals).numpy()
+    assert recovered.shape == depth.shape and recovered.min() >= -1 and recovered.max() <= 1
+    assert np.corrcoef(recovered.ravel(), depth.ravel())[0, 1] > 0.95
