@@ -1,0 +1,104 @@
+"""Throughput of the tf.data input pipeline (expr3d.data.pipeline) in examples per second.
+
+Run: python benchmarks/bench_pipeline.py [--sizes=64,128,256 --batch_size=16 --batches=40 --num_identities=16]
+
+For each size, renders a small procedural dataset (expr3d.data.synthetic.generate_dataset) into a temporary
+directory (or reads --data_dir), then times the training pipeline (shuffle, flip +
+crop augmentation, batch 16, all cores, AUTOTUNE) and, in the same run, three variants:
+  * train      : make_dataset(training=True) - what the trainer consumes
+  * determ.    : the same with deterministic=True (bit-reproducible order)
+  * no-aug     : training=True, augment=False - the cost of parse + decode + normalise alone
+  * balanced   : training=True, balanced=True - class-balanced rejection sampling
+Prints examples/s per variant and the ratios to the "train" column and to 64 px, so figures from a loaded machine
+still compare within one run. The dataset repeats, so a small dataset measures the steady state.
+"""
+import os
+import shutil
+import tempfile
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("sizes", ["64", "128", "256"], "Image sizes to measure.")
+flags.DEFINE_integer("batch_size", 16, "Global batch size.")
+flags.DEFINE_integer("batches", 40, "Timed batches per variant (after warm-up).")
+flags.DEFINE_integer("warmup", 8, "Untimed batches first (fills the shuffle buffer, lets AUTOTUNE settle).")
+flags.DEFINE_integer("num_identities", 16, "Identities of the generated dataset (8 renders each in train).")
+flags.DEFINE_string("data_dir", None, "Measure an existing dataset instead (its card's size; --sizes ignored).")
+flags.DEFINE_list("variants", ["train", "determ", "no-aug", "balanced"], "Which pipeline variants to time.")
+
+
+def _variant_kwargs(name):
+    return {"train": {}, "determ": {"deterministic": True}, "no-aug": {"augment": False},
+            "balanced": {"balanced": True}}[name]
+
+
+def _time(data_dir, image_size, variant):
+    from expr3d.data import pipeline
+
+    dataset = pipeline.make_dataset(data_dir, "train", FLAGS.batch_size, image_size=image_size, training=True,
+                                    seed=0, **_variant_kwargs(variant))
+    iterator = iter(dataset)
+    for _ in range(FLAGS.warmup):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(FLAGS.batches):
+        batch = next(iterator)
+    batch["image"].numpy()
+    elapsed = time.perf_counter() - start
+    return FLAGS.batches * FLAGS.batch_size / elapsed
+
+
+def _generate(directory, image_size):
+    from expr3d.data.synthetic import generate_dataset
+
+    start = time.perf_counter()
+    card = generate_dataset(directory, num_identities=FLAGS.num_identities, image_size=image_size, seed=0,
+                            progress=False, preview=False)
+    return card["splits"]["train"]["num_examples"], time.perf_counter() - start
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf
+
+    from expr3d.data import records
+
+    print(f"tensorflow {tf.__version__}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, "
+          f"batch {FLAGS.batch_size}, {FLAGS.batches} timed batches per variant")
+    scratch = tempfile.mkdtemp(prefix="bench_pipeline_")
+    rows = []
+    try:
+        if FLAGS.data_dir:
+            cases = [(FLAGS.data_dir, int(records.read_dataset_card(FLAGS.data_dir)["image_size"]))]
+        else:
+            cases = []
+            for size in (int(s) for s in FLAGS.sizes):
+                directory = os.path.join(scratch, f"synthetic{size}")
+                count, seconds = _generate(directory, size)
+                print(f"generated {count} train faces at {size} px in {seconds:.1f} s")
+                cases.append((directory, size))
+        for directory, size in cases:
+            shard_bytes = sum(os.path.getsize(p) for p in records.split_files(directory, "train"))
+            count = records.read_dataset_card(directory)["splits"]["train"]["num_examples"]
+            rates = {variant: _time(directory, size, variant) for variant in FLAGS.variants}
+            rows.append((size, shard_bytes / count / 1024, rates))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    header = f"{'size':>5} {'KiB/rec':>8} " + " ".join(f"{v + ' ex/s':>15}" for v in FLAGS.variants)
+    print("\n" + header)
+    for size, kib, rates in rows:
+        print(f"{size:>5} {kib:>8.1f} " + " ".join(f"{rates[v]:>15.0f}" for v in FLAGS.variants))
+    base_variant = FLAGS.variants[0]
+    print(f"\nratios to '{base_variant}' at the same size, and of '{base_variant}' to the first size:")
+    first = rows[0][2][base_variant]
+    for size, _, rates in rows:
+        ratios = " ".join(f"{v}={rates[v] / rates[base_variant]:.2f}" for v in FLAGS.variants[1:])
+        print(f"{size:>5} {ratios}  {base_variant} vs {rows[0][0]} px={rates[base_variant] / first:.2f} "
+              f"(pixels x{(size / rows[0][0]) ** 2:.0f})")
+
+
+if __name__ == "__main__":
+    app.run(main)
