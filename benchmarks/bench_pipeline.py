@@ -9,8 +9,11 @@ crop augmentation, batch 16, all cores, AUTOTUNE) and, in the same run, three va
   * determ.    : the same with deterministic=True (bit-reproducible order)
   * no-aug     : training=True, augment=False - the cost of parse + decode + normalise alone
   * balanced   : training=True, balanced=True - class-balanced rejection sampling
-Prints examples/s per variant and the ratios to the "train" column and to 64 px, so figures from a loaded machine
-still compare within one run. The dataset repeats, so a small dataset measures the steady state.
+Each variant is timed in --rounds round-robin rounds with fresh iterators; the best round counts. Prints
+examples/s per variant and the ratios to the "train" column and to 64 px, so figures from a loaded machine
+still compare within one run. The dataset repeats, so a small dataset measures the steady state. Also prints the
+size of a `tf.train.Checkpoint(iterator=...)` of the training iterator (dominated by the shuffle buffer of
+serialized records and the prefetched batches).
 """
 import os
 import shutil
@@ -22,7 +25,8 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["64", "128", "256"], "Image sizes to measure.")
 flags.DEFINE_integer("batch_size", 16, "Global batch size.")
-flags.DEFINE_integer("batches", 40, "Timed batches per variant (after warm-up).")
+flags.DEFINE_integer("batches", 40, "Timed batches per variant and round (after warm-up).")
+flags.DEFINE_integer("rounds", 3, "Rounds over the variants (fresh iterators each); the best round is reported.")
 flags.DEFINE_integer("warmup", 8, "Untimed batches first (fills the shuffle buffer, lets AUTOTUNE settle).")
 flags.DEFINE_integer("num_identities", 16, "Identities of the generated dataset (8 renders each in train).")
 flags.DEFINE_string("data_dir", None, "Measure an existing dataset instead (its card's size; --sizes ignored).")
@@ -34,7 +38,10 @@ def _variant_kwargs(name):
             "balanced": {"balanced": True}}[name]
 
 
-def _time(data_dir, image_size, variant):
+def _time(data_dir, image_size, variant, checkpoint_dir=None):
+    """Examples/s of one variant; with `checkpoint_dir`, also the size in MiB of an iterator checkpoint."""
+    import tensorflow as tf
+
     from expr3d.data import pipeline
 
     dataset = pipeline.make_dataset(data_dir, "train", FLAGS.batch_size, image_size=image_size, training=True,
@@ -47,7 +54,13 @@ def _time(data_dir, image_size, variant):
         batch = next(iterator)
     batch["image"].numpy()
     elapsed = time.perf_counter() - start
-    return FLAGS.batches * FLAGS.batch_size / elapsed
+    checkpoint_mib = None
+    if checkpoint_dir:
+        tf.train.Checkpoint(iterator=iterator).save(os.path.join(checkpoint_dir, "data"))
+        checkpoint_mib = sum(os.path.getsize(os.path.join(checkpoint_dir, name))
+                             for name in os.listdir(checkpoint_dir)) / 2 ** 20
+        shutil.rmtree(checkpoint_dir)
+    return FLAGS.batches * FLAGS.batch_size / elapsed, checkpoint_mib
 
 
 def _generate(directory, image_size):
@@ -66,7 +79,7 @@ def main(argv):
     from expr3d.data import records
 
     print(f"tensorflow {tf.__version__}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, "
-          f"batch {FLAGS.batch_size}, {FLAGS.batches} timed batches per variant")
+          f"batch {FLAGS.batch_size}, best of {FLAGS.rounds} rounds of {FLAGS.batches} timed batches per variant")
     scratch = tempfile.mkdtemp(prefix="bench_pipeline_")
     rows = []
     try:
@@ -82,19 +95,30 @@ def main(argv):
         for directory, size in cases:
             shard_bytes = sum(os.path.getsize(p) for p in records.split_files(directory, "train"))
             count = records.read_dataset_card(directory)["splits"]["train"]["num_examples"]
-            rates = {variant: _time(directory, size, variant) for variant in FLAGS.variants}
-            rows.append((size, shard_bytes / count / 1024, rates))
+            # Round-robin with the best round per variant: a shared, loaded machine slows rounds, not variants.
+            rates, checkpoint_mib = {variant: 0.0 for variant in FLAGS.variants}, None
+            for round_index in range(FLAGS.rounds):
+                for variant in FLAGS.variants:
+                    checkpoint_dir = (os.path.join(scratch, "ckpt") if variant == "train" and round_index == 0
+                                      else None)
+                    rate, mib = _time(directory, size, variant, checkpoint_dir)
+                    rates[variant] = max(rates[variant], rate)
+                    checkpoint_mib = mib if mib is not None else checkpoint_mib
+            rows.append((size, shard_bytes / count / 1024, rates, checkpoint_mib))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    header = f"{'size':>5} {'KiB/rec':>8} " + " ".join(f"{v + ' ex/s':>15}" for v in FLAGS.variants)
+    header = (f"{'size':>5} {'KiB/rec':>8} " + " ".join(f"{v + ' ex/s':>15}" for v in FLAGS.variants)
+              + f" {'iterator ckpt MiB':>18}")
     print("\n" + header)
-    for size, kib, rates in rows:
-        print(f"{size:>5} {kib:>8.1f} " + " ".join(f"{rates[v]:>15.0f}" for v in FLAGS.variants))
+    for size, kib, rates, mib in rows:
+        print(f"{size:>5} {kib:>8.1f} " + " ".join(f"{rates[v]:>15.0f}" for v in FLAGS.variants)
+              + (f" {mib:>18.1f}" if mib is not None else f" {'-':>18}"))
     base_variant = FLAGS.variants[0]
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     print(f"\nratios to '{base_variant}' at the same size, and of '{base_variant}' to the first size:")
     first = rows[0][2][base_variant]
-    for size, _, rates in rows:
+    for size, _, rates, _ in rows:
         ratios = " ".join(f"{v}={rates[v] / rates[base_variant]:.2f}" for v in FLAGS.variants[1:])
         print(f"{size:>5} {ratios}  {base_variant} vs {rows[0][0]} px={rates[base_variant] / first:.2f} "
               f"(pixels x{(size / rows[0][0]) ** 2:.0f})")

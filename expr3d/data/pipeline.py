@@ -376,8 +376,6 @@ def make_dataset(data_dir, split, batch_size, image_size=None, training=True, se
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     pipeline_options = tf.data.Options()
     pipeline_options.deterministic = bool(deterministic) or not training
-    # The only stateful ops in the map functions are asserts and prints: safe to skip when checkpointing.
-    pipeline_options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
     if options is not None:
         pipeline_options = pipeline_options.merge(options)
     return dataset.with_options(pipeline_options)
