@@ -165,15 +165,15 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
                      backbone="compact", backbone_weights=None, seed=0, overwrite=False, max_steps_per_epoch=None,
                      flags=None):
     """Train on `data_dir`'s train split, measure accuracy on its test split, save model + metadata. Returns metadata."""
+    model_path = os.path.join(output, MODEL_FILE)
+    if os.path.exists(model_path) and not overwrite:
+        raise FileExistsError(f"--output={output} already holds {MODEL_FILE}; pass --overwrite to replace it")
     import keras
     import tensorflow as tf
 
     from expr3d.data import pipeline
     from expr3d.progress import Progress
 
-    model_path = os.path.join(output, MODEL_FILE)
-    if os.path.exists(model_path) and not overwrite:
-        raise FileExistsError(f"--output={output} already holds {MODEL_FILE}; pass --overwrite to replace it")
     card = pipeline.load_card(data_dir)
     image_size = int(image_size or card["image_size"])
     train_count = int(card["splits"]["train"]["num_examples"])
@@ -245,11 +245,15 @@ def main(argv):
     from absl import flags
 
     f = flags.FLAGS
-    metadata = train_classifier(
-        f.data_dir, f.output, image_size=f.image_size, epochs=f.epochs, batch_size=f.batch_size,
-        learning_rate=f.learning_rate, width=f.width, backbone=f.backbone, backbone_weights=f.backbone_weights,
-        seed=f.seed, overwrite=f.overwrite, max_steps_per_epoch=f.max_steps_per_epoch,
-        flags={name: f[name].value for name in _FLAG_NAMES})
+    try:
+        metadata = train_classifier(
+            f.data_dir, f.output, image_size=f.image_size, epochs=f.epochs, batch_size=f.batch_size,
+            learning_rate=f.learning_rate, width=f.width, backbone=f.backbone, backbone_weights=f.backbone_weights,
+            seed=f.seed, overwrite=f.overwrite, max_steps_per_epoch=f.max_steps_per_epoch,
+            flags={name: f[name].value for name in _FLAG_NAMES})
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        sys.stderr.write(f"error: {error}\n")
+        sys.exit(1)
     print(json.dumps({"test_accuracy": metadata["test_accuracy"], "test_count": metadata["test_count"],
                       "per_class": metadata["test_per_class"], "output": os.path.abspath(f.output)}, indent=1))
 

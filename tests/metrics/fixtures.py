@@ -6,6 +6,7 @@ The hand-built networks are real Keras models saved and reloaded through the sam
 - `perfect_classifier` recovers it (argmax of a linear function of the mean of channel 0); `constant_classifier`
   always answers one class.
 """
+import dataclasses
 import json
 import os
 
@@ -32,8 +33,11 @@ def write_paired_dataset(directory, num_pairs=2, size=32, train_per_class=1):
         for pair in range(num_pairs):
             for expression in range(NUM):
                 radius = 0.3 + 0.02 * expression  # the expression changes the geometry a little
-                writer.write(hemisphere_example(size, expression=expression, identity=pair, key=f"p{pair}e{expression}",
-                                                seed=pair, radius=radius, pair_id=pair))
+                example = hemisphere_example(size, expression=expression, identity=pair, key=f"p{pair}e{expression}",
+                                             seed=pair, radius=radius, pair_id=pair)
+                image = example.image.copy()
+                image[..., 2] = (image[..., 2] // 2 + 12 * expression).astype(np.uint8)  # the expression shows
+                writer.write(dataclasses.replace(example, image=image))
     records.write_dataset_card(directory, name="tiny-paired", image_size=size, provenance={"source": "tests"})
     return directory
 
@@ -125,3 +129,40 @@ def write_run(directory, generator=None, with_depth=True, depth_weight=0.1, geom
                     tf.summary.scalar(f"gan/loss/{term}", 1.0 / step + (seed * 0.1), step=step)
         writer.close()
     return directory
+
+
+def identity_generator(size=32):
+    """G(x, c) = x (ignores the target): a stand-in for a model that changes nothing."""
+    import keras
+
+    image = keras.Input((size, size, 3), name="image")
+    condition = keras.Input((NUM,), name="condition")
+    unused = keras.layers.Dense(1, name="unused")(condition)
+    zero = keras.layers.Rescaling(0.0)(keras.layers.Reshape((1, 1, 1))(unused))
+    return keras.Model([image, condition], keras.layers.Add()([image, zero]), name="g_rgb")
+
+
+def embedding_model(size=32, seed=1):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    image = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(image)
+    return keras.Model(image, keras.layers.Dense(6)(keras.layers.Flatten()(x)))
+
+
+def build_all(root):
+    """Everything most tests need, under `root`: data, runs, classifiers, feature and embedding models."""
+    paths = {"data": write_paired_dataset(os.path.join(root, "data")),
+             "run": write_run(os.path.join(root, "run")),
+             "encoding_run": write_run(os.path.join(root, "encoding_run"), generator=target_encoding_generator(),
+                                       logs=False),
+             "identity_run": write_run(os.path.join(root, "identity_run"), generator=identity_generator(),
+                                       depth_weight=0.0, logs=False),
+             "perfect": save_test_classifier(perfect_classifier(), os.path.join(root, "perfect")),
+             "constant": save_test_classifier(constant_classifier(), os.path.join(root, "constant")),
+             "features": os.path.join(root, "features.keras"),
+             "embedding": os.path.join(root, "embedding.keras")}
+    feature_model().save(paths["features"])
+    embedding_model().save(paths["embedding"])
+    return paths

@@ -1,0 +1,160 @@
+"""Put several evaluated runs in one table and overlay their curves and histograms (the paper's Tables 1 and 3).
+
+    python -m expr3d.compare runs/baseline_seed0 runs/baseline_seed1 runs/depth_seed0 runs/depth_seed1 \
+        --output=runs/comparison
+
+Each argument is an evaluation output directory (holding results.json from `python -m expr3d.evaluate`) or a run
+directory whose `evaluation/results.json` exists. Runs are grouped by label (`--group=auto`: labels that differ only
+by a trailing `_seedN` / `-seedN` form one row, reported as mean ± std over the seeds; `--group=none`: one row per run).
+Writes `comparison.md`, `comparison.json` (per-group mean/std/n of every metric) and figures/learning_curves.png
+(Fig. 9, losses averaged over a group's seeds) and figures/identity_histogram.png (Fig. 4), when the inputs allow.
+"""
+import json
+import os
+import re
+import sys
+
+import numpy as np
+
+_SEED_SUFFIX = re.compile(r"[_-]seed\d+$")
+
+
+def find_results(path):
+    """results.json of an evaluation dir or of `RUN/evaluation`; FileNotFoundError naming both places."""
+    for candidate in (os.path.join(path, "results.json"), os.path.join(path, "evaluation", "results.json")):
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(f"{path}: no results.json (looked at {path}/results.json and "
+                            f"{path}/evaluation/results.json); run `python -m expr3d.evaluate --model_dir=RUN` first")
+
+
+def load_results(path):
+    results_path = find_results(path)
+    with open(results_path, encoding="utf-8") as f:
+        document = json.load(f)
+    document["_results_dir"] = os.path.dirname(results_path)
+    return document
+
+
+def group_label(label, mode="auto"):
+    return _SEED_SUFFIX.sub("", label) if mode == "auto" else label
+
+
+def group_documents(documents, mode="auto"):
+    """[(group label, [documents])] in first-appearance order."""
+    groups = {}
+    for document in documents:
+        groups.setdefault(group_label(document.get("label", "run"), mode), []).append(document)
+    return list(groups.items())
+
+
+def summarize(groups):
+    """{group: {metric key: {"mean", "std", "n", "values"}}} over every numeric metric."""
+    from expr3d.metrics.report import flatten_metrics
+
+    out = {}
+    for label, documents in groups:
+        flats = [flatten_metrics(d) for d in documents]
+        keys = sorted({k for f in flats for k, v in f.items() if isinstance(v, (int, float)) and v is not None})
+        entry = {}
+        for key in keys:
+            values = [f[key] for f in flats if isinstance(f.get(key), (int, float)) and f.get(key) is not None]
+            entry[key] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1
+                          else 0.0, "n": len(values), "values": values}
+        out[label] = entry
+    return out
+
+
+def _mean_curves(scalar_dicts):
+    """Average tags over runs on the steps every run has."""
+    if len(scalar_dicts) == 1:
+        return scalar_dicts[0]
+    out = {}
+    for tag in set.intersection(*(set(s) for s in scalar_dicts)):
+        common = set.intersection(*(set(s[tag][0].tolist()) for s in scalar_dicts))
+        if not common:
+            continue
+        steps = np.asarray(sorted(common))
+        values = np.mean([[dict(zip(s[tag][0].tolist(), s[tag][1]))[int(k)] for k in steps] for s in scalar_dicts],
+                         axis=0)
+        out[tag] = (steps, values)
+    return out
+
+
+def compare(paths, output, group="auto", title="Comparison", overwrite=True):
+    """Compare the evaluations at `paths`; writes into `output` and returns the summary dict."""
+    from expr3d.data import records
+    from expr3d.metrics import figures, report
+
+    documents = [load_results(p) for p in paths]
+    groups = group_documents(documents, group)
+    os.makedirs(output, exist_ok=True)
+    figure_dir = os.path.join(output, "figures")
+    written = []
+    curves = {}
+    for label, docs in groups:
+        scalars = [figures.read_scalars(os.path.join(d["model_dir"], "logs")) for d in docs]
+        scalars = [s for s in scalars if s]
+        if scalars:
+            generator_terms = {tag: v for tag, v in _mean_curves(scalars).items()
+                               if re.search(r"loss/(g_rec|g_cls|d_cls|g_adv|d_adv)$", tag)}
+            curves[label] = generator_terms
+    if curves:
+        written.append(figures.learning_curves_figure(curves, os.path.join(figure_dir, "learning_curves.png"),
+                                                      title=f"{title}: learning curves (mean over seeds)"))
+    distances = {}
+    for label, docs in groups:
+        values = []
+        for d in docs:
+            arrays_path = os.path.join(d["_results_dir"], "arrays.npz")
+            if os.path.isfile(arrays_path):
+                with np.load(arrays_path) as arrays:
+                    if "identity/l2" in arrays:
+                        values.append(arrays["identity/l2"])
+        if values:
+            distances[label] = np.concatenate(values)
+    if distances:
+        written.append(figures.histogram_figure(distances, os.path.join(figure_dir, "identity_histogram.png")))
+    written = [os.path.relpath(p, output) for p in written if p]
+    summary = {"groups": summarize(groups), "runs": {label: [d["model_dir"] for d in docs] for label, docs in groups},
+               "figures": written}
+    markdown = report.comparison_markdown(groups, title=title)
+    if written:
+        markdown += "\n## Figures\n\n" + "\n".join(f"![{p}]({p})" for p in written) + "\n"
+    records.atomic_write_json(os.path.join(output, "comparison.json"), summary)
+    records.atomic_write_bytes(os.path.join(output, "comparison.md"), markdown.encode("utf-8"))
+    return summary
+
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("output", "comparison", "directory for comparison.md, comparison.json and figures/")
+    flags.DEFINE_enum("group", "auto", ["auto", "none"], "auto: runs whose labels differ only by _seedN form a row")
+    flags.DEFINE_string("title", "Comparison", "title of the table")
+
+
+def main(argv):
+    from absl import flags
+
+    paths = argv[1:]
+    if not paths:
+        sys.stderr.write("usage: python -m expr3d.compare EVAL_OR_RUN_DIR [...] --output=DIR\n")
+        return 2
+    f = flags.FLAGS
+    try:
+        summary = compare(paths, f.output, group=f.group, title=f.title)
+    except (FileNotFoundError, ValueError) as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 1
+    with open(os.path.join(f.output, "comparison.md"), encoding="utf-8") as handle:
+        print(handle.read())
+    del summary
+    return 0
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,50 @@
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+from expr3d import compare, evaluate
+from tests.metrics import fixtures
+
+
+@pytest.fixture(scope="module")
+def evaluations(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    data = fixtures.write_paired_dataset(str(root / "data"))
+    embedding = str(root / "embedding.keras")
+    fixtures.embedding_model().save(embedding)
+    outputs = []
+    for label, depth_weight, seed in (("baseline_seed0", 0.0, 0), ("baseline_seed1", 0.0, 1), ("depth_seed0", 0.1, 2)):
+        run = fixtures.write_run(str(root / label), depth_weight=depth_weight, seed=seed)
+        evaluate.evaluate(run, data, "psnr,ssim,identity", progress=False, identity_model=embedding, max_examples=8)
+        outputs.append(os.path.join(run, "evaluation"))
+    return root, outputs
+
+
+def test_cli_groups_seeds_into_mean_and_spread(evaluations):
+    root, outputs = evaluations
+    output = str(root / "comparison")
+    runs = [os.path.dirname(outputs[0])] + outputs[1:]  # a run dir or an evaluation dir
+    done = subprocess.run([sys.executable, "-m", "expr3d.compare", *runs, f"--output={output}"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(os.path.join(output, "comparison.json")) as f:
+        summary = json.load(f)
+    assert set(summary["groups"]) == {"baseline", "depth"}
+    baseline = summary["groups"]["baseline"]["psnr"]
+    assert baseline["n"] == 2 and baseline["std"] > 0
+    markdown = open(os.path.join(output, "comparison.md")).read()
+    assert "| baseline | – | no | 0.0 | 2 |" in markdown and "±" in markdown
+    assert "| depth | depth | yes | 0.1 | 1 |" in markdown
+    for name in ("learning_curves", "identity_histogram"):
+        assert cv2.imread(os.path.join(output, "figures", f"{name}.png")) is not None
+
+
+def test_missing_results_name_both_places(tmp_path):
+    with pytest.raises(FileNotFoundError, match="evaluation/results.json"):
+        compare.load_results(str(tmp_path))
+    assert compare.group_label("depth-seed12") == "depth"
+    assert compare.group_label("depth_seed1", "none") == "depth_seed1"
