@@ -114,13 +114,14 @@ def identity_for(seed, identity):
 
 def scene_for(seed, job):
     """(Expression, Pose, Light) of one job. Paired (test) jobs of an identity share pose and light."""
+    face = identity_for(seed, job.identity)
     if job.pair_id >= 0:
         scene = _rng(seed, job.identity, _PAIR_SCENE)
-        pose, light = render.sample_pose(scene), render.sample_light(scene)
+        pose, light = render.sample_pose(scene), render.sample_light(scene, subject=face)
         expr_rng = _rng(seed, job.identity, _PAIR_EXPRESSION, job.expression)
     else:
         expr_rng = _rng(seed, job.identity, _TRAIN_RENDER, job.index)
-        pose, light = render.sample_pose(expr_rng), render.sample_light(expr_rng)
+        pose, light = render.sample_pose(expr_rng), render.sample_light(expr_rng, subject=face)
     if job.expression == 0:
         expression = action_units.neutral()
     else:
@@ -139,8 +140,10 @@ def render_job(seed, job, image_size):
 
 
 def _render_chunk(args):
+    # Workers return numpy examples and the parent serializes them: workers then never import TensorFlow, which
+    # would cost each of them seconds of start-up.
     seed, jobs, image_size = args
-    return [schema.encode_example(render_job(seed, job, image_size)) for job in jobs]
+    return [render_job(seed, job, image_size) for job in jobs]
 
 
 def _check_output(output_dir, overwrite):
@@ -215,11 +218,11 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
             pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)))
             results = pool.imap(_render_chunk, args)
         try:
-            for (split, _), serialized in zip(tasks, results):
-                for record in serialized:
-                    writers[split].write(record)
+            for (split, _), examples in zip(tasks, results):
+                for example in examples:
+                    writers[split].write(example)
                 if bar is not None:
-                    bar.update(len(serialized), postfix=split)
+                    bar.update(len(examples), postfix=split)
         finally:
             if pool is not None:
                 pool.terminate()

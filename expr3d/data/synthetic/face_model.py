@@ -143,13 +143,13 @@ def sample_identity(rng):
                                                                                      0.05, 0.0]))
     hair_srgb = np.clip(_HAIR_SRGB[hair_index] * u(0.85, 1.15), 0.02, 1.0)
     iris_index = rng.choice(len(_IRIS_SRGB), p=_IRIS_P if dark < 0.4 else np.array([0.5, 0.5, 0, 0, 0, 0]))
-    lip_srgb = np.clip(skin_srgb * np.array([0.95, 0.62, 0.62]) + np.array([0.06, 0.0, 0.02]) * u(0.5, 1.5), 0, 1)
+    lip_srgb = np.clip(skin_srgb * np.array([0.82, 0.52, 0.54]) * u(0.85, 1.0) + np.array([0.03, 0.0, 0.01]), 0, 1)
     clothes_srgb = rng.uniform(0.05, 0.85, 3) * u(0.5, 1.0)
     long_hair = u() < 0.55 * (1.0 - masculinity) + 0.08
     bald = (not long_hair) and u() < 0.12 * masculinity
     return Identity(
         head_width=u(0.92, 1.06) + 0.03 * masculinity,
-        head_height=u(1.38, 1.52),
+        head_height=u(1.32, 1.46),
         head_depth=u(1.15, 1.32),
         jaw_width=u(0.8, 0.92) + 0.07 * masculinity,
         chin_width=u(0.5, 0.62) + 0.08 * masculinity,
@@ -160,9 +160,9 @@ def sample_identity(rng):
         nose_width=u(0.85, 1.25),
         nose_bridge=u(0.12, 0.26),
         nose_tip=u(0.30, 0.42),
-        eye_x=u(0.37, 0.43),
+        eye_x=u(0.36, 0.41),
         eye_v=u(-0.03, 0.05),
-        eye_half_width=0.19 * u(0.88, 1.12),
+        eye_half_width=0.205 * u(0.9, 1.1),
         eye_tilt=u(-0.02, 0.05),
         mouth_half_width=u(0.33, 0.42),
         lip_fullness=u(0.6, 1.35) - 0.2 * masculinity,
@@ -176,8 +176,8 @@ def sample_identity(rng):
         blush=u(0.0, 0.25) * (1.0 - 0.7 * dark),
         lip_color=srgb_to_linear(lip_srgb),
         hair_color=srgb_to_linear(hair_srgb),
-        brow_color=srgb_to_linear(np.clip(hair_srgb * 0.7 + 0.02, 0, 1)) if hair_index != 6 else
-        srgb_to_linear(hair_srgb * 0.6),
+        # Brows are darker than the skin even for blond or grey hair (or the face loses its structure).
+        brow_color=srgb_to_linear(np.minimum(hair_srgb * 0.75, skin_srgb * u(0.35, 0.5))),
         hair_volume=u(0.03, 0.16) + (0.06 if long_hair else 0.0),
         hairline_v=u(0.66, 0.86) + 0.06 * masculinity * u(),
         temple_recession=u(0.0, 0.12) * masculinity,
@@ -206,8 +206,8 @@ def lid_curves(t, base, opening_upper, opening_lower, face):
     tc = np.clip(t, -1.0, 1.0)
     shape = np.clip(1.0 - tc ** 2, 0.0, 1.0)
     ew = face.eye_half_width
-    upper = base + 0.42 * ew * opening_upper * shape ** 0.75
-    lower = base - 0.28 * ew * opening_lower * shape ** 0.9
+    upper = base + 0.48 * ew * opening_upper * shape ** 0.75
+    lower = base - 0.3 * ew * opening_lower * shape ** 0.9
     return upper, lower
 
 
@@ -379,7 +379,7 @@ def _face_heights(u, v, cz, face, openings):
     h += 0.055 * face.lip_fullness * _g(u, 0.0, face.mouth_half_width * 0.7) * _g(v, V_LIP + 0.045, 0.04)
     h += 0.065 * face.lip_fullness * _g(u, 0.0, face.mouth_half_width * 0.65) * _g(v, V_LIP - 0.055, 0.045)
     h -= 0.018 * _g(u, 0.0, 0.025) * _g(v, V_LIP + 0.14, 0.06)
-    h -= 0.035 * _g(u, 0.0, 0.18) * _g(v, V_LIP - 0.17, 0.035)
+    h -= 0.025 * _g(u, 0.0, 0.2) * _g(v, V_LIP - 0.17, 0.05)
     return h * front
 
 
@@ -556,7 +556,7 @@ def _hair_mass(face, image_size):
     rng = np.random.default_rng(face.texture_seed + 1)
     streak = np.interp(np.linspace(0, 1, cols), np.linspace(0, 1, 40), rng.uniform(0.75, 1.15, 40))
     attrs[:, 3:6] = (face.hair_color[None, None, :] * streak[None, :, None] * np.ones((rows, 1, 1))).reshape(-1, 3)
-    attrs[:, 6] = 0.85
+    attrs[:, 6] = 0.6  # the mass behind the head is mostly in its shadow
     return Mesh(verts, faces, attrs, np.full(len(faces), HAIR))
 
 

@@ -49,8 +49,8 @@ class Light:
     ambient: float = 0.35
     color: tuple = (1.0, 1.0, 1.0)
     specular: float = 1.0
-    background_top: tuple = (0.55, 0.58, 0.62)
-    background_bottom: tuple = (0.35, 0.37, 0.40)
+    background_top: tuple = (0.2, 0.22, 0.26)
+    background_bottom: tuple = (0.1, 0.11, 0.13)
     gaze: tuple = (0.0, 0.0)
 
 
@@ -71,13 +71,24 @@ def sample_pose(rng, max_yaw=15.0, max_pitch=10.0, max_roll=6.0):
                 shift_x=float(rng.uniform(-0.03, 0.03)), shift_y=float(rng.uniform(-0.03, 0.03)))
 
 
-def sample_light(rng):
+def sample_light(rng, subject=None):
+    """Random key light, ambient, tint, gaze and background.
+
+    `subject` (an Identity) keeps the backdrop's brightness away from the skin's, as a photographer would: a face
+    that melts into its background is neither a good training image nor detectable.
+    """
     azimuth = np.radians(rng.uniform(-55, 55))
     elevation = np.radians(rng.uniform(-5, 45))
     direction = (np.sin(azimuth) * np.cos(elevation), np.sin(elevation), np.cos(azimuth) * np.cos(elevation))
     tint = 1.0 + rng.normal(0, 0.04, 3)
     hue = rng.uniform(0, 1, 3)
-    base = rng.uniform(0.2, 0.85)
+    base = rng.uniform(0.12, 0.85)
+    if subject is not None:
+        skin = float(np.power(np.asarray(subject.skin), 1 / 2.2) @ np.array([0.3, 0.59, 0.11]))
+        for _ in range(20):
+            if abs(base - skin) >= 0.22:
+                break
+            base = rng.uniform(0.12, 0.85)
     top = np.clip(base * (0.75 + 0.5 * hue), 0.03, 1.0)
     bottom = np.clip(top * rng.uniform(0.45, 0.95), 0.02, 1.0)
     return Light(direction=tuple(float(x) for x in direction), intensity=float(rng.uniform(0.75, 1.05)),
@@ -203,7 +214,7 @@ def head_albedo(sphere, face, expression, light, pixel_size):
     if face.hair_volume > 0:
         boundary = face_model.hair_boundary(np.abs(theta), face) + 0.03 * _sample(tex["blotch"], theta * 3, phi)
         hair = _smoothstep(-soft, soft + 0.02, v - boundary)
-        hair_col = face.hair_color[None, :] * (1.0 + 0.25 * strands[:, None])
+        hair_col = face.hair_color[None, :] * ((1.0 + 0.25 * strands) * (0.6 + 0.4 * _smoothstep(0.0, 0.6, cz)))[:, None]
         albedo = albedo * (1 - hair[:, None]) + hair_col * hair[:, None]
         specular = specular * (1 - hair) + 0.06 * hair
     # Eyes: sclera, iris, pupil under the lids; lash line; lid crease.
@@ -217,8 +228,8 @@ def head_albedo(sphere, face, expression, light, pixel_size):
     iris_c_u = side * face.eye_x + light.gaze[0] * ew * 0.35
     iris_c_v = face.eye_v + light.gaze[1] * ew * 0.2 - 0.005
     r = np.sqrt((u - iris_c_u) ** 2 + (v - iris_c_v) ** 2)
-    r_iris = 0.4 * ew
-    sclera = np.array([0.78, 0.74, 0.70]) * (1.0 - 0.35 * np.clip(np.abs(t), 0, 1) ** 3)[:, None]
+    r_iris = 0.46 * ew
+    sclera = np.array([0.5, 0.47, 0.43]) * (1.0 - 0.35 * np.clip(np.abs(t), 0, 1) ** 3)[:, None]
     iris_col = face.iris_color[None, :] * (0.7 + 0.6 * (r / r_iris))[:, None]
     eye_col = sclera
     iris_w = _smoothstep(-soft, soft, r_iris - r)
@@ -237,6 +248,9 @@ def head_albedo(sphere, face, expression, light, pixel_size):
     albedo = _mix(albedo, np.array([0.05, 0.03, 0.03]), 0.45 * lower_lash)
     crease = _g(v, upper + 0.055, 0.012) * _smoothstep(-1.1, -0.8, -np.abs(t)) * front
     albedo *= (1.0 - 0.25 * crease)[:, None]
+    # Soft darkening of the sockets around the eyes (shadow under the brow, lashes' shade, natural pigment).
+    socket = np.exp(-0.5 * (((u - side * face.eye_x) / (1.3 * ew)) ** 2 + ((v - face.eye_v - 0.03) / 0.1) ** 2))
+    albedo *= (1.0 - 0.4 * socket * (1.0 - inside) * front)[:, None]
     return np.clip(albedo, 0.0, 1.0), specular
 
 
