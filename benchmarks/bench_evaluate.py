@@ -1,0 +1,104 @@
+"""Benchmark of `expr3d.evaluate`: time per metric for a full-size (StarGAN 128x128) model on N test images x 8 targets.
+
+    python benchmarks/bench_evaluate.py --num_images=1000          # the issue's target: <= 10 min on this machine
+    python benchmarks/bench_evaluate.py --num_images=32            # quick; prints the extrapolation to 1000 x 8
+
+Random weights everywhere (no trained model needed; timing does not depend on the weights): the four networks at
+ModelConfig() defaults, a compact expression classifier, and InceptionV3 with RANDOM weights (--inception_weights=
+random: the FID/KID values printed are meaningless, the time is real). Identity is skipped (no embedding model). The
+test data are random faces written as a paired test split (pair ids of 8 expressions), so `paired` runs too.
+Prints the time split by part (network calls, each metric's own work) as seconds and as a share of the total, and
+the per-translation rate extrapolated to 1,000 images x 8 targets.
+"""
+import os
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+flags.DEFINE_integer("num_images", 32, "test images (multiple of 8: pairs of 8 expressions)")
+flags.DEFINE_integer("image_size", 128, "image size (the model is ModelConfig() at this size)")
+flags.DEFINE_integer("batch_size", 32, "evaluation batch size")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "dtype policy of the translation networks")
+flags.DEFINE_string("metrics", "expression_generation_rate,fid,kid,psnr,ssim,geometry,paired,samples", "metrics")
+flags.DEFINE_string("workdir", None, "where data and the run are written (default: a temp dir)")
+FLAGS = flags.FLAGS
+
+
+def write_data(directory, num_images, size):
+    import numpy as np
+
+    from expr3d.data import records, schema
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+    mask = ((yy - size / 2) ** 2 / (0.42 * size) ** 2 + (xx - size / 2) ** 2 / (0.33 * size) ** 2) < 1
+    depth = np.where(mask, 3.0 - 0.2 * np.sqrt(np.clip(1 - ((yy - size / 2) / (0.42 * size)) ** 2, 0, 1)), 0)
+    normals = np.zeros((size, size, 3), np.float32)
+    normals[..., 2] = mask
+    for split, count in (("train", 8), ("test", num_images)):
+        with records.ShardedWriter(directory, split=split, examples_per_shard=256) as writer:
+            for i in range(count):
+                image = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+                writer.write(schema.FaceExample(image=image, depth=depth.astype(np.float32), mask=mask,
+                                                normals=normals, expression=i % 8, identity=i // 8, key=f"{split}{i}",
+                                                pair_id=i // 8 if split == "test" else -1))
+    records.write_dataset_card(directory, name="bench", image_size=size, provenance={"source": "bench_evaluate"})
+
+
+def write_run(directory, size):
+    import json
+
+    from expr3d.metrics.classifier import build_classifier, save_classifier
+    from expr3d.models import ModelConfig, build_models
+
+    config = ModelConfig(image_size=size)
+    networks = build_models(config)
+    os.makedirs(os.path.join(directory, "models"), exist_ok=True)
+    for name, network in networks.items():
+        network.save(os.path.join(directory, "models", f"{name}.keras"))
+    with open(os.path.join(directory, "config.json"), "w") as f:
+        json.dump({"flags": {"depth_weight": 0.1, "geometry": "depth", "confidence_penalty": 0.1},
+                   "model_config": config.to_dict(), "dataset": {"image_size": size}, "step": 0, "versions": {}}, f)
+    classifier = os.path.join(directory, "classifier")
+    save_classifier(build_classifier(size), {"classes": list(__import__("expr3d.labels").labels.EXPRESSIONS),
+                                             "image_size": size, "test_accuracy": float("nan")}, classifier)
+    return classifier
+
+
+def main(argv):
+    del argv
+    from expr3d import evaluate
+
+    workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="bench_evaluate_")
+    data, run = os.path.join(workdir, "data"), os.path.join(workdir, "run")
+    start = time.perf_counter()
+    if not os.path.exists(os.path.join(data, "dataset_card.json")):
+        write_data(data, FLAGS.num_images, FLAGS.image_size)
+    classifier = write_run(run, FLAGS.image_size)
+    print(f"setup (data + random full-size networks): {time.perf_counter() - start:.1f}s in {workdir}")
+    document = evaluate.evaluate(run, data, FLAGS.metrics, output=os.path.join(workdir, "evaluation"),
+                                 overwrite=True, classifier=classifier, inception_weights="random",
+                                 batch_size=FLAGS.batch_size, precision=FLAGS.precision)
+    timing = document["timing_seconds"]
+    total = timing["total"]
+    translations = document["counts"]["translations"]
+    print(f"\n{FLAGS.num_images} images x {len(document['counts']['targets'])} targets = {translations} translations "
+          f"at {FLAGS.image_size}px, precision {FLAGS.precision}, on {os.cpu_count()} CPU cores")
+    print(f"{'part':36s} {'seconds':>9s} {'share':>7s} {'ms/translation':>15s}")
+    for key, value in sorted(timing.items(), key=lambda kv: -kv[1]):
+        if key == "total":
+            continue
+        print(f"{key:36s} {value:9.1f} {100 * value / total:6.1f}% {1000 * value / translations:15.1f}")
+    print(f"{'total':36s} {total:9.1f} {100.0:6.1f}% {1000 * total / translations:15.1f}")
+    setup = sum(v for k, v in timing.items() if k.startswith("setup/"))
+    per = (total - setup) / translations
+    projected = setup + per * 8000
+    print(f"\nprojected for 1,000 images x 8 targets: {projected / 60:.1f} min "
+          f"({'within' if projected <= 600 else 'OVER'} the 10-minute target); skipped: {sorted(document['skipped'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,115 @@
+"""Synthetic ablation: train and evaluate the plain StarGAN baseline (depth_weight 0) against depth-guided variants
+over several seeds on procedural faces, then compare them (mean ± std over seeds) - Tables 1 and 3 on paired data.
+
+    python -m expr3d.ablation --flagfile=experiments/synthetic_ablation.flags
+
+Steps (each skipped when its output already exists, so an interrupted study resumes):
+  1. `python -m expr3d.data.synthetic` -> --data_dir (unless it holds a dataset card)
+  2. `python -m expr3d.metrics.classifier` on the real train split -> ROOT/classifier
+  3. for every variant and seed: `python -m expr3d.train --model_dir=ROOT/<variant>_seed<k> --seed=k <common flags>
+     <variant flags>` (the trainer resumes a run directory)
+  4. `python -m expr3d.evaluate` for each run, all judged by ONE depth network (--judge, default the first
+     baseline run's stage-1 G_depth/D_depth, never adapted to any generator) so geometry numbers are comparable
+  5. `python -m expr3d.compare` -> ROOT/comparison/comparison.md (+ figures)
+
+Variants are `name:flag=value;flag=value` strings (--variants), e.g. `baseline:depth_weight=0`,
+`depth:depth_weight=0.1;geometry=depth;confidence_penalty=0`. --dry_run prints the commands without running them.
+"""
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+flags.DEFINE_string("root", "runs/synthetic_ablation", "directory of the runs, the classifier and the comparison")
+flags.DEFINE_string("data_dir", "data/synthetic_ablation", "synthetic dataset (generated if it has no card)")
+flags.DEFINE_integer("num_identities", 200, "identities of the generated dataset")
+flags.DEFINE_integer("image_size", 64, "image size of the generated dataset")
+flags.DEFINE_integer("data_seed", 0, "seed of the generated dataset")
+flags.DEFINE_list("variants", ["baseline:depth_weight=0", "depth:depth_weight=0.1;confidence_penalty=0",
+                               "depth_penalty:depth_weight=0.1;confidence_penalty=0.1"],
+                  "name:flag=value;flag=value per variant")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "training seeds (>= 3 for a spread)")
+flags.DEFINE_string("train_flags", "", "flags passed to every `python -m expr3d.train` run (steps, sizes, ...)")
+flags.DEFINE_string("classifier_flags", "--epochs=10", "flags of `python -m expr3d.metrics.classifier`")
+flags.DEFINE_string("evaluate_flags", "", "extra flags of `python -m expr3d.evaluate` (e.g. --inception_weights=...)")
+flags.DEFINE_string("metrics", "expression_generation_rate,fid,kid,psnr,ssim,geometry,paired,samples",
+                    "metrics evaluated for every run")
+flags.DEFINE_string("judge", None, "run name whose G_depth/D_depth judge geometry (default: first variant, seed 0)")
+flags.DEFINE_boolean("dry_run", False, "print the commands, run nothing")
+FLAGS = flags.FLAGS
+
+
+def parse_variant(text):
+    """"name:a=1;b=x" -> ("name", ["--a=1", "--b=x"]); ValueError naming the text when malformed."""
+    name, _, spec = text.partition(":")
+    if not name or not name.replace("_", "").isalnum():
+        raise ValueError(f"--variants: {text!r} must look like name:flag=value;flag=value (name alphanumeric/_)")
+    out = []
+    for item in filter(None, (s.strip() for s in spec.split(";"))):
+        if "=" not in item:
+            raise ValueError(f"--variants: {item!r} in {text!r} is not flag=value")
+        out.append(f"--{item.lstrip('-')}")
+    return name, out
+
+
+def plan(f):
+    """The list of (description, command, output that marks it done) of the whole study."""
+    python = sys.executable
+    root, data = f.root, f.data_dir
+    steps = [("data", [python, "-m", "expr3d.data.synthetic", f"--output={data}", f"--num_identities={f.num_identities}",
+                       f"--image_size={f.image_size}", f"--seed={f.data_seed}"],
+              os.path.join(data, "dataset_card.json"))]
+    classifier = os.path.join(root, "classifier")
+    steps.append(("classifier", [python, "-m", "expr3d.metrics.classifier", f"--data_dir={data}",
+                                 f"--output={classifier}", *shlex.split(f.classifier_flags)],
+                  os.path.join(classifier, "classifier.json")))
+    variants = [parse_variant(v) for v in f.variants]
+    if len(f.seeds) < 3:
+        sys.stderr.write(f"warning: {len(f.seeds)} seed(s): the spread over seeds needs at least 3\n")
+    runs = [(f"{name}_seed{seed}", seed, extra) for name, extra in variants for seed in f.seeds]
+    for run, seed, extra in runs:
+        steps.append((f"train {run}", [python, "-m", "expr3d.train", f"--data_dir={data}",
+                                       f"--model_dir={os.path.join(root, run)}", f"--seed={seed}",
+                                       *shlex.split(f.train_flags), *extra],
+                      os.path.join(root, run, "models", "g_rgb.keras")))
+    judge = os.path.join(root, f.judge or runs[0][0])
+    for run, _, _ in runs:
+        output = os.path.join(root, run, "evaluation")
+        steps.append((f"evaluate {run}", [python, "-m", "expr3d.evaluate", f"--model_dir={os.path.join(root, run)}",
+                                          f"--data_dir={data}", f"--metrics={f.metrics}", f"--output={output}",
+                                          f"--classifier={classifier}", f"--depth_model_dir={judge}",
+                                          f"--label={run}", "--overwrite", *shlex.split(f.evaluate_flags)],
+                      os.path.join(output, "results.json")))
+    steps.append(("compare", [python, "-m", "expr3d.compare", *[os.path.join(root, r) for r, _, _ in runs],
+                              f"--output={os.path.join(root, 'comparison')}", "--title=Synthetic ablation"], None))
+    return steps
+
+
+def main(argv):
+    del argv
+    steps = plan(FLAGS)
+    started = time.time()
+    for index, (what, command, done_marker) in enumerate(steps):
+        line = " ".join(shlex.quote(c) for c in command)
+        if FLAGS.dry_run:
+            print(line)
+            continue
+        if done_marker and os.path.exists(done_marker) and not what.startswith("evaluate"):
+            print(f"[{index + 1}/{len(steps)}] {what}: done already ({done_marker})", file=sys.stderr)
+            continue
+        print(f"[{index + 1}/{len(steps)}] {what} (elapsed {time.time() - started:.0f}s): {line}", file=sys.stderr,
+              flush=True)
+        result = subprocess.run(command)
+        if result.returncode != 0:
+            print(f"error: step '{what}' failed with exit code {result.returncode}: {line}", file=sys.stderr)
+            return 1
+    if not FLAGS.dry_run:
+        print(f"comparison: {os.path.join(FLAGS.root, 'comparison', 'comparison.md')}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(lambda argv: sys.exit(main(argv)))

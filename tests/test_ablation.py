@@ -1,0 +1,30 @@
+import subprocess
+import sys
+
+import pytest
+
+from expr3d import ablation
+
+
+def test_parse_variant():
+    assert ablation.parse_variant("depth:depth_weight=0.1;geometry=normals") == (
+        "depth", ["--depth_weight=0.1", "--geometry=normals"])
+    assert ablation.parse_variant("baseline:depth_weight=0") == ("baseline", ["--depth_weight=0"])
+    with pytest.raises(ValueError, match="not flag=value"):
+        ablation.parse_variant("x:depth_weight")
+    with pytest.raises(ValueError, match="name:flag=value"):
+        ablation.parse_variant(":depth_weight=0")
+
+
+def test_flagfile_plans_every_variant_and_seed_with_one_judge():
+    done = subprocess.run([sys.executable, "-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation.flags",
+                           "--dry_run"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    trains = [line for line in lines if "-m expr3d.train" in line]
+    evaluations = [line for line in lines if "-m expr3d.evaluate" in line]
+    assert len(trains) == 9 and len(evaluations) == 9
+    assert sum("--depth_weight=0 " in line + " " for line in trains) == 3
+    assert all("--num_steps_gan=20000" in line for line in trains)  # equal steps for every variant
+    assert all("--depth_model_dir=runs/synthetic_ablation/baseline_seed0" in line for line in evaluations)
+    assert "-m expr3d.compare" in lines[-1]
