@@ -93,6 +93,7 @@ flags.DEFINE_integer("sample_every", 1000, "Sample grid every N iterations (0 = 
 flags.DEFINE_integer("num_samples", 4, "Sample sources in the grids (the first test examples).")
 flags.DEFINE_bool("progress", True, "Print a progress line with ETA to stderr.")
 flags.DEFINE_integer("debug_nan_at_step", -1, "Testing: feed NaN images at this iteration of each stage.")
+flags.DEFINE_float("debug_step_delay", 0.0, "Testing: sleep this many seconds after each iteration.")
 
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
@@ -379,6 +380,7 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
                 summary_every=FLAGS.summary_every, sample_every=FLAGS.sample_every, summaries=run_summaries,
                 sample_fn=sample_fn, on_checkpoint=lambda step, stage=stage: export(stage, step),
                 jit_compile=FLAGS.jit_compile, stop=stop, show_progress=FLAGS.progress,
+                step_delay=FLAGS.debug_step_delay,
             )
             restored = loop.restore()
             if restored is None:

@@ -3,6 +3,7 @@
 import math
 import os
 import signal
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -45,6 +46,22 @@ class StopRequest:
         return False
 
 
+def make_distributed_step(strategy, trainer, update_generator, jit_compile=False):
+    """A `tf.function` running one iteration on every replica; returns the replica-averaged loss terms.
+
+    Its argument is a distributed batch (from `strategy.experimental_distribute_dataset`). `update_generator` is a
+    Python bool, so the critic-only and the critic+generator iterations are two separate graphs without a `tf.cond`
+    around optimizer updates (which `merge_call` under MirroredStrategy does not allow).
+    """
+
+    def step(batch):
+        per_replica = strategy.run(trainer.run_iteration, args=(batch, update_generator))
+        return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                for name, value in per_replica.items()}
+
+    return tf.function(step, jit_compile=bool(jit_compile), reduce_retracing=True)
+
+
 def format_logs(logs, keys=("d_total", "g_total", "g_rec", "g_pix", "gd_total")):
     return " ".join(f"{k}={logs[k]:.3f}" for k in keys if k in logs)
 
@@ -67,11 +84,12 @@ class StageLoop:
         jit_compile: XLA-compile the step functions.
         stop: a `StopRequest`.
         show_progress: print the progress line with ETA.
+        step_delay: seconds to sleep after each iteration (tests: keeps a tiny run alive long enough to signal it).
     """
 
     def __init__(self, trainer, strategy, dataset, stage_dir, num_steps, schedules, networks, keep_checkpoints=3,
                  checkpoint_every=1000, summary_every=100, sample_every=1000, summaries=None, sample_fn=None,
-                 on_checkpoint=None, jit_compile=False, stop=None, show_progress=True):
+                 on_checkpoint=None, jit_compile=False, stop=None, show_progress=True, step_delay=0.0):
         self.trainer = trainer
         self.strategy = strategy
         self.num_steps = int(num_steps)
@@ -84,6 +102,7 @@ class StageLoop:
         self.on_checkpoint = on_checkpoint
         self.stop = stop or StopRequest(signals=())
         self.show_progress = show_progress
+        self.step_delay = float(step_delay)
         self.checkpoint_dir = os.path.join(stage_dir, "checkpoints")
 
         self.iterator = iter(strategy.experimental_distribute_dataset(dataset))
@@ -95,14 +114,7 @@ class StageLoop:
         self._current_lr = {}
 
     def _make_step(self, update_generator, jit_compile):
-        strategy, trainer = self.strategy, self.trainer
-
-        def step(batch):
-            per_replica = strategy.run(trainer.run_iteration, args=(batch, update_generator))
-            return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
-                    for name, value in per_replica.items()}
-
-        return tf.function(step, jit_compile=bool(jit_compile), reduce_retracing=True)
+        return make_distributed_step(self.strategy, self.trainer, update_generator, jit_compile)
 
     def restore(self):
         """Restore the latest checkpoint of this stage; return its step (None on a fresh stage)."""
@@ -162,6 +174,8 @@ class StageLoop:
                 last_saved = step
             if progress is not None:
                 progress.update(1, postfix=format_logs(logs))
+            if self.step_delay:
+                time.sleep(self.step_delay)
         if step != last_saved:
             self.save(step)
         if status == "complete" and self.sample_fn is not None and (not self.sample_every or step % self.sample_every):

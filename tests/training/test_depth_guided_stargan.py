@@ -1,0 +1,58 @@
+import keras
+import numpy as np
+import tensorflow as tf
+
+from expr3d.training.depth_guided_stargan import DepthGuidedStarGAN
+from expr3d.training.loop import make_distributed_step
+from tests.training.helpers import adam, fixed_batch, tiny_networks
+
+
+def _weights(model):
+    return [w.copy() for w in model.get_weights()]
+
+
+def _same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_iterations_on_a_fixed_batch_decrease_both_losses(tiny_dataset):
+    batch = fixed_batch(tiny_dataset)
+    networks = tiny_networks()
+    gan = DepthGuidedStarGAN(**networks, depth_weight=0.5, n_critic=1)
+    gan.compile(optimizers={key: adam(key) for key in networks})
+    gan.build_optimizers()
+    step = make_distributed_step(tf.distribute.get_strategy(), gan, update_generator=True)
+    history = [{k: float(v) for k, v in step(batch).items()} for _ in range(8)]
+    assert {"d_gp", "dd_gp", "g_rec", "gd_cls", "gd_conf", "gd_rec", "g_total"} <= set(history[0])
+    assert history[-1]["g_total"] < history[0]["g_total"] - 1.0
+    assert history[-1]["g_rec"] < history[0]["g_rec"]
+    assert history[-1]["d_total"] < history[0]["d_total"] - 0.3
+    assert history[-1]["dd_total"] < history[0]["dd_total"]
+    first = history[0]
+    np.testing.assert_allclose(first["g_total"], first["g_rgb_total"] + 0.5 * first["gd_total"], rtol=1e-5)
+
+
+def test_depth_weight_zero_is_plain_stargan_and_the_depth_gradient_reaches_g_rgb(tiny_dataset):
+    batch = fixed_batch(tiny_dataset, batch_size=2)
+    initial = {key: _weights(net) for key, net in tiny_networks().items()}
+    results = {}
+    for depth_weight in (0.0, 1.0):
+        networks = tiny_networks()
+        for key, net in networks.items():
+            net.set_weights(initial[key])
+        gan = DepthGuidedStarGAN(**networks, depth_weight=depth_weight)
+        # SGD: the update of G_rgb is linear in its gradient, so an extra loss term shows.
+        gan.compile(optimizers={key: keras.optimizers.SGD(0.1, name=key) for key in networks})
+        logs = gan.generator_step(batch)  # eager
+        results[depth_weight] = (logs, {key: _weights(net) for key, net in networks.items()}, gan)
+    plain_logs, plain_weights, plain = results[0.0]
+    assert not any(name.startswith("gd_") for name in plain_logs)
+    assert set(plain.optimizers) == {"g_rgb", "d_rgb"}
+    # The depth networks are never touched in plain StarGAN mode...
+    assert _same(plain_weights["g_depth"], initial["g_depth"]) and _same(plain_weights["d_depth"], initial["d_depth"])
+    guided_logs, guided_weights, _ = results[1.0]
+    # ...while with depth_weight > 0 G_depth trains and the depth terms change G_rgb's update through x_t.
+    assert not _same(guided_weights["g_depth"], initial["g_depth"])
+    assert _same(guided_weights["d_depth"], initial["d_depth"])  # critics move only in the critic step
+    assert not _same(guided_weights["g_rgb"], plain_weights["g_rgb"])
+    np.testing.assert_allclose(float(guided_logs["g_rgb_total"]), float(plain_logs["g_rgb_total"]), rtol=1e-5)

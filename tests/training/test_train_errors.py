@@ -1,0 +1,75 @@
+"""Bad input stops `expr3d.train` before any training with one clear line naming the flag (in-process: these
+checks run before the first training step, so no subprocess is needed)."""
+import os
+
+import pytest
+
+from expr3d import train
+from expr3d.data import records
+from tests.training.conftest import IMAGE_SIZE
+
+TINY = ["--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_layers=3", "--depth_g_conv_dim=8",
+        "--depth_g_num_res_blocks=1", "--depth_d_conv_dim=8", "--depth_d_num_layers=3", "--perceptual_weight=0",
+        "--batch_size=4"]
+
+
+def run_in_process(args):
+    """Parse `args` as the CLI would and call `train.run()` (raises `train.UsageError` on bad input)."""
+    train.FLAGS.unparse_flags()
+    train.FLAGS(["expr3d.train"] + list(args))
+    try:
+        return train.run()
+    finally:
+        train.FLAGS.unparse_flags()
+
+
+def usage_error(args):
+    with pytest.raises(train.UsageError) as info:
+        run_in_process(args)
+    message = str(info.value)
+    return message
+
+
+def test_missing_and_empty_data_dir(tmp_path):
+    message = usage_error([f"--data_dir={tmp_path}/nope", f"--model_dir={tmp_path}/run"] + TINY)
+    assert message.startswith(f"--data_dir={tmp_path}/nope") and "does not exist" in message
+    os.makedirs(tmp_path / "empty")
+    message = usage_error([f"--data_dir={tmp_path}/empty", f"--model_dir={tmp_path}/run"] + TINY)
+    assert "--data_dir=" in message and "empty" in message
+    assert not os.path.exists(tmp_path / "run" / "config.json")  # nothing was started
+
+
+def test_image_size_mismatch_names_the_flag(tiny_dataset, tmp_path):
+    message = usage_error([f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path}/run", "--image_size=64"] + TINY)
+    assert message.startswith("--image_size=64 does not match the dataset card") and f"--image_size={IMAGE_SIZE}" in message
+
+
+def test_schema_mismatch_names_the_card(tiny_dataset, tmp_path):
+    data_dir = tmp_path / "data"
+    os.makedirs(data_dir)
+    card = records.read_dataset_card(tiny_dataset)
+    card["schema_version"] = 99
+    records.atomic_write_json(os.path.join(data_dir, records.CARD_NAME), card)
+    message = usage_error([f"--data_dir={data_dir}", f"--model_dir={tmp_path}/run"] + TINY)
+    assert message.startswith(f"--data_dir={data_dir}") and "schema_version 99" in message
+
+
+def test_stage_two_needs_the_stage_one_checkpoint(tiny_dataset, tmp_path):
+    message = usage_error([f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path}/run", "--stage=gan",
+                           "--depth_weight=0.1"] + TINY)
+    assert message.startswith("--stage=gan with --depth_weight=0.1 needs the stage-1 checkpoint")
+
+
+def test_architecture_flags_are_validated(tiny_dataset, tmp_path):
+    message = usage_error([f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path}/run"] + TINY + ["--d_num_layers=6"])
+    assert "d_num_layers=6 needs image_size divisible by 64" in message
+    message = usage_error([f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path}/run", "--jit_compile",
+                           "--strategy=mirrored"] + TINY)
+    assert message.startswith("--jit_compile")
+
+
+def test_missing_vgg_weights_names_the_flag(tiny_dataset, tmp_path):
+    args = [f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path}/run"] + TINY
+    args = [a for a in args if not a.startswith("--perceptual_weight")]
+    message = usage_error(args + ["--perceptual_weight=1", f"--vgg19_weights={tmp_path}/vgg.h5"])
+    assert message.startswith(f"--vgg19_weights={tmp_path}/vgg.h5: no such file") and "--perceptual_weight=0" in message
