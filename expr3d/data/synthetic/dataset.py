@@ -279,13 +279,15 @@ def _swap_into_place(tmp_dir, output_dir, replace):
 # --- contact sheet ------------------------------------------------------------------------------------------------
 
 def depth_preview(depth, mask):
-    """uint8 [H, W, 3]: per-face min-max depth, near = bright, background black."""
+    """uint8 [H, W, 3] RGB: per-face min-max depth through a colour map (near = bright), background black."""
     out = np.zeros(depth.shape, np.uint8)
     if mask.any():
         z = depth[mask]
         lo, hi = float(z.min()), float(z.max())
-        out[mask] = np.clip(255.0 * (0.15 + 0.85 * (hi - z) / max(hi - lo, 1e-9)), 0, 255).astype(np.uint8)
-    return np.repeat(out[..., None], 3, axis=-1)
+        out[mask] = np.clip(255.0 * (0.1 + 0.9 * (hi - z) / max(hi - lo, 1e-9)), 0, 255).astype(np.uint8)
+    colored = cv2.cvtColor(cv2.applyColorMap(out, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+    colored[~mask] = 0
+    return colored
 
 
 def normals_preview(normals, mask):

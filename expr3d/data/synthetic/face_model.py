@@ -243,8 +243,8 @@ def _warped_samples(n, lo, hi, centre, width, floor, endpoint):
 @functools.lru_cache(maxsize=8)
 def topology(image_size):
     """The (cached) head topology for `image_size` pixels: a few thousand triangles at 64 px."""
-    cols = max(48, int(round(0.95 * image_size)))
-    rows = max(40, int(round(0.78 * image_size)))
+    cols = max(48, int(round(0.82 * image_size)))
+    rows = max(40, int(round(0.68 * image_size)))
     theta = _warped_samples(cols, -np.pi, np.pi, 0.0, 0.75, 0.3, endpoint=False)
     phi = _warped_samples(rows, -1.45, 1.48, -0.15, 0.6, 0.3, endpoint=True)
     phi_lip = np.arcsin(V_LIP / V_SCALE)
@@ -452,6 +452,7 @@ def _occlusion(relief, topo):
     return occ
 
 
+@functools.lru_cache(maxsize=64)
 def _grid_faces(rows, cols, wrap=False):
     grid = np.arange(rows * cols).reshape(rows, cols)
     if wrap:
@@ -459,7 +460,9 @@ def _grid_faces(rows, cols, wrap=False):
         a, b, c, d = grid[:-1], nxt[:-1], nxt[1:], grid[1:]
     else:
         a, b, c, d = grid[:-1, :-1], grid[:-1, 1:], grid[1:, 1:], grid[1:, :-1]
-    return np.stack([np.stack([a, b, c], -1), np.stack([a, c, d], -1)], axis=2).reshape(-1, 3)
+    faces = np.stack([np.stack([a, b, c], -1), np.stack([a, c, d], -1)], axis=2).reshape(-1, 3)
+    faces.flags.writeable = False  # cached and shared
+    return faces
 
 
 def surface_point(u, v, face, lower=False):
@@ -549,7 +552,8 @@ def _hair_mass(face, image_size):
     rx = face.head_width * 1.12 + face.hair_volume
     verts = np.stack([rx * np.sin(tt) * np.cos(pp),
                       -0.35 + (face.head_height + 0.25) * np.sin(pp),
-                      -0.15 + (face.head_depth + 0.1) * np.cos(tt) * np.cos(pp)], -1).reshape(-1, 3)
+                      -0.15 + (face.head_depth + 0.1) * np.cos(tt) * np.cos(pp)
+                      * np.where(np.cos(tt) < 0, 0.45, 1.0)], -1).reshape(-1, 3)  # flat at the back: depth range
     faces = _grid_faces(rows, cols)
     faces = np.concatenate([faces, faces[:, ::-1]])  # two-sided: its inside shows behind the neck
     attrs = np.zeros((len(verts), 7))

@@ -212,7 +212,8 @@ def head_albedo(sphere, face, expression, light, pixel_size):
     albedo = _mix(albedo, face.brow_color, brow * (0.8 + 0.12 * strands))
     # Hair (front hairline, sides, back) with strand texture.
     if face.hair_volume > 0:
-        boundary = face_model.hair_boundary(np.abs(theta), face) + 0.03 * _sample(tex["blotch"], theta * 3, phi)
+        wiggle = np.clip(_sample(tex["blotch"], theta * 2.0, phi), -2.0, 2.0)
+        boundary = face_model.hair_boundary(np.abs(theta), face) + 0.012 * wiggle
         hair = _smoothstep(-soft, soft + 0.02, v - boundary)
         hair_col = face.hair_color[None, :] * ((1.0 + 0.25 * strands) * (0.6 + 0.4 * _smoothstep(0.0, 0.6, cz)))[:, None]
         albedo = albedo * (1 - hair[:, None]) + hair_col * hair[:, None]
@@ -239,7 +240,7 @@ def head_albedo(sphere, face, expression, light, pixel_size):
     lid_shadow = 1.0 - 0.45 * np.exp(-np.maximum(upper - v, 0) / (0.25 * 0.42 * ew))
     eye_col *= lid_shadow[:, None]
     albedo = albedo * (1 - inside[:, None]) + eye_col * inside[:, None]
-    specular = specular * (1 - inside) + 0.9 * inside
+    specular = specular * (1 - inside) + 0.35 * inside
     lash_w = 0.012 + 0.006 * np.clip(1 - np.abs(t), 0, 1)
     lash = (_smoothstep(-soft, soft, lash_w + soft * 0.5 - np.abs(v - upper - 0.4 * lash_w))
             * _smoothstep(-1.08, -0.95, -np.abs(t)) * front)
@@ -282,6 +283,10 @@ def render_face(face, expression, pose, light, image_size, cull_backfaces=False)
     half = direction + np.array([0.0, 0.0, 1.0])
     half /= np.linalg.norm(half)
     shininess = np.where(head, 30.0, 12.0)
+    if head.any():
+        # Eyes are glossy: a small sharp highlight rather than a silver sheen.
+        shininess[head] = np.where(specular[head] > 0.3, 250.0, 30.0)
+        specular[head] = np.where(specular[head] > 0.3, 3.0, specular[head])
     spec = light.specular * specular * np.clip(normals @ half, 0.0, None) ** shininess * (n_dot_l > 0)
     color = np.asarray(light.color)[None, :]
     shade = albedo * color * (light.ambient * occlusion[:, None] + light.intensity * n_dot_l[:, None]
@@ -294,6 +299,9 @@ def render_face(face, expression, pose, light, image_size, cull_backfaces=False)
     linear = np.broadcast_to(top * (1 - rows) + bottom * rows, (image_size, image_size, 3)).copy()
     linear[mask_all] = shade
     image = np.clip(np.power(np.clip(linear, 0, None), 1 / 2.2) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    depth = np.where(mask_all, raster.depth, 0.0).astype(np.float32)
-    normals_img = np.where(mask_all[..., None], raster.normals, 0.0).astype(np.float32)
-    return RenderedFace(image=image, depth=depth, mask=mask_all.copy(), normals=normals_img)
+    # The mask is the head (face, hair, neck): clothes count as background like in prepared real data.
+    head_mask = mask_all.copy()
+    head_mask[mask_all] = material != face_model.CLOTHES
+    depth = np.where(head_mask, raster.depth, 0.0).astype(np.float32)
+    normals_img = np.where(head_mask[..., None], raster.normals, 0.0).astype(np.float32)
+    return RenderedFace(image=image, depth=depth, mask=head_mask, normals=normals_img)

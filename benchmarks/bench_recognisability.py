@@ -1,0 +1,107 @@
+"""Are the synthetic expressions recognisable? Train a small CNN on the train split, test on unseen identities.
+
+    python benchmarks/bench_recognisability.py --data=/tmp/synthetic64 --num_identities=600 --epochs=12
+
+Generates the dataset first if `--data` holds none (64 px, `--num_identities`, seed 0). Trains the same small Keras
+CNN twice, on RGB only and on depth only (per-face min-max inside the mask: +1 nearest, -1 farthest/background), and
+prints the test accuracy of each next to chance (12.5 %). Targets: RGB >= 90 %, depth >= 60 %.
+"""
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data", "/tmp/expr3d_bench_synthetic64", "Dataset directory (generated if missing).")
+flags.DEFINE_integer("num_identities", 600, "Identities when generating.")
+flags.DEFINE_integer("image_size", 64, "Image size when generating.")
+flags.DEFINE_integer("epochs", 12, "Training epochs per classifier.")
+flags.DEFINE_integer("batch_size", 64, "Batch size.")
+flags.DEFINE_integer("workers", 2, "Generator workers.")
+flags.DEFINE_integer("seed", 0, "Seed of the generated data and of training.")
+
+
+def load(data_dir, split):
+    import numpy as np
+
+    from expr3d.data import records
+
+    rgb, depth, labels = [], [], []
+    for ex in records.iterate_examples(data_dir, split):
+        rgb.append(ex.image.astype(np.float32) / 127.5 - 1.0)
+        z = ex.depth.astype(np.float32)
+        m = ex.mask
+        d = np.full(z.shape, -1.0, np.float32)
+        if m.any():
+            lo, hi = z[m].min(), z[m].max()
+            d[m] = 1.0 - 2.0 * (z[m] - lo) / max(hi - lo, 1e-6)
+        depth.append(d[..., None])
+        labels.append(ex.expression)
+    return np.stack(rgb), np.stack(depth), np.array(labels)
+
+
+def classifier(input_shape):
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for filters in (32, 64, 128, 192):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.3)(x)
+    outputs = layers.Dense(8)(x)
+    return keras.Model(inputs, outputs)
+
+
+def train_and_test(name, x_train, y_train, x_test, y_test):
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(FLAGS.seed)
+    model = classifier(x_train.shape[1:])
+    steps = FLAGS.epochs * int(np.ceil(len(x_train) / FLAGS.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(2e-3, steps)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    start = time.perf_counter()
+    flipped = np.concatenate([x_train, x_train[:, :, ::-1]])  # a mirrored face shows the same expression
+    model.fit(flipped, np.concatenate([y_train, y_train]), batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
+              verbose=2, shuffle=True)
+    _, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    print(f"{name}: test accuracy {100 * accuracy:.1f}% on {len(y_test)} faces of unseen identities "
+          f"(chance 12.5%; trained {time.perf_counter() - start:.0f} s)", flush=True)
+    return accuracy
+
+
+def main(argv):
+    del argv
+    from expr3d.data import records
+    from expr3d.data.synthetic import generate_dataset
+
+    if not os.path.exists(os.path.join(FLAGS.data, records.CARD_NAME)):
+        start = time.perf_counter()
+        generate_dataset(FLAGS.data, FLAGS.num_identities, FLAGS.image_size, seed=FLAGS.seed,
+                         workers=FLAGS.workers)
+        print(f"generated {FLAGS.data} in {time.perf_counter() - start:.0f} s", flush=True)
+    rgb_tr, depth_tr, y_tr = load(FLAGS.data, "train")
+    rgb_te, depth_te, y_te = load(FLAGS.data, "test")
+    print(f"train {len(y_tr)} faces, test {len(y_te)} faces ({FLAGS.data})", flush=True)
+    results = {"rgb": train_and_test("RGB only", rgb_tr, y_tr, rgb_te, y_te),
+               "depth": train_and_test("depth only", depth_tr, y_tr, depth_te, y_te)}
+    print(f"SUMMARY rgb {100 * results['rgb']:.1f}% (target >= 90%), depth {100 * results['depth']:.1f}% "
+          f"(target >= 60%), chance 12.5%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(app.run(main))
