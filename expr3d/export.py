@@ -140,15 +140,19 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "Training run directory (config.json + models/*.keras).")
-flags.DEFINE_string("output", None, "Model base path for TF Serving, e.g. saved_models/expr3d.")
-flags.DEFINE_integer("version", None, "Version directory to write (default: largest existing + 1).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
-flags.DEFINE_string("tflite", "", "Comma-separated TFLite variants: fp32,fp16,int8,int8_full (or 'all').")
-flags.DEFINE_string("data_dir", None, "Dataset for TFLite parity images (test split) and the int8_full "
-                    "representative set (train split). Default: the run's data_dir.")
-flags.DEFINE_integer("parity_images", 16, "Faces in the TFLite parity check.")
-flags.DEFINE_integer("representative_images", 64, "Faces in the int8_full representative set.")
+
+
+def define_flags():
+    """Define the CLI flags (here, not at import, so several CLIs can be imported in one process)."""
+    flags.DEFINE_string("model_dir", None, "Training run directory (config.json + models/*.keras).")
+    flags.DEFINE_string("output", None, "Model base path for TF Serving, e.g. saved_models/expr3d.")
+    flags.DEFINE_integer("version", None, "Version directory to write (default: largest existing + 1).")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
+    flags.DEFINE_string("tflite", "", "Comma-separated TFLite variants: fp32,fp16,int8,int8_full (or 'all').")
+    flags.DEFINE_string("data_dir", None, "Dataset for TFLite parity images (test split) and the int8_full "
+                        "representative set (train split). Default: the run's data_dir.")
+    flags.DEFINE_integer("parity_images", 16, "Faces in the TFLite parity check.")
+    flags.DEFINE_integer("representative_images", 64, "Faces in the int8_full representative set.")
 
 
 def main(argv):
@@ -171,4 +175,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(lambda argv: sys.exit(main(argv)))

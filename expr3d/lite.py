@@ -17,13 +17,6 @@ from absl import app, flags
 from expr3d.labels import expression_id
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "A .tflite generator written by `python -m expr3d.export --tflite=...`.")
-flags.DEFINE_string("image", None, "The photo (JPEG, PNG, ...).")
-flags.DEFINE_string("expression", "happy", "Target expression name (neutral, happy, sad, surprise, fear, disgust, "
-                    "anger, contempt; RaFD spellings accepted).")
-flags.DEFINE_string("output", None, "Where to write the photo with the translated face (PNG or JPEG by extension).")
-flags.DEFINE_string("crop_output", None, "Optional: also write the translated face crop here.")
-flags.DEFINE_integer("num_threads", None, "Interpreter threads (default: LiteRT's).")
 
 
 def lite_translator(generator):
@@ -49,6 +42,17 @@ def lite_translator(generator):
 def _fail(message):
     print(f"expr3d.lite: error: {message}", file=sys.stderr)
     return 1
+
+
+def define_flags():
+    """Define the CLI flags (here, not at import, so several CLIs can be imported in one process)."""
+    flags.DEFINE_string("model", None, "A .tflite generator written by `python -m expr3d.export --tflite=...`.")
+    flags.DEFINE_string("image", None, "The photo (JPEG, PNG, ...).")
+    flags.DEFINE_string("expression", "happy", "Target expression name (neutral, happy, sad, surprise, fear, disgust, "
+                        "anger, contempt; RaFD spellings accepted).")
+    flags.DEFINE_string("output", None, "Where to write the photo with the translated face (PNG or JPEG by extension).")
+    flags.DEFINE_string("crop_output", None, "Optional: also write the translated face crop here.")
+    flags.DEFINE_integer("num_threads", None, "Interpreter threads (default: LiteRT's).")
 
 
 def main(argv):
@@ -83,4 +87,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(lambda argv: sys.exit(main(argv)))

@@ -20,13 +20,6 @@ from absl import app, flags
 from expr3d.labels import EXPRESSIONS, expression_id
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("saved_model", None, "A SavedModel version directory (saved_models/NAME/1) or a model base path "
-                    "(saved_models/NAME: the largest version is used).")
-flags.DEFINE_string("images", None, "A photo or a directory of photos.")
-flags.DEFINE_string("expressions", "all", "'all' or comma-separated names, e.g. happy,sad.")
-flags.DEFINE_string("output", None, "Output directory.")
-flags.DEFINE_bool("overwrite", False, "Write into a non-empty output directory (replacing files of the same name).")
-flags.DEFINE_integer("batch_size", 8, "Crops per SavedModel call.")
 
 
 def parse_expressions(text):
@@ -139,6 +132,17 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
     return summary
 
 
+def define_flags():
+    """Define the CLI flags (here, not at import, so several CLIs can be imported in one process)."""
+    flags.DEFINE_string("saved_model", None, "A SavedModel version directory (saved_models/NAME/1) or a model base path "
+                        "(saved_models/NAME: the largest version is used).")
+    flags.DEFINE_string("images", None, "A photo or a directory of photos.")
+    flags.DEFINE_string("expressions", "all", "'all' or comma-separated names, e.g. happy,sad.")
+    flags.DEFINE_string("output", None, "Output directory.")
+    flags.DEFINE_bool("overwrite", False, "Write into a non-empty output directory (replacing files of the same name).")
+    flags.DEFINE_integer("batch_size", 8, "Crops per SavedModel call.")
+
+
 def main(argv):
     del argv
     for name in ("saved_model", "images", "output"):
@@ -155,4 +159,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(lambda argv: sys.exit(main(argv)))

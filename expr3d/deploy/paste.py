@@ -3,19 +3,19 @@ import numpy as np
 
 # The blended region: an ellipse in crop coordinates (fractions of the crop side) covering the face box
 # (1 / CROP_SCALE of the crop) with a margin, softened by a Gaussian so no seam shows.
-MASK_RADII = (0.40, 0.46)
-FEATHER = 0.06  # Gaussian sigma of the mask edge, as a fraction of the crop side
+MASK_RADII = (0.42, 0.48)
+FEATHER = 0.05  # Gaussian sigma of the mask edge, as a fraction of the crop side
 
 
 def feathered_mask(size, radii=MASK_RADII, feather=FEATHER):
-    """float32 [size, size] in [0, 1]: 1 inside a centred ellipse, fading to 0 over about 2 * feather * size."""
+    """float32 [size, size] in [0, 1]: 1 inside a centred ellipse, fading to 0 over about 4 * feather * size."""
     import cv2
 
     mask = np.zeros((size, size), np.float32)
     centre = (size / 2.0 - 0.5, size / 2.0 - 0.5)
     axes = (radii[0] * size, radii[1] * size)
-    # Shrink by the feather so the blurred edge stays inside the crop.
-    axes = (max(1.0, axes[0] - feather * size), max(1.0, axes[1] - feather * size))
+    # Shrink by two sigmas so the blurred edge has faded out before the crop's border.
+    axes = (max(1.0, axes[0] - 2 * feather * size), max(1.0, axes[1] - 2 * feather * size))
     v, u = np.mgrid[0:size, 0:size].astype(np.float32)
     mask[((u - centre[0]) / axes[0]) ** 2 + ((v - centre[1]) / axes[1]) ** 2 <= 1.0] = 1.0
     sigma = max(0.5, feather * size)

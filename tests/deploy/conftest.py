@@ -10,11 +10,29 @@ from tests.deploy import fixtures
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def _env():
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
+
+
 def run_cli(args, timeout=300, **kwargs):
-    """Run `python -m ...` from the repository root; returns the CompletedProcess (text)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
-    return subprocess.run([sys.executable] + list(args), cwd=REPO, env=env, capture_output=True, text=True,
+    """Run `python ARGS` from the repository root; returns the CompletedProcess (text)."""
+    return subprocess.run([sys.executable] + list(args), cwd=REPO, env=_env(), capture_output=True, text=True,
                           timeout=timeout, **kwargs)
+
+
+def run_clis(commands, timeout=300):
+    """Run several `python ARGS` concurrently (they are mostly TensorFlow start-up); returns CompletedProcesses."""
+    processes = [subprocess.Popen([sys.executable] + list(args), cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for args in commands]
+    results = []
+    for args, process in zip(commands, processes):
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+        results.append(subprocess.CompletedProcess(args, process.returncode, stdout, stderr))
+    return results
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from expr3d import export
 from expr3d.deploy import signatures
 from expr3d.labels import EXPRESSIONS
 from tests.deploy import fixtures
-from tests.deploy.conftest import run_cli
+from tests.deploy.conftest import run_cli, run_clis
 
 # Runs in a fresh interpreter that imports only TensorFlow and numpy: the SavedModel must stand on its own, as in
 # TF Serving. It runs every signature on the inputs in inputs.npz, then every invalid request, and saves the results.
@@ -107,10 +107,18 @@ def _reference_translate(g_rgb, images, ids, size):
     return tf.cast(tf.clip_by_value(tf.round((y + 1.0) * 127.5), 0, 255), tf.uint8).numpy()
 
 
+SAVED_MODEL_CLI = ["-m", "tensorflow.python.tools.saved_model_cli"]
+
+
 @pytest.fixture(scope="module")
 def fresh(exported, tmp_path_factory):
-    """Outputs and error reports of every signature, computed in a fresh process from the exported SavedModel."""
+    """Every signature's outputs and error reports, computed in a fresh process from the exported SavedModel,
+    plus `saved_model_cli show --all` and `saved_model_cli run` on .npy inputs (the three run concurrently)."""
     work = tmp_path_factory.mktemp("fresh")
+    version_dir = exported["version_dir"]
+    cli_images = np.stack([fixtures.draw_face(40, seed=5)])
+    np.save(work / "cli_images.npy", cli_images)
+    np.save(work / "cli_ids.npy", np.array([2], np.int32))
     images = np.stack([fixtures.draw_face(48, seed=s)[:, 4:44] for s in (1, 2)])  # [2, 48, 40, 3]
     png_a = tf.io.encode_png(images[0]).numpy()
     other = fixtures.draw_face(56, seed=3)
@@ -122,13 +130,19 @@ def fresh(exported, tmp_path_factory):
              jpeg_b=np.frombuffer(jpeg_b, np.uint8), x=x, condition=condition)
     script = work / "fresh.py"
     script.write_text(FRESH_PROCESS)
-    result = run_cli([str(script), exported["version_dir"], inputs, str(work / "out.npz"), str(work / "errors.json")])
+    result, shown, ran = run_clis([
+        [str(script), version_dir, inputs, str(work / "out.npz"), str(work / "errors.json")],
+        SAVED_MODEL_CLI + ["show", "--dir", version_dir, "--all"],
+        SAVED_MODEL_CLI + ["run", "--dir", version_dir, "--tag_set", "serve", "--signature_def", "serving_default",
+                           "--inputs", f"images={work / 'cli_images.npy'};expressions={work / 'cli_ids.npy'}",
+                           "--outdir", str(work / "cli_out")],
+    ])
     assert result.returncode == 0, result.stderr[-3000:]
     outputs = dict(np.load(str(work / "out.npz")))
     errors = json.loads((work / "errors.json").read_text())
     decoded_b = tf.io.decode_jpeg(jpeg_b).numpy()
     return dict(outputs=outputs, errors=errors, images=images, decoded_a=images[0], decoded_b=decoded_b, x=x,
-                condition=condition)
+                condition=condition, shown=shown, ran=ran, cli_images=cli_images, cli_out=work / "cli_out")
 
 
 def test_layout_is_tf_serving_and_atomic(exported):
@@ -193,26 +207,21 @@ def test_invalid_input_is_invalid_argument_saying_what_is_wrong(fresh, case):
     assert EXPECTED_ERRORS[case] in error["message"], (case, error["message"][:500])
 
 
-def test_saved_model_cli_show_and_run(exported, tmp_path):
-    version_dir = exported["version_dir"]
-    shown = run_cli(["-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", version_dir, "--all"])
+def test_saved_model_cli_show_lists_the_named_signatures(fresh):
+    shown = fresh["shown"]
     assert shown.returncode == 0, shown.stderr[-2000:]
-    text = shown.stdout
     for key in signatures.SIGNATURE_KEYS:
-        assert f"signature_def['{key}']" in text, key
+        assert f"signature_def['{key}']" in shown.stdout, key
     for name in ("inputs['images']", "inputs['expressions']", "inputs['image_bytes']", "outputs['image_bytes']",
                  "outputs['depth']", "outputs['normals']", "inputs['condition']"):
-        assert name in text, name
+        assert name in shown.stdout, name
 
-    images = np.stack([fixtures.draw_face(40, seed=5)])
-    np.save(tmp_path / "images.npy", images)
-    np.save(tmp_path / "ids.npy", np.array([2], np.int32))
-    ran = run_cli(["-m", "tensorflow.python.tools.saved_model_cli", "run", "--dir", version_dir, "--tag_set", "serve",
-                   "--signature_def", "serving_default", "--inputs",
-                   f"images={tmp_path / 'images.npy'};expressions={tmp_path / 'ids.npy'}",
-                   "--outdir", str(tmp_path / "out")])
+
+def test_saved_model_cli_run_on_npy_inputs(exported, fresh):
+    ran = fresh["ran"]
     assert ran.returncode == 0, ran.stderr[-2000:]
-    got = np.load(tmp_path / "out" / "images.npy")
+    got = np.load(fresh["cli_out"] / "images.npy")
+    images = fresh["cli_images"]
     expected = _reference_translate(exported["models"]["g_rgb"], images, np.array([2]), 32)
     assert got.shape == images.shape and np.abs(got.astype(int) - expected).max() <= 1
 
@@ -234,14 +243,15 @@ def test_refuses_to_replace_a_version_and_numbers_the_next(exported):
 
 
 def test_overwrite_replaces_a_version_atomically(deploy_run, tmp_path):
-    base = str(tmp_path / "m")
-    first = export.export(deploy_run["model_dir"], base, version=3, log=lambda _: None)
-    marker = os.path.join(first, "stale-file")
-    open(marker, "w").close()
-    export.export(deploy_run["model_dir"], base, version=3, overwrite=True, log=lambda _: None)
+    base = tmp_path / "m"
+    (base / "3").mkdir(parents=True)
+    (base / "3" / "stale-file").write_text("an older export")
+    with pytest.raises(export.ExportError, match="already exists"):
+        export.export(deploy_run["model_dir"], str(base), version=3, log=lambda _: None)
+    target = export.export(deploy_run["model_dir"], str(base), version=3, overwrite=True, log=lambda _: None)
     assert sorted(os.listdir(base)) == ["3"]
-    assert not os.path.exists(marker), "the old version is replaced as a whole"
-    assert tf.saved_model.load(first).signatures["serving_default"] is not None
+    assert not os.path.exists(base / "3" / "stale-file"), "the old version is replaced as a whole"
+    assert "serving_default" in tf.saved_model.load(target).signatures
 
 
 def test_bad_run_dirs_name_the_problem(tmp_path):
