@@ -1,0 +1,123 @@
+"""Deployment figures: generator latency (batch 1) and throughput (batch 16) of the SavedModel and the TFLite variants,
+with model sizes and parity (PSNR / max abs error vs the SavedModel), at 128 and 256 px.
+
+    python benchmarks/bench_deploy.py [--sizes=128,256] [--variants=fp32,fp16,int8,int8_full] [--data_dir=DATA]
+        [--repeats=5] [--threads=2] [--json=benchmarks/out/deploy.json]
+
+The generator is full size (conv_dim 64, 6 residual blocks) with random weights (timing does not depend on the
+weights; parity does a little, so run it on a trained run's export for the final numbers via --saved_model). Parity
+and the int8_full representative set use --data_dir's faces when given, else uniform noise (said in the output).
+Ratios are within one run on this machine: speed-up = SavedModel fp32 latency / variant latency.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+
+def _time(fn, repeats):
+    fn()  # warm-up (graph building, delegate preparation)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_size(size, variants, data_dir, repeats, threads, saved_model=None, log=print):
+    import keras
+    import tensorflow as tf
+
+    from expr3d.deploy import tflite
+    from expr3d.deploy.signatures import ServingFunctions, build_archive
+    from expr3d.models import StarGANGenerator
+
+    work = tempfile.mkdtemp(prefix=f"bench_deploy_{size}_")
+    if saved_model is None:
+        keras.utils.set_random_seed(0)
+        g_rgb = StarGANGenerator(cond_dim=8, conv_dim=64, num_res_blocks=6, name="g_rgb")
+        saved_model = os.path.join(work, "1")
+        build_archive(ServingFunctions(g_rgb, None, size)).write_out(saved_model, verbose=False)
+    images, source = tflite.parity_images(data_dir, size, 16)
+    if len(images) < 16:
+        images = np.concatenate([images] * (16 // len(images) + 1))[:16]
+    conditions = tflite.conditions_for(16)
+    reference_fn = tflite.saved_model_generator(saved_model)
+    reference = reference_fn(images, conditions)
+    signature = tf.saved_model.load(saved_model).signatures["generator"]
+    x1, c1 = tf.constant(images[:1]), tf.constant(conditions[:1])
+    x16, c16 = tf.constant(images), tf.constant(conditions)
+    rows = []
+    latency = _time(lambda: signature(image=x1, condition=c1)["image"].numpy(), repeats)
+    batch = _time(lambda: signature(image=x16, condition=c16)["image"].numpy(), max(1, repeats // 2))
+    variables = os.path.join(saved_model, "variables")
+    sm_bytes = sum(os.path.getsize(os.path.join(variables, f)) for f in os.listdir(variables))
+    rows.append({"size": size, "model": "SavedModel fp32", "latency_ms": 1e3 * latency,
+                 "images_per_s_b16": 16 / batch, "size_mb": sm_bytes / 1e6, "psnr_db": None, "max_abs_error": None})
+    log(f"{size}px SavedModel fp32: {1e3 * latency:.1f} ms/image (b1), {16 / batch:.2f} img/s (b16)")
+    representative = images if "int8_full" in variants else None
+    if "int8_full" in variants and data_dir:
+        representative = tflite.images_from_records(data_dir, "train", size, 32)
+    for variant in variants:
+        model = tflite.convert(saved_model, variant, representative=representative)
+        generator = tflite.LiteGenerator(model, num_threads=threads)
+        out16 = generator(images, conditions)
+        figures = tflite.compare(reference, out16)
+        latency_v = _time(lambda: generator(images[:1], conditions[:1]), repeats)
+        batch_v = _time(lambda: generator(images, conditions), max(1, repeats // 2))
+        rows.append({"size": size, "model": f"TFLite {variant}", "latency_ms": 1e3 * latency_v,
+                     "images_per_s_b16": 16 / batch_v, "size_mb": len(model) / 1e6,
+                     "psnr_db": figures["psnr_db"], "max_abs_error": figures["max_abs_error"]})
+        log(f"{size}px TFLite {variant}: {1e3 * latency_v:.1f} ms/image (b1), {16 / batch_v:.2f} img/s (b16), "
+            f"{len(model) / 1e6:.1f} MB, PSNR {figures['psnr_db']:.1f} dB, max abs err {figures['max_abs_error']:.3f}")
+    for row in rows:
+        row["speedup_b1_vs_savedmodel"] = rows[0]["latency_ms"] / row["latency_ms"]
+        row["parity_images"] = source
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="128,256")
+    parser.add_argument("--variants", default="fp32,fp16,int8,int8_full")
+    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--saved_model", default=None, help="benchmark this export's generator instead (one size)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2, help="LiteRT interpreter threads (this machine: 2 cores)")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    from expr3d.deploy import tflite
+
+    variants = tflite.parse_variants(args.variants)
+    started = time.time()
+    rows = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        rows += bench_size(size, variants, args.data_dir, args.repeats, args.threads, saved_model=args.saved_model)
+    print()
+    print(f"| size | model | latency b1 (ms) | speed-up b1 vs SavedModel | throughput b16 (img/s) | size (MB) | "
+          f"PSNR vs SavedModel (dB) | max abs err |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        psnr = "-" if r["psnr_db"] is None else f"{r['psnr_db']:.1f}"
+        err = "-" if r["max_abs_error"] is None else f"{r['max_abs_error']:.3f}"
+        print(f"| {r['size']} | {r['model']} | {r['latency_ms']:.1f} | {r['speedup_b1_vs_savedmodel']:.2f}x | "
+              f"{r['images_per_s_b16']:.2f} | {r['size_mb']:.1f} | {psnr} | {err} |")
+    print(f"\nparity images: {rows[0]['parity_images']}; LiteRT threads: {args.threads}; "
+          f"load average at the end: {os.getloadavg()[0]:.1f}; wall time {time.time() - started:.0f} s")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
