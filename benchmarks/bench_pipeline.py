@@ -49,18 +49,19 @@ def _time(data_dir, image_size, variant, checkpoint_dir=None):
     iterator = iter(dataset)
     for _ in range(FLAGS.warmup):
         next(iterator)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(FLAGS.batches):
         batch = next(iterator)
     batch["image"].numpy()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     checkpoint_mib = None
     if checkpoint_dir:
         tf.train.Checkpoint(iterator=iterator).save(os.path.join(checkpoint_dir, "data"))
         checkpoint_mib = sum(os.path.getsize(os.path.join(checkpoint_dir, name))
                              for name in os.listdir(checkpoint_dir)) / 2 ** 20
         shutil.rmtree(checkpoint_dir)
-    return FLAGS.batches * FLAGS.batch_size / elapsed, checkpoint_mib
+    examples = FLAGS.batches * FLAGS.batch_size
+    return examples / elapsed, examples / cpu, checkpoint_mib
 
 
 def _generate(directory, image_size):
@@ -96,32 +97,41 @@ def main(argv):
             shard_bytes = sum(os.path.getsize(p) for p in records.split_files(directory, "train"))
             count = records.read_dataset_card(directory)["splits"]["train"]["num_examples"]
             # Round-robin with the best round per variant: a shared, loaded machine slows rounds, not variants.
-            rates, checkpoint_mib = {variant: 0.0 for variant in FLAGS.variants}, None
+            rates, cpu_rates, checkpoint_mib = {v: 0.0 for v in FLAGS.variants}, {v: 0.0 for v in FLAGS.variants}, None
             for round_index in range(FLAGS.rounds):
                 for variant in FLAGS.variants:
                     checkpoint_dir = (os.path.join(scratch, "ckpt") if variant == "train" and round_index == 0
                                       else None)
-                    rate, mib = _time(directory, size, variant, checkpoint_dir)
+                    rate, cpu_rate, mib = _time(directory, size, variant, checkpoint_dir)
                     rates[variant] = max(rates[variant], rate)
+                    cpu_rates[variant] = max(cpu_rates[variant], cpu_rate)
                     checkpoint_mib = mib if mib is not None else checkpoint_mib
-            rows.append((size, shard_bytes / count / 1024, rates, checkpoint_mib))
+            rows.append((size, shard_bytes / count / 1024, rates, checkpoint_mib, cpu_rates))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
     header = (f"{'size':>5} {'KiB/rec':>8} " + " ".join(f"{v + ' ex/s':>15}" for v in FLAGS.variants)
               + f" {'iterator ckpt MiB':>18}")
     print("\n" + header)
-    for size, kib, rates, mib in rows:
+    for size, kib, rates, mib, _ in rows:
         print(f"{size:>5} {kib:>8.1f} " + " ".join(f"{rates[v]:>15.0f}" for v in FLAGS.variants)
               + (f" {mib:>18.1f}" if mib is not None else f" {'-':>18}"))
     base_variant = FLAGS.variants[0]
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     print(f"\nratios to '{base_variant}' at the same size, and of '{base_variant}' to the first size:")
     first = rows[0][2][base_variant]
-    for size, _, rates, _ in rows:
+    for size, _, rates, _, _ in rows:
         ratios = " ".join(f"{v}={rates[v] / rates[base_variant]:.2f}" for v in FLAGS.variants[1:])
         print(f"{size:>5} {ratios}  {base_variant} vs {rows[0][0]} px={rates[base_variant] / first:.2f} "
               f"(pixels x{(size / rows[0][0]) ** 2:.0f})")
+
+    cores = os.cpu_count() or 1
+    print(f"\nexamples per CPU-second of this process (load-independent; x{cores} cores = rate on an idle machine "
+          f"if the pipeline scales):")
+    print(f"{'size':>5} " + " ".join(f"{v + ' ex/CPU-s':>19}" for v in FLAGS.variants) + f" {'train x cores':>14}")
+    for size, _, _, _, cpu_rates in rows:
+        print(f"{size:>5} " + " ".join(f"{cpu_rates[v]:>19.0f}" for v in FLAGS.variants)
+              + f" {cpu_rates[base_variant] * cores:>14.0f}")
 
 
 if __name__ == "__main__":

@@ -242,6 +242,38 @@ def denormalize_image(x):
                           "uint8")
 
 
+def distribute_batch(strategy, batch):
+    """Split a global batch into per-replica batches (replica i gets rows [i*B/n, (i+1)*B/n)).
+
+    Use this with a plain iterator of `make_dataset` instead of `strategy.experimental_distribute_dataset` when the
+    data position must be checkpointed: TF 2.21's distributed iterators are not trackable, a plain one is
+    (`tf.train.Checkpoint(iterator=iterator)`). With one replica the batch is returned unchanged.
+    """
+    tf = _tf()
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1:
+        return batch
+    size = int(tf.nest.flatten(batch)[0].shape[0])
+    if size % replicas:
+        raise ValueError(f"the global batch of {size} does not split evenly over {replicas} replicas; "
+                         f"use a batch_size divisible by {replicas} (and drop_remainder=True)")
+    devices = strategy.extended.worker_devices
+
+    def replica_values(context):
+        index = context.replica_id_in_sync_group
+
+        def part(tensor):
+            piece = tf.split(tensor, replicas, axis=0)[index]
+            if tensor.dtype == tf.string:
+                return piece  # strings stay on the host
+            with tf.device(devices[index]):
+                return tf.identity(piece)
+
+        return tf.nest.map_structure(part, batch)
+
+    return strategy.experimental_distribute_values_from_function(replica_values)
+
+
 # --- the dataset --------------------------------------------------------------------------------------------------
 
 def _read_shard(path, expected, skip_corrupt):
@@ -291,7 +323,8 @@ def make_dataset(data_dir, split, batch_size, image_size=None, training=True, se
     Args:
         data_dir: a dataset directory with `dataset_card.json` and shards.
         split: "train" or "test" (any split in the card).
-        batch_size: the GLOBAL batch size (distribute with `strategy.experimental_distribute_dataset`).
+        batch_size: the GLOBAL batch size (split per replica with `distribute_batch`, which keeps the iterator
+            checkpointable, or with `strategy.experimental_distribute_dataset`).
         image_size: output side; None = the card's size. Another size resizes (if `allow_resize`).
         training: shuffles files and records; sets the defaults of augment, repeat and drop_remainder.
         seed: seeds the shuffles, the augmentation and balanced sampling.

@@ -410,3 +410,47 @@ def test_denormalize_image_round_trips_uint8():
     assert restored.dtype == np.uint8
     np.testing.assert_array_equal(restored, pixels)
     np.testing.assert_array_equal(np.asarray(pipeline.denormalize_image(np.array([-3.0, 3.0]))), [0, 255])
+
+
+_MIRRORED_SCRIPT = r"""
+import sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from expr3d.data import pipeline
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def build():
+    return iter(pipeline.make_dataset(sys.argv[1], "train", 4, seed=1, deterministic=True, shuffle_buffer=16))
+iterator = build()
+next(iterator)
+path = tf.train.Checkpoint(iterator=iterator).save(sys.argv[2])
+batch = next(iterator)
+parts = strategy.experimental_local_results(pipeline.distribute_batch(strategy, batch))
+assert len(parts) == 2 and parts[1]["image"].device.endswith("CPU:1"), parts[1]["image"].device
+for name in batch:
+    np.testing.assert_array_equal(np.concatenate([p[name].numpy() for p in parts]), batch[name].numpy())
+sums = strategy.experimental_local_results(
+    tf.function(lambda b: strategy.run(lambda x: tf.reduce_sum(x["depth"]), args=(b,)))(
+        pipeline.distribute_batch(strategy, batch)))
+np.testing.assert_allclose(sum(s.numpy() for s in sums), batch["depth"].numpy().sum(), rtol=1e-5)
+restored = build()
+tf.train.Checkpoint(iterator=restored).restore(path)
+np.testing.assert_array_equal(next(restored)["key"].numpy(), batch["key"].numpy())
+try:
+    pipeline.distribute_batch(strategy, {"x": tf.zeros([3, 2])})
+except ValueError as error:
+    assert "does not split evenly over 2 replicas" in str(error)
+else:
+    raise AssertionError("odd batch accepted")
+print("OK")
+"""
+
+
+def test_distribute_batch_splits_a_checkpointable_global_batch_over_two_replicas(hemispheres, tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT, hemispheres, str(tmp_path / "data")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip().endswith("OK"), result.stderr[-3000:]
