@@ -12,10 +12,11 @@ StarGAN baseline). One iteration = one critic update on one global batch, plus a
 stage and decay linearly to 0 over the second half, updated every `--lr_decay_every` iterations.
 
 Run directory (`--model_dir`):
-    config.json                      flags, model config, dataset card summary, versions, progress
+    config.json                      flags, model config, dataset card summary, versions, progress, stage/step
     depth/checkpoints/ckpt-<step>/   stage-1 checkpoints (networks, optimizers, step, data position = RNG state)
     gan/checkpoints/ckpt-<step>/     stage-2 checkpoints
-    models/{g_rgb,d_rgb,g_depth,d_depth}.keras   the networks, re-exported at every checkpoint
+    models/{g_rgb,d_rgb,g_depth,d_depth}.keras   the trained networks, re-exported at every checkpoint (a
+                                     stage-1-only run has no g_rgb/d_rgb; plain StarGAN without stage 1 no g_depth/d_depth)
     logs/{depth,gan}/                TensorBoard: every loss term, learning rates, flags, sample grids
     samples/{depth,gan}-<step>.png   sample grids (see expr3d.training.summaries)
 Pointing `--model_dir` at an existing run resumes it exactly; architecture flags that differ from its config.json
@@ -316,9 +317,14 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
     with strategy.scope():
         networks = build_models(model_config)
 
+    # Only networks that have been trained are exported: a stage-1-only run has no G_rgb, a plain StarGAN run
+    # without a stage-1 checkpoint no G_depth (export/evaluation tools read "which files exist" as "what was trained").
+    trained = set()
+
     def export(stage, step):
-        checkpoints.save_keras_models(networks, os.path.join(model_dir, "models"))
+        checkpoints.save_keras_models({k: networks[k] for k in sorted(trained)}, os.path.join(model_dir, "models"))
         run_config["progress"][stage] = step
+        run_config["stage"], run_config["step"] = stage, step
         checkpoints.write_run_config(config_path, run_config)
 
     samples = inputs.sample_batch(FLAGS.data_dir, FLAGS.num_samples, FLAGS.image_size, FLAGS.geometry)
@@ -382,6 +388,10 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
                 jit_compile=FLAGS.jit_compile, stop=stop, show_progress=FLAGS.progress,
                 step_delay=FLAGS.debug_step_delay,
             )
+            if stage == "depth" or FLAGS.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir):
+                trained.update(("g_depth", "d_depth"))
+            if stage == "gan":
+                trained.update(("g_rgb", "d_rgb"))
             restored = loop.restore()
             if restored is None:
                 if stage == "gan" and checkpoints.checkpoint_exists(depth_dir):

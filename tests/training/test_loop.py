@@ -1,0 +1,50 @@
+"""StageLoop in-process: n_critic schedule, learning-rate schedule, checkpoint cadence and resume from the loop."""
+import os
+
+import pytest
+import tensorflow as tf
+
+from expr3d.training import inputs, runtime
+from expr3d.training.depth_pretrainer import DepthPretrainer
+from expr3d.training.loop import StageLoop, StopRequest
+from expr3d.training.schedules import LinearDecaySchedule
+from tests.training.helpers import tiny_networks
+
+
+def _loop(data_dir, stage_dir, num_steps, stop=None):
+    networks = tiny_networks()
+    trainer = DepthPretrainer(networks["g_depth"], networks["d_depth"], perceptual_weight=0.0, n_critic=3)
+    trainer.compile(g_optimizer=runtime.make_optimizer(1e-3, 0.5, 0.999, False, "g"),
+                    d_optimizer=runtime.make_optimizer(1e-3, 0.5, 0.999, False, "d"))
+    trainer.build_optimizers()
+    dataset = inputs.training_dataset(data_dir, 4, 32, "depth", 8, seed=1)
+    schedules = {key: LinearDecaySchedule(1e-3, num_steps, decay_every=2) for key in ("g_depth", "d_depth")}
+    seen = []
+    loop = StageLoop(trainer, tf.distribute.get_strategy(), dataset, stage_dir, num_steps, schedules,
+                     {"g_depth": networks["g_depth"], "d_depth": networks["d_depth"]}, keep_checkpoints=2,
+                     checkpoint_every=3, summary_every=1, sample_every=0, on_checkpoint=seen.append,
+                     show_progress=False, stop=stop)
+    return loop, trainer, seen
+
+
+def test_n_critic_schedule_learning_rates_and_checkpoints(tiny_dataset, tmp_path):
+    loop, trainer, seen = _loop(tiny_dataset, str(tmp_path), num_steps=7)
+    assert loop.restore() is None
+    assert loop.run() == "complete"
+    # 7 iterations: 7 critic updates, a translator update at iterations 3 and 6 (every n_critic-th).
+    assert int(trainer.d_optimizer.iterations.numpy()) == 7
+    assert int(trainer.g_optimizer.iterations.numpy()) == 2
+    assert int(trainer.iteration.numpy()) == 7
+    assert seen == [3, 6, 7]  # every 3 iterations, and at the end
+    assert sorted(os.listdir(os.path.join(str(tmp_path), "checkpoints"))) == ["ckpt-000000006", "ckpt-000000007"]
+    # The decay started at iteration 3 (half of 7) in blocks of 2: at iteration 6 the rate is 1 - 2/4 of the base.
+    assert runtime.get_learning_rate(trainer.g_optimizer) == pytest.approx(LinearDecaySchedule(1e-3, 7, decay_every=2)(6))
+    assert LinearDecaySchedule(1e-3, 7, decay_every=2)(6) == pytest.approx(0.5e-3)
+
+
+def test_stop_request_checkpoints_and_returns_the_signal(tiny_dataset, tmp_path):
+    stop = StopRequest(signals=())
+    stop.requested = "SIGTERM"  # as the handler would set it
+    loop, trainer, seen = _loop(tiny_dataset, str(tmp_path), num_steps=5, stop=stop)
+    assert loop.run() == "SIGTERM"
+    assert int(trainer.iteration.numpy()) == 0 and seen == []  # stopped before the first iteration: nothing new
