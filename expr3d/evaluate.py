@@ -71,8 +71,9 @@ def check_run_networks(model_dir, need_generator=True):
     """Raise EvaluationError naming what is missing when the run has no exported generator."""
     path = model_path(model_dir, "g_rgb")
     if need_generator and not os.path.isfile(path):
-        checkpoints = os.path.join(model_dir, "checkpoints")
-        has_ckpt = os.path.isdir(checkpoints) and any(not n.startswith(".") for n in os.listdir(checkpoints))
+        has_ckpt = any(os.path.isdir(d) and any(not n.startswith(".") for n in os.listdir(d))
+                       for d in (os.path.join(model_dir, "checkpoints"), os.path.join(model_dir, "depth", "checkpoints"),
+                                 os.path.join(model_dir, "gan", "checkpoints")))
         hint = ("it has checkpoints but no exported models: a stage-1-only run (no G_rgb), or a run interrupted "
                 "before its first export - resume training past a checkpoint" if has_ckpt else
                 "it has neither models/ nor checkpoints/ - train first with `python -m expr3d.train`")
