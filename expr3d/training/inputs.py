@@ -75,17 +75,39 @@ def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, se
     ).prefetch(2)
 
 
-def sample_batch(data_dir, count, image_size, geometry):
-    """The first `count` examples of the test split (train if there is none), unaugmented: the fixed grid sources."""
+def sample_batch(data_dir, count, image_size, geometry, scan=64):
+    """The fixed grid sources: `count` unaugmented test examples (train if there is no test split).
+
+    Among the first `scan` examples, one per identity (in order of appearance) is taken, the j-th source preferring
+    expression j mod 8, so a paired test split (every identity under all eight expressions) gives different people
+    with different source expressions. Falls back to the first examples when there are too few identities.
+    """
     card = pipeline.load_card(data_dir)
     split = "test" if card["splits"].get("test", {}).get("num_examples", 0) > 0 else "train"
     dataset = pipeline.make_dataset(
-        data_dir, split, count, image_size=image_size, training=False, deterministic=True, drop_remainder=False
+        data_dir, split, max(scan, count), image_size=image_size, training=False, deterministic=True,
+        drop_remainder=False,
     )
     batch = next(iter(dataset))
+    identities = batch["identity"].numpy()
+    expressions = batch["expression"].numpy()
+    chosen = []
+    for identity in dict.fromkeys(identities.tolist()):
+        if len(chosen) == count:
+            break
+        rows = [i for i in range(len(identities)) if identities[i] == identity]
+        preferred = [i for i in rows if expressions[i] == len(chosen) % 8]
+        chosen.append((preferred or rows)[0])
+    for i in range(len(identities)):
+        if len(chosen) == count:
+            break
+        if i not in chosen:
+            chosen.append(i)
+    index = tf.constant(chosen)
+    picked = {key: tf.gather(value, index) for key, value in batch.items()}
     return {
-        "image": batch["image"].numpy(),
-        "geometry": tf.cast(pipeline.geometry_map(batch, geometry), tf.float32).numpy(),
-        "expression": batch["expression"].numpy(),
-        "key": [k.decode("utf-8", "replace") for k in batch["key"].numpy()],
+        "image": picked["image"].numpy(),
+        "geometry": tf.cast(pipeline.geometry_map(picked, geometry), tf.float32).numpy(),
+        "expression": picked["expression"].numpy(),
+        "key": [k.decode("utf-8", "replace") for k in picked["key"].numpy()],
     }

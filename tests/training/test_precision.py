@@ -1,0 +1,42 @@
+"""Mixed precision: float16 trains through LossScaleOptimizers, bfloat16 without; losses and outputs stay float32."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from expr3d.training import runtime
+from expr3d.training.depth_guided_stargan import DepthGuidedStarGAN
+from expr3d.training.loop import make_distributed_step
+from tests.training.helpers import fixed_batch, tiny_networks
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_one_depth_guided_iteration_under_mixed_precision(tiny_dataset, policy):
+    batch = fixed_batch(tiny_dataset, batch_size=2)
+    try:
+        loss_scaled = runtime.set_precision(policy)
+        assert loss_scaled == (policy == "mixed_float16")  # bfloat16 has float32's exponent range: no scaling
+        networks = tiny_networks()
+        gan = DepthGuidedStarGAN(**networks, depth_weight=0.5, n_critic=1)
+        gan.compile(optimizers={k: runtime.make_optimizer(1e-3, 0.5, 0.999, loss_scaled, k) for k in networks})
+        gan.build_optimizers()
+        assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) == loss_scaled for o in gan.optimizers.values())
+        before = [w.copy() for w in networks["g_rgb"].get_weights()]
+        step = make_distributed_step(tf.distribute.get_strategy(), gan, update_generator=True)
+        for iteration in range(10):
+            logs = step(batch)
+            assert all(v.dtype == tf.float32 and np.isfinite(float(v)) for v in logs.values())
+            if not all(np.array_equal(a, b) for a, b in zip(before, networks["g_rgb"].get_weights())):
+                break
+        else:
+            pytest.fail("G_rgb never changed")
+        if loss_scaled:
+            # Dynamic loss scaling: overflowing float16 steps are skipped and the scale halved until gradients fit.
+            scale = float(gan.optimizers["g_rgb"].dynamic_scale.numpy())
+            assert (iteration == 0) == (scale == 2.0**15), (iteration, scale)
+        assert all(v.dtype == "float32" for v in networks["g_rgb"].weights)  # float32 master weights
+        out = networks["g_rgb"]([batch["image"], tf.one_hot(batch["target"], 8)])
+        src, cls = networks["d_depth"](batch["geometry"])
+        assert out.dtype == src.dtype == cls.dtype == tf.float32  # final activations in float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
