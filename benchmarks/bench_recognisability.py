@@ -1,6 +1,6 @@
 """Are the synthetic expressions recognisable? Train a small CNN on the train split, test on unseen identities.
 
-    python benchmarks/bench_recognisability.py --data=/tmp/synthetic64 --num_identities=600 --epochs=12
+    python benchmarks/bench_recognisability.py --data=/tmp/synthetic64 --num_identities=500 --epochs=8
 
 Generates the dataset first if `--data` holds none (64 px, `--num_identities`, seed 0). Trains the same small Keras
 CNN twice, on RGB only and on depth only (per-face min-max inside the mask: +1 nearest, -1 farthest/background), and
@@ -18,10 +18,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("data", "/tmp/expr3d_bench_synthetic64", "Dataset directory (generated if missing).")
 flags.DEFINE_integer("num_identities", 600, "Identities when generating.")
 flags.DEFINE_integer("image_size", 64, "Image size when generating.")
-flags.DEFINE_integer("epochs", 12, "Training epochs per classifier.")
+flags.DEFINE_integer("epochs", 8, "Training epochs per classifier.")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_integer("workers", 2, "Generator workers.")
 flags.DEFINE_integer("seed", 0, "Seed of the generated data and of training.")
+flags.DEFINE_string("precision", "mixed_bfloat16", "Keras dtype policy for training (bf16 is fast on AMX CPUs).")
 
 
 def load(data_dir, split):
@@ -44,22 +45,22 @@ def load(data_dir, split):
 
 
 def classifier(input_shape):
+    """A small CNN (~30 MMAC per 64 px face): a strided 5x5 stem, three 3x3 stages, global pooling."""
     import keras
     from keras import layers
 
     inputs = keras.Input(input_shape)
-    x = inputs
-    for filters in (32, 64, 128, 192):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
+    x = layers.Conv2D(24, 5, strides=2, padding="same", use_bias=False)(inputs)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    for filters in (48, 96, 128):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
         x = layers.ReLU()(x)
         x = layers.MaxPooling2D()(x)
     x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(0.3)(x)
-    outputs = layers.Dense(8)(x)
+    x = layers.Dropout(0.2)(x)
+    outputs = layers.Dense(8, dtype="float32")(x)
     return keras.Model(inputs, outputs)
 
 
@@ -68,6 +69,7 @@ def train_and_test(name, x_train, y_train, x_test, y_test):
     import numpy as np
 
     keras.utils.set_random_seed(FLAGS.seed)
+    keras.mixed_precision.set_global_policy(FLAGS.precision)
     model = classifier(x_train.shape[1:])
     steps = FLAGS.epochs * int(np.ceil(len(x_train) / FLAGS.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(2e-3, steps)
@@ -78,6 +80,13 @@ def train_and_test(name, x_train, y_train, x_test, y_test):
     model.fit(flipped, np.concatenate([y_train, y_train]), batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
               verbose=2, shuffle=True)
     _, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    predicted = np.argmax(model.predict(x_test, verbose=0), axis=-1)
+    confusion = np.zeros((8, 8), int)
+    np.add.at(confusion, (y_test, predicted), 1)
+    from expr3d.labels import EXPRESSIONS
+    print(f"{name} confusion (rows true, columns predicted; {' '.join(e[:4] for e in EXPRESSIONS)}):")
+    for label, row in zip(EXPRESSIONS, confusion):
+        print(f"  {label[:8]:>8} " + " ".join(f"{v:4d}" for v in row))
     print(f"{name}: test accuracy {100 * accuracy:.1f}% on {len(y_test)} faces of unseen identities "
           f"(chance 12.5%; trained {time.perf_counter() - start:.0f} s)", flush=True)
     return accuracy

@@ -98,13 +98,13 @@ def eye_opening(au):
     """(upper, lower) lid opening factors (1 = rest) for one side's intensities `au` [17]."""
     a = {k: float(au[i]) for k, i in AU_INDEX.items()}
     upper = 1.0 + 1.15 * a[5] - 0.35 * a[7] - 0.25 * a[6] - 0.3 * a[4] - 0.25 * a[9]
-    lower = 1.0 - 0.75 * a[7] - 0.65 * a[6] - 0.35 * a[9] + 0.2 * a[5]
+    lower = 1.0 - 0.85 * a[7] - 0.65 * a[6] - 0.35 * a[9] + 0.2 * a[5]
     return max(upper, 0.12), max(lower, 0.08)
 
 
 def lip_thinning(au):
     """Factor on lip fullness (geometry and colour) from lip tightening/stretching; one side's [17]."""
-    return float(np.clip(1.0 - 0.55 * au[AU_INDEX[23]] - 0.25 * au[AU_INDEX[20]] - 0.15 * au[AU_INDEX[12]], 0.3, 1.0))
+    return float(np.clip(1.0 - 0.7 * au[AU_INDEX[23]] - 0.25 * au[AU_INDEX[20]] - 0.15 * au[AU_INDEX[12]], 0.3, 1.0))
 
 
 def mouth_profile(u, half_width):
@@ -157,11 +157,11 @@ def displacement(u, v, lower, front, face, left, right):
             * (1.0 - _smoothstep(0.7, 0.95, au_)))
     inner = _g(au_, 0.13, 0.14)
     outer = _g(au_, 0.55, 0.17)
-    dv += brow * (0.13 * a(1) * inner + 0.13 * a(2) * outer)
+    dv += brow * (0.16 * a(1) * inner + 0.13 * a(2) * outer)
     forehead = _smoothstep(vb + 0.05, vb + 0.15, v) * (1.0 - _smoothstep(vb + 0.35, vb + 0.55, v))
     wrinkles = np.sin(2.0 * np.pi * (v - vb) / 0.085)
     dz += 0.012 * forehead * wrinkles * (a(1) * _g(au_, 0.0, 0.3) + a(2) * _g(au_, 0.45, 0.2))
-    dv -= brow * (0.14 * a(4) * (inner + 0.5 * outer) + 0.05 * a(9) * inner)
+    dv -= brow * (0.17 * a(4) * (inner + 0.4 * outer) + 0.05 * a(9) * inner)
     du -= brow * 0.07 * a(4) * s * inner
     dz += brow * 0.03 * a(4) * inner
     glabella = _g(au_, 0.055, 0.022) * _g(v, vb - 0.03, 0.07)
@@ -188,14 +188,14 @@ def displacement(u, v, lower, front, face, left, right):
     corner = _g(au_, wm, 0.17) * _g(v, V_LIP, 0.15)
     wide_corner = _g(au_, wm, 0.24) * _g(v, V_LIP, 0.2)
     du += s * corner * (0.11 * a(12) - 0.035 * a(14) - 0.04 * a(23)) + s * wide_corner * 0.13 * a(20)
-    dv += corner * (0.13 * a(12) + 0.025 * a(14) - 0.12 * a(15)) - wide_corner * 0.035 * a(20)
+    dv += corner * (0.13 * a(12) + 0.025 * a(14) - 0.15 * a(15)) - wide_corner * 0.035 * a(20)
     dz -= corner * (0.04 * a(12) + 0.04 * a(14)) + wide_corner * 0.03 * a(20)
     smile_cheek = _g(au_, 0.45, 0.15) * _g(v, V_LIP + 0.28, 0.15)
     dz += 0.05 * a(12) * smile_cheek
     dimple = _g(au_, wm + 0.1, 0.045) * _g(v, V_LIP - 0.02, 0.05)
     dz -= 0.05 * a(14) * dimple
     lips = _g(u, 0.0, wm * 0.8) * _g(v, V_LIP, 0.09)
-    dz -= 0.025 * a(23) * lips
+    dz -= 0.035 * a(23) * lips
 
     # --- lips apart (AU10, AU16, AU25) and jaw (AU17, AU26) ---------------------------------------------------
     profile = mouth_profile(u, wm)
@@ -209,7 +209,7 @@ def displacement(u, v, lower, front, face, left, right):
     dv -= 0.07 * a(25) * profile * near_lower
     lower_lip = lower * profile * _g(np.minimum(v, V_LIP), V_LIP - 0.05, 0.12)
     dv -= 0.1 * a(16) * lower_lip
-    dz += 0.03 * a(16) * lower_lip
+    dz += 0.015 * a(16) * lower_lip
     chin = _g(u, 0.0, 0.3) * _g(v, -1.12, 0.22) * lower
     dv += 0.06 * a(17) * chin
     dz += 0.05 * a(17) * chin

@@ -446,7 +446,7 @@ def _occlusion(relief, topo):
     blurred = cv2.GaussianBlur(wrapped, (0, 0), sigma)[:, 8:-8]
     concavity = (blurred - grid).reshape(-1)
     occ = np.ones(len(relief))
-    occ[: rows * cols] = np.clip(1.0 - 6.0 * np.maximum(concavity, 0.0), 0.45, 1.0)
+    occ[: rows * cols] = np.clip(1.0 - 4.0 * np.maximum(concavity, 0.0), 0.6, 1.0)
     occ[rows * cols: rows * cols + 2] = 1.0
     occ[rows * cols + 2:] = occ[topo.split_source]
     return occ
