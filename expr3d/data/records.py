@@ -33,6 +33,18 @@ DEPTH_CONVENTION = {
 }
 
 
+def _umask_mode():
+    current = os.umask(0)
+    os.umask(current)
+    return 0o666 & ~current
+
+
+def _publish(tmp, path):
+    """Give a finished temp file the permissions a plain open() would have (mkstemp makes it 0600) and rename it."""
+    os.chmod(tmp, _umask_mode())
+    os.replace(tmp, path)
+
+
 def shard_name(split, index):
     return f"{split}-{index:05d}.tfrecord"
 
@@ -46,7 +58,7 @@ def atomic_write_bytes(path, data):
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -76,7 +88,7 @@ def write_shard(path, serialized_examples):
             for record in serialized_examples:
                 writer.write(record)
                 count += 1
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -181,7 +181,8 @@ def encode_example(example):
         "pair_id": i(example.pair_id),
         "key": b(str(example.key).encode()),
     }
-    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+    # deterministic=True: the same example gives the same bytes in every process, so shards are byte-reproducible.
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString(deterministic=True)
 
 
 def _feature(features, name, kind, where):

@@ -120,3 +120,14 @@ def test_card_errors_name_the_problem(tmp_path):
     (tmp_path / "dataset_card.json").write_text('{"schema_version": 2, "image_size": 16, "splits": {}}')
     with pytest.raises(ValueError, match="schema_version 2"):
         records.read_dataset_card(str(tmp_path))
+
+
+def test_shards_get_normal_permissions_and_identical_bytes(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    _write(first, "train", 3)
+    _write(second, "train", 3)
+    path = records.list_shards(str(first), "train")[0]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+    assert open(path, "rb").read() == open(records.list_shards(str(second), "train")[0], "rb").read()
