@@ -100,7 +100,10 @@ EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
 EXIT_SIGNAL = {"SIGTERM": 143, "SIGINT": 130}
 
-ARCHITECTURE_KEYS = ("model_config", "geometry")
+# A resumed run must agree on these: the networks' shapes, and everything the checkpointed data position depends
+# on (a restored tf.data iterator replays the saved pipeline state, buffered batches included).
+ARCHITECTURE_KEYS = ("model_config", "geometry", "data_stream")
+DATA_STREAM_FLAGS = ("data_dir", "batch_size", "batch_size_depth", "image_size", "seed", "balanced", "target_mode")
 
 
 class UsageError(ValueError):
@@ -240,8 +243,8 @@ def _check_resume(run_config):
     diff = checkpoints.config_diff(saved, run_config, ARCHITECTURE_KEYS)
     if diff:
         raise UsageError(
-            f"--model_dir={FLAGS.model_dir} holds a run with a different architecture; use a new --model_dir or the "
-            f"saved flags (--flagfile from config.json). Differences:\n{diff}"
+            f"--model_dir={FLAGS.model_dir} holds a run with a different architecture or data stream; resume it with "
+            f"its own flags (config.json) or use a new --model_dir. Differences:\n{diff}"
         )
 
 
@@ -277,6 +280,8 @@ def run():
         "flags": flag_values,
         "model_config": model_config.to_dict(),
         "geometry": FLAGS.geometry,
+        "data_stream": {name: (os.path.abspath(FLAGS[name].value) if name == "data_dir" else FLAGS[name].value)
+                        for name in DATA_STREAM_FLAGS},
         "dataset": _card_summary(card),
         "versions": runtime.library_versions(),
         "num_replicas": strategy.num_replicas_in_sync,

@@ -90,12 +90,15 @@ class AtomicCheckpointer:
     def save(self, step):
         """Write the checkpoint for `step` atomically; return its prefix."""
         final_dir = os.path.join(self.directory, f"ckpt-{step:09d}")
+        if os.path.isfile(os.path.join(final_dir, _PREFIX + ".index")):
+            # This step is already saved, and a step number identifies the whole training state: keep the complete
+            # copy rather than delete-then-rename (a kill in between would leave no checkpoint of this step).
+            return os.path.join(final_dir, _PREFIX)
+        if os.path.exists(final_dir):
+            shutil.rmtree(final_dir)  # a foreign or incomplete directory under the final name (never ours)
         tmp_dir = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{step:09d}-", dir=self.directory)
         self.checkpoint.write(os.path.join(tmp_dir, _PREFIX))
         _fsync_tree(tmp_dir)
-        if os.path.exists(final_dir):
-            # Re-saving a step (e.g. SIGTERM right after a periodic save): replace the old copy.
-            shutil.rmtree(final_dir)
         os.replace(tmp_dir, final_dir)
         for old in self.list_steps(self.directory)[: -self.keep]:
             shutil.rmtree(os.path.join(self.directory, f"ckpt-{old:09d}"), ignore_errors=True)

@@ -192,5 +192,5 @@ def test_resuming_with_other_architecture_flags_is_refused_with_a_diff(runs):
     assert code == 0, log
     args = [f"--data_dir={runs['data']}", f"--model_dir={runs['reference']}"] + RUN_FLAGS
     message = usage_error([a for a in args if not a.startswith("--g_conv_dim")] + ["--g_conv_dim=16"])
-    assert "holds a run with a different architecture" in message
+    assert "holds a run with a different architecture or data stream" in message
     assert '-  "g_conv_dim": 8,' in message and '+  "g_conv_dim": 16,' in message

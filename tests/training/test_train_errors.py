@@ -73,3 +73,26 @@ def test_missing_vgg_weights_names_the_flag(tiny_dataset, tmp_path):
     args = [a for a in args if not a.startswith("--perceptual_weight")]
     message = usage_error(args + ["--perceptual_weight=1", f"--vgg19_weights={tmp_path}/vgg.h5"])
     assert message.startswith(f"--vgg19_weights={tmp_path}/vgg.h5: no such file") and "--perceptual_weight=0" in message
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.mark.parametrize("name", ["affectnet", "rafd", "affectnet_stargan"])
+def test_paper_flagfiles_parse_and_stop_at_the_missing_data(name, monkeypatch, tmp_path):
+    monkeypatch.chdir(REPO)  # flagfiles name each other and data/ relative to the repository
+    path = os.path.join("experiments", f"{name}.flags")
+    with open(path) as handle:
+        header = handle.readline()
+    assert header.startswith("# ") and "Table" in header
+    message = usage_error([f"--flagfile={path}", f"--model_dir={tmp_path}/run",
+                           f"--data_dir={tmp_path}/no_data"])
+    assert message.startswith(f"--data_dir={tmp_path}/no_data")
+    train.FLAGS(["expr3d.train", f"--flagfile={path}"])
+    try:
+        expected = {"affectnet": (0.1, 0.1), "rafd": (0.1, 0.1), "affectnet_stargan": (0.0, 0.0)}[name]
+        assert (train.FLAGS.depth_weight, train.FLAGS.confidence_penalty) == expected
+        assert (train.FLAGS.batch_size, train.FLAGS.batch_size_depth, train.FLAGS.n_critic) == (8, 15, 5)
+        assert train.FLAGS.geometry == "depth" and train.FLAGS.image_size == 256
+    finally:
+        train.FLAGS.unparse_flags()
