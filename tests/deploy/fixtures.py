@@ -1,4 +1,4 @@
-"""Fixtures for the deployment tests: drawn faces OpenCV's Haar cascade detects, a tiny dataset, a tiny trained run.
+"""Fixtures for the deployment tests: rendered and drawn faces OpenCV's Haar cascade detects, a tiny dataset, a tiny trained run.
 
 The run directory follows the run directory contract (config.json + models/*.keras), written here with
 build_models on a tiny config and a few steps of a simple objective so the weights are not pure initialisation.
@@ -42,6 +42,13 @@ def draw_face(size=256, seed=0, angle=0.0, background=(90, 110, 130)):
         matrix = cv2.getRotationMatrix2D((size / 2.0, size / 2.0), angle, 1.0)
         image = cv2.warpAffine(image, matrix, (size, size), borderMode=cv2.BORDER_REPLICATE)
     return image
+
+
+def rendered_face(identity=0, expression=1, size=256, seed=0):
+    """A frontal rendered synthetic face (expr3d.data.synthetic) as RGB uint8: a "photo" Haar detects."""
+    from expr3d.data.synthetic import render_example
+
+    return render_example(expression, image_size=size, seed=seed, identity=identity, frontal=True).image
 
 
 def no_face_image(width=320, height=240):

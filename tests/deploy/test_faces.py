@@ -1,25 +1,35 @@
-"""Face detection and eye-line alignment on drawn faces (OpenCV's bundled cascades)."""
+"""Face detection and eye-line alignment (expr3d.faces, through the deployment crop) on rendered and drawn faces."""
+import cv2
 import numpy as np
 import pytest
 
+from expr3d import faces as face_lib
 from expr3d.deploy import faces
 from tests.deploy import fixtures
 
 
-@pytest.mark.parametrize("angle", [0.0, 12.0, -15.0])
-def test_finds_the_face_and_levels_the_eye_line(angle):
-    image = fixtures.draw_face(256, seed=1, angle=angle)
+def _rotated(image, angle):
+    size = image.shape[0]
+    matrix = cv2.getRotationMatrix2D((size / 2.0, size / 2.0), angle, 1.0)
+    return cv2.warpAffine(image, matrix, (size, size), borderMode=cv2.BORDER_REPLICATE)
+
+
+@pytest.mark.parametrize("source,angle", [("rendered", 0.0), ("rendered", 10.0), ("rendered", -10.0),
+                                          ("drawn", 12.0), ("drawn", -15.0)])
+def test_finds_the_face_and_levels_the_eye_line(source, angle):
+    image = fixtures.rendered_face(identity=1) if source == "rendered" else fixtures.draw_face(256, seed=1)
+    image = _rotated(image, angle)
     face = faces.find_face(image)
     assert face is not None
     x, y, w, h = face.box
-    assert abs(x + w / 2 - 128) < 20 and abs(y + h / 2 - 128) < 25 and 120 < w < 240
+    assert abs(x + w / 2 - 128) < 25 and abs(y + h / 2 - 128) < 30 and 120 < w < 240
     assert face.eyes is not None
-    # cv2 rotates counter-clockwise on screen, which lifts the right eye: the eye line tilts by -angle.
-    assert face.angle == pytest.approx(-angle, abs=5.0)
+    # cv2 rotates counter-clockwise on screen for a positive angle, and so does the eye line (angles are CCW).
+    assert face.angle == pytest.approx(angle, abs=3.5)
     crop = faces.extract(image, face)
     assert crop.shape == (face.size, face.size, 3)
-    # In the crop, the eyes are level.
-    (lx, ly), (rx, ry) = [face.matrix[:, :2] @ np.array(eye) + face.matrix[:, 2] for eye in face.eyes]
+    # In the crop, the eyes are level and the left-in-image eye stays on the left.
+    (lx, ly), (rx, ry) = face_lib.transform_points(face.matrix, np.array(face.eyes))
     assert abs(ry - ly) < 0.02 * face.size and rx > lx
 
 
@@ -31,7 +41,13 @@ def test_no_face_is_none_and_bad_input_is_an_error():
 
 def test_crop_matrix_maps_the_box_centre_to_the_crop_centre():
     matrix = faces.crop_matrix((100, 50, 80, 80), 120, angle_degrees=20.0)
-    centre = matrix[:, :2] @ np.array([140.0, 90.0]) + matrix[:, 2]
-    np.testing.assert_allclose(centre, [60.0, 60.0], atol=1e-9)
+    # Continuous centre (140, 90) is index (139.5, 89.5); the crop's centre is index 59.5.
+    centre = face_lib.transform_points(matrix, [[139.5, 89.5]])[0]
+    np.testing.assert_allclose(centre, [59.5, 59.5], atol=1e-9)
     # The crop spans CROP_SCALE box sides.
     assert np.linalg.det(matrix[:, :2]) == pytest.approx((120 / (faces.CROP_SCALE * 80)) ** 2)
+    # The same matrix as the one prepare crops training faces with (expr3d.faces is shared).
+    from expr3d.data.prepare import faces as prepare_faces
+
+    np.testing.assert_allclose(matrix, prepare_faces.crop_matrix((100, 50, 80, 80), 120,
+                                                                 margin=faces.CROP_SCALE - 1, angle_deg=20.0))

@@ -1,16 +1,21 @@
-"""Image loading with explicit conversions, face boxes (given, Haar-detected or from depth), eye-line alignment and
-the one similarity warp shared by image, depth and mask.
+"""Image loading with explicit conversions and the one similarity warp shared by image, depth and mask.
+
+Face detection, eye-line alignment and the crop matrix live in expr3d.faces (shared with deployment, so served photos
+are framed like training faces); they are re-exported here under the names prepare has always used.
 
 Coordinates: a crop is a 2x3 matrix `M` in OpenCV's index convention (pixel (col, row) centres at integers), mapping
 source pixels to output pixels; `cv2.warpAffine(src, M, (S, S))` applies it. It is a similarity (rotation + uniform
 scale + translation), so depth in pixel units scales by `crop_scale(M)` and normals rotate about the optical axis.
 """
 import dataclasses
-import math
 import os
 
 import cv2
 import numpy as np
+
+from expr3d.faces import (  # noqa: F401  (re-exported: prepare's public names)
+    FaceBox, box_corners, crop_matrix, crop_scale, detect_eyes, detect_face, detect_faces, eye_angle,
+    transform_points)
 
 
 class ImageError(ValueError):
@@ -96,47 +101,6 @@ def load_image(path, min_size=32):
 
 # --- crops -------------------------------------------------------------------------------------------------------
 
-def crop_matrix(box, output_size, margin=0.25, angle_deg=0.0, center=None):
-    """Similarity from source pixels to an `output_size` square around `box` = (x, y, w, h) (continuous coordinates,
-    x = left edge of the box's first column).
-
-    The square side in the source is max(w, h) * (1 + margin); `angle_deg` rotates the source counter-clockwise
-    about the box centre before cropping (use the eye-line angle to level the eyes).
-    """
-    x, y, w, h = (float(v) for v in box)
-    if not (w > 0 and h > 0):
-        raise ValueError(f"face box must have positive width and height, got {box}")
-    cx, cy = center if center is not None else (x + w / 2.0, y + h / 2.0)
-    side = max(w, h) * (1.0 + margin)
-    scale = output_size / side
-    theta = math.radians(angle_deg)
-    cos, sin = scale * math.cos(theta), scale * math.sin(theta)
-    # Continuous coordinates: p' = L (p - c) + (S/2, S/2), L turning clockwise on screen by `angle_deg` (rows go
-    # down), which levels an eye line that rises counter-clockwise by that angle.
-    linear = np.array([[cos, -sin], [sin, cos]])
-    offset = np.array([output_size / 2.0, output_size / 2.0]) - linear @ np.array([cx, cy])
-    # Index convention: i' + 0.5 = L (i + 0.5) + t  ->  i' = L i + (L 0.5 + t - 0.5).
-    offset_index = offset + linear @ np.array([0.5, 0.5]) - 0.5
-    return np.concatenate([linear, offset_index[:, None]], axis=1)
-
-
-def crop_scale(matrix):
-    """Uniform scale factor of a similarity 2x3 matrix."""
-    return float(math.sqrt(abs(np.linalg.det(np.asarray(matrix)[:, :2]))))
-
-
-def transform_points(matrix, points):
-    """Apply a 2x3 matrix (index convention) to [N, 2] index-convention points."""
-    points = np.asarray(points, np.float64)
-    return points @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
-
-
-def box_corners(box):
-    """Corner points (index convention) of a continuous-coordinate box (x, y, w, h)."""
-    x, y, w, h = box
-    return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float64) - 0.5
-
-
 def _prefilter(image, matrix, interpolation):
     """Shrink `image` with area averaging first when the crop scales down a lot, and fold that into the matrix.
 
@@ -182,67 +146,7 @@ def warp_depth(depth, mask, matrix, size, min_weight=0.5):
     return out, valid
 
 
-# --- detection and alignment ---------------------------------------------------------------------------------------
-
-_CASCADES = {}
-
-
-def _cascade(name):
-    if name not in _CASCADES:
-        path = os.path.join(cv2.data.haarcascades, name)
-        cascade = cv2.CascadeClassifier(path)
-        if cascade.empty():
-            raise RuntimeError(f"OpenCV Haar cascade {path} could not be loaded (opencv-python-headless < 5 ships it)")
-        _CASCADES[name] = cascade
-    return _CASCADES[name]
-
-
-@dataclasses.dataclass
-class FaceBox:
-    box: tuple  # (x, y, w, h) continuous coordinates
-    angle_deg: float = 0.0  # eye-line angle (counter-clockwise on screen); 0 when unknown
-    eyes: tuple | None = None  # ((x, y), (x, y)) left-in-image eye first, or None
-    source: str = "given"  # "given", "haar", "depth", "full"
-
-
-def detect_face(rgb, min_face=32):
-    """Largest Haar frontal face and, when two eyes are found in its upper half, the eye-line angle; or None."""
-    gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-    faces = _cascade("haarcascade_frontalface_default.xml").detectMultiScale(
-        gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_face, min_face))
-    if len(faces) == 0:
-        return None
-    x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
-    result = FaceBox(box=(float(x), float(y), float(w), float(h)), source="haar")
-    eyes = eye_centres(gray, (x, y, w, h))
-    if eyes is not None:
-        result.eyes = eyes
-        result.angle_deg = eye_angle(*eyes)
-    return result
-
-
-def eye_centres(gray, box):
-    """Two eye centres from the Haar eye cascade inside the upper half of a face box, one per side, or None."""
-    x, y, w, h = (int(v) for v in box)
-    roi = gray[y:y + h // 2, x:x + w]
-    if roi.size == 0:
-        return None
-    found = _cascade("haarcascade_eye.xml").detectMultiScale(roi, scaleFactor=1.1, minNeighbors=5,
-                                                             minSize=(max(8, w // 10), max(8, w // 10)))
-    left = [e for e in found if e[0] + e[2] / 2 < w / 2]
-    right = [e for e in found if e[0] + e[2] / 2 >= w / 2]
-    if not left or not right:
-        return None
-    pick = [max(side, key=lambda e: e[2] * e[3]) for side in (left, right)]
-    centres = tuple((x + ex + ew / 2.0, y + ey + eh / 2.0) for ex, ey, ew, eh in pick)
-    return centres
-
-
-def eye_angle(left, right):
-    """Counter-clockwise on-screen angle (degrees) of the line from the left-in-image eye to the right one."""
-    dx, dy = right[0] - left[0], right[1] - left[1]
-    return math.degrees(math.atan2(-dy, dx))
-
+# --- face boxes from annotations ------------------------------------------------------------------------------
 
 def landmark_eyes(landmarks):
     """Eye centres from 68-point landmarks (iBUG order: 36-41 and 42-47), or None if not 68 points."""
