@@ -23,22 +23,27 @@ import time
 
 from absl import app, flags
 
-flags.DEFINE_string("root", "runs/synthetic_ablation", "directory of the runs, the classifier and the comparison")
-flags.DEFINE_string("data_dir", "data/synthetic_ablation", "synthetic dataset (generated if it has no card)")
-flags.DEFINE_integer("num_identities", 200, "identities of the generated dataset")
-flags.DEFINE_integer("image_size", 64, "image size of the generated dataset")
-flags.DEFINE_integer("data_seed", 0, "seed of the generated dataset")
-flags.DEFINE_list("variants", ["baseline:depth_weight=0", "depth:depth_weight=0.1;confidence_penalty=0",
-                               "depth_penalty:depth_weight=0.1;confidence_penalty=0.1"],
-                  "name:flag=value;flag=value per variant")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "training seeds (>= 3 for a spread)")
-flags.DEFINE_string("train_flags", "", "flags passed to every `python -m expr3d.train` run (steps, sizes, ...)")
-flags.DEFINE_string("classifier_flags", "--epochs=10", "flags of `python -m expr3d.metrics.classifier`")
-flags.DEFINE_string("evaluate_flags", "", "extra flags of `python -m expr3d.evaluate` (e.g. --inception_weights=...)")
-flags.DEFINE_string("metrics", "expression_generation_rate,fid,kid,psnr,ssim,geometry,paired,samples",
-                    "metrics evaluated for every run")
-flags.DEFINE_string("judge", None, "run name whose G_depth/D_depth judge geometry (default: first variant, seed 0)")
-flags.DEFINE_boolean("dry_run", False, "print the commands, run nothing")
+
+def define_flags():
+    """Define the CLI's flags; called at start-up only, so importing this module never clashes with other CLIs."""
+    flags.DEFINE_string("root", "runs/synthetic_ablation", "directory of the runs, the classifier and the comparison")
+    flags.DEFINE_string("data_dir", "data/synthetic_ablation", "synthetic dataset (generated if it has no card)")
+    flags.DEFINE_integer("num_identities", 200, "identities of the generated dataset")
+    flags.DEFINE_integer("image_size", 64, "image size of the generated dataset")
+    flags.DEFINE_integer("data_seed", 0, "seed of the generated dataset")
+    flags.DEFINE_list("variants", ["baseline:depth_weight=0", "depth:depth_weight=0.1;confidence_penalty=0",
+                                   "depth_penalty:depth_weight=0.1;confidence_penalty=0.1"],
+                      "name:flag=value;flag=value per variant")
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "training seeds (>= 3 for a spread)")
+    flags.DEFINE_string("train_flags", "", "flags passed to every `python -m expr3d.train` run (steps, sizes, ...)")
+    flags.DEFINE_string("classifier_flags", "--epochs=10", "flags of `python -m expr3d.metrics.classifier`")
+    flags.DEFINE_string("evaluate_flags", "", "extra flags of `python -m expr3d.evaluate` (e.g. --inception_weights=...)")
+    flags.DEFINE_string("metrics", "expression_generation_rate,fid,kid,psnr,ssim,geometry,paired,samples",
+                        "metrics evaluated for every run")
+    flags.DEFINE_string("judge", None, "run name whose G_depth/D_depth judge geometry (default: first variant, seed 0)")
+    flags.DEFINE_boolean("dry_run", False, "print the commands, run nothing")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -112,4 +117,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(lambda argv: sys.exit(main(argv)))
