@@ -4,14 +4,19 @@ with model sizes and parity (PSNR / max abs error vs the SavedModel), at 128 and
     python benchmarks/bench_deploy.py [--sizes=128,256] [--variants=fp32,fp16,int8,int8_full] [--data_dir=DATA]
         [--repeats=5] [--threads=2] [--json=benchmarks/out/deploy.json]
 
-The generator is full size (conv_dim 64, 6 residual blocks) with random weights (timing does not depend on the
-weights; parity does a little, so run it on a trained run's export for the final numbers via --saved_model). Parity
-and the int8_full representative set use --data_dir's faces when given, else uniform noise (said in the output).
-Ratios are within one run on this machine: speed-up = SavedModel fp32 latency / variant latency.
+The generator is the one of --model_dir (a training run: its trained G_rgb, run fully convolutionally at each size),
+else a full-size one (conv_dim 64, 6 residual blocks) with random weights (timing does not depend on the weights;
+quantisation parity does, so give a trained run for the final numbers). It is exported the way expr3d.export does:
+the inference clone (expr3d.deploy.inference: 4-D instance norm, sub-pixel up-sampling); --graph=training exports
+the training graph as is (GroupNormalization, Conv2DTranspose) for comparison. Parity and the int8_full
+representative set use --data_dir's faces (test split / train split) when given, else uniform noise (said in the
+output). Ratios are within one run on this machine: speed-up = SavedModel fp32 latency / variant latency. TensorFlow
+and LiteRT get the same number of threads (--threads).
 """
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -33,20 +38,37 @@ def _time(fn, repeats):
     return statistics.median(times)
 
 
-def bench_size(size, variants, data_dir, repeats, threads, saved_model=None, log=print):
+def load_generator(model_dir, graph):
+    """(generator, description): the run's trained G_rgb or a random full-size one, as exported (`graph`)."""
     import keras
+
+    from expr3d.deploy.inference import inference_clone
+    from expr3d.models import StarGANGenerator
+
+    if model_dir:
+        from expr3d.deploy import run_dir
+
+        run = run_dir.load_run(model_dir)
+        g_rgb = run.g_rgb
+        what = f"trained G_rgb of {model_dir} (step {run.step}, trained at {run.image_size} px)"
+    else:
+        keras.utils.set_random_seed(0)
+        g_rgb = StarGANGenerator(cond_dim=8, conv_dim=64, num_res_blocks=6, name="g_rgb")
+        what = "random full-size G_rgb (conv_dim 64, 6 residual blocks)"
+    if graph == "inference":
+        g_rgb, _ = inference_clone(g_rgb)
+    return g_rgb, f"{what}, {graph} graph"
+
+
+def bench_size(size, variants, data_dir, repeats, threads, generator=None, log=print):
     import tensorflow as tf
 
     from expr3d.deploy import tflite
     from expr3d.deploy.signatures import ServingFunctions, build_archive
-    from expr3d.models import StarGANGenerator
 
     work = tempfile.mkdtemp(prefix=f"bench_deploy_{size}_")
-    if saved_model is None:
-        keras.utils.set_random_seed(0)
-        g_rgb = StarGANGenerator(cond_dim=8, conv_dim=64, num_res_blocks=6, name="g_rgb")
-        saved_model = os.path.join(work, "1")
-        build_archive(ServingFunctions(g_rgb, None, size)).write_out(saved_model, verbose=False)
+    saved_model = os.path.join(work, "1")
+    build_archive(ServingFunctions(generator, None, size)).write_out(saved_model, verbose=False)
     images, source = tflite.parity_images(data_dir, size, 16)
     if len(images) < 16:
         images = np.concatenate([images] * (16 // len(images) + 1))[:16]
@@ -82,6 +104,7 @@ def bench_size(size, variants, data_dir, repeats, threads, saved_model=None, log
     for row in rows:
         row["speedup_b1_vs_savedmodel"] = rows[0]["latency_ms"] / row["latency_ms"]
         row["parity_images"] = source
+    shutil.rmtree(work, ignore_errors=True)
     return rows
 
 
@@ -90,18 +113,28 @@ def main():
     parser.add_argument("--sizes", default="128,256")
     parser.add_argument("--variants", default="fp32,fp16,int8,int8_full")
     parser.add_argument("--data_dir", default=None)
-    parser.add_argument("--saved_model", default=None, help="benchmark this export's generator instead (one size)")
+    parser.add_argument("--model_dir", default=None, help="training run whose G_rgb to benchmark (default: random "
+                        "full-size weights)")
+    parser.add_argument("--graph", default="inference", choices=["inference", "training"],
+                        help="export the inference clone (as expr3d.export does) or the training graph as is")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2, help="LiteRT interpreter threads (this machine: 2 cores)")
+    parser.add_argument("--threads", type=int, default=2, help="threads of LiteRT and of TensorFlow's intra-op pool "
+                        "(this machine: 2 cores)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     from expr3d.deploy import tflite
 
     variants = tflite.parse_variants(args.variants)
     started = time.time()
     rows = []
+    generator, described = load_generator(args.model_dir, args.graph)
+    print(f"generator: {described}")
     for size in [int(s) for s in args.sizes.split(",")]:
-        rows += bench_size(size, variants, args.data_dir, args.repeats, args.threads, saved_model=args.saved_model)
+        rows += bench_size(size, variants, args.data_dir, args.repeats, args.threads, generator=generator)
     print()
     print(f"| size | model | latency b1 (ms) | speed-up b1 vs SavedModel | throughput b16 (img/s) | size (MB) | "
           f"PSNR vs SavedModel (dB) | max abs err |")
@@ -111,7 +144,8 @@ def main():
         err = "-" if r["max_abs_error"] is None else f"{r['max_abs_error']:.3f}"
         print(f"| {r['size']} | {r['model']} | {r['latency_ms']:.1f} | {r['speedup_b1_vs_savedmodel']:.2f}x | "
               f"{r['images_per_s_b16']:.2f} | {r['size_mb']:.1f} | {psnr} | {err} |")
-    print(f"\nparity images: {rows[0]['parity_images']}; LiteRT threads: {args.threads}; "
+    print(f"\ngenerator: {described}\nparity images: {rows[0]['parity_images']}; threads (TF and LiteRT): "
+          f"{args.threads}; "
           f"load average at the end: {os.getloadavg()[0]:.1f}; wall time {time.time() - started:.0f} s")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

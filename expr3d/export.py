@@ -89,9 +89,13 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
 
     started = time.time()
     run = run_dir.load_run(model_dir)
+    from expr3d.deploy.inference import inference_generators
     from expr3d.deploy.signatures import ServingFunctions, build_archive
 
-    functions = ServingFunctions(run.g_rgb, run.g_depth, run.image_size, run.geometry)
+    # Serve inference clones (4-D instance norm, sub-pixel up-sampling: the same function, TFLite-delegable ops),
+    # each checked against the trained network before anything is written.
+    g_rgb, g_depth, clone_errors = inference_generators(run.g_rgb, run.g_depth, run.image_size)
+    functions = ServingFunctions(g_rgb, g_depth, run.image_size, run.geometry)
     os.makedirs(output, exist_ok=True)
     target = os.path.join(output, str(version))
     temp = os.path.join(output, f".{version}.tmp-{os.getpid()}")
@@ -113,6 +117,7 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
             "dataset": config.get("dataset"),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "tflite": {},
+            "inference_clone_max_abs_error": clone_errors,
         }
         if tflite:
             reports = tflite_lib.write_variants(temp, os.path.join(temp, TFLITE_DIR), tflite, run.image_size,

@@ -31,6 +31,9 @@ DEPTH_RELIEF = 0.5
 _MIN_NZ = 0.1  # normals flatter than this are clipped before integrating them to depth
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # a PNG file's last 12 bytes: the empty IEND chunk
+_JPEG_END = b"\xff\xd9"  # end-of-image marker
+_JPEG_END_SLACK = 64  # bytes allowed after a JPEG's end marker (padding some writers append)
 
 
 def _tf():
@@ -265,7 +268,16 @@ class ServingFunctions:
         count = tf.size(image_bytes)
         is_png = tf.equal(tf.strings.substr(image_bytes, 0, len(_PNG_MAGIC)), _PNG_MAGIC)
         is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, len(_JPEG_MAGIC)), _JPEG_MAGIC)
-        recognised = tf.logical_or(is_png, is_jpeg)
+        # Truncation (a partial upload, the common corruption) is caught here so the error can name image_bytes:
+        # a PNG ends with its IEND chunk, a JPEG with its end-of-image marker (up to _JPEG_END_SLACK padding bytes
+        # after it). Corruption inside a complete file still surfaces as the decoder's own INVALID_ARGUMENT.
+        # (Left-padded first: substr of a tail longer than the string would itself fail.)
+        padded = tf.strings.join([b"\x00" * (_JPEG_END_SLACK + len(_PNG_END)), image_bytes])
+        png_complete = tf.equal(tf.strings.substr(padded, -len(_PNG_END), len(_PNG_END)), _PNG_END)
+        jpeg_complete = tf.reduce_any(tf.stack(
+            [tf.equal(tf.strings.substr(padded, -(k + len(_JPEG_END)), len(_JPEG_END)), _JPEG_END)
+             for k in range(_JPEG_END_SLACK + 1)], axis=0), axis=0)
+        recognised = tf.logical_or(tf.logical_and(is_png, png_complete), tf.logical_and(is_jpeg, jpeg_complete))
         checks = [
             tf.debugging.Assert(rank_ok, ["image_bytes must be a scalar or a vector of encoded JPEG/PNG images"]),
             tf.debugging.Assert(tf.logical_or(tf.logical_not(rank_ok), count > 0),
@@ -273,7 +285,8 @@ class ServingFunctions:
             tf.debugging.Assert(
                 tf.logical_or(tf.logical_not(rank_ok), tf.reduce_all(recognised)),
                 ["image_bytes: undecodable input at index(es)", tf.where(tf.logical_not(recognised))[:, 0],
-                 "- each element must be the bytes of a JPEG or PNG file (over REST: {\"b64\": <base64 of the file>})"],
+                 "- each element must be the bytes of a complete JPEG or PNG file (not truncated; over REST: "
+                 "{\"b64\": <base64 of the file>})"],
                 summarize=16),
         ]
         ids = ids_from_names(expressions, count, "expressions")
@@ -336,9 +349,8 @@ def build_archive(functions):
     import keras
 
     archive = keras.export.ExportArchive()
-    archive.track(functions.g_rgb)
-    if functions.g_depth is not None:
-        archive.track(functions.g_depth)
+    # No archive.track(model): ExportArchive also saves every variable the endpoints use, as separate tf.Variables,
+    # so tracking the models as well stored each weight twice (89 checkpoint keys for 44 variables, 2x the size).
     signatures = functions.input_signatures()
     for key in SIGNATURE_KEYS:  # serving_default first: TF Serving's default endpoint
         if key in signatures:

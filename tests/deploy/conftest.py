@@ -54,3 +54,23 @@ def exported(deploy_run):
                       "--representative_images=16"])
     assert result.returncode == 0, result.stderr[-3000:]
     return dict(deploy_run, base=base, version_dir=os.path.join(base, "1"), export_log=result.stderr)
+
+
+@pytest.fixture(scope="session")
+def clis(exported, tmp_path_factory):
+    """Every CLI run the tests need after the export, launched together (they are mostly TensorFlow start-up, so
+    running them concurrently saves most of their wall time): {name: CompletedProcess} plus each module's inputs.
+
+    Each test module contributes `cli_commands(exported, work_dir) -> (commands {name: args}, context)`.
+    """
+    from tests.deploy import test_export, test_lite, test_synthesize
+
+    commands, contexts = {}, {}
+    for module in (test_export, test_lite, test_synthesize):
+        name = module.__name__.rsplit(".", 1)[-1]
+        work = tmp_path_factory.mktemp(name)
+        module_commands, contexts[name] = module.cli_commands(exported, work)
+        commands.update(module_commands)
+    names = list(commands)
+    results = dict(zip(names, run_clis([commands[name] for name in names])))
+    return {"results": results, "contexts": contexts}

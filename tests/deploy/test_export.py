@@ -12,7 +12,6 @@ from expr3d import export
 from expr3d.deploy import signatures
 from expr3d.labels import EXPRESSIONS
 from tests.deploy import fixtures
-from tests.deploy.conftest import run_cli, run_clis
 
 # Runs in a fresh interpreter that imports only TensorFlow and numpy: the SavedModel must stand on its own, as in
 # TF Serving. It runs every signature on the inputs in inputs.npz, then every invalid request, and saves the results.
@@ -59,6 +58,10 @@ FRESH_PROCESS = textwrap.dedent('''
         "id_rank2": ("serving_default", dict(images=good, expressions=[[1, 2]])),
         "bytes_garbage": ("translate_encoded", dict(image_bytes=[png, b"not an image"], expressions=["happy"])),
         "bytes_truncated": ("translate_encoded", dict(image_bytes=[png[:60]], expressions=["happy"])),
+        "jpeg_truncated": ("translate_encoded", dict(image_bytes=[png, bytes(data["jpeg_b"])[:-200]],
+                                                     expressions=["happy"])),
+        "png_corrupt_inside": ("translate_encoded", dict(image_bytes=[png[:40] + b"\\x00" * 40 + png[80:]],
+                                                         expressions=["happy"])),
         "bytes_empty": ("translate_encoded", dict(image_bytes=np.zeros((0,), object), expressions=["happy"])),
         "name_unknown": ("translate_encoded", dict(image_bytes=[png], expressions=["joyful"])),
         "name_count": ("translate_encoded", dict(image_bytes=[png, png], expressions=["happy", "sad", "fear"])),
@@ -90,7 +93,9 @@ EXPECTED_ERRORS = {
     "id_count": "one expression id per image",
     "id_rank2": "scalar or a vector of expression ids",
     "bytes_garbage": "undecodable input at index(es)] [1]",
-    "bytes_truncated": "PNG",
+    "bytes_truncated": "image_bytes: undecodable input at index(es)] [0]",
+    "jpeg_truncated": "image_bytes: undecodable input at index(es)] [1]",
+    "png_corrupt_inside": "PNG",  # a complete file damaged inside: the decoder's own INVALID_ARGUMENT
     "bytes_empty": "image_bytes is empty",
     "name_unknown": "unknown expression name(s):] [joyful]",
     "name_count": "one expression name per image",
@@ -110,11 +115,8 @@ def _reference_translate(g_rgb, images, ids, size):
 SAVED_MODEL_CLI = ["-m", "tensorflow.python.tools.saved_model_cli"]
 
 
-@pytest.fixture(scope="module")
-def fresh(exported, tmp_path_factory):
-    """Every signature's outputs and error reports, computed in a fresh process from the exported SavedModel,
-    plus `saved_model_cli show --all` and `saved_model_cli run` on .npy inputs (the three run concurrently)."""
-    work = tmp_path_factory.mktemp("fresh")
+def cli_commands(exported, work):
+    """The fresh-process check of every signature and `saved_model_cli show` / `run` (run by conftest's `clis`)."""
     version_dir = exported["version_dir"]
     cli_images = np.stack([fixtures.draw_face(40, seed=5)])
     np.save(work / "cli_images.npy", cli_images)
@@ -130,19 +132,35 @@ def fresh(exported, tmp_path_factory):
              jpeg_b=np.frombuffer(jpeg_b, np.uint8), x=x, condition=condition)
     script = work / "fresh.py"
     script.write_text(FRESH_PROCESS)
-    result, shown, ran = run_clis([
-        [str(script), version_dir, inputs, str(work / "out.npz"), str(work / "errors.json")],
-        SAVED_MODEL_CLI + ["show", "--dir", version_dir, "--all"],
-        SAVED_MODEL_CLI + ["run", "--dir", version_dir, "--tag_set", "serve", "--signature_def", "serving_default",
-                           "--inputs", f"images={work / 'cli_images.npy'};expressions={work / 'cli_ids.npy'}",
-                           "--outdir", str(work / "cli_out")],
-    ])
+    commands = {
+        "fresh": [str(script), version_dir, inputs, str(work / "out.npz"), str(work / "errors.json")],
+        "show": SAVED_MODEL_CLI + ["show", "--dir", version_dir, "--all"],
+        "run": SAVED_MODEL_CLI + ["run", "--dir", version_dir, "--tag_set", "serve", "--signature_def",
+                                  "serving_default", "--inputs",
+                                  f"images={work / 'cli_images.npy'};expressions={work / 'cli_ids.npy'}",
+                                  "--outdir", str(work / "cli_out")],
+        "export_bad_dir": ["-m", "expr3d.export", f"--model_dir={work / 'nope'}", f"--output={work / 'out'}"],
+        "export_existing_version": ["-m", "expr3d.export", f"--model_dir={exported['model_dir']}",
+                                    f"--output={exported['base']}", "--version=1"],
+    }
+    context = dict(work=work, images=images, decoded_a=images[0], decoded_b=tf.io.decode_jpeg(jpeg_b).numpy(), x=x,
+                   condition=condition, cli_images=cli_images, cli_out=work / "cli_out",
+                   pb_mtime=os.stat(os.path.join(version_dir, "saved_model.pb")).st_mtime_ns)
+    return commands, context
+
+
+@pytest.fixture(scope="module")
+def fresh(clis):
+    """Every signature's outputs and error reports, computed in a fresh process from the exported SavedModel,
+    plus `saved_model_cli show --all` and `saved_model_cli run` on .npy inputs."""
+    results, context = clis["results"], clis["contexts"]["test_export"]
+    result = results["fresh"]
     assert result.returncode == 0, result.stderr[-3000:]
+    work = context["work"]
     outputs = dict(np.load(str(work / "out.npz")))
     errors = json.loads((work / "errors.json").read_text())
-    decoded_b = tf.io.decode_jpeg(jpeg_b).numpy()
-    return dict(outputs=outputs, errors=errors, images=images, decoded_a=images[0], decoded_b=decoded_b, x=x,
-                condition=condition, shown=shown, ran=ran, cli_images=cli_images, cli_out=work / "cli_out")
+    return dict(context, outputs=outputs, errors=errors, shown=results["show"], ran=results["run"],
+                export_bad_dir=results["export_bad_dir"], export_existing_version=results["export_existing_version"])
 
 
 def test_layout_is_tf_serving_and_atomic(exported):
@@ -226,14 +244,13 @@ def test_saved_model_cli_run_on_npy_inputs(exported, fresh):
     assert got.shape == images.shape and np.abs(got.astype(int) - expected).max() <= 1
 
 
-def test_refuses_to_replace_a_version_and_numbers_the_next(exported):
+def test_refuses_to_replace_a_version_and_numbers_the_next(exported, fresh):
     base, version_dir = exported["base"], exported["version_dir"]
     pb = os.path.join(version_dir, "saved_model.pb")
-    before = os.stat(pb).st_mtime_ns
-    result = run_cli(["-m", "expr3d.export", f"--model_dir={exported['model_dir']}", f"--output={base}", "--version=1"])
+    result = fresh["export_existing_version"]
     assert result.returncode == 1
     assert "already exists" in result.stderr and "--overwrite" in result.stderr
-    assert os.stat(pb).st_mtime_ns == before
+    assert os.stat(pb).st_mtime_ns == fresh["pb_mtime"]
     assert sorted(os.listdir(base)) == ["1"]
     assert export.resolve_version(base) == 2
     assert export.resolve_version(base, 7) == 7
@@ -254,8 +271,8 @@ def test_overwrite_replaces_a_version_atomically(deploy_run, tmp_path):
     assert "serving_default" in tf.saved_model.load(target).signatures
 
 
-def test_bad_run_dirs_name_the_problem(tmp_path):
-    result = run_cli(["-m", "expr3d.export", f"--model_dir={tmp_path / 'nope'}", f"--output={tmp_path / 'out'}"])
+def test_bad_run_dirs_name_the_problem(fresh, tmp_path):
+    result = fresh["export_bad_dir"]
     assert result.returncode == 1 and "is not a directory" in result.stderr
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text(json.dumps({"model_config": fixtures.TINY}))

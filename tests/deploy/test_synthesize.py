@@ -2,26 +2,42 @@
 import json
 import os
 
+import cv2
 import numpy as np
 import pytest
 
 from expr3d import synthesize
 from expr3d.deploy import pipeline
 from tests.deploy import fixtures
-from tests.deploy.conftest import run_cli
 
 
-def test_synthesize_a_folder_with_faces_a_landscape_and_a_broken_file(exported, tmp_path):
-    photos = tmp_path / "photos"
+def cli_commands(exported, work):
+    """The synthesize runs (launched by conftest's `clis`): a folder of photos, and a refused non-empty output."""
+    photos = work / "photos"
     photos.mkdir()
-    pipeline.write_image(str(photos / "a_face.png"), fixtures.draw_face(160, seed=7))
-    pipeline.write_image(str(photos / "b_tilted.jpg"), fixtures.draw_face(220, seed=8, angle=-10.0))
+    pipeline.write_image(str(photos / "a_face.png"), fixtures.rendered_face(identity=5, size=192))
+    tilted = fixtures.rendered_face(identity=0, expression=2)
+    tilted = cv2.warpAffine(tilted, cv2.getRotationMatrix2D((128, 128), -10, 1.0), (256, 256),
+                            borderMode=cv2.BORDER_REPLICATE)[:, 18:238]
+    pipeline.write_image(str(photos / "b_tilted.jpg"), tilted)
     pipeline.write_image(str(photos / "c_landscape.png"), fixtures.no_face_image())
     (photos / "d_broken.jpg").write_bytes(b"\xff\xd8\xff truncated")
     (photos / "notes.txt").write_text("not an image")
-    output = tmp_path / "out"
-    result = run_cli(["-m", "expr3d.synthesize", f"--saved_model={exported['base']}", f"--images={photos}",
-                      "--expressions=happy,angry", f"--output={output}"])
+    output, taken = work / "out", work / "taken"
+    taken.mkdir()
+    (taken / "summary.json").write_text("{}")
+    commands = {
+        "synthesize": ["-m", "expr3d.synthesize", f"--saved_model={exported['base']}", f"--images={photos}",
+                       "--expressions=happy,angry", f"--output={output}"],
+        "synthesize_taken": ["-m", "expr3d.synthesize", f"--saved_model={exported['base']}", f"--images={photos}",
+                             f"--output={taken}"],
+    }
+    return commands, dict(output=output, taken=taken)
+
+
+def test_synthesize_a_folder_with_faces_a_landscape_and_a_broken_file(clis):
+    results, context = clis["results"], clis["contexts"]["test_synthesize"]
+    result, output = results["synthesize"], context["output"]
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((output / "summary.json").read_text())
     assert summary["expressions"] == ["happy", "anger"]
@@ -30,9 +46,9 @@ def test_synthesize_a_folder_with_faces_a_landscape_and_a_broken_file(exported, 
     assert [os.path.basename(p) for p in summary["no_face"]] == ["c_landscape.png"]
     assert [os.path.basename(p["image"]) for p in summary["unreadable"]] == ["d_broken.jpg"]
     assert "no face found" in result.stderr and "c_landscape.png" in result.stderr
-    for stem, size in (("a_face", 160), ("b_tilted", 220)):
+    for stem, shape in (("a_face", (192, 192, 3)), ("b_tilted", (256, 220, 3))):
         for name in ("happy", "anger"):
-            assert pipeline.read_image(str(output / stem / f"{name}.png")).shape == (size, size, 3)
+            assert pipeline.read_image(str(output / stem / f"{name}.png")).shape == shape
             assert (output / stem / f"face_{name}.png").exists()
     happy = pipeline.read_image(str(output / "a_face" / "happy.png")).astype(int)
     anger = pipeline.read_image(str(output / "a_face" / "anger.png")).astype(int)
@@ -40,9 +56,9 @@ def test_synthesize_a_folder_with_faces_a_landscape_and_a_broken_file(exported, 
     grid = pipeline.read_image(str(output / "grid.png"))
     assert grid.shape[1] > grid.shape[0], "2 rows x 3 columns (input + 2 expressions)"
 
-    again = run_cli(["-m", "expr3d.synthesize", f"--saved_model={exported['base']}", f"--images={photos}",
-                     f"--output={output}"])
+    again = results["synthesize_taken"]
     assert again.returncode == 1 and "--overwrite" in again.stderr
+    assert (context["taken"] / "summary.json").read_text() == "{}", "nothing in a non-empty output is replaced"
 
 
 def test_argument_errors(tmp_path):
