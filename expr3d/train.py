@@ -376,7 +376,7 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
             dataset = inputs.training_dataset(
                 FLAGS.data_dir, batch_size, FLAGS.image_size, FLAGS.geometry, NUM_EXPRESSIONS,
                 seed=FLAGS.seed + (0 if stage == "depth" else 1), target_mode=FLAGS.target_mode,
-                nan_at_step=FLAGS.debug_nan_at_step, balanced=FLAGS.balanced,
+                balanced=FLAGS.balanced,
             )
             run_summaries = summaries.RunSummaries(model_dir, stage)
             show_geometry = stage == "depth" or FLAGS.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir)
@@ -391,7 +391,7 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
                 summary_every=FLAGS.summary_every, sample_every=FLAGS.sample_every, summaries=run_summaries,
                 sample_fn=sample_fn, on_checkpoint=lambda step, stage=stage: export(stage, step),
                 jit_compile=FLAGS.jit_compile, stop=stop, show_progress=FLAGS.progress,
-                step_delay=FLAGS.debug_step_delay,
+                step_delay=FLAGS.debug_step_delay, nan_at_step=FLAGS.debug_nan_at_step,
             )
             if stage == "depth" or FLAGS.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir):
                 trained.update(("g_depth", "d_depth"))

@@ -13,7 +13,7 @@ TARGET_MODES = ("permute", "uniform")
 TRAINER_KEYS = ("image", "geometry", "expression", "target", "alpha", "alpha_depth")
 
 
-def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="permute", nan_at_step=-1):
+def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="permute"):
     """One batch of `pipeline.make_dataset` -> the dict the trainers consume (`TRAINER_KEYS`).
 
     Args:
@@ -23,8 +23,6 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
         num_classes: expressions, for uniform targets.
         seed: run seed.
         target_mode: "permute" (StarGAN: a random permutation of the batch's own labels) or "uniform".
-        nan_at_step: if >= 0, the images of that batch are replaced by NaN (`--debug_nan_at_step`: exercises the
-            non-finite-loss stop with a real forward pass).
     """
     if target_mode not in TARGET_MODES:
         raise ValueError(f"--target_mode={target_mode!r}: expected one of {', '.join(TARGET_MODES)}")
@@ -38,12 +36,8 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
         target = tf.gather(labels, order)
     else:
         target = tf.random.stateless_uniform([size], seed=seeds[0], minval=0, maxval=num_classes, dtype=tf.int32)
-    image = batch["image"]
-    if nan_at_step >= 0:
-        poison = tf.equal(tf.cast(index, tf.int64), nan_at_step)
-        image = tf.where(poison, tf.fill(tf.shape(image), float("nan")), image)
     return {
-        "image": image,
+        "image": batch["image"],
         "geometry": tf.cast(pipeline.geometry_map(batch, geometry), tf.float32),
         "expression": labels,
         "target": target,
@@ -53,7 +47,7 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
 
 
 def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, seed, target_mode="permute",
-                     nan_at_step=-1, balanced=False):
+                     balanced=False):
     """The repeated, shuffled, augmented training stream of trainer batches (global batch size)."""
     dataset = pipeline.make_dataset(
         data_dir,
@@ -68,7 +62,7 @@ def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, se
     )
     return dataset.enumerate().map(
         lambda index, batch: add_training_fields(
-            index, batch, geometry, num_classes, seed, target_mode=target_mode, nan_at_step=nan_at_step
+            index, batch, geometry, num_classes, seed, target_mode=target_mode
         ),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,

@@ -46,7 +46,7 @@ class StopRequest:
         return False
 
 
-def make_distributed_step(strategy, trainer, update_generator, jit_compile=False):
+def make_distributed_step(strategy, trainer, update_generator, jit_compile=False, poison=False):
     """A `tf.function` running one iteration on every replica; returns the replica-averaged loss terms.
 
     Its argument is a distributed batch (from `strategy.experimental_distribute_dataset`). `update_generator` is a
@@ -54,8 +54,13 @@ def make_distributed_step(strategy, trainer, update_generator, jit_compile=False
     around optimizer updates (which `merge_call` under MirroredStrategy does not allow).
     """
 
+    def iteration(batch):
+        if poison:  # --debug_nan_at_step: NaN images through the real networks and losses
+            batch = dict(batch, image=batch["image"] * float("nan"))
+        return trainer.run_iteration(batch, update_generator)
+
     def step(batch):
-        per_replica = strategy.run(trainer.run_iteration, args=(batch, update_generator))
+        per_replica = strategy.run(iteration, args=(batch,))
         return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
                 for name, value in per_replica.items()}
 
@@ -85,11 +90,14 @@ class StageLoop:
         stop: a `StopRequest`.
         show_progress: print the progress line with ETA.
         step_delay: seconds to sleep after each iteration (tests: keeps a tiny run alive long enough to signal it).
+        nan_at_step: feed NaN images at this (0-based) iteration (tests the non-finite-loss stop). Done here and not
+            in tf.data, because a restored iterator replays its buffered batches.
     """
 
     def __init__(self, trainer, strategy, dataset, stage_dir, num_steps, schedules, networks, keep_checkpoints=3,
                  checkpoint_every=1000, summary_every=100, sample_every=1000, summaries=None, sample_fn=None,
-                 on_checkpoint=None, jit_compile=False, stop=None, show_progress=True, step_delay=0.0):
+                 on_checkpoint=None, jit_compile=False, stop=None, show_progress=True, step_delay=0.0,
+                 nan_at_step=-1):
         self.trainer = trainer
         self.strategy = strategy
         self.num_steps = int(num_steps)
@@ -111,6 +119,8 @@ class StageLoop:
         self.checkpoint = tf.train.Checkpoint(step=trainer.iteration, iterator=self.iterator, **objects)
         self.checkpointer = checkpoints.AtomicCheckpointer(self.checkpoint_dir, self.checkpoint, keep_checkpoints)
         self._steps = {True: self._make_step(True, jit_compile), False: self._make_step(False, jit_compile)}
+        self.nan_at_step = int(nan_at_step)
+        self._jit_compile = jit_compile
         self._current_lr = {}
 
     def _make_step(self, update_generator, jit_compile):
@@ -153,7 +163,11 @@ class StageLoop:
                 break
             self._set_learning_rates(step)
             update_generator = (step + 1) % n_critic == 0
-            logs = self._steps[update_generator](next(self.iterator))
+            if step == self.nan_at_step:
+                poisoned = make_distributed_step(self.strategy, self.trainer, update_generator, self._jit_compile, True)
+                logs = poisoned(next(self.iterator))
+            else:
+                logs = self._steps[update_generator](next(self.iterator))
             logs = {name: float(np.asarray(value)) for name, value in logs.items()}
             bad = [name for name, value in logs.items() if not math.isfinite(value)]
             if bad:

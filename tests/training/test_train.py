@@ -58,7 +58,7 @@ def checkpoint_weights(model_dir, stage):
     return latest, {
         key: reader.get_tensor(key)
         for key in reader.get_variable_to_shape_map()
-        if "iterator" not in key and "save_counter" not in key
+        if "iterator" not in key and key != "_CHECKPOINTABLE_OBJECT_GRAPH"
     }
 
 
