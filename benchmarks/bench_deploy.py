@@ -28,14 +28,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 
-def _time(fn, repeats):
-    fn()  # warm-up (graph building, delegate preparation)
-    times = []
+def _round_robin(functions, repeats):
+    """Median seconds per call of each function, timed in interleaved rounds after one warm-up call each."""
+    for fn in functions:
+        fn()  # warm-up (graph building, delegate preparation)
+    times = [[] for _ in functions]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, bucket in zip(functions, times):
+            start = time.perf_counter()
+            fn()
+            bucket.append(time.perf_counter() - start)
+    return [statistics.median(bucket) for bucket in times]
 
 
 def load_generator(model_dir, graph):
@@ -78,29 +81,31 @@ def bench_size(size, variants, data_dir, repeats, threads, generator=None, log=p
     signature = tf.saved_model.load(saved_model).signatures["generator"]
     x1, c1 = tf.constant(images[:1]), tf.constant(conditions[:1])
     x16, c16 = tf.constant(images), tf.constant(conditions)
-    rows = []
-    latency = _time(lambda: signature(image=x1, condition=c1)["image"].numpy(), repeats)
-    batch = _time(lambda: signature(image=x16, condition=c16)["image"].numpy(), max(1, repeats // 2))
     variables = os.path.join(saved_model, "variables")
     sm_bytes = sum(os.path.getsize(os.path.join(variables, f)) for f in os.listdir(variables))
-    rows.append({"size": size, "model": "SavedModel fp32", "latency_ms": 1e3 * latency,
-                 "images_per_s_b16": 16 / batch, "size_mb": sm_bytes / 1e6, "psnr_db": None, "max_abs_error": None})
-    log(f"{size}px SavedModel fp32: {1e3 * latency:.1f} ms/image (b1), {16 / batch:.2f} img/s (b16)")
+    rows = [{"size": size, "model": "SavedModel fp32", "size_mb": sm_bytes / 1e6, "psnr_db": None,
+             "max_abs_error": None}]
+    runners = [(lambda: signature(image=x1, condition=c1)["image"].numpy(),
+                lambda: signature(image=x16, condition=c16)["image"].numpy())]
     representative = images if "int8_full" in variants else None
     if "int8_full" in variants and data_dir:
         representative = tflite.images_from_records(data_dir, "train", size, 32)
     for variant in variants:
         model = tflite.convert(saved_model, variant, representative=representative)
         generator = tflite.LiteGenerator(model, num_threads=threads)
-        out16 = generator(images, conditions)
-        figures = tflite.compare(reference, out16)
-        latency_v = _time(lambda: generator(images[:1], conditions[:1]), repeats)
-        batch_v = _time(lambda: generator(images, conditions), max(1, repeats // 2))
-        rows.append({"size": size, "model": f"TFLite {variant}", "latency_ms": 1e3 * latency_v,
-                     "images_per_s_b16": 16 / batch_v, "size_mb": len(model) / 1e6,
+        figures = tflite.compare(reference, generator(images, conditions))
+        rows.append({"size": size, "model": f"TFLite {variant}", "size_mb": len(model) / 1e6,
                      "psnr_db": figures["psnr_db"], "max_abs_error": figures["max_abs_error"]})
-        log(f"{size}px TFLite {variant}: {1e3 * latency_v:.1f} ms/image (b1), {16 / batch_v:.2f} img/s (b16), "
-            f"{len(model) / 1e6:.1f} MB, PSNR {figures['psnr_db']:.1f} dB, max abs err {figures['max_abs_error']:.3f}")
+        runners.append((lambda g=generator: g(images[:1], conditions[:1]), lambda g=generator: g(images, conditions)))
+        log(f"{size}px TFLite {variant}: {len(model) / 1e6:.1f} MB, PSNR {figures['psnr_db']:.1f} dB, "
+            f"max abs err {figures['max_abs_error']:.3f}")
+    # Round-robin timing (every model once per round, medians over rounds): on a shared machine the load drifts,
+    # and timing one model after the other would fold that drift into the ratios.
+    latencies, batches = _round_robin([b1 for b1, _ in runners], repeats), \
+        _round_robin([b16 for _, b16 in runners], max(1, repeats // 2))
+    for row, latency, batch in zip(rows, latencies, batches):
+        row.update(latency_ms=1e3 * latency, images_per_s_b16=16 / batch)
+        log(f"{size}px {row['model']}: {1e3 * latency:.1f} ms/image (b1), {16 / batch:.2f} img/s (b16)")
     for row in rows:
         row["speedup_b1_vs_savedmodel"] = rows[0]["latency_ms"] / row["latency_ms"]
         row["parity_images"] = source
