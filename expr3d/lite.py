@@ -1,6 +1,6 @@
 """Mobile prototype: a TFLite generator on a real photo, with the pre/post-processing a phone app would do.
 
-    python -m expr3d.lite --model=saved_models/expr3d/1/tflite/generator_int8_full.tflite --image=me.jpg \
+    python -m expr3d.lite --model=saved_models/expr3d/1/tflite/generator_int8.tflite --image=me.jpg \
         --expression=happy --output=me_happy.png
 
 Detect the face (OpenCV's bundled Haar cascades), level the eye line, crop, translate with the LiteRT interpreter

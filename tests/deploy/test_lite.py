@@ -13,7 +13,7 @@ def cli_commands(exported, work):
     photo = np.pad(fixtures.rendered_face(identity=4), ((30, 30), (80, 40), (0, 0)), mode="edge")
     pipeline.write_image(face_path, photo)
     pipeline.write_image(empty_path, fixtures.no_face_image())
-    model = f"{exported['version_dir']}/tflite/generator_int8_full.tflite"
+    model = f"{exported['version_dir']}/tflite/generator_int8.tflite"
     out, crop = str(work / "out" / "happy.png"), str(work / "out" / "crop.png")
     commands = {
         "lite_face": ["-m", "expr3d.lite", f"--model={model}", f"--image={face_path}", "--expression=happy",
