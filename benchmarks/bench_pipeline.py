@@ -2,6 +2,9 @@
 
 Run: python benchmarks/bench_pipeline.py [--sizes=64,128,256 --batch_size=16 --batches=40 --num_identities=16]
 
+With --train_consumption (default) it also times stage-2 training at each size in the same run and prints the ratio
+of what the pipeline supplies to what a training step consumes (target: >= 5x).
+
 For each size, renders a small procedural dataset (expr3d.data.synthetic.generate_dataset) into a temporary
 directory (or reads --data_dir), then times the training pipeline (shuffle, flip +
 crop augmentation, batch 16, all cores, AUTOTUNE) and, in the same run, three variants:
@@ -17,6 +20,7 @@ serialized records and the prefetched batches).
 """
 import os
 import shutil
+import sys
 import tempfile
 import time
 
@@ -31,6 +35,9 @@ flags.DEFINE_integer("warmup", 8, "Untimed batches first (fills the shuffle buff
 flags.DEFINE_integer("num_identities", 16, "Identities of the generated dataset (8 renders each in train).")
 flags.DEFINE_string("data_dir", None, "Measure an existing dataset instead (its card's size; --sizes ignored).")
 flags.DEFINE_list("variants", ["train", "determ", "no-aug", "balanced"], "Which pipeline variants to time.")
+flags.DEFINE_bool("train_consumption", True,
+                  "Also time stage-2 training of the synthetic configuration at each size (plain StarGAN, bf16: the "
+                  "fastest consumer) in this run, and print pipeline supply / training demand.")
 
 
 def _variant_kwargs(name):
@@ -62,6 +69,21 @@ def _time(data_dir, image_size, variant, checkpoint_dir=None):
         shutil.rmtree(checkpoint_dir)
     examples = FLAGS.batches * FLAGS.batch_size
     return examples / elapsed, examples / cpu, checkpoint_mib
+
+
+def _train_consumption(image_size):
+    """Examples/s that stage-2 training consumes: one global batch per critic update (benchmarks/bench_train.py)."""
+    import keras
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_train
+
+    name = f"synthetic{image_size}"
+    bench_train.CONFIGS[name] = dict(bench_train.CONFIGS["synthetic"], image_size=image_size)
+    row = bench_train.measure(name, "plain", "mixed_bfloat16", {"bfloat16": 1.0, "float32": 1.0}, repeats=2)
+    keras.mixed_precision.set_global_policy("float32")
+    # whole_iteration_s covers 5 critic updates (5 batches) and 1 generator update.
+    return 5 * row["batch_size"] / row["whole_iteration_s"]
 
 
 def _generate(directory, image_size):
@@ -124,6 +146,14 @@ def main(argv):
         ratios = " ".join(f"{v}={rates[v] / rates[base_variant]:.2f}" for v in FLAGS.variants[1:])
         print(f"{size:>5} {ratios}  {base_variant} vs {rows[0][0]} px={rates[base_variant] / first:.2f} "
               f"(pixels x{(size / rows[0][0]) ** 2:.0f})")
+
+    if FLAGS.train_consumption:
+        print("\nsupply vs demand: pipeline 'train' ex/s vs stage-2 training of the synthetic configuration at the "
+              "same size (plain StarGAN, mixed_bfloat16, batch 8; one batch per critic update):")
+        for size, _, rates, _, _ in rows:
+            demand = _train_consumption(size)
+            print(f"{size:>5} pipeline {rates[base_variant]:>8.0f} ex/s  training {demand:>8.1f} ex/s  "
+                  f"ratio {rates[base_variant] / demand:>6.1f}x")
 
     cores = os.cpu_count() or 1
     print(f"\nexamples per CPU-second of this process (load-independent; x{cores} cores = rate on an idle machine "
