@@ -172,6 +172,9 @@ def test_layout_is_tf_serving_and_atomic(exported):
     assert info["image_size"] == 32 and info["geometry"] == "depth" and info["step"] == 4
     assert sorted(info["signatures"]) == sorted(signatures.SIGNATURE_KEYS)
     assert set(info["tflite"]) == {"fp32", "fp16", "int8", "int8_full"}
+    # The served networks are the inference clones, checked against the trained ones at export time.
+    clone_errors = info["inference_clone_max_abs_error"]
+    assert len(clone_errors) == 2 and all(0 <= error < 1e-4 for error in clone_errors.values()), clone_errors
 
 
 def test_every_signature_matches_the_keras_models(exported, fresh):
