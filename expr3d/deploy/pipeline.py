@@ -4,10 +4,10 @@ A translator is a function `(crop uint8 [S, S, 3], expression ids) -> list of ui
 pre/post-processing runs with the TFLite interpreter (a phone app's path) or the SavedModel.
 """
 import os
-import tempfile
 
 import numpy as np
 
+from expr3d.data import records
 from expr3d.deploy import faces, paste
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -34,17 +34,8 @@ def write_image(path, image):
     ok, data = cv2.imencode(extension, cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError(f"cannot encode an image as {extension!r} for {path}")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp-write")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.tobytes())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    records.atomic_write_bytes(path, data.tobytes())
 
 
 def list_images(path):
