@@ -168,23 +168,23 @@ def test_cli_rejects_bad_flags(tmp_path, flag, value):
 
 
 def test_cli_writes_dataset_and_respects_overwrite(small_dataset, tmp_path):
+    # Two CLI runs (not three): a refusal, then the --overwrite run that also checks multi-worker == single-worker.
     out = tmp_path / "cli"
+    dataset.generate_dataset(str(out), seed=4, workers=1, progress=False, preview=False, **SMALL)  # someone's data
+    before = _contents(str(out))
     flags = [f"--output={out}", "--seed=3", "--num_identities=4", "--image_size=32", "--test_fraction=0.25",
              "--images_per_identity=4", "--examples_per_shard=8"]
-    result = _run_cli(*flags, "--workers=2")
+    refused = _run_cli(*flags, "--workers=1")
+    assert refused.returncode != 0 and "--overwrite" in refused.stderr
+    assert _contents(str(out)) == before
+    result = _run_cli(*flags, "--workers=2", "--overwrite")
     assert result.returncode == 0, result.stderr
     assert "ETA" in result.stderr
-    # Two worker processes give the very same shards as one in-process worker.
+    # Two worker processes give the very same shards as one in-process worker (and nothing of the seed-4 data stays).
     assert _contents(str(out)) == _contents(small_dataset[0])
     card = records.read_dataset_card(str(out))
     assert card["provenance"]["seed"] == 3 and "--seed=3" in card["provenance"]["command"]
     preview = cv2.imread(str(out / "preview.png"))
     assert preview is not None and preview.shape[1] == 8 * 32
-    refused = _run_cli(*flags, "--workers=1")
-    assert refused.returncode != 0 and "--overwrite" in refused.stderr
-    assert _contents(str(out)) == _contents(small_dataset[0])
-    redone = _run_cli(*flags, "--workers=1", "--overwrite", "--seed=4")
-    assert redone.returncode == 0, redone.stderr
-    assert records.read_dataset_card(str(out))["provenance"]["seed"] == 4
     leftovers = [name for name in os.listdir(tmp_path) if name.startswith(".cli.")]
     assert not leftovers
