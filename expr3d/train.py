@@ -68,6 +68,10 @@ flags.DEFINE_float("confidence_penalty", 0.1, "beta of the confidence penalty on
 flags.DEFINE_float("lambda_cls", 1.0, "Classification weight.")
 flags.DEFINE_float("lambda_rec", 10.0, "Cycle-reconstruction weight (RGB and depth cycles).")
 flags.DEFINE_float("lambda_gp", 10.0, "Gradient-penalty weight.")
+flags.DEFINE_float("lambda_id", 0.0,
+                   "NOT in the paper (0 = off, the paper's flagfiles): weight of CycleGAN's identity-mapping term "
+                   "|x - G_rgb(x, c_org)|_1 in stage 2, which rules out the colour-inverting solution of the cycle "
+                   "loss in short runs.")
 flags.DEFINE_float("lambda_pix", 10.0, "Stage 1: L1 weight of the estimated geometry against the real one.")
 flags.DEFINE_float("perceptual_weight", 1.0, "Stage 1: VGG19 perceptual weight (0 = skipped, no weights needed).")
 flags.DEFINE_string("vgg19_weights", "auto", "VGG19 notop weights: 'auto' (Keras cache) or a .h5 path.")
@@ -217,7 +221,7 @@ def _validate_flags(num_replicas):
     if not 0.0 <= FLAGS.lr_decay_start <= 1.0:
         raise UsageError(f"--lr_decay_start must be in [0, 1]; got {FLAGS.lr_decay_start}")
     for name in ("depth_weight", "confidence_penalty", "perceptual_weight", "lambda_cls", "lambda_rec", "lambda_gp",
-                 "lambda_pix"):
+                 "lambda_pix", "lambda_id"):
         if getattr(FLAGS, name) < 0:
             raise UsageError(f"--{name} must be >= 0; got {getattr(FLAGS, name)}")
     stages = _stages_to_run()
@@ -363,6 +367,7 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
                         **networks, num_classes=NUM_EXPRESSIONS, depth_weight=FLAGS.depth_weight,
                         n_critic=FLAGS.n_critic, lambda_cls=FLAGS.lambda_cls, lambda_rec=FLAGS.lambda_rec,
                         lambda_gp=FLAGS.lambda_gp, confidence_penalty=FLAGS.confidence_penalty,
+                        lambda_id=FLAGS.lambda_id,
                     )
                     trainer.compile(optimizers={
                         key: runtime.make_optimizer(FLAGS.g_lr if key.startswith("g") else FLAGS.d_lr, FLAGS.beta1,

@@ -11,6 +11,7 @@ DEPTH_CRITIC_TERMS = ("dd_adv", "dd_cls", "dd_gp", "dd_total")
 RGB_GENERATOR_TERMS = ("g_adv", "g_cls", "g_rec", "g_rgb_total")
 DEPTH_GENERATOR_TERMS = ("gd_adv", "gd_cls", "gd_conf", "gd_rec", "gd_total")
 TOTAL_TERMS = ("g_total",)
+IDENTITY_TERMS = ("g_id",)  # only with lambda_id > 0 (not in the paper)
 
 
 class DepthGuidedStarGAN(keras.Model):
@@ -46,6 +47,8 @@ class DepthGuidedStarGAN(keras.Model):
         n_critic: critic updates per generator update.
         lambda_cls, lambda_rec, lambda_gp: StarGAN's weights (1, 10, 10).
         confidence_penalty: beta on D_depth's classification of G(x_t) (0 = off).
+        lambda_id: weight of the identity-mapping term `|x - G_rgb(x, c_org)|_1` (0 = off, the paper; logged as
+            `g_id` only when on).
 
     Example:
     ```python
@@ -70,11 +73,14 @@ class DepthGuidedStarGAN(keras.Model):
         lambda_rec=10.0,
         lambda_gp=10.0,
         confidence_penalty=0.1,
+        lambda_id=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if depth_weight < 0:
             raise ValueError(f"DepthGuidedStarGAN: depth_weight must be >= 0; got {depth_weight}")
+        if lambda_id < 0:
+            raise ValueError(f"DepthGuidedStarGAN: lambda_id must be >= 0; got {lambda_id}")
         self.g_rgb = g_rgb
         self.d_rgb = d_rgb
         self.g_depth = g_depth
@@ -86,6 +92,7 @@ class DepthGuidedStarGAN(keras.Model):
         self.lambda_rec = float(lambda_rec)
         self.lambda_gp = float(lambda_gp)
         self.confidence_penalty = float(confidence_penalty)
+        self.lambda_id = float(lambda_id)
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
 
     @property
@@ -103,8 +110,12 @@ class DepthGuidedStarGAN(keras.Model):
         return {key: self._optimizers[key] for key in keys}
 
     @property
+    def _rgb_generator_terms(self):
+        return RGB_GENERATOR_TERMS + (IDENTITY_TERMS if self.lambda_id > 0 else ())
+
+    @property
     def log_names(self):
-        names = RGB_CRITIC_TERMS + RGB_GENERATOR_TERMS + TOTAL_TERMS
+        names = RGB_CRITIC_TERMS + self._rgb_generator_terms + TOTAL_TERMS
         if self.uses_depth:
             names += DEPTH_CRITIC_TERMS + DEPTH_GENERATOR_TERMS
         return names
@@ -114,7 +125,7 @@ class DepthGuidedStarGAN(keras.Model):
             optimizer.build(getattr(self, key).trainable_variables)
 
     def _generator_terms(self):
-        return RGB_GENERATOR_TERMS + TOTAL_TERMS + (DEPTH_GENERATOR_TERMS if self.uses_depth else ())
+        return self._rgb_generator_terms + TOTAL_TERMS + (DEPTH_GENERATOR_TERMS if self.uses_depth else ())
 
     def critic_step(self, batch):
         image, labels = batch["image"], batch["expression"]
@@ -178,6 +189,9 @@ class DepthGuidedStarGAN(keras.Model):
                 "g_rec": losses.l1_loss(image, reconstruction),
             }
             logs["g_rgb_total"] = logs["g_adv"] + self.lambda_cls * logs["g_cls"] + self.lambda_rec * logs["g_rec"]
+            if self.lambda_id > 0:
+                logs["g_id"] = losses.l1_loss(image, self.g_rgb([image, original], training=True))
+                logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_id * logs["g_id"]
             total = logs["g_rgb_total"]
             if self.uses_depth:
                 fake_geometry = self.g_depth.to_geometry(fake, training=True)
@@ -226,4 +240,5 @@ class DepthGuidedStarGAN(keras.Model):
             "lambda_rec": self.lambda_rec,
             "lambda_gp": self.lambda_gp,
             "confidence_penalty": self.confidence_penalty,
+            "lambda_id": self.lambda_id,
         }
