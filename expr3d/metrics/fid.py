@@ -29,11 +29,9 @@ KID_SUBSET_SIZE = 1000
 
 def inception_cache_candidates():
     """Where the Keras cache may hold the notop InceptionV3 weights, in search order."""
-    if os.environ.get("KERAS_HOME"):
-        homes = [os.environ["KERAS_HOME"]]
-    else:
-        homes = [os.path.join(os.path.expanduser("~"), ".keras"), os.path.join("/tmp", ".keras")]
-    return [os.path.join(home, "models", INCEPTION_NOTOP_FILENAME) for home in homes]
+    from expr3d.models.perceptual import keras_cache_candidates
+
+    return keras_cache_candidates(INCEPTION_NOTOP_FILENAME)
 
 
 def resolve_inception_weights(weights):

@@ -19,8 +19,8 @@ DEFAULT_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv4", "block4_conv4"
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
-def keras_cache_candidates():
-    """Where the Keras cache may hold the notop VGG19 weights, in search order.
+def keras_cache_candidates(filename=VGG19_NOTOP_FILENAME):
+    """Where the Keras cache may hold `filename` (default: the notop VGG19 weights), in search order.
 
     `$KERAS_HOME/models/` when KERAS_HOME is set, else `~/.keras/models/` and
     Keras' fallback `/tmp/.keras/models/` (used when the home is read-only).
@@ -29,7 +29,7 @@ def keras_cache_candidates():
         homes = [os.environ["KERAS_HOME"]]
     else:
         homes = [os.path.join(os.path.expanduser("~"), ".keras"), os.path.join("/tmp", ".keras")]
-    return [os.path.join(home, "models", VGG19_NOTOP_FILENAME) for home in homes]
+    return [os.path.join(home, "models", filename) for home in homes]
 
 
 def resolve_vgg19_weights(weights):
