@@ -33,15 +33,16 @@ DEPTH_CONVENTION = {
 }
 
 
-def _umask_mode():
+def default_permissions(directory=False):
+    """The mode a plain open()/mkdir() would give under the current umask (mkstemp/mkdtemp make 0600/0700)."""
     current = os.umask(0)
     os.umask(current)
-    return 0o666 & ~current
+    return (0o777 if directory else 0o666) & ~current
 
 
 def _publish(tmp, path):
-    """Give a finished temp file the permissions a plain open() would have (mkstemp makes it 0600) and rename it."""
-    os.chmod(tmp, _umask_mode())
+    """Give a finished temp file ordinary permissions and rename it into place."""
+    os.chmod(tmp, default_permissions())
     os.replace(tmp, path)
 
 

@@ -99,6 +99,7 @@ class AtomicCheckpointer:
         tmp_dir = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{step:09d}-", dir=self.directory)
         self.checkpoint.write(os.path.join(tmp_dir, _PREFIX))
         _fsync_tree(tmp_dir)
+        os.chmod(tmp_dir, records.default_permissions(directory=True))
         os.replace(tmp_dir, final_dir)
         for old in self.list_steps(self.directory)[: -self.keep]:
             shutil.rmtree(os.path.join(self.directory, f"ckpt-{old:09d}"), ignore_errors=True)
@@ -124,6 +125,7 @@ def save_keras_models(models, directory):
             model.save(tmp)
             with open(tmp, "rb") as stream:
                 os.fsync(stream.fileno())
+            os.chmod(tmp, records.default_permissions())
             os.replace(tmp, final)
         finally:
             if os.path.exists(tmp):
