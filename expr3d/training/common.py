@@ -72,3 +72,27 @@ def class_one_hot(labels, num_classes):
 def as_float_logs(logs):
     """Every log entry as a float32 scalar (same structure in every branch of a `tf.cond`)."""
     return {name: tf.cast(value, tf.float32) for name, value in logs.items()}
+
+
+class NCriticSchedule:
+    """Mixin of both trainers: n_critic critic updates per generator update (StarGAN's counting).
+
+    One iteration = one critic update on one global batch, plus a generator update on every n_critic-th iteration.
+    The host class provides `critic_step`, `generator_step`, `_generator_terms()`, `n_critic` and `iteration`.
+    """
+
+    def run_iteration(self, batch, update_generator):
+        """One iteration with a Python-decided generator update (what the training loop traces, once per value)."""
+        logs = as_float_logs(self.critic_step(batch))
+        if update_generator:
+            logs.update(as_float_logs(self.generator_step(batch)))
+        return logs
+
+    def train_step(self, batch):
+        """`Model.fit` entry point: the generator update is decided from `self.iteration` (single device)."""
+        logs = as_float_logs(self.critic_step(batch))
+        update = tf.equal((self.iteration + 1) % self.n_critic, 0)
+        zeros = {name: tf.constant(0.0) for name in self._generator_terms()}
+        logs.update(tf.cond(update, lambda: as_float_logs(self.generator_step(batch)), lambda: zeros))
+        self.iteration.assign_add(1)
+        return logs

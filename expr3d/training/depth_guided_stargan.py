@@ -14,7 +14,7 @@ TOTAL_TERMS = ("g_total",)
 IDENTITY_TERMS = ("g_id",)  # only with lambda_id > 0 (not in the paper)
 
 
-class DepthGuidedStarGAN(keras.Model):
+class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
     """StarGAN guided by a pre-trained depth network: `min_G max_D  L_rgb + depth_weight * L_depth` (PAPER.md).
 
     One *iteration* (`train_step`) is one update of each critic (D_rgb, and D_depth when `depth_weight > 0`) on one
@@ -208,22 +208,6 @@ class DepthGuidedStarGAN(keras.Model):
             logs["g_total"] = total
             scaled = common.scaled_for_update(total, optimizers)
         common.apply_updates(tape, scaled, optimizers, variables)
-        return logs
-
-    def run_iteration(self, batch, update_generator):
-        """One iteration with a Python-decided generator update (what the training loop traces, once per value)."""
-        logs = common.as_float_logs(self.critic_step(batch))
-        if update_generator:
-            logs.update(common.as_float_logs(self.generator_step(batch)))
-        return logs
-
-    def train_step(self, batch):
-        """`Model.fit` entry point: the generator update is decided from `self.iteration` (single device)."""
-        logs = common.as_float_logs(self.critic_step(batch))
-        update = tf.equal((self.iteration + 1) % self.n_critic, 0)
-        zeros = {name: tf.constant(0.0) for name in self._generator_terms()}
-        logs.update(tf.cond(update, lambda: common.as_float_logs(self.generator_step(batch)), lambda: zeros))
-        self.iteration.assign_add(1)
         return logs
 
     def sample_outputs(self, image, target_labels):

@@ -11,7 +11,7 @@ CRITIC_TERMS = ("d_adv", "d_cls", "d_gp", "d_total")
 GENERATOR_TERMS = ("g_pix", "g_per", "g_adv", "g_cls", "g_conf", "g_rec", "g_total")
 
 
-class DepthPretrainer(keras.Model):
+class DepthPretrainer(common.NCriticSchedule, keras.Model):
     """Pre-trains G_depth (RGB <-> geometry translator) against D_depth (PAPER.md "Pre-training the depth network").
 
     One *iteration* (`train_step`) is one critic update of D_depth on one batch, plus one translator update of
@@ -146,21 +146,8 @@ class DepthPretrainer(keras.Model):
             "g_total": g_total,
         }
 
-    def run_iteration(self, batch, update_generator):
-        """One iteration with a Python-decided generator update (what the training loop traces, once per value)."""
-        logs = common.as_float_logs(self.critic_step(batch))
-        if update_generator:
-            logs.update(common.as_float_logs(self.generator_step(batch)))
-        return logs
-
-    def train_step(self, batch):
-        """`Model.fit` entry point: the generator update is decided from `self.iteration` (single device)."""
-        logs = common.as_float_logs(self.critic_step(batch))
-        update = tf.equal((self.iteration + 1) % self.n_critic, 0)
-        zeros = {name: tf.constant(0.0) for name in GENERATOR_TERMS}
-        logs.update(tf.cond(update, lambda: common.as_float_logs(self.generator_step(batch)), lambda: zeros))
-        self.iteration.assign_add(1)
-        return logs
+    def _generator_terms(self):
+        return GENERATOR_TERMS
 
     def sample_outputs(self, image):
         """Estimated geometry and its RGB reconstruction, for sample grids."""
