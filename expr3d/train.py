@@ -90,6 +90,10 @@ flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mi
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored"], "Distribution strategy.")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (testing --strategy=mirrored).")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the train steps (--strategy=default only).")
+flags.DEFINE_bool("op_determinism", False,
+                  "tf.config.experimental.enable_op_determinism(): bit-reproducible kernels (slower), so a resumed "
+                  "run equals an uninterrupted one exactly; without it multi-threaded CPU reductions may differ in "
+                  "the last bits, which the gradient penalty's double backward can amplify.")
 flags.DEFINE_integer("seed", 0, "Seed of the weights, the data order, the augmentation and every random draw.")
 flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint (and export models) every N iterations (0 = at the end).")
 flags.DEFINE_integer("keep_checkpoints", 3, "Complete checkpoints kept per stage.")
@@ -272,6 +276,10 @@ def run():
     from expr3d.training import runtime
 
     runtime.configure_cpu_devices(FLAGS.cpu_devices)
+    if FLAGS.op_determinism:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     loss_scaled = runtime.set_precision(FLAGS.mixed_precision)
     strategy = runtime.make_strategy(FLAGS.strategy)
     _validate_flags(strategy.num_replicas_in_sync)
