@@ -31,6 +31,7 @@ def define_flags():
     flags.DEFINE_integer("num_identities", 200, "identities of the generated dataset")
     flags.DEFINE_integer("image_size", 64, "image size of the generated dataset")
     flags.DEFINE_integer("data_seed", 0, "seed of the generated dataset")
+    flags.DEFINE_integer("images_per_identity", 8, "renders per train identity of the generated dataset")
     flags.DEFINE_list("variants", ["baseline:depth_weight=0", "depth:depth_weight=0.1;confidence_penalty=0",
                                    "depth_penalty:depth_weight=0.1;confidence_penalty=0.1"],
                       "name:flag=value;flag=value per variant")
@@ -60,12 +61,28 @@ def parse_variant(text):
     return name, out
 
 
+def training_complete(config_path):
+    """True when the run whose config.json this is finished its last stage (models are exported at every
+    checkpoint, so their presence does not mean the run ended)."""
+    import json
+
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+        stage = config["flags"]["stage"]
+        last = "depth" if stage == "depth" else "gan"
+        return int(config["progress"].get(last, 0)) >= int(config["flags"][f"num_steps_{last}"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def plan(f):
     """The list of (description, command, output that marks it done) of the whole study."""
     python = sys.executable
     root, data = f.root, f.data_dir
     steps = [("data", [python, "-m", "expr3d.data.synthetic", f"--output={data}", f"--num_identities={f.num_identities}",
-                       f"--image_size={f.image_size}", f"--seed={f.data_seed}"],
+                       f"--image_size={f.image_size}", f"--seed={f.data_seed}",
+                       f"--images_per_identity={f.images_per_identity}"],
               os.path.join(data, "dataset_card.json"))]
     classifier = os.path.join(root, "classifier")
     steps.append(("classifier", [python, "-m", "expr3d.metrics.classifier", f"--data_dir={data}",
@@ -74,14 +91,15 @@ def plan(f):
     variants = [parse_variant(v) for v in f.variants]
     if len(f.seeds) < 3:
         sys.stderr.write(f"warning: {len(f.seeds)} seed(s): the spread over seeds needs at least 3\n")
-    runs = [(f"{name}_seed{seed}", seed, extra) for name, extra in variants for seed in f.seeds]
+    # Seed-major order, each run evaluated right after its training: a study stopped early still holds complete,
+    # comparable (variant x seed) results for its first seeds.
+    runs = [(f"{name}_seed{seed}", seed, extra) for seed in f.seeds for name, extra in variants]
+    judge = os.path.join(root, f.judge or runs[0][0])
     for run, seed, extra in runs:
         steps.append((f"train {run}", [python, "-m", "expr3d.train", f"--data_dir={data}",
                                        f"--model_dir={os.path.join(root, run)}", f"--seed={seed}",
                                        *shlex.split(f.train_flags), *extra],
-                      os.path.join(root, run, "models", "g_rgb.keras")))
-    judge = os.path.join(root, f.judge or runs[0][0])
-    for run, _, _ in runs:
+                      os.path.join(root, run, "config.json")))
         output = os.path.join(root, run, "evaluation")
         steps.append((f"evaluate {run}", [python, "-m", "expr3d.evaluate", f"--model_dir={os.path.join(root, run)}",
                                           f"--data_dir={data}", f"--metrics={f.metrics}", f"--output={output}",
@@ -97,17 +115,33 @@ def main(argv):
     del argv
     steps = plan(FLAGS)
     started = time.time()
+    trained_now = set()
+    train_seconds, trains_left = [], sum(1 for what, _, _ in steps if what.startswith("train "))
     for index, (what, command, done_marker) in enumerate(steps):
         line = " ".join(shlex.quote(c) for c in command)
         if FLAGS.dry_run:
             print(line)
             continue
-        if done_marker and os.path.exists(done_marker) and not what.startswith("evaluate"):
+        # An evaluation is redone when its run's training ran in this invocation (it may have resumed and changed).
+        retrain = what.startswith("evaluate ") and what[len("evaluate "):] in trained_now
+        done = done_marker and os.path.exists(done_marker) and not retrain
+        if what.startswith("train "):
+            done = training_complete(done_marker)
+        if done:
             print(f"[{index + 1}/{len(steps)}] {what}: done already ({done_marker})", file=sys.stderr)
+            trains_left -= what.startswith("train ")
             continue
-        print(f"[{index + 1}/{len(steps)}] {what} (elapsed {time.time() - started:.0f}s): {line}", file=sys.stderr,
-              flush=True)
+        # The training runs dominate the study: its ETA is their mean duration so far times those left.
+        eta = (f", ETA of the training runs {sum(train_seconds) / len(train_seconds) * trains_left / 60:.0f} min"
+               if train_seconds and trains_left else "")
+        print(f"[{index + 1}/{len(steps)}] {what} (elapsed {time.time() - started:.0f}s{eta}): {line}",
+              file=sys.stderr, flush=True)
+        step_started = time.time()
         result = subprocess.run(command)
+        if what.startswith("train "):
+            train_seconds.append(time.time() - step_started)
+            trained_now.add(what[len("train "):])
+            trains_left -= 1
         if result.returncode != 0:
             print(f"error: step '{what}' failed with exit code {result.returncode}: {line}", file=sys.stderr)
             return 1

@@ -431,7 +431,8 @@ def _define_flags():
                         "(~/.keras/models/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5); 'random' = "
                         "random weights (timing only)")
     flags.DEFINE_string("fid_feature_model", None, "a Keras model of images in [-1,1] -> features, replacing "
-                                                   "InceptionV3 for FID/KID (numbers comparable only within it)")
+                                                   "InceptionV3 for FID/KID (numbers comparable only within it); "
+                                                   "'classifier' = the --classifier's penultimate features")
     flags.DEFINE_string("identity_model", None, "Keras model or SavedModel dir: faces -> identity embeddings")
     flags.DEFINE_enum("identity_input_range", "-1,1", ["-1,1", "0,1", "0,255"], "pixel range the identity model takes")
     flags.DEFINE_integer("identity_input_size", None, "resize faces to this for the identity model")

@@ -10,7 +10,10 @@ resizing) and similar sample counts: these Keras weights are not the TF-slim gra
 numbers are not comparable with published FIDs, and FID is biased upward at small sample counts.
 
 `--fid_feature_model=PATH` replaces InceptionV3 by any Keras model mapping `[B, H, W, 3]` images in [-1, 1] to
-`[B, D]` features (the tests use a tiny random one; the FID/KID math is the same). `--inception_weights=random`
+`[B, D]` features (the tests use a tiny random one; the FID/KID math is the same). `--fid_feature_model=classifier`
+uses the penultimate features (the input of the logits layer) of the evaluation's `--classifier`: a Frechet distance
+in a face-expression feature space, for machines without InceptionV3 weights. Such numbers are labelled with the
+classifier in results.json and are comparable only between evaluations that used the same classifier file. `--inception_weights=random`
 builds InceptionV3 with random weights: for timing only, the numbers mean nothing.
 """
 import os
@@ -121,11 +124,36 @@ def load_feature_model(path):
     return FeatureExtractor(model, resize_to=None, description=f"custom feature model {os.path.abspath(path)}")
 
 
+CLASSIFIER_FEATURES = "classifier"
+
+
+def classifier_feature_extractor(classifier):
+    """Penultimate features of a loaded `ExpressionClassifier` (the input of its "logits" layer) as a
+    `FeatureExtractor`; dropout is inactive at inference, so these are the pooled backbone features."""
+    import keras
+
+    model = classifier.model
+    features = keras.Model(model.inputs, model.get_layer("logits").input, name="classifier_features")
+    return FeatureExtractor(features, resize_to=None, description=(
+        f"expression-classifier penultimate features ({int(features.output.shape[-1])}-d) of "
+        f"{os.path.abspath(classifier.path)} (NOT Inception: comparable only with the same classifier)"))
+
+
 def feature_extractor_from_context(context):
     """The shared feature extractor of an evaluation (built once, used by both FID and KID)."""
 
     def build():
         flags = context.options
+        if flags.get("fid_feature_model") == CLASSIFIER_FEATURES:
+            from expr3d.metrics.classifier import EXPRESSIONS, load_classifier
+
+            path = flags.get("classifier")
+            if not path:
+                raise FileNotFoundError("--fid_feature_model=classifier needs --classifier=DIR (the evaluation's "
+                                        "expression classifier)")
+            classifier = context.resource(
+                "classifier", lambda: load_classifier(path, EXPRESSIONS, image_size=context.image_size))
+            return classifier_feature_extractor(classifier)
         if flags.get("fid_feature_model"):
             return load_feature_model(flags["fid_feature_model"])
         return build_inception_extractor(flags.get("inception_weights", "auto"))

@@ -63,3 +63,24 @@ def test_too_few_samples_warns_with_the_counts():
     metric._fake = [np.zeros((80, 16))]
     [warning] = metric.warnings()
     assert "10 real" in warning and "80 generated" in warning
+
+
+def test_classifier_features_are_the_logits_layer_input(tmp_path):
+    import keras
+
+    from expr3d.metrics.classifier import ExpressionClassifier, build_classifier
+
+    model = build_classifier(32, width=4)
+    classifier = ExpressionClassifier(model, {"classes": ["x"] * 8, "image_size": 32}, str(tmp_path))
+    extractor = fid.classifier_feature_extractor(classifier)
+    images = np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 3)).astype("float32")
+    features = extractor(images)
+    pooled = keras.Model(model.inputs, model.get_layer("pool").output)(images).numpy()
+    assert features.shape == (3, 32)  # width 4 doubled over 4 stages
+    np.testing.assert_allclose(features, pooled, rtol=1e-5, atol=1e-6)
+    assert "classifier" in extractor.description and "NOT Inception" in extractor.description
+    base = np.random.default_rng(1).uniform(-1, 0.5, (64, 32, 32, 3)).astype("float32")
+    shifted = np.clip(base + 0.5, -1, 1)
+    same = fid.fid_from_features(extractor(base), extractor(base))
+    assert same == pytest.approx(0.0, abs=1e-6)
+    assert fid.fid_from_features(extractor(base), extractor(shifted)) > 1e-4
