@@ -5,7 +5,8 @@ over several seeds on procedural faces, then compare them (mean ± std over seed
 
 Steps (each skipped when its output already exists, so an interrupted study resumes):
   1. `python -m expr3d.data.synthetic` -> --data_dir (unless it holds a dataset card)
-  2. `python -m expr3d.metrics.classifier` on the real train split -> ROOT/classifier
+  2. `python -m expr3d.metrics.classifier` on a real train split (--data_dir's, or the larger --classifier_data_dir
+     of other identities) -> ROOT/classifier
   3. for every variant and seed: `python -m expr3d.train --model_dir=ROOT/<variant>_seed<k> --seed=k <common flags>
      <variant flags>` (the trainer resumes a run directory)
   4. `python -m expr3d.evaluate` for each run, all judged by ONE depth network (--judge, default the first
@@ -32,6 +33,12 @@ def define_flags():
     flags.DEFINE_integer("image_size", 64, "image size of the generated dataset")
     flags.DEFINE_integer("data_seed", 0, "seed of the generated dataset")
     flags.DEFINE_integer("images_per_identity", 8, "renders per train identity of the generated dataset")
+    flags.DEFINE_string("classifier_data_dir", None,
+                        "dataset whose train split trains the judging expression classifier (default --data_dir); "
+                        "generated like --data_dir, with --classifier_identities and --classifier_data_seed, when it "
+                        "has no card. A larger set of other identities makes a better judge than the GAN's own data.")
+    flags.DEFINE_integer("classifier_identities", 300, "identities of a generated --classifier_data_dir")
+    flags.DEFINE_integer("classifier_data_seed", 1, "seed of a generated --classifier_data_dir (other identities)")
     flags.DEFINE_list("variants", ["baseline:depth_weight=0", "depth:depth_weight=0.1;confidence_penalty=0",
                                    "depth_penalty:depth_weight=0.1;confidence_penalty=0.1"],
                       "name:flag=value;flag=value per variant")
@@ -84,8 +91,15 @@ def plan(f):
                        f"--image_size={f.image_size}", f"--seed={f.data_seed}",
                        f"--images_per_identity={f.images_per_identity}"],
               os.path.join(data, "dataset_card.json"))]
+    classifier_data = f.classifier_data_dir or data
+    if classifier_data != data:
+        steps.append(("classifier data", [python, "-m", "expr3d.data.synthetic", f"--output={classifier_data}",
+                                          f"--num_identities={f.classifier_identities}", f"--image_size={f.image_size}",
+                                          f"--seed={f.classifier_data_seed}",
+                                          f"--images_per_identity={f.images_per_identity}"],
+                      os.path.join(classifier_data, "dataset_card.json")))
     classifier = os.path.join(root, "classifier")
-    steps.append(("classifier", [python, "-m", "expr3d.metrics.classifier", f"--data_dir={data}",
+    steps.append(("classifier", [python, "-m", "expr3d.metrics.classifier", f"--data_dir={classifier_data}",
                                  f"--output={classifier}", *shlex.split(f.classifier_flags)],
                   os.path.join(classifier, "classifier.json")))
     variants = [parse_variant(v) for v in f.variants]
