@@ -47,24 +47,42 @@ class StopRequest:
 
 
 def make_distributed_step(strategy, trainer, update_generator, jit_compile=False, poison=False):
-    """A `tf.function` running one iteration on every replica; returns the replica-averaged loss terms.
+    """One iteration on every replica: a callable returning the replica-averaged loss terms.
 
-    Its argument is a distributed batch (from `strategy.experimental_distribute_dataset`). `update_generator` is a
-    Python bool, so the critic-only and the critic+generator iterations are two separate graphs without a `tf.cond`
-    around optimizer updates (which `merge_call` under MirroredStrategy does not allow).
+    Its argument is a distributed batch (from `strategy.experimental_distribute_dataset`). The critic update and the
+    generator update are two `tf.function`s run one after the other, never one graph: with both in one graph the
+    generator's terms were, in about one process in six, computed as if the critic had not been updated yet (or only
+    partly), i.e. a stale-read race despite automatic control dependencies; as two calls, the second starts only
+    after every op of the first has finished (tests/training/test_loop.py checks graph == eager). `update_generator`
+    is a Python bool, so no `tf.cond` surrounds optimizer updates (which `merge_call` under MirroredStrategy does not
+    allow).
     """
+    from expr3d.training.common import as_float_logs
+
+    def distributed(method):
+        def replica(batch):
+            if poison:  # --debug_nan_at_step: NaN images through the real networks and losses
+                batch = dict(batch, image=batch["image"] * float("nan"))
+            return as_float_logs(method(batch))
+
+        def step(batch):
+            per_replica = strategy.run(replica, args=(batch,))
+            return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                    for name, value in per_replica.items()}
+
+        return tf.function(step, jit_compile=bool(jit_compile), reduce_retracing=True)
+
+    critic = distributed(trainer.critic_step)
+    if not update_generator:
+        return critic
+    generator = distributed(trainer.generator_step)
 
     def iteration(batch):
-        if poison:  # --debug_nan_at_step: NaN images through the real networks and losses
-            batch = dict(batch, image=batch["image"] * float("nan"))
-        return trainer.run_iteration(batch, update_generator)
+        logs = dict(critic(batch))
+        logs.update(generator(batch))
+        return logs
 
-    def step(batch):
-        per_replica = strategy.run(iteration, args=(batch,))
-        return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
-                for name, value in per_replica.items()}
-
-    return tf.function(step, jit_compile=bool(jit_compile), reduce_retracing=True)
+    return iteration
 
 
 def format_logs(logs, keys=("d_total", "g_total", "g_rec", "g_pix", "gd_total")):

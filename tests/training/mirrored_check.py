@@ -14,6 +14,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+# Same weights every run, and deterministic kernels (reduction order fixed), so a mismatch is reproducible and
+# any difference is the distribution's, not the thread scheduling's.
+keras.utils.set_random_seed(int(os.environ.get("EXPR3D_MIRRORED_SEED", "0")))
+tf.config.experimental.enable_op_determinism()
+
 from expr3d.models import ModelConfig, build_models  # noqa: E402
 from expr3d.training import inputs  # noqa: E402
 from expr3d.training.depth_guided_stargan import DepthGuidedStarGAN  # noqa: E402
