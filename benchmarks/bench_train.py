@@ -31,7 +31,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
+
+from peak import matmul_peak  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("configs", ["reference", "synthetic"], "Configurations: reference (StarGAN 64px), synthetic.")
@@ -53,28 +55,6 @@ CONFIGS = {
     "memory": dict(image_size=128, batch_size=8, g_conv_dim=64, g_num_res_blocks=6, d_conv_dim=64, d_num_layers=6,
                    depth_g_conv_dim=64, depth_g_num_res_blocks=6, depth_d_conv_dim=64, depth_d_num_layers=6),
 }
-
-
-def matmul_peak(dtype, size=2048, iterations=20):
-    """FLOP/s of a chain of `size`^2 matmuls in `dtype` (best of 3)."""
-    import tensorflow as tf
-
-    a = tf.random.normal([size, size], dtype=tf.float32)
-    a = tf.cast(a / size**0.5, dtype)
-
-    @tf.function
-    def chain(x):
-        for _ in range(iterations):
-            x = tf.linalg.matmul(x, a)
-        return tf.reduce_sum(tf.cast(x[:1, :1], tf.float32))
-
-    chain(a).numpy()
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        chain(a).numpy()
-        best = min(best, time.perf_counter() - start)
-    return 2.0 * size**3 * iterations / best
 
 
 def build(config_name, depth_weight, precision):
