@@ -9,8 +9,10 @@ Steps (each skipped when its output already exists, so an interrupted study resu
      of other identities) -> ROOT/classifier
   3. for every variant and seed: `python -m expr3d.train --model_dir=ROOT/<variant>_seed<k> --seed=k <common flags>
      <variant flags>` (the trainer resumes a run directory)
-  4. `python -m expr3d.evaluate` for each run, all judged by ONE depth network (--judge, default the first
-     baseline run's stage-1 G_depth/D_depth, never adapted to any generator) so geometry numbers are comparable
+  4. `python -m expr3d.evaluate` for each run, all judged by ONE depth network so geometry numbers are comparable:
+     by default ROOT/judge_depth, a stage-1-only run (`--stage=depth`, seed 0, the common training flags), i.e. a
+     G_depth/D_depth pre-trained on real RGB-depth pairs and never adapted to any generator (the baseline runs
+     have no depth networks: depth_weight 0 skips stage 1); --judge=RUN names another run instead
   5. `python -m expr3d.compare` -> ROOT/comparison/comparison.md (+ figures)
 
 Variants are `name:flag=value;flag=value` strings (--variants), e.g. `baseline:depth_weight=0`,
@@ -48,7 +50,9 @@ def define_flags():
     flags.DEFINE_string("evaluate_flags", "", "extra flags of `python -m expr3d.evaluate` (e.g. --inception_weights=...)")
     flags.DEFINE_string("metrics", "expression_generation_rate,fid,kid,psnr,ssim,geometry,paired,samples",
                         "metrics evaluated for every run")
-    flags.DEFINE_string("judge", None, "run name whose G_depth/D_depth judge geometry (default: first variant, seed 0)")
+    flags.DEFINE_string("judge", None, "run name whose G_depth/D_depth judge geometry (default: judge_depth, a "
+                                       "stage-1-only run trained by the study)")
+    flags.DEFINE_boolean("reevaluate", False, "evaluate every run again (e.g. after changing --metrics or the judge)")
     flags.DEFINE_boolean("dry_run", False, "print the commands, run nothing")
 
 
@@ -108,7 +112,14 @@ def plan(f):
     # Seed-major order, each run evaluated right after its training: a study stopped early still holds complete,
     # comparable (variant x seed) results for its first seeds.
     runs = [(f"{name}_seed{seed}", seed, extra) for seed in f.seeds for name, extra in variants]
-    judge = os.path.join(root, f.judge or runs[0][0])
+    if f.judge:
+        judge = os.path.join(root, f.judge)
+    else:
+        judge = os.path.join(root, "judge_depth")
+        steps.append(("judge depth network", [python, "-m", "expr3d.train", f"--data_dir={data}",
+                                              f"--model_dir={judge}", "--seed=0", *shlex.split(f.train_flags),
+                                              "--stage=depth"],
+                      os.path.join(judge, "config.json")))
     for run, seed, extra in runs:
         steps.append((f"train {run}", [python, "-m", "expr3d.train", f"--data_dir={data}",
                                        f"--model_dir={os.path.join(root, run)}", f"--seed={seed}",
@@ -137,9 +148,9 @@ def main(argv):
             print(line)
             continue
         # An evaluation is redone when its run's training ran in this invocation (it may have resumed and changed).
-        retrain = what.startswith("evaluate ") and what[len("evaluate "):] in trained_now
+        retrain = what.startswith("evaluate ") and (FLAGS.reevaluate or what[len("evaluate "):] in trained_now)
         done = done_marker and os.path.exists(done_marker) and not retrain
-        if what.startswith("train "):
+        if what.startswith("train ") or what == "judge depth network":
             done = training_complete(done_marker)
         if done:
             print(f"[{index + 1}/{len(steps)}] {what}: done already ({done_marker})", file=sys.stderr)
