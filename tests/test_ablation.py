@@ -21,7 +21,7 @@ def test_flagfile_plans_every_variant_and_seed_with_one_judge():
                            "--dry_run"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
-    trains = [line for line in lines if "-m expr3d.train" in line and "judge_depth" not in line]
+    trains = [line for line in lines if "-m expr3d.train" in line and "--stage=depth" not in line]
     evaluations = [line for line in lines if "-m expr3d.evaluate" in line]
     assert len(trains) == 9 and len(evaluations) == 9
     assert sum("--depth_weight=0 " in line + " " for line in trains) == 3
@@ -31,8 +31,8 @@ def test_flagfile_plans_every_variant_and_seed_with_one_judge():
     assert len(judge) == 1 and judge[0].endswith("--stage=depth")  # stage 1 only: never adapted to a generator
     assert "-m expr3d.compare" in lines[-1]
     # Seed-major, each run evaluated right after its training: an early stop leaves whole seeds.
-    order = [line.split("--model_dir=")[1].split()[0].rsplit("/", 1)[1] for line in lines
-             if "--model_dir=" in line and "judge_depth" not in line]
+    order = [line.split(" --model_dir=")[1].split()[0].rsplit("/", 1)[1] for line in lines if " --model_dir=" in line]
+    order = [name for name in order if name != "judge_depth"]
     assert order[:6] == ["baseline_seed0"] * 2 + ["depth_seed0"] * 2 + ["depth_penalty_seed0"] * 2
 
 
