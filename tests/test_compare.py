@@ -48,3 +48,15 @@ def test_missing_results_name_both_places(tmp_path):
         compare.load_results(str(tmp_path))
     assert compare.group_label("depth-seed12") == "depth"
     assert compare.group_label("depth_seed1", "none") == "depth_seed1"
+
+
+def test_comparison_names_the_fid_feature_extractor_and_flags_mixed_ones():
+    from expr3d.metrics import report
+
+    def doc(extractor, fid):
+        return {"run": {"flags": {"depth_weight": 0}}, "metrics": {"fid": {"fid": fid, "fid_feature_extractor": extractor}}}
+
+    same = report.comparison_markdown([("a", [doc("InceptionV3 pool3", 10.0)]), ("b", [doc("InceptionV3 pool3", 12.0)])])
+    assert "FID/KID features: InceptionV3 pool3 (comparable only" in same and "MIXED" not in same
+    mixed = report.comparison_markdown([("a", [doc("InceptionV3 pool3", 10.0)]), ("b", [doc("classifier", 3.0)])])
+    assert "MIXED extractors" in mixed

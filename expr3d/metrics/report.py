@@ -111,6 +111,12 @@ def comparison_markdown(groups, title="Comparison"):
     extra = _used_columns(EXTRA_COLUMNS, flats)
     if extra:
         lines += ["## Further metrics", "", table(rows, extra, head), ""]
+    extractors = sorted({f.get("fid_feature_extractor") for f in flats if f.get("fid_feature_extractor")})
+    if extractors:
+        lines += ["FID/KID features: " + "; ".join(extractors) + (
+            " — MIXED extractors: these FID/KID values are not comparable across rows" if len(extractors) > 1
+            else "" if "comparable" in extractors[0]
+            else " (comparable only with evaluations that used the same extractor)"), ""]
     lines += ["## Runs", ""]
     for label, documents in groups:
         lines += [f"- {label}: " + ", ".join(f"`{d.get('model_dir')}`" for d in documents)]
