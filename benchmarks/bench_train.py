@@ -1,7 +1,7 @@
 r"""Stage-2 train-step throughput and achieved FLOP/s as a fraction of this machine's matmul peak; peak memory.
 
     python benchmarks/bench_train.py                       # both configs, plain + depth-guided, fp32 + bf16, memory
-    python benchmarks/bench_train.py --configs=synthetic --precisions=mixed_bfloat16 --modes=depth --no_memory
+    python benchmarks/bench_train.py --configs=synthetic --precisions=mixed_bfloat16 --modes=depth --nomemory
 
 For every (config, mode, precision) it times, on random data of the config's size:
   - the generator step alone (`DepthGuidedStarGAN.generator_step`),
