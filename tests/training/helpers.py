@@ -22,3 +22,23 @@ def fixed_batch(data_dir, batch_size=4, geometry="depth", seed=0):
 
 def adam(name, learning_rate=1e-3):
     return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.5, beta_2=0.999, name=name)
+
+
+def sgd_one_step_trainer(stage, networks):
+    """A built trainer of `stage` ("depth" or "gan") over `networks`, n_critic 1, plain SGD at lr 0.5.
+
+    SGD's update is linear in the gradient, so a wrong scaling shows (Adam's first step is ~lr * sign(g): it would hide
+    a factor of 2 while amplifying rounding noise on near-zero gradients). Build inside the strategy's scope.
+    """
+    from expr3d.training.depth_guided_stargan import DepthGuidedStarGAN
+    from expr3d.training.depth_pretrainer import DepthPretrainer
+
+    sgd = lambda name: keras.optimizers.SGD(learning_rate=0.5, name=name)  # noqa: E731
+    if stage == "depth":
+        trainer = DepthPretrainer(networks["g_depth"], networks["d_depth"], perceptual_weight=0.0, n_critic=1)
+        trainer.compile(g_optimizer=sgd("g"), d_optimizer=sgd("d"))
+    else:
+        trainer = DepthGuidedStarGAN(**networks, depth_weight=0.5, n_critic=1)
+        trainer.compile(optimizers={key: sgd(key) for key in networks})
+    trainer.build_optimizers()
+    return trainer

@@ -21,9 +21,8 @@ tf.config.experimental.enable_op_determinism()
 
 from expr3d.models import ModelConfig, build_models  # noqa: E402
 from expr3d.training import inputs  # noqa: E402
-from expr3d.training.depth_guided_stargan import DepthGuidedStarGAN  # noqa: E402
-from expr3d.training.depth_pretrainer import DepthPretrainer  # noqa: E402
 from expr3d.training.loop import make_distributed_step  # noqa: E402
+from helpers import sgd_one_step_trainer  # noqa: E402  (run as a script: its own directory is on sys.path)
 
 TINY = dict(image_size=32, g_conv_dim=8, g_num_res_blocks=1, d_conv_dim=8, d_num_layers=3, depth_g_conv_dim=8,
             depth_g_num_res_blocks=1, depth_d_conv_dim=8, depth_d_num_layers=3)
@@ -34,16 +33,7 @@ def one_iteration(strategy, stage, batch, initial):
         networks = build_models(ModelConfig(**TINY))
         for name, weights in initial.items():
             networks[name].set_weights(weights)
-        # Plain SGD: the update is linear in the gradient, so a wrong replica scaling would show (Adam's first step
-        # is ~lr * sign(g) and would hide a factor of 2 while amplifying rounding noise on near-zero gradients).
-        adam = lambda name: keras.optimizers.SGD(learning_rate=0.5, name=name)  # noqa: E731
-        if stage == "depth":
-            trainer = DepthPretrainer(networks["g_depth"], networks["d_depth"], perceptual_weight=0.0, n_critic=1)
-            trainer.compile(g_optimizer=adam("g"), d_optimizer=adam("d"))
-        else:
-            trainer = DepthGuidedStarGAN(**networks, depth_weight=0.5, n_critic=1)
-            trainer.compile(optimizers={k: adam(k) for k in networks})
-        trainer.build_optimizers()
+        trainer = sgd_one_step_trainer(stage, networks)
     step = make_distributed_step(strategy, trainer, update_generator=True)
     distributed = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
     logs = {k: float(v) for k, v in step(distributed).items()}

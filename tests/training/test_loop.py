@@ -55,12 +55,10 @@ def test_graph_iteration_equals_the_eager_one(tiny_dataset, stage):
     """One critic + generator iteration through make_distributed_step equals the same iteration run eagerly (op by
     op, in program order): the generator's terms see the critic after its update. With both updates in one graph,
     about one process in six computed them against a stale critic (weights off by up to 9, lr 0.5)."""
-    import keras
     import numpy as np
 
-    from expr3d.training.depth_guided_stargan import DepthGuidedStarGAN
     from expr3d.training.loop import make_distributed_step
-    from tests.training.helpers import fixed_batch
+    from tests.training.helpers import fixed_batch, sgd_one_step_trainer
 
     batch = fixed_batch(tiny_dataset, seed=3)
     initial = {name: net.get_weights() for name, net in tiny_networks(seed=5).items()}
@@ -69,14 +67,7 @@ def test_graph_iteration_equals_the_eager_one(tiny_dataset, stage):
         networks = tiny_networks()
         for name, weights in initial.items():
             networks[name].set_weights(weights)
-        sgd = lambda name: keras.optimizers.SGD(learning_rate=0.5, name=name)  # noqa: E731  (linear in the gradient)
-        if stage == "depth":
-            trainer = DepthPretrainer(networks["g_depth"], networks["d_depth"], perceptual_weight=0.0, n_critic=1)
-            trainer.compile(g_optimizer=sgd("g"), d_optimizer=sgd("d"))
-        else:
-            trainer = DepthGuidedStarGAN(**networks, depth_weight=0.5, n_critic=1)
-            trainer.compile(optimizers={key: sgd(key) for key in networks})
-        trainer.build_optimizers()
+        trainer = sgd_one_step_trainer(stage, networks)
         if graph:
             logs = make_distributed_step(tf.distribute.get_strategy(), trainer, update_generator=True)(batch)
         else:
