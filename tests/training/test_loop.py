@@ -53,8 +53,9 @@ def test_stop_request_checkpoints_and_returns_the_signal(tiny_dataset, tmp_path)
 @pytest.mark.parametrize("stage", ["depth", "gan"])
 def test_graph_iteration_equals_the_eager_one(tiny_dataset, stage):
     """One critic + generator iteration through make_distributed_step equals the same iteration run eagerly (op by
-    op, in program order): the generator's terms see the critic after its update. With both updates in one graph,
-    about one process in six computed them against a stale critic (weights off by up to 9, lr 0.5)."""
+    op, in program order): the generator's terms see the critic after its update. With both updates in one graph
+    this differed in about one process in six (weights off by up to 9, lr 0.5); a rarer critic-step nondeterminism
+    remains (below)."""
     import numpy as np
 
     from expr3d.training.loop import make_distributed_step
