@@ -139,6 +139,18 @@ def load_classifier(path, classes=EXPRESSIONS, image_size=None):
     return ExpressionClassifier(model, metadata, directory)
 
 
+def classifier_from_context(context):
+    """The evaluation's `--classifier`, loaded once and shared by every metric that needs it (expression rate,
+    classifier-feature FID/KID). FileNotFoundError naming the flag when none is given or files are missing;
+    ValueError when its classes or image size do not fit."""
+    path = context.options.get("classifier")
+    if not path:
+        raise FileNotFoundError("no --classifier given; train one on the real training split with "
+                                "`python -m expr3d.metrics.classifier --data_dir=DATA --output=DIR` and pass "
+                                "--classifier=DIR")
+    return context.resource("classifier", lambda: load_classifier(path, EXPRESSIONS, image_size=context.image_size))
+
+
 def evaluate_accuracy(predict_logits, dataset, num_classes=len(EXPRESSIONS)):
     """Accuracy, per-class accuracy and confusion matrix (rows = true class) of a classifier on a dataset of batches."""
     confusion = np.zeros((num_classes, num_classes), np.int64)

@@ -57,16 +57,10 @@ class ConfusionAccumulator:
                  description="accuracy (%) of the independent classifier on generated faces w.r.t. the target")
 class ExpressionGenerationRate(Metric):
     def setup(self, context):
-        from expr3d.metrics.classifier import load_classifier
+        from expr3d.metrics.classifier import classifier_from_context
 
-        path = context.options.get("classifier")
-        if not path:
-            raise MetricUnavailable("no --classifier given; train one on the real training split with "
-                                    "`python -m expr3d.metrics.classifier --data_dir=DATA --output=DIR` and pass "
-                                    "--classifier=DIR")
         try:
-            self.classifier = context.resource(
-                "classifier", lambda: load_classifier(path, EXPRESSIONS, image_size=context.image_size))
+            self.classifier = classifier_from_context(context)
         except FileNotFoundError as error:
             raise MetricUnavailable(str(error)) from error
         self.classes = context.target_classes

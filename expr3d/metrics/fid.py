@@ -13,8 +13,8 @@ numbers are not comparable with published FIDs, and FID is biased upward at smal
 `[B, D]` features (the tests use a tiny random one; the FID/KID math is the same). `--fid_feature_model=classifier`
 uses the penultimate features (the input of the logits layer) of the evaluation's `--classifier`: a Frechet distance
 in a face-expression feature space, for machines without InceptionV3 weights. Such numbers are labelled with the
-classifier in results.json and are comparable only between evaluations that used the same classifier file. `--inception_weights=random`
-builds InceptionV3 with random weights: for timing only, the numbers mean nothing.
+classifier in results.json and are comparable only between evaluations that used the same classifier file.
+`--inception_weights=random` builds InceptionV3 with random weights: for timing only, the numbers mean nothing.
 """
 import os
 
@@ -145,14 +145,9 @@ def feature_extractor_from_context(context):
     def build():
         flags = context.options
         if flags.get("fid_feature_model") == CLASSIFIER_FEATURES:
-            from expr3d.metrics.classifier import EXPRESSIONS, load_classifier
+            from expr3d.metrics.classifier import classifier_from_context
 
-            path = flags.get("classifier")
-            if not path:
-                raise FileNotFoundError("--fid_feature_model=classifier needs --classifier=DIR (the evaluation's "
-                                        "expression classifier)")
-            classifier = context.resource(
-                "classifier", lambda: load_classifier(path, EXPRESSIONS, image_size=context.image_size))
+            classifier = classifier_from_context(context)
             return classifier_feature_extractor(classifier)
         if flags.get("fid_feature_model"):
             return load_feature_model(flags["fid_feature_model"])

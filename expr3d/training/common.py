@@ -92,8 +92,8 @@ class NCriticSchedule:
         """`Model.fit` entry point: the generator update is decided from `self.iteration` (single device).
 
         Caveat: `Model.fit` traces this as ONE graph holding the critic and the generator update, the layout in which
-        the generator's terms were sometimes computed against a stale critic (see `loop.make_distributed_step`,
-        which runs them as two calls and is what `python -m expr3d.train` uses). Prefer the CLI / `StageLoop`.
+        graph != eager was seen in ~1 process in 6 (see `loop.make_distributed_step`, which runs them as two calls
+        and is what `python -m expr3d.train` uses). Prefer the CLI / `StageLoop`.
         """
         logs = as_float_logs(self.critic_step(batch))
         update = tf.equal((self.iteration + 1) % self.n_critic, 0)
