@@ -47,12 +47,27 @@ def scaled_for_update(loss, optimizers):
     return [optimizer.scale_loss(loss) if is_loss_scaled(optimizer) else loss for optimizer in optimizers]
 
 
-def apply_updates(tape, scaled_losses, optimizers, variable_lists):
+def apply_updates(tape, scaled_losses, optimizers, variable_lists, computed_first):
     """Differentiate and apply; `scaled_losses[i]` updates `variable_lists[i]` with `optimizers[i]`.
 
     Without loss scaling all entries are the same tensor, so one backward pass serves every optimizer; with float16
     loss scaling each optimizer has its own scale, so the (persistent) tape is walked once per optimizer.
+
+    `computed_first` (the step's logged loss values) must be computed before any variable is written. Not every
+    variable read feeds a gradient: in the gradient-penalty pass a critic's biases reach the penalty only through
+    LeakyReLU masks, whose derivative is `zeros_like(features)`. Grappler folds that to a constant, and its
+    dependency optimizer then drops the write-after-read control edges `tf.function` had added (TF 2.21), so the
+    update could run before the penalty's forward pass read the bias, and the penalty then used the updated bias
+    (seen as the "critic step not reproducible" bug: a different d_gp in ~1 graph execution in 25). A control
+    dependency on the loss values, which read every variable they use, restores the order.
     """
+    with tf.control_dependencies(tf.nest.flatten(computed_first)):
+        unordered_apply_updates(tape, scaled_losses, optimizers, variable_lists)
+
+
+def unordered_apply_updates(tape, scaled_losses, optimizers, variable_lists):
+    """`apply_updates` without the ordering after the loss values: the pre-fix code, kept for
+    benchmarks/check_step_reproducibility.py. Do not train with it."""
     if all(s is scaled_losses[0] for s in scaled_losses):
         flat = [v for variables in variable_lists for v in variables]
         gradients = tape.gradient(scaled_losses[0], flat)
@@ -91,9 +106,9 @@ class NCriticSchedule:
     def train_step(self, batch):
         """`Model.fit` entry point: the generator update is decided from `self.iteration` (single device).
 
-        Caveat: `Model.fit` traces this as ONE graph holding the critic and the generator update, the layout in which
-        graph != eager was seen in ~1 process in 6 (see `loop.make_distributed_step`, which runs them as two calls
-        and is what `python -m expr3d.train` uses). Prefer the CLI / `StageLoop`.
+        `Model.fit` traces this as ONE graph holding the critic and the generator update (inside a `tf.cond`);
+        `python -m expr3d.train` runs them as two calls (`loop.make_distributed_step`), the layout the
+        graph == eager and resume tests cover. Prefer the CLI / `StageLoop`.
         """
         logs = as_float_logs(self.critic_step(batch))
         update = tf.equal((self.iteration + 1) % self.n_critic, 0)

@@ -165,7 +165,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                 ]
             else:
                 scaled = common.scaled_for_update(total, optimizers)
-        common.apply_updates(tape, scaled, optimizers, variables)
+        common.apply_updates(tape, scaled, optimizers, variables, computed_first=logs)
         return logs
 
     def generator_step(self, batch):
@@ -207,7 +207,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                 total = total + self.depth_weight * logs["gd_total"]
             logs["g_total"] = total
             scaled = common.scaled_for_update(total, optimizers)
-        common.apply_updates(tape, scaled, optimizers, variables)
+        common.apply_updates(tape, scaled, optimizers, variables, computed_first=logs)
         return logs
 
     def sample_outputs(self, image, target_labels):

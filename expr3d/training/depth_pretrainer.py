@@ -109,8 +109,9 @@ class DepthPretrainer(common.NCriticSchedule, keras.Model):
             d_gp = common.gradient_penalty(self.d_depth, geometry, fake, batch["alpha_depth"])
             d_total = d_adv + self.lambda_cls * d_cls + self.lambda_gp * d_gp
             scaled = common.scaled_for_update(d_total, [self.d_optimizer])
-        common.apply_updates(tape, scaled, [self.d_optimizer], [self.d_depth.trainable_variables])
-        return {"d_adv": d_adv, "d_cls": d_cls, "d_gp": d_gp, "d_total": d_total}
+        logs = {"d_adv": d_adv, "d_cls": d_cls, "d_gp": d_gp, "d_total": d_total}
+        common.apply_updates(tape, scaled, [self.d_optimizer], [self.d_depth.trainable_variables], computed_first=logs)
+        return logs
 
     def generator_step(self, batch):
         image, geometry, labels = batch["image"], batch["geometry"], batch["expression"]
@@ -135,8 +136,7 @@ class DepthPretrainer(common.NCriticSchedule, keras.Model):
                 + self.lambda_rec * g_rec
             )
             scaled = common.scaled_for_update(g_total, [self.g_optimizer])
-        common.apply_updates(tape, scaled, [self.g_optimizer], [self.g_depth.trainable_variables])
-        return {
+        logs = {
             "g_pix": g_pix,
             "g_per": g_per,
             "g_adv": g_adv,
@@ -145,6 +145,8 @@ class DepthPretrainer(common.NCriticSchedule, keras.Model):
             "g_rec": g_rec,
             "g_total": g_total,
         }
+        common.apply_updates(tape, scaled, [self.g_optimizer], [self.g_depth.trainable_variables], computed_first=logs)
+        return logs
 
     def _generator_terms(self):
         return GENERATOR_TERMS

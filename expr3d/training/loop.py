@@ -50,10 +50,9 @@ def make_distributed_step(strategy, trainer, update_generator, jit_compile=False
     """One iteration on every replica: a callable returning the replica-averaged loss terms.
 
     Its argument is a distributed batch (from `strategy.experimental_distribute_dataset`). The critic update and the
-    generator update are two `tf.function`s run one after the other: the generator then sees the updated critic
-    whatever the graph's scheduling. (With both in one graph, graph != eager was seen in ~1 process in 6. The split
-    did NOT remove a rarer nondeterminism inside the critic step - the gradient penalty occasionally differs between
-    two executions on the same weights and batch - which is open; see tests/training/test_loop.py.) `update_generator`
+    generator update are two `tf.function`s run one after the other, so the generator sees the updated critic
+    whatever the graph's scheduling (with both in one graph, graph != eager was seen in ~1 process in 6, before the
+    Grappler read/write-order bug fixed in `common.apply_updates` was found; two calls cost nothing). `update_generator`
     is a Python bool, so no `tf.cond` surrounds optimizer updates (which `merge_call` under MirroredStrategy does not
     allow).
     """
