@@ -75,3 +75,60 @@ def test_mixed_bfloat16_outputs_float32():
         assert keras.backend.standardize_dtype(cls.dtype) == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+SMALL_OUTPUT_CASES = [
+    # (input size, channels in, filters, kernel, stride, padding): outputs of 1, 2 or 4 positions
+    (2, 16, 8, 4, 2, "same"),    # the critic's last stride-2 layer: 2x2 -> 1x1, padding 1 on each side
+    (4, 8, 8, 4, 2, "same"),     # 4x4 -> 2x2
+    (3, 4, 5, 4, 2, "same"),     # odd input: asymmetric padding (TensorFlow puts the extra pixel last)
+    (1, 8, 1, 3, 1, "same"),     # the src head on a 1x1 map
+    (2, 8, 8, 2, 1, "valid"),    # the cls head: kernel = the whole remaining map
+    (3, 4, 6, 2, 1, "valid"),    # 3x3 valid 2x2 -> 2x2 outputs
+]
+
+
+@pytest.mark.parametrize("size,channels,filters,kernel,stride,padding", SMALL_OUTPUT_CASES)
+def test_small_output_conv_equals_conv2d_to_second_order(size, channels, filters, kernel, stride, padding):
+    """Outputs, input/weight gradients, and the gradient-penalty double backward match keras' Conv2D."""
+    import numpy as np
+    import tensorflow as tf
+
+    from expr3d.models.discriminator import matmul_small_outputs
+
+    kwargs = dict(filters=filters, kernel_size=kernel, strides=stride, padding=padding)
+    reference, matmul = keras.layers.Conv2D(**kwargs), matmul_small_outputs(keras.layers.Conv2D(**kwargs))
+    x = tf.constant(np.random.default_rng(size).normal(size=(3, size, size, channels)), tf.float32)
+    reference.build(x.shape)
+    matmul.build(x.shape)
+    matmul.set_weights([w + 0.1 * np.random.default_rng(1).normal(size=w.shape) for w in reference.get_weights()])
+    reference.set_weights(matmul.get_weights())
+
+    def penalty_and_gradients(layer):
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                y = layer(x)
+                total = tf.reduce_sum(tf.nn.leaky_relu(y, 0.01) * tf.range(1.0, filters + 1.0))
+            gx = inner.gradient(total, x)
+            penalty = tf.reduce_mean((tf.norm(tf.reshape(gx, [3, -1]), axis=1) - 1.0) ** 2)
+        return [y, gx, penalty] + outer.gradient(penalty, layer.trainable_variables)
+
+    assert matmul.compute_output_shape(x.shape) == reference(x).shape
+    for a, b in zip(penalty_and_gradients(matmul), penalty_and_gradients(reference)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_small_output_conv_keeps_the_convolution_for_large_outputs():
+    """Above MATMUL_MAX_POSITIONS outputs the layer is an ordinary Conv2D (no patch stacking in the graph)."""
+    import tensorflow as tf
+
+    from expr3d.models.discriminator import matmul_small_outputs
+
+    layer = matmul_small_outputs(keras.layers.Conv2D(4, 4, strides=2, padding="same"))
+    graph = tf.function(layer).get_concrete_function(tf.TensorSpec([2, 8, 8, 3])).graph
+    ops_used = {op.type for op in graph.get_operations()}
+    assert "Conv2D" in ops_used and "Pack" not in ops_used and "MatMul" not in ops_used
+    graph = tf.function(layer).get_concrete_function(tf.TensorSpec([2, 4, 4, 3])).graph  # 2x2 outputs
+    ops_used = {op.type for op in graph.get_operations()}
+    assert "Conv2D" not in ops_used and "MatMul" in ops_used
