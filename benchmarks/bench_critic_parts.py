@@ -19,34 +19,47 @@ from expr3d.training import common  # noqa: E402
 gan, nets, size, bs = build("reference", 0.0, sys.argv[1] if len(sys.argv) > 1 else "float32")
 batch = random_batch(size, bs)
 
-def new_critic(batch):
-    self = gan
+def inputs_and_fake(batch):
+    """The critic step's own preamble: real images, labels and G's (stopped) translation to the targets."""
     image, labels = batch["image"], batch["expression"]
-    target = common.class_one_hot(batch["target"], self.num_classes)
-    fake = tf.stop_gradient(self.g_rgb([image, target], training=True))
+    target = common.class_one_hot(batch["target"], gan.num_classes)
+    return image, labels, tf.stop_gradient(gan.g_rgb([image, target], training=True))
+
+
+def scaled(total):
+    """Call inside the tape, so the scaling is recorded."""
+    return common.scaled_for_update(total, [gan._optimizers["d_rgb"]])
+
+
+def update_critic(tape, scaled_total, total):
+    common.apply_updates(tape, scaled_total, [gan._optimizers["d_rgb"]], [gan.d_rgb.trainable_variables],
+                         computed_first=[total])
+    return {"d_total": total}
+
+
+def new_critic(batch):
+    image, labels, fake = inputs_and_fake(batch)
     with tf.GradientTape() as tape:
-        src, cls = self.d_rgb(tf.concat([image, tf.cast(fake, image.dtype)], 0), training=True)
+        src, cls = gan.d_rgb(tf.concat([image, tf.cast(fake, image.dtype)], 0), training=True)
         real_src, fake_src = tf.split(src, 2)
         real_cls = cls[:tf.shape(image)[0]]
         d_adv = losses.critic_adversarial_loss(real_src, fake_src)
         d_cls = losses.classification_loss(real_cls, labels)
-        d_gp = common.gradient_penalty(self.d_rgb, image, fake, batch["alpha"])
+        d_gp = common.gradient_penalty(gan.d_rgb, image, fake, batch["alpha"])
         total = d_adv + d_cls + 10 * d_gp
-        scaled = common.scaled_for_update(total, [self._optimizers["d_rgb"]])
-    common.apply_updates(tape, scaled, [self._optimizers["d_rgb"]], [self.d_rgb.trainable_variables])
-    return {"d_total": total}
+        scaled_total = scaled(total)
+    return update_critic(tape, scaled_total, total)
+
 
 def nogp_critic(batch):
-    self = gan
-    image, labels = batch["image"], batch["expression"]
-    target = common.class_one_hot(batch["target"], self.num_classes)
-    fake = tf.stop_gradient(self.g_rgb([image, target], training=True))
+    image, labels, fake = inputs_and_fake(batch)
     with tf.GradientTape() as tape:
-        real_src, real_cls = self.d_rgb(image, training=True)
-        fake_src, _ = self.d_rgb(fake, training=True)
+        real_src, real_cls = gan.d_rgb(image, training=True)
+        fake_src, _ = gan.d_rgb(fake, training=True)
         total = losses.critic_adversarial_loss(real_src, fake_src) + losses.classification_loss(real_cls, labels)
-    common.apply_updates(tape, [total], [self._optimizers["d_rgb"]], [self.d_rgb.trainable_variables])
-    return {"d_total": total}
+        scaled_total = scaled(total)
+    return update_critic(tape, scaled_total, total)
+
 
 fns = {"old": tf.function(gan.critic_step), "merged": tf.function(new_critic), "no_gp": tf.function(nogp_critic)}
 for f in fns.values(): f(batch)["d_total"].numpy()
