@@ -103,8 +103,10 @@ def plan(f):
                                           f"--images_per_identity={f.images_per_identity}"],
                       os.path.join(classifier_data, "dataset_card.json")))
     classifier = os.path.join(root, "classifier")
+    # A judge of other identities is also scored on the GAN's test identities: the accuracy that bounds the metric.
+    scored_too = [f"--extra_test_data_dir={data}"] if classifier_data != data else []
     steps.append(("classifier", [python, "-m", "expr3d.metrics.classifier", f"--data_dir={classifier_data}",
-                                 f"--output={classifier}", *shlex.split(f.classifier_flags)],
+                                 f"--output={classifier}", *scored_too, *shlex.split(f.classifier_flags)],
                   os.path.join(classifier, "classifier.json")))
     variants = [parse_variant(v) for v in f.variants]
     if len(f.seeds) < 3:

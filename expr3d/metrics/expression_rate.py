@@ -66,6 +66,11 @@ class ExpressionGenerationRate(Metric):
         self.classes = context.target_classes
         self.protocol = context.options.get("protocol", "all")
         self.confusion = ConfusionAccumulator(self.classes)
+        # A judge trained on other identities records its accuracy on this evaluation's test split, when it was
+        # scored on it (`--extra_test_data_dir`): the figure that bounds this metric.
+        import os
+        extra = self.classifier.metadata.get("extra_test") or {}
+        self.accuracy_here = (extra.get(os.path.abspath(context.data_dir)) or {}).get("accuracy")
 
     def update(self, step):
         logits = step.memo("classifier_logits", lambda: self.classifier.predict_logits(step.fake))
@@ -77,6 +82,8 @@ class ExpressionGenerationRate(Metric):
                "expression_generation_rate_protocol": self.protocol,
                "expression_generation_rate_chance": 100.0 / len(self.classes),
                "classifier_test_accuracy": 100.0 * float(self.classifier.metadata.get("test_accuracy", float("nan")))}
+        if self.accuracy_here is not None:
+            out["classifier_accuracy_on_evaluated_test_split"] = 100.0 * float(self.accuracy_here)
         for name, value in self.confusion.per_class().items():
             out[f"expression_generation_rate/{name}"] = None if value is None else 100.0 * value
         return out

@@ -36,3 +36,39 @@ def test_cli_trains_on_the_train_split_and_saves_metadata(tmp_path):
 def test_missing_classifier_files_name_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="classifier.keras is missing.*expr3d.metrics.classifier"):
         classifier.load_classifier(str(tmp_path))
+
+
+def test_bf16_training_saves_a_float32_classifier_scored_on_extra_test_splits(tmp_path):
+    data = fixtures.write_paired_dataset(str(tmp_path / "data"))
+    other = fixtures.write_paired_dataset(str(tmp_path / "other"))
+    output = str(tmp_path / "clf")
+    metadata = classifier.train_classifier(data, output, epochs=1, batch_size=4, width=4, max_steps_per_epoch=2,
+                                           precision="mixed_bfloat16", extra_test_dirs=[other])
+    assert metadata["train_precision"] == "mixed_bfloat16" and metadata["stem_stride"] == 2
+    assert metadata["lr_schedule"] == "cosine"
+    extra = metadata["extra_test"][os.path.abspath(other)]
+    assert extra["count"] == 16 and 0.0 <= extra["accuracy"] <= 1.0
+    loaded = classifier.load_classifier(output, image_size=32)
+    # Judged in float32 whatever the training precision: every layer's compute dtype.
+    assert {layer.dtype_policy.compute_dtype for layer in loaded.model.layers if layer.weights} == {"float32"}
+    # The float32 twin carries the trained weights, not the initial ones training started from (seed 0).
+    import keras
+    keras.utils.set_random_seed(0)
+    initial = classifier.build_classifier(32, width=4)
+    moved = [np.abs(a - b).max() for a, b in zip(initial.get_weights(), loaded.model.get_weights())]
+    assert max(moved) > 1e-4
+
+
+def test_stem_stride_quarters_the_work_of_the_stages():
+    full = classifier.build_classifier(32, width=4, stem_stride=1)
+    strided = classifier.build_classifier(32, width=4, stem_stride=2)
+    assert full.get_layer("stage0_block0_conv1").output.shape[1] == 32
+    assert strided.get_layer("stage0_block0_conv1").output.shape[1] == 16
+    assert full.count_params() == strided.count_params()  # same weights, a quarter of the positions
+
+
+def test_bad_training_options_are_named(tmp_path):
+    with pytest.raises(ValueError, match="--precision"):
+        classifier.train_classifier(str(tmp_path), str(tmp_path / "c"), precision="float64")
+    with pytest.raises(ValueError, match="--lr_schedule"):
+        classifier.train_classifier(str(tmp_path), str(tmp_path / "c"), lr_schedule="step")

@@ -30,6 +30,27 @@ def test_perfect_classifier_gives_100_percent(paths):
     assert [row[i] for i, row in enumerate(confusion)] == [16] * 8
 
 
+def test_judge_accuracy_on_the_evaluated_split_is_reported_when_recorded(paths):
+    import json
+    import os
+
+    result, _ = _rate(paths, "perfect", "perfect_noextra")
+    assert "classifier_accuracy_on_evaluated_test_split" not in result
+    meta_path = os.path.join(paths["perfect"], "classifier.json")
+    with open(meta_path) as f:
+        metadata = json.load(f)
+    metadata["extra_test"] = {os.path.abspath(paths["data"]): {"accuracy": 0.75, "count": 16}}
+    with open(meta_path, "w") as f:
+        json.dump(metadata, f)
+    try:
+        result, _ = _rate(paths, "perfect", "perfect_extra")
+    finally:
+        del metadata["extra_test"]
+        with open(meta_path, "w") as f:
+            json.dump(metadata, f)
+    assert result["classifier_accuracy_on_evaluated_test_split"] == 75.0
+
+
 def test_constant_classifier_gives_chance(paths):
     result, _ = _rate(paths, "constant", "constant")
     assert result["expression_generation_rate"] == pytest.approx(100.0 / 8)
