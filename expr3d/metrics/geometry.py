@@ -14,7 +14,10 @@ over the 3 channels.
 Reported: `geometry_rigid_l1` (generated faces), `geometry_rigid_l1_real` (G_depth on the real source: the
 estimator's own error floor), `geometry_expression_l1` (inside the bands, for contrast) and
 `geometry_target_accuracy` (% of estimated geometries D_depth classifies as the target, restricted to the protocol's
-classes). `--depth_model_dir` judges every run with the same G_depth/D_depth (fair comparisons across runs).
+classes). Its ceilings, measured on the real test faces (source expression, protocol classes only):
+`geometry_real_accuracy` (D_depth on the REAL geometry) and `geometry_real_estimate_accuracy` (D_depth on G_depth's
+estimate of the real face). Near chance, they say the depth network cannot tell expressions apart, so it cannot
+guide the generator towards them either. `--depth_model_dir` judges every run with the same G_depth/D_depth (fair comparisons across runs).
 """
 import numpy as np
 
@@ -77,6 +80,9 @@ class GeometryConsistency(Metric):
         self.kind = context.geometry_kind
         self.confusion = ConfusionAccumulator(context.target_classes)
         self.classes = context.target_classes
+        self.real_confusion = ConfusionAccumulator(context.target_classes)
+        self.estimate_confusion = ConfusionAccumulator(context.target_classes)
+        self.context = context
 
     def _real_geometry(self, batch):
         return batch.depth if self.kind == "depth" else batch.normals
@@ -85,6 +91,15 @@ class GeometryConsistency(Metric):
         region = batch.memo("rigid_region", lambda: rigid_region_mask(batch.mask))
         estimate = comparable_geometry(batch.real_geometry_estimate, self.kind)
         self._real.append(masked_l1(estimate, self._real_geometry(batch), region))
+        keep = np.isin(batch.expression, self.classes)
+        if keep.any():
+            geometry = self._real_geometry(batch)[keep]
+            real_map = np.concatenate([geometry] * 3, axis=-1) if self.kind == "depth" else geometry
+            labels = batch.expression[keep]
+            self.real_confusion.add(labels, restricted_predictions(
+                self.context.network_call("geometry_logits", real_map), self.classes))
+            self.estimate_confusion.add(labels, restricted_predictions(
+                self.context.network_call("geometry_logits", batch.real_geometry_estimate[keep]), self.classes))
 
     def update(self, step):
         batch = step.batch
@@ -101,6 +116,9 @@ class GeometryConsistency(Metric):
         return {"geometry_rigid_l1": float(np.nanmean(rigid)), "geometry_rigid_l1_real": float(np.nanmean(real)),
                 "geometry_expression_l1": float(np.nanmean(expr)),
                 "geometry_target_accuracy": 100.0 * self.confusion.accuracy(),
+                "geometry_real_accuracy": 100.0 * self.real_confusion.accuracy(),
+                "geometry_real_estimate_accuracy": 100.0 * self.estimate_confusion.accuracy(),
+                "geometry_real_count": int(self.real_confusion.confusion.sum()),
                 "geometry_count": int(np.isfinite(rigid).sum()), "geometry_kind": self.kind}
 
     def details(self):

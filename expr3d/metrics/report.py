@@ -10,6 +10,7 @@ TABLE1_COLUMNS = (("acc %", "expression_generation_rate", 1), ("FID", "fid", 2),
                   ("SSIM", "ssim", 3))
 EXTRA_COLUMNS = (("KID", "kid", 4), ("identity L2", "identity_l2", 3), ("identity cos", "identity_cosine", 3),
                  ("geom. rigid L1", "geometry_rigid_l1", 3), ("geom. target acc %", "geometry_target_accuracy", 1),
+                 ("geom. real-estimate acc %", "geometry_real_estimate_accuracy", 1),
                  ("paired L1", "paired_l1", 3), ("paired PSNR", "paired_psnr", 2), ("paired SSIM", "paired_ssim", 3),
                  ("paired depth L1", "paired_depth_l1", 3))
 
