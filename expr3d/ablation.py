@@ -8,7 +8,9 @@ Steps (each skipped when its output already exists, so an interrupted study resu
   2. `python -m expr3d.metrics.classifier` on a real train split (--data_dir's, or the larger --classifier_data_dir
      of other identities) -> ROOT/classifier
   3. for every variant and seed: `python -m expr3d.train --model_dir=ROOT/<variant>_seed<k> --seed=k <common flags>
-     <variant flags>` (the trainer resumes a run directory)
+     <variant flags>` (the trainer resumes a run directory). With --shared_depth_pretraining the depth-guided runs
+     first get a copy of the judge's stage-1 checkpoints and train stage 2 only (`--stage=gan`): one depth
+     pre-training shared by every variant and seed, as the paper pre-trains once
   4. `python -m expr3d.evaluate` for each run, all judged by ONE depth network so geometry numbers are comparable:
      by default ROOT/judge_depth, a stage-1-only run (`--stage=depth`, seed 0, the common training flags), i.e. a
      G_depth/D_depth pre-trained on real RGB-depth pairs and never adapted to any generator (the baseline runs
@@ -52,6 +54,10 @@ def define_flags():
                         "metrics evaluated for every run")
     flags.DEFINE_string("judge", None, "run name whose G_depth/D_depth judge geometry (default: judge_depth, a "
                                        "stage-1-only run trained by the study)")
+    flags.DEFINE_boolean("shared_depth_pretraining", False,
+                         "depth-guided runs start stage 2 from the judge's stage-1 networks (one depth pre-training "
+                         "shared by every variant and seed, as the paper pre-trains once) instead of each pre-training "
+                         "its own; the judge's --num_steps_depth is then the pre-training length")
     flags.DEFINE_boolean("reevaluate", False, "evaluate every run again (e.g. after changing --metrics or the judge)")
     flags.DEFINE_boolean("dry_run", False, "print the commands, run nothing")
 
@@ -85,6 +91,39 @@ def training_complete(config_path):
         return int(config["progress"].get(last, 0)) >= int(config["flags"][f"num_steps_{last}"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
+
+
+def flag_value(arguments, name, default=None):
+    """The value of the last `--name=value` in a list of arguments (absl: the last one wins), else `default`."""
+    value = default
+    for argument in arguments:
+        if argument.startswith(f"--{name}="):
+            value = argument.split("=", 1)[1]
+    return value
+
+
+class CopyStageOne:
+    """A study step: copy a stage-1 run's checkpoints into a new run directory (atomically: temp dir + rename)."""
+
+    def __init__(self, source_run, destination_run):
+        self.source = os.path.join(source_run, "depth", "checkpoints")
+        self.destination = os.path.join(destination_run, "depth", "checkpoints")
+
+    def describe(self):
+        return f"copy {self.source} -> {self.destination}"
+
+    def __call__(self):
+        import shutil
+
+        if not os.path.isdir(self.source):
+            print(f"error: {self.source} is missing: the shared stage-1 run has no checkpoints", file=sys.stderr)
+            return 1
+        os.makedirs(os.path.dirname(self.destination), exist_ok=True)
+        temporary = f"{self.destination}.tmp-{os.getpid()}"
+        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.copytree(self.source, temporary)
+        os.replace(temporary, self.destination)
+        return 0
 
 
 def plan(f):
@@ -123,9 +162,16 @@ def plan(f):
                                               "--stage=depth"],
                       os.path.join(judge, "config.json")))
     for run, seed, extra in runs:
+        train_args = [*shlex.split(f.train_flags), *extra]
+        stage_args = []
+        if f.shared_depth_pretraining and float(flag_value(train_args, "depth_weight", 0.1)) > 0:
+            # Stage 2 only, from the judge's stage-1 networks (the trainer reads depth/checkpoints of --model_dir).
+            steps.append((f"stage 1 of {run}", CopyStageOne(judge, os.path.join(root, run)),
+                          os.path.join(root, run, "depth", "checkpoints")))
+            stage_args = ["--stage=gan"]
         steps.append((f"train {run}", [python, "-m", "expr3d.train", f"--data_dir={data}",
                                        f"--model_dir={os.path.join(root, run)}", f"--seed={seed}",
-                                       *shlex.split(f.train_flags), *extra],
+                                       *train_args, *stage_args],
                       os.path.join(root, run, "config.json")))
         output = os.path.join(root, run, "evaluation")
         steps.append((f"evaluate {run}", [python, "-m", "expr3d.evaluate", f"--model_dir={os.path.join(root, run)}",
@@ -145,7 +191,7 @@ def main(argv):
     trained_now = set()
     train_seconds, trains_left = [], sum(1 for what, _, _ in steps if what.startswith("train "))
     for index, (what, command, done_marker) in enumerate(steps):
-        line = " ".join(shlex.quote(c) for c in command)
+        line = command.describe() if callable(command) else " ".join(shlex.quote(c) for c in command)
         if FLAGS.dry_run:
             print(line)
             continue
@@ -164,13 +210,13 @@ def main(argv):
         print(f"[{index + 1}/{len(steps)}] {what} (elapsed {time.time() - started:.0f}s{eta}): {line}",
               file=sys.stderr, flush=True)
         step_started = time.time()
-        result = subprocess.run(command)
+        returncode = command() if callable(command) else subprocess.run(command).returncode
         if what.startswith("train "):
             train_seconds.append(time.time() - step_started)
             trained_now.add(what[len("train "):])
             trains_left -= 1
-        if result.returncode != 0:
-            print(f"error: step '{what}' failed with exit code {result.returncode}: {line}", file=sys.stderr)
+        if returncode != 0:
+            print(f"error: step '{what}' failed with exit code {returncode}: {line}", file=sys.stderr)
             return 1
     if not FLAGS.dry_run:
         print(f"comparison: {os.path.join(FLAGS.root, 'comparison', 'comparison.md')}", file=sys.stderr)

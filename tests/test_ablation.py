@@ -47,3 +47,64 @@ def test_a_run_counts_as_trained_only_when_its_last_stage_finished(tmp_path):
     config["progress"]["gan"] = 20
     path.write_text(json.dumps(config))
     assert ablation.training_complete(str(path))
+
+
+def test_flag_value_is_the_last_occurrence():
+    assert ablation.flag_value(["--a=1", "--depth_weight=0.1", "--depth_weight=0"], "depth_weight") == "0"
+    assert ablation.flag_value(["--a=1"], "depth_weight", 0.1) == 0.1
+
+
+def test_shared_depth_pretraining_plans_a_copy_and_stage_two_for_depth_runs_only():
+    done = subprocess.run([sys.executable, "-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation.flags",
+                           "--shared_depth_pretraining", "--dry_run"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    copies = [line for line in lines if line.startswith("copy ")]
+    assert len(copies) == 6 and all(line.startswith("copy runs/synthetic_ablation/judge_depth/depth/checkpoints ->")
+                                    for line in copies)
+    trains = [line for line in lines if "-m expr3d.train" in line and "judge_depth" not in line]
+    assert sum(line.endswith("--stage=gan") for line in trains) == 6
+    assert not any("--stage=gan" in line for line in trains if "baseline_seed" in line)
+
+
+def test_copy_stage_one_is_atomic_and_names_a_missing_source(tmp_path, capsys):
+    source = tmp_path / "judge" / "depth" / "checkpoints" / "ckpt-5"
+    source.mkdir(parents=True)
+    (source / "data").write_text("weights")
+    step = ablation.CopyStageOne(str(tmp_path / "judge"), str(tmp_path / "run"))
+    assert step() == 0
+    assert (tmp_path / "run" / "depth" / "checkpoints" / "ckpt-5" / "data").read_text() == "weights"
+    assert [p.name for p in (tmp_path / "run" / "depth").iterdir()] == ["checkpoints"]  # no temp dir left
+    assert ablation.CopyStageOne(str(tmp_path / "nothing"), str(tmp_path / "run2"))() == 1
+    assert "nothing/depth/checkpoints is missing" in capsys.readouterr().err
+
+
+def test_tiny_study_end_to_end_with_shared_depth_pretraining(tmp_path):
+    import json
+    import os
+
+    root = tmp_path / "study"
+    common = ("--num_steps_depth=4 --num_steps_gan=3 --batch_size=4 --g_conv_dim=8 --g_num_res_blocks=1 "
+              "--d_conv_dim=8 --d_num_layers=3 --depth_g_conv_dim=8 --depth_g_num_res_blocks=1 --depth_d_conv_dim=8 "
+              "--depth_d_num_layers=3 --perceptual_weight=0 --n_critic=2 --checkpoint_every=2 --sample_every=0 "
+              "--summary_every=1 --progress=false")
+    command = [sys.executable, "-m", "expr3d.ablation", f"--root={root}", f"--data_dir={tmp_path / 'data'}",
+               "--num_identities=5", "--image_size=32", "--images_per_identity=2", "--seeds=0",
+               "--variants=baseline:depth_weight=0,depth:depth_weight=0.1", f"--train_flags={common}",
+               "--classifier_flags=--epochs=1 --width=4 --batch_size=4", "--shared_depth_pretraining",
+               "--metrics=expression_generation_rate,geometry",
+               "--evaluate_flags=--progress=false --batch_size=8"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "needs at least 3" in done.stderr  # one seed: warned
+    with open(root / "depth_seed0" / "config.json") as f:
+        config = json.load(f)
+    assert config["flags"]["stage"] == "gan" and config["progress"]["gan"] == 3
+    assert "stage gan starts from the stage-1 networks" in done.stderr
+    assert not os.path.exists(root / "depth_seed0" / "depth" / "samples")  # no own stage 1
+    with open(root / "depth_seed0" / "evaluation" / "results.json") as f:
+        geometry = json.load(f)["metrics"]["geometry"]
+    assert 0.0 <= geometry["geometry_real_accuracy"] <= 100.0
+    assert (root / "comparison" / "comparison.md").exists()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)  # a finished study: all skipped
+    assert again.returncode == 0 and "stage 1 of depth_seed0: done already" in again.stderr
