@@ -256,12 +256,16 @@ class EvaluationContext:
                                         image_size=self.image_size, training=False, deterministic=True,
                                         augment=False, repeat=False, drop_remainder=False)
         remaining = self.num_test_examples
+        if remaining <= 0:
+            return
         for arrays in dataset.as_numpy_iterator():
-            if remaining <= 0:
-                return
             arrays = {k: v[:remaining] for k, v in arrays.items()}
             remaining -= len(arrays["image"])
             yield RealBatch(self, arrays)
+            # Stop at the count the card promises instead of asking the iterator for its end-of-sequence: that
+            # last `next()` now and then stalled for 10-40 s inside tf.data (benchmarks/bench_evaluate.py).
+            if remaining <= 0:
+                return
 
 
 # --- the evaluation -------------------------------------------------------------------------------------------------
