@@ -2,6 +2,10 @@
 
     python benchmarks/bench_evaluate.py --num_images=1000          # the target: <= 10 min on this machine
     python benchmarks/bench_evaluate.py --num_images=32            # quick; extrapolates the marginal cost to 1000 x 8
+    python benchmarks/bench_evaluate.py --num_images=64 --precision=mixed_bfloat16 --metrics=expression_generation_rate
+
+With --batch_size=32, --num_images=32 compares one batch of 16 with one batch of 32, so a single slow call moves the
+marginal cost; 64 and more (two batches and up) give steadier projections.
 
 Random weights everywhere (no trained model needed; timing does not depend on the weights): the four networks at
 ModelConfig() defaults, a compact expression classifier, and InceptionV3 with RANDOM weights (--inception_weights=
