@@ -51,7 +51,7 @@ def build_classifier(image_size, num_classes=len(EXPRESSIONS), width=32, backbon
         backbone_weights: ResNet50(include_top=False) weights file (required for "resnet50").
         dropout: dropout before the logits.
         stem_stride: stride of the compact ResNet's 3x3 stem. 2 (default) runs the four stages at half resolution:
-            4x fewer multiply-adds than 1, and on the synthetic faces as accurate (see README "Evaluation").
+            4x fewer multiply-adds than 1 (docs/evaluation.md).
 
     Example:
         model = build_classifier(32, width=8)
@@ -248,8 +248,8 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
     if precision != "float32":
         # Saved (and judged) in float32: a float32 twin of the same architecture takes the trained weights.
         trained = model
-        model = build_classifier(image_size, width=width, backbone=backbone, backbone_weights=None if
-                                 backbone == "compact" else backbone_weights, stem_stride=stem_stride)
+        model = build_classifier(image_size, width=width, backbone=backbone, backbone_weights=backbone_weights,
+                                 stem_stride=stem_stride)
         model.set_weights(trained.get_weights())
     predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 

@@ -5,6 +5,8 @@ protocol: contempt and disgust excluded, `--protocol=affectnet`); the classifier
 protocol's classes (argmax over their logits). Reports overall accuracy, per-target accuracy and the confusion
 matrix (rows = target, columns = predicted, in protocol class order).
 """
+import os
+
 import numpy as np
 
 from expr3d.labels import EXPRESSIONS
@@ -68,7 +70,6 @@ class ExpressionGenerationRate(Metric):
         self.confusion = ConfusionAccumulator(self.classes)
         # A judge trained on other identities records its accuracy on this evaluation's test split, when it was
         # scored on it (`--extra_test_data_dir`): the figure that bounds this metric.
-        import os
         extra = self.classifier.metadata.get("extra_test") or {}
         self.accuracy_here = (extra.get(os.path.abspath(context.data_dir)) or {}).get("accuracy")
 

@@ -17,10 +17,12 @@ estimator's own error floor), `geometry_expression_l1` (inside the bands, for co
 classes). Its ceilings, measured on the real test faces (source expression, protocol classes only):
 `geometry_real_accuracy` (D_depth on the REAL geometry) and `geometry_real_estimate_accuracy` (D_depth on G_depth's
 estimate of the real face). Near chance, they say the depth network cannot tell expressions apart, so it cannot
-guide the generator towards them either. `--depth_model_dir` judges every run with the same G_depth/D_depth (fair comparisons across runs).
+guide the generator towards them either. `--depth_model_dir` judges every run with the same G_depth/D_depth (fair
+comparisons across runs).
 """
 import numpy as np
 
+from expr3d.data.pipeline import geometry_map
 from expr3d.metrics.expression_rate import ConfusionAccumulator, restricted_predictions
 from expr3d.metrics.registry import Metric, MetricUnavailable, register_metric
 
@@ -93,8 +95,8 @@ class GeometryConsistency(Metric):
         self._real.append(masked_l1(estimate, self._real_geometry(batch), region))
         keep = np.isin(batch.expression, self.classes)
         if keep.any():
-            geometry = self._real_geometry(batch)[keep]
-            real_map = np.concatenate([geometry] * 3, axis=-1) if self.kind == "depth" else geometry
+            real_map = np.asarray(geometry_map({"depth": batch.depth[keep], "normals": batch.normals[keep]},
+                                               self.kind))
             labels = batch.expression[keep]
             self.real_confusion.add(labels, restricted_predictions(
                 self.context.network_call("geometry_logits", real_map), self.classes))
