@@ -180,7 +180,8 @@ def plan(f):
                                           f"--label={run}", "--overwrite", *shlex.split(f.evaluate_flags)],
                       os.path.join(output, "results.json")))
     steps.append(("compare", [python, "-m", "expr3d.compare", *[os.path.join(root, r) for r, _, _ in runs],
-                              f"--output={os.path.join(root, 'comparison')}", "--title=Synthetic ablation"], None))
+                              f"--output={os.path.join(root, 'comparison')}", "--title=Synthetic ablation",
+                              "--overwrite"], None))
     return steps
 
 

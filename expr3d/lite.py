@@ -53,6 +53,8 @@ def define_flags():
     flags.DEFINE_string("output", None, "Where to write the photo with the translated face (PNG or JPEG by extension).")
     flags.DEFINE_string("crop_output", None, "Optional: also write the translated face crop here.")
     flags.DEFINE_integer("num_threads", None, "Interpreter threads (default: LiteRT's).")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing --output / --crop_output (never the input photo or "
+                      "the model).")
 
 
 def main(argv):
@@ -67,6 +69,16 @@ def main(argv):
         target = expression_id(FLAGS.expression)
     except ValueError as e:
         return _fail(f"--expression: {e}")
+    from expr3d import outputs
+
+    try:
+        inputs = {"--image": FLAGS.image, "--model": FLAGS.model}
+        outputs.check_output_file(FLAGS.output, "--output", FLAGS.overwrite, inputs)
+        if FLAGS.crop_output:
+            outputs.check_output_file(FLAGS.crop_output, "--crop_output", FLAGS.overwrite, inputs)
+            outputs.check_not_input({"--crop_output": FLAGS.crop_output}, {"--output": FLAGS.output})
+    except outputs.OutputError as e:
+        return _fail(str(e))
     try:
         image = pipeline.read_image(FLAGS.image)
         generator = LiteGenerator(FLAGS.model, num_threads=FLAGS.num_threads)

@@ -17,6 +17,7 @@ import time
 import numpy as np
 from absl import app, flags
 
+from expr3d import outputs
 from expr3d.labels import EXPRESSIONS, expression_id
 
 FLAGS = flags.FLAGS
@@ -66,6 +67,18 @@ def saved_model_translator(saved_model_dir, batch_size=8):
     return translate
 
 
+def output_stems(paths):
+    """One output folder name per photo: its file name without extension, made unique (photo.jpg, photo.png)."""
+    stems, used = [], set()
+    for path in paths:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        while stem in used:
+            stem += "_"
+        used.add(stem)
+        stems.append(stem)
+    return stems
+
+
 def _log(message):
     print(f"expr3d.synthesize: {message}", file=sys.stderr, flush=True)
 
@@ -79,20 +92,22 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
     paths = pipeline.list_images(images)
     if not paths:
         raise FileNotFoundError(f"--images={images!r} holds no image files ({', '.join(pipeline.IMAGE_EXTENSIONS)})")
-    if os.path.isdir(output) and os.listdir(output) and not overwrite:
-        raise FileExistsError(f"--output={output!r} is not empty; pass --overwrite to write into it")
-    version_dir = resolve_saved_model(saved_model)
-    translate = saved_model_translator(version_dir, batch_size=batch_size)
-    os.makedirs(output, exist_ok=True)
-
     names = [EXPRESSIONS[i] for i in ids]
+    stems = output_stems(paths)
+    folder = outputs.OutputFolder(output, "--output", "expr3d.synthesize")
+    will_write = ["grid.png", "summary.json"] + [f"{stem}/{prefix}{name}.png" for stem in stems
+                                                 for name in names for prefix in ("", "face_")]
+    version_dir = resolve_saved_model(saved_model)
+    folder.claim(overwrite, will_write=will_write,
+                 inputs={"--saved_model": version_dir, **{f"--images ({p})": p for p in paths}})
+    translate = saved_model_translator(version_dir, batch_size=batch_size)
+
     summary = {"saved_model": os.path.abspath(version_dir), "expressions": names, "processed": [], "no_face": [],
                "unreadable": []}
     rows = []
-    used = set()
     progress = Progress(len(paths), desc="synthesize", unit="photos")
     started = time.time()
-    for path in paths:
+    for path, stem in zip(paths, stems):
         try:
             image = pipeline.read_image(path)
         except (OSError, ValueError) as e:
@@ -106,27 +121,20 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
             summary["no_face"].append(path)
             progress.update(1)
             continue
-        stem = os.path.splitext(os.path.basename(path))[0]
-        while stem in used:  # photo.jpg and photo.png in one directory
-            stem += "_"
-        used.add(stem)
-        directory = os.path.join(output, stem)
-        outputs = {}
+        written = {}
         for name, photo, crop in zip(names, photos, crops):
-            pipeline.write_image(os.path.join(directory, f"{name}.png"), photo)
-            pipeline.write_image(os.path.join(directory, f"face_{name}.png"), crop)
-            outputs[name] = os.path.join(stem, f"{name}.png")
+            pipeline.write_image(folder.file(f"{stem}/{name}.png"), photo)
+            pipeline.write_image(folder.file(f"{stem}/face_{name}.png"), crop)
+            written[name] = os.path.join(stem, f"{name}.png")
         rows.append([faces.extract(image, face)] + list(crops))
-        summary["processed"].append({"image": path, "outputs": outputs, "face": face.to_dict()})
+        summary["processed"].append({"image": path, "outputs": written, "face": face.to_dict()})
         progress.update(1)
     progress.close()
     if rows:
-        pipeline.write_image(os.path.join(output, "grid.png"), pipeline.grid(rows, labels=["input"] + names))
+        pipeline.write_image(folder.file("grid.png"), pipeline.grid(rows, labels=["input"] + names))
         summary["grid"] = "grid.png"
     summary["seconds"] = round(time.time() - started, 2)
-    with open(os.path.join(output, "summary.json.tmp-write"), "w") as f:
-        json.dump(summary, f, indent=2)
-    os.replace(os.path.join(output, "summary.json.tmp-write"), os.path.join(output, "summary.json"))
+    outputs.write_bytes_atomically(folder.file("summary.json"), json.dumps(summary, indent=2).encode())
     log(f"{len(summary['processed'])} photo(s) translated, {len(summary['no_face'])} without a face, "
         f"{len(summary['unreadable'])} unreadable; see {os.path.join(output, 'summary.json')}")
     return summary
@@ -139,7 +147,8 @@ def define_flags():
     flags.DEFINE_string("images", None, "A photo or a directory of photos.")
     flags.DEFINE_string("expressions", "all", "'all' or comma-separated names, e.g. happy,sad.")
     flags.DEFINE_string("output", None, "Output directory.")
-    flags.DEFINE_bool("overwrite", False, "Write into a non-empty output directory (replacing files of the same name).")
+    flags.DEFINE_bool("overwrite", False, "Replace what an earlier run wrote in --output (only its files; others "
+                      "are never touched, and a file of a name this run writes but that it did not write is refused).")
     flags.DEFINE_integer("batch_size", 8, "Crops per SavedModel call.")
 
 
@@ -150,10 +159,14 @@ def main(argv):
             _log(f"error: --{name} is required")
             return 2
     try:
-        synthesize(FLAGS.saved_model, FLAGS.images, FLAGS.expressions, FLAGS.output, overwrite=FLAGS.overwrite,
-                   batch_size=FLAGS.batch_size)
+        summary = synthesize(FLAGS.saved_model, FLAGS.images, FLAGS.expressions, FLAGS.output,
+                             overwrite=FLAGS.overwrite, batch_size=FLAGS.batch_size)
     except (OSError, ValueError) as e:
         _log(f"error: {e}")
+        return 1
+    if not summary["processed"]:
+        _log(f"error: no photo translated: {len(summary['no_face'])} without a face, {len(summary['unreadable'])} "
+             f"unreadable (of {len(summary['no_face']) + len(summary['unreadable'])} in --images={FLAGS.images})")
         return 1
     return 0
 

@@ -219,11 +219,16 @@ def test_folder_cli_depth_dir_and_refusals(tmp_path):
     # near 1000 * 64 / 72.
     face = train[0]
     assert abs(face.depth[face.mask].max() / (SIZE / 72) - 1000) < 5
-    # Refusals: output inside the input folder, and a foreign non-empty output.
+    # Refusals: output inside the input folder, and a folder holding a file of a name prepare writes but did not
+    # write (refused even with --overwrite; nothing there touched).
     result = run_cli(*[a for a in args if not a.startswith("--output")], f"--output={root}/images/out", expect=2)
     assert "never writes into its inputs" in result.stderr
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "precious.txt").write_text("mine")
-    result = run_cli(*[a for a in args if not a.startswith("--output")], f"--output={foreign}", expect=2)
-    assert "not empty" in result.stderr and (foreign / "precious.txt").exists()
+    (foreign / "report.txt").write_text("my own report")
+    result = run_cli(*[a for a in args if not a.startswith("--output")], f"--output={foreign}", "--overwrite",
+                     expect=2)
+    assert "report.txt" in result.stderr and "did not write" in result.stderr
+    assert sorted(os.listdir(foreign)) == ["precious.txt", "report.txt"]
+    assert (foreign / "report.txt").read_text() == "my own report"

@@ -221,12 +221,19 @@ def test_output_refusals(tmp_path):
         build.check_output(str(tmp_path / "images" / "out"), config, {"--images": str(tmp_path / "images")}, True,
                            "x")
     out = tmp_path / "out"
-    out.mkdir()
+    (out / "review").mkdir(parents=True)
     (out / "keep.txt").write_text("user data")
-    with pytest.raises(build.OutputError, match="not empty"):
-        build.check_output(str(out), config, {}, False, "x")
-    build.check_output(str(out), config, {}, True, "x")
-    assert (out / "keep.txt").exists()  # --overwrite deletes only what prepare writes
+    (out / "review" / "mine.png").write_bytes(b"user sheet")
+    # Someone else's files that prepare does not write: left alone, with or without --overwrite.
+    assert build.check_output(str(out), config, {}, False, "x") == "fresh"
+    assert build.check_output(str(out), config, {}, True, "x") == "fresh"
+    assert (out / "keep.txt").read_text() == "user data" and (out / "review" / "mine.png").exists()
+    # A file of a name prepare writes, but that prepare did not write: refused even with --overwrite.
+    (out / "report.txt").write_text("my report")
+    for overwrite in (False, True):
+        with pytest.raises(build.OutputError, match="report.txt.*did not write"):
+            build.check_output(str(out), config, {}, overwrite, "x")
+    assert (out / "report.txt").read_text() == "my report"
 
 
 def test_model_source_loads_a_saved_depth_translator(tmp_path):

@@ -20,11 +20,11 @@ import hashlib
 import json
 import multiprocessing
 import os
-import shutil
 import time
 
 import numpy as np
 
+from expr3d import outputs
 from expr3d.data import records, schema
 from expr3d.data.prepare import depth_sources, faces, quality, readers, review
 from expr3d.labels import EXPRESSIONS
@@ -75,8 +75,13 @@ class Config:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-class OutputError(ValueError):
-    """The output folder cannot be used as asked (exists with another configuration, overlaps an input, ...)."""
+OutputError = outputs.OutputError  # the output folder cannot be used as asked (another configuration, an input, ...)
+
+# What prepare writes into --output (glob patterns; "*" stays within a folder). review/reject_list.txt is not here:
+# once the user has edited it, it is never replaced (a fresh template goes to reject_list.new.txt).
+WRITES = ("*-[0-9][0-9][0-9][0-9][0-9].tfrecord", records.CARD_NAME, "report.json", "report.txt", "excluded.tsv",
+          f"{REVIEW_DIR}/*-[0-9][0-9][0-9][0-9][0-9]_[0-9][0-9].png", f"{REVIEW_DIR}/reject_list.new.txt",
+          f"{STATE_DIR}/config.json", f"{STATE_DIR}/shards/*.json", f"{STATE_DIR}/reject_template.sha256")
 
 
 # --- planning ------------------------------------------------------------------------------------------------------
@@ -151,13 +156,38 @@ def _inside(path, parent):
     return path == parent or path.startswith(parent.rstrip(os.sep) + os.sep)
 
 
+def output_folder(output):
+    return outputs.OutputFolder(output, "--output", "expr3d.data.prepare")
+
+
+def _template_is_ours(output):
+    """True when review/reject_list.txt is prepare's own template, unedited since it was written."""
+    template = os.path.join(output, REVIEW_DIR, REJECT_TEMPLATE)
+    stored = os.path.join(output, STATE_DIR, "reject_template.sha256")
+    if not (os.path.isfile(template) and os.path.isfile(stored)):
+        return False
+    with open(stored, encoding="utf-8") as handle:
+        return handle.read().strip() == review.sha256_file(template)
+
+
+def _legacy_names(folder):
+    """What a prepare run from before manifests wrote into `folder` (its prepare/config.json says it was one)."""
+    if folder.written() or not os.path.isfile(os.path.join(folder.path, STATE_DIR, "config.json")):
+        return []
+    names = folder._existing(WRITES) + [f"{STATE_DIR}/", f"{STATE_DIR}/shards/", f"{REVIEW_DIR}/"]
+    return names + ([f"{REVIEW_DIR}/{REJECT_TEMPLATE}"] if _template_is_ours(folder.path) else [])
+
+
 def check_output(output, config, inputs, overwrite, plan_digest):
-    """Decide fresh / resume / overwrite for `output`; raise OutputError when it is not safe. Returns the mode."""
+    """Decide fresh / resume / overwrite for `output`; raise OutputError when it is not safe. Returns the mode.
+
+    `--overwrite` removes only what an earlier prepare run listed as written there (shards, card, reports, state,
+    its own review sheets, its reject-list template unless the user edited it); nothing else in the folder.
+    """
     for flag, path in inputs.items():
-        if path and (_inside(output, path) or _inside(path, output)):
+        if path and (outputs.is_inside(output, path) or outputs.is_inside(path, output)):
             raise OutputError(f"--output {output} overlaps {flag} {path}: prepare never writes into its inputs")
-    if not os.path.exists(output) or not os.listdir(output):
-        return "fresh"
+    folder = output_folder(output)
     state = os.path.join(output, STATE_DIR, "config.json")
     if os.path.isfile(state):
         with open(state, encoding="utf-8") as handle:
@@ -168,37 +198,14 @@ def check_output(output, config, inputs, overwrite, plan_digest):
         if stored.get("plan_digest") != plan_digest:
             differs.append("input listing (images/annotations changed)")
         if not differs:
+            folder.adopt(_legacy_names(folder))  # a run from before manifests: its files are listed from now on
             return "resume"
         if not overwrite:
             raise OutputError(f"--output {output} holds a prepare run with a different configuration (differs in: "
                               f"{', '.join(differs)}); pass --overwrite to replace it or choose another --output")
-        clean_output(output)
-        return "overwrite"
-    if not overwrite:
-        raise OutputError(f"--output {output} is not empty and was not written by expr3d prepare; choose an empty "
-                          f"folder or pass --overwrite (only shards and files prepare writes are deleted)")
-    clean_output(output)
-    return "overwrite"
-
-
-def clean_output(output):
-    """Delete what prepare writes (shards, card, reports, state, sheets); a user-edited reject list is kept."""
-    for name in os.listdir(output):
-        path = os.path.join(output, name)
-        if records._SHARD_RE.match(name) or name in (records.CARD_NAME, "report.json", "report.txt", "excluded.tsv"):
-            os.remove(path)
-    review_dir = os.path.join(output, REVIEW_DIR)
-    template = os.path.join(review_dir, REJECT_TEMPLATE)
-    stored = os.path.join(output, STATE_DIR, "reject_template.sha256")
-    if os.path.isfile(template) and os.path.isfile(stored):
-        with open(stored, encoding="utf-8") as handle:
-            if handle.read().strip() == review.sha256_file(template):
-                os.remove(template)  # our own, unedited template
-    shutil.rmtree(os.path.join(output, STATE_DIR), ignore_errors=True)
-    if os.path.isdir(review_dir):
-        for name in os.listdir(review_dir):
-            if name.endswith(".png") or name == "reject_list.new.txt":
-                os.remove(os.path.join(review_dir, name))
+    keep = [] if _template_is_ours(output) else [f"{REVIEW_DIR}/{REJECT_TEMPLATE}"]
+    removed = folder.claim(overwrite, will_write=WRITES, legacy=_legacy_names(folder), keep=keep)
+    return "overwrite" if removed else "fresh"
 
 
 # --- the worker ----------------------------------------------------------------------------------------------------
@@ -337,24 +344,22 @@ def process_shard(task):
                 label = f"{rid} {record['scores']['score']:.2f} {EXPRESSIONS[item.expression][:4]}"
                 tiles.append((record["scores"]["score"], rid,
                               review.tile(crop, depth, mask, normals, label, rejected=flagged)))
-    path = os.path.join(output, task["name"])
-    if serialized:
-        records.write_shard(path, serialized)
-    elif os.path.exists(path):
-        os.remove(path)  # every face of this shard is now rejected: no stale shard may remain
-    review_dir = os.path.join(output, REVIEW_DIR)
+    folder = output_folder(output)
     stem = task["name"].replace(".tfrecord", "")
-    for name in os.listdir(review_dir):
-        if name.startswith(stem + "_") and name.endswith(".png"):
-            os.remove(os.path.join(review_dir, name))
+    # A rerun of this shard replaces what an earlier run of it wrote: an all-rejected shard must leave no stale
+    # shard, and fewer review pages no stale page.
+    folder.remove_written([n for n in folder.written()
+                           if n == task["name"] or (n.startswith(f"{REVIEW_DIR}/{stem}_") and n.endswith(".png"))])
+    if serialized:
+        records.write_shard(folder.file(task["name"]), serialized)
     tiles.sort(key=lambda t: (t[0], t[1]))
     for page, sheet in enumerate(review.contact_sheets([t[2] for t in tiles])):
-        review.write_png(os.path.join(review_dir, f"{stem}_{page:02d}.png"), sheet)
+        review.write_png(folder.file(f"{REVIEW_DIR}/{stem}_{page:02d}.png"), sheet)
     sidecar = {"shard": task["name"], "split": task["split"], "index": task["index"],
                "config_digest": task["config_digest"], "rejected": sorted(rejected),
                "num_examples": len(serialized), "seconds": round(time.monotonic() - started, 3),
                "items": item_records}
-    records.atomic_write_json(os.path.join(output, STATE_DIR, "shards", stem + ".json"), sidecar)
+    records.atomic_write_json(folder.file(f"{STATE_DIR}/shards/{stem}.json"), sidecar)
     return sidecar
 
 
@@ -389,10 +394,11 @@ def run(config, output, workers=1, overwrite=False, reject_list="", log=print):
     mode = check_output(output, config, inputs, overwrite, plan["digest"])
     entries = review.read_reject_list(reject_list) if reject_list else []
     rejected, unmatched = resolve_rejects(entries, plan)
-    os.makedirs(os.path.join(output, STATE_DIR, "shards"), exist_ok=True)
-    os.makedirs(os.path.join(output, REVIEW_DIR), exist_ok=True)
+    folder = output_folder(output)
+    folder.makedirs(f"{STATE_DIR}/shards")
+    folder.makedirs(REVIEW_DIR)
     digest = config.digest()
-    records.atomic_write_json(os.path.join(output, STATE_DIR, "config.json"),
+    records.atomic_write_json(folder.file(f"{STATE_DIR}/config.json"),
                               {"config": config.as_dict(), "plan_digest": plan["digest"], "config_digest": digest})
 
     tasks, done = [], 0
@@ -470,11 +476,12 @@ def finish(config, output, plan, unmatched, reject_list, log):
                         "rejected": counts.get("rejected_list", 0), "unmatched_entries": unmatched},
         "seconds_per_shard": float(np.mean([c["seconds"] for c in sidecars])) if sidecars else 0.0,
     }
-    records.atomic_write_json(os.path.join(output, "report.json"), report)
-    records.atomic_write_bytes(os.path.join(output, "report.txt"), report_text(report).encode())
+    folder = output_folder(output)
+    records.atomic_write_json(folder.file("report.json"), report)
+    records.atomic_write_bytes(folder.file("report.txt"), report_text(report).encode())
     lines = ["key\tpath\tsplit\treason\tdetail"] + [
         "\t".join(str(s.get(k) or "") for k in ("key", "path", "split", "reason", "detail")) for s in excluded]
-    records.atomic_write_bytes(os.path.join(output, "excluded.tsv"), ("\n".join(lines) + "\n").encode())
+    records.atomic_write_bytes(folder.file("excluded.tsv"), ("\n".join(lines) + "\n").encode())
     _write_reject_template(output, written, [r for r in problems if r["reason"] == "rejected_quality"], reject_list,
                            log)
     if written:
@@ -483,10 +490,11 @@ def finish(config, output, plan, unmatched, reject_list, log):
                       "depth_source": config.depth_source, "source": config.source, "crop": config.crop,
                       "reject_list": report["reject_list"]["file"], "skipped": report["skip_counts"],
                       "excluded": report["excluded_counts"]}
+        folder.record(records.CARD_NAME)
         records.write_dataset_card(output, name=config.name or f"{config.dataset}-d", image_size=config.image_size,
                                    provenance=provenance, extra={"prepare_report": "report.json"})
-    elif os.path.exists(os.path.join(output, records.CARD_NAME)):
-        os.remove(os.path.join(output, records.CARD_NAME))
+    else:
+        folder.remove_written([records.CARD_NAME])  # no face written: no card may describe an empty dataset
     log(f"prepare: {len(written)} faces written, {len(skipped)} skipped ({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'}); "
         f"report: {os.path.join(output, 'report.txt')}")
     if counts.get("error"):
@@ -495,18 +503,19 @@ def finish(config, output, plan, unmatched, reject_list, log):
 
 
 def _write_reject_template(output, written, auto_rejected, reject_list, log):
+    folder = output_folder(output)
     path = os.path.join(output, REVIEW_DIR, REJECT_TEMPLATE)
-    state_path = os.path.join(output, STATE_DIR, "reject_template.sha256")
+    state_path = folder.file(f"{STATE_DIR}/reject_template.sha256")
     text = review.reject_template(path, written, auto_rejected)
     if os.path.exists(path):
         stored = open(state_path, encoding="utf-8").read().strip() if os.path.exists(state_path) else ""
         user_edited = review.sha256_file(path) != stored
         if user_edited or (reject_list and os.path.realpath(reject_list) == os.path.realpath(path)):
-            alt = os.path.join(output, REVIEW_DIR, "reject_list.new.txt")
+            alt = folder.file(f"{REVIEW_DIR}/reject_list.new.txt")
             records.atomic_write_bytes(alt, text.encode())
             log(f"prepare: kept your edited {path}; the fresh template is {alt}")
             return
-    records.atomic_write_bytes(path, text.encode())
+    records.atomic_write_bytes(folder.file(f"{REVIEW_DIR}/{REJECT_TEMPLATE}"), text.encode())
     records.atomic_write_bytes(state_path, hashlib.sha256(text.encode()).hexdigest().encode())
 
 

@@ -22,7 +22,8 @@ flags.DEFINE_float("test_fraction", 0.2, "Fraction of identities in the paired t
 flags.DEFINE_integer("images_per_identity", 8, "Renders per train identity (random expressions, pose, light).")
 flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).")
 flags.DEFINE_integer("examples_per_shard", 512, "Examples per TFRecord shard.")
-flags.DEFINE_boolean("overwrite", False, "Replace an existing dataset in --output.")
+flags.DEFINE_boolean("overwrite", False, "Replace the dataset an earlier run wrote in --output (only the files it "
+                     "wrote; anything else there is left alone).")
 
 
 def main(argv):
@@ -31,6 +32,7 @@ def main(argv):
     if not FLAGS.output:
         raise app.UsageError("--output is required (the dataset directory to write)")
     from expr3d.data.synthetic import dataset
+    from expr3d.outputs import OutputError
 
     try:
         dataset.check_arguments(FLAGS.num_identities, FLAGS.image_size, FLAGS.test_fraction,
@@ -43,7 +45,7 @@ def main(argv):
             test_fraction=FLAGS.test_fraction, images_per_identity=FLAGS.images_per_identity,
             workers=FLAGS.workers, overwrite=FLAGS.overwrite, examples_per_shard=FLAGS.examples_per_shard,
             command=" ".join(["python -m expr3d.data.synthetic"] + sys.argv[1:]))
-    except FileExistsError as error:
+    except (FileExistsError, OutputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     splits = card["splits"]

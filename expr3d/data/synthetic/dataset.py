@@ -18,6 +18,7 @@ card = generate_dataset("data/synthetic64", num_identities=200, image_size=64, s
 """
 import dataclasses
 import functools
+import json
 import multiprocessing
 import os
 import shutil
@@ -26,6 +27,7 @@ import tempfile
 import cv2
 import numpy as np
 
+from expr3d import outputs
 from expr3d.data import records, schema
 from expr3d.data.synthetic import action_units, face_model, render
 from expr3d.labels import EXPRESSIONS, NUM_EXPRESSIONS
@@ -146,23 +148,23 @@ def _render_chunk(args):
     return [render_job(seed, job, image_size) for job in jobs]
 
 
-def _check_output(output_dir, overwrite):
-    """Refuse to touch existing data without `overwrite`; refuse to replace a non-dataset directory at all."""
-    if not os.path.exists(output_dir):
-        return False
-    if not os.path.isdir(output_dir):
-        raise FileExistsError(f"--output {output_dir} exists and is not a directory")
-    entries = os.listdir(output_dir)
-    if not entries:
-        return False
-    is_dataset = os.path.exists(os.path.join(output_dir, records.CARD_NAME)) or any(
-        records.list_shards(output_dir, split) for split in records.SPLITS)
-    if not is_dataset:
-        raise FileExistsError(f"--output {output_dir} is a non-empty directory that is not an expr3d dataset; "
-                              f"choose another directory (not replaced even with --overwrite)")
-    if not overwrite:
-        raise FileExistsError(f"--output {output_dir} already holds a dataset; pass --overwrite to replace it")
-    return True
+def _output_folder(output_dir, overwrite):
+    """Check `output_dir` before rendering; return (folder, names of an earlier dataset to replace at the end)."""
+    folder = outputs.OutputFolder(output_dir, "--output", "expr3d.data.synthetic")
+    legacy = []
+    card_path = os.path.join(output_dir, records.CARD_NAME)
+    if os.path.isfile(card_path) and not folder.written():
+        # A dataset written before manifests existed: its card names this generator, its shards are ours.
+        try:
+            with open(card_path, encoding="utf-8") as handle:
+                generator = json.load(handle).get("provenance", {}).get("generator")
+        except (OSError, ValueError, AttributeError):
+            generator = None
+        if generator == "expr3d.data.synthetic":
+            legacy = [records.CARD_NAME, PREVIEW_NAME] + [
+                os.path.basename(p) for split in records.SPLITS for p in records.list_shards(output_dir, split)]
+    will_write = [records.CARD_NAME, PREVIEW_NAME] + [f"{split}-*.tfrecord" for split in records.SPLITS]
+    return folder, folder.check(overwrite, will_write=will_write, legacy=legacy)
 
 
 def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fraction=0.2, images_per_identity=8,
@@ -189,7 +191,7 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
     check_arguments(num_identities, image_size, test_fraction, images_per_identity, workers, examples_per_shard,
                     seed)
     output_dir = os.path.abspath(output_dir)
-    replace = _check_output(output_dir, overwrite)
+    folder, replaced = _output_folder(output_dir, overwrite)
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
     jobs = plan(seed, num_identities, test_fraction, images_per_identity)
@@ -252,28 +254,29 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
                                           provenance=provenance, extra=extra)
         if preview:
             write_contact_sheet(os.path.join(tmp_dir, PREVIEW_NAME), seed, jobs["test"], image_size)
-        _swap_into_place(tmp_dir, output_dir, replace)
+        _move_into_place(tmp_dir, folder, replaced)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
     return card
 
 
-def _swap_into_place(tmp_dir, output_dir, replace):
-    if replace:
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.old-", dir=os.path.dirname(output_dir))
-        os.rmdir(old)
-        os.rename(output_dir, old)
-        try:
-            os.rename(tmp_dir, output_dir)
-        except BaseException:
-            os.rename(old, output_dir)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        if os.path.isdir(output_dir):
-            os.rmdir(output_dir)  # empty (checked): replace it by the finished dataset
-        os.rename(tmp_dir, output_dir)
+def _move_into_place(tmp_dir, folder, replaced):
+    """Move the finished dataset from `tmp_dir` into `folder`, replacing only `replaced` (what we wrote before)."""
+    new = sorted(os.listdir(tmp_dir))
+    if not os.path.isdir(folder.path):
+        outputs.OutputFolder(tmp_dir, "--output", folder.tool).record(*new)
+        os.rename(tmp_dir, folder.path)
+        return
+    folder.record(*new)
+    card = os.path.join(folder.path, records.CARD_NAME)
+    if records.CARD_NAME in replaced and os.path.exists(card):
+        os.remove(card)  # first: no reader may take the old card for a half-replaced dataset
+    folder.remove_written([n for n in replaced if n not in new])
+    # The card last: a dataset is complete when its card is there.
+    for name in sorted(new, key=lambda n: n == records.CARD_NAME):
+        os.replace(os.path.join(tmp_dir, name), os.path.join(folder.path, name))
+    os.rmdir(tmp_dir)
 
 
 # --- contact sheet ------------------------------------------------------------------------------------------------
