@@ -49,12 +49,18 @@ def is_inside(path, folder):
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+def _pairs(paths):
+    """(flag, path) pairs from a {flag: path} dict or an iterable of pairs (one flag may name several paths)."""
+    return list(paths.items()) if isinstance(paths, dict) else list(paths or ())
+
+
 def check_not_input(outputs, inputs):
-    """Refuse any output that is also an input. `outputs`/`inputs`: {flag: path}; empty paths are ignored."""
-    for out_flag, out_path in outputs.items():
+    """Refuse any output that is also an input. `outputs`/`inputs`: {flag: path} or (flag, path) pairs; empty paths
+    are ignored."""
+    for out_flag, out_path in _pairs(outputs):
         if not out_path:
             continue
-        for in_flag, in_path in inputs.items():
+        for in_flag, in_path in _pairs(inputs):
             if in_path and same_file(out_path, in_path):
                 raise OutputError(f"{out_flag}={out_path} is the same file as {in_flag}={in_path}: a command never "
                                   f"writes over its own input; choose another {out_flag}")
@@ -211,7 +217,8 @@ class OutputFolder:
             overwrite: the command's --overwrite.
             will_write: names or glob patterns ("*" stays within a folder) of what the command is about to write.
             legacy: names this command is known to have written there before manifests existed (owned too).
-            inputs: {flag: path} of the command's inputs; refused if one would be written over or removed.
+            inputs: the command's inputs, {flag: path} or (flag, path) pairs; refused if one would be written over
+                or removed.
             keep: listed names not to remove (e.g. a file the user edited since).
         Returns the names removed.
         """
@@ -226,7 +233,7 @@ class OutputFolder:
         owned = set(self.written()) | set(legacy)
         owned_existing = sorted(n for n in owned if os.path.lexists(os.path.join(self.path, n.rstrip("/"))))
         planned = self._existing(will_write) if os.path.isdir(self.path) else []
-        for flag, path in (inputs or {}).items():
+        for flag, path in _pairs(inputs):
             if not path:
                 continue
             for name in set(owned_existing) | set(planned):

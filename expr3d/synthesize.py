@@ -99,7 +99,7 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
                                                  for name in names for prefix in ("", "face_")]
     version_dir = resolve_saved_model(saved_model)
     folder.claim(overwrite, will_write=will_write,
-                 inputs={"--saved_model": version_dir, **{f"--images ({p})": p for p in paths}})
+                 inputs=[("--saved_model", version_dir)] + [("--images", p) for p in paths])
     translate = saved_model_translator(version_dir, batch_size=batch_size)
 
     summary = {"saved_model": os.path.abspath(version_dir), "expressions": names, "processed": [], "no_face": [],

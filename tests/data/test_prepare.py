@@ -13,6 +13,7 @@ import pytest
 from expr3d.data import records
 from expr3d.data.prepare import build, fixtures, meshes
 from expr3d.labels import EXPRESSIONS
+from tests.file_snapshots import snapshot, unchanged
 
 SIZE = 64
 
@@ -160,9 +161,24 @@ def test_affectnet_cli_report_resume_and_reject_list(tmp_path):
     assert f"{len(sidecars) - 1} already complete, 1 to build" in log[0]
     assert {ex.key for split in ("train", "test") for ex in read_split(out, split)} == after
 
-    # A different configuration is refused without --overwrite, accepted with it.
+    # A different configuration is refused without --overwrite, accepted with it; --overwrite removes only what
+    # prepare wrote: the user's own review sheet, notes folder and edited reject list stay byte-identical.
+    os.makedirs(os.path.join(out, "notes"))
+    with open(os.path.join(out, "notes", "todo.txt"), "w") as handle:
+        handle.write("check subject 900")
+    cv2.imwrite(os.path.join(review_dir, "my_sheet.png"), np.zeros((8, 8, 3), np.uint8))
+    with open(os.path.join(review_dir, "reject_list.txt"), "a") as handle:
+        handle.write("# edited by hand\n")
+    user_files = snapshot(os.path.join(out, "notes"), os.path.join(review_dir, "my_sheet.png"),
+                          os.path.join(review_dir, "reject_list.txt"))
     result = run_cli(*[a for a in args if not a.startswith("--image_size")], "--image_size=48", expect=2)
     assert "different configuration" in result.stderr and "image_size" in result.stderr
+    assert not unchanged(user_files, snapshot(out))
+    run_cli(*[a for a in args if not a.startswith("--image_size")], "--image_size=48", "--overwrite")
+    assert not unchanged(user_files, snapshot(out))
+    assert records.read_dataset_card(out)["image_size"] == 48
+    assert read_split(out, "train")[0].image.shape[0] == 48
+    assert os.path.exists(os.path.join(review_dir, "reject_list.new.txt"))  # the edited list kept, a fresh template
 
 
 def config_like(out):

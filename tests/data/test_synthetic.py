@@ -8,6 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.file_snapshots import snapshot, unchanged
+
+from expr3d import outputs
 from expr3d.data import records
 from expr3d.data.synthetic import action_units, dataset, face_model, render, render_example
 from expr3d.labels import ACTION_UNITS, EXPRESSIONS
@@ -172,12 +175,18 @@ def test_cli_writes_dataset_and_respects_overwrite(small_dataset, tmp_path):
     out = tmp_path / "cli"
     dataset.generate_dataset(str(out), seed=4, workers=1, progress=False, preview=False, **SMALL)  # someone's data
     before = _contents(str(out))
+    # The user's own files beside the dataset: never touched, with or without --overwrite.
+    (out / "notes.txt").write_text("my notes")
+    (out / "review").mkdir()
+    (out / "review" / "train-00000.tfrecord").write_bytes(b"not ours either")
+    user_files = snapshot(out / "notes.txt", out / "review")
     flags = [f"--output={out}", "--seed=3", "--num_identities=4", "--image_size=32", "--test_fraction=0.25",
              "--images_per_identity=4", "--examples_per_shard=8"]
     refused = _run_cli(*flags, "--workers=1")
     assert refused.returncode != 0 and "--overwrite" in refused.stderr
-    assert _contents(str(out)) == before
+    assert _contents(str(out)) == before and not unchanged(user_files, snapshot(out))
     result = _run_cli(*flags, "--workers=2", "--overwrite")
+    assert not unchanged(user_files, snapshot(out))
     assert result.returncode == 0, result.stderr
     assert "ETA" in result.stderr
     # Two worker processes give the very same shards as one in-process worker (and nothing of the seed-4 data stays).
@@ -188,3 +197,24 @@ def test_cli_writes_dataset_and_respects_overwrite(small_dataset, tmp_path):
     assert preview is not None and preview.shape[1] == 8 * 32
     leftovers = [name for name in os.listdir(tmp_path) if name.startswith(".cli.")]
     assert not leftovers
+
+
+def test_overwrite_replaces_a_dataset_written_before_manifests_and_nothing_else(small_dataset, tmp_path):
+    out = tmp_path / "old"
+    dataset.generate_dataset(str(out), seed=4, workers=1, progress=False, preview=True, **SMALL)
+    os.remove(out / outputs.MANIFEST_NAME)  # as written by an earlier version
+    (out / "notes.txt").write_text("mine")
+    dataset.generate_dataset(str(out), seed=3, workers=1, progress=False, preview=False, overwrite=True, **SMALL)
+    assert _contents(str(out)) == _contents(small_dataset[0])
+    expected = [n for n in os.listdir(small_dataset[0]) if n != dataset.PREVIEW_NAME] + ["notes.txt"]
+    assert sorted(os.listdir(out)) == sorted(expected)  # the old preview is gone: it was ours
+
+
+def test_a_shard_it_did_not_write_is_refused_even_with_overwrite(tmp_path):
+    out = tmp_path / "foreign"
+    out.mkdir()
+    (out / "test-00000.tfrecord").write_bytes(b"someone else's shard")
+    with pytest.raises(outputs.OutputError, match="test-00000.tfrecord, which this command writes but did not"):
+        dataset.generate_dataset(str(out), seed=3, workers=1, progress=False, overwrite=True, **SMALL)
+    assert os.listdir(out) == ["test-00000.tfrecord"]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".foreign.")]

@@ -5,6 +5,7 @@ import numpy as np
 
 from expr3d.deploy import pipeline
 from tests.deploy import fixtures
+from tests.file_snapshots import snapshot, unchanged
 
 
 def cli_commands(exported, work):
@@ -22,8 +23,15 @@ def cli_commands(exported, work):
                          f"--output={work / 'none.png'}"],
         "lite_bad_name": ["-m", "expr3d.lite", f"--model={model}", f"--image={face_path}", "--expression=joyful",
                           f"--output={work / 'bad.png'}"],
+        # Data loss: never over the input photo (even with --overwrite), never over an existing file without it.
+        "lite_over_input": ["-m", "expr3d.lite", f"--model={model}", f"--image={face_path}", f"--output={face_path}",
+                            "--overwrite"],
+        "lite_existing": ["-m", "expr3d.lite", f"--model={model}", f"--image={face_path}", f"--output={empty_path}"],
+        "lite_crop_over_model": ["-m", "expr3d.lite", f"--model={model}", f"--image={face_path}",
+                                 f"--output={work / 'fine.png'}", f"--crop_output={model}", "--overwrite"],
     }
-    return commands, dict(work=work, face_path=face_path, out=out, crop=crop)
+    inputs_before = snapshot(face_path, empty_path, model)
+    return commands, dict(work=work, face_path=face_path, out=out, crop=crop, inputs_before=inputs_before)
 
 
 def test_lite_on_a_face_and_on_a_photo_without_one(clis):
@@ -48,3 +56,17 @@ def test_lite_on_a_face_and_on_a_photo_without_one(clis):
     assert "no face found" in no_face.stderr and "landscape.png" in no_face.stderr
     assert not (work / "none.png").exists()
     assert bad_name.returncode == 1 and "joyful" in bad_name.stderr
+
+
+def test_lite_never_writes_over_its_input_or_an_existing_file(clis):
+    results, context = clis["results"], clis["contexts"]["test_lite"]
+    over_input, existing, over_model = (results[k] for k in ("lite_over_input", "lite_existing",
+                                                             "lite_crop_over_model"))
+    assert over_input.returncode == 1 and "--output=" in over_input.stderr
+    assert "same file as --image=" in over_input.stderr
+    assert existing.returncode == 1 and "exists; pass --overwrite" in existing.stderr
+    assert over_model.returncode == 1 and "--crop_output=" in over_model.stderr and "--model=" in over_model.stderr
+    for result in (over_input, existing, over_model):
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # one line, no traceback
+    assert not unchanged(context["inputs_before"], snapshot(*context["inputs_before"]))
+    assert not (context["work"] / "fine.png").exists()

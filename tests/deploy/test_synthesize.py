@@ -9,6 +9,7 @@ import pytest
 from expr3d import synthesize
 from expr3d.deploy import pipeline
 from tests.deploy import fixtures
+from tests.file_snapshots import snapshot, unchanged
 
 
 def cli_commands(exported, work):
@@ -26,13 +27,26 @@ def cli_commands(exported, work):
     output, taken = work / "out", work / "taken"
     taken.mkdir()
     (taken / "summary.json").write_text("{}")
+    # Data loss: a photo named like an output (grid.png) in the output folder is an input: refused even with
+    # --overwrite; a run whose only photo has no face exits non-zero with the count.
+    mixed = work / "mixed"
+    mixed.mkdir()
+    pipeline.write_image(str(mixed / "grid.png"), fixtures.rendered_face(identity=2, size=128))
+    (mixed / "my.txt").write_text("mine")
+    landscape = work / "landscape_only"
+    landscape.mkdir()
+    pipeline.write_image(str(landscape / "hills.png"), fixtures.no_face_image())
     commands = {
+        "synthesize_into_input": ["-m", "expr3d.synthesize", f"--saved_model={exported['base']}",
+                                  f"--images={mixed}", f"--output={mixed}", "--overwrite"],
+        "synthesize_all_skipped": ["-m", "expr3d.synthesize", f"--saved_model={exported['base']}",
+                                   f"--images={landscape}", f"--output={work / 'skipped'}"],
         "synthesize": ["-m", "expr3d.synthesize", f"--saved_model={exported['base']}", f"--images={photos}",
                        "--expressions=happy,angry", f"--output={output}"],
         "synthesize_taken": ["-m", "expr3d.synthesize", f"--saved_model={exported['base']}", f"--images={photos}",
                              f"--output={taken}"],
     }
-    return commands, dict(output=output, taken=taken)
+    return commands, dict(output=output, taken=taken, mixed=mixed, mixed_before=snapshot(mixed))
 
 
 def test_synthesize_a_folder_with_faces_a_landscape_and_a_broken_file(clis):
@@ -59,6 +73,17 @@ def test_synthesize_a_folder_with_faces_a_landscape_and_a_broken_file(clis):
     again = results["synthesize_taken"]
     assert again.returncode == 1 and "--overwrite" in again.stderr
     assert (context["taken"] / "summary.json").read_text() == "{}", "nothing in a non-empty output is replaced"
+
+
+def test_synthesize_never_replaces_an_input_and_fails_when_nothing_was_translated(clis):
+    results, context = clis["results"], clis["contexts"]["test_synthesize"]
+    into_input = results["synthesize_into_input"]
+    assert into_input.returncode == 1 and "would replace --images" in into_input.stderr
+    assert "grid.png" in into_input.stderr
+    assert not unchanged(context["mixed_before"], snapshot(context["mixed"]))
+    assert sorted(os.listdir(context["mixed"])) == ["grid.png", "my.txt"]
+    skipped = results["synthesize_all_skipped"]
+    assert skipped.returncode == 1 and "no photo translated: 1 without a face, 0 unreadable" in skipped.stderr
 
 
 def test_argument_errors(tmp_path):
