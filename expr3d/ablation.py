@@ -18,7 +18,9 @@ Steps (each skipped when its output already exists, so an interrupted study resu
   5. `python -m expr3d.compare` -> ROOT/comparison/comparison.md (+ figures)
 
 Variants are `name:flag=value;flag=value` strings (--variants), e.g. `baseline:depth_weight=0`,
-`depth:depth_weight=0.1;geometry=depth;confidence_penalty=0`. --dry_run prints the commands without running them.
+`depth:depth_weight=0.1;geometry=depth;confidence_penalty=0`,
+`depth_penalty_generator:depth_weight=0.1;confidence_penalty=0.1;confidence_penalty_on=generator`. --dry_run prints
+the commands without running them.
 """
 import os
 import shlex
@@ -44,8 +46,11 @@ def define_flags():
     flags.DEFINE_integer("classifier_identities", 300, "identities of a generated --classifier_data_dir")
     flags.DEFINE_integer("classifier_data_seed", 1, "seed of a generated --classifier_data_dir (other identities)")
     flags.DEFINE_list("variants", ["baseline:depth_weight=0", "depth:depth_weight=0.1;confidence_penalty=0",
-                                   "depth_penalty:depth_weight=0.1;confidence_penalty=0.1"],
-                      "name:flag=value;flag=value per variant")
+                                   "depth_penalty:depth_weight=0.1;confidence_penalty=0.1;confidence_penalty_on=critic",
+                                   "depth_penalty_generator:depth_weight=0.1;confidence_penalty=0.1;"
+                                   "confidence_penalty_on=generator"],
+                      "name:flag=value;flag=value per variant (the penalty's side, --confidence_penalty_on, is "
+                      "spelled out: runs from before that flag had it on the generator)")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "training seeds (>= 3 for a spread)")
     flags.DEFINE_string("train_flags", "", "flags passed to every `python -m expr3d.train` run (steps, sizes, ...)")
     flags.DEFINE_string("classifier_flags", "--epochs=10", "flags of `python -m expr3d.metrics.classifier`")

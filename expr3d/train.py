@@ -61,10 +61,22 @@ flags.DEFINE_integer("depth_g_conv_dim", 64, "G_depth width.")
 flags.DEFINE_integer("depth_g_num_res_blocks", 6, "G_depth residual blocks.")
 flags.DEFINE_integer("depth_d_conv_dim", 64, "D_depth width.")
 flags.DEFINE_integer("depth_d_num_layers", 6, "D_depth stride-2 layers.")
+flags.DEFINE_enum("generator", "stargan", ["stargan", "attention"],
+                  "G_rgb: StarGAN's generator (the paper), or a GANimation-style attention generator (NOT in the "
+                  "paper): output = M*C + (1-M)*x with a learnt edit mask M (0 = source pixel copied) and colour C.")
 flags.DEFINE_enum("geometry", "depth", ["depth", "normals"], "Guidance map: depth (x3 channels) or normals.")
+flags.DEFINE_enum("init", "keras", ["keras", "stargan"],
+                  "Weight initialisation: Keras' defaults (glorot-uniform kernels, zero biases), or 'stargan': "
+                  "PyTorch's defaults as the official StarGAN code gets them (kernels and the critics' biases "
+                  "U(+-1/sqrt(fan_in)); expr3d/models/initializers.py). The paper flagfiles use 'stargan'.")
 # --- losses -------------------------------------------------------------------------------------------------------
 flags.DEFINE_float("depth_weight", 0.1, "lambda_depth of L_rgb + lambda_depth * L_depth (0 = plain StarGAN).")
 flags.DEFINE_float("confidence_penalty", 0.1, "beta of the confidence penalty on D_depth's classification (0 = off).")
+flags.DEFINE_enum("confidence_penalty_on", "critic", ["critic", "generator"],
+                  "Where the confidence penalty -beta*H(softmax(D_depth_cls)) goes (both stages): 'critic' = D_depth's "
+                  "loss, on its classification of the REAL geometry maps (the paper's 'regulariser on the "
+                  "discriminator'); 'generator' = the generators' loss, on D_depth's classification of G_depth's "
+                  "estimate (the earlier behaviour; docs/training.md).")
 flags.DEFINE_float("lambda_cls", 1.0, "Classification weight.")
 flags.DEFINE_float("lambda_rec", 10.0, "Cycle-reconstruction weight (RGB and depth cycles).")
 flags.DEFINE_float("lambda_gp", 10.0, "Gradient-penalty weight.")
@@ -72,6 +84,12 @@ flags.DEFINE_float("lambda_id", 0.0,
                    "NOT in the paper (0 = off, the paper's flagfiles): weight of CycleGAN's identity-mapping term "
                    "|x - G_rgb(x, c_org)|_1 in stage 2, which rules out the colour-inverting solution of the cycle "
                    "loss in short runs.")
+flags.DEFINE_float("lambda_mask", 0.1,
+                   "--generator=attention: weight of the edit masks' mean (sparsity: pushes toward copying the source), "
+                   "on the masks of G_rgb(x, c_trg) and of the cycle. GANimation's 0.1.")
+flags.DEFINE_float("lambda_mask_tv", 4.1,
+                   "--generator=attention: weight of the edit masks' mean total variation (smoothness), on the same "
+                   "two masks. 4.1 ~ GANimation's 1e-5 on its sum over a batch of 25 masks of 128x128.")
 flags.DEFINE_float("lambda_pix", 10.0, "Stage 1: L1 weight of the estimated geometry against the real one.")
 flags.DEFINE_float("perceptual_weight", 1.0, "Stage 1: VGG19 perceptual weight (0 = skipped, no weights needed).")
 flags.DEFINE_string("vgg19_weights", "auto", "VGG19 notop weights: 'auto' (Keras cache) or a .h5 path.")
@@ -83,6 +101,11 @@ flags.DEFINE_float("g_lr", 1e-4, "Adam learning rate of the generators.")
 flags.DEFINE_float("d_lr", 1e-4, "Adam learning rate of the critics.")
 flags.DEFINE_float("beta1", 0.5, "Adam beta_1.")
 flags.DEFINE_float("beta2", 0.999, "Adam beta_2.")
+flags.DEFINE_float("adam_epsilon", 1e-7, "Adam epsilon (Keras' default 1e-7; PyTorch's, and StarGAN's, 1e-8).")
+flags.DEFINE_enum("adam_epsilon_mode", "keras", ["keras", "pytorch"],
+                  "Where Adam's epsilon goes: 'keras' = keras.optimizers.Adam, added to the un-corrected sqrt(v); "
+                  "'pytorch' = torch.optim.Adam's formula, added to the bias-corrected sqrt(v_hat) "
+                  "(expr3d/training/adam.py). The paper flagfiles use --adam_epsilon=1e-8 --adam_epsilon_mode=pytorch.")
 flags.DEFINE_integer("lr_decay_every", 1000, "The decaying learning rate changes every this many iterations.")
 flags.DEFINE_float("lr_decay_start", 0.5, "Fraction of a stage after which the learning rates decay linearly to 0.")
 # --- runtime ------------------------------------------------------------------------------------------------------
@@ -141,6 +164,8 @@ def _model_config():
             depth_g_num_res_blocks=FLAGS.depth_g_num_res_blocks,
             depth_d_conv_dim=FLAGS.depth_d_conv_dim,
             depth_d_num_layers=FLAGS.depth_d_num_layers,
+            generator=FLAGS.generator,
+            init=FLAGS.init,
         )
     except ValueError as error:
         field = str(error).split(":", 1)[-1].strip()
@@ -220,12 +245,14 @@ def _validate_flags(num_replicas):
     for name in ("checkpoint_every", "summary_every", "sample_every"):
         if getattr(FLAGS, name) < 0:
             raise UsageError(f"--{name} must be >= 0; got {getattr(FLAGS, name)}")
+    if not FLAGS.adam_epsilon > 0:
+        raise UsageError(f"--adam_epsilon must be > 0; got {FLAGS.adam_epsilon}")
     if FLAGS.keep_checkpoints < 1:
         raise UsageError(f"--keep_checkpoints must be >= 1; got {FLAGS.keep_checkpoints}")
     if not 0.0 <= FLAGS.lr_decay_start <= 1.0:
         raise UsageError(f"--lr_decay_start must be in [0, 1]; got {FLAGS.lr_decay_start}")
     for name in ("depth_weight", "confidence_penalty", "perceptual_weight", "lambda_cls", "lambda_rec", "lambda_gp",
-                 "lambda_pix", "lambda_id"):
+                 "lambda_pix", "lambda_id", "lambda_mask", "lambda_mask_tv"):
         if getattr(FLAGS, name) < 0:
             raise UsageError(f"--{name} must be >= 0; got {getattr(FLAGS, name)}")
     stages = _stages_to_run()
@@ -241,6 +268,18 @@ def _validate_flags(num_replicas):
         raise UsageError("--jit_compile is supported with --strategy=default only")
 
 
+def _with_model_config_defaults(run_config):
+    """`run_config` with its model_config completed by ModelConfig's defaults, so a run written before a field
+    existed is compared as what it was built as (`generator` "stargan", `init` "keras")."""
+    from expr3d.models import ModelConfig
+
+    try:
+        completed = ModelConfig.from_dict(run_config["model_config"]).to_dict()
+    except (KeyError, TypeError, ValueError):
+        return run_config  # compared as saved: the diff shows what is wrong
+    return dict(run_config, model_config=completed)
+
+
 def _check_resume(run_config):
     from expr3d.training import checkpoints
 
@@ -248,7 +287,7 @@ def _check_resume(run_config):
     saved = checkpoints.read_run_config(path)
     if saved is None:
         return
-    diff = checkpoints.config_diff(saved, run_config, ARCHITECTURE_KEYS)
+    diff = checkpoints.config_diff(_with_model_config_defaults(saved), run_config, ARCHITECTURE_KEYS)
     if diff:
         raise UsageError(
             f"--model_dir={FLAGS.model_dir} holds a run with a different architecture or data stream; resume it with "
@@ -269,10 +308,28 @@ def _check_stage_one(stages):
             )
 
 
+# What a run directory holds (a folder holding anything else is not a run: train refuses to write into it).
+RUN_DIR_ENTRIES = ("config.json", "depth", "gan", "logs", "models", "samples", "evaluation")
+
+
+def _check_model_dir():
+    model_dir = FLAGS.model_dir
+    if not model_dir:
+        raise UsageError("--model_dir is required")
+    if os.path.lexists(model_dir) and not os.path.isdir(model_dir):
+        raise UsageError(f"--model_dir={model_dir} is a file, not a run directory; choose a new or empty folder")
+    if os.path.isdir(model_dir):
+        foreign = sorted(name for name in os.listdir(model_dir)
+                         if name not in RUN_DIR_ENTRIES and not name.startswith(".config.json."))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise UsageError(f"--model_dir={model_dir} is not an expr3d run (it holds {shown}); train writes only "
+                             f"into a new or empty folder or resumes a run, so choose another --model_dir")
+
+
 def run():
     """Everything after flag parsing; raises UsageError / NonFiniteLossError; returns the exit status."""
-    if not FLAGS.model_dir:
-        raise UsageError("--model_dir is required")
+    _check_model_dir()
     from expr3d.training import runtime
 
     runtime.configure_cpu_devices(FLAGS.cpu_devices)
@@ -347,6 +404,8 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
     samples = inputs.sample_batch(FLAGS.data_dir, FLAGS.num_samples, FLAGS.image_size, FLAGS.geometry)
     depth_dir = os.path.join(model_dir, "depth", "checkpoints")
 
+    adam_epsilon = {"epsilon": FLAGS.adam_epsilon, "epsilon_mode": FLAGS.adam_epsilon_mode}
+
     def schedule(base_lr, num_steps):
         return LinearDecaySchedule(base_lr, num_steps, decay_start=int(FLAGS.lr_decay_start * num_steps),
                                    decay_every=FLAGS.lr_decay_every)
@@ -363,10 +422,13 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
                         n_critic=FLAGS.n_critic, lambda_cls=FLAGS.lambda_cls, lambda_gp=FLAGS.lambda_gp,
                         lambda_pix=FLAGS.lambda_pix, lambda_rec=FLAGS.lambda_rec,
                         perceptual_weight=FLAGS.perceptual_weight, confidence_penalty=FLAGS.confidence_penalty,
+                        confidence_penalty_on=FLAGS.confidence_penalty_on,
                     )
                     trainer.compile(
-                        g_optimizer=runtime.make_optimizer(FLAGS.g_lr, FLAGS.beta1, FLAGS.beta2, loss_scaled, "g_depth"),
-                        d_optimizer=runtime.make_optimizer(FLAGS.d_lr, FLAGS.beta1, FLAGS.beta2, loss_scaled, "d_depth"),
+                        g_optimizer=runtime.make_optimizer(FLAGS.g_lr, FLAGS.beta1, FLAGS.beta2, loss_scaled, "g_depth",
+                                                           **adam_epsilon),
+                        d_optimizer=runtime.make_optimizer(FLAGS.d_lr, FLAGS.beta1, FLAGS.beta2, loss_scaled, "d_depth",
+                                                           **adam_epsilon),
                     )
                     schedules = {"g_depth": schedule(FLAGS.g_lr, num_steps), "d_depth": schedule(FLAGS.d_lr, num_steps)}
                 else:
@@ -375,11 +437,12 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
                         **networks, num_classes=NUM_EXPRESSIONS, depth_weight=FLAGS.depth_weight,
                         n_critic=FLAGS.n_critic, lambda_cls=FLAGS.lambda_cls, lambda_rec=FLAGS.lambda_rec,
                         lambda_gp=FLAGS.lambda_gp, confidence_penalty=FLAGS.confidence_penalty,
-                        lambda_id=FLAGS.lambda_id,
+                        confidence_penalty_on=FLAGS.confidence_penalty_on, lambda_id=FLAGS.lambda_id,
+                        lambda_mask=FLAGS.lambda_mask, lambda_mask_tv=FLAGS.lambda_mask_tv,
                     )
                     trainer.compile(optimizers={
                         key: runtime.make_optimizer(FLAGS.g_lr if key.startswith("g") else FLAGS.d_lr, FLAGS.beta1,
-                                                    FLAGS.beta2, loss_scaled, key)
+                                                    FLAGS.beta2, loss_scaled, key, **adam_epsilon)
                         for key in ("g_rgb", "d_rgb", "g_depth", "d_depth")
                     })
                     schedules = {key: schedule(FLAGS.g_lr if key.startswith("g") else FLAGS.d_lr, num_steps)

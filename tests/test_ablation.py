@@ -23,8 +23,11 @@ def test_flagfile_plans_every_variant_and_seed_with_one_judge():
     lines = done.stdout.strip().splitlines()
     trains = [line for line in lines if "-m expr3d.train" in line and "--stage=depth" not in line]
     evaluations = [line for line in lines if "-m expr3d.evaluate" in line]
-    assert len(trains) == 9 and len(evaluations) == 9
+    assert len(trains) == 12 and len(evaluations) == 12
     assert sum("--depth_weight=0 " in line + " " for line in trains) == 3
+    # The penalty's side is explicit in both penalty variants.
+    assert sum("--confidence_penalty_on=critic" in line for line in trains) == 3
+    assert sum("--confidence_penalty_on=generator" in line for line in trains) == 3
     assert len({line.split("--num_steps_gan=")[1].split()[0] for line in trains}) == 1  # equal steps for every variant
     assert all("--depth_model_dir=runs/synthetic_ablation/judge_depth" in line for line in evaluations)
     judge = [line for line in lines if "--model_dir=runs/synthetic_ablation/judge_depth" in line]
@@ -91,9 +94,10 @@ def test_tiny_study_end_to_end_with_shared_depth_pretraining(tmp_path):
     command = [sys.executable, "-m", "expr3d.ablation", f"--root={root}", f"--data_dir={tmp_path / 'data'}",
                "--num_identities=5", "--image_size=32", "--images_per_identity=2", "--seeds=0",
                "--variants=baseline:depth_weight=0,depth:depth_weight=0.1", f"--train_flags={common}",
-               "--classifier_flags=--epochs=1 --width=4 --batch_size=4", "--shared_depth_pretraining",
+               "--classifier_flags=--epochs=1 --width=4 --batch_size=4 --min_judge_accuracy=0",
+               "--shared_depth_pretraining",
                "--metrics=expression_generation_rate,geometry",
-               "--evaluate_flags=--progress=false --batch_size=8"]
+               "--evaluate_flags=--progress=false --batch_size=8 --min_judge_accuracy=0"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     assert "needs at least 3" in done.stderr  # one seed: warned

@@ -148,3 +148,34 @@ def test_losses_work_inside_tf_function():
     logits = tf.random.normal((2, 8))
     labels = tf.constant([1, 7])
     assert np.isfinite(total(real, fake, logits, labels).numpy())
+
+
+def test_attention_sparsity_is_the_mean_edited_fraction():
+    mask = np.zeros((2, 4, 4, 1), "float32")
+    mask[0, :2] = 1.0  # half of image 0 edited
+    mask[1] = 0.25
+    assert _value(losses.attention_sparsity_loss(mask)) == pytest.approx((0.5 + 0.25) / 2)
+    assert _value(losses.attention_sparsity_loss(tf.zeros((1, 3, 3, 1), tf.bfloat16))) == 0.0
+    # Its gradient lowers the mask everywhere: toward copying the source.
+    m = tf.Variable(np.full((1, 2, 2, 1), 0.5, "float32"))
+    with tf.GradientTape() as tape:
+        loss = losses.attention_sparsity_loss(m)
+    assert np.all(tape.gradient(loss, m).numpy() > 0)
+
+
+def test_total_variation_of_known_maps():
+    size = 5
+    assert _value(losses.total_variation_loss(np.full((2, size, size, 1), 0.7, "float32"))) == 0.0
+    edge = np.zeros((1, size, size, 1), "float32")
+    edge[..., 3:, :] = 1.0  # a vertical edge: one jump of 1 per row among size - 1 horizontal neighbour pairs
+    assert _value(losses.total_variation_loss(edge)) == pytest.approx(1 / (size - 1))
+    # Transposed: the same value (anisotropic TV treats both directions alike).
+    assert _value(losses.total_variation_loss(np.swapaxes(edge, 1, 2))) == pytest.approx(1 / (size - 1))
+    checker = (np.indices((4, 4)).sum(axis=0) % 2).astype("float32")[None, ..., None]
+    assert _value(losses.total_variation_loss(checker)) == pytest.approx(2.0)  # every pair differs, both directions
+    # A mean over images and channels: batch and channel count do not change it.
+    batch = np.concatenate([edge, np.swapaxes(edge, 1, 2)], axis=0)
+    assert _value(losses.total_variation_loss(np.repeat(batch, 3, axis=-1))) == pytest.approx(1 / (size - 1))
+    # The checkerboard up-sampled x2 (2x2 blocks): 3 jumps among the 7 pairs of each line, in both directions.
+    blocks = np.repeat(np.repeat(checker, 2, axis=1), 2, axis=2)
+    assert _value(losses.total_variation_loss(blocks)) == pytest.approx(2 * 3 / 7)

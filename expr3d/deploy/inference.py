@@ -158,7 +158,7 @@ def inference_clone(model, check_inputs=None, tolerance=CLONE_TOLERANCE):
     `check_inputs` when given.
 
     Args:
-        model: a functional Keras model (StarGANGenerator, DepthTranslator).
+        model: a functional Keras model (StarGANGenerator, AttentionGenerator, DepthTranslator).
         check_inputs: inputs to compare the two on (a list, as for `model(...)`), or None.
         tolerance: largest absolute output difference accepted (RuntimeError beyond it).
 

@@ -1,6 +1,7 @@
 """The four networks of the depth-guided StarGAN, their config and FLOP counts."""
 
-from expr3d.models.blocks import ConditionConcat, residual_block
+from expr3d.models.attention_generator import AttentionGenerator
+from expr3d.models.blocks import AttentionCombine, ConditionConcat, residual_block
 from expr3d.models.builder import MODEL_KEYS, build_models
 from expr3d.models.config import ModelConfig
 from expr3d.models.depth_translator import TO_GEOMETRY, TO_RGB, DepthTranslator
@@ -10,6 +11,8 @@ from expr3d.models.generator import StarGANGenerator
 from expr3d.models.perceptual import VGG19Features, keras_cache_candidates, resolve_vgg19_weights
 
 __all__ = [
+    "AttentionCombine",
+    "AttentionGenerator",
     "ConditionConcat",
     "DepthTranslator",
     "MODEL_KEYS",

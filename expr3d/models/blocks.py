@@ -11,6 +11,8 @@ on the batch history).
 import keras
 from keras import ops
 
+from expr3d.models.initializers import layer_initializers
+
 INSTANCE_NORM_EPSILON = 1e-5
 
 
@@ -33,7 +35,7 @@ def instance_norm(name, dtype=None):
     )
 
 
-def residual_block(x, filters, name, dtype=None):
+def residual_block(x, filters, name, dtype=None, init="keras"):
     """StarGAN residual block on a functional tensor.
 
     conv3x3 - IN - ReLU - conv3x3 - IN, plus the identity. The convolutions
@@ -44,14 +46,18 @@ def residual_block(x, filters, name, dtype=None):
         filters: channel count (input and output).
         name: prefix of the block's layer names.
         dtype: dtype policy; `None` uses the global policy.
+        init: weight initialisation, "keras" or "stargan"
+            (`expr3d.models.initializers`).
     """
     y = keras.layers.Conv2D(
-        filters, 3, padding="same", use_bias=False, name=f"{name}_conv1", dtype=dtype
+        filters, 3, padding="same", use_bias=False, name=f"{name}_conv1", dtype=dtype,
+        **layer_initializers(init),
     )(x)
     y = instance_norm(f"{name}_norm1", dtype)(y)
     y = keras.layers.ReLU(name=f"{name}_relu", dtype=dtype)(y)
     y = keras.layers.Conv2D(
-        filters, 3, padding="same", use_bias=False, name=f"{name}_conv2", dtype=dtype
+        filters, 3, padding="same", use_bias=False, name=f"{name}_conv2", dtype=dtype,
+        **layer_initializers(init),
     )(y)
     y = instance_norm(f"{name}_norm2", dtype)(y)
     return keras.layers.Add(name=f"{name}_add", dtype=dtype)([x, y])
@@ -90,3 +96,30 @@ class ConditionConcat(keras.layers.Layer):
         if image_shape[-1] is not None and condition_shape[-1] is not None:
             channels = image_shape[-1] + condition_shape[-1]
         return tuple(image_shape[:-1]) + (channels,)
+
+
+@keras.saving.register_keras_serializable(package="expr3d")
+class AttentionCombine(keras.layers.Layer):
+    """Blends a generated colour image into the source through an edit mask.
+
+    `[source, colour, mask]` -> `mask * colour + (1 - mask) * source`: where the
+    mask is 0 the source pixel is copied exactly, where it is 1 the colour
+    image replaces it. `mask` is `[B, H, W, 1]` (broadcast over channels) with
+    values in [0, 1]. Computes in this layer's dtype (float32 by default).
+
+    Args:
+        **kwargs: standard layer arguments (`name`, `dtype`, ...).
+
+    Example:
+    >>> layer = AttentionCombine()
+    >>> source, colour = keras.ops.zeros((1, 4, 4, 3)), keras.ops.ones((1, 4, 4, 3))
+    >>> float(keras.ops.mean(layer([source, colour, keras.ops.full((1, 4, 4, 1), 0.25)])))
+    0.25
+    """
+
+    def call(self, inputs):
+        source, colour, mask = (ops.cast(t, self.compute_dtype) for t in inputs)
+        return mask * colour + (1.0 - mask) * source
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])

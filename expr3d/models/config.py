@@ -19,6 +19,15 @@ class ModelConfig:
         d_conv_dim, d_num_layers: D_rgb width and stride-2 layers.
         depth_g_conv_dim, depth_g_num_res_blocks: G_depth width and blocks.
         depth_d_conv_dim, depth_d_num_layers: D_depth width and layers.
+        generator: G_rgb's architecture, one of `GENERATORS`: "stargan"
+            (`StarGANGenerator`) or "attention" (`AttentionGenerator`). Run
+            configs written before this field existed load as "stargan".
+        init: weight initialisation, one of `INITS`: "keras" (Keras' layer
+            defaults: glorot-uniform kernels, zero biases) or "stargan"
+            (PyTorch's defaults, as the official StarGAN code gets them:
+            U(+-1/sqrt(fan_in)) kernels and critic biases; see
+            `expr3d.models.initializers`). Run configs written before this
+            field existed load as "keras".
 
     Example:
     >>> config = ModelConfig(image_size=32, d_num_layers=3, depth_d_num_layers=3)
@@ -36,12 +45,24 @@ class ModelConfig:
     depth_g_num_res_blocks: int = 6
     depth_d_conv_dim: int = 64
     depth_d_num_layers: int = 6
+    generator: str = "stargan"
+    init: str = "keras"
 
+    # G_rgb architectures (`generator`).
+    GENERATORS = ("stargan", "attention")
+    # Weight initialisation schemes (`init`; expr3d.models.initializers.INITS).
+    INITS = ("keras", "stargan")
     # The generators' two stride-2 stages.
     GENERATOR_DOWNSAMPLING = 2
 
     def __post_init__(self):
+        if self.generator not in self.GENERATORS:
+            raise ValueError(f"ModelConfig: generator must be one of {self.GENERATORS}; got {self.generator!r}")
+        if self.init not in self.INITS:
+            raise ValueError(f"ModelConfig: init must be one of {self.INITS}; got {self.init!r}")
         for field in dataclasses.fields(self):
+            if field.name in ("generator", "init"):
+                continue
             value = getattr(self, field.name)
             minimum = 0 if field.name.endswith("num_res_blocks") else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -66,7 +87,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values):
-        """Inverse of `to_dict`; unknown keys raise `ValueError` naming them."""
+        """Inverse of `to_dict` (missing keys take their defaults); unknown keys raise `ValueError` naming them."""
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

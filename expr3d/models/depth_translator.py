@@ -24,7 +24,8 @@ class DepthTranslator(StarGANGenerator):
         conv_dim: channels of the first convolution.
         num_res_blocks: residual blocks in the bottleneck.
         num_down: stride-2 down-sampling (and up-sampling) stages.
-        **kwargs: standard `keras.Model` arguments (`name`, `dtype`, ...).
+        **kwargs: `StarGANGenerator`'s `dtype` and `init` ("keras" or "stargan"), and standard `keras.Model`
+            arguments (`name`, ...).
 
     Example:
     >>> g = DepthTranslator(conv_dim=8, num_res_blocks=1)

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from expr3d.models.blocks import serializable_dtype
+from expr3d.models.initializers import check_init, layer_initializers
 
 # Convolutions with at most this many output positions run as one matmul over explicit patches (below).
 MATMUL_MAX_POSITIONS = 4
@@ -70,6 +71,9 @@ class PatchCritic(keras.Model):
         num_layers: stride-2 convolutions.
         input_channels: channels of the input maps.
         dtype: dtype policy of the layers; `None` uses the global policy.
+        init: weight initialisation: "keras" (Keras' defaults: glorot-uniform kernels, zero biases) or "stargan"
+            (PyTorch's defaults, as the official StarGAN code: kernels and the stride-2 convolutions' biases
+            U(+-1/sqrt(fan_in)), `fan_in = in_channels * 4 * 4`; `expr3d.models.initializers`).
         **kwargs: standard `keras.Model` arguments (`name`, ...).
 
     Returns (when called): `(src, cls)`, `src` `[B, image_size / 2**num_layers,
@@ -83,7 +87,8 @@ class PatchCritic(keras.Model):
     """
 
     def __init__(
-        self, image_size, num_classes, conv_dim=64, num_layers=6, input_channels=3, dtype=None, **kwargs
+        self, image_size, num_classes, conv_dim=64, num_layers=6, input_channels=3, dtype=None, init="keras",
+        **kwargs
     ):
         for field, value in (
             ("image_size", image_size),
@@ -99,22 +104,25 @@ class PatchCritic(keras.Model):
                 f"PatchCritic: num_layers={num_layers} needs image_size divisible by {2**num_layers}; "
                 f"got image_size={image_size}"
             )
+        check_init(init, "PatchCritic")
         patch_size = image_size // (2**num_layers)
 
         image_input = keras.Input(shape=(image_size, image_size, input_channels), name="image")
         x = image_input
-        filters = conv_dim
+        filters, channels = conv_dim, input_channels
         for i in range(num_layers):
-            x = matmul_small_outputs(
-                keras.layers.Conv2D(filters, 4, strides=2, padding="same", name=f"conv{i}", dtype=dtype))(x)
+            x = matmul_small_outputs(keras.layers.Conv2D(
+                filters, 4, strides=2, padding="same", name=f"conv{i}", dtype=dtype,
+                **layer_initializers(init, fan_in=channels * 4 * 4, use_bias=True)))(x)
             x = keras.layers.LeakyReLU(negative_slope=0.01, name=f"lrelu{i}", dtype=dtype)(x)
-            filters *= 2
+            channels, filters = filters, filters * 2
 
-        src = matmul_small_outputs(
-            keras.layers.Conv2D(1, 3, padding="same", use_bias=False, name="src_conv", dtype=dtype))(x)
+        src = matmul_small_outputs(keras.layers.Conv2D(
+            1, 3, padding="same", use_bias=False, name="src_conv", dtype=dtype, **layer_initializers(init)))(x)
         src = keras.layers.Activation("linear", dtype="float32", name="src")(src)
         cls = matmul_small_outputs(keras.layers.Conv2D(
-            num_classes, patch_size, padding="valid", use_bias=False, name="cls_conv", dtype=dtype))(x)
+            num_classes, patch_size, padding="valid", use_bias=False, name="cls_conv", dtype=dtype,
+            **layer_initializers(init)))(x)
         cls = keras.layers.Reshape((num_classes,), name="cls_flatten", dtype=dtype)(cls)
         cls = keras.layers.Activation("linear", dtype="float32", name="cls")(cls)
 
@@ -126,6 +134,7 @@ class PatchCritic(keras.Model):
         self.num_layers = num_layers
         self.input_channels = input_channels
         self.layer_dtype = serializable_dtype(dtype)
+        self.init = init
 
     def get_config(self):
         return {
@@ -137,6 +146,7 @@ class PatchCritic(keras.Model):
             "num_layers": self.num_layers,
             "input_channels": self.input_channels,
             "dtype": self.layer_dtype,
+            "init": self.init,
         }
 
     @classmethod

@@ -3,6 +3,67 @@
 import keras
 
 from expr3d.models.blocks import ConditionConcat, instance_norm, residual_block, serializable_dtype
+from expr3d.models.initializers import check_init, layer_initializers
+
+
+def check_generator_arguments(owner, cond_dim, conv_dim, num_res_blocks, num_down):
+    """Raises `ValueError` naming the first bad size argument of a StarGAN-style generator."""
+    for field, value, minimum in (
+        ("cond_dim", cond_dim, 1),
+        ("conv_dim", conv_dim, 1),
+        ("num_res_blocks", num_res_blocks, 0),
+        ("num_down", num_down, 0),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"{owner}: {field} must be an integer >= {minimum}; got {value!r}")
+
+
+def stargan_trunk(image, condition, conv_dim, num_res_blocks, num_down, dtype=None, init="keras"):
+    """StarGAN's generator up to (not including) its output convolution, on functional tensors.
+
+    The condition tiled and concatenated to the image's channels; conv7x7(conv_dim)-IN-ReLU; `num_down` x
+    [conv4x4 stride 2, channels x2, IN, ReLU]; `num_res_blocks` residual blocks; `num_down` x [transposed conv4x4
+    stride 2, channels /2, IN, ReLU]. Shared by `StarGANGenerator` and `AttentionGenerator`, so both have the same
+    trunk layers under the same names.
+
+    Args:
+        image: `[B, H, W, 3]` functional input.
+        condition: `[B, cond_dim]` functional input.
+        conv_dim, num_res_blocks, num_down: as in `StarGANGenerator`.
+        dtype: dtype policy of the layers; `None` uses the global policy.
+        init: weight initialisation, "keras" or "stargan" (`expr3d.models.initializers`).
+
+    Returns:
+        The `[B, H, W, conv_dim]` features (post-ReLU) the output heads read.
+    """
+    x = ConditionConcat(name="condition_concat", dtype=dtype)([image, condition])
+    x = keras.layers.Conv2D(conv_dim, 7, padding="same", use_bias=False, name="stem_conv", dtype=dtype,
+                            **layer_initializers(init))(x)
+    x = instance_norm("stem_norm", dtype)(x)
+    x = keras.layers.ReLU(name="stem_relu", dtype=dtype)(x)
+
+    filters = conv_dim
+    for i in range(num_down):
+        filters *= 2
+        x = keras.layers.Conv2D(
+            filters, 4, strides=2, padding="same", use_bias=False, name=f"down{i}_conv", dtype=dtype,
+            **layer_initializers(init),
+        )(x)
+        x = instance_norm(f"down{i}_norm", dtype)(x)
+        x = keras.layers.ReLU(name=f"down{i}_relu", dtype=dtype)(x)
+
+    for i in range(num_res_blocks):
+        x = residual_block(x, filters, name=f"res{i}", dtype=dtype, init=init)
+
+    for i in range(num_down):
+        filters //= 2
+        x = keras.layers.Conv2DTranspose(
+            filters, 4, strides=2, padding="same", use_bias=False, name=f"up{i}_conv", dtype=dtype,
+            **layer_initializers(init),  # PyTorch's fan_in of a transposed conv: OUT channels x 4 x 4 (initializers.py)
+        )(x)
+        x = instance_norm(f"up{i}_norm", dtype)(x)
+        x = keras.layers.ReLU(name=f"up{i}_relu", dtype=dtype)(x)
+    return x
 
 
 @keras.saving.register_keras_serializable(package="expr3d")
@@ -23,6 +84,8 @@ class StarGANGenerator(keras.Model):
         num_res_blocks: residual blocks in the bottleneck.
         num_down: stride-2 down-sampling (and up-sampling) stages.
         dtype: dtype policy of the layers; `None` uses the global policy.
+        init: weight initialisation: "keras" (Keras' defaults) or "stargan" (PyTorch's defaults, as the official
+            StarGAN code; `expr3d.models.initializers`).
         **kwargs: standard `keras.Model` arguments (`name`, ...).
 
     Example:
@@ -33,45 +96,14 @@ class StarGANGenerator(keras.Model):
     (2, 32, 32, 3)
     """
 
-    def __init__(self, cond_dim, conv_dim=64, num_res_blocks=6, num_down=2, dtype=None, **kwargs):
-        for field, value, minimum in (
-            ("cond_dim", cond_dim, 1),
-            ("conv_dim", conv_dim, 1),
-            ("num_res_blocks", num_res_blocks, 0),
-            ("num_down", num_down, 0),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise ValueError(f"StarGANGenerator: {field} must be an integer >= {minimum}; got {value!r}")
-
+    def __init__(self, cond_dim, conv_dim=64, num_res_blocks=6, num_down=2, dtype=None, init="keras", **kwargs):
+        check_generator_arguments(type(self).__name__, cond_dim, conv_dim, num_res_blocks, num_down)
+        check_init(init, type(self).__name__)
         image_input = keras.Input(shape=(None, None, 3), name="image")
         condition_input = keras.Input(shape=(cond_dim,), name="condition")
-
-        x = ConditionConcat(name="condition_concat", dtype=dtype)([image_input, condition_input])
-        x = keras.layers.Conv2D(conv_dim, 7, padding="same", use_bias=False, name="stem_conv", dtype=dtype)(x)
-        x = instance_norm("stem_norm", dtype)(x)
-        x = keras.layers.ReLU(name="stem_relu", dtype=dtype)(x)
-
-        filters = conv_dim
-        for i in range(num_down):
-            filters *= 2
-            x = keras.layers.Conv2D(
-                filters, 4, strides=2, padding="same", use_bias=False, name=f"down{i}_conv", dtype=dtype
-            )(x)
-            x = instance_norm(f"down{i}_norm", dtype)(x)
-            x = keras.layers.ReLU(name=f"down{i}_relu", dtype=dtype)(x)
-
-        for i in range(num_res_blocks):
-            x = residual_block(x, filters, name=f"res{i}", dtype=dtype)
-
-        for i in range(num_down):
-            filters //= 2
-            x = keras.layers.Conv2DTranspose(
-                filters, 4, strides=2, padding="same", use_bias=False, name=f"up{i}_conv", dtype=dtype
-            )(x)
-            x = instance_norm(f"up{i}_norm", dtype)(x)
-            x = keras.layers.ReLU(name=f"up{i}_relu", dtype=dtype)(x)
-
-        x = keras.layers.Conv2D(3, 7, padding="same", use_bias=False, name="out_conv", dtype=dtype)(x)
+        x = stargan_trunk(image_input, condition_input, conv_dim, num_res_blocks, num_down, dtype=dtype, init=init)
+        x = keras.layers.Conv2D(3, 7, padding="same", use_bias=False, name="out_conv", dtype=dtype,
+                                **layer_initializers(init))(x)
         # float32 output whatever the policy: losses and images stay exact.
         output = keras.layers.Activation("tanh", dtype="float32", name="out_tanh")(x)
 
@@ -82,6 +114,7 @@ class StarGANGenerator(keras.Model):
         self.num_res_blocks = num_res_blocks
         self.num_down = num_down
         self.layer_dtype = serializable_dtype(dtype)
+        self.init = init
 
     def get_config(self):
         return {
@@ -92,6 +125,7 @@ class StarGANGenerator(keras.Model):
             "num_res_blocks": self.num_res_blocks,
             "num_down": self.num_down,
             "dtype": self.layer_dtype,
+            "init": self.init,
         }
 
     @classmethod

@@ -4,14 +4,21 @@ import keras
 import tensorflow as tf
 
 from expr3d import losses
+from expr3d.models.attention_generator import AttentionGenerator
 from expr3d.training import common
 
 RGB_CRITIC_TERMS = ("d_adv", "d_cls", "d_gp", "d_total")
-DEPTH_CRITIC_TERMS = ("dd_adv", "dd_cls", "dd_gp", "dd_total")
+DEPTH_CRITIC_TERMS = ("dd_adv", "dd_cls", "dd_entropy", "dd_gp", "dd_total")
 RGB_GENERATOR_TERMS = ("g_adv", "g_cls", "g_rec", "g_rgb_total")
-DEPTH_GENERATOR_TERMS = ("gd_adv", "gd_cls", "gd_conf", "gd_rec", "gd_total")
+DEPTH_GENERATOR_TERMS = ("gd_adv", "gd_cls", "gd_entropy", "gd_rec", "gd_total")
+# The confidence penalty -beta * H is logged on the side it is added to (`confidence_penalty_on`); the entropies
+# `dd_entropy` (D_depth's class distribution on the real geometry d) and `gd_entropy` (on G(x_t)) always are.
+DEPTH_CRITIC_PENALTY_TERMS = ("dd_conf",)
+DEPTH_GENERATOR_PENALTY_TERMS = ("gd_conf",)
+PENALTY_SIDES = ("critic", "generator")
 TOTAL_TERMS = ("g_total",)
 IDENTITY_TERMS = ("g_id",)  # only with lambda_id > 0 (not in the paper)
+ATTENTION_TERMS = ("g_mask", "g_mask_tv")  # only with an AttentionGenerator G_rgb (GANimation's mask regularisers)
 
 
 class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
@@ -24,12 +31,22 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
     With `x` a real face, `c_org` its expression, `c_trg` the target, `d` the real geometry map of `x`,
     `x_t = G_rgb(x, c_trg)`, `G = g_depth.to_geometry`, `G' = g_depth.to_rgb`:
       - D_rgb:   `-E[D(x)] + E[D(x_t)] + lambda_cls CE(D_cls(x), c_org) + lambda_gp GP(x, x_t)`.
-      - D_depth: `-E[Dd(d)] + E[Dd(G(x_t))] + lambda_cls CE(Dd_cls(d), c_org) + lambda_gp GP(d, G(x_t))`.
+      - D_depth: `-E[Dd(d)] + E[Dd(G(x_t))] + lambda_cls (CE(Dd_cls(d), c_org) [- beta H(Dd_cls(d))])`
+                 `+ lambda_gp GP(d, G(x_t))`.
       - L_rgb   = `-E[D(x_t)] + lambda_cls CE(D_cls(x_t), c_trg) + lambda_rec |x - G_rgb(x_t, c_org)|_1`.
-      - L_depth = `-E[Dd(G(x_t))] + lambda_cls (CE(Dd_cls(G(x_t)), c_trg) - beta H(Dd_cls(G(x_t))))`
+      - L_depth = `-E[Dd(G(x_t))] + lambda_cls (CE(Dd_cls(G(x_t)), c_trg) [- beta H(Dd_cls(G(x_t)))])`
                   `+ lambda_rec |x_t - G'(G(x_t))|_1`.
       - G_rgb and G_depth minimise `L_rgb + depth_weight * L_depth` (one backward pass), so the depth terms'
         gradient reaches G_rgb through `x_t`.
+      - With an `AttentionGenerator` G_rgb, whose edit masks are `M_t` (of `x_t`) and `M_r` (of the cycle
+        `G_rgb(x_t, c_org)`), 0 = source pixel copied: L_rgb also gets GANimation's regularisers on both masks,
+        `lambda_mask (E[M_t] + E[M_r]) + lambda_mask_tv (TV(M_t) + TV(M_r))` (logged `g_mask`, `g_mask_tv`; TV is
+        `losses.total_variation_loss`, a mean). The sparsity term pushes toward copying the source.
+      - The confidence penalty `-beta H` (Pereyra et al. 2017, `H` the entropy of the softmax) is in exactly one of
+        the bracketed places: D_depth's loss, on its classification of the real geometry `d`
+        (`confidence_penalty_on="critic"`, the default: the paper's "regulariser on the discriminator" against the
+        noisy reconstructed depth), or L_depth, on D_depth's classification of `G(x_t)` (`"generator"`, this
+        code's earlier behaviour: it rewards G_rgb/G_depth for making D_depth unsure); docs/training.md.
     D_depth's loss is not multiplied by `depth_weight`: it only enters D_depth's own update, where Adam makes a
     constant factor irrelevant. With `depth_weight == 0` the depth networks are never called (plain StarGAN, same
     compute as the baseline).
@@ -38,7 +55,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
     drawn by the input pipeline), `alpha` and `alpha_depth` [B,1,1,1] (gradient-penalty mixing weights, U(0, 1)).
 
     Args:
-        g_rgb: a `StarGANGenerator` conditioned on `num_classes` expressions.
+        g_rgb: a `StarGANGenerator` or `AttentionGenerator` conditioned on `num_classes` expressions.
         d_rgb: a `PatchCritic` on RGB faces.
         g_depth: a `DepthTranslator` (pre-trained by `DepthPretrainer`).
         d_depth: a `PatchCritic` on geometry maps.
@@ -46,9 +63,14 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         depth_weight: lambda_depth (0 = plain StarGAN).
         n_critic: critic updates per generator update.
         lambda_cls, lambda_rec, lambda_gp: StarGAN's weights (1, 10, 10).
-        confidence_penalty: beta on D_depth's classification of G(x_t) (0 = off).
+        confidence_penalty: beta of the confidence penalty (0 = off).
+        confidence_penalty_on: "critic" (in D_depth's loss, on its classification of the real geometry `d`) or
+            "generator" (in L_depth, on D_depth's classification of `G(x_t)`).
         lambda_id: weight of the identity-mapping term `|x - G_rgb(x, c_org)|_1` (0 = off, the paper; logged as
             `g_id` only when on).
+        lambda_mask: weight of the masks' mean (sparsity; GANimation's 0.1). Used only with an AttentionGenerator.
+        lambda_mask_tv: weight of the masks' mean total variation (4.1 ~ GANimation's 1e-5 on a sum over 25
+            masks of 128 x 128). Used only with an AttentionGenerator.
 
     Example:
     ```python
@@ -74,13 +96,22 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         lambda_gp=10.0,
         confidence_penalty=0.1,
         lambda_id=0.0,
+        confidence_penalty_on="critic",
+        lambda_mask=0.1,
+        lambda_mask_tv=4.1,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if confidence_penalty_on not in PENALTY_SIDES:
+            raise ValueError(f"DepthGuidedStarGAN: confidence_penalty_on must be one of {PENALTY_SIDES}; "
+                             f"got {confidence_penalty_on!r}")
         if depth_weight < 0:
             raise ValueError(f"DepthGuidedStarGAN: depth_weight must be >= 0; got {depth_weight}")
         if lambda_id < 0:
             raise ValueError(f"DepthGuidedStarGAN: lambda_id must be >= 0; got {lambda_id}")
+        for name, value in (("lambda_mask", lambda_mask), ("lambda_mask_tv", lambda_mask_tv)):
+            if value < 0:
+                raise ValueError(f"DepthGuidedStarGAN: {name} must be >= 0; got {value}")
         self.g_rgb = g_rgb
         self.d_rgb = d_rgb
         self.g_depth = g_depth
@@ -92,7 +123,10 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         self.lambda_rec = float(lambda_rec)
         self.lambda_gp = float(lambda_gp)
         self.confidence_penalty = float(confidence_penalty)
+        self.confidence_penalty_on = confidence_penalty_on
         self.lambda_id = float(lambda_id)
+        self.lambda_mask = float(lambda_mask)
+        self.lambda_mask_tv = float(lambda_mask_tv)
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
 
     @property
@@ -110,14 +144,31 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         return {key: self._optimizers[key] for key in keys}
 
     @property
+    def uses_attention(self):
+        return isinstance(self.g_rgb, AttentionGenerator)
+
+    @property
     def _rgb_generator_terms(self):
-        return RGB_GENERATOR_TERMS + (IDENTITY_TERMS if self.lambda_id > 0 else ())
+        return (RGB_GENERATOR_TERMS + (IDENTITY_TERMS if self.lambda_id > 0 else ())
+                + (ATTENTION_TERMS if self.uses_attention else ()))
+
+    @property
+    def penalty_on_critic(self):
+        return self.confidence_penalty_on == "critic"
+
+    @property
+    def _depth_critic_terms(self):
+        return DEPTH_CRITIC_TERMS + (DEPTH_CRITIC_PENALTY_TERMS if self.penalty_on_critic else ())
+
+    @property
+    def _depth_generator_terms(self):
+        return DEPTH_GENERATOR_TERMS + (() if self.penalty_on_critic else DEPTH_GENERATOR_PENALTY_TERMS)
 
     @property
     def log_names(self):
         names = RGB_CRITIC_TERMS + self._rgb_generator_terms + TOTAL_TERMS
         if self.uses_depth:
-            names += DEPTH_CRITIC_TERMS + DEPTH_GENERATOR_TERMS
+            names += self._depth_critic_terms + self._depth_generator_terms
         return names
 
     def build_optimizers(self):
@@ -125,7 +176,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             optimizer.build(getattr(self, key).trainable_variables)
 
     def _generator_terms(self):
-        return self._rgb_generator_terms + TOTAL_TERMS + (DEPTH_GENERATOR_TERMS if self.uses_depth else ())
+        return self._rgb_generator_terms + TOTAL_TERMS + (self._depth_generator_terms if self.uses_depth else ())
 
     def critic_step(self, batch):
         image, labels = batch["image"], batch["expression"]
@@ -154,8 +205,13 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                 fake_src, _ = self.d_depth(fake_geometry, training=True)
                 logs["dd_adv"] = losses.critic_adversarial_loss(real_src, fake_src)
                 logs["dd_cls"] = losses.classification_loss(real_cls, labels)
+                logs["dd_entropy"] = tf.reduce_mean(losses.entropy(real_cls))
                 logs["dd_gp"] = common.gradient_penalty(self.d_depth, geometry, fake_geometry, batch["alpha_depth"])
-                logs["dd_total"] = logs["dd_adv"] + self.lambda_cls * logs["dd_cls"] + self.lambda_gp * logs["dd_gp"]
+                classification = logs["dd_cls"]
+                if self.penalty_on_critic:  # on D_depth's classification of the REAL geometry
+                    logs["dd_conf"] = losses.confidence_penalty(real_cls, self.confidence_penalty)
+                    classification = classification + logs["dd_conf"]
+                logs["dd_total"] = logs["dd_adv"] + self.lambda_cls * classification + self.lambda_gp * logs["dd_gp"]
                 # The two critics share no variables: one backward pass of the sum updates both.
                 total = total + logs["dd_total"]
             if persistent:
@@ -180,9 +236,9 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             variables.append(self.g_depth.trainable_variables)
         persistent = any(common.is_loss_scaled(o) for o in optimizers)
         with tf.GradientTape(persistent=persistent) as tape:
-            fake = self.g_rgb([image, target], training=True)
+            fake, fake_mask = self._translate_with_mask(image, target)
             fake_src, fake_cls = self.d_rgb(fake, training=True)
-            reconstruction = self.g_rgb([fake, original], training=True)
+            reconstruction, reconstruction_mask = self._translate_with_mask(fake, original)
             logs = {
                 "g_adv": losses.generator_adversarial_loss(fake_src),
                 "g_cls": losses.classification_loss(fake_cls, target_labels),
@@ -192,6 +248,12 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             if self.lambda_id > 0:
                 logs["g_id"] = losses.l1_loss(image, self.g_rgb([image, original], training=True))
                 logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_id * logs["g_id"]
+            if self.uses_attention:
+                masks = (fake_mask, reconstruction_mask)
+                logs["g_mask"] = sum(losses.attention_sparsity_loss(mask) for mask in masks)
+                logs["g_mask_tv"] = sum(losses.total_variation_loss(mask) for mask in masks)
+                logs["g_rgb_total"] = (logs["g_rgb_total"] + self.lambda_mask * logs["g_mask"]
+                                       + self.lambda_mask_tv * logs["g_mask_tv"])
             total = logs["g_rgb_total"]
             if self.uses_depth:
                 fake_geometry = self.g_depth.to_geometry(fake, training=True)
@@ -199,21 +261,37 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                 cycle = self.g_depth.to_rgb(fake_geometry, training=True)
                 logs["gd_adv"] = losses.generator_adversarial_loss(depth_src)
                 logs["gd_cls"] = losses.classification_loss(depth_cls, target_labels)
-                logs["gd_conf"] = losses.confidence_penalty(depth_cls, self.confidence_penalty)
+                logs["gd_entropy"] = tf.reduce_mean(losses.entropy(depth_cls))
+                classification = logs["gd_cls"]
+                if not self.penalty_on_critic:  # on D_depth's classification of G(x_t), in the generators' loss
+                    logs["gd_conf"] = losses.confidence_penalty(depth_cls, self.confidence_penalty)
+                    classification = classification + logs["gd_conf"]
                 logs["gd_rec"] = losses.l1_loss(fake, cycle)
-                logs["gd_total"] = (
-                    logs["gd_adv"] + self.lambda_cls * (logs["gd_cls"] + logs["gd_conf"]) + self.lambda_rec * logs["gd_rec"]
-                )
+                logs["gd_total"] = logs["gd_adv"] + self.lambda_cls * classification + self.lambda_rec * logs["gd_rec"]
                 total = total + self.depth_weight * logs["gd_total"]
             logs["g_total"] = total
             scaled = common.scaled_for_update(total, optimizers)
         common.apply_updates(tape, scaled, optimizers, variables, computed_first=logs)
         return logs
 
+    def _translate_with_mask(self, image, condition):
+        """`G_rgb(image, condition)` in training mode and its edit mask (None without an AttentionGenerator)."""
+        if self.uses_attention:
+            output, mask, _ = self.g_rgb.with_attention([image, condition], training=True)
+            return output, mask
+        return self.g_rgb([image, condition], training=True), None
+
     def sample_outputs(self, image, target_labels):
-        """`G_rgb(image, target)` and the estimated geometry of the result, for sample grids."""
-        fake = self.g_rgb([image, common.class_one_hot(target_labels, self.num_classes)], training=False)
-        return {"image": fake, "geometry": self.g_depth.to_geometry(fake, training=False)}
+        """`G_rgb(image, target)`, the estimated geometry of the result and, with an AttentionGenerator, its edit
+        mask (`attention`), for sample grids."""
+        condition = common.class_one_hot(target_labels, self.num_classes)
+        outputs = {}
+        if self.uses_attention:
+            fake, outputs["attention"], _ = self.g_rgb.with_attention([image, condition], training=False)
+        else:
+            fake = self.g_rgb([image, condition], training=False)
+        outputs.update(image=fake, geometry=self.g_depth.to_geometry(fake, training=False))
+        return outputs
 
     def get_config(self):
         return {
@@ -225,4 +303,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             "lambda_gp": self.lambda_gp,
             "confidence_penalty": self.confidence_penalty,
             "lambda_id": self.lambda_id,
+            "confidence_penalty_on": self.confidence_penalty_on,
+            "lambda_mask": self.lambda_mask,
+            "lambda_mask_tv": self.lambda_mask_tv,
         }

@@ -6,9 +6,15 @@ import tensorflow as tf
 from expr3d import losses
 from expr3d.training import common
 
-# Every loss term the pre-trainer logs, in a fixed order (TensorBoard tags "depth/<name>").
-CRITIC_TERMS = ("d_adv", "d_cls", "d_gp", "d_total")
-GENERATOR_TERMS = ("g_pix", "g_per", "g_adv", "g_cls", "g_conf", "g_rec", "g_total")
+# Every loss term the pre-trainer logs, in a fixed order (TensorBoard tags "depth/<name>"). `d_entropy` / `g_entropy`
+# are the mean entropy (nats) of D_depth's class distribution on the real geometry (critic step) and on G(x)
+# (translator step), logged whatever the penalty's side and beta; the penalty term itself, -beta * entropy, is logged
+# as `d_conf` or `g_conf` on the side it is added to (`confidence_penalty_on`).
+CRITIC_TERMS = ("d_adv", "d_cls", "d_entropy", "d_gp", "d_total")
+GENERATOR_TERMS = ("g_pix", "g_per", "g_adv", "g_cls", "g_entropy", "g_rec", "g_total")
+CRITIC_PENALTY_TERMS = ("d_conf",)
+GENERATOR_PENALTY_TERMS = ("g_conf",)
+PENALTY_SIDES = ("critic", "generator")
 
 
 class DepthPretrainer(common.NCriticSchedule, keras.Model):
@@ -19,13 +25,19 @@ class DepthPretrainer(common.NCriticSchedule, keras.Model):
     (StarGAN's schedule: `num_steps` iterations give `num_steps / n_critic` translator updates).
 
     Critic (D_depth), on real geometry `d`, its RGB face `x` and expression `c_org`:
-        `-E[D_src(d)] + E[D_src(G(x))] + lambda_cls CE(D_cls(d), c_org) + lambda_gp GP(d, G(x))`.
+        `-E[D_src(d)] + E[D_src(G(x))] + lambda_cls (CE(D_cls(d), c_org) [- beta H(D_cls(d))]) + lambda_gp GP(d, G(x))`.
     Translator (G_depth):
         `lambda_pix |d - G(x)|_1 + perceptual_weight |V(d) - V(G(x))|_1 - E[D_src(G(x))]`
-        `+ lambda_cls (CE(D_cls(G(x)), c_org) - beta H(D_cls(G(x)))) + lambda_rec |x - G'(G(x))|_1`,
-    with `G = g_depth.to_geometry` and `G' = g_depth.to_rgb`. The to-RGB direction is trained only through the
-    reconstruction term (a geometry map carries no colour, so an L1 loss of G'(d) against x would ask it to invent
-    texture); the perceptual term is skipped, and VGG19 never built, when `perceptual_weight` is 0.
+        `+ lambda_cls (CE(D_cls(G(x)), c_org) [- beta H(D_cls(G(x)))]) + lambda_rec |x - G'(G(x))|_1`,
+    with `G = g_depth.to_geometry` and `G' = g_depth.to_rgb`. The confidence penalty `-beta H` (Pereyra et al.
+    2017; `H` the entropy of the softmax) is in exactly one of the two bracketed places: on the critic's
+    classification of the real geometry maps `d` (`confidence_penalty_on="critic"`, the default: `d` is itself the
+    output of a 3D face reconstruction, the paper's "noisy labels"), or on its classification of the translator's
+    estimate `G(x)` in the translator's loss (`"generator"`, this code's earlier behaviour); docs/training.md.
+
+    The to-RGB direction is trained only through the reconstruction term (a geometry map carries no colour, so an L1
+    loss of G'(d) against x would ask it to invent texture); the perceptual term is skipped, and VGG19 never built,
+    when `perceptual_weight` is 0.
 
     Batches are dicts with `image` [B,S,S,3], `geometry` [B,S,S,3] (depth x3 or normals, in [-1, 1]),
     `expression` int [B] and `alpha_depth` [B,1,1,1] (the gradient-penalty mixing weights, drawn U(0, 1) by the
@@ -37,7 +49,9 @@ class DepthPretrainer(common.NCriticSchedule, keras.Model):
         vgg: a `VGG19Features` model, required when `perceptual_weight > 0`.
         n_critic: critic updates per translator update.
         lambda_cls, lambda_gp, lambda_pix, lambda_rec, perceptual_weight: loss weights.
-        confidence_penalty: beta of the confidence penalty on D_depth's classification of G(x) (0 = off).
+        confidence_penalty: beta of the confidence penalty (0 = off).
+        confidence_penalty_on: "critic" (in D_depth's loss, on its classification of the real geometry `d`) or
+            "generator" (in G_depth's loss, on D_depth's classification of `G(x)`).
 
     Example:
     ```python
@@ -62,9 +76,13 @@ class DepthPretrainer(common.NCriticSchedule, keras.Model):
         lambda_rec=10.0,
         perceptual_weight=1.0,
         confidence_penalty=0.1,
+        confidence_penalty_on="critic",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if confidence_penalty_on not in PENALTY_SIDES:
+            raise ValueError(f"DepthPretrainer: confidence_penalty_on must be one of {PENALTY_SIDES}; "
+                             f"got {confidence_penalty_on!r}")
         if perceptual_weight > 0 and vgg is None:
             raise ValueError("DepthPretrainer: perceptual_weight > 0 needs a VGG19Features model (vgg=...)")
         self.g_depth = g_depth
@@ -77,6 +95,7 @@ class DepthPretrainer(common.NCriticSchedule, keras.Model):
         self.lambda_rec = float(lambda_rec)
         self.perceptual_weight = float(perceptual_weight)
         self.confidence_penalty = float(confidence_penalty)
+        self.confidence_penalty_on = confidence_penalty_on
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
 
     def compile(self, g_optimizer, d_optimizer, **kwargs):
@@ -90,8 +109,15 @@ class DepthPretrainer(common.NCriticSchedule, keras.Model):
         return {"g_depth": self.g_optimizer, "d_depth": self.d_optimizer}
 
     @property
+    def penalty_on_critic(self):
+        return self.confidence_penalty_on == "critic"
+
+    @property
     def log_names(self):
-        return CRITIC_TERMS + GENERATOR_TERMS
+        return self._critic_terms() + self._generator_terms()
+
+    def _critic_terms(self):
+        return CRITIC_TERMS + (CRITIC_PENALTY_TERMS if self.penalty_on_critic else ())
 
     def build_optimizers(self):
         """Create the optimizer slots now (before a checkpoint restore, and outside any tf.function)."""
@@ -107,9 +133,13 @@ class DepthPretrainer(common.NCriticSchedule, keras.Model):
             d_adv = losses.critic_adversarial_loss(real_src, fake_src)
             d_cls = losses.classification_loss(real_cls, labels)
             d_gp = common.gradient_penalty(self.d_depth, geometry, fake, batch["alpha_depth"])
-            d_total = d_adv + self.lambda_cls * d_cls + self.lambda_gp * d_gp
-            scaled = common.scaled_for_update(d_total, [self.d_optimizer])
-        logs = {"d_adv": d_adv, "d_cls": d_cls, "d_gp": d_gp, "d_total": d_total}
+            logs = {"d_adv": d_adv, "d_cls": d_cls, "d_entropy": tf.reduce_mean(losses.entropy(real_cls)), "d_gp": d_gp}
+            classification = d_cls
+            if self.penalty_on_critic:  # on D_depth's classification of the REAL geometry
+                logs["d_conf"] = losses.confidence_penalty(real_cls, self.confidence_penalty)
+                classification = d_cls + logs["d_conf"]
+            logs["d_total"] = d_adv + self.lambda_cls * classification + self.lambda_gp * d_gp
+            scaled = common.scaled_for_update(logs["d_total"], [self.d_optimizer])
         common.apply_updates(tape, scaled, [self.d_optimizer], [self.d_depth.trainable_variables], computed_first=logs)
         return logs
 
@@ -125,31 +155,27 @@ class DepthPretrainer(common.NCriticSchedule, keras.Model):
                 g_per = tf.constant(0.0)
             g_adv = losses.generator_adversarial_loss(fake_src)
             g_cls = losses.classification_loss(fake_cls, labels)
-            g_conf = losses.confidence_penalty(fake_cls, self.confidence_penalty)
+            logs = {"g_pix": g_pix, "g_per": g_per, "g_adv": g_adv, "g_cls": g_cls,
+                    "g_entropy": tf.reduce_mean(losses.entropy(fake_cls))}
+            classification = g_cls
+            if not self.penalty_on_critic:  # on D_depth's classification of the ESTIMATE G(x), in G_depth's loss
+                logs["g_conf"] = losses.confidence_penalty(fake_cls, self.confidence_penalty)
+                classification = g_cls + logs["g_conf"]
             reconstruction = self.g_depth.to_rgb(fake, training=True)
-            g_rec = losses.l1_loss(image, reconstruction)
-            g_total = (
+            logs["g_rec"] = g_rec = losses.l1_loss(image, reconstruction)
+            logs["g_total"] = (
                 self.lambda_pix * g_pix
                 + self.perceptual_weight * g_per
                 + g_adv
-                + self.lambda_cls * (g_cls + g_conf)
+                + self.lambda_cls * classification
                 + self.lambda_rec * g_rec
             )
-            scaled = common.scaled_for_update(g_total, [self.g_optimizer])
-        logs = {
-            "g_pix": g_pix,
-            "g_per": g_per,
-            "g_adv": g_adv,
-            "g_cls": g_cls,
-            "g_conf": g_conf,
-            "g_rec": g_rec,
-            "g_total": g_total,
-        }
+            scaled = common.scaled_for_update(logs["g_total"], [self.g_optimizer])
         common.apply_updates(tape, scaled, [self.g_optimizer], [self.g_depth.trainable_variables], computed_first=logs)
         return logs
 
     def _generator_terms(self):
-        return GENERATOR_TERMS
+        return GENERATOR_TERMS + (() if self.penalty_on_critic else GENERATOR_PENALTY_TERMS)
 
     def sample_outputs(self, image):
         """Estimated geometry and its RGB reconstruction, for sample grids."""
@@ -165,4 +191,5 @@ class DepthPretrainer(common.NCriticSchedule, keras.Model):
             "lambda_rec": self.lambda_rec,
             "perceptual_weight": self.perceptual_weight,
             "confidence_penalty": self.confidence_penalty,
+            "confidence_penalty_on": self.confidence_penalty_on,
         }

@@ -69,11 +69,18 @@ def seed_everything(seed):
     keras.utils.set_random_seed(seed)
 
 
-def make_optimizer(learning_rate, beta_1, beta_2, loss_scaled, name):
-    """Adam, wrapped in a `LossScaleOptimizer` when training in float16 (call inside `strategy.scope()`)."""
+def make_optimizer(learning_rate, beta_1, beta_2, loss_scaled, name, epsilon=1e-7, epsilon_mode="keras"):
+    """Adam, wrapped in a `LossScaleOptimizer` when training in float16 (call inside `strategy.scope()`).
+
+    `epsilon_mode="keras"`: `keras.optimizers.Adam` (epsilon added to the un-corrected sqrt(v); Keras' default 1e-7);
+    `"pytorch"`: `expr3d.training.adam.TorchAdam` (epsilon added to the bias-corrected sqrt(v_hat), as
+    `torch.optim.Adam`, whose default is 1e-8). Same variables either way, so checkpoints are interchangeable.
+    """
     import keras
 
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, name=name)
+    from expr3d.training.adam import make_adam
+
+    optimizer = make_adam(learning_rate, beta_1, beta_2, epsilon=epsilon, epsilon_mode=epsilon_mode, name=name)
     if loss_scaled:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_loss_scale")
     return optimizer

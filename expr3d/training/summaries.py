@@ -5,12 +5,18 @@ Grid layouts (one tile per image, 2 px white gutters):
     reconstruction G'(G(x)).
   - stage "gan": two rows per sample source: [source | G_rgb(x, c) for each of the eight expressions] and under it
     [real geometry of the source | estimated geometry G_depth(G_rgb(x, c)) of each output] (the second row is left
-    out when the depth network was never trained, i.e. a plain StarGAN run without a stage-1 checkpoint).
+    out when the depth network was never trained, i.e. a plain StarGAN run without a stage-1 checkpoint). With an
+    attention generator (`--generator=attention`) a row of its edit masks [empty | mask of each output] comes between.
 Geometry tiles show depth (the channel mean) as grey levels, white = nearest; normals as RGB = (n + 1) / 2.
+Edit-mask tiles are grey levels: black = source pixel copied, white = fully generated.
+`render_samples` puts a white header strip over every grid naming its columns (OpenCV text): "source" then the
+eight target expressions (stage "gan"), or source | real | estimated | reconstruction (stage "depth"). The sources are
+different identities (`expr3d.training.inputs.sample_batch`).
 """
 
 import os
 
+import cv2
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
@@ -35,8 +41,15 @@ def geometry_tile(geometry, kind):
     return to_uint8(geometry)
 
 
+def mask_tile(mask):
+    """An edit mask [S,S,1] in [0, 1] as an RGB uint8 tile (black = source copied, white = generated)."""
+    mask = np.clip(np.asarray(mask, np.float32), 0.0, 1.0)
+    return np.repeat(np.round(mask * 255.0).astype(np.uint8), 3, axis=-1)
+
+
 def tile_grid(rows):
-    """Rows of equally sized uint8 tiles [S,S,3] -> one uint8 image, white gutters, rows left-aligned."""
+    """Rows of equally sized uint8 tiles [S,S,3] (None = empty slot) -> one uint8 image, white gutters, rows
+    left-aligned."""
     size = rows[0][0].shape[0]
     columns = max(len(row) for row in rows)
     height = len(rows) * size + (len(rows) + 1) * _GUTTER
@@ -45,9 +58,65 @@ def tile_grid(rows):
     for r, row in enumerate(rows):
         top = _GUTTER + r * (size + _GUTTER)
         for c, tile in enumerate(row):
+            if tile is None:
+                continue
             left = _GUTTER + c * (size + _GUTTER)
             grid[top:top + size, left:left + size] = tile
     return grid
+
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_MIN_SCALE, _MAX_SCALE = 0.3, 0.45   # text 7-10 px tall: legible, and "contempt" fits a 48 px tile at 0.3
+
+
+def _header_layout(labels, size, gutter=_GUTTER):
+    """(font scale, staggered, line height) of a header over columns of `size` px tiles."""
+    pitch = size + gutter
+
+    def widest(scale):
+        return max(cv2.getTextSize(label, _FONT, scale, 1)[0][0] for label in labels)
+
+    scale = _MAX_SCALE
+    while widest(scale) > pitch - 1 and scale > _MIN_SCALE:
+        scale = round(scale - 0.01, 2)
+    # Labels too wide for one column even at the smallest legible size alternate between two lines.
+    staggered = widest(scale) > pitch - 1
+    (_, text_height), baseline = cv2.getTextSize("Ag", _FONT, scale, 1)
+    return scale, staggered, text_height + baseline + 3
+
+
+def header_height(labels, size, gutter=_GUTTER):
+    """Height in pixels of the header strip `column_header` draws for these labels over `size` px tiles."""
+    _, staggered, line = _header_layout(labels, size, gutter)
+    return line * (2 if staggered else 1) + 3
+
+
+def column_header(labels, size, width, gutter=_GUTTER):
+    """A white uint8 strip [H, width, 3] naming the columns of a `tile_grid` of `size` px tiles, black text centred
+    over each column (left to right, one label per column)."""
+    scale, staggered, line = _header_layout(labels, size, gutter)
+    strip = np.full((header_height(labels, size, gutter), width, 3), 255, np.uint8)
+    text_height = cv2.getTextSize("Ag", _FONT, scale, 1)[0][1]
+    for column, label in enumerate(labels):
+        text_width = cv2.getTextSize(label, _FONT, scale, 1)[0][0]
+        centre = gutter + column * (size + gutter) + size / 2.0
+        left = int(np.clip(round(centre - text_width / 2.0), 0, max(width - text_width, 0)))
+        top = 2 + text_height + (line if staggered and column % 2 else 0)
+        cv2.putText(strip, label, (left, top), _FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip
+
+
+def with_column_labels(grid, labels, size, gutter=_GUTTER):
+    """`grid` (a `tile_grid` of `size` px tiles) under a header strip naming its columns."""
+    return np.concatenate([column_header(labels, size, grid.shape[1], gutter), grid], axis=0)
+
+
+def gan_column_labels():
+    return ("source",) + tuple(EXPRESSIONS)
+
+
+def depth_column_labels(kind):
+    return ("source", f"real {kind}", f"estimated {kind}", "reconstruction")
 
 
 def depth_stage_grid(samples, outputs, kind):
@@ -63,10 +132,13 @@ def depth_stage_grid(samples, outputs, kind):
 
 
 def gan_stage_grid(samples, outputs_per_class, kind, show_geometry=True):
-    """`outputs_per_class[c]` = {"image": [N,S,S,3], "geometry": [N,S,S,3]} for target class c."""
+    """`outputs_per_class[c]` = {"image": [N,S,S,3], "geometry": [N,S,S,3]} for target class c, plus
+    "attention" [N,S,S,1] (edit masks) from an attention generator."""
     rows = []
     for i in range(len(samples["image"])):
         rows.append([to_uint8(samples["image"][i])] + [to_uint8(out["image"][i]) for out in outputs_per_class])
+        if "attention" in outputs_per_class[0]:
+            rows.append([None] + [mask_tile(out["attention"][i]) for out in outputs_per_class])
         if show_geometry:
             rows.append(
                 [geometry_tile(samples["geometry"][i], kind)]
@@ -169,12 +241,14 @@ class RunSummaries:
 def render_samples(trainer, samples, kind, show_geometry=True):
     """The sample grid (uint8) of `trainer` (a DepthPretrainer or DepthGuidedStarGAN) on the fixed `samples`."""
     image = tf.constant(samples["image"])
+    size = int(image.shape[1])
     if trainer.stage == "depth":
         outputs = {k: v.numpy() for k, v in trainer.sample_outputs(image).items()}
-        return depth_stage_grid(samples, outputs, kind)
+        return with_column_labels(depth_stage_grid(samples, outputs, kind), depth_column_labels(kind), size)
     count = image.shape[0]
     per_class = []
     for c in range(len(EXPRESSIONS)):
         out = trainer.sample_outputs(image, tf.fill([count], c))
         per_class.append({k: v.numpy() for k, v in out.items()})
-    return gan_stage_grid(samples, per_class, kind, show_geometry=show_geometry)
+    return with_column_labels(gan_stage_grid(samples, per_class, kind, show_geometry=show_geometry),
+                              gan_column_labels(), size)

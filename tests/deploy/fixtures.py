@@ -103,11 +103,12 @@ def make_dataset(data_dir, size=32, num_train=16, num_test=8):
     return data_dir
 
 
-def make_run(model_dir, data_dir, steps=8, geometry="depth", seed=0):
+def make_run(model_dir, data_dir, steps=8, geometry="depth", seed=0, generator="stargan"):
     """A tiny run directory: build_models(TINY) trained `steps` steps on a simple objective, saved per the contract.
 
     G_rgb learns a per-expression colour shift of its input; G_depth learns the records' depth (pipeline
     normalisation, replicated x3). Enough to make the weights trained, not pure init, in a few seconds.
+    `generator` is G_rgb's architecture (ModelConfig.generator: "stargan" or "attention").
     """
     import keras
     import tensorflow as tf
@@ -116,7 +117,7 @@ def make_run(model_dir, data_dir, steps=8, geometry="depth", seed=0):
     from expr3d.models import TO_GEOMETRY, ModelConfig, build_models
 
     keras.utils.set_random_seed(seed)
-    config = ModelConfig(**TINY)
+    config = ModelConfig(**TINY, generator=generator)
     models = build_models(config)
     g_rgb, g_depth = models["g_rgb"], models["g_depth"]
     dataset = pipeline.make_dataset(data_dir, "train", batch_size=8, training=True, seed=seed, augment=False)

@@ -23,7 +23,9 @@ def test_iterations_on_a_fixed_batch_decrease_both_losses(tiny_dataset):
     gan.build_optimizers()
     step = make_distributed_step(tf.distribute.get_strategy(), gan, update_generator=True)
     history = [{k: float(v) for k, v in step(batch).items()} for _ in range(8)]
-    assert {"d_gp", "dd_gp", "g_rec", "gd_cls", "gd_conf", "gd_rec", "g_total"} <= set(history[0])
+    assert {"d_gp", "dd_gp", "dd_conf", "dd_entropy", "g_rec", "gd_cls", "gd_entropy", "gd_rec", "g_total"} <= set(
+        history[0])
+    assert "gd_conf" not in history[0]  # the penalty is on the critic by default
     assert history[-1]["g_total"] < history[0]["g_total"] - 1.0
     assert history[-1]["g_rec"] < history[0]["g_rec"]
     assert history[-1]["d_total"] < history[0]["d_total"] - 0.3

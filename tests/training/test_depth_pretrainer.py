@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from expr3d.models import VGG19Features
-from expr3d.training.depth_pretrainer import CRITIC_TERMS, GENERATOR_TERMS, DepthPretrainer
+from expr3d.training.depth_pretrainer import CRITIC_PENALTY_TERMS, CRITIC_TERMS, GENERATOR_TERMS, DepthPretrainer
 from expr3d.training.loop import make_distributed_step
 from tests.training.helpers import adam, fixed_batch, tiny_networks
 
@@ -17,13 +17,15 @@ def test_iterations_on_a_fixed_batch_decrease_both_losses(tiny_dataset):
     assert trainer.vgg is None  # perceptual_weight=0: VGG19 is never built
     step = make_distributed_step(tf.distribute.get_strategy(), trainer, update_generator=True)
     history = [{k: float(v) for k, v in step(batch).items()} for _ in range(8)]
-    assert set(history[0]) == set(CRITIC_TERMS + GENERATOR_TERMS)
+    assert set(history[0]) == set(CRITIC_TERMS + CRITIC_PENALTY_TERMS + GENERATOR_TERMS) == set(trainer.log_names)
     assert history[0]["g_per"] == 0.0
     assert history[-1]["g_total"] < history[0]["g_total"] - 1.0
     assert history[-1]["g_pix"] < 0.8 * history[0]["g_pix"]
     assert history[-1]["d_total"] < history[0]["d_total"] - 0.3
-    # The confidence penalty is -beta * entropy: at most beta * log(8) in magnitude.
-    assert all(-0.1 * np.log(8) - 1e-5 <= h["g_conf"] <= 0 for h in history)
+    # The confidence penalty (on the critic by default) is -beta * entropy: at most beta * log(8) in magnitude.
+    assert all(-0.1 * np.log(8) - 1e-5 <= h["d_conf"] <= 0 for h in history)
+    assert all(h["d_conf"] == pytest.approx(-0.1 * h["d_entropy"], rel=1e-5, abs=1e-7) for h in history)
+    assert all(0 <= h["g_entropy"] <= np.log(8) + 1e-5 for h in history)
     assert all(np.isfinite(list(h.values())).all() for h in history)
 
 
@@ -38,7 +40,7 @@ def test_perceptual_term_and_critic_only_iterations(tiny_dataset):
     trainer.compile(g_optimizer=adam("g"), d_optimizer=adam("d"))
     g_before = [w.copy() for w in networks["g_depth"].get_weights()]
     logs = trainer.run_iteration(batch, update_generator=False)  # eager: a critic-only iteration
-    assert set(logs) == set(CRITIC_TERMS)
+    assert set(logs) == set(CRITIC_TERMS + CRITIC_PENALTY_TERMS)
     assert all(np.array_equal(a, b) for a, b in zip(g_before, networks["g_depth"].get_weights()))
     logs = trainer.run_iteration(batch, update_generator=True)
     assert float(logs["g_per"]) > 0
@@ -60,7 +62,7 @@ def test_train_step_updates_the_translator_every_n_critic_th_iteration(tiny_data
         logs = step(batch)
         changed = any(np.any(a != b) for a, b in zip(g_before, networks["g_depth"].get_weights()))
         updated.append(changed)
-        assert set(logs) == set(CRITIC_TERMS + GENERATOR_TERMS)
+        assert set(logs) == set(trainer.log_names)
         assert (float(logs["g_total"]) != 0.0) == changed
     assert updated == [False, False, True, False, False, True]
     assert int(trainer.iteration.numpy()) == 6

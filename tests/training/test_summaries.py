@@ -40,3 +40,21 @@ def test_events_carry_tensorboard_plugin_metadata(tmp_path):
     kind, image, _ = found["gan/samples"]
     assert kind == "images" and image[0] == b"12" and image[1] == b"10"
     assert tf.io.decode_png(image[2]).shape == (10, 12, 3)
+
+
+def test_attention_masks_add_a_row_under_each_source():
+    size = 8
+    samples = {"image": np.zeros((2, size, size, 3)), "geometry": np.zeros((2, size, size, 3))}
+    mask = np.zeros((2, size, size, 1), np.float32)
+    mask[:, :, size // 2:] = 1.0  # right half edited
+    outputs = [{"image": np.ones((2, size, size, 3)), "geometry": np.zeros((2, size, size, 3)), "attention": mask}
+               for _ in range(8)]
+    grid = summaries.gan_stage_grid(samples, outputs, "depth")
+    assert grid.shape == (6 * size + 7 * 2, 9 * size + 10 * 2, 3)  # image, mask and geometry rows per source
+    top = 2 + size + 2  # the first mask row
+    first_mask = 2 + size + 2  # column of the first output's mask
+    assert tuple(grid[top, first_mask]) == (0, 0, 0) and tuple(grid[top, first_mask + size - 1]) == (255, 255, 255)
+    assert np.all(grid[top:top + size, 2:2 + size] == 255)  # no mask under the source: an empty slot
+    tile = summaries.mask_tile(np.full((2, 2, 1), 0.5, np.float32))
+    assert tile.shape == (2, 2, 3) and tile.dtype == np.uint8 and np.all(tile == 128)
+    assert summaries.gan_stage_grid(samples, outputs, "depth", show_geometry=False).shape[0] == 4 * size + 5 * 2

@@ -148,6 +148,9 @@ def test_cli_end_to_end_outputs(runs):
     config = json.load(open(os.path.join(model_dir, "config.json")))
     assert config["model_config"]["image_size"] == IMAGE_SIZE
     assert config["flags"]["num_steps_gan"] == 6 and config["progress"] == {"depth": 6, "gan": 6}
+    # The defaults: penalty on the critic, Keras init and Adam epsilon, all recorded.
+    assert config["flags"]["confidence_penalty_on"] == "critic" and config["model_config"]["init"] == "keras"
+    assert (config["flags"]["adam_epsilon"], config["flags"]["adam_epsilon_mode"]) == (1e-7, "keras")
     assert config["dataset"]["splits"]["train"]["num_examples"] == 24
     assert "tensorflow" in config["versions"]
     # keep_checkpoints=3 with a checkpoint every 2 of 6 iterations: 2, 4, 6 kept, nothing half-written.
@@ -162,8 +165,9 @@ def test_cli_end_to_end_outputs(runs):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
                 tags.setdefault(value.tag, value.metadata.plugin_data.plugin_name)
-    for tag in ("depth/loss/g_pix", "depth/loss/d_gp", "gan/loss/g_rec", "gan/loss/gd_cls", "gan/loss/dd_gp",
-                "gan/learning_rate/g_rgb"):
+    for tag in ("depth/loss/g_pix", "depth/loss/d_gp", "depth/loss/d_conf", "depth/loss/d_entropy",
+                "depth/loss/g_entropy", "gan/loss/g_rec", "gan/loss/gd_cls", "gan/loss/dd_gp", "gan/loss/dd_conf",
+                "gan/loss/dd_entropy", "gan/loss/gd_entropy", "gan/learning_rate/g_rgb"):
         assert tags.get(tag) == "scalars", sorted(tags)
     assert tags.get("gan/samples") == "images" and tags.get("gan/flags") == "text"
 

@@ -94,5 +94,50 @@ def test_paper_flagfiles_parse_and_stop_at_the_missing_data(name, monkeypatch, t
         assert (train.FLAGS.depth_weight, train.FLAGS.confidence_penalty) == expected
         assert (train.FLAGS.batch_size, train.FLAGS.batch_size_depth, train.FLAGS.n_critic) == (8, 15, 5)
         assert train.FLAGS.geometry == "depth" and train.FLAGS.image_size == 256
+        # StarGAN's PyTorch initialisation and Adam epsilon; the penalty on the critic (PAPER.md).
+        assert (train.FLAGS.init, train.FLAGS.adam_epsilon, train.FLAGS.adam_epsilon_mode) == (
+            "stargan", 1e-8, "pytorch")
+        assert train.FLAGS.confidence_penalty_on == "critic"
     finally:
         train.FLAGS.unparse_flags()
+
+
+def test_adam_epsilon_must_be_positive(tiny_dataset, tmp_path):
+    message = usage_error([f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path}/run", "--adam_epsilon=0"] + TINY)
+    assert message.startswith("--adam_epsilon must be > 0")
+
+
+def test_a_run_from_before_the_init_option_resumes_as_keras_init_only(tmp_path):
+    import json
+
+    from expr3d.models import ModelConfig
+
+    current = ModelConfig(image_size=32, d_num_layers=3, depth_d_num_layers=3).to_dict()
+    old = {key: value for key, value in current.items() if key not in ("init", "generator")}
+    stream = {"data_dir": "/data", "seed": 0}
+    with open(tmp_path / "config.json", "w") as f:
+        json.dump({"model_config": old, "geometry": "depth", "data_stream": stream}, f)
+    train.FLAGS(["expr3d.train", f"--model_dir={tmp_path}"])
+    try:
+        train._check_resume({"model_config": current, "geometry": "depth", "data_stream": stream})  # init "keras"
+        with pytest.raises(train.UsageError, match='"init": "stargan"'):
+            train._check_resume({"model_config": dict(current, init="stargan"), "geometry": "depth",
+                                 "data_stream": stream})
+    finally:
+        train.FLAGS.unparse_flags()
+
+
+def test_model_dir_must_be_a_run_or_new(tiny_dataset, tmp_path):
+    from tests.file_snapshots import snapshot, unchanged
+
+    (tmp_path / "a_file").write_text("not a folder")
+    message = usage_error([f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path}/a_file"] + TINY)
+    assert message.startswith(f"--model_dir={tmp_path}/a_file is a file")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "holiday.jpg").write_bytes(b"\xff\xd8 a photo")
+    (photos / "logs").mkdir()  # a name a run has too: the other entry still gives it away
+    before = snapshot(tmp_path)
+    message = usage_error([f"--data_dir={tiny_dataset}", f"--model_dir={photos}"] + TINY)
+    assert message.startswith(f"--model_dir={photos} is not an expr3d run (it holds holiday.jpg)")
+    assert not unchanged(before, snapshot(tmp_path)) and sorted(os.listdir(photos)) == ["holiday.jpg", "logs"]
