@@ -2,13 +2,13 @@
 
 import keras
 
-from expr3d.models.blocks import AttentionCombine, serializable_dtype
-from expr3d.models.generator import check_generator_arguments, stargan_trunk
+from expr3d.models.blocks import AttentionCombine
+from expr3d.models.generator import GeneratorArguments, check_generator_arguments, stargan_trunk
 from expr3d.models.initializers import check_init, layer_initializers
 
 
 @keras.saving.register_keras_serializable(package="expr3d")
-class AttentionGenerator(keras.Model):
+class AttentionGenerator(GeneratorArguments, keras.Model):
     """StarGAN's trunk with a colour head and an attention (edit-mask) head.
 
     The encoder / residual / decoder trunk is `StarGANGenerator`'s (same
@@ -72,12 +72,7 @@ class AttentionGenerator(keras.Model):
         super().__init__(inputs=[image_input, condition_input], outputs=output, **kwargs)
         self._with_attention = outputs_with_attention
 
-        self.cond_dim = cond_dim
-        self.conv_dim = conv_dim
-        self.num_res_blocks = num_res_blocks
-        self.num_down = num_down
-        self.layer_dtype = serializable_dtype(dtype)
-        self.init = init
+        self._keep_arguments(cond_dim, conv_dim, num_res_blocks, num_down, dtype, init)
 
     def with_attention(self, inputs, training=None):
         """`(image, mask, colour)` for `inputs = [image, condition]`.
@@ -87,20 +82,4 @@ class AttentionGenerator(keras.Model):
         `[B, H, W, 3]` the colour head's image in [-1, 1]; all float32.
         """
         return tuple(self._with_attention(inputs, training=training))
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "cond_dim": self.cond_dim,
-            "conv_dim": self.conv_dim,
-            "num_res_blocks": self.num_res_blocks,
-            "num_down": self.num_down,
-            "dtype": self.layer_dtype,
-            "init": self.init,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 

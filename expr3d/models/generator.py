@@ -66,8 +66,37 @@ def stargan_trunk(image, condition, conv_dim, num_res_blocks, num_down, dtype=No
     return x
 
 
+class GeneratorArguments:
+    """The constructor arguments both G_rgb classes take, kept and serialised in one place (a mixin before
+    `keras.Model`)."""
+
+    def _keep_arguments(self, cond_dim, conv_dim, num_res_blocks, num_down, dtype, init):
+        self.cond_dim = cond_dim
+        self.conv_dim = conv_dim
+        self.num_res_blocks = num_res_blocks
+        self.num_down = num_down
+        self.layer_dtype = serializable_dtype(dtype)
+        self.init = init
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "cond_dim": self.cond_dim,
+            "conv_dim": self.conv_dim,
+            "num_res_blocks": self.num_res_blocks,
+            "num_down": self.num_down,
+            "dtype": self.layer_dtype,
+            "init": self.init,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
 @keras.saving.register_keras_serializable(package="expr3d")
-class StarGANGenerator(keras.Model):
+class StarGANGenerator(GeneratorArguments, keras.Model):
     """StarGAN's encoder / residual / decoder generator.
 
     The condition vector is tiled over the image and concatenated to its
@@ -109,25 +138,5 @@ class StarGANGenerator(keras.Model):
 
         super().__init__(inputs=[image_input, condition_input], outputs=output, **kwargs)
 
-        self.cond_dim = cond_dim
-        self.conv_dim = conv_dim
-        self.num_res_blocks = num_res_blocks
-        self.num_down = num_down
-        self.layer_dtype = serializable_dtype(dtype)
-        self.init = init
+        self._keep_arguments(cond_dim, conv_dim, num_res_blocks, num_down, dtype, init)
 
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "cond_dim": self.cond_dim,
-            "conv_dim": self.conv_dim,
-            "num_res_blocks": self.num_res_blocks,
-            "num_down": self.num_down,
-            "dtype": self.layer_dtype,
-            "init": self.init,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
