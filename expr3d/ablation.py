@@ -28,7 +28,9 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
+
+from expr3d import cli
 
 
 def define_flags():
@@ -65,6 +67,38 @@ def define_flags():
                          "its own; the judge's --num_steps_depth is then the pre-training length")
     flags.DEFINE_boolean("reevaluate", False, "evaluate every run again (e.g. after changing --metrics or the judge)")
     flags.DEFINE_boolean("dry_run", False, "print the commands, run nothing")
+    flags.DEFINE_boolean("skip_corrupt", False,
+                         "pass --skip_corrupt to the classifier, every training run and every evaluation: records "
+                         "that fail the reader's checks are skipped (and counted in each output's metadata) instead "
+                         "of stopping the study")
+    # Bounds, checked while the flags are parsed (one line and exit code 2 when broken; expr3d.cli).
+    from expr3d.data.synthetic.dataset import MAX_SIZE, MIN_SIZE, SIZE_STEP
+
+    cli.at_least("num_identities", 2, "identities are split between train and test")
+    cli.at_least("classifier_identities", 2, "identities are split between train and test")
+    cli.check("image_size", lambda v: MIN_SIZE <= v <= MAX_SIZE and v % SIZE_STEP == 0,
+              f"a multiple of {SIZE_STEP} from {MIN_SIZE} to {MAX_SIZE} (the procedural dataset's sizes)")
+    cli.seed("data_seed")
+    cli.seed("classifier_data_seed")
+    cli.at_least("images_per_identity", 1)
+    cli.check("seeds", lambda seeds: bool(seeds) and all(s.strip().isdigit() for s in seeds),
+              "a non-empty list of non-negative integer seeds, e.g. 0,1,2")
+    flags.register_validator("variants", _variants_ok)
+
+
+def _variants_ok(variants):
+    if not variants:
+        raise flags.ValidationError("must name at least one variant, e.g. baseline:depth_weight=0")
+    names = []
+    for text in variants:
+        try:
+            names.append(parse_variant(text)[0])
+        except ValueError as error:
+            raise flags.ValidationError(str(error)) from None
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise flags.ValidationError(f"variant name(s) {duplicates} appear more than once (runs would share a folder)")
+    return True
 
 
 FLAGS = flags.FLAGS
@@ -147,10 +181,11 @@ def plan(f):
                                           f"--images_per_identity={f.images_per_identity}"],
                       os.path.join(classifier_data, "dataset_card.json")))
     classifier = os.path.join(root, "classifier")
+    skip = ["--skip_corrupt"] if getattr(f, "skip_corrupt", False) else []
     # A judge of other identities is also scored on the GAN's test identities: the accuracy that bounds the metric.
     scored_too = [f"--extra_test_data_dir={data}"] if classifier_data != data else []
     steps.append(("classifier", [python, "-m", "expr3d.metrics.classifier", f"--data_dir={classifier_data}",
-                                 f"--output={classifier}", *scored_too, *shlex.split(f.classifier_flags)],
+                                 f"--output={classifier}", *scored_too, *shlex.split(f.classifier_flags), *skip],
                   os.path.join(classifier, "classifier.json")))
     variants = [parse_variant(v) for v in f.variants]
     if len(f.seeds) < 3:
@@ -164,7 +199,7 @@ def plan(f):
         judge = os.path.join(root, "judge_depth")
         steps.append(("judge depth network", [python, "-m", "expr3d.train", f"--data_dir={data}",
                                               f"--model_dir={judge}", "--seed=0", *shlex.split(f.train_flags),
-                                              "--stage=depth"],
+                                              *skip, "--stage=depth"],
                       os.path.join(judge, "config.json")))
     for run, seed, extra in runs:
         train_args = [*shlex.split(f.train_flags), *extra]
@@ -176,13 +211,13 @@ def plan(f):
             stage_args = ["--stage=gan"]
         steps.append((f"train {run}", [python, "-m", "expr3d.train", f"--data_dir={data}",
                                        f"--model_dir={os.path.join(root, run)}", f"--seed={seed}",
-                                       *train_args, *stage_args],
+                                       *train_args, *skip, *stage_args],
                       os.path.join(root, run, "config.json")))
         output = os.path.join(root, run, "evaluation")
         steps.append((f"evaluate {run}", [python, "-m", "expr3d.evaluate", f"--model_dir={os.path.join(root, run)}",
                                           f"--data_dir={data}", f"--metrics={f.metrics}", f"--output={output}",
                                           f"--classifier={classifier}", f"--depth_model_dir={judge}",
-                                          f"--label={run}", "--overwrite", *shlex.split(f.evaluate_flags)],
+                                          f"--label={run}", "--overwrite", *shlex.split(f.evaluate_flags), *skip],
                       os.path.join(output, "results.json")))
     steps.append(("compare", [python, "-m", "expr3d.compare", *[os.path.join(root, r) for r, _, _ in runs],
                               f"--output={os.path.join(root, 'comparison')}", "--title=Synthetic ablation",
@@ -190,8 +225,30 @@ def plan(f):
     return steps
 
 
+def run_child(command):
+    """Run `command` with its stderr passed through as it comes; return (exit code, its one-line error message: the
+    text after "<program>: error: " in its last stderr line, or that whole line when it failed without one)."""
+    process = subprocess.Popen(command, stderr=subprocess.PIPE)
+    tail = b""
+    while True:
+        chunk = os.read(process.stderr.fileno(), 1 << 16)
+        if not chunk:
+            break
+        sys.stderr.buffer.write(chunk)
+        sys.stderr.buffer.flush()
+        tail = (tail + chunk)[-16384:]
+    process.stderr.close()
+    returncode = process.wait()
+    if returncode == 0:
+        return 0, ""
+    lines = [line.strip() for line in tail.decode("utf-8", "replace").replace("\r", "\n").splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    marker = ": error: "
+    return returncode, (last.split(marker, 1)[1] if marker in last else last)
+
+
 def main(argv):
-    del argv
+    cli.no_arguments(argv)
     steps = plan(FLAGS)
     started = time.time()
     trained_now = set()
@@ -216,14 +273,19 @@ def main(argv):
         print(f"[{index + 1}/{len(steps)}] {what} (elapsed {time.time() - started:.0f}s{eta}): {line}",
               file=sys.stderr, flush=True)
         step_started = time.time()
-        returncode = command() if callable(command) else subprocess.run(command).returncode
+        child_error = ""
+        if callable(command):
+            returncode = command()
+        else:
+            returncode, child_error = run_child(command)
         if what.startswith("train "):
             train_seconds.append(time.time() - step_started)
             trained_now.add(what[len("train "):])
             trains_left -= 1
         if returncode != 0:
-            print(f"error: step '{what}' failed with exit code {returncode}: {line}", file=sys.stderr)
-            return 1
+            why = f": {child_error}" if child_error else ""
+            return cli.fail("expr3d.ablation",
+                            f"step '{what}' failed with exit code {returncode}{why} (command: {line})")
     if not FLAGS.dry_run:
         print(f"comparison: {os.path.join(FLAGS.root, 'comparison', 'comparison.md')}", file=sys.stderr)
     return 0
@@ -231,4 +293,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run(main, "expr3d.ablation")

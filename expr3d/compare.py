@@ -12,7 +12,6 @@ Writes `comparison.md`, `comparison.json` (per-group mean/std/n of every metric)
 import json
 import os
 import re
-import sys
 
 import numpy as np
 
@@ -30,8 +29,13 @@ def find_results(path):
 
 def load_results(path):
     results_path = find_results(path)
-    with open(results_path, encoding="utf-8") as f:
-        document = json.load(f)
+    try:
+        with open(results_path, encoding="utf-8") as f:
+            document = json.load(f)
+    except ValueError as error:  # not JSON, or not UTF-8
+        raise ValueError(f"{results_path} is not a valid results file ({error}); evaluate the run again") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"{results_path} is not a results file written by `python -m expr3d.evaluate`")
     document["_results_dir"] = os.path.dirname(results_path)
     return document
 
@@ -81,14 +85,30 @@ def _mean_curves(scalar_dicts):
     return out
 
 
-def compare(paths, output, group="auto", title="Comparison", overwrite=True):
-    """Compare the evaluations at `paths`; writes into `output` and returns the summary dict."""
+# Everything `compare` writes into --output.
+COMPARE_WRITES = ("comparison.json", "comparison.md", "figures/learning_curves.png", "figures/identity_histogram.png")
+
+
+def compare(paths, output, group="auto", title="Comparison", overwrite=False):
+    """Compare the evaluations at `paths`; writes into `output` and returns the summary dict.
+
+    What an earlier comparison wrote in `output` is replaced only with `overwrite`; nothing else there is touched.
+    """
+    from expr3d import outputs
     from expr3d.data import records
     from expr3d.metrics import figures, report
 
+    folder = outputs.OutputFolder(output, "--output", "expr3d.compare")
+    legacy = [n for n in COMPARE_WRITES if os.path.isfile(os.path.join(output, n))] if (
+        os.path.isfile(os.path.join(output, "comparison.json")) and not folder.written()) else []
+    replaced = folder.check(overwrite, will_write=COMPARE_WRITES, legacy=legacy,
+                            inputs=[("input", p) for p in paths])
     documents = [load_results(p) for p in paths]
     groups = group_documents(documents, group)
-    os.makedirs(output, exist_ok=True)
+    folder.adopt(legacy)
+    folder.remove_written(replaced)
+    folder.makedirs("figures")
+    folder.record(*COMPARE_WRITES)
     figure_dir = os.path.join(output, "figures")
     written = []
     curves = {}
@@ -123,6 +143,7 @@ def compare(paths, output, group="auto", title="Comparison", overwrite=True):
         markdown += "\n## Figures\n\n" + "\n".join(f"![{p}]({p})" for p in written) + "\n"
     records.atomic_write_json(os.path.join(output, "comparison.json"), summary)
     records.atomic_write_bytes(os.path.join(output, "comparison.md"), markdown.encode("utf-8"))
+    folder.remove_written([n for n in folder.written() if not os.path.exists(os.path.join(output, n))])
     return summary
 
 
@@ -132,21 +153,19 @@ def _define_flags():
     flags.DEFINE_string("output", "comparison", "directory for comparison.md, comparison.json and figures/")
     flags.DEFINE_enum("group", "auto", ["auto", "none"], "auto: runs whose labels differ only by _seedN form a row")
     flags.DEFINE_string("title", "Comparison", "title of the table")
+    flags.DEFINE_boolean("overwrite", False, "replace what an earlier comparison wrote in --output (only its files)")
 
 
 def main(argv):
     from absl import flags
 
+    from expr3d import cli
+
     paths = argv[1:]
     if not paths:
-        sys.stderr.write("usage: python -m expr3d.compare EVAL_OR_RUN_DIR [...] --output=DIR\n")
-        return 2
+        raise cli.UsageError("no evaluation given: python -m expr3d.compare EVAL_OR_RUN_DIR [...] --output=DIR")
     f = flags.FLAGS
-    try:
-        summary = compare(paths, f.output, group=f.group, title=f.title)
-    except (FileNotFoundError, ValueError) as error:
-        sys.stderr.write(f"error: {error}\n")
-        return 1
+    summary = compare(paths, f.output, group=f.group, title=f.title, overwrite=f.overwrite)
     with open(os.path.join(f.output, "comparison.md"), encoding="utf-8") as handle:
         print(handle.read())
     del summary
@@ -154,7 +173,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from absl import app
+    from expr3d import cli
 
     _define_flags()
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run(main, "expr3d.compare")

@@ -1,14 +1,17 @@
 """Evaluate a trained run: the paper's metrics (Table 1), figures (Figs. 4, 5, 8, 9) and paired ground truth.
 
     python -m expr3d.evaluate --model_dir=runs/depth64 --data_dir=data/synthetic64 \
-        --metrics=expression_generation_rate,fid,kid,psnr,ssim,identity,geometry,paired,samples \
-        --classifier=runs/classifier64 --output=runs/depth64/evaluation
+        --metrics=expression_generation_rate,fid,kid,psnr,ssim,identity,geometry,paired,background,samples \
+        --classifier=auto --output=runs/depth64/evaluation
 
 Every test image is translated to every target expression (the 8 classes, or the AffectNet protocol's 6 with
 `--protocol=affectnet`) in one pass; each registered metric (`expr3d.metrics.registry`, `--list_metrics`) reads
 the products it needs (generated faces, cycle reconstructions, G_depth's geometry of generated faces, D_depth's
 logits), each computed at most once per batch and target. A metric that cannot run (missing InceptionV3 weights, no
-classifier, no identity model, unpaired data) is skipped with a note; the others still run.
+classifier, no identity model, unpaired data) is skipped with a note; the others still run. An expression rate is
+never reported from a judge below --min_judge_accuracy on the real test faces: the evaluation stops first
+(exit code 1, as for other bad input). `--classifier=auto` (the default) builds or reuses a cached judge of other
+generated identities for procedural data (expr3d.metrics.judge).
 
 Writes into `--output` (default `MODEL_DIR/evaluation`):
     results.json   every metric, skipped metrics with the reason, warnings, sample counts, time per metric, the flags
@@ -26,8 +29,13 @@ import time
 
 import numpy as np
 
-DEFAULT_METRICS = "expression_generation_rate,fid,kid,psnr,ssim,identity,geometry,paired,samples"
+from expr3d import outputs
+
+DEFAULT_METRICS = "expression_generation_rate,fid,kid,psnr,ssim,identity,geometry,paired,background,samples"
 RESULTS_FORMAT_VERSION = 1
+# Everything an evaluation writes into --output (the output-exists check looks at all of it, not one file).
+EVALUATION_WRITES = ("results.json", "results.md", "arrays.npz", "figures/confusion_matrix.png",
+                     "figures/learning_curves.png", "figures/identity_histogram.png", "figures/samples.png")
 
 
 class EvaluationError(Exception):
@@ -194,6 +202,23 @@ class EvaluationContext:
             raise EvaluationError(f"--data_dir: {error}") from error
         if "test" not in self.card["splits"]:
             raise EvaluationError(f"--data_dir={data_dir}: the dataset card has no test split")
+        self.skipped_records, self.skipped_problems = 0, []
+        if self.options.get("skip_corrupt"):
+            # One decoding pass first: the count of usable records (where the evaluation stops) and what is skipped.
+            check = pipeline.scan_split(data_dir, "test", card=self.card)
+            self.skipped_records, self.skipped_problems = check["skipped"], check["problems"]
+            if check["skipped"]:
+                sys.stderr.write(f"warning: --skip_corrupt: skipping {check['skipped']} of {check['records']} test "
+                                 f"records of {data_dir}: " + "; ".join(check["problems"][:5])
+                                 + (f"; and {len(check['problems']) - 5} more" if len(check["problems"]) > 5 else "")
+                                 + "\n")
+        else:
+            from expr3d.data import records, schema
+
+            try:  # a shard the card lists but is missing: named now, before any metric is set up
+                records.split_files(data_dir, "test", self.card)
+            except schema.MissingShardError as error:
+                raise schema.RecordError(f"{error}; pass --skip_corrupt to evaluate without its records") from None
         if int(self.card["image_size"]) != self.image_size:
             sys.stderr.write(f"note: the dataset's images are {self.card['image_size']}px; the run's model works at "
                              f"{self.image_size}px, so test images are resized\n")
@@ -207,7 +232,9 @@ class EvaluationContext:
         if self.has_depth_networks:
             for name in ("g_depth", "d_depth"):
                 networks[name] = load_network(self.depth_model_dir, name)
-        precision = self.options.get("precision", "float32")
+        from expr3d.training.runtime import resolve_precision
+
+        precision = resolve_precision(self.options.get("precision", "float32"))
         if precision != "float32":
             networks = _rebuild_in_precision(networks, model_config, precision)
         self.networks = networks
@@ -244,7 +271,7 @@ class EvaluationContext:
 
     @property
     def num_test_examples(self):
-        total = int(self.card["splits"]["test"]["num_examples"])
+        total = int(self.card["splits"]["test"]["num_examples"]) - self.skipped_records
         limit = self.options.get("max_examples")
         return min(total, int(limit)) if limit else total
 
@@ -252,13 +279,25 @@ class EvaluationContext:
         """A fresh pass over the (first `max_examples`) test examples, as `RealBatch`es, in a fixed order."""
         from expr3d.data import pipeline
 
+        from expr3d.data.schema import RecordError
+
+        skip_corrupt = bool(self.options.get("skip_corrupt"))
         dataset = pipeline.make_dataset(self.data_dir, "test", int(self.options.get("batch_size", 32)),
                                         image_size=self.image_size, training=False, deterministic=True,
-                                        augment=False, repeat=False, drop_remainder=False)
+                                        augment=False, repeat=False, drop_remainder=False, skip_corrupt=skip_corrupt)
         remaining = self.num_test_examples
         if remaining <= 0:
             return
-        for arrays in dataset.as_numpy_iterator():
+        try:
+            # A bad record stops the pass with one line naming its shard and index (pipeline.checked).
+            yield from self._batches(pipeline.checked(dataset.as_numpy_iterator(), self.data_dir, ["test"]),
+                                     remaining)
+        except RecordError as error:
+            raise RecordError(f"{error}" if skip_corrupt else f"{error}; pass --skip_corrupt to skip bad records") \
+                from None
+
+    def _batches(self, arrays_iterator, remaining):
+        for arrays in arrays_iterator:
             arrays = {k: v[:remaining] for k, v in arrays.items()}
             remaining -= len(arrays["image"])
             yield RealBatch(self, arrays)
@@ -301,10 +340,9 @@ def evaluate(model_dir, data_dir, metrics, output=None, overwrite=False, progres
 
     Options (the CLI flags): classifier, inception_weights, fid_feature_model, identity_model, identity_input_range,
     identity_input_size, identity_endpoint, depth_model_dir, protocol, batch_size, max_examples, num_samples,
-    precision, seed, label.
+    precision, seed, label, background_dilation, min_judge_accuracy (default 0.80), judge_cache_dir,
+    judge_identities, judge_epochs.
     """
-    import keras
-
     from expr3d.metrics import figures, registry, report
     from expr3d.data import records
     from expr3d.progress import Progress
@@ -312,12 +350,21 @@ def evaluate(model_dir, data_dir, metrics, output=None, overwrite=False, progres
     names = registry.parse_metric_list(metrics)
     output = output or os.path.join(model_dir, "evaluation")
     results_path = os.path.join(output, "results.json")
-    if os.path.exists(results_path) and not overwrite:
-        raise EvaluationError(f"{results_path} exists; pass --overwrite to replace it (or choose another --output)")
+    # Checked before the (long) evaluation, replaced only after it: a failed run keeps the earlier results.
+    folder = outputs.OutputFolder(output, "--output", "expr3d.evaluate")
+    legacy = EVALUATION_WRITES if os.path.isfile(results_path) and not folder.written() else ()
+    replaced = folder.check(overwrite, will_write=EVALUATION_WRITES, legacy=legacy,
+                            inputs={"--model_dir": model_dir, "--data_dir": data_dir})
+    read_run_config(model_dir)  # a bad run directory is named before TensorFlow loads
+    check_run_networks(model_dir)
+    import keras
+
     options.setdefault("seed", 0)
     keras.utils.set_random_seed(int(options["seed"]))
     started = time.time()
     context = EvaluationContext(model_dir, data_dir, options)
+    if context.num_test_examples <= 0:
+        raise EvaluationError(f"--data_dir={data_dir}: its test split holds no examples; nothing to evaluate")
 
     active, skipped = [], {}
     for name in names:
@@ -389,7 +436,9 @@ def evaluate(model_dir, data_dir, metrics, output=None, overwrite=False, progres
         "skipped": skipped,
         "warnings": warnings,
         "details": details,
-        "counts": {"test_images": images, "targets": [int(t) for t in targets], "translations": images * len(targets)},
+        "counts": {"test_images": images, "targets": [int(t) for t in targets], "translations": images * len(targets),
+                   "skipped_records": context.skipped_records},
+        "skipped_problems": context.skipped_problems,
         "timing_seconds": timing,
         "flags": {"model_dir": model_dir, "data_dir": data_dir, "metrics": ",".join(names), "output": output,
                   **options},
@@ -400,7 +449,10 @@ def evaluate(model_dir, data_dir, metrics, output=None, overwrite=False, progres
         "dataset": {"name": context.card.get("name"), "image_size": context.card.get("image_size"),
                     "test_examples": int(context.card["splits"]["test"]["num_examples"])},
     }
-    os.makedirs(output, exist_ok=True)
+    folder.adopt(legacy)
+    folder.remove_written(replaced)
+    folder.makedirs("figures")
+    folder.record(*EVALUATION_WRITES)
     if arrays:
         tmp = os.path.join(output, f".arrays-{os.getpid()}.npz")
         np.savez_compressed(tmp, **arrays)
@@ -410,6 +462,7 @@ def evaluate(model_dir, data_dir, metrics, output=None, overwrite=False, progres
     records.atomic_write_json(results_path, document)
     records.atomic_write_bytes(os.path.join(output, "results.md"),
                                report.evaluation_markdown(document).encode("utf-8"))
+    folder.remove_written([n for n in folder.written() if not os.path.exists(os.path.join(output, n))])  # unlist
     return document
 
 
@@ -417,7 +470,8 @@ def evaluate(model_dir, data_dir, metrics, output=None, overwrite=False, progres
 
 OPTION_FLAGS = ("classifier", "inception_weights", "fid_feature_model", "identity_model", "identity_input_range",
                 "identity_input_size", "identity_endpoint", "depth_model_dir", "protocol", "batch_size",
-                "max_examples", "num_samples", "precision", "seed", "label")
+                "max_examples", "num_samples", "precision", "seed", "label", "background_dilation",
+                "min_judge_accuracy", "judge_cache_dir", "judge_identities", "judge_epochs", "skip_corrupt")
 
 
 def _define_flags():
@@ -427,9 +481,21 @@ def _define_flags():
     flags.DEFINE_string("data_dir", None, "dataset directory; its test split is evaluated")
     flags.DEFINE_string("metrics", DEFAULT_METRICS, "comma-separated metric names (or 'all'); see --list_metrics")
     flags.DEFINE_string("output", None, "output directory (default MODEL_DIR/evaluation)")
-    flags.DEFINE_boolean("overwrite", False, "replace an existing results.json in --output")
+    flags.DEFINE_boolean("overwrite", False, "replace what an earlier evaluation wrote in --output (only its files)")
     flags.DEFINE_boolean("list_metrics", False, "print the registered metrics and exit")
-    flags.DEFINE_string("classifier", None, "directory of a classifier from `python -m expr3d.metrics.classifier`")
+    from expr3d.metrics import background, judge
+
+    flags.DEFINE_string("classifier", judge.AUTO,
+                        "directory of a classifier from `python -m expr3d.metrics.classifier`; 'auto' (procedural "
+                        "data) = a judge trained on other generated identities, built on first use and cached "
+                        "(expr3d.metrics.judge)")
+    flags.DEFINE_float("min_judge_accuracy", judge.MIN_JUDGE_ACCURACY,
+                       "refuse to report an expression generation rate when the classifier's accuracy on the real "
+                       "faces of the evaluated test split is below this fraction")
+    judge.define_judge_flags(flags)
+    flags.DEFINE_float("background_dilation", background.DEFAULT_DILATION,
+                       "background metric: dilate the face mask by this many pixels at 64 px (scaled with the "
+                       "image size) before measuring |G(x, t) - x| outside it")
     flags.DEFINE_string("inception_weights", "auto",
                         "InceptionV3(include_top=False) .h5 weights for FID/KID; 'auto' = Keras cache "
                         "(~/.keras/models/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5); 'random' = "
@@ -447,20 +513,40 @@ def _define_flags():
                                                                "disgust)")
     flags.DEFINE_integer("batch_size", 32, "test images per batch")
     flags.DEFINE_integer("max_examples", None, "evaluate only the first N test images")
+    flags.DEFINE_boolean("skip_corrupt", False,
+                         "skip test records that fail the reader's checks (corrupt or truncated shards, missing "
+                         "shards, missing or mistyped fields, non-finite depth, empty masks, sizes other than the "
+                         "card's) instead of stopping on the first; the test split is scanned first and the skipped "
+                         "records are counted in the log and in results.json (counts.skipped_records)")
     flags.DEFINE_integer("num_samples", 8, "faces in the Fig. 5 sample grid")
-    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
+    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "auto"],
                       "dtype policy of G_rgb/G_depth/D_depth at evaluation (feature extractors stay float32)")
     flags.DEFINE_integer("seed", 0, "seed (KID subsets, Keras RNG)")
     flags.DEFINE_string("label", None, "name of this run in tables (default: the run directory's name)")
     flags.DEFINE_boolean("progress", True, "print a progress line with ETA to stderr")
+    # Bounds, checked while the flags are parsed (one line and exit code 2 when broken; expr3d.cli).
+    from expr3d import cli
+    from expr3d.metrics import registry
+
+    cli.parses("metrics", registry.parse_metric_list)
+    cli.at_least("batch_size", 1)
+    cli.at_least("max_examples", 1, "default: the whole test split")
+    cli.at_least("num_samples", 1)
+    cli.at_least("identity_input_size", 1, "default: the model's own size")
+    cli.seed("seed")
+    cli.at_least("background_dilation", 0.0)
+    cli.in_range("min_judge_accuracy", 0.0, 1.0)
+    cli.at_least("judge_identities", 2, "identities are split between train and test")
+    cli.at_least("judge_epochs", 1)
 
 
 def main(argv):
-    del argv
     from absl import flags
 
+    from expr3d import cli
     from expr3d.metrics import registry
 
+    cli.no_arguments(argv)
     f = flags.FLAGS
     if f.list_metrics:
         for name, text in registry.describe_metrics().items():
@@ -468,22 +554,20 @@ def main(argv):
         return 0
     for required in ("model_dir", "data_dir"):
         if not f[required].value:
-            sys.stderr.write(f"error: --{required} is required\n")
-            return 2
+            raise cli.UsageError(f"--{required} is required")
     options = {name: f[name].value for name in OPTION_FLAGS}
-    try:
-        document = evaluate(f.model_dir, f.data_dir, f.metrics, output=f.output, overwrite=f.overwrite,
-                            progress=f.progress, **options)
-    except (EvaluationError, ValueError, FileNotFoundError) as error:
-        sys.stderr.write(f"error: {error}\n")
-        return 1
+    document = evaluate(f.model_dir, f.data_dir, f.metrics, output=f.output, overwrite=f.overwrite,
+                        progress=f.progress, **options)
+    if not document["metrics"]:  # results.json records why; the exit code says nothing was measured
+        raise cli.NothingDone(f"no metric computed: all {len(document['skipped'])} requested were skipped ("
+                              + "; ".join(f"{k}: {v}" for k, v in document["skipped"].items()) + ")")
     print(json.dumps({"metrics": document["metrics"], "skipped": document["skipped"],
                       "output": os.path.abspath(f.output or os.path.join(f.model_dir, "evaluation"))}, indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    from absl import app
+    from expr3d import cli
 
     _define_flags()
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run(main, "expr3d.evaluate", errors=[(EvaluationError, cli.EXIT_ERROR)])

@@ -15,9 +15,12 @@ import shutil
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
+from expr3d import cli
 from expr3d.labels import EXPRESSIONS
+
+PROGRAM = "expr3d.export"
 
 EXPORT_INFO = "expr3d_export.json"
 TFLITE_DIR = "tflite"
@@ -56,7 +59,7 @@ def _log(message):
 
 
 def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir=None, parity_images=16,
-           representative_images=64, log=_log):
+           representative_images=64, max_encoded_pixels=None, log=_log, skip_corrupt=False):
     """Export the run in `model_dir` to `output/<version>/`; returns the version directory.
 
     Args:
@@ -68,6 +71,15 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
         data_dir: dataset for the parity images (test split) and the int8_full representative set (train split);
             default: the run's flags.data_dir when that directory exists.
         parity_images, representative_images: how many faces each set holds.
+        max_encoded_pixels: `translate_encoded` refuses an image whose header declares more pixels (default
+            expr3d.deploy.signatures.MAX_ENCODED_PIXELS), before decoding it.
+        skip_corrupt: skip records of `data_dir` that fail the reader's checks (counted in the log and in
+            expr3d_export.json) instead of stopping with a one-line error naming the shard and the record. The faces
+            are read before anything is written.
+
+    Disk full (or a file-size limit) while writing: `expr3d.storage.DiskFullError` naming the path and the bytes
+    needed; the hidden temporary version directory is removed, so nothing half-written is left where TF Serving
+    looks.
     """
     from expr3d.deploy import run_dir, tflite as tflite_lib
 
@@ -89,13 +101,17 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
 
     started = time.time()
     run = run_dir.load_run(model_dir)
+    # The parity / representative faces first: a corrupt record stops the export before anything is written.
+    data = (tflite_lib.read_data(data_dir, run.image_size, tflite, parity_images, representative_images, skip_corrupt,
+                                 log) if tflite else None)
+    from expr3d import storage
     from expr3d.deploy.inference import inference_generators
     from expr3d.deploy.signatures import ServingFunctions, build_archive
 
     # Serve inference clones (4-D instance norm, sub-pixel up-sampling: the same function, TFLite-delegable ops),
     # each checked against the trained network before anything is written.
     g_rgb, g_depth, clone_errors = inference_generators(run.g_rgb, run.g_depth, run.image_size)
-    functions = ServingFunctions(g_rgb, g_depth, run.image_size, run.geometry)
+    functions = ServingFunctions(g_rgb, g_depth, run.image_size, run.geometry, max_encoded_pixels=max_encoded_pixels)
     os.makedirs(output, exist_ok=True)
     target = os.path.join(output, str(version))
     temp = os.path.join(output, f".{version}.tmp-{os.getpid()}")
@@ -103,7 +119,9 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
     try:
         log(f"writing SavedModel version {version} of {model_dir} (step {run.step}, {run.image_size} px, "
             f"geometry {run.geometry})")
-        build_archive(functions).write_out(temp, verbose=False)
+        with storage.writing(target, lambda: storage.weights_bytes(run.g_rgb, run.g_depth),
+                             what="export the SavedModel to"):
+            build_archive(functions).write_out(temp, verbose=False)
         signatures = sorted(functions.input_signatures())
         info = {
             "format": "expr3d export v1",
@@ -113,20 +131,24 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
             "geometry": run.geometry,
             "expressions": list(EXPRESSIONS),
             "signatures": signatures,
+            "max_encoded_pixels": functions.max_encoded_pixels,
             "model_config": config.get("model_config"),
             "dataset": config.get("dataset"),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "tflite": {},
             "inference_clone_max_abs_error": clone_errors,
         }
+        if data is not None and skip_corrupt:
+            info["skipped_corrupt_records"] = data["skipped_records"]
         if tflite:
             reports = tflite_lib.write_variants(temp, os.path.join(temp, TFLITE_DIR), tflite, run.image_size,
                                                 data_dir=data_dir, parity_count=parity_images,
-                                                representative_count=representative_images, log=log)
+                                                representative_count=representative_images, log=log, data=data)
             info["tflite"] = {variant: {"file": f"{TFLITE_DIR}/{report['file']}", "size_bytes": report["size_bytes"],
                                         "parity": report["parity"]} for variant, report in reports.items()}
-        with open(os.path.join(temp, EXPORT_INFO), "w") as f:
-            json.dump(info, f, indent=2)
+        with storage.writing(target, None, what="export the SavedModel to"):
+            with open(os.path.join(temp, EXPORT_INFO), "w") as f:
+                json.dump(info, f, indent=2)
         # Re-check just before publishing: another export may have taken this version meanwhile.
         if os.path.exists(target):
             if not overwrite:
@@ -158,27 +180,36 @@ def define_flags():
                         "representative set (train split). Default: the run's data_dir.")
     flags.DEFINE_integer("parity_images", 16, "Faces in the TFLite parity check.")
     flags.DEFINE_integer("representative_images", 64, "Faces in the int8_full representative set.")
+    flags.DEFINE_bool("skip_corrupt", False, "Skip --data_dir records that fail the reader's checks (corrupt or "
+                      "truncated shards, missing fields, non-finite depth, empty masks, sizes other than the card's) "
+                      "instead of stopping; their count goes to the log and to expr3d_export.json.")
+    from expr3d.deploy.signatures import MAX_ENCODED_PIXELS
+
+    flags.DEFINE_integer("max_encoded_pixels", MAX_ENCODED_PIXELS,
+                         "translate_encoded refuses (INVALID_ARGUMENT, before decoding) an image whose PNG/JPEG header "
+                         "declares more pixels than this, so one request cannot exhaust the server's memory "
+                         f"(default {MAX_ENCODED_PIXELS} = 4096 x 4096).")
+    flags.mark_flags_as_required(["model_dir", "output"])
+    cli.at_least("version", 0, "TF Serving's version directory; default: the largest existing + 1")
+    cli.at_least("parity_images", 1)
+    cli.at_least("representative_images", 1)
+    cli.at_least("max_encoded_pixels", 1)
+    from expr3d.deploy import tflite as tflite_lib
+
+    cli.parses("tflite", tflite_lib.parse_variants)
 
 
 def main(argv):
-    del argv
-    from expr3d.deploy import run_dir, tflite as tflite_lib
+    cli.no_arguments(argv)
+    from expr3d.deploy import tflite as tflite_lib
 
-    for name in ("model_dir", "output"):
-        if not getattr(FLAGS, name):
-            _log(f"--{name} is required")
-            return 2
-    try:
-        variants = tflite_lib.parse_variants(FLAGS.tflite)
-        export(FLAGS.model_dir, FLAGS.output, version=FLAGS.version, overwrite=FLAGS.overwrite, tflite=variants,
-               data_dir=FLAGS.data_dir, parity_images=FLAGS.parity_images,
-               representative_images=FLAGS.representative_images)
-    except (ExportError, run_dir.RunDirError, ValueError, FileNotFoundError) as e:
-        _log(f"error: {e}")
-        return 1
+    export(FLAGS.model_dir, FLAGS.output, version=FLAGS.version, overwrite=FLAGS.overwrite,
+           tflite=tflite_lib.parse_variants(FLAGS.tflite), data_dir=FLAGS.data_dir, parity_images=FLAGS.parity_images,
+           representative_images=FLAGS.representative_images, max_encoded_pixels=FLAGS.max_encoded_pixels,
+           skip_corrupt=FLAGS.skip_corrupt)
     return 0
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run(main, PROGRAM)

@@ -4,16 +4,19 @@
         --expression=happy --output=me_happy.png
 
 Detect the face (OpenCV's bundled Haar cascades), level the eye line, crop, translate with the LiteRT interpreter
-(ai_edge_litert; no TensorFlow import), paste the face back with a feathered mask. Exits 1 with a clear message when
-no face is found (or the model, image or expression is invalid). --crop_output also saves the translated crop.
+(ai_edge_litert; no TensorFlow import), paste the face back with a feathered mask. --crop_output also saves the
+translated crop. Exit codes (expr3d.cli): 2 for a bad flag (unknown expression, missing --model/--image/--output,
+--num_threads < 1), 1 for a bad file (no face found, an unreadable or oversized photo, an invalid model, an output
+that exists or is an input), each with one line on stderr. Photos above expr3d.image_files.MAX_WORKING_PIXELS are
+translated (and written) downscaled to that size.
 """
 import json
-import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from expr3d import cli, image_files
 from expr3d.labels import expression_id
 
 FLAGS = flags.FLAGS
@@ -39,9 +42,11 @@ def lite_translator(generator):
     return translate
 
 
+PROGRAM = "expr3d.lite"
+
+
 def _fail(message):
-    print(f"expr3d.lite: error: {message}", file=sys.stderr)
-    return 1
+    return cli.fail(PROGRAM, message)
 
 
 def define_flags():
@@ -55,35 +60,28 @@ def define_flags():
     flags.DEFINE_integer("num_threads", None, "Interpreter threads (default: LiteRT's).")
     flags.DEFINE_bool("overwrite", False, "Replace an existing --output / --crop_output (never the input photo or "
                       "the model).")
+    flags.mark_flags_as_required(["model", "image", "output"])
+    cli.at_least("num_threads", 1, "default: LiteRT's")
+    cli.parses("expression", expression_id)
+    for name in ("output", "crop_output"):
+        cli.check(name, image_files.writable_image_name, f"a file name ending in one of "
+                  f"{', '.join(image_files.WRITABLE_EXTENSIONS)} (the format follows the extension)")
 
 
 def main(argv):
-    del argv
+    cli.no_arguments(argv)
+    from expr3d import outputs
     from expr3d.deploy import pipeline
     from expr3d.deploy.tflite import LiteGenerator
 
-    for name in ("model", "image", "output"):
-        if not getattr(FLAGS, name):
-            return _fail(f"--{name} is required")
-    try:
-        target = expression_id(FLAGS.expression)
-    except ValueError as e:
-        return _fail(f"--expression: {e}")
-    from expr3d import outputs
-
-    try:
-        inputs = {"--image": FLAGS.image, "--model": FLAGS.model}
-        outputs.check_output_file(FLAGS.output, "--output", FLAGS.overwrite, inputs)
-        if FLAGS.crop_output:
-            outputs.check_output_file(FLAGS.crop_output, "--crop_output", FLAGS.overwrite, inputs)
-            outputs.check_not_input({"--crop_output": FLAGS.crop_output}, {"--output": FLAGS.output})
-    except outputs.OutputError as e:
-        return _fail(str(e))
-    try:
-        image = pipeline.read_image(FLAGS.image)
-        generator = LiteGenerator(FLAGS.model, num_threads=FLAGS.num_threads)
-    except (OSError, ValueError) as e:
-        return _fail(str(e))
+    target = expression_id(FLAGS.expression)
+    inputs = {"--image": FLAGS.image, "--model": FLAGS.model}
+    outputs.check_output_file(FLAGS.output, "--output", FLAGS.overwrite, inputs)
+    if FLAGS.crop_output:
+        outputs.check_output_file(FLAGS.crop_output, "--crop_output", FLAGS.overwrite, inputs)
+        outputs.check_not_input({"--crop_output": FLAGS.crop_output}, {"--output": FLAGS.output})
+    image = pipeline.read_image(FLAGS.image)
+    generator = LiteGenerator(FLAGS.model, num_threads=FLAGS.num_threads)
     started = time.time()
     photos, crops, face = pipeline.translate_photo(image, lite_translator(generator), [target])
     if photos is None:
@@ -100,4 +98,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run(main, PROGRAM)

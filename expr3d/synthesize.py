@@ -6,8 +6,10 @@
 For every photo: detect the largest face, level the eye line, crop, translate into each expression with the
 SavedModel's `serving_default` signature (the deployed graph, resizing included), paste back with a feathered mask.
 Writes OUTPUT/<photo name>/<expression>.png (the photo) and face_<expression>.png (the crop), OUTPUT/grid.png (one row
-per photo: input crop, then each expression) and OUTPUT/summary.json. Photos without a face, or unreadable files, are
-listed in the summary and on stderr; they do not stop the run.
+per photo: input crop, then each expression) and OUTPUT/summary.json. Photos without a face, or unreadable or
+oversized files (expr3d.image_files: larger photos are downscaled, decompression bombs refused), are listed in the
+summary and on stderr; they do not stop the run, but a run that translated no photo exits 1 with the counts. A file
+name that is not UTF-8 is processed; its output folder shows the undecodable bytes as U+FFFD.
 """
 import json
 import os
@@ -15,11 +17,13 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from expr3d import outputs
+from expr3d import cli, outputs
+from expr3d.image_files import printable
 from expr3d.labels import EXPRESSIONS, expression_id
 
+PROGRAM = "expr3d.synthesize"
 FLAGS = flags.FLAGS
 
 
@@ -71,7 +75,8 @@ def output_stems(paths):
     """One output folder name per photo: its file name without extension, made unique (photo.jpg, photo.png)."""
     stems, used = [], set()
     for path in paths:
-        stem = os.path.splitext(os.path.basename(path))[0]
+        # A name that is not UTF-8 (bytes kept as surrogate escapes) gets a UTF-8 folder name: U+FFFD for those bytes.
+        stem = os.fsencode(os.path.splitext(os.path.basename(path))[0]).decode("utf-8", "replace")
         while stem in used:
             stem += "_"
         used.add(stem)
@@ -80,7 +85,7 @@ def output_stems(paths):
 
 
 def _log(message):
-    print(f"expr3d.synthesize: {message}", file=sys.stderr, flush=True)
+    print(f"{PROGRAM}: {message}", file=sys.stderr, flush=True)
 
 
 def synthesize(saved_model, images, expressions, output, overwrite=False, batch_size=8, log=_log):
@@ -111,14 +116,14 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
         try:
             image = pipeline.read_image(path)
         except (OSError, ValueError) as e:
-            log(f"skipping {path}: {e}")
-            summary["unreadable"].append({"image": path, "error": str(e)})
+            log(f"skipping {printable(path)}: {printable(str(e))}")
+            summary["unreadable"].append({"image": printable(path), "error": printable(str(e))})
             progress.update(1)
             continue
         photos, crops, face = pipeline.translate_photo(image, translate, ids)
         if photos is None:
-            log(f"no face found in {path}")
-            summary["no_face"].append(path)
+            log(f"no face found in {printable(path)}")
+            summary["no_face"].append(printable(path))
             progress.update(1)
             continue
         written = {}
@@ -127,7 +132,7 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
             pipeline.write_image(folder.file(f"{stem}/face_{name}.png"), crop)
             written[name] = os.path.join(stem, f"{name}.png")
         rows.append([faces.extract(image, face)] + list(crops))
-        summary["processed"].append({"image": path, "outputs": written, "face": face.to_dict()})
+        summary["processed"].append({"image": printable(path), "outputs": written, "face": face.to_dict()})
         progress.update(1)
     progress.close()
     if rows:
@@ -150,27 +155,22 @@ def define_flags():
     flags.DEFINE_bool("overwrite", False, "Replace what an earlier run wrote in --output (only its files; others "
                       "are never touched, and a file of a name this run writes but that it did not write is refused).")
     flags.DEFINE_integer("batch_size", 8, "Crops per SavedModel call.")
+    flags.mark_flags_as_required(["saved_model", "images", "output"])
+    cli.at_least("batch_size", 1)
+    cli.parses("expressions", parse_expressions)
 
 
 def main(argv):
-    del argv
-    for name in ("saved_model", "images", "output"):
-        if not getattr(FLAGS, name):
-            _log(f"error: --{name} is required")
-            return 2
-    try:
-        summary = synthesize(FLAGS.saved_model, FLAGS.images, FLAGS.expressions, FLAGS.output,
-                             overwrite=FLAGS.overwrite, batch_size=FLAGS.batch_size)
-    except (OSError, ValueError) as e:
-        _log(f"error: {e}")
-        return 1
+    cli.no_arguments(argv)
+    summary = synthesize(FLAGS.saved_model, FLAGS.images, FLAGS.expressions, FLAGS.output,
+                         overwrite=FLAGS.overwrite, batch_size=FLAGS.batch_size)
     if not summary["processed"]:
-        _log(f"error: no photo translated: {len(summary['no_face'])} without a face, {len(summary['unreadable'])} "
-             f"unreadable (of {len(summary['no_face']) + len(summary['unreadable'])} in --images={FLAGS.images})")
-        return 1
+        raise cli.NothingDone(
+            f"no photo translated: {len(summary['no_face'])} without a face, {len(summary['unreadable'])} unreadable "
+            f"(of {len(summary['no_face']) + len(summary['unreadable'])} in --images={FLAGS.images})")
     return 0
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run(main, PROGRAM)

@@ -29,8 +29,9 @@ import json
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from expr3d import cli as shared_cli  # (`cli` is this module's entry point)
 from expr3d.labels import NUM_EXPRESSIONS
 
 FLAGS = flags.FLAGS
@@ -46,6 +47,11 @@ flags.DEFINE_integer("batch_size_depth", None, "GLOBAL batch size of stage 1 (de
 flags.DEFINE_integer("image_size", None, "Training image size (default: the dataset card's).")
 flags.DEFINE_bool("allow_resize", False, "Allow an --image_size different from the dataset card's (resized).")
 flags.DEFINE_bool("balanced", False, "Class-balanced sampling of the training stream.")
+flags.DEFINE_bool("skip_corrupt", False,
+                  "Skip records that fail the reader's checks (corrupt or truncated shards, shards missing from the "
+                  "dataset card's list, missing or mistyped fields, non-finite depth, empty masks, sizes other than "
+                  "the card's) instead of stopping on the first; the data is scanned first (one decoding pass) and "
+                  "the skipped records are counted and named in the log and in config.json (skipped_records).")
 # --- synthetic data -----------------------------------------------------------------------------------------------
 flags.DEFINE_bool("generate_synthetic", False,
                   "If --data_dir has no dataset card, generate the procedural dataset there first.")
@@ -109,7 +115,10 @@ flags.DEFINE_enum("adam_epsilon_mode", "keras", ["keras", "pytorch"],
 flags.DEFINE_integer("lr_decay_every", 1000, "The decaying learning rate changes every this many iterations.")
 flags.DEFINE_float("lr_decay_start", 0.5, "Fraction of a stage after which the learning rates decay linearly to 0.")
 # --- runtime ------------------------------------------------------------------------------------------------------
-flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Dtype policy.")
+flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16", "auto"],
+                  "Dtype policy. auto = mixed_bfloat16 where the hardware computes bf16 natively (GPUs of compute "
+                  "capability >= 8, CPUs with AVX-512 BF16 or AMX), mixed_float16 on older GPUs, float32 otherwise "
+                  "(bf16 on an AVX2-only CPU is ~9x slower than float32).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored"], "Distribution strategy.")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (testing --strategy=mirrored).")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the train steps (--strategy=default only).")
@@ -122,10 +131,35 @@ flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint (and export models) e
 flags.DEFINE_integer("keep_checkpoints", 3, "Complete checkpoints kept per stage.")
 flags.DEFINE_integer("summary_every", 100, "TensorBoard scalars every N iterations.")
 flags.DEFINE_integer("sample_every", 1000, "Sample grid every N iterations (0 = at the end only).")
-flags.DEFINE_integer("num_samples", 4, "Sample sources in the grids (the first test examples).")
+flags.DEFINE_integer("num_samples", 4, "Sample sources in the grids (test examples of different identities).")
 flags.DEFINE_bool("progress", True, "Print a progress line with ETA to stderr.")
 flags.DEFINE_integer("debug_nan_at_step", -1, "Testing: feed NaN images at this iteration of each stage.")
 flags.DEFINE_float("debug_step_delay", 0.0, "Testing: sleep this many seconds after each iteration.")
+
+# --- bounds, checked while the flags are parsed: one line and exit code 2, before any work (expr3d.cli) -----------
+for _name in ("num_steps_depth", "num_steps_gan", "batch_size", "batch_size_depth", "n_critic", "lr_decay_every",
+              "num_samples", "keep_checkpoints", "synthetic_images_per_identity", "g_conv_dim", "d_conv_dim",
+              "d_num_layers", "depth_g_conv_dim", "depth_d_conv_dim", "depth_d_num_layers"):
+    shared_cli.at_least(_name, 1)
+for _name in ("g_num_res_blocks", "depth_g_num_res_blocks"):
+    shared_cli.at_least(_name, 0)
+shared_cli.at_least("cpu_devices", 0, "0 = no split")
+for _name in ("checkpoint_every", "summary_every", "sample_every"):
+    shared_cli.at_least(_name, 0, "0 = at the end only")
+shared_cli.multiple_of("image_size", 4, 8, "the generators down-sample twice with stride 2; default: the dataset "
+                       "card's")
+shared_cli.at_least("synthetic_identities", 2, "identities are split between train and test")
+shared_cli.seed("seed")
+shared_cli.seed("synthetic_seed")
+for _name in ("g_lr", "d_lr", "adam_epsilon"):
+    shared_cli.positive(_name)
+for _name in ("beta1", "beta2"):
+    shared_cli.in_range(_name, 0.0, 1.0, high_open=True)
+shared_cli.in_range("lr_decay_start", 0.0, 1.0)
+for _name in ("depth_weight", "confidence_penalty", "perceptual_weight", "lambda_cls", "lambda_rec", "lambda_gp",
+              "lambda_pix", "lambda_id", "lambda_mask", "lambda_mask_tv", "debug_step_delay"):
+    shared_cli.at_least(_name, 0.0)
+shared_cli.at_least("debug_nan_at_step", -1, "-1 = never")
 
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
@@ -237,24 +271,7 @@ def _stages_to_run():
 
 
 def _validate_flags(num_replicas):
-    for name in ("num_steps_depth", "num_steps_gan", "batch_size", "n_critic", "lr_decay_every", "num_samples"):
-        if getattr(FLAGS, name) < 1:
-            raise UsageError(f"--{name} must be >= 1; got {getattr(FLAGS, name)}")
-    if FLAGS.batch_size_depth is not None and FLAGS.batch_size_depth < 1:
-        raise UsageError(f"--batch_size_depth must be >= 1; got {FLAGS.batch_size_depth}")
-    for name in ("checkpoint_every", "summary_every", "sample_every"):
-        if getattr(FLAGS, name) < 0:
-            raise UsageError(f"--{name} must be >= 0; got {getattr(FLAGS, name)}")
-    if not FLAGS.adam_epsilon > 0:
-        raise UsageError(f"--adam_epsilon must be > 0; got {FLAGS.adam_epsilon}")
-    if FLAGS.keep_checkpoints < 1:
-        raise UsageError(f"--keep_checkpoints must be >= 1; got {FLAGS.keep_checkpoints}")
-    if not 0.0 <= FLAGS.lr_decay_start <= 1.0:
-        raise UsageError(f"--lr_decay_start must be in [0, 1]; got {FLAGS.lr_decay_start}")
-    for name in ("depth_weight", "confidence_penalty", "perceptual_weight", "lambda_cls", "lambda_rec", "lambda_gp",
-                 "lambda_pix", "lambda_id", "lambda_mask", "lambda_mask_tv"):
-        if getattr(FLAGS, name) < 0:
-            raise UsageError(f"--{name} must be >= 0; got {getattr(FLAGS, name)}")
+    """What the flags' validators (bounds, checked while parsing) cannot see: the replicas and the strategy."""
     stages = _stages_to_run()
     batches = [("batch_size", FLAGS.batch_size)] if "gan" in stages else []
     if "depth" in stages:
@@ -354,10 +371,12 @@ def run():
         "dataset": _card_summary(card),
         "versions": runtime.library_versions(),
         "num_replicas": strategy.num_replicas_in_sync,
+        "precision": runtime.resolve_precision(FLAGS.mixed_precision),
     }
     _check_resume(run_config)
     _check_stage_one(stages)
 
+    run_config.update(_check_data(card))
     vgg_needed = "depth" in stages and FLAGS.perceptual_weight > 0
     if vgg_needed:
         from expr3d.models.perceptual import resolve_vgg19_weights
@@ -401,7 +420,14 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
         run_config["stage"], run_config["step"] = stage, step
         checkpoints.write_run_config(config_path, run_config)
 
-    samples = inputs.sample_batch(FLAGS.data_dir, FLAGS.num_samples, FLAGS.image_size, FLAGS.geometry)
+    try:
+        samples = inputs.sample_batch(FLAGS.data_dir, FLAGS.num_samples, FLAGS.image_size, FLAGS.geometry,
+                                      skip_corrupt=FLAGS.skip_corrupt)
+    except tf.errors.OpError as error:
+        described = _data_error(error, ("test", "train"))
+        if described is None:
+            raise
+        raise described from None
     depth_dir = os.path.join(model_dir, "depth", "checkpoints")
 
     adam_epsilon = {"epsilon": FLAGS.adam_epsilon, "epsilon_mode": FLAGS.adam_epsilon_mode}
@@ -452,7 +478,7 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
             dataset = inputs.training_dataset(
                 FLAGS.data_dir, batch_size, FLAGS.image_size, FLAGS.geometry, NUM_EXPRESSIONS,
                 seed=FLAGS.seed + (0 if stage == "depth" else 1), target_mode=FLAGS.target_mode,
-                balanced=FLAGS.balanced,
+                balanced=FLAGS.balanced, skip_corrupt=FLAGS.skip_corrupt,
             )
             run_summaries = summaries.RunSummaries(model_dir, stage)
             show_geometry = stage == "depth" or FLAGS.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir)
@@ -468,6 +494,7 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
                 sample_fn=sample_fn, on_checkpoint=lambda step, stage=stage: export(stage, step),
                 jit_compile=FLAGS.jit_compile, stop=stop, show_progress=FLAGS.progress,
                 step_delay=FLAGS.debug_step_delay, nan_at_step=FLAGS.debug_nan_at_step,
+                describe_input_error=lambda error: _data_error(error, ("train",)),
             )
             if stage == "depth" or FLAGS.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir):
                 trained.update(("g_depth", "d_depth"))
@@ -476,15 +503,14 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
             restored = loop.restore()
             if restored is None:
                 if stage == "gan" and checkpoints.checkpoint_exists(depth_dir):
-                    prefix = checkpoints.AtomicCheckpointer.latest_prefix(depth_dir)
-                    checkpoints.read_into(
-                        tf.train.Checkpoint(g_depth=networks["g_depth"], d_depth=networks["d_depth"]), prefix
-                    ).assert_existing_objects_matched()
+                    _, prefix, damaged = checkpoints.read_latest(
+                        depth_dir, tf.train.Checkpoint(g_depth=networks["g_depth"], d_depth=networks["d_depth"]))
+                    checkpoints.report_damaged(damaged, prefix)
                     print(f"expr3d.train: stage gan starts from the stage-1 networks of {prefix}", file=sys.stderr)
                 run_summaries.flags_text(flag_values_for_text(run_config))
             else:
-                print(f"expr3d.train: stage {stage} resumes at iteration {restored} from "
-                      f"{checkpoints.AtomicCheckpointer.latest_prefix(loop.checkpoint_dir)}", file=sys.stderr)
+                print(f"expr3d.train: stage {stage} resumes at iteration {restored} from {loop.restored_prefix}",
+                      file=sys.stderr)
             status = loop.run()
             run_summaries.close()
             if status != "complete":
@@ -498,6 +524,49 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
     return EXIT_SIGNAL.get(status, 1)
 
 
+def _check_data(card):
+    """Before training: the shards the dataset card lists exist (RecordError naming a missing one); with
+    --skip_corrupt, the splits this run reads are scanned and what will be skipped is logged and returned for
+    config.json: {"skipped_records": {split: count}, "skipped_problems": [first lines]}."""
+    from expr3d.data import pipeline, records, schema
+
+    has_test = int(card["splits"].get("test", {}).get("num_examples", 0)) > 0
+    splits = ["train"] + (["test"] if has_test else [])  # the test split gives the sample grid
+    if not FLAGS.skip_corrupt:
+        for split in splits:
+            try:
+                records.split_files(FLAGS.data_dir, split, card)
+            except schema.MissingShardError as error:
+                raise schema.RecordError(f"{error}; pass --skip_corrupt to train without its records") from None
+        return {}
+    skipped, problems = {}, []
+    for split in splits:
+        report = pipeline.scan_split(FLAGS.data_dir, split, card=card)
+        skipped[split] = report["skipped"]
+        problems.extend(report["problems"])
+        if report["skipped"]:
+            print(f"expr3d.train: --skip_corrupt: skipping {report['skipped']} of {report['records']} '{split}' "
+                  f"records of {FLAGS.data_dir}:", file=sys.stderr)
+            for line in report["problems"][:10]:
+                print(f"  {line}", file=sys.stderr)
+            if len(report["problems"]) > 10:
+                print(f"  ... and {len(report['problems']) - 10} more", file=sys.stderr)
+        if report["problems"] and report["skipped"] >= report["records"]:
+            raise schema.RecordError(f"--skip_corrupt: none of the {report['records']} '{split}' records of "
+                                     f"{FLAGS.data_dir} is usable (first: {report['problems'][0]})")
+    return {"skipped_records": skipped, "skipped_problems": problems[:20]}
+
+
+def _data_error(error, splits):
+    """A one-line RecordError for a TensorFlow error raised while reading `splits` (None: not about the data)."""
+    from expr3d.data import pipeline, schema
+
+    described = pipeline.describe_read_error(error, FLAGS.data_dir, splits)
+    if described is None or FLAGS.skip_corrupt:
+        return described
+    return schema.RecordError(f"{described}; pass --skip_corrupt to skip bad records")
+
+
 def flag_values_for_text(run_config):
     values = dict(run_config["flags"])
     values["(model_config)"] = json.dumps(run_config["model_config"])
@@ -508,21 +577,29 @@ def main(argv):
     if len(argv) > 1:
         print(f"expr3d.train: error: unexpected arguments {argv[1:]}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    from expr3d.data.schema import RecordError
+    from expr3d.storage import DiskFullError
+    from expr3d.training.checkpoints import CheckpointError
     from expr3d.training.loop import NonFiniteLossError
 
     logging.set_verbosity(logging.WARNING)
     try:
         return run()
-    except UsageError as error:
+    except (UsageError, RecordError, CheckpointError) as error:
         print(f"expr3d.train: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except DiskFullError as error:
+        print(f"expr3d.train: error: {error} (the run resumes from its last checkpoint)", file=sys.stderr)
+        return 1
     except NonFiniteLossError as error:
         print(f"expr3d.train: error: {error}", file=sys.stderr)
         return EXIT_NON_FINITE
 
 
 def cli():
-    app.run(lambda argv: sys.exit(main(argv)))
+    # main maps train's own errors (codes in the module docstring); expr3d.cli the rest: a file or data error 1,
+    # a bad flag 2 (while parsing), an unexpected error 70 with its traceback.
+    shared_cli.run(main, "expr3d.train")
 
 
 if __name__ == "__main__":

@@ -63,10 +63,11 @@ def test_shared_depth_pretraining_plans_a_copy_and_stage_two_for_depth_runs_only
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     copies = [line for line in lines if line.startswith("copy ")]
-    assert len(copies) == 6 and all(line.startswith("copy runs/synthetic_ablation/judge_depth/depth/checkpoints ->")
+    # 3 depth-guided variants (depth, penalty on the critic, penalty on the generator) x 3 seeds.
+    assert len(copies) == 9 and all(line.startswith("copy runs/synthetic_ablation/judge_depth/depth/checkpoints ->")
                                     for line in copies)
     trains = [line for line in lines if "-m expr3d.train" in line and "judge_depth" not in line]
-    assert sum(line.endswith("--stage=gan") for line in trains) == 6
+    assert sum(line.endswith("--stage=gan") for line in trains) == 9
     assert not any("--stage=gan" in line for line in trains if "baseline_seed" in line)
 
 

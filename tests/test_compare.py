@@ -7,6 +7,7 @@ import cv2
 import pytest
 
 from expr3d import compare, evaluate
+from tests.file_snapshots import snapshot, unchanged
 from tests.metrics import fixtures
 
 
@@ -38,7 +39,7 @@ def test_cli_groups_seeds_into_mean_and_spread(evaluations):
     assert baseline["n"] == 2 and baseline["std"] > 0
     markdown = open(os.path.join(output, "comparison.md")).read()
     assert "| baseline | – | no | 0.0 | 2 |" in markdown and "±" in markdown
-    assert "| depth | depth | yes | 0.1 | 1 |" in markdown
+    assert "| depth | depth | yes (critic) | 0.1 | 1 |" in markdown
     for name in ("learning_curves", "identity_histogram"):
         assert cv2.imread(os.path.join(output, "figures", f"{name}.png")) is not None
 
@@ -60,3 +61,30 @@ def test_comparison_names_the_fid_feature_extractor_and_flags_mixed_ones():
     assert "FID/KID features: InceptionV3 pool3 (comparable only" in same and "MIXED" not in same
     mixed = report.comparison_markdown([("a", [doc("InceptionV3 pool3", 10.0)]), ("b", [doc("classifier", 3.0)])])
     assert "MIXED extractors" in mixed
+
+
+def test_cli_never_replaces_what_it_did_not_write(evaluations, tmp_path):
+    root, outputs = evaluations
+    output = tmp_path / "comparison"
+    output.mkdir()
+    (output / "notes.md").write_text("my notes")
+
+    def run(*extra):
+        return subprocess.run([sys.executable, "-m", "expr3d.compare", *outputs[:2], f"--output={output}", *extra],
+                              capture_output=True, text=True, timeout=300)
+
+    assert run().returncode == 0
+    user = snapshot(output / "notes.md")
+    first = snapshot(output)
+    again = run()
+    assert again.returncode == 1 and "already holds comparison.json" in again.stderr and "--overwrite" in again.stderr
+    assert snapshot(output) == first
+    assert run("--overwrite").returncode == 0 and not unchanged(user, snapshot(output))
+    # A name that was never written there by compare is refused even with --overwrite.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "comparison.md").write_text("my table")
+    refused = subprocess.run([sys.executable, "-m", "expr3d.compare", *outputs[:2], f"--output={other}",
+                              "--overwrite"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and "comparison.md, which this command writes but did not" in refused.stderr
+    assert (other / "comparison.md").read_text() == "my table" and sorted(os.listdir(other)) == ["comparison.md"]

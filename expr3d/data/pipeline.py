@@ -31,6 +31,12 @@ apply identically to all four. Depth and normals are resized mask-weighted, resi
 values never blend with the background; the mask is thresholded at 0.5 and normals renormalised to unit length.
 All randomness of an element is stateless, seeded by (seed, element index), so a deterministic run is bit-identical
 regardless of parallelism, and the data position can be checkpointed with `tf.train.Checkpoint(iterator=...)`.
+
+Bad data: every record is checked as it is parsed (`schema.parse_example`: fields, formats, sizes against the card,
+a non-empty mask, finite positive depth) and every shard's record count against the card. The first bad record stops
+the iteration; `checked` / `describe_read_error` turn the error into one line naming the shard and the record (a
+scan finds the record when TensorFlow's own parser failed). With `skip_corrupt=True` bad records, missing shards and
+the rest of truncated shards are skipped instead, and `scan_split` counts and names them (the CLIs' --skip_corrupt).
 """
 import os
 
@@ -204,9 +210,9 @@ def preprocess(features, image_size, augment=False, seed=(0, 0), flip=True, crop
 
 
 def parse_and_preprocess(serialized, source, index, image_size, augment=False, seed=0, flip=True,
-                         crop=(0.85, 1.0), antialias=True):
+                         crop=(0.85, 1.0), antialias=True, expected_size=None):
     """`schema.parse_example` + `preprocess`, with the element's stateless seed derived from (seed, index)."""
-    features = schema.parse_example(serialized, source=source)
+    features = schema.parse_example(serialized, source=source, expected_size=expected_size)
     seeds = element_seeds(seed, index)
     return preprocess(features, image_size, augment=augment, seed=seeds[0], flip=flip, crop=crop,
                       antialias=antialias)
@@ -277,11 +283,13 @@ def distribute_batch(strategy, batch):
 # --- the dataset --------------------------------------------------------------------------------------------------
 
 def _read_shard(path, expected, skip_corrupt):
-    """Records of one shard tagged with its path; a short read (truncation, CRC error) is reported by name.
+    """Records of one shard tagged with "<path> record <index>"; a short read (truncation, CRC error) is reported by
+    name.
 
     TFRecordDataset's DataLossError does not name the file. Each shard is read on its own, errors end it
     (ignore_errors), and a sentinel after the last record compares the count with the card: a mismatch fails with
-    the shard's path, or with `skip_corrupt` logs a warning and continues.
+    the shard's path (one line, `schema.data_error_line`), or with `skip_corrupt` logs a warning and continues.
+    The element structure (record, source string) is what iterator checkpoints of earlier runs hold.
     """
     tf = _tf()
     tagged = tf.data.TFRecordDataset(path, buffer_size=1 << 20).ignore_errors().map(
@@ -294,19 +302,29 @@ def _read_shard(path, expected, skip_corrupt):
 
     def check(record, is_end, read):
         complete = tf.logical_or(tf.logical_not(is_end), tf.equal(read, expected))
-        message = ["expr3d.data.pipeline: shard", path, "is truncated or corrupt: read", read, "of", expected,
-                   "records listed in", records.CARD_NAME]
+
+        def message():  # built only for a shard that came up short
+            return tf.strings.join([path, ": truncated or corrupt shard: read ", tf.strings.as_string(read), " of ",
+                                    tf.strings.as_string(expected), f" records listed in {records.CARD_NAME}"])
+
         if skip_corrupt:
-            warn = tf.cond(complete, tf.no_op,
-                           lambda: tf.print("WARNING:", *message, "- skipped the rest", output_stream=logging.warning))
-            deps = [warn]
+            deps = [tf.cond(complete, tf.no_op,
+                            lambda: tf.print("WARNING: expr3d.data.pipeline:", message(), "- skipped the rest",
+                                             output_stream=logging.warning))]
         else:
-            deps = [tf.debugging.Assert(complete, message + ["(pass skip_corrupt=True to skip bad records)"])]
+            def fail():
+                line = tf.strings.join([schema.DATA_ERROR_PREFIX, message()])
+                with tf.control_dependencies([tf.debugging.Assert(False, [line])]):
+                    return tf.constant(False)
+
+            deps = [tf.cond(complete, lambda: tf.constant(True), fail)]
         with tf.control_dependencies(deps):
-            return tf.identity(record), is_end
+            # `read` counts the records before this one: it is this record's index in the shard.
+            return tf.identity(record), is_end, tf.strings.join([path, " record ", tf.strings.as_string(read)])
 
     checked = tagged.scan(tf.constant(0, tf.int64), count).map(check)
-    return checked.filter(lambda record, is_end: tf.logical_not(is_end)).map(lambda record, is_end: (record, path))
+    return checked.filter(lambda record, is_end, source: tf.logical_not(is_end)).map(
+        lambda record, is_end, source: (record, source))
 
 
 def _label_of(serialized):
@@ -337,7 +355,10 @@ def make_dataset(data_dir, split, batch_size, image_size=None, training=True, se
             (`training=False`) is always deterministic: shards in card order, records in file order.
         repeat: repeat forever (default: `training`).
         drop_remainder: drop a last partial batch (default: `training`).
-        skip_corrupt: skip (and log) bad records and the rest of truncated shards instead of failing.
+        skip_corrupt: skip bad records (every check of `schema.parse_example`), missing shards and the rest of
+            truncated shards instead of failing (missing and truncated shards are logged; `scan_split` counts and
+            names what is skipped). Without it the first bad record stops the iteration with an error that
+            `describe_read_error` turns into one line naming the shard and the record.
         num_parallel_calls: parallelism of interleave/map/batch; None = AUTOTUNE.
         allow_resize: if False, an `image_size` different from the card's is an error.
         options: extra `tf.data.Options` merged in.
@@ -360,8 +381,21 @@ def make_dataset(data_dir, split, batch_size, image_size=None, training=True, se
     if split not in card["splits"]:
         raise ValueError(f"split {split!r} is not in the dataset card of {data_dir!r} (has {sorted(card['splits'])})")
     image_size = resolve_image_size(card, image_size, data_dir, allow_resize)
-    paths = records.split_files(data_dir, split, card)
+    paths = records.split_files(data_dir, split, card, missing_ok=skip_corrupt)
     expected = [int(shard["num_examples"]) for shard in card["splits"][split]["shards"]]
+    # A shard that cannot be opened must not reach TFRecordDataset(...).ignore_errors(): it would retry forever.
+    unreadable = [path for path in paths if os.path.exists(path) and not os.access(path, os.R_OK)]
+    if unreadable and not skip_corrupt:
+        raise schema.RecordError(f"{unreadable[0]}: shard is not readable (permission denied)")
+    if skip_corrupt:
+        missing = [path for path in paths if not os.path.exists(path) or path in unreadable]
+        for path in missing:
+            logging.warning("expr3d.data.pipeline: %s: shard listed in %s is missing or unreadable - skipped", path,
+                            records.CARD_NAME)
+        expected = [count for path, count in zip(paths, expected) if path not in missing]
+        paths = [path for path in paths if path not in missing]
+        if not paths:
+            raise schema.MissingShardError(f"every shard of split {split!r} of {data_dir!r} is missing")
     if sum(expected) == 0:
         raise ValueError(f"split {split!r} of {data_dir!r} holds no examples")
     augment = training if augment is None else augment
@@ -396,11 +430,12 @@ def make_dataset(data_dir, split, batch_size, image_size=None, training=True, se
     # Antialias only when some output is shrunk by more than 10 %: below that plain bilinear aliases little.
     smallest_source = int(card["image_size"]) * (crop[0] if augment and crop is not None else 1.0)
     antialias = image_size < 0.9 * smallest_source
+    stored_size = int(card["image_size"])
 
     def parse(index, element):
         serialized, source = element
         return parse_and_preprocess(serialized, source, index, image_size, augment=augment, seed=seed, flip=flip,
-                                    crop=crop, antialias=antialias)
+                                    crop=crop, antialias=antialias, expected_size=stored_size)
 
     dataset = dataset.map(parse, num_parallel_calls=parallel)
     if skip_corrupt:
@@ -412,3 +447,155 @@ def make_dataset(data_dir, split, batch_size, image_size=None, training=True, se
     if options is not None:
         pipeline_options = pipeline_options.merge(options)
     return dataset.with_options(pipeline_options)
+
+
+# --- finding and naming bad records ---------------------------------------------------------------------------
+
+def scan_split(data_dir, split, card=None, first_only=False):
+    """Read every record of `split` through the pipeline's checks (`schema.parse_example`) and report the bad ones.
+
+    Returns {"split", "records": the card's count, "skipped": records no reader can use (a missing shard counts its
+    card's records, a truncated shard the records it lost), "problems": one line per bad record or shard, naming the
+    shard path and the record index}. The cost is one pass of parsing and decoding (no augmentation or resizing),
+    in parallel; used by the CLIs' --skip_corrupt to count and log what is skipped, and by `describe_read_error`
+    (with `first_only`: stop at the first problem) to name a record TensorFlow's own errors do not name.
+    """
+    tf = _tf()
+    card = card or load_card(data_dir)
+    if split not in card["splits"]:
+        raise ValueError(f"split {split!r} is not in the dataset card of {data_dir!r} (has {sorted(card['splits'])})")
+    shards = card["splits"][split]["shards"]
+    paths = records.split_files(data_dir, split, card, missing_ok=True)
+    expected = [int(shard["num_examples"]) for shard in shards]
+    size = int(card["image_size"])
+    report = {"split": split, "records": sum(expected), "skipped": 0, "problems": []}
+
+    def problem(count, line):
+        report["skipped"] += count
+        report["problems"].append(line)
+        return first_only
+
+    present = []
+    for path, count in zip(paths, expected):
+        if not os.path.exists(path):
+            if problem(count, f"{path}: shard listed in {records.CARD_NAME} is missing ({count} records)"):
+                return report
+        elif not os.access(path, os.R_OK):
+            if problem(count, f"{path}: shard is not readable (permission denied)"):
+                return report
+        else:
+            present.append((path, count))
+    if not present:
+        return report
+
+    def shard_stream(path):
+        tagged = tf.data.TFRecordDataset(path, buffer_size=1 << 20).ignore_errors().map(
+            lambda record: (record, tf.constant(False)))
+        tagged = tagged.concatenate(tf.data.Dataset.from_tensors((tf.constant(b""), tf.constant(True))))
+        return tagged.enumerate().map(lambda index, element: (path, index, element[0], element[1]))
+
+    def check(path, index, record, is_end):
+        def parsed():
+            source = tf.strings.join([path, " record ", tf.strings.as_string(index)])
+            return tf.reduce_sum(schema.parse_example(record, source=source, expected_size=size)["mask"])
+
+        return path, index, is_end, tf.cond(is_end, lambda: tf.constant(0.0), parsed)
+
+    dataset = tf.data.Dataset.from_tensor_slices([path for path, _ in present]).flat_map(shard_stream)
+    # A record failing a check raises inside the map: ignore_errors drops it, and the gap in the indices finds it.
+    dataset = dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
+    counts = dict(present)
+    state = {"path": None, "next": 0}
+
+    def failed(path, indices):
+        stop = False
+        for index, line in _explain_records(path, indices, size):
+            stop = problem(1, line) or stop
+            if stop:
+                break
+        return stop
+
+    for batch in dataset.batch(256).as_numpy_iterator():
+        for path, index, is_end in zip(batch[0], batch[1], batch[2]):
+            path, index = path.decode("utf-8", "surrogateescape"), int(index)
+            if path != state["path"]:
+                state.update(path=path, next=0)
+            if index > state["next"] and failed(path, range(state["next"], index)):
+                return report
+            state["next"] = index + 1
+            if is_end:
+                if index < counts[path] and problem(
+                        counts[path] - index, f"{path}: truncated or corrupt shard: read {index} of {counts[path]} "
+                                              f"records listed in {records.CARD_NAME}"):
+                    return report
+    return report
+
+
+def _explain_records(path, indices, expected_size):
+    """(index, one line) for records of `path` that failed in TensorFlow: the numpy reader's precise message, else
+    the TensorFlow message of parsing that record alone."""
+    tf = _tf()
+    wanted = set(indices)
+    try:
+        for index, record in records._records(path, name=path):
+            if index not in wanted:
+                continue
+            where = f"{path} record {index}"
+            try:
+                schema.decode_example(record, where=where, expected_size=expected_size)
+            except schema.RecordError as error:
+                yield index, str(error)
+                continue
+            try:
+                schema.parse_example(tf.constant(record), source=tf.constant(where), expected_size=expected_size)
+                yield index, f"{where}: TensorFlow cannot parse or decode it"
+            except tf.errors.OpError as error:
+                yield index, schema.data_error_line(error.message) or f"{where}: {schema.tf_error_text(error)}"
+    except schema.RecordError:
+        return  # the truncation itself is reported from the shard's count
+
+
+def describe_read_error(error, data_dir, splits):
+    """A `schema.RecordError` with ONE line naming the shard and the record for an error raised while reading
+    `splits` of `data_dir`, or None when the error is not about the data (the caller re-raises it).
+
+    The pipeline's own checks carry the line in their message; TensorFlow's parser and decoders do not name the
+    record, so then the splits are scanned (`scan_split(first_only=True)`) for the first bad record.
+    """
+    tf = _tf()
+    if isinstance(error, schema.RecordError):
+        return error
+    if not isinstance(error, tf.errors.OpError):
+        return None
+    line = schema.data_error_line(error.message)
+    if line is None:
+        try:
+            card = load_card(data_dir)
+        except (FileNotFoundError, ValueError):
+            return None
+        for split in splits:
+            if split in card["splits"]:
+                found = scan_split(data_dir, split, card=card, first_only=True)["problems"]
+                if found:
+                    line = found[0]
+                    break
+    return None if line is None else schema.RecordError(line)
+
+
+def checked(iterable, data_dir, splits):
+    """Iterate `iterable` (a dataset or an iterator over `data_dir`'s `splits`), turning data errors raised
+    mid-iteration (TensorFlow's, without shard or record) into a one-line `schema.RecordError` naming them."""
+    tf = _tf()
+    iterator = iter(iterable)
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.OpError as error:
+            described = describe_read_error(error, data_dir, splits)
+            if described is None:
+                raise
+            raise described from None
+        yield item
+

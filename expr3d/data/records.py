@@ -15,6 +15,7 @@ import os
 import re
 import tempfile
 
+from expr3d import outputs
 from expr3d.data import schema
 from expr3d.labels import ACTION_UNITS, EXPRESSIONS
 
@@ -52,18 +53,7 @@ def shard_name(split, index):
 
 def atomic_write_bytes(path, data):
     """Write `data` to `path` through a temporary file in the same directory and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    outputs.write_bytes_atomically(path, data)
 
 
 def atomic_write_json(path, obj):
@@ -163,17 +153,18 @@ class ShardedWriter:
         return False
 
 
-def _records(path):
+def _records(path, name=None):
     """Yield raw records of one shard, turning TF's data-loss errors into RecordError naming the shard."""
     import tensorflow as tf
 
     index = -1
+    name = name or os.path.basename(path)
     try:
         for index, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
             yield index, record
     except (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.InvalidArgumentError) as error:
-        raise schema.RecordError(f"{os.path.basename(path)}: corrupt or truncated shard after record {index} "
-                                 f"({type(error).__name__}: {error.message.splitlines()[0]})") from None
+        raise schema.RecordError(f"{name}: truncated or corrupt shard after record {index} "
+                                 f"({type(error).__name__}: {schema.tf_error_text(error)})") from None
 
 
 def scan_shard(path):
@@ -192,31 +183,56 @@ def scan_shard(path):
     return {"file": name, "num_examples": total, "counts": counts, "identities": identities, "pairs": pairs}
 
 
-def iterate_examples(data_dir, split, skip_corrupt=False, stats=None):
+def iterate_examples(data_dir, split, skip_corrupt=False, stats=None, log=None):
     """Yield fully decoded and validated FaceExamples of `split`.
 
-    Raises RecordError naming the shard, the record and the field. With `skip_corrupt`, bad records and the rest of
-    truncated shards are skipped and counted in `stats["skipped"]` (a dict you pass in) instead.
+    With a dataset card, its shards in its order (a listed shard that is missing is an error) and its image_size
+    (a record of another size is an error); without one, the shards found on disk. Raises RecordError naming the
+    shard, the record and the field. With `skip_corrupt`, bad records, missing shards and the rest of truncated
+    shards are skipped instead: `stats` (a dict you pass in) counts them - "skipped" records (a missing shard counts
+    its card's records, a truncated one the records it lost, when the card says), "skipped_shards" - and `log` (a
+    callable) gets one line per skip.
     """
-    shards = list_shards(data_dir, split)
+    card = read_dataset_card(data_dir) if os.path.exists(os.path.join(data_dir, CARD_NAME)) else None
+    if card is not None and split in card.get("splits", {}):
+        shards = split_files(data_dir, split, card, missing_ok=skip_corrupt)
+        expected = [shard.get("num_examples") for shard in card["splits"][split]["shards"]]
+        expected_size = int(card["image_size"])
+    else:
+        shards = list_shards(data_dir, split)
+        expected, expected_size = [None] * len(shards), None
     if not shards:
         raise FileNotFoundError(f"no '{split}' shards in {data_dir}")
-    for path in shards:
-        name = os.path.basename(path)
+
+    def skipped(count, message, shard=False):
+        if stats is not None:
+            stats["skipped"] = stats.get("skipped", 0) + count
+            if shard:
+                stats["skipped_shards"] = stats.get("skipped_shards", 0) + 1
+        if log is not None:
+            log(f"skipped: {message}")
+
+    for path, count in zip(shards, expected):
+        if not os.path.exists(path):
+            skipped(count or 0, f"{path}: shard listed in {CARD_NAME} is missing ({count} records)", shard=True)
+            continue
+        read = 0
         try:
-            for index, record in _records(path):
+            for index, record in _records(path, name=path):
+                read = index + 1
                 try:
-                    yield schema.decode_example(record, where=f"{name} record {index}")
-                except schema.RecordError:
+                    yield schema.decode_example(record, where=f"{path} record {index}", expected_size=expected_size)
+                except schema.RecordError as error:
                     if not skip_corrupt:
                         raise
-                    if stats is not None:
-                        stats["skipped"] = stats.get("skipped", 0) + 1
-        except schema.RecordError:
+                    skipped(1, str(error))
+            if count is not None and read < count:
+                raise schema.RecordError(f"{path}: truncated or corrupt shard: read {read} of {count} records "
+                                         f"listed in {CARD_NAME}")
+        except schema.RecordError as error:
             if not skip_corrupt:
                 raise
-            if stats is not None:
-                stats["skipped_shards"] = stats.get("skipped_shards", 0) + 1
+            skipped(max((count or read) - read, 0), str(error), shard=True)
 
 
 def table4_row(counts):
@@ -289,16 +305,18 @@ def read_dataset_card(data_dir):
     return card
 
 
-def split_files(data_dir, split, card=None):
-    """The shard paths of `split` listed in the card, checked to exist."""
+def split_files(data_dir, split, card=None, missing_ok=False):
+    """The shard paths of `split` listed in the card, checked to exist (MissingShardError naming the first missing
+    one; with `missing_ok`, missing shards are listed too and the caller deals with them)."""
     card = card or read_dataset_card(data_dir)
     if split not in card["splits"]:
         raise ValueError(f"{data_dir}: split '{split}' not in the dataset card (has {sorted(card['splits'])})")
     paths = []
     for shard in card["splits"][split]["shards"]:
         path = os.path.join(data_dir, shard["file"])
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path} is listed in {CARD_NAME} but missing")
+        if not missing_ok and not os.path.exists(path):
+            raise schema.MissingShardError(f"{path}: shard listed in {CARD_NAME} is missing "
+                                           f"({shard.get('num_examples', '?')} records)")
         paths.append(path)
     return paths
 

@@ -37,6 +37,10 @@ class RecordError(ValueError):
     """A stored example is malformed; the message names the shard, the record and the field."""
 
 
+class MissingShardError(RecordError, FileNotFoundError):
+    """A shard the dataset card lists is not there; the message names it."""
+
+
 @dataclasses.dataclass
 class FaceExample:
     """One face in numpy form, as written to and read from shards.
@@ -188,6 +192,9 @@ def encode_example(example):
 def _feature(features, name, kind, where):
     if name not in features:
         raise RecordError(f"{where}: field '{name}' is missing")
+    stored = features[name].WhichOneof("kind")
+    if stored is not None and stored != kind:
+        raise RecordError(f"{where}: field '{name}' is stored as {stored}, expected {kind}")
     values = getattr(features[name], kind).value
     return values
 
@@ -206,10 +213,12 @@ def _decode_png(data, flags, where, field):
     return array
 
 
-def decode_example(serialized, where="record"):
+def decode_example(serialized, where="record", expected_size=None):
     """Parse and fully validate one serialized example in numpy; return a FaceExample.
 
-    Raises RecordError naming `where` (e.g. "train-00003.tfrecord record 17") and the field.
+    Raises RecordError naming `where` (e.g. "train-00003.tfrecord record 17") and the field. As a reader it also
+    refuses what the writer allows but no consumer can use: an empty mask, and (with `expected_size`, the dataset
+    card's image_size) a size other than the card's - the same checks as `parse_example`.
     """
     import tensorflow as tf
 
@@ -223,6 +232,9 @@ def decode_example(serialized, where="record"):
         raise RecordError(f"{where}: field 'schema/version' is {version}; this expr3d reads version {SCHEMA_VERSION}")
     height = _single(features, "image/height", "int64_list", where)
     width = _single(features, "image/width", "int64_list", where)
+    if expected_size is not None and (height, width) != (expected_size, expected_size):
+        raise RecordError(f"{where}: image/height x image/width is {height}x{width}, the dataset card's image_size "
+                          f"is {expected_size}")
     image_format = _single(features, "image/format", "bytes_list", where).decode()
     if image_format not in IMAGE_FORMATS:
         raise RecordError(f"{where}: field 'image/format' is {image_format!r}, not one of {IMAGE_FORMATS}")
@@ -237,6 +249,8 @@ def decode_example(serialized, where="record"):
     if mask.shape != (height, width):
         raise RecordError(f"{where}: field 'mask/encoded' has shape {mask.shape}, expected {(height, width)}")
     mask = mask > 127
+    if not mask.any():
+        raise RecordError(f"{where}: field 'mask/encoded' is empty (no valid depth or normals)")
     depth_format = _single(features, "depth/format", "bytes_list", where).decode()
     depth_bytes = _single(features, "depth/encoded", "bytes_list", where)
     scale = _single(features, "depth/scale", "float_list", where)
@@ -316,34 +330,69 @@ def feature_spec():
     }
 
 
-def parse_example(serialized, source=None):
-    """Parse one serialized example into tensors (graph-safe, for `tf.data.Dataset.map`).
+DATA_ERROR_PREFIX = "expr3d data error: "
+
+
+def parse_example(serialized, source=None, expected_size=None):
+    """Parse one serialized example into tensors (graph-safe, for `tf.data.Dataset.map`), checking it on the way.
 
     Returns a dict: image uint8 [H,W,3], depth float32 [H,W,1] (distance, 0 where invalid), mask float32 [H,W,1],
     normals float32 [H,W,3] (0 outside the mask), expression int32, action_units float32 [17], has_action_units bool,
-    identity int64, pair_id int64, key string. `source` (a string tensor, e.g. the shard path) is named in the
-    messages of the checks that fail at run time.
+    identity int64, pair_id int64, key string.
+
+    A record failing a check stops with `tf.errors.InvalidArgumentError` whose message holds ONE line
+    "expr3d data error: <source> (key <key>): <problem>" (`data_error_line` extracts it); `source` is a string
+    tensor such as "data/x/train-00001.tfrecord record 7". The checks: schema version, label range, sizes (every
+    decoded map matches image/height x image/width, and that is
+    `expected_size` x `expected_size`, the dataset card's size, when given), action-unit count, a non-empty mask,
+    and depth finite and > 0 inside the mask (normals are 8-bit, hence always finite). They are a few vectorised
+    boolean reductions over maps that are decoded anyway, and the message is built only when one fails (see
+    benchmarks/bench_pipeline.py for the cost). A field that is missing or of the wrong type, a format that is not
+    one of the schema's, or bytes that do not decode fail in TensorFlow's own parser or decoders instead, with a
+    message that names neither shard nor record (`expr3d.data.pipeline.describe_read_error` then finds the record).
     """
     import tensorflow as tf
 
     parsed = tf.io.parse_single_example(serialized, feature_spec())
-    where = [source if source is not None else tf.constant("record"), parsed["key"]]
+    source = tf.constant("record") if source is None else tf.convert_to_tensor(source)
+    key = parsed["key"]
     height = tf.cast(parsed["image/height"], tf.int32)
     width = tf.cast(parsed["image/width"], tf.int32)
-    def check(condition, message):
-        # tf.debugging.Assert prints its data tensors, so the failing shard and key appear in the error.
-        return tf.debugging.Assert(condition, [tf.constant(message), "in", where[0], "key", where[1]], summarize=3)
+
+    def gate(checks):
+        """All (condition, message) of a group hold, else an error whose single data string names the first failure
+        and the record. The message is built only on failure (a cond), so a sound record costs the conditions."""
+        conditions = tf.stack([condition for condition, _ in checks])
+
+        def fail():
+            first = tf.argmin(tf.cast(conditions, tf.int32))
+            message = tf.gather(tf.stack([message() if callable(message) else tf.constant(message)
+                                          for _, message in checks]), first)
+            where = tf.strings.join([source, tf.where(tf.equal(key, ""), "", tf.strings.join([" (key ", key, ")"]))])
+            line = tf.strings.join([DATA_ERROR_PREFIX, where, ": ", message])
+            with tf.control_dependencies([tf.debugging.Assert(False, [line])]):
+                return tf.constant(False)
+
+        return tf.cond(tf.reduce_all(conditions), lambda: tf.constant(True), fail)
 
     expression = parsed["label/expression"]
-    checks = [
-        check(tf.equal(parsed["schema/version"], SCHEMA_VERSION), f"field 'schema/version' is not {SCHEMA_VERSION}"),
-        check(tf.logical_and(expression >= 0, expression < NUM_EXPRESSIONS),
-              f"field 'label/expression' is outside 0-{NUM_EXPRESSIONS - 1}"),
+    num_aus = tf.size(parsed["label/action_units"].values)
+    header = [
+        (tf.equal(parsed["schema/version"], SCHEMA_VERSION), f"field 'schema/version' is not {SCHEMA_VERSION}"),
+        (tf.logical_and(expression >= 0, expression < NUM_EXPRESSIONS),
+         f"field 'label/expression' is outside 0-{NUM_EXPRESSIONS - 1}"),
+        (tf.logical_or(tf.equal(num_aus, 0), tf.equal(num_aus, NUM_ACTION_UNITS)),
+         f"field 'label/action_units' must hold 0 or {NUM_ACTION_UNITS} values"),
     ]
-    with tf.control_dependencies(checks):
+    if expected_size is not None:
+        header.append((tf.logical_and(tf.equal(height, expected_size), tf.equal(width, expected_size)),
+                       lambda: tf.strings.join(["image/height x image/width is ", tf.strings.as_string(height), "x",
+                                                tf.strings.as_string(width),
+                                                f", the dataset card's image_size is {int(expected_size)}"])))
+    with tf.control_dependencies([gate(header)]):
         image = tf.io.decode_image(parsed["image/encoded"], channels=3, expand_animations=False)
-    mask = tf.io.decode_png(parsed["mask/encoded"], channels=1)
-    normals_u8 = tf.io.decode_png(parsed["normals/encoded"], channels=3)
+        mask_u8 = tf.io.decode_png(parsed["mask/encoded"], channels=1)
+        normals_u8 = tf.io.decode_png(parsed["normals/encoded"], channels=3)
 
     def png16_depth():
         raw = tf.cast(tf.io.decode_png(parsed["depth/encoded"], channels=1, dtype=tf.uint16), tf.float32)
@@ -355,29 +404,30 @@ def parse_example(serialized, source=None):
 
     depth = tf.cond(tf.equal(parsed["depth/format"], "float16"), float16_depth, png16_depth)
     size = tf.stack([height, width])
-    shape_checks = [
-        check(tf.reduce_all(tf.equal(tf.shape(image)[:2], size)),
-              "field 'image/encoded' does not match image/height, image/width"),
-        check(tf.reduce_all(tf.equal(tf.shape(depth)[:2], size)),
-              "field 'depth/encoded' does not match image/height, image/width"),
-        check(tf.reduce_all(tf.equal(tf.shape(mask)[:2], size)),
-              "field 'mask/encoded' does not match image/height, image/width"),
-        check(tf.reduce_all(tf.equal(tf.shape(normals_u8)[:2], size)),
-              "field 'normals/encoded' does not match image/height, image/width"),
-    ]
-    aus = parsed["label/action_units"].values
-    num_aus = tf.size(aus)
-    shape_checks.append(check(tf.logical_or(tf.equal(num_aus, 0), tf.equal(num_aus, NUM_ACTION_UNITS)),
-                              f"field 'label/action_units' must hold 0 or {NUM_ACTION_UNITS} values"))
-    with tf.control_dependencies(shape_checks):
-        mask = tf.cast(mask > 127, tf.float32)
+    shapes = [(tf.reduce_all(tf.equal(tf.shape(tensor)[:2], size)),
+               f"field '{name}' does not match image/height x image/width")
+              for name, tensor in (("image/encoded", image), ("depth/encoded", depth), ("mask/encoded", mask_u8),
+                                   ("normals/encoded", normals_u8))]
+    with tf.control_dependencies([gate(shapes)]):
+        valid = mask_u8 > 127
+        # depth > 0 and < inf is False for NaN too: one comparison pair covers non-finite and non-positive depth.
+        inside = tf.where(valid, depth, 1.0)
+        values = [
+            (tf.reduce_any(valid), "field 'mask/encoded' is empty (no valid depth or normals)"),
+            (tf.reduce_all(tf.logical_and(inside > 0.0, inside < float("inf"))),
+             "field 'depth/encoded': non-finite or non-positive depth inside the mask"),
+        ]
+    with tf.control_dependencies([gate(values)]):
+        mask = tf.cast(valid, tf.float32)
     has_aus = tf.equal(num_aus, NUM_ACTION_UNITS)
+    aus = parsed["label/action_units"].values
     action_units = tf.cond(has_aus, lambda: tf.reshape(aus, [NUM_ACTION_UNITS]),
                            lambda: tf.zeros([NUM_ACTION_UNITS], tf.float32))
     normals = (tf.cast(normals_u8, tf.float32) / 127.5 - 1.0) * mask
     return {
         "image": image,
-        "depth": depth * mask,
+        # tf.where, not depth * mask: whatever lies outside the mask (even NaN in float16 depth) becomes 0.
+        "depth": tf.where(valid, depth, 0.0),
         "mask": mask,
         "normals": normals,
         "expression": tf.cast(parsed["label/expression"], tf.int32),
@@ -387,3 +437,51 @@ def parse_example(serialized, source=None):
         "pair_id": parsed["pair_id"],
         "key": parsed["key"],
     }
+
+
+def data_error_line(message):
+    """The one-line "<source>: <problem>" of a `parse_example` / pipeline check in a TensorFlow error message, or
+    None when the message holds none (TensorFlow's own parse and decode errors)."""
+    index = message.find(DATA_ERROR_PREFIX)
+    if index < 0:
+        return None
+    line = message[index + len(DATA_ERROR_PREFIX):].splitlines()[0]
+    opening = message[index - 1:index] if index > 0 else ""
+    if opening in ("'", '"'):
+        # Eager tf.debugging.Assert: the data is a bytes repr, b"..." or b'...'.
+        end = line.rfind(opening)
+    else:
+        # In graphs it prints its data as "[...]", C-escaped; the line ends at the bracket that closes it.
+        end = line.rfind("]")
+    return _c_unescape(line[:end] if end >= 0 else line).strip()
+
+
+def tf_error_text(error):
+    """The first line of a TensorFlow error's message without its graph decorations ("{{function_node ...}}",
+    " [Op:...]"), for a one-line message."""
+    import re
+
+    text = str(getattr(error, "message", "") or error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    line = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", line)
+    cut = line.find(" [Op:")
+    return (line[:cut] if cut >= 0 else line).strip()
+
+
+def _c_unescape(text):
+    """Undo the C escaping of TensorFlow's printed strings (\\', octal bytes of non-ASCII names); control
+    characters stay escaped, so the text stays on one line."""
+    import re
+
+    simple = {b"n": b"\\n", b"t": b"\\t", b"r": b"\\r"}
+
+    def replace(match):
+        code = match.group(1)
+        if code[:1] == b"x":
+            return bytes([int(code[1:], 16)])
+        if len(code) == 3:
+            return bytes([int(code, 8) & 0xFF])
+        return simple.get(code, code)
+
+    raw = re.sub(rb"\\(x[0-9a-fA-F]{2}|[0-7]{3}|.)", replace, text.encode("utf-8", "surrogateescape"))
+    return raw.decode("utf-8", "replace")

@@ -7,23 +7,23 @@ import os
 
 import numpy as np
 
+from expr3d import image_files
 from expr3d.data import records
 from expr3d.deploy import faces, paste
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def read_image(path):
-    """RGB uint8 [H, W, 3] of an image file; ValueError naming the file when it cannot be read."""
+def read_image(path, max_pixels=image_files.MAX_WORKING_PIXELS):
+    """RGB uint8 [H, W, 3] of an image file, EXIF-oriented and downscaled to at most `max_pixels` (a huge JPEG is
+    decoded reduced; a header declaring more than image_files.MAX_DECODE_PIXELS is refused before decoding).
+    FileNotFoundError / ValueError (image_files.ImageFileError) naming the file when it cannot be read."""
     import cv2
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image {path!r} does not exist")
-    data = np.fromfile(path, np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ValueError(f"{path} is not a readable image (JPEG, PNG, BMP, WebP or TIFF)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    decoded = image_files.read(path, max_pixels=max_pixels)
+    return cv2.cvtColor(decoded.image, cv2.COLOR_BGR2RGB)
 
 
 def write_image(path, image):

@@ -10,12 +10,23 @@ Signatures (inputs -> outputs; N images of one size H x W per request, any H, W 
                                                    normals float32 [N,H,W,3] unit camera-space (x right, y up, z to camera)
     translate_all       images uint8 [N,H,W,3]  -> images uint8 [N,8,H,W,3] (expressions in labels.EXPRESSIONS order),
                                                    expressions string [N,8] (the names, for reading the output)
-    generator           image float32 [N,S,S,3] in [-1,1], condition float32 [N,8] (one-hot)
+    generator           image float32 [N,S,S,3] in [-1,1], condition float32 [N,8] (one-hot or probabilities)
                                                 -> image float32 [N,S,S,3] in [-1,1]   (S = training size; the raw
                                                    network, the signature TFLite is converted from)
 
 Image and id inputs are declared with unknown rank so that a wrong rank reaches the graph's own checks (the same
 INVALID_ARGUMENT message in Python, saved_model_cli and TF Serving) instead of a client-side shape error.
+
+Bounds checked in the graph, each an INVALID_ARGUMENT naming the input:
+- `translate_encoded` reads every image's header before decoding anything (PNG: IHDR width/height; JPEG:
+  `tf.image.extract_jpeg_shape`, which parses only the header) and refuses an image declaring more than
+  `max_encoded_pixels` pixels (default MAX_ENCODED_PIXELS = 4096 x 4096; export's --max_encoded_pixels), naming its
+  index and size, so one request cannot exhaust the server's memory. Images are then decoded and encoded one at a
+  time (parallel_iterations=1), so a request holds at most one full-size image in flight.
+- `generator` checks its condition (rank 2, 8 columns, one row per image, values in [0, 1] summing to 1 within
+  CONDITION_TOLERANCE: one-hot or probabilities) and its size (height and width multiples of the generator's stride,
+  GENERATOR_STRIDE = 4, and S x S as declared). The checks are asserts, which the TFLite converter drops: the TFLite
+  models are unchanged.
 """
 import numpy as np
 
@@ -23,6 +34,15 @@ from expr3d.labels import _ALIASES, EXPRESSIONS, NUM_EXPRESSIONS
 
 SIGNATURE_KEYS = ("serving_default", "translate_encoded", "estimate_depth", "translate_all", "generator")
 GENERATOR_SIGNATURE = "generator"
+
+# translate_encoded: the most pixels (height x width, as the image's header declares them) one encoded image may have.
+# At this bound a request peaks about 0.3 GB above the loaded model (measured: 312 MB for one 4096 x 4096 JPEG, 408 MB
+# for three in one request: images are decoded and encoded one at a time; docs/reliability.md).
+MAX_ENCODED_PIXELS = 4096 * 4096
+# generator: how far a condition row's sum may be from 1 (float32 probabilities, e.g. a softmax, sum to 1 +- 1e-6).
+CONDITION_TOLERANCE = 1e-3
+# generator: its two stride-2 down-sampling stages (expr3d.models.ModelConfig.GENERATOR_DOWNSAMPLING).
+GENERATOR_STRIDE = 4
 
 # How far the face's depth range ([-1, 1] after the pipeline's per-face normalisation) extends relative to the image
 # width ([-1, 1] across the crop): a face about 10 cm deep in a crop about 20 cm wide. Only the normals' tilt depends
@@ -141,6 +161,75 @@ def ids_from_names(names, batch, name="expressions"):
     return _guarded(ids, checks)
 
 
+def check_generator_inputs(image, condition, size):
+    """Validate the raw generator's inputs in-graph (INVALID_ARGUMENT naming the input); returns them, guarded.
+
+    image: float32 [N, size, size, 3], its height and width multiples of GENERATOR_STRIDE. condition: float32 [N, 8],
+    each row one-hot or probabilities (values in [0, 1], sum 1 +- CONDITION_TOLERANCE). Every check reads only ranks
+    and zero-padded shapes, and each is conditioned on the earlier ones holding, so none can fail on a malformed input
+    and the error names the first thing that is wrong.
+    """
+    tf = _tf()
+    shape = _padded_shape(image, 4)
+    c_shape = _padded_shape(condition, 2)
+    rank_ok = tf.logical_and(tf.equal(tf.rank(image), 4), tf.equal(shape[3], 3))
+    stride_ok = tf.logical_and(tf.logical_and(shape[1] > 0, shape[2] > 0),
+                               tf.logical_and(tf.equal(shape[1] % GENERATOR_STRIDE, 0),
+                                              tf.equal(shape[2] % GENERATOR_STRIDE, 0)))
+    size_ok = tf.logical_and(tf.equal(shape[1], size), tf.equal(shape[2], size))
+    c_shape_ok = tf.logical_and(tf.equal(tf.rank(condition), 2),
+                                tf.logical_and(tf.equal(c_shape[1], NUM_EXPRESSIONS), tf.equal(c_shape[0], shape[0])))
+    # Values, on a [-1, 8] view that exists whatever the shape (its checks only count when the shape is right).
+    flat = tf.reshape(condition, [-1])
+    rows = tf.reshape(tf.pad(flat, [[0, (-tf.size(flat)) % NUM_EXPRESSIONS]]), [-1, NUM_EXPRESSIONS])
+    sums = tf.reduce_sum(rows, axis=1)
+    row_ok = tf.logical_and(tf.reduce_all(tf.logical_and(rows >= 0.0, rows <= 1.0), axis=1),
+                            tf.abs(sums - 1.0) <= CONDITION_TOLERANCE)  # NaN fails every comparison
+    all_before = tf.logical_and(rank_ok, tf.logical_and(stride_ok, size_ok))
+    checks = [
+        tf.debugging.Assert(rank_ok, ["generator: image must be a batch of RGB images [N, H, W, 3]; got shape",
+                                      tf.shape(image)], summarize=8),
+        tf.debugging.Assert(tf.logical_or(tf.logical_not(rank_ok), stride_ok), [
+            f"generator: image height and width must be positive multiples of {GENERATOR_STRIDE} (the generator "
+            f"down-samples twice with stride 2) and equal {size} (the size it was trained and exported at); got "
+            f"shape", tf.shape(image)], summarize=8),
+        tf.debugging.Assert(tf.logical_or(tf.logical_not(tf.logical_and(rank_ok, stride_ok)), size_ok), [
+            f"generator: image must be {size}x{size} (the size it was trained and exported at; resize first, or "
+            f"use serving_default, which resizes in the graph); got shape", tf.shape(image)], summarize=8),
+        tf.debugging.Assert(tf.logical_or(tf.logical_not(all_before), c_shape_ok), [
+            f"generator: condition must be [N, {NUM_EXPRESSIONS}], one row per image (N =", shape[0], "); got shape",
+            tf.shape(condition)], summarize=8),
+        tf.debugging.Assert(
+            tf.logical_or(tf.logical_not(tf.logical_and(all_before, c_shape_ok)), tf.reduce_all(row_ok)),
+            [f"generator: condition rows must be one-hot or probabilities (values in [0, 1] summing to 1 within "
+             f"{CONDITION_TOLERANCE}); bad row(s)", tf.where(tf.logical_not(row_ok))[:, 0], "with sums",
+             tf.boolean_mask(sums, tf.logical_not(row_ok))], summarize=16),
+    ]
+    return _guarded(image, checks), _guarded(condition, checks)
+
+
+def encoded_sizes(image_bytes, usable):
+    """(height, width) int64 [N, 2] each encoded image's header declares, read without decoding pixels.
+
+    PNG: the IHDR chunk's width and height (big-endian, bytes 16-24). JPEG: `tf.image.extract_jpeg_shape` (parses the
+    markers up to the frame header). Only entries where `usable` is true are read (the others give 1 x 1), so the
+    ops cannot fail on bytes that are not a complete PNG or JPEG.
+    """
+    tf = _tf()
+    padded = tf.strings.join([image_bytes, b"\x00" * 24])  # at least 24 bytes: the substr below always exists
+    ihdr = tf.cast(tf.reshape(tf.io.decode_raw(tf.strings.substr(padded, 16, 8), tf.uint8), [-1, 8]), tf.int64)
+    big_endian = tf.constant([[2 ** 24, 2 ** 16, 2 ** 8, 1]], tf.int64)
+    png_hw = tf.stack([tf.reduce_sum(ihdr[:, 4:] * big_endian, axis=1),
+                       tf.reduce_sum(ihdr[:, :4] * big_endian, axis=1)], axis=1)
+    is_png = tf.logical_and(usable, tf.equal(tf.strings.substr(image_bytes, 0, len(_PNG_MAGIC)), _PNG_MAGIC))
+    is_jpeg = tf.logical_and(usable, tf.logical_not(is_png))
+    placeholder = tf.io.encode_jpeg(tf.zeros([1, 1, 3], tf.uint8))
+    jpeg_hw = tf.map_fn(lambda data: tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64),
+                        tf.where(is_jpeg, image_bytes, placeholder),
+                        fn_output_signature=tf.TensorSpec([2], tf.int64))
+    return tf.where(is_png[:, None], png_hw, tf.where(is_jpeg[:, None], jpeg_hw, tf.ones_like(png_hw)))
+
+
 def to_model_input(images, size):
     """uint8 [N,H,W,3] -> float32 [N,size,size,3] in [-1, 1] (area-preserving resize when shrinking)."""
     tf = _tf()
@@ -220,13 +309,17 @@ class ServingFunctions:
         out = functions.serving_default(images=uint8_batch, expressions=tf.constant([1, 2]))["images"]
     """
 
-    def __init__(self, g_rgb, g_depth, image_size, geometry="depth"):
+    def __init__(self, g_rgb, g_depth, image_size, geometry="depth", max_encoded_pixels=None):
         if geometry not in ("depth", "normals"):
             raise ValueError(f"geometry must be 'depth' or 'normals'; got {geometry!r}")
+        max_encoded_pixels = MAX_ENCODED_PIXELS if max_encoded_pixels is None else int(max_encoded_pixels)
+        if max_encoded_pixels < 1:
+            raise ValueError(f"--max_encoded_pixels must be >= 1; got {max_encoded_pixels}")
         self.g_rgb = g_rgb
         self.g_depth = g_depth
         self.image_size = int(image_size)
         self.geometry = geometry
+        self.max_encoded_pixels = max_encoded_pixels
 
     def input_signatures(self):
         """{signature name: [tf.TensorSpec, ...]} (named inputs)."""
@@ -251,6 +344,7 @@ class ServingFunctions:
         return self.g_rgb([x, tf.one_hot(ids, NUM_EXPRESSIONS, dtype=tf.float32)], training=False)
 
     def generator(self, image, condition):
+        image, condition = check_generator_inputs(image, condition, self.image_size)
         return {"image": self.g_rgb([image, condition], training=False)}
 
     def serving_default(self, images, expressions):
@@ -289,17 +383,27 @@ class ServingFunctions:
                  "{\"b64\": <base64 of the file>})"],
                 summarize=16),
         ]
+        # The pixel bound, from each header before anything is decoded (a few kB of PNG can declare 100000 x 100000).
+        declared = encoded_sizes(image_bytes, recognised)
+        too_big = tf.logical_and(recognised, declared[:, 0] * declared[:, 1] > self.max_encoded_pixels)
+        checks.append(tf.debugging.Assert(
+            tf.logical_or(tf.logical_not(rank_ok), tf.logical_not(tf.reduce_any(too_big))),
+            ["image_bytes: image(s) at index(es)", tf.where(too_big)[:, 0], "declare (height, width)",
+             tf.boolean_mask(declared, too_big), f"- more than the {self.max_encoded_pixels} pixels this model "
+             f"decodes per image (export's --max_encoded_pixels); send a smaller image"], summarize=16))
         ids = ids_from_names(expressions, count, "expressions")
-        # Unrecognised entries are swapped for a 1x1 PNG so the decoder cannot fail before the assert above reports.
+        # Refused entries are swapped for a 1x1 PNG so the decoder cannot fail (or allocate) before the asserts report.
         placeholder = tf.io.encode_png(tf.zeros([1, 1, 3], tf.uint8))
-        image_bytes = _guarded(tf.where(recognised, image_bytes, placeholder), checks)
+        image_bytes = _guarded(tf.where(tf.logical_and(recognised, tf.logical_not(too_big)), image_bytes, placeholder),
+                               checks)
         size = self.image_size
 
         def decode(data):
             image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
             return to_model_input(image[None], size)[0], tf.shape(image)[0:2]
 
-        x, sizes = tf.map_fn(decode, image_bytes, fn_output_signature=(
+        # One image at a time (map_fn's graph default runs 10 in parallel): a request holds one full-size image.
+        x, sizes = tf.map_fn(decode, image_bytes, parallel_iterations=1, fn_output_signature=(
             tf.TensorSpec([size, size, 3], tf.float32), tf.TensorSpec([2], tf.int32)))
         out = self._translate(x, ids)
 
@@ -307,7 +411,8 @@ class ServingFunctions:
             y, hw = args
             return tf.io.encode_png(to_uint8(y[None], hw[0], hw[1])[0])
 
-        return {"image_bytes": tf.map_fn(encode, (out, sizes), fn_output_signature=tf.TensorSpec([], tf.string))}
+        return {"image_bytes": tf.map_fn(encode, (out, sizes), parallel_iterations=1,
+                                         fn_output_signature=tf.TensorSpec([], tf.string))}
 
     def estimate_depth(self, images):
         tf = _tf()

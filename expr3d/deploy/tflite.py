@@ -49,14 +49,18 @@ def conditions_for(count):
     return np.eye(NUM_EXPRESSIONS, dtype=np.float32)[np.arange(count) % NUM_EXPRESSIONS]
 
 
-def images_from_records(data_dir, split, image_size, count):
-    """Up to `count` faces of `split` as float32 [n, S, S, 3] in [-1, 1] (resized like the serving graph)."""
+def images_from_records(data_dir, split, image_size, count, skip_corrupt=False, stats=None, log=None):
+    """Up to `count` faces of `split` as float32 [n, S, S, 3] in [-1, 1] (resized like the serving graph).
+
+    Every record read is fully checked (`records.iterate_examples`): a bad one raises a one-line RecordError naming
+    its shard and index, or with `skip_corrupt` is skipped and counted in `stats["skipped"]` (`log` gets a line).
+    """
     import tensorflow as tf
 
     from expr3d.data import records
 
     images = []
-    for example in records.iterate_examples(data_dir, split):
+    for example in records.iterate_examples(data_dir, split, skip_corrupt=skip_corrupt, stats=stats, log=log):
         images.append(example.image)
         if len(images) >= count:
             break
@@ -69,19 +73,54 @@ def images_from_records(data_dir, split, image_size, count):
     return np.stack(out).astype(np.float32)
 
 
-def parity_images(data_dir, image_size, count):
+def parity_images(data_dir, image_size, count, skip_corrupt=False, stats=None, log=None):
     """(images, description): real test faces (else train faces) of `data_dir`, or seeded noise without data."""
     from expr3d.data import records
 
     if data_dir:
         for split in ("test", "train"):
-            if records.list_shards(data_dir, split):
-                images = images_from_records(data_dir, split, image_size, count)
+            if _has_split(data_dir, split):
+                images = images_from_records(data_dir, split, image_size, count, skip_corrupt, stats, log)
                 return images, f"{len(images)} '{split}' faces of {data_dir}"
         raise FileNotFoundError(f"--data_dir={data_dir!r} has no test or train shards")
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (count, image_size, image_size, 3)).astype(np.float32)
     return images, f"{count} uniform-noise images (no data directory given: NOT real faces)"
+
+
+def _has_split(data_dir, split):
+    """Whether `data_dir` holds `split`: listed in its dataset card (the card's shards are then read, so one it lists
+    but is missing is an error), else shards on disk."""
+    from expr3d.data import records
+
+    if os.path.exists(os.path.join(data_dir, records.CARD_NAME)):
+        return bool(records.read_dataset_card(data_dir)["splits"].get(split, {}).get("num_examples"))
+    return bool(records.list_shards(data_dir, split))
+
+
+def read_data(data_dir, image_size, variants, parity_count=16, representative_count=64, skip_corrupt=False,
+              log=print):
+    """The faces `write_variants` needs, read (and checked) up front, before any conversion: {"parity": (images,
+    description), "representative": (images, description) or None, "skipped_records": count (skip_corrupt)}."""
+    from expr3d.data.schema import RecordError
+
+    stats = {}
+    line = (lambda message: log(f"--skip_corrupt: {message}")) if skip_corrupt else None
+    try:
+        parity = parity_images(data_dir, image_size, parity_count, skip_corrupt, stats, line)
+        representative = None
+        if "int8_full" in variants:
+            if not data_dir or not _has_split(data_dir, "train"):
+                raise ValueError("--tflite=int8_full calibrates on training faces: pass --data_dir with train shards "
+                                 f"(got {data_dir!r})")
+            images = images_from_records(data_dir, "train", image_size, representative_count, skip_corrupt, stats,
+                                         line)
+            representative = (images, f"{len(images)} 'train' faces of {data_dir}")
+    except RecordError as error:
+        if skip_corrupt:
+            raise
+        raise RecordError(f"{error}; pass --skip_corrupt to skip bad records") from None
+    return {"parity": parity, "representative": representative, "skipped_records": stats.get("skipped", 0)}
 
 
 # --- conversion ---------------------------------------------------------------------------------------------------
@@ -216,24 +255,21 @@ def saved_model_generator(saved_model_dir):
 
 
 def write_variants(saved_model_dir, output_dir, variants, image_size, data_dir=None, parity_count=16,
-                   representative_count=64, log=print):
+                   representative_count=64, log=print, data=None):
     """Convert `variants`, check builtin-only ops and parity against the SavedModel; write .tflite + .json beside.
 
-    Returns {variant: report dict}. The representative set (int8_full) comes from `data_dir`'s train split.
+    Returns {variant: report dict}. The representative set (int8_full) comes from `data_dir`'s train split; `data`:
+    what `read_data` returned, when the caller read it up front.
     """
+    from expr3d import storage
     from expr3d.data import records
 
     os.makedirs(output_dir, exist_ok=True)
-    images, source = parity_images(data_dir, image_size, parity_count)
+    data = data or read_data(data_dir, image_size, variants, parity_count, representative_count, log=log)
+    images, source = data["parity"]
     conditions = conditions_for(len(images))
     reference = saved_model_generator(saved_model_dir)(images, conditions)
-    representative, representative_source = None, None
-    if "int8_full" in variants:
-        if not data_dir or not records.list_shards(data_dir, "train"):
-            raise ValueError("--tflite=int8_full calibrates on training faces: pass --data_dir with train shards "
-                             f"(got {data_dir!r})")
-        representative = images_from_records(data_dir, "train", image_size, representative_count)
-        representative_source = f"{len(representative)} 'train' faces of {data_dir}"
+    representative, representative_source = data["representative"] or (None, None)
     reports = {}
     for variant in variants:
         log(f"TFLite {variant}: converting ...")
@@ -242,7 +278,8 @@ def write_variants(saved_model_dir, output_dir, variants, image_size, data_dir=N
         if not ok:
             raise RuntimeError(f"TFLite {variant}: non-builtin ops {ops}")
         path = os.path.join(output_dir, file_name(variant))
-        records.atomic_write_bytes(path, model)
+        with storage.writing(path, len(model), what="write the TFLite model"):
+            records.atomic_write_bytes(path, model)
         output = LiteGenerator(model)(images, conditions)
         report = {
             "variant": variant,
@@ -256,7 +293,8 @@ def write_variants(saved_model_dir, output_dir, variants, image_size, data_dir=N
             "builtin_ops_only": ok,
             "ops": ops,
             "parity": dict(compare(reference, output), images=len(images), source=source,
-                           reference="SavedModel signature 'generator'"),
+                           reference="SavedModel signature 'generator'",
+                           skipped_corrupt_records=data.get("skipped_records", 0)),
             "representative_set": representative_source if variant == "int8_full" else None,
         }
         records.atomic_write_json(os.path.join(output_dir, file_name(variant)[:-len(".tflite")] + ".json"), report)

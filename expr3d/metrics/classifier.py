@@ -5,7 +5,9 @@
 trains on the REAL training split only (never on generated faces), reports its own accuracy on the real test split
 and saves `OUTPUT/classifier.keras` + `OUTPUT/classifier.json` (classes, image size, input range, accuracies, data,
 flags, versions). The evaluator refuses a classifier whose saved class list or image size differs from the model
-under evaluation.
+under evaluation. A classifier below `--min_judge_accuracy` (default 0.80) on the real test split it will judge
+(each `--extra_test_data_dir`, else its own) is saved but the CLI exits with an error (code 1) naming the accuracy,
+the threshold and how to get a better judge; `expr3d.evaluate` refuses it too (`expr3d.metrics.judge`).
 
 Backbones: `compact` (default; a small ResNet: 4 stages of two residual blocks, BatchNorm, global pooling) or
 `resnet50` with ImageNet weights from `--backbone_weights=FILE` (ResNet50(include_top=False) `.h5`; never downloaded).
@@ -21,6 +23,7 @@ from expr3d.labels import EXPRESSIONS
 
 MODEL_FILE = "classifier.keras"
 METADATA_FILE = "classifier.json"
+CLASSIFIER_WRITES = (MODEL_FILE, METADATA_FILE)
 FORMAT_VERSION = 1
 
 
@@ -144,13 +147,31 @@ def load_classifier(path, classes=EXPRESSIONS, image_size=None):
 
 def classifier_from_context(context):
     """The evaluation's `--classifier`, loaded once and shared by every metric that needs it (expression rate,
-    classifier-feature FID/KID). FileNotFoundError naming the flag when none is given or files are missing;
-    ValueError when its classes or image size do not fit."""
+    classifier-feature FID/KID). FileNotFoundError naming the flag when none is given or files are missing, or
+    when `--classifier=auto` meets a non-procedural dataset; ValueError when its classes or image size do not fit.
+
+    `--classifier=auto` is the cached judge of other generated identities (`expr3d.metrics.judge.auto_judge`),
+    built on first use."""
+    from expr3d.metrics import judge
+
     path = context.options.get("classifier")
     if not path:
-        raise FileNotFoundError("no --classifier given; train one on the real training split with "
+        raise FileNotFoundError("no --classifier given; pass --classifier=auto (procedural data: a judge trained on "
+                                "other generated identities, cached) or train one on the real training split with "
                                 "`python -m expr3d.metrics.classifier --data_dir=DATA --output=DIR` and pass "
                                 "--classifier=DIR")
+    if path == judge.AUTO:
+        if not judge.is_procedural(context.card):
+            raise FileNotFoundError(
+                f"--classifier=auto needs procedural data (expr3d.data.synthetic); {context.data_dir} is not, so "
+                f"train a judge on its real train split with `python -m expr3d.metrics.classifier "
+                f"--data_dir={context.data_dir} --output=DIR --precision=auto` (docs/evaluation.md, "
+                f"'Classifier') and pass --classifier=DIR")
+        options = context.options
+        path = context.resource("auto_judge", lambda: judge.auto_judge(
+            context.image_size, card=context.card, cache_dir=options.get("judge_cache_dir"),
+            identities=options.get("judge_identities") or judge.JUDGE_IDENTITIES,
+            epochs=options.get("judge_epochs") or judge.JUDGE_EPOCHS))
     return context.resource("classifier", lambda: load_classifier(path, EXPRESSIONS, image_size=context.image_size))
 
 
@@ -178,8 +199,12 @@ def library_versions():
 
 def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32, learning_rate=1e-3, width=32,
                      backbone="compact", backbone_weights=None, seed=0, overwrite=False, max_steps_per_epoch=None,
-                     flags=None, stem_stride=2, precision="float32", lr_schedule="cosine", extra_test_dirs=()):
+                     flags=None, stem_stride=2, precision="float32", lr_schedule="cosine", extra_test_dirs=(),
+                     skip_corrupt=False):
     """Train on `data_dir`'s train split, measure accuracy on its test split, save model + metadata. Returns metadata.
+
+    A bad record stops the run with a one-line `RecordError` naming its shard and index; with `skip_corrupt` the
+    splits are scanned first and bad records skipped, their count saved under "skipped_records" (and logged).
 
     `precision` is the Keras dtype policy for training ("mixed_bfloat16" is about 2x faster on bf16 CPUs); the saved
     model is always float32, so judging does not depend on how the judge was trained. `lr_schedule` "cosine" decays
@@ -187,13 +212,18 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
     is scored too (e.g. the GAN's own test identities when the judge trains on other identities); their accuracies are
     saved under "extra_test".
     """
+    from expr3d.training.runtime import resolve_precision
+
+    precision = resolve_precision(precision)
     if precision not in ("float32", "mixed_bfloat16", "mixed_float16"):
-        raise ValueError(f"--precision must be float32, mixed_bfloat16 or mixed_float16; got {precision!r}")
+        raise ValueError(f"--precision must be float32, mixed_bfloat16, mixed_float16 or auto; got {precision!r}")
     if lr_schedule not in ("cosine", "constant"):
         raise ValueError(f"--lr_schedule must be 'cosine' or 'constant'; got {lr_schedule!r}")
-    model_path = os.path.join(output, MODEL_FILE)
-    if os.path.exists(model_path) and not overwrite:
-        raise FileExistsError(f"--output={output} already holds {MODEL_FILE}; pass --overwrite to replace it")
+    # Both files are checked up front (not only the model); an earlier classifier is replaced only once training
+    # has finished, so a failed run keeps it.
+    _output_folder(output).check(overwrite, will_write=CLASSIFIER_WRITES, legacy=_legacy(output),
+                                 inputs=[("--data_dir", data_dir)] + [("--extra_test_data_dir", d)
+                                                                      for d in extra_test_dirs or ()])
     import keras
     import tensorflow as tf
 
@@ -201,6 +231,7 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
     from expr3d.progress import Progress
 
     card = pipeline.load_card(data_dir)
+    skipped_records = _check_data(data_dir, card, list(extra_test_dirs or ()), skip_corrupt)
     image_size = int(image_size or card["image_size"])
     train_count = int(card["splits"]["train"]["num_examples"])
     steps = max(1, train_count // batch_size)
@@ -219,7 +250,7 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
     optimizer = keras.optimizers.Adam(learning_rate)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     train = pipeline.make_dataset(data_dir, "train", batch_size, image_size=image_size, training=True, seed=seed,
-                                  balanced=True)
+                                  balanced=True, skip_corrupt=skip_corrupt)
 
     @tf.function
     def train_step(images, labels):
@@ -231,7 +262,7 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
                                             tf.float32))
 
     progress = Progress(epochs * steps, desc="classifier", unit="steps")
-    iterator = iter(train)
+    iterator = _read(pipeline.checked(train, data_dir, ["train"]), skip_corrupt)
     started = time.time()
     history = []
     for epoch in range(epochs):
@@ -255,8 +286,9 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
 
     def test_accuracy(directory):
         test = pipeline.make_dataset(directory, "test", batch_size, image_size=image_size, training=False,
-                                     deterministic=True).as_numpy_iterator()
-        return evaluate_accuracy(lambda x: predict(x).numpy(), test)
+                                     deterministic=True, skip_corrupt=skip_corrupt).as_numpy_iterator()
+        return evaluate_accuracy(lambda x: predict(x).numpy(),
+                                 _read(pipeline.checked(test, directory, ["test"]), skip_corrupt))
 
     test_result = test_accuracy(data_dir)
     extra_test = {}
@@ -273,46 +305,113 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
         "train_history": history, "steps_per_epoch": steps, "epochs": epochs,
         "data_dir": os.path.abspath(data_dir), "dataset_name": card.get("name"),
         "trained_on": "real train split only", "train_seconds": round(time.time() - started, 1),
-        "flags": flags or {}, "versions": library_versions(),
+        "flags": flags or {}, "versions": library_versions(), "skipped_records": skipped_records,
     }
     save_classifier(model, metadata, output)
     return metadata
+
+
+def _read(iterator, skip_corrupt):
+    """Batches of `iterator` (`pipeline.checked`), a bad record's one-line error extended by the way past it."""
+    from expr3d.data.schema import RecordError
+
+    try:
+        yield from iterator
+    except RecordError as error:
+        raise (error if skip_corrupt else RecordError(f"{error}; pass --skip_corrupt to skip bad records")) from None
+
+
+def _check_data(data_dir, card, extra_test_dirs, skip_corrupt):
+    """Before training: the shards the cards list exist (RecordError naming a missing one); with `skip_corrupt`,
+    every split read is scanned, what will be skipped logged, and {"<data_dir> <split>": count} returned."""
+    from expr3d.data import pipeline, records, schema
+
+    reads = [(data_dir, "train", card), (data_dir, "test", card)]
+    reads += [(directory, "test", None) for directory in extra_test_dirs]
+    skipped = {}
+    for directory, split, split_card in reads:
+        split_card = split_card or pipeline.load_card(directory)
+        if not skip_corrupt:
+            try:
+                records.split_files(directory, split, split_card)
+            except schema.MissingShardError as error:
+                raise schema.RecordError(f"{error}; pass --skip_corrupt to go on without its records") from None
+            continue
+        report = pipeline.scan_split(directory, split, card=split_card)
+        skipped[f"{os.path.abspath(directory)} {split}"] = report["skipped"]
+        if report["skipped"]:
+            sys.stderr.write(f"warning: --skip_corrupt: skipping {report['skipped']} of {report['records']} "
+                             f"'{split}' records of {directory}: " + "; ".join(report["problems"][:5])
+                             + (f"; and {len(report['problems']) - 5} more" if len(report["problems"]) > 5 else "")
+                             + "\n")
+        if report["problems"] and report["skipped"] >= report["records"]:
+            raise schema.RecordError(f"--skip_corrupt: none of the {report['records']} '{split}' records of "
+                                     f"{directory} is usable (first: {report['problems'][0]})")
+    return skipped
 
 
 def save_classifier(model, metadata, output):
     """Write `classifier.keras` and `classifier.json` atomically into `output`."""
     from expr3d.data import records
 
+    folder = _output_folder(output)
+    folder.adopt(_legacy(output))
     os.makedirs(output, exist_ok=True)
     tmp = os.path.join(output, f".tmp-{os.getpid()}-{MODEL_FILE}")
     model.save(tmp)
-    os.replace(tmp, os.path.join(output, MODEL_FILE))
-    records.atomic_write_json(os.path.join(output, METADATA_FILE), metadata)
+    os.replace(tmp, folder.file(MODEL_FILE))
+    records.atomic_write_json(folder.file(METADATA_FILE), metadata)
+
+
+def _output_folder(output):
+    from expr3d import outputs
+
+    return outputs.OutputFolder(output, "--output", "expr3d.metrics.classifier")
+
+
+def _legacy(output):
+    """A classifier saved before manifests existed: its two files are ours."""
+    present = [n for n in CLASSIFIER_WRITES if os.path.isfile(os.path.join(output, n))]
+    return present if present and not _output_folder(output).written() else []
 
 
 def main(argv):
-    del argv
     from absl import flags
 
+    from expr3d.metrics import judge
+
+    from expr3d import cli
+
+    cli.no_arguments(argv)
     f = flags.FLAGS
-    try:
-        metadata = train_classifier(
-            f.data_dir, f.output, image_size=f.image_size, epochs=f.epochs, batch_size=f.batch_size,
-            learning_rate=f.learning_rate, width=f.width, backbone=f.backbone, backbone_weights=f.backbone_weights,
-            seed=f.seed, overwrite=f.overwrite, max_steps_per_epoch=f.max_steps_per_epoch,
-            flags={name: f[name].value for name in _FLAG_NAMES}, stem_stride=f.stem_stride, precision=f.precision,
-            lr_schedule=f.lr_schedule, extra_test_dirs=f.extra_test_data_dir)
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
-        sys.stderr.write(f"error: {error}\n")
-        sys.exit(1)
+    threshold = judge.check_threshold(f.min_judge_accuracy)
+    metadata = train_classifier(
+        f.data_dir, f.output, image_size=f.image_size, epochs=f.epochs, batch_size=f.batch_size,
+        learning_rate=f.learning_rate, width=f.width, backbone=f.backbone, backbone_weights=f.backbone_weights,
+        seed=f.seed, overwrite=f.overwrite, max_steps_per_epoch=f.max_steps_per_epoch,
+        flags={name: f[name].value for name in _FLAG_NAMES}, stem_stride=f.stem_stride, precision=f.precision,
+        lr_schedule=f.lr_schedule, extra_test_dirs=f.extra_test_data_dir, skip_corrupt=f.skip_corrupt)
     print(json.dumps({"test_accuracy": metadata["test_accuracy"], "test_count": metadata["test_count"],
                       "per_class": metadata["test_per_class"], "extra_test": metadata["extra_test"],
                       "train_seconds": metadata["train_seconds"], "output": os.path.abspath(f.output)}, indent=1))
+    # The split it will judge: the extra test splits (the GAN's test identities) when given, else its own.
+    judged = ([(d, r["accuracy"], r["count"]) for d, r in metadata["extra_test"].items()] if metadata["extra_test"]
+              else [(f.data_dir, metadata["test_accuracy"], metadata["test_count"])])
+    for directory, accuracy, count in judged:
+        try:
+            judge.check_judge(accuracy, count, threshold, f.output, directory)
+        except judge.JudgeRejected as error:
+            return cli.fail(PROGRAM, f"{error} (It is saved in {f.output} for inspection; expr3d.evaluate refuses it "
+                                     "at this threshold.)")
+    return 0
+
+
+PROGRAM = "expr3d.metrics.classifier"
 
 
 _FLAG_NAMES = ("data_dir", "output", "image_size", "epochs", "batch_size", "learning_rate", "width", "backbone",
                "backbone_weights", "seed", "overwrite", "max_steps_per_epoch", "stem_stride", "precision",
-               "lr_schedule", "extra_test_data_dir")
+               "lr_schedule", "extra_test_data_dir", "min_judge_accuracy", "skip_corrupt")
 
 
 def _define_flags():
@@ -330,17 +429,39 @@ def _define_flags():
     flags.DEFINE_integer("seed", 0, "random seed")
     flags.DEFINE_boolean("overwrite", False, "replace an existing classifier in --output")
     flags.DEFINE_integer("max_steps_per_epoch", None, "cap on steps per epoch (default: train examples / batch)")
+    flags.DEFINE_boolean("skip_corrupt", False,
+                         "skip records that fail the reader's checks (corrupt or truncated shards, missing shards, "
+                         "missing or mistyped fields, non-finite depth, empty masks, sizes other than the card's) "
+                         "instead of stopping on the first; the splits are scanned first and the skipped records "
+                         "are counted in the log and in classifier.json (skipped_records)")
     flags.DEFINE_integer("stem_stride", 2, "stride of the compact ResNet's stem (1 = full-resolution first stage)")
-    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16", "auto"],
                       "dtype policy for training; the saved classifier is float32 either way")
     flags.DEFINE_enum("lr_schedule", "cosine", ["cosine", "constant"], "learning rate: cosine decay to 0, or constant")
     flags.DEFINE_list("extra_test_data_dir", [], "further datasets whose test split is scored too (e.g. the GAN's "
                       "test identities when --data_dir holds other identities)")
+    from expr3d.metrics.judge import MIN_JUDGE_ACCURACY
+
+    flags.DEFINE_float("min_judge_accuracy", MIN_JUDGE_ACCURACY, "exit with an error (code 1) when the trained classifier's "
+                       "accuracy on the real test split it will judge (each --extra_test_data_dir, else its own) is "
+                       "below this fraction: such a judge cannot measure an expression generation rate")
     flags.mark_flags_as_required(["data_dir", "output"])
+    # Bounds, checked while the flags are parsed (one line and exit code 2 when broken; expr3d.cli).
+    from expr3d import cli
+
+    cli.at_least("image_size", 16, "default: the dataset card's")
+    cli.at_least("epochs", 1)
+    cli.at_least("batch_size", 1)
+    cli.positive("learning_rate")
+    cli.at_least("width", 1)
+    cli.seed("seed")
+    cli.at_least("max_steps_per_epoch", 1, "default: train examples / batch")
+    cli.at_least("stem_stride", 1)
+    cli.in_range("min_judge_accuracy", 0.0, 1.0)
 
 
 if __name__ == "__main__":
-    from absl import app
+    from expr3d import cli
 
     _define_flags()
-    app.run(main)
+    cli.run(main, PROGRAM)

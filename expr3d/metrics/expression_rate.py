@@ -4,12 +4,17 @@ Every test image is translated to every target expression of the protocol (all 8
 protocol: contempt and disgust excluded, `--protocol=affectnet`); the classifier's prediction is restricted to the
 protocol's classes (argmax over their logits). Reports overall accuracy, per-target accuracy and the confusion
 matrix (rows = target, columns = predicted, in protocol class order).
+
+Before the generation pass the judge's accuracy on the REAL faces of the evaluated test split (protocol classes) is
+measured (`classifier_accuracy_on_evaluated_test_split`); below `--min_judge_accuracy` (default 0.80) the evaluation
+stops with `expr3d.metrics.judge.JudgeRejected` instead of reporting a rate that measures the judge.
 """
-import os
+import time
 
 import numpy as np
 
 from expr3d.labels import EXPRESSIONS
+from expr3d.metrics import judge
 from expr3d.metrics.registry import Metric, MetricUnavailable, register_metric
 
 PROTOCOLS = {
@@ -68,10 +73,16 @@ class ExpressionGenerationRate(Metric):
         self.classes = context.target_classes
         self.protocol = context.options.get("protocol", "all")
         self.confusion = ConfusionAccumulator(self.classes)
-        # A judge trained on other identities records its accuracy on this evaluation's test split, when it was
-        # scored on it (`--extra_test_data_dir`): the figure that bounds this metric.
-        extra = self.classifier.metadata.get("extra_test") or {}
-        self.accuracy_here = (extra.get(os.path.abspath(context.data_dir)) or {}).get("accuracy")
+        # The figure that bounds this metric: the judge's accuracy on the REAL faces of the evaluated test split,
+        # measured here, before the generation pass; below --min_judge_accuracy the evaluation stops (JudgeRejected).
+        threshold = judge.check_threshold(context.options.get("min_judge_accuracy"))
+        start = time.perf_counter()
+        self.accuracy_here, self.accuracy_count = judge.judge_accuracy(
+            self.classifier.predict_logits, context.test_batches(), self.classes)
+        context.timing["judge_check"] = time.perf_counter() - start
+        judge.check_judge(self.accuracy_here, self.accuracy_count, threshold, self.classifier.path, context.data_dir,
+                          len(self.classes), auto=context.options.get("classifier") == judge.AUTO)
+        self.threshold = threshold
 
     def update(self, step):
         logits = step.memo("classifier_logits", lambda: self.classifier.predict_logits(step.fake))
@@ -83,8 +94,9 @@ class ExpressionGenerationRate(Metric):
                "expression_generation_rate_protocol": self.protocol,
                "expression_generation_rate_chance": 100.0 / len(self.classes),
                "classifier_test_accuracy": 100.0 * float(self.classifier.metadata.get("test_accuracy", float("nan")))}
-        if self.accuracy_here is not None:
-            out["classifier_accuracy_on_evaluated_test_split"] = 100.0 * float(self.accuracy_here)
+        out["classifier_accuracy_on_evaluated_test_split"] = 100.0 * float(self.accuracy_here)
+        out["classifier_accuracy_on_evaluated_test_split_count"] = int(self.accuracy_count)
+        out["min_judge_accuracy"] = 100.0 * float(self.threshold)
         for name, value in self.confusion.per_class().items():
             out[f"expression_generation_rate/{name}"] = None if value is None else 100.0 * value
         return out

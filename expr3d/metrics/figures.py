@@ -157,10 +157,12 @@ def _to_unit(x):
     return np.clip((np.asarray(x, np.float32) + 1.0) / 2.0, 0.0, 1.0)
 
 
-def sample_grid_figure(inputs, fakes, targets, path, input_depth=None, fake_depth=None):
-    """Fig. 5: per sample a row [source | G(x, t) for each target] and, if given, a row of estimated depth under it.
+def sample_grid_figure(inputs, fakes, targets, path, input_depth=None, fake_depth=None, identities=None):
+    """Fig. 5: per sample a row [source | G(x, t) for each target] and, if given, a row of estimated depth under it;
+    column labels ("source", then each target's name) along the top, and each row's identity id when given.
 
-    Args: inputs `[N, S, S, 3]`, fakes `[N, T, S, S, 3]` (in [-1, 1]), targets `[T]` class ids, depths `[N(,T), S, S, 1]`.
+    Args: inputs `[N, S, S, 3]`, fakes `[N, T, S, S, 3]` (in [-1, 1]), targets `[T]` class ids, depths `[N(,T), S, S, 1]`,
+    identities `[N]` ids (-1 unknown).
     """
     plt = _pyplot()
     inputs, fakes = _to_unit(inputs), _to_unit(fakes)
@@ -185,8 +187,13 @@ def sample_grid_figure(inputs, fakes, targets, path, input_depth=None, fake_dept
     fig, axis = plt.subplots(figsize=(1.1 * (t + 1), 1.1 * n * rows_per + 0.6))
     axis.imshow(grid, interpolation="nearest")
     centers = [gutter + c * (size + gutter) + size / 2 for c in range(t + 1)]
-    axis.set_xticks(centers, ["source"] + [EXPRESSIONS[int(k)] for k in targets], rotation=30, fontsize=7)
-    axis.set_yticks([])
+    axis.xaxis.tick_top()
+    axis.set_xticks(centers, ["source"] + [EXPRESSIONS[int(k)] for k in targets], fontsize=7)
+    if identities is not None:
+        rows = [gutter + i * rows_per * (size + gutter) + size / 2 for i in range(n)]
+        axis.set_yticks(rows, [f"id {int(k)}" if int(k) >= 0 else "" for k in identities], fontsize=7)
+    else:
+        axis.set_yticks([])
     axis.set_title("translations" + (" (estimated depth below each face, white = near)" if with_depth else ""),
                    fontsize=8)
     return _save(fig, path)
@@ -211,6 +218,6 @@ def evaluation_figures(document, arrays, directory):
     if "samples/inputs" in arrays:
         written.append(sample_grid_figure(arrays["samples/inputs"], arrays["samples/fakes"], arrays["samples/targets"],
                                           os.path.join(directory, "samples.png"), arrays.get("samples/input_depth"),
-                                          arrays.get("samples/fake_depth")))
+                                          arrays.get("samples/fake_depth"), arrays.get("samples/identity")))
     base = os.path.dirname(os.path.abspath(directory))
     return [os.path.relpath(p, base) for p in written if p]

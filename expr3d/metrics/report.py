@@ -1,5 +1,6 @@
 """results.md tables in the layout of the paper's Table 1 (method | geometry | conf. penalty | acc % | FID | PSNR |
-SSIM), followed by the metrics the paper does not have (KID, identity, geometry consistency, paired ground truth).
+SSIM), followed by the metrics the paper does not have (KID, identity, geometry consistency, paired ground truth,
+background preservation, and the judge's accuracy on the real test faces that bounds the expression rate).
 
 For several runs (`expr3d.compare`) each cell is `mean ± std (n)` over the runs of a group (seeds of one variant).
 """
@@ -12,7 +13,8 @@ EXTRA_COLUMNS = (("KID", "kid", 4), ("identity L2", "identity_l2", 3), ("identit
                  ("geom. rigid L1", "geometry_rigid_l1", 3), ("geom. target acc %", "geometry_target_accuracy", 1),
                  ("geom. real-estimate acc %", "geometry_real_estimate_accuracy", 1),
                  ("paired L1", "paired_l1", 3), ("paired PSNR", "paired_psnr", 2), ("paired SSIM", "paired_ssim", 3),
-                 ("paired depth L1", "paired_depth_l1", 3))
+                 ("paired depth L1", "paired_depth_l1", 3), ("background L1", "background_l1", 4),
+                 ("judge acc % (real test)", "classifier_accuracy_on_evaluated_test_split", 1))
 
 
 def run_geometry(run_flags):
@@ -25,10 +27,13 @@ def run_geometry(run_flags):
 
 
 def run_penalty(run_flags):
+    """"no", or "yes (critic)" / "yes (generator)": the side the confidence penalty was on (`confidence_penalty_on`;
+    runs from before that flag existed had it on the generator)."""
     if not run_flags:
         return "?"
-    used = float(run_flags.get("depth_weight", 0.0) or 0.0) > 0 and float(run_flags.get("confidence_penalty", 0) or 0) > 0
-    return "yes" if used else "no"
+    used = (float(run_flags.get("depth_weight", 0.0) or 0.0) > 0
+            and float(run_flags.get("confidence_penalty", 0) or 0) > 0)
+    return f"yes ({run_flags.get('confidence_penalty_on', 'generator')})" if used else "no"
 
 
 def flatten_metrics(document):

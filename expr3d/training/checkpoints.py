@@ -6,6 +6,12 @@ under a temporary name in the same directory, its files are fsync'ed, and only t
 complete one, and the half-written temporary directory is deleted on the next start. `tf.train.CheckpointManager`
 writes the index, the data shards and its `checkpoint` state file one after the other, so it cannot give that
 guarantee by itself.
+
+A checkpoint damaged after it was written (a truncated or corrupted data file, a missing or corrupted index) is not
+trusted: `restore_latest` falls back to the newest one that reads, warns naming the damaged ones and moves them
+aside to `ckpt-<step>.damaged` (kept for inspection, never read again); only when none is readable does it raise
+CheckpointError naming every file it tried. A save that runs out of disk space (or into a file-size limit) leaves
+nothing under a final name and raises `expr3d.storage.DiskFullError` naming the path and the bytes needed.
 """
 
 import difflib
@@ -17,9 +23,57 @@ import tempfile
 
 import keras
 
+from expr3d import storage
 from expr3d.data import records
 
 _CHECKPOINT_RE = re.compile(r"^ckpt-(\d{9})$")
+_DAMAGED_SUFFIX = ".damaged"
+
+
+class CheckpointError(ValueError):
+    """No checkpoint of a run directory can be read; the one-line message names the files and why."""
+
+
+def _first_line(error):
+    text = str(getattr(error, "message", "") or error).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("{{function_node"):
+            return line[:300]
+    return type(error).__name__
+
+
+def is_iterator_mismatch(error):
+    """Whether a restore failed because the saved data position does not fit this input pipeline (its stages
+    changed, e.g. --skip_corrupt toggled), not because the checkpoint is damaged."""
+    return "Failed to restore dataset iterator" in str(getattr(error, "message", "") or error)
+
+
+def _read_errors():
+    import tensorflow as tf
+
+    # What reading a damaged checkpoint raises: DataLossError (checksum), NotFoundError (missing index or data),
+    # OpError (corrupt index), IndexError ("Read less bytes than requested": truncated data), ValueError.
+    return (tf.errors.OpError, IndexError, ValueError, OSError)
+
+
+def _checkpoint_bytes(checkpoint):
+    """The exact size of `checkpoint` written now (to TensorFlow's in-memory file system), or None."""
+    import uuid
+
+    import tensorflow as tf
+
+    directory = f"ram://expr3d-size-{uuid.uuid4().hex}"
+    try:
+        checkpoint.write(f"{directory}/{_PREFIX}")
+        return sum(tf.io.gfile.stat(f"{directory}/{name}").length for name in tf.io.gfile.listdir(directory))
+    except Exception:  # noqa: BLE001 - an estimate for an error message: never fail because of it
+        return None
+    finally:
+        try:
+            tf.io.gfile.rmtree(directory)
+        except Exception:  # noqa: BLE001
+            pass
 _TMP_PREFIX = ".tmp-ckpt-"
 _PREFIX = "ckpt"
 
@@ -59,18 +113,20 @@ class AtomicCheckpointer:
         self.directory = directory
         self.checkpoint = checkpoint
         self.keep = keep
+        self.restored_prefix = None
         os.makedirs(directory, exist_ok=True)
         self.remove_incomplete()
 
     @staticmethod
-    def list_steps(directory):
-        """Steps of the complete checkpoints in `directory`, ascending."""
+    def list_steps(directory, with_index=True):
+        """Steps of the complete checkpoints in `directory` (`with_index=False`: every `ckpt-<step>` directory,
+        damaged ones without an index too), ascending."""
         if not os.path.isdir(directory):
             return []
         steps = []
         for name in os.listdir(directory):
             match = _CHECKPOINT_RE.match(name)
-            if match and os.path.isfile(os.path.join(directory, name, _PREFIX + ".index")):
+            if match and (not with_index or os.path.isfile(os.path.join(directory, name, _PREFIX + ".index"))):
                 steps.append(int(match.group(1)))
         return sorted(steps)
 
@@ -96,38 +152,116 @@ class AtomicCheckpointer:
             return os.path.join(final_dir, _PREFIX)
         if os.path.exists(final_dir):
             shutil.rmtree(final_dir)  # a foreign or incomplete directory under the final name (never ours)
-        tmp_dir = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{step:09d}-", dir=self.directory)
-        self.checkpoint.write(os.path.join(tmp_dir, _PREFIX))
-        _fsync_tree(tmp_dir)
-        os.chmod(tmp_dir, records.default_permissions(directory=True))
-        os.replace(tmp_dir, final_dir)
+        with storage.writing(final_dir, lambda: _checkpoint_bytes(self.checkpoint), what="write the checkpoint"):
+            tmp_dir = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{step:09d}-", dir=self.directory)
+            try:
+                self.checkpoint.write(os.path.join(tmp_dir, _PREFIX))
+                _fsync_tree(tmp_dir)
+                os.chmod(tmp_dir, records.default_permissions(directory=True))
+                os.replace(tmp_dir, final_dir)
+            except BaseException:
+                shutil.rmtree(tmp_dir, ignore_errors=True)  # frees the space; a reader never looks at it anyway
+                raise
         for old in self.list_steps(self.directory)[: -self.keep]:
             shutil.rmtree(os.path.join(self.directory, f"ckpt-{old:09d}"), ignore_errors=True)
         return os.path.join(final_dir, _PREFIX)
 
-    def restore_latest(self):
-        """Restore the newest complete checkpoint; return its step, or None when there is none."""
-        prefix = self.latest_prefix(self.directory)
-        if prefix is None:
-            return None
-        self.checkpoint.read(prefix).assert_existing_objects_matched().expect_partial()
-        return int(_CHECKPOINT_RE.match(os.path.basename(os.path.dirname(prefix))).group(1))
+    def restore_latest(self, warn=None):
+        """Restore the newest checkpoint that reads; return its step, or None when there is none.
+
+        Damaged newer ones are skipped: `warn` (a callable, default: stderr) gets one line naming them, and they are
+        moved aside to `ckpt-<step>.damaged` once an older one has been restored. Raises CheckpointError naming the
+        files when checkpoints exist but none reads; an iterator that does not fit the saved data position
+        (`is_iterator_mismatch`) is re-raised as is.
+        """
+        restored, prefix, damaged = read_latest(self.directory, self.checkpoint)
+        report_damaged(damaged, prefix, warn)
+        self.restored_prefix = prefix
+        return restored
+
+
+def report_damaged(damaged, prefix, warn=None):
+    """Warn about the damaged checkpoints `read_latest` skipped and move them aside (`ckpt-<step>.damaged`)."""
+    if not damaged:
+        return
+    moved = _move_aside(damaged)
+    (warn or _warn)(
+        f"damaged checkpoint(s) {'; '.join(f'{path} ({why})' for path, why in damaged)}: restored the previous "
+        f"complete one, {prefix}" + (f"; moved the damaged ones aside to {', '.join(moved)}" if moved else ""))
+
+
+def _warn(message):
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _move_aside(damaged):
+    moved = []
+    for path, _ in damaged:
+        target = path + _DAMAGED_SUFFIX
+        suffix = 1
+        while os.path.exists(target):
+            suffix += 1
+            target = f"{path}{_DAMAGED_SUFFIX}{suffix}"
+        try:
+            os.replace(path, target)
+            moved.append(target)
+        except OSError:
+            pass
+    return moved
+
+
+def read_latest(directory, checkpoint):
+    """Read the newest readable checkpoint of `directory` into `checkpoint`: (step, prefix, damaged) with damaged
+    [(directory of a newer unreadable checkpoint, why)], or (None, None, []) when there is none.
+
+    Every object `checkpoint` tracks must be in the saved one; the saved one may hold more (stage 2 reading stage
+    1's networks). CheckpointError naming the files when checkpoints exist but none reads.
+    """
+    damaged = []
+    for step in reversed(AtomicCheckpointer.list_steps(directory, with_index=False)):
+        step_dir = os.path.join(directory, f"ckpt-{step:09d}")
+        prefix = os.path.join(step_dir, _PREFIX)
+        if not os.path.isfile(prefix + ".index"):
+            damaged.append((step_dir, f"{_PREFIX}.index is missing"))
+            continue
+        try:
+            checkpoint.read(prefix).assert_existing_objects_matched().expect_partial()
+        except _read_errors() as error:
+            if is_iterator_mismatch(error):
+                raise
+            damaged.append((step_dir, _first_line(error)))
+            continue
+        return step, prefix, damaged
+    if damaged:
+        raise CheckpointError(
+            f"no readable checkpoint in {directory}: " + "; ".join(f"{path} ({why})" for path, why in damaged)
+            + " - restore the directory from a backup, or move it away to start the stage afresh")
+    return None, None, []
 
 
 def save_keras_models(models, directory):
-    """Save each network as `<directory>/<name>.keras`, atomically (temp file in the same dir + rename)."""
+    """Save each network as `<directory>/<name>.keras`, atomically and all together: every network is written to a
+    temp file in the same directory first, and only when all are complete are they renamed into place, so a failure
+    (e.g. disk full: `storage.DiskFullError` naming the file and the bytes needed) leaves the previous set intact."""
     os.makedirs(directory, exist_ok=True)
-    for name, model in models.items():
-        final = os.path.join(directory, f"{name}.keras")
-        handle, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", suffix=".keras", dir=directory)
-        os.close(handle)
-        try:
-            model.save(tmp)
-            with open(tmp, "rb") as stream:
-                os.fsync(stream.fileno())
+    written = []
+    try:
+        for name, model in models.items():
+            final = os.path.join(directory, f"{name}.keras")
+            handle, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", suffix=".keras", dir=directory)
+            os.close(handle)
+            written.append((tmp, final))
+            with storage.writing(final, lambda model=model: storage.weights_bytes(model), what="save the network"):
+                model.save(tmp)
+                with open(tmp, "rb") as stream:
+                    os.fsync(stream.fileno())
             os.chmod(tmp, records.default_permissions())
+        for tmp, final in written:
             os.replace(tmp, final)
-        finally:
+    finally:
+        for tmp, _ in written:
             if os.path.exists(tmp):
                 os.remove(tmp)
 
@@ -172,6 +306,10 @@ def read_into(checkpoint, prefix):
 
 __all__ = [
     "AtomicCheckpointer",
+    "CheckpointError",
+    "is_iterator_mismatch",
+    "read_latest",
+    "report_damaged",
     "checkpoint_exists",
     "config_diff",
     "load_keras_model",

@@ -47,8 +47,9 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
 
 
 def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, seed, target_mode="permute",
-                     balanced=False):
-    """The repeated, shuffled, augmented training stream of trainer batches (global batch size)."""
+                     balanced=False, skip_corrupt=False):
+    """The repeated, shuffled, augmented training stream of trainer batches (global batch size); `skip_corrupt`:
+    see `pipeline.make_dataset`."""
     dataset = pipeline.make_dataset(
         data_dir,
         "train",
@@ -59,6 +60,7 @@ def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, se
         balanced=balanced,
         deterministic=True,
         drop_remainder=True,
+        skip_corrupt=skip_corrupt,
     )
     return dataset.enumerate().map(
         lambda index, batch: add_training_fields(
@@ -69,27 +71,32 @@ def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, se
     ).prefetch(2)
 
 
-def sample_batch(data_dir, count, image_size, geometry, scan=64):
+def sample_batch(data_dir, count, image_size, geometry, scan=64, skip_corrupt=False):
     """The fixed grid sources: `count` unaugmented test examples (train if there is no test split).
 
-    Among the first `scan` examples, one per identity (in order of appearance) is taken, the j-th source preferring
-    expression j mod 8, so a paired test split (every identity under all eight expressions) gives different people
-    with different source expressions. Falls back to the first examples when there are too few identities.
+    Among the first `max(scan, 8 * count)` examples, one per identity (in order of appearance) is taken, the j-th
+    source preferring expression j mod 8, so a paired test split (every identity under all eight expressions, stored
+    identity by identity) gives different people with different source expressions. Examples of unknown identity
+    (-1, e.g. AffectNet) count as different people. Falls back to the first examples when there are too few
+    identities.
     """
     card = pipeline.load_card(data_dir)
     split = "test" if card["splits"].get("test", {}).get("num_examples", 0) > 0 else "train"
+    scan = max(scan, 8 * count)
     dataset = pipeline.make_dataset(
         data_dir, split, max(scan, count), image_size=image_size, training=False, deterministic=True,
-        drop_remainder=False,
+        drop_remainder=False, skip_corrupt=skip_corrupt,
     )
     batch = next(iter(dataset))
     identities = batch["identity"].numpy()
     expressions = batch["expression"].numpy()
     chosen = []
-    for identity in dict.fromkeys(identities.tolist()):
+    # Unknown identities (-1) are each their own person.
+    people = [identity if identity >= 0 else ("unknown", i) for i, identity in enumerate(identities.tolist())]
+    for person in dict.fromkeys(people):
         if len(chosen) == count:
             break
-        rows = [i for i in range(len(identities)) if identities[i] == identity]
+        rows = [i for i in range(len(people)) if people[i] == person]
         preferred = [i for i in rows if expressions[i] == len(chosen) % 8]
         chosen.append((preferred or rows)[0])
     for i in range(len(identities)):
@@ -103,5 +110,6 @@ def sample_batch(data_dir, count, image_size, geometry, scan=64):
         "image": picked["image"].numpy(),
         "geometry": tf.cast(pipeline.geometry_map(picked, geometry), tf.float32).numpy(),
         "expression": picked["expression"].numpy(),
+        "identity": picked["identity"].numpy(),
         "key": [k.decode("utf-8", "replace") for k in picked["key"].numpy()],
     }

@@ -3,6 +3,7 @@
 import math
 import os
 import signal
+import sys
 import time
 
 import numpy as np
@@ -109,12 +110,16 @@ class StageLoop:
         step_delay: seconds to sleep after each iteration (tests: keeps a tiny run alive long enough to signal it).
         nan_at_step: feed NaN images at this (0-based) iteration (tests the non-finite-loss stop). Done here and not
             in tf.data, because a restored iterator replays its buffered batches.
+        describe_input_error: `tf error -> exception or None`, called when fetching a batch fails (a corrupt
+            record): the exception it returns (e.g. a one-line `RecordError` naming the shard) is raised instead.
+        warn: `message -> None` for warnings (a damaged checkpoint skipped, a data position that could not be
+            restored); default: stderr.
     """
 
     def __init__(self, trainer, strategy, dataset, stage_dir, num_steps, schedules, networks, keep_checkpoints=3,
                  checkpoint_every=1000, summary_every=100, sample_every=1000, summaries=None, sample_fn=None,
                  on_checkpoint=None, jit_compile=False, stop=None, show_progress=True, step_delay=0.0,
-                 nan_at_step=-1):
+                 nan_at_step=-1, describe_input_error=None, warn=None):
         self.trainer = trainer
         self.strategy = strategy
         self.num_steps = int(num_steps)
@@ -130,6 +135,7 @@ class StageLoop:
         self.step_delay = float(step_delay)
         self.checkpoint_dir = os.path.join(stage_dir, "checkpoints")
 
+        self._dataset = dataset
         self.iterator = iter(strategy.experimental_distribute_dataset(dataset))
         objects = dict(networks)
         objects.update({f"optimizer_{key}": opt for key, opt in trainer.optimizers.items()})
@@ -139,13 +145,49 @@ class StageLoop:
         self.nan_at_step = int(nan_at_step)
         self._jit_compile = jit_compile
         self._current_lr = {}
+        self._objects = objects
+        self.describe_input_error = describe_input_error
+        self.warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr, flush=True))
+        self.restored_prefix = None
 
     def _make_step(self, update_generator, jit_compile):
         return make_distributed_step(self.strategy, self.trainer, update_generator, jit_compile)
 
     def restore(self):
-        """Restore the latest checkpoint of this stage; return its step (None on a fresh stage)."""
-        return self.checkpointer.restore_latest()
+        """Restore the latest readable checkpoint of this stage; return its step (None on a fresh stage).
+
+        A damaged newest checkpoint falls back to the previous complete one (`AtomicCheckpointer.restore_latest`).
+        A saved data position that does not fit this input pipeline (its stages differ, e.g. --skip_corrupt was
+        toggled to get past a corrupt record) restores everything else and continues with a fresh data stream from
+        the restored iteration, with a warning.
+        """
+        try:
+            step = self.checkpointer.restore_latest(warn=self.warn)
+            self.restored_prefix = self.checkpointer.restored_prefix
+        except tf.errors.OpError as error:
+            if not checkpoints.is_iterator_mismatch(error):
+                raise
+            # The failed restore leaves the iterator unusable: a fresh one, in the checkpoint saved from now on.
+            self.iterator = iter(self.strategy.experimental_distribute_dataset(self._dataset))
+            self.checkpoint = tf.train.Checkpoint(step=self.trainer.iteration, iterator=self.iterator, **self._objects)
+            self.checkpointer.checkpoint = self.checkpoint
+            without_iterator = tf.train.Checkpoint(step=self.trainer.iteration, **self._objects)
+            step, prefix, damaged = checkpoints.read_latest(self.checkpoint_dir, without_iterator)
+            checkpoints.report_damaged(damaged, prefix, self.warn)
+            self.restored_prefix = prefix
+            self.warn(f"the data position saved in {prefix} does not fit this input pipeline (were flags such as "
+                      f"--skip_corrupt changed?): networks, optimizers and the iteration are restored, the data "
+                      f"stream starts afresh")
+        return step
+
+    def _next_batch(self):
+        try:
+            return next(self.iterator)
+        except tf.errors.OpError as error:
+            described = self.describe_input_error(error) if self.describe_input_error is not None else None
+            if described is None:
+                raise
+            raise described from None
 
     def save(self, step):
         prefix = self.checkpointer.save(step)
@@ -182,9 +224,9 @@ class StageLoop:
             update_generator = (step + 1) % n_critic == 0
             if step == self.nan_at_step:
                 poisoned = make_distributed_step(self.strategy, self.trainer, update_generator, self._jit_compile, True)
-                logs = poisoned(next(self.iterator))
+                logs = poisoned(self._next_batch())
             else:
-                logs = self._steps[update_generator](next(self.iterator))
+                logs = self._steps[update_generator](self._next_batch())
             logs = {name: float(np.asarray(value)) for name, value in logs.items()}
             bad = [name for name, value in logs.items() if not math.isfinite(value)]
             if bad:

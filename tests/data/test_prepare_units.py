@@ -259,3 +259,53 @@ def test_model_source_loads_a_saved_depth_translator(tmp_path):
     with pytest.raises(ValueError, match="junk.keras"):
         depth_sources.ModelSource(depth_sources.SourceSettings(depth_model=str(tmp_path / "junk.keras"))).render(
             {}, None, 32, crop)
+
+
+def test_load_image_applies_exif_orientation_as_lite_and_synthesize(tmp_path):
+    from expr3d.deploy import pipeline
+
+    image_module = pytest.importorskip("PIL.Image")
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[:10, :20] = 255
+    exif = image_module.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    image_module.fromarray(rgb).save(tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=95)
+    loaded = faces.load_image(str(tmp_path / "rotated.jpg"))
+    assert loaded.rgb.shape == (60, 40, 3) and loaded.source_size == (40, 60)
+    assert "EXIF orientation 6 applied" in loaded.notes
+    assert np.array_equal(loaded.rgb, pipeline.read_image(str(tmp_path / "rotated.jpg")))
+
+
+def test_a_huge_photo_is_worked_on_downscaled_in_source_coordinates(tmp_path):
+    # The crop of a downscaled photo, through LoadedImage.to_working, matches the crop of the full photo: boxes,
+    # meshes and depth maps keep their source-pixel coordinates.
+    rng = np.random.default_rng(0)
+    full = cv2.resize(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8), (400, 300), interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(tmp_path / "big.png"), full[..., ::-1])
+    whole = faces.load_image(str(tmp_path / "big.png"))
+    small = faces.load_image(str(tmp_path / "big.png"), max_pixels=20_000)
+    assert small.rgb.shape[0] * small.rgb.shape[1] <= 20_000 and small.source_size == (400, 300)
+    assert small.source_shape == whole.source_shape == (300, 400)
+    assert any("downscaled from 400x300" in note for note in small.notes)
+    box = small.to_source_box((10.0, 8.0, 40.0, 40.0))
+    assert box == pytest.approx((10 / small.scale[0], 8 / small.scale[1], 40 / small.scale[0], 40 / small.scale[1]))
+    matrix = faces.crop_matrix((120, 80, 160, 160), 48, margin=0.25, angle_deg=10)
+    reference = faces.warp_image(whole.rgb, whole.to_working(matrix), 48).astype(int)
+    crop = faces.warp_image(small.rgb, small.to_working(matrix), 48).astype(int)
+    assert np.abs(crop - reference).mean() < 6
+
+
+def test_non_utf8_file_names_are_skipped_by_name(tmp_path):
+    images = tmp_path / "images"
+    (images / "happy").mkdir(parents=True)
+    cv2.imwrite(str(images / "happy" / "fine.png"), np.zeros((40, 40, 3), np.uint8))
+    with open(os.fsencode(images / "happy") + b"/caf\xe9.png", "wb") as handle:
+        handle.write(cv2.imencode(".png", np.zeros((40, 40, 3), np.uint8))[1].tobytes())
+    os.makedirs(os.fsencode(images) + b"/sad\xff")
+    with open(os.fsencode(images) + b"/sad\xff/x.png", "wb") as handle:
+        handle.write(b"any")
+    items, skipped = readers.read_folder(str(images))
+    assert [item.rel_path for item in items] == ["happy/fine.png"]
+    assert sorted((s.path, s.reason) for s in skipped) == [("happy/caf\\xe9.png", readers.NON_UTF8_NAME),
+                                                           ("sad\\xff/x.png", readers.NON_UTF8_NAME)]
+    assert all(s.key.encode("utf-8") and s.path.encode("utf-8") for s in skipped)  # reportable as UTF-8

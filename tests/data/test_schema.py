@@ -89,8 +89,9 @@ def test_decoder_names_record_and_field():
 def test_tf_parser_names_source_and_field():
     good = schema.encode_example(hemisphere_example(size=16))
     bad = _tamper(good, "label/expression", int64_list=[11])
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"label/expression(.|\n)*shard-7"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"shard-7(.|\n)*label/expression") as error:
         schema.parse_example(tf.constant(bad), source=tf.constant("shard-7"))
+    assert schema.data_error_line(error.value.message) == "shard-7 (key k): field 'label/expression' is outside 0-7"
     bad_size = _tamper(good, "image/width", int64_list=[15])
     with pytest.raises(tf.errors.InvalidArgumentError, match="image/encoded"):
         schema.parse_example(tf.constant(bad_size), source=tf.constant("shard-7"))

@@ -41,6 +41,8 @@ FRESH_PROCESS = textwrap.dedent('''
     out["translate_all/expressions"] = r["expressions"].numpy().astype(str)
     r = sig["generator"](image=tf.constant(data["x"]), condition=tf.constant(data["condition"]))
     out["generator/image"] = r["image"].numpy()
+    r = sig["generator"](image=tf.constant(data["x"]), condition=tf.constant(data["probabilities"]))
+    out["generator_probabilities/image"] = r["image"].numpy()
     np.savez(out_path, **out)
 
     good = data["images"]
@@ -67,11 +69,22 @@ FRESH_PROCESS = textwrap.dedent('''
         "name_count": ("translate_encoded", dict(image_bytes=[png, png], expressions=["happy", "sad", "fear"])),
         "depth_rank3": ("estimate_depth", dict(images=good[0])),
         "all_channels": ("translate_all", dict(images=np.zeros((1, 8, 8, 2), np.uint8))),
+        # Decompression bombs: refused from their headers, before anything is decoded.
+        "bomb_png": ("translate_encoded", dict(image_bytes=[png, bytes(data["bomb_png"])], expressions=["happy"])),
+        "bomb_jpeg": ("translate_encoded", dict(image_bytes=[bytes(data["bomb_jpeg"])], expressions=["happy"])),
+        # The raw generator: its condition and its size.
+        "gen_sum": ("generator", dict(image=data["x"][:2], condition=np.eye(8)[[1, 2]] * [[0.5], [1.0]])),
+        "gen_range": ("generator", dict(image=data["x"][:1], condition=[[1.5, -0.5, 0, 0, 0, 0, 0, 0]])),
+        "gen_nan": ("generator", dict(image=data["x"][:1], condition=[[np.nan, 1, 0, 0, 0, 0, 0, 0]])),
+        "gen_classes": ("generator", dict(image=data["x"][:1], condition=np.zeros((1, 7)))),
+        "gen_count": ("generator", dict(image=data["x"][:2], condition=np.eye(8)[[1, 2, 3]])),
+        "gen_stride": ("generator", dict(image=np.zeros((1, 30, 30, 3)), condition=np.eye(8)[[1]])),
+        "gen_size": ("generator", dict(image=np.zeros((1, 64, 64, 3)), condition=np.eye(8)[[1]])),
     }
     errors = {}
     for name, (key, kwargs) in cases.items():
         dtypes = {"images": tf.uint8, "expressions": tf.int32 if key == "serving_default" else tf.string,
-                  "image_bytes": tf.string}
+                  "image_bytes": tf.string, "image": tf.float32, "condition": tf.float32}
         try:
             sig[key](**{k: tf.constant(v, dtypes[k]) for k, v in kwargs.items()})
             errors[name] = {"type": None, "message": ""}
@@ -101,7 +114,39 @@ EXPECTED_ERRORS = {
     "name_count": "one expression name per image",
     "depth_rank3": "rank 4",
     "all_channels": "must have 3 channels",
+    "bomb_png": "image_bytes: image(s) at index(es)] [1] [declare (height, width)] [[100000 100000]] [- more than "
+                "the 16777216 pixels",
+    "bomb_jpeg": "image_bytes: image(s) at index(es)] [0] [declare (height, width)] [[20000 30000]]",
+    "gen_sum": "generator: condition rows must be one-hot or probabilities (values in [0, 1] summing to 1 within "
+               "0.001); bad row(s)] [0] [with sums] [0.5]",
+    "gen_range": "condition rows must be one-hot or probabilities",
+    "gen_nan": "bad row(s)] [0] [with sums] [nan]",
+    "gen_classes": "generator: condition must be [N, 8]",
+    "gen_count": "generator: condition must be [N, 8], one row per image",
+    "gen_stride": "generator: image height and width must be positive multiples of 4 (the generator down-samples "
+                  "twice with stride 2)",
+    "gen_size": "generator: image must be 32x32",
 }
+
+
+def png_bomb(width, height):
+    """A complete, valid PNG of a few bytes whose IHDR declares width x height (decoding it would need W*H*3 bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+
+
+def jpeg_bomb(width, height):
+    """A small complete JPEG whose frame header (SOF0) is patched to declare width x height."""
+    data = bytearray(tf.io.encode_jpeg(np.zeros((8, 8, 3), np.uint8)).numpy())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
 
 
 def _reference_translate(g_rgb, images, ids, size):
@@ -127,9 +172,12 @@ def cli_commands(exported, work):
     jpeg_b = tf.io.encode_jpeg(other, quality=95).numpy()
     x = np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
     condition = np.eye(8, dtype=np.float32)[[0, 4, 7]]
+    probabilities = np.full((3, 8), 0.05, np.float32) + 0.6 * condition  # rows sum to 1: not one-hot, accepted
     inputs = str(work / "inputs.npz")
     np.savez(inputs, images=images, ids=np.array([1, 6], np.int32), png_a=np.frombuffer(png_a, np.uint8),
-             jpeg_b=np.frombuffer(jpeg_b, np.uint8), x=x, condition=condition)
+             jpeg_b=np.frombuffer(jpeg_b, np.uint8), x=x, condition=condition, probabilities=probabilities,
+             bomb_png=np.frombuffer(png_bomb(100000, 100000), np.uint8),
+             bomb_jpeg=np.frombuffer(jpeg_bomb(30000, 20000), np.uint8))
     script = work / "fresh.py"
     script.write_text(FRESH_PROCESS)
     commands = {
@@ -144,7 +192,7 @@ def cli_commands(exported, work):
                                     f"--output={exported['base']}", "--version=1"],
     }
     context = dict(work=work, images=images, decoded_a=images[0], decoded_b=tf.io.decode_jpeg(jpeg_b).numpy(), x=x,
-                   condition=condition, cli_images=cli_images, cli_out=work / "cli_out",
+                   condition=condition, probabilities=probabilities, cli_images=cli_images, cli_out=work / "cli_out",
                    pb_mtime=os.stat(os.path.join(version_dir, "saved_model.pb")).st_mtime_ns)
     return commands, context
 
@@ -172,6 +220,7 @@ def test_layout_is_tf_serving_and_atomic(exported):
     assert info["image_size"] == 32 and info["geometry"] == "depth" and info["step"] == 4
     assert sorted(info["signatures"]) == sorted(signatures.SIGNATURE_KEYS)
     assert set(info["tflite"]) == {"fp32", "fp16", "int8", "int8_full"}
+    assert info["max_encoded_pixels"] == signatures.MAX_ENCODED_PIXELS == 4096 * 4096
     # The served networks are the inference clones, checked against the trained ones at export time.
     clone_errors = info["inference_clone_max_abs_error"]
     assert len(clone_errors) == 2 and all(0 <= error < 1e-4 for error in clone_errors.values()), clone_errors
@@ -219,6 +268,23 @@ def test_every_signature_matches_the_keras_models(exported, fresh):
 
     expected_raw = g_rgb([fresh["x"], fresh["condition"]], training=False).numpy()
     np.testing.assert_allclose(out["generator/image"], expected_raw, atol=1e-5)
+    # Probabilities (rows summing to 1) pass the generator's condition check.
+    expected_soft = g_rgb([fresh["x"], fresh["probabilities"]], training=False).numpy()
+    np.testing.assert_allclose(out["generator_probabilities/image"], expected_soft, atol=1e-5)
+
+
+def test_max_encoded_pixels_is_the_bound_and_is_read_before_decoding(deploy_run):
+    # export's --max_encoded_pixels reaches the graph: a 40x48 PNG passes at 1920 pixels, not at 1919.
+    g_rgb = deploy_run["models"]["g_rgb"]
+    png, jpeg = (tf.io.encode_png(np.zeros((40, 48, 3), np.uint8)), tf.io.encode_jpeg(np.zeros((40, 48, 3), np.uint8)))
+    ok = signatures.ServingFunctions(g_rgb, None, 32, max_encoded_pixels=40 * 48)
+    assert ok.translate_encoded(tf.stack([png, jpeg]), tf.constant("happy"))["image_bytes"].shape == (2,)
+    tight = tf.function(signatures.ServingFunctions(g_rgb, None, 32, max_encoded_pixels=40 * 48 - 1).translate_encoded)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"index\(es\)\] \[0 1\] \[declare \(height, width\)\] \[\[40 48\]\s*\[40 48\]\].*1919 pixels"):
+        tight(tf.stack([png, jpeg]), tf.constant("happy"))
+    with pytest.raises(ValueError, match="max_encoded_pixels must be >= 1"):
+        signatures.ServingFunctions(g_rgb, None, 32, max_encoded_pixels=0)
 
 
 @pytest.mark.parametrize("case", sorted(EXPECTED_ERRORS))

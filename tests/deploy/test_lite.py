@@ -55,7 +55,8 @@ def test_lite_on_a_face_and_on_a_photo_without_one(clis):
     assert no_face.returncode == 1
     assert "no face found" in no_face.stderr and "landscape.png" in no_face.stderr
     assert not (work / "none.png").exists()
-    assert bad_name.returncode == 1 and "joyful" in bad_name.stderr
+    # A bad flag value is a usage error (exit code 2, expr3d.cli), refused while parsing.
+    assert bad_name.returncode == 2 and "--expression=joyful" in bad_name.stderr
 
 
 def test_lite_never_writes_over_its_input_or_an_existing_file(clis):
@@ -65,7 +66,8 @@ def test_lite_never_writes_over_its_input_or_an_existing_file(clis):
     assert over_input.returncode == 1 and "--output=" in over_input.stderr
     assert "same file as --image=" in over_input.stderr
     assert existing.returncode == 1 and "exists; pass --overwrite" in existing.stderr
-    assert over_model.returncode == 1 and "--crop_output=" in over_model.stderr and "--model=" in over_model.stderr
+    # Over the model: refused while parsing already, a .tflite name is no image format lite writes (exit code 2).
+    assert over_model.returncode == 2 and "--crop_output=" in over_model.stderr and ".tflite" in over_model.stderr
     for result in (over_input, existing, over_model):
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # one line, no traceback
     assert not unchanged(context["inputs_before"], snapshot(*context["inputs_before"]))

@@ -36,7 +36,18 @@ def cli_commands(exported, work):
     landscape = work / "landscape_only"
     landscape.mkdir()
     pipeline.write_image(str(landscape / "hills.png"), fixtures.no_face_image())
+    # A face photo whose file name is not UTF-8, beside a decompression bomb: the first translated, the second
+    # refused from its header (before decoding), neither stopping the run.
+    odd = work / "odd_names"
+    odd.mkdir()
+    pipeline.write_image(str(odd / "face.png"), fixtures.rendered_face(identity=3, size=160))
+    os.rename(os.fsencode(odd / "face.png"), os.fsencode(odd) + b"/caf\xe9.png")
+    from tests.deploy.test_export import png_bomb
+
+    (odd / "bomb.png").write_bytes(png_bomb(100000, 100000))
     commands = {
+        "synthesize_odd_names": ["-m", "expr3d.synthesize", f"--saved_model={exported['base']}", f"--images={odd}",
+                                 "--expressions=happy", f"--output={work / 'odd_out'}"],
         "synthesize_into_input": ["-m", "expr3d.synthesize", f"--saved_model={exported['base']}",
                                   f"--images={mixed}", f"--output={mixed}", "--overwrite"],
         "synthesize_all_skipped": ["-m", "expr3d.synthesize", f"--saved_model={exported['base']}",
@@ -46,7 +57,7 @@ def cli_commands(exported, work):
         "synthesize_taken": ["-m", "expr3d.synthesize", f"--saved_model={exported['base']}", f"--images={photos}",
                              f"--output={taken}"],
     }
-    return commands, dict(output=output, taken=taken, mixed=mixed, mixed_before=snapshot(mixed))
+    return commands, dict(output=output, taken=taken, mixed=mixed, mixed_before=snapshot(mixed), odd_out=work / "odd_out")
 
 
 def test_synthesize_a_folder_with_faces_a_landscape_and_a_broken_file(clis):
@@ -84,6 +95,24 @@ def test_synthesize_never_replaces_an_input_and_fails_when_nothing_was_translate
     assert sorted(os.listdir(context["mixed"])) == ["grid.png", "my.txt"]
     skipped = results["synthesize_all_skipped"]
     assert skipped.returncode == 1 and "no photo translated: 1 without a face, 0 unreadable" in skipped.stderr
+
+
+def test_a_non_utf8_name_is_translated_and_a_bomb_skipped_by_name(clis):
+    results, context = clis["results"], clis["contexts"]["test_synthesize"]
+    result, output = results["synthesize_odd_names"], context["odd_out"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((output / "summary.json").read_text(encoding="utf-8"))
+    assert [os.path.basename(p["image"]) for p in summary["processed"]] == ["caf\\xe9.png"]
+    assert summary["processed"][0]["outputs"]["happy"] == os.path.join("caf\ufffd", "happy.png")
+    assert (output / "caf\ufffd" / "happy.png").exists()
+    [refused] = summary["unreadable"]
+    assert refused["image"].endswith("bomb.png") and "declares 100000x100000 pixels" in refused["error"]
+    assert "Traceback" not in result.stderr
+
+
+def test_output_stems_are_utf8_and_unique():
+    assert synthesize.output_stems(["/p/caf\udce9.jpg", "/p/caf\udce9.png", "/p/x.jpg"]) == [
+        "caf\ufffd", "caf\ufffd_", "x"]
 
 
 def test_argument_errors(tmp_path):

@@ -117,7 +117,8 @@ def write_run(directory, generator=None, with_depth=True, depth_weight=0.1, geom
     names = ("g_rgb", "d_rgb", "g_depth", "d_depth") if with_depth else ("g_rgb", "d_rgb")
     for name in names:
         networks[name].save(os.path.join(directory, "models", f"{name}.keras"))
-    flags = {"geometry": geometry, "depth_weight": depth_weight, "confidence_penalty": 0.1, "seed": seed}
+    flags = {"geometry": geometry, "depth_weight": depth_weight, "confidence_penalty": 0.1,
+             "confidence_penalty_on": "critic", "seed": seed}
     with open(os.path.join(directory, "config.json"), "w") as f:
         json.dump({"flags": flags, "model_config": config.to_dict(), "dataset": {"image_size": 32}, "step": 6,
                    "versions": {}}, f)

@@ -14,7 +14,7 @@ def test_cli_trains_on_the_train_split_and_saves_metadata(tmp_path):
     data = fixtures.write_paired_dataset(str(tmp_path / "data"))
     output = str(tmp_path / "clf")
     command = [sys.executable, "-m", "expr3d.metrics.classifier", f"--data_dir={data}", f"--output={output}",
-               "--epochs=1", "--max_steps_per_epoch=2", "--batch_size=4", "--width=4"]
+               "--epochs=1", "--max_steps_per_epoch=2", "--batch_size=4", "--width=4", "--min_judge_accuracy=0"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     with open(os.path.join(output, classifier.METADATA_FILE)) as f:
@@ -72,3 +72,12 @@ def test_bad_training_options_are_named(tmp_path):
         classifier.train_classifier(str(tmp_path), str(tmp_path / "c"), precision="float64")
     with pytest.raises(ValueError, match="--lr_schedule"):
         classifier.train_classifier(str(tmp_path), str(tmp_path / "c"), lr_schedule="step")
+
+
+def test_output_check_covers_both_files(tmp_path):
+    from expr3d import outputs
+
+    (tmp_path / "classifier.json").write_text("{}")  # an earlier classifier whose model file was moved away
+    with pytest.raises(outputs.OutputError, match=r"already holds classifier.json.*--overwrite"):
+        classifier.train_classifier(str(tmp_path / "data"), str(tmp_path))
+    assert (tmp_path / "classifier.json").read_text() == "{}"

@@ -87,7 +87,8 @@ def test_sample_grid_shows_the_masks(tiny_dataset):
     outputs = gan.sample_outputs(tf.constant(samples["image"]), tf.constant([3, 5]))
     assert outputs["attention"].shape == (2, 32, 32, 1)
     grid = summaries.render_samples(gan, samples, "depth", show_geometry=True)
-    assert grid.shape[0] == 2 * 3 * 32 + 7 * 2  # per source: outputs, masks, geometry
+    header = summaries.header_height(summaries.gan_column_labels(), 32)  # the column labels
+    assert grid.shape[0] == header + 2 * 3 * 32 + 7 * 2  # per source: outputs, masks, geometry
 
 
 # --- the CLI --------------------------------------------------------------------------------------------------------

@@ -67,3 +67,77 @@ def test_checkpoints_and_keras_files_get_ordinary_permissions(tmp_path):
     saved = tmp_path / "models" / "tiny.keras"
     assert os.stat(saved).st_mode & 0o777 == default_permissions()
     assert sorted(os.listdir(tmp_path / "models")) == ["tiny.keras"]
+
+
+# --- damaged checkpoints: fall back to the previous complete one --------------------------------------------------
+
+def _three_checkpoints(directory):
+    ckpt = _checkpoint(0.0)
+    manager = checkpoints.AtomicCheckpointer(str(directory), ckpt, keep=3)
+    for step in (1, 2, 3):
+        ckpt.v.assign(np.full(3, step, np.float32))
+        manager.save(step)
+    return [os.path.join(str(directory), f"ckpt-{step:09d}") for step in (1, 2, 3)]
+
+
+def _damage(step_dir, how):
+    data, index = os.path.join(step_dir, "ckpt.data-00000-of-00001"), os.path.join(step_dir, "ckpt.index")
+    if how == "missing_index":
+        os.remove(index)
+        return
+    path = index if how == "corrupt_index" else data
+    with open(path, "rb") as handle:
+        content = bytearray(handle.read())
+    if how == "truncated_data":
+        content = content[: len(content) // 2]
+    else:  # flip one byte in the middle: a checksum mismatch
+        content[len(content) // 2] ^= 0xFF
+    with open(path, "wb") as handle:
+        handle.write(bytes(content))
+
+
+@pytest.mark.parametrize("how", ["truncated_data", "missing_index", "corrupt_index", "flipped_data"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, how):
+    dirs = _three_checkpoints(tmp_path)
+    _damage(dirs[2], how)
+    restored, warnings = _checkpoint(0.0), []
+    manager = checkpoints.AtomicCheckpointer(str(tmp_path), restored, keep=3)
+    assert manager.restore_latest(warn=warnings.append) == 2
+    np.testing.assert_array_equal(restored.v.numpy(), [2, 2, 2])
+    assert len(warnings) == 1 and dirs[2] in warnings[0] and manager.restored_prefix == os.path.join(dirs[1], "ckpt")
+    # The damaged one is kept for inspection under a name no reader takes, so step 3 can be saved afresh.
+    assert os.path.isdir(dirs[2] + ".damaged") and not os.path.exists(dirs[2])
+    assert checkpoints.AtomicCheckpointer.list_steps(str(tmp_path)) == [1, 2]
+    manager.save(3)
+    assert checkpoints.AtomicCheckpointer(str(tmp_path), _checkpoint(0.0), keep=3).restore_latest() == 3
+
+
+def test_no_readable_checkpoint_stops_naming_every_file(tmp_path):
+    dirs = _three_checkpoints(tmp_path)
+    for step_dir, how in zip(dirs, ("truncated_data", "missing_index", "flipped_data")):
+        _damage(step_dir, how)
+    with pytest.raises(checkpoints.CheckpointError) as error:
+        checkpoints.AtomicCheckpointer(str(tmp_path), _checkpoint(0.0), keep=3).restore_latest()
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"no readable checkpoint in {tmp_path}")
+    assert all(step_dir in message for step_dir in dirs) and "ckpt.index is missing" in message
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(d) for d in dirs]  # nothing moved when none reads
+
+
+def test_stage_loop_resumes_with_another_input_pipeline(tiny_dataset, tmp_path):
+    """A run checkpointed by the strict pipeline resumes with --skip_corrupt's (other tf.data stages, so the saved
+    data position does not fit): networks, optimizers and the step are restored, the data stream starts afresh."""
+    from tests.training.test_loop import _loop
+
+    # 1 then 2 iterations: critic updates only (n_critic 3), one traced step function per loop.
+    loop, trainer, _ = _loop(tiny_dataset, str(tmp_path), num_steps=1)
+    assert loop.run() == "complete"
+    weights = trainer.d_depth.get_weights()
+    loop, trainer, _ = _loop(tiny_dataset, str(tmp_path), num_steps=2, skip_corrupt=True)
+    warnings = []
+    loop.warn = warnings.append
+    assert loop.restore() == 1
+    assert len(warnings) == 1 and "data position" in warnings[0] and "ckpt-000000001" in warnings[0]
+    for restored, saved in zip(trainer.d_depth.get_weights(), weights):
+        np.testing.assert_array_equal(restored, saved)
+    assert loop.run() == "complete" and int(trainer.iteration.numpy()) == 2

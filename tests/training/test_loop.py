@@ -11,13 +11,13 @@ from expr3d.training.schedules import LinearDecaySchedule
 from tests.training.helpers import tiny_networks
 
 
-def _loop(data_dir, stage_dir, num_steps, stop=None):
+def _loop(data_dir, stage_dir, num_steps, stop=None, skip_corrupt=False):
     networks = tiny_networks()
     trainer = DepthPretrainer(networks["g_depth"], networks["d_depth"], perceptual_weight=0.0, n_critic=3)
     trainer.compile(g_optimizer=runtime.make_optimizer(1e-3, 0.5, 0.999, False, "g"),
                     d_optimizer=runtime.make_optimizer(1e-3, 0.5, 0.999, False, "d"))
     trainer.build_optimizers()
-    dataset = inputs.training_dataset(data_dir, 4, 32, "depth", 8, seed=1)
+    dataset = inputs.training_dataset(data_dir, 4, 32, "depth", 8, seed=1, skip_corrupt=skip_corrupt)
     schedules = {key: LinearDecaySchedule(1e-3, num_steps, decay_every=2) for key in ("g_depth", "d_depth")}
     seen = []
     loop = StageLoop(trainer, tf.distribute.get_strategy(), dataset, stage_dir, num_steps, schedules,

@@ -40,3 +40,20 @@ def test_one_depth_guided_iteration_under_mixed_precision(tiny_dataset, policy):
         assert out.dtype == src.dtype == cls.dtype == tf.float32  # final activations in float32
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_auto_precision_picks_bfloat16_only_where_the_cpu_computes_it(tmp_path, monkeypatch):
+    from expr3d.training import runtime
+
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("flags\t\t: fpu sse sse2 avx avx2 fma\n")
+    amx = tmp_path / "amx"
+    amx.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    assert not runtime.cpu_has_native_bfloat16(str(avx2))
+    assert runtime.cpu_has_native_bfloat16(str(amx))
+    assert not runtime.cpu_has_native_bfloat16(str(tmp_path / "missing"))
+    assert runtime.resolve_precision("float32") == "float32"
+    monkeypatch.setattr(runtime, "cpu_has_native_bfloat16", lambda: False)
+    assert runtime.resolve_precision("auto") == "float32"  # this test machine has no GPU
+    monkeypatch.setattr(runtime, "cpu_has_native_bfloat16", lambda: True)
+    assert runtime.resolve_precision("auto") == "mixed_bfloat16"

@@ -58,3 +58,38 @@ def test_attention_masks_add_a_row_under_each_source():
     tile = summaries.mask_tile(np.full((2, 2, 1), 0.5, np.float32))
     assert tile.shape == (2, 2, 3) and tile.dtype == np.uint8 and np.all(tile == 128)
     assert summaries.gan_stage_grid(samples, outputs, "depth", show_geometry=False).shape[0] == 4 * size + 5 * 2
+
+
+def test_grids_carry_a_header_naming_each_column():
+    from expr3d.labels import EXPRESSIONS
+
+    assert summaries.gan_column_labels() == ("source",) + tuple(EXPRESSIONS)
+    for size in (32, 48, 64, 128):
+        labels = summaries.gan_column_labels()
+        grid = np.full((2 * size + 3 * 2, 9 * size + 10 * 2, 3), 128, np.uint8)
+        labelled = summaries.with_column_labels(grid, labels, size)
+        height = summaries.header_height(labels, size)
+        assert 12 <= height <= 40 and labelled.shape == (height + grid.shape[0],) + grid.shape[1:]
+        assert np.array_equal(labelled[height:], grid)
+        header = labelled[:height]
+        for column in range(len(labels)):  # dark text over every column, nothing but white in the gutters' edges
+            left = 2 + column * (size + 2)
+            assert header[:, left:left + size].min() < 100, (size, labels[column])
+        assert header[0].min() == 255 and header[-1].min() == 255  # a blank line above and below the text
+    # One label per column at 48 px and up; the wider depth-stage labels alternate over two lines at 48 px.
+    assert summaries.header_height(summaries.gan_column_labels(), 48) < summaries.header_height(
+        summaries.depth_column_labels("depth"), 48)
+
+
+def test_training_samples_are_different_identities(tmp_path):
+    from expr3d.training import inputs
+    from tests.metrics import fixtures
+
+    # A paired test split stored identity by identity: the first 8 examples are ONE person under 8 expressions.
+    data = fixtures.write_paired_dataset(str(tmp_path / "data"), num_pairs=4)
+    samples = inputs.sample_batch(data, 4, 32, "depth")
+    assert sorted(samples["identity"].tolist()) == [0, 1, 2, 3]
+    assert samples["expression"].tolist() == [0, 1, 2, 3]  # and different source expressions
+    assert samples["image"].shape == (4, 32, 32, 3) and samples["geometry"].shape == (4, 32, 32, 3)
+    more = inputs.sample_batch(data, 6, 32, "depth")  # fewer identities than sources: filled with other faces
+    assert len(more["identity"]) == 6 and set(more["identity"].tolist()) == {0, 1, 2, 3}

@@ -158,8 +158,12 @@ def test_cli_end_to_end_outputs(runs):
         "ckpt-000000002", "ckpt-000000004", "ckpt-000000006"]
     assert os.path.exists(os.path.join(model_dir, "samples", "gan-000000006.png"))
     grid = tf.io.decode_png(tf.io.read_file(os.path.join(model_dir, "samples", "gan-latest.png"))).numpy()
-    # 2 sources x (image row + depth row), 1 + 8 columns of 32 px with 2 px gutters.
-    assert grid.shape == (4 * 32 + 5 * 2, 9 * 32 + 10 * 2, 3)
+    # A header strip naming the columns, then 2 sources x (image row + depth row), 1 + 8 columns of 32 px with 2 px
+    # gutters.
+    from expr3d.training import summaries
+
+    header = summaries.header_height(summaries.gan_column_labels(), 32)
+    assert grid.shape == (header + 4 * 32 + 5 * 2, 9 * 32 + 10 * 2, 3)
     tags = {}
     for path in glob.glob(os.path.join(model_dir, "logs", "*", "events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(path):

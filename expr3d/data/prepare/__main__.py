@@ -6,11 +6,12 @@ r"""Build AffectNet-D / RaFD-D style RGB + depth + normals TFRecords from your o
 
 See docs/prepare.md for the whole walk-through (reconstruct, prepare, review, reject, train).
 """
-import sys
+from absl import flags
 
-from absl import app, flags
-
+from expr3d import cli
 from expr3d.data.prepare import build, depth_sources, quality
+
+PROGRAM = "expr3d.data.prepare"
 
 FLAGS = flags.FLAGS
 
@@ -82,6 +83,28 @@ flags.DEFINE_string("reject_list", "", "Plain-text list of keys or review ids to
 flags.DEFINE_integer("workers", 1, "Parallel worker processes (use the machine's cores).")
 flags.DEFINE_bool("overwrite", False, "Replace an --output holding a different preparation.")
 
+# Bounds, checked while the flags are parsed (one line and exit code 2 when broken; expr3d.cli).
+flags.mark_flags_as_required(["dataset", "images", "output"])
+cli.multiple_of("image_size", 4, 16, "the generators down-sample twice; train's critics need a multiple of "
+                "2**d_num_layers")
+cli.at_least("min_image_size", 1)
+cli.at_least("min_face_size", 1)
+cli.at_least("max_hole_px", 0, "0 = fill holes of any size")
+cli.at_least("max_per_class", 0, "0 = keep all")
+cli.at_least("examples_per_shard", 1)
+cli.at_least("workers", 1)
+cli.seed("seed")
+cli.at_least("margin", 0.0)
+cli.in_range("test_split", 0.0, 1.0, high_open=True)
+for _name in ("min_coverage", "max_hole_fraction", "max_outliers", "max_discontinuity", "min_box_iou"):
+    cli.in_range(_name, 0.0, 1.0)
+cli.at_least("focal_px", 0.0, "0 = unset; --camera=perspective needs > 0")
+for _name in ("ortho_scale", "depth_scale", "model_depth_range"):
+    cli.positive(_name)
+cli.in_range("model_mask_threshold", -1.0, 1.0)
+cli.check("rafd_angles", lambda angles: all(a.strip() in ("0", "45", "90", "135", "180") for a in angles),
+          "a list of RaFD camera angles among 0, 45, 90, 135, 180")
+
 
 def config_from_flags():
     settings = depth_sources.SourceSettings(
@@ -101,10 +124,7 @@ def config_from_flags():
     thresholds = quality.Thresholds(min_coverage=FLAGS.min_coverage, max_hole_fraction=FLAGS.max_hole_fraction,
                                     max_outliers=FLAGS.max_outliers, max_discontinuity=FLAGS.max_discontinuity,
                                     min_box_iou=FLAGS.min_box_iou)
-    try:
-        angles = [int(a) for a in FLAGS.rafd_angles]
-    except ValueError:
-        raise app.UsageError(f"--rafd_angles must be integers, got {FLAGS.rafd_angles}") from None
+    angles = [int(a) for a in FLAGS.rafd_angles]  # checked by the flag's validator
     return build.Config(
         dataset=FLAGS.dataset, images=FLAGS.images, annotations=FLAGS.annotations,
         test_annotations=FLAGS.test_annotations, depth_source=FLAGS.depth_source, source=source,
@@ -117,28 +137,23 @@ def config_from_flags():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    for name in ("dataset", "images", "output"):
-        if not getattr(FLAGS, name):
-            raise app.UsageError(f"--{name} is required")
+    cli.no_arguments(argv)
     import os
 
     if not os.path.isdir(FLAGS.images):
-        raise app.UsageError(f"--images {FLAGS.images} is not a directory")
-    if not 0.0 <= FLAGS.test_split < 1.0:
-        raise app.UsageError(f"--test_split must be in [0, 1), got {FLAGS.test_split}")
-    if FLAGS.image_size < 16 or FLAGS.examples_per_shard < 1 or FLAGS.workers < 1:
-        raise app.UsageError("--image_size must be >= 16, --examples_per_shard and --workers >= 1")
+        raise NotADirectoryError(f"--images={FLAGS.images} is not a directory")
+    if FLAGS.camera == "perspective" and FLAGS.depth_source != "model" and not FLAGS.focal_px > 0:
+        raise cli.UsageError("--camera=perspective needs --focal_px > 0")
     config = config_from_flags()
-    try:
-        build.run(config, FLAGS.output, workers=FLAGS.workers, overwrite=FLAGS.overwrite,
-                  reject_list=FLAGS.reject_list, log=lambda text: print(text, flush=True))
-    except (build.OutputError, ValueError, FileNotFoundError) as error:
-        print(f"prepare: error: {error}", file=sys.stderr)
-        return 2
+    report = build.run(config, FLAGS.output, workers=FLAGS.workers, overwrite=FLAGS.overwrite,
+                       reject_list=FLAGS.reject_list, log=lambda text: print(text, flush=True))
+    totals = report["totals"]
+    if not totals["written"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in report["skip_counts"].items()) or "none"
+        raise cli.NothingDone(f"no face written: {totals['skipped']} skipped ({reasons}) of {totals['listed']} "
+                              f"listed in --images={FLAGS.images}; see {os.path.join(FLAGS.output, 'report.txt')}")
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, PROGRAM)

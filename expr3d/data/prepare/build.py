@@ -230,9 +230,9 @@ class _Skipped(Exception):
         self.detail = detail
 
 
-def _face_box(config, item, image, data, source):
+def _face_box(config, item, loaded, data, source):
     """(box, angle_deg, box_is_from_depth) in source pixels, or raise _Skipped("no_face")."""
-    height, width = image.shape[:2]
+    height, width = loaded.source_shape
     if config.crop == "full":
         side = min(height, width)
         return ((width - side) / 2.0, (height - side) / 2.0, side, side), 0.0, False
@@ -244,10 +244,11 @@ def _face_box(config, item, image, data, source):
     if config.crop == "auto" and item.box is not None:
         eyes = faces.landmark_eyes(item.landmarks) if config.align_eyes else None
         return item.box, faces.eye_angle(*eyes) if eyes else 0.0, False
-    found = faces.detect_face(image, min_face=config.min_face_size)
+    # Detected on the working image (a huge photo is downscaled: expr3d.image_files), the box in source pixels.
+    found = faces.detect_face(loaded.rgb, min_face=max(1, round(config.min_face_size * min(loaded.scale))))
     if found is None:
         raise _Skipped("no_face", "no face found by the Haar cascade")
-    return found.box, found.angle_deg if config.align_eyes else 0.0, False
+    return loaded.to_source_box(found.box), found.angle_deg if config.align_eyes else 0.0, False
 
 
 def prepare_item(item, config, source, thresholds):
@@ -260,19 +261,18 @@ def prepare_item(item, config, source, thresholds):
     except faces.ImageError as error:
         raise _Skipped(error.reason, str(error)) from None
     record["notes"].extend(loaded.notes)
-    image = loaded.rgb
     try:
-        data = source.load(item, image.shape)
+        data = source.load(item, loaded.source_shape)
     except depth_sources.SourceError as error:
         raise _Skipped(error.reason, str(error)) from None
-    box, angle, from_depth = _face_box(config, item, image, data, source)
+    box, angle, from_depth = _face_box(config, item, loaded, data, source)
     if min(box[2], box[3]) < config.min_face_size:
         raise _Skipped("tiny_face", f"face box {box[2]:.0f}x{box[3]:.0f} px is below --min_face_size="
                                     f"{config.min_face_size}")
     margin = 0.0 if config.crop == "full" else config.margin
     size = config.image_size
     matrix = faces.crop_matrix(box, size, margin=margin, angle_deg=angle)
-    crop = faces.warp_image(image, matrix, size)
+    crop = faces.warp_image(loaded.rgb, loaded.to_working(matrix), size)
     try:
         geom = source.render(data, matrix, size, crop)
     except depth_sources.SourceError as error:

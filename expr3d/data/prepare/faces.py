@@ -8,65 +8,69 @@ source pixels to output pixels; `cv2.warpAffine(src, M, (S, S))` applies it. It 
 scale + translation), so depth in pixel units scales by `crop_scale(M)` and normals rotate about the optical axis.
 """
 import dataclasses
-import os
 
 import cv2
 import numpy as np
 
+from expr3d import image_files
 from expr3d.faces import (  # noqa: F401  (re-exported: prepare's public names)
     FaceBox, box_corners, crop_matrix, crop_scale, detect_eyes, detect_face, detect_faces, eye_angle,
     transform_points)
 
 
-class ImageError(ValueError):
-    """An image cannot be used; `reason` is a report code, the message names the file."""
-
-    def __init__(self, reason, message):
-        super().__init__(message)
-        self.reason = reason
+# An image that cannot be used; `reason` is a report code ("missing_path", "unreadable_image", "oversized_image",
+# "tiny_image"), the message names the file. One class with the photo readers of lite/synthesize.
+ImageError = image_files.ImageFileError
 
 
 @dataclasses.dataclass
 class LoadedImage:
-    rgb: np.ndarray  # uint8 [H, W, 3]
-    notes: list  # conversions applied, e.g. ["grayscale converted to RGB"]
+    """A source image as prepare works on it.
 
-
-def _jpeg_components(data):
-    """Number of colour components in a JPEG's frame header (4 = CMYK/YCCK), or None if not a JPEG/unknown."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    pos = 2
-    while pos + 4 <= len(data):  # walk JPEG markers up to the frame header (a handful of segments)
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            pos += 2
-            continue
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return data[pos + 9] if pos + 9 < len(data) else None
-        pos += 2 + length
-    return None
-
-
-def load_image(path, min_size=32):
-    """Read any common image as uint8 RGB, converting (and noting) grayscale, alpha, palette, CMYK and 16-bit input.
-
-    Raises ImageError("missing_path" | "unreadable_image" | "tiny_image", ...) naming the file.
+    rgb: uint8 [h, w, 3], EXIF-oriented, at most image_files.MAX_WORKING_PIXELS (a larger photo is downscaled).
+    notes: conversions applied, e.g. ["grayscale converted to RGB"].
+    source_size: (width, height) of the photo in its file, after EXIF orientation: the coordinates of annotation
+        boxes, landmarks, depth maps and meshes.
+    scale: (sx, sy) = rgb's size / source_size (1.0 unless downscaled); `to_working` turns a source crop matrix into
+        one for `rgb`.
     """
-    if not os.path.isfile(path):
-        raise ImageError("missing_path", f"{path}: no such file")
-    with open(path, "rb") as handle:
-        data = handle.read()
-    if not data:
-        raise ImageError("unreadable_image", f"{path}: empty file")
-    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if raw is None or raw.size == 0:
-        raise ImageError("unreadable_image", f"{path}: not a decodable image (corrupt or unsupported format)")
-    notes = []
-    if _jpeg_components(data) == 4:
+
+    rgb: np.ndarray
+    notes: list
+    source_size: tuple = None
+    scale: tuple = (1.0, 1.0)
+
+    @property
+    def source_shape(self):
+        """(height, width) of the source image (what the depth sources expect)."""
+        return (self.source_size[1], self.source_size[0]) if self.source_size else self.rgb.shape[:2]
+
+    def to_working(self, matrix):
+        """A 2x3 source-pixel -> crop matrix as a `rgb`-pixel -> crop matrix (index convention)."""
+        sx, sy = self.scale
+        if sx == 1.0 and sy == 1.0:
+            return matrix
+        # i_working = (i_source + 0.5) * s - 0.5, so i_source = (i_working + 0.5) / s - 0.5.
+        back = np.array([[1.0 / sx, 0.0, 0.5 / sx - 0.5], [0.0, 1.0 / sy, 0.5 / sy - 0.5], [0.0, 0.0, 1.0]])
+        return (np.vstack([matrix, [0.0, 0.0, 1.0]]) @ back)[:2]
+
+    def to_source_box(self, box):
+        """A (x, y, w, h) box in `rgb` pixels (continuous coordinates) in source pixels."""
+        sx, sy = self.scale
+        return (box[0] / sx, box[1] / sy, box[2] / sx, box[3] / sy)
+
+
+def load_image(path, min_size=32, max_pixels=image_files.MAX_WORKING_PIXELS):
+    """Read any common image as uint8 RGB, converting (and noting) grayscale, alpha, palette, CMYK and 16-bit input;
+    EXIF orientation applied (as lite and synthesize do), huge photos decoded reduced or downscaled to `max_pixels`
+    and decompression bombs refused before decoding (expr3d.image_files).
+
+    Raises ImageError("missing_path" | "unreadable_image" | "oversized_image" | "tiny_image", ...) naming the file.
+    """
+    decoded = image_files.read(path, unchanged=True, max_pixels=max_pixels)
+    raw = decoded.image
+    notes = list(decoded.notes)
+    if decoded.header.components == 4:
         # libjpeg already converted CMYK/YCCK to 3-channel BGR; say so, colours of Adobe CMYK files may be off.
         notes.append("CMYK JPEG converted to RGB")
     if raw.dtype == np.uint16:
@@ -93,10 +97,11 @@ def load_image(path, min_size=32):
         bgr = raw
     else:
         raise ImageError("unreadable_image", f"{path}: {raw.shape[2]} channels")
-    height, width = bgr.shape[:2]
+    width, height = decoded.width, decoded.height
     if min(height, width) < min_size:
         raise ImageError("tiny_image", f"{path}: {width}x{height} is smaller than {min_size} px")
-    return LoadedImage(rgb=np.ascontiguousarray(bgr[..., ::-1]), notes=notes)
+    return LoadedImage(rgb=np.ascontiguousarray(bgr[..., ::-1]), notes=notes, source_size=(width, height),
+                       scale=decoded.scale)
 
 
 # --- crops -------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from expr3d.image_files import printable
 from expr3d.labels import EXPRESSIONS, expression_id
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -61,6 +62,25 @@ class Skip:
         return dataclasses.asdict(self)
 
 
+NON_UTF8_NAME = "non_utf8_name"
+
+
+def is_utf8(path):
+    """False for a name holding bytes that are not UTF-8 (a Linux file name from another locale: Python keeps such
+    bytes as surrogate escapes, which cannot be stored as an example key or written to a UTF-8 report)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _non_utf8_skip(rel_path, split=None):
+    shown = printable(rel_path)
+    return Skip(os.path.splitext(shown)[0], shown, NON_UTF8_NAME, "the file name is not valid UTF-8 (example keys "
+                "and reports are UTF-8): rename the file to prepare it", split)
+
+
 def _safe_rel_path(images_dir, rel):
     """Normalise a relative image path; None if it is absolute or escapes the images folder."""
     rel = rel.strip().replace("\\", "/")
@@ -80,6 +100,13 @@ def read_affectnet(csv_path, images_dir, split=None):
     """
     if not os.path.isfile(csv_path):
         raise FileNotFoundError(f"--annotations {csv_path}: no such file")
+    try:
+        return _read_affectnet_rows(csv_path, images_dir, split)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"--annotations {csv_path}: not UTF-8 text ({error})") from None
+
+
+def _read_affectnet_rows(csv_path, images_dir, split):
     items, skipped = [], []
     seen = set()
     with open(csv_path, newline="", encoding="utf-8-sig") as handle:
@@ -158,16 +185,20 @@ def parse_rafd_name(filename):
 
 
 def _image_files(root):
-    """Image paths under `root`, relative, sorted (recursive; hidden folders skipped)."""
-    found, ignored = [], []
+    """(image paths, other files, image paths whose name is not UTF-8) under `root`, relative, sorted (recursive;
+    hidden folders skipped)."""
+    found, ignored, non_utf8 = [], [], []
     for directory, subdirs, files in os.walk(root):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         for name in sorted(files):
             rel = os.path.relpath(os.path.join(directory, name), root)
             if name.startswith("."):
                 continue
-            (found if name.lower().endswith(IMAGE_EXTENSIONS) else ignored).append(rel)
-    return found, ignored
+            if not name.lower().endswith(IMAGE_EXTENSIONS):
+                ignored.append(rel)
+            else:
+                (found if is_utf8(rel) else non_utf8).append(rel)
+    return found, ignored, non_utf8
 
 
 def read_rafd(images_dir, angles=(90,), gazes=RAFD_GAZES):
@@ -176,8 +207,8 @@ def read_rafd(images_dir, angles=(90,), gazes=RAFD_GAZES):
     identity: one id per subject (number + ethnicity + gender, numbered in sorted order); pair_id: one per
     (subject, angle, gaze), shared by the 8 expressions. group = subject, for subject-disjoint splits.
     """
-    files, _ = _image_files(images_dir)
-    items, skipped = [], []
+    files, _, non_utf8 = _image_files(images_dir)
+    items, skipped = [], [_non_utf8_skip(rel) for rel in non_utf8]
     parsed = []
     for rel in files:  # file names; parsing is per name by nature
         fields = parse_rafd_name(rel)
@@ -225,7 +256,10 @@ def read_folder(images_dir):
         base = os.path.join(images_dir, prefix)
         for name in sorted(d for d in os.listdir(base) if os.path.isdir(os.path.join(base, d))
                            and not d.startswith(".")):
-            files, _ = _image_files(os.path.join(base, name))
+            files, _, non_utf8 = _image_files(os.path.join(base, name))
+            if not is_utf8(name):
+                files, non_utf8 = [], files + non_utf8
+            skipped.extend(_non_utf8_skip(os.path.join(prefix, name, rel), split) for rel in non_utf8)
             try:
                 label = expression_id(name)
             except ValueError:

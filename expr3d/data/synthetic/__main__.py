@@ -11,8 +11,12 @@ import sys
 # Quiet TensorFlow start-up chatter here and in the worker processes (they inherit the environment).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags
+from absl import flags
 
+from expr3d import cli
+from expr3d.data.synthetic.dataset import MAX_SIZE, MIN_SIZE, SIZE_STEP
+
+PROGRAM = "expr3d.data.synthetic"
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output", None, "Output dataset directory.")
 flags.DEFINE_integer("num_identities", 1000, "Identities in total (train + test).")
@@ -24,30 +28,32 @@ flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).")
 flags.DEFINE_integer("examples_per_shard", 512, "Examples per TFRecord shard.")
 flags.DEFINE_boolean("overwrite", False, "Replace the dataset an earlier run wrote in --output (only the files it "
                      "wrote; anything else there is left alone).")
+# Bounds, checked while the flags are parsed (one line and exit code 2 when broken; expr3d.cli).
+flags.mark_flag_as_required("output")
+cli.at_least("num_identities", 2, "identities are split between train and test")
+cli.check("image_size", lambda v: MIN_SIZE <= v <= MAX_SIZE and v % SIZE_STEP == 0,
+          f"a multiple of {SIZE_STEP} from {MIN_SIZE} to {MAX_SIZE}")
+cli.seed("seed")
+cli.in_range("test_fraction", 0.0, 1.0, low_open=True, high_open=True)
+cli.at_least("images_per_identity", 1)
+cli.at_least("workers", 1, "default: all cores")
+cli.at_least("examples_per_shard", 1)
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.output:
-        raise app.UsageError("--output is required (the dataset directory to write)")
+    cli.no_arguments(argv)
     from expr3d.data.synthetic import dataset
-    from expr3d.outputs import OutputError
 
     try:
         dataset.check_arguments(FLAGS.num_identities, FLAGS.image_size, FLAGS.test_fraction,
                                 FLAGS.images_per_identity, FLAGS.workers, FLAGS.examples_per_shard, FLAGS.seed)
     except ValueError as error:
-        raise app.UsageError(str(error))
-    try:
-        card = dataset.generate_dataset(
-            FLAGS.output, FLAGS.num_identities, FLAGS.image_size, seed=FLAGS.seed,
-            test_fraction=FLAGS.test_fraction, images_per_identity=FLAGS.images_per_identity,
-            workers=FLAGS.workers, overwrite=FLAGS.overwrite, examples_per_shard=FLAGS.examples_per_shard,
-            command=" ".join(["python -m expr3d.data.synthetic"] + sys.argv[1:]))
-    except (FileExistsError, OutputError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        raise cli.UsageError(str(error)) from None
+    card = dataset.generate_dataset(
+        FLAGS.output, FLAGS.num_identities, FLAGS.image_size, seed=FLAGS.seed,
+        test_fraction=FLAGS.test_fraction, images_per_identity=FLAGS.images_per_identity,
+        workers=FLAGS.workers, overwrite=FLAGS.overwrite, examples_per_shard=FLAGS.examples_per_shard,
+        command=" ".join(["python -m expr3d.data.synthetic"] + sys.argv[1:]))
     splits = card["splits"]
     print(f"wrote {FLAGS.output}: " + ", ".join(
         f"{split} {info['num_examples']} faces / {info['num_identities']} identities" for split, info in
@@ -56,4 +62,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, PROGRAM)

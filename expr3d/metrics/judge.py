@@ -1,0 +1,243 @@
+"""A judge a user cannot get wrong: the expression classifier's fitness check and the cached automatic judge.
+
+Fitness: an expression generation rate is only as good as the classifier that judges it. Before the generation pass,
+`expr3d.evaluate` measures the judge's accuracy on the REAL faces of the evaluated test split (the protocol's
+classes) and refuses to report a rate from a judge below `--min_judge_accuracy` (default 0.80; chance is 0.125 for
+8 classes). `python -m expr3d.metrics.classifier` applies the same check to the classifier it has just trained.
+
+The automatic judge (`--classifier=auto`, the evaluator's default): for procedural data (`expr3d.data.synthetic`) a
+classifier trained on OTHER generated identities - a separate procedural dataset rendered with another seed, as the
+synthetic ablation's judge (1,500 identities x 8 renders, 15 epochs, batch 64, bf16; about 8 minutes on 2 CPU cores:
+data ~1 min, training ~7 min) - built once per image size and recipe and cached:
+
+    <cache>/<key>/classifier/{classifier.keras,classifier.json}
+    <cache> = --judge_cache_dir, else $EXPR3D_JUDGE_CACHE, else $XDG_CACHE_HOME/expr3d/judges, else
+              ~/.cache/expr3d/judges
+    <key>   = synthetic-r<renderer version>-<S>px-<N>ids-<E>ep-seed<judge data seed>-v<recipe version>
+
+A second evaluation at the same size reuses it (a log line names the file). The judge's training data is deleted once
+the judge is saved. Concurrent builders of one key wait for each other (a lock file). Real (non-procedural) datasets
+get no automatic judge: train one with `python -m expr3d.metrics.classifier` (docs/evaluation.md, "Classifier").
+
+Prebuild one (e.g. before timing evaluations):
+
+    python -m expr3d.metrics.judge --image_size=64 [--judge_identities=1500 --judge_epochs=15 --judge_cache_dir=DIR]
+"""
+import contextlib
+import fcntl
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+AUTO = "auto"
+MIN_JUDGE_ACCURACY = 0.80
+JUDGE_IDENTITIES = 1500
+JUDGE_EPOCHS = 15
+JUDGE_IMAGES_PER_IDENTITY = 8
+JUDGE_BATCH_SIZE = 64
+JUDGE_PRECISION = "auto"  # bf16 where the hardware has it natively (expr3d.training.runtime.auto_precision)
+# Seed of the judge's procedural identities; any seed other than the evaluated dataset's gives other identities.
+JUDGE_DATA_SEED = 20210105
+RECIPE_VERSION = 1
+CACHE_ENV = "EXPR3D_JUDGE_CACHE"
+PROCEDURAL_GENERATOR = "expr3d.data.synthetic"
+RECIPE = ("docs/evaluation.md, 'The judge': for procedural data pass --classifier=auto (a judge trained on "
+          f"{JUDGE_IDENTITIES:,} other generated identities, cached after its first build); for real data train one "
+          "on more faces with `python -m expr3d.metrics.classifier --data_dir=DATA --output=DIR`")
+
+
+class JudgeRejected(ValueError):
+    """The expression classifier scores below `--min_judge_accuracy` on the evaluated real test split."""
+
+
+def check_threshold(value):
+    """`--min_judge_accuracy` as a float fraction in [0, 1] (ValueError naming the flag otherwise)."""
+    if value is None:
+        return MIN_JUDGE_ACCURACY
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"--min_judge_accuracy must be a fraction in [0, 1]; got {value!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"--min_judge_accuracy is a fraction in [0, 1] (0.80 = 80 %); got {value}")
+    return value
+
+
+def judge_accuracy(predict_logits, batches, classes):
+    """(accuracy, count) of a classifier on real faces of the protocol's `classes`, predictions restricted to them.
+
+    `batches` yields objects (or dicts) with `image` ([-1, 1]) and `expression`.
+    """
+    classes = np.asarray(classes)
+    correct = count = 0
+    for batch in batches:
+        image = batch["image"] if isinstance(batch, dict) else batch.image
+        labels = np.asarray(batch["expression"] if isinstance(batch, dict) else batch.expression)
+        keep = np.isin(labels, classes)
+        if not keep.any():
+            continue
+        logits = np.asarray(predict_logits(np.asarray(image)[keep]))
+        predicted = classes[np.argmax(logits[:, classes], axis=-1)]
+        correct += int(np.sum(predicted == labels[keep]))
+        count += int(keep.sum())
+    return (correct / count if count else float("nan")), count
+
+
+def check_judge(accuracy, count, threshold, classifier, data_dir, num_classes=8, auto=False):
+    """Raise JudgeRejected (one line: measured accuracy, threshold, why, how to do better) when below `threshold`.
+
+    `auto`: the classifier is the automatic judge, so the way to a better one is a larger recipe."""
+    if count and np.isfinite(accuracy) and accuracy >= threshold:
+        return
+    measured = f"{100.0 * accuracy:.1f} %" if count else "nothing (no test faces of the protocol's classes)"
+    recipe = (f"raise --judge_identities (default {JUDGE_IDENTITIES:,}) or --judge_epochs (default {JUDGE_EPOCHS}) "
+              "for a new cached judge (docs/evaluation.md, 'The judge')" if auto else RECIPE)
+    raise JudgeRejected(
+        f"the expression classifier {classifier} scores {measured} on the {count} real test faces of {data_dir} "
+        f"(chance {100.0 / num_classes:.1f} %), below --min_judge_accuracy={threshold:.2f}: an expression generation "
+        f"rate judged by it would measure the judge, not the generator, so none is reported. Get a better judge - "
+        f"{recipe} - or lower --min_judge_accuracy to report it anyway.")
+
+
+# --- the automatic judge --------------------------------------------------------------------------------------------
+
+def default_cache_dir():
+    """$EXPR3D_JUDGE_CACHE, else $XDG_CACHE_HOME/expr3d/judges, else ~/.cache/expr3d/judges."""
+    if os.environ.get(CACHE_ENV):
+        return os.environ[CACHE_ENV]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "expr3d", "judges")
+
+
+def is_procedural(card):
+    return ((card or {}).get("provenance") or {}).get("generator") == PROCEDURAL_GENERATOR
+
+
+def judge_seed(card=None):
+    """The judge's data seed: JUDGE_DATA_SEED, or the next one if the evaluated dataset used that seed."""
+    data_seed = ((card or {}).get("provenance") or {}).get("seed")
+    return JUDGE_DATA_SEED + 1 if data_seed == JUDGE_DATA_SEED else JUDGE_DATA_SEED
+
+
+def judge_key(image_size, identities=JUDGE_IDENTITIES, epochs=JUDGE_EPOCHS, seed=JUDGE_DATA_SEED):
+    from expr3d.data.synthetic.dataset import GENERATOR_VERSION
+
+    return (f"synthetic-r{GENERATOR_VERSION}-{int(image_size)}px-{int(identities)}ids-{int(epochs)}ep-seed{int(seed)}"
+            f"-v{RECIPE_VERSION}")
+
+
+@contextlib.contextmanager
+def _locked(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def auto_judge(image_size, card=None, cache_dir=None, identities=JUDGE_IDENTITIES, epochs=JUDGE_EPOCHS,
+               batch_size=JUDGE_BATCH_SIZE, precision=JUDGE_PRECISION, workers=None, log=None):
+    """The directory of the cached automatic judge for `image_size`, built first if missing.
+
+    Args:
+        image_size: the judge's input size (the model under evaluation's).
+        card: the evaluated dataset's card: must be procedural (ValueError with the recipe otherwise); its seed is
+            avoided for the judge's identities. None skips the check (prebuilding).
+        cache_dir: the cache root (default `default_cache_dir()`).
+        identities, epochs: the judge's generated identities (train + test, 80/20) and training epochs.
+        batch_size, precision: the classifier's training batch and dtype policy.
+        workers: rendering processes (default: all cores; 1 below 1,000 faces).
+        log: a text stream for progress lines (default stderr).
+    """
+    from expr3d.metrics import classifier as classifier_module
+
+    log = log or sys.stderr
+    if card is not None and not is_procedural(card):
+        raise ValueError(f"--classifier=auto: the dataset {card.get('name')!r} is not procedural "
+                         f"(expr3d.data.synthetic), so no judge of other generated identities fits it; train one on "
+                         f"its real train split with `python -m expr3d.metrics.classifier --data_dir=DATA "
+                         f"--output=DIR --precision=auto` (more faces and epochs make a better judge; "
+                         f"docs/evaluation.md, 'Classifier') and pass --classifier=DIR")
+    if int(identities) < 2 or int(epochs) < 1:
+        raise ValueError(f"--judge_identities must be >= 2 and --judge_epochs >= 1; got {identities}, {epochs}")
+    seed = judge_seed(card)
+    cache_dir = os.path.abspath(cache_dir or default_cache_dir())
+    key = judge_key(image_size, identities, epochs, seed)
+    home = os.path.join(cache_dir, key)
+    final = os.path.join(home, "classifier")
+    done = os.path.join(final, classifier_module.METADATA_FILE)
+    with _locked(os.path.join(cache_dir, f".{key}.lock")):
+        if os.path.isfile(done) and os.path.isfile(os.path.join(final, classifier_module.MODEL_FILE)):
+            log.write(f"judge: reusing the cached judge {final} ({key})\n")
+            return final
+        log.write(f"judge: building the automatic judge {final}: {identities:,} other procedural identities "
+                  f"(seed {seed}) at {image_size}px, {epochs} epochs (about 8 min on 2 CPU cores at the defaults; "
+                  f"cached for later evaluations)\n")
+        log.flush()
+        from expr3d.data.synthetic.dataset import generate_dataset
+
+        started = time.time()
+        data = os.path.join(home, "data")
+        if not os.path.isfile(os.path.join(data, "dataset_card.json")):
+            shutil.rmtree(data, ignore_errors=True)
+            if workers is None and int(identities) * JUDGE_IMAGES_PER_IDENTITY < 1000:
+                workers = 1  # a few hundred faces render faster than worker processes start
+            generate_dataset(data, num_identities=int(identities), image_size=int(image_size), seed=seed,
+                             images_per_identity=JUDGE_IMAGES_PER_IDENTITY, workers=workers, preview=False)
+        staging = os.path.join(home, f".classifier.tmp-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        recipe = {"auto_judge": key, "judge_identities": int(identities), "judge_epochs": int(epochs),
+                  "judge_data_seed": seed, "batch_size": int(batch_size), "precision": precision,
+                  "images_per_identity": JUDGE_IMAGES_PER_IDENTITY}
+        metadata = classifier_module.train_classifier(data, staging, image_size=int(image_size), epochs=int(epochs),
+                                                      batch_size=int(batch_size), precision=precision, seed=0,
+                                                      flags=recipe)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+        shutil.rmtree(data, ignore_errors=True)  # only the judge is reused
+        log.write(f"judge: built {final} in {time.time() - started:.0f}s; accuracy on its own held-out identities "
+                  f"{100.0 * metadata['test_accuracy']:.1f} %\n")
+        return final
+
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_integer("image_size", None, "the judge's image size (the model under evaluation's)")
+    define_judge_flags(flags)
+    flags.mark_flags_as_required(["image_size"])
+
+
+def define_judge_flags(flags):
+    """The automatic judge's flags (shared by `expr3d.evaluate`)."""
+    flags.DEFINE_string("judge_cache_dir", None, f"cache of automatic judges (default ${CACHE_ENV}, else "
+                                                 "$XDG_CACHE_HOME/expr3d/judges or ~/.cache/expr3d/judges)")
+    flags.DEFINE_integer("judge_identities", JUDGE_IDENTITIES, "generated identities of the automatic judge's data")
+    flags.DEFINE_integer("judge_epochs", JUDGE_EPOCHS, "training epochs of the automatic judge")
+
+
+def main(argv):
+    del argv
+    from absl import flags
+
+    f = flags.FLAGS
+    try:
+        path = auto_judge(f.image_size, cache_dir=f.judge_cache_dir, identities=f.judge_identities,
+                          epochs=f.judge_epochs)
+    except ValueError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,147 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from expr3d import evaluate
+from expr3d.metrics import judge
+from tests.metrics import fixtures
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+    root = tmp_path_factory.mktemp("judge")
+    return {"data": fixtures.write_paired_dataset(str(root / "data")),
+            "run": fixtures.write_run(str(root / "run"), generator=fixtures.target_encoding_generator(), logs=False),
+            # Always answers "happy": 2 of the 16 real test faces, 12.5 % (chance).
+            "constant": fixtures.save_test_classifier(fixtures.constant_classifier(), str(root / "constant")),
+            "root": root}
+
+
+def test_threshold_is_a_fraction():
+    assert judge.check_threshold(None) == judge.MIN_JUDGE_ACCURACY == 0.80
+    assert judge.check_threshold("0.5") == 0.5
+    for bad in (80, -0.1, "x"):
+        with pytest.raises(ValueError, match="--min_judge_accuracy"):
+            judge.check_threshold(bad)
+
+
+def test_the_message_points_an_automatic_judge_to_a_larger_recipe():
+    judge.check_judge(0.8, 16, 0.8, "clf", "data")  # at the threshold: accepted
+    with pytest.raises(judge.JudgeRejected, match="scores 50.0 %.*raise --judge_identities"):
+        judge.check_judge(0.5, 16, 0.8, "clf", "data", auto=True)
+    with pytest.raises(judge.JudgeRejected, match="scores nothing"):
+        judge.check_judge(float("nan"), 0, 0.0, "clf", "data")
+
+
+def test_a_weak_judge_is_refused_before_any_translation(paths, monkeypatch):
+    def no_generation(*args, **kwargs):
+        raise AssertionError("the generation pass started before the judge was checked")
+
+    monkeypatch.setattr(evaluate, "TranslationStep", no_generation)
+    output = paths["root"] / "refused"
+    with pytest.raises(judge.JudgeRejected) as refused:
+        evaluate.evaluate(paths["run"], paths["data"], "expression_generation_rate,psnr", output=str(output),
+                          classifier=paths["constant"], progress=False)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "scores 12.5 % on the 16 real test faces" in message and "--min_judge_accuracy=0.80" in message
+    assert "--classifier=auto" in message and "python -m expr3d.metrics.classifier" in message
+    assert not (output / "results.json").exists()
+
+
+def test_cli_refuses_with_exit_code_1_and_a_lower_threshold_allows_it(paths):
+    command = [sys.executable, "-m", "expr3d.evaluate", f"--model_dir={paths['run']}", f"--data_dir={paths['data']}",
+               "--metrics=expression_generation_rate", f"--classifier={paths['constant']}", "--progress=false",
+               f"--output={paths['root'] / 'cli_refused'}"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1, refused.stderr[-2000:]
+    errors = [line for line in refused.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and "12.5 %" in errors[0] and "below --min_judge_accuracy=0.80" in errors[0]
+    document = evaluate.evaluate(paths["run"], paths["data"], "expression_generation_rate",
+                                 output=str(paths["root"] / "allowed"), classifier=paths["constant"],
+                                 min_judge_accuracy=0.1, progress=False)
+    rate = document["metrics"]["expression_generation_rate"]
+    assert rate["classifier_accuracy_on_evaluated_test_split"] == 12.5 and rate["min_judge_accuracy"] == 10.0
+    assert rate["classifier_accuracy_on_evaluated_test_split_count"] == 16
+    assert rate["expression_generation_rate_count"] == 16 * 8
+
+
+# The classifier CLI with its training replaced by a stand-in (no TensorFlow): the check, message and exit code.
+_CLASSIFIER_CLI = """
+import sys
+from absl import app
+from expr3d.metrics import classifier
+accuracy = float(sys.argv.pop())
+classifier.train_classifier = lambda *a, **k: {"test_accuracy": accuracy, "test_count": 16, "test_per_class": {},
+                                               "extra_test": {}, "train_seconds": 0.0}
+classifier._define_flags()
+app.run(classifier.main)
+"""
+
+
+def test_classifier_cli_refuses_a_weak_judge(tmp_path, paths):
+    base = [sys.executable, "-c", _CLASSIFIER_CLI, f"--data_dir={paths['data']}", f"--output={tmp_path / 'clf'}"]
+    refused = subprocess.run(base + ["0.13"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1, refused.stderr[-2000:]
+    errors = [line for line in refused.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and "scores 13.0 % on the 16 real test faces" in errors[0]
+    assert "below --min_judge_accuracy=0.80" in errors[0] and "saved in" in errors[0]
+    assert subprocess.run(base + ["0.85"], capture_output=True, text=True, timeout=120).returncode == 0
+    lowered = subprocess.run(base + ["--min_judge_accuracy=0.1", "0.13"], capture_output=True, text=True,
+                             timeout=120)
+    assert lowered.returncode == 0, lowered.stderr[-2000:]
+
+
+def test_auto_judge_is_refused_for_real_data_with_the_recipe(paths):
+    document = evaluate.evaluate(paths["run"], paths["data"], "expression_generation_rate",
+                                 output=str(paths["root"] / "auto_real"), classifier="auto", progress=False)
+    reason = document["skipped"]["expression_generation_rate"]
+    assert "needs procedural data" in reason and "python -m expr3d.metrics.classifier" in reason
+    with pytest.raises(ValueError, match="not procedural"):
+        judge.auto_judge(32, card={"name": "tiny-paired", "provenance": {"source": "tests"}})
+
+
+def test_auto_judge_is_built_once_then_reused(tmp_path, capsys, monkeypatch):
+    import types
+
+    from expr3d.metrics import classifier
+    from expr3d.metrics.classifier import classifier_from_context
+
+    # The real training with the judge's recipe, made cheap: a narrow float32 network (3x faster to trace).
+    real_training = classifier.train_classifier
+    monkeypatch.setattr(classifier, "train_classifier",
+                        lambda *args, **kwargs: real_training(*args, **{**kwargs, "width": 4, "precision": "float32"}))
+    cache = tmp_path / "cache"
+    card = {"name": "synthetic32", "provenance": {"generator": "expr3d.data.synthetic", "seed": 0}}
+
+    def context():  # what an evaluation of a 32 px run on procedural data gives the metrics
+        return types.SimpleNamespace(
+            options={"classifier": "auto", "judge_cache_dir": str(cache), "judge_identities": 5, "judge_epochs": 1},
+            card=card, image_size=32, data_dir=str(tmp_path / "data"), resource=lambda key, build: build())
+
+    first = classifier_from_context(context())
+    assert "judge: building the automatic judge" in capsys.readouterr().err
+    path = os.path.join(str(cache), judge.judge_key(32, 5, 1, judge.JUDGE_DATA_SEED), "classifier")
+    assert first.path == path and first.image_size == 32
+    assert first.metadata["flags"]["judge_identities"] == 5
+    assert first.metadata["flags"]["judge_data_seed"] != card["provenance"]["seed"]  # other identities
+    assert not os.path.exists(os.path.join(os.path.dirname(path), "data"))  # only the judge is kept
+    model = os.path.join(path, "classifier.keras")
+    mtime = os.stat(model).st_mtime_ns
+    assert classifier_from_context(context()).path == path
+    assert f"judge: reusing the cached judge {path}" in capsys.readouterr().err
+    assert os.stat(model).st_mtime_ns == mtime
+    # Another recipe is another judge; a dataset drawn with the judge's seed gets other identities.
+    assert judge.judge_key(32, 5, 2) != judge.judge_key(32, 5, 1)
+    assert judge.judge_seed({"provenance": {"seed": judge.JUDGE_DATA_SEED}}) != judge.JUDGE_DATA_SEED
+
+
+def test_cache_location_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(judge.CACHE_ENV, str(tmp_path / "judges"))
+    assert judge.default_cache_dir() == str(tmp_path / "judges")
+    monkeypatch.delenv(judge.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert judge.default_cache_dir() == os.path.join(str(tmp_path / "xdg"), "expr3d", "judges")
