@@ -23,6 +23,16 @@ Pointing `--model_dir` at an existing run resumes it exactly; architecture flags
 are refused with a diff. SIGTERM/SIGINT checkpoint and exit (status 143/130); a NaN/inf loss stops the run naming
 the term and the iteration (status 3) without overwriting the last good checkpoint; bad input exits with status 2
 before any training.
+
+Bad data: a corrupt or truncated shard, a shard the dataset card lists but is missing, a record with a missing or
+mistyped field, non-finite depth, an empty mask or a size other than the card's stops the run with one line naming
+the shard and the record (status 2; a missing shard before training, a bad record when it is read); `--skip_corrupt`
+skips them instead, after a scan that logs them and records their count in config.json (`skipped_records`).
+Resuming with `--skip_corrupt` toggled restores networks, optimizers and step but not the data position (a warning
+says so). A damaged latest checkpoint (truncated data, missing or corrupt index) is named in a warning, moved aside
+to `ckpt-<step>.damaged` and the run resumes from the previous complete one; when none is readable the run stops
+naming them (status 2). A checkpoint or model that does not fit on the disk stops the run with one line naming the
+path and the bytes needed (status 1), leaving the previous checkpoint and models as they were.
 """
 
 import json

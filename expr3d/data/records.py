@@ -52,8 +52,12 @@ def shard_name(split, index):
 
 
 def atomic_write_bytes(path, data):
-    """Write `data` to `path` through a temporary file in the same directory and a rename."""
-    outputs.write_bytes_atomically(path, data)
+    """Write `data` to `path` through a temporary file in the same directory and a rename. Disk full (or a file-size
+    limit): `expr3d.storage.DiskFullError` naming `path` and the bytes needed (the temporary is removed)."""
+    from expr3d import storage
+
+    with storage.writing(path, len(data)):
+        outputs.write_bytes_atomically(path, data)
 
 
 def atomic_write_json(path, obj):

@@ -75,8 +75,6 @@ def images_from_records(data_dir, split, image_size, count, skip_corrupt=False, 
 
 def parity_images(data_dir, image_size, count, skip_corrupt=False, stats=None, log=None):
     """(images, description): real test faces (else train faces) of `data_dir`, or seeded noise without data."""
-    from expr3d.data import records
-
     if data_dir:
         for split in ("test", "train"):
             if _has_split(data_dir, split):

@@ -117,6 +117,7 @@ def _bad_runs(world, command):
     return _BAD_RUNS[command]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("command, case", CASES)
 def test_bad_data_ends_in_one_line_naming_the_shard(world, command, case):
@@ -170,6 +171,7 @@ def skip_runs(world):
     return {key: dict(context[key], result=results[key]) for key in commands}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("command", ["train", "evaluate", "classifier", "export"])
 def test_skip_corrupt_goes_through_and_counts_what_it_skipped(skip_runs, command):

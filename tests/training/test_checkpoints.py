@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -141,3 +142,37 @@ def test_stage_loop_resumes_with_another_input_pipeline(tiny_dataset, tmp_path):
     for restored, saved in zip(trainer.d_depth.get_weights(), weights):
         np.testing.assert_array_equal(restored, saved)
     assert loop.run() == "complete" and int(trainer.iteration.numpy()) == 2
+
+
+@pytest.mark.slow
+def test_train_resumes_from_the_previous_checkpoint_when_the_latest_is_damaged(tiny_dataset, tmp_path):
+    """The CLI: a truncated latest checkpoint is named in a warning, moved aside, and the run resumes from the one
+    before (subprocess, 2 + 1 tiny iterations)."""
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    model_dir = tmp_path / "run"
+    flags = [f"--data_dir={tiny_dataset}", f"--model_dir={model_dir}", "--g_conv_dim=8", "--g_num_res_blocks=1",
+             "--d_conv_dim=8", "--d_num_layers=3", "--depth_g_conv_dim=8", "--depth_g_num_res_blocks=1",
+             "--depth_d_conv_dim=8", "--depth_d_num_layers=3", "--perceptual_weight=0", "--batch_size=4",
+             "--n_critic=1", "--stage=depth", "--checkpoint_every=1", "--sample_every=0", "--num_samples=2",
+             "--noprogress"]
+
+    def train(steps):
+        return subprocess.run([sys.executable, "-m", "expr3d.train", *flags, f"--num_steps_depth={steps}"], cwd=repo,
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    first = train(2)
+    assert first.returncode == 0, first.stderr[-3000:]
+    checkpoint_dir = model_dir / "depth" / "checkpoints"
+    damaged = str(checkpoint_dir / "ckpt-000000002")
+    _damage(damaged, "truncated_data")
+    second = train(3)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert re.search(rf"warning: damaged checkpoint\(s\) {re.escape(damaged)} \(.*\): restored the previous complete "
+                     rf"one, {re.escape(str(checkpoint_dir / 'ckpt-000000001' / 'ckpt'))}", second.stderr), second.stderr
+    assert f"resumes at iteration 1 from {checkpoint_dir / 'ckpt-000000001' / 'ckpt'}" in second.stderr
+    assert sorted(os.listdir(checkpoint_dir)) == ["ckpt-000000001", "ckpt-000000002", "ckpt-000000002.damaged",
+                                                  "ckpt-000000003"]

@@ -76,6 +76,7 @@ def test_checkpoint_and_model_saves_fail_whole_naming_path_and_size(tmp_path):
     assert out["models_unchanged"] and sorted(os.listdir(tmp_path / "models")) == ["a.keras", "b.keras"]
 
 
+@pytest.mark.slow
 def test_train_stops_with_one_line_when_the_checkpoint_does_not_fit(tmp_path):
     from tests.training.conftest import write_tiny_dataset
 
@@ -99,6 +100,7 @@ def test_train_stops_with_one_line_when_the_checkpoint_does_not_fit(tmp_path):
         not name.startswith(".") for name in os.listdir(model_dir / "models"))
 
 
+@pytest.mark.slow
 def test_export_stops_with_one_line_and_leaves_no_version(tmp_path):
     from tests.metrics.fixtures import write_run
 
