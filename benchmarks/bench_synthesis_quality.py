@@ -76,7 +76,7 @@ def main():
     evaluation = os.path.join(out, "evaluation")
     evaluate = ["-m", "expr3d.evaluate", f"--model_dir={run_dir}", f"--data_dir={data_dir}", f"--output={evaluation}",
                 "--metrics=expression_generation_rate,paired,background,geometry,samples",
-                f"--depth_model_dir={judge_dir}", "--overwrite", "--precision=mixed_bfloat16",
+                f"--depth_model_dir={judge_dir}", "--overwrite", "--precision=auto",
                 *shlex.split(args.evaluate_flags)]
     run(evaluate, os.path.join(out, "evaluate.log"))
     with open(os.path.join(evaluation, "results.json")) as handle:

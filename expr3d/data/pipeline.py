@@ -292,7 +292,25 @@ def _read_shard(path, expected, skip_corrupt):
     The element structure (record, source string) is what iterator checkpoints of earlier runs hold.
     """
     tf = _tf()
-    tagged = tf.data.TFRecordDataset(path, buffer_size=1 << 20).ignore_errors().map(
+    # Checked again each time the shard is opened (every epoch): a shard deleted or made unreadable during a run
+    # must fail (or be skipped) by name, not reach TFRecordDataset(...).ignore_errors(), which retries forever.
+    present = _shard_present(path)
+    if skip_corrupt:
+        warn = tf.cond(present, tf.no_op, lambda: tf.print(
+            "WARNING: expr3d.data.pipeline:", path, f": shard listed in {records.CARD_NAME} is missing or unreadable "
+            "- skipped", output_stream=logging.warning))
+    else:
+        def fail():
+            line = tf.strings.join([schema.DATA_ERROR_PREFIX, path, f": shard listed in {records.CARD_NAME} is "
+                                    "missing or unreadable (deleted or moved while the command was reading it?)"])
+            with tf.control_dependencies([tf.debugging.Assert(False, [line])]):
+                return tf.no_op()
+
+        warn = tf.cond(present, tf.no_op, fail)
+    with tf.control_dependencies([warn]):
+        limit = tf.where(present, tf.constant(-1, tf.int64), tf.constant(0, tf.int64))
+    # take(0) never opens the file.
+    tagged = tf.data.TFRecordDataset(path, buffer_size=1 << 20).take(limit).ignore_errors().map(
         lambda record: (record, tf.constant(False)))
     tagged = tagged.concatenate(tf.data.Dataset.from_tensors((tf.constant(b""), tf.constant(True))))
 
@@ -325,6 +343,14 @@ def _read_shard(path, expected, skip_corrupt):
     checked = tagged.scan(tf.constant(0, tf.int64), count).map(check)
     return checked.filter(lambda record, is_end, source: tf.logical_not(is_end)).map(
         lambda record, is_end, source: (record, source))
+
+
+def _shard_present(path):
+    """A scalar bool tensor: `path` exists (an in-graph check a checkpointed iterator can hold: MatchingFiles, with
+    the glob characters of the path escaped)."""
+    tf = _tf()
+    pattern = tf.strings.regex_replace(path, r"([\\*?\[\]])", r"\\\1")
+    return tf.size(tf.io.matching_files(pattern)) > 0
 
 
 def _label_of(serialized):
