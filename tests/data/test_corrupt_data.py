@@ -30,7 +30,7 @@ TRAIN_FLAGS = ["--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_
                "--depth_g_num_res_blocks=1", "--depth_d_conv_dim=8", "--depth_d_num_layers=3", "--perceptual_weight=0",
                "--batch_size=4", "--n_critic=1", "--stage=depth", "--num_steps_depth=4", "--checkpoint_every=0",
                "--sample_every=0", "--num_samples=2", "--noprogress"]
-CLASSIFIER_FLAGS = ["--epochs=1", "--max_steps_per_epoch=2", "--width=4", "--batch_size=4", "--min_judge_accuracy=0"]
+CLASSIFIER_FLAGS = ["--epochs=1", "--width=4", "--batch_size=4", "--min_judge_accuracy=0"]
 # Exit codes (expr3d/cli.py): bad data is bad input, 1; expr3d.train keeps its documented 2 for bad input.
 EXIT = {"train": 2, "evaluate": 1, "classifier": 1, "export": 1, "ablation": 1}
 # Which split each command reads first, so the damage is met.
