@@ -1,5 +1,40 @@
-"""Shared test setup: quiet TensorFlow, small fixtures."""
+"""Shared test setup: quiet TensorFlow, small fixtures; how pytest-xdist shares the tests between its workers."""
 import os
+
+import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+# Modules that share session fixtures (tests/deploy/conftest.py: one trained run, exported once through the CLI, and
+# the CLI runs on that export): one xdist group, so the export and its CLIs run once, on one worker.
+SESSION_GROUPS = {f"tests/deploy/{name}.py": "deploy-export"
+                  for name in ("test_export", "test_lite", "test_synthesize", "test_tflite")}
+# Scheduling hint: the longest units of work (minutes each, mostly subprocess CLIs) start first, then the other
+# modules with slow tests, then the rest, so both workers finish at about the same time. Only the order changes.
+LONGEST_FIRST = ("tests/training/test_train.py", "tests/test_ablation.py", "tests/data/test_corrupt_data.py",
+                 "deploy-export")
+
+
+def _group(item):
+    module = item.nodeid.split("::", 1)[0]
+    return SESSION_GROUPS.get(module, module)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (pytest.ini: -n 2 --dist loadgroup) each module is one unit of work, so its module fixtures
+    (datasets, trained runs, CLI runs) are built once, on one worker."""
+    if not hasattr(config, "workerinput"):  # not an xdist worker: nothing to share or schedule
+        return
+    slow_groups = {_group(item) for item in items if item.get_closest_marker("slow")}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+
+    def rank(item):
+        group = _group(item)
+        if group in LONGEST_FIRST:
+            return LONGEST_FIRST.index(group)
+        return len(LONGEST_FIRST) + (group not in slow_groups)
+
+    items.sort(key=rank)  # stable: each module's tests keep their order

@@ -119,6 +119,7 @@ def check_cases(world, program, cases):
     assert sorted(after) == sorted(before), sorted(set(after) - set(before))  # nothing written either
 
 
+@pytest.mark.slow
 def test_train(world):
     data, out = world["empty_dir"], os.path.join(world["root"], "new_run")
     base = ["-m", "expr3d.train", f"--data_dir={data}", f"--model_dir={out}"]

@@ -25,6 +25,7 @@ def evaluations(tmp_path_factory):
     return root, outputs
 
 
+@pytest.mark.slow
 def test_cli_groups_seeds_into_mean_and_spread(evaluations):
     root, outputs = evaluations
     output = str(root / "comparison")
@@ -63,6 +64,7 @@ def test_comparison_names_the_fid_feature_extractor_and_flags_mixed_ones():
     assert "MIXED extractors" in mixed
 
 
+@pytest.mark.slow
 def test_cli_never_replaces_what_it_did_not_write(evaluations, tmp_path):
     root, outputs = evaluations
     output = tmp_path / "comparison"

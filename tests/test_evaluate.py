@@ -20,6 +20,7 @@ def paths(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_writes_results_tables_and_figures(paths):
     output = str(paths["root"] / "cli")
     command = [sys.executable, "-m", "expr3d.evaluate", f"--model_dir={paths['run']}", f"--data_dir={paths['data']}",

@@ -89,6 +89,7 @@ def add_bad_affectnet_rows(root):
     return expected
 
 
+@pytest.mark.slow
 def test_affectnet_cli_report_resume_and_reject_list(tmp_path):
     root = str(tmp_path / "affectnet")
     good = fixtures.make_affectnet(root, per_class=2)

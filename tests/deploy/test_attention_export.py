@@ -29,6 +29,7 @@ def attention_export(tmp_path_factory):
     return {"root": root, "data_dir": data_dir, "models": models, "base": base, "version_dir": version_dir}
 
 
+@pytest.mark.slow
 def test_the_run_holds_an_attention_generator_and_its_inference_clone_matches(attention_export):
     g_rgb = attention_export["models"]["g_rgb"]
     assert isinstance(g_rgb, AttentionGenerator)
@@ -40,6 +41,7 @@ def test_the_run_holds_an_attention_generator_and_its_inference_clone_matches(at
                                                  "subpixel": 2}
 
 
+@pytest.mark.slow
 def test_saved_model_signatures_equal_the_keras_model(attention_export):
     g_rgb = attention_export["models"]["g_rgb"]
     loaded = tf.saved_model.load(attention_export["version_dir"])
@@ -60,6 +62,7 @@ def test_saved_model_signatures_equal_the_keras_model(attention_export):
     assert np.abs(served["images"].numpy().astype(int) - expected).max() <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant,min_psnr_db", [("fp32", 80.0), ("int8", 30.0)])
 def test_tflite_is_builtin_only_and_matches_the_saved_model(attention_export, variant, min_psnr_db):
     path = os.path.join(attention_export["version_dir"], "tflite", tflite.file_name(variant))
@@ -72,6 +75,7 @@ def test_tflite_is_builtin_only_and_matches_the_saved_model(attention_export, va
     assert tflite.compare(expected, got)["psnr_db"] >= min_psnr_db
 
 
+@pytest.mark.slow
 def test_lite_and_synthesize_accept_the_attention_export(attention_export):
     work = attention_export["root"] / "clis"
     photos = work / "photos"

@@ -211,6 +211,7 @@ def fresh(clis):
                 export_bad_dir=results["export_bad_dir"], export_existing_version=results["export_existing_version"])
 
 
+@pytest.mark.slow
 def test_layout_is_tf_serving_and_atomic(exported):
     base, version_dir = exported["base"], exported["version_dir"]
     assert sorted(os.listdir(base)) == ["1"], "no temp directories may remain beside the version"
@@ -226,6 +227,7 @@ def test_layout_is_tf_serving_and_atomic(exported):
     assert len(clone_errors) == 2 and all(0 <= error < 1e-4 for error in clone_errors.values()), clone_errors
 
 
+@pytest.mark.slow
 def test_every_signature_matches_the_keras_models(exported, fresh):
     models = exported["models"]
     g_rgb, g_depth = models["g_rgb"], models["g_depth"]
@@ -273,6 +275,7 @@ def test_every_signature_matches_the_keras_models(exported, fresh):
     np.testing.assert_allclose(out["generator_probabilities/image"], expected_soft, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_max_encoded_pixels_is_the_bound_and_is_read_before_decoding(deploy_run):
     # export's --max_encoded_pixels reaches the graph: a 40x48 PNG passes at 1920 pixels, not at 1919.
     g_rgb = deploy_run["models"]["g_rgb"]
@@ -287,6 +290,7 @@ def test_max_encoded_pixels_is_the_bound_and_is_read_before_decoding(deploy_run)
         signatures.ServingFunctions(g_rgb, None, 32, max_encoded_pixels=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(EXPECTED_ERRORS))
 def test_invalid_input_is_invalid_argument_saying_what_is_wrong(fresh, case):
     error = fresh["errors"][case]
@@ -294,6 +298,7 @@ def test_invalid_input_is_invalid_argument_saying_what_is_wrong(fresh, case):
     assert EXPECTED_ERRORS[case] in error["message"], (case, error["message"][:500])
 
 
+@pytest.mark.slow
 def test_saved_model_cli_show_lists_the_named_signatures(fresh):
     shown = fresh["shown"]
     assert shown.returncode == 0, shown.stderr[-2000:]
@@ -304,6 +309,7 @@ def test_saved_model_cli_show_lists_the_named_signatures(fresh):
         assert name in shown.stdout, name
 
 
+@pytest.mark.slow
 def test_saved_model_cli_run_on_npy_inputs(exported, fresh):
     ran = fresh["ran"]
     assert ran.returncode == 0, ran.stderr[-2000:]
@@ -313,6 +319,7 @@ def test_saved_model_cli_run_on_npy_inputs(exported, fresh):
     assert got.shape == images.shape and np.abs(got.astype(int) - expected).max() <= 1
 
 
+@pytest.mark.slow
 def test_refuses_to_replace_a_version_and_numbers_the_next(exported, fresh):
     base, version_dir = exported["base"], exported["version_dir"]
     pb = os.path.join(version_dir, "saved_model.pb")
@@ -328,6 +335,7 @@ def test_refuses_to_replace_a_version_and_numbers_the_next(exported, fresh):
         export.resolve_version(base, -1)
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_a_version_atomically(deploy_run, tmp_path):
     base = tmp_path / "m"
     (base / "3").mkdir(parents=True)
@@ -340,6 +348,7 @@ def test_overwrite_replaces_a_version_atomically(deploy_run, tmp_path):
     assert "serving_default" in tf.saved_model.load(target).signatures
 
 
+@pytest.mark.slow
 def test_bad_run_dirs_name_the_problem(fresh, tmp_path):
     result = fresh["export_bad_dir"]
     assert result.returncode == 1 and "is not a directory" in result.stderr

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from expr3d.deploy import pipeline
 from tests.deploy import fixtures
@@ -34,6 +35,7 @@ def cli_commands(exported, work):
     return commands, dict(work=work, face_path=face_path, out=out, crop=crop, inputs_before=inputs_before)
 
 
+@pytest.mark.slow
 def test_lite_on_a_face_and_on_a_photo_without_one(clis):
     results, context = clis["results"], clis["contexts"]["test_lite"]
     ok, no_face, bad_name = results["lite_face"], results["lite_no_face"], results["lite_bad_name"]
@@ -59,6 +61,7 @@ def test_lite_on_a_face_and_on_a_photo_without_one(clis):
     assert bad_name.returncode == 2 and "--expression=joyful" in bad_name.stderr
 
 
+@pytest.mark.slow
 def test_lite_never_writes_over_its_input_or_an_existing_file(clis):
     results, context = clis["results"], clis["contexts"]["test_lite"]
     over_input, existing, over_model = (results[k] for k in ("lite_over_input", "lite_existing",

@@ -60,6 +60,7 @@ def cli_commands(exported, work):
     return commands, dict(output=output, taken=taken, mixed=mixed, mixed_before=snapshot(mixed), odd_out=work / "odd_out")
 
 
+@pytest.mark.slow
 def test_synthesize_a_folder_with_faces_a_landscape_and_a_broken_file(clis):
     results, context = clis["results"], clis["contexts"]["test_synthesize"]
     result, output = results["synthesize"], context["output"]
@@ -86,6 +87,7 @@ def test_synthesize_a_folder_with_faces_a_landscape_and_a_broken_file(clis):
     assert (context["taken"] / "summary.json").read_text() == "{}", "nothing in a non-empty output is replaced"
 
 
+@pytest.mark.slow
 def test_synthesize_never_replaces_an_input_and_fails_when_nothing_was_translated(clis):
     results, context = clis["results"], clis["contexts"]["test_synthesize"]
     into_input = results["synthesize_into_input"]
@@ -97,6 +99,7 @@ def test_synthesize_never_replaces_an_input_and_fails_when_nothing_was_translate
     assert skipped.returncode == 1 and "no photo translated: 1 without a face, 0 unreadable" in skipped.stderr
 
 
+@pytest.mark.slow
 def test_a_non_utf8_name_is_translated_and_a_bomb_skipped_by_name(clis):
     results, context = clis["results"], clis["contexts"]["test_synthesize"]
     result, output = results["synthesize_odd_names"], context["odd_out"]

@@ -19,6 +19,7 @@ def reference(exported):
     return images, conditions, outputs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", tflite.VARIANTS)
 def test_variant_is_builtin_only_and_matches_the_saved_model(exported, reference, variant):
     directory = os.path.join(exported["version_dir"], "tflite")
@@ -48,6 +49,7 @@ def test_variant_is_builtin_only_and_matches_the_saved_model(exported, reference
     np.testing.assert_allclose(generator(images[:1], conditions[:1]), got[:1], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_sizes_shrink_with_quantisation(exported):
     info = json.loads(open(os.path.join(exported["version_dir"], "expr3d_export.json")).read())["tflite"]
     sizes = {variant: info[variant]["size_bytes"] for variant in tflite.VARIANTS}

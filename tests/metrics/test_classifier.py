@@ -10,6 +10,7 @@ from expr3d.metrics import classifier
 from tests.metrics import fixtures
 
 
+@pytest.mark.slow
 def test_cli_trains_on_the_train_split_and_saves_metadata(tmp_path):
     data = fixtures.write_paired_dataset(str(tmp_path / "data"))
     output = str(tmp_path / "clf")
@@ -38,6 +39,7 @@ def test_missing_classifier_files_name_the_path(tmp_path):
         classifier.load_classifier(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_bf16_training_saves_a_float32_classifier_scored_on_extra_test_splits(tmp_path):
     data = fixtures.write_paired_dataset(str(tmp_path / "data"))
     other = fixtures.write_paired_dataset(str(tmp_path / "other"))

@@ -104,6 +104,7 @@ def test_auto_judge_is_refused_for_real_data_with_the_recipe(paths):
         judge.auto_judge(32, card={"name": "tiny-paired", "provenance": {"source": "tests"}})
 
 
+@pytest.mark.slow
 def test_auto_judge_is_built_once_then_reused(tmp_path, capsys, monkeypatch):
     import types
 

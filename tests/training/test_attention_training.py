@@ -26,6 +26,7 @@ def attention_networks(seed=0):
     return build_models(ModelConfig(**TINY_CONFIG, generator="attention"))
 
 
+@pytest.mark.slow
 def test_iterations_log_finite_mask_terms_that_enter_the_g_rgb_loss(tiny_dataset):
     batch = fixed_batch(tiny_dataset)
     networks = attention_networks()
@@ -113,6 +114,7 @@ def attention_run(tiny_dataset, tmp_path_factory):
     return {"model_dir": model_dir, "args": args}
 
 
+@pytest.mark.slow
 def test_cli_trains_and_exports_an_attention_generator(attention_run):
     from expr3d.training import checkpoints
 
@@ -128,6 +130,7 @@ def test_cli_trains_and_exports_an_attention_generator(attention_run):
     assert {"gan/loss/g_mask", "gan/loss/g_mask_tv", "gan/samples"} <= tags
 
 
+@pytest.mark.slow
 def test_resuming_an_attention_run_as_stargan_is_refused_with_the_diff(attention_run):
     from tests.training.test_train_errors import usage_error
 
@@ -136,6 +139,7 @@ def test_resuming_an_attention_run_as_stargan_is_refused_with_the_diff(attention
     assert '-  "generator": "attention",' in message and '+  "generator": "stargan",' in message
 
 
+@pytest.mark.slow
 def test_an_old_run_config_without_the_generator_field_resumes_as_stargan(attention_run, tmp_path):
     from tests.training.test_train_errors import usage_error
 

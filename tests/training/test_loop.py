@@ -27,6 +27,7 @@ def _loop(data_dir, stage_dir, num_steps, stop=None, skip_corrupt=False):
     return loop, trainer, seen
 
 
+@pytest.mark.slow
 def test_n_critic_schedule_learning_rates_and_checkpoints(tiny_dataset, tmp_path):
     loop, trainer, seen = _loop(tiny_dataset, str(tmp_path), num_steps=7)
     assert loop.restore() is None

@@ -10,6 +10,7 @@ from expr3d.training.loop import make_distributed_step
 from tests.training.helpers import fixed_batch, tiny_networks
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_one_depth_guided_iteration_under_mixed_precision(tiny_dataset, policy):
     batch = fixed_batch(tiny_dataset, batch_size=2)

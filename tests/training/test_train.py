@@ -71,9 +71,12 @@ def runs(tiny_dataset, tmp_path_factory):
     procs = {"reference": launch([f"--data_dir={tiny_dataset}", f"--model_dir={reference}"] + RUN_FLAGS,
                                  root / "reference.log")}
     mirrored_log = open(root / "mirrored.log", "w")
+    # The repository on the path: the script imports expr3d whether or not the package is installed.
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     procs["mirrored"] = subprocess.Popen(
         [sys.executable, os.path.join(os.path.dirname(__file__), "mirrored_check.py"), tiny_dataset],
-        stdout=mirrored_log, stderr=subprocess.STDOUT, env=ENV,
+        stdout=mirrored_log, stderr=subprocess.STDOUT,
+        env=dict(ENV, PYTHONPATH=os.pathsep.join(filter(None, [repo, ENV.get("PYTHONPATH")]))),
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     yield {"root": root, "data": tiny_dataset, "reference": reference, "procs": procs}
     for proc in procs.values():
@@ -88,6 +91,7 @@ def finish(runs, name, timeout=600):
     return proc.returncode, read_log(runs["root"] / f"{name}.log")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_nan_stop_then_resume_after_sigterm_and_sigkill_equals_uninterrupted(runs):
     root, model_dir = runs["root"], str(runs["root"] / "interrupted")
@@ -138,6 +142,7 @@ def test_nan_stop_then_resume_after_sigterm_and_sigkill_equals_uninterrupted(run
         assert not differing, (stage, differing[:5])
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_cli_end_to_end_outputs(runs):
     code, log = finish(runs, "reference")
@@ -176,6 +181,7 @@ def test_cli_end_to_end_outputs(runs):
     assert tags.get("gan/samples") == "images" and tags.get("gan/flags") == "text"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_mirrored_two_replicas_equal_one(runs):
     code, log = finish(runs, "mirrored")
@@ -193,6 +199,7 @@ def test_mirrored_two_replicas_equal_one(runs):
         assert result["max_weight_diff"] <= 1e-4 * result["max_update"] + 1e-6, result
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_resuming_with_other_architecture_flags_is_refused_with_a_diff(runs):
     from tests.training.test_train_errors import usage_error
