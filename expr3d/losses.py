@@ -104,16 +104,24 @@ def perceptual_loss(features_a, features_b):
     return ops.mean(ops.stack(terms))
 
 
-def attention_sparsity_loss(mask):
-    """Mean edited fraction `E[M]` of attention masks `[B, H, W, 1]` in [0, 1].
+def attention_sparsity_loss(mask, penalise="edits"):
+    """Mean edited fraction `E[M]` of attention masks `[B, H, W, 1]` in [0, 1], or with `penalise="copies"` the
+    mean copied fraction `E[1 - M]`.
 
     expr3d's masks are edit masks (`AttentionGenerator`: 0 copies the source
-    pixel), so minimising this pushes the generator toward copying the source
-    and editing only where the other losses need it. (GANimation writes the
-    copy mask `A = 1 - M` and penalises `E[A]`, i.e. it pushes the other way,
-    against a mask that saturates to "no edit"; expr3d penalises the edits.)
+    pixel), so minimising `E[M]` pushes the generator toward copying the source
+    and editing only where the other losses need it. GANimation writes the
+    copy mask `A = 1 - M` and penalises `E[A]` ("copies"): it pushes the other
+    way, against a mask that saturates to "no edit", which is what a short run
+    with the cycle and identity terms (both satisfied by copying) falls into.
     """
-    return ops.mean(_f32(mask))
+    if penalise not in MASK_PENALTIES:
+        raise ValueError(f"attention_sparsity_loss: penalise must be one of {MASK_PENALTIES}; got {penalise!r}")
+    mask = _f32(mask)
+    return ops.mean(mask if penalise == "edits" else 1.0 - mask)
+
+
+MASK_PENALTIES = ("edits", "copies")
 
 
 def total_variation_loss(images):

@@ -101,8 +101,12 @@ flags.DEFINE_float("lambda_id", 0.0,
                    "|x - G_rgb(x, c_org)|_1 in stage 2, which rules out the colour-inverting solution of the cycle "
                    "loss in short runs.")
 flags.DEFINE_float("lambda_mask", 0.1,
-                   "--generator=attention: weight of the edit masks' mean (sparsity: pushes toward copying the source), "
-                   "on the masks of G_rgb(x, c_trg) and of the cycle. GANimation's 0.1.")
+                   "--generator=attention: weight of the masks' sparsity term (--mask_penalty says which way it "
+                   "pushes), on the masks of G_rgb(x, c_trg) and of the cycle. GANimation's 0.1.")
+flags.DEFINE_enum("mask_penalty", "edits", ["edits", "copies"],
+                  "--generator=attention: what --lambda_mask penalises: the edited fraction of each mask ('edits', "
+                  "toward copying the source) or the copied fraction ('copies', GANimation's direction, against masks "
+                  "that collapse to 'no edit').")
 flags.DEFINE_float("lambda_mask_tv", 4.1,
                    "--generator=attention: weight of the edit masks' mean total variation (smoothness), on the same "
                    "two masks. 4.1 ~ GANimation's 1e-5 on its sum over a batch of 25 masks of 128x128.")
@@ -113,6 +117,10 @@ flags.DEFINE_enum("target_mode", "permute", ["permute", "uniform"],
                   "Target expressions: a permutation of the batch's labels (StarGAN) or uniform.")
 # --- optimisation -------------------------------------------------------------------------------------------------
 flags.DEFINE_integer("n_critic", 5, "Critic updates per generator update.")
+flags.DEFINE_integer("critic_warmup_steps", 0,
+                     "NOT in the paper (0 = off, the paper's flagfiles): the first N iterations of stage 2 train only "
+                     "D_rgb's expression classification of real faces, so its classification term guides G_rgb from "
+                     "G_rgb's first update. They count in --num_steps_gan.")
 flags.DEFINE_float("g_lr", 1e-4, "Adam learning rate of the generators.")
 flags.DEFINE_float("d_lr", 1e-4, "Adam learning rate of the critics.")
 flags.DEFINE_float("beta1", 0.5, "Adam beta_1.")
@@ -170,6 +178,7 @@ for _name in ("depth_weight", "confidence_penalty", "perceptual_weight", "lambda
               "lambda_pix", "lambda_id", "lambda_mask", "lambda_mask_tv", "debug_step_delay"):
     shared_cli.at_least(_name, 0.0)
 shared_cli.at_least("debug_nan_at_step", -1, "-1 = never")
+shared_cli.at_least("critic_warmup_steps", 0, "0 = off")
 
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
@@ -475,6 +484,7 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
                         lambda_gp=FLAGS.lambda_gp, confidence_penalty=FLAGS.confidence_penalty,
                         confidence_penalty_on=FLAGS.confidence_penalty_on, lambda_id=FLAGS.lambda_id,
                         lambda_mask=FLAGS.lambda_mask, lambda_mask_tv=FLAGS.lambda_mask_tv,
+                        critic_warmup_steps=FLAGS.critic_warmup_steps, mask_penalty=FLAGS.mask_penalty,
                     )
                     trainer.compile(optimizers={
                         key: runtime.make_optimizer(FLAGS.g_lr if key.startswith("g") else FLAGS.d_lr, FLAGS.beta1,

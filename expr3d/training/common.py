@@ -94,7 +94,18 @@ class NCriticSchedule:
 
     One iteration = one critic update on one global batch, plus a generator update on every n_critic-th iteration.
     The host class provides `critic_step`, `generator_step`, `_generator_terms()`, `n_critic` and `iteration`.
+    A host with `critic_warmup_steps > 0` (and a `critic_warmup_step`) runs that step instead of an iteration for
+    its first `critic_warmup_steps` iterations; they count as iterations (checkpoints, learning-rate schedule), and
+    the n_critic schedule counts from the first iteration after them.
     """
+
+    critic_warmup_steps = 0
+
+    def step_kind(self, step):
+        """What iteration `step` (0-based) runs: "warmup", "critic" (critic update only) or "both"."""
+        if step < self.critic_warmup_steps:
+            return "warmup"
+        return "both" if (step - self.critic_warmup_steps + 1) % self.n_critic == 0 else "critic"
 
     def run_iteration(self, batch, update_generator):
         """One iteration with a Python-decided generator update (what the training loop traces, once per value)."""
@@ -110,6 +121,8 @@ class NCriticSchedule:
         `python -m expr3d.train` runs them as two calls (`loop.make_distributed_step`), the layout the
         graph == eager and resume tests cover. Prefer the CLI / `StageLoop`.
         """
+        if self.critic_warmup_steps:
+            raise NotImplementedError("critic warm-up iterations need the CLI's loop (StageLoop), not Model.fit")
         logs = as_float_logs(self.critic_step(batch))
         update = tf.equal((self.iteration + 1) % self.n_critic, 0)
         zeros = {name: tf.constant(0.0) for name in self._generator_terms()}

@@ -41,7 +41,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
       - With an `AttentionGenerator` G_rgb, whose edit masks are `M_t` (of `x_t`) and `M_r` (of the cycle
         `G_rgb(x_t, c_org)`), 0 = source pixel copied: L_rgb also gets GANimation's regularisers on both masks,
         `lambda_mask (E[M_t] + E[M_r]) + lambda_mask_tv (TV(M_t) + TV(M_r))` (logged `g_mask`, `g_mask_tv`; TV is
-        `losses.total_variation_loss`, a mean). The sparsity term pushes toward copying the source.
+        `losses.total_variation_loss`, a mean). The sparsity term pushes toward copying the source
+        (`mask_penalty="copies"`: `E[1 - M_t] + E[1 - M_r]`, toward editing, GANimation's own direction).
       - The confidence penalty `-beta H` (Pereyra et al. 2017, `H` the entropy of the softmax) is in exactly one of
         the bracketed places: D_depth's loss, on its classification of the real geometry `d`
         (`confidence_penalty_on="critic"`, the default: the paper's "regulariser on the discriminator" against the
@@ -71,6 +72,13 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         lambda_mask: weight of the masks' mean (sparsity; GANimation's 0.1). Used only with an AttentionGenerator.
         lambda_mask_tv: weight of the masks' mean total variation (4.1 ~ GANimation's 1e-5 on a sum over 25
             masks of 128 x 128). Used only with an AttentionGenerator.
+        mask_penalty: what the sparsity term penalises: "edits" (`E[M]`, toward copying the source) or "copies"
+            (`E[1 - M]`, GANimation's own direction, against a mask that collapses to "no edit").
+        critic_warmup_steps: NOT in the paper: the first iterations train only D_rgb's expression head (and the
+            trunk under it) on real faces, `lambda_cls CE(D_cls(x), c_org)` (logged `d_cls`;
+            `critic_warmup_step`), so that from G_rgb's first update its classification term points somewhere.
+            In a short run D_rgb otherwise stays near chance for hundreds of iterations while the cycle, identity
+            and mask terms already pull G_rgb toward copying its input.
 
     Example:
     ```python
@@ -99,17 +107,23 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         confidence_penalty_on="critic",
         lambda_mask=0.1,
         lambda_mask_tv=4.1,
+        critic_warmup_steps=0,
+        mask_penalty="edits",
         **kwargs,
     ):
         super().__init__(**kwargs)
         if confidence_penalty_on not in PENALTY_SIDES:
             raise ValueError(f"DepthGuidedStarGAN: confidence_penalty_on must be one of {PENALTY_SIDES}; "
                              f"got {confidence_penalty_on!r}")
+        if mask_penalty not in losses.MASK_PENALTIES:
+            raise ValueError(f"DepthGuidedStarGAN: mask_penalty must be one of {losses.MASK_PENALTIES}; "
+                             f"got {mask_penalty!r}")
         if depth_weight < 0:
             raise ValueError(f"DepthGuidedStarGAN: depth_weight must be >= 0; got {depth_weight}")
         if lambda_id < 0:
             raise ValueError(f"DepthGuidedStarGAN: lambda_id must be >= 0; got {lambda_id}")
-        for name, value in (("lambda_mask", lambda_mask), ("lambda_mask_tv", lambda_mask_tv)):
+        for name, value in (("lambda_mask", lambda_mask), ("lambda_mask_tv", lambda_mask_tv),
+                            ("critic_warmup_steps", critic_warmup_steps)):
             if value < 0:
                 raise ValueError(f"DepthGuidedStarGAN: {name} must be >= 0; got {value}")
         self.g_rgb = g_rgb
@@ -127,6 +141,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         self.lambda_id = float(lambda_id)
         self.lambda_mask = float(lambda_mask)
         self.lambda_mask_tv = float(lambda_mask_tv)
+        self.critic_warmup_steps = int(critic_warmup_steps)
+        self.mask_penalty = mask_penalty
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
 
     @property
@@ -177,6 +193,21 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
 
     def _generator_terms(self):
         return self._rgb_generator_terms + TOTAL_TERMS + (self._depth_generator_terms if self.uses_depth else ())
+
+    def critic_warmup_step(self, batch):
+        """D_rgb's classification of the real faces alone (`critic_warmup_steps`): no generator, no penalty."""
+        optimizer = self._optimizers["d_rgb"]
+        with tf.GradientTape() as tape:
+            _, real_cls = self.d_rgb(batch["image"], training=True)
+            logs = {"d_cls": losses.classification_loss(real_cls, batch["expression"])}
+            scaled = common.scaled_for_update(self.lambda_cls * logs["d_cls"], [optimizer])[0]
+        variables = self.d_rgb.trainable_variables
+        with tf.control_dependencies(tf.nest.flatten(logs)):  # as common.apply_updates, for the same reason
+            gradients = tape.gradient(scaled, variables)
+            # The adversarial head takes no part: update only what the classification reached.
+            reached = [(g, v) for g, v in zip(gradients, variables) if g is not None]
+            optimizer.apply([g for g, _ in reached], [v for _, v in reached])
+        return logs
 
     def critic_step(self, batch):
         image, labels = batch["image"], batch["expression"]
@@ -250,7 +281,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                 logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_id * logs["g_id"]
             if self.uses_attention:
                 masks = (fake_mask, reconstruction_mask)
-                logs["g_mask"] = sum(losses.attention_sparsity_loss(mask) for mask in masks)
+                logs["g_mask"] = sum(losses.attention_sparsity_loss(mask, self.mask_penalty) for mask in masks)
                 logs["g_mask_tv"] = sum(losses.total_variation_loss(mask) for mask in masks)
                 logs["g_rgb_total"] = (logs["g_rgb_total"] + self.lambda_mask * logs["g_mask"]
                                        + self.lambda_mask_tv * logs["g_mask_tv"])
@@ -306,4 +337,6 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             "confidence_penalty_on": self.confidence_penalty_on,
             "lambda_mask": self.lambda_mask,
             "lambda_mask_tv": self.lambda_mask_tv,
+            "critic_warmup_steps": self.critic_warmup_steps,
+            "mask_penalty": self.mask_penalty,
         }

@@ -47,6 +47,23 @@ class StopRequest:
         return False
 
 
+def _distributed(strategy, method, jit_compile, poison):
+    """`method` (a trainer's step on one replica's batch) on every replica, its terms averaged: a tf.function."""
+    from expr3d.training.common import as_float_logs
+
+    def replica(batch):
+        if poison:  # --debug_nan_at_step: NaN images through the real networks and losses
+            batch = dict(batch, image=batch["image"] * float("nan"))
+        return as_float_logs(method(batch))
+
+    def step(batch):
+        per_replica = strategy.run(replica, args=(batch,))
+        return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                for name, value in per_replica.items()}
+
+    return tf.function(step, jit_compile=bool(jit_compile), reduce_retracing=True)
+
+
 def make_distributed_step(strategy, trainer, update_generator, jit_compile=False, poison=False):
     """One iteration on every replica: a callable returning the replica-averaged loss terms.
 
@@ -55,27 +72,14 @@ def make_distributed_step(strategy, trainer, update_generator, jit_compile=False
     whatever the graph's scheduling (with both in one graph, graph != eager was seen in ~1 process in 6, before the
     Grappler read/write-order bug fixed in `common.apply_updates` was found; two calls cost nothing). `update_generator`
     is a Python bool, so no `tf.cond` surrounds optimizer updates (which `merge_call` under MirroredStrategy does not
-    allow).
+    allow); "warmup" gives the trainer's `critic_warmup_step` alone.
     """
-    from expr3d.training.common import as_float_logs
-
-    def distributed(method):
-        def replica(batch):
-            if poison:  # --debug_nan_at_step: NaN images through the real networks and losses
-                batch = dict(batch, image=batch["image"] * float("nan"))
-            return as_float_logs(method(batch))
-
-        def step(batch):
-            per_replica = strategy.run(replica, args=(batch,))
-            return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
-                    for name, value in per_replica.items()}
-
-        return tf.function(step, jit_compile=bool(jit_compile), reduce_retracing=True)
-
-    critic = distributed(trainer.critic_step)
+    if update_generator == "warmup":
+        return _distributed(strategy, trainer.critic_warmup_step, jit_compile, poison)
+    critic = _distributed(strategy, trainer.critic_step, jit_compile, poison)
     if not update_generator:
         return critic
-    generator = distributed(trainer.generator_step)
+    generator = _distributed(strategy, trainer.generator_step, jit_compile, poison)
 
     def iteration(batch):
         logs = dict(critic(batch))
@@ -141,7 +145,10 @@ class StageLoop:
         objects.update({f"optimizer_{key}": opt for key, opt in trainer.optimizers.items()})
         self.checkpoint = tf.train.Checkpoint(step=trainer.iteration, iterator=self.iterator, **objects)
         self.checkpointer = checkpoints.AtomicCheckpointer(self.checkpoint_dir, self.checkpoint, keep_checkpoints)
-        self._steps = {True: self._make_step(True, jit_compile), False: self._make_step(False, jit_compile)}
+        # Traced on first use: a run without warm-up iterations never builds that step.
+        self._steps = {kind: self._make_step(update, jit_compile)
+                       for kind, update in (("both", True), ("critic", False), ("warmup", "warmup"))
+                       if update != "warmup" or trainer.critic_warmup_steps}
         self.nan_at_step = int(nan_at_step)
         self._jit_compile = jit_compile
         self._current_lr = {}
@@ -213,7 +220,6 @@ class StageLoop:
         if step >= self.num_steps:
             return "complete"
         progress = Progress(self.num_steps, desc=f"stage {stage}", unit="it", initial=step) if self.show_progress else None
-        n_critic = self.trainer.n_critic
         last_saved = step
         status = "complete"
         while step < self.num_steps:
@@ -221,12 +227,13 @@ class StageLoop:
                 status = self.stop.requested
                 break
             self._set_learning_rates(step)
-            update_generator = (step + 1) % n_critic == 0
+            kind = self.trainer.step_kind(step)
             if step == self.nan_at_step:
-                poisoned = make_distributed_step(self.strategy, self.trainer, update_generator, self._jit_compile, True)
+                update = {"both": True, "critic": False, "warmup": "warmup"}[kind]
+                poisoned = make_distributed_step(self.strategy, self.trainer, update, self._jit_compile, True)
                 logs = poisoned(self._next_batch())
             else:
-                logs = self._steps[update_generator](self._next_batch())
+                logs = self._steps[kind](self._next_batch())
             logs = {name: float(np.asarray(value)) for name, value in logs.items()}
             bad = [name for name, value in logs.items() if not math.isfinite(value)]
             if bad:

@@ -56,12 +56,13 @@ def test_mask_terms_are_the_regularisers_of_the_forward_and_cycle_masks(tiny_dat
     _, cycle_mask, _ = g_rgb.with_attention([fake, original])
     initial = g_rgb.get_weights()
     updated = {}
-    for lambda_mask in (0.0, 5.0):
+    for penalty, lambda_mask in (("copies", 5.0), ("edits", 0.0), ("edits", 5.0)):
         g_rgb.set_weights(initial)
-        gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, lambda_mask=lambda_mask, lambda_mask_tv=0.0)
+        gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, lambda_mask=lambda_mask, lambda_mask_tv=0.0,
+                                 mask_penalty=penalty)
         gan.compile(optimizers={key: keras.optimizers.SGD(0.1, name=key) for key in networks})
         logs = gan.generator_step(batch)  # eager: the logs are computed before the update
-        updated[lambda_mask] = g_rgb.get_weights()
+        updated[penalty if lambda_mask else 0.0] = g_rgb.get_weights()
     np.testing.assert_allclose(float(logs["g_mask"]), float(losses.attention_sparsity_loss(fake_mask)
                                                             + losses.attention_sparsity_loss(cycle_mask)), rtol=1e-5)
     np.testing.assert_allclose(float(logs["g_mask_tv"]), float(losses.total_variation_loss(fake_mask)
@@ -69,7 +70,9 @@ def test_mask_terms_are_the_regularisers_of_the_forward_and_cycle_masks(tiny_dat
     # The sparsity term's gradient reaches G_rgb: with it on, the attention head's bias moves further down.
     bias_index = [i for i, w in enumerate(g_rgb.weights) if w.path.endswith("attention_conv/bias")]
     assert len(bias_index) == 1
-    assert updated[5.0][bias_index[0]][0] < updated[0.0][bias_index[0]][0]
+    assert updated["edits"][bias_index[0]][0] < updated[0.0][bias_index[0]][0]
+    # GANimation's direction ("copies") moves it up: toward editing.
+    assert updated["copies"][bias_index[0]][0] > updated[0.0][bias_index[0]][0]
 
 
 def test_stargan_runs_log_no_mask_terms(tiny_dataset):
@@ -157,3 +160,11 @@ def test_an_old_run_config_without_the_generator_field_resumes_as_stargan(attent
     assert message.startswith("--stage=gan with --depth_weight=0.1 needs the stage-1 checkpoint"), message
     message = usage_error(args + ["--generator=attention"])
     assert '-  "generator": "stargan",' in message and '+  "generator": "attention",' in message
+
+
+def test_mask_penalty_copies_is_ganimations_direction():
+    mask = np.full((2, 4, 4, 1), 0.25, np.float32)
+    assert float(losses.attention_sparsity_loss(mask)) == 0.25
+    assert float(losses.attention_sparsity_loss(mask, "copies")) == 0.75
+    with pytest.raises(ValueError, match="penalise must be one of"):
+        losses.attention_sparsity_loss(mask, "both")

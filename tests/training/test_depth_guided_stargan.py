@@ -58,3 +58,30 @@ def test_depth_weight_zero_is_plain_stargan_and_the_depth_gradient_reaches_g_rgb
     assert _same(guided_weights["d_depth"], initial["d_depth"])  # critics move only in the critic step
     assert not _same(guided_weights["g_rgb"], plain_weights["g_rgb"])
     np.testing.assert_allclose(float(guided_logs["g_rgb_total"]), float(plain_logs["g_rgb_total"]), rtol=1e-5)
+
+
+def test_critic_warmup_iterations_then_the_n_critic_schedule():
+    networks = tiny_networks()
+    gan = DepthGuidedStarGAN(**networks, n_critic=3, critic_warmup_steps=4)
+    assert [gan.step_kind(step) for step in range(10)] == ["warmup"] * 4 + ["critic", "critic", "both"] * 2
+    assert [DepthGuidedStarGAN(**networks, n_critic=2).step_kind(step) for step in range(4)] == [
+        "critic", "both", "critic", "both"]
+    assert gan.get_config()["critic_warmup_steps"] == 4
+
+
+def test_critic_warmup_step_trains_only_d_rgb_classification_and_learns_it(tiny_dataset):
+    batch = fixed_batch(tiny_dataset)
+    networks = tiny_networks()
+    gan = DepthGuidedStarGAN(**networks, critic_warmup_steps=10)
+    gan.compile(optimizers={key: adam(key) for key in networks})
+    gan.build_optimizers()
+    before = {key: _weights(net) for key, net in networks.items()}
+    step = make_distributed_step(tf.distribute.get_strategy(), gan, update_generator="warmup")
+    history = [{k: float(v) for k, v in step(batch).items()} for _ in range(10)]
+    assert set(history[0]) == {"d_cls"}
+    assert history[-1]["d_cls"] < 0.5 * history[0]["d_cls"]
+    for key in ("g_rgb", "g_depth", "d_depth"):
+        assert _same(_weights(networks[key]), before[key]), key
+    # D_rgb's classification trunk and head moved; its adversarial head (which the loss does not reach) did not.
+    moved = {v.path: not np.array_equal(v.numpy(), w) for v, w in zip(networks["d_rgb"].weights, before["d_rgb"])}
+    assert any(moved.values()) and not all(moved.values()), moved
