@@ -29,10 +29,11 @@ def load(data_dir, split):
     import numpy as np
 
     from expr3d.data import records
+    from expr3d.imaging.pixels import from_uint8
 
     rgb, depth, labels = [], [], []
     for ex in records.iterate_examples(data_dir, split):
-        rgb.append(ex.image.astype(np.float32) / 127.5 - 1.0)
+        rgb.append(from_uint8(ex.image))
         z = ex.depth.astype(np.float32)
         m = ex.mask
         d = np.full(z.shape, -1.0, np.float32)
@@ -95,6 +96,7 @@ def train_and_test(name, x_train, y_train, x_test, y_test):
 def main(argv):
     del argv
     from expr3d.data import records
+    from expr3d.imaging.pixels import from_uint8
     from expr3d.data.synthetic import generate_dataset
 
     if not os.path.exists(os.path.join(FLAGS.data, records.CARD_NAME)):

@@ -7,16 +7,19 @@ Detect the face (OpenCV's bundled Haar cascades), level the eye line, crop, tran
 (ai_edge_litert; no TensorFlow import), paste the face back with a feathered mask. --crop_output also saves the
 translated crop. Exit codes (expr3d.cli): 2 for a bad flag (unknown expression, missing --model/--image/--output,
 --num_threads < 1), 1 for a bad file (no face found, an unreadable or oversized photo, an invalid model, an output
-that exists or is an input), each with one line on stderr. Photos above expr3d.image_files.MAX_WORKING_PIXELS are
+that exists or is an input), each with one line on stderr. Photos above expr3d.imaging.photos.MAX_WORKING_PIXELS are
 translated (and written) downscaled to that size.
 """
 import json
 import time
 
+import cv2
 import numpy as np
 from absl import flags
 
-from expr3d import cli, image_files
+from expr3d import cli
+from expr3d.imaging import photos
+from expr3d.imaging.pixels import from_uint8, to_uint8
 from expr3d.labels import expression_id
 
 FLAGS = flags.FLAGS
@@ -24,18 +27,16 @@ FLAGS = flags.FLAGS
 
 def lite_translator(generator):
     """A pipeline translator running `generator` (a LiteGenerator) at its fixed input size."""
-    import cv2
-
     size = generator.image_size
 
     def translate(crop, ids):
         side = crop.shape[0]
         x = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
-        x = x.astype(np.float32) / 127.5 - 1.0
+        x = from_uint8(x)
         batch = np.repeat(x[None], len(ids), axis=0)
         conditions = np.eye(8, dtype=np.float32)[ids]
         out = generator(batch, conditions)
-        out = np.clip(np.round((out + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        out = to_uint8(out)
         return [cv2.resize(o, (side, side), interpolation=cv2.INTER_CUBIC if side > size else cv2.INTER_AREA)
                 for o in out]
 
@@ -64,8 +65,8 @@ def define_flags():
     cli.at_least("num_threads", 1, "default: LiteRT's")
     cli.parses("expression", expression_id)
     for name in ("output", "crop_output"):
-        cli.check(name, image_files.writable_image_name, f"a file name ending in one of "
-                  f"{', '.join(image_files.WRITABLE_EXTENSIONS)} (the format follows the extension)")
+        cli.check(name, photos.writable_image_name, f"a file name ending in one of "
+                  f"{', '.join(photos.IMAGE_EXTENSIONS)} (the format follows the extension)")
 
 
 def main(argv):
@@ -80,16 +81,16 @@ def main(argv):
     if FLAGS.crop_output:
         outputs.check_output_file(FLAGS.crop_output, "--crop_output", FLAGS.overwrite, inputs)
         outputs.check_not_input({"--crop_output": FLAGS.crop_output}, {"--output": FLAGS.output})
-    image = pipeline.read_image(FLAGS.image)
+    image = photos.read_image(FLAGS.image)
     generator = LiteGenerator(FLAGS.model, num_threads=FLAGS.num_threads)
     started = time.time()
-    photos, crops, face = pipeline.translate_photo(image, lite_translator(generator), [target])
-    if photos is None:
+    translated, crops, face = pipeline.translate_photo(image, lite_translator(generator), [target])
+    if translated is None:
         return _fail(f"no face found in {FLAGS.image} (OpenCV Haar frontal-face cascade); use a frontal photo "
                      f"where the face is at least a tenth of the image side")
-    pipeline.write_image(FLAGS.output, photos[0])
+    photos.write_image(FLAGS.output, translated[0])
     if FLAGS.crop_output:
-        pipeline.write_image(FLAGS.crop_output, crops[0])
+        photos.write_image(FLAGS.crop_output, crops[0])
     print(json.dumps({"image": FLAGS.image, "output": FLAGS.output, "expression": FLAGS.expression,
                       "model_input_size": generator.image_size, "face": face.to_dict(),
                       "seconds": round(time.time() - started, 3)}))

@@ -7,7 +7,7 @@ For every photo: detect the largest face, level the eye line, crop, translate in
 SavedModel's `serving_default` signature (the deployed graph, resizing included), paste back with a feathered mask.
 Writes OUTPUT/<photo name>/<expression>.png (the photo) and face_<expression>.png (the crop), OUTPUT/grid.png (one row
 per photo: input crop, then each expression) and OUTPUT/summary.json. Photos without a face, or unreadable or
-oversized files (expr3d.image_files: larger photos are downscaled, decompression bombs refused), are listed in the
+oversized files (expr3d.imaging.photos: larger photos are downscaled, decompression bombs refused), are listed in the
 summary and on stderr; they do not stop the run, but a run that translated no photo exits 1 with the counts. A file
 name that is not UTF-8 is processed; its output folder shows the undecodable bytes as U+FFFD.
 """
@@ -20,7 +20,8 @@ import numpy as np
 from absl import flags
 
 from expr3d import cli, outputs
-from expr3d.image_files import printable
+from expr3d.imaging import faces, photos
+from expr3d.imaging.photos import printable
 from expr3d.labels import EXPRESSIONS, expression_id
 
 PROGRAM = "expr3d.synthesize"
@@ -90,13 +91,13 @@ def _log(message):
 
 def synthesize(saved_model, images, expressions, output, overwrite=False, batch_size=8, log=_log):
     """Run the batch tool; returns the summary dict (also written to OUTPUT/summary.json)."""
-    from expr3d.deploy import faces, pipeline
+    from expr3d.deploy import pipeline
     from expr3d.progress import Progress
 
     ids = parse_expressions(expressions) if isinstance(expressions, str) else list(expressions)
-    paths = pipeline.list_images(images)
+    paths = photos.list_images(images)
     if not paths:
-        raise FileNotFoundError(f"--images={images!r} holds no image files ({', '.join(pipeline.IMAGE_EXTENSIONS)})")
+        raise FileNotFoundError(f"--images={images!r} holds no image files ({', '.join(photos.IMAGE_EXTENSIONS)})")
     names = [EXPRESSIONS[i] for i in ids]
     stems = output_stems(paths)
     folder = outputs.OutputFolder(output, "--output", "expr3d.synthesize")
@@ -114,29 +115,29 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
     started = time.time()
     for path, stem in zip(paths, stems):
         try:
-            image = pipeline.read_image(path)
+            image = photos.read_image(path)
         except (OSError, ValueError) as e:
             log(f"skipping {printable(path)}: {printable(str(e))}")
             summary["unreadable"].append({"image": printable(path), "error": printable(str(e))})
             progress.update(1)
             continue
-        photos, crops, face = pipeline.translate_photo(image, translate, ids)
-        if photos is None:
+        translated, crops, face = pipeline.translate_photo(image, translate, ids)
+        if translated is None:
             log(f"no face found in {printable(path)}")
             summary["no_face"].append(printable(path))
             progress.update(1)
             continue
         written = {}
-        for name, photo, crop in zip(names, photos, crops):
-            pipeline.write_image(folder.file(f"{stem}/{name}.png"), photo)
-            pipeline.write_image(folder.file(f"{stem}/face_{name}.png"), crop)
+        for name, photo, crop in zip(names, translated, crops):
+            photos.write_image(folder.file(f"{stem}/{name}.png"), photo)
+            photos.write_image(folder.file(f"{stem}/face_{name}.png"), crop)
             written[name] = os.path.join(stem, f"{name}.png")
         rows.append([faces.extract(image, face)] + list(crops))
         summary["processed"].append({"image": printable(path), "outputs": written, "face": face.to_dict()})
         progress.update(1)
     progress.close()
     if rows:
-        pipeline.write_image(folder.file("grid.png"), pipeline.grid(rows, labels=["input"] + names))
+        photos.write_image(folder.file("grid.png"), pipeline.grid(rows, labels=["input"] + names))
         summary["grid"] = "grid.png"
     summary["seconds"] = round(time.time() - started, 2)
     outputs.write_bytes_atomically(folder.file("summary.json"), json.dumps(summary, indent=2).encode())

@@ -239,15 +239,6 @@ def depth_from_geometry_map(geometry):
     return keras.ops.mean(geometry, axis=-1, keepdims=True)
 
 
-def denormalize_image(x):
-    """[-1, 1] float images -> uint8 [0, 255] (rounded, clipped)."""
-    import keras
-
-    x = keras.ops.convert_to_tensor(x)
-    return keras.ops.cast(keras.ops.clip(keras.ops.round((keras.ops.cast(x, "float32") + 1.0) * 127.5), 0, 255),
-                          "uint8")
-
-
 def distribute_batch(strategy, batch):
     """Split a global batch into per-replica batches (replica i gets rows [i*B/n, (i+1)*B/n)).
 

@@ -25,6 +25,7 @@ import dataclasses
 import cv2
 import numpy as np
 
+from expr3d.imaging.pixels import from_uint8, to_uint8
 from expr3d.labels import NUM_ACTION_UNITS, NUM_EXPRESSIONS
 
 SCHEMA_VERSION = 1
@@ -155,7 +156,7 @@ def encode_example(example):
         image_bytes = buffer.tobytes()
     depth_bytes, scale, offset = _encode_depth(example.depth, mask, example.depth_format)
     normals = np.where(mask[..., None], np.asarray(example.normals, np.float64), 0.0)
-    normals_u8 = np.clip(np.rint((normals + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    normals_u8 = to_uint8(normals)
     aus = [] if example.action_units is None else np.asarray(example.action_units, np.float32).tolist()
 
     def b(value):
@@ -273,7 +274,7 @@ def decode_example(serialized, where="record", expected_size=None):
     if normals_bgr.shape[:2] != (height, width):
         raise RecordError(f"{where}: field 'normals/encoded' has shape {normals_bgr.shape[:2]}, "
                           f"expected {(height, width)}")
-    normals = cv2.cvtColor(normals_bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 127.5 - 1.0
+    normals = from_uint8(cv2.cvtColor(normals_bgr, cv2.COLOR_BGR2RGB))
     normals[~mask] = 0.0
     aus = np.asarray(_feature(features, "label/action_units", "float_list", where), np.float32)
     example = FaceExample(

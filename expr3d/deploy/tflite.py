@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from expr3d.deploy.signatures import GENERATOR_SIGNATURE
+from expr3d.imaging.pixels import from_uint8, to_uint8
 from expr3d.labels import NUM_EXPRESSIONS
 
 VARIANTS = ("fp32", "fp16", "int8", "int8_full")
@@ -69,7 +70,7 @@ def images_from_records(data_dir, split, image_size, count, skip_corrupt=False, 
     out = []
     for image in images:  # one at a time: records may differ in size
         x = tf.image.resize(tf.cast(image[None], tf.float32), [image_size, image_size], antialias=True)
-        out.append(np.clip(x.numpy()[0] / 127.5 - 1.0, -1.0, 1.0))
+        out.append(np.clip(from_uint8(x.numpy()[0]), -1.0, 1.0))
     return np.stack(out).astype(np.float32)
 
 
@@ -225,8 +226,8 @@ def compare(reference, output):
         raise ValueError(f"parity: shapes differ: {reference.shape} vs {output.shape}")
     diff = np.abs(reference - output)
     mse = float(np.mean((diff / 2.0) ** 2))
-    ref_u8 = np.clip(np.round((reference + 1) * 127.5), 0, 255)
-    out_u8 = np.clip(np.round((output + 1) * 127.5), 0, 255)
+    ref_u8 = to_uint8(reference).astype(np.int64)
+    out_u8 = to_uint8(output).astype(np.int64)
     return {
         "max_abs_error": float(diff.max()),
         "mean_abs_error": float(diff.mean()),

@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 
+from expr3d.imaging.grid import cell_centres, tile_grid
 from expr3d.labels import EXPRESSIONS
 
 # Loss terms of the trainer's summaries (tags "<stage>/loss/<term>"), grouped as in the paper's Fig. 9.
@@ -170,28 +171,20 @@ def sample_grid_figure(inputs, fakes, targets, path, input_depth=None, fake_dept
     with_depth = input_depth is not None and fake_depth is not None
     rows_per = 2 if with_depth else 1
     gutter = max(1, size // 32)
-    grid = np.ones((n * rows_per * (size + gutter) + gutter, (t + 1) * (size + gutter) + gutter, 3), np.float32)
-
-    def place(row, col, tile):
-        top, left = gutter + row * (size + gutter), gutter + col * (size + gutter)
-        grid[top:top + size, left:left + size] = tile
-
+    rows = []
     for i in range(n):
-        place(i * rows_per, 0, inputs[i])
-        for j in range(t):
-            place(i * rows_per, j + 1, fakes[i, j])
+        rows.append([inputs[i]] + [fakes[i, j] for j in range(t)])
         if with_depth:
-            place(i * rows_per + 1, 0, np.repeat(_to_unit(input_depth[i]), 3, axis=-1))
-            for j in range(t):
-                place(i * rows_per + 1, j + 1, np.repeat(_to_unit(fake_depth[i, j]), 3, axis=-1))
+            rows.append([np.repeat(_to_unit(input_depth[i]), 3, axis=-1)]
+                        + [np.repeat(_to_unit(fake_depth[i, j]), 3, axis=-1) for j in range(t)])
+    grid = tile_grid(rows, gutter=gutter, background=1.0)
     fig, axis = plt.subplots(figsize=(1.1 * (t + 1), 1.1 * n * rows_per + 0.6))
     axis.imshow(grid, interpolation="nearest")
-    centers = [gutter + c * (size + gutter) + size / 2 for c in range(t + 1)]
     axis.xaxis.tick_top()
-    axis.set_xticks(centers, ["source"] + [EXPRESSIONS[int(k)] for k in targets], fontsize=7)
+    axis.set_xticks(cell_centres(t + 1, size, gutter), ["source"] + [EXPRESSIONS[int(k)] for k in targets], fontsize=7)
     if identities is not None:
-        rows = [gutter + i * rows_per * (size + gutter) + size / 2 for i in range(n)]
-        axis.set_yticks(rows, [f"id {int(k)}" if int(k) >= 0 else "" for k in identities], fontsize=7)
+        centres = cell_centres(n * rows_per, size, gutter)[::rows_per]
+        axis.set_yticks(centres, [f"id {int(k)}" if int(k) >= 0 else "" for k in identities], fontsize=7)
     else:
         axis.set_yticks([])
     axis.set_title("translations" + (" (estimated depth below each face, white = near)" if with_depth else ""),

@@ -13,6 +13,7 @@ Unavailable (skipped with a note) when the test split has no pair ids (real data
 """
 import numpy as np
 
+from expr3d.imaging.pixels import from_uint8, to_uint8
 from expr3d.metrics import image_quality
 from expr3d.metrics.geometry import comparable_geometry, masked_l1
 from expr3d.metrics.registry import Metric, MetricUnavailable, register_metric
@@ -30,7 +31,7 @@ class PairedIndex:
         for i, (pair, expression) in enumerate(zip(batch.pair_id, batch.expression)):
             if int(pair) < 0:
                 continue
-            image = np.clip(np.round((batch.image[i] + 1.0) * 127.5), 0, 255).astype(np.uint8)
+            image = to_uint8(batch.image[i])
             self._entries[(int(pair), int(expression))] = (image, geometry[i].astype(np.float16), batch.mask[i] > 0.5)
 
     def __len__(self):
@@ -44,7 +45,7 @@ class PairedIndex:
             if entry is None:
                 continue
             rows.append(i)
-            images.append(entry[0].astype(np.float32) / 127.5 - 1.0)
+            images.append(from_uint8(entry[0]))
             geometries.append(entry[1].astype(np.float32))
             masks.append(entry[2])
         if not rows:

@@ -1,6 +1,6 @@
 """TensorBoard summaries (loss terms, learning rates, flags as text) and sample grids saved as PNG.
 
-Grid layouts (one tile per image, 2 px white gutters):
+Grid layouts (one tile per image, 2 px white gutters; drawn by expr3d.imaging.grid):
   - stage "depth": one row per sample source: RGB source | real geometry | estimated geometry G(x) |
     reconstruction G'(G(x)).
   - stage "gan": two rows per sample source: [source | G_rgb(x, c) for each of the eight expressions] and under it
@@ -16,20 +16,14 @@ different identities (`expr3d.training.inputs.sample_batch`).
 
 import os
 
-import cv2
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from expr3d.data import records
+from expr3d.imaging.grid import tile_grid, with_column_labels
+from expr3d.imaging.pixels import to_uint8
 from expr3d.labels import EXPRESSIONS
-
-_GUTTER = 2
-
-
-def to_uint8(x):
-    """[-1, 1] floats -> uint8 [0, 255]."""
-    return np.clip(np.round((np.asarray(x, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def geometry_tile(geometry, kind):
@@ -41,74 +35,15 @@ def geometry_tile(geometry, kind):
     return to_uint8(geometry)
 
 
+def image_tile(image):
+    """An RGB image [S,S,3] in [-1, 1] as a uint8 tile."""
+    return to_uint8(image, dtype=np.float32)
+
+
 def mask_tile(mask):
     """An edit mask [S,S,1] in [0, 1] as an RGB uint8 tile (black = source copied, white = generated)."""
     mask = np.clip(np.asarray(mask, np.float32), 0.0, 1.0)
     return np.repeat(np.round(mask * 255.0).astype(np.uint8), 3, axis=-1)
-
-
-def tile_grid(rows):
-    """Rows of equally sized uint8 tiles [S,S,3] (None = empty slot) -> one uint8 image, white gutters, rows
-    left-aligned."""
-    size = rows[0][0].shape[0]
-    columns = max(len(row) for row in rows)
-    height = len(rows) * size + (len(rows) + 1) * _GUTTER
-    width = columns * size + (columns + 1) * _GUTTER
-    grid = np.full((height, width, 3), 255, np.uint8)
-    for r, row in enumerate(rows):
-        top = _GUTTER + r * (size + _GUTTER)
-        for c, tile in enumerate(row):
-            if tile is None:
-                continue
-            left = _GUTTER + c * (size + _GUTTER)
-            grid[top:top + size, left:left + size] = tile
-    return grid
-
-
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-_MIN_SCALE, _MAX_SCALE = 0.3, 0.45   # text 7-10 px tall: legible, and "contempt" fits a 48 px tile at 0.3
-
-
-def _header_layout(labels, size, gutter=_GUTTER):
-    """(font scale, staggered, line height) of a header over columns of `size` px tiles."""
-    pitch = size + gutter
-
-    def widest(scale):
-        return max(cv2.getTextSize(label, _FONT, scale, 1)[0][0] for label in labels)
-
-    scale = _MAX_SCALE
-    while widest(scale) > pitch - 1 and scale > _MIN_SCALE:
-        scale = round(scale - 0.01, 2)
-    # Labels too wide for one column even at the smallest legible size alternate between two lines.
-    staggered = widest(scale) > pitch - 1
-    (_, text_height), baseline = cv2.getTextSize("Ag", _FONT, scale, 1)
-    return scale, staggered, text_height + baseline + 3
-
-
-def header_height(labels, size, gutter=_GUTTER):
-    """Height in pixels of the header strip `column_header` draws for these labels over `size` px tiles."""
-    _, staggered, line = _header_layout(labels, size, gutter)
-    return line * (2 if staggered else 1) + 3
-
-
-def column_header(labels, size, width, gutter=_GUTTER):
-    """A white uint8 strip [H, width, 3] naming the columns of a `tile_grid` of `size` px tiles, black text centred
-    over each column (left to right, one label per column)."""
-    scale, staggered, line = _header_layout(labels, size, gutter)
-    strip = np.full((header_height(labels, size, gutter), width, 3), 255, np.uint8)
-    text_height = cv2.getTextSize("Ag", _FONT, scale, 1)[0][1]
-    for column, label in enumerate(labels):
-        text_width = cv2.getTextSize(label, _FONT, scale, 1)[0][0]
-        centre = gutter + column * (size + gutter) + size / 2.0
-        left = int(np.clip(round(centre - text_width / 2.0), 0, max(width - text_width, 0)))
-        top = 2 + text_height + (line if staggered and column % 2 else 0)
-        cv2.putText(strip, label, (left, top), _FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
-    return strip
-
-
-def with_column_labels(grid, labels, size, gutter=_GUTTER):
-    """`grid` (a `tile_grid` of `size` px tiles) under a header strip naming its columns."""
-    return np.concatenate([column_header(labels, size, grid.shape[1], gutter), grid], axis=0)
 
 
 def gan_column_labels():
@@ -123,10 +58,10 @@ def depth_stage_grid(samples, outputs, kind):
     rows = []
     for i in range(len(samples["image"])):
         rows.append([
-            to_uint8(samples["image"][i]),
+            image_tile(samples["image"][i]),
             geometry_tile(samples["geometry"][i], kind),
             geometry_tile(outputs["geometry"][i], kind),
-            to_uint8(outputs["reconstruction"][i]),
+            image_tile(outputs["reconstruction"][i]),
         ])
     return tile_grid(rows)
 
@@ -136,7 +71,7 @@ def gan_stage_grid(samples, outputs_per_class, kind, show_geometry=True):
     "attention" [N,S,S,1] (edit masks) from an attention generator."""
     rows = []
     for i in range(len(samples["image"])):
-        rows.append([to_uint8(samples["image"][i])] + [to_uint8(out["image"][i]) for out in outputs_per_class])
+        rows.append([image_tile(samples["image"][i])] + [image_tile(out["image"][i]) for out in outputs_per_class])
         if "attention" in outputs_per_class[0]:
             rows.append([None] + [mask_tile(out["attention"][i]) for out in outputs_per_class])
         if show_geometry:

@@ -1,4 +1,4 @@
-"""Unit tests of the prepare modules: analytic mesh depth, crops, readers, image conversions, meshes, quality."""
+"""Unit tests of the prepare modules: analytic mesh depth through crops, readers, meshes, quality."""
 import csv
 import os
 
@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from expr3d.data.prepare import build, depth_sources, faces, fixtures, meshes, quality, readers
+from expr3d.data.prepare import build, depth_sources, fixtures, meshes, quality, readers
+from expr3d.imaging import crops
 from expr3d.labels import expression_id
 
 
@@ -28,7 +29,7 @@ def test_mesh_depth_matches_analytic_ellipsoid(tmp_path, mesh_format):
     item = readers.Item(key="f", rel_path="f.png", expression=0)
     assert os.path.exists(tmp_path / "mesh" / f"f.{ext}")
     data = source.load(item, (64, 64))
-    matrix = faces.crop_matrix((0, 0, 64, 64), 64, margin=0.0)
+    matrix = crops.crop_matrix((0, 0, 64, 64), 64, margin=0.0)
     np.testing.assert_allclose(matrix, [[1, 0, 0], [0, 1, 0]], atol=1e-12)
     geom = source.render(data, matrix, 64, None)
     r2 = ((np.mgrid[0:64, 0:64][1] - 31.5) / 20.0) ** 2 + ((np.mgrid[0:64, 0:64][0] - 30.0) / 24.0) ** 2
@@ -53,8 +54,8 @@ def test_mesh_depth_through_scaled_rotated_crop():
     source = Memory()
     data = {"vertices": face["vertices"], "faces": face["faces"], "notes": [], "path": "mem", "shape": (100, 120),
             "uv": face["vertices"][:, :2]}
-    matrix = faces.crop_matrix(face["box"], 48, margin=0.2, angle_deg=20.0)
-    scale = faces.crop_scale(matrix)
+    matrix = crops.crop_matrix(face["box"], 48, margin=0.2, angle_deg=20.0)
+    scale = crops.crop_scale(matrix)
     geom = source.render(data, matrix, 48, None)
     # Depth relief (max - min) scales with the crop: c * scale.
     relief = geom.depth[geom.mask].max() - geom.depth[geom.mask].min()
@@ -64,49 +65,10 @@ def test_mesh_depth_through_scaled_rotated_crop():
     assert (warped != geom.mask).mean() < 0.03
     # depth_dir path: the same face as a depth map gives the same crop depth, up to the constant.
     depth_map = np.where(face["mask"], 1000.0 - np.nan_to_num(face["z"]), 0.0)
-    d, valid = faces.warp_depth(depth_map, face["mask"], matrix, 48)
+    d, valid = crops.warp_depth(depth_map, face["mask"], matrix, 48)
     both = valid & geom.mask & (cv2.erode(geom.mask.astype(np.uint8), np.ones((5, 5))) > 0)
     diff = d[both] * scale - geom.depth[both]
     assert np.ptp(diff) < 0.6
-
-
-def test_crop_matrix_levels_the_eye_line():
-    left, right = (40.0, 60.0), (80.0, 45.0)
-    angle = faces.eye_angle(left, right)
-    matrix = faces.crop_matrix((30, 30, 60, 60), 64, angle_deg=angle)
-    (lx, ly), (rx, ry) = faces.transform_points(matrix, np.array([left, right]) - 0.5) + 0.5
-    assert abs(ly - ry) < 1e-9 and rx > lx
-
-
-def test_haar_finds_no_face_in_noise():
-    rng = np.random.default_rng(0)
-    assert faces.detect_face(rng.integers(0, 255, (120, 120, 3), dtype=np.uint8)) is None
-
-
-def test_load_image_conversions(tmp_path):
-    rgb = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)
-    cv2.imwrite(str(tmp_path / "gray.png"), rgb[..., 0])
-    cv2.imwrite(str(tmp_path / "deep.png"), rgb.astype(np.uint16) * 257)
-    cv2.imwrite(str(tmp_path / "alpha.png"), np.dstack([rgb, np.full((40, 50), 255, np.uint8)]))
-    cv2.imwrite(str(tmp_path / "tiny.png"), rgb[:10, :10])
-    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8garbage")
-    gray = faces.load_image(str(tmp_path / "gray.png"))
-    assert gray.rgb.shape == (40, 50, 3) and "grayscale" in gray.notes[0]
-    deep = faces.load_image(str(tmp_path / "deep.png"))
-    assert "16-bit" in deep.notes[0] and np.abs(deep.rgb.astype(int) - rgb[..., ::-1]).max() <= 1
-    assert "alpha" in faces.load_image(str(tmp_path / "alpha.png")).notes[0]
-    for name, reason in (("tiny.png", "tiny_image"), ("corrupt.jpg", "unreadable_image"), ("nope.png", "missing_path")):
-        with pytest.raises(faces.ImageError) as error:
-            faces.load_image(str(tmp_path / name))
-        assert error.value.reason == reason and name in str(error.value)
-
-
-def test_cmyk_jpeg_is_converted_and_noted(tmp_path):
-    Image = pytest.importorskip("PIL.Image")
-    Image.fromarray(np.full((40, 40, 3), (200, 50, 20), np.uint8)).convert("CMYK").save(tmp_path / "cmyk.jpg")
-    loaded = faces.load_image(str(tmp_path / "cmyk.jpg"))
-    assert "CMYK" in loaded.notes[0]
-    assert np.abs(loaded.rgb[20, 20].astype(int) - [200, 50, 20]).max() < 12
 
 
 def test_depth_dir_png16_near_large_and_bad_maps(tmp_path):
@@ -259,40 +221,6 @@ def test_model_source_loads_a_saved_depth_translator(tmp_path):
     with pytest.raises(ValueError, match="junk.keras"):
         depth_sources.ModelSource(depth_sources.SourceSettings(depth_model=str(tmp_path / "junk.keras"))).render(
             {}, None, 32, crop)
-
-
-def test_load_image_applies_exif_orientation_as_lite_and_synthesize(tmp_path):
-    from expr3d.deploy import pipeline
-
-    image_module = pytest.importorskip("PIL.Image")
-    rgb = np.zeros((40, 60, 3), np.uint8)
-    rgb[:10, :20] = 255
-    exif = image_module.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
-    image_module.fromarray(rgb).save(tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=95)
-    loaded = faces.load_image(str(tmp_path / "rotated.jpg"))
-    assert loaded.rgb.shape == (60, 40, 3) and loaded.source_size == (40, 60)
-    assert "EXIF orientation 6 applied" in loaded.notes
-    assert np.array_equal(loaded.rgb, pipeline.read_image(str(tmp_path / "rotated.jpg")))
-
-
-def test_a_huge_photo_is_worked_on_downscaled_in_source_coordinates(tmp_path):
-    # The crop of a downscaled photo, through LoadedImage.to_working, matches the crop of the full photo: boxes,
-    # meshes and depth maps keep their source-pixel coordinates.
-    rng = np.random.default_rng(0)
-    full = cv2.resize(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8), (400, 300), interpolation=cv2.INTER_CUBIC)
-    cv2.imwrite(str(tmp_path / "big.png"), full[..., ::-1])
-    whole = faces.load_image(str(tmp_path / "big.png"))
-    small = faces.load_image(str(tmp_path / "big.png"), max_pixels=20_000)
-    assert small.rgb.shape[0] * small.rgb.shape[1] <= 20_000 and small.source_size == (400, 300)
-    assert small.source_shape == whole.source_shape == (300, 400)
-    assert any("downscaled from 400x300" in note for note in small.notes)
-    box = small.to_source_box((10.0, 8.0, 40.0, 40.0))
-    assert box == pytest.approx((10 / small.scale[0], 8 / small.scale[1], 40 / small.scale[0], 40 / small.scale[1]))
-    matrix = faces.crop_matrix((120, 80, 160, 160), 48, margin=0.25, angle_deg=10)
-    reference = faces.warp_image(whole.rgb, whole.to_working(matrix), 48).astype(int)
-    crop = faces.warp_image(small.rgb, small.to_working(matrix), 48).astype(int)
-    assert np.abs(crop - reference).mean() < 6
 
 
 def test_non_utf8_file_names_are_skipped_by_name(tmp_path):

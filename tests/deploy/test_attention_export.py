@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from expr3d import export
-from expr3d.deploy import inference, pipeline, signatures, tflite
+from expr3d.deploy import inference, signatures, tflite
+from expr3d.imaging.photos import read_image, write_image
 from expr3d.models import AttentionGenerator
 from tests.deploy import fixtures
 from tests.deploy.conftest import run_clis
@@ -81,7 +82,7 @@ def test_lite_and_synthesize_accept_the_attention_export(attention_export):
     photos = work / "photos"
     os.makedirs(photos)
     photo = str(photos / "face.png")
-    pipeline.write_image(photo, fixtures.rendered_face(identity=4, size=192))
+    write_image(photo, fixtures.rendered_face(identity=4, size=192))
     model = os.path.join(attention_export["version_dir"], "tflite", tflite.file_name("int8"))
     lite, synthesize = run_clis([
         ["-m", "expr3d.lite", f"--model={model}", f"--image={photo}", "--expression=happy",
@@ -90,7 +91,7 @@ def test_lite_and_synthesize_accept_the_attention_export(attention_export):
          "--expressions=happy,sad", f"--output={work / 'synthesized'}"],
     ])
     assert lite.returncode == 0, lite.stderr[-3000:]
-    assert pipeline.read_image(str(work / "lite" / "happy.png")).shape == (192, 192, 3)
+    assert read_image(str(work / "lite" / "happy.png")).shape == (192, 192, 3)
     assert synthesize.returncode == 0, synthesize.stderr[-3000:]
     summary = json.loads((work / "synthesized" / "summary.json").read_text())
     assert [os.path.basename(p["image"]) for p in summary["processed"]] == ["face.png"]

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from expr3d.deploy import pipeline
+from expr3d.imaging.photos import read_image, write_image
 from tests.deploy import fixtures
 from tests.file_snapshots import snapshot, unchanged
 
@@ -13,8 +13,8 @@ def cli_commands(exported, work):
     """The lite runs (launched by conftest's `clis`): a rendered face, a landscape, an unknown expression."""
     face_path, empty_path = str(work / "face.jpg"), str(work / "landscape.png")
     photo = np.pad(fixtures.rendered_face(identity=4), ((30, 30), (80, 40), (0, 0)), mode="edge")
-    pipeline.write_image(face_path, photo)
-    pipeline.write_image(empty_path, fixtures.no_face_image())
+    write_image(face_path, photo)
+    write_image(empty_path, fixtures.no_face_image())
     model = f"{exported['version_dir']}/tflite/generator_int8.tflite"
     out, crop = str(work / "out" / "happy.png"), str(work / "out" / "crop.png")
     commands = {
@@ -44,15 +44,15 @@ def test_lite_on_a_face_and_on_a_photo_without_one(clis):
     report = json.loads(ok.stdout.strip().splitlines()[-1])
     assert report["model_input_size"] == 32
     assert report["face"]["eyes"] is not None, "the rendered face's eyes are found and levelled"
-    result = pipeline.read_image(context["out"])
-    original = pipeline.read_image(context["face_path"])  # compare with what the tool read (JPEG)
+    result = read_image(context["out"])
+    original = read_image(context["face_path"])  # compare with what the tool read (JPEG)
     assert result.shape == original.shape
     x, y, w, h = report["face"]["box"]
     inside = np.abs(result[y + h // 4:y + 3 * h // 4, x + w // 4:x + 3 * w // 4].astype(int)
                     - original[y + h // 4:y + 3 * h // 4, x + w // 4:x + 3 * w // 4]).mean()
     assert inside > 2.0, "the face was translated"
     assert (result[:10, :10] == original[:10, :10]).all(), "far from the face the photo is untouched"
-    assert pipeline.read_image(context["crop"]).shape[:2] == (report["face"]["crop_size"],) * 2
+    assert read_image(context["crop"]).shape[:2] == (report["face"]["crop_size"],) * 2
 
     assert no_face.returncode == 1
     assert "no face found" in no_face.stderr and "landscape.png" in no_face.stderr

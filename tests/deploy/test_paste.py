@@ -1,7 +1,8 @@
 """Feathered paste-back: the inverse of the crop, seamless, leaves the rest of the photo untouched."""
 import numpy as np
 
-from expr3d.deploy import faces, paste
+from expr3d.deploy import paste
+from expr3d.imaging import faces
 from tests.deploy import fixtures
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from expr3d import synthesize
-from expr3d.deploy import pipeline
+from expr3d.imaging.photos import read_image, write_image
 from tests.deploy import fixtures
 from tests.file_snapshots import snapshot, unchanged
 
@@ -16,12 +16,12 @@ def cli_commands(exported, work):
     """The synthesize runs (launched by conftest's `clis`): a folder of photos, and a refused non-empty output."""
     photos = work / "photos"
     photos.mkdir()
-    pipeline.write_image(str(photos / "a_face.png"), fixtures.rendered_face(identity=5, size=192))
+    write_image(str(photos / "a_face.png"), fixtures.rendered_face(identity=5, size=192))
     tilted = fixtures.rendered_face(identity=0, expression=2)
     tilted = cv2.warpAffine(tilted, cv2.getRotationMatrix2D((128, 128), -10, 1.0), (256, 256),
                             borderMode=cv2.BORDER_REPLICATE)[:, 18:238]
-    pipeline.write_image(str(photos / "b_tilted.jpg"), tilted)
-    pipeline.write_image(str(photos / "c_landscape.png"), fixtures.no_face_image())
+    write_image(str(photos / "b_tilted.jpg"), tilted)
+    write_image(str(photos / "c_landscape.png"), fixtures.no_face_image())
     (photos / "d_broken.jpg").write_bytes(b"\xff\xd8\xff truncated")
     (photos / "notes.txt").write_text("not an image")
     output, taken = work / "out", work / "taken"
@@ -31,16 +31,16 @@ def cli_commands(exported, work):
     # --overwrite; a run whose only photo has no face exits non-zero with the count.
     mixed = work / "mixed"
     mixed.mkdir()
-    pipeline.write_image(str(mixed / "grid.png"), fixtures.rendered_face(identity=2, size=128))
+    write_image(str(mixed / "grid.png"), fixtures.rendered_face(identity=2, size=128))
     (mixed / "my.txt").write_text("mine")
     landscape = work / "landscape_only"
     landscape.mkdir()
-    pipeline.write_image(str(landscape / "hills.png"), fixtures.no_face_image())
+    write_image(str(landscape / "hills.png"), fixtures.no_face_image())
     # A face photo whose file name is not UTF-8, beside a decompression bomb: the first translated, the second
     # refused from its header (before decoding), neither stopping the run.
     odd = work / "odd_names"
     odd.mkdir()
-    pipeline.write_image(str(odd / "face.png"), fixtures.rendered_face(identity=3, size=160))
+    write_image(str(odd / "face.png"), fixtures.rendered_face(identity=3, size=160))
     os.rename(os.fsencode(odd / "face.png"), os.fsencode(odd) + b"/caf\xe9.png")
     from tests.deploy.test_export import png_bomb
 
@@ -74,12 +74,12 @@ def test_synthesize_a_folder_with_faces_a_landscape_and_a_broken_file(clis):
     assert "no face found" in result.stderr and "c_landscape.png" in result.stderr
     for stem, shape in (("a_face", (192, 192, 3)), ("b_tilted", (256, 220, 3))):
         for name in ("happy", "anger"):
-            assert pipeline.read_image(str(output / stem / f"{name}.png")).shape == shape
+            assert read_image(str(output / stem / f"{name}.png")).shape == shape
             assert (output / stem / f"face_{name}.png").exists()
-    happy = pipeline.read_image(str(output / "a_face" / "happy.png")).astype(int)
-    anger = pipeline.read_image(str(output / "a_face" / "anger.png")).astype(int)
+    happy = read_image(str(output / "a_face" / "happy.png")).astype(int)
+    anger = read_image(str(output / "a_face" / "anger.png")).astype(int)
     assert np.abs(happy - anger).mean() > 0.5, "different targets give different faces"
-    grid = pipeline.read_image(str(output / "grid.png"))
+    grid = read_image(str(output / "grid.png"))
     assert grid.shape[1] > grid.shape[0], "2 rows x 3 columns (input + 2 expressions)"
 
     again = results["synthesize_taken"]

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from expr3d import losses
+from expr3d.imaging import grid as tile_grids
 from expr3d.models import AttentionGenerator, ModelConfig, build_models
 from expr3d.training import common, inputs, summaries
 from expr3d.training.depth_guided_stargan import DepthGuidedStarGAN
@@ -91,7 +92,7 @@ def test_sample_grid_shows_the_masks(tiny_dataset):
     outputs = gan.sample_outputs(tf.constant(samples["image"]), tf.constant([3, 5]))
     assert outputs["attention"].shape == (2, 32, 32, 1)
     grid = summaries.render_samples(gan, samples, "depth", show_geometry=True)
-    header = summaries.header_height(summaries.gan_column_labels(), 32)  # the column labels
+    header = tile_grids.header_height(summaries.gan_column_labels(), 32)  # the column labels
     assert grid.shape[0] == header + 2 * 3 * 32 + 7 * 2  # per source: outputs, masks, geometry
 
 

@@ -3,6 +3,7 @@ import glob
 import numpy as np
 import tensorflow as tf
 
+from expr3d.imaging import grid as tile_grids
 from expr3d.training import summaries
 
 
@@ -67,8 +68,8 @@ def test_grids_carry_a_header_naming_each_column():
     for size in (32, 48, 64, 128):
         labels = summaries.gan_column_labels()
         grid = np.full((2 * size + 3 * 2, 9 * size + 10 * 2, 3), 128, np.uint8)
-        labelled = summaries.with_column_labels(grid, labels, size)
-        height = summaries.header_height(labels, size)
+        labelled = tile_grids.with_column_labels(grid, labels, size)
+        height = tile_grids.header_height(labels, size)
         assert 12 <= height <= 40 and labelled.shape == (height + grid.shape[0],) + grid.shape[1:]
         assert np.array_equal(labelled[height:], grid)
         header = labelled[:height]
@@ -77,7 +78,7 @@ def test_grids_carry_a_header_naming_each_column():
             assert header[:, left:left + size].min() < 100, (size, labels[column])
         assert header[0].min() == 255 and header[-1].min() == 255  # a blank line above and below the text
     # One label per column at 48 px and up; the wider depth-stage labels alternate over two lines at 48 px.
-    assert summaries.header_height(summaries.gan_column_labels(), 48) < summaries.header_height(
+    assert tile_grids.header_height(summaries.gan_column_labels(), 48) < tile_grids.header_height(
         summaries.depth_column_labels("depth"), 48)
 
 

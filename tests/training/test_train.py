@@ -165,9 +165,10 @@ def test_cli_end_to_end_outputs(runs):
     grid = tf.io.decode_png(tf.io.read_file(os.path.join(model_dir, "samples", "gan-latest.png"))).numpy()
     # A header strip naming the columns, then 2 sources x (image row + depth row), 1 + 8 columns of 32 px with 2 px
     # gutters.
+    from expr3d.imaging import grid as tile_grids
     from expr3d.training import summaries
 
-    header = summaries.header_height(summaries.gan_column_labels(), 32)
+    header = tile_grids.header_height(summaries.gan_column_labels(), 32)
     assert grid.shape == (header + 4 * 32 + 5 * 2, 9 * 32 + 10 * 2, 3)
     tags = {}
     for path in glob.glob(os.path.join(model_dir, "logs", "*", "events.out.tfevents.*")):

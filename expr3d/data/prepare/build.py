@@ -26,7 +26,8 @@ import numpy as np
 
 from expr3d import outputs
 from expr3d.data import records, schema
-from expr3d.data.prepare import depth_sources, faces, quality, readers, review
+from expr3d.data.prepare import depth_sources, quality, readers, review
+from expr3d.imaging import crops, faces, photos
 from expr3d.labels import EXPRESSIONS
 from expr3d.progress import Progress, format_duration
 
@@ -244,7 +245,7 @@ def _face_box(config, item, loaded, data, source):
     if config.crop == "auto" and item.box is not None:
         eyes = faces.landmark_eyes(item.landmarks) if config.align_eyes else None
         return item.box, faces.eye_angle(*eyes) if eyes else 0.0, False
-    # Detected on the working image (a huge photo is downscaled: expr3d.image_files), the box in source pixels.
+    # Detected on the working image (a huge photo is downscaled: expr3d.imaging.photos), the box in source pixels.
     found = faces.detect_face(loaded.rgb, min_face=max(1, round(config.min_face_size * min(loaded.scale))))
     if found is None:
         raise _Skipped("no_face", "no face found by the Haar cascade")
@@ -257,8 +258,8 @@ def prepare_item(item, config, source, thresholds):
               "status": "skipped", "reason": "", "detail": "", "notes": [], "scores": None}
     path = os.path.join(config.images, item.rel_path)
     try:
-        loaded = faces.load_image(path, min_size=config.min_image_size)
-    except faces.ImageError as error:
+        loaded = photos.load_image(path, min_size=config.min_image_size)
+    except photos.ImageFileError as error:
         raise _Skipped(error.reason, str(error)) from None
     record["notes"].extend(loaded.notes)
     try:
@@ -271,8 +272,8 @@ def prepare_item(item, config, source, thresholds):
                                     f"{config.min_face_size}")
     margin = 0.0 if config.crop == "full" else config.margin
     size = config.image_size
-    matrix = faces.crop_matrix(box, size, margin=margin, angle_deg=angle)
-    crop = faces.warp_image(loaded.rgb, loaded.to_working(matrix), size)
+    matrix = crops.crop_matrix(box, size, margin=margin, angle_deg=angle)
+    crop = crops.warp_image(loaded.rgb, loaded.to_working(matrix), size)
     try:
         geom = source.render(data, matrix, size, crop)
     except depth_sources.SourceError as error:
@@ -286,7 +287,7 @@ def prepare_item(item, config, source, thresholds):
         # No face box is known: score coverage against the depth's own extent (box_iou is then uninformative).
         crop_box, from_depth = faces.box_from_mask(mask), True
     else:
-        corners = faces.transform_points(matrix, faces.box_corners(box)) + 0.5
+        corners = crops.transform_points(matrix, crops.box_corners(box)) + 0.5
         lo, hi = corners.min(axis=0), corners.max(axis=0)
         crop_box = (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
     scores = quality.scores(depth, mask, hole_fraction, crop_box, size, box_is_from_depth=from_depth)

@@ -3,7 +3,7 @@
 Every source works in two steps so that the crop is decided once and applied identically to image and geometry:
 `load(item, image_shape)` reads the source data in the coordinates of the source image (and can tell where the face
 is, for `--crop=depth`), and `render(data, matrix, size, crop_rgb)` produces depth, mask and normals of the output
-crop given the similarity `matrix` (faces.crop_matrix) that also warps the image.
+crop given the similarity `matrix` (expr3d.imaging.crops.crop_matrix) that also warps the image.
 
 Units: output depth is in output-crop pixels for the `pixels` and `orthographic` cameras (so depth_to_normals sees a
 true aspect ratio), and in the source's own units (e.g. metres) under a `perspective` camera, whose focal length and
@@ -19,7 +19,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from expr3d.data import geometry  # noqa: E402
-from expr3d.data.prepare import faces, meshes  # noqa: E402
+from expr3d.data.prepare import meshes  # noqa: E402
+from expr3d.imaging import crops, faces  # noqa: E402
+from expr3d.imaging.pixels import from_uint8  # noqa: E402
 
 DEPTH_EXTENSIONS = (".npy", ".png", ".exr", ".tif", ".tiff")
 
@@ -96,14 +98,14 @@ def _camera_in_source(settings, height, width):
 def _perspective_crop_camera(settings, matrix, height, width):
     """The pinhole camera of the crop: focal scaled, principal point moved with the (similarity) crop."""
     cx, cy = _camera_in_source(settings, height, width)
-    scale = faces.crop_scale(matrix)
-    centre = faces.transform_points(matrix, np.array([[cx - 0.5, cy - 0.5]]))[0] + 0.5
+    scale = crops.crop_scale(matrix)
+    centre = crops.transform_points(matrix, np.array([[cx - 0.5, cy - 0.5]]))[0] + 0.5
     return geometry.PerspectiveCamera(focal_px=settings.focal_px * scale, cx=centre[0], cy=centre[1])
 
 
 def _rotation(matrix):
     linear = np.asarray(matrix)[:, :2]
-    return linear / faces.crop_scale(matrix)
+    return linear / crops.crop_scale(matrix)
 
 
 class DepthDirSource:
@@ -185,12 +187,12 @@ class DepthDirSource:
         return faces.box_from_mask(data["mask"])
 
     def render(self, data, matrix, size, crop_rgb):
-        depth, mask = faces.warp_depth(data["depth"], data["mask"], matrix, size)
+        depth, mask = crops.warp_depth(data["depth"], data["mask"], matrix, size)
         height, width = data["shape"]
         if self.settings.camera == "perspective":
             camera = _perspective_crop_camera(self.settings, matrix, height, width)
         else:
-            depth = depth * faces.crop_scale(matrix)  # pixel units scale with the crop
+            depth = depth * crops.crop_scale(matrix)  # pixel units scale with the crop
             # Depth in output pixels: x = col, y = -row, z = -depth (z toward the camera).
             camera = geometry.OrthographicCamera(scale=1.0, cx=0.0, cy=0.0)
         return Geometry(depth=depth, mask=mask & (depth > 0), normals=None, camera=camera, notes=list(data["notes"]))
@@ -268,8 +270,8 @@ class MeshDirSource:
             xy = np.stack([vertices[:, 0], -vertices[:, 1]], axis=-1) @ rot.T
             moved = np.stack([xy[:, 0], -xy[:, 1], vertices[:, 2]], axis=-1)
         else:
-            xy = faces.transform_points(matrix, vertices[:, :2])
-            moved = np.concatenate([xy, vertices[:, 2:3] * faces.crop_scale(matrix)], axis=1)
+            xy = crops.transform_points(matrix, vertices[:, :2])
+            moved = np.concatenate([xy, vertices[:, 2:3] * crops.crop_scale(matrix)], axis=1)
             camera = geometry.PixelSpaceCamera.for_vertices(moved, z_toward_camera=True)
         result = geometry.rasterize(moved, data["faces"], camera, size, size)
         if not result.mask.any():
@@ -318,7 +320,7 @@ class ModelSource:
 
     def render(self, data, matrix, size, crop_rgb):
         model = self._load_model()
-        x = crop_rgb.astype(np.float32)[None] / 127.5 - 1.0
+        x = from_uint8(crop_rgb)[None]
         geometry_map = np.asarray(model.to_geometry(x, training=False))[0]
         d = geometry_map.mean(axis=-1)
         if not np.all(np.isfinite(d)):

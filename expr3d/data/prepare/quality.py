@@ -38,7 +38,7 @@ def face_ellipse(box, size, shrink=0.9):
 
 def scores(depth, mask, hole_fraction, face_box, size, box_is_from_depth=False):
     """Quality scores of one crop (depth after filling, its mask, the face box in crop coordinates)."""
-    from expr3d.data.prepare.faces import box_from_mask, box_iou
+    from expr3d.imaging.faces import box_from_mask, box_iou
 
     result = {"hole_fraction": float(hole_fraction)}
     ellipse = face_ellipse(face_box, size)

@@ -11,10 +11,9 @@ import os
 
 import numpy as np
 
-from expr3d.image_files import printable
+from expr3d.imaging.photos import IMAGE_EXTENSIONS, printable
 from expr3d.labels import EXPRESSIONS, expression_id
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 AFFECTNET_REQUIRED = ("subDirectory_filePath", "expression")
 AFFECTNET_BOX = ("face_x", "face_y", "face_width", "face_height")
 # AffectNet ids 0-7 are ours (labels.EXPRESSIONS is AffectNet's order); 8-10 are none / uncertain / non-face.

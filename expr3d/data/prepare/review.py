@@ -10,6 +10,8 @@ import os
 import cv2
 import numpy as np
 
+from expr3d.imaging.grid import tile_grid
+from expr3d.imaging.pixels import to_uint8
 from expr3d.labels import EXPRESSIONS
 
 LABEL_HEIGHT = 14
@@ -32,7 +34,7 @@ def depth_image(depth, mask):
 
 def normals_image(normals, mask):
     """uint8 [H, W, 3] RGB rendering of normals ((n + 1) / 2), black background."""
-    out = np.clip((normals + 1.0) * 127.5, 0, 255).astype(np.uint8)
+    out = to_uint8(normals, rounding="truncate")
     out[~mask] = 0
     return out
 
@@ -51,19 +53,12 @@ def tile(rgb, depth, mask, normals, label, size=96, rejected=False):
 
 def contact_sheets(tiles, columns=4, rows=8):
     """Pack tiles (same shape) into sheets of columns x rows; return a list of uint8 RGB images."""
-    if not tiles:
-        return []
-    th, tw = tiles[0].shape[:2]
     per_sheet = columns * rows
     sheets = []
     for start in range(0, len(tiles), per_sheet):  # one sheet per page of tiles
         page = tiles[start:start + per_sheet]
-        used_rows = (len(page) + columns - 1) // columns
-        sheet = np.full((used_rows * (th + 2), columns * (tw + 2), 3), 255, np.uint8)
-        for k, image in enumerate(page):
-            r, c = divmod(k, columns)
-            sheet[r * (th + 2):r * (th + 2) + th, c * (tw + 2):c * (tw + 2) + tw] = image
-        sheets.append(sheet)
+        grid_rows = [page[k:k + columns] for k in range(0, len(page), columns)]
+        sheets.append(tile_grid(grid_rows, gutter=2, margin=0, columns=columns))
     return sheets
 
 

@@ -30,6 +30,8 @@ import numpy as np
 from expr3d import outputs
 from expr3d.data import records, schema
 from expr3d.data.synthetic import action_units, face_model, render
+from expr3d.imaging import grid
+from expr3d.imaging.pixels import to_uint8
 from expr3d.labels import EXPRESSIONS, NUM_EXPRESSIONS
 
 GENERATOR_VERSION = "1.0"
@@ -294,7 +296,7 @@ def depth_preview(depth, mask):
 
 
 def normals_preview(normals, mask):
-    out = np.clip((normals + 1.0) * 127.5, 0, 255).astype(np.uint8)
+    out = to_uint8(normals, rounding="truncate")
     out[~mask] = 0
     return out
 
@@ -306,7 +308,6 @@ def contact_sheet(rows):
     """
     size = rows[0][0].image.shape[0]
     half = size // 2
-    label_h = max(14, size // 8)
     cells = []
     for faces in rows:
         row_cells = []
@@ -316,17 +317,9 @@ def contact_sheet(rows):
                                    cv2.resize(normals_preview(face.normals, face.mask), (half, half),
                                               interpolation=cv2.INTER_AREA)], axis=1)
             row_cells.append(np.concatenate([face.image, geom], axis=0))
-        cells.append(np.concatenate(row_cells, axis=1))
-    body = np.concatenate(cells, axis=0)
-    header = np.full((label_h, body.shape[1], 3), 255, np.uint8)
-    for i, name in enumerate(EXPRESSIONS):
-        (w0, h0), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)
-        scale = min(0.75 * label_h / h0, 0.92 * size / w0)
-        (w, h), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        x = i * size + max(0, (size - w) // 2)
-        cv2.putText(header, name, (x, (label_h + h) // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-    return np.concatenate([header, body], axis=0)
+        cells.append(row_cells)
+    body = grid.tile_grid(cells, gutter=0, margin=0)
+    return grid.with_column_labels(body, EXPRESSIONS, size, gutter=0, margin=0, style="each")
 
 
 def write_contact_sheet(path, seed, test_jobs, image_size, max_identities=4):

@@ -1,19 +1,25 @@
-"""Face detection (OpenCV's bundled Haar cascades), eye-line alignment and the crop's similarity matrix.
+"""Faces in photos: Haar-cascade detection (OpenCV's bundled cascades), eye-line alignment, face boxes from
+annotations, and the deployment crop of a photo's face.
 
 One implementation for both ends of the project: dataset preparation (expr3d.data.prepare) crops training faces
-with it, and deployment (expr3d.deploy: expr3d.lite, expr3d.synthesize) crops photos with it and pastes results back
-with the inverse of the same matrix, so a served face is framed the way training faces were.
+with it, and deployment (expr3d.lite, expr3d.synthesize) crops photos with it and pastes results back with the
+inverse of the same matrix (expr3d.deploy.paste), so a served face is framed the way training faces were.
 
-Coordinates: boxes (x, y, w, h) are continuous (x = left edge of the box's first column); eye centres and the
-matrices use OpenCV's index convention (pixel centres at integers), mapping source pixels to crop pixels, so
-`cv2.warpAffine(src, M, (S, S))` cuts the crop and `cv2.warpAffine(crop, M, (W, H), flags=WARP_INVERSE_MAP)` puts it
-back. Angles are counter-clockwise on screen (rows go down), in degrees.
+The deployment crop is a square of side `CROP_SCALE` x the detected face box, centred on the box and rotated so the
+eye line is horizontal when both eyes are found (else axis-aligned). `FaceCrop.matrix` maps photo pixels to crop
+pixels (2x3, similarity, OpenCV's index convention; the crop maths is expr3d.imaging.crops).
+
+Coordinates: boxes (x, y, w, h) are continuous (x = left edge of the box's first column); eye centres use OpenCV's
+index convention (pixel centres at integers). Angles are counter-clockwise on screen (rows go down), in degrees.
 """
 import dataclasses
 import math
 import os
 
+import cv2
 import numpy as np
+
+from expr3d.imaging import crops
 
 # Eye pairs tilted more than this are false detections (brows, nostrils): the crop stays axis-aligned.
 MAX_EYE_TILT_DEGREES = 30.0
@@ -47,8 +53,6 @@ _CASCADES = {}
 
 def cascade(name):
     """OpenCV's bundled cascade `name` (cached); FaceDetectionError naming the file when it cannot be loaded."""
-    import cv2
-
     if name not in _CASCADES:
         path = os.path.join(cv2.data.haarcascades, name)
         classifier = cv2.CascadeClassifier(path)
@@ -60,8 +64,6 @@ def cascade(name):
 
 def to_gray(rgb):
     """Grey uint8 [H, W] of an RGB uint8 image; ValueError for anything else."""
-    import cv2
-
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image [H, W, 3]; got {rgb.dtype} {rgb.shape}")
@@ -79,8 +81,6 @@ def detect_faces(rgb, min_face=24, min_size_fraction=0.0):
         min_face: smallest face side in pixels.
         min_size_fraction: smallest face side as a fraction of the image's shorter side (the larger bound wins).
     """
-    import cv2
-
     gray = to_gray(rgb)
     min_side = max(int(min_face), int(min_size_fraction * min(gray.shape)))
     detector = cascade(FACE_CASCADE)
@@ -114,8 +114,6 @@ def detect_eyes(rgb, box):
     Tries a locally contrast-equalised (CLAHE) window first, then the plain one: global histogram equalisation of the
     small window washed the eyes out.
     """
-    import cv2
-
     x, y, w, h = (int(round(v)) for v in box)
     gray = to_gray(rgb)[max(0, y):max(0, y) + int(0.6 * h), max(0, x):max(0, x) + w]
     if gray.size == 0 or w < 16:
@@ -160,43 +158,90 @@ def detect_face(rgb, min_face=32, use_eyes=True, min_size_fraction=0.0):
     return face
 
 
-# --- crops -------------------------------------------------------------------------------------------------------
+# --- face boxes from annotations ------------------------------------------------------------------------------
 
-def crop_matrix(box, output_size, margin=0.25, angle_deg=0.0, center=None):
-    """Similarity from source pixels to an `output_size` square around `box` = (x, y, w, h) (continuous coordinates).
+def landmark_eyes(landmarks):
+    """Eye centres from 68-point landmarks (iBUG order: 36-41 and 42-47), or None if not 68 points."""
+    points = np.asarray(landmarks, np.float64).reshape(-1, 2) if landmarks is not None else None
+    if points is None or len(points) != 68 or not np.all(np.isfinite(points)):
+        return None
+    return tuple(points[36:42].mean(axis=0)), tuple(points[42:48].mean(axis=0))
 
-    The square side in the source is max(w, h) * (1 + margin); `angle_deg` rotates the source counter-clockwise
-    about the box centre before cropping (pass the eye-line angle to level the eyes).
+
+def box_from_mask(mask):
+    """Bounding box (x, y, w, h) of a boolean mask in continuous coordinates, or None if empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return (float(cols[0]), float(rows[0]), float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1))
+
+
+def box_iou(a, b):
+    """Intersection over union of two (x, y, w, h) boxes (0 when both are empty)."""
+    ax0, ay0, aw, ah = a
+    bx0, by0, bw, bh = b
+    ix = max(0.0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
+    iy = max(0.0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
+    inter = ix * iy
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+# --- the deployment crop -----------------------------------------------------------------------------------------
+
+CROP_SCALE = 1.5  # crop side / Haar face-box side: the box spans brows to mouth, the crop the whole head
+MIN_FACE_FRACTION = 0.1  # faces smaller than this fraction of the photo's shorter side are ignored
+
+
+@dataclasses.dataclass
+class FaceCrop:
+    """One detected face and how to cut it out.
+
+    Args:
+        box: (x, y, w, h) of the Haar face box in photo pixels.
+        eyes: ((x, y), (x, y)) left- and right-in-image eye centres in photo pixels, or None.
+        angle: eye-line angle in degrees, counter-clockwise on screen (0 when no eyes were used).
+        matrix: float64 [2, 3] photo -> crop pixels.
+        size: crop side in pixels.
     """
-    x, y, w, h = (float(v) for v in box)
-    if not (w > 0 and h > 0):
-        raise ValueError(f"face box must have positive width and height, got {box}")
-    cx, cy = center if center is not None else (x + w / 2.0, y + h / 2.0)
-    side = max(w, h) * (1.0 + margin)
-    scale = output_size / side
-    theta = math.radians(angle_deg)
-    cos, sin = scale * math.cos(theta), scale * math.sin(theta)
-    # Continuous coordinates: p' = L (p - c) + (S/2, S/2), L turning clockwise on screen by `angle_deg` (rows go
-    # down), which levels an eye line that rises counter-clockwise by that angle.
-    linear = np.array([[cos, -sin], [sin, cos]])
-    offset = np.array([output_size / 2.0, output_size / 2.0]) - linear @ np.array([cx, cy])
-    # Index convention: i' + 0.5 = L (i + 0.5) + t  ->  i' = L i + (L 0.5 + t - 0.5).
-    offset_index = offset + linear @ np.array([0.5, 0.5]) - 0.5
-    return np.concatenate([linear, offset_index[:, None]], axis=1)
+
+    box: tuple
+    eyes: tuple
+    angle: float
+    matrix: np.ndarray
+    size: int
+
+    def to_dict(self):
+        return {"box": [int(round(v)) for v in self.box], "eyes": None if self.eyes is None else
+                [[float(c) for c in eye] for eye in self.eyes], "angle_degrees": float(self.angle),
+                "crop_size": int(self.size)}
 
 
-def crop_scale(matrix):
-    """Uniform scale factor of a similarity 2x3 matrix."""
-    return float(math.sqrt(abs(np.linalg.det(np.asarray(matrix)[:, :2]))))
+def deployment_crop_matrix(box, size, angle_degrees=0.0):
+    """2x3 photo -> crop matrix: a square of side CROP_SCALE * box side around the box centre, levelled by angle."""
+    return crops.crop_matrix(box, size, margin=CROP_SCALE - 1.0, angle_deg=angle_degrees)
 
 
-def transform_points(matrix, points):
-    """Apply a 2x3 matrix (index convention) to [N, 2] index-convention points."""
-    points = np.asarray(points, np.float64)
-    return points @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
+def find_face(image, crop_size=None, use_eyes=True):
+    """The largest face of an RGB uint8 photo as a FaceCrop, or None when no face is found.
+
+    Args:
+        image: RGB uint8 [H, W, 3].
+        crop_size: crop side in pixels; default: the face's own resolution (CROP_SCALE x box side, max 1024).
+        use_eyes: rotate the crop to level the eye line when both eyes are detected.
+    """
+    face = detect_face(image, min_face=24, use_eyes=use_eyes, min_size_fraction=MIN_FACE_FRACTION)
+    if face is None:
+        return None
+    box = tuple(int(v) for v in face.box)
+    if crop_size is None:
+        crop_size = int(min(1024, max(32, round(CROP_SCALE * max(box[2], box[3])))))
+    return FaceCrop(box=box, eyes=face.eyes, angle=face.angle_deg, size=crop_size,
+                    matrix=deployment_crop_matrix(box, crop_size, face.angle_deg))
 
 
-def box_corners(box):
-    """Corner points (index convention) of a continuous-coordinate box (x, y, w, h)."""
-    x, y, w, h = box
-    return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float64) - 0.5
+def extract(image, face):
+    """The aligned crop (uint8 [size, size, 3]) of `face` from `image`; outside the photo is mirrored."""
+    return cv2.warpAffine(np.asarray(image), face.matrix, (face.size, face.size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT101)

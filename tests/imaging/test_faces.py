@@ -1,10 +1,10 @@
-"""Face detection and eye-line alignment (expr3d.faces, through the deployment crop) on rendered and drawn faces."""
+"""expr3d.imaging.faces: face detection and eye-line alignment (through the deployment crop) on rendered and drawn
+faces, and on noise."""
 import cv2
 import numpy as np
 import pytest
 
-from expr3d import faces as face_lib
-from expr3d.deploy import faces
+from expr3d.imaging import crops, faces
 from tests.deploy import fixtures
 
 
@@ -29,7 +29,7 @@ def test_finds_the_face_and_levels_the_eye_line(source, angle):
     crop = faces.extract(image, face)
     assert crop.shape == (face.size, face.size, 3)
     # In the crop, the eyes are level and the left-in-image eye stays on the left.
-    (lx, ly), (rx, ry) = face_lib.transform_points(face.matrix, np.array(face.eyes))
+    (lx, ly), (rx, ry) = crops.transform_points(face.matrix, np.array(face.eyes))
     assert abs(ry - ly) < 0.02 * face.size and rx > lx
 
 
@@ -40,14 +40,17 @@ def test_no_face_is_none_and_bad_input_is_an_error():
 
 
 def test_crop_matrix_maps_the_box_centre_to_the_crop_centre():
-    matrix = faces.crop_matrix((100, 50, 80, 80), 120, angle_degrees=20.0)
+    matrix = faces.deployment_crop_matrix((100, 50, 80, 80), 120, angle_degrees=20.0)
     # Continuous centre (140, 90) is index (139.5, 89.5); the crop's centre is index 59.5.
-    centre = face_lib.transform_points(matrix, [[139.5, 89.5]])[0]
+    centre = crops.transform_points(matrix, [[139.5, 89.5]])[0]
     np.testing.assert_allclose(centre, [59.5, 59.5], atol=1e-9)
     # The crop spans CROP_SCALE box sides.
     assert np.linalg.det(matrix[:, :2]) == pytest.approx((120 / (faces.CROP_SCALE * 80)) ** 2)
-    # The same matrix as the one prepare crops training faces with (expr3d.faces is shared).
-    from expr3d.data.prepare import faces as prepare_faces
+    # The same matrix as the one prepare crops training faces with (expr3d.imaging.crops is shared).
+    np.testing.assert_allclose(matrix, crops.crop_matrix((100, 50, 80, 80), 120,
+                                                         margin=faces.CROP_SCALE - 1, angle_deg=20.0))
 
-    np.testing.assert_allclose(matrix, prepare_faces.crop_matrix((100, 50, 80, 80), 120,
-                                                                 margin=faces.CROP_SCALE - 1, angle_deg=20.0))
+
+def test_haar_finds_no_face_in_noise():
+    rng = np.random.default_rng(0)
+    assert faces.detect_face(rng.integers(0, 255, (120, 120, 3), dtype=np.uint8)) is None
