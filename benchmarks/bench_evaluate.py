@@ -34,7 +34,7 @@ FLAGS = flags.FLAGS
 def write_data(directory, num_images, size):
     import numpy as np
 
-    from expr3d.data import records, schema
+    from expr3d.data import dataset_card, records, schema
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size]
@@ -49,23 +49,19 @@ def write_data(directory, num_images, size):
                 writer.write(schema.FaceExample(image=image, depth=depth.astype(np.float32), mask=mask,
                                                 normals=normals, expression=i % 8, identity=i // 8, key=f"{split}{i}",
                                                 pair_id=i // 8 if split == "test" else -1))
-    records.write_dataset_card(directory, name="bench", image_size=size, provenance={"source": "bench_evaluate"})
+    dataset_card.write_dataset_card(directory, name="bench", image_size=size, provenance={"source": "bench_evaluate"})
 
 
 def write_run(directory, size):
-    import json
-
     from expr3d.metrics.classifier import build_classifier, save_classifier
     from expr3d.models import ModelConfig, build_models
+    from expr3d.run_dir import RunDir
 
     config = ModelConfig(image_size=size)
-    networks = build_models(config)
-    os.makedirs(os.path.join(directory, "models"), exist_ok=True)
-    for name, network in networks.items():
-        network.save(os.path.join(directory, "models", f"{name}.keras"))
-    with open(os.path.join(directory, "config.json"), "w") as f:
-        json.dump({"flags": {"depth_weight": 0.1, "geometry": "depth", "confidence_penalty": 0.1},
-                   "model_config": config.to_dict(), "dataset": {"image_size": size}, "step": 0, "versions": {}}, f)
+    run = RunDir(directory)
+    run.save_networks(build_models(config))
+    run.write_config({"flags": {"depth_weight": 0.1, "geometry": "depth", "confidence_penalty": 0.1},
+                      "model_config": config.to_dict(), "dataset": {"image_size": size}, "step": 0, "versions": {}})
     classifier = os.path.join(directory, "classifier")
     save_classifier(build_classifier(size), {"classes": list(__import__("expr3d.labels").labels.EXPRESSIONS),
                                              "image_size": size, "test_accuracy": float("nan")}, classifier)

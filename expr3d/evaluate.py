@@ -22,6 +22,7 @@ Writes into `--output` (default `MODEL_DIR/evaluation`):
                    samples.png (Fig. 5)
 Deterministic for a given --seed (the data order is fixed; KID subsets are seeded).
 """
+import contextlib
 import json
 import os
 import sys
@@ -30,6 +31,7 @@ import time
 import numpy as np
 
 from expr3d import outputs
+from expr3d.run_dir import RunDir, RunDirError
 
 DEFAULT_METRICS = "expression_generation_rate,fid,kid,psnr,ssim,identity,geometry,paired,background,samples"
 RESULTS_FORMAT_VERSION = 1
@@ -44,48 +46,22 @@ class EvaluationError(Exception):
 
 # --- the run directory ----------------------------------------------------------------------------------------------
 
-def read_run_config(model_dir):
-    """`MODEL_DIR/config.json` as a dict (EvaluationError naming the file when missing or invalid)."""
-    if not model_dir or not os.path.isdir(model_dir):
-        raise EvaluationError(f"--model_dir={model_dir!r} is not a directory")
-    path = os.path.join(model_dir, "config.json")
-    if not os.path.isfile(path):
-        raise EvaluationError(f"{path} is missing: {model_dir} is not a run directory written by "
-                              "`python -m expr3d.train` (expected config.json, models/, checkpoints/, logs/)")
+@contextlib.contextmanager
+def run_errors():
+    """A bad run directory (`RunDirError`) raised inside the block becomes an EvaluationError with its message."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as error:
-        raise EvaluationError(f"{path} is not valid JSON: {error}") from error
+        yield
+    except RunDirError as error:
+        raise EvaluationError(str(error)) from None
 
 
-def model_path(model_dir, name):
-    return os.path.join(model_dir, "models", f"{name}.keras")
-
-
-def load_network(model_dir, name):
-    import keras
-
-    import expr3d.models  # noqa: F401  (registers the custom classes)
-
-    path = model_path(model_dir, name)
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except Exception as error:
-        raise EvaluationError(f"could not load {path}: {error}") from error
-
-
-def check_run_networks(model_dir, need_generator=True):
-    """Raise EvaluationError naming what is missing when the run has no exported generator."""
-    path = model_path(model_dir, "g_rgb")
-    if need_generator and not os.path.isfile(path):
-        has_ckpt = any(os.path.isdir(d) and any(not n.startswith(".") for n in os.listdir(d))
-                       for d in (os.path.join(model_dir, "checkpoints"), os.path.join(model_dir, "depth", "checkpoints"),
-                                 os.path.join(model_dir, "gan", "checkpoints")))
-        hint = ("it has checkpoints but no exported models: a stage-1-only run (no G_rgb), or a run interrupted "
-                "before its first export - resume training past a checkpoint" if has_ckpt else
-                "it has neither models/ nor checkpoints/ - train first with `python -m expr3d.train`")
-        raise EvaluationError(f"{path} is missing, so {model_dir} cannot be evaluated: {hint}")
+def open_run(model_dir):
+    """(RunDir, its config.json) of a run that has an exported G_rgb; EvaluationError naming what is missing."""
+    run = RunDir(model_dir)
+    with run_errors():
+        config = run.config()
+        run.require_generator("evaluated")
+    return run, config
 
 
 def _rebuild_in_precision(networks, model_config, policy):
@@ -181,23 +157,22 @@ class EvaluationContext:
     def __init__(self, model_dir, data_dir, options):
         import tensorflow as tf
 
-        from expr3d.data import pipeline
+        from expr3d.data import dataset_card, pipeline
         from expr3d.metrics.expression_rate import protocol_classes
 
         self.model_dir = model_dir
         self.data_dir = data_dir
         self.options = dict(options)
-        self.run_config = read_run_config(model_dir)
-        check_run_networks(model_dir)
+        run, self.run_config = open_run(model_dir)
         self.depth_model_dir = self.options.get("depth_model_dir") or model_dir
         model_config = self.run_config.get("model_config") or {}
         self.image_size = int(model_config.get("image_size") or self.run_config.get("dataset", {}).get("image_size"))
         self.num_classes = int(model_config.get("num_classes", 8))
-        run_flags = self.run_config.get("flags", {})
-        self.geometry_kind = run_flags.get("geometry", "depth")
+        with run_errors():
+            self.geometry_kind = run.geometry(self.run_config)
         self.target_classes = protocol_classes(self.options.get("protocol", "all"))
         try:
-            self.card = pipeline.load_card(data_dir)
+            self.card = dataset_card.load_card(data_dir)
         except FileNotFoundError as error:
             raise EvaluationError(f"--data_dir: {error}") from error
         if "test" not in self.card["splits"]:
@@ -226,12 +201,13 @@ class EvaluationContext:
         self.timing = {}
         self._network_seconds = 0.0
 
-        networks = {"g_rgb": load_network(model_dir, "g_rgb")}
-        self.has_depth_networks = all(os.path.isfile(model_path(self.depth_model_dir, n))
-                                      for n in ("g_depth", "d_depth"))
-        if self.has_depth_networks:
-            for name in ("g_depth", "d_depth"):
-                networks[name] = load_network(self.depth_model_dir, name)
+        depth_run = RunDir(self.depth_model_dir, flag="--depth_model_dir")
+        self.has_depth_networks = all(depth_run.has_network(n) for n in ("g_depth", "d_depth"))
+        with run_errors():
+            networks = {"g_rgb": run.load_network("g_rgb")}
+            if self.has_depth_networks:
+                for name in ("g_depth", "d_depth"):
+                    networks[name] = depth_run.load_network(name)
         from expr3d.training.runtime import resolve_precision
 
         precision = resolve_precision(self.options.get("precision", "float32"))
@@ -309,19 +285,6 @@ class EvaluationContext:
 
 # --- the evaluation -------------------------------------------------------------------------------------------------
 
-def library_versions():
-    import absl
-    import keras
-    import matplotlib
-    import tensorflow as tf
-
-    import expr3d
-
-    return {"python": sys.version.split()[0], "numpy": np.__version__, "tensorflow": tf.__version__,
-            "keras": keras.__version__, "matplotlib": matplotlib.__version__,
-            "absl": getattr(absl, "__version__", "unknown"), "expr3d": getattr(expr3d, "__version__", "unknown")}
-
-
 def _json_safe(value):
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
@@ -343,8 +306,8 @@ def evaluate(model_dir, data_dir, metrics, output=None, overwrite=False, progres
     precision, seed, label, background_dilation, min_judge_accuracy (default 0.80), judge_cache_dir,
     judge_identities, judge_epochs.
     """
+    from expr3d import storage
     from expr3d.metrics import figures, registry, report
-    from expr3d.data import records
     from expr3d.progress import Progress
 
     names = registry.parse_metric_list(metrics)
@@ -355,8 +318,7 @@ def evaluate(model_dir, data_dir, metrics, output=None, overwrite=False, progres
     legacy = EVALUATION_WRITES if os.path.isfile(results_path) and not folder.written() else ()
     replaced = folder.check(overwrite, will_write=EVALUATION_WRITES, legacy=legacy,
                             inputs={"--model_dir": model_dir, "--data_dir": data_dir})
-    read_run_config(model_dir)  # a bad run directory is named before TensorFlow loads
-    check_run_networks(model_dir)
+    open_run(model_dir)  # a bad run directory is named before TensorFlow loads
     import keras
 
     options.setdefault("seed", 0)
@@ -442,7 +404,8 @@ def evaluate(model_dir, data_dir, metrics, output=None, overwrite=False, progres
         "timing_seconds": timing,
         "flags": {"model_dir": model_dir, "data_dir": data_dir, "metrics": ",".join(names), "output": output,
                   **options},
-        "versions": library_versions(),
+        "versions": storage.library_versions("python", "numpy", "tensorflow", "keras", "matplotlib", "absl",
+                                                "expr3d"),
         "run": {"flags": run_flags, "model_config": context.run_config.get("model_config"),
                 "step": context.run_config.get("step"), "dataset": context.run_config.get("dataset"),
                 "geometry": report.run_geometry(run_flags), "confidence_penalty": report.run_penalty(run_flags)},
@@ -459,8 +422,8 @@ def evaluate(model_dir, data_dir, metrics, output=None, overwrite=False, progres
         os.replace(tmp, os.path.join(output, "arrays.npz"))
     document["figures"] = figures.evaluation_figures(document, arrays, os.path.join(output, "figures"))
     document = _json_safe(document)
-    records.atomic_write_json(results_path, document)
-    records.atomic_write_bytes(os.path.join(output, "results.md"),
+    storage.atomic_write_json(results_path, document)
+    storage.atomic_write_bytes(os.path.join(output, "results.md"),
                                report.evaluation_markdown(document).encode("utf-8"))
     folder.remove_written([n for n in folder.written() if not os.path.exists(os.path.join(output, n))])  # unlist
     return document

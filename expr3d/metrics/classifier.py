@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from expr3d import storage
 from expr3d.labels import EXPRESSIONS
 
 MODEL_FILE = "classifier.keras"
@@ -188,15 +189,6 @@ def evaluate_accuracy(predict_logits, dataset, num_classes=len(EXPRESSIONS)):
             "per_class": per_class, "confusion": confusion.tolist()}
 
 
-def library_versions():
-    import absl
-    import keras
-    import tensorflow as tf
-
-    return {"python": sys.version.split()[0], "numpy": np.__version__, "tensorflow": tf.__version__,
-            "keras": keras.__version__, "absl": getattr(absl, "__version__", "unknown")}
-
-
 def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32, learning_rate=1e-3, width=32,
                      backbone="compact", backbone_weights=None, seed=0, overwrite=False, max_steps_per_epoch=None,
                      flags=None, stem_stride=2, precision="float32", lr_schedule="cosine", extra_test_dirs=(),
@@ -227,10 +219,10 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
     import keras
     import tensorflow as tf
 
-    from expr3d.data import pipeline
+    from expr3d.data import dataset_card, pipeline
     from expr3d.progress import Progress
 
-    card = pipeline.load_card(data_dir)
+    card = dataset_card.load_card(data_dir)
     skipped_records = _check_data(data_dir, card, list(extra_test_dirs or ()), skip_corrupt)
     image_size = int(image_size or card["image_size"])
     train_count = int(card["splits"]["train"]["num_examples"])
@@ -305,7 +297,8 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
         "train_history": history, "steps_per_epoch": steps, "epochs": epochs,
         "data_dir": os.path.abspath(data_dir), "dataset_name": card.get("name"),
         "trained_on": "real train split only", "train_seconds": round(time.time() - started, 1),
-        "flags": flags or {}, "versions": library_versions(), "skipped_records": skipped_records,
+        "flags": flags or {}, "versions": storage.library_versions("python", "numpy", "tensorflow", "keras", "absl"),
+        "skipped_records": skipped_records,
     }
     save_classifier(model, metadata, output)
     return metadata
@@ -324,13 +317,13 @@ def _read(iterator, skip_corrupt):
 def _check_data(data_dir, card, extra_test_dirs, skip_corrupt):
     """Before training: the shards the cards list exist (RecordError naming a missing one); with `skip_corrupt`,
     every split read is scanned, what will be skipped logged, and {"<data_dir> <split>": count} returned."""
-    from expr3d.data import pipeline, records, schema
+    from expr3d.data import dataset_card, pipeline, records, schema
 
     reads = [(data_dir, "train", card), (data_dir, "test", card)]
     reads += [(directory, "test", None) for directory in extra_test_dirs]
     skipped = {}
     for directory, split, split_card in reads:
-        split_card = split_card or pipeline.load_card(directory)
+        split_card = split_card or dataset_card.load_card(directory)
         if not skip_corrupt:
             try:
                 records.split_files(directory, split, split_card)
@@ -352,15 +345,13 @@ def _check_data(data_dir, card, extra_test_dirs, skip_corrupt):
 
 def save_classifier(model, metadata, output):
     """Write `classifier.keras` and `classifier.json` atomically into `output`."""
-    from expr3d.data import records
-
     folder = _output_folder(output)
     folder.adopt(_legacy(output))
     os.makedirs(output, exist_ok=True)
     tmp = os.path.join(output, f".tmp-{os.getpid()}-{MODEL_FILE}")
     model.save(tmp)
     os.replace(tmp, folder.file(MODEL_FILE))
-    records.atomic_write_json(folder.file(METADATA_FILE), metadata)
+    storage.atomic_write_json(folder.file(METADATA_FILE), metadata)
 
 
 def _output_folder(output):
