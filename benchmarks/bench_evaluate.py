@@ -70,7 +70,7 @@ def write_run(directory, size):
 
 def main(argv):
     del argv
-    from expr3d import evaluate
+    from expr3d.metrics import loop
 
     workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="bench_evaluate_")
     data, run = os.path.join(workdir, "data"), os.path.join(workdir, "run")
@@ -86,11 +86,11 @@ def main(argv):
     # library tracing), which would otherwise fall on the first measured run only.
     documents = []
     for count in (8, FLAGS.num_images // 2, FLAGS.num_images):
-        documents.append(evaluate.evaluate(run, data, FLAGS.metrics, output=os.path.join(workdir, f"evaluation{count}"),
-                                           overwrite=True, classifier=classifier, inception_weights="random",
-                                           batch_size=FLAGS.batch_size, precision=FLAGS.precision,
-                                           max_examples=count, progress=False,
-                                           min_judge_accuracy=0.0))  # a random judge: timing only
+        documents.append(loop.evaluate(run, data, FLAGS.metrics, output=os.path.join(workdir, f"evaluation{count}"),
+                                       overwrite=True, classifier=classifier, inception_weights="random",
+                                       batch_size=FLAGS.batch_size, precision=FLAGS.precision,
+                                       max_examples=count, progress=False,
+                                       min_judge_accuracy=0.0))  # a random judge: timing only
     print("evaluation totals (warm-up, half, all): " + ", ".join(
         f"{d['counts']['translations']} translations {d['timing_seconds']['total']:.1f}s" for d in documents))
     _, half, document = documents

@@ -4,7 +4,9 @@
     registry.list_metrics()            # names usable in `python -m expr3d.evaluate --metrics=...`
     metric = registry.create("fid")    # a fresh accumulator
 
-Importing this package registers every built-in metric.
+Importing this package registers every built-in metric. The evaluation runs them: `context` (what a metric sees:
+the run's networks, the test batches, shared resources), `loop` (every metric over every batch and target, then
+results.json and the figures; `python -m expr3d.evaluate` is its command line).
 """
 from expr3d.metrics import registry
 from expr3d.metrics.registry import MetricUnavailable, create, list_metrics, register_metric

@@ -5,8 +5,7 @@ import sys
 
 import pytest
 
-from expr3d import evaluate
-from expr3d.metrics import judge
+from expr3d.metrics import judge, loop
 from tests.metrics import fixtures
 
 
@@ -40,11 +39,11 @@ def test_a_weak_judge_is_refused_before_any_translation(paths, monkeypatch):
     def no_generation(*args, **kwargs):
         raise AssertionError("the generation pass started before the judge was checked")
 
-    monkeypatch.setattr(evaluate, "TranslationStep", no_generation)
+    monkeypatch.setattr(loop, "TranslationStep", no_generation)
     output = paths["root"] / "refused"
     with pytest.raises(judge.JudgeRejected) as refused:
-        evaluate.evaluate(paths["run"], paths["data"], "expression_generation_rate,psnr", output=str(output),
-                          classifier=paths["constant"], progress=False)
+        loop.evaluate(paths["run"], paths["data"], "expression_generation_rate,psnr", output=str(output),
+                      classifier=paths["constant"], progress=False)
     message = str(refused.value)
     assert "\n" not in message
     assert "scores 12.5 % on the 16 real test faces" in message and "--min_judge_accuracy=0.80" in message
@@ -60,9 +59,9 @@ def test_cli_refuses_with_exit_code_1_and_a_lower_threshold_allows_it(paths):
     assert refused.returncode == 1, refused.stderr[-2000:]
     errors = [line for line in refused.stderr.splitlines() if ": error: " in line]
     assert len(errors) == 1 and "12.5 %" in errors[0] and "below --min_judge_accuracy=0.80" in errors[0]
-    document = evaluate.evaluate(paths["run"], paths["data"], "expression_generation_rate",
-                                 output=str(paths["root"] / "allowed"), classifier=paths["constant"],
-                                 min_judge_accuracy=0.1, progress=False)
+    document = loop.evaluate(paths["run"], paths["data"], "expression_generation_rate",
+                             output=str(paths["root"] / "allowed"), classifier=paths["constant"],
+                             min_judge_accuracy=0.1, progress=False)
     rate = document["metrics"]["expression_generation_rate"]
     assert rate["classifier_accuracy_on_evaluated_test_split"] == 12.5 and rate["min_judge_accuracy"] == 10.0
     assert rate["classifier_accuracy_on_evaluated_test_split_count"] == 16
@@ -96,8 +95,8 @@ def test_classifier_cli_refuses_a_weak_judge(tmp_path, paths):
 
 
 def test_auto_judge_is_refused_for_real_data_with_the_recipe(paths):
-    document = evaluate.evaluate(paths["run"], paths["data"], "expression_generation_rate",
-                                 output=str(paths["root"] / "auto_real"), classifier="auto", progress=False)
+    document = loop.evaluate(paths["run"], paths["data"], "expression_generation_rate",
+                             output=str(paths["root"] / "auto_real"), classifier="auto", progress=False)
     reason = document["skipped"]["expression_generation_rate"]
     assert "needs procedural data" in reason and "python -m expr3d.metrics.classifier" in reason
     with pytest.raises(ValueError, match="not procedural"):
