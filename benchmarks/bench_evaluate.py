@@ -53,7 +53,8 @@ def write_data(directory, num_images, size):
 
 
 def write_run(directory, size):
-    from expr3d.metrics.classifier import build_classifier, save_classifier
+    from expr3d.metrics.classifier import save_classifier
+    from expr3d.metrics.expression_classifier import build_classifier
     from expr3d.models import ModelConfig, build_models
     from expr3d.run_dir import RunDir
 
@@ -121,7 +122,7 @@ def main(argv):
     import tensorflow as tf
 
     from peak import matmul_peak
-    from expr3d.metrics.classifier import build_classifier
+    from expr3d.metrics.expression_classifier import build_classifier
     from expr3d.models import ModelConfig, build_models
     from expr3d.models.flops import forward_flops
 

@@ -108,7 +108,6 @@ def test_auto_judge_is_built_once_then_reused(tmp_path, capsys, monkeypatch):
     import types
 
     from expr3d.metrics import classifier
-    from expr3d.metrics.classifier import classifier_from_context
 
     # The real training with the judge's recipe, made cheap: a narrow float32 network (3x faster to trace).
     real_training = classifier.train_classifier
@@ -122,7 +121,7 @@ def test_auto_judge_is_built_once_then_reused(tmp_path, capsys, monkeypatch):
             options={"classifier": "auto", "judge_cache_dir": str(cache), "judge_identities": 5, "judge_epochs": 1},
             card=card, image_size=32, data_dir=str(tmp_path / "data"), resource=lambda key, build: build())
 
-    first = classifier_from_context(context())
+    first = judge.classifier_from_context(context())
     assert "judge: building the automatic judge" in capsys.readouterr().err
     path = os.path.join(str(cache), judge.judge_key(32, 5, 1, judge.JUDGE_DATA_SEED), "classifier")
     assert first.path == path and first.image_size == 32
@@ -131,7 +130,7 @@ def test_auto_judge_is_built_once_then_reused(tmp_path, capsys, monkeypatch):
     assert not os.path.exists(os.path.join(os.path.dirname(path), "data"))  # only the judge is kept
     model = os.path.join(path, "classifier.keras")
     mtime = os.stat(model).st_mtime_ns
-    assert classifier_from_context(context()).path == path
+    assert judge.classifier_from_context(context()).path == path
     assert f"judge: reusing the cached judge {path}" in capsys.readouterr().err
     assert os.stat(model).st_mtime_ns == mtime
     # Another recipe is another judge; a dataset drawn with the judge's seed gets other identities.
