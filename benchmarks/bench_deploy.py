@@ -49,9 +49,9 @@ def load_generator(model_dir, graph):
     from expr3d.models import StarGANGenerator
 
     if model_dir:
-        from expr3d.deploy import run_dir
+        from expr3d.run_dir import RunDir
 
-        run = run_dir.load_run(model_dir)
+        run = RunDir(model_dir).load_generators()
         g_rgb = run.g_rgb
         what = f"trained G_rgb of {model_dir} (step {run.step}, trained at {run.image_size} px)"
     else:

@@ -34,7 +34,7 @@ FLAGS = flags.FLAGS
 def write_data(directory, num_images, size):
     import numpy as np
 
-    from expr3d.data import records, schema
+    from expr3d.data import dataset_card, records, schema
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size]
@@ -49,23 +49,20 @@ def write_data(directory, num_images, size):
                 writer.write(schema.FaceExample(image=image, depth=depth.astype(np.float32), mask=mask,
                                                 normals=normals, expression=i % 8, identity=i // 8, key=f"{split}{i}",
                                                 pair_id=i // 8 if split == "test" else -1))
-    records.write_dataset_card(directory, name="bench", image_size=size, provenance={"source": "bench_evaluate"})
+    dataset_card.write_dataset_card(directory, name="bench", image_size=size, provenance={"source": "bench_evaluate"})
 
 
 def write_run(directory, size):
-    import json
-
-    from expr3d.metrics.classifier import build_classifier, save_classifier
+    from expr3d.metrics.classifier import save_classifier
+    from expr3d.metrics.expression_classifier import build_classifier
     from expr3d.models import ModelConfig, build_models
+    from expr3d.run_dir import RunDir
 
     config = ModelConfig(image_size=size)
-    networks = build_models(config)
-    os.makedirs(os.path.join(directory, "models"), exist_ok=True)
-    for name, network in networks.items():
-        network.save(os.path.join(directory, "models", f"{name}.keras"))
-    with open(os.path.join(directory, "config.json"), "w") as f:
-        json.dump({"flags": {"depth_weight": 0.1, "geometry": "depth", "confidence_penalty": 0.1},
-                   "model_config": config.to_dict(), "dataset": {"image_size": size}, "step": 0, "versions": {}}, f)
+    run = RunDir(directory)
+    run.save_networks(build_models(config))
+    run.write_config({"flags": {"depth_weight": 0.1, "geometry": "depth", "confidence_penalty": 0.1},
+                      "model_config": config.to_dict(), "dataset": {"image_size": size}, "step": 0, "versions": {}})
     classifier = os.path.join(directory, "classifier")
     save_classifier(build_classifier(size), {"classes": list(__import__("expr3d.labels").labels.EXPRESSIONS),
                                              "image_size": size, "test_accuracy": float("nan")}, classifier)
@@ -74,7 +71,7 @@ def write_run(directory, size):
 
 def main(argv):
     del argv
-    from expr3d import evaluate
+    from expr3d.metrics import loop
 
     workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="bench_evaluate_")
     data, run = os.path.join(workdir, "data"), os.path.join(workdir, "run")
@@ -90,11 +87,11 @@ def main(argv):
     # library tracing), which would otherwise fall on the first measured run only.
     documents = []
     for count in (8, FLAGS.num_images // 2, FLAGS.num_images):
-        documents.append(evaluate.evaluate(run, data, FLAGS.metrics, output=os.path.join(workdir, f"evaluation{count}"),
-                                           overwrite=True, classifier=classifier, inception_weights="random",
-                                           batch_size=FLAGS.batch_size, precision=FLAGS.precision,
-                                           max_examples=count, progress=False,
-                                           min_judge_accuracy=0.0))  # a random judge: timing only
+        documents.append(loop.evaluate(run, data, FLAGS.metrics, output=os.path.join(workdir, f"evaluation{count}"),
+                                       overwrite=True, classifier=classifier, inception_weights="random",
+                                       batch_size=FLAGS.batch_size, precision=FLAGS.precision,
+                                       max_examples=count, progress=False,
+                                       min_judge_accuracy=0.0))  # a random judge: timing only
     print("evaluation totals (warm-up, half, all): " + ", ".join(
         f"{d['counts']['translations']} translations {d['timing_seconds']['total']:.1f}s" for d in documents))
     _, half, document = documents
@@ -125,7 +122,7 @@ def main(argv):
     import tensorflow as tf
 
     from peak import matmul_peak
-    from expr3d.metrics.classifier import build_classifier
+    from expr3d.metrics.expression_classifier import build_classifier
     from expr3d.models import ModelConfig, build_models
     from expr3d.models.flops import forward_flops
 

@@ -99,7 +99,7 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    from expr3d.data import records
+    from expr3d.data import dataset_card, records
 
     print(f"tensorflow {tf.__version__}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, "
           f"batch {FLAGS.batch_size}, best of {FLAGS.rounds} rounds of {FLAGS.batches} timed batches per variant")
@@ -107,7 +107,7 @@ def main(argv):
     rows = []
     try:
         if FLAGS.data_dir:
-            cases = [(FLAGS.data_dir, int(records.read_dataset_card(FLAGS.data_dir)["image_size"]))]
+            cases = [(FLAGS.data_dir, int(dataset_card.read_dataset_card(FLAGS.data_dir)["image_size"]))]
         else:
             cases = []
             for size in (int(s) for s in FLAGS.sizes):
@@ -117,7 +117,7 @@ def main(argv):
                 cases.append((directory, size))
         for directory, size in cases:
             shard_bytes = sum(os.path.getsize(p) for p in records.split_files(directory, "train"))
-            count = records.read_dataset_card(directory)["splits"]["train"]["num_examples"]
+            count = dataset_card.read_dataset_card(directory)["splits"]["train"]["num_examples"]
             # Round-robin with the best round per variant: a shared, loaded machine slows rounds, not variants.
             rates, cpu_rates, checkpoint_mib = {v: 0.0 for v in FLAGS.variants}, {v: 0.0 for v in FLAGS.variants}, None
             for round_index in range(FLAGS.rounds):

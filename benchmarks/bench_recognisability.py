@@ -95,11 +95,11 @@ def train_and_test(name, x_train, y_train, x_test, y_test):
 
 def main(argv):
     del argv
-    from expr3d.data import records
+    from expr3d.data import dataset_card
     from expr3d.imaging.pixels import from_uint8
     from expr3d.data.synthetic import generate_dataset
 
-    if not os.path.exists(os.path.join(FLAGS.data, records.CARD_NAME)):
+    if not os.path.exists(os.path.join(FLAGS.data, dataset_card.CARD_NAME)):
         start = time.perf_counter()
         generate_dataset(FLAGS.data, FLAGS.num_identities, FLAGS.image_size, seed=FLAGS.seed,
                          workers=FLAGS.workers)

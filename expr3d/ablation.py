@@ -31,6 +31,7 @@ import time
 from absl import flags
 
 from expr3d import cli
+from expr3d.run_dir import RunDir
 
 
 def define_flags():
@@ -120,11 +121,8 @@ def parse_variant(text):
 def training_complete(config_path):
     """True when the run whose config.json this is finished its last stage (models are exported at every
     checkpoint, so their presence does not mean the run ended)."""
-    import json
-
     try:
-        with open(config_path, encoding="utf-8") as f:
-            config = json.load(f)
+        config = RunDir(os.path.dirname(config_path)).read_config()
         stage = config["flags"]["stage"]
         last = "depth" if stage == "depth" else "gan"
         return int(config["progress"].get(last, 0)) >= int(config["flags"][f"num_steps_{last}"])
@@ -145,8 +143,8 @@ class CopyStageOne:
     """A study step: copy a stage-1 run's checkpoints into a new run directory (atomically: temp dir + rename)."""
 
     def __init__(self, source_run, destination_run):
-        self.source = os.path.join(source_run, "depth", "checkpoints")
-        self.destination = os.path.join(destination_run, "depth", "checkpoints")
+        self.source = RunDir(source_run).checkpoint_dir("depth")
+        self.destination = RunDir(destination_run).checkpoint_dir("depth")
 
     def describe(self):
         return f"copy {self.source} -> {self.destination}"
@@ -200,19 +198,19 @@ def plan(f):
         steps.append(("judge depth network", [python, "-m", "expr3d.train", f"--data_dir={data}",
                                               f"--model_dir={judge}", "--seed=0", *shlex.split(f.train_flags),
                                               *skip, "--stage=depth"],
-                      os.path.join(judge, "config.json")))
+                      RunDir(judge).config_path))
     for run, seed, extra in runs:
         train_args = [*shlex.split(f.train_flags), *extra]
         stage_args = []
         if f.shared_depth_pretraining and float(flag_value(train_args, "depth_weight", 0.1)) > 0:
             # Stage 2 only, from the judge's stage-1 networks (the trainer reads depth/checkpoints of --model_dir).
             steps.append((f"stage 1 of {run}", CopyStageOne(judge, os.path.join(root, run)),
-                          os.path.join(root, run, "depth", "checkpoints")))
+                          RunDir(os.path.join(root, run)).checkpoint_dir("depth")))
             stage_args = ["--stage=gan"]
         steps.append((f"train {run}", [python, "-m", "expr3d.train", f"--data_dir={data}",
                                        f"--model_dir={os.path.join(root, run)}", f"--seed={seed}",
                                        *train_args, *skip, *stage_args],
-                      os.path.join(root, run, "config.json")))
+                      RunDir(os.path.join(root, run)).config_path))
         output = os.path.join(root, run, "evaluation")
         steps.append((f"evaluate {run}", [python, "-m", "expr3d.evaluate", f"--model_dir={os.path.join(root, run)}",
                                           f"--data_dir={data}", f"--metrics={f.metrics}", f"--output={output}",

@@ -94,8 +94,8 @@ def compare(paths, output, group="auto", title="Comparison", overwrite=False):
 
     What an earlier comparison wrote in `output` is replaced only with `overwrite`; nothing else there is touched.
     """
-    from expr3d import outputs
-    from expr3d.data import records
+    from expr3d import outputs, storage
+    from expr3d.run_dir import RunDir
     from expr3d.metrics import figures, report
 
     folder = outputs.OutputFolder(output, "--output", "expr3d.compare")
@@ -113,7 +113,7 @@ def compare(paths, output, group="auto", title="Comparison", overwrite=False):
     written = []
     curves = {}
     for label, docs in groups:
-        scalars = [figures.read_scalars(os.path.join(d["model_dir"], "logs")) for d in docs]
+        scalars = [figures.read_scalars(RunDir(d["model_dir"]).logs_dir) for d in docs]
         scalars = [s for s in scalars if s]
         if scalars:
             generator_terms = {tag: v for tag, v in _mean_curves(scalars).items()
@@ -141,8 +141,8 @@ def compare(paths, output, group="auto", title="Comparison", overwrite=False):
     markdown = report.comparison_markdown(groups, title=title)
     if written:
         markdown += "\n## Figures\n\n" + "\n".join(f"![{p}]({p})" for p in written) + "\n"
-    records.atomic_write_json(os.path.join(output, "comparison.json"), summary)
-    records.atomic_write_bytes(os.path.join(output, "comparison.md"), markdown.encode("utf-8"))
+    storage.atomic_write_json(os.path.join(output, "comparison.json"), summary)
+    storage.atomic_write_bytes(os.path.join(output, "comparison.md"), markdown.encode("utf-8"))
     folder.remove_written([n for n in folder.written() if not os.path.exists(os.path.join(output, n))])
     return summary
 

@@ -81,7 +81,8 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
     needed; the hidden temporary version directory is removed, so nothing half-written is left where TF Serving
     looks.
     """
-    from expr3d.deploy import run_dir, tflite as tflite_lib
+    from expr3d.deploy import tflite as tflite_lib
+    from expr3d.run_dir import RunDir
 
     tflite = tuple(tflite or ())
     bad = [v for v in tflite if v not in tflite_lib.VARIANTS]
@@ -89,9 +90,10 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
         raise ExportError(f"--tflite: unknown variant(s) {bad}; choose from {', '.join(tflite_lib.VARIANTS)}")
     # Cheap checks first: a refused version must not cost a model load.
     version = resolve_version(output, version, overwrite)
-    config = run_dir.read_config(model_dir)
+    run_dir = RunDir(model_dir)
+    config = run_dir.config()
     if data_dir is None:
-        recorded = run_dir.data_dir_of(config)
+        recorded = run_dir.data_dir(config)
         data_dir = recorded if recorded and os.path.isdir(recorded) else None
     elif not os.path.isdir(data_dir):
         raise ExportError(f"--data_dir={data_dir!r} is not a directory")
@@ -100,7 +102,7 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
                           "was not found either)")
 
     started = time.time()
-    run = run_dir.load_run(model_dir)
+    run = run_dir.load_generators()
     # The parity / representative faces first: a corrupt record stops the export before anything is written.
     data = (tflite_lib.read_data(data_dir, run.image_size, tflite, parity_images, representative_images, skip_corrupt,
                                  log) if tflite else None)

@@ -22,7 +22,8 @@ import fcntl
 import glob
 import json
 import os
-import tempfile
+
+from expr3d import storage
 
 MANIFEST_NAME = ".expr3d-written.json"
 MANIFEST_VERSION = 1
@@ -76,25 +77,6 @@ def check_output_file(path, flag, overwrite, inputs=None):
     parent = os.path.dirname(os.path.abspath(path))
     if os.path.exists(parent) and not os.path.isdir(parent):
         raise OutputError(f"{flag}={path}: {parent} is not a folder")
-
-
-def write_bytes_atomically(path, data):
-    """Write `data` to `path` through a temporary file in the same folder and a rename: readers never see half."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        current = os.umask(0)
-        os.umask(current)
-        os.chmod(tmp, 0o666 & ~current)  # mkstemp makes 0600; an output is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 class OutputFolder:
@@ -161,7 +143,7 @@ class OutputFolder:
         written = self._read_all()
         written[self.tool] = sorted(set(entries))
         document = {"version": MANIFEST_VERSION, "written": {k: v for k, v in sorted(written.items()) if v}}
-        write_bytes_atomically(self.manifest_path, (json.dumps(document, indent=1) + "\n").encode())
+        storage.write_bytes_atomically(self.manifest_path, (json.dumps(document, indent=1) + "\n").encode())
 
     def written(self):
         """Names listed as written by a command (existing or not), sorted."""

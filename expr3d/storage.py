@@ -1,4 +1,12 @@
-"""Disk full (or a file-size limit) while writing checkpoints, models or exports: one line naming the path and the
+"""Writing the files one stage hands to the next: atomic writes, disk-full errors, and the library versions
+recorded in what is written.
+
+Atomic writes: a file is written to a hidden temporary beside its final name, fsync'ed, given the permissions a plain
+`open()` would give, and renamed into place, so a reader never sees half a file:
+
+    storage.atomic_write_json(path, document)            # or atomic_write_bytes(path, data)
+
+Disk full (or a file-size limit) while writing checkpoints, models or exports: one line naming the path and the
 bytes needed, instead of a traceback from deep inside TensorFlow or Keras.
 
     with storage.writing(final_path, needed_bytes=estimate):
@@ -10,8 +18,12 @@ OUT_OF_RANGE with the OS message).
 """
 import contextlib
 import errno
+import importlib
+import json
 import os
 import shutil
+import sys
+import tempfile
 
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "File too large")
@@ -112,3 +124,73 @@ def weights_bytes(*models):
         if model is not None:
             total += sum(int(w.size) * w.dtype.itemsize for w in model.get_weights())
     return total
+
+
+# --- atomic writes ----------------------------------------------------------------------------------------------------
+
+def default_permissions(directory=False):
+    """The mode a plain open()/mkdir() would give under the current umask (mkstemp/mkdtemp make 0600/0700)."""
+    current = os.umask(0)
+    os.umask(current)
+    return (0o777 if directory else 0o666) & ~current
+
+
+def publish(tmp, path):
+    """Give a finished temporary file ordinary permissions and rename it into place."""
+    os.chmod(tmp, default_permissions())
+    os.replace(tmp, path)
+
+
+def write_bytes_atomically(path, data):
+    """Write `data` to `path` through a temporary file in the same folder and a rename: readers never see half."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        publish(tmp, path)  # mkstemp makes 0600; an output is an ordinary file
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_bytes(path, data):
+    """`write_bytes_atomically`, a full disk (or a file-size limit) raising `DiskFullError` naming `path` and the
+    bytes needed (the temporary is removed)."""
+    with writing(path, len(data)):
+        write_bytes_atomically(path, data)
+
+
+def atomic_write_json(path, obj):
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def fsync_tree(directory):
+    """fsync every file directly in `directory`, then the directory itself (before renaming it into place)."""
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- provenance -------------------------------------------------------------------------------------------------------
+
+def library_versions(*names):
+    """{name: version} of "python" and the given packages (e.g. "numpy", "tensorflow", "keras", "expr3d"), in the
+    order given; a package without `__version__` reads "unknown". Imports each package named."""
+    versions = {}
+    for name in names:
+        if name == "python":
+            versions[name] = sys.version.split()[0]
+        else:
+            versions[name] = getattr(importlib.import_module(name), "__version__", "unknown")
+    return versions

@@ -19,7 +19,7 @@ import time
 import numpy as np
 from absl import flags
 
-from expr3d import cli, outputs
+from expr3d import cli, outputs, storage
 from expr3d.imaging import faces, photos
 from expr3d.imaging.photos import printable
 from expr3d.labels import EXPRESSIONS, expression_id
@@ -140,7 +140,7 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
         photos.write_image(folder.file("grid.png"), pipeline.grid(rows, labels=["input"] + names))
         summary["grid"] = "grid.png"
     summary["seconds"] = round(time.time() - started, 2)
-    outputs.write_bytes_atomically(folder.file("summary.json"), json.dumps(summary, indent=2).encode())
+    storage.write_bytes_atomically(folder.file("summary.json"), json.dumps(summary, indent=2).encode())
     log(f"{len(summary['processed'])} photo(s) translated, {len(summary['no_face'])} without a face, "
         f"{len(summary['unreadable'])} unreadable; see {os.path.join(output, 'summary.json')}")
     return summary

@@ -1,3 +1,4 @@
+# Over 400 lines: the flags and the stage orchestration stay together until #16 step 2 (TrainConfig, build_stage).
 r"""Train the depth-guided StarGAN: stage 1 (depth pre-training) and/or stage 2 (end-to-end), resumable.
 
     python -m expr3d.train --flagfile=experiments/synthetic.flags          # whole method on procedural faces, CPU
@@ -42,7 +43,9 @@ import sys
 from absl import flags, logging
 
 from expr3d import cli as shared_cli  # (`cli` is this module's entry point)
+from expr3d import storage
 from expr3d.labels import NUM_EXPRESSIONS
+from expr3d.run_dir import RunDir
 
 FLAGS = flags.FLAGS
 
@@ -227,12 +230,12 @@ def _model_config():
 
 def _prepare_data():
     """Check (or generate) the dataset and return its card; errors name --data_dir / --image_size."""
-    from expr3d.data import pipeline, records
+    from expr3d.data import dataset_card
 
     data_dir = FLAGS.data_dir
     if not data_dir:
         raise UsageError("--data_dir is required")
-    if FLAGS.generate_synthetic and not os.path.exists(os.path.join(data_dir, records.CARD_NAME)):
+    if FLAGS.generate_synthetic and not os.path.exists(os.path.join(data_dir, dataset_card.CARD_NAME)):
         if FLAGS.image_size is None:
             raise UsageError("--generate_synthetic needs --image_size")
         from expr3d.data import synthetic
@@ -248,7 +251,7 @@ def _prepare_data():
             images_per_identity=FLAGS.synthetic_images_per_identity,
         )
     try:
-        card = pipeline.load_card(data_dir)
+        card = dataset_card.load_card(data_dir)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(f"--data_dir={data_dir}: {error}") from None
     train = card["splits"].get("train", {})
@@ -319,8 +322,7 @@ def _with_model_config_defaults(run_config):
 def _check_resume(run_config):
     from expr3d.training import checkpoints
 
-    path = os.path.join(FLAGS.model_dir, "config.json")
-    saved = checkpoints.read_run_config(path)
+    saved = RunDir(FLAGS.model_dir).read_config()
     if saved is None:
         return
     diff = checkpoints.config_diff(_with_model_config_defaults(saved), run_config, ARCHITECTURE_KEYS)
@@ -334,18 +336,14 @@ def _check_resume(run_config):
 def _check_stage_one(stages):
     from expr3d.training import checkpoints
 
-    depth_dir = os.path.join(FLAGS.model_dir, "depth", "checkpoints")
-    gan_dir = os.path.join(FLAGS.model_dir, "gan", "checkpoints")
+    depth_dir = RunDir(FLAGS.model_dir).checkpoint_dir("depth")
+    gan_dir = RunDir(FLAGS.model_dir).checkpoint_dir("gan")
     if "gan" in stages and "depth" not in stages and FLAGS.depth_weight > 0:
         if not checkpoints.checkpoint_exists(depth_dir) and not checkpoints.checkpoint_exists(gan_dir):
             raise UsageError(
                 f"--stage=gan with --depth_weight={FLAGS.depth_weight} needs the stage-1 checkpoint in {depth_dir} "
                 f"(run --stage=depth first, use --stage=all, or --depth_weight=0 for plain StarGAN)"
             )
-
-
-# What a run directory holds (a folder holding anything else is not a run: train refuses to write into it).
-RUN_DIR_ENTRIES = ("config.json", "depth", "gan", "logs", "models", "samples", "evaluation")
 
 
 def _check_model_dir():
@@ -355,8 +353,7 @@ def _check_model_dir():
     if os.path.lexists(model_dir) and not os.path.isdir(model_dir):
         raise UsageError(f"--model_dir={model_dir} is a file, not a run directory; choose a new or empty folder")
     if os.path.isdir(model_dir):
-        foreign = sorted(name for name in os.listdir(model_dir)
-                         if name not in RUN_DIR_ENTRIES and not name.startswith(".config.json."))
+        foreign = RunDir(model_dir).foreign_entries()
         if foreign:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise UsageError(f"--model_dir={model_dir} is not an expr3d run (it holds {shown}); train writes only "
@@ -388,7 +385,7 @@ def run():
         "data_stream": {name: (os.path.abspath(FLAGS[name].value) if name == "data_dir" else FLAGS[name].value)
                         for name in DATA_STREAM_FLAGS},
         "dataset": _card_summary(card),
-        "versions": runtime.library_versions(),
+        "versions": storage.library_versions("tensorflow", "keras", "numpy", "expr3d"),
         "num_replicas": strategy.num_replicas_in_sync,
         "precision": runtime.resolve_precision(FLAGS.mixed_precision),
     }
@@ -421,10 +418,10 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
     runtime.seed_everything(FLAGS.seed)
     model_dir = FLAGS.model_dir
     os.makedirs(model_dir, exist_ok=True)
-    config_path = os.path.join(model_dir, "config.json")
-    saved = checkpoints.read_run_config(config_path) or {}
+    run_dir = RunDir(model_dir)
+    saved = run_dir.read_config() or {}
     run_config["progress"] = saved.get("progress", {})
-    checkpoints.write_run_config(config_path, run_config)
+    run_dir.write_config(run_config)
 
     with strategy.scope():
         networks = build_models(model_config)
@@ -434,10 +431,10 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
     trained = set()
 
     def export(stage, step):
-        checkpoints.save_keras_models({k: networks[k] for k in sorted(trained)}, os.path.join(model_dir, "models"))
+        run_dir.save_networks({k: networks[k] for k in sorted(trained)})
         run_config["progress"][stage] = step
         run_config["stage"], run_config["step"] = stage, step
-        checkpoints.write_run_config(config_path, run_config)
+        run_dir.write_config(run_config)
 
     try:
         samples = inputs.sample_batch(FLAGS.data_dir, FLAGS.num_samples, FLAGS.image_size, FLAGS.geometry,
@@ -447,7 +444,7 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
         if described is None:
             raise
         raise described from None
-    depth_dir = os.path.join(model_dir, "depth", "checkpoints")
+    depth_dir = run_dir.checkpoint_dir("depth")
 
     adam_epsilon = {"epsilon": FLAGS.adam_epsilon, "epsilon_mode": FLAGS.adam_epsilon_mode}
 
@@ -508,7 +505,7 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
                 run_summaries.grid(grid, step)
 
             loop = StageLoop(
-                trainer, strategy, dataset, os.path.join(model_dir, stage), num_steps, schedules, networks,
+                trainer, strategy, dataset, run_dir.stage_dir(stage), num_steps, schedules, networks,
                 keep_checkpoints=FLAGS.keep_checkpoints, checkpoint_every=FLAGS.checkpoint_every,
                 summary_every=FLAGS.summary_every, sample_every=FLAGS.sample_every, summaries=run_summaries,
                 sample_fn=sample_fn, on_checkpoint=lambda step, stage=stage: export(stage, step),
@@ -538,7 +535,7 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
                       f"{int(trainer.iteration.numpy())}; rerun the same command to resume", file=sys.stderr)
                 break
     if status == "complete":
-        print(f"expr3d.train: done; models in {os.path.join(model_dir, 'models')}, samples in "
+        print(f"expr3d.train: done; models in {run_dir.models_dir}, samples in "
               f"{os.path.join(model_dir, 'samples')}", file=sys.stderr)
         return 0
     return EXIT_SIGNAL.get(status, 1)

@@ -6,7 +6,8 @@ import sys
 import cv2
 import pytest
 
-from expr3d import compare, evaluate
+from expr3d import compare
+from expr3d.metrics import loop
 from tests.file_snapshots import snapshot, unchanged
 from tests.metrics import fixtures
 
@@ -20,7 +21,7 @@ def evaluations(tmp_path_factory):
     outputs = []
     for label, depth_weight, seed in (("baseline_seed0", 0.0, 0), ("baseline_seed1", 0.0, 1), ("depth_seed0", 0.1, 2)):
         run = fixtures.write_run(str(root / label), depth_weight=depth_weight, seed=seed)
-        evaluate.evaluate(run, data, "psnr,ssim,identity", progress=False, identity_model=embedding, max_examples=8)
+        loop.evaluate(run, data, "psnr,ssim,identity", progress=False, identity_model=embedding, max_examples=8)
         outputs.append(os.path.join(run, "evaluation"))
     return root, outputs
 

@@ -1,3 +1,4 @@
+# Over 400 lines: the tf.data stages and the scan that names bad records (scan_split) share one shard reader.
 """The tf.data input pipeline: sharded TFRecords of schema v1 -> augmented, normalised batches.
 
     dataset = make_dataset("data/synthetic64", "train", batch_size=16)
@@ -42,8 +43,8 @@ import os
 
 from absl import logging
 
-from expr3d.data import records, schema
-from expr3d.labels import EXPRESSIONS, NUM_EXPRESSIONS
+from expr3d.data import dataset_card, records, schema
+from expr3d.labels import NUM_EXPRESSIONS
 
 GEOMETRY_KINDS = ("depth", "normals")
 _MAX_CYCLE_LENGTH = 8
@@ -56,67 +57,7 @@ def _tf():
     return tf
 
 
-# --- dataset card -------------------------------------------------------------------------------------------------
-
-def _how_to_create(data_dir):
-    return (f"create one with `python -m expr3d.data.synthetic --output={data_dir} --num_identities=N "
-            f"--image_size=S` (procedural faces) or prepare a real dataset with `python -m expr3d.data.prepare`")
-
-
-def load_card(data_dir):
-    """Read the dataset card of `data_dir`; FileNotFoundError naming the directory and how to create data."""
-    if not data_dir or not os.path.isdir(data_dir):
-        raise FileNotFoundError(f"data directory {data_dir!r} does not exist; {_how_to_create(data_dir)}")
-    entries = [name for name in os.listdir(data_dir) if not name.startswith(".")]
-    if not entries:
-        raise FileNotFoundError(f"data directory {data_dir!r} is empty; {_how_to_create(data_dir)}")
-    if not os.path.exists(os.path.join(data_dir, records.CARD_NAME)):
-        shards = [name for name in entries if name.endswith(".tfrecord")]
-        if shards:
-            raise FileNotFoundError(
-                f"{os.path.join(data_dir, records.CARD_NAME)} is missing although {data_dir!r} holds {len(shards)} "
-                f"shard(s); write it with expr3d.data.records.write_dataset_card({data_dir!r}, name=..., "
-                f"image_size=...)")
-        raise FileNotFoundError(f"{os.path.join(data_dir, records.CARD_NAME)} is missing: {data_dir!r} is not an "
-                                f"expr3d dataset; {_how_to_create(data_dir)}")
-    return records.read_dataset_card(data_dir)
-
-
-def resolve_image_size(card, image_size, data_dir="", allow_resize=True):
-    """The output size: the card's by default; another size resizes (logged), or is an error if not `allow_resize`."""
-    stored = int(card["image_size"])
-    if image_size is None:
-        return stored
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"image_size must be a positive int or None (the dataset card's size), got {image_size!r}")
-    if image_size != stored:
-        if not allow_resize:
-            raise ValueError(f"image_size={image_size} does not match the dataset card of {data_dir!r} "
-                             f"(image_size {stored}); pass image_size={stored}, or allow resizing")
-        logging.info("expr3d.data.pipeline: resizing %s from the card's %d px to %d px", data_dir, stored, image_size)
-    return image_size
-
-
-def describe(data_dir):
-    """A human-readable summary of a dataset directory (checks the card; same errors as `make_dataset`)."""
-    card = load_card(data_dir)
-    lines = [f"{data_dir}: {card.get('name', '?')} (schema v{card['schema_version']}, {card['image_size']} px)"]
-    header = "  split   " + " ".join(f"{name:>8}" for name in records.TABLE4_ORDER) + f" {'total':>8} shards"
-    lines.append(header)
-    for split, info in card["splits"].items():
-        counts = info.get("counts", {})
-        row = " ".join(f"{int(counts.get(name, 0)):>8}" for name in records.TABLE4_ORDER)
-        lines.append(f"  {split:<7} {row} {int(info['num_examples']):>8} {len(info.get('shards', [])):>6}")
-    if "identity_disjoint_splits" in card:
-        lines.append(f"  identity-disjoint splits: {card['identity_disjoint_splits']}")
-    return "\n".join(lines)
-
-
-def class_counts(card, split):
-    """Per-class example counts of `split` in `EXPRESSIONS` order (from the card)."""
-    counts = card["splits"][split].get("counts", {})
-    return [int(counts.get(name, 0)) for name in EXPRESSIONS]
-
+# --- sampling ------------------------------------------------------------------------------------------------------
 
 def balanced_acceptance(counts):
     """Per-class keep probabilities that make the kept stream uniform over the classes present (count > 0)."""
@@ -288,11 +229,11 @@ def _read_shard(path, expected, skip_corrupt):
     present = _shard_present(path)
     if skip_corrupt:
         warn = tf.cond(present, tf.no_op, lambda: tf.print(
-            "WARNING: expr3d.data.pipeline:", path, f": shard listed in {records.CARD_NAME} is missing or unreadable "
-            "- skipped", output_stream=logging.warning))
+            "WARNING: expr3d.data.pipeline:", path, f": shard listed in {dataset_card.CARD_NAME} is missing or "
+            "unreadable - skipped", output_stream=logging.warning))
     else:
         def fail():
-            line = tf.strings.join([schema.DATA_ERROR_PREFIX, path, f": shard listed in {records.CARD_NAME} is "
+            line = tf.strings.join([schema.DATA_ERROR_PREFIX, path, f": shard listed in {dataset_card.CARD_NAME} is "
                                     "missing or unreadable (deleted or moved while the command was reading it?)"])
             with tf.control_dependencies([tf.debugging.Assert(False, [line])]):
                 return tf.no_op()
@@ -314,7 +255,7 @@ def _read_shard(path, expected, skip_corrupt):
 
         def message():  # built only for a shard that came up short
             return tf.strings.join([path, ": truncated or corrupt shard: read ", tf.strings.as_string(read), " of ",
-                                    tf.strings.as_string(expected), f" records listed in {records.CARD_NAME}"])
+                                    tf.strings.as_string(expected), f" records listed in {dataset_card.CARD_NAME}"])
 
         if skip_corrupt:
             deps = [tf.cond(complete, tf.no_op,
@@ -394,10 +335,10 @@ def make_dataset(data_dir, split, batch_size, image_size=None, training=True, se
         if len(crop) != 2 or not 0.0 < float(crop[0]) <= float(crop[1]) <= 1.0:
             raise ValueError(f"crop must be (min, max) side fractions with 0 < min <= max <= 1, got {crop!r}")
         crop = (float(crop[0]), float(crop[1]))
-    card = load_card(data_dir)
+    card = dataset_card.load_card(data_dir)
     if split not in card["splits"]:
         raise ValueError(f"split {split!r} is not in the dataset card of {data_dir!r} (has {sorted(card['splits'])})")
-    image_size = resolve_image_size(card, image_size, data_dir, allow_resize)
+    image_size = dataset_card.resolve_image_size(card, image_size, data_dir, allow_resize)
     paths = records.split_files(data_dir, split, card, missing_ok=skip_corrupt)
     expected = [int(shard["num_examples"]) for shard in card["splits"][split]["shards"]]
     # A shard that cannot be opened must not reach TFRecordDataset(...).ignore_errors(): it would retry forever.
@@ -408,7 +349,7 @@ def make_dataset(data_dir, split, batch_size, image_size=None, training=True, se
         missing = [path for path in paths if not os.path.exists(path) or path in unreadable]
         for path in missing:
             logging.warning("expr3d.data.pipeline: %s: shard listed in %s is missing or unreadable - skipped", path,
-                            records.CARD_NAME)
+                            dataset_card.CARD_NAME)
         expected = [count for path, count in zip(paths, expected) if path not in missing]
         paths = [path for path in paths if path not in missing]
         if not paths:
@@ -436,7 +377,7 @@ def make_dataset(data_dir, split, batch_size, image_size=None, training=True, se
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.enumerate()
     if balanced:
-        acceptance = tf.constant(balanced_acceptance(class_counts(card, split)), tf.float32)
+        acceptance = tf.constant(balanced_acceptance(dataset_card.class_counts(card, split)), tf.float32)
 
         def keep(index, element):
             draw = tf.random.stateless_uniform([], seed=element_seeds(seed, index)[1])
@@ -478,7 +419,7 @@ def scan_split(data_dir, split, card=None, first_only=False):
     (with `first_only`: stop at the first problem) to name a record TensorFlow's own errors do not name.
     """
     tf = _tf()
-    card = card or load_card(data_dir)
+    card = card or dataset_card.load_card(data_dir)
     if split not in card["splits"]:
         raise ValueError(f"split {split!r} is not in the dataset card of {data_dir!r} (has {sorted(card['splits'])})")
     shards = card["splits"][split]["shards"]
@@ -495,7 +436,7 @@ def scan_split(data_dir, split, card=None, first_only=False):
     present = []
     for path, count in zip(paths, expected):
         if not os.path.exists(path):
-            if problem(count, f"{path}: shard listed in {records.CARD_NAME} is missing ({count} records)"):
+            if problem(count, f"{path}: shard listed in {dataset_card.CARD_NAME} is missing ({count} records)"):
                 return report
         elif not os.access(path, os.R_OK):
             if problem(count, f"{path}: shard is not readable (permission denied)"):
@@ -543,7 +484,7 @@ def scan_split(data_dir, split, card=None, first_only=False):
             if is_end:
                 if index < counts[path] and problem(
                         counts[path] - index, f"{path}: truncated or corrupt shard: read {index} of {counts[path]} "
-                                              f"records listed in {records.CARD_NAME}"):
+                                              f"records listed in {dataset_card.CARD_NAME}"):
                     return report
     return report
 
@@ -587,7 +528,7 @@ def describe_read_error(error, data_dir, splits):
     line = schema.data_error_line(error.message)
     if line is None:
         try:
-            card = load_card(data_dir)
+            card = dataset_card.load_card(data_dir)
         except (FileNotFoundError, ValueError):
             return None
         for split in splits:

@@ -1,4 +1,5 @@
-"""Sharded TFRecord files of schema v1: an atomic writer, a validating reader and the dataset card.
+"""Sharded TFRecord files of schema v1: an atomic writer and a validating reader (the dataset card that lists the
+shards is `expr3d.data.dataset_card`).
 
 Layout of a dataset directory:
     dataset_card.json              schema version, image size, conventions, per-split/per-class counts, provenance
@@ -8,60 +9,21 @@ Layout of a dataset directory:
 A shard is written under a hidden temporary name and renamed into place only when complete, so a killed writer never
 leaves a file the reader would take for a shard.
 """
-import datetime
 import glob
-import json
 import os
 import re
 import tempfile
 
-from expr3d import outputs
+from expr3d import storage
 from expr3d.data import schema
-from expr3d.labels import ACTION_UNITS, EXPRESSIONS
+from expr3d.data.dataset_card import CARD_NAME, read_dataset_card
+from expr3d.labels import EXPRESSIONS
 
-CARD_NAME = "dataset_card.json"
-SPLITS = ("train", "test")
 _SHARD_RE = re.compile(r"^(?P<split>[a-z0-9_]+)-(?P<index>\d{5})\.tfrecord$")
-
-# Table 4 of the paper lists classes alphabetically; cards keep that column order for easy comparison.
-TABLE4_ORDER = ("anger", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise")
-
-DEPTH_CONVENTION = {
-    "space": "camera: x right, y up, z toward the camera; image rows go down",
-    "depth": "positive distance along the optical axis (smaller = nearer); 0 / mask 0 = invalid",
-    "normals": "unit camera-space vectors facing the camera (n_z > 0); a horizontal flip negates n_x",
-    "pipeline_depth": "expr3d.data.pipeline maps depth per face to [-1, 1]: +1 nearest, -1 farthest valid and background",
-}
-
-
-def default_permissions(directory=False):
-    """The mode a plain open()/mkdir() would give under the current umask (mkstemp/mkdtemp make 0600/0700)."""
-    current = os.umask(0)
-    os.umask(current)
-    return (0o777 if directory else 0o666) & ~current
-
-
-def _publish(tmp, path):
-    """Give a finished temp file ordinary permissions and rename it into place."""
-    os.chmod(tmp, default_permissions())
-    os.replace(tmp, path)
 
 
 def shard_name(split, index):
     return f"{split}-{index:05d}.tfrecord"
-
-
-def atomic_write_bytes(path, data):
-    """Write `data` to `path` through a temporary file in the same directory and a rename. Disk full (or a file-size
-    limit): `expr3d.storage.DiskFullError` naming `path` and the bytes needed (the temporary is removed)."""
-    from expr3d import storage
-
-    with storage.writing(path, len(data)):
-        outputs.write_bytes_atomically(path, data)
-
-
-def atomic_write_json(path, obj):
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
 def list_shards(data_dir, split):
@@ -83,7 +45,7 @@ def write_shard(path, serialized_examples):
             for record in serialized_examples:
                 writer.write(record)
                 count += 1
-        _publish(tmp, path)
+        storage.publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -237,76 +199,6 @@ def iterate_examples(data_dir, split, skip_corrupt=False, stats=None, log=None):
             if not skip_corrupt:
                 raise
             skipped(max((count or read) - read, 0), str(error), shard=True)
-
-
-def table4_row(counts):
-    """A dict in the column order of the paper's Table 4, with the total."""
-    row = {name: int(counts.get(name, 0)) for name in TABLE4_ORDER}
-    row["total"] = sum(row.values())
-    return row
-
-
-def write_dataset_card(data_dir, name, image_size, provenance=None, splits=SPLITS, extra=None):
-    """Scan the shards of each split and write `dataset_card.json` atomically; return the card."""
-    card_splits = {}
-    all_identities = {}
-    for split in splits:
-        shards = list_shards(data_dir, split)
-        if not shards:
-            continue
-        scans = [scan_shard(path) for path in shards]
-        counts = {expression: sum(s["counts"][expression] for s in scans) for expression in EXPRESSIONS}
-        identities = set().union(*(s["identities"] for s in scans))
-        all_identities[split] = identities
-        card_splits[split] = {
-            "num_examples": sum(s["num_examples"] for s in scans),
-            "num_identities": len(identities - {-1}),
-            "num_pairs": len(set().union(*(s["pairs"] for s in scans))),
-            "counts": table4_row(counts),
-            "shards": [{"file": s["file"], "num_examples": s["num_examples"]} for s in scans],
-        }
-    if not card_splits:
-        raise FileNotFoundError(f"no shards of any split {splits} in {data_dir}")
-    known = {split: ids - {-1} for split, ids in all_identities.items()}
-    overlap = set.intersection(*known.values()) if len(known) > 1 else set()
-    card = {
-        "name": name,
-        "schema_version": schema.SCHEMA_VERSION,
-        "image_size": int(image_size),
-        "expressions": list(EXPRESSIONS),
-        "action_units": list(ACTION_UNITS),
-        "conventions": DEPTH_CONVENTION,
-        "splits": card_splits,
-        "identity_disjoint_splits": not overlap,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "provenance": provenance or {},
-    }
-    if extra:
-        card.update(extra)
-    atomic_write_json(os.path.join(data_dir, CARD_NAME), card)
-    return card
-
-
-def read_dataset_card(data_dir):
-    """Read and check `dataset_card.json`; errors name the directory and the problem."""
-    path = os.path.join(data_dir, CARD_NAME)
-    if not os.path.isdir(data_dir):
-        raise FileNotFoundError(f"data directory {data_dir} does not exist")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing: is {data_dir} a dataset written by expr3d "
-                                f"(python -m expr3d.data.synthetic or python -m expr3d.data.prepare)?")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            card = json.load(handle)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
-    for field in ("schema_version", "image_size", "splits"):
-        if field not in card:
-            raise ValueError(f"{path}: field '{field}' is missing")
-    if card["schema_version"] != schema.SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema_version {card['schema_version']} is not supported "
-                         f"(this expr3d reads version {schema.SCHEMA_VERSION})")
-    return card
 
 
 def split_files(data_dir, split, card=None, missing_ok=False):

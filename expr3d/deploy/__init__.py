@@ -1,7 +1,6 @@
 """Deployment: SavedModel signatures for TF Serving, TFLite conversion + parity, the face crop / paste-back pipeline.
 
 Modules:
-    run_dir     read a training run directory (config.json + models/*.keras)
     signatures  the serving graph (resize/normalise/validate in-graph) and the SavedModel export
     inference   inference clones of the generators (4-D instance norm, sub-pixel up-sampling) that TFLite delegates
     tflite      TFLite conversion of the generator (fp32, fp16, int8, int8_full), LiteRT runner, parity report

@@ -90,10 +90,10 @@ def parity_images(data_dir, image_size, count, skip_corrupt=False, stats=None, l
 def _has_split(data_dir, split):
     """Whether `data_dir` holds `split`: listed in its dataset card (the card's shards are then read, so one it lists
     but is missing is an error), else shards on disk."""
-    from expr3d.data import records
+    from expr3d.data import dataset_card, records
 
-    if os.path.exists(os.path.join(data_dir, records.CARD_NAME)):
-        return bool(records.read_dataset_card(data_dir)["splits"].get(split, {}).get("num_examples"))
+    if os.path.exists(os.path.join(data_dir, dataset_card.CARD_NAME)):
+        return bool(dataset_card.read_dataset_card(data_dir)["splits"].get(split, {}).get("num_examples"))
     return bool(records.list_shards(data_dir, split))
 
 
@@ -261,7 +261,6 @@ def write_variants(saved_model_dir, output_dir, variants, image_size, data_dir=N
     what `read_data` returned, when the caller read it up front.
     """
     from expr3d import storage
-    from expr3d.data import records
 
     os.makedirs(output_dir, exist_ok=True)
     data = data or read_data(data_dir, image_size, variants, parity_count, representative_count, log=log)
@@ -278,7 +277,7 @@ def write_variants(saved_model_dir, output_dir, variants, image_size, data_dir=N
             raise RuntimeError(f"TFLite {variant}: non-builtin ops {ops}")
         path = os.path.join(output_dir, file_name(variant))
         with storage.writing(path, len(model), what="write the TFLite model"):
-            records.atomic_write_bytes(path, model)
+            storage.atomic_write_bytes(path, model)
         output = LiteGenerator(model)(images, conditions)
         report = {
             "variant": variant,
@@ -296,7 +295,7 @@ def write_variants(saved_model_dir, output_dir, variants, image_size, data_dir=N
                            skipped_corrupt_records=data.get("skipped_records", 0)),
             "representative_set": representative_source if variant == "int8_full" else None,
         }
-        records.atomic_write_json(os.path.join(output_dir, file_name(variant)[:-len(".tflite")] + ".json"), report)
+        storage.atomic_write_json(os.path.join(output_dir, file_name(variant)[:-len(".tflite")] + ".json"), report)
         log(f"TFLite {variant}: {len(model) / 1e6:.2f} MB, max abs error {report['parity']['max_abs_error']:.4f}, "
             f"PSNR {report['parity']['psnr_db']:.1f} dB")
         reports[variant] = report

@@ -30,7 +30,7 @@ import os
 import cv2
 import numpy as np
 
-from expr3d.data import records
+from expr3d import storage
 from expr3d.imaging.headers import READABLE_FORMATS, Header, apply_orientation, exif_orientation, read_header
 
 MAX_WORKING_PIXELS = 4096 * 4096
@@ -257,7 +257,7 @@ def write_image(path, image):
     if not ok:
         raise ValueError(f"cannot encode an image as {extension!r} for {path}")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    records.atomic_write_bytes(path, data.tobytes())
+    storage.atomic_write_bytes(path, data.tobytes())
 
 
 def list_images(path):

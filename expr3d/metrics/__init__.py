@@ -4,7 +4,11 @@
     registry.list_metrics()            # names usable in `python -m expr3d.evaluate --metrics=...`
     metric = registry.create("fid")    # a fresh accumulator
 
-Importing this package registers every built-in metric.
+Importing this package registers every built-in metric. The evaluation runs them: `context` (what a metric sees:
+the run's networks, the test batches, shared resources), `loop` (every metric over every batch and target, then
+results.json and the figures; `python -m expr3d.evaluate` is its command line). The expression classifier that
+judges generated faces: `expression_classifier` (the model and its files), `judge` (which one an evaluation uses, and
+whether it is good enough), `classifier` (its training and `python -m expr3d.metrics.classifier`).
 """
 from expr3d.metrics import registry
 from expr3d.metrics.registry import MetricUnavailable, create, list_metrics, register_metric

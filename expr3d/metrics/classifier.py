@@ -1,4 +1,4 @@
-"""The independent expression classifier behind the expression generation rate, and its training CLI.
+"""Training of the independent expression classifier behind the expression generation rate, and its CLI.
 
     python -m expr3d.metrics.classifier --data_dir=data/synthetic64 --output=runs/classifier64 --epochs=10
 
@@ -11,6 +11,7 @@ the threshold and how to get a better judge; `expr3d.evaluate` refuses it too (`
 
 Backbones: `compact` (default; a small ResNet: 4 stages of two residual blocks, BatchNorm, global pooling) or
 `resnet50` with ImageNet weights from `--backbone_weights=FILE` (ResNet50(include_top=False) `.h5`; never downloaded).
+The network, the saved files and their loading are `expr3d.metrics.expression_classifier`.
 """
 import json
 import os
@@ -19,160 +20,11 @@ import time
 
 import numpy as np
 
+from expr3d import storage
 from expr3d.labels import EXPRESSIONS
+from expr3d.metrics.expression_classifier import FORMAT_VERSION, METADATA_FILE, MODEL_FILE, build_classifier
 
-MODEL_FILE = "classifier.keras"
-METADATA_FILE = "classifier.json"
 CLASSIFIER_WRITES = (MODEL_FILE, METADATA_FILE)
-FORMAT_VERSION = 1
-
-
-def _residual(x, filters, stride, name):
-    import keras
-
-    shortcut = x
-    y = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
-    y = keras.layers.BatchNormalization(name=f"{name}_bn1")(y)
-    y = keras.layers.ReLU(name=f"{name}_relu1")(y)
-    y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
-    y = keras.layers.BatchNormalization(name=f"{name}_bn2")(y)
-    if stride != 1 or shortcut.shape[-1] != filters:
-        shortcut = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(shortcut)
-        shortcut = keras.layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
-    return keras.layers.ReLU(name=f"{name}_out")(keras.layers.Add(name=f"{name}_add")([shortcut, y]))
-
-
-def build_classifier(image_size, num_classes=len(EXPRESSIONS), width=32, backbone="compact", backbone_weights=None,
-                     dropout=0.2, stem_stride=2):
-    """A Keras classifier of `[B, S, S, 3]` faces in [-1, 1] -> `[B, num_classes]` logits (float32).
-
-    Args:
-        image_size: input side S.
-        num_classes: output logits.
-        width: channels of the first stage of the compact ResNet (doubled at each of the 4 stages).
-        backbone: "compact" or "resnet50".
-        backbone_weights: ResNet50(include_top=False) weights file (required for "resnet50").
-        dropout: dropout before the logits.
-        stem_stride: stride of the compact ResNet's 3x3 stem. 2 (default) runs the four stages at half resolution:
-            4x fewer multiply-adds than 1 (docs/evaluation.md).
-
-    Example:
-        model = build_classifier(32, width=8)
-        logits = model(np.zeros((2, 32, 32, 3), "float32"))   # [2, 8]
-    """
-    import keras
-
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    if backbone == "compact":
-        x = keras.layers.Conv2D(width, 3, strides=stem_stride, padding="same", use_bias=False,
-                                name="stem_conv")(inputs)
-        x = keras.layers.BatchNormalization(name="stem_bn")(x)
-        x = keras.layers.ReLU(name="stem_relu")(x)
-        for stage in range(4):
-            filters = width * 2 ** stage
-            x = _residual(x, filters, 1 if stage == 0 else 2, f"stage{stage}_block0")
-            x = _residual(x, filters, 1, f"stage{stage}_block1")
-        features = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    elif backbone == "resnet50":
-        from expr3d.models.perceptual import CaffePreprocess
-
-        if not backbone_weights or not os.path.isfile(backbone_weights):
-            raise FileNotFoundError(
-                f"--backbone=resnet50 needs --backbone_weights=FILE (ResNet50(include_top=False) ImageNet weights "
-                f".h5, e.g. ~/.keras/models/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5); got "
-                f"{backbone_weights!r}")
-        base = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg",
-                                           input_shape=(image_size, image_size, 3))
-        base.load_weights(backbone_weights)
-        features = base(CaffePreprocess(name="caffe_preprocess")(inputs))
-    else:
-        raise ValueError(f"--backbone must be 'compact' or 'resnet50'; got {backbone!r}")
-    if dropout:
-        features = keras.layers.Dropout(dropout, name="dropout")(features)
-    logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(features)
-    return keras.Model(inputs, logits, name=f"expression_classifier_{backbone}")
-
-
-class ExpressionClassifier:
-    """A loaded classifier with its metadata; `predict_logits(images in [-1, 1])` -> numpy `[B, C]`.
-
-    Use `load_classifier`, which checks the class list and image size.
-    """
-
-    def __init__(self, model, metadata, path):
-        import tensorflow as tf
-
-        self.model = model
-        self.metadata = metadata
-        self.path = path
-        self.classes = tuple(metadata["classes"])
-        self.image_size = int(metadata["image_size"])
-        self._logits = tf.function(lambda x: tf.cast(model(x, training=False), tf.float32), reduce_retracing=True)
-
-    def predict_logits(self, images):
-        return self._logits(np.asarray(images, np.float32)).numpy()
-
-
-def load_classifier(path, classes=EXPRESSIONS, image_size=None):
-    """Load a classifier saved by this module from its directory (or its .keras file) and check it fits.
-
-    Raises:
-        FileNotFoundError: naming the missing file and the command that creates one.
-        ValueError: when the saved class list or image size differs from `classes` / `image_size`.
-    """
-    import keras
-
-    directory = os.path.dirname(path) if str(path).endswith(".keras") else path
-    model_path = os.path.join(directory, MODEL_FILE)
-    meta_path = os.path.join(directory, METADATA_FILE)
-    how = "train one with `python -m expr3d.metrics.classifier --data_dir=DATA --output=DIR`"
-    for required in (model_path, meta_path):
-        if not os.path.isfile(required):
-            raise FileNotFoundError(f"--classifier={path}: {required} is missing; {how}")
-    with open(meta_path, encoding="utf-8") as f:
-        metadata = json.load(f)
-    for field in ("classes", "image_size"):
-        if field not in metadata:
-            raise ValueError(f"{meta_path}: field {field!r} is missing (not a classifier saved by expr3d)")
-    if tuple(metadata["classes"]) != tuple(classes):
-        raise ValueError(f"--classifier={path}: it was trained on classes {metadata['classes']} but the evaluation "
-                         f"uses {list(classes)}; {how}")
-    if image_size is not None and int(metadata["image_size"]) != int(image_size):
-        raise ValueError(f"--classifier={path}: it was trained on {metadata['image_size']}x{metadata['image_size']} "
-                         f"images but the model under evaluation makes {image_size}x{image_size}; train a classifier "
-                         f"at that size ({how} --image_size={image_size})")
-    model = keras.saving.load_model(model_path, compile=False)
-    return ExpressionClassifier(model, metadata, directory)
-
-
-def classifier_from_context(context):
-    """The evaluation's `--classifier`, loaded once and shared by every metric that needs it (expression rate,
-    classifier-feature FID/KID). FileNotFoundError naming the flag when none is given or files are missing, or
-    when `--classifier=auto` meets a non-procedural dataset; ValueError when its classes or image size do not fit.
-
-    `--classifier=auto` is the cached judge of other generated identities (`expr3d.metrics.judge.auto_judge`),
-    built on first use."""
-    from expr3d.metrics import judge
-
-    path = context.options.get("classifier")
-    if not path:
-        raise FileNotFoundError("no --classifier given; pass --classifier=auto (procedural data: a judge trained on "
-                                "other generated identities, cached) or train one on the real training split with "
-                                "`python -m expr3d.metrics.classifier --data_dir=DATA --output=DIR` and pass "
-                                "--classifier=DIR")
-    if path == judge.AUTO:
-        if not judge.is_procedural(context.card):
-            raise FileNotFoundError(
-                f"--classifier=auto needs procedural data (expr3d.data.synthetic); {context.data_dir} is not, so "
-                f"train a judge on its real train split with `python -m expr3d.metrics.classifier "
-                f"--data_dir={context.data_dir} --output=DIR --precision=auto` (docs/evaluation.md, "
-                f"'Classifier') and pass --classifier=DIR")
-        options = context.options
-        path = context.resource("auto_judge", lambda: judge.auto_judge(
-            context.image_size, card=context.card, cache_dir=options.get("judge_cache_dir"),
-            identities=options.get("judge_identities") or judge.JUDGE_IDENTITIES,
-            epochs=options.get("judge_epochs") or judge.JUDGE_EPOCHS))
-    return context.resource("classifier", lambda: load_classifier(path, EXPRESSIONS, image_size=context.image_size))
 
 
 def evaluate_accuracy(predict_logits, dataset, num_classes=len(EXPRESSIONS)):
@@ -186,15 +38,6 @@ def evaluate_accuracy(predict_logits, dataset, num_classes=len(EXPRESSIONS)):
                  for c in range(num_classes)}
     return {"accuracy": float(np.trace(confusion) / total) if total else float("nan"), "count": int(total),
             "per_class": per_class, "confusion": confusion.tolist()}
-
-
-def library_versions():
-    import absl
-    import keras
-    import tensorflow as tf
-
-    return {"python": sys.version.split()[0], "numpy": np.__version__, "tensorflow": tf.__version__,
-            "keras": keras.__version__, "absl": getattr(absl, "__version__", "unknown")}
 
 
 def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32, learning_rate=1e-3, width=32,
@@ -227,10 +70,10 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
     import keras
     import tensorflow as tf
 
-    from expr3d.data import pipeline
+    from expr3d.data import dataset_card, pipeline
     from expr3d.progress import Progress
 
-    card = pipeline.load_card(data_dir)
+    card = dataset_card.load_card(data_dir)
     skipped_records = _check_data(data_dir, card, list(extra_test_dirs or ()), skip_corrupt)
     image_size = int(image_size or card["image_size"])
     train_count = int(card["splits"]["train"]["num_examples"])
@@ -305,7 +148,8 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
         "train_history": history, "steps_per_epoch": steps, "epochs": epochs,
         "data_dir": os.path.abspath(data_dir), "dataset_name": card.get("name"),
         "trained_on": "real train split only", "train_seconds": round(time.time() - started, 1),
-        "flags": flags or {}, "versions": library_versions(), "skipped_records": skipped_records,
+        "flags": flags or {}, "versions": storage.library_versions("python", "numpy", "tensorflow", "keras", "absl"),
+        "skipped_records": skipped_records,
     }
     save_classifier(model, metadata, output)
     return metadata
@@ -324,13 +168,13 @@ def _read(iterator, skip_corrupt):
 def _check_data(data_dir, card, extra_test_dirs, skip_corrupt):
     """Before training: the shards the cards list exist (RecordError naming a missing one); with `skip_corrupt`,
     every split read is scanned, what will be skipped logged, and {"<data_dir> <split>": count} returned."""
-    from expr3d.data import pipeline, records, schema
+    from expr3d.data import dataset_card, pipeline, records, schema
 
     reads = [(data_dir, "train", card), (data_dir, "test", card)]
     reads += [(directory, "test", None) for directory in extra_test_dirs]
     skipped = {}
     for directory, split, split_card in reads:
-        split_card = split_card or pipeline.load_card(directory)
+        split_card = split_card or dataset_card.load_card(directory)
         if not skip_corrupt:
             try:
                 records.split_files(directory, split, split_card)
@@ -352,15 +196,13 @@ def _check_data(data_dir, card, extra_test_dirs, skip_corrupt):
 
 def save_classifier(model, metadata, output):
     """Write `classifier.keras` and `classifier.json` atomically into `output`."""
-    from expr3d.data import records
-
     folder = _output_folder(output)
     folder.adopt(_legacy(output))
     os.makedirs(output, exist_ok=True)
     tmp = os.path.join(output, f".tmp-{os.getpid()}-{MODEL_FILE}")
     model.save(tmp)
     os.replace(tmp, folder.file(MODEL_FILE))
-    records.atomic_write_json(folder.file(METADATA_FILE), metadata)
+    storage.atomic_write_json(folder.file(METADATA_FILE), metadata)
 
 
 def _output_folder(output):

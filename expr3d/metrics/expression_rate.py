@@ -64,7 +64,7 @@ class ConfusionAccumulator:
                  description="accuracy (%) of the independent classifier on generated faces w.r.t. the target")
 class ExpressionGenerationRate(Metric):
     def setup(self, context):
-        from expr3d.metrics.classifier import classifier_from_context
+        from expr3d.metrics.judge import classifier_from_context
 
         try:
             self.classifier = classifier_from_context(context)

@@ -145,7 +145,7 @@ def feature_extractor_from_context(context):
     def build():
         flags = context.options
         if flags.get("fid_feature_model") == CLASSIFIER_FEATURES:
-            from expr3d.metrics.classifier import classifier_from_context
+            from expr3d.metrics.judge import classifier_from_context
 
             classifier = classifier_from_context(context)
             return classifier_feature_extractor(classifier)

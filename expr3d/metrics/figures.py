@@ -14,6 +14,7 @@ import numpy as np
 
 from expr3d.imaging.grid import cell_centres, tile_grid
 from expr3d.labels import EXPRESSIONS
+from expr3d.run_dir import RunDir
 
 # Loss terms of the trainer's summaries (tags "<stage>/loss/<term>"), grouped as in the paper's Fig. 9.
 CURVE_GROUPS = (
@@ -202,7 +203,7 @@ def evaluation_figures(document, arrays, directory):
         written.append(confusion_matrix_figure(d["confusion"], d["classes"],
                                                os.path.join(directory, "confusion_matrix.png"),
                                                title=f"{label}: classifier on generated faces (% of target row)"))
-    scalars = read_scalars(os.path.join(document["model_dir"], "logs"))
+    scalars = read_scalars(RunDir(document["model_dir"]).logs_dir)
     written.append(learning_curves_figure({label: scalars}, os.path.join(directory, "learning_curves.png"),
                                           title=f"{label}: learning curves"))
     if "identity/l2" in arrays:

@@ -1,4 +1,5 @@
-"""A judge a user cannot get wrong: the expression classifier's fitness check and the cached automatic judge.
+"""A judge a user cannot get wrong: which expression classifier an evaluation uses (`classifier_from_context`), its
+fitness check and the cached automatic judge.
 
 Fitness: an expression generation rate is only as good as the classifier that judges it. Before the generation pass,
 `expr3d.evaluate` measures the judge's accuracy on the REAL faces of the evaluated test split (the protocol's
@@ -33,6 +34,9 @@ import sys
 import time
 
 import numpy as np
+
+from expr3d.labels import EXPRESSIONS
+from expr3d.metrics.expression_classifier import METADATA_FILE, MODEL_FILE, load_classifier
 
 AUTO = "auto"
 MIN_JUDGE_ACCURACY = 0.80
@@ -105,6 +109,36 @@ def check_judge(accuracy, count, threshold, classifier, data_dir, num_classes=8,
         f"{recipe} - or lower --min_judge_accuracy to report it anyway.")
 
 
+# --- the evaluation's judge -----------------------------------------------------------------------------------------
+
+def classifier_from_context(context):
+    """The evaluation's `--classifier`, loaded once and shared by every metric that needs it (expression rate,
+    classifier-feature FID/KID). FileNotFoundError naming the flag when none is given or files are missing, or
+    when `--classifier=auto` meets a non-procedural dataset; ValueError when its classes or image size do not fit.
+
+    `--classifier=auto` is the cached judge of other generated identities (`auto_judge` below),
+    built on first use."""
+    path = context.options.get("classifier")
+    if not path:
+        raise FileNotFoundError("no --classifier given; pass --classifier=auto (procedural data: a judge trained on "
+                                "other generated identities, cached) or train one on the real training split with "
+                                "`python -m expr3d.metrics.classifier --data_dir=DATA --output=DIR` and pass "
+                                "--classifier=DIR")
+    if path == AUTO:
+        if not is_procedural(context.card):
+            raise FileNotFoundError(
+                f"--classifier=auto needs procedural data (expr3d.data.synthetic); {context.data_dir} is not, so "
+                f"train a judge on its real train split with `python -m expr3d.metrics.classifier "
+                f"--data_dir={context.data_dir} --output=DIR --precision=auto` (docs/evaluation.md, "
+                f"'Classifier') and pass --classifier=DIR")
+        options = context.options
+        path = context.resource("auto_judge", lambda: auto_judge(
+            context.image_size, card=context.card, cache_dir=options.get("judge_cache_dir"),
+            identities=options.get("judge_identities") or JUDGE_IDENTITIES,
+            epochs=options.get("judge_epochs") or JUDGE_EPOCHS))
+    return context.resource("classifier", lambda: load_classifier(path, EXPRESSIONS, image_size=context.image_size))
+
+
 # --- the automatic judge --------------------------------------------------------------------------------------------
 
 def default_cache_dir():
@@ -173,20 +207,21 @@ def auto_judge(image_size, card=None, cache_dir=None, identities=JUDGE_IDENTITIE
     key = judge_key(image_size, identities, epochs, seed)
     home = os.path.join(cache_dir, key)
     final = os.path.join(home, "classifier")
-    done = os.path.join(final, classifier_module.METADATA_FILE)
+    done = os.path.join(final, METADATA_FILE)
     with _locked(os.path.join(cache_dir, f".{key}.lock")):
-        if os.path.isfile(done) and os.path.isfile(os.path.join(final, classifier_module.MODEL_FILE)):
+        if os.path.isfile(done) and os.path.isfile(os.path.join(final, MODEL_FILE)):
             log.write(f"judge: reusing the cached judge {final} ({key})\n")
             return final
         log.write(f"judge: building the automatic judge {final}: {identities:,} other procedural identities "
                   f"(seed {seed}) at {image_size}px, {epochs} epochs (10-25 min on 2 CPU cores at 64 px; "
                   f"cached for later evaluations)\n")
         log.flush()
+        from expr3d.data.dataset_card import CARD_NAME
         from expr3d.data.synthetic.dataset import generate_dataset
 
         started = time.time()
         data = os.path.join(home, "data")
-        if not os.path.isfile(os.path.join(data, "dataset_card.json")):
+        if not os.path.isfile(os.path.join(data, CARD_NAME)):
             shutil.rmtree(data, ignore_errors=True)
             if workers is None and int(identities) * JUDGE_IMAGES_PER_IDENTITY < 1000:
                 workers = 1  # a few hundred faces render faster than worker processes start

@@ -9,7 +9,8 @@ A metric is a small accumulator class:
         def result(self):
             return {"psnr": ...}
 
-The evaluator (`expr3d.evaluate`) calls `setup(context)` once (a metric that cannot run raises `MetricUnavailable`
+The evaluation loop (`expr3d.metrics.loop`) calls `setup(context)` once (`context`: an
+`expr3d.metrics.context.EvaluationContext`; a metric that cannot run raises `MetricUnavailable`
 with a message saying what is missing; the others still run), `update_real(batch)` once per batch of real test
 images, `update(step)` once per (batch, target) and `result()` at the end. `result()` returns a flat dict of JSON
 scalars; `details()` may return larger JSON data (confusion matrices) and `arrays()` numpy arrays saved to
@@ -33,10 +34,10 @@ class Metric:
         """Load what the metric needs from `context`; raise `MetricUnavailable` to be skipped with a note."""
 
     def update_real(self, batch):
-        """Once per batch of real test images (`batch` is an `expr3d.evaluate.RealBatch`)."""
+        """Once per batch of real test images (`batch` is an `expr3d.metrics.context.RealBatch`)."""
 
     def update(self, step):
-        """Once per (batch, target expression) (`step` is an `expr3d.evaluate.TranslationStep`)."""
+        """Once per (batch, target expression) (`step` is an `expr3d.metrics.context.TranslationStep`)."""
 
     def result(self):
         """A flat dict of JSON scalars (floats, ints, strings)."""

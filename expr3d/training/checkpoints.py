@@ -1,4 +1,4 @@
-"""Atomic training checkpoints, exported `.keras` networks and the run's `config.json`.
+"""Atomic training checkpoints (the run directory's `<stage>/checkpoints/`; the rest of it is `expr3d.run_dir`).
 
 A checkpoint is a directory `<dir>/ckpt-<step:09d>/` holding one `tf.train.Checkpoint` (prefix `ckpt`). It is written
 under a temporary name in the same directory, its files are fsync'ed, and only then is it renamed into place: a
@@ -21,13 +21,12 @@ import re
 import shutil
 import tempfile
 
-import keras
-
 from expr3d import storage
-from expr3d.data import records
 
 _CHECKPOINT_RE = re.compile(r"^ckpt-(\d{9})$")
 _DAMAGED_SUFFIX = ".damaged"
+_TMP_PREFIX = ".tmp-ckpt-"
+_PREFIX = "ckpt"
 
 
 class CheckpointError(ValueError):
@@ -74,21 +73,6 @@ def _checkpoint_bytes(checkpoint):
             tf.io.gfile.rmtree(directory)
         except Exception:  # noqa: BLE001
             pass
-_TMP_PREFIX = ".tmp-ckpt-"
-_PREFIX = "ckpt"
-
-
-def _fsync_tree(directory):
-    for name in os.listdir(directory):
-        path = os.path.join(directory, name)
-        if os.path.isfile(path):
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class AtomicCheckpointer:
@@ -156,8 +140,8 @@ class AtomicCheckpointer:
             tmp_dir = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{step:09d}-", dir=self.directory)
             try:
                 self.checkpoint.write(os.path.join(tmp_dir, _PREFIX))
-                _fsync_tree(tmp_dir)
-                os.chmod(tmp_dir, records.default_permissions(directory=True))
+                storage.fsync_tree(tmp_dir)
+                os.chmod(tmp_dir, storage.default_permissions(directory=True))
                 os.replace(tmp_dir, final_dir)
             except BaseException:
                 shutil.rmtree(tmp_dir, ignore_errors=True)  # frees the space; a reader never looks at it anyway
@@ -241,31 +225,6 @@ def read_latest(directory, checkpoint):
     return None, None, []
 
 
-def save_keras_models(models, directory):
-    """Save each network as `<directory>/<name>.keras`, atomically and all together: every network is written to a
-    temp file in the same directory first, and only when all are complete are they renamed into place, so a failure
-    (e.g. disk full: `storage.DiskFullError` naming the file and the bytes needed) leaves the previous set intact."""
-    os.makedirs(directory, exist_ok=True)
-    written = []
-    try:
-        for name, model in models.items():
-            final = os.path.join(directory, f"{name}.keras")
-            handle, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", suffix=".keras", dir=directory)
-            os.close(handle)
-            written.append((tmp, final))
-            with storage.writing(final, lambda model=model: storage.weights_bytes(model), what="save the network"):
-                model.save(tmp)
-                with open(tmp, "rb") as stream:
-                    os.fsync(stream.fileno())
-            os.chmod(tmp, records.default_permissions())
-        for tmp, final in written:
-            os.replace(tmp, final)
-    finally:
-        for tmp, _ in written:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-
-
 def config_diff(saved, current, keys):
     """Lines of a unified diff between `saved[key]` and `current[key]` for `keys` ('' when they agree)."""
     a = json.dumps({k: saved.get(k) for k in keys}, indent=1, sort_keys=True).splitlines()
@@ -273,24 +232,6 @@ def config_diff(saved, current, keys):
     if a == b:
         return ""
     return "\n".join(difflib.unified_diff(a, b, "saved config.json", "these flags", lineterm="", n=0))
-
-
-def write_run_config(path, config):
-    records.atomic_write_json(path, config)
-
-
-def read_run_config(path):
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def load_keras_model(path):
-    """Load one exported network (`MODEL_DIR/models/<name>.keras`)."""
-    import expr3d.models  # noqa: F401  (registers the custom classes)
-
-    return keras.saving.load_model(path, compile=False)
 
 
 def checkpoint_exists(directory):
@@ -312,9 +253,5 @@ __all__ = [
     "report_damaged",
     "checkpoint_exists",
     "config_diff",
-    "load_keras_model",
     "read_into",
-    "read_run_config",
-    "save_keras_models",
-    "write_run_config",
 ]

@@ -7,7 +7,7 @@ data iterator's checkpoint restores the randomness too, and 1 or N replicas see 
 
 import tensorflow as tf
 
-from expr3d.data import pipeline
+from expr3d.data import dataset_card, pipeline
 
 TARGET_MODES = ("permute", "uniform")
 TRAINER_KEYS = ("image", "geometry", "expression", "target", "alpha", "alpha_depth")
@@ -80,7 +80,7 @@ def sample_batch(data_dir, count, image_size, geometry, scan=64, skip_corrupt=Fa
     (-1, e.g. AffectNet) count as different people. Falls back to the first examples when there are too few
     identities.
     """
-    card = pipeline.load_card(data_dir)
+    card = dataset_card.load_card(data_dir)
     split = "test" if card["splits"].get("test", {}).get("num_examples", 0) > 0 else "train"
     scan = max(scan, 8 * count)
     dataset = pipeline.make_dataset(

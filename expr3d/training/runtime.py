@@ -130,17 +130,3 @@ def get_learning_rate(optimizer):
 
     inner = optimizer.inner_optimizer if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else optimizer
     return float(keras.ops.convert_to_numpy(inner.learning_rate))
-
-
-def library_versions():
-    import keras
-    import tensorflow as tf
-
-    import expr3d
-
-    return {
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "expr3d": getattr(expr3d, "__version__", "unknown"),
-    }

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from expr3d.data import records
+from expr3d import storage
 from expr3d.imaging.grid import tile_grid, with_column_labels
 from expr3d.imaging.pixels import to_uint8
 from expr3d.labels import EXPRESSIONS
@@ -83,7 +83,7 @@ def gan_stage_grid(samples, outputs_per_class, kind, show_geometry=True):
 
 
 def write_png(path, image):
-    records.atomic_write_bytes(path, tf.io.encode_png(image).numpy())
+    storage.atomic_write_bytes(path, tf.io.encode_png(image).numpy())
 
 
 def _metadata(plugin_name, data_class):

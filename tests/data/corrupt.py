@@ -13,7 +13,7 @@ import shutil
 import cv2
 import numpy as np
 
-from expr3d.data import records, schema
+from expr3d.data import dataset_card, records, schema
 
 CASES = ("truncated_shard", "missing_field", "wrong_type", "missing_shard", "nan_depth", "zero_mask",
          "size_mismatch")
@@ -34,7 +34,7 @@ def write_dataset(data_dir, size=32, train_per_class=3, test_per_class=1, train_
                                                  pair_id=i if split == "test" else -1)
                     writer.write(example)
                     index += 1
-    records.write_dataset_card(str(data_dir), name="corrupt-test-hemispheres", image_size=size)
+    dataset_card.write_dataset_card(str(data_dir), name="corrupt-test-hemispheres", image_size=size)
     return str(data_dir)
 
 
@@ -103,7 +103,7 @@ def damage(data_dir, split, case, shard=-1, indices=None):
     """Damage `data_dir` in place; return the path of the damaged shard (`shard`: its position in the card's list).
 
     `indices`: the records to damage (default: all of the shard)."""
-    card = records.read_dataset_card(data_dir)
+    card = dataset_card.read_dataset_card(data_dir)
     path = records.split_files(data_dir, split, card)[shard]
     if case == "truncated_shard":
         with open(path, "rb") as handle:

@@ -20,7 +20,7 @@ import sys
 
 import pytest
 
-from expr3d.data import pipeline, records, schema
+from expr3d.data import dataset_card, pipeline, records, schema
 from tests.data import corrupt
 from tests.file_snapshots import snapshot, unchanged
 
@@ -149,7 +149,7 @@ def _mixed_damage(data_dir, split, truncate=True):
     if not truncate:
         return 3
     last = corrupt.damage(data_dir, split, "truncated_shard", shard=-1)
-    card = records.read_dataset_card(data_dir)
+    card = dataset_card.read_dataset_card(data_dir)
     listed = card["splits"][split]["shards"][-1]["num_examples"]
     return 3 + listed - corrupt.readable_records(last)
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from expr3d.data import records
+from expr3d.data import dataset_card, records
 from expr3d.data.prepare import build, fixtures, meshes
 from expr3d.labels import EXPRESSIONS
 from tests.file_snapshots import snapshot, unchanged
@@ -111,7 +111,7 @@ def test_affectnet_cli_report_resume_and_reject_list(tmp_path):
     for ex in train[:3]:
         assert ex.image.shape == (SIZE, SIZE, 3) and ex.mask.mean() > 0.3
         assert np.all(ex.normals[ex.mask][:, 2] > 0)  # facing the camera
-    card = records.read_dataset_card(out)
+    card = dataset_card.read_dataset_card(out)
     assert card["splits"]["test"]["counts"]["total"] == 8
     assert card["splits"]["train"]["counts"]["happy"] == 4 and card["splits"]["train"]["counts"]["sad"] == 2
     assert card["image_size"] == SIZE
@@ -177,7 +177,7 @@ def test_affectnet_cli_report_resume_and_reject_list(tmp_path):
     assert not unchanged(user_files, snapshot(out))
     run_cli(*[a for a in args if not a.startswith("--image_size")], "--image_size=48", "--overwrite")
     assert not unchanged(user_files, snapshot(out))
-    assert records.read_dataset_card(out)["image_size"] == 48
+    assert dataset_card.read_dataset_card(out)["image_size"] == 48
     assert read_split(out, "train")[0].image.shape[0] == 48
     assert os.path.exists(os.path.join(review_dir, "reject_list.new.txt"))  # the edited list kept, a fresh template
 
@@ -204,7 +204,7 @@ def test_rafd_cli_subject_disjoint_split_and_pairs(tmp_path):
     for ex in train + test:
         assert ex.expression == labels[ex.key]
     assert not {ex.identity for ex in train} & {ex.identity for ex in test}
-    card = records.read_dataset_card(out)
+    card = dataset_card.read_dataset_card(out)
     assert card["identity_disjoint_splits"] is True
     # One pair id per (subject, angle, gaze) shared by its 8 expressions.
     pairs = {}

@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from expr3d.data import records, schema
+from expr3d.data import dataset_card, records, schema
 from tests.data.fixtures import hemisphere_example
 
 
@@ -23,8 +23,8 @@ def test_writer_card_and_reader(tmp_path):
     writer = _write(tmp_path, "train", 10)
     _write(tmp_path, "test", 4, identity_offset=100)
     assert [os.path.basename(p) for p in writer.shards] == [f"train-0000{i}.tfrecord" for i in range(4)]
-    card = records.write_dataset_card(str(tmp_path), name="tiny", image_size=16, provenance={"made_by": "test"})
-    on_disk = records.read_dataset_card(str(tmp_path))
+    card = dataset_card.write_dataset_card(str(tmp_path), name="tiny", image_size=16, provenance={"made_by": "test"})
+    on_disk = dataset_card.read_dataset_card(str(tmp_path))
     assert on_disk["splits"] == json.loads(json.dumps(card["splits"]))
     train = card["splits"]["train"]
     assert train["num_examples"] == 10 and [s["num_examples"] for s in train["shards"]] == [3, 3, 3, 1]
@@ -42,7 +42,7 @@ def test_writer_card_and_reader(tmp_path):
 def test_identity_overlap_is_reported(tmp_path):
     _write(tmp_path, "train", 4)
     _write(tmp_path, "test", 4)
-    assert records.write_dataset_card(str(tmp_path), "tiny", 16)["identity_disjoint_splits"] is False
+    assert dataset_card.write_dataset_card(str(tmp_path), "tiny", 16)["identity_disjoint_splits"] is False
 
 
 def test_never_overwrites_without_flag(tmp_path):
@@ -88,7 +88,7 @@ def test_killed_writer_leaves_nothing_the_reader_accepts(tmp_path):
 
 def test_truncated_and_corrupt_shards_are_named(tmp_path):
     _write(tmp_path, "train", 6)
-    records.write_dataset_card(str(tmp_path), "tiny", 16)
+    dataset_card.write_dataset_card(str(tmp_path), "tiny", 16)
     path = os.path.join(tmp_path, "train-00001.tfrecord")
     data = open(path, "rb").read()
     with open(path, "wb") as handle:
@@ -110,16 +110,6 @@ def test_flipped_bits_are_detected(tmp_path):
     open(path, "wb").write(bytes(data))
     with pytest.raises(schema.RecordError, match="train-00000.tfrecord"):
         list(records.iterate_examples(str(tmp_path), "train"))
-
-
-def test_card_errors_name_the_problem(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        records.read_dataset_card(str(tmp_path / "nope"))
-    with pytest.raises(FileNotFoundError, match="dataset_card.json is missing"):
-        records.read_dataset_card(str(tmp_path))
-    (tmp_path / "dataset_card.json").write_text('{"schema_version": 2, "image_size": 16, "splits": {}}')
-    with pytest.raises(ValueError, match="schema_version 2"):
-        records.read_dataset_card(str(tmp_path))
 
 
 def test_shards_get_normal_permissions_and_identical_bytes(tmp_path):

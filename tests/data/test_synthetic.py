@@ -11,7 +11,7 @@ import pytest
 from tests.file_snapshots import snapshot, unchanged
 
 from expr3d import outputs
-from expr3d.data import records
+from expr3d.data import dataset_card, records
 from expr3d.data.synthetic import action_units, dataset, face_model, render, render_example
 from expr3d.labels import ACTION_UNITS, EXPRESSIONS
 
@@ -21,7 +21,7 @@ SMALL = dict(num_identities=4, image_size=32, test_fraction=0.25, images_per_ide
 def _contents(directory):
     """Every decoded example of both splits with its shard, as comparable tuples."""
     out = []
-    for split in records.SPLITS:
+    for split in dataset_card.SPLITS:
         shards = [os.path.basename(p) for p in records.list_shards(directory, split)]
         for ex in records.iterate_examples(directory, split):
             aus = None if ex.action_units is None else ex.action_units.tobytes()
@@ -95,7 +95,7 @@ def test_test_split_is_paired(small_dataset):
 def test_action_unit_labels_follow_prototypes(small_dataset):
     directory, _ = small_dataset
     seen = set()
-    for split in records.SPLITS:
+    for split in dataset_card.SPLITS:
         for ex in records.iterate_examples(directory, split):
             required, allowed = action_units.prototype_mask(ex.expression)
             aus = ex.action_units
@@ -191,7 +191,7 @@ def test_cli_writes_dataset_and_respects_overwrite(small_dataset, tmp_path):
     assert "ETA" in result.stderr
     # Two worker processes give the very same shards as one in-process worker (and nothing of the seed-4 data stays).
     assert _contents(str(out)) == _contents(small_dataset[0])
-    card = records.read_dataset_card(str(out))
+    card = dataset_card.read_dataset_card(str(out))
     assert card["provenance"]["seed"] == 3 and "--seed=3" in card["provenance"]["command"]
     preview = cv2.imread(str(out / "preview.png"))
     assert preview is not None and preview.shape[1] == 8 * 32

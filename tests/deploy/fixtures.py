@@ -1,9 +1,8 @@
 """Fixtures for the deployment tests: rendered and drawn faces OpenCV's Haar cascade detects, a tiny dataset, a tiny trained run.
 
-The run directory follows the run directory contract (config.json + models/*.keras), written here with
+The run directory follows the run directory contract (expr3d.run_dir: config.json + models/*.keras), written with
 build_models on a tiny config and a few steps of a simple objective so the weights are not pure initialisation.
 """
-import json
 import os
 
 import numpy as np
@@ -91,14 +90,14 @@ def face_example(size, index, expression, identity, key):
 
 def make_dataset(data_dir, size=32, num_train=16, num_test=8):
     """A tiny dataset (train + test) of drawn faces in the records format, with its card."""
-    from expr3d.data import records
+    from expr3d.data import dataset_card, records
 
     for split, count, offset in (("train", num_train, 0), ("test", num_test, 1000)):
         with records.ShardedWriter(data_dir, split=split, examples_per_shard=512, overwrite=False) as writer:
             for i in range(count):
                 writer.write(face_example(size, offset + i, expression=i % NUM_EXPRESSIONS, identity=(offset + i) // 8,
                                           key=f"{split}/{i}"))
-    records.write_dataset_card(data_dir, name="deploy-test-faces", image_size=size,
+    dataset_card.write_dataset_card(data_dir, name="deploy-test-faces", image_size=size,
                                provenance={"source": "tests/deploy/fixtures.py drawn faces"})
     return data_dir
 
@@ -115,6 +114,7 @@ def make_run(model_dir, data_dir, steps=8, geometry="depth", seed=0, generator="
 
     from expr3d.data import pipeline
     from expr3d.models import TO_GEOMETRY, ModelConfig, build_models
+    from expr3d.run_dir import RunDir
 
     keras.utils.set_random_seed(seed)
     config = ModelConfig(**TINY, generator=generator)
@@ -135,12 +135,10 @@ def make_run(model_dir, data_dir, steps=8, geometry="depth", seed=0, generator="
             geo = g_depth([x, domain], training=True)
             loss = tf.reduce_mean(tf.abs(out - target)) + tf.reduce_mean(tf.abs(geo - geometry_target))
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-    os.makedirs(os.path.join(model_dir, "models"), exist_ok=True)
-    for key, model in models.items():
-        model.save(os.path.join(model_dir, "models", f"{key}.keras"))
-    with open(os.path.join(model_dir, "config.json"), "w") as f:
-        json.dump({"flags": {"geometry": geometry, "data_dir": data_dir, "image_size": TINY["image_size"]},
-                   "model_config": config.to_dict(),
-                   "dataset": {"image_size": TINY["image_size"], "name": "deploy-test-faces"},
-                   "step": steps, "versions": {"test_fixture": 1}}, f, indent=2)
+    run = RunDir(model_dir)
+    run.save_networks(models)
+    run.write_config({"flags": {"geometry": geometry, "data_dir": data_dir, "image_size": TINY["image_size"]},
+                      "model_config": config.to_dict(),
+                      "dataset": {"image_size": TINY["image_size"], "name": "deploy-test-faces"},
+                      "step": steps, "versions": {"test_fixture": 1}})
     return models

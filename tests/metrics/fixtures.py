@@ -7,7 +7,6 @@ The hand-built networks are real Keras models saved and reloaded through the sam
   always answers one class.
 """
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -23,7 +22,7 @@ TINY = dict(image_size=32, g_conv_dim=8, g_num_res_blocks=1, d_conv_dim=8, d_num
 
 def write_paired_dataset(directory, num_pairs=2, size=32, train_per_class=1):
     """A dataset whose test split is paired: `num_pairs` pair ids x 8 expressions (one identity per pair)."""
-    from expr3d.data import records
+    from expr3d.data import dataset_card, records
 
     with records.ShardedWriter(directory, split="train", examples_per_shard=64) as writer:
         for i in range(train_per_class * NUM):
@@ -38,7 +37,7 @@ def write_paired_dataset(directory, num_pairs=2, size=32, train_per_class=1):
                 image = example.image.copy()
                 image[..., 2] = (image[..., 2] // 2 + 12 * expression).astype(np.uint8)  # the expression shows
                 writer.write(dataclasses.replace(example, image=image))
-    records.write_dataset_card(directory, name="tiny-paired", image_size=size, provenance={"source": "tests"})
+    dataset_card.write_dataset_card(directory, name="tiny-paired", image_size=size, provenance={"source": "tests"})
     return directory
 
 
@@ -106,22 +105,21 @@ def write_run(directory, generator=None, with_depth=True, depth_weight=0.1, geom
     import tensorflow as tf
 
     from expr3d.models import ModelConfig, build_models
+    from expr3d.run_dir import RunDir
 
     keras.utils.set_random_seed(seed)
     config = ModelConfig(**TINY)
     networks = build_models(config)
     if generator is not None:
         networks["g_rgb"] = generator
-    os.makedirs(os.path.join(directory, "models"), exist_ok=True)
+    run = RunDir(directory)
     os.makedirs(os.path.join(directory, "checkpoints"), exist_ok=True)
     names = ("g_rgb", "d_rgb", "g_depth", "d_depth") if with_depth else ("g_rgb", "d_rgb")
-    for name in names:
-        networks[name].save(os.path.join(directory, "models", f"{name}.keras"))
+    run.save_networks({name: networks[name] for name in names})
     flags = {"geometry": geometry, "depth_weight": depth_weight, "confidence_penalty": 0.1,
              "confidence_penalty_on": "critic", "seed": seed}
-    with open(os.path.join(directory, "config.json"), "w") as f:
-        json.dump({"flags": flags, "model_config": config.to_dict(), "dataset": {"image_size": 32}, "step": 6,
-                   "versions": {}}, f)
+    run.write_config({"flags": flags, "model_config": config.to_dict(), "dataset": {"image_size": 32}, "step": 6,
+                      "versions": {}})
     if logs:
         writer = tf.summary.create_file_writer(os.path.join(directory, "logs", "gan"))
         with writer.as_default():

@@ -3,9 +3,8 @@ import types
 import numpy as np
 import pytest
 
-from expr3d import evaluate
 from expr3d.labels import EXPRESSIONS
-from expr3d.metrics import background
+from expr3d.metrics import background, loop
 from tests.metrics import fixtures
 
 
@@ -117,13 +116,13 @@ def shift_generator(shift, size=32):
 
 
 def test_evaluation_reports_it_in_results_and_tables(paths):
-    same = evaluate.evaluate(paths["identity_run"], paths["data"], "background",
-                             output=str(paths["root"] / "same"), progress=False)
+    same = loop.evaluate(paths["identity_run"], paths["data"], "background",
+                         output=str(paths["root"] / "same"), progress=False)
     assert same["metrics"]["background"]["background_l1"] == 0.0
     assert same["metrics"]["background"]["background_count"] == 16 * 8
     assert np.isfinite(same["metrics"]["background"]["background_l1_truth"])  # paired split: the true renders' floor
-    shifted = evaluate.evaluate(paths["shift_run"], paths["data"], "background",
-                                output=str(paths["root"] / "shift"), progress=False)
+    shifted = loop.evaluate(paths["shift_run"], paths["data"], "background",
+                            output=str(paths["root"] / "shift"), progress=False)
     assert shifted["metrics"]["background"]["background_l1"] == pytest.approx(0.08, abs=1e-5)
     with open(paths["root"] / "shift" / "results.md") as f:
         markdown = f.read()

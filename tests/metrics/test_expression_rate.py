@@ -1,6 +1,6 @@
 import pytest
 
-from expr3d import evaluate
+from expr3d.metrics import loop
 from tests.metrics import fixtures
 
 
@@ -17,9 +17,9 @@ def paths(tmp_path_factory):
 def _rate(paths, classifier, name, **options):
     # These hand-built judges read the codes G paints, not real faces: the judge check is tested in test_judge.py.
     options.setdefault("min_judge_accuracy", 0.0)
-    document = evaluate.evaluate(paths["run"], paths["data"], "expression_generation_rate",
-                                 output=str(paths["root"] / name), classifier=paths[classifier], progress=False,
-                                 **options)
+    document = loop.evaluate(paths["run"], paths["data"], "expression_generation_rate",
+                             output=str(paths["root"] / name), classifier=paths[classifier], progress=False,
+                             **options)
     return document["metrics"]["expression_generation_rate"], document
 
 
@@ -62,9 +62,9 @@ def test_classifier_for_other_classes_or_size_is_refused(paths):
     other_classes = fixtures.save_test_classifier(fixtures.constant_classifier(), str(paths["root"] / "c7"),
                                                   classes=fixtures.EXPRESSIONS[:7])
     with pytest.raises(ValueError, match="trained on classes"):
-        evaluate.evaluate(paths["run"], paths["data"], "expression_generation_rate", output=str(paths["root"] / "x"),
-                          classifier=other_classes, progress=False)
+        loop.evaluate(paths["run"], paths["data"], "expression_generation_rate", output=str(paths["root"] / "x"),
+                      classifier=other_classes, progress=False)
     other_size = fixtures.save_test_classifier(fixtures.constant_classifier(64), str(paths["root"] / "c64"), size=64)
     with pytest.raises(ValueError, match="trained on 64x64 images.*32x32"):
-        evaluate.evaluate(paths["run"], paths["data"], "expression_generation_rate", output=str(paths["root"] / "y"),
-                          classifier=other_size, progress=False)
+        loop.evaluate(paths["run"], paths["data"], "expression_generation_rate", output=str(paths["root"] / "y"),
+                      classifier=other_size, progress=False)

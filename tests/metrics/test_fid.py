@@ -68,7 +68,7 @@ def test_too_few_samples_warns_with_the_counts():
 def test_classifier_features_are_the_logits_layer_input(tmp_path):
     import keras
 
-    from expr3d.metrics.classifier import ExpressionClassifier, build_classifier
+    from expr3d.metrics.expression_classifier import ExpressionClassifier, build_classifier
 
     model = build_classifier(32, width=4)
     classifier = ExpressionClassifier(model, {"classes": ["x"] * 8, "image_size": 32}, str(tmp_path))

@@ -57,14 +57,14 @@ def _depth_reading_critic(data, size=32):
 def test_depth_network_accuracy_on_real_geometry_and_chance_for_a_do_nothing_generator(tmp_path, protocol, sources):
     import os
 
-    from expr3d import evaluate
+    from expr3d.metrics import loop
     from tests.metrics import fixtures
 
     data = fixtures.write_paired_dataset(str(tmp_path / "data"))
     run = fixtures.write_run(str(tmp_path / "run"), generator=fixtures.identity_generator(), logs=False)
     _depth_reading_critic(data).save(os.path.join(run, "models", "d_depth.keras"))
-    document = evaluate.evaluate(run, data, "geometry", output=str(tmp_path / protocol), progress=False,
-                                 protocol=protocol)
+    document = loop.evaluate(run, data, "geometry", output=str(tmp_path / protocol), progress=False,
+                             protocol=protocol)
     result = document["metrics"]["geometry"]
     assert result["geometry_real_accuracy"] == 100.0  # it reads every real geometry's expression
     # G(x, t) = x: D_depth's answer on the generated face's geometry cannot depend on t, so exactly 1 in |classes|

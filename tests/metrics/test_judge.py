@@ -5,8 +5,7 @@ import sys
 
 import pytest
 
-from expr3d import evaluate
-from expr3d.metrics import judge
+from expr3d.metrics import judge, loop
 from tests.metrics import fixtures
 
 
@@ -40,11 +39,11 @@ def test_a_weak_judge_is_refused_before_any_translation(paths, monkeypatch):
     def no_generation(*args, **kwargs):
         raise AssertionError("the generation pass started before the judge was checked")
 
-    monkeypatch.setattr(evaluate, "TranslationStep", no_generation)
+    monkeypatch.setattr(loop, "TranslationStep", no_generation)
     output = paths["root"] / "refused"
     with pytest.raises(judge.JudgeRejected) as refused:
-        evaluate.evaluate(paths["run"], paths["data"], "expression_generation_rate,psnr", output=str(output),
-                          classifier=paths["constant"], progress=False)
+        loop.evaluate(paths["run"], paths["data"], "expression_generation_rate,psnr", output=str(output),
+                      classifier=paths["constant"], progress=False)
     message = str(refused.value)
     assert "\n" not in message
     assert "scores 12.5 % on the 16 real test faces" in message and "--min_judge_accuracy=0.80" in message
@@ -60,9 +59,9 @@ def test_cli_refuses_with_exit_code_1_and_a_lower_threshold_allows_it(paths):
     assert refused.returncode == 1, refused.stderr[-2000:]
     errors = [line for line in refused.stderr.splitlines() if ": error: " in line]
     assert len(errors) == 1 and "12.5 %" in errors[0] and "below --min_judge_accuracy=0.80" in errors[0]
-    document = evaluate.evaluate(paths["run"], paths["data"], "expression_generation_rate",
-                                 output=str(paths["root"] / "allowed"), classifier=paths["constant"],
-                                 min_judge_accuracy=0.1, progress=False)
+    document = loop.evaluate(paths["run"], paths["data"], "expression_generation_rate",
+                             output=str(paths["root"] / "allowed"), classifier=paths["constant"],
+                             min_judge_accuracy=0.1, progress=False)
     rate = document["metrics"]["expression_generation_rate"]
     assert rate["classifier_accuracy_on_evaluated_test_split"] == 12.5 and rate["min_judge_accuracy"] == 10.0
     assert rate["classifier_accuracy_on_evaluated_test_split_count"] == 16
@@ -96,8 +95,8 @@ def test_classifier_cli_refuses_a_weak_judge(tmp_path, paths):
 
 
 def test_auto_judge_is_refused_for_real_data_with_the_recipe(paths):
-    document = evaluate.evaluate(paths["run"], paths["data"], "expression_generation_rate",
-                                 output=str(paths["root"] / "auto_real"), classifier="auto", progress=False)
+    document = loop.evaluate(paths["run"], paths["data"], "expression_generation_rate",
+                             output=str(paths["root"] / "auto_real"), classifier="auto", progress=False)
     reason = document["skipped"]["expression_generation_rate"]
     assert "needs procedural data" in reason and "python -m expr3d.metrics.classifier" in reason
     with pytest.raises(ValueError, match="not procedural"):
@@ -109,7 +108,6 @@ def test_auto_judge_is_built_once_then_reused(tmp_path, capsys, monkeypatch):
     import types
 
     from expr3d.metrics import classifier
-    from expr3d.metrics.classifier import classifier_from_context
 
     # The real training with the judge's recipe, made cheap: a narrow float32 network (3x faster to trace).
     real_training = classifier.train_classifier
@@ -123,7 +121,7 @@ def test_auto_judge_is_built_once_then_reused(tmp_path, capsys, monkeypatch):
             options={"classifier": "auto", "judge_cache_dir": str(cache), "judge_identities": 5, "judge_epochs": 1},
             card=card, image_size=32, data_dir=str(tmp_path / "data"), resource=lambda key, build: build())
 
-    first = classifier_from_context(context())
+    first = judge.classifier_from_context(context())
     assert "judge: building the automatic judge" in capsys.readouterr().err
     path = os.path.join(str(cache), judge.judge_key(32, 5, 1, judge.JUDGE_DATA_SEED), "classifier")
     assert first.path == path and first.image_size == 32
@@ -132,7 +130,7 @@ def test_auto_judge_is_built_once_then_reused(tmp_path, capsys, monkeypatch):
     assert not os.path.exists(os.path.join(os.path.dirname(path), "data"))  # only the judge is kept
     model = os.path.join(path, "classifier.keras")
     mtime = os.stat(model).st_mtime_ns
-    assert classifier_from_context(context()).path == path
+    assert judge.classifier_from_context(context()).path == path
     assert f"judge: reusing the cached judge {path}" in capsys.readouterr().err
     assert os.stat(model).st_mtime_ns == mtime
     # Another recipe is another judge; a dataset drawn with the judge's seed gets other identities.

@@ -3,8 +3,7 @@ import types
 import cv2
 import numpy as np
 
-from expr3d import evaluate
-from expr3d.metrics import samples
+from expr3d.metrics import loop, samples
 from tests.metrics import fixtures
 
 
@@ -55,8 +54,8 @@ def test_evaluation_grid_shows_several_identities(tmp_path):
     data = fixtures.write_paired_dataset(str(tmp_path / "data"))  # 2 identities x 8 expressions
     run = fixtures.write_run(str(tmp_path / "run"), generator=fixtures.identity_generator(), depth_weight=0.0,
                              logs=False)
-    document = evaluate.evaluate(run, data, "samples", output=str(tmp_path / "out"), progress=False, num_samples=3,
-                                 batch_size=4)
+    document = loop.evaluate(run, data, "samples", output=str(tmp_path / "out"), progress=False, num_samples=3,
+                             batch_size=4)
     assert document["metrics"]["samples"] == {"samples_count": 3, "samples_identities": 2}
     with np.load(tmp_path / "out" / "arrays.npz") as arrays:
         assert arrays["samples/identity"].tolist()[:2] == [0, 1]

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from expr3d.data import records
+from expr3d.data import dataset_card, records
 from tests.data.fixtures import hemisphere_example
 
 IMAGE_SIZE = 32
@@ -24,7 +24,7 @@ def write_tiny_dataset(data_dir, size=IMAGE_SIZE, per_class_train=3, per_class_t
                     example.image = ((example.image.astype(np.uint16) + tint) // 2).astype(np.uint8)
                     writer.write(example)
                     index += 1
-    records.write_dataset_card(data_dir, name="tiny-hemispheres", image_size=size)
+    dataset_card.write_dataset_card(data_dir, name="tiny-hemispheres", image_size=size)
     return data_dir
 
 

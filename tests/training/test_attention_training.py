@@ -120,13 +120,13 @@ def attention_run(tiny_dataset, tmp_path_factory):
 
 @pytest.mark.slow
 def test_cli_trains_and_exports_an_attention_generator(attention_run):
-    from expr3d.training import checkpoints
+    from expr3d.run_dir import RunDir
 
     model_dir = attention_run["model_dir"]
     with open(os.path.join(model_dir, "config.json")) as handle:
         config = json.load(handle)
     assert config["model_config"]["generator"] == "attention"
-    assert type(checkpoints.load_keras_model(os.path.join(model_dir, "models", "g_rgb.keras"))) is AttentionGenerator
+    assert type(RunDir(model_dir).load_network("g_rgb")) is AttentionGenerator
     tags = set()
     for event_file in glob.glob(os.path.join(model_dir, "logs", "gan", "events.*")):
         for event in tf.compat.v1.train.summary_iterator(event_file):

@@ -56,18 +56,11 @@ def test_config_diff_lists_changed_architecture_keys(tmp_path):
         checkpoints.AtomicCheckpointer(str(tmp_path), _checkpoint(0.0), keep=0)
 
 
-def test_checkpoints_and_keras_files_get_ordinary_permissions(tmp_path):
-    import keras
-
-    from expr3d.data.records import default_permissions
+def test_checkpoints_get_ordinary_permissions(tmp_path):
+    from expr3d.storage import default_permissions
 
     prefix = checkpoints.AtomicCheckpointer(str(tmp_path / "ckpt"), _checkpoint(1.0), keep=1).save(1)
     assert os.stat(os.path.dirname(prefix)).st_mode & 0o777 == default_permissions(directory=True)
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    checkpoints.save_keras_models({"tiny": model}, str(tmp_path / "models"))
-    saved = tmp_path / "models" / "tiny.keras"
-    assert os.stat(saved).st_mode & 0o777 == default_permissions()
-    assert sorted(os.listdir(tmp_path / "models")) == ["tiny.keras"]
 
 
 # --- damaged checkpoints: fall back to the previous complete one --------------------------------------------------

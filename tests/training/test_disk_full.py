@@ -30,12 +30,13 @@ def _run(args, limit, timeout=300):
 
 
 def test_checkpoint_and_model_saves_fail_whole_naming_path_and_size(tmp_path):
-    """AtomicCheckpointer.save and save_keras_models past the limit: DiskFullError, no final file, no temporary,
+    """AtomicCheckpointer.save and RunDir.save_networks past the limit: DiskFullError, no final file, no temporary,
     the previous checkpoint and models intact."""
     script = textwrap.dedent(f"""
         import json, os
         import keras, numpy as np, tensorflow as tf
         from expr3d import storage
+        from expr3d.run_dir import RunDir
         from expr3d.training import checkpoints
         root = {str(tmp_path)!r}
         small = tf.Variable(np.zeros(1000, np.float32))
@@ -51,10 +52,10 @@ def test_checkpoint_and_model_saves_fail_whole_naming_path_and_size(tmp_path):
         small_model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
         big_model = keras.Sequential([keras.Input((400,)), keras.layers.Dense(500)])
         models = os.path.join(root, "models")
-        checkpoints.save_keras_models({{"a": small_model, "b": small_model}}, models)
+        RunDir(root).save_networks({{"a": small_model, "b": small_model}})
         before = {{n: open(os.path.join(models, n), "rb").read() for n in os.listdir(models)}}
         try:
-            checkpoints.save_keras_models({{"a": small_model, "b": big_model}}, models)
+            RunDir(root).save_networks({{"a": small_model, "b": big_model}})
         except storage.DiskFullError as error:
             out["models"] = str(error)
         out["models_unchanged"] = before == {{n: open(os.path.join(models, n), "rb").read()

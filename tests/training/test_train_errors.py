@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from expr3d import train
-from expr3d.data import records
+from expr3d import storage, train
+from expr3d.data import dataset_card
 from tests.training.conftest import IMAGE_SIZE
 
 TINY = ["--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_layers=3", "--depth_g_conv_dim=8",
@@ -47,9 +47,9 @@ def test_image_size_mismatch_names_the_flag(tiny_dataset, tmp_path):
 def test_schema_mismatch_names_the_card(tiny_dataset, tmp_path):
     data_dir = tmp_path / "data"
     os.makedirs(data_dir)
-    card = records.read_dataset_card(tiny_dataset)
+    card = dataset_card.read_dataset_card(tiny_dataset)
     card["schema_version"] = 99
-    records.atomic_write_json(os.path.join(data_dir, records.CARD_NAME), card)
+    storage.atomic_write_json(os.path.join(data_dir, dataset_card.CARD_NAME), card)
     message = usage_error([f"--data_dir={data_dir}", f"--model_dir={tmp_path}/run"] + TINY)
     assert message.startswith(f"--data_dir={data_dir}") and "schema_version 99" in message
 

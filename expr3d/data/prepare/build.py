@@ -1,3 +1,4 @@
+# Over 400 lines: one resumable preparation (plan, shard workers, sidecars, report) whose steps share its state.
 """Plan, run (in parallel, resumably) and report one preparation of a face dataset into expr3d TFRecord shards.
 
 Plan: the reader's items are split, capped, sorted by key and chunked into shards of `examples_per_shard` items per
@@ -24,8 +25,8 @@ import time
 
 import numpy as np
 
-from expr3d import outputs
-from expr3d.data import records, schema
+from expr3d import outputs, storage
+from expr3d.data import dataset_card, records, schema
 from expr3d.data.prepare import depth_sources, quality, readers, review
 from expr3d.imaging import crops, faces, photos
 from expr3d.labels import EXPRESSIONS
@@ -80,7 +81,7 @@ OutputError = outputs.OutputError  # the output folder cannot be used as asked (
 
 # What prepare writes into --output (glob patterns; "*" stays within a folder). review/reject_list.txt is not here:
 # once the user has edited it, it is never replaced (a fresh template goes to reject_list.new.txt).
-WRITES = ("*-[0-9][0-9][0-9][0-9][0-9].tfrecord", records.CARD_NAME, "report.json", "report.txt", "excluded.tsv",
+WRITES = ("*-[0-9][0-9][0-9][0-9][0-9].tfrecord", dataset_card.CARD_NAME, "report.json", "report.txt", "excluded.tsv",
           f"{REVIEW_DIR}/*-[0-9][0-9][0-9][0-9][0-9]_[0-9][0-9].png", f"{REVIEW_DIR}/reject_list.new.txt",
           f"{STATE_DIR}/config.json", f"{STATE_DIR}/shards/*.json", f"{STATE_DIR}/reject_template.sha256")
 
@@ -119,7 +120,7 @@ def make_plan(config):
     items, capped = readers.cap_per_class(items, config.max_per_class, config.seed)
     skipped = skipped + capped
     shards = []
-    for split in records.SPLITS:
+    for split in dataset_card.SPLITS:
         members = sorted((item for item in items if item.split == split), key=lambda it: it.key)
         for index, start in enumerate(range(0, len(members), config.examples_per_shard)):
             chunk = members[start:start + config.examples_per_shard]
@@ -360,7 +361,7 @@ def process_shard(task):
                "config_digest": task["config_digest"], "rejected": sorted(rejected),
                "num_examples": len(serialized), "seconds": round(time.monotonic() - started, 3),
                "items": item_records}
-    records.atomic_write_json(folder.file(f"{STATE_DIR}/shards/{stem}.json"), sidecar)
+    storage.atomic_write_json(folder.file(f"{STATE_DIR}/shards/{stem}.json"), sidecar)
     return sidecar
 
 
@@ -399,7 +400,7 @@ def run(config, output, workers=1, overwrite=False, reject_list="", log=print):
     folder.makedirs(f"{STATE_DIR}/shards")
     folder.makedirs(REVIEW_DIR)
     digest = config.digest()
-    records.atomic_write_json(folder.file(f"{STATE_DIR}/config.json"),
+    storage.atomic_write_json(folder.file(f"{STATE_DIR}/config.json"),
                               {"config": config.as_dict(), "plan_digest": plan["digest"], "config_digest": digest})
 
     tasks, done = [], 0
@@ -466,7 +467,7 @@ def finish(config, output, plan, unmatched, reject_list, log):
         "totals": {"listed": len(item_records) + len(plan_skips), "excluded_by_design": len(excluded),
                    "planned": len(item_records), "written": len(written), "skipped": len(skipped),
                    "converted": sum(1 for r in written if r["notes"])},
-        "written": {split: records.table4_row(c) for split, c in sorted(per_split.items())},
+        "written": {split: dataset_card.table4_row(c) for split, c in sorted(per_split.items())},
         "skip_counts": dict(sorted(counts.items())),
         "excluded_counts": dict(sorted(collections.Counter(s["reason"] for s in excluded).items())),
         "skipped": skipped,
@@ -478,11 +479,11 @@ def finish(config, output, plan, unmatched, reject_list, log):
         "seconds_per_shard": float(np.mean([c["seconds"] for c in sidecars])) if sidecars else 0.0,
     }
     folder = output_folder(output)
-    records.atomic_write_json(folder.file("report.json"), report)
-    records.atomic_write_bytes(folder.file("report.txt"), report_text(report).encode())
+    storage.atomic_write_json(folder.file("report.json"), report)
+    storage.atomic_write_bytes(folder.file("report.txt"), report_text(report).encode())
     lines = ["key\tpath\tsplit\treason\tdetail"] + [
         "\t".join(str(s.get(k) or "") for k in ("key", "path", "split", "reason", "detail")) for s in excluded]
-    records.atomic_write_bytes(folder.file("excluded.tsv"), ("\n".join(lines) + "\n").encode())
+    storage.atomic_write_bytes(folder.file("excluded.tsv"), ("\n".join(lines) + "\n").encode())
     _write_reject_template(output, written, [r for r in problems if r["reason"] == "rejected_quality"], reject_list,
                            log)
     if written:
@@ -491,11 +492,11 @@ def finish(config, output, plan, unmatched, reject_list, log):
                       "depth_source": config.depth_source, "source": config.source, "crop": config.crop,
                       "reject_list": report["reject_list"]["file"], "skipped": report["skip_counts"],
                       "excluded": report["excluded_counts"]}
-        folder.record(records.CARD_NAME)
-        records.write_dataset_card(output, name=config.name or f"{config.dataset}-d", image_size=config.image_size,
+        folder.record(dataset_card.CARD_NAME)
+        dataset_card.write_dataset_card(output, name=config.name or f"{config.dataset}-d", image_size=config.image_size,
                                    provenance=provenance, extra={"prepare_report": "report.json"})
     else:
-        folder.remove_written([records.CARD_NAME])  # no face written: no card may describe an empty dataset
+        folder.remove_written([dataset_card.CARD_NAME])  # no face written: no card may describe an empty dataset
     log(f"prepare: {len(written)} faces written, {len(skipped)} skipped ({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'}); "
         f"report: {os.path.join(output, 'report.txt')}")
     if counts.get("error"):
@@ -513,11 +514,11 @@ def _write_reject_template(output, written, auto_rejected, reject_list, log):
         user_edited = review.sha256_file(path) != stored
         if user_edited or (reject_list and os.path.realpath(reject_list) == os.path.realpath(path)):
             alt = folder.file(f"{REVIEW_DIR}/reject_list.new.txt")
-            records.atomic_write_bytes(alt, text.encode())
+            storage.atomic_write_bytes(alt, text.encode())
             log(f"prepare: kept your edited {path}; the fresh template is {alt}")
             return
-    records.atomic_write_bytes(folder.file(f"{REVIEW_DIR}/{REJECT_TEMPLATE}"), text.encode())
-    records.atomic_write_bytes(state_path, hashlib.sha256(text.encode()).hexdigest().encode())
+    storage.atomic_write_bytes(folder.file(f"{REVIEW_DIR}/{REJECT_TEMPLATE}"), text.encode())
+    storage.atomic_write_bytes(state_path, hashlib.sha256(text.encode()).hexdigest().encode())
 
 
 def report_text(report):
@@ -527,7 +528,7 @@ def report_text(report):
              f"{totals['planned']}, written {totals['written']}, skipped {totals['skipped']}, converted "
              f"{totals['converted']}", ""]
     lines.append("written per split (Table 4 order):")
-    header = list(records.TABLE4_ORDER) + ["total"]
+    header = list(dataset_card.TABLE4_ORDER) + ["total"]
     lines.append("  split  " + " ".join(f"{h:>8}" for h in header))
     for split, row in report["written"].items():
         lines.append(f"  {split:<6} " + " ".join(f"{row[h]:>8}" for h in header))

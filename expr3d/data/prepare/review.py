@@ -10,6 +10,7 @@ import os
 import cv2
 import numpy as np
 
+from expr3d import storage
 from expr3d.imaging.grid import tile_grid
 from expr3d.imaging.pixels import to_uint8
 from expr3d.labels import EXPRESSIONS
@@ -66,9 +67,7 @@ def write_png(path, rgb):
     ok, buffer = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise IOError(f"PNG encoding failed for {path}")
-    from expr3d.data.records import atomic_write_bytes
-
-    atomic_write_bytes(path, buffer.tobytes())
+    storage.atomic_write_bytes(path, buffer.tobytes())
 
 
 def read_reject_list(path):

@@ -27,8 +27,8 @@ import tempfile
 import cv2
 import numpy as np
 
-from expr3d import outputs
-from expr3d.data import records, schema
+from expr3d import outputs, storage
+from expr3d.data import dataset_card, records, schema
 from expr3d.data.synthetic import action_units, face_model, render
 from expr3d.imaging import grid
 from expr3d.imaging.pixels import to_uint8
@@ -154,7 +154,7 @@ def _output_folder(output_dir, overwrite):
     """Check `output_dir` before rendering; return (folder, names of an earlier dataset to replace at the end)."""
     folder = outputs.OutputFolder(output_dir, "--output", "expr3d.data.synthetic")
     legacy = []
-    card_path = os.path.join(output_dir, records.CARD_NAME)
+    card_path = os.path.join(output_dir, dataset_card.CARD_NAME)
     if os.path.isfile(card_path) and not folder.written():
         # A dataset written before manifests existed: its card names this generator, its shards are ours.
         try:
@@ -163,9 +163,9 @@ def _output_folder(output_dir, overwrite):
         except (OSError, ValueError, AttributeError):
             generator = None
         if generator == "expr3d.data.synthetic":
-            legacy = [records.CARD_NAME, PREVIEW_NAME] + [
-                os.path.basename(p) for split in records.SPLITS for p in records.list_shards(output_dir, split)]
-    will_write = [records.CARD_NAME, PREVIEW_NAME] + [f"{split}-*.tfrecord" for split in records.SPLITS]
+            legacy = [dataset_card.CARD_NAME, PREVIEW_NAME] + [
+                os.path.basename(p) for split in dataset_card.SPLITS for p in records.list_shards(output_dir, split)]
+    will_write = [dataset_card.CARD_NAME, PREVIEW_NAME] + [f"{split}-*.tfrecord" for split in dataset_card.SPLITS]
     return folder, folder.check(overwrite, will_write=will_write, legacy=legacy)
 
 
@@ -252,7 +252,7 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
         extra = {"paired_splits": ["test"],
                  "description": "Procedural 3D faces: EMFACS action-unit prototypes on parametric heads, rendered "
                                 "with exact depth and normals (expr3d.data.synthetic)."}
-        card = records.write_dataset_card(tmp_dir, name=f"synthetic{image_size}", image_size=image_size,
+        card = dataset_card.write_dataset_card(tmp_dir, name=f"synthetic{image_size}", image_size=image_size,
                                           provenance=provenance, extra=extra)
         if preview:
             write_contact_sheet(os.path.join(tmp_dir, PREVIEW_NAME), seed, jobs["test"], image_size)
@@ -271,12 +271,12 @@ def _move_into_place(tmp_dir, folder, replaced):
         os.rename(tmp_dir, folder.path)
         return
     folder.record(*new)
-    card = os.path.join(folder.path, records.CARD_NAME)
-    if records.CARD_NAME in replaced and os.path.exists(card):
+    card = os.path.join(folder.path, dataset_card.CARD_NAME)
+    if dataset_card.CARD_NAME in replaced and os.path.exists(card):
         os.remove(card)  # first: no reader may take the old card for a half-replaced dataset
     folder.remove_written([n for n in replaced if n not in new])
     # The card last: a dataset is complete when its card is there.
-    for name in sorted(new, key=lambda n: n == records.CARD_NAME):
+    for name in sorted(new, key=lambda n: n == dataset_card.CARD_NAME):
         os.replace(os.path.join(tmp_dir, name), os.path.join(folder.path, name))
     os.rmdir(tmp_dir)
 
@@ -337,5 +337,5 @@ def write_contact_sheet(path, seed, test_jobs, image_size, max_identities=4):
     ok, data = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:
         raise RuntimeError(f"could not encode {path}")
-    records.atomic_write_bytes(path, data.tobytes())
+    storage.atomic_write_bytes(path, data.tobytes())
     return sheet
