@@ -23,6 +23,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "pytest-xdist"],
+        # scipy: the reference formulas some tests check against (sqrtm for FID, distribution tests of initialisers).
+        "test": ["pytest", "pytest-timeout", "pytest-xdist", "scipy"],
     },
 )
