@@ -1,4 +1,10 @@
 """expr3d: 3D dense geometry-guided facial expression synthesis by adversarial learning, in Keras 3."""
+import os as _os
+
+if _os.environ.get("EXPR3D_QUIET_START_UP"):  # a worker a quiet command spawned: quiet too (expr3d.cli, --verbosity)
+    from expr3d import cli as _cli
+
+    _cli.quiet_start_up()
 from expr3d.labels import ACTION_UNITS, EXPRESSIONS, NUM_EXPRESSIONS, expression_id, expression_name
 
 __version__ = "0.1.0"
