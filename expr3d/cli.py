@@ -371,14 +371,19 @@ def drop_start_up_lines(text):
 @contextlib.contextmanager
 def _start_up_lines_dropped():
     """File descriptor 2 captured while the block runs, then replayed without TensorFlow's log records (everything
-    is replayed when the block raises). A no-op when fd 2 cannot be duplicated."""
+    is replayed when the block raises). A no-op when fd 2 cannot be duplicated or no temporary file made."""
     sys.stderr.flush()
+    try:
+        capture = tempfile.TemporaryFile()
+    except OSError:  # no usable temporary directory: nothing is dropped
+        yield
+        return
     try:
         saved = os.dup(2)
     except OSError:
+        capture.close()
         yield
         return
-    capture = tempfile.TemporaryFile()
     os.dup2(capture.fileno(), 2)
     failed = True
     try:

@@ -157,8 +157,8 @@ flags.DEFINE_integer("debug_nan_at_step", -1, "Testing: feed NaN images at this 
 flags.DEFINE_float("debug_step_delay", 0.0, "Testing: sleep this many seconds after each iteration.")
 
 # --- bounds, checked while the flags are parsed: one line and exit code 2, before any work (expr3d.cli) -----------
-# (Defined at import, unlike the other CLIs' define_flags(): tests/training/mirrored_check.py parses train.FLAGS
-# in-process; #16 step 2, a TrainConfig built from flags once, replaces this.)
+# (train's flags are defined at import, unlike the other CLIs' define_flags(): tests/training/mirrored_check.py
+# parses train.FLAGS in-process. #16 step 2, a TrainConfig built from the flags once, is to replace this.)
 cli.required("data_dir", "model_dir")
 for _name in ("num_steps_depth", "num_steps_gan", "batch_size", "batch_size_depth", "n_critic", "lr_decay_every",
               "num_samples", "keep_checkpoints", "synthetic_images_per_identity", "g_conv_dim", "d_conv_dim",
@@ -170,7 +170,7 @@ cli.at_least("cpu_devices", 0, "0 = no split")
 for _name in ("checkpoint_every", "summary_every", "sample_every"):
     cli.at_least(_name, 0, "0 = at the end only")
 cli.multiple_of("image_size", 4, 8, "the generators down-sample twice with stride 2; default: the dataset "
-                       "card's")
+                "card's")
 cli.at_least("synthetic_identities", 2, "identities are split between train and test")
 cli.seed("seed")
 cli.seed("synthetic_seed")

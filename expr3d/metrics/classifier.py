@@ -292,7 +292,6 @@ def define_flags():
     from expr3d import cli
 
     cli.required("data_dir", "output")
-
     cli.at_least("image_size", 16, "default: the dataset card's")
     cli.at_least("epochs", 1)
     cli.at_least("batch_size", 1)
