@@ -7,6 +7,7 @@ if _os.environ.get("EXPR3D_QUIET_START_UP"):
     from expr3d import cli as _cli
 
     _cli.quiet_start_up()
+
 from expr3d.labels import ACTION_UNITS, EXPRESSIONS, NUM_EXPRESSIONS, expression_id, expression_name
 
 __version__ = "0.1.0"
