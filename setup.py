@@ -26,4 +26,20 @@ setup(
         # scipy: the reference formulas some tests check against (sqrtm for FID, distribution tests of initialisers).
         "test": ["pytest", "pytest-timeout", "pytest-xdist", "scipy"],
     },
+    # Each script runs the function `python -m <module>` runs (expr3d.cli: flags, one-line errors, exit codes).
+    entry_points={
+        "console_scripts": [
+            "expr3d-train = expr3d.train:run_cli",
+            "expr3d-evaluate = expr3d.evaluate:run_cli",
+            "expr3d-export = expr3d.export:run_cli",
+            "expr3d-lite = expr3d.lite:run_cli",
+            "expr3d-synthesize = expr3d.synthesize:run_cli",
+            "expr3d-compare = expr3d.compare:run_cli",
+            "expr3d-ablation = expr3d.ablation:run_cli",
+            "expr3d-classifier = expr3d.metrics.classifier:run_cli",
+            "expr3d-judge = expr3d.metrics.judge:run_cli",
+            "expr3d-synthetic = expr3d.data.synthetic.__main__:run_cli",
+            "expr3d-prepare = expr3d.data.prepare.__main__:run_cli",
+        ],
+    },
 )

@@ -289,6 +289,11 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run_cli():
+    """`python -m expr3d.ablation` and the `expr3d-ablation` console script."""
     define_flags()
     cli.run(main, "expr3d.ablation")
+
+
+if __name__ == "__main__":
+    run_cli()

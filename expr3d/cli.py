@@ -1,11 +1,18 @@
 """What every command-line tool does at its edges, written once: flag bounds, one-line errors, exit codes.
 
     from expr3d import cli
-    flags.DEFINE_integer("batch_size", 8, "...")
-    cli.at_least("batch_size", 1)                   # absl validator: checked while parsing, before any work
     ...
-    if __name__ == "__main__":
+    def define_flags():                             # flags defined here, not at import, so CLIs can share a process
+        flags.DEFINE_string("output", None, "...")
+        cli.required("output")                      # flags.mark_flag_as_required, and not empty
+        cli.at_least("batch_size", 1)               # absl validator: checked while parsing, before any work
+
+    def run_cli():                                  # what `python -m` and the console script (setup.py) both run
+        define_flags()
         cli.run(main, "expr3d.synthesize")          # instead of app.run(main)
+
+    if __name__ == "__main__":
+        run_cli()
 
 `run` parses the flags and calls `main(argv)`. A bad command line (unknown flag, value out of bounds, missing
 required flag, unexpected argument) and every *expected* error end in ONE line on stderr,
@@ -24,10 +31,26 @@ Exit codes (README and docs/reliability.md show this table):
     70   an unexpected error, i.e. a bug in expr3d: the traceback is printed; please report it
     130  interrupted (SIGINT / Ctrl-C); `expr3d.train` checkpoints first
     143  `expr3d.train`: SIGTERM (checkpointed; rerun the same command to resume)
+
+Quiet by default: TensorFlow's C++ start-up log (the absl::InitializeLog banner, "Could not find cuda drivers",
+"failed call to cuInit", cpu_feature_guard/oneDNN notes, grappler's "remapper failed", ...) is not shown, nor
+INFO-level Python log lines (e.g. TensorFlow's "... will be renamed to ..." while exporting). absl's `--verbosity`
+(`-v`) brings them back:
+
+    (default)         warnings and errors; TensorFlow's C++ log off (TF_CPP_MIN_LOG_LEVEL=3, start-up lines dropped)
+    --verbosity=0     also INFO log lines (absl's usual default)
+    --verbosity=1     also DEBUG lines and TensorFlow's C++ log as TensorFlow prints it (higher: absl's vlog levels)
+
+A TF_CPP_MIN_LOG_LEVEL already set in the environment is kept. `quiet_start_up` does this right after the flags
+are parsed, before any expr3d command imports TensorFlow (none does at module level: bad flags fail in ~1 s).
 """
+import contextlib
+import importlib.abc
+import importlib.util
 import os
 import re
 import sys
+import tempfile
 import traceback
 
 EXIT_OK = 0
@@ -108,6 +131,33 @@ def seed(name="seed", **kwargs):
     in_range(name, 0, 2**32 - 1, **kwargs)
 
 
+def required(*names, flag_values=None):
+    """`flags.mark_flags_as_required(names)`, and a string value may not be empty (`--output=`): the parse error
+    reads `--name is required` / `flag --name=: must be a non-empty value`."""
+    from absl import flags
+
+    flags.mark_flags_as_required(list(names), flag_values=_flag_values(flag_values))
+    for name in names:
+        check(name, lambda v: not isinstance(v, str) or bool(v.strip()), "a non-empty value", flag_values=flag_values)
+
+
+def required_unless(names, alternative, flag_values=None):
+    """Like `required(*names)`, except when the boolean `--alternative` is given (e.g. `evaluate --list_metrics`
+    needs no run): one absl multi-flag validator; the parse error reads `--name is required`."""
+    from absl import flags
+
+    def validate(values):
+        if values[alternative]:
+            return True
+        missing = [name for name in names if values[name] is None or not str(values[name]).strip()]
+        if missing:
+            raise flags.ValidationError(f"--{missing[0]} is required")
+        return True
+
+    flags.register_multi_flags_validator(list(names) + [alternative], validate,
+                                         flag_values=_flag_values(flag_values))
+
+
 def parses(name, parse, flag_values=None):
     """Register an absl validator: `parse(--name's value)` must not raise ValueError (its message is the error).
     For flags whose value is a name or a list (expressions, metrics, TFLite variants)."""
@@ -164,13 +214,14 @@ def one_line(error):
 def exit_code(error, errors=()):
     """The documented exit code of an expected error, or None for an unexpected one (a bug).
 
-    `errors`: the command's own (exception class, code) pairs, checked first.
+    `errors`: the command's own (exception class, code) pairs, checked first; a third element, when given, is a
+    note appended to the message in parentheses (e.g. train's "the run resumes from its last checkpoint").
     """
     from absl import app, flags
 
     from expr3d.outputs import OutputError
 
-    for kind, code in errors:
+    for kind, code, *_ in errors:
         if isinstance(error, kind):
             return code
     if isinstance(error, (UsageError, app.UsageError, flags.Error)):
@@ -209,13 +260,16 @@ def call(main, argv, program, errors=()):
     except KeyboardInterrupt:
         return fail(program, "interrupted", EXIT_SIGINT)
     except BaseException as error:  # noqa: BLE001 - every error is either mapped or reported as a bug
+        if callable(errors):  # a function, so that the command's error classes are imported only when needed
+            errors = errors()
         code = exit_code(error, errors)
         if code is None:
             traceback.print_exc()
             return fail(program, f"unexpected {type(error).__name__}: {one_line(error)}; {REPORT_BUGS}", EXIT_BUG)
         if os.environ.get(TRACEBACK_ENV):
             traceback.print_exc()
-        return fail(program, _message(error), code)
+        note = next((entry[2] for entry in errors if len(entry) > 2 and isinstance(error, entry[0])), None)
+        return fail(program, _message(error) + (f" ({note})" if note else ""), code)
     return EXIT_OK if code is None else int(code)
 
 
@@ -227,24 +281,167 @@ def parse_flags(argv, program):
     try:
         return flags.FLAGS(argv)
     except flags.Error as error:
-        text = one_line(error)
-        # mark_flag_as_required's wording ("flag --x=None: Flag --x must have a value other than None.") made plain.
-        if "must have a value other than None" in text:
-            text = text.split(": Flag ", 1)[-1].replace(" must have a value other than None.", " is required")
-        # A validator's message that names its flag again ("flag --x=v: --x: ...") names it once.
-        text = re.sub(r"^(flag --([\w-]+)=.*?): --\2:? ", r"\1: ", text)
+        # absl reports one line per broken flag; each made plain, then joined into one.
+        text = "; ".join(_plain_flag_error(line.strip()) for line in str(error).splitlines() if line.strip())
         sys.exit(fail(program, text, EXIT_USAGE))
 
 
+def _plain_flag_error(text):
+    """One of absl's flag-error lines in plain words."""
+    # mark_flag_as_required's wording ("flag --x=None: Flag --x must have a value other than None.") made plain.
+    text = re.sub(r"^flag --([\w-]+)=None: Flag --\1 must have a value other than None\.", r"--\1 is required", text)
+    # A validator's message that names its flag again ("flag --x=v: --x: ...") names it once.
+    text = re.sub(r"^(flag --([\w-]+)=.*?): --\2:? ", r"\1: ", text)
+    # required_unless's multi-flag validator ("flags x=None, y=False: --x is required"): the requirement only.
+    return re.sub(r"^flags .*: (--[\w-]+ is required)$", r"\1", text)
+
+
 def run(main, program, errors=()):
-    """`absl.app.run(main)` with `parse_flags` and `call`: the one entry point of every expr3d command.
+    """`absl.app.run(main)` with `parse_flags`, `quiet_start_up` and `call`: the one entry point of every expr3d
+    command.
 
     Args:
         main: `main(argv) -> exit code or None`.
         program: the command's name in messages (e.g. "expr3d.lite").
-        errors: the command's own (exception class, exit code) pairs, checked before the shared table.
+        errors: the command's own (exception class, exit code[, note]) entries, checked before the shared table,
+            or a function returning them (called on an error, so importing the classes costs nothing before).
     """
-    from absl import app
+    from absl import app, flags
 
-    app.run(lambda argv: sys.exit(call(main, argv, program, errors)),
-            flags_parser=lambda argv: parse_flags(argv, program))
+    def parse(argv):
+        remaining = parse_flags(argv, program)
+        quiet_start_up(flags.FLAGS["verbosity"].value if flags.FLAGS["verbosity"].present else None)
+        return remaining
+
+    def start(argv):
+        if not flags.FLAGS["verbosity"].present:  # absl has just raised its default to INFO
+            from absl import logging
+
+            logging.set_verbosity(logging.WARNING)
+        sys.exit(call(main, argv, program, errors))
+
+    app.run(start, flags_parser=parse)
+
+
+# --- quiet start-up: TensorFlow's C++ log only under --verbosity (see the module docstring) ---------------------
+
+VERBOSE = 1  # --verbosity from which TensorFlow's C++ log is shown
+QUIET_ENV = "EXPR3D_QUIET_START_UP"  # set for the processes a quiet command starts (expr3d/__init__.py reads it)
+# The lines TensorFlow's C++ libraries print while `import tensorflow` runs, whatever TF_CPP_MIN_LOG_LEVEL says
+# (XLA/CUDA stubs log through Abseil before anything could configure it): Abseil's banner, then glog-style records
+# ("I0000 00:00:1796180651.444624    3156 cudart_stub.cc:31] Could not find cuda drivers ...") with their
+# continuation lines.
+_START_UP_BANNER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+_LOG_RECORD = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.+-]+:\d+\] ")
+_CONTINUATIONS = ("To enable the following instructions:",)
+
+
+def quiet_start_up(verbosity=None):
+    """Quiet TensorFlow for this process and the ones it starts, unless `verbosity` (--verbosity, None when not
+    given) >= VERBOSE: TF_CPP_MIN_LOG_LEVEL=3 unless already set, and `import tensorflow` with its C++ start-up lines
+    dropped (`_QuietTensorFlowImport`). Must run before TensorFlow is imported; a no-op for what is already loaded."""
+    marker = os.environ.get(QUIET_ENV)
+    if verbosity is not None and verbosity >= VERBOSE:
+        # A child of a quiet command asked for the log: undo what its parent set (not what the user set).
+        if marker == "set":
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+        os.environ.pop(QUIET_ENV, None)
+        for finder in [f for f in sys.meta_path if isinstance(f, _QuietTensorFlowImport)]:
+            sys.meta_path.remove(finder)
+        return
+    if marker is None:
+        marker = "kept" if "TF_CPP_MIN_LOG_LEVEL" in os.environ else "set"
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ[QUIET_ENV] = marker
+    _install_quiet_import()
+
+
+def drop_start_up_lines(text):
+    """`text` (what fd 2 received during `import tensorflow`) without TensorFlow's C++ log records."""
+    kept, in_record = [], False
+    for line in text.splitlines(keepends=True):
+        if line.rstrip("\r\n") == _START_UP_BANNER or _LOG_RECORD.match(line):
+            in_record = True
+        elif not (in_record and line.startswith(_CONTINUATIONS)):
+            in_record = False
+            kept.append(line)
+    return "".join(kept)
+
+
+@contextlib.contextmanager
+def _start_up_lines_dropped():
+    """File descriptor 2 captured while the block runs, then replayed without TensorFlow's log records (everything
+    is replayed when the block raises). A no-op when fd 2 cannot be duplicated or no temporary file made."""
+    sys.stderr.flush()
+    try:
+        capture = tempfile.TemporaryFile()
+    except OSError:  # no usable temporary directory: nothing is dropped
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        capture.close()
+        yield
+        return
+    os.dup2(capture.fileno(), 2)
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        try:
+            sys.stderr.flush()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", "replace")
+            capture.close()
+            text = text if failed else drop_start_up_lines(text)
+            if text:
+                sys.stderr.write(text)
+                sys.stderr.flush()
+
+
+class _QuietLoader:
+    """Wraps the `tensorflow` package's loader: its `exec_module` (the whole `import tensorflow`) runs with
+    `_start_up_lines_dropped`."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        try:
+            with _start_up_lines_dropped():
+                self._loader.exec_module(module)
+        finally:
+            module.__loader__ = self._loader  # later readers see TensorFlow's own loader
+            if getattr(module, "__spec__", None) is not None:
+                module.__spec__.loader = self._loader
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """A `sys.meta_path` finder that hands out `tensorflow`'s spec with `_QuietLoader` (once; then it leaves)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+def _install_quiet_import():
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
+

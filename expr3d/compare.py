@@ -147,7 +147,8 @@ def compare(paths, output, group="auto", title="Comparison", overwrite=False):
     return summary
 
 
-def _define_flags():
+def define_flags():
+    """Define the CLI flags (here, not at import, so several CLIs can be imported in one process)."""
     from absl import flags
 
     flags.DEFINE_string("output", "comparison", "directory for comparison.md, comparison.json and figures/")
@@ -172,8 +173,13 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run_cli():
+    """`python -m expr3d.compare` and the `expr3d-compare` console script."""
     from expr3d import cli
 
-    _define_flags()
+    define_flags()
     cli.run(main, "expr3d.compare")
+
+
+if __name__ == "__main__":
+    run_cli()

@@ -34,7 +34,8 @@ OPTION_FLAGS = ("classifier", "inception_weights", "fid_feature_model", "identit
                 "min_judge_accuracy", "judge_cache_dir", "judge_identities", "judge_epochs", "skip_corrupt")
 
 
-def _define_flags():
+def define_flags():
+    """Define the CLI flags (here, not at import, so several CLIs can be imported in one process)."""
     from absl import flags
 
     flags.DEFINE_string("model_dir", None, "run directory written by `python -m expr3d.train`")
@@ -88,6 +89,7 @@ def _define_flags():
     from expr3d import cli
     from expr3d.metrics import registry
 
+    cli.required_unless(["model_dir", "data_dir"], "list_metrics")
     cli.parses("metrics", registry.parse_metric_list)
     cli.at_least("batch_size", 1)
     cli.at_least("max_examples", 1, "default: the whole test split")
@@ -96,8 +98,6 @@ def _define_flags():
     cli.seed("seed")
     cli.at_least("background_dilation", 0.0)
     cli.in_range("min_judge_accuracy", 0.0, 1.0)
-    cli.at_least("judge_identities", 2, "identities are split between train and test")
-    cli.at_least("judge_epochs", 1)
 
 
 def main(argv):
@@ -112,9 +112,6 @@ def main(argv):
         for name, text in registry.describe_metrics().items():
             print(f"{name:28s} {text}")
         return 0
-    for required in ("model_dir", "data_dir"):
-        if not f[required].value:
-            raise cli.UsageError(f"--{required} is required")
     options = {name: f[name].value for name in OPTION_FLAGS}
     document = evaluate(f.model_dir, f.data_dir, f.metrics, output=f.output, overwrite=f.overwrite,
                         progress=f.progress, **options)
@@ -126,8 +123,13 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run_cli():
+    """`python -m expr3d.evaluate` and the `expr3d-evaluate` console script."""
     from expr3d import cli
 
-    _define_flags()
+    define_flags()
     cli.run(main, "expr3d.evaluate", errors=[(EvaluationError, cli.EXIT_ERROR)])
+
+
+if __name__ == "__main__":
+    run_cli()

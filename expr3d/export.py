@@ -191,7 +191,7 @@ def define_flags():
                          "translate_encoded refuses (INVALID_ARGUMENT, before decoding) an image whose PNG/JPEG header "
                          "declares more pixels than this, so one request cannot exhaust the server's memory "
                          f"(default {MAX_ENCODED_PIXELS} = 4096 x 4096).")
-    flags.mark_flags_as_required(["model_dir", "output"])
+    cli.required("model_dir", "output")
     cli.at_least("version", 0, "TF Serving's version directory; default: the largest existing + 1")
     cli.at_least("parity_images", 1)
     cli.at_least("representative_images", 1)
@@ -212,6 +212,11 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run_cli():
+    """`python -m expr3d.export` and the `expr3d-export` console script."""
     define_flags()
     cli.run(main, PROGRAM)
+
+
+if __name__ == "__main__":
+    run_cli()

@@ -61,7 +61,7 @@ def define_flags():
     flags.DEFINE_integer("num_threads", None, "Interpreter threads (default: LiteRT's).")
     flags.DEFINE_bool("overwrite", False, "Replace an existing --output / --crop_output (never the input photo or "
                       "the model).")
-    flags.mark_flags_as_required(["model", "image", "output"])
+    cli.required("model", "image", "output")
     cli.at_least("num_threads", 1, "default: LiteRT's")
     cli.parses("expression", expression_id)
     for name in ("output", "crop_output"):
@@ -97,6 +97,11 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run_cli():
+    """`python -m expr3d.lite` and the `expr3d-lite` console script."""
     define_flags()
     cli.run(main, PROGRAM)
+
+
+if __name__ == "__main__":
+    run_cli()

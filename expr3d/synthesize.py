@@ -156,7 +156,7 @@ def define_flags():
     flags.DEFINE_bool("overwrite", False, "Replace what an earlier run wrote in --output (only its files; others "
                       "are never touched, and a file of a name this run writes but that it did not write is refused).")
     flags.DEFINE_integer("batch_size", 8, "Crops per SavedModel call.")
-    flags.mark_flags_as_required(["saved_model", "images", "output"])
+    cli.required("saved_model", "images", "output")
     cli.at_least("batch_size", 1)
     cli.parses("expressions", parse_expressions)
 
@@ -172,6 +172,11 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run_cli():
+    """`python -m expr3d.synthesize` and the `expr3d-synthesize` console script."""
     define_flags()
     cli.run(main, PROGRAM)
+
+
+if __name__ == "__main__":
+    run_cli()

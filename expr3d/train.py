@@ -40,10 +40,9 @@ import json
 import os
 import sys
 
-from absl import flags, logging
+from absl import flags
 
-from expr3d import cli as shared_cli  # (`cli` is this module's entry point)
-from expr3d import storage
+from expr3d import cli, storage
 from expr3d.labels import NUM_EXPRESSIONS
 from expr3d.run_dir import RunDir
 
@@ -158,30 +157,33 @@ flags.DEFINE_integer("debug_nan_at_step", -1, "Testing: feed NaN images at this 
 flags.DEFINE_float("debug_step_delay", 0.0, "Testing: sleep this many seconds after each iteration.")
 
 # --- bounds, checked while the flags are parsed: one line and exit code 2, before any work (expr3d.cli) -----------
+# (train's flags are defined at import, unlike the other CLIs' define_flags(): tests/training/mirrored_check.py
+# parses train.FLAGS in-process. #16 step 2, a TrainConfig built from the flags once, is to replace this.)
+cli.required("data_dir", "model_dir")
 for _name in ("num_steps_depth", "num_steps_gan", "batch_size", "batch_size_depth", "n_critic", "lr_decay_every",
               "num_samples", "keep_checkpoints", "synthetic_images_per_identity", "g_conv_dim", "d_conv_dim",
               "d_num_layers", "depth_g_conv_dim", "depth_d_conv_dim", "depth_d_num_layers"):
-    shared_cli.at_least(_name, 1)
+    cli.at_least(_name, 1)
 for _name in ("g_num_res_blocks", "depth_g_num_res_blocks"):
-    shared_cli.at_least(_name, 0)
-shared_cli.at_least("cpu_devices", 0, "0 = no split")
+    cli.at_least(_name, 0)
+cli.at_least("cpu_devices", 0, "0 = no split")
 for _name in ("checkpoint_every", "summary_every", "sample_every"):
-    shared_cli.at_least(_name, 0, "0 = at the end only")
-shared_cli.multiple_of("image_size", 4, 8, "the generators down-sample twice with stride 2; default: the dataset "
-                       "card's")
-shared_cli.at_least("synthetic_identities", 2, "identities are split between train and test")
-shared_cli.seed("seed")
-shared_cli.seed("synthetic_seed")
+    cli.at_least(_name, 0, "0 = at the end only")
+cli.multiple_of("image_size", 4, 8, "the generators down-sample twice with stride 2; default: the dataset "
+                "card's")
+cli.at_least("synthetic_identities", 2, "identities are split between train and test")
+cli.seed("seed")
+cli.seed("synthetic_seed")
 for _name in ("g_lr", "d_lr", "adam_epsilon"):
-    shared_cli.positive(_name)
+    cli.positive(_name)
 for _name in ("beta1", "beta2"):
-    shared_cli.in_range(_name, 0.0, 1.0, high_open=True)
-shared_cli.in_range("lr_decay_start", 0.0, 1.0)
+    cli.in_range(_name, 0.0, 1.0, high_open=True)
+cli.in_range("lr_decay_start", 0.0, 1.0)
 for _name in ("depth_weight", "confidence_penalty", "perceptual_weight", "lambda_cls", "lambda_rec", "lambda_gp",
               "lambda_pix", "lambda_id", "lambda_mask", "lambda_mask_tv", "debug_step_delay"):
-    shared_cli.at_least(_name, 0.0)
-shared_cli.at_least("debug_nan_at_step", -1, "-1 = never")
-shared_cli.at_least("critic_warmup_steps", 0, "0 = off")
+    cli.at_least(_name, 0.0)
+cli.at_least("debug_nan_at_step", -1, "-1 = never")
+cli.at_least("critic_warmup_steps", 0, "0 = off")
 
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
@@ -232,9 +234,7 @@ def _prepare_data():
     """Check (or generate) the dataset and return its card; errors name --data_dir / --image_size."""
     from expr3d.data import dataset_card
 
-    data_dir = FLAGS.data_dir
-    if not data_dir:
-        raise UsageError("--data_dir is required")
+    data_dir = FLAGS.data_dir  # required (checked while parsing)
     if FLAGS.generate_synthetic and not os.path.exists(os.path.join(data_dir, dataset_card.CARD_NAME)):
         if FLAGS.image_size is None:
             raise UsageError("--generate_synthetic needs --image_size")
@@ -347,9 +347,7 @@ def _check_stage_one(stages):
 
 
 def _check_model_dir():
-    model_dir = FLAGS.model_dir
-    if not model_dir:
-        raise UsageError("--model_dir is required")
+    model_dir = FLAGS.model_dir  # required (checked while parsing)
     if os.path.lexists(model_dir) and not os.path.isdir(model_dir):
         raise UsageError(f"--model_dir={model_dir} is a file, not a run directory; choose a new or empty folder")
     if os.path.isdir(model_dir):
@@ -591,33 +589,27 @@ def flag_values_for_text(run_config):
 
 
 def main(argv):
-    if len(argv) > 1:
-        print(f"expr3d.train: error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    cli.no_arguments(argv)
+    return run()
+
+
+def errors():
+    """train's own errors and exit codes (module docstring), checked before expr3d.cli's table (which maps a file
+    or data error to 1, a bad flag to 2 while parsing, an unexpected error to 70 with its traceback)."""
     from expr3d.data.schema import RecordError
     from expr3d.storage import DiskFullError
     from expr3d.training.checkpoints import CheckpointError
     from expr3d.training.loop import NonFiniteLossError
 
-    logging.set_verbosity(logging.WARNING)
-    try:
-        return run()
-    except (UsageError, RecordError, CheckpointError) as error:
-        print(f"expr3d.train: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except DiskFullError as error:
-        print(f"expr3d.train: error: {error} (the run resumes from its last checkpoint)", file=sys.stderr)
-        return 1
-    except NonFiniteLossError as error:
-        print(f"expr3d.train: error: {error}", file=sys.stderr)
-        return EXIT_NON_FINITE
+    return [(UsageError, EXIT_BAD_INPUT), (RecordError, EXIT_BAD_INPUT), (CheckpointError, EXIT_BAD_INPUT),
+            (DiskFullError, cli.EXIT_ERROR, "the run resumes from its last checkpoint"),
+            (NonFiniteLossError, EXIT_NON_FINITE)]
 
 
-def cli():
-    # main maps train's own errors (codes in the module docstring); expr3d.cli the rest: a file or data error 1,
-    # a bad flag 2 (while parsing), an unexpected error 70 with its traceback.
-    shared_cli.run(main, "expr3d.train")
+def run_cli():
+    """`python -m expr3d.train` and the `expr3d-train` console script."""
+    cli.run(main, "expr3d.train", errors=errors)
 
 
 if __name__ == "__main__":
-    cli()
+    run_cli()

@@ -256,7 +256,8 @@ _FLAG_NAMES = ("data_dir", "output", "image_size", "epochs", "batch_size", "lear
                "lr_schedule", "extra_test_data_dir", "min_judge_accuracy", "skip_corrupt")
 
 
-def _define_flags():
+def define_flags():
+    """Define the CLI flags (here, not at import, so several CLIs can be imported in one process)."""
     from absl import flags
 
     flags.DEFINE_string("data_dir", None, "dataset directory (train split used for training, test for accuracy)")
@@ -287,10 +288,10 @@ def _define_flags():
     flags.DEFINE_float("min_judge_accuracy", MIN_JUDGE_ACCURACY, "exit with an error (code 1) when the trained classifier's "
                        "accuracy on the real test split it will judge (each --extra_test_data_dir, else its own) is "
                        "below this fraction: such a judge cannot measure an expression generation rate")
-    flags.mark_flags_as_required(["data_dir", "output"])
     # Bounds, checked while the flags are parsed (one line and exit code 2 when broken; expr3d.cli).
     from expr3d import cli
 
+    cli.required("data_dir", "output")
     cli.at_least("image_size", 16, "default: the dataset card's")
     cli.at_least("epochs", 1)
     cli.at_least("batch_size", 1)
@@ -302,8 +303,13 @@ def _define_flags():
     cli.in_range("min_judge_accuracy", 0.0, 1.0)
 
 
-if __name__ == "__main__":
+def run_cli():
+    """`python -m expr3d.metrics.classifier` and the `expr3d-classifier` console script."""
     from expr3d import cli
 
-    _define_flags()
+    define_flags()
     cli.run(main, PROGRAM)
+
+
+if __name__ == "__main__":
+    run_cli()

@@ -35,6 +35,7 @@ import time
 
 import numpy as np
 
+from expr3d import cli
 from expr3d.labels import EXPRESSIONS
 from expr3d.metrics.expression_classifier import METADATA_FILE, MODEL_FILE, load_classifier
 
@@ -244,39 +245,43 @@ def auto_judge(image_size, card=None, cache_dir=None, identities=JUDGE_IDENTITIE
         return final
 
 
-def _define_flags():
+def define_flags():
+    """Define the CLI flags (here, not at import, so several CLIs can be imported in one process)."""
     from absl import flags
+
+    from expr3d.data.synthetic.dataset import MAX_SIZE, MIN_SIZE, SIZE_STEP
 
     flags.DEFINE_integer("image_size", None, "the judge's image size (the model under evaluation's)")
     define_judge_flags(flags)
-    flags.mark_flags_as_required(["image_size"])
+    cli.required("image_size")
+    cli.check("image_size", lambda v: MIN_SIZE <= v <= MAX_SIZE and v % SIZE_STEP == 0,
+              f"a multiple of {SIZE_STEP} from {MIN_SIZE} to {MAX_SIZE} (the procedural faces' sizes)")
 
 
 def define_judge_flags(flags):
-    """The automatic judge's flags (shared by `expr3d.evaluate`)."""
+    """The automatic judge's flags and their bounds (shared by `expr3d.evaluate`)."""
     flags.DEFINE_string("judge_cache_dir", None, f"cache of automatic judges (default ${CACHE_ENV}, else "
                                                  "$XDG_CACHE_HOME/expr3d/judges or ~/.cache/expr3d/judges)")
     flags.DEFINE_integer("judge_identities", JUDGE_IDENTITIES, "generated identities of the automatic judge's data")
     flags.DEFINE_integer("judge_epochs", JUDGE_EPOCHS, "training epochs of the automatic judge")
+    cli.at_least("judge_identities", 2, "identities are split between train and test")
+    cli.at_least("judge_epochs", 1)
 
 
 def main(argv):
-    del argv
     from absl import flags
 
+    cli.no_arguments(argv)
     f = flags.FLAGS
-    try:
-        path = auto_judge(f.image_size, cache_dir=f.judge_cache_dir, identities=f.judge_identities,
-                          epochs=f.judge_epochs)
-    except ValueError as error:
-        sys.stderr.write(f"error: {error}\n")
-        return 1
-    print(path)
+    print(auto_judge(f.image_size, cache_dir=f.judge_cache_dir, identities=f.judge_identities, epochs=f.judge_epochs))
     return 0
 
 
-if __name__ == "__main__":
-    from absl import app
+def run_cli():
+    """`python -m expr3d.metrics.judge` and the `expr3d-judge` console script."""
+    define_flags()
+    cli.run(main, "expr3d.metrics.judge")
 
-    _define_flags()
-    app.run(lambda argv: sys.exit(main(argv)))
+
+if __name__ == "__main__":
+    run_cli()

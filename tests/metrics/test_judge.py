@@ -76,7 +76,7 @@ from expr3d.metrics import classifier
 accuracy = float(sys.argv.pop())
 classifier.train_classifier = lambda *a, **k: {"test_accuracy": accuracy, "test_count": 16, "test_per_class": {},
                                                "extra_test": {}, "train_seconds": 0.0}
-classifier._define_flags()
+classifier.define_flags()
 app.run(classifier.main)
 """
 

@@ -5,39 +5,40 @@
 Writes DIR/train-*.tfrecord, DIR/test-*.tfrecord (paired: every test identity under all eight expressions with
 identical pose and light), DIR/dataset_card.json and DIR/preview.png.
 """
-import os
 import sys
-
-# Quiet TensorFlow start-up chatter here and in the worker processes (they inherit the environment).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags
 
 from expr3d import cli
-from expr3d.data.synthetic.dataset import MAX_SIZE, MIN_SIZE, SIZE_STEP
 
 PROGRAM = "expr3d.data.synthetic"
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output", None, "Output dataset directory.")
-flags.DEFINE_integer("num_identities", 1000, "Identities in total (train + test).")
-flags.DEFINE_integer("image_size", 64, "Square image size: a multiple of 16 from 32 to 512.")
-flags.DEFINE_integer("seed", 0, "Random seed; the dataset is a pure function of the seed and the flags.")
-flags.DEFINE_float("test_fraction", 0.2, "Fraction of identities in the paired test split, in (0, 1).")
-flags.DEFINE_integer("images_per_identity", 8, "Renders per train identity (random expressions, pose, light).")
-flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).")
-flags.DEFINE_integer("examples_per_shard", 512, "Examples per TFRecord shard.")
-flags.DEFINE_boolean("overwrite", False, "Replace the dataset an earlier run wrote in --output (only the files it "
-                     "wrote; anything else there is left alone).")
-# Bounds, checked while the flags are parsed (one line and exit code 2 when broken; expr3d.cli).
-flags.mark_flag_as_required("output")
-cli.at_least("num_identities", 2, "identities are split between train and test")
-cli.check("image_size", lambda v: MIN_SIZE <= v <= MAX_SIZE and v % SIZE_STEP == 0,
-          f"a multiple of {SIZE_STEP} from {MIN_SIZE} to {MAX_SIZE}")
-cli.seed("seed")
-cli.in_range("test_fraction", 0.0, 1.0, low_open=True, high_open=True)
-cli.at_least("images_per_identity", 1)
-cli.at_least("workers", 1, "default: all cores")
-cli.at_least("examples_per_shard", 1)
+
+
+def define_flags():
+    """Define the CLI flags (here, not at import, so several CLIs can be imported in one process)."""
+    from expr3d.data.synthetic.dataset import MAX_SIZE, MIN_SIZE, SIZE_STEP
+
+    flags.DEFINE_string("output", None, "Output dataset directory.")
+    flags.DEFINE_integer("num_identities", 1000, "Identities in total (train + test).")
+    flags.DEFINE_integer("image_size", 64, "Square image size: a multiple of 16 from 32 to 512.")
+    flags.DEFINE_integer("seed", 0, "Random seed; the dataset is a pure function of the seed and the flags.")
+    flags.DEFINE_float("test_fraction", 0.2, "Fraction of identities in the paired test split, in (0, 1).")
+    flags.DEFINE_integer("images_per_identity", 8, "Renders per train identity (random expressions, pose, light).")
+    flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).")
+    flags.DEFINE_integer("examples_per_shard", 512, "Examples per TFRecord shard.")
+    flags.DEFINE_boolean("overwrite", False, "Replace the dataset an earlier run wrote in --output (only the files "
+                         "it wrote; anything else there is left alone).")
+    # Bounds, checked while the flags are parsed (one line and exit code 2 when broken; expr3d.cli).
+    cli.required("output")
+    cli.at_least("num_identities", 2, "identities are split between train and test")
+    cli.check("image_size", lambda v: MIN_SIZE <= v <= MAX_SIZE and v % SIZE_STEP == 0,
+              f"a multiple of {SIZE_STEP} from {MIN_SIZE} to {MAX_SIZE}")
+    cli.seed("seed")
+    cli.in_range("test_fraction", 0.0, 1.0, low_open=True, high_open=True)
+    cli.at_least("images_per_identity", 1)
+    cli.at_least("workers", 1, "default: all cores")
+    cli.at_least("examples_per_shard", 1)
 
 
 def main(argv):
@@ -61,5 +62,11 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run_cli():
+    """`python -m expr3d.data.synthetic` and the `expr3d-synthetic` console script."""
+    define_flags()
     cli.run(main, PROGRAM)
+
+
+if __name__ == "__main__":
+    run_cli()
