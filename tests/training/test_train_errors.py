@@ -124,7 +124,7 @@ def test_a_run_from_before_the_init_option_resumes_as_keras_init_only(tmp_path):
     stream = {"data_dir": "/data", "seed": 0}
     with open(tmp_path / "config.json", "w") as f:
         json.dump({"model_config": old, "geometry": "depth", "data_stream": stream}, f)
-    train.FLAGS(["expr3d.train", f"--model_dir={tmp_path}"])
+    train.FLAGS(["expr3d.train", "--data_dir=/data", f"--model_dir={tmp_path}"])  # both required
     try:
         train._check_resume({"model_config": current, "geometry": "depth", "data_stream": stream})  # init "keras"
         with pytest.raises(train.UsageError, match='"init": "stargan"'):
