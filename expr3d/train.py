@@ -406,13 +406,14 @@ def run():
 def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_needed):
     import tensorflow as tf
 
-    from expr3d.models import VGG19Features, build_models
+    from expr3d.models import build_models
     from expr3d.training import checkpoints, inputs, runtime, summaries
-    from expr3d.training.depth_guided_stargan import DepthGuidedStarGAN
-    from expr3d.training.depth_pretrainer import DepthPretrainer
     from expr3d.training.loop import StageLoop, StopRequest
-    from expr3d.training.schedules import LinearDecaySchedule
+    from expr3d.training.stages import build_stage
 
+    from expr3d.training.config import TrainConfig
+
+    config = TrainConfig.from_flags(FLAGS)
     runtime.seed_everything(FLAGS.seed)
     model_dir = FLAGS.model_dir
     os.makedirs(model_dir, exist_ok=True)
@@ -444,55 +445,16 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
         raise described from None
     depth_dir = run_dir.checkpoint_dir("depth")
 
-    adam_epsilon = {"epsilon": FLAGS.adam_epsilon, "epsilon_mode": FLAGS.adam_epsilon_mode}
-
-    def schedule(base_lr, num_steps):
-        return LinearDecaySchedule(base_lr, num_steps, decay_start=int(FLAGS.lr_decay_start * num_steps),
-                                   decay_every=FLAGS.lr_decay_every)
-
     status = "complete"
     with StopRequest() as stop:
         for stage in stages:
             with strategy.scope():
-                if stage == "depth":
-                    num_steps, batch_size = FLAGS.num_steps_depth, FLAGS.batch_size_depth or FLAGS.batch_size
-                    trainer = DepthPretrainer(
-                        networks["g_depth"], networks["d_depth"],
-                        vgg=VGG19Features(weights=FLAGS.vgg19_weights) if vgg_needed else None,
-                        n_critic=FLAGS.n_critic, lambda_cls=FLAGS.lambda_cls, lambda_gp=FLAGS.lambda_gp,
-                        lambda_pix=FLAGS.lambda_pix, lambda_rec=FLAGS.lambda_rec,
-                        perceptual_weight=FLAGS.perceptual_weight, confidence_penalty=FLAGS.confidence_penalty,
-                        confidence_penalty_on=FLAGS.confidence_penalty_on,
-                    )
-                    trainer.compile(
-                        g_optimizer=runtime.make_optimizer(FLAGS.g_lr, FLAGS.beta1, FLAGS.beta2, loss_scaled, "g_depth",
-                                                           **adam_epsilon),
-                        d_optimizer=runtime.make_optimizer(FLAGS.d_lr, FLAGS.beta1, FLAGS.beta2, loss_scaled, "d_depth",
-                                                           **adam_epsilon),
-                    )
-                    schedules = {"g_depth": schedule(FLAGS.g_lr, num_steps), "d_depth": schedule(FLAGS.d_lr, num_steps)}
-                else:
-                    num_steps, batch_size = FLAGS.num_steps_gan, FLAGS.batch_size
-                    trainer = DepthGuidedStarGAN(
-                        **networks, num_classes=NUM_EXPRESSIONS, depth_weight=FLAGS.depth_weight,
-                        n_critic=FLAGS.n_critic, lambda_cls=FLAGS.lambda_cls, lambda_rec=FLAGS.lambda_rec,
-                        lambda_gp=FLAGS.lambda_gp, confidence_penalty=FLAGS.confidence_penalty,
-                        confidence_penalty_on=FLAGS.confidence_penalty_on, lambda_id=FLAGS.lambda_id,
-                        lambda_mask=FLAGS.lambda_mask, lambda_mask_tv=FLAGS.lambda_mask_tv,
-                        critic_warmup_steps=FLAGS.critic_warmup_steps, mask_penalty=FLAGS.mask_penalty,
-                    )
-                    trainer.compile(optimizers={
-                        key: runtime.make_optimizer(FLAGS.g_lr if key.startswith("g") else FLAGS.d_lr, FLAGS.beta1,
-                                                    FLAGS.beta2, loss_scaled, key, **adam_epsilon)
-                        for key in ("g_rgb", "d_rgb", "g_depth", "d_depth")
-                    })
-                    schedules = {key: schedule(FLAGS.g_lr if key.startswith("g") else FLAGS.d_lr, num_steps)
-                                 for key in trainer.optimizers}
-                trainer.build_optimizers()
+                built = build_stage(stage, config, networks, loss_scaled)
+            trainer, num_steps = built.trainer, built.num_steps
 
             dataset = inputs.training_dataset(
-                FLAGS.data_dir, batch_size, FLAGS.image_size, FLAGS.geometry, NUM_EXPRESSIONS,
-                seed=FLAGS.seed + (0 if stage == "depth" else 1), target_mode=FLAGS.target_mode,
+                FLAGS.data_dir, built.batch_size, FLAGS.image_size, FLAGS.geometry, NUM_EXPRESSIONS,
+                seed=built.data_seed, target_mode=FLAGS.target_mode,
                 balanced=FLAGS.balanced, skip_corrupt=FLAGS.skip_corrupt,
             )
             run_summaries = summaries.RunSummaries(model_dir, stage)
@@ -503,7 +465,7 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
                 run_summaries.grid(grid, step)
 
             loop = StageLoop(
-                trainer, strategy, dataset, run_dir.stage_dir(stage), num_steps, schedules, networks,
+                trainer, strategy, dataset, run_dir.stage_dir(stage), num_steps, built.schedules, networks,
                 keep_checkpoints=FLAGS.keep_checkpoints, checkpoint_every=FLAGS.checkpoint_every,
                 summary_every=FLAGS.summary_every, sample_every=FLAGS.sample_every, summaries=run_summaries,
                 sample_fn=sample_fn, on_checkpoint=lambda step, stage=stage: export(stage, step),
