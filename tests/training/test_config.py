@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from expr3d import train
-from expr3d.training.config import TrainConfig, UsageError
+from absl import flags
+
+from expr3d.training.config import TrainConfig, UsageError, define_flags, parse_config
 
 # config.json's "flags" keys, in the order every earlier version wrote them (old runs resume, config diffs work).
 RECORDED_KEYS = [
@@ -27,12 +28,11 @@ ARGS = ["--data_dir=/data", "--model_dir=/runs/a", "--stage=gan", "--num_steps_g
 
 
 def parsed(args):
-    train.FLAGS.unparse_flags()
-    train.FLAGS(["expr3d.train"] + list(args))
-    try:
-        return TrainConfig.from_flags(train.FLAGS), {name: train.FLAGS[name].value for name in RECORDED_KEYS}
-    finally:
-        train.FLAGS.unparse_flags()
+    """(the config of train's command line `args`, every flag train defines by name: what config.json recorded)."""
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    flag_values(["expr3d.train"] + list(args))
+    return TrainConfig.from_flags(flag_values), {name: flag_values[name].value for name in flag_values}
 
 
 def test_defaults_and_field_order_are_the_flags():
@@ -41,6 +41,16 @@ def test_defaults_and_field_order_are_the_flags():
     assert config == TrainConfig(data_dir="/data", model_dir="/runs/a")
     assert config.to_dict() == flag_values
     assert list(config.to_dict()) == RECORDED_KEYS
+    assert parse_config(["expr3d.train", "--data_dir=/data", "--model_dir=/runs/a"]) == config
+
+
+def test_parse_config_refuses_what_the_cli_refuses():
+    with pytest.raises(flags.IllegalFlagValueError, match="--model_dir"):
+        parse_config(["expr3d.train", "--data_dir=/data"])
+    with pytest.raises(flags.IllegalFlagValueError, match=r"flag --n_critic=0: must be >= 1"):
+        parse_config(["expr3d.train", "--data_dir=/data", "--model_dir=/m", "--n_critic=0"])
+    with pytest.raises(UsageError, match="unexpected argument"):
+        parse_config(["expr3d.train", "--data_dir=/data", "--model_dir=/m", "extra"])
 
 
 def test_from_flags_round_trips_through_to_dict_and_json():
@@ -89,3 +99,17 @@ def test_validate_passes_and_model_config_names_the_field():
     assert config.model_config().image_size == 32
     with pytest.raises(UsageError, match="^architecture flags: .*d_num_layers=6 needs image_size divisible by 64"):
         config.replace(d_num_layers=6).model_config()
+
+
+def test_help_lists_every_flag_as_the_commands_own():
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, "-m", "expr3d.train", "--help"], capture_output=True, text=True,
+                          cwd=repo, timeout=120)
+    assert "Try --helpfull" in done.stdout, done.stderr  # absl's --help (its exit code is 1)
+    listed = {line.split(":")[0].strip()[2:] for line in done.stdout.splitlines() if line.startswith("  --")}
+    assert set(RECORDED_KEYS) <= {name.removeprefix("[no]") for name in listed}
+    assert not any(name.startswith("debug_") for name in listed)  # test hooks are not flags (StepHooks)

@@ -19,7 +19,8 @@ def test_depth_stage():
     assert (stage.name, stage.num_steps, stage.batch_size, stage.data_seed) == ("depth", 10, 6, 5)
     assert (stage.trainer.n_critic, stage.trainer.lambda_rec) == (2, 3.0)
     assert set(stage.schedules) == {"g_depth", "d_depth"}
-    assert stage.schedules["g_depth"](0) == pytest.approx(2e-4) and stage.schedules["d_depth"](10) < 1e-4  # decayed (every 5 from 5)
+    assert stage.schedules["g_depth"](0) == pytest.approx(2e-4)
+    assert stage.schedules["d_depth"](10) < 1e-4  # decaying from iteration 5, in steps of 5
     assert stage.trainer.g_optimizer.built  # slots exist before a checkpoint restore
 
 
