@@ -24,7 +24,7 @@ ATTENTION_TERMS = ("g_mask", "g_mask_tv")  # only with an AttentionGenerator G_r
 class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
     """StarGAN guided by a pre-trained depth network: `min_G max_D  L_rgb + depth_weight * L_depth` (PAPER.md).
 
-    One *iteration* (`train_step`) is one update of each critic (D_rgb, and D_depth when `depth_weight > 0`) on one
+    One *iteration* is one update of each critic (D_rgb, and D_depth when `depth_weight > 0`) on one
     batch, plus one update of the generators (G_rgb, and G_depth when `depth_weight > 0`) on the same batch and the
     same targets when the iteration number `i` (from 0) satisfies `(i + 1) % n_critic == 0` (StarGAN's schedule).
 

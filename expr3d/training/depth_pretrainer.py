@@ -20,7 +20,7 @@ PENALTY_SIDES = ("critic", "generator")
 class DepthPretrainer(common.NCriticSchedule, keras.Model):
     """Pre-trains G_depth (RGB <-> geometry translator) against D_depth (PAPER.md "Pre-training the depth network").
 
-    One *iteration* (`train_step`) is one critic update of D_depth on one batch, plus one translator update of
+    One *iteration* is one critic update of D_depth on one batch, plus one translator update of
     G_depth on the same batch when the iteration number `i` (counted from 0) satisfies `(i + 1) % n_critic == 0`
     (StarGAN's schedule: `num_steps` iterations give `num_steps / n_critic` translator updates).
 
