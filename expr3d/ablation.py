@@ -8,13 +8,15 @@ Steps (each skipped when its output already exists, so an interrupted study resu
   2. `python -m expr3d.metrics.classifier` on a real train split (--data_dir's, or the larger --classifier_data_dir
      of other identities) -> ROOT/classifier
   3. for every variant and seed: `python -m expr3d.train --model_dir=ROOT/<variant>_seed<k> --seed=k <common flags>
-     <variant flags>` (the trainer resumes a run directory). With --shared_depth_pretraining the depth-guided runs
+     <variant flags>` (the trainer resumes a run directory), run in this process (`train.run`; a run with
+     --cpu_devices > 1 in a process of its own). With --shared_depth_pretraining the depth-guided runs
      first get a copy of the judge's stage-1 checkpoints and train stage 2 only (`--stage=gan`): one depth
      pre-training shared by every variant and seed, as the paper pre-trains once
-  4. `python -m expr3d.evaluate` for each run, all judged by ONE depth network so geometry numbers are comparable:
-     by default ROOT/judge_depth, a stage-1-only run (`--stage=depth`, seed 0, the common training flags), i.e. a
-     G_depth/D_depth pre-trained on real RGB-depth pairs and never adapted to any generator (the baseline runs
-     have no depth networks: depth_weight 0 skips stage 1); --judge=RUN names another run instead
+  4. `python -m expr3d.evaluate` for each run (in this process: `evaluate.run`), all judged by ONE depth network
+     so geometry numbers are comparable: by default ROOT/judge_depth, a stage-1-only run (`--stage=depth`, seed 0,
+     the common training flags), i.e. a G_depth/D_depth pre-trained on real RGB-depth pairs and never adapted to
+     any generator (the baseline runs have no depth networks: depth_weight 0 skips stage 1); --judge=RUN names
+     another run instead
   5. `python -m expr3d.compare` -> ROOT/comparison/comparison.md (+ figures)
 
 Variants are `name:flag=value;flag=value` strings (--variants), e.g. `baseline:depth_weight=0`,
@@ -163,6 +165,57 @@ class CopyStageOne:
         return 0
 
 
+class InProcess:
+    """A study step that runs a command's logic in this process (one process for the whole study: TensorFlow and
+    the data pipeline start once), described (dry run, progress, errors) as the command line it stands for.
+
+    `command` is that command line (`python -m expr3d.train ...`); its flags are parsed as the command parses them.
+    A training run that splits the CPU into logical devices (--cpu_devices > 1) needs a fresh process (the split
+    must precede TensorFlow's start) and gets one.
+    """
+
+    def __init__(self, command):
+        self.command = list(command)
+        self.program = self.command[2]  # [python, "-m", program, flags...]
+        self.args = self.command[3:]
+
+    def describe(self):
+        return " ".join(shlex.quote(c) for c in self.command)
+
+    def __call__(self):
+        """(exit code, one-line error message or "")."""
+        if self.program == "expr3d.train":
+            from expr3d import train
+
+            try:
+                split = int(flag_value(self.args, "cpu_devices", "0")) > 1
+            except ValueError:
+                split = False  # the run reports the bad flag
+            if split:
+                return run_child(self.command)
+            return cli.call_reporting(lambda: _fresh(train.run)(train.parse_config([self.program, *self.args])),
+                                      self.program, train.errors)
+        from expr3d import evaluate
+        from expr3d.metrics.context import EvaluationError
+
+        return cli.call_reporting(lambda: _fresh(evaluate.run)(evaluate.parse_flags([self.program, *self.args])),
+                                  self.program, [(EvaluationError, cli.EXIT_ERROR)])
+
+
+def _fresh(run):
+    """`run` after Keras' global state (names, the graph of the previous run's models) is cleared: every run
+    of the study starts as in a new process (each seeds its own weights and data; tests/test_ablation.py checks that
+    a run's numbers do not depend on the run before it)."""
+
+    def wrapped(*args):
+        import keras
+
+        keras.backend.clear_session()
+        return run(*args)
+
+    return wrapped
+
+
 def plan(f):
     """The list of (description, command, output that marks it done) of the whole study."""
     python = sys.executable
@@ -195,9 +248,9 @@ def plan(f):
         judge = os.path.join(root, f.judge)
     else:
         judge = os.path.join(root, "judge_depth")
-        steps.append(("judge depth network", [python, "-m", "expr3d.train", f"--data_dir={data}",
-                                              f"--model_dir={judge}", "--seed=0", *shlex.split(f.train_flags),
-                                              *skip, "--stage=depth"],
+        steps.append(("judge depth network", InProcess([python, "-m", "expr3d.train", f"--data_dir={data}",
+                                                        f"--model_dir={judge}", "--seed=0",
+                                                        *shlex.split(f.train_flags), *skip, "--stage=depth"]),
                       RunDir(judge).config_path))
     for run, seed, extra in runs:
         train_args = [*shlex.split(f.train_flags), *extra]
@@ -207,15 +260,17 @@ def plan(f):
             steps.append((f"stage 1 of {run}", CopyStageOne(judge, os.path.join(root, run)),
                           RunDir(os.path.join(root, run)).checkpoint_dir("depth")))
             stage_args = ["--stage=gan"]
-        steps.append((f"train {run}", [python, "-m", "expr3d.train", f"--data_dir={data}",
-                                       f"--model_dir={os.path.join(root, run)}", f"--seed={seed}",
-                                       *train_args, *skip, *stage_args],
+        steps.append((f"train {run}", InProcess([python, "-m", "expr3d.train", f"--data_dir={data}",
+                                                 f"--model_dir={os.path.join(root, run)}", f"--seed={seed}",
+                                                 *train_args, *skip, *stage_args]),
                       RunDir(os.path.join(root, run)).config_path))
         output = os.path.join(root, run, "evaluation")
-        steps.append((f"evaluate {run}", [python, "-m", "expr3d.evaluate", f"--model_dir={os.path.join(root, run)}",
-                                          f"--data_dir={data}", f"--metrics={f.metrics}", f"--output={output}",
-                                          f"--classifier={classifier}", f"--depth_model_dir={judge}",
-                                          f"--label={run}", "--overwrite", *shlex.split(f.evaluate_flags), *skip],
+        steps.append((f"evaluate {run}", InProcess([python, "-m", "expr3d.evaluate",
+                                                    f"--model_dir={os.path.join(root, run)}", f"--data_dir={data}",
+                                                    f"--metrics={f.metrics}", f"--output={output}",
+                                                    f"--classifier={classifier}", f"--depth_model_dir={judge}",
+                                                    f"--label={run}", "--overwrite", *shlex.split(f.evaluate_flags),
+                                                    *skip]),
                       os.path.join(output, "results.json")))
     steps.append(("compare", [python, "-m", "expr3d.compare", *[os.path.join(root, r) for r, _, _ in runs],
                               f"--output={os.path.join(root, 'comparison')}", "--title=Synthetic ablation",
@@ -273,7 +328,8 @@ def main(argv):
         step_started = time.time()
         child_error = ""
         if callable(command):
-            returncode = command()
+            result = command()
+            returncode, child_error = result if isinstance(result, tuple) else (result, "")
         else:
             returncode, child_error = run_child(command)
         if what.startswith("train "):

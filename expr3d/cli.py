@@ -173,6 +173,24 @@ def parses(name, parse, flag_values=None):
     flags.register_validator(name, validate, flag_values=_flag_values(flag_values))
 
 
+def defining_on(flag_values):
+    """absl's `flags` module with every `DEFINE_*` bound to `flag_values` (None: the module itself, i.e. the global
+    FLAGS), so a CLI's `define_flags` body can also define on a private FlagValues (in-process callers)."""
+    import functools
+
+    from absl import flags
+
+    if flag_values is None:
+        return flags
+
+    class Defining:
+        def __getattr__(self, name):
+            value = getattr(flags, name)
+            return functools.partial(value, flag_values=flag_values) if name.startswith("DEFINE") else value
+
+    return Defining()
+
+
 def no_arguments(argv):
     """Refuse positional arguments of a command that takes only flags (UsageError naming them)."""
     if len(argv) > 1:
@@ -236,6 +254,10 @@ def exit_code(error, errors=()):
 
 
 def _message(error):
+    from absl import flags
+
+    if isinstance(error, flags.Error):  # a command line parsed in-process (e.g. the ablation's train flags)
+        return "; ".join(_plain_flag_error(line.strip()) for line in str(error).splitlines() if line.strip())
     if isinstance(error, MemoryError):
         return "out of memory" + (f": {one_line(error)}" if str(error) else "")
     if _tensorflow_error(error):
@@ -253,24 +275,32 @@ def fail(program, message, code=EXIT_ERROR):
 
 def call(main, argv, program, errors=()):
     """`main(argv)` with expected errors turned into one line and their exit code; returns the exit code."""
+    return call_reporting(lambda: main(argv), program, errors)[0]
+
+
+def call_reporting(function, program, errors=()):
+    """`function()` as `call` runs a command's main, returning (exit code, the one-line error message or "") so that
+    a caller running several commands in-process (`expr3d.ablation`) can name what failed."""
     try:
-        code = main(argv)
+        code = function()
     except SystemExit:
         raise
     except KeyboardInterrupt:
-        return fail(program, "interrupted", EXIT_SIGINT)
+        return fail(program, "interrupted", EXIT_SIGINT), "interrupted"
     except BaseException as error:  # noqa: BLE001 - every error is either mapped or reported as a bug
         if callable(errors):  # a function, so that the command's error classes are imported only when needed
             errors = errors()
         code = exit_code(error, errors)
         if code is None:
             traceback.print_exc()
-            return fail(program, f"unexpected {type(error).__name__}: {one_line(error)}; {REPORT_BUGS}", EXIT_BUG)
+            message = f"unexpected {type(error).__name__}: {one_line(error)}; {REPORT_BUGS}"
+            return fail(program, message, EXIT_BUG), message
         if os.environ.get(TRACEBACK_ENV):
             traceback.print_exc()
         note = next((entry[2] for entry in errors if len(entry) > 2 and isinstance(error, entry[0])), None)
-        return fail(program, _message(error) + (f" ({note})" if note else ""), code)
-    return EXIT_OK if code is None else int(code)
+        message = _message(error) + (f" ({note})" if note else "")
+        return fail(program, message, code), message
+    return (EXIT_OK if code is None else int(code)), ""
 
 
 def parse_flags(argv, program):

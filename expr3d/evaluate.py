@@ -34,9 +34,13 @@ OPTION_FLAGS = ("classifier", "inception_weights", "fid_feature_model", "identit
                 "min_judge_accuracy", "judge_cache_dir", "judge_identities", "judge_epochs", "skip_corrupt")
 
 
-def define_flags():
-    """Define the CLI flags (here, not at import, so several CLIs can be imported in one process)."""
-    from absl import flags
+def define_flags(flag_values=None):
+    """Define the CLI flags on `flag_values` (default absl's global FLAGS; here, not at import, so several CLIs can
+    be imported in one process)."""
+    from expr3d import cli
+
+    bound = {"flag_values": flag_values} if flag_values is not None else {}
+    flags = cli.defining_on(flag_values)
 
     flags.DEFINE_string("model_dir", None, "run directory written by `python -m expr3d.train`")
     flags.DEFINE_string("data_dir", None, "dataset directory; its test split is evaluated")
@@ -53,7 +57,7 @@ def define_flags():
     flags.DEFINE_float("min_judge_accuracy", judge.MIN_JUDGE_ACCURACY,
                        "refuse to report an expression generation rate when the classifier's accuracy on the real "
                        "faces of the evaluated test split is below this fraction")
-    judge.define_judge_flags(flags)
+    judge.define_judge_flags(flags, **bound)
     flags.DEFINE_float("background_dilation", background.DEFAULT_DILATION,
                        "background metric: dilate the face mask by this many pixels at 64 px (scaled with the "
                        "image size) before measuring |G(x, t) - x| outside it")
@@ -86,18 +90,46 @@ def define_flags():
     flags.DEFINE_string("label", None, "name of this run in tables (default: the run directory's name)")
     flags.DEFINE_boolean("progress", True, "print a progress line with ETA to stderr")
     # Bounds, checked while the flags are parsed (one line and exit code 2 when broken; expr3d.cli).
-    from expr3d import cli
     from expr3d.metrics import registry
 
-    cli.required_unless(["model_dir", "data_dir"], "list_metrics")
-    cli.parses("metrics", registry.parse_metric_list)
-    cli.at_least("batch_size", 1)
-    cli.at_least("max_examples", 1, "default: the whole test split")
-    cli.at_least("num_samples", 1)
-    cli.at_least("identity_input_size", 1, "default: the model's own size")
-    cli.seed("seed")
-    cli.at_least("background_dilation", 0.0)
-    cli.in_range("min_judge_accuracy", 0.0, 1.0)
+    cli.required_unless(["model_dir", "data_dir"], "list_metrics", **bound)
+    cli.parses("metrics", registry.parse_metric_list, **bound)
+    cli.at_least("batch_size", 1, **bound)
+    cli.at_least("max_examples", 1, "default: the whole test split", **bound)
+    cli.at_least("num_samples", 1, **bound)
+    cli.at_least("identity_input_size", 1, "default: the model's own size", **bound)
+    cli.seed("seed", **bound)
+    cli.at_least("background_dilation", 0.0, **bound)
+    cli.in_range("min_judge_accuracy", 0.0, 1.0, **bound)
+
+
+def parse_flags(argv):
+    """`argv` (program name first) parsed as evaluate's command line on its own FlagValues (absl's global FLAGS
+    untouched): the parsed flag values, for `run`. Raises absl's `flags.Error` on a bad one."""
+    from absl import flags
+
+    from expr3d import cli
+
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    cli.no_arguments(flag_values(list(argv)))
+    return flag_values
+
+
+def run(f):
+    """Evaluate as the parsed flags `f` say (`parse_flags`, or absl's FLAGS in the CLI); prints the summary and
+    returns 0. Raises EvaluationError (bad input), NothingDone (every metric skipped) and the metrics' errors."""
+    from expr3d import cli
+
+    options = {name: f[name].value for name in OPTION_FLAGS}
+    document = evaluate(f.model_dir, f.data_dir, f.metrics, output=f.output, overwrite=f.overwrite,
+                        progress=f.progress, **options)
+    if not document["metrics"]:  # results.json records why; the exit code says nothing was measured
+        raise cli.NothingDone(f"no metric computed: all {len(document['skipped'])} requested were skipped ("
+                              + "; ".join(f"{k}: {v}" for k, v in document["skipped"].items()) + ")")
+    print(json.dumps({"metrics": document["metrics"], "skipped": document["skipped"],
+                      "output": os.path.abspath(f.output or os.path.join(f.model_dir, "evaluation"))}, indent=1))
+    return 0
 
 
 def main(argv):
@@ -112,15 +144,7 @@ def main(argv):
         for name, text in registry.describe_metrics().items():
             print(f"{name:28s} {text}")
         return 0
-    options = {name: f[name].value for name in OPTION_FLAGS}
-    document = evaluate(f.model_dir, f.data_dir, f.metrics, output=f.output, overwrite=f.overwrite,
-                        progress=f.progress, **options)
-    if not document["metrics"]:  # results.json records why; the exit code says nothing was measured
-        raise cli.NothingDone(f"no metric computed: all {len(document['skipped'])} requested were skipped ("
-                              + "; ".join(f"{k}: {v}" for k, v in document["skipped"].items()) + ")")
-    print(json.dumps({"metrics": document["metrics"], "skipped": document["skipped"],
-                      "output": os.path.abspath(f.output or os.path.join(f.model_dir, "evaluation"))}, indent=1))
-    return 0
+    return run(f)
 
 
 def run_cli():

@@ -1,4 +1,3 @@
-# Over 400 lines: the flags and the stage orchestration stay together until #16 step 2 (TrainConfig, build_stage).
 r"""Train the depth-guided StarGAN: stage 1 (depth pre-training) and/or stage 2 (end-to-end), resumable.
 
     python -m expr3d.train --flagfile=experiments/synthetic.flags          # whole method on procedural faces, CPU
@@ -34,6 +33,10 @@ says so). A damaged latest checkpoint (truncated data, missing or corrupt index)
 to `ckpt-<step>.damaged` and the run resumes from the previous complete one; when none is readable the run stops
 naming them (status 2). A checkpoint or model that does not fit on the disk stops the run with one line naming the
 path and the bytes needed (status 1), leaving the previous checkpoint and models as they were.
+
+In-process (the ablation study, tests): `run(TrainConfig(...))` or `run(parse_config(argv))` returns the exit status
+(and raises the errors listed in `errors()`); `expr3d.training.config` holds the config, `expr3d.training.stages` the
+stage builders, `expr3d.training.loop` the loop.
 """
 
 import json
@@ -45,145 +48,7 @@ from absl import flags
 from expr3d import cli, storage
 from expr3d.labels import NUM_EXPRESSIONS
 from expr3d.run_dir import RunDir
-
-FLAGS = flags.FLAGS
-
-# --- what to run --------------------------------------------------------------------------------------------------
-flags.DEFINE_enum("stage", "all", ["depth", "gan", "all"], "Which stage(s) to run.")
-flags.DEFINE_string("data_dir", None, "Dataset directory (dataset_card.json + TFRecord shards).")
-flags.DEFINE_string("model_dir", None, "Run directory: checkpoints, models, logs, samples; resumed if it exists.")
-flags.DEFINE_integer("num_steps_depth", 200000, "Stage-1 iterations (the paper's '200k epochs').")
-flags.DEFINE_integer("num_steps_gan", 300000, "Stage-2 iterations (the paper's '300k epochs').")
-flags.DEFINE_integer("batch_size", 16, "GLOBAL batch size of stage 2 (and of stage 1 unless --batch_size_depth).")
-flags.DEFINE_integer("batch_size_depth", None, "GLOBAL batch size of stage 1 (default: --batch_size).")
-flags.DEFINE_integer("image_size", None, "Training image size (default: the dataset card's).")
-flags.DEFINE_bool("allow_resize", False, "Allow an --image_size different from the dataset card's (resized).")
-flags.DEFINE_bool("balanced", False, "Class-balanced sampling of the training stream.")
-flags.DEFINE_bool("skip_corrupt", False,
-                  "Skip records that fail the reader's checks (corrupt or truncated shards, shards missing from the "
-                  "dataset card's list, missing or mistyped fields, non-finite depth, empty masks, sizes other than "
-                  "the card's) instead of stopping on the first; the data is scanned first (one decoding pass) and "
-                  "the skipped records are counted and named in the log and in config.json (skipped_records).")
-# --- synthetic data -----------------------------------------------------------------------------------------------
-flags.DEFINE_bool("generate_synthetic", False,
-                  "If --data_dir has no dataset card, generate the procedural dataset there first.")
-flags.DEFINE_integer("synthetic_identities", 24, "Identities of the generated dataset (--generate_synthetic).")
-flags.DEFINE_integer("synthetic_images_per_identity", 8, "Renders per identity (--generate_synthetic).")
-flags.DEFINE_integer("synthetic_seed", 0, "Seed of the generated dataset (--generate_synthetic).")
-# --- architecture -------------------------------------------------------------------------------------------------
-flags.DEFINE_integer("g_conv_dim", 64, "G_rgb width.")
-flags.DEFINE_integer("g_num_res_blocks", 6, "G_rgb residual blocks.")
-flags.DEFINE_integer("d_conv_dim", 64, "D_rgb width.")
-flags.DEFINE_integer("d_num_layers", 6, "D_rgb stride-2 layers.")
-flags.DEFINE_integer("depth_g_conv_dim", 64, "G_depth width.")
-flags.DEFINE_integer("depth_g_num_res_blocks", 6, "G_depth residual blocks.")
-flags.DEFINE_integer("depth_d_conv_dim", 64, "D_depth width.")
-flags.DEFINE_integer("depth_d_num_layers", 6, "D_depth stride-2 layers.")
-flags.DEFINE_enum("generator", "stargan", ["stargan", "attention"],
-                  "G_rgb: StarGAN's generator (the paper), or a GANimation-style attention generator (NOT in the "
-                  "paper): output = M*C + (1-M)*x with a learnt edit mask M (0 = source pixel copied) and colour C.")
-flags.DEFINE_enum("geometry", "depth", ["depth", "normals"], "Guidance map: depth (x3 channels) or normals.")
-flags.DEFINE_enum("init", "keras", ["keras", "stargan"],
-                  "Weight initialisation: Keras' defaults (glorot-uniform kernels, zero biases), or 'stargan': "
-                  "PyTorch's defaults as the official StarGAN code gets them (kernels and the critics' biases "
-                  "U(+-1/sqrt(fan_in)); expr3d/models/initializers.py). The paper flagfiles use 'stargan'.")
-# --- losses -------------------------------------------------------------------------------------------------------
-flags.DEFINE_float("depth_weight", 0.1, "lambda_depth of L_rgb + lambda_depth * L_depth (0 = plain StarGAN).")
-flags.DEFINE_float("confidence_penalty", 0.1, "beta of the confidence penalty on D_depth's classification (0 = off).")
-flags.DEFINE_enum("confidence_penalty_on", "critic", ["critic", "generator"],
-                  "Where the confidence penalty -beta*H(softmax(D_depth_cls)) goes (both stages): 'critic' = D_depth's "
-                  "loss, on its classification of the REAL geometry maps (the paper's 'regulariser on the "
-                  "discriminator'); 'generator' = the generators' loss, on D_depth's classification of G_depth's "
-                  "estimate (the earlier behaviour; docs/training.md).")
-flags.DEFINE_float("lambda_cls", 1.0, "Classification weight.")
-flags.DEFINE_float("lambda_rec", 10.0, "Cycle-reconstruction weight (RGB and depth cycles).")
-flags.DEFINE_float("lambda_gp", 10.0, "Gradient-penalty weight.")
-flags.DEFINE_float("lambda_id", 0.0,
-                   "NOT in the paper (0 = off, the paper's flagfiles): weight of CycleGAN's identity-mapping term "
-                   "|x - G_rgb(x, c_org)|_1 in stage 2, which rules out the colour-inverting solution of the cycle "
-                   "loss in short runs.")
-flags.DEFINE_float("lambda_mask", 0.1,
-                   "--generator=attention: weight of the masks' sparsity term (--mask_penalty says which way it "
-                   "pushes), on the masks of G_rgb(x, c_trg) and of the cycle. GANimation's 0.1.")
-flags.DEFINE_enum("mask_penalty", "edits", ["edits", "copies"],
-                  "--generator=attention: what --lambda_mask penalises: the edited fraction of each mask ('edits', "
-                  "toward copying the source) or the copied fraction ('copies', GANimation's direction, against masks "
-                  "that collapse to 'no edit').")
-flags.DEFINE_float("lambda_mask_tv", 4.1,
-                   "--generator=attention: weight of the edit masks' mean total variation (smoothness), on the same "
-                   "two masks. 4.1 ~ GANimation's 1e-5 on its sum over a batch of 25 masks of 128x128.")
-flags.DEFINE_float("lambda_pix", 10.0, "Stage 1: L1 weight of the estimated geometry against the real one.")
-flags.DEFINE_float("perceptual_weight", 1.0, "Stage 1: VGG19 perceptual weight (0 = skipped, no weights needed).")
-flags.DEFINE_string("vgg19_weights", "auto", "VGG19 notop weights: 'auto' (Keras cache) or a .h5 path.")
-flags.DEFINE_enum("target_mode", "permute", ["permute", "uniform"],
-                  "Target expressions: a permutation of the batch's labels (StarGAN) or uniform.")
-# --- optimisation -------------------------------------------------------------------------------------------------
-flags.DEFINE_integer("n_critic", 5, "Critic updates per generator update.")
-flags.DEFINE_integer("critic_warmup_steps", 0,
-                     "NOT in the paper (0 = off, the paper's flagfiles): the first N iterations of stage 2 train only "
-                     "D_rgb's expression classification of real faces, so its classification term guides G_rgb from "
-                     "G_rgb's first update. They count in --num_steps_gan.")
-flags.DEFINE_float("g_lr", 1e-4, "Adam learning rate of the generators.")
-flags.DEFINE_float("d_lr", 1e-4, "Adam learning rate of the critics.")
-flags.DEFINE_float("beta1", 0.5, "Adam beta_1.")
-flags.DEFINE_float("beta2", 0.999, "Adam beta_2.")
-flags.DEFINE_float("adam_epsilon", 1e-7, "Adam epsilon (Keras' default 1e-7; PyTorch's, and StarGAN's, 1e-8).")
-flags.DEFINE_enum("adam_epsilon_mode", "keras", ["keras", "pytorch"],
-                  "Where Adam's epsilon goes: 'keras' = keras.optimizers.Adam, added to the un-corrected sqrt(v); "
-                  "'pytorch' = torch.optim.Adam's formula, added to the bias-corrected sqrt(v_hat) "
-                  "(expr3d/training/adam.py). The paper flagfiles use --adam_epsilon=1e-8 --adam_epsilon_mode=pytorch.")
-flags.DEFINE_integer("lr_decay_every", 1000, "The decaying learning rate changes every this many iterations.")
-flags.DEFINE_float("lr_decay_start", 0.5, "Fraction of a stage after which the learning rates decay linearly to 0.")
-# --- runtime ------------------------------------------------------------------------------------------------------
-flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16", "auto"],
-                  "Dtype policy. auto = mixed_bfloat16 where the hardware computes bf16 natively (GPUs of compute "
-                  "capability >= 8, CPUs with AVX-512 BF16 or AMX), mixed_float16 on older GPUs, float32 otherwise "
-                  "(bf16 on an AVX2-only CPU is ~9x slower than float32).")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored"], "Distribution strategy.")
-flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (testing --strategy=mirrored).")
-flags.DEFINE_bool("jit_compile", False, "XLA-compile the train steps (--strategy=default only).")
-flags.DEFINE_bool("op_determinism", False,
-                  "tf.config.experimental.enable_op_determinism(): bit-reproducible kernels (slower), so a resumed "
-                  "run equals an uninterrupted one exactly; without it multi-threaded CPU reductions may differ in "
-                  "the last bits, which the gradient penalty's double backward can amplify.")
-flags.DEFINE_integer("seed", 0, "Seed of the weights, the data order, the augmentation and every random draw.")
-flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint (and export models) every N iterations (0 = at the end).")
-flags.DEFINE_integer("keep_checkpoints", 3, "Complete checkpoints kept per stage.")
-flags.DEFINE_integer("summary_every", 100, "TensorBoard scalars every N iterations.")
-flags.DEFINE_integer("sample_every", 1000, "Sample grid every N iterations (0 = at the end only).")
-flags.DEFINE_integer("num_samples", 4, "Sample sources in the grids (test examples of different identities).")
-flags.DEFINE_bool("progress", True, "Print a progress line with ETA to stderr.")
-flags.DEFINE_integer("debug_nan_at_step", -1, "Testing: feed NaN images at this iteration of each stage.")
-flags.DEFINE_float("debug_step_delay", 0.0, "Testing: sleep this many seconds after each iteration.")
-
-# --- bounds, checked while the flags are parsed: one line and exit code 2, before any work (expr3d.cli) -----------
-# (train's flags are defined at import, unlike the other CLIs' define_flags(): tests/training/mirrored_check.py
-# parses train.FLAGS in-process. #16 step 2, a TrainConfig built from the flags once, is to replace this.)
-cli.required("data_dir", "model_dir")
-for _name in ("num_steps_depth", "num_steps_gan", "batch_size", "batch_size_depth", "n_critic", "lr_decay_every",
-              "num_samples", "keep_checkpoints", "synthetic_images_per_identity", "g_conv_dim", "d_conv_dim",
-              "d_num_layers", "depth_g_conv_dim", "depth_d_conv_dim", "depth_d_num_layers"):
-    cli.at_least(_name, 1)
-for _name in ("g_num_res_blocks", "depth_g_num_res_blocks"):
-    cli.at_least(_name, 0)
-cli.at_least("cpu_devices", 0, "0 = no split")
-for _name in ("checkpoint_every", "summary_every", "sample_every"):
-    cli.at_least(_name, 0, "0 = at the end only")
-cli.multiple_of("image_size", 4, 8, "the generators down-sample twice with stride 2; default: the dataset "
-                "card's")
-cli.at_least("synthetic_identities", 2, "identities are split between train and test")
-cli.seed("seed")
-cli.seed("synthetic_seed")
-for _name in ("g_lr", "d_lr", "adam_epsilon"):
-    cli.positive(_name)
-for _name in ("beta1", "beta2"):
-    cli.in_range(_name, 0.0, 1.0, high_open=True)
-cli.in_range("lr_decay_start", 0.0, 1.0)
-for _name in ("depth_weight", "confidence_penalty", "perceptual_weight", "lambda_cls", "lambda_rec", "lambda_gp",
-              "lambda_pix", "lambda_id", "lambda_mask", "lambda_mask_tv", "debug_step_delay"):
-    cli.at_least(_name, 0.0)
-cli.at_least("debug_nan_at_step", -1, "-1 = never")
-cli.at_least("critic_warmup_steps", 0, "0 = off")
+from expr3d.training.config import TrainConfig, UsageError, define_flags, parse_config  # noqa: F401 (the CLI's API)
 
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
@@ -192,63 +57,28 @@ EXIT_SIGNAL = {"SIGTERM": 143, "SIGINT": 130}
 # A resumed run must agree on these: the networks' shapes, and everything the checkpointed data position depends
 # on (a restored tf.data iterator replays the saved pipeline state, buffered batches included).
 ARCHITECTURE_KEYS = ("model_config", "geometry", "data_stream")
-DATA_STREAM_FLAGS = ("data_dir", "batch_size", "batch_size_depth", "image_size", "seed", "balanced", "target_mode")
 
 
-class UsageError(ValueError):
-    """Bad input detected before training: the message names the flag."""
-
-
-def _flag_values():
-    """Every flag this module defines, by name (the module is `__main__` under `python -m`)."""
-    for flag_list in FLAGS.flags_by_module_dict().values():
-        if any(flag.name == "num_steps_gan" for flag in flag_list):
-            return {flag.name: flag.value for flag in flag_list}
-    return {}
-
-
-def _model_config():
-    from expr3d.models import ModelConfig
-
-    try:
-        return ModelConfig(
-            image_size=FLAGS.image_size,
-            num_classes=NUM_EXPRESSIONS,
-            g_conv_dim=FLAGS.g_conv_dim,
-            g_num_res_blocks=FLAGS.g_num_res_blocks,
-            d_conv_dim=FLAGS.d_conv_dim,
-            d_num_layers=FLAGS.d_num_layers,
-            depth_g_conv_dim=FLAGS.depth_g_conv_dim,
-            depth_g_num_res_blocks=FLAGS.depth_g_num_res_blocks,
-            depth_d_conv_dim=FLAGS.depth_d_conv_dim,
-            depth_d_num_layers=FLAGS.depth_d_num_layers,
-            generator=FLAGS.generator,
-            init=FLAGS.init,
-        )
-    except ValueError as error:
-        field = str(error).split(":", 1)[-1].strip()
-        raise UsageError(f"architecture flags: {field}") from None
-
-
-def _prepare_data():
-    """Check (or generate) the dataset and return its card; errors name --data_dir / --image_size."""
+def _prepare_data(config):
+    """Check (or generate) the dataset; returns (config with --image_size resolved from the card, card). Errors
+    name --data_dir / --image_size."""
     from expr3d.data import dataset_card
 
-    data_dir = FLAGS.data_dir  # required (checked while parsing)
-    if FLAGS.generate_synthetic and not os.path.exists(os.path.join(data_dir, dataset_card.CARD_NAME)):
-        if FLAGS.image_size is None:
+    data_dir = config.data_dir
+    if config.generate_synthetic and not os.path.exists(os.path.join(data_dir, dataset_card.CARD_NAME)):
+        if config.image_size is None:
             raise UsageError("--generate_synthetic needs --image_size")
         from expr3d.data import synthetic
 
         print(f"expr3d.train: generating the synthetic dataset in {data_dir} "
-              f"({FLAGS.synthetic_identities} identities x {FLAGS.synthetic_images_per_identity} images, "
-              f"{FLAGS.image_size} px)", file=sys.stderr, flush=True)
+              f"({config.synthetic_identities} identities x {config.synthetic_images_per_identity} images, "
+              f"{config.image_size} px)", file=sys.stderr, flush=True)
         synthetic.generate_dataset(
             data_dir,
-            num_identities=FLAGS.synthetic_identities,
-            image_size=FLAGS.image_size,
-            seed=FLAGS.synthetic_seed,
-            images_per_identity=FLAGS.synthetic_images_per_identity,
+            num_identities=config.synthetic_identities,
+            image_size=config.image_size,
+            seed=config.synthetic_seed,
+            images_per_identity=config.synthetic_images_per_identity,
         )
     try:
         card = dataset_card.load_card(data_dir)
@@ -258,11 +88,11 @@ def _prepare_data():
     if int(train.get("num_examples", 0)) == 0:
         raise UsageError(f"--data_dir={data_dir}: the dataset card lists no training examples")
     stored = int(card["image_size"])
-    if FLAGS.image_size is None:
-        FLAGS.image_size = stored
-    elif FLAGS.image_size != stored and not FLAGS.allow_resize:
+    if config.image_size is None:
+        config = config.replace(image_size=stored)
+    elif config.image_size != stored and not config.allow_resize:
         raise UsageError(
-            f"--image_size={FLAGS.image_size} does not match the dataset card of {data_dir} (image_size {stored}); "
+            f"--image_size={config.image_size} does not match the dataset card of {data_dir} (image_size {stored}); "
             f"pass --image_size={stored}, or --allow_resize to resize on the fly"
         )
     if card.get("num_classes", NUM_EXPRESSIONS) != NUM_EXPRESSIONS or (
@@ -270,41 +100,18 @@ def _prepare_data():
     ):
         raise UsageError(f"--data_dir={data_dir}: the dataset card's expressions {card.get('expressions')} do not "
                          f"match the {NUM_EXPRESSIONS} classes of expr3d.labels")
-    return card
+    return config, card
 
 
-def _card_summary(card):
+def _card_summary(config, card):
     return {
-        "data_dir": os.path.abspath(FLAGS.data_dir),
+        "data_dir": os.path.abspath(config.data_dir),
         "name": card.get("name"),
         "schema_version": card.get("schema_version"),
         "image_size": card.get("image_size"),
         "splits": {split: {"num_examples": info.get("num_examples"), "counts": info.get("counts")}
                    for split, info in card.get("splits", {}).items()},
     }
-
-
-def _stages_to_run():
-    if FLAGS.stage == "depth":
-        return ["depth"]
-    if FLAGS.stage == "gan":
-        return ["gan"]
-    return ["gan"] if FLAGS.depth_weight == 0 else ["depth", "gan"]
-
-
-def _validate_flags(num_replicas):
-    """What the flags' validators (bounds, checked while parsing) cannot see: the replicas and the strategy."""
-    stages = _stages_to_run()
-    batches = [("batch_size", FLAGS.batch_size)] if "gan" in stages else []
-    if "depth" in stages:
-        batches.append(("batch_size_depth" if FLAGS.batch_size_depth else "batch_size",
-                        FLAGS.batch_size_depth or FLAGS.batch_size))
-    for name, value in batches:
-        if value % num_replicas:
-            raise UsageError(f"--{name}={value} is not divisible by the {num_replicas} replicas of "
-                             f"--strategy={FLAGS.strategy}")
-    if FLAGS.jit_compile and FLAGS.strategy != "default":
-        raise UsageError("--jit_compile is supported with --strategy=default only")
 
 
 def _with_model_config_defaults(run_config):
@@ -319,35 +126,34 @@ def _with_model_config_defaults(run_config):
     return dict(run_config, model_config=completed)
 
 
-def _check_resume(run_config):
+def _check_resume(config, run_config):
     from expr3d.training import checkpoints
 
-    saved = RunDir(FLAGS.model_dir).read_config()
+    saved = RunDir(config.model_dir).read_config()
     if saved is None:
         return
     diff = checkpoints.config_diff(_with_model_config_defaults(saved), run_config, ARCHITECTURE_KEYS)
     if diff:
         raise UsageError(
-            f"--model_dir={FLAGS.model_dir} holds a run with a different architecture or data stream; resume it with "
-            f"its own flags (config.json) or use a new --model_dir. Differences:\n{diff}"
+            f"--model_dir={config.model_dir} holds a run with a different architecture or data stream; resume it "
+            f"with its own flags (config.json) or use a new --model_dir. Differences:\n{diff}"
         )
 
 
-def _check_stage_one(stages):
+def _check_stage_one(config, stages):
     from expr3d.training import checkpoints
 
-    depth_dir = RunDir(FLAGS.model_dir).checkpoint_dir("depth")
-    gan_dir = RunDir(FLAGS.model_dir).checkpoint_dir("gan")
-    if "gan" in stages and "depth" not in stages and FLAGS.depth_weight > 0:
+    depth_dir = RunDir(config.model_dir).checkpoint_dir("depth")
+    gan_dir = RunDir(config.model_dir).checkpoint_dir("gan")
+    if "gan" in stages and "depth" not in stages and config.depth_weight > 0:
         if not checkpoints.checkpoint_exists(depth_dir) and not checkpoints.checkpoint_exists(gan_dir):
             raise UsageError(
-                f"--stage=gan with --depth_weight={FLAGS.depth_weight} needs the stage-1 checkpoint in {depth_dir} "
+                f"--stage=gan with --depth_weight={config.depth_weight} needs the stage-1 checkpoint in {depth_dir} "
                 f"(run --stage=depth first, use --stage=all, or --depth_weight=0 for plain StarGAN)"
             )
 
 
-def _check_model_dir():
-    model_dir = FLAGS.model_dir  # required (checked while parsing)
+def _check_model_dir(model_dir):
     if os.path.lexists(model_dir) and not os.path.isdir(model_dir):
         raise UsageError(f"--model_dir={model_dir} is a file, not a run directory; choose a new or empty folder")
     if os.path.isdir(model_dir):
@@ -358,63 +164,60 @@ def _check_model_dir():
                              f"into a new or empty folder or resumes a run, so choose another --model_dir")
 
 
-def run():
-    """Everything after flag parsing; raises UsageError / NonFiniteLossError; returns the exit status."""
-    _check_model_dir()
+def run(config, hooks=None):
+    """Train as `config` says; returns the exit status (0, or 143/130 after a signal: checkpointed). Raises
+    UsageError / RecordError / CheckpointError / DiskFullError / NonFiniteLossError (`errors()`).
+
+    `hooks`: a `loop.StepHooks` (tests: NaN batches, a pause after each iteration); default none.
+    """
+    config.validate()  # the required fields; the replicas are checked once the strategy exists
+    _check_model_dir(config.model_dir)
     from expr3d.training import runtime
 
-    runtime.configure_cpu_devices(FLAGS.cpu_devices)
-    if FLAGS.op_determinism:
-        import tensorflow as tf
+    runtime.configure_cpu_devices(config.cpu_devices)
+    runtime.set_op_determinism(config.op_determinism)
+    loss_scaled = runtime.set_precision(config.mixed_precision)
+    strategy = runtime.make_strategy(config.strategy)
+    config.validate(strategy.num_replicas_in_sync)
+    config, card = _prepare_data(config)
+    model_config = config.model_config()
+    stages = config.stages()
 
-        tf.config.experimental.enable_op_determinism()
-    loss_scaled = runtime.set_precision(FLAGS.mixed_precision)
-    strategy = runtime.make_strategy(FLAGS.strategy)
-    _validate_flags(strategy.num_replicas_in_sync)
-    card = _prepare_data()
-    model_config = _model_config()
-    stages = _stages_to_run()
-
-    flag_values = _flag_values()
     run_config = {
-        "flags": flag_values,
+        "flags": config.to_dict(),
         "model_config": model_config.to_dict(),
-        "geometry": FLAGS.geometry,
-        "data_stream": {name: (os.path.abspath(FLAGS[name].value) if name == "data_dir" else FLAGS[name].value)
-                        for name in DATA_STREAM_FLAGS},
-        "dataset": _card_summary(card),
+        "geometry": config.geometry,
+        "data_stream": config.data_stream(),
+        "dataset": _card_summary(config, card),
         "versions": storage.library_versions("tensorflow", "keras", "numpy", "expr3d"),
         "num_replicas": strategy.num_replicas_in_sync,
-        "precision": runtime.resolve_precision(FLAGS.mixed_precision),
+        "precision": runtime.resolve_precision(config.mixed_precision),
     }
-    _check_resume(run_config)
-    _check_stage_one(stages)
+    _check_resume(config, run_config)
+    _check_stage_one(config, stages)
 
-    run_config.update(_check_data(card))
-    vgg_needed = "depth" in stages and FLAGS.perceptual_weight > 0
-    if vgg_needed:
+    run_config.update(_check_data(config, card))
+    if "depth" in stages and config.perceptual_weight > 0:
         from expr3d.models.perceptual import resolve_vgg19_weights
 
         try:
-            resolve_vgg19_weights(FLAGS.vgg19_weights)
+            resolve_vgg19_weights(config.vgg19_weights)
         except (FileNotFoundError, ValueError) as error:
             raise UsageError(str(error).splitlines()[0] + " (or train with --perceptual_weight=0)") from None
 
-    return _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_needed)
+    return _train(config, strategy, loss_scaled, model_config, run_config, stages, hooks)
 
 
-def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_needed):
+def _train(config, strategy, loss_scaled, model_config, run_config, stages, hooks):
     import tensorflow as tf
 
-    from expr3d.models import VGG19Features, build_models
+    from expr3d.models import build_models
     from expr3d.training import checkpoints, inputs, runtime, summaries
-    from expr3d.training.depth_guided_stargan import DepthGuidedStarGAN
-    from expr3d.training.depth_pretrainer import DepthPretrainer
     from expr3d.training.loop import StageLoop, StopRequest
-    from expr3d.training.schedules import LinearDecaySchedule
+    from expr3d.training.stages import build_stage
 
-    runtime.seed_everything(FLAGS.seed)
-    model_dir = FLAGS.model_dir
+    runtime.seed_everything(config.seed)
+    model_dir = config.model_dir
     os.makedirs(model_dir, exist_ok=True)
     run_dir = RunDir(model_dir)
     saved = run_dir.read_config() or {}
@@ -434,84 +237,46 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
         run_config["stage"], run_config["step"] = stage, step
         run_dir.write_config(run_config)
 
+    def data_error(error, splits):
+        return _data_error(config, error, splits)
+
     try:
-        samples = inputs.sample_batch(FLAGS.data_dir, FLAGS.num_samples, FLAGS.image_size, FLAGS.geometry,
-                                      skip_corrupt=FLAGS.skip_corrupt)
+        samples = inputs.sample_batch(config.data_dir, config.num_samples, config.image_size, config.geometry,
+                                      skip_corrupt=config.skip_corrupt)
     except tf.errors.OpError as error:
-        described = _data_error(error, ("test", "train"))
+        described = data_error(error, ("test", "train"))
         if described is None:
             raise
         raise described from None
     depth_dir = run_dir.checkpoint_dir("depth")
 
-    adam_epsilon = {"epsilon": FLAGS.adam_epsilon, "epsilon_mode": FLAGS.adam_epsilon_mode}
-
-    def schedule(base_lr, num_steps):
-        return LinearDecaySchedule(base_lr, num_steps, decay_start=int(FLAGS.lr_decay_start * num_steps),
-                                   decay_every=FLAGS.lr_decay_every)
-
     status = "complete"
     with StopRequest() as stop:
         for stage in stages:
             with strategy.scope():
-                if stage == "depth":
-                    num_steps, batch_size = FLAGS.num_steps_depth, FLAGS.batch_size_depth or FLAGS.batch_size
-                    trainer = DepthPretrainer(
-                        networks["g_depth"], networks["d_depth"],
-                        vgg=VGG19Features(weights=FLAGS.vgg19_weights) if vgg_needed else None,
-                        n_critic=FLAGS.n_critic, lambda_cls=FLAGS.lambda_cls, lambda_gp=FLAGS.lambda_gp,
-                        lambda_pix=FLAGS.lambda_pix, lambda_rec=FLAGS.lambda_rec,
-                        perceptual_weight=FLAGS.perceptual_weight, confidence_penalty=FLAGS.confidence_penalty,
-                        confidence_penalty_on=FLAGS.confidence_penalty_on,
-                    )
-                    trainer.compile(
-                        g_optimizer=runtime.make_optimizer(FLAGS.g_lr, FLAGS.beta1, FLAGS.beta2, loss_scaled, "g_depth",
-                                                           **adam_epsilon),
-                        d_optimizer=runtime.make_optimizer(FLAGS.d_lr, FLAGS.beta1, FLAGS.beta2, loss_scaled, "d_depth",
-                                                           **adam_epsilon),
-                    )
-                    schedules = {"g_depth": schedule(FLAGS.g_lr, num_steps), "d_depth": schedule(FLAGS.d_lr, num_steps)}
-                else:
-                    num_steps, batch_size = FLAGS.num_steps_gan, FLAGS.batch_size
-                    trainer = DepthGuidedStarGAN(
-                        **networks, num_classes=NUM_EXPRESSIONS, depth_weight=FLAGS.depth_weight,
-                        n_critic=FLAGS.n_critic, lambda_cls=FLAGS.lambda_cls, lambda_rec=FLAGS.lambda_rec,
-                        lambda_gp=FLAGS.lambda_gp, confidence_penalty=FLAGS.confidence_penalty,
-                        confidence_penalty_on=FLAGS.confidence_penalty_on, lambda_id=FLAGS.lambda_id,
-                        lambda_mask=FLAGS.lambda_mask, lambda_mask_tv=FLAGS.lambda_mask_tv,
-                        critic_warmup_steps=FLAGS.critic_warmup_steps, mask_penalty=FLAGS.mask_penalty,
-                    )
-                    trainer.compile(optimizers={
-                        key: runtime.make_optimizer(FLAGS.g_lr if key.startswith("g") else FLAGS.d_lr, FLAGS.beta1,
-                                                    FLAGS.beta2, loss_scaled, key, **adam_epsilon)
-                        for key in ("g_rgb", "d_rgb", "g_depth", "d_depth")
-                    })
-                    schedules = {key: schedule(FLAGS.g_lr if key.startswith("g") else FLAGS.d_lr, num_steps)
-                                 for key in trainer.optimizers}
-                trainer.build_optimizers()
-
+                built = build_stage(stage, config, networks, loss_scaled)
+            trainer = built.trainer
             dataset = inputs.training_dataset(
-                FLAGS.data_dir, batch_size, FLAGS.image_size, FLAGS.geometry, NUM_EXPRESSIONS,
-                seed=FLAGS.seed + (0 if stage == "depth" else 1), target_mode=FLAGS.target_mode,
-                balanced=FLAGS.balanced, skip_corrupt=FLAGS.skip_corrupt,
+                config.data_dir, built.batch_size, config.image_size, config.geometry, NUM_EXPRESSIONS,
+                seed=built.data_seed, target_mode=config.target_mode, balanced=config.balanced,
+                skip_corrupt=config.skip_corrupt,
             )
             run_summaries = summaries.RunSummaries(model_dir, stage)
-            show_geometry = stage == "depth" or FLAGS.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir)
+            show_geometry = stage == "depth" or config.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir)
 
             def sample_fn(step, trainer=trainer, run_summaries=run_summaries, show_geometry=show_geometry):
-                grid = summaries.render_samples(trainer, samples, FLAGS.geometry, show_geometry=show_geometry)
+                grid = summaries.render_samples(trainer, samples, config.geometry, show_geometry=show_geometry)
                 run_summaries.grid(grid, step)
 
             loop = StageLoop(
-                trainer, strategy, dataset, run_dir.stage_dir(stage), num_steps, schedules, networks,
-                keep_checkpoints=FLAGS.keep_checkpoints, checkpoint_every=FLAGS.checkpoint_every,
-                summary_every=FLAGS.summary_every, sample_every=FLAGS.sample_every, summaries=run_summaries,
+                trainer, strategy, dataset, run_dir.stage_dir(stage), built.num_steps, built.schedules, networks,
+                keep_checkpoints=config.keep_checkpoints, checkpoint_every=config.checkpoint_every,
+                summary_every=config.summary_every, sample_every=config.sample_every, summaries=run_summaries,
                 sample_fn=sample_fn, on_checkpoint=lambda step, stage=stage: export(stage, step),
-                jit_compile=FLAGS.jit_compile, stop=stop, show_progress=FLAGS.progress,
-                step_delay=FLAGS.debug_step_delay, nan_at_step=FLAGS.debug_nan_at_step,
-                describe_input_error=lambda error: _data_error(error, ("train",)),
+                jit_compile=config.jit_compile, stop=stop, show_progress=config.progress, hooks=hooks,
+                describe_input_error=lambda error: data_error(error, ("train",)),
             )
-            if stage == "depth" or FLAGS.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir):
+            if show_geometry:
                 trained.update(("g_depth", "d_depth"))
             if stage == "gan":
                 trained.update(("g_rgb", "d_rgb"))
@@ -539,7 +304,7 @@ def _train(strategy, loss_scaled, model_config, card, run_config, stages, vgg_ne
     return EXIT_SIGNAL.get(status, 1)
 
 
-def _check_data(card):
+def _check_data(config, card):
     """Before training: the shards the dataset card lists exist (RecordError naming a missing one); with
     --skip_corrupt, the splits this run reads are scanned and what will be skipped is logged and returned for
     config.json: {"skipped_records": {split: count}, "skipped_problems": [first lines]}."""
@@ -547,37 +312,37 @@ def _check_data(card):
 
     has_test = int(card["splits"].get("test", {}).get("num_examples", 0)) > 0
     splits = ["train"] + (["test"] if has_test else [])  # the test split gives the sample grid
-    if not FLAGS.skip_corrupt:
+    if not config.skip_corrupt:
         for split in splits:
             try:
-                records.split_files(FLAGS.data_dir, split, card)
+                records.split_files(config.data_dir, split, card)
             except schema.MissingShardError as error:
                 raise schema.RecordError(f"{error}; pass --skip_corrupt to train without its records") from None
         return {}
     skipped, problems = {}, []
     for split in splits:
-        report = pipeline.scan_split(FLAGS.data_dir, split, card=card)
+        report = pipeline.scan_split(config.data_dir, split, card=card)
         skipped[split] = report["skipped"]
         problems.extend(report["problems"])
         if report["skipped"]:
             print(f"expr3d.train: --skip_corrupt: skipping {report['skipped']} of {report['records']} '{split}' "
-                  f"records of {FLAGS.data_dir}:", file=sys.stderr)
+                  f"records of {config.data_dir}:", file=sys.stderr)
             for line in report["problems"][:10]:
                 print(f"  {line}", file=sys.stderr)
             if len(report["problems"]) > 10:
                 print(f"  ... and {len(report['problems']) - 10} more", file=sys.stderr)
         if report["problems"] and report["skipped"] >= report["records"]:
             raise schema.RecordError(f"--skip_corrupt: none of the {report['records']} '{split}' records of "
-                                     f"{FLAGS.data_dir} is usable (first: {report['problems'][0]})")
+                                     f"{config.data_dir} is usable (first: {report['problems'][0]})")
     return {"skipped_records": skipped, "skipped_problems": problems[:20]}
 
 
-def _data_error(error, splits):
+def _data_error(config, error, splits):
     """A one-line RecordError for a TensorFlow error raised while reading `splits` (None: not about the data)."""
     from expr3d.data import pipeline, schema
 
-    described = pipeline.describe_read_error(error, FLAGS.data_dir, splits)
-    if described is None or FLAGS.skip_corrupt:
+    described = pipeline.describe_read_error(error, config.data_dir, splits)
+    if described is None or config.skip_corrupt:
         return described
     return schema.RecordError(f"{described}; pass --skip_corrupt to skip bad records")
 
@@ -589,8 +354,9 @@ def flag_values_for_text(run_config):
 
 
 def main(argv):
+    """The CLI: the config built from the parsed flags, once."""
     cli.no_arguments(argv)
-    return run()
+    return run(TrainConfig.from_flags(flags.FLAGS))
 
 
 def errors():
@@ -608,6 +374,10 @@ def errors():
 
 def run_cli():
     """`python -m expr3d.train` and the `expr3d-train` console script."""
+    from expr3d.training import config
+
+    define_flags()
+    flags.adopt_module_key_flags(config)  # --help lists them as this command's own (they are defined there)
     cli.run(main, "expr3d.train", errors=errors)
 
 

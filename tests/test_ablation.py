@@ -117,3 +117,24 @@ def test_tiny_study_end_to_end_with_shared_depth_pretraining(tmp_path):
     assert (root / "comparison" / "comparison.md").exists()
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)  # a finished study: all skipped
     assert again.returncode == 0 and "stage 1 of depth_seed0: done already" in again.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_an_in_process_training_run_does_not_depend_on_the_run_before_it(tmp_path):
+    # The study trains every run in its own process (InProcess): a run must give the same weights whatever ran
+    # before it there. B, then another variant A, then B again: both Bs equal, tensor for tensor.
+    from tests.training.conftest import write_tiny_dataset
+    from tests.training.test_train import TINY_FLAGS, checkpoint_weights
+
+    data = write_tiny_dataset(str(tmp_path / "data"))
+    common = [sys.executable, "-m", "expr3d.train", f"--data_dir={data}", *TINY_FLAGS, "--num_steps_depth=2",
+              "--num_steps_gan=2", "--checkpoint_every=0", "--sample_every=0", "--num_samples=2", "--progress=false"]
+    runs = [("b1", ["--depth_weight=0", "--generator=attention"]), ("a", ["--depth_weight=0.1"]),
+            ("b2", ["--depth_weight=0", "--generator=attention"])]
+    for name, variant in runs:
+        assert ablation.InProcess(common + [f"--model_dir={tmp_path / name}"] + variant)() == (0, "")
+    name_1, first = checkpoint_weights(str(tmp_path / "b1"), "gan")
+    name_2, second = checkpoint_weights(str(tmp_path / "b2"), "gan")
+    assert name_1 == name_2 and first.keys() == second.keys()
+    assert [key for key in first if not (first[key] == second[key]).all()] == []

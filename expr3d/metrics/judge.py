@@ -258,14 +258,15 @@ def define_flags():
               f"a multiple of {SIZE_STEP} from {MIN_SIZE} to {MAX_SIZE} (the procedural faces' sizes)")
 
 
-def define_judge_flags(flags):
-    """The automatic judge's flags and their bounds (shared by `expr3d.evaluate`)."""
+def define_judge_flags(flags, flag_values=None):
+    """The automatic judge's flags and their bounds (shared by `expr3d.evaluate`); `flags`: absl's module, or
+    `cli.defining_on(flag_values)` with the `flag_values` it defines on."""
     flags.DEFINE_string("judge_cache_dir", None, f"cache of automatic judges (default ${CACHE_ENV}, else "
                                                  "$XDG_CACHE_HOME/expr3d/judges or ~/.cache/expr3d/judges)")
     flags.DEFINE_integer("judge_identities", JUDGE_IDENTITIES, "generated identities of the automatic judge's data")
     flags.DEFINE_integer("judge_epochs", JUDGE_EPOCHS, "training epochs of the automatic judge")
-    cli.at_least("judge_identities", 2, "identities are split between train and test")
-    cli.at_least("judge_epochs", 1)
+    cli.at_least("judge_identities", 2, "identities are split between train and test", flag_values=flag_values)
+    cli.at_least("judge_epochs", 1, flag_values=flag_values)
 
 
 def main(argv):

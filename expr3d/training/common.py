@@ -93,7 +93,7 @@ class NCriticSchedule:
     """Mixin of both trainers: n_critic critic updates per generator update (StarGAN's counting).
 
     One iteration = one critic update on one global batch, plus a generator update on every n_critic-th iteration.
-    The host class provides `critic_step`, `generator_step`, `_generator_terms()`, `n_critic` and `iteration`.
+    The host class provides `critic_step`, `generator_step`, `n_critic` and `iteration`.
     A host with `critic_warmup_steps > 0` (and a `critic_warmup_step`) runs that step instead of an iteration for
     its first `critic_warmup_steps` iterations; they count as iterations (checkpoints, learning-rate schedule), and
     the n_critic schedule counts from the first iteration after them.
@@ -112,20 +112,4 @@ class NCriticSchedule:
         logs = as_float_logs(self.critic_step(batch))
         if update_generator:
             logs.update(as_float_logs(self.generator_step(batch)))
-        return logs
-
-    def train_step(self, batch):
-        """`Model.fit` entry point: the generator update is decided from `self.iteration` (single device).
-
-        `Model.fit` traces this as ONE graph holding the critic and the generator update (inside a `tf.cond`);
-        `python -m expr3d.train` runs them as two calls (`loop.make_distributed_step`), the layout the
-        graph == eager and resume tests cover. Prefer the CLI / `StageLoop`.
-        """
-        if self.critic_warmup_steps:
-            raise NotImplementedError("critic warm-up iterations need the CLI's loop (StageLoop), not Model.fit")
-        logs = as_float_logs(self.critic_step(batch))
-        update = tf.equal((self.iteration + 1) % self.n_critic, 0)
-        zeros = {name: tf.constant(0.0) for name in self._generator_terms()}
-        logs.update(tf.cond(update, lambda: as_float_logs(self.generator_step(batch)), lambda: zeros))
-        self.iteration.assign_add(1)
         return logs

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from expr3d import losses
 from expr3d.models.attention_generator import AttentionGenerator
-from expr3d.training import common
+from expr3d.training import common, objectives
 
 RGB_CRITIC_TERMS = ("d_adv", "d_cls", "d_gp", "d_total")
 DEPTH_CRITIC_TERMS = ("dd_adv", "dd_cls", "dd_entropy", "dd_gp", "dd_total")
@@ -24,7 +24,7 @@ ATTENTION_TERMS = ("g_mask", "g_mask_tv")  # only with an AttentionGenerator G_r
 class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
     """StarGAN guided by a pre-trained depth network: `min_G max_D  L_rgb + depth_weight * L_depth` (PAPER.md).
 
-    One *iteration* (`train_step`) is one update of each critic (D_rgb, and D_depth when `depth_weight > 0`) on one
+    One *iteration* is one update of each critic (D_rgb, and D_depth when `depth_weight > 0`) on one
     batch, plus one update of the generators (G_rgb, and G_depth when `depth_weight > 0`) on the same batch and the
     same targets when the iteration number `i` (from 0) satisfies `(i + 1) % n_critic == 0` (StarGAN's schedule).
 
@@ -221,28 +221,14 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             variables.append(self.d_depth.trainable_variables)
         persistent = any(common.is_loss_scaled(o) for o in optimizers) and len(optimizers) > 1
         with tf.GradientTape(persistent=persistent) as tape:
-            real_src, real_cls = self.d_rgb(image, training=True)
-            fake_src, _ = self.d_rgb(fake, training=True)
-            logs = {
-                "d_adv": losses.critic_adversarial_loss(real_src, fake_src),
-                "d_cls": losses.classification_loss(real_cls, labels),
-                "d_gp": common.gradient_penalty(self.d_rgb, image, fake, batch["alpha"]),
-            }
-            logs["d_total"] = logs["d_adv"] + self.lambda_cls * logs["d_cls"] + self.lambda_gp * logs["d_gp"]
+            logs = objectives.critic_loss(self.d_rgb, image, fake, labels, batch["alpha"], self.lambda_cls,
+                                          self.lambda_gp, prefix="d")
             total = logs["d_total"]
             if self.uses_depth:
-                geometry = batch["geometry"]
-                real_src, real_cls = self.d_depth(geometry, training=True)
-                fake_src, _ = self.d_depth(fake_geometry, training=True)
-                logs["dd_adv"] = losses.critic_adversarial_loss(real_src, fake_src)
-                logs["dd_cls"] = losses.classification_loss(real_cls, labels)
-                logs["dd_entropy"] = tf.reduce_mean(losses.entropy(real_cls))
-                logs["dd_gp"] = common.gradient_penalty(self.d_depth, geometry, fake_geometry, batch["alpha_depth"])
-                classification = logs["dd_cls"]
-                if self.penalty_on_critic:  # on D_depth's classification of the REAL geometry
-                    logs["dd_conf"] = losses.confidence_penalty(real_cls, self.confidence_penalty)
-                    classification = classification + logs["dd_conf"]
-                logs["dd_total"] = logs["dd_adv"] + self.lambda_cls * classification + self.lambda_gp * logs["dd_gp"]
+                logs.update(objectives.critic_loss(
+                    self.d_depth, batch["geometry"], fake_geometry, labels, batch["alpha_depth"], self.lambda_cls,
+                    self.lambda_gp, prefix="dd", log_entropy=True,
+                    confidence_penalty=self.confidence_penalty if self.penalty_on_critic else None))
                 # The two critics share no variables: one backward pass of the sum updates both.
                 total = total + logs["dd_total"]
             if persistent:
@@ -268,14 +254,10 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         persistent = any(common.is_loss_scaled(o) for o in optimizers)
         with tf.GradientTape(persistent=persistent) as tape:
             fake, fake_mask = self._translate_with_mask(image, target)
-            fake_src, fake_cls = self.d_rgb(fake, training=True)
+            logs, classification = objectives.generator_terms(self.d_rgb, fake, target_labels, prefix="g")
             reconstruction, reconstruction_mask = self._translate_with_mask(fake, original)
-            logs = {
-                "g_adv": losses.generator_adversarial_loss(fake_src),
-                "g_cls": losses.classification_loss(fake_cls, target_labels),
-                "g_rec": losses.l1_loss(image, reconstruction),
-            }
-            logs["g_rgb_total"] = logs["g_adv"] + self.lambda_cls * logs["g_cls"] + self.lambda_rec * logs["g_rec"]
+            logs["g_rec"] = losses.l1_loss(image, reconstruction)
+            logs["g_rgb_total"] = logs["g_adv"] + self.lambda_cls * classification + self.lambda_rec * logs["g_rec"]
             if self.lambda_id > 0:
                 logs["g_id"] = losses.l1_loss(image, self.g_rgb([image, original], training=True))
                 logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_id * logs["g_id"]
@@ -288,15 +270,12 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             total = logs["g_rgb_total"]
             if self.uses_depth:
                 fake_geometry = self.g_depth.to_geometry(fake, training=True)
-                depth_src, depth_cls = self.d_depth(fake_geometry, training=True)
+                # The penalty, when on this side: on D_depth's classification of G(x_t), in the generators' loss.
+                depth_terms, classification = objectives.generator_terms(
+                    self.d_depth, fake_geometry, target_labels, prefix="gd", log_entropy=True,
+                    confidence_penalty=None if self.penalty_on_critic else self.confidence_penalty)
                 cycle = self.g_depth.to_rgb(fake_geometry, training=True)
-                logs["gd_adv"] = losses.generator_adversarial_loss(depth_src)
-                logs["gd_cls"] = losses.classification_loss(depth_cls, target_labels)
-                logs["gd_entropy"] = tf.reduce_mean(losses.entropy(depth_cls))
-                classification = logs["gd_cls"]
-                if not self.penalty_on_critic:  # on D_depth's classification of G(x_t), in the generators' loss
-                    logs["gd_conf"] = losses.confidence_penalty(depth_cls, self.confidence_penalty)
-                    classification = classification + logs["gd_conf"]
+                logs.update(depth_terms)
                 logs["gd_rec"] = losses.l1_loss(fake, cycle)
                 logs["gd_total"] = logs["gd_adv"] + self.lambda_cls * classification + self.lambda_rec * logs["gd_rec"]
                 total = total + self.depth_weight * logs["gd_total"]

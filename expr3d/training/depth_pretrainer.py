@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from expr3d import losses
-from expr3d.training import common
+from expr3d.training import common, objectives
 
 # Every loss term the pre-trainer logs, in a fixed order (TensorBoard tags "depth/<name>"). `d_entropy` / `g_entropy`
 # are the mean entropy (nats) of D_depth's class distribution on the real geometry (critic step) and on G(x)
@@ -20,7 +20,7 @@ PENALTY_SIDES = ("critic", "generator")
 class DepthPretrainer(common.NCriticSchedule, keras.Model):
     """Pre-trains G_depth (RGB <-> geometry translator) against D_depth (PAPER.md "Pre-training the depth network").
 
-    One *iteration* (`train_step`) is one critic update of D_depth on one batch, plus one translator update of
+    One *iteration* is one critic update of D_depth on one batch, plus one translator update of
     G_depth on the same batch when the iteration number `i` (counted from 0) satisfies `(i + 1) % n_critic == 0`
     (StarGAN's schedule: `num_steps` iterations give `num_steps / n_critic` translator updates).
 
@@ -128,17 +128,10 @@ class DepthPretrainer(common.NCriticSchedule, keras.Model):
         image, geometry, labels = batch["image"], batch["geometry"], batch["expression"]
         fake = tf.stop_gradient(self.g_depth.to_geometry(image, training=True))
         with tf.GradientTape(persistent=common.is_loss_scaled(self.d_optimizer)) as tape:
-            real_src, real_cls = self.d_depth(geometry, training=True)
-            fake_src, _ = self.d_depth(fake, training=True)
-            d_adv = losses.critic_adversarial_loss(real_src, fake_src)
-            d_cls = losses.classification_loss(real_cls, labels)
-            d_gp = common.gradient_penalty(self.d_depth, geometry, fake, batch["alpha_depth"])
-            logs = {"d_adv": d_adv, "d_cls": d_cls, "d_entropy": tf.reduce_mean(losses.entropy(real_cls)), "d_gp": d_gp}
-            classification = d_cls
-            if self.penalty_on_critic:  # on D_depth's classification of the REAL geometry
-                logs["d_conf"] = losses.confidence_penalty(real_cls, self.confidence_penalty)
-                classification = d_cls + logs["d_conf"]
-            logs["d_total"] = d_adv + self.lambda_cls * classification + self.lambda_gp * d_gp
+            logs = objectives.critic_loss(
+                self.d_depth, geometry, fake, labels, batch["alpha_depth"], self.lambda_cls, self.lambda_gp,
+                prefix="d", log_entropy=True,
+                confidence_penalty=self.confidence_penalty if self.penalty_on_critic else None)
             scaled = common.scaled_for_update(logs["d_total"], [self.d_optimizer])
         common.apply_updates(tape, scaled, [self.d_optimizer], [self.d_depth.trainable_variables], computed_first=logs)
         return logs
@@ -147,26 +140,22 @@ class DepthPretrainer(common.NCriticSchedule, keras.Model):
         image, geometry, labels = batch["image"], batch["geometry"], batch["expression"]
         with tf.GradientTape(persistent=common.is_loss_scaled(self.g_optimizer)) as tape:
             fake = self.g_depth.to_geometry(image, training=True)
-            fake_src, fake_cls = self.d_depth(fake, training=True)
+            # The penalty, when on this side: on D_depth's classification of the ESTIMATE G(x), in G_depth's loss.
+            terms, classification = objectives.generator_terms(
+                self.d_depth, fake, labels, prefix="g", log_entropy=True,
+                confidence_penalty=None if self.penalty_on_critic else self.confidence_penalty)
             g_pix = losses.l1_loss(geometry, fake)
             if self.vgg is not None:
                 g_per = losses.perceptual_loss(self.vgg(geometry), self.vgg(fake))
             else:
                 g_per = tf.constant(0.0)
-            g_adv = losses.generator_adversarial_loss(fake_src)
-            g_cls = losses.classification_loss(fake_cls, labels)
-            logs = {"g_pix": g_pix, "g_per": g_per, "g_adv": g_adv, "g_cls": g_cls,
-                    "g_entropy": tf.reduce_mean(losses.entropy(fake_cls))}
-            classification = g_cls
-            if not self.penalty_on_critic:  # on D_depth's classification of the ESTIMATE G(x), in G_depth's loss
-                logs["g_conf"] = losses.confidence_penalty(fake_cls, self.confidence_penalty)
-                classification = g_cls + logs["g_conf"]
+            logs = {"g_pix": g_pix, "g_per": g_per, **terms}
             reconstruction = self.g_depth.to_rgb(fake, training=True)
             logs["g_rec"] = g_rec = losses.l1_loss(image, reconstruction)
             logs["g_total"] = (
                 self.lambda_pix * g_pix
                 + self.perceptual_weight * g_per
-                + g_adv
+                + terms["g_adv"]
                 + self.lambda_cls * classification
                 + self.lambda_rec * g_rec
             )

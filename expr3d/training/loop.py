@@ -4,7 +4,6 @@ import math
 import os
 import signal
 import sys
-import time
 
 import numpy as np
 import tensorflow as tf
@@ -52,7 +51,7 @@ def _distributed(strategy, method, jit_compile, poison):
     from expr3d.training.common import as_float_logs
 
     def replica(batch):
-        if poison:  # --debug_nan_at_step: NaN images through the real networks and losses
+        if poison:  # StepHooks.poison_batch: NaN images through the real networks and losses
             batch = dict(batch, image=batch["image"] * float("nan"))
         return as_float_logs(method(batch))
 
@@ -89,6 +88,27 @@ def make_distributed_step(strategy, trainer, update_generator, jit_compile=False
     return iteration
 
 
+class StepHooks:
+    """What a test may do to a `StageLoop` between its iterations; these defaults do nothing (production).
+
+    Example (tests/training/train_with_hooks.py):
+    ```python
+    class NanAt(StepHooks):
+        def poison_batch(self, step):
+            return step == 3
+    ```
+    """
+
+    def poison_batch(self, step):
+        """True: iteration `step` (0-based, within the stage) runs on NaN images, through the real networks and
+        losses (here, not in tf.data, because a restored iterator replays its buffered batches)."""
+        return False
+
+    def after_step(self, step):
+        """Called after each iteration; `step` iterations of the stage are done (e.g. a pause, so that a tiny run
+        lives long enough to be signalled)."""
+
+
 def format_logs(logs, keys=("d_total", "g_total", "g_rec", "g_pix", "gd_total")):
     return " ".join(f"{k}={logs[k]:.3f}" for k in keys if k in logs)
 
@@ -111,9 +131,7 @@ class StageLoop:
         jit_compile: XLA-compile the step functions.
         stop: a `StopRequest`.
         show_progress: print the progress line with ETA.
-        step_delay: seconds to sleep after each iteration (tests: keeps a tiny run alive long enough to signal it).
-        nan_at_step: feed NaN images at this (0-based) iteration (tests the non-finite-loss stop). Done here and not
-            in tf.data, because a restored iterator replays its buffered batches.
+        hooks: a `StepHooks` (tests: NaN batches, a pause after each iteration); default: none.
         describe_input_error: `tf error -> exception or None`, called when fetching a batch fails (a corrupt
             record): the exception it returns (e.g. a one-line `RecordError` naming the shard) is raised instead.
         warn: `message -> None` for warnings (a damaged checkpoint skipped, a data position that could not be
@@ -122,8 +140,8 @@ class StageLoop:
 
     def __init__(self, trainer, strategy, dataset, stage_dir, num_steps, schedules, networks, keep_checkpoints=3,
                  checkpoint_every=1000, summary_every=100, sample_every=1000, summaries=None, sample_fn=None,
-                 on_checkpoint=None, jit_compile=False, stop=None, show_progress=True, step_delay=0.0,
-                 nan_at_step=-1, describe_input_error=None, warn=None):
+                 on_checkpoint=None, jit_compile=False, stop=None, show_progress=True, hooks=None,
+                 describe_input_error=None, warn=None):
         self.trainer = trainer
         self.strategy = strategy
         self.num_steps = int(num_steps)
@@ -136,7 +154,7 @@ class StageLoop:
         self.on_checkpoint = on_checkpoint
         self.stop = stop or StopRequest(signals=())
         self.show_progress = show_progress
-        self.step_delay = float(step_delay)
+        self.hooks = hooks or StepHooks()
         self.checkpoint_dir = os.path.join(stage_dir, "checkpoints")
 
         self._dataset = dataset
@@ -149,7 +167,6 @@ class StageLoop:
         self._steps = {kind: self._make_step(update, jit_compile)
                        for kind, update in (("both", True), ("critic", False), ("warmup", "warmup"))
                        if update != "warmup" or trainer.critic_warmup_steps}
-        self.nan_at_step = int(nan_at_step)
         self._jit_compile = jit_compile
         self._current_lr = {}
         self._objects = objects
@@ -228,7 +245,7 @@ class StageLoop:
                 break
             self._set_learning_rates(step)
             kind = self.trainer.step_kind(step)
-            if step == self.nan_at_step:
+            if self.hooks.poison_batch(step):
                 update = {"both": True, "critic": False, "warmup": "warmup"}[kind]
                 poisoned = make_distributed_step(self.strategy, self.trainer, update, self._jit_compile, True)
                 logs = poisoned(self._next_batch())
@@ -254,8 +271,7 @@ class StageLoop:
                 last_saved = step
             if progress is not None:
                 progress.update(1, postfix=format_logs(logs))
-            if self.step_delay:
-                time.sleep(self.step_delay)
+            self.hooks.after_step(step)
         if step != last_saved:
             self.save(step)
         if status == "complete" and self.sample_fn is not None and (not self.sample_every or step % self.sample_every):
@@ -267,4 +283,4 @@ class StageLoop:
         return status
 
 
-__all__ = ["NonFiniteLossError", "StageLoop", "StopRequest"]
+__all__ = ["NonFiniteLossError", "StageLoop", "StepHooks", "StopRequest"]

@@ -59,6 +59,20 @@ def configure_cpu_devices(count):
         raise RuntimeError(f"--cpu_devices={count}: TensorFlow was already initialised ({error})") from None
 
 
+def set_op_determinism(enabled):
+    """Bit-reproducible kernels on or off for this process (off is TensorFlow's default; turning it off again
+    matters only when several runs share a process, e.g. the ablation study's)."""
+    import tensorflow as tf
+
+    if enabled:
+        tf.config.experimental.enable_op_determinism()
+        return
+    from tensorflow.python.framework import config as tf_config  # no public "disable" in TF 2.21
+
+    if tf_config.is_op_determinism_enabled():
+        tf_config.disable_op_determinism()
+
+
 def set_precision(policy):
     """Set the global Keras dtype policy ("auto": `auto_precision`); returns whether optimizers need loss scaling.
 

@@ -58,10 +58,10 @@ def main(data_dir):
     # The CLI refuses a global batch the replicas cannot share, before any training.
     from expr3d import train
 
-    train.FLAGS(["expr3d.train", f"--data_dir={data_dir}", "--model_dir=/nonexistent/run", "--strategy=mirrored",
-                 "--batch_size=3"])
+    config = train.parse_config(["expr3d.train", f"--data_dir={data_dir}", "--model_dir=/nonexistent/run",
+                                 "--strategy=mirrored", "--batch_size=3"])
     try:
-        train.run()
+        train.run(config)
         report["indivisible_batch_error"] = None
     except train.UsageError as error:
         report["indivisible_batch_error"] = str(error)

@@ -136,7 +136,7 @@ def test_side_is_validated_logged_and_in_the_config(initial_weights):
         assert gan.get_config()["confidence_penalty_on"] == side
         names = set(gan.log_names)
         assert present <= names and not absent & names and {"dd_entropy", "gd_entropy"} <= names
-        # The generator-update terms (zero-filled on critic-only iterations of Model.fit) carry gd_conf only there.
+        # The generator-update terms (logged on the iterations that update the generators) carry gd_conf only there.
         assert ("gd_conf" in gan._generator_terms()) == (side == "generator")
         assert "dd_conf" not in gan._generator_terms()
     assert DepthGuidedStarGAN(**networks).confidence_penalty_on == "critic"

@@ -28,9 +28,14 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
 NETWORKS = ("g_rgb", "d_rgb", "g_depth", "d_depth")
 
 
-def launch(args, log_path):
+HOOKS_RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_with_hooks.py")
+
+
+def launch(args, log_path, hooks=()):
+    """`python -m expr3d.train args`; with `hooks` (e.g. ["--nan_at_step=3"]), train_with_hooks.py instead."""
     log = open(log_path, "w")
-    return subprocess.Popen([sys.executable, "-m", "expr3d.train"] + args, stdout=log, stderr=subprocess.STDOUT,
+    command = [sys.executable, HOOKS_RUNNER, *hooks] if hooks else [sys.executable, "-m", "expr3d.train"]
+    return subprocess.Popen(command + args, stdout=log, stderr=subprocess.STDOUT,
                             env=ENV, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 
 
@@ -100,14 +105,14 @@ def test_nan_stop_then_resume_after_sigterm_and_sigkill_equals_uninterrupted(run
 
     # 1. NaN images at iteration index 3 of stage 1: exit 3 naming the terms and the iteration; the last good
     #    checkpoint (iteration 2) stays and nothing is written after it.
-    first = launch(args + ["--debug_nan_at_step=3"], root / "nan.log")
+    first = launch(args, root / "nan.log", hooks=["--nan_at_step=3"])
     first.wait(timeout=300)
     log = read_log(root / "nan.log")
     assert first.returncode == 3, log
     assert "non-finite loss in stage depth at iteration 4" in log and "d_total=nan" in log, log
     assert sorted(os.listdir(depth_dir)) == ["ckpt-000000002"]
     # 2. Resume; SIGTERM during stage 1: the run checkpoints where it is and exits with 143.
-    second = launch(args + ["--debug_step_delay=0.3"], root / "terminated.log")
+    second = launch(args, root / "terminated.log", hooks=["--step_delay=0.3"])
     assert wait_for(os.path.join(depth_dir, "ckpt-000000004"), second), read_log(root / "terminated.log")
     second.send_signal(signal.SIGTERM)
     second.wait(timeout=120)
@@ -119,7 +124,7 @@ def test_nan_stop_then_resume_after_sigterm_and_sigkill_equals_uninterrupted(run
     assert 4 <= stopped_at <= 6
     assert os.path.isdir(os.path.join(depth_dir, f"ckpt-{stopped_at:09d}"))
     # 3. Resume; SIGKILL during stage 2 as soon as its first checkpoint is complete.
-    third = launch(args + ["--debug_step_delay=0.3"], root / "killed.log")
+    third = launch(args, root / "killed.log", hooks=["--step_delay=0.3"])
     assert wait_for(os.path.join(model_dir, "gan", "checkpoints", "ckpt-000000002"), third), read_log(root / "killed.log")
     third.send_signal(signal.SIGKILL)
     third.wait()

@@ -14,13 +14,8 @@ TINY = ["--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_lay
 
 
 def run_in_process(args):
-    """Parse `args` as the CLI would and call `train.run()` (raises `train.UsageError` on bad input)."""
-    train.FLAGS.unparse_flags()
-    train.FLAGS(["expr3d.train"] + list(args))
-    try:
-        return train.run()
-    finally:
-        train.FLAGS.unparse_flags()
+    """Parse `args` as the CLI would and call `train.run(config)` (raises `train.UsageError` on bad input)."""
+    return train.run(train.parse_config(["expr3d.train"] + list(args)))
 
 
 def usage_error(args):
@@ -88,30 +83,23 @@ def test_paper_flagfiles_parse_and_stop_at_the_missing_data(name, monkeypatch, t
     message = usage_error([f"--flagfile={path}", f"--model_dir={tmp_path}/run",
                            f"--data_dir={tmp_path}/no_data"])
     assert message.startswith(f"--data_dir={tmp_path}/no_data")
-    train.FLAGS(["expr3d.train", f"--flagfile={path}"])
-    try:
-        expected = {"affectnet": (0.1, 0.1), "rafd": (0.1, 0.1), "affectnet_stargan": (0.0, 0.0)}[name]
-        assert (train.FLAGS.depth_weight, train.FLAGS.confidence_penalty) == expected
-        assert (train.FLAGS.batch_size, train.FLAGS.batch_size_depth, train.FLAGS.n_critic) == (8, 15, 5)
-        assert train.FLAGS.geometry == "depth" and train.FLAGS.image_size == 256
-        # StarGAN's PyTorch initialisation and Adam epsilon; the penalty on the critic (PAPER.md).
-        assert (train.FLAGS.init, train.FLAGS.adam_epsilon, train.FLAGS.adam_epsilon_mode) == (
-            "stargan", 1e-8, "pytorch")
-        assert train.FLAGS.confidence_penalty_on == "critic"
-    finally:
-        train.FLAGS.unparse_flags()
+    config = train.parse_config(["expr3d.train", f"--flagfile={path}"])
+    expected = {"affectnet": (0.1, 0.1), "rafd": (0.1, 0.1), "affectnet_stargan": (0.0, 0.0)}[name]
+    assert (config.depth_weight, config.confidence_penalty) == expected
+    assert (config.batch_size, config.batch_size_depth, config.n_critic) == (8, 15, 5)
+    assert config.geometry == "depth" and config.image_size == 256
+    # StarGAN's PyTorch initialisation and Adam epsilon; the penalty on the critic (PAPER.md).
+    assert (config.init, config.adam_epsilon, config.adam_epsilon_mode) == ("stargan", 1e-8, "pytorch")
+    assert config.confidence_penalty_on == "critic"
 
 
 def test_adam_epsilon_must_be_positive(tiny_dataset, tmp_path):
     # A bound: checked by the flag's validator while parsing, before anything runs (exit code 2 from the CLI).
     from absl import flags
 
-    try:
-        with pytest.raises(flags.IllegalFlagValueError, match=r"flag --adam_epsilon=0.0: must be > 0"):
-            train.FLAGS(["expr3d.train", f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path}/run",
-                         "--adam_epsilon=0"] + TINY)
-    finally:
-        train.FLAGS.unparse_flags()
+    with pytest.raises(flags.IllegalFlagValueError, match=r"flag --adam_epsilon=0.0: must be > 0"):
+        train.parse_config(["expr3d.train", f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path}/run",
+                            "--adam_epsilon=0"] + TINY)
 
 
 def test_a_run_from_before_the_init_option_resumes_as_keras_init_only(tmp_path):
@@ -124,14 +112,11 @@ def test_a_run_from_before_the_init_option_resumes_as_keras_init_only(tmp_path):
     stream = {"data_dir": "/data", "seed": 0}
     with open(tmp_path / "config.json", "w") as f:
         json.dump({"model_config": old, "geometry": "depth", "data_stream": stream}, f)
-    train.FLAGS(["expr3d.train", "--data_dir=/data", f"--model_dir={tmp_path}"])  # both required
-    try:
-        train._check_resume({"model_config": current, "geometry": "depth", "data_stream": stream})  # init "keras"
-        with pytest.raises(train.UsageError, match='"init": "stargan"'):
-            train._check_resume({"model_config": dict(current, init="stargan"), "geometry": "depth",
-                                 "data_stream": stream})
-    finally:
-        train.FLAGS.unparse_flags()
+    config = train.TrainConfig(data_dir="/data", model_dir=str(tmp_path))
+    train._check_resume(config, {"model_config": current, "geometry": "depth", "data_stream": stream})  # "keras"
+    with pytest.raises(train.UsageError, match='"init": "stargan"'):
+        train._check_resume(config, {"model_config": dict(current, init="stargan"), "geometry": "depth",
+                                     "data_stream": stream})
 
 
 def test_model_dir_must_be_a_run_or_new(tiny_dataset, tmp_path):

@@ -1,0 +1,332 @@
+"""`TrainConfig`: everything one training run is told, as one frozen value (the `expr3d.train` flags, one field each).
+
+    config = TrainConfig(data_dir="data/synthetic64", model_dir="runs/a", num_steps_gan=1000)
+    config.validate(num_replicas=1)          # the cross-field rules; bounds are the flags' absl validators
+    exit_status = train.run(config)
+
+`expr3d.train` defines its flags here (`define_flags`: one per field, the field's default, absl bounds) and builds
+the config from them once (`TrainConfig.from_flags`); `parse_config(argv)` does both for in-process callers.
+`to_dict()` is what config.json records under "flags". TensorFlow-free: importing it (and the CLI) costs nothing.
+"""
+
+import dataclasses
+import os
+
+from absl import flags
+
+from expr3d import cli
+from expr3d.cli import UsageError
+from expr3d.labels import NUM_EXPRESSIONS
+
+# What a resumed run's data position depends on (a restored tf.data iterator replays the saved pipeline state).
+DATA_STREAM_FIELDS = ("data_dir", "batch_size", "batch_size_depth", "image_size", "seed", "balanced", "target_mode")
+# Fields that become ModelConfig's (the networks' shapes).
+MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d_num_layers", "depth_g_conv_dim",
+                "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers", "generator", "init")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """One training run's settings: the fields, names and defaults of `expr3d.train`'s flags (its --help says what
+    each means). Build it with keywords, from parsed flags (`from_flags`) or from another (`replace`).
+
+    Example:
+    >>> config = TrainConfig(data_dir="data", model_dir="runs/a", depth_weight=0)
+    >>> config.stages()
+    ['gan']
+    >>> config.replace(stage="depth").stages()
+    ['depth']
+    """
+
+    # --- what to run (field order = config.json's "flags" order, as written by every earlier version)
+    stage: str = "all"
+    data_dir: str = None
+    model_dir: str = None
+    num_steps_depth: int = 200000
+    num_steps_gan: int = 300000
+    batch_size: int = 16
+    batch_size_depth: int = None
+    image_size: int = None
+    allow_resize: bool = False
+    balanced: bool = False
+    skip_corrupt: bool = False
+    # --- synthetic data
+    generate_synthetic: bool = False
+    synthetic_identities: int = 24
+    synthetic_images_per_identity: int = 8
+    synthetic_seed: int = 0
+    # --- architecture
+    g_conv_dim: int = 64
+    g_num_res_blocks: int = 6
+    d_conv_dim: int = 64
+    d_num_layers: int = 6
+    depth_g_conv_dim: int = 64
+    depth_g_num_res_blocks: int = 6
+    depth_d_conv_dim: int = 64
+    depth_d_num_layers: int = 6
+    generator: str = "stargan"
+    geometry: str = "depth"
+    init: str = "keras"
+    # --- losses
+    depth_weight: float = 0.1
+    confidence_penalty: float = 0.1
+    confidence_penalty_on: str = "critic"
+    lambda_cls: float = 1.0
+    lambda_rec: float = 10.0
+    lambda_gp: float = 10.0
+    lambda_id: float = 0.0
+    lambda_mask: float = 0.1
+    mask_penalty: str = "edits"
+    lambda_mask_tv: float = 4.1
+    lambda_pix: float = 10.0
+    perceptual_weight: float = 1.0
+    vgg19_weights: str = "auto"
+    target_mode: str = "permute"
+    # --- optimisation
+    n_critic: int = 5
+    critic_warmup_steps: int = 0
+    g_lr: float = 1e-4
+    d_lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    adam_epsilon: float = 1e-7
+    adam_epsilon_mode: str = "keras"
+    lr_decay_every: int = 1000
+    lr_decay_start: float = 0.5
+    # --- runtime
+    mixed_precision: str = "float32"
+    strategy: str = "default"
+    cpu_devices: int = 0
+    jit_compile: bool = False
+    op_determinism: bool = False
+    seed: int = 0
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    summary_every: int = 100
+    sample_every: int = 1000
+    num_samples: int = 4
+    progress: bool = True
+
+    @classmethod
+    def from_flags(cls, flag_values):
+        """The config of parsed absl flags (`flag_values` defines every field as a flag, e.g. `expr3d.train`'s)."""
+        return cls(**{field.name: flag_values[field.name].value for field in dataclasses.fields(cls)})
+
+    @classmethod
+    def from_dict(cls, values):
+        """The config of a `to_dict()` (e.g. config.json's "flags"); keys that are no field (flags of older
+        versions, e.g. the removed `debug_*`) are ignored, missing ones take the defaults."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in names})
+
+    def replace(self, **changes):
+        """A copy with `changes` (e.g. `image_size` resolved from the dataset card)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self):
+        """{field: value} in field order: config.json's "flags" (same keys and values as the flags gave)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+    # --- derived values -------------------------------------------------------------------------------------------
+
+    def stages(self):
+        """The stages this run trains, in order (stage 1 is skipped for plain StarGAN: --depth_weight=0)."""
+        if self.stage in ("depth", "gan"):
+            return [self.stage]
+        return ["gan"] if self.depth_weight == 0 else ["depth", "gan"]
+
+    def stage_batch_size(self, stage):
+        """The GLOBAL batch size of `stage` ("depth" or "gan")."""
+        return (self.batch_size_depth or self.batch_size) if stage == "depth" else self.batch_size
+
+    def data_stream(self):
+        """What the checkpointed data position depends on (compared when a run resumes)."""
+        return {name: (os.path.abspath(self.data_dir) if name == "data_dir" else getattr(self, name))
+                for name in DATA_STREAM_FIELDS}
+
+    def model_config(self):
+        """The networks' `ModelConfig`; UsageError naming the field when the architecture is impossible."""
+        from expr3d.models import ModelConfig
+
+        try:
+            return ModelConfig(num_classes=NUM_EXPRESSIONS, **{name: getattr(self, name) for name in MODEL_FIELDS})
+        except ValueError as error:
+            field = str(error).split(":", 1)[-1].strip()
+            raise UsageError(f"architecture flags: {field}") from None
+
+    # --- validation -----------------------------------------------------------------------------------------------
+
+    def validate(self, num_replicas=1):
+        """Raise UsageError (one line naming the flag) for what the flags' bounds cannot see: required values,
+        the batch sizes against the replicas, and the strategy. Returns self."""
+        for name in ("data_dir", "model_dir"):
+            if getattr(self, name) is None or not str(getattr(self, name)).strip():
+                raise UsageError(f"--{name} is required")
+        stages = self.stages()
+        batches = [("batch_size", self.batch_size)] if "gan" in stages else []
+        if "depth" in stages:
+            batches.append(("batch_size_depth" if self.batch_size_depth else "batch_size",
+                            self.stage_batch_size("depth")))
+        for name, value in batches:
+            if value % num_replicas:
+                raise UsageError(f"--{name}={value} is not divisible by the {num_replicas} replicas of "
+                                 f"--strategy={self.strategy}")
+        if self.jit_compile and self.strategy != "default":
+            raise UsageError("--jit_compile is supported with --strategy=default only")
+        return self
+
+
+def define_flags(flag_values=None):
+    """Define train's flags (one per `TrainConfig` field, its default) and their bounds on `flag_values` (default:
+    absl's global FLAGS); called by `expr3d.train`'s CLI, not at import, so other CLIs (the ablation study) can
+    import it. The fields and the flags live in this one file: a new setting is one field and one line here."""
+    flag_values = flags.FLAGS if flag_values is None else flag_values
+
+    def define(kind, name, *args):  # absl's DEFINE_<kind>(name, default, [enum values,] help)
+        getattr(flags, f"DEFINE_{kind}")(name, getattr(TrainConfig, name), *args, flag_values=flag_values)
+
+    # --- what to run --------------------------------------------------------------------------------------------------
+    define("enum", "stage", ["depth", "gan", "all"], "Which stage(s) to run.")
+    define("string", "data_dir", "Dataset directory (dataset_card.json + TFRecord shards).")
+    define("string", "model_dir", "Run directory: checkpoints, models, logs, samples; resumed if it exists.")
+    define("integer", "num_steps_depth", "Stage-1 iterations (the paper's '200k epochs').")
+    define("integer", "num_steps_gan", "Stage-2 iterations (the paper's '300k epochs').")
+    define("integer", "batch_size", "GLOBAL batch size of stage 2 (and of stage 1 unless --batch_size_depth).")
+    define("integer", "batch_size_depth", "GLOBAL batch size of stage 1 (default: --batch_size).")
+    define("integer", "image_size", "Training image size (default: the dataset card's).")
+    define("bool", "allow_resize", "Allow an --image_size different from the dataset card's (resized).")
+    define("bool", "balanced", "Class-balanced sampling of the training stream.")
+    define("bool", "skip_corrupt",
+           "Skip records that fail the reader's checks (corrupt or truncated shards, shards missing from the "
+           "dataset card's list, missing or mistyped fields, non-finite depth, empty masks, sizes other than "
+           "the card's) instead of stopping on the first; the data is scanned first (one decoding pass) and "
+           "the skipped records are counted and named in the log and in config.json (skipped_records).")
+    # --- synthetic data -----------------------------------------------------------------------------------------------
+    define("bool", "generate_synthetic",
+           "If --data_dir has no dataset card, generate the procedural dataset there first.")
+    define("integer", "synthetic_identities", "Identities of the generated dataset (--generate_synthetic).")
+    define("integer", "synthetic_images_per_identity", "Renders per identity (--generate_synthetic).")
+    define("integer", "synthetic_seed", "Seed of the generated dataset (--generate_synthetic).")
+    # --- architecture -------------------------------------------------------------------------------------------------
+    define("integer", "g_conv_dim", "G_rgb width.")
+    define("integer", "g_num_res_blocks", "G_rgb residual blocks.")
+    define("integer", "d_conv_dim", "D_rgb width.")
+    define("integer", "d_num_layers", "D_rgb stride-2 layers.")
+    define("integer", "depth_g_conv_dim", "G_depth width.")
+    define("integer", "depth_g_num_res_blocks", "G_depth residual blocks.")
+    define("integer", "depth_d_conv_dim", "D_depth width.")
+    define("integer", "depth_d_num_layers", "D_depth stride-2 layers.")
+    define("enum", "generator", ["stargan", "attention"],
+           "G_rgb: StarGAN's generator (the paper), or a GANimation-style attention generator (NOT in the "
+           "paper): output = M*C + (1-M)*x with a learnt edit mask M (0 = source pixel copied) and colour C.")
+    define("enum", "geometry", ["depth", "normals"], "Guidance map: depth (x3 channels) or normals.")
+    define("enum", "init", ["keras", "stargan"],
+           "Weight initialisation: Keras' defaults (glorot-uniform kernels, zero biases), or 'stargan': "
+           "PyTorch's defaults as the official StarGAN code gets them (kernels and the critics' biases "
+           "U(+-1/sqrt(fan_in)); expr3d/models/initializers.py). The paper flagfiles use 'stargan'.")
+    # --- losses -------------------------------------------------------------------------------------------------------
+    define("float", "depth_weight", "lambda_depth of L_rgb + lambda_depth * L_depth (0 = plain StarGAN).")
+    define("float", "confidence_penalty", "beta of the confidence penalty on D_depth's classification (0 = off).")
+    define("enum", "confidence_penalty_on", ["critic", "generator"],
+           "Where the confidence penalty -beta*H(softmax(D_depth_cls)) goes (both stages): 'critic' = D_depth's "
+           "loss, on its classification of the REAL geometry maps (the paper's 'regulariser on the "
+           "discriminator'); 'generator' = the generators' loss, on D_depth's classification of G_depth's "
+           "estimate (the earlier behaviour; docs/training.md).")
+    define("float", "lambda_cls", "Classification weight.")
+    define("float", "lambda_rec", "Cycle-reconstruction weight (RGB and depth cycles).")
+    define("float", "lambda_gp", "Gradient-penalty weight.")
+    define("float", "lambda_id",
+           "NOT in the paper (0 = off, the paper's flagfiles): weight of CycleGAN's identity-mapping term "
+           "|x - G_rgb(x, c_org)|_1 in stage 2, which rules out the colour-inverting solution of the cycle "
+           "loss in short runs.")
+    define("float", "lambda_mask",
+           "--generator=attention: weight of the masks' sparsity term (--mask_penalty says which way it "
+           "pushes), on the masks of G_rgb(x, c_trg) and of the cycle. GANimation's 0.1.")
+    define("enum", "mask_penalty", ["edits", "copies"],
+           "--generator=attention: what --lambda_mask penalises: the edited fraction of each mask ('edits', "
+           "toward copying the source) or the copied fraction ('copies', GANimation's direction, against masks "
+           "that collapse to 'no edit').")
+    define("float", "lambda_mask_tv",
+           "--generator=attention: weight of the edit masks' mean total variation (smoothness), on the same "
+           "two masks. 4.1 ~ GANimation's 1e-5 on its sum over a batch of 25 masks of 128x128.")
+    define("float", "lambda_pix", "Stage 1: L1 weight of the estimated geometry against the real one.")
+    define("float", "perceptual_weight", "Stage 1: VGG19 perceptual weight (0 = skipped, no weights needed).")
+    define("string", "vgg19_weights", "VGG19 notop weights: 'auto' (Keras cache) or a .h5 path.")
+    define("enum", "target_mode", ["permute", "uniform"],
+           "Target expressions: a permutation of the batch's labels (StarGAN) or uniform.")
+    # --- optimisation -------------------------------------------------------------------------------------------------
+    define("integer", "n_critic", "Critic updates per generator update.")
+    define("integer", "critic_warmup_steps",
+           "NOT in the paper (0 = off, the paper's flagfiles): the first N iterations of stage 2 train only "
+           "D_rgb's expression classification of real faces, so its classification term guides G_rgb from "
+           "G_rgb's first update. They count in --num_steps_gan.")
+    define("float", "g_lr", "Adam learning rate of the generators.")
+    define("float", "d_lr", "Adam learning rate of the critics.")
+    define("float", "beta1", "Adam beta_1.")
+    define("float", "beta2", "Adam beta_2.")
+    define("float", "adam_epsilon", "Adam epsilon (Keras' default 1e-7; PyTorch's, and StarGAN's, 1e-8).")
+    define("enum", "adam_epsilon_mode", ["keras", "pytorch"],
+           "Where Adam's epsilon goes: 'keras' = keras.optimizers.Adam, added to the un-corrected sqrt(v); "
+           "'pytorch' = torch.optim.Adam's formula, added to the bias-corrected sqrt(v_hat) "
+           "(expr3d/training/adam.py). The paper flagfiles use --adam_epsilon=1e-8 --adam_epsilon_mode=pytorch.")
+    define("integer", "lr_decay_every", "The decaying learning rate changes every this many iterations.")
+    define("float", "lr_decay_start", "Fraction of a stage after which the learning rates decay linearly to 0.")
+    # --- runtime ------------------------------------------------------------------------------------------------------
+    define("enum", "mixed_precision", ["float32", "mixed_float16", "mixed_bfloat16", "auto"],
+           "Dtype policy. auto = mixed_bfloat16 where the hardware computes bf16 natively (GPUs of compute "
+           "capability >= 8, CPUs with AVX-512 BF16 or AMX), mixed_float16 on older GPUs, float32 otherwise "
+           "(bf16 on an AVX2-only CPU is ~9x slower than float32).")
+    define("enum", "strategy", ["default", "mirrored"], "Distribution strategy.")
+    define("integer", "cpu_devices", "Split the CPU into this many logical devices (testing --strategy=mirrored).")
+    define("bool", "jit_compile", "XLA-compile the train steps (--strategy=default only).")
+    define("bool", "op_determinism",
+           "tf.config.experimental.enable_op_determinism(): bit-reproducible kernels (slower), so a resumed "
+           "run equals an uninterrupted one exactly; without it multi-threaded CPU reductions may differ in "
+           "the last bits, which the gradient penalty's double backward can amplify.")
+    define("integer", "seed", "Seed of the weights, the data order, the augmentation and every random draw.")
+    define("integer", "checkpoint_every", "Checkpoint (and export models) every N iterations (0 = at the end).")
+    define("integer", "keep_checkpoints", "Complete checkpoints kept per stage.")
+    define("integer", "summary_every", "TensorBoard scalars every N iterations.")
+    define("integer", "sample_every", "Sample grid every N iterations (0 = at the end only).")
+    define("integer", "num_samples", "Sample sources in the grids (test examples of different identities).")
+    define("bool", "progress", "Print a progress line with ETA to stderr.")
+
+
+    # Bounds, checked while the flags are parsed: one line and exit code 2, before any work (expr3d.cli).
+    bound = dict(flag_values=flag_values)
+    cli.required("data_dir", "model_dir", **bound)
+    for name in ("num_steps_depth", "num_steps_gan", "batch_size", "batch_size_depth", "n_critic", "lr_decay_every",
+                 "num_samples", "keep_checkpoints", "synthetic_images_per_identity", "g_conv_dim", "d_conv_dim",
+                 "d_num_layers", "depth_g_conv_dim", "depth_d_conv_dim", "depth_d_num_layers"):
+        cli.at_least(name, 1, **bound)
+    for name in ("g_num_res_blocks", "depth_g_num_res_blocks"):
+        cli.at_least(name, 0, **bound)
+    cli.at_least("cpu_devices", 0, "0 = no split", **bound)
+    for name in ("checkpoint_every", "summary_every", "sample_every"):
+        cli.at_least(name, 0, "0 = at the end only", **bound)
+    cli.multiple_of("image_size", 4, 8, "the generators down-sample twice with stride 2; default: the dataset "
+                    "card's", **bound)
+    cli.at_least("synthetic_identities", 2, "identities are split between train and test", **bound)
+    cli.seed("seed", **bound)
+    cli.seed("synthetic_seed", **bound)
+    for name in ("g_lr", "d_lr", "adam_epsilon"):
+        cli.positive(name, **bound)
+    for name in ("beta1", "beta2"):
+        cli.in_range(name, 0.0, 1.0, high_open=True, **bound)
+    cli.in_range("lr_decay_start", 0.0, 1.0, **bound)
+    for name in ("depth_weight", "confidence_penalty", "perceptual_weight", "lambda_cls", "lambda_rec", "lambda_gp",
+                 "lambda_pix", "lambda_id", "lambda_mask", "lambda_mask_tv"):
+        cli.at_least(name, 0.0, **bound)
+    cli.at_least("critic_warmup_steps", 0, "0 = off", **bound)
+
+
+def parse_config(argv):
+    """`argv` (program name first) parsed as train's command line (its own FlagValues: absl's global FLAGS are not
+    touched) -> the `TrainConfig`. Raises absl's `flags.Error` (a bound, a missing required flag) or UsageError."""
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    cli.no_arguments(flag_values(list(argv)))
+    return TrainConfig.from_flags(flag_values)
+
+
+__all__ = ["DATA_STREAM_FIELDS", "MODEL_FIELDS", "TrainConfig", "UsageError", "define_flags", "parse_config"]

@@ -1,0 +1,115 @@
+"""TrainConfig: built from train's flags once, recorded in config.json as the flags were, validated with the
+messages the CLI has always printed."""
+import dataclasses
+import json
+
+import pytest
+
+from absl import flags
+
+from expr3d.training.config import TrainConfig, UsageError, define_flags, parse_config
+
+# config.json's "flags" keys, in the order every earlier version wrote them (old runs resume, config diffs work).
+RECORDED_KEYS = [
+    "stage", "data_dir", "model_dir", "num_steps_depth", "num_steps_gan", "batch_size", "batch_size_depth",
+    "image_size", "allow_resize", "balanced", "skip_corrupt", "generate_synthetic", "synthetic_identities",
+    "synthetic_images_per_identity", "synthetic_seed", "g_conv_dim", "g_num_res_blocks", "d_conv_dim",
+    "d_num_layers", "depth_g_conv_dim", "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers",
+    "generator", "geometry", "init", "depth_weight", "confidence_penalty", "confidence_penalty_on", "lambda_cls",
+    "lambda_rec", "lambda_gp", "lambda_id", "lambda_mask", "mask_penalty", "lambda_mask_tv", "lambda_pix",
+    "perceptual_weight", "vgg19_weights", "target_mode", "n_critic", "critic_warmup_steps", "g_lr", "d_lr", "beta1",
+    "beta2", "adam_epsilon", "adam_epsilon_mode", "lr_decay_every", "lr_decay_start", "mixed_precision", "strategy",
+    "cpu_devices", "jit_compile", "op_determinism", "seed", "checkpoint_every", "keep_checkpoints", "summary_every",
+    "sample_every", "num_samples", "progress",
+]
+ARGS = ["--data_dir=/data", "--model_dir=/runs/a", "--stage=gan", "--num_steps_gan=7", "--batch_size_depth=6",
+        "--image_size=64", "--skip_corrupt", "--depth_weight=0", "--generator=attention", "--lambda_id=2",
+        "--adam_epsilon=1e-8", "--adam_epsilon_mode=pytorch", "--progress=false", "--seed=11"]
+
+
+def parsed(args):
+    """(the config of train's command line `args`, every flag train defines by name: what config.json recorded)."""
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    flag_values(["expr3d.train"] + list(args))
+    return TrainConfig.from_flags(flag_values), {name: flag_values[name].value for name in flag_values}
+
+
+def test_defaults_and_field_order_are_the_flags():
+    config, flag_values = parsed(["--data_dir=/data", "--model_dir=/runs/a"])
+    assert [field.name for field in dataclasses.fields(TrainConfig)] == RECORDED_KEYS
+    assert config == TrainConfig(data_dir="/data", model_dir="/runs/a")
+    assert config.to_dict() == flag_values
+    assert list(config.to_dict()) == RECORDED_KEYS
+    assert parse_config(["expr3d.train", "--data_dir=/data", "--model_dir=/runs/a"]) == config
+
+
+def test_parse_config_refuses_what_the_cli_refuses():
+    with pytest.raises(flags.IllegalFlagValueError, match="--model_dir"):
+        parse_config(["expr3d.train", "--data_dir=/data"])
+    with pytest.raises(flags.IllegalFlagValueError, match=r"flag --n_critic=0: must be >= 1"):
+        parse_config(["expr3d.train", "--data_dir=/data", "--model_dir=/m", "--n_critic=0"])
+    with pytest.raises(UsageError, match="unexpected argument"):
+        parse_config(["expr3d.train", "--data_dir=/data", "--model_dir=/m", "extra"])
+
+
+def test_from_flags_round_trips_through_to_dict_and_json():
+    config, flag_values = parsed(ARGS)
+    recorded = config.to_dict()
+    assert recorded == flag_values and config.num_steps_gan == 7 and config.generator == "attention"
+    assert json.loads(json.dumps(recorded)) == recorded  # what config.json holds, values and types
+    assert TrainConfig.from_dict(json.loads(json.dumps(recorded))) == config
+    # A config.json of an older version: unknown keys (e.g. the removed debug flags) are ignored.
+    assert TrainConfig.from_dict(dict(recorded, debug_nan_at_step=-1, debug_step_delay=0.0)) == config
+
+
+def test_replace_is_a_new_frozen_config():
+    config = TrainConfig(data_dir="/data", model_dir="/runs/a")
+    resolved = config.replace(image_size=32)
+    assert (config.image_size, resolved.image_size) == (None, 32)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seed = 3
+
+
+def test_stages_and_batch_sizes():
+    config = TrainConfig(data_dir="/d", model_dir="/m", batch_size=8, batch_size_depth=6)
+    assert config.stages() == ["depth", "gan"] and config.replace(depth_weight=0.0).stages() == ["gan"]
+    assert (config.stage_batch_size("depth"), config.stage_batch_size("gan")) == (6, 8)
+    assert config.replace(batch_size_depth=None).stage_batch_size("depth") == 8
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"batch_size": 3, "strategy": "mirrored"},
+     "--batch_size=3 is not divisible by the 2 replicas of --strategy=mirrored"),
+    ({"batch_size_depth": 5, "strategy": "mirrored"},
+     "--batch_size_depth=5 is not divisible by the 2 replicas of --strategy=mirrored"),
+    ({"jit_compile": True, "strategy": "mirrored"}, "--jit_compile is supported with --strategy=default only"),
+    ({"model_dir": None}, "--model_dir is required"),
+])
+def test_validate_messages(changes, message):
+    config = TrainConfig(data_dir="/d", model_dir="/m", batch_size=4).replace(**changes)
+    with pytest.raises(UsageError) as info:
+        config.validate(num_replicas=2)
+    assert str(info.value) == message
+
+
+def test_validate_passes_and_model_config_names_the_field():
+    config = TrainConfig(data_dir="/d", model_dir="/m", image_size=32, d_num_layers=3, depth_d_num_layers=3)
+    assert config.validate(num_replicas=2) is config
+    assert config.model_config().image_size == 32
+    with pytest.raises(UsageError, match="^architecture flags: .*d_num_layers=6 needs image_size divisible by 64"):
+        config.replace(d_num_layers=6).model_config()
+
+
+def test_help_lists_every_flag_as_the_commands_own():
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, "-m", "expr3d.train", "--help"], capture_output=True, text=True,
+                          cwd=repo, timeout=120)
+    assert "Try --helpfull" in done.stdout, done.stderr  # absl's --help (its exit code is 1)
+    listed = {line.split(":")[0].strip()[2:] for line in done.stdout.splitlines() if line.startswith("  --")}
+    assert set(RECORDED_KEYS) <= {name.removeprefix("[no]") for name in listed}
+    assert not any(name.startswith("debug_") for name in listed)  # test hooks are not flags (StepHooks)

@@ -1,0 +1,40 @@
+"""The shared objective terms: the names each side logs, the penalty on one side only, the totals' formula."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from expr3d import losses
+from expr3d.training import objectives
+from tests.training.helpers import fixed_batch, tiny_networks
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_dataset):
+    networks = tiny_networks()
+    batch = fixed_batch(tiny_dataset)
+    fake = tf.stop_gradient(networks["g_depth"].to_geometry(batch["image"]))
+    return networks["d_depth"], batch, fake
+
+
+def test_critic_loss_terms_and_total(setup):
+    critic, batch, fake = setup
+    args = (critic, batch["geometry"], fake, batch["expression"], batch["alpha_depth"], 2.0, 10.0)
+    plain = objectives.critic_loss(*args, prefix="dd")
+    assert list(plain) == ["dd_adv", "dd_cls", "dd_gp", "dd_total"]
+    penalised = objectives.critic_loss(*args, prefix="dd", confidence_penalty=0.5, log_entropy=True)
+    assert list(penalised) == ["dd_adv", "dd_cls", "dd_entropy", "dd_gp", "dd_conf", "dd_total"]
+    _, real_cls = critic(batch["geometry"], training=True)
+    assert float(penalised["dd_conf"]) == pytest.approx(float(losses.confidence_penalty(real_cls, 0.5)), rel=1e-5)
+    expected = penalised["dd_adv"] + 2.0 * (penalised["dd_cls"] + penalised["dd_conf"]) + 10.0 * penalised["dd_gp"]
+    np.testing.assert_allclose(float(penalised["dd_total"]), float(expected), rtol=1e-6)
+
+
+def test_generator_terms_and_classification(setup):
+    critic, batch, fake = setup
+    terms, classification = objectives.generator_terms(critic, fake, batch["target"], prefix="gd")
+    assert list(terms) == ["gd_adv", "gd_cls"] and classification is terms["gd_cls"]
+    terms, classification = objectives.generator_terms(critic, fake, batch["target"], prefix="gd",
+                                                       confidence_penalty=0.5, log_entropy=True)
+    assert list(terms) == ["gd_adv", "gd_cls", "gd_entropy", "gd_conf"]
+    assert float(terms["gd_conf"]) <= 0.0
+    np.testing.assert_allclose(float(classification), float(terms["gd_cls"] + terms["gd_conf"]), rtol=1e-6)
