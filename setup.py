@@ -23,7 +23,8 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "pytest-xdist"],
+        # scipy: the reference formulas some tests check against (sqrtm for FID, distribution tests of initialisers).
+        "test": ["pytest", "pytest-timeout", "pytest-xdist", "scipy"],
     },
     # Each script runs the function `python -m <module>` runs (expr3d.cli: flags, one-line errors, exit codes).
     entry_points={

@@ -4,7 +4,6 @@ with ENOSPC; Python ignores the SIGXFSZ that comes with it). Each ends in one li
 needed, and leaves nothing half-written where a reader would take it."""
 import os
 import re
-import resource
 import subprocess
 import sys
 import textwrap
@@ -16,17 +15,16 @@ from tests.data.corrupt import last_line
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow", PYTHONUNBUFFERED="1")
 
-
-def _limited(limit):
-    def apply():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return apply
+# The limit is set by a tiny launcher that then exec()s Python, not by a preexec_fn: a preexec_fn runs Python in
+# the forked child of a multi-threaded process (TensorFlow, the pytest-xdist worker), which can deadlock before exec.
+LAUNCHER = ("import os, resource, sys; limit = int(sys.argv[1]); "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)); "
+            "os.execv(sys.executable, [sys.executable] + sys.argv[2:])")
 
 
 def _run(args, limit, timeout=300):
-    return subprocess.run([sys.executable] + list(args), cwd=REPO, env=ENV, capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=_limited(limit))
+    return subprocess.run([sys.executable, "-c", LAUNCHER, str(int(limit))] + list(args), cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_checkpoint_and_model_saves_fail_whole_naming_path_and_size(tmp_path):
