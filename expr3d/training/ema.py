@@ -35,7 +35,12 @@ class WeightAverage:
         self.average = average
         self.decay = float(decay)
         self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{average.name}_updates")
-        average.set_weights(model.get_weights())
+        self.reset()
+
+    def reset(self):
+        """The average := the model, as if nothing had been averaged yet."""
+        self.average.set_weights(self.model.get_weights())
+        self.updates.assign(0)
 
     def current_decay(self):
         t = tf.cast(self.updates, tf.float32)
