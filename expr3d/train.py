@@ -230,9 +230,10 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
     # Only networks that have been trained are exported: a stage-1-only run has no G_rgb, a plain StarGAN run
     # without a stage-1 checkpoint no G_depth (export/evaluation tools read "which files exist" as "what was trained").
     trained = set()
+    exported = dict(networks)  # models/g_rgb.keras: G_rgb, or the moving average of its weights (--g_ema_decay)
 
     def export(stage, step):
-        run_dir.save_networks({k: networks[k] for k in sorted(trained)})
+        run_dir.save_networks({k: exported[k] for k in sorted(trained)})
         run_config["progress"][stage] = step
         run_config["stage"], run_config["step"] = stage, step
         run_dir.write_config(run_config)
@@ -256,6 +257,8 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
             with strategy.scope():
                 built = build_stage(stage, config, networks, loss_scaled)
             trainer = built.trainer
+            if getattr(trainer, "generator_average", None) is not None:
+                exported["g_rgb"] = trainer.generator_average.average
             dataset = inputs.training_dataset(
                 config.data_dir, built.batch_size, config.image_size, config.geometry, NUM_EXPRESSIONS,
                 seed=built.data_seed, target_mode=config.target_mode, balanced=config.balanced,

@@ -2,7 +2,7 @@
 
 from expr3d.models.attention_generator import AttentionGenerator
 from expr3d.models.blocks import AttentionCombine, ConditionConcat, residual_block
-from expr3d.models.builder import MODEL_KEYS, build_models
+from expr3d.models.builder import MODEL_KEYS, build_generator, build_models
 from expr3d.models.config import ModelConfig
 from expr3d.models.depth_translator import TO_GEOMETRY, TO_RGB, DepthTranslator
 from expr3d.models.discriminator import PatchCritic
@@ -22,6 +22,7 @@ __all__ = [
     "TO_GEOMETRY",
     "TO_RGB",
     "VGG19Features",
+    "build_generator",
     "build_models",
     "forward_flops",
     "keras_cache_candidates",

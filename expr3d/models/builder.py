@@ -35,14 +35,7 @@ def build_models(config=None):
     if not isinstance(config, ModelConfig):
         raise TypeError(f"build_models expects a ModelConfig; got {type(config).__name__}")
     return {
-        "g_rgb": GENERATOR_CLASSES[config.generator](
-            cond_dim=config.num_classes,
-            conv_dim=config.g_conv_dim,
-            num_res_blocks=config.g_num_res_blocks,
-            num_down=config.GENERATOR_DOWNSAMPLING,
-            init=config.init,
-            name="g_rgb",
-        ),
+        "g_rgb": build_generator(config),
         "d_rgb": PatchCritic(
             image_size=config.image_size,
             num_classes=config.num_classes,
@@ -67,3 +60,16 @@ def build_models(config=None):
             name="d_depth",
         ),
     }
+
+
+def build_generator(config, name="g_rgb"):
+    """G_rgb alone (`build_models`' "g_rgb"; e.g. a second one holding the moving average of the trained one's
+    weights)."""
+    return GENERATOR_CLASSES[config.generator](
+        cond_dim=config.num_classes,
+        conv_dim=config.g_conv_dim,
+        num_res_blocks=config.g_num_res_blocks,
+        num_down=config.GENERATOR_DOWNSAMPLING,
+        init=config.init,
+        name=name,
+    )

@@ -234,6 +234,13 @@ def config_diff(saved, current, keys):
     return "\n".join(difflib.unified_diff(a, b, "saved config.json", "these flags", lineterm="", n=0))
 
 
+def holds(prefix, key):
+    """Whether the checkpoint `prefix` saved an object under the top-level `key`."""
+    import tensorflow as tf
+
+    return any(name == key or name.startswith(key + "/") for name, _ in tf.train.list_variables(prefix))
+
+
 def checkpoint_exists(directory):
     return AtomicCheckpointer.latest_prefix(directory) is not None
 

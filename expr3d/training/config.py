@@ -85,6 +85,7 @@ class TrainConfig:
     # --- optimisation
     n_critic: int = 5
     critic_warmup_steps: int = 0
+    g_ema_decay: float = 0.0
     g_lr: float = 1e-4
     d_lr: float = 1e-4
     beta1: float = 0.5
@@ -260,6 +261,11 @@ def define_flags(flag_values=None):
            "NOT in the paper (0 = off, the paper's flagfiles): the first N iterations of stage 2 train only "
            "D_rgb's expression classification of real faces, so its classification term guides G_rgb from "
            "G_rgb's first update. They count in --num_steps_gan.")
+    define("float", "g_ema_decay",
+           "NOT in the paper (0 = off, the paper's flagfiles): keep an exponential moving average of G_rgb's "
+           "weights with this decay (stargan-v2: 0.999; warm-up decay min(decay, (1+t)/(10+t)) over the first "
+           "generator updates t), used for the sample grids and exported as models/g_rgb.keras (the raw G_rgb "
+           "stays in the checkpoints).")
     define("float", "g_lr", "Adam learning rate of the generators.")
     define("float", "d_lr", "Adam learning rate of the critics.")
     define("float", "beta1", "Adam beta_1.")
@@ -318,6 +324,7 @@ def define_flags(flag_values=None):
                  "lambda_pix", "lambda_id", "lambda_mask", "lambda_mask_tv"):
         cli.at_least(name, 0.0, **bound)
     cli.at_least("critic_warmup_steps", 0, "0 = off", **bound)
+    cli.in_range("g_ema_decay", 0.0, 1.0, high_open=True, **bound)
 
 
 def parse_config(argv):

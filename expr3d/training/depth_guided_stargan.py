@@ -144,6 +144,10 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         self.critic_warmup_steps = int(critic_warmup_steps)
         self.mask_penalty = mask_penalty
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
+        # A `training.ema.WeightAverage` of G_rgb (None: not kept), updated by the loop after each generator
+        # update; the sample grids show `sample_generator`: G_rgb, or that average.
+        self.generator_average = None
+        self.sample_generator = g_rgb
 
     @property
     def uses_depth(self):
@@ -297,9 +301,9 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         condition = common.class_one_hot(target_labels, self.num_classes)
         outputs = {}
         if self.uses_attention:
-            fake, outputs["attention"], _ = self.g_rgb.with_attention([image, condition], training=False)
+            fake, outputs["attention"], _ = self.sample_generator.with_attention([image, condition], training=False)
         else:
-            fake = self.g_rgb([image, condition], training=False)
+            fake = self.sample_generator([image, condition], training=False)
         outputs.update(image=fake, geometry=self.g_depth.to_geometry(fake, training=False))
         return outputs
 

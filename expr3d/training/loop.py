@@ -79,13 +79,22 @@ def make_distributed_step(strategy, trainer, update_generator, jit_compile=False
     if not update_generator:
         return critic
     generator = _distributed(strategy, trainer.generator_step, jit_compile, poison)
+    average = getattr(trainer, "generator_average", None)
+    # In cross-replica context, after the replicas' update: one assignment updates every replica's copy.
+    follow = tf.function(average.update) if average is not None else None
 
     def iteration(batch):
         logs = dict(critic(batch))
         logs.update(generator(batch))
+        if follow is not None:
+            follow()
         return logs
 
     return iteration
+
+
+# The checkpoint key of the moving average of G_rgb's weights (`training.ema`), when the trainer keeps one.
+AVERAGE_KEY = "g_rgb_average"
 
 
 class StepHooks:
@@ -161,6 +170,9 @@ class StageLoop:
         self.iterator = iter(strategy.experimental_distribute_dataset(dataset))
         objects = dict(networks)
         objects.update({f"optimizer_{key}": opt for key, opt in trainer.optimizers.items()})
+        self._average = getattr(trainer, "generator_average", None)
+        if self._average is not None:
+            objects.update({AVERAGE_KEY: self._average.average, f"{AVERAGE_KEY}_updates": self._average.updates})
         self.checkpoint = tf.train.Checkpoint(step=trainer.iteration, iterator=self.iterator, **objects)
         self.checkpointer = checkpoints.AtomicCheckpointer(self.checkpoint_dir, self.checkpoint, keep_checkpoints)
         # Traced on first use: a run without warm-up iterations never builds that step.
@@ -185,6 +197,8 @@ class StageLoop:
         toggled to get past a corrupt record) restores everything else and continues with a fresh data stream from
         the restored iteration, with a warning.
         """
+        if self._average is not None and self._latest_lacks_average():
+            return self._restore_without_average()
         try:
             step = self.checkpointer.restore_latest(warn=self.warn)
             self.restored_prefix = self.checkpointer.restored_prefix
@@ -202,6 +216,32 @@ class StageLoop:
             self.warn(f"the data position saved in {prefix} does not fit this input pipeline (were flags such as "
                       f"--skip_corrupt changed?): networks, optimizers and the iteration are restored, the data "
                       f"stream starts afresh")
+        return step
+
+    def _latest_lacks_average(self):
+        latest = self.checkpointer.latest_prefix(self.checkpoint_dir)
+        if latest is None:
+            return False
+        try:
+            return not checkpoints.holds(latest, AVERAGE_KEY)
+        except (tf.errors.OpError, ValueError):
+            return False  # unreadable: restore_latest names it and falls back to an older one
+
+    def _restore_without_average(self):
+        """Resume a stage checkpointed without a moving average of G_rgb (--g_ema_decay was 0): everything else is
+        restored, and the average starts from the restored G_rgb."""
+        full = self.checkpointer.checkpoint
+        objects = {k: v for k, v in self._objects.items() if not k.startswith(AVERAGE_KEY)}
+        self.checkpointer.checkpoint = tf.train.Checkpoint(step=self.trainer.iteration, iterator=self.iterator,
+                                                           **objects)
+        try:
+            step = self.checkpointer.restore_latest(warn=self.warn)
+        finally:
+            self.checkpointer.checkpoint = full  # saved from now on with the average
+        self.restored_prefix = self.checkpointer.restored_prefix
+        self._average.reset()
+        self.warn(f"{self.restored_prefix} holds no moving average of G_rgb (trained with --g_ema_decay=0): it "
+                  f"starts from the restored G_rgb")
         return step
 
     def _next_batch(self):

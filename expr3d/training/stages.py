@@ -88,6 +88,14 @@ def gan_stage(config, networks, loss_scaled, vgg=None):
     )
     trainer.compile(optimizers={key: _optimizer(config, key, loss_scaled)
                                 for key in ("g_rgb", "d_rgb", "g_depth", "d_depth")})
+    if config.g_ema_decay > 0:
+        from expr3d.models import build_generator
+        from expr3d.training.ema import WeightAverage
+
+        # Named as G_rgb: it is what models/g_rgb.keras holds.
+        average = build_generator(config.model_config(), name=networks["g_rgb"].name)
+        trainer.generator_average = WeightAverage(networks["g_rgb"], average, config.g_ema_decay)
+        trainer.sample_generator = average
     return _stage("gan", config, trainer, config.num_steps_gan, data_seed=config.seed + 1)
 
 
