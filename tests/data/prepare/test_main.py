@@ -187,6 +187,7 @@ def config_like(out):
     return build.Config(**stored)
 
 
+@pytest.mark.slow  # a subprocess CLI run, ~20 s
 def test_rafd_cli_subject_disjoint_split_and_pairs(tmp_path):
     root = str(tmp_path / "rafd")
     files = fixtures.make_rafd(root, subjects=4, angles=(45, 90), gazes=("frontal",))
@@ -216,6 +217,7 @@ def test_rafd_cli_subject_disjoint_split_and_pairs(tmp_path):
     assert report["excluded_counts"] == {"not_selected": 32}
 
 
+@pytest.mark.slow  # a subprocess CLI run, ~20 s
 def test_folder_cli_depth_dir_and_refusals(tmp_path):
     root = str(tmp_path / "folder")
     expected = fixtures.make_folder(root, per_class=3)
