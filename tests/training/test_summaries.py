@@ -124,5 +124,6 @@ def test_tensorboard_reads_back_scalars_image_and_flags(tmp_path):
     assert np.array_equal(tf.io.decode_png(png).numpy(), grid)
     assert events.SummaryMetadata("depth/samples").plugin_data.plugin_name == "images"
     flags = tf.make_ndarray(events.Tensors("depth/flags")[0].tensor_proto).item().decode()
-    assert "| --batch_size | `16` |" in flags and events.SummaryMetadata("depth/flags").plugin_data.plugin_name == "text"
+    assert "| --batch_size | `16` |" in flags
+    assert events.SummaryMetadata("depth/flags").plugin_data.plugin_name == "text"
     run.close()
