@@ -8,6 +8,7 @@ from expr3d.training.loop import make_distributed_step
 from tests.training.helpers import adam, fixed_batch, tiny_networks
 
 
+@pytest.mark.slow  # in-process; ~29 s here under load
 def test_iterations_on_a_fixed_batch_decrease_both_losses(tiny_dataset):
     batch = fixed_batch(tiny_dataset)
     networks = tiny_networks()
@@ -48,6 +49,7 @@ def test_perceptual_term_and_critic_only_iterations(tiny_dataset):
     assert int(trainer.g_optimizer.iterations.numpy()) == 1 and int(trainer.d_optimizer.iterations.numpy()) == 2
 
 
+@pytest.mark.slow  # in-process; ~34 s here under load
 def test_train_step_updates_the_translator_every_n_critic_th_iteration(tiny_dataset):
     # The Model.fit entry point (NCriticSchedule.train_step): critic every iteration, translator on every 3rd.
     batch = fixed_batch(tiny_dataset, batch_size=2)
