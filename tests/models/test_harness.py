@@ -1,5 +1,7 @@
 """The per-model harness (tests/models/harness.py) applied to every layer and model of expr3d.models, at tiny sizes."""
+import importlib
 import inspect
+import pkgutil
 
 import keras
 import numpy as np
@@ -54,9 +56,10 @@ def test_config_keras_file_and_mixed_precision(name, tmp_path):
 
 def test_every_layer_and_model_of_the_package_has_a_case():
     """A new network in expr3d.models fails here until it has a harness case."""
-    classes = {obj.__name__ for module in (expr3d.models, expr3d.models.perceptual)
-               for _, obj in inspect.getmembers(module, inspect.isclass)
-               if issubclass(obj, keras.layers.Layer) and obj.__module__.startswith("expr3d.models")}
+    modules = [importlib.import_module(f"expr3d.models.{info.name}") for info in pkgutil.iter_modules(
+        expr3d.models.__path__)]
+    classes = {obj.__name__ for module in modules for _, obj in inspect.getmembers(module, inspect.isclass)
+               if issubclass(obj, keras.layers.Layer) and obj.__module__ == module.__name__}
     covered = {name.split("-")[0] for name in CASES}
     assert classes <= covered, sorted(classes - covered)
     assert classes >= {"StarGANGenerator", "AttentionGenerator", "DepthTranslator", "PatchCritic", "ConditionConcat",
