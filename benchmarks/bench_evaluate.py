@@ -124,7 +124,7 @@ def main(argv):
     from peak import matmul_peak
     from expr3d.metrics.expression_classifier import build_classifier
     from expr3d.models import ModelConfig, build_models
-    from expr3d.models.flops import forward_flops
+    from flops import forward_flops
 
     size = FLAGS.image_size
     networks = build_models(ModelConfig(image_size=size))

@@ -10,14 +10,18 @@ time = 87,106 faces / (16 cores x rate).
 """
 import argparse
 import os
+import sys
 import tempfile
 import time
 
 import numpy as np
 
-from expr3d.data import schema
-from expr3d.data.prepare import build, fixtures, readers
-from expr3d.data.prepare import review as review_lib
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository: tests' fixtures
+
+from expr3d.data import schema  # noqa: E402
+from expr3d.data.prepare import build, readers  # noqa: E402
+from expr3d.data.prepare import review as review_lib  # noqa: E402
+from tests.data.prepare import fixtures  # noqa: E402
 
 AFFECTNET_D = 87106
 CORES = 16

@@ -10,7 +10,7 @@ For every (config, mode, precision) it times, on random data of the config's siz
 and reports images/s (global batch / time) and achieved FLOP/s / peak. The peak is measured in the same run with a
 large `tf.linalg.matmul` loop in the same precision (float32, or bfloat16 for mixed_bfloat16).
 
-FLOPs are analytic (expr3d.models.forward_flops: 2 per multiply-accumulate of every conv / transposed conv), with
+FLOPs are analytic (benchmarks/flops.py: 2 per multiply-accumulate of every conv / transposed conv), with
 F_x the forward FLOPs of network x at the batch size:
   - a forward+backward pass costs 3 F (forward, input gradients, weight gradients);
   - the gradient penalty costs 6 F_D: forward at x_hat (F), the inner input-gradient pass (F), then differentiating
@@ -88,7 +88,7 @@ def random_batch(image_size, batch_size):
 
 
 def analytic_flops(networks, image_size, batch_size, uses_depth):
-    from expr3d.models import forward_flops
+    from flops import forward_flops  # benchmarks/ is on sys.path when run as a script
 
     image = (batch_size, image_size, image_size, 3)
     f_g = forward_flops(networks["g_rgb"], [image, (batch_size, 8)])

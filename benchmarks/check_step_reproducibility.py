@@ -46,8 +46,8 @@ def main(_):
     fixed_apply = common.apply_updates
 
     def unordered_apply(tape, scaled_losses, optimizers, variable_lists, computed_first):
-        del computed_first  # the pre-fix code: nothing orders the updates after the loss values
-        return common.unordered_apply_updates(tape, scaled_losses, optimizers, variable_lists)
+        del computed_first  # the pre-fix code: apply_updates' body without its control dependency on the losses
+        return common._differentiate_and_apply(tape, scaled_losses, optimizers, variable_lists)
 
     modes = {"with the order fix": None}
     if FLAGS.without_order_fix:

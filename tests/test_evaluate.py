@@ -50,6 +50,7 @@ def test_cli_end_to_end_writes_results_tables_and_figures(paths):
     assert "| tiny_seed0 | depth | yes (critic) |" in markdown
 
 
+@pytest.mark.slow  # a subprocess evaluate run, ~30 s here
 def test_cli_exits_1_with_the_reasons_when_every_metric_was_skipped(paths, tmp_path):
     # results.json records why; the exit code says nothing was measured (docs/reliability.md).
     output = str(tmp_path / "nothing")

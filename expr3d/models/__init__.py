@@ -1,4 +1,4 @@
-"""The four networks of the depth-guided StarGAN, their config and FLOP counts."""
+"""The four networks of the depth-guided StarGAN and their config."""
 
 from expr3d.models.attention_generator import AttentionGenerator
 from expr3d.models.blocks import AttentionCombine, ConditionConcat, residual_block
@@ -6,7 +6,6 @@ from expr3d.models.builder import MODEL_KEYS, build_generator, build_models
 from expr3d.models.config import ModelConfig
 from expr3d.models.depth_translator import TO_GEOMETRY, TO_RGB, DepthTranslator
 from expr3d.models.discriminator import PatchCritic
-from expr3d.models.flops import forward_flops
 from expr3d.models.generator import StarGANGenerator
 from expr3d.models.perceptual import VGG19Features, keras_cache_candidates, resolve_vgg19_weights
 
@@ -24,7 +23,6 @@ __all__ = [
     "VGG19Features",
     "build_generator",
     "build_models",
-    "forward_flops",
     "keras_cache_candidates",
     "residual_block",
     "resolve_vgg19_weights",

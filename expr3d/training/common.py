@@ -62,12 +62,12 @@ def apply_updates(tape, scaled_losses, optimizers, variable_lists, computed_firs
     dependency on the loss values, which read every variable they use, restores the order.
     """
     with tf.control_dependencies(tf.nest.flatten(computed_first)):
-        unordered_apply_updates(tape, scaled_losses, optimizers, variable_lists)
+        _differentiate_and_apply(tape, scaled_losses, optimizers, variable_lists)
 
 
-def unordered_apply_updates(tape, scaled_losses, optimizers, variable_lists):
-    """`apply_updates` without the ordering after the loss values: the pre-fix code, kept for
-    benchmarks/check_step_reproducibility.py. Do not train with it."""
+def _differentiate_and_apply(tape, scaled_losses, optimizers, variable_lists):
+    """The body of `apply_updates`, not ordered after the loss values (benchmarks/check_step_reproducibility.py
+    calls it alone to measure the pre-fix code)."""
     if all(s is scaled_losses[0] for s in scaled_losses):
         flat = [v for variables in variable_lists for v in variables]
         gradients = tape.gradient(scaled_losses[0], flat)

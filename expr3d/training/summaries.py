@@ -1,4 +1,5 @@
-"""TensorBoard summaries (loss terms, learning rates, flags as text) and sample grids saved as PNG.
+"""TensorBoard summaries (loss terms, learning rates, flags as text; written with `tf.summary`) and sample grids
+saved as PNG.
 
 Grid layouts (one tile per image, 2 px white gutters; drawn by expr3d.imaging.grid):
   - stage "depth": one row per sample source: RGB source | real geometry | estimated geometry G(x) |
@@ -18,7 +19,6 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
 from expr3d import storage
 from expr3d.imaging.grid import tile_grid, with_column_labels
@@ -86,38 +86,6 @@ def write_png(path, image):
     storage.atomic_write_bytes(path, tf.io.encode_png(image).numpy())
 
 
-def _metadata(plugin_name, data_class):
-    """TensorBoard's summary metadata for its scalars / images / text plugins.
-
-    The events are written with the core `tf.summary.write` op and this metadata, exactly what TensorBoard's own
-    `tf.summary.scalar/image/text` write, so training needs no `tensorboard` package (only viewing does).
-    """
-    metadata = summary_pb2.SummaryMetadata()
-    metadata.plugin_data.plugin_name = plugin_name
-    metadata.data_class = data_class
-    return metadata
-
-
-_SCALAR = _metadata("scalars", summary_pb2.DATA_CLASS_SCALAR)
-_IMAGE = _metadata("images", summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
-_TEXT = _metadata("text", summary_pb2.DATA_CLASS_TENSOR)
-
-
-def write_scalar(tag, value, step):
-    tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step, metadata=_SCALAR)
-
-
-def write_image(tag, image, step):
-    """One uint8 [H, W, 3] image, as TensorBoard's image plugin stores it: [width, height, png]."""
-    height, width = image.shape[:2]
-    tensor = tf.stack([tf.constant(str(width)), tf.constant(str(height)), tf.io.encode_png(image)])
-    tf.summary.write(tag, tensor, step=step, metadata=_IMAGE)
-
-
-def write_text(tag, text, step):
-    tf.summary.write(tag, tf.constant(text), step=step, metadata=_TEXT)
-
-
 def flags_markdown(values):
     lines = ["| flag | value |", "|---|---|"]
     for name in sorted(values):
@@ -127,6 +95,10 @@ def flags_markdown(values):
 
 class RunSummaries:
     """One TensorBoard writer per stage (`<model_dir>/logs/<stage>`) plus PNG copies of the sample grids.
+
+    Tags: `<stage>/loss/<term>` and `<stage>/learning_rate/<network>` (scalars), `<stage>/samples` (the uint8 grid,
+    an image), `<stage>/flags` (a markdown table, text). Runs written before the switch to `tf.summary` used the
+    same tags, so their curves continue.
 
     Args:
         model_dir: the run directory.
@@ -149,18 +121,18 @@ class RunSummaries:
     def scalars(self, logs, step, learning_rates=None):
         with self.writer.as_default(step=step):
             for name, value in logs.items():
-                write_scalar(f"{self.stage}/loss/{name}", value, step)
+                tf.summary.scalar(f"{self.stage}/loss/{name}", float(value))
             for name, value in (learning_rates or {}).items():
-                write_scalar(f"{self.stage}/learning_rate/{name}", value, step)
+                tf.summary.scalar(f"{self.stage}/learning_rate/{name}", float(value))
 
     def flags_text(self, values, step=0):
         with self.writer.as_default(step=step):
-            write_text(f"{self.stage}/flags", flags_markdown(values), step)
+            tf.summary.text(f"{self.stage}/flags", flags_markdown(values))
 
     def grid(self, image, step):
         """Log the uint8 grid to TensorBoard and save `samples/<stage>-<step>.png` (+ `<stage>-latest.png`)."""
         with self.writer.as_default(step=step):
-            write_image(f"{self.stage}/samples", image, step)
+            tf.summary.image(f"{self.stage}/samples", image[np.newaxis], max_outputs=1)
         path = os.path.join(self.sample_dir, f"{self.stage}-{step:09d}.png")
         write_png(path, image)
         write_png(os.path.join(self.sample_dir, f"{self.stage}-latest.png"), image)

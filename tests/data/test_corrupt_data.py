@@ -219,6 +219,7 @@ def test_ablation_passes_skip_corrupt_to_every_reader():
 
 # --- in-process: the pipeline names every case, and counts it ---------------------------------------------------
 
+@pytest.mark.slow  # in-process, but four tf.data pipelines per case: 9-70 s each here under load
 @pytest.mark.parametrize("case", corrupt.CASES)
 def test_pipeline_names_the_shard_and_record_in_both_modes(world, tmp_path, case):
     data_dir, shard = corrupt.damaged_copy(world["clean"], tmp_path / "data", "train", case,

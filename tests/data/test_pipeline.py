@@ -466,6 +466,7 @@ print("OK")
 """
 
 
+@pytest.mark.slow  # a fresh process with two virtual CPU devices: ~30 s
 def test_distribute_batch_splits_a_checkpointable_global_batch_over_two_replicas(hemispheres, tmp_path):
     import subprocess
     import sys

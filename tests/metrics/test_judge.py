@@ -51,6 +51,7 @@ def test_a_weak_judge_is_refused_before_any_translation(paths, monkeypatch):
     assert not (output / "results.json").exists()
 
 
+@pytest.mark.slow  # a subprocess evaluate run, ~30 s here
 def test_cli_refuses_with_exit_code_1_and_a_lower_threshold_allows_it(paths):
     command = [sys.executable, "-m", "expr3d.evaluate", f"--model_dir={paths['run']}", f"--data_dir={paths['data']}",
                "--metrics=expression_generation_rate", f"--classifier={paths['constant']}", "--progress=false",

@@ -47,6 +47,7 @@ def test_iterations_log_finite_mask_terms_that_enter_the_g_rgb_loss(tiny_dataset
         np.testing.assert_allclose(logs["g_rgb_total"], expected, rtol=1e-5)
 
 
+@pytest.mark.slow  # in-process; ~35 s here under load
 def test_mask_terms_are_the_regularisers_of_the_forward_and_cycle_masks(tiny_dataset):
     batch = fixed_batch(tiny_dataset, batch_size=2)
     networks = attention_networks()

@@ -118,6 +118,7 @@ def test_no_readable_checkpoint_stops_naming_every_file(tmp_path):
     assert sorted(os.listdir(tmp_path)) == [os.path.basename(d) for d in dirs]  # nothing moved when none reads
 
 
+@pytest.mark.slow  # in-process; two stage loops with checkpoints: ~60 s here under load
 def test_stage_loop_resumes_with_another_input_pipeline(tiny_dataset, tmp_path):
     """A run checkpointed by the strict pipeline resumes with --skip_corrupt's (other tf.data stages, so the saved
     data position does not fit): networks, optimizers and the step are restored, the data stream starts afresh."""

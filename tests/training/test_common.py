@@ -69,6 +69,7 @@ def adam_trainer(stage, networks):
     return trainer
 
 
+@pytest.mark.slow  # in-process; Grappler on every traced train step: 27-63 s per case here under load
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("stage", ["depth", "gan"])
 def test_no_variable_read_races_its_update_after_grappler(tiny_dataset, stage, optimizer):

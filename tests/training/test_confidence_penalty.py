@@ -71,6 +71,7 @@ PENALTY_LOG = {("depth", "critic"): "d_conf", ("depth", "generator"): "g_conf",
                ("gan", "critic"): "dd_conf", ("gan", "generator"): "gd_conf"}
 
 
+@pytest.mark.slow  # in-process; 22-29 s per case here under load
 @pytest.mark.parametrize("stage", ["depth", "gan"])
 def test_on_the_critic_the_penalty_reaches_d_depth_and_never_the_generators(stage, initial_weights, batch):
     # Critic step: beta changes D_depth's update.

@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from expr3d.training.depth_guided_stargan import DepthGuidedStarGAN
@@ -15,6 +16,7 @@ def _same(a, b):
     return all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
+@pytest.mark.slow  # in-process; traces and runs the stage-2 step many times: ~65 s here under load
 def test_iterations_on_a_fixed_batch_decrease_both_losses(tiny_dataset):
     batch = fixed_batch(tiny_dataset)
     networks = tiny_networks()

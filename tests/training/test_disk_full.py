@@ -27,6 +27,7 @@ def _run(args, limit, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow  # in-process; ~30 s here under load
 def test_checkpoint_and_model_saves_fail_whole_naming_path_and_size(tmp_path):
     """AtomicCheckpointer.save and RunDir.save_networks past the limit: DiskFullError, no final file, no temporary,
     the previous checkpoint and models intact."""

@@ -51,6 +51,7 @@ def test_stop_request_checkpoints_and_returns_the_signal(tiny_dataset, tmp_path)
     assert int(trainer.iteration.numpy()) == 0 and seen == []  # stopped before the first iteration: nothing new
 
 
+@pytest.mark.slow  # in-process; a traced and an eager iteration per stage: 36-60 s here under load
 @pytest.mark.parametrize("stage", ["depth", "gan"])
 def test_graph_iteration_equals_the_eager_one(tiny_dataset, stage):
     """One critic + generator iteration through make_distributed_step equals the same iteration run eagerly (op by

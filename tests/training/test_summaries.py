@@ -94,3 +94,36 @@ def test_training_samples_are_different_identities(tmp_path):
     assert samples["image"].shape == (4, 32, 32, 3) and samples["geometry"].shape == (4, 32, 32, 3)
     more = inputs.sample_batch(data, 6, 32, "depth")  # fewer identities than sources: filled with other faces
     assert len(more["identity"]) == 6 and set(more["identity"].tolist()) == {0, 1, 2, 3}
+
+
+def test_tensorboard_reads_back_scalars_image_and_flags(tmp_path):
+    """What TensorBoard itself loads from the event file: every scalar step, the sample grid and the flags table."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    run = summaries.RunSummaries(str(tmp_path), "depth")
+    run.flags_text({"batch_size": 16, "seed": 1})
+    for step in (10, 20):
+        run.scalars({"g_pix": step / 100.0}, step=step, learning_rates={"g_depth": 2e-4})
+    grid = np.zeros((6, 9, 3), np.uint8)
+    grid[..., 0] = 255  # red
+    run.grid(grid, step=20)
+    run.flush()  # what the loop does before a SIGTERM'd run exits: nothing may wait for close()
+
+    events = event_accumulator.EventAccumulator(str(tmp_path / "logs" / "depth"), size_guidance={"tensors": 0})
+    events.Reload()
+    tags = events.Tags()["tensors"]
+    assert {"depth/loss/g_pix", "depth/learning_rate/g_depth", "depth/samples", "depth/flags"} <= set(tags), tags
+    g_pix = events.Tensors("depth/loss/g_pix")
+    assert [e.step for e in g_pix] == [10, 20]
+    assert np.allclose([tf.make_ndarray(e.tensor_proto) for e in g_pix], [0.1, 0.2])
+    assert np.isclose(tf.make_ndarray(events.Tensors("depth/learning_rate/g_depth")[-1].tensor_proto), 2e-4)
+    assert events.SummaryMetadata("depth/loss/g_pix").plugin_data.plugin_name == "scalars"
+    (image_event,) = events.Tensors("depth/samples")
+    width, height, png = tf.make_ndarray(image_event.tensor_proto)
+    assert (width, height, image_event.step) == (b"9", b"6", 20)
+    assert np.array_equal(tf.io.decode_png(png).numpy(), grid)
+    assert events.SummaryMetadata("depth/samples").plugin_data.plugin_name == "images"
+    flags = tf.make_ndarray(events.Tensors("depth/flags")[0].tensor_proto).item().decode()
+    assert "| --batch_size | `16` |" in flags
+    assert events.SummaryMetadata("depth/flags").plugin_data.plugin_name == "text"
+    run.close()

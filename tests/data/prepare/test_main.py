@@ -1,5 +1,5 @@
-"""End-to-end tests of `python -m expr3d.data.prepare`: the CLI as a subprocess per dataset layout, real shards read
-back, the report, resume and the reject-list round trip."""
+"""End-to-end tests of `python -m expr3d.data.prepare` (expr3d/data/prepare/__main__.py): the CLI as a subprocess per
+dataset layout, real shards read back, the report, resume and the reject-list round trip."""
 import csv
 import json
 import os
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from expr3d.data import dataset_card, records
-from expr3d.data.prepare import build, fixtures, meshes
-from expr3d.labels import EXPRESSIONS
+from expr3d.data.prepare import build, meshes
+from tests.data.prepare import fixtures
 from tests.file_snapshots import snapshot, unchanged
 
 SIZE = 64
@@ -102,7 +102,7 @@ def test_affectnet_cli_report_resume_and_reject_list(tmp_path):
     assert "ETA" in result.stderr  # progress line
 
     # Labels and counts: 2 fixture faces per class + the converted gray and 16-bit faces (happy) in train, 1 per class
-    # in test (the class cap of 12 does not bite here; tests/data/test_prepare_units.py checks the cap).
+    # in test (the class cap of 12 does not bite here; tests/data/prepare/test_readers.py checks the cap).
     train = read_split(out, "train")
     test = read_split(out, "test")
     train_keys = {ex.key: ex.expression for ex in train}
@@ -187,6 +187,7 @@ def config_like(out):
     return build.Config(**stored)
 
 
+@pytest.mark.slow  # a subprocess CLI run, ~20 s
 def test_rafd_cli_subject_disjoint_split_and_pairs(tmp_path):
     root = str(tmp_path / "rafd")
     files = fixtures.make_rafd(root, subjects=4, angles=(45, 90), gazes=("frontal",))
@@ -216,6 +217,7 @@ def test_rafd_cli_subject_disjoint_split_and_pairs(tmp_path):
     assert report["excluded_counts"] == {"not_selected": 32}
 
 
+@pytest.mark.slow  # a subprocess CLI run, ~20 s
 def test_folder_cli_depth_dir_and_refusals(tmp_path):
     root = str(tmp_path / "folder")
     expected = fixtures.make_folder(root, per_class=3)

@@ -1,4 +1,4 @@
-"""Tiny datasets with exactly known geometry, for the tests and the benchmark of `prepare`.
+"""Tiny datasets with exactly known geometry, for the tests of `prepare` and benchmarks/bench_prepare.py.
 
 A "face" is an ellipsoid in image-pixel space (x = column, y = row, z toward the viewer, the 3DDFA-V2 layout):
 its mesh, its analytic depth and normals, and a drawn image (shaded ellipse with eyes and a mouth whose shape follows

@@ -1,6 +1,7 @@
 import pytest
 
-from expr3d.models import PatchCritic, StarGANGenerator, VGG19Features, forward_flops
+from benchmarks.flops import forward_flops
+from expr3d.models import PatchCritic, StarGANGenerator, VGG19Features
 
 
 def _critic_macs(size, cin, conv_dim, num_layers, num_classes):

@@ -3,7 +3,8 @@
 Counts multiply-accumulates of `Conv2D`, `Conv2DTranspose` and `Dense` layers
 (2 FLOPs per MAC), which are all but a fraction of a percent of the arithmetic
 of the StarGAN networks; normalisation, activations, bias adds and the
-condition tiling are not counted. Use the figures for achieved-FLOP/s ratios.
+condition tiling are not counted. Use the figures for achieved-FLOP/s ratios (bench_train, bench_evaluate; no
+production code counts FLOPs, so this lives with the benchmarks).
 """
 
 import keras

@@ -1,0 +1,87 @@
+"""Tests of expr3d.data.synthetic.dataset: the card, determinism, identity-disjoint splits, pairs, overwrite rules."""
+import collections
+import os
+
+import numpy as np
+import pytest
+
+from expr3d import outputs
+from expr3d.data import records
+from expr3d.data.synthetic import dataset
+from expr3d.labels import EXPRESSIONS
+from tests.data.synthetic.fixtures import SMALL, contents
+
+
+def test_card_counts_and_balance(small_dataset):
+    directory, card = small_dataset
+    assert card["image_size"] == 32
+    assert card["splits"]["train"]["num_examples"] == 3 * 4
+    assert card["splits"]["test"]["num_examples"] == 1 * 8
+    assert card["identity_disjoint_splits"] is True
+    assert card["provenance"]["seed"] == 3
+    assert card["provenance"]["generator_version"] == dataset.GENERATOR_VERSION
+    # Train classes are balanced up to one example per class.
+    counts = [card["splits"]["train"]["counts"][name] for name in EXPRESSIONS]
+    assert max(counts) - min(counts) <= 1
+    assert len(records.list_shards(directory, "train")) == 2  # 12 examples, 8 per shard
+
+
+def test_same_seed_same_examples_other_seed_differs(small_dataset, tmp_path):
+    directory, _ = small_dataset
+    again = str(tmp_path / "again")
+    dataset.generate_dataset(again, seed=3, workers=1, progress=False, preview=False, **SMALL)
+    assert contents(again) == contents(directory)
+    other = str(tmp_path / "other")
+    dataset.generate_dataset(other, seed=4, workers=1, progress=False, preview=False, **SMALL)
+    first = next(records.iterate_examples(directory, "train"))
+    first_other = next(records.iterate_examples(other, "train"))
+    assert not np.array_equal(first.image, first_other.image)
+
+
+def test_identities_disjoint_between_splits(small_dataset):
+    directory, _ = small_dataset
+    train_ids = {ex.identity for ex in records.iterate_examples(directory, "train")}
+    test_ids = {ex.identity for ex in records.iterate_examples(directory, "test")}
+    assert train_ids == {0, 1, 2} and test_ids == {3}
+    jobs = dataset.plan(0, 50, 0.2, 8)
+    assert not {j.identity for j in jobs["train"]} & {j.identity for j in jobs["test"]}
+    assert len({j.identity for j in jobs["test"]}) == 10
+
+
+def test_test_split_is_paired(small_dataset):
+    directory, _ = small_dataset
+    pairs = collections.defaultdict(list)
+    for ex in records.iterate_examples(directory, "test"):
+        pairs[ex.pair_id].append(ex)
+    assert pairs and all(pid >= 0 for pid in pairs)
+    for pid, examples in pairs.items():
+        assert sorted(ex.expression for ex in examples) == list(range(8))
+        assert len({ex.identity for ex in examples}) == 1
+        neutral = next(ex for ex in examples if ex.expression == 0)
+        for ex in examples:
+            # Identical pose, light and background: pixels that are background in both are equal, and so is the
+            # forehead/hair (far from the mouth and brows) where both are head.
+            background = ~neutral.mask & ~ex.mask
+            assert background.mean() > 0.2
+            np.testing.assert_array_equal(ex.image[background], neutral.image[background])
+
+
+def test_overwrite_replaces_a_dataset_written_before_manifests_and_nothing_else(small_dataset, tmp_path):
+    out = tmp_path / "old"
+    dataset.generate_dataset(str(out), seed=4, workers=1, progress=False, preview=True, **SMALL)
+    os.remove(out / outputs.MANIFEST_NAME)  # as written by an earlier version
+    (out / "notes.txt").write_text("mine")
+    dataset.generate_dataset(str(out), seed=3, workers=1, progress=False, preview=False, overwrite=True, **SMALL)
+    assert contents(str(out)) == contents(small_dataset[0])
+    expected = [n for n in os.listdir(small_dataset[0]) if n != dataset.PREVIEW_NAME] + ["notes.txt"]
+    assert sorted(os.listdir(out)) == sorted(expected)  # the old preview is gone: it was ours
+
+
+def test_a_shard_it_did_not_write_is_refused_even_with_overwrite(tmp_path):
+    out = tmp_path / "foreign"
+    out.mkdir()
+    (out / "test-00000.tfrecord").write_bytes(b"someone else's shard")
+    with pytest.raises(outputs.OutputError, match="test-00000.tfrecord, which this command writes but did not"):
+        dataset.generate_dataset(str(out), seed=3, workers=1, progress=False, overwrite=True, **SMALL)
+    assert os.listdir(out) == ["test-00000.tfrecord"]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".foreign.")]
