@@ -9,7 +9,8 @@ from absl import flags
 
 from expr3d.training.config import TrainConfig, UsageError, define_flags, parse_config
 
-# config.json's "flags" keys, in the order every earlier version wrote them (old runs resume, config diffs work).
+# config.json's "flags" keys, in the order every earlier version wrote them (old runs resume, config diffs work);
+# a new flag adds its key where its field is.
 RECORDED_KEYS = [
     "stage", "data_dir", "model_dir", "num_steps_depth", "num_steps_gan", "batch_size", "batch_size_depth",
     "image_size", "allow_resize", "balanced", "skip_corrupt", "generate_synthetic", "synthetic_identities",
@@ -17,7 +18,9 @@ RECORDED_KEYS = [
     "d_num_layers", "depth_g_conv_dim", "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers",
     "generator", "geometry", "init", "depth_weight", "confidence_penalty", "confidence_penalty_on", "lambda_cls",
     "lambda_rec", "lambda_gp", "lambda_id", "lambda_mask", "mask_penalty", "lambda_mask_tv", "lambda_pix",
-    "perceptual_weight", "vgg19_weights", "target_mode", "n_critic", "critic_warmup_steps", "g_lr", "d_lr", "beta1",
+    "perceptual_weight", "vgg19_weights", "target_mode", "n_critic", "critic_warmup_steps",
+    "g_ema_decay",  # (session 8)
+    "g_lr", "d_lr", "beta1",
     "beta2", "adam_epsilon", "adam_epsilon_mode", "lr_decay_every", "lr_decay_start", "mixed_precision", "strategy",
     "cpu_devices", "jit_compile", "op_determinism", "seed", "checkpoint_every", "keep_checkpoints", "summary_every",
     "sample_every", "num_samples", "progress",

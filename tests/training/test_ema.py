@@ -29,7 +29,7 @@ def test_average_starts_as_the_model_then_follows_with_the_warm_up_decay():
     step = tf.function(ema.update)
     step()
     # t = 0: decay_0 = min(0.9, 1/10) = 0.1, so the average moves 90 % of the way to the new kernel.
-    np.testing.assert_allclose(average.layers[0].kernel.numpy(), before[0] + 0.9, rtol=1e-6)
+    np.testing.assert_allclose(average.layers[0].kernel.numpy(), before[0] + 0.9, rtol=1e-6, atol=1e-6)
     for _ in range(200):
         step()
     assert int(ema.updates.numpy()) == 201
@@ -44,7 +44,7 @@ def test_long_run_decay_is_the_exponential_average():
     old = kernel.numpy().copy()
     kernel.assign(old + 2.0)
     ema.update()
-    np.testing.assert_allclose(average.layers[0].kernel.numpy(), old + 1.0, rtol=1e-6)
+    np.testing.assert_allclose(average.layers[0].kernel.numpy(), old + 1.0, rtol=1e-6, atol=1e-6)
     # Non-trainable weights (BatchNormalization's moving statistics) are copied, not averaged.
     model.layers[1].moving_mean.assign(np.full(3, 5.0, np.float32))
     ema.update()
