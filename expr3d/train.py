@@ -79,6 +79,7 @@ def _prepare_data(config):
             image_size=config.image_size,
             seed=config.synthetic_seed,
             images_per_identity=config.synthetic_images_per_identity,
+            train_pairs=config.synthetic_train_pairs,
         )
     try:
         card = dataset_card.load_card(data_dir)
@@ -87,6 +88,10 @@ def _prepare_data(config):
     train = card["splits"].get("train", {})
     if int(train.get("num_examples", 0)) == 0:
         raise UsageError(f"--data_dir={data_dir}: the dataset card lists no training examples")
+    if config.target_mode == "paired" and int(train.get("num_pairs", 0)) == 0:
+        raise UsageError(f"--target_mode=paired: the train split of --data_dir={data_dir} holds no paired records "
+                         f"(pair_id); render one with --generate_synthetic --synthetic_train_pairs into a new "
+                         f"--data_dir, or `python -m expr3d.data.synthetic --train_pairs`")
     stored = int(card["image_size"])
     if config.image_size is None:
         config = config.replace(image_size=stored)

@@ -55,6 +55,7 @@ class TrainConfig:
     synthetic_identities: int = 24
     synthetic_images_per_identity: int = 8
     synthetic_seed: int = 0
+    synthetic_train_pairs: bool = False
     # --- architecture
     g_conv_dim: int = 64
     g_num_res_blocks: int = 6
@@ -75,6 +76,7 @@ class TrainConfig:
     lambda_rec: float = 10.0
     lambda_gp: float = 10.0
     lambda_id: float = 0.0
+    lambda_pair: float = 0.0
     lambda_mask: float = 0.1
     mask_penalty: str = "edits"
     lambda_mask_tv: float = 4.1
@@ -172,6 +174,13 @@ class TrainConfig:
             if value % num_replicas:
                 raise UsageError(f"--{name}={value} is not divisible by the {num_replicas} replicas of "
                                  f"--strategy={self.strategy}")
+        if self.target_mode == "paired" and (self.balanced or self.skip_corrupt):
+            raise UsageError("--target_mode=paired does not combine with --balanced or --skip_corrupt")
+        if self.lambda_pair > 0 and self.target_mode != "paired":
+            raise UsageError(f"--lambda_pair={self.lambda_pair} needs --target_mode=paired (the true target renders)")
+        if self.synthetic_train_pairs and self.synthetic_images_per_identity % NUM_EXPRESSIONS:
+            raise UsageError(f"--synthetic_train_pairs needs --synthetic_images_per_identity a multiple of "
+                             f"{NUM_EXPRESSIONS}, got {self.synthetic_images_per_identity}")
         if self.jit_compile and self.strategy != "default":
             raise UsageError("--jit_compile is supported with --strategy=default only")
         return self
@@ -208,6 +217,9 @@ def define_flags(flag_values=None):
     define("integer", "synthetic_identities", "Identities of the generated dataset (--generate_synthetic).")
     define("integer", "synthetic_images_per_identity", "Renders per identity (--generate_synthetic).")
     define("integer", "synthetic_seed", "Seed of the generated dataset (--generate_synthetic).")
+    define("bool", "synthetic_train_pairs",
+           "Render the generated train split in groups of eight (one pose and light under every expression; "
+           "--synthetic_images_per_identity a multiple of 8), for --target_mode=paired (--generate_synthetic).")
     # --- architecture -------------------------------------------------------------------------------------------------
     define("integer", "g_conv_dim", "G_rgb width.")
     define("integer", "g_num_res_blocks", "G_rgb residual blocks.")
@@ -240,6 +252,10 @@ def define_flags(flag_values=None):
            "NOT in the paper (0 = off, the paper's flagfiles): weight of CycleGAN's identity-mapping term "
            "|x - G_rgb(x, c_org)|_1 in stage 2, which rules out the colour-inverting solution of the cycle "
            "loss in short runs.")
+    define("float", "lambda_pair",
+           "NOT in the paper (0 = off, the paper's flagfiles): weight of the paired target term |y - G_rgb(x, c_trg)|_1 "
+           "in stage 2, y the true render of x's identity, pose and light under c_trg (--target_mode=paired: "
+           "paired training data, e.g. the procedural faces with --synthetic_train_pairs; RaFD-like data).")
     define("float", "lambda_mask",
            "--generator=attention: weight of the masks' sparsity term (--mask_penalty says which way it "
            "pushes), on the masks of G_rgb(x, c_trg) and of the cycle. GANimation's 0.1.")
@@ -253,8 +269,10 @@ def define_flags(flag_values=None):
     define("float", "lambda_pix", "Stage 1: L1 weight of the estimated geometry against the real one.")
     define("float", "perceptual_weight", "Stage 1: VGG19 perceptual weight (0 = skipped, no weights needed).")
     define("string", "vgg19_weights", "VGG19 notop weights: 'auto' (Keras cache) or a .h5 path.")
-    define("enum", "target_mode", ["permute", "uniform"],
-           "Target expressions: a permutation of the batch's labels (StarGAN) or uniform.")
+    define("enum", "target_mode", ["permute", "uniform", "paired"],
+           "Target expressions: a permutation of the batch's labels (StarGAN), uniform, or 'paired': each "
+           "source comes with a render of its identity, pose and light under another expression, whose label is "
+           "the target (the train split must be paired; expr3d/data/pairs.py).")
     # --- optimisation -------------------------------------------------------------------------------------------------
     define("integer", "n_critic", "Critic updates per generator update.")
     define("integer", "critic_warmup_steps",
@@ -321,7 +339,7 @@ def define_flags(flag_values=None):
         cli.in_range(name, 0.0, 1.0, high_open=True, **bound)
     cli.in_range("lr_decay_start", 0.0, 1.0, **bound)
     for name in ("depth_weight", "confidence_penalty", "perceptual_weight", "lambda_cls", "lambda_rec", "lambda_gp",
-                 "lambda_pix", "lambda_id", "lambda_mask", "lambda_mask_tv"):
+                 "lambda_pix", "lambda_id", "lambda_pair", "lambda_mask", "lambda_mask_tv"):
         cli.at_least(name, 0.0, **bound)
     cli.at_least("critic_warmup_steps", 0, "0 = off", **bound)
     cli.in_range("g_ema_decay", 0.0, 1.0, high_open=True, **bound)

@@ -18,6 +18,7 @@ DEPTH_GENERATOR_PENALTY_TERMS = ("gd_conf",)
 PENALTY_SIDES = ("critic", "generator")
 TOTAL_TERMS = ("g_total",)
 IDENTITY_TERMS = ("g_id",)  # only with lambda_id > 0 (not in the paper)
+PAIRED_TERMS = ("g_pair",)  # only with lambda_pair > 0 (not in the paper; paired data)
 ATTENTION_TERMS = ("g_mask", "g_mask_tv")  # only with an AttentionGenerator G_rgb (GANimation's mask regularisers)
 
 
@@ -43,6 +44,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         `lambda_mask (E[M_t] + E[M_r]) + lambda_mask_tv (TV(M_t) + TV(M_r))` (logged `g_mask`, `g_mask_tv`; TV is
         `losses.total_variation_loss`, a mean). The sparsity term pushes toward copying the source
         (`mask_penalty="copies"`: `E[1 - M_t] + E[1 - M_r]`, toward editing, GANimation's own direction).
+      - With `lambda_pair > 0` (paired data, NOT in the paper), L_rgb also gets `lambda_pair |y - x_t|_1`, `y` the
+        true render of `x`'s identity, pose and light under `c_trg` (the batch's `target_image`; logged `g_pair`).
       - The confidence penalty `-beta H` (Pereyra et al. 2017, `H` the entropy of the softmax) is in exactly one of
         the bracketed places: D_depth's loss, on its classification of the real geometry `d`
         (`confidence_penalty_on="critic"`, the default: the paper's "regulariser on the discriminator" against the
@@ -72,6 +75,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         lambda_mask: weight of the masks' mean (sparsity; GANimation's 0.1). Used only with an AttentionGenerator.
         lambda_mask_tv: weight of the masks' mean total variation (4.1 ~ GANimation's 1e-5 on a sum over 25
             masks of 128 x 128). Used only with an AttentionGenerator.
+        lambda_pair: weight of the paired target term `|y - x_t|_1` (0 = off, the paper; needs batches with
+            `target_image`, i.e. `--target_mode=paired`).
         mask_penalty: what the sparsity term penalises: "edits" (`E[M]`, toward copying the source) or "copies"
             (`E[1 - M]`, GANimation's own direction, against a mask that collapses to "no edit").
         critic_warmup_steps: NOT in the paper: the first iterations train only D_rgb's expression head (and the
@@ -109,6 +114,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         lambda_mask_tv=4.1,
         critic_warmup_steps=0,
         mask_penalty="edits",
+        lambda_pair=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -122,7 +128,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             raise ValueError(f"DepthGuidedStarGAN: depth_weight must be >= 0; got {depth_weight}")
         if lambda_id < 0:
             raise ValueError(f"DepthGuidedStarGAN: lambda_id must be >= 0; got {lambda_id}")
-        for name, value in (("lambda_mask", lambda_mask), ("lambda_mask_tv", lambda_mask_tv),
+        for name, value in (("lambda_pair", lambda_pair), ("lambda_mask", lambda_mask), ("lambda_mask_tv", lambda_mask_tv),
                             ("critic_warmup_steps", critic_warmup_steps)):
             if value < 0:
                 raise ValueError(f"DepthGuidedStarGAN: {name} must be >= 0; got {value}")
@@ -143,6 +149,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         self.lambda_mask_tv = float(lambda_mask_tv)
         self.critic_warmup_steps = int(critic_warmup_steps)
         self.mask_penalty = mask_penalty
+        self.lambda_pair = float(lambda_pair)
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         # A `training.ema.WeightAverage` of G_rgb (None: not kept), updated by the loop after each generator
         # update; the sample grids show `sample_generator`: G_rgb, or that average.
@@ -170,6 +177,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
     @property
     def _rgb_generator_terms(self):
         return (RGB_GENERATOR_TERMS + (IDENTITY_TERMS if self.lambda_id > 0 else ())
+                + (PAIRED_TERMS if self.lambda_pair > 0 else ())
                 + (ATTENTION_TERMS if self.uses_attention else ()))
 
     @property
@@ -265,6 +273,12 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             if self.lambda_id > 0:
                 logs["g_id"] = losses.l1_loss(image, self.g_rgb([image, original], training=True))
                 logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_id * logs["g_id"]
+            if self.lambda_pair > 0:
+                if "target_image" not in batch:
+                    raise ValueError("DepthGuidedStarGAN: lambda_pair > 0 needs paired batches (a `target_image`: "
+                                     "--target_mode=paired)")
+                logs["g_pair"] = losses.l1_loss(batch["target_image"], fake)
+                logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_pair * logs["g_pair"]
             if self.uses_attention:
                 masks = (fake_mask, reconstruction_mask)
                 logs["g_mask"] = sum(losses.attention_sparsity_loss(mask, self.mask_penalty) for mask in masks)
@@ -322,4 +336,5 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             "lambda_mask_tv": self.lambda_mask_tv,
             "critic_warmup_steps": self.critic_warmup_steps,
             "mask_penalty": self.mask_penalty,
+            "lambda_pair": self.lambda_pair,
         }

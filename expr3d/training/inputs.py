@@ -7,10 +7,11 @@ data iterator's checkpoint restores the randomness too, and 1 or N replicas see 
 
 import tensorflow as tf
 
-from expr3d.data import dataset_card, pipeline
+from expr3d.data import dataset_card, pairs, pipeline
 
-TARGET_MODES = ("permute", "uniform")
+TARGET_MODES = ("permute", "uniform", "paired")
 TRAINER_KEYS = ("image", "geometry", "expression", "target", "alpha", "alpha_depth")
+PAIRED_KEYS = ("target_image",)  # with target_mode "paired": the true render of `image` under `target`
 
 
 def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="permute"):
@@ -22,7 +23,9 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
         geometry: "depth" (depth replicated x3) or "normals".
         num_classes: expressions, for uniform targets.
         seed: run seed.
-        target_mode: "permute" (StarGAN: a random permutation of the batch's own labels) or "uniform".
+        target_mode: "permute" (StarGAN: a random permutation of the batch's own labels), "uniform", or "paired"
+            (the batch comes from `pairs.make_paired_dataset`: the target is the label of the pair's other render,
+            which is passed on as `target_image`).
     """
     if target_mode not in TARGET_MODES:
         raise ValueError(f"--target_mode={target_mode!r}: expected one of {', '.join(TARGET_MODES)}")
@@ -31,12 +34,17 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
     seeds = tf.random.experimental.stateless_split(
         tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)]), num=3
     )
+    extra = {}
     if target_mode == "permute":
         order = tf.argsort(tf.random.stateless_uniform([size], seed=seeds[0]))
         target = tf.gather(labels, order)
+    elif target_mode == "paired":
+        target = tf.cast(batch["target_expression"], tf.int32)
+        extra["target_image"] = batch["target_image"]
     else:
         target = tf.random.stateless_uniform([size], seed=seeds[0], minval=0, maxval=num_classes, dtype=tf.int32)
     return {
+        **extra,
         "image": batch["image"],
         "geometry": tf.cast(pipeline.geometry_map(batch, geometry), tf.float32),
         "expression": labels,
@@ -49,8 +57,24 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
 def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, seed, target_mode="permute",
                      balanced=False, skip_corrupt=False):
     """The repeated, shuffled, augmented training stream of trainer batches (global batch size); `skip_corrupt`:
-    see `pipeline.make_dataset`."""
-    dataset = pipeline.make_dataset(
+    see `pipeline.make_dataset`. With target_mode "paired", the pairs of `pairs.make_paired_dataset`."""
+    if target_mode == "paired":
+        if balanced or skip_corrupt:
+            raise ValueError("--target_mode=paired does not combine with --balanced or --skip_corrupt")
+        dataset = pairs.make_paired_dataset(data_dir, "train", batch_size, image_size=image_size, seed=seed)
+    else:
+        dataset = _unpaired(data_dir, batch_size, image_size, seed, balanced, skip_corrupt)
+    return dataset.enumerate().map(
+        lambda index, batch: add_training_fields(
+            index, batch, geometry, num_classes, seed, target_mode=target_mode
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    ).prefetch(2)
+
+
+def _unpaired(data_dir, batch_size, image_size, seed, balanced, skip_corrupt):
+    return pipeline.make_dataset(
         data_dir,
         "train",
         batch_size,
@@ -62,13 +86,6 @@ def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, se
         drop_remainder=True,
         skip_corrupt=skip_corrupt,
     )
-    return dataset.enumerate().map(
-        lambda index, batch: add_training_fields(
-            index, batch, geometry, num_classes, seed, target_mode=target_mode
-        ),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    ).prefetch(2)
 
 
 def sample_batch(data_dir, count, image_size, geometry, scan=64, skip_corrupt=False):

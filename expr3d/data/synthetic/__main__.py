@@ -25,6 +25,9 @@ def define_flags():
     flags.DEFINE_integer("seed", 0, "Random seed; the dataset is a pure function of the seed and the flags.")
     flags.DEFINE_float("test_fraction", 0.2, "Fraction of identities in the paired test split, in (0, 1).")
     flags.DEFINE_integer("images_per_identity", 8, "Renders per train identity (random expressions, pose, light).")
+    flags.DEFINE_boolean("train_pairs", False, "Render the train identities in groups of eight, one pose and light "
+                         "under every expression (a paired train split, for --target_mode=paired; "
+                         "--images_per_identity a multiple of 8).")
     flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).")
     flags.DEFINE_integer("examples_per_shard", 512, "Examples per TFRecord shard.")
     flags.DEFINE_boolean("overwrite", False, "Replace the dataset an earlier run wrote in --output (only the files "
@@ -47,14 +50,15 @@ def main(argv):
 
     try:
         dataset.check_arguments(FLAGS.num_identities, FLAGS.image_size, FLAGS.test_fraction,
-                                FLAGS.images_per_identity, FLAGS.workers, FLAGS.examples_per_shard, FLAGS.seed)
+                                FLAGS.images_per_identity, FLAGS.workers, FLAGS.examples_per_shard, FLAGS.seed,
+                                FLAGS.train_pairs)
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
     card = dataset.generate_dataset(
         FLAGS.output, FLAGS.num_identities, FLAGS.image_size, seed=FLAGS.seed,
         test_fraction=FLAGS.test_fraction, images_per_identity=FLAGS.images_per_identity,
         workers=FLAGS.workers, overwrite=FLAGS.overwrite, examples_per_shard=FLAGS.examples_per_shard,
-        command=" ".join(["python -m expr3d.data.synthetic"] + sys.argv[1:]))
+        command=" ".join(["python -m expr3d.data.synthetic"] + sys.argv[1:]), train_pairs=FLAGS.train_pairs)
     splits = card["splits"]
     print(f"wrote {FLAGS.output}: " + ", ".join(
         f"{split} {info['num_examples']} faces / {info['num_identities']} identities" for split, info in

@@ -2,7 +2,9 @@
 
 Splits:
     train  identities 0 .. n_train-1, each rendered `images_per_identity` times with random expressions (classes
-           balanced overall), random pose, light and background per render; pair_id -1.
+           balanced overall), random pose, light and background per render; pair_id -1. With `train_pairs`, in
+           groups of eight instead: each group is one pose, light and background under all eight expressions
+           (pair_id = num_identities + identity * groups + group), for training with a paired target loss.
     test   identities n_train .. N-1, each rendered once under all eight expressions with identical pose, light and
            background (pair_id = identity id): ground truth for paired evaluation.
 
@@ -41,6 +43,7 @@ _CHUNK = 16  # renders per worker task
 
 # Stream tags of the per-render random generators (part of the seed contract: changing them changes datasets).
 _IDENTITY, _TRAIN_RENDER, _PAIR_SCENE, _PAIR_EXPRESSION, _ORDER = 0, 1, 2, 3, 4
+_TRAIN_PAIR_SCENE, _TRAIN_PAIR_EXPRESSION = 5, 6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +62,7 @@ class RenderJob:
 
 
 def check_arguments(num_identities, image_size, test_fraction=0.2, images_per_identity=8, workers=None,
-                    examples_per_shard=512, seed=0):
+                    examples_per_shard=512, seed=0, train_pairs=False):
     """Raise ValueError naming the flag when an argument is out of range."""
     def bad(flag, message):
         raise ValueError(f"--{flag} {message}")
@@ -82,6 +85,9 @@ def check_arguments(num_identities, image_size, test_fraction=0.2, images_per_id
                               f"{num_identities}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         bad("seed", f"must be a non-negative integer, got {seed!r}")
+    if train_pairs and images_per_identity % NUM_EXPRESSIONS:
+        bad("images_per_identity", f"must be a multiple of {NUM_EXPRESSIONS} with paired training renders "
+                                   f"(one group per pose and light under every expression), got {images_per_identity}")
 
 
 def split_counts(num_identities, test_fraction):
@@ -95,11 +101,18 @@ def _rng(seed, *key):
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(int(k) for k in key)))
 
 
-def plan(seed, num_identities, test_fraction=0.2, images_per_identity=8):
+def plan(seed, num_identities, test_fraction=0.2, images_per_identity=8, train_pairs=False):
     """The render jobs of each split, in the order they are written: {"train": [...], "test": [...]}."""
     n_train, _ = split_counts(num_identities, test_fraction)
     train = []
-    for identity in range(n_train):
+    groups = images_per_identity // NUM_EXPRESSIONS
+    for identity in range(n_train if train_pairs else 0):
+        # A pair group's renders are written together, so a reader grouping by pair_id holds one group at a time.
+        for group in range(groups):
+            pair_id = num_identities + identity * groups + group
+            train += [RenderJob("train", identity, group * NUM_EXPRESSIONS + e, e, pair_id)
+                      for e in range(NUM_EXPRESSIONS)]
+    for identity in range(0 if train_pairs else n_train):
         # Global positions cycle through the classes, so the split is balanced up to one per class.
         expressions = [(identity * images_per_identity + j) % NUM_EXPRESSIONS for j in range(images_per_identity)]
         order = _rng(seed, identity, _ORDER).permutation(images_per_identity)
@@ -119,7 +132,12 @@ def identity_for(seed, identity):
 def scene_for(seed, job):
     """(Expression, Pose, Light) of one job. Paired (test) jobs of an identity share pose and light."""
     face = identity_for(seed, job.identity)
-    if job.pair_id >= 0:
+    if job.pair_id >= 0 and job.split == "train":
+        group = job.index // NUM_EXPRESSIONS
+        scene = _rng(seed, job.identity, _TRAIN_PAIR_SCENE, group)
+        pose, light = render.sample_pose(scene), render.sample_light(scene, subject=face)
+        expr_rng = _rng(seed, job.identity, _TRAIN_PAIR_EXPRESSION, group, job.expression)
+    elif job.pair_id >= 0:
         scene = _rng(seed, job.identity, _PAIR_SCENE)
         pose, light = render.sample_pose(scene), render.sample_light(scene, subject=face)
         expr_rng = _rng(seed, job.identity, _PAIR_EXPRESSION, job.expression)
@@ -170,7 +188,8 @@ def _output_folder(output_dir, overwrite):
 
 
 def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fraction=0.2, images_per_identity=8,
-                     workers=None, overwrite=False, examples_per_shard=512, progress=True, preview=True, command=None):
+                     workers=None, overwrite=False, examples_per_shard=512, progress=True, preview=True, command=None,
+                     train_pairs=False):
     """Render the dataset into `output_dir` and return its card (dict).
 
     The dataset is written into a temporary sibling directory and moved into place at the end, so an interrupted
@@ -183,6 +202,8 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
         seed: the dataset is a pure function of the seed and the other arguments.
         test_fraction: fraction of identities in the paired test split, in (0, 1).
         images_per_identity: renders per train identity.
+        train_pairs: render each train identity in groups of eight (one pose, light and background under every
+            expression; `images_per_identity` a multiple of 8), so the train split is paired too.
         workers: processes (default: all cores); 1 renders in this process.
         overwrite: replace an existing dataset.
         examples_per_shard: examples per TFRecord shard.
@@ -191,12 +212,12 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
         command: the command line, recorded in the card's provenance.
     """
     check_arguments(num_identities, image_size, test_fraction, images_per_identity, workers, examples_per_shard,
-                    seed)
+                    seed, train_pairs)
     output_dir = os.path.abspath(output_dir)
     folder, replaced = _output_folder(output_dir, overwrite)
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
-    jobs = plan(seed, num_identities, test_fraction, images_per_identity)
+    jobs = plan(seed, num_identities, test_fraction, images_per_identity, train_pairs)
     workers = workers or os.cpu_count() or 1
     tmp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.tmp-", dir=parent)
     umask = os.umask(0)
@@ -246,10 +267,11 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
             "test_fraction": float(test_fraction),
             "images_per_identity": int(images_per_identity),
             "image_size": int(image_size),
+            "train_pairs": bool(train_pairs),
         }
         if command:
             provenance["command"] = command
-        extra = {"paired_splits": ["test"],
+        extra = {"paired_splits": ["train", "test"] if train_pairs else ["test"],
                  "description": "Procedural 3D faces: EMFACS action-unit prototypes on parametric heads, rendered "
                                 "with exact depth and normals (expr3d.data.synthetic)."}
         card = dataset_card.write_dataset_card(tmp_dir, name=f"synthetic{image_size}", image_size=image_size,

@@ -1,0 +1,115 @@
+"""Paired training streams: a face and a render of the same identity, pose and light under another expression.
+
+    dataset = make_paired_dataset("data/synthetic64p", "train", batch_size=16, seed=0)
+    batch = next(iter(dataset))   # `pipeline.make_dataset`'s keys for the source, plus the pair's target
+
+A dataset is paired where records share a `pair_id` (schema v1: renders of one identity, pose and light under
+different expressions): the procedural test split always, its train split with `--train_pairs`. Training against
+the true render of the target expression (`--target_mode=paired --lambda_pair`) is what such data allows and
+unpaired data (AffectNet) does not.
+
+Stages: shards in card order -> repeat -> records with pair_id >= 0 -> grouped by pair_id (`group_size` at a time;
+datasets write a group's records together, so few groups are open at once) -> groups with two different
+expressions -> seeded shuffle of the groups (serialized: small buffers) -> group index -> a source and a target of
+another expression, drawn statelessly from (seed, index) -> both parsed and augmented with the same seed (the same
+flip and crop) -> batch -> prefetch.
+
+Batches: every key of `pipeline.make_dataset` for the source, plus `target_image` float32 [B, S, S, 3] in [-1, 1]
+and `target_expression` int32 [B] (the target render's label, the training target c_trg).
+"""
+
+from expr3d.data import dataset_card, pipeline, records
+from expr3d.labels import NUM_EXPRESSIONS
+
+
+def paired_count(card, split):
+    """Paired groups of `split` in a dataset card (0 when the card does not count them)."""
+    return int(card["splits"].get(split, {}).get("num_pairs", 0))
+
+
+def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, group_size=NUM_EXPRESSIONS,
+                        shuffle_groups=256, flip=True, crop=(0.85, 1.0), allow_resize=True):
+    """The repeated, shuffled, augmented stream of (source, target) batches of `split` (see the module docstring).
+
+    Args:
+        data_dir: a dataset directory with `dataset_card.json` and shards.
+        split: the split to read; it must hold paired records (pair_id >= 0).
+        batch_size: the GLOBAL batch size.
+        image_size: output side; None = the card's.
+        seed: seeds the group shuffle, the source/target draw and the augmentation.
+        group_size: records of one pair_id gathered at a time (8: every expression once).
+        shuffle_groups: groups in the shuffle buffer.
+        flip, crop: augmentation, as `pipeline.make_dataset` (identical for a pair).
+        allow_resize: if False, an `image_size` different from the card's is an error.
+    """
+    import tensorflow as tf
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if group_size < 2:
+        raise ValueError(f"group_size must be at least 2, got {group_size!r}")
+    card = dataset_card.load_card(data_dir)
+    if split not in card["splits"]:
+        raise ValueError(f"split {split!r} is not in the dataset card of {data_dir!r} (has {sorted(card['splits'])})")
+    if paired_count(card, split) == 0:
+        raise ValueError(
+            f"{data_dir}: split {split!r} holds no paired records (pair_id >= 0), which --target_mode=paired needs; "
+            f"render a paired train split with `python -m expr3d.data.synthetic --train_pairs` "
+            f"(or --synthetic_train_pairs with --generate_synthetic)")
+    image_size = dataset_card.resolve_image_size(card, image_size, data_dir, allow_resize)
+    paths = records.split_files(data_dir, split, card)
+    expected = [int(shard["num_examples"]) for shard in card["splits"][split]["shards"]]
+    stored_size = int(card["image_size"])
+    antialias = image_size < 0.9 * stored_size * (crop[0] if crop is not None else 1.0)
+    parallel = tf.data.AUTOTUNE
+
+    def pair_id_of(record, source):
+        parsed = tf.io.parse_single_example(record, {"pair_id": tf.io.FixedLenFeature([], tf.int64,
+                                                                                      default_value=-1)})
+        return parsed["pair_id"]
+
+    def labels_of(group):
+        parsed = tf.io.parse_example(group, {"label/expression": tf.io.FixedLenFeature([], tf.int64)})
+        return tf.cast(parsed["label/expression"], tf.int32)
+
+    def varied(group, sources):
+        labels = labels_of(group)
+        return tf.reduce_any(tf.not_equal(labels, labels[0]))
+
+    files = tf.data.Dataset.from_tensor_slices((paths, tf.constant(expected, tf.int64))).repeat()
+    # Card order, one shard after another: a group's records stay together, so its window fills at once.
+    groups = (files.flat_map(lambda path, count: pipeline._read_shard(path, count, False))
+              .filter(lambda record, source: pair_id_of(record, source) >= 0)
+              .group_by_window(key_func=pair_id_of, reduce_func=lambda key, window: window.batch(group_size),
+                               window_size=group_size)
+              .filter(varied)
+              .shuffle(shuffle_groups, seed=seed, reshuffle_each_iteration=True)
+              .enumerate())
+
+    def pick(index, element):
+        group, sources = element
+        labels = labels_of(group)
+        draws = tf.random.stateless_uniform([2], seed=pipeline.element_seeds(seed, index, num=4)[3])
+        count = tf.shape(labels)[0]
+        first = tf.minimum(tf.cast(draws[0] * tf.cast(count, tf.float32), tf.int32), count - 1)
+        others = tf.reshape(tf.where(tf.not_equal(labels, labels[first])), [-1])
+        other_count = tf.shape(others)[0]
+        second = tf.gather(others, tf.minimum(tf.cast(draws[1] * tf.cast(other_count, tf.float32), tf.int32),
+                                              other_count - 1))
+        # The same index: the same stateless seeds, so the same flip and crop for both faces.
+        source, target = (
+            pipeline.parse_and_preprocess(group[i], sources[i], index, image_size, augment=True, seed=seed,
+                                          flip=flip, crop=crop, antialias=antialias, expected_size=stored_size)
+            for i in (first, second))
+        source["target_image"] = target["image"]
+        source["target_expression"] = target["expression"]
+        return source
+
+    dataset = groups.map(pick, num_parallel_calls=parallel)
+    dataset = dataset.batch(batch_size, drop_remainder=True, num_parallel_calls=parallel)
+    options = tf.data.Options()
+    options.deterministic = True
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+__all__ = ["make_paired_dataset", "paired_count"]
