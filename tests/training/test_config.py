@@ -14,10 +14,14 @@ from expr3d.training.config import TrainConfig, UsageError, define_flags, parse_
 RECORDED_KEYS = [
     "stage", "data_dir", "model_dir", "num_steps_depth", "num_steps_gan", "batch_size", "batch_size_depth",
     "image_size", "allow_resize", "balanced", "skip_corrupt", "generate_synthetic", "synthetic_identities",
-    "synthetic_images_per_identity", "synthetic_seed", "g_conv_dim", "g_num_res_blocks", "d_conv_dim",
+    "synthetic_images_per_identity", "synthetic_seed",
+    "synthetic_train_pairs",  # (session 9)
+    "g_conv_dim", "g_num_res_blocks", "d_conv_dim",
     "d_num_layers", "depth_g_conv_dim", "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers",
     "generator", "geometry", "init", "depth_weight", "confidence_penalty", "confidence_penalty_on", "lambda_cls",
-    "lambda_rec", "lambda_gp", "lambda_id", "lambda_mask", "mask_penalty", "lambda_mask_tv", "lambda_pix",
+    "lambda_rec", "lambda_gp", "lambda_id",
+    "lambda_pair",  # (session 9)
+    "lambda_mask", "mask_penalty", "lambda_mask_tv", "lambda_pix",
     "perceptual_weight", "vgg19_weights", "target_mode", "n_critic", "critic_warmup_steps",
     "g_ema_decay",  # (session 8)
     "g_lr", "d_lr", "beta1",
@@ -88,6 +92,11 @@ def test_stages_and_batch_sizes():
      "--batch_size_depth=5 is not divisible by the 2 replicas of --strategy=mirrored"),
     ({"jit_compile": True, "strategy": "mirrored"}, "--jit_compile is supported with --strategy=default only"),
     ({"model_dir": None}, "--model_dir is required"),
+    ({"target_mode": "paired", "balanced": True},
+     "--target_mode=paired does not combine with --balanced or --skip_corrupt"),
+    ({"lambda_pair": 10.0}, "--lambda_pair=10.0 needs --target_mode=paired (the true target renders)"),
+    ({"synthetic_train_pairs": True, "synthetic_images_per_identity": 4},
+     "--synthetic_train_pairs needs --synthetic_images_per_identity a multiple of 8, got 4"),
 ])
 def test_validate_messages(changes, message):
     config = TrainConfig(data_dir="/d", model_dir="/m", batch_size=4).replace(**changes)

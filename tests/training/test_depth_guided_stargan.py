@@ -88,3 +88,28 @@ def test_critic_warmup_step_trains_only_d_rgb_classification_and_learns_it(tiny_
     # D_rgb's classification trunk and head moved; its adversarial head (which the loss does not reach) did not.
     moved = {v.path: not np.array_equal(v.numpy(), w) for v, w in zip(networks["d_rgb"].weights, before["d_rgb"])}
     assert any(moved.values()) and not all(moved.values()), moved
+
+
+def test_the_paired_target_term_is_the_l1_to_the_true_render_and_needs_it(tiny_dataset):
+    batch = fixed_batch(tiny_dataset, batch_size=2)
+    batch["target_image"] = tf.reverse(batch["image"], axis=[0])  # any image of the right shape
+    initial = {key: _weights(net) for key, net in tiny_networks().items()}
+    results = {}
+    for lambda_pair in (0.0, 3.0):
+        networks = tiny_networks()
+        for key, net in networks.items():
+            net.set_weights(initial[key])
+        gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, lambda_pair=lambda_pair)
+        gan.compile(optimizers={key: keras.optimizers.SGD(0.1, name=key) for key in networks})
+        expected = float(tf.reduce_mean(tf.abs(batch["target_image"] - networks["g_rgb"](
+            [batch["image"], tf.one_hot(batch["target"], 8)], training=True))))
+        results[lambda_pair] = (gan.generator_step(batch), _weights(networks["g_rgb"]), expected, gan)
+    off, on = results[0.0], results[3.0]
+    assert "g_pair" not in off[0] and "g_pair" not in off[3].log_names
+    assert "g_pair" in on[3].log_names
+    np.testing.assert_allclose(float(on[0]["g_pair"]), on[2], rtol=1e-5)
+    np.testing.assert_allclose(float(on[0]["g_rgb_total"]), float(off[0]["g_rgb_total"]) + 3.0 * on[2], rtol=1e-5)
+    assert not _same(on[1], off[1])  # the term reaches G_rgb
+    del batch["target_image"]
+    with pytest.raises(ValueError, match="lambda_pair > 0 needs paired batches"):
+        on[3].generator_step(batch)

@@ -85,3 +85,49 @@ def test_a_shard_it_did_not_write_is_refused_even_with_overwrite(tmp_path):
         dataset.generate_dataset(str(out), seed=3, workers=1, progress=False, overwrite=True, **SMALL)
     assert os.listdir(out) == ["test-00000.tfrecord"]
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".foreign.")]
+
+
+PAIRED = dict(num_identities=3, image_size=32, test_fraction=0.34, images_per_identity=16, examples_per_shard=8)
+
+
+@pytest.fixture(scope="module")
+def paired_dataset(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("paired") / "d")
+    card = dataset.generate_dataset(directory, seed=3, workers=1, progress=False, preview=False, train_pairs=True,
+                                    **PAIRED)
+    return directory, card
+
+
+def test_train_pairs_render_each_group_under_every_expression_in_one_scene(paired_dataset, tmp_path):
+    directory, card = paired_dataset
+    assert card["provenance"]["train_pairs"] is True
+    assert card["paired_splits"] == ["train", "test"]
+    assert card["splits"]["train"]["num_examples"] == 2 * 16
+    assert card["splits"]["train"]["num_pairs"] == 2 * 2  # two identities x two groups
+    groups = collections.defaultdict(list)
+    for ex in records.iterate_examples(directory, "train"):
+        groups[ex.pair_id].append(ex)
+    test_pairs = {ex.pair_id for ex in records.iterate_examples(directory, "test")}
+    assert not set(groups) & test_pairs and min(groups) >= PAIRED["num_identities"]
+    backgrounds = []
+    for examples in groups.values():
+        assert sorted(ex.expression for ex in examples) == list(range(8))
+        assert len({ex.identity for ex in examples}) == 1
+        neutral = next(ex for ex in examples if ex.expression == 0)
+        for ex in examples:
+            shared = ~neutral.mask & ~ex.mask
+            np.testing.assert_array_equal(ex.image[shared], neutral.image[shared])
+        backgrounds.append(neutral.image[0, 0])
+    # Each group has its own scene: the two groups of an identity differ.
+    assert len({tuple(b) for b in backgrounds}) > 1
+    # The test split does not depend on how the train split is rendered.
+    unpaired = str(tmp_path / "unpaired")
+    dataset.generate_dataset(unpaired, seed=3, workers=1, progress=False, preview=False, **PAIRED)
+    test_only = [entry for entry in contents(directory) if entry[0] == "test"]
+    assert test_only == [entry for entry in contents(unpaired) if entry[0] == "test"]
+
+
+def test_train_pairs_need_a_multiple_of_eight_renders_per_identity():
+    with pytest.raises(ValueError, match="--images_per_identity must be a multiple of 8"):
+        dataset.check_arguments(4, 32, images_per_identity=12, train_pairs=True)
+    dataset.check_arguments(4, 32, images_per_identity=12)  # unpaired: any count
