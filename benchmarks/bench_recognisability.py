@@ -97,7 +97,6 @@ def train_and_test(name, x_train, y_train, x_test, y_test):
 def main(argv):
     del argv
     from expr3d.data import dataset_card
-    from expr3d.imaging.pixels import from_uint8
     from expr3d.data.synthetic import generate_dataset
 
     if not os.path.exists(os.path.join(FLAGS.data, dataset_card.CARD_NAME)):

@@ -27,8 +27,6 @@ def main(argv):
     del argv
     import multiprocessing
 
-    import numpy as np
-
     from expr3d.data import schema
     from expr3d.data.synthetic import dataset
 
