@@ -10,6 +10,7 @@ import time
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's expr3d first
 import tensorflow as tf  # noqa: E402
 from bench_train import build, random_batch  # noqa: E402
 

@@ -19,7 +19,9 @@ import sys
 import tempfile
 import time
 
-from absl import app, flags
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's expr3d first
+
+from absl import app, flags  # noqa: E402
 
 flags.DEFINE_integer("num_images", 32, "test images (multiple of 16: pairs of 8 expressions, and a first "
                      "evaluation of half of them)")

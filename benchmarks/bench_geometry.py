@@ -15,10 +15,12 @@ second, plus ratios to the 64 px case, all from one run.
 """
 
 import os
+import sys
 
 # One core: pin BLAS/OpenMP pools before numpy loads.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
     os.environ[_var] = "1"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's expr3d first
 
 import time  # noqa: E402
 

@@ -14,8 +14,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository: tests' fixtures
 
 from expr3d.data import schema  # noqa: E402

@@ -9,11 +9,13 @@ round, best of the rounds kept), so a load change on this shared machine hits al
 iteration and the ratio to the first variant; "its/s at n_critic=5" converts to the training loop's throughput.
 """
 import os
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's expr3d first
 
-from absl import app, flags
+from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("image_size", 64, "image side")

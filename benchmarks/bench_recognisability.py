@@ -11,8 +11,9 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's expr3d first
 
-from absl import app, flags
+from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data", "/tmp/expr3d_bench_synthetic64", "Dataset directory (generated if missing).")
@@ -96,7 +97,6 @@ def train_and_test(name, x_train, y_train, x_test, y_test):
 def main(argv):
     del argv
     from expr3d.data import dataset_card
-    from expr3d.imaging.pixels import from_uint8
     from expr3d.data.synthetic import generate_dataset
 
     if not os.path.exists(os.path.join(FLAGS.data, dataset_card.CARD_NAME)):

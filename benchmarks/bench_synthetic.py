@@ -13,8 +13,9 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's expr3d first
 
-from absl import app, flags
+from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("faces", 640, "Faces to generate in the end-to-end run (a multiple of 8 is exact).")
@@ -25,8 +26,6 @@ flags.DEFINE_integer("per_size", 12, "Faces per size for the per-face cost.")
 def main(argv):
     del argv
     import multiprocessing
-
-    import numpy as np
 
     from expr3d.data import schema
     from expr3d.data.synthetic import dataset

@@ -30,8 +30,9 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's expr3d first
 
-from absl import app, flags
+from absl import app, flags  # noqa: E402
 
 from peak import matmul_peak  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 

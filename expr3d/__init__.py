@@ -2,11 +2,11 @@
 import os as _os
 
 # A quiet expr3d command sets this for the processes it starts (e.g. spawned workers): they are quiet too
-# (expr3d.cli.quiet_start_up, --verbosity).
+# (expr3d.quiet.quiet_start_up, --verbosity).
 if _os.environ.get("EXPR3D_QUIET_START_UP"):
-    from expr3d import cli as _cli
+    from expr3d import quiet as _quiet
 
-    _cli.quiet_start_up()
+    _quiet.quiet_start_up()
 
 from expr3d.labels import ACTION_UNITS, EXPRESSIONS, NUM_EXPRESSIONS, expression_id, expression_name
 

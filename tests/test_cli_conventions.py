@@ -21,19 +21,6 @@ SCRIPTS = {"expr3d-train": "expr3d.train", "expr3d-evaluate": "expr3d.evaluate",
 # What TensorFlow printed at error level on every command before (#16): none of it may reach a default run's stderr.
 NOISE = ("absl::InitializeLog", "cuInit", "cuda drivers", "cpu_feature_guard", "oneDNN", "remapper", "renamed",
          "I0000 ", "W0000 ", "E0000 ")
-START_UP = """\
-WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
-I0000 00:00:1796180651.444624    3156 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.
-I0000 00:00:1796180651.542200    3156 cpu_feature_guard.cc:227] This TensorFlow binary is optimized to use available \
-CPU instructions in performance-critical operations.
-To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the appropriate compiler \
-flags.
-a line of our own
-E0000 00:00:1796180658.577176    3156 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed call \
-to cuInit: UNKNOWN ERROR (303)
-/x/y.py:3: UserWarning: a Python warning
-  warnings.warn("a Python warning")
-"""
 
 
 def console_scripts():
@@ -78,29 +65,6 @@ def test_console_scripts_run_what_python_m_runs():
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report == {"bad": [], "tensorflow": False}  # no CLI imports TensorFlow before its flags are parsed
-
-
-def test_tensorflow_start_up_lines_are_dropped_and_the_rest_kept():
-    kept = cli.drop_start_up_lines(START_UP)
-    assert kept == ("a line of our own\n/x/y.py:3: UserWarning: a Python warning\n"
-                    "  warnings.warn(\"a Python warning\")\n")
-
-
-def test_quiet_unless_verbosity_asks(monkeypatch):
-    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
-    for name in ("TF_CPP_MIN_LOG_LEVEL", cli.QUIET_ENV):  # (setenv first: monkeypatch then restores them afterwards)
-        monkeypatch.setenv(name, "")
-        monkeypatch.delenv(name)
-    cli.quiet_start_up(None)
-    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3" and os.environ[cli.QUIET_ENV] == "set"
-    cli.quiet_start_up(cli.VERBOSE)  # e.g. a worker whose own command line says --verbosity=1
-    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ and cli.QUIET_ENV not in os.environ
-    assert not any(isinstance(finder, cli._QuietTensorFlowImport) for finder in sys.meta_path)
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "1")  # the user's own setting is kept, quiet or verbose
-    cli.quiet_start_up(0)
-    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1" and os.environ[cli.QUIET_ENV] == "kept"
-    cli.quiet_start_up(cli.VERBOSE)
-    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1"
 
 
 @pytest.mark.slow

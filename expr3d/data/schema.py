@@ -1,3 +1,4 @@
+# Over 400 lines: schema v1 has one owner; its writer, its NumPy reader and its tf.data parser agree field by field.
 """TFRecord schema v1: one face as RGB + depth + validity mask + surface normals + labels.
 
 Every dataset in expr3d (procedural faces, prepared AffectNet/RaFD) is stored as `tf.train.Example`s with these

@@ -1,3 +1,4 @@
+# Over 400 lines: the signatures' contract (this docstring) beside the in-graph checks that enforce it, used only here.
 """The serving graph of an exported run: named TF Serving signatures with resizing, normalisation and validation inside.
 
 Signatures (inputs -> outputs; N images of one size H x W per request, any H, W >= 1):

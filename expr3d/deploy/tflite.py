@@ -15,7 +15,6 @@ phone app treats them alike):
 The SavedModel's `generator` signature is the export's inference clone (expr3d.deploy.inference), so every variant
 is converted from 4-D instance norms and sub-pixel up-sampling, which XNNPACK delegates.
 """
-import json
 import math
 import os
 

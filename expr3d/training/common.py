@@ -1,6 +1,7 @@
 """Pieces shared by the two trainers: replica scaling, the gradient penalty pass and loss-scaled updates.
 
-TensorFlow-only (GradientTape, tf.distribute): this is the edge where the backend-agnostic models meet the train step.
+TensorFlow-only (GradientTape, tf.distribute): this is the edge where the backend-agnostic models meet the critic and
+generator steps.
 """
 
 import keras

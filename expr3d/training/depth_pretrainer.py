@@ -99,7 +99,8 @@ class DepthPretrainer(common.NCriticSchedule, keras.Model):
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
 
     def compile(self, g_optimizer, d_optimizer, **kwargs):
-        # No loss/optimizer for Keras itself: the train step drives both optimizers.
+        # No loss/optimizer for Keras itself: critic_step and generator_step (run by training/loop.py's StageLoop
+        # through run_iteration) drive both optimizers.
         super().compile(**kwargs)
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer

@@ -1,3 +1,4 @@
+# Over 400 lines: the OBJ and PLY readers and writers share one Mesh, its checks and the vectorised number parsing.
 """Vectorised readers for the triangle meshes face reconstruction tools write: Wavefront OBJ and PLY (ASCII/binary).
 
 Only what depth rasterisation needs is read: vertex positions, triangle indices (polygons are fan-triangulated) and,

@@ -1,3 +1,4 @@
+# Over 400 lines: one head model; identity parameters, topology and shape height fields are tuned against each other.
 """A parametric 3D head: identity parameters, the head mesh and its expression-dependent shape.
 
 The head is a closed latitude/longitude grid over a deformed ellipsoid (azimuth ``theta`` from the front toward the
