@@ -45,7 +45,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         `losses.total_variation_loss`, a mean). The sparsity term pushes toward copying the source
         (`mask_penalty="copies"`: `E[1 - M_t] + E[1 - M_r]`, toward editing, GANimation's own direction).
       - With `lambda_pair > 0` (paired data, NOT in the paper), L_rgb also gets `lambda_pair |y - x_t|_1`, `y` the
-        true render of `x`'s identity, pose and light under `c_trg` (the batch's `target_image`; logged `g_pair`).
+        true render of `x`'s identity, pose and light under `c_trg` (the batch's `target_image`; logged `g_pair`);
+        with an AttentionGenerator, plus `lambda_pair |y - C_t|_1` on its colour image `C_t`.
       - The confidence penalty `-beta H` (Pereyra et al. 2017, `H` the entropy of the softmax) is in exactly one of
         the bracketed places: D_depth's loss, on its classification of the real geometry `d`
         (`confidence_penalty_on="critic"`, the default: the paper's "regulariser on the discriminator" against the
@@ -265,7 +266,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             variables.append(self.g_depth.trainable_variables)
         persistent = any(common.is_loss_scaled(o) for o in optimizers)
         with tf.GradientTape(persistent=persistent) as tape:
-            fake, fake_mask = self._translate_with_mask(image, target)
+            fake, fake_mask, fake_colour = self._translate_with_mask(image, target, with_colour=True)
             logs, classification = objectives.generator_terms(self.d_rgb, fake, target_labels, prefix="g")
             reconstruction, reconstruction_mask = self._translate_with_mask(fake, original)
             logs["g_rec"] = losses.l1_loss(image, reconstruction)
@@ -278,6 +279,11 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                     raise ValueError("DepthGuidedStarGAN: lambda_pair > 0 needs paired batches (a `target_image`: "
                                      "--target_mode=paired)")
                 logs["g_pair"] = losses.l1_loss(batch["target_image"], fake)
+                if fake_colour is not None:
+                    # The colour head gets the target too: through the output alone it is reached only where the
+                    # mask is open, and a mask that closes early (copying the source beats a random colour) would
+                    # never open again.
+                    logs["g_pair"] = logs["g_pair"] + losses.l1_loss(batch["target_image"], fake_colour)
                 logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_pair * logs["g_pair"]
             if self.uses_attention:
                 masks = (fake_mask, reconstruction_mask)
@@ -302,12 +308,14 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         common.apply_updates(tape, scaled, optimizers, variables, computed_first=logs)
         return logs
 
-    def _translate_with_mask(self, image, condition):
-        """`G_rgb(image, condition)` in training mode and its edit mask (None without an AttentionGenerator)."""
+    def _translate_with_mask(self, image, condition, with_colour=False):
+        """`G_rgb(image, condition)` in training mode and its edit mask (None without an AttentionGenerator); with
+        `with_colour`, also the colour head's image (None without one)."""
         if self.uses_attention:
-            output, mask, _ = self.g_rgb.with_attention([image, condition], training=True)
-            return output, mask
-        return self.g_rgb([image, condition], training=True), None
+            output, mask, colour = self.g_rgb.with_attention([image, condition], training=True)
+        else:
+            output, mask, colour = self.g_rgb([image, condition], training=True), None, None
+        return (output, mask, colour) if with_colour else (output, mask)
 
     def sample_outputs(self, image, target_labels):
         """`G_rgb(image, target)`, the estimated geometry of the result and, with an AttentionGenerator, its edit

@@ -170,3 +170,16 @@ def test_mask_penalty_copies_is_ganimations_direction():
     assert float(losses.attention_sparsity_loss(mask, "copies")) == 0.75
     with pytest.raises(ValueError, match="penalise must be one of"):
         losses.attention_sparsity_loss(mask, "both")
+
+
+def test_the_paired_term_also_reaches_the_colour_head_when_the_mask_is_shut(tiny_dataset):
+    batch = fixed_batch(tiny_dataset, batch_size=2)
+    batch["target_image"] = tf.reverse(batch["image"], axis=[0])
+    networks = attention_networks()
+    gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, lambda_pair=2.0, lambda_mask=0.0, lambda_mask_tv=0.0)
+    gan.compile(optimizers={key: keras.optimizers.SGD(0.1, name=key) for key in networks})
+    output, mask, colour = networks["g_rgb"].with_attention(
+        [batch["image"], tf.one_hot(batch["target"], 8)], training=True)
+    expected = float(losses.l1_loss(batch["target_image"], output) + losses.l1_loss(batch["target_image"], colour))
+    logs = gan.generator_step(batch)
+    np.testing.assert_allclose(float(logs["g_pair"]), expected, rtol=1e-5)
