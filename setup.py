@@ -35,6 +35,7 @@ setup(
             "expr3d-lite = expr3d.lite:run_cli",
             "expr3d-synthesize = expr3d.synthesize:run_cli",
             "expr3d-compare = expr3d.compare:run_cli",
+            "expr3d-figure = expr3d.figure:run_cli",
             "expr3d-ablation = expr3d.ablation:run_cli",
             "expr3d-classifier = expr3d.metrics.classifier:run_cli",
             "expr3d-judge = expr3d.metrics.judge:run_cli",

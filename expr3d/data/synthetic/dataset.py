@@ -305,12 +305,14 @@ def _move_into_place(tmp_dir, folder, replaced):
 
 # --- contact sheet ------------------------------------------------------------------------------------------------
 
-def depth_preview(depth, mask):
-    """uint8 [H, W, 3] RGB: per-face min-max depth through a colour map (near = bright), background black."""
+def depth_preview(depth, mask, span=None):
+    """uint8 [H, W, 3] RGB: depth [H, W] (smaller = nearer) through a colour map (near = bright), background (mask
+    False) black. The colours span the face's own min-max depth, or the fixed (near, far) `span` when given (values
+    beyond it clipped; `expr3d.figure` uses the pipeline's [-1, 1] so that one colour is one depth in every tile)."""
     out = np.zeros(depth.shape, np.uint8)
     if mask.any():
         z = depth[mask]
-        lo, hi = float(z.min()), float(z.max())
+        lo, hi = (float(z.min()), float(z.max())) if span is None else (float(span[0]), float(span[1]))
         out[mask] = np.clip(255.0 * (0.1 + 0.9 * (hi - z) / max(hi - lo, 1e-9)), 0, 255).astype(np.uint8)
     colored = cv2.cvtColor(cv2.applyColorMap(out, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
     colored[~mask] = 0
