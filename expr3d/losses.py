@@ -138,3 +138,16 @@ def total_variation_loss(images):
     vertical = ops.mean(ops.abs(x[:, 1:, :, :] - x[:, :-1, :, :]))
     horizontal = ops.mean(ops.abs(x[:, :, 1:, :] - x[:, :, :-1, :]))
     return vertical + horizontal
+
+
+def paired_edit_region(source, target, threshold=0.1, dilation=5):
+    """Where a paired target differs from its source: `{0, 1}` float32 `[B, H, W, 1]`.
+
+    A pixel is in the region when the channel mean of `|target - source|` (images in [-1, 1]) exceeds `threshold`
+    (0.1 ~ 13 of 255 levels), then the region is dilated by a `dilation` x `dilation` max-pool, so the edges of a
+    moving mouth or brow are inside it. Pairs share pose, light and background (schema v1's `pair_id`), so
+    outside the face this is empty: it is what an edit mask should select.
+    """
+    difference = ops.mean(ops.abs(_f32(target) - _f32(source)), axis=-1, keepdims=True)
+    region = ops.cast(difference > threshold, "float32")
+    return ops.max_pool(region, dilation, strides=1, padding="same")

@@ -46,7 +46,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         (`mask_penalty="copies"`: `E[1 - M_t] + E[1 - M_r]`, toward editing, GANimation's own direction).
       - With `lambda_pair > 0` (paired data, NOT in the paper), L_rgb also gets `lambda_pair |y - x_t|_1`, `y` the
         true render of `x`'s identity, pose and light under `c_trg` (the batch's `target_image`; logged `g_pair`);
-        with an AttentionGenerator, plus `lambda_pair |y - C_t|_1` on its colour image `C_t`.
+        with an AttentionGenerator, plus `lambda_pair (|R - M_t|_1 + |y - C_t|_1 inside R)`, `R` the region where
+        `y` differs from `x` (`losses.paired_edit_region`), `C_t` the colour image.
       - The confidence penalty `-beta H` (Pereyra et al. 2017, `H` the entropy of the softmax) is in exactly one of
         the bracketed places: D_depth's loss, on its classification of the real geometry `d`
         (`confidence_penalty_on="critic"`, the default: the paper's "regulariser on the discriminator" against the
@@ -280,10 +281,12 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                                      "--target_mode=paired)")
                 logs["g_pair"] = losses.l1_loss(batch["target_image"], fake)
                 if fake_colour is not None:
-                    # The colour head gets the target too: through the output alone it is reached only where the
-                    # mask is open, and a mask that closes early (copying the source beats a random colour) would
-                    # never open again.
-                    logs["g_pair"] = logs["g_pair"] + losses.l1_loss(batch["target_image"], fake_colour)
+                    # Through the output alone the colour head is reached only where the mask is open, and the mask
+                    # shuts within ~50 iterations (copying the source beats a random colour) and never reopens.
+                    # The pair says where the edit is: the mask learns that region, the colour head the target in it.
+                    region = losses.paired_edit_region(image, batch["target_image"])
+                    logs["g_pair"] = (logs["g_pair"] + losses.l1_loss(region, fake_mask)
+                                      + losses.l1_loss(batch["target_image"], fake_colour, mask=region))
                 logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_pair * logs["g_pair"]
             if self.uses_attention:
                 masks = (fake_mask, reconstruction_mask)

@@ -174,12 +174,19 @@ def test_mask_penalty_copies_is_ganimations_direction():
 
 def test_the_paired_term_also_reaches_the_colour_head_when_the_mask_is_shut(tiny_dataset):
     batch = fixed_batch(tiny_dataset, batch_size=2)
-    batch["target_image"] = tf.reverse(batch["image"], axis=[0])
+    # A target that differs from the source in a central square only, as a pair's mouth would.
+    square = np.zeros((1, 32, 32, 1), np.float32)
+    square[:, 10:20, 10:20] = 1.0
+    batch["target_image"] = tf.clip_by_value(batch["image"] - 0.8 * square, -1.0, 1.0)
     networks = attention_networks()
     gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, lambda_pair=2.0, lambda_mask=0.0, lambda_mask_tv=0.0)
     gan.compile(optimizers={key: keras.optimizers.SGD(0.1, name=key) for key in networks})
     output, mask, colour = networks["g_rgb"].with_attention(
         [batch["image"], tf.one_hot(batch["target"], 8)], training=True)
-    expected = float(losses.l1_loss(batch["target_image"], output) + losses.l1_loss(batch["target_image"], colour))
+    region = losses.paired_edit_region(batch["image"], batch["target_image"])
+    # The square, dilated by 2 pixels on each side (where the source was not already near -1).
+    assert float(np.max(region[:, :8])) == 0.0 and float(np.min(region[:, 12:18, 12:18])) == 1.0
+    expected = float(losses.l1_loss(batch["target_image"], output) + losses.l1_loss(region, mask)
+                     + losses.l1_loss(batch["target_image"], colour, mask=region))
     logs = gan.generator_step(batch)
     np.testing.assert_allclose(float(logs["g_pair"]), expected, rtol=1e-5)
