@@ -179,3 +179,31 @@ def test_total_variation_of_known_maps():
     # The checkerboard up-sampled x2 (2x2 blocks): 3 jumps among the 7 pairs of each line, in both directions.
     blocks = np.repeat(np.repeat(checker, 2, axis=1), 2, axis=2)
     assert _value(losses.total_variation_loss(blocks)) == pytest.approx(2 * 3 / 7)
+
+
+def test_paired_edit_region_is_where_the_pair_differs_dilated():
+    source = np.zeros((1, 16, 16, 3), np.float32)
+    target = source.copy()
+    target[0, 6:8, 6:8] = 0.5          # a change of 0.5 on every channel
+    target[0, 0, 15] = [0.2, 0.0, 0.0]  # channel mean 0.067: under the threshold
+    region = np.asarray(losses.paired_edit_region(source, target, threshold=0.1, dilation=3))
+    assert region.shape == (1, 16, 16, 1)
+    expected = np.zeros((16, 16), np.float32)
+    expected[5:9, 5:9] = 1.0
+    np.testing.assert_array_equal(region[0, ..., 0], expected)
+    assert float(np.max(losses.paired_edit_region(source, source))) == 0.0
+
+
+def test_mask_cross_entropy_values_and_its_gradient_does_not_vanish_when_saturated():
+    region = np.array([[[[1.0], [0.0]]]], np.float32)
+    mask = np.array([[[[0.8], [0.3]]]], np.float32)
+    expected = -(np.log(0.8) + np.log(0.7)) / 2
+    np.testing.assert_allclose(float(losses.mask_cross_entropy(region, mask)), expected, rtol=1e-6)
+    # Through a sigmoid, d/dlogit = mask - region: still ~1 for a shut mask in the region (an L1's is ~mask).
+    logits = tf.Variable([[[[-8.0]]]])
+    with tf.GradientTape(persistent=True) as tape:
+        shut = tf.sigmoid(logits)
+        cross_entropy = losses.mask_cross_entropy(np.ones((1, 1, 1, 1), np.float32), shut)
+        l1 = losses.l1_loss(np.ones((1, 1, 1, 1), np.float32), shut)
+    assert abs(float(tape.gradient(cross_entropy, logits)[0, 0, 0, 0])) > 0.99
+    assert abs(float(tape.gradient(l1, logits)[0, 0, 0, 0])) < 1e-3

@@ -46,7 +46,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         (`mask_penalty="copies"`: `E[1 - M_t] + E[1 - M_r]`, toward editing, GANimation's own direction).
       - With `lambda_pair > 0` (paired data, NOT in the paper), L_rgb also gets `lambda_pair |y - x_t|_1`, `y` the
         true render of `x`'s identity, pose and light under `c_trg` (the batch's `target_image`; logged `g_pair`);
-        with an AttentionGenerator, plus `lambda_pair (|R - M_t|_1 + |y - C_t|_1 inside R)`, `R` the region where
+        with an AttentionGenerator, plus `lambda_pair (BCE(M_t, R) + |y - C_t|_1 inside R)`, `R` the region where
         `y` differs from `x` (`losses.paired_edit_region`), `C_t` the colour image.
       - The confidence penalty `-beta H` (Pereyra et al. 2017, `H` the entropy of the softmax) is in exactly one of
         the bracketed places: D_depth's loss, on its classification of the real geometry `d`
@@ -285,7 +285,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                     # shuts within ~50 iterations (copying the source beats a random colour) and never reopens.
                     # The pair says where the edit is: the mask learns that region, the colour head the target in it.
                     region = losses.paired_edit_region(image, batch["target_image"])
-                    logs["g_pair"] = (logs["g_pair"] + losses.l1_loss(region, fake_mask)
+                    logs["g_pair"] = (logs["g_pair"] + losses.mask_cross_entropy(region, fake_mask)
                                       + losses.l1_loss(batch["target_image"], fake_colour, mask=region))
                 logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_pair * logs["g_pair"]
             if self.uses_attention:

@@ -186,7 +186,7 @@ def test_the_paired_term_also_reaches_the_colour_head_when_the_mask_is_shut(tiny
     region = losses.paired_edit_region(batch["image"], batch["target_image"])
     # The square, dilated by 2 pixels on each side (where the source was not already near -1).
     assert float(np.max(region[:, :8])) == 0.0 and float(np.min(region[:, 12:18, 12:18])) == 1.0
-    expected = float(losses.l1_loss(batch["target_image"], output) + losses.l1_loss(region, mask)
+    expected = float(losses.l1_loss(batch["target_image"], output) + losses.mask_cross_entropy(region, mask)
                      + losses.l1_loss(batch["target_image"], colour, mask=region))
     logs = gan.generator_step(batch)
     np.testing.assert_allclose(float(logs["g_pair"]), expected, rtol=1e-5)
