@@ -190,3 +190,35 @@ def test_the_paired_term_also_reaches_the_colour_head_when_the_mask_is_shut(tiny
                      + losses.l1_loss(batch["target_image"], colour, mask=region))
     logs = gan.generator_step(batch)
     np.testing.assert_allclose(float(logs["g_pair"]), expected, rtol=1e-5)
+
+
+@pytest.mark.slow  # one generated paired dataset and 2 iterations, as a subprocess: ~40 s
+def test_cli_trains_with_the_paired_term_on_generated_paired_data(tmp_path):
+    data_dir, model_dir = str(tmp_path / "data"), str(tmp_path / "run")
+    args = [f"--data_dir={data_dir}", f"--model_dir={model_dir}"] + CLI_FLAGS + [
+        "--generator=attention", "--generate_synthetic", "--synthetic_train_pairs", "--synthetic_identities=3",
+        "--image_size=32", "--target_mode=paired", "--lambda_pair=1"]
+    result = subprocess.run([sys.executable, "-m", "expr3d.train"] + args, cwd=REPO,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(model_dir, "config.json")) as handle:
+        flags = json.load(handle)["flags"]
+    assert (flags["target_mode"], flags["lambda_pair"], flags["synthetic_train_pairs"]) == ("paired", 1.0, True)
+    tags = set()
+    for event_file in glob.glob(os.path.join(model_dir, "logs", "gan", "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(event_file):
+            tags.update(value.tag for value in event.summary.value)
+    assert "gan/loss/g_pair" in tags
+
+
+def test_cli_refuses_paired_targets_on_an_unpaired_train_split(tiny_dataset, tmp_path):
+    model_dir = str(tmp_path / "run")
+    result = subprocess.run(
+        [sys.executable, "-m", "expr3d.train", f"--data_dir={tiny_dataset}", f"--model_dir={model_dir}"] + CLI_FLAGS
+        + ["--target_mode=paired", "--lambda_pair=1"], cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--target_mode=paired" in lines[0] and "no paired records" in lines[0], lines
+    assert not os.path.exists(model_dir)
