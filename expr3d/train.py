@@ -62,7 +62,7 @@ ARCHITECTURE_KEYS = ("model_config", "geometry", "data_stream")
 def _prepare_data(config):
     """Check (or generate) the dataset; returns (config with --image_size resolved from the card, card). Errors
     name --data_dir / --image_size."""
-    from expr3d.data import dataset_card
+    from expr3d.data import dataset_card, pairs
 
     data_dir = config.data_dir
     if config.generate_synthetic and not os.path.exists(os.path.join(data_dir, dataset_card.CARD_NAME)):
@@ -88,7 +88,7 @@ def _prepare_data(config):
     train = card["splits"].get("train", {})
     if int(train.get("num_examples", 0)) == 0:
         raise UsageError(f"--data_dir={data_dir}: the dataset card lists no training examples")
-    if config.target_mode == "paired" and int(train.get("num_pairs", 0)) == 0:
+    if config.target_mode == "paired" and pairs.paired_count(card, "train") == 0:
         raise UsageError(f"--target_mode=paired: the train split of --data_dir={data_dir} holds no paired records "
                          f"(pair_id); render one with --generate_synthetic --synthetic_train_pairs into a new "
                          f"--data_dir, or `python -m expr3d.data.synthetic --train_pairs`")
