@@ -1,6 +1,6 @@
 """The four networks of the depth-guided StarGAN and their config."""
 
-from expr3d.models.attention_generator import AttentionGenerator
+from expr3d.models.attention_generator import AttentionGenerator, AttentionUNetGenerator
 from expr3d.models.blocks import AttentionCombine, ConditionConcat, residual_block
 from expr3d.models.builder import MODEL_KEYS, build_generator, build_models
 from expr3d.models.config import ModelConfig
@@ -12,6 +12,7 @@ from expr3d.models.perceptual import VGG19Features, keras_cache_candidates, reso
 __all__ = [
     "AttentionCombine",
     "AttentionGenerator",
+    "AttentionUNetGenerator",
     "ConditionConcat",
     "DepthTranslator",
     "MODEL_KEYS",

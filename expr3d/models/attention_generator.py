@@ -47,13 +47,16 @@ class AttentionGenerator(GeneratorArguments, keras.Model):
     (2, 32, 32, 1)
     """
 
+    SKIP_CONNECTIONS = False
+
     def __init__(self, cond_dim, conv_dim=64, num_res_blocks=6, num_down=2, dtype=None, init="keras", **kwargs):
         check_generator_arguments(type(self).__name__, cond_dim, conv_dim, num_res_blocks, num_down)
         check_init(init, type(self).__name__)
         image_input = keras.Input(shape=(None, None, 3), name="image")
         condition_input = keras.Input(shape=(cond_dim,), name="condition")
         features = stargan_trunk(image_input, condition_input, conv_dim, num_res_blocks, num_down, dtype=dtype,
-                                 init=init)
+                                 init=init, skip_connections=self.SKIP_CONNECTIONS)
+        head_channels = conv_dim * (2 if self.SKIP_CONNECTIONS else 1)
 
         colour = keras.layers.Conv2D(3, 7, padding="same", use_bias=False, name="colour_conv", dtype=dtype,
                                      **layer_initializers(init))(features)
@@ -61,7 +64,7 @@ class AttentionGenerator(GeneratorArguments, keras.Model):
         colour = keras.layers.Activation("tanh", dtype="float32", name="colour_tanh")(colour)
         # A bias, unlike the other convolutions (no normalisation follows): it sets the mask's overall level.
         mask = keras.layers.Conv2D(1, 7, padding="same", name="attention_conv", dtype=dtype,
-                                   **layer_initializers(init, fan_in=conv_dim * 7 * 7, use_bias=True))(features)
+                                   **layer_initializers(init, fan_in=head_channels * 7 * 7, use_bias=True))(features)
         mask = keras.layers.Activation("sigmoid", dtype="float32", name="attention_sigmoid")(mask)
         output = AttentionCombine(name="attention_combine", dtype="float32")([image_input, colour, mask])
 
@@ -83,3 +86,21 @@ class AttentionGenerator(GeneratorArguments, keras.Model):
         """
         return tuple(self._with_attention(inputs, training=training))
 
+
+
+@keras.saving.register_keras_serializable(package="expr3d")
+class AttentionUNetGenerator(AttentionGenerator):
+    """`AttentionGenerator` on a U-Net trunk (`--generator=attention_unet`; ours, in neither paper).
+
+    Each decoder stage's output is concatenated with the encoder's features at its resolution
+    (`stargan_trunk(skip_connections=True)`), so the colour head sees the source's detail at full resolution:
+    without the skips it repaints the edited region from the 4x-down-sampled bottleneck, and eyes and mouth come out
+    blurred (issue #12). Same arguments, outputs and `with_attention` as `AttentionGenerator`.
+
+    Example:
+    >>> g = AttentionUNetGenerator(cond_dim=8, conv_dim=8, num_res_blocks=1)
+    >>> g([keras.ops.zeros((2, 32, 32, 3)), keras.ops.one_hot(keras.ops.array([1, 4]), 8)]).shape
+    (2, 32, 32, 3)
+    """
+
+    SKIP_CONNECTIONS = True

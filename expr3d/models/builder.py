@@ -1,6 +1,6 @@
 """Builds the four networks of the method from a `ModelConfig`."""
 
-from expr3d.models.attention_generator import AttentionGenerator
+from expr3d.models.attention_generator import AttentionGenerator, AttentionUNetGenerator
 from expr3d.models.config import ModelConfig
 from expr3d.models.depth_translator import DepthTranslator
 from expr3d.models.discriminator import PatchCritic
@@ -8,14 +8,15 @@ from expr3d.models.generator import StarGANGenerator
 
 MODEL_KEYS = ("g_rgb", "d_rgb", "g_depth", "d_depth")
 # G_rgb's class for each `ModelConfig.generator`.
-GENERATOR_CLASSES = {"stargan": StarGANGenerator, "attention": AttentionGenerator}
+GENERATOR_CLASSES = {"stargan": StarGANGenerator, "attention": AttentionGenerator,
+                     "attention_unet": AttentionUNetGenerator}
 
 
 def build_models(config=None):
     """Returns `{"g_rgb", "d_rgb", "g_depth", "d_depth"}`, all built.
 
     - `g_rgb`: `StarGANGenerator(cond_dim=num_classes)`, or `AttentionGenerator` when
-      `config.generator == "attention"`; input `[image, one-hot target]`.
+      `config.generator == "attention"` (`AttentionUNetGenerator` for "attention_unet"); input `[image, one-hot target]`.
     - `d_rgb`: `PatchCritic` on RGB faces with `num_classes` expression logits.
     - `g_depth`: `DepthTranslator` (RGB <-> 3-channel geometry map).
     - `d_depth`: `PatchCritic` on 3-channel geometry maps with `num_classes`

@@ -20,7 +20,8 @@ class ModelConfig:
         depth_g_conv_dim, depth_g_num_res_blocks: G_depth width and blocks.
         depth_d_conv_dim, depth_d_num_layers: D_depth width and layers.
         generator: G_rgb's architecture, one of `GENERATORS`: "stargan"
-            (`StarGANGenerator`) or "attention" (`AttentionGenerator`). Run
+            (`StarGANGenerator`), "attention" (`AttentionGenerator`) or
+            "attention_unet" (`AttentionUNetGenerator`). Run
             configs written before this field existed load as "stargan".
         init: weight initialisation, one of `INITS`: "keras" (Keras' layer
             defaults: glorot-uniform kernels, zero biases) or "stargan"
@@ -49,7 +50,7 @@ class ModelConfig:
     init: str = "keras"
 
     # G_rgb architectures (`generator`).
-    GENERATORS = ("stargan", "attention")
+    GENERATORS = ("stargan", "attention", "attention_unet")
     # Weight initialisation schemes (`init`; expr3d.models.initializers.INITS).
     INITS = ("keras", "stargan")
     # The generators' two stride-2 stages.

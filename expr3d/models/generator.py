@@ -18,7 +18,8 @@ def check_generator_arguments(owner, cond_dim, conv_dim, num_res_blocks, num_dow
             raise ValueError(f"{owner}: {field} must be an integer >= {minimum}; got {value!r}")
 
 
-def stargan_trunk(image, condition, conv_dim, num_res_blocks, num_down, dtype=None, init="keras"):
+def stargan_trunk(image, condition, conv_dim, num_res_blocks, num_down, dtype=None, init="keras",
+                  skip_connections=False):
     """StarGAN's generator up to (not including) its output convolution, on functional tensors.
 
     The condition tiled and concatenated to the image's channels; conv7x7(conv_dim)-IN-ReLU; `num_down` x
@@ -32,9 +33,12 @@ def stargan_trunk(image, condition, conv_dim, num_res_blocks, num_down, dtype=No
         conv_dim, num_res_blocks, num_down: as in `StarGANGenerator`.
         dtype: dtype policy of the layers; `None` uses the global policy.
         init: weight initialisation, "keras" or "stargan" (`expr3d.models.initializers`).
+        skip_connections: U-Net skips (`AttentionUNetGenerator`; not StarGAN's): each up-sampling stage's output is
+            concatenated with the encoder's features at its resolution, so the heads see the source's detail that
+            the 4x-down-sampled bottleneck blurs.
 
     Returns:
-        The `[B, H, W, conv_dim]` features (post-ReLU) the output heads read.
+        The `[B, H, W, conv_dim]` features (`[B, H, W, 2 * conv_dim]` with skip connections) (post-ReLU) the output heads read.
     """
     x = ConditionConcat(name="condition_concat", dtype=dtype)([image, condition])
     x = keras.layers.Conv2D(conv_dim, 7, padding="same", use_bias=False, name="stem_conv", dtype=dtype,
@@ -42,6 +46,7 @@ def stargan_trunk(image, condition, conv_dim, num_res_blocks, num_down, dtype=No
     x = instance_norm("stem_norm", dtype)(x)
     x = keras.layers.ReLU(name="stem_relu", dtype=dtype)(x)
 
+    encoder_features = [x]
     filters = conv_dim
     for i in range(num_down):
         filters *= 2
@@ -51,6 +56,8 @@ def stargan_trunk(image, condition, conv_dim, num_res_blocks, num_down, dtype=No
         )(x)
         x = instance_norm(f"down{i}_norm", dtype)(x)
         x = keras.layers.ReLU(name=f"down{i}_relu", dtype=dtype)(x)
+        encoder_features.append(x)
+    encoder_features.pop()  # the bottleneck's input is not a skip
 
     for i in range(num_res_blocks):
         x = residual_block(x, filters, name=f"res{i}", dtype=dtype, init=init)
@@ -63,6 +70,8 @@ def stargan_trunk(image, condition, conv_dim, num_res_blocks, num_down, dtype=No
         )(x)
         x = instance_norm(f"up{i}_norm", dtype)(x)
         x = keras.layers.ReLU(name=f"up{i}_relu", dtype=dtype)(x)
+        if skip_connections:
+            x = keras.layers.Concatenate(name=f"skip{i}_concat", dtype=dtype)([x, encoder_features.pop()])
     return x
 
 

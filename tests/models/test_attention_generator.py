@@ -2,7 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from expr3d.models import AttentionCombine, AttentionGenerator, ModelConfig, StarGANGenerator, build_models
+from expr3d.models import (AttentionCombine, AttentionGenerator, AttentionUNetGenerator, ModelConfig, StarGANGenerator,
+                           build_models)
 
 
 def _inputs(batch=2, size=32, cond_dim=8, seed=0):
@@ -21,9 +22,10 @@ def _set_attention_bias(generator, value):
     layer.bias.assign(np.full(layer.bias.shape, value, "float32"))
 
 
+@pytest.mark.parametrize("generator_class", [AttentionGenerator, AttentionUNetGenerator])
 @pytest.mark.parametrize("cond_dim,conv_dim,num_res_blocks,num_down,size", [(8, 8, 1, 2, 32), (3, 4, 0, 1, 8)])
-def test_shapes_dtypes_and_ranges(cond_dim, conv_dim, num_res_blocks, num_down, size):
-    g = AttentionGenerator(cond_dim, conv_dim=conv_dim, num_res_blocks=num_res_blocks, num_down=num_down)
+def test_shapes_dtypes_and_ranges(generator_class, cond_dim, conv_dim, num_res_blocks, num_down, size):
+    g = generator_class(cond_dim, conv_dim=conv_dim, num_res_blocks=num_res_blocks, num_down=num_down)
     image, condition = _inputs(batch=3, size=size, cond_dim=cond_dim)
     out = _numpy(g([image, condition]))
     assert out.shape == (3, size, size, 3) and out.dtype == np.float32
@@ -50,8 +52,25 @@ def test_same_trunk_as_stargan_plus_two_heads():
     assert len(g.get_weights()) == len({id(w) for w in g.weights})
 
 
-def test_output_is_the_source_where_the_mask_is_zero_and_the_colour_where_it_is_one():
-    g = AttentionGenerator(cond_dim=8, conv_dim=8, num_res_blocks=1)
+def test_unet_is_the_attention_trunk_plus_a_skip_per_up_sampling_stage():
+    kwargs = dict(cond_dim=5, conv_dim=8, num_res_blocks=2)
+    g, plain = AttentionUNetGenerator(**kwargs), AttentionGenerator(**kwargs)
+    assert isinstance(g, AttentionGenerator)  # the trainer's mask terms and the exporters treat both alike
+    # up0 (16 channels at H/2) gets down0's 16 channels, up1 (8 at H) gets the stem's 8: the heads read 16.
+    assert g.get_layer("skip0_concat").output.shape[-1] == 32 and g.get_layer("skip1_concat").output.shape[-1] == 16
+    assert g.get_layer("up1_conv").kernel.shape == (4, 4, 8, 32)  # transposed conv: (kh, kw, out, in)
+    assert g.get_layer("colour_conv").kernel.shape == (7, 7, 16, 3)
+    assert g.get_layer("attention_conv").kernel.shape == (7, 7, 16, 1)
+    # Only the decoder's second stage and the heads see more channels; every other layer is the plain one's.
+    extra = 4 * 4 * 8 * 16 + 7 * 7 * 8 * 4
+    assert g.count_params() == plain.count_params() + extra
+    with pytest.raises(ValueError):
+        plain.get_layer("skip0_concat")
+
+
+@pytest.mark.parametrize("generator_class", [AttentionGenerator, AttentionUNetGenerator])
+def test_output_is_the_source_where_the_mask_is_zero_and_the_colour_where_it_is_one(generator_class):
+    g = generator_class(cond_dim=8, conv_dim=8, num_res_blocks=1)
     image, condition = _inputs()
     _set_attention_bias(g, -200.0)  # sigmoid underflows to 0: nothing is edited
     output, mask, _ = (_numpy(t) for t in g.with_attention([image, condition]))
@@ -90,17 +109,18 @@ def test_mixed_bfloat16_outputs_float32():
         keras.mixed_precision.set_global_policy("float32")
 
 
-def test_config_round_trip_and_keras_file(tmp_path):
-    g = AttentionGenerator(cond_dim=5, conv_dim=8, num_res_blocks=2, name="g_test")
+@pytest.mark.parametrize("generator_class", [AttentionGenerator, AttentionUNetGenerator])
+def test_config_round_trip_and_keras_file(tmp_path, generator_class):
+    g = generator_class(cond_dim=5, conv_dim=8, num_res_blocks=2, name="g_test")
     _set_attention_bias(g, -0.7)  # a non-initial value, so loading must restore it
-    clone = AttentionGenerator.from_config(g.get_config())
+    clone = generator_class.from_config(g.get_config())
     assert clone.get_config() == g.get_config() and clone.count_params() == g.count_params()
 
     image, condition = _inputs(cond_dim=5)
     path = str(tmp_path / "g.keras")
     g.save(path)
     loaded = keras.saving.load_model(path)
-    assert type(loaded) is AttentionGenerator and loaded.name == "g_test"
+    assert type(loaded) is generator_class and loaded.name == "g_test"
     np.testing.assert_array_equal(_numpy(loaded([image, condition])), _numpy(g([image, condition])))
     for got, expected in zip(loaded.with_attention([image, condition]), g.with_attention([image, condition])):
         np.testing.assert_array_equal(_numpy(got), _numpy(expected))
@@ -122,6 +142,8 @@ def test_build_models_picks_the_generator():
     networks = build_models(ModelConfig(**tiny, generator="attention"))
     assert type(networks["g_rgb"]) is AttentionGenerator and networks["g_rgb"].name == "g_rgb"
     assert networks["g_rgb"].cond_dim == 8 and networks["g_rgb"].conv_dim == 8
+    networks = build_models(ModelConfig(**tiny, generator="attention_unet"))
+    assert type(networks["g_rgb"]) is AttentionUNetGenerator and networks["g_rgb"].name == "g_rgb"
 
 
 def test_model_config_generator_field():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import expr3d.models
-from expr3d.models import (AttentionCombine, AttentionGenerator, ConditionConcat, DepthTranslator, PatchCritic,
-                           StarGANGenerator, VGG19Features)
+from expr3d.models import (AttentionCombine, AttentionGenerator, AttentionUNetGenerator, ConditionConcat, DepthTranslator,
+                           PatchCritic, StarGANGenerator, VGG19Features)
 from expr3d.models.perceptual import CaffePreprocess
 from tests.models import harness
 
@@ -32,6 +32,8 @@ CASES = {
         lambda: [_image(), _one_hot([1, 2], 3)], "float32"),
     "AttentionGenerator": (lambda: AttentionGenerator(cond_dim=3, conv_dim=4, num_res_blocks=1, num_down=1),
                            lambda: [_image(), _one_hot([2, 0], 3)], "float32"),
+    "AttentionUNetGenerator": (lambda: AttentionUNetGenerator(cond_dim=3, conv_dim=4, num_res_blocks=1, num_down=1),
+                               lambda: [_image(), _one_hot([2, 0], 3)], "float32"),
     "DepthTranslator": (lambda: DepthTranslator(conv_dim=4, num_res_blocks=1, num_down=1, name="g_depth"),
                         lambda: [_image(), _one_hot([0, 1], 2)], "float32"),
     "PatchCritic": (lambda: PatchCritic(8, 3, conv_dim=4, num_layers=2, name="d_rgb"), lambda: _image(), "float32"),
