@@ -162,3 +162,61 @@ def mask_cross_entropy(region, mask, epsilon=1e-4):
     mask = ops.clip(_f32(mask), epsilon, 1.0 - epsilon)
     region = _f32(region)
     return -ops.mean(region * ops.log(mask) + (1.0 - region) * ops.log(1.0 - mask))
+
+
+# --- exemplar expression transfer (Shao et al.; expr3d.models.transfer) ----------------------------------------------
+
+
+def _valid_action_units(intensities, mask):
+    """`(intensities with missing entries zeroed, {0, 1} float32 validity)`: an entry is missing where `mask` is 0 or
+    the intensity is NaN (how a source without that AU records it), so NaN never reaches a loss or its gradient."""
+    intensities = _f32(intensities)
+    valid = ops.logical_not(ops.isnan(intensities))
+    if mask is not None:
+        valid = ops.logical_and(valid, ops.broadcast_to(_f32(mask), ops.shape(intensities)) > 0.5)
+    return ops.where(valid, intensities, 0.0), ops.cast(valid, "float32")
+
+
+def _masked_mean(values, valid):
+    """Mean of `values` over the valid entries (0 when none is valid)."""
+    return ops.sum(values * valid) / ops.maximum(ops.sum(valid), 1.0)
+
+
+def action_unit_bins(intensities, num_bins):
+    """AU intensities in [0, 1] `[B, A]` -> int32 bin indices in [0, num_bins): `floor(i * num_bins)`, 1.0 in the
+    top bin. The classes of the multi-class adversary (`au_adversary_loss`); NaN (missing) gives bin 0, which the
+    losses mask out."""
+    intensities = ops.where(ops.isnan(_f32(intensities)), 0.0, _f32(intensities))
+    bins = ops.floor(ops.clip(intensities, 0.0, 1.0) * num_bins)
+    return ops.cast(ops.minimum(bins, num_bins - 1), "int32")
+
+
+def au_adversary_loss(logits, intensities, mask=None):
+    """The AU adversary's term: mean cross-entropy of its per-AU bin logits `[B, A, K]` against the true bins of
+    `intensities` `[B, A]`, over the valid AUs only (`mask` `[B, A]` 1 = known; NaN intensities count as missing)."""
+    logits = _f32(logits)
+    intensities, valid = _valid_action_units(intensities, mask)
+    bins = action_unit_bins(intensities, logits.shape[-1])
+    log_probabilities = ops.log_softmax(logits, axis=-1)
+    picked = ops.sum(log_probabilities * ops.one_hot(bins, logits.shape[-1]), axis=-1)
+    return _masked_mean(-picked, valid)
+
+
+def au_confusion_loss(logits, mask=None):
+    """The encoder's side of the multi-class adversarial term: mean squared distance of the adversary's per-AU
+    softmax `[B, A, K]` from the uniform 1/K (the first author's ADLD code pushes its domain classifier the same way),
+    over the valid AUs (`mask` `[B, A]`; None = all). Zero exactly when the adversary can tell nothing: pushing to the
+    uniform distribution rather than reversing the adversary's gradient keeps the encoder from encoding the AUs
+    "inverted", which still carries them."""
+    logits = _f32(logits)
+    num_bins = logits.shape[-1]
+    distance = ops.mean(ops.square(ops.softmax(logits, axis=-1) - 1.0 / num_bins), axis=-1)
+    valid = ops.ones_like(distance) if mask is None else ops.broadcast_to(_f32(mask), ops.shape(distance))
+    return _masked_mean(distance, valid)
+
+
+def action_unit_regression_loss(predicted, intensities, mask=None):
+    """Mean absolute error of predicted AU intensities `[B, A]` over the valid AUs (`mask` 1 = known; NaN
+    intensities count as missing; 0 when none is known)."""
+    intensities, valid = _valid_action_units(intensities, mask)
+    return _masked_mean(ops.abs(_f32(predicted) - intensities), valid)

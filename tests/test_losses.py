@@ -207,3 +207,49 @@ def test_mask_cross_entropy_values_and_its_gradient_does_not_vanish_when_saturat
         l1 = losses.l1_loss(np.ones((1, 1, 1, 1), np.float32), shut)
     assert abs(float(tape.gradient(cross_entropy, logits)[0, 0, 0, 0])) > 0.99
     assert abs(float(tape.gradient(l1, logits)[0, 0, 0, 0])) < 1e-3
+
+
+# --- exemplar transfer terms ---------------------------------------------------------------------------------------
+
+
+def test_action_unit_bins_split_the_unit_interval_evenly():
+    bins = losses.action_unit_bins(np.array([[0.0, 0.199, 0.2, 0.5, 0.999, 1.0, 1.7, -0.3, np.nan]]), 5)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(bins), [[0, 0, 1, 2, 4, 4, 4, 0, 0]])
+
+
+def test_au_adversary_loss_is_the_masked_cross_entropy_of_the_true_bins():
+    logits = np.log(np.array([[[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]], "float32"))  # [1, 2 AUs, 3 bins]
+    intensities = np.array([[0.1, 0.9]], "float32")  # bins 0 and 2
+    expected = -(np.log(0.7) + np.log(0.8)) / 2
+    np.testing.assert_allclose(float(losses.au_adversary_loss(logits, intensities)), expected, rtol=1e-5)
+    # A masked (or NaN) AU is left out of the mean, whatever its logits.
+    np.testing.assert_allclose(float(losses.au_adversary_loss(logits, intensities, mask=[[1.0, 0.0]])), -np.log(0.7),
+                               rtol=1e-5)
+    np.testing.assert_allclose(float(losses.au_adversary_loss(logits, [[0.1, np.nan]])), -np.log(0.7), rtol=1e-5)
+    assert float(losses.au_adversary_loss(logits, intensities, mask=[[0.0, 0.0]])) == 0.0
+
+
+def test_au_confusion_loss_is_zero_only_at_the_uniform_distribution():
+    uniform = np.zeros((2, 17, 5), "float32")
+    assert float(losses.au_confusion_loss(uniform)) < 1e-12
+    confident = np.zeros((1, 1, 4), "float32")
+    confident[0, 0, 2] = 50.0  # softmax ~ one-hot: (1 - 1/4)^2 + 3 (1/4)^2, averaged over 4 bins
+    np.testing.assert_allclose(float(losses.au_confusion_loss(confident)), (0.75**2 + 3 * 0.25**2) / 4, rtol=1e-5)
+    # Masked AUs do not count.
+    both = np.concatenate([confident, np.zeros((1, 1, 4), "float32")], axis=1)
+    assert float(losses.au_confusion_loss(both, mask=[[0.0, 1.0]])) < 1e-12
+
+
+def test_au_losses_keep_nan_out_of_the_value_and_the_gradient():
+    intensities = tf.constant([[0.3, np.nan, 0.8]])
+    predicted = tf.Variable([[0.5, 0.5, 0.5]])
+    logits = tf.Variable(tf.zeros((1, 3, 4)))
+    with tf.GradientTape(persistent=True) as tape:
+        regression = losses.action_unit_regression_loss(predicted, intensities)
+        adversary = losses.au_adversary_loss(logits, intensities)
+    np.testing.assert_allclose(float(regression), (0.2 + 0.3) / 2, rtol=1e-6)
+    assert np.isfinite(float(adversary))
+    for gradient in (tape.gradient(regression, predicted), tape.gradient(adversary, logits)):
+        gradient = gradient.numpy()
+        assert np.all(np.isfinite(gradient))
+        assert np.all(gradient[0, 1] == 0)  # the missing AU gets no gradient

@@ -1,4 +1,4 @@
-"""The four networks of the depth-guided StarGAN and their config."""
+"""The networks of the depth-guided StarGAN (and their config) and of the exemplar expression transfer."""
 
 from expr3d.models.attention_generator import AttentionGenerator, AttentionUNetGenerator
 from expr3d.models.blocks import AttentionCombine, ConditionConcat, residual_block
@@ -8,8 +8,10 @@ from expr3d.models.depth_translator import TO_GEOMETRY, TO_RGB, DepthTranslator
 from expr3d.models.discriminator import PatchCritic
 from expr3d.models.generator import StarGANGenerator
 from expr3d.models.perceptual import VGG19Features, keras_cache_candidates, resolve_vgg19_weights
+from expr3d.models.transfer import AUAdversary, TransferDecoder, TransferEncoder
 
 __all__ = [
+    "AUAdversary",
     "AttentionCombine",
     "AttentionGenerator",
     "AttentionUNetGenerator",
@@ -21,6 +23,8 @@ __all__ = [
     "StarGANGenerator",
     "TO_GEOMETRY",
     "TO_RGB",
+    "TransferDecoder",
+    "TransferEncoder",
     "VGG19Features",
     "build_generator",
     "build_models",

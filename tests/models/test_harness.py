@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import expr3d.models
-from expr3d.models import (AttentionCombine, AttentionGenerator, AttentionUNetGenerator, ConditionConcat, DepthTranslator,
-                           PatchCritic, StarGANGenerator, VGG19Features)
+from expr3d.models import (AUAdversary, AttentionCombine, AttentionGenerator, AttentionUNetGenerator, ConditionConcat, DepthTranslator,
+                           PatchCritic, StarGANGenerator, TransferDecoder, TransferEncoder,
+                           VGG19Features)
 from expr3d.models.perceptual import CaffePreprocess
 from tests.models import harness
 
@@ -47,6 +48,13 @@ CASES = {
                          lambda: [_image(size=4), _image(size=4, seed=1), (_image(size=4, channels=1) + 1) / 2],
                          "float16"),
     "CaffePreprocess": (lambda: CaffePreprocess(), lambda: _image(size=4), "float16"),
+    "TransferEncoder": (lambda: TransferEncoder(conv_dim=4, num_down=1, num_res_blocks=1, code_dim=6, name="encoder"),
+                        lambda: _image(), "float32"),
+    "TransferDecoder": (lambda: TransferDecoder(conv_dim=4, num_down=1, num_res_blocks=1, code_dim=6),
+                        lambda: [_image(size=4, channels=8), _image(size=1, channels=6)[:, 0, 0], _image()],
+                        "float32"),
+    "AUAdversary": (lambda: AUAdversary(free_channels=8, conv_dim=4, num_bins=3), lambda: _image(size=4, channels=8),
+                    "float32"),
 }
 
 

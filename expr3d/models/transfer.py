@@ -1,0 +1,190 @@
+"""The exemplar expression-transfer networks (Shao et al., TIP 2021; issue #13): an encoder that splits a face into
+an AU-related code and an AU-free map, a decoder that recombines them, and the AU adversary that disentangles them.
+
+    code_A, free_A, aus_A = encoder(A)          code: [B, code_dim]; free: [B, H/2^d, W/2^d, C]; aus: [B, 17]
+    A_with_B's_expression = decoder([free_A, code_B, A])
+
+Shao et al. publish no code and give no layer table, so the shapes here are our choices (docs/transfer.md):
+- The AU-related feature is a global vector (pooled), the AU-free one a spatial map. An expression is the same
+  whatever the pose; a spatial AU-related map would carry the exemplar's face position into A's face. The decoder
+  takes the code the way StarGAN's generator takes its target label: tiled over the map.
+- The decoder ends in GANimation's attention blend with the source image (`M * C + (1 - M) * A`, `M` the edited
+  fraction), as the project's attention generators: hair, background and the face's outline are copied, not redrawn.
+- The adversary reads the AU-free map and classifies each AU's intensity into `num_bins` bins ("multi-class"
+  adversarial training, after the first author's ADLD code): it learns the true bins, the encoder is trained to push
+  its per-AU softmax to uniform (`losses.au_confusion_loss`).
+"""
+
+import keras
+
+from expr3d.labels import NUM_ACTION_UNITS
+from expr3d.models.blocks import AttentionCombine, ConditionConcat, instance_norm, residual_block, serializable_dtype
+
+
+def _check_sizes(owner, **sizes):
+    for field, value in sizes.items():
+        minimum = 0 if field == "num_res_blocks" else 1
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"{owner}: {field} must be an integer >= {minimum}; got {value!r}")
+
+
+def _conv_norm_relu(x, filters, kernel, strides, name, dtype, transpose=False):
+    layer = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
+    x = layer(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv", dtype=dtype)(x)
+    x = instance_norm(f"{name}_norm", dtype)(x)
+    return keras.layers.ReLU(name=f"{name}_relu", dtype=dtype)(x)
+
+
+class _KeptArguments:
+    """Keeps the constructor's arguments and serialises them (`get_config` / `from_config`); a mixin before
+    `keras.Model`."""
+
+    def _keep(self, **arguments):
+        arguments["dtype"] = serializable_dtype(arguments.get("dtype"))
+        self._arguments = arguments
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, **self._arguments}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="expr3d")
+class TransferEncoder(_KeptArguments, keras.Model):
+    """Face -> `(code, free, action_units)`.
+
+    conv7x7(conv_dim)-IN-ReLU, `num_down` x [conv4x4 stride 2, channels x2, IN, ReLU], `num_res_blocks` residual
+    blocks: the shared trunk. AU-free map: one more residual block then conv1x1 to `free_channels`. AU-related code:
+    conv3x3-IN-ReLU, global mean, dense to `code_dim`. AU intensities in [0, 1]: sigmoid(dense(code)) - the code
+    must predict them (the encoder's AU regression term).
+
+    Args:
+        conv_dim, num_down, num_res_blocks: trunk sizes (as `StarGANGenerator`'s encoder).
+        code_dim: length of the AU-related code.
+        free_channels: channels of the AU-free map.
+        num_action_units: AU intensities predicted from the code (17, `expr3d.labels.ACTION_UNITS`).
+        dtype: dtype policy of the layers; `None` uses the global policy. The three outputs are float32.
+
+    Example:
+    >>> code, free, aus = TransferEncoder(conv_dim=8, num_down=2, num_res_blocks=1, code_dim=16)(
+    ...     keras.ops.zeros((2, 32, 32, 3)))
+    >>> code.shape, free.shape, aus.shape
+    ((2, 16), (2, 8, 8, 32), (2, 17))
+    """
+
+    def __init__(self, conv_dim=64, num_down=2, num_res_blocks=3, code_dim=64, free_channels=None,
+                 num_action_units=NUM_ACTION_UNITS, dtype=None, **kwargs):
+        free_channels = conv_dim * 2**num_down if free_channels is None else free_channels
+        _check_sizes(type(self).__name__, conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks,
+                     code_dim=code_dim, free_channels=free_channels, num_action_units=num_action_units)
+        image = keras.Input(shape=(None, None, 3), name="image")
+        x = _conv_norm_relu(image, conv_dim, 7, 1, "stem", dtype)
+        filters = conv_dim
+        for i in range(num_down):
+            filters *= 2
+            x = _conv_norm_relu(x, filters, 4, 2, f"down{i}", dtype)
+        for i in range(num_res_blocks):
+            x = residual_block(x, filters, name=f"res{i}", dtype=dtype)
+
+        free = residual_block(x, filters, name="free_res", dtype=dtype)
+        free = keras.layers.Conv2D(free_channels, 1, name="free_conv", dtype=dtype)(free)
+        free = keras.layers.Activation("linear", dtype="float32", name="free")(free)
+
+        code = _conv_norm_relu(x, filters, 3, 1, "code", dtype)
+        code = keras.layers.GlobalAveragePooling2D(name="code_pool", dtype=dtype)(code)
+        code = keras.layers.Dense(code_dim, name="code_dense", dtype=dtype)(code)
+        code = keras.layers.Activation("linear", dtype="float32", name="code")(code)
+        action_units = keras.layers.Dense(num_action_units, name="au_dense", dtype=dtype)(code)
+        action_units = keras.layers.Activation("sigmoid", dtype="float32", name="action_units")(action_units)
+        super().__init__(inputs=image, outputs=[code, free, action_units], **kwargs)
+        self._keep(conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks, code_dim=code_dim,
+                   free_channels=free_channels, num_action_units=num_action_units, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package="expr3d")
+class TransferDecoder(_KeptArguments, keras.Model):
+    """`[free, code, source]` -> the face with `free`'s identity, pose and look and `code`'s expression.
+
+    The code tiled over the AU-free map (StarGAN's condition concatenation), conv3x3 to the trunk's channels,
+    `num_res_blocks` residual blocks, `num_down` x [transposed conv4x4 stride 2, channels /2, IN, ReLU], then two
+    7x7 heads: colour `C = tanh(.)` and edit mask `M = sigmoid(.)`; output `M * C + (1 - M) * source`. `source` is
+    the face `free` was encoded from (for a swap, A when decoding A with B's code).
+
+    Args:
+        conv_dim: channels after the last up-sampling (the encoder's `conv_dim`).
+        num_down: up-sampling stages (the encoder's `num_down`).
+        num_res_blocks: residual blocks after the code is joined.
+        code_dim, free_channels: the encoder's output sizes.
+        dtype: dtype policy of the layers; `None` uses the global policy.
+
+    `call` returns the image; `with_attention` returns `(image, mask, colour)` from the same layers.
+    """
+
+    def __init__(self, conv_dim=64, num_down=2, num_res_blocks=3, code_dim=64, free_channels=None, dtype=None,
+                 **kwargs):
+        free_channels = conv_dim * 2**num_down if free_channels is None else free_channels
+        _check_sizes(type(self).__name__, conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks,
+                     code_dim=code_dim, free_channels=free_channels)
+        free = keras.Input(shape=(None, None, free_channels), name="free")
+        code = keras.Input(shape=(code_dim,), name="code")
+        source = keras.Input(shape=(None, None, 3), name="source")
+        filters = conv_dim * 2**num_down
+        x = ConditionConcat(name="code_concat", dtype=dtype)([free, code])
+        x = _conv_norm_relu(x, filters, 3, 1, "join", dtype)
+        for i in range(num_res_blocks):
+            x = residual_block(x, filters, name=f"res{i}", dtype=dtype)
+        for i in range(num_down):
+            filters //= 2
+            x = _conv_norm_relu(x, filters, 4, 2, f"up{i}", dtype, transpose=True)
+        colour = keras.layers.Conv2D(3, 7, padding="same", use_bias=False, name="colour_conv", dtype=dtype)(x)
+        colour = keras.layers.Activation("tanh", dtype="float32", name="colour_tanh")(colour)
+        mask = keras.layers.Conv2D(1, 7, padding="same", name="attention_conv", dtype=dtype)(x)
+        mask = keras.layers.Activation("sigmoid", dtype="float32", name="attention_sigmoid")(mask)
+        output = AttentionCombine(name="attention_combine", dtype="float32")([source, colour, mask])
+        super().__init__(inputs=[free, code, source], outputs=output, **kwargs)
+        self._with_attention = keras.Model(inputs=[free, code, source], outputs=[output, mask, colour],
+                                           name="with_attention")
+        self._keep(conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks, code_dim=code_dim,
+                   free_channels=free_channels, dtype=dtype)
+
+    def with_attention(self, inputs, training=None):
+        """`(image, mask, colour)` for `inputs = [free, code, source]`; all float32."""
+        return tuple(self._with_attention(inputs, training=training))
+
+
+@keras.saving.register_keras_serializable(package="expr3d")
+class AUAdversary(_KeptArguments, keras.Model):
+    """AU-free map -> per-AU intensity-bin logits `[B, num_action_units, num_bins]`.
+
+    `num_layers` x [conv3x3 (stride 2 from the second on), LeakyReLU(0.2)], global mean, dense. No normalisation:
+    its inputs are the encoder's, whose statistics it must be able to read.
+
+    Args:
+        free_channels: channels of the AU-free map.
+        conv_dim: channels of its convolutions.
+        num_layers: convolutions.
+        num_action_units, num_bins: output shape.
+        dtype: dtype policy; `None` uses the global policy. The logits are float32.
+    """
+
+    def __init__(self, free_channels, conv_dim=64, num_layers=2, num_action_units=NUM_ACTION_UNITS, num_bins=5,
+                 dtype=None, **kwargs):
+        _check_sizes(type(self).__name__, free_channels=free_channels, conv_dim=conv_dim, num_layers=num_layers,
+                     num_action_units=num_action_units, num_bins=num_bins)
+        if num_bins < 2:
+            raise ValueError(f"{type(self).__name__}: num_bins must be >= 2; got {num_bins}")
+        free = keras.Input(shape=(None, None, free_channels), name="free")
+        x = free
+        for i in range(num_layers):
+            x = keras.layers.Conv2D(conv_dim, 3, strides=1 if i == 0 else 2, padding="same", name=f"conv{i}",
+                                    dtype=dtype)(x)
+            x = keras.layers.LeakyReLU(0.2, name=f"lrelu{i}", dtype=dtype)(x)
+        x = keras.layers.GlobalAveragePooling2D(name="pool", dtype=dtype)(x)
+        x = keras.layers.Dense(num_action_units * num_bins, name="bins_dense", dtype=dtype)(x)
+        x = keras.layers.Reshape((num_action_units, num_bins), name="bins", dtype=dtype)(x)
+        logits = keras.layers.Activation("linear", dtype="float32", name="logits")(x)
+        super().__init__(inputs=free, outputs=logits, **kwargs)
+        self._keep(free_channels=free_channels, conv_dim=conv_dim, num_layers=num_layers,
+                   num_action_units=num_action_units, num_bins=num_bins, dtype=dtype)

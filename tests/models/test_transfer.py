@@ -1,0 +1,68 @@
+import keras
+import numpy as np
+import pytest
+
+from expr3d.models import AUAdversary, TransferDecoder, TransferEncoder
+
+
+def _image(batch=2, size=16, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (batch, size, size, 3)).astype("float32")
+
+
+def _numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def test_encoder_outputs_a_code_a_spatial_au_free_map_and_au_intensities():
+    encoder = TransferEncoder(conv_dim=4, num_down=2, num_res_blocks=1, code_dim=10, free_channels=6)
+    code, free, aus = (_numpy(t) for t in encoder(_image(batch=3, size=16)))
+    assert code.shape == (3, 10) and free.shape == (3, 4, 4, 6) and aus.shape == (3, 17)
+    assert np.all((aus > 0) & (aus < 1))
+    # Any multiple of 2**num_down: the map follows the size, the code does not.
+    code24, free24, _ = encoder(_image(size=24))
+    assert code24.shape == (2, 10) and free24.shape == (2, 6, 6, 6)
+
+
+def test_decoder_blends_the_colour_into_the_source_through_its_mask():
+    decoder = TransferDecoder(conv_dim=4, num_down=2, num_res_blocks=1, code_dim=10, free_channels=6)
+    rng = np.random.default_rng(1)
+    free = rng.normal(size=(2, 4, 4, 6)).astype("float32")
+    code = rng.normal(size=(2, 10)).astype("float32")
+    source = _image()
+    output, mask, colour = (_numpy(t) for t in decoder.with_attention([free, code, source]))
+    assert output.shape == colour.shape == (2, 16, 16, 3) and mask.shape == (2, 16, 16, 1)
+    np.testing.assert_allclose(output, mask * colour + (1 - mask) * source, atol=1e-6)
+    np.testing.assert_array_equal(output, _numpy(decoder([free, code, source])))
+    # The code reaches the output: another code, another image.
+    other = _numpy(decoder([free, code[::-1], source]))
+    assert np.abs(other - output).max() > 1e-4
+    # A shut mask copies the source exactly.
+    decoder.get_layer("attention_conv").bias.assign([-200.0])
+    np.testing.assert_array_equal(_numpy(decoder([free, code, source])), source)
+
+
+def test_encoder_and_decoder_compose_for_a_swap():
+    encoder = TransferEncoder(conv_dim=4, num_down=2, num_res_blocks=0, code_dim=8)
+    decoder = TransferDecoder(conv_dim=4, num_down=2, num_res_blocks=0, code_dim=8)
+    a, b = _image(batch=1, seed=2), _image(batch=1, seed=3)
+    code_a, free_a, _ = encoder(a)
+    code_b, _, _ = encoder(b)
+    a_with_b = _numpy(decoder([free_a, code_b, keras.ops.convert_to_tensor(a)]))
+    assert a_with_b.shape == a.shape and np.all(np.abs(a_with_b) <= 1)
+
+
+def test_adversary_gives_per_au_bin_logits():
+    adversary = AUAdversary(free_channels=6, conv_dim=4, num_layers=3, num_bins=4)
+    logits = _numpy(adversary(np.zeros((3, 4, 4, 6), "float32")))
+    assert logits.shape == (3, 17, 4) and logits.dtype == np.float32
+
+
+@pytest.mark.parametrize("build,field", [
+    (lambda: TransferEncoder(code_dim=0), "code_dim"),
+    (lambda: TransferDecoder(num_down=1.5), "num_down"),
+    (lambda: AUAdversary(free_channels=8, num_bins=1), "num_bins"),
+    (lambda: AUAdversary(free_channels=-1), "free_channels"),
+])
+def test_bad_sizes_name_the_field(build, field):
+    with pytest.raises(ValueError, match=field):
+        build()
