@@ -1,0 +1,234 @@
+"""The exemplar expression-transfer trainer (Shao et al., TIP 2021, with our depth guidance; issue #13).
+
+Each batch is its own exemplar set: face `A[i]` takes the expression of `B[i] = A[i - 1]` (the batch rolled by one, so
+every face is once a source and once an exemplar). With `E` the encoder (code, AU-free map, AU intensities), `Dec` the
+decoder, `Adv` the AU adversary:
+
+    code, free, aus = E(A);  A_rec = Dec(free, code, A);  A_B = Dec(free, roll(code), A)     (A with B's expression)
+    A_back = Dec(free(A_B), code, A_B)                                                        (swapped twice)
+
+Critic step (the critics and the adversary; the generators' outputs with their gradient stopped):
+- `d_rgb` (PatchCritic, `num_action_units` outputs read as AU logits): WGAN-GP, real A vs A_B, plus the masked AU
+  regression of the real faces: `dr_total = adv + lambda_au * au + lambda_gp * gp`.
+- `d_swap` (PatchCritic): swap consistency, WGAN-GP with the self-reconstruction A_rec as "real" and A_B as "fake":
+  it learns what tells a swap from a reconstruction.
+- `adversary`: cross-entropy of the true AU bins of A from its AU-free map (the multi-class adversary).
+- `d_depth` (with `depth_weight > 0`): WGAN-GP, the real geometry vs G_depth(A_B), plus the AU regression of the real
+  geometry.
+Generator step (encoder, decoder and, with depth, G_depth):
+- `t_rec = |A_rec - A|`, `t_cycle = |A_back - A|`, `t_au = |aus - AU(A)|` (the code predicts the AUs, masked),
+  `t_confusion = au_confusion_loss(Adv(free))` (AU-free features tell the adversary nothing),
+  `t_adv = -D_rgb(A_B)` and `t_au_fake` (D_rgb reads B's AUs in A_B), `t_swap = -D_swap(A_B)` (a swap looks like a
+  reconstruction), `t_mask` (the decoder's edit masks' mean, GANimation's sparsity);
+  `t_total = t_adv + lambda_au (t_au + t_au_fake) + lambda_confusion t_confusion + lambda_swap t_swap
+  + lambda_rec (t_rec + t_cycle) + lambda_mask t_mask`, plus `depth_weight * gd_total` with the depth guidance
+  (`gd_adv = -D_depth(G_depth(A_B))`, `gd_au` D_depth reads B's AUs there, `gd_rec = |G_depth^-1(G_depth(A_B)) - A_B|`).
+Missing AUs (NaN, or `has_action_units` false) are masked out of every AU term.
+"""
+
+import tensorflow as tf
+
+from expr3d import losses
+from expr3d.training import common
+
+CRITIC_TERMS = ("dr_adv", "dr_au", "dr_gp", "dr_total", "ds_adv", "ds_gp", "ds_total", "adv_au")
+DEPTH_CRITIC_TERMS = ("dd_adv", "dd_au", "dd_gp", "dd_total")
+GENERATOR_TERMS = ("t_rec", "t_cycle", "t_au", "t_confusion", "t_adv", "t_au_fake", "t_swap", "t_mask", "t_total",
+                   "g_total")
+DEPTH_GENERATOR_TERMS = ("gd_adv", "gd_au", "gd_rec", "gd_total")
+
+
+def exemplars(tensor):
+    """The batch rolled by one: row i holds row i - 1 (B[i] = A[i - 1]), so each face is once an exemplar."""
+    return tf.roll(tensor, shift=1, axis=0)
+
+
+def action_unit_mask(batch):
+    """`[B, A]` float32: 1 where an AU intensity is known (a record with AUs, and not NaN)."""
+    aus = tf.cast(batch["action_units"], tf.float32)
+    known = tf.logical_not(tf.math.is_nan(aus))
+    if "has_action_units" in batch:
+        known = tf.logical_and(known, tf.cast(batch["has_action_units"], tf.bool)[:, None])
+    return tf.cast(known, tf.float32)
+
+
+def _critic_au_loss(logits, intensities, mask):
+    """A critic's AU head: its logits through a sigmoid, the masked absolute error."""
+    return losses.action_unit_regression_loss(tf.sigmoid(tf.cast(logits, tf.float32)), intensities, mask)
+
+
+class ExpressionTransferTrainer(common.NCriticSchedule):
+    """Trains `encoder`, `decoder`, `adversary`, `d_rgb`, `d_swap` (and `g_depth`, `d_depth` with depth guidance).
+
+    Args:
+        encoder, decoder, adversary: `expr3d.models.TransferEncoder`, `TransferDecoder`, `AUAdversary`.
+        d_rgb: a `PatchCritic` on faces with `num_action_units` outputs (its AU head).
+        d_swap: a `PatchCritic` on faces (its class head unused).
+        g_depth, d_depth: the depth network (a `DepthTranslator`) and a `PatchCritic` on geometry with an AU head;
+            unused with `depth_weight = 0` (Shao et al.'s method alone).
+        depth_weight, n_critic, lambda_gp: as the depth-guided StarGAN's.
+        lambda_rec: self-reconstruction and swap-twice L1 (10, StarGAN's cycle weight).
+        lambda_au: the AU regression terms (1).
+        lambda_confusion: the encoder's confusion term (1).
+        lambda_swap: the swap-consistency adversarial term (1).
+        lambda_mask: the decoder's edit-mask sparsity (0.1, GANimation's).
+    """
+
+    stage = "transfer"
+
+    def __init__(self, encoder, decoder, adversary, d_rgb, d_swap, g_depth=None, d_depth=None, depth_weight=0.1,
+                 n_critic=5, lambda_gp=10.0, lambda_rec=10.0, lambda_au=1.0, lambda_confusion=1.0, lambda_swap=1.0,
+                 lambda_mask=0.1):
+        for name, value in (("depth_weight", depth_weight), ("lambda_gp", lambda_gp), ("lambda_rec", lambda_rec),
+                            ("lambda_au", lambda_au), ("lambda_confusion", lambda_confusion),
+                            ("lambda_swap", lambda_swap), ("lambda_mask", lambda_mask)):
+            if value < 0:
+                raise ValueError(f"ExpressionTransferTrainer: {name} must be >= 0; got {value}")
+        if int(n_critic) < 1:
+            raise ValueError(f"ExpressionTransferTrainer: n_critic must be >= 1; got {n_critic}")
+        if depth_weight > 0 and (g_depth is None or d_depth is None):
+            raise ValueError("ExpressionTransferTrainer: depth_weight > 0 needs g_depth and d_depth")
+        self.encoder, self.decoder, self.adversary = encoder, decoder, adversary
+        self.d_rgb, self.d_swap, self.g_depth, self.d_depth = d_rgb, d_swap, g_depth, d_depth
+        self.depth_weight = float(depth_weight)
+        self.n_critic = int(n_critic)
+        self.lambda_gp, self.lambda_rec, self.lambda_au = float(lambda_gp), float(lambda_rec), float(lambda_au)
+        self.lambda_confusion, self.lambda_swap = float(lambda_confusion), float(lambda_swap)
+        self.lambda_mask = float(lambda_mask)
+        self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
+        self.generator_average = None
+        self._optimizers = {}
+
+    @property
+    def uses_depth(self):
+        return self.depth_weight > 0
+
+    def compile(self, optimizers):
+        """`optimizers`: a dict with a key per trained network (`optimizer_keys`)."""
+        missing = [key for key in self.optimizer_keys if key not in optimizers]
+        if missing:
+            raise ValueError(f"ExpressionTransferTrainer.compile: no optimizer for {missing}")
+        self._optimizers = dict(optimizers)
+
+    @property
+    def optimizer_keys(self):
+        keys = ("encoder", "decoder", "adversary", "d_rgb", "d_swap")
+        return keys + (("g_depth", "d_depth") if self.uses_depth else ())
+
+    @property
+    def optimizers(self):
+        return {key: self._optimizers[key] for key in self.optimizer_keys}
+
+    def build_optimizers(self):
+        for key, optimizer in self.optimizers.items():
+            optimizer.build(getattr(self, key).trainable_variables)
+
+    @property
+    def log_names(self):
+        names = CRITIC_TERMS + GENERATOR_TERMS
+        return names + (DEPTH_CRITIC_TERMS + DEPTH_GENERATOR_TERMS if self.uses_depth else ())
+
+    def _swap(self, image, training):
+        """Encodes the batch and decodes every face with its own and with its exemplar's code."""
+        code, free, aus = self.encoder(image, training=training)
+        reconstruction, reconstruction_mask, _ = self.decoder.with_attention([free, code, image], training=training)
+        swapped, swapped_mask, _ = self.decoder.with_attention([free, exemplars(code), image], training=training)
+        return {"code": code, "free": free, "aus": aus, "reconstruction": reconstruction, "swapped": swapped,
+                "masks": (reconstruction_mask, swapped_mask)}
+
+    def _critic_terms(self, critic, real, fake, alpha, prefix, au_logits_target=None, au_mask=None):
+        real_src, real_logits = critic(real, training=True)
+        fake_src, _ = critic(fake, training=True)
+        logs = {f"{prefix}_adv": losses.critic_adversarial_loss(real_src, fake_src),
+                f"{prefix}_gp": common.gradient_penalty(critic, real, fake, alpha)}
+        total = logs[f"{prefix}_adv"] + self.lambda_gp * logs[f"{prefix}_gp"]
+        if au_logits_target is not None:
+            logs[f"{prefix}_au"] = _critic_au_loss(real_logits, au_logits_target, au_mask)
+            total = total + self.lambda_au * logs[f"{prefix}_au"]
+        logs[f"{prefix}_total"] = total
+        return logs
+
+    def critic_step(self, batch):
+        image = batch["image"]
+        aus, mask = tf.cast(batch["action_units"], tf.float32), action_unit_mask(batch)
+        outputs = self._swap(image, training=True)
+        swapped = tf.stop_gradient(outputs["swapped"])
+        reconstruction = tf.stop_gradient(outputs["reconstruction"])
+        free = tf.stop_gradient(outputs["free"])
+        keys = ["d_rgb", "d_swap", "adversary"] + (["d_depth"] if self.uses_depth else [])
+        optimizers = [self._optimizers[key] for key in keys]
+        variables = [getattr(self, key).trainable_variables for key in keys]
+        if self.uses_depth:
+            fake_geometry = tf.stop_gradient(self.g_depth.to_geometry(swapped, training=True))
+        persistent = any(common.is_loss_scaled(o) for o in optimizers)
+        with tf.GradientTape(persistent=persistent) as tape:
+            logs = self._critic_terms(self.d_rgb, image, swapped, batch["alpha"], "dr", aus, mask)
+            logs.update(self._critic_terms(self.d_swap, reconstruction, swapped, batch["alpha"], "ds"))
+            logs["adv_au"] = losses.au_adversary_loss(self.adversary(free, training=True), aus, mask)
+            totals = [logs["dr_total"], logs["ds_total"], logs["adv_au"]]
+            if self.uses_depth:
+                logs.update(self._critic_terms(self.d_depth, batch["geometry"], fake_geometry, batch["alpha_depth"],
+                                               "dd", aus, mask))
+                totals.append(logs["dd_total"])
+            if persistent:
+                scaled = [common.scaled_for_update(total, [opt])[0] for total, opt in zip(totals, optimizers)]
+            else:
+                # The networks share no variables: one backward pass of the sum updates each with its own term.
+                scaled = common.scaled_for_update(tf.add_n(totals), optimizers)
+        common.apply_updates(tape, scaled, optimizers, variables, computed_first=logs)
+        return logs
+
+    def generator_step(self, batch):
+        image = batch["image"]
+        aus, mask = tf.cast(batch["action_units"], tf.float32), action_unit_mask(batch)
+        exemplar_aus, exemplar_mask = exemplars(aus), exemplars(mask)
+        keys = ["encoder", "decoder"] + (["g_depth"] if self.uses_depth else [])
+        optimizers = [self._optimizers[key] for key in keys]
+        variables = [getattr(self, key).trainable_variables for key in keys]
+        persistent = any(common.is_loss_scaled(o) for o in optimizers)
+        with tf.GradientTape(persistent=persistent) as tape:
+            outputs = self._swap(image, training=True)
+            swapped = outputs["swapped"]
+            back_code, back_free, back_aus = self.encoder(swapped, training=True)
+            back = self.decoder([back_free, outputs["code"], swapped], training=True)
+            logs = {
+                "t_rec": losses.l1_loss(image, outputs["reconstruction"]),
+                "t_cycle": losses.l1_loss(image, back),
+                "t_au": losses.action_unit_regression_loss(outputs["aus"], aus, mask),
+                "t_confusion": losses.au_confusion_loss(self.adversary(outputs["free"], training=True), mask),
+                "t_mask": sum(losses.attention_sparsity_loss(m) for m in outputs["masks"]),
+            }
+            fake_src, fake_logits = self.d_rgb(swapped, training=True)
+            logs["t_adv"] = losses.generator_adversarial_loss(fake_src)
+            logs["t_au_fake"] = _critic_au_loss(fake_logits, exemplar_aus, exemplar_mask)
+            swap_src, _ = self.d_swap(swapped, training=True)
+            logs["t_swap"] = losses.generator_adversarial_loss(swap_src)
+            logs["t_total"] = (logs["t_adv"] + self.lambda_au * (logs["t_au"] + logs["t_au_fake"])
+                               + self.lambda_confusion * logs["t_confusion"] + self.lambda_swap * logs["t_swap"]
+                               + self.lambda_rec * (logs["t_rec"] + logs["t_cycle"])
+                               + self.lambda_mask * logs["t_mask"])
+            total = logs["t_total"]
+            if self.uses_depth:
+                geometry = self.g_depth.to_geometry(swapped, training=True)
+                depth_src, depth_logits = self.d_depth(geometry, training=True)
+                logs["gd_adv"] = losses.generator_adversarial_loss(depth_src)
+                logs["gd_au"] = _critic_au_loss(depth_logits, exemplar_aus, exemplar_mask)
+                logs["gd_rec"] = losses.l1_loss(swapped, self.g_depth.to_rgb(geometry, training=True))
+                logs["gd_total"] = logs["gd_adv"] + self.lambda_au * logs["gd_au"] + self.lambda_rec * logs["gd_rec"]
+                total = total + self.depth_weight * logs["gd_total"]
+            logs["g_total"] = total
+            scaled = common.scaled_for_update(total, optimizers)
+        common.apply_updates(tape, scaled, optimizers, variables, computed_first=logs)
+        return logs
+
+    def sample_outputs(self, image):
+        """For sample grids (inference mode): each face's exemplar, the face with the exemplar's expression, its
+        self-reconstruction and the swap's edit mask."""
+        outputs = self._swap(image, training=False)
+        return {"exemplar": exemplars(image), "swapped": outputs["swapped"],
+                "reconstruction": outputs["reconstruction"], "attention": outputs["masks"][1]}
+
+    def get_config(self):
+        return {"depth_weight": self.depth_weight, "n_critic": self.n_critic, "lambda_gp": self.lambda_gp,
+                "lambda_rec": self.lambda_rec, "lambda_au": self.lambda_au, "lambda_confusion": self.lambda_confusion,
+                "lambda_swap": self.lambda_swap, "lambda_mask": self.lambda_mask}
