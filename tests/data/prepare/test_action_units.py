@@ -99,7 +99,8 @@ GOOD_HEADER = "face, confidence, AU01_r, AU02_r, AU12_r"
     ("other_aus.csv", "face, confidence, AU45_r, AU28_c\n0, 0.9, 1.0, 1\n", r"other_aus\.csv: .*AU45_r.*none of"),
     ("short_row.csv", f"{GOOD_HEADER}\n0, 0.9, 1.0, 2.0, 0.5\n0, 0.8, 1.0\n",
      r"short_row\.csv line 3: 3 field\(s\), the header has 5"),
-    ("word.csv", f"{GOOD_HEADER}\n0, 0.9, 1.0, high, 0.5\n", r"word\.csv line 2, column AU02_r: 'high' is not a number"),
+    ("word.csv", f"{GOOD_HEADER}\n0, 0.9, 1.0, high, 0.5\n",
+     r"word\.csv line 2, column AU02_r: 'high' is not a number"),
     ("range.csv", f"{GOOD_HEADER}\n0, 0.9, 1.0, 7.5, 0.5\n", r"range\.csv line 2, column AU02_r: 7\.5 is outside"),
     ("empty.csv", "", r"empty\.csv: empty file"),
     ("twice.csv", "face, confidence, AU01_r, AU01_r\n0, 0.9, 1, 1\n", r"twice\.csv line 1: column\(s\) \['AU01_r'\]"),
@@ -145,7 +146,7 @@ def run_cli(*args, expect=0):
     return result
 
 
-@pytest.mark.slow  # two subprocess CLI runs, ~25 s
+@pytest.mark.slow  # three subprocess CLI runs: 16 s idle, ~50 s beside a training run
 def test_cli_stores_openface_action_units_with_their_mask(tmp_path):
     root = str(tmp_path / "folder")
     expected = fixtures.make_folder(root, per_class=2, classes=("happy", "sad"))
@@ -203,6 +204,14 @@ def test_cli_stores_openface_action_units_with_their_mask(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "happy/face0.csv line 3: 3 field(s), the header has 43" in lines[0], result.stderr
     assert not os.path.exists(os.path.join(bad_out, dataset_card.CARD_NAME))
+    # Another column set: OpenFace run without -aus (pose and landmarks only) names the file and what it found.
+    no_aus = tmp_path / "openface_no_aus" / "happy"
+    no_aus.mkdir(parents=True)
+    (no_aus / "face0.csv").write_text("face, confidence, pose_Tx, pose_Ty, x_0, y_0\n0, 0.98, 1.5, 2.5, 30.1, 40.2\n")
+    result = run_cli(*[a for a in args if not a.startswith("--output")], f"--output={bad_out}",
+                     f"--action_units_csv={no_aus.parent}", expect=1)
+    assert "happy/face0.csv: no AUxx_r intensity column" in result.stderr and "-aus" in result.stderr
+    assert not os.path.exists(bad_out) or not os.listdir(bad_out)
 
 
 def test_config_without_action_units_keeps_its_stored_form_and_digest():
