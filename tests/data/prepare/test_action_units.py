@@ -181,9 +181,9 @@ def test_cli_stores_openface_action_units_with_their_mask(tmp_path):
     happy1 = by_key["happy/face1"]
     assert happy1["action_units_mask"].numpy()[ACTION_UNITS.index(12)] == 0
     assert happy1["action_units_mask"].numpy()[AU16] == 0 and happy1["action_units_mask"].numpy().sum() == 15
-    loss = losses.masked_action_unit_loss(happy1["action_units"][None], happy1["action_units"][None] + 0.1,
-                                          happy1["action_units_mask"][None])
-    assert float(loss) == pytest.approx(0.01, rel=1e-4)
+    loss = losses.action_unit_regression_loss(happy1["action_units"][None] + 0.1, happy1["action_units"][None],
+                                              mask=happy1["action_units_mask"][None])
+    assert float(loss) == pytest.approx(0.1, rel=1e-4)
 
     report = json.load(open(os.path.join(out, "report.json")))
     assert report["action_units"]["counts"] == {"matched": 3, "no_au_row": 1, "several_faces": 0, "nan_cells": 1}
