@@ -178,8 +178,8 @@ def _valid_action_units(intensities, mask):
 
 
 def _masked_mean(values, valid):
-    """Mean of `values` over the valid entries (0 when none is valid)."""
-    return ops.sum(values * valid) / ops.maximum(ops.sum(valid), 1.0)
+    """Mean of `values` over the valid entries (0 when none is valid). A selection, not a product: 0 * NaN is NaN."""
+    return ops.sum(ops.where(valid > 0.5, values, 0.0)) / ops.maximum(ops.sum(valid), 1.0)
 
 
 def action_unit_bins(intensities, num_bins):
@@ -217,6 +217,13 @@ def au_confusion_loss(logits, mask=None):
 
 def action_unit_regression_loss(predicted, intensities, mask=None):
     """Mean absolute error of predicted AU intensities `[B, A]` over the valid AUs (`mask` 1 = known; NaN
-    intensities count as missing; 0 when none is known)."""
+    intensities count as missing; 0 when none is known).
+
+    `mask` is what the data gives: the pipeline's `action_units_mask` `[B, A]` (schema v1's
+    `label/action_units_valid`: 0 for an AU the source lacks, e.g. AU16 from OpenFace, and for faces without AU
+    labels), or `has_action_units[:, None]`. The mean is pooled over the batch's valid entries, so each measured AU
+    counts once. Missing entries are selected away before the absolute value, so nothing there (not even a NaN
+    prediction) reaches the value or the gradient."""
     intensities, valid = _valid_action_units(intensities, mask)
-    return _masked_mean(ops.abs(_f32(predicted) - intensities), valid)
+    difference = ops.where(valid > 0.5, _f32(predicted) - intensities, 0.0)
+    return _masked_mean(ops.abs(difference), valid)

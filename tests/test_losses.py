@@ -253,3 +253,34 @@ def test_au_losses_keep_nan_out_of_the_value_and_the_gradient():
         gradient = gradient.numpy()
         assert np.all(np.isfinite(gradient))
         assert np.all(gradient[0, 1] == 0)  # the missing AU gets no gradient
+
+
+def test_action_unit_regression_loss_with_the_schema_mask():
+    """The pipeline's `action_units_mask` (schema v1 `label/action_units_valid`): missing AUs are stored as 0 (or
+    arrive as NaN from elsewhere) and only measured ones count, pooled over the batch."""
+    true = np.array([[0.2, 0.5, 0.0], [1.0, 0.0, 0.4]], "float32")  # 0.0 at [0, 2]: stored for a missing AU
+    predicted = np.array([[0.4, 0.5, 9.0], [0.0, 0.3, 0.4]], "float32")
+    mask = np.array([[1, 1, 0], [1, 0, 1]], "float32")
+    # Measured errors 0.2, 0, 1.0, 0 -> (1.2) / 4; the unmeasured 9.0 and 0.3 count nowhere.
+    assert _value(losses.action_unit_regression_loss(predicted, true, mask)) == pytest.approx(1.2 / 4)
+    assert _value(losses.action_unit_regression_loss(predicted, true, mask > 0)) == pytest.approx(1.2 / 4)
+    per_face = np.array([[0.0], [1.0]], "float32")  # has_action_units[:, None], broadcast over the AUs
+    assert _value(losses.action_unit_regression_loss(predicted, true, per_face)) == pytest.approx((1.0 + 0.3) / 3)
+
+
+def test_action_unit_regression_loss_gradient_is_zero_where_missing_even_for_garbage_predictions():
+    true = tf.constant([[0.2, np.nan, 0.5], [np.nan, np.nan, np.nan]], tf.float32)
+    predicted = tf.Variable([[0.4, np.nan, 0.5], [0.7, 0.1, np.inf]], dtype=tf.float32)  # garbage where unmeasured
+    mask = tf.constant([[1, 0, 1], [0, 0, 0]], tf.float32)
+    with tf.GradientTape() as tape:
+        loss = losses.action_unit_regression_loss(predicted, true, mask)
+    gradient = tape.gradient(loss, predicted).numpy()
+    assert float(loss) == pytest.approx(0.2 / 2)
+    # d/dp of (|p - t|) / 2 over the 2 measured entries: +0.5 where p > t, 0 at p == t's kink, exactly 0 elsewhere.
+    np.testing.assert_allclose(gradient, [[0.5, 0.0, 0.0], [0.0, 0.0, 0.0]], atol=1e-6)
+    # No measured AU in the batch (all rows missing, or a dataset without AUs): 0 and a zero gradient, not NaN.
+    with tf.GradientTape() as tape:
+        empty = losses.action_unit_regression_loss(predicted, true, tf.zeros_like(mask))
+    assert float(empty) == 0.0 and np.all(tape.gradient(empty, predicted).numpy() == 0.0)
+    half = losses.action_unit_regression_loss(tf.cast(tf.ones([2, 3]), tf.float16), tf.zeros([2, 3]), tf.ones([2, 3]))
+    assert _value(half) == pytest.approx(1.0)  # mixed-precision predictions give a float32 scalar

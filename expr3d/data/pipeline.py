@@ -16,8 +16,9 @@ Batches are dicts of:
     depth  float32 [B, S, S, 1] in [-1, 1]
     normals float32 [B, S, S, 3] unit camera-space vectors inside the mask, 0 outside
     mask   float32 [B, S, S, 1] in {0, 1}
-    expression int32 [B]; action_units float32 [B, 17]; has_action_units bool [B]; identity int64 [B];
-    pair_id int64 [B]; key string [B]
+    expression int32 [B]; action_units float32 [B, 17]; has_action_units bool [B]; action_units_mask float32
+    [B, 17] (1 where an AU intensity is measured; schema.parse_example); identity int64 [B]; pair_id int64 [B];
+    key string [B]
 
 Depth convention (the README's "depth convention"): records store z_depth, the positive distance along the optical
 axis (smaller = nearer). The pipeline maps it per face, after cropping and resizing, to
@@ -145,7 +146,7 @@ def preprocess(features, image_size, augment=False, seed=(0, 0), flip=True, crop
         "normals": tf.ensure_shape(normals, [image_size, image_size, 3]),
         "mask": tf.ensure_shape(mask, [image_size, image_size, 1]),
     }
-    for name in ("expression", "action_units", "has_action_units", "identity", "pair_id", "key"):
+    for name in ("expression", "action_units", "has_action_units", "action_units_mask", "identity", "pair_id", "key"):
         out[name] = features[name]
     return out
 

@@ -17,6 +17,7 @@ facing the camera.
 | normals/encoded | bytes | 8-bit RGB PNG of (n + 1) * 127.5 (x, y, z in R, G, B) |
 | label/expression | int64 | 0-7 in `expr3d.labels.EXPRESSIONS` order |
 | label/action_units | float list | empty, or one intensity in [0, 1] per `expr3d.labels.ACTION_UNITS` |
+| label/action_units_valid | int64 list | optional: absent or empty = every stored intensity was measured; else 17 flags, 0 = that AU is missing (its intensity is stored as 0) |
 | identity | int64 | subject id (-1 unknown) |
 | pair_id | int64 | renders sharing identity, pose and light under different expressions share it (-1 none) |
 | key | bytes | source key (file stem, dataset-specific id) |
@@ -56,6 +57,9 @@ class FaceExample:
         identity: subject id (-1 unknown).
         key: a source key, unique within the dataset.
         action_units: float [17] intensities in `ACTION_UNITS` order, or None.
+        action_units_valid: bool [17], False where an AU is missing (not measured: e.g. AU16, which OpenFace does
+            not estimate), or None when every intensity is measured. Missing intensities are stored as 0, so
+            readers older than this field see 0 (never NaN); `action_units_mask` gives the validity as 0/1.
         pair_id: renders of one identity, pose and light under different expressions share it; -1 for none.
         image_format: "png" (lossless) or "jpeg".
         depth_format: "png16" (16-bit, per-example scale/offset) or "float16".
@@ -76,6 +80,15 @@ class FaceExample:
     pair_id: int = -1
     image_format: str = "png"
     depth_format: str = "png16"
+    action_units_valid: np.ndarray | None = None
+
+    def action_units_mask(self):
+        """float32 [17]: 1 where an intensity is stored and measured, 0 where it is missing or there are none."""
+        if self.action_units is None:
+            return np.zeros(NUM_ACTION_UNITS, np.float32)
+        if self.action_units_valid is None:
+            return np.ones(NUM_ACTION_UNITS, np.float32)
+        return np.asarray(self.action_units_valid, bool).astype(np.float32)
 
     def validate(self, where="example"):
         """Raise RecordError naming `where` and the field if anything is inconsistent."""
@@ -110,6 +123,13 @@ class FaceExample:
                 fail("label/action_units", f"expected {NUM_ACTION_UNITS} intensities, got shape {aus.shape}")
             if not np.all(np.isfinite(aus)):
                 fail("label/action_units", "non-finite intensity")
+        if self.action_units_valid is not None:
+            valid = np.asarray(self.action_units_valid)
+            if self.action_units is None:
+                fail("label/action_units_valid", "given without label/action_units")
+            if valid.shape != (NUM_ACTION_UNITS,) or not np.all((valid == 0) | (valid == 1)):
+                fail("label/action_units_valid", f"expected {NUM_ACTION_UNITS} flags of 0/1, got {valid.dtype} "
+                                                 f"{valid.shape}")
         if self.image_format not in IMAGE_FORMATS:
             fail("image/format", f"{self.image_format!r} is not one of {IMAGE_FORMATS}")
         if self.depth_format not in DEPTH_FORMATS:
@@ -187,6 +207,9 @@ def encode_example(example):
         "pair_id": i(example.pair_id),
         "key": b(str(example.key).encode()),
     }
+    if example.action_units_valid is not None:  # only then: examples without it keep their exact bytes
+        features["label/action_units_valid"] = tf.train.Feature(int64_list=tf.train.Int64List(
+            value=np.asarray(example.action_units_valid, bool).astype(int).tolist()))
     # deterministic=True: the same example gives the same bytes in every process, so shards are byte-reproducible.
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString(deterministic=True)
 
@@ -278,6 +301,13 @@ def decode_example(serialized, where="record", expected_size=None):
     normals = from_uint8(cv2.cvtColor(normals_bgr, cv2.COLOR_BGR2RGB))
     normals[~mask] = 0.0
     aus = np.asarray(_feature(features, "label/action_units", "float_list", where), np.float32)
+    valid = None
+    if "label/action_units_valid" in features:
+        flags = np.asarray(_feature(features, "label/action_units_valid", "int64_list", where), np.int64)
+        if flags.size not in (0, NUM_ACTION_UNITS) or not np.all((flags == 0) | (flags == 1)):
+            raise RecordError(f"{where}: field 'label/action_units_valid' must hold 0 or {NUM_ACTION_UNITS} flags "
+                              f"of 0/1, holds {flags.tolist()[:NUM_ACTION_UNITS + 1]}")
+        valid = flags.astype(bool) if flags.size else None
     example = FaceExample(
         image=image, depth=depth.astype(np.float32), mask=mask, normals=normals,
         expression=int(_single(features, "label/expression", "int64_list", where)),
@@ -285,7 +315,7 @@ def decode_example(serialized, where="record", expected_size=None):
         key=_single(features, "key", "bytes_list", where).decode(),
         action_units=aus if aus.size else None,
         pair_id=int(_single(features, "pair_id", "int64_list", where)),
-        image_format=image_format, depth_format=depth_format)
+        image_format=image_format, depth_format=depth_format, action_units_valid=valid)
     example.validate(where=where)
     return example
 
@@ -326,6 +356,7 @@ def feature_spec():
         "normals/encoded": tf.io.FixedLenFeature([], tf.string),
         "label/expression": tf.io.FixedLenFeature([], tf.int64),
         "label/action_units": tf.io.VarLenFeature(tf.float32),
+        "label/action_units_valid": tf.io.VarLenFeature(tf.int64),
         "identity": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
         "pair_id": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
         "key": tf.io.FixedLenFeature([], tf.string, default_value=""),
@@ -340,7 +371,9 @@ def parse_example(serialized, source=None, expected_size=None):
 
     Returns a dict: image uint8 [H,W,3], depth float32 [H,W,1] (distance, 0 where invalid), mask float32 [H,W,1],
     normals float32 [H,W,3] (0 outside the mask), expression int32, action_units float32 [17], has_action_units bool,
-    identity int64, pair_id int64, key string.
+    action_units_mask float32 [17] (1 where an intensity is measured: `label/action_units_valid`, all 1 without
+    it, all 0 without intensities; `action_units` is 0 wherever the mask is 0), identity int64, pair_id int64,
+    key string.
 
     A record failing a check stops with `tf.errors.InvalidArgumentError` whose message holds ONE line
     "expr3d data error: <source> (key <key>): <problem>" (`data_error_line` extracts it); `source` is a string
@@ -379,12 +412,17 @@ def parse_example(serialized, source=None, expected_size=None):
 
     expression = parsed["label/expression"]
     num_aus = tf.size(parsed["label/action_units"].values)
+    au_flags = parsed["label/action_units_valid"].values
+    num_flags = tf.size(au_flags)
     header = [
         (tf.equal(parsed["schema/version"], SCHEMA_VERSION), f"field 'schema/version' is not {SCHEMA_VERSION}"),
         (tf.logical_and(expression >= 0, expression < NUM_EXPRESSIONS),
          f"field 'label/expression' is outside 0-{NUM_EXPRESSIONS - 1}"),
         (tf.logical_or(tf.equal(num_aus, 0), tf.equal(num_aus, NUM_ACTION_UNITS)),
          f"field 'label/action_units' must hold 0 or {NUM_ACTION_UNITS} values"),
+        (tf.logical_and(tf.logical_or(tf.equal(num_flags, 0), tf.equal(num_flags, num_aus)),
+                        tf.reduce_all(tf.logical_or(tf.equal(au_flags, 0), tf.equal(au_flags, 1)))),
+         f"field 'label/action_units_valid' must hold 0 flags, or one 0/1 flag per label/action_units value"),
     ]
     if expected_size is not None:
         header.append((tf.logical_and(tf.equal(height, expected_size), tf.equal(width, expected_size)),
@@ -423,7 +461,11 @@ def parse_example(serialized, source=None, expected_size=None):
         mask = tf.cast(valid, tf.float32)
     has_aus = tf.equal(num_aus, NUM_ACTION_UNITS)
     aus = parsed["label/action_units"].values
-    action_units = tf.cond(has_aus, lambda: tf.reshape(aus, [NUM_ACTION_UNITS]),
+    au_mask = tf.cond(has_aus, lambda: tf.cond(tf.equal(num_flags, 0), lambda: tf.ones([NUM_ACTION_UNITS]),
+                                               lambda: tf.reshape(tf.cast(au_flags, tf.float32), [NUM_ACTION_UNITS])),
+                      lambda: tf.zeros([NUM_ACTION_UNITS], tf.float32))
+    # tf.where, not a product: a missing AU reads 0 whatever was stored (even NaN from another writer).
+    action_units = tf.cond(has_aus, lambda: tf.where(au_mask > 0, tf.reshape(aus, [NUM_ACTION_UNITS]), 0.0),
                            lambda: tf.zeros([NUM_ACTION_UNITS], tf.float32))
     normals = (tf.cast(normals_u8, tf.float32) / 127.5 - 1.0) * mask
     return {
@@ -435,6 +477,7 @@ def parse_example(serialized, source=None, expected_size=None):
         "expression": tf.cast(parsed["label/expression"], tf.int32),
         "action_units": action_units,
         "has_action_units": has_aus,
+        "action_units_mask": au_mask,
         "identity": parsed["identity"],
         "pair_id": parsed["pair_id"],
         "key": parsed["key"],

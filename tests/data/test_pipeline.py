@@ -211,10 +211,11 @@ def test_batches_have_the_contracted_shapes_dtypes_and_ranges(hemispheres):
     batch = {name: value.numpy() for name, value in next(iter(dataset)).items()}
     shapes = {"image": (5, SIZE, SIZE, 3), "depth": (5, SIZE, SIZE, 1), "normals": (5, SIZE, SIZE, 3),
               "mask": (5, SIZE, SIZE, 1), "expression": (5,), "action_units": (5, NUM_ACTION_UNITS),
-              "has_action_units": (5,), "identity": (5,), "pair_id": (5,), "key": (5,)}
+              "has_action_units": (5,), "action_units_mask": (5, NUM_ACTION_UNITS), "identity": (5,), "pair_id": (5,),
+              "key": (5,)}
     dtypes = {"image": np.float32, "depth": np.float32, "normals": np.float32, "mask": np.float32,
               "expression": np.int32, "action_units": np.float32, "has_action_units": np.bool_,
-              "identity": np.int64, "pair_id": np.int64, "key": np.object_}
+              "action_units_mask": np.float32, "identity": np.int64, "pair_id": np.int64, "key": np.object_}
     assert {name: value.shape for name, value in batch.items()} == shapes
     assert {name: value.dtype.type for name, value in batch.items()} == dtypes
     assert batch["image"].min() >= -1 and batch["image"].max() <= 1
@@ -225,6 +226,7 @@ def test_batches_have_the_contracted_shapes_dtypes_and_ranges(hemispheres):
     np.testing.assert_allclose(np.linalg.norm(batch["normals"][mask], axis=-1), 1.0, atol=1e-5)
     assert np.all(batch["normals"][~mask] == 0) and np.all(batch["normals"][mask][:, 2] > 0)
     assert batch["has_action_units"].all() and batch["action_units"].min() >= 0
+    assert np.all(batch["action_units_mask"] == 1)  # synthetic faces: every AU measured
     # Augmented in tf.data, geometry still matches the analytic hemisphere element by element.
     for i in range(5):
         _check_resampled_hemisphere({name: batch[name][i] for name in ("image", "depth", "normals", "mask")}, SIZE)

@@ -95,3 +95,64 @@ def test_tf_parser_names_source_and_field():
     bad_size = _tamper(good, "image/width", int64_list=[15])
     with pytest.raises(tf.errors.InvalidArgumentError, match="image/encoded"):
         schema.parse_example(tf.constant(bad_size), source=tf.constant("shard-7"))
+
+
+def _with_missing_action_units():
+    example = hemisphere_example(size=16, key="openface")
+    valid = np.ones(17, bool)
+    valid[[3, 11]] = False  # e.g. a NaN cell, and AU16 (which OpenFace does not estimate)
+    example.action_units = np.where(valid, np.linspace(0.1, 0.9, 17), 0.0).astype(np.float32)
+    example.action_units_valid = valid
+    return example, valid
+
+
+def test_action_unit_validity_round_trips_as_a_mask_numpy_and_tf():
+    example, valid = _with_missing_action_units()
+    serialized = schema.encode_example(example)
+    decoded = schema.decode_example(serialized)
+    parsed = schema.parse_example(tf.constant(serialized))
+    np.testing.assert_array_equal(decoded.action_units_valid, valid)
+    np.testing.assert_array_equal(decoded.action_units_mask(), valid.astype(np.float32))
+    np.testing.assert_array_equal(parsed["action_units_mask"].numpy(), valid.astype(np.float32))
+    np.testing.assert_allclose(parsed["action_units"].numpy(), example.action_units)
+    assert np.all(parsed["action_units"].numpy()[~valid] == 0) and bool(parsed["has_action_units"].numpy())
+    # Without the field every stored AU is measured, and without AUs none is.
+    full = hemisphere_example(size=16)
+    assert np.all(schema.parse_example(tf.constant(schema.encode_example(full)))["action_units_mask"].numpy() == 1)
+    assert np.all(full.action_units_mask() == 1)
+    bare = hemisphere_example(size=16, with_aus=False)
+    assert np.all(schema.parse_example(tf.constant(schema.encode_example(bare)))["action_units_mask"].numpy() == 0)
+    assert np.all(bare.action_units_mask() == 0)
+
+
+def test_action_unit_validity_is_additive_for_old_readers():
+    example, valid = _with_missing_action_units()
+    serialized = schema.encode_example(example)
+    # An example without the field has the bytes it had before the field existed (shards stay byte-reproducible).
+    plain = hemisphere_example(size=16)
+    assert b"label/action_units_valid" not in schema.encode_example(plain)
+    # A reader with the feature spec of before (no label/action_units_valid) still parses the example: intensities
+    # are finite, missing ones are 0 (never NaN), inside [0, 1].
+    old_spec = {k: v for k, v in schema.feature_spec().items() if k != "label/action_units_valid"}
+    old = tf.io.parse_single_example(tf.constant(serialized), old_spec)
+    stored = tf.sparse.to_dense(old["label/action_units"]).numpy()
+    assert stored.shape == (17,) and np.all(np.isfinite(stored)) and np.all(stored[~valid] == 0)
+    assert stored.min() >= 0 and stored.max() <= 1
+
+
+def test_action_unit_validity_errors_name_the_field():
+    example, _ = _with_missing_action_units()
+    example.action_units = None
+    with pytest.raises(schema.RecordError, match="label/action_units_valid.*without"):
+        schema.encode_example(example)
+    example, _ = _with_missing_action_units()
+    example.action_units_valid = np.ones(5, bool)
+    with pytest.raises(schema.RecordError, match="label/action_units_valid"):
+        schema.encode_example(example)
+    good = schema.encode_example(_with_missing_action_units()[0])
+    for flags in ([1] * 16, [2] + [1] * 16):
+        bad = _tamper(good, "label/action_units_valid", int64_list=flags)
+        with pytest.raises(schema.RecordError, match="label/action_units_valid"):
+            schema.decode_example(bad)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="label/action_units_valid"):
+            schema.parse_example(tf.constant(bad), source=tf.constant("shard-1"))

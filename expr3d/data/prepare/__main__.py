@@ -6,6 +6,8 @@ r"""Build AffectNet-D / RaFD-D style RGB + depth + normals TFRecords from your o
 
 See docs/prepare.md for the whole walk-through (reconstruct, prepare, review, reject, train).
 """
+import os
+
 from absl import flags
 
 from expr3d import cli
@@ -86,6 +88,10 @@ def define_flags():
     flags.DEFINE_string("reject_list", "", "Plain-text list of keys or review ids to exclude (see review/).")
     flags.DEFINE_integer("workers", 1, "Parallel worker processes (use the machine's cores).")
     flags.DEFINE_bool("overwrite", False, "Replace an --output holding a different preparation.")
+    flags.DEFINE_string("action_units_csv", "", "AU intensities from OpenFace 2.0: the output folder of "
+                                                "FaceLandmarkImg -aus (one <image stem>.csv per image), or one CSV "
+                                                "with a file/image column; AUxx_r / 5 is stored, AUs OpenFace lacks "
+                                                "(AU16) as missing. See docs/prepare.md.")
 
     # Bounds, checked while the flags are parsed (one line and exit code 2 when broken; expr3d.cli).
     cli.required("dataset", "images", "output")
@@ -137,15 +143,16 @@ def config_from_flags():
         max_hole_px=FLAGS.max_hole_px, thresholds=thresholds.__dict__.copy(), max_per_class=FLAGS.max_per_class,
         seed=FLAGS.seed, test_split=FLAGS.test_split, test_subjects=list(FLAGS.test_subjects), rafd_angles=angles,
         rafd_gazes=[g.lower() for g in FLAGS.rafd_gazes], examples_per_shard=FLAGS.examples_per_shard,
-        image_format=FLAGS.image_format, depth_format=FLAGS.depth_format, review=FLAGS.review, name=FLAGS.name)
+        image_format=FLAGS.image_format, depth_format=FLAGS.depth_format, review=FLAGS.review, name=FLAGS.name,
+        action_units_csv=os.path.abspath(FLAGS.action_units_csv) if FLAGS.action_units_csv else "")
 
 
 def main(argv):
     cli.no_arguments(argv)
-    import os
-
     if not os.path.isdir(FLAGS.images):
         raise NotADirectoryError(f"--images={FLAGS.images} is not a directory")
+    if FLAGS.action_units_csv and not os.path.exists(FLAGS.action_units_csv):
+        raise FileNotFoundError(f"--action_units_csv={FLAGS.action_units_csv}: no such file or folder")
     if FLAGS.camera == "perspective" and FLAGS.depth_source != "model" and not FLAGS.focal_px > 0:
         raise cli.UsageError("--camera=perspective needs --focal_px > 0")
     config = config_from_flags()

@@ -27,7 +27,7 @@ import numpy as np
 
 from expr3d import outputs, storage
 from expr3d.data import dataset_card, records, schema
-from expr3d.data.prepare import depth_sources, quality, readers, review
+from expr3d.data.prepare import action_units, depth_sources, quality, readers, review
 from expr3d.imaging import crops, faces, photos
 from expr3d.labels import EXPRESSIONS
 from expr3d.progress import Progress, format_duration
@@ -69,13 +69,22 @@ class Config:
     depth_format: str = "png16"
     review: str = "all"  # all | flagged | none
     name: str = ""
+    action_units_csv: str = ""  # OpenFace 2.0 AU CSV file or folder (expr3d.data.prepare.action_units), "" = none
 
     def as_dict(self):
-        return dataclasses.asdict(self)
+        """The fields; options added later are left out at their default, so a preparation made before them keeps
+        its stored config and digest (and resumes)."""
+        values = dataclasses.asdict(self)
+        for name, default in _LATER_OPTIONS.items():
+            if values.get(name) == default:
+                values.pop(name)
+        return values
 
     def digest(self):
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
+
+_LATER_OPTIONS = {"action_units_csv": ""}
 
 OutputError = outputs.OutputError  # the output folder cannot be used as asked (another configuration, an input, ...)
 
@@ -119,6 +128,7 @@ def make_plan(config):
     readers.assign_splits(items, config.test_split, config.seed, test_groups=config.test_subjects or None)
     items, capped = readers.cap_per_class(items, config.max_per_class, config.seed)
     skipped = skipped + capped
+    au_summary = action_units.attach(items, config.action_units_csv, config.images) if config.action_units_csv else None
     shards = []
     for split in dataset_card.SPLITS:
         members = sorted((item for item in items if item.split == split), key=lambda it: it.key)
@@ -128,8 +138,11 @@ def make_plan(config):
                            "items": [dataclasses.asdict(item) for item in chunk]})
     listing = json.dumps([[s["name"], [(i["key"], i["rel_path"], i["expression"]) for i in s["items"]]]
                           for s in shards], sort_keys=True)
+    if au_summary is not None:  # AU values are input too: a changed CSV is a changed listing
+        listing += json.dumps([[(i["key"], i["action_units"], i["action_units_valid"]) for i in s["items"]]
+                               for s in shards])
     return {"shards": shards, "skipped": [s.as_dict() for s in skipped],
-            "digest": hashlib.sha256(listing.encode()).hexdigest()[:16]}
+            "digest": hashlib.sha256(listing.encode()).hexdigest()[:16], "action_units": au_summary}
 
 
 def resolve_rejects(entries, plan):
@@ -298,9 +311,12 @@ def prepare_item(item, config, source, thresholds):
     if failed:
         record.update(reason="rejected_quality", detail="; ".join(failed))
         return None, record, images
+    aus = None if item.action_units is None else np.asarray(item.action_units, np.float32)
+    valid = None if item.action_units_valid is None else np.asarray(item.action_units_valid, bool)
     example = schema.FaceExample(image=crop, depth=depth, mask=mask, normals=normals, expression=item.expression,
                                  identity=item.identity, key=item.key, pair_id=item.pair_id,
-                                 image_format=config.image_format, depth_format=config.depth_format)
+                                 image_format=config.image_format, depth_format=config.depth_format,
+                                 action_units=aus, action_units_valid=valid)
     try:
         example.validate(where=f"{item.key}")
     except schema.RecordError as error:
@@ -391,7 +407,7 @@ def run(config, output, workers=1, overwrite=False, reject_list="", log=print):
     plan = make_plan(config)
     inputs = {"--images": config.images, "--annotations": config.annotations,
               "--test_annotations": config.test_annotations, "--depth_dir": config.source.get("depth_dir", ""),
-              "--mesh_dir": config.source.get("mesh_dir", "")}
+              "--mesh_dir": config.source.get("mesh_dir", ""), "--action_units_csv": config.action_units_csv}
     inputs = {k: (os.path.dirname(os.path.abspath(v)) if os.path.isfile(v) else v) for k, v in inputs.items() if v}
     mode = check_output(output, config, inputs, overwrite, plan["digest"])
     entries = review.read_reject_list(reject_list) if reject_list else []
@@ -478,6 +494,8 @@ def finish(config, output, plan, unmatched, reject_list, log):
                         "rejected": counts.get("rejected_list", 0), "unmatched_entries": unmatched},
         "seconds_per_shard": float(np.mean([c["seconds"] for c in sidecars])) if sidecars else 0.0,
     }
+    if plan.get("action_units") is not None:
+        report["action_units"] = _action_unit_report(plan, {r["key"] for r in written})
     folder = output_folder(output)
     storage.atomic_write_json(folder.file("report.json"), report)
     storage.atomic_write_bytes(folder.file("report.txt"), report_text(report).encode())
@@ -492,6 +510,8 @@ def finish(config, output, plan, unmatched, reject_list, log):
                       "depth_source": config.depth_source, "source": config.source, "crop": config.crop,
                       "reject_list": report["reject_list"]["file"], "skipped": report["skip_counts"],
                       "excluded": report["excluded_counts"]}
+        if "action_units" in report:
+            provenance["action_units"] = {k: v for k, v in report["action_units"].items() if k != "details"}
         folder.record(dataset_card.CARD_NAME)
         dataset_card.write_dataset_card(output, name=config.name or f"{config.dataset}-d", image_size=config.image_size,
                                    provenance=provenance, extra={"prepare_report": "report.json"})
@@ -502,6 +522,37 @@ def finish(config, output, plan, unmatched, reject_list, log):
     if counts.get("error"):
         log(f"prepare: WARNING {counts['error']} face(s) failed with an unexpected error; see report.txt")
     return report
+
+
+def _action_unit_report(plan, written_keys):
+    """The AU source, its counts over the planned faces and per-AU coverage over the written ones."""
+    summary = dict(plan["action_units"])
+    written_items = [item for shard in plan["shards"] for item in shard["items"] if item["key"] in written_keys]
+    shares, with_any = action_units.coverage(written_items)
+    summary.update(written_faces=len(written_items), written_with_action_units=with_any, coverage=shares)
+    return summary
+
+
+def _action_unit_text(summary):
+    counts = summary["counts"]
+    lines = ["", f"action units from {summary['source']} ({summary['layout']}, {summary['files']} file(s); "
+                 f"stored as {summary['scale']}):",
+             f"  planned faces: {counts['matched']} with AUs, {counts['no_au_row']} without a CSV row (stored "
+             f"without AUs), {counts['several_faces']} with several faces (most confident row used), "
+             f"{counts['nan_cells']} with NaN cells (those AUs stored as missing)",
+             f"  written faces with AUs: {summary['written_with_action_units']} of {summary['written_faces']}; "
+             f"not provided by the source (missing everywhere): {', '.join(summary['not_provided']) or 'none'}; "
+             f"columns ignored: {', '.join(summary['columns_ignored']) or 'none'}",
+             "  coverage over written faces: " + ", ".join(f"{k} {v:.0%}" for k, v in summary["coverage"].items())]
+    if summary["unused_entries"]:
+        lines.append(f"  CSV entries matching no planned face: {summary['unused_entries']} (e.g. "
+                     f"{', '.join(summary['unused_examples'])})")
+    for reason in ("no_au_row", "several_faces", "nan_cells"):
+        listed = [d for d in summary["details"] if d["reason"] == reason]
+        if listed:
+            lines.append(f"[action units: {reason}]")
+            lines.extend(f"  {d['path']}\t{d['detail']}" for d in listed)
+    return lines
 
 
 def _write_reject_template(output, written, auto_rejected, reject_list, log):
@@ -554,5 +605,7 @@ def report_text(report):
         lines.append("")
         lines.append(f"quality score of written faces: min {q['score_min']:.3f}, median {q['score_median']:.3f}, "
                      f"max {q['score_max']:.3f}")
+    if "action_units" in report:
+        lines.extend(_action_unit_text(report["action_units"]))
     lines.append(f"mean time per shard {format_duration(report['seconds_per_shard'])}")
     return "\n".join(lines) + "\n"

@@ -36,6 +36,8 @@ class Item:
         landmarks: flat [x0, y0, x1, y1, ...] source-pixel landmarks, or None.
         split: "train"/"test" when the source fixes it, else None (assigned later).
         group: what must not straddle splits (RaFD subject), "" for none.
+        action_units: 17 intensities in [0, 1] (0 where missing) from --action_units_csv, or None.
+        action_units_valid: 17 bools, False where an AU is missing, or None (expr3d.data.prepare.action_units).
     """
 
     key: str
@@ -47,6 +49,8 @@ class Item:
     landmarks: list | None = None
     split: str | None = None
     group: str = ""
+    action_units: list | None = None
+    action_units_valid: list | None = None
 
 
 @dataclasses.dataclass

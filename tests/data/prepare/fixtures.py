@@ -162,3 +162,34 @@ def make_folder(root, per_class=2, classes=("happy", "sad", "anger"), width=72, 
             expected.append((f"{name}/face{k}", label))
             index += 1
     return expected
+
+
+# OpenFace 2.0's AUs (FaceAnalyser's models): intensities (AUxx_r) and presences (AUxx_c, which add AU28).
+OPENFACE_INTENSITY_AUS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
+OPENFACE_PRESENCE_AUS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 28, 45)
+
+
+def openface_au_values(seed):
+    """Intensities on OpenFace's 0-5 scale with two decimals (as FaceLandmarkImg prints them), per AU number."""
+    rng = np.random.default_rng(seed)
+    return {au: round(float(rng.uniform(0, 5)), 2) for au in OPENFACE_INTENSITY_AUS}
+
+
+def write_openface_csv(path, faces, pose=True):
+    """One image's CSV as OpenFace's FaceLandmarkImg writes it (RecorderCSV, image mode): the header
+    `face, confidence[, pose_Tx, ...], AU01_r, ..., AU45_r, AU01_c, ..., AU45_c` with ", " between names, then one
+    row per detected face. `faces`: [(confidence, {AU number: intensity or a cell text})]."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    header = ["face", "confidence"] + (["pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz"] if pose
+                                       else [])
+    header += [f"AU{au:02d}_r" for au in OPENFACE_INTENSITY_AUS] + [f"AU{au:02d}_c" for au in OPENFACE_PRESENCE_AUS]
+    lines = [", ".join(header)]
+    for index, (confidence, values) in enumerate(faces):
+        cells = [str(index), f"{confidence:.3f}"] + (["12.5", "-3.1", "402.7", "0.105", "-0.020", "0.013"] if pose
+                                                      else [])
+        cells += [str(values.get(au, 0)) for au in OPENFACE_INTENSITY_AUS]
+        cells += ["1.0" if isinstance(values.get(au), float) and values[au] >= 1 else "0.0"
+                  for au in OPENFACE_PRESENCE_AUS]
+        lines.append(", ".join(cells))
+    with open(path, "w", newline="") as handle:
+        handle.write("\n".join(lines) + "\n")
