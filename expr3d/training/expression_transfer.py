@@ -23,7 +23,7 @@ Generator step (encoder, decoder and, with depth, G_depth):
   `t_total = t_adv + lambda_au (t_au + t_au_fake) + lambda_confusion t_confusion + lambda_swap t_swap
   + lambda_rec (t_rec + t_cycle) + lambda_mask t_mask`, plus `depth_weight * gd_total` with the depth guidance
   (`gd_adv = -D_depth(G_depth(A_B))`, `gd_au` D_depth reads B's AUs there, `gd_rec = |G_depth^-1(G_depth(A_B)) - A_B|`).
-Missing AUs (NaN, or `has_action_units` false) are masked out of every AU term.
+Missing AUs (the pipeline's `action_units_mask`, or NaN) are masked out of every AU term.
 """
 
 import tensorflow as tf
@@ -44,10 +44,14 @@ def exemplars(tensor):
 
 
 def action_unit_mask(batch):
-    """`[B, A]` float32: 1 where an AU intensity is known (a record with AUs, and not NaN)."""
+    """`[B, A]` float32: 1 where an AU intensity is known: the pipeline's `action_units_mask` (schema v1's
+    `label/action_units_valid`, all 0 for a record without AUs) where the batch has it, else `has_action_units`;
+    a NaN intensity counts as missing either way."""
     aus = tf.cast(batch["action_units"], tf.float32)
     known = tf.logical_not(tf.math.is_nan(aus))
-    if "has_action_units" in batch:
+    if "action_units_mask" in batch:
+        known = tf.logical_and(known, tf.cast(batch["action_units_mask"], tf.float32) > 0.5)
+    elif "has_action_units" in batch:
         known = tf.logical_and(known, tf.cast(batch["has_action_units"], tf.bool)[:, None])
     return tf.cast(known, tf.float32)
 

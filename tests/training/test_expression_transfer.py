@@ -58,6 +58,11 @@ def test_exemplars_roll_the_batch_and_the_mask_drops_missing_aus():
     assert mask[0, 3] == 0 and mask[0].sum() == 16  # the NaN
     assert mask[3].sum() == 0  # a record without AUs
     assert mask[1:3].min() == 1
+    # The pipeline's per-AU validity (OpenFace has no AU16) wins over the record-level flag.
+    batch = _batch()
+    batch["action_units_mask"] = tf.concat([tf.ones((4, 5)), tf.zeros((4, 1)), tf.ones((4, 11))], axis=1)
+    mask = action_unit_mask(batch).numpy()
+    assert mask[:, 5].sum() == 0 and mask[3].sum() == 16 and mask[0].sum() == 15
 
 
 def test_each_step_updates_only_its_own_networks_and_logs_finite_terms():
