@@ -34,7 +34,8 @@ NETWORKS = ("g_rgb", "d_rgb", "g_depth", "d_depth")
 GEOMETRY_KINDS = ("depth", "normals")
 DEFAULT_GENERATOR = "stargan"
 # What a run directory holds (a folder holding anything else is not a run: the trainer refuses to write into it).
-ENTRIES = (CONFIG_NAME, "depth", "gan", "logs", "models", "samples", "evaluation")
+STAGE_DIRS = ("depth", "gan", "transfer")  # one per stage of any model family (training/stages.py STAGES)
+ENTRIES = (CONFIG_NAME, *STAGE_DIRS, "logs", "models", "samples", "evaluation")
 
 
 class RunDirError(ValueError):
@@ -105,7 +106,7 @@ class RunDir:
         return os.path.join(self.path, "logs")
 
     def stage_dir(self, stage):
-        """Where a stage ("depth" or "gan") keeps its checkpoints/."""
+        """Where a stage (one of `STAGE_DIRS`) keeps its checkpoints/."""
         return os.path.join(self.path, stage)
 
     def checkpoint_dir(self, stage):
@@ -123,7 +124,7 @@ class RunDir:
 
     def has_checkpoints(self):
         """Whether any stage checkpoint folder holds something (a run that trained but exported nothing yet)."""
-        folders = (os.path.join(self.path, "checkpoints"), self.checkpoint_dir("depth"), self.checkpoint_dir("gan"))
+        folders = (os.path.join(self.path, "checkpoints"),) + tuple(self.checkpoint_dir(s) for s in STAGE_DIRS)
         return any(os.path.isdir(d) and any(not n.startswith(".") for n in os.listdir(d)) for d in folders)
 
     def foreign_entries(self):

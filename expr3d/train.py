@@ -108,6 +108,19 @@ def _prepare_data(config):
     return config, card
 
 
+def _check_action_units(config, card):
+    """--model=transfer learns from AU intensities: procedural data has them all, prepared data those of
+    `prepare --action_units_csv` (OpenFace 2.0); any other dataset is refused naming the flag that adds them."""
+    if config.model != "transfer":
+        return
+    provenance = card.get("provenance") or {}
+    if provenance.get("generator") == "expr3d.data.synthetic" or provenance.get("action_units"):
+        return
+    raise UsageError(f"--model=transfer needs action-unit intensities, and the dataset {config.data_dir} has none; "
+                     f"prepare it with `python -m expr3d.data.prepare ... --action_units_csv=OPENFACE_CSVS` "
+                     f"(docs/prepare.md) or train on the procedural faces (--generate_synthetic)")
+
+
 def _card_summary(config, card):
     return {
         "data_dir": os.path.abspath(config.data_dir),
@@ -149,8 +162,9 @@ def _check_stage_one(config, stages):
     from expr3d.training import checkpoints
 
     depth_dir = RunDir(config.model_dir).checkpoint_dir("depth")
-    gan_dir = RunDir(config.model_dir).checkpoint_dir("gan")
-    if "gan" in stages and "depth" not in stages and config.depth_weight > 0:
+    second = stages[-1]
+    gan_dir = RunDir(config.model_dir).checkpoint_dir(second)
+    if second != "depth" and "depth" not in stages and config.depth_weight > 0:
         if not checkpoints.checkpoint_exists(depth_dir) and not checkpoints.checkpoint_exists(gan_dir):
             raise UsageError(
                 f"--stage=gan with --depth_weight={config.depth_weight} needs the stage-1 checkpoint in {depth_dir} "
@@ -185,6 +199,7 @@ def run(config, hooks=None):
     strategy = runtime.make_strategy(config.strategy)
     config.validate(strategy.num_replicas_in_sync)
     config, card = _prepare_data(config)
+    _check_action_units(config, card)
     model_config = config.model_config()
     stages = config.stages()
 
@@ -267,7 +282,7 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
             dataset = inputs.training_dataset(
                 config.data_dir, built.batch_size, config.image_size, config.geometry, NUM_EXPRESSIONS,
                 seed=built.data_seed, target_mode=config.target_mode, balanced=config.balanced,
-                skip_corrupt=config.skip_corrupt,
+                skip_corrupt=config.skip_corrupt, with_action_units=stage == "transfer",
             )
             run_summaries = summaries.RunSummaries(model_dir, stage)
             show_geometry = stage == "depth" or config.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir)
@@ -288,13 +303,16 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
                 trained.update(("g_depth", "d_depth"))
             if stage == "gan":
                 trained.update(("g_rgb", "d_rgb"))
+            if stage == "transfer":
+                trained.update(("encoder", "decoder", "adversary", "d_rgb", "d_swap")
+                               + (("d_depth_au",) if config.depth_weight > 0 else ()))
             restored = loop.restore()
             if restored is None:
-                if stage == "gan" and checkpoints.checkpoint_exists(depth_dir):
+                if stage in ("gan", "transfer") and checkpoints.checkpoint_exists(depth_dir):
                     _, prefix, damaged = checkpoints.read_latest(
                         depth_dir, tf.train.Checkpoint(g_depth=networks["g_depth"], d_depth=networks["d_depth"]))
                     checkpoints.report_damaged(damaged, prefix)
-                    print(f"expr3d.train: stage gan starts from the stage-1 networks of {prefix}", file=sys.stderr)
+                    print(f"expr3d.train: stage {stage} starts from the stage-1 networks of {prefix}", file=sys.stderr)
                 run_summaries.flags_text(flag_values_for_text(run_config))
             else:
                 print(f"expr3d.train: stage {stage} resumes at iteration {restored} from {loop.restored_prefix}",

@@ -2,7 +2,7 @@
 
 from expr3d.models.attention_generator import AttentionGenerator, AttentionUNetGenerator
 from expr3d.models.blocks import AttentionCombine, ConditionConcat, residual_block
-from expr3d.models.builder import MODEL_KEYS, build_generator, build_models
+from expr3d.models.builder import MODEL_KEYS, TRANSFER_KEYS, build_generator, build_models
 from expr3d.models.config import ModelConfig
 from expr3d.models.depth_translator import TO_GEOMETRY, TO_RGB, DepthTranslator
 from expr3d.models.discriminator import PatchCritic
@@ -23,6 +23,7 @@ __all__ = [
     "StarGANGenerator",
     "TO_GEOMETRY",
     "TO_RGB",
+    "TRANSFER_KEYS",
     "TransferDecoder",
     "TransferEncoder",
     "VGG19Features",

@@ -1,12 +1,17 @@
-"""Builds the four networks of the method from a `ModelConfig`."""
+"""Builds the networks of a model family from a `ModelConfig`."""
 
 from expr3d.models.attention_generator import AttentionGenerator, AttentionUNetGenerator
 from expr3d.models.config import ModelConfig
 from expr3d.models.depth_translator import DepthTranslator
 from expr3d.models.discriminator import PatchCritic
+from expr3d.labels import NUM_ACTION_UNITS
 from expr3d.models.generator import StarGANGenerator
+from expr3d.models.transfer import AUAdversary, TransferDecoder, TransferEncoder
 
 MODEL_KEYS = ("g_rgb", "d_rgb", "g_depth", "d_depth")
+# The transfer family's networks: G_depth and D_depth (expression classes) are stage 1's, as the StarGAN's;
+# d_depth_au is the transfer stage's critic of the swapped faces' estimated geometry, with an AU head.
+TRANSFER_KEYS = ("encoder", "decoder", "adversary", "d_rgb", "d_swap", "g_depth", "d_depth", "d_depth_au")
 # G_rgb's class for each `ModelConfig.generator`.
 GENERATOR_CLASSES = {"stargan": StarGANGenerator, "attention": AttentionGenerator,
                      "attention_unet": AttentionUNetGenerator}
@@ -35,6 +40,8 @@ def build_models(config=None):
     config = config or ModelConfig()
     if not isinstance(config, ModelConfig):
         raise TypeError(f"build_models expects a ModelConfig; got {type(config).__name__}")
+    if config.family == "transfer":
+        return build_transfer_models(config)
     return {
         "g_rgb": build_generator(config),
         "d_rgb": PatchCritic(
@@ -74,3 +81,37 @@ def build_generator(config, name="g_rgb"):
         init=config.init,
         name=name,
     )
+
+
+def build_transfer_models(config):
+    """The transfer family's networks (`TRANSFER_KEYS`), for `config.family == "transfer"`.
+
+    - `encoder` / `decoder`: `TransferEncoder` / `TransferDecoder` of width `g_conv_dim`, `g_num_res_blocks`
+      residual blocks each, code `code_dim`.
+    - `adversary`: `AUAdversary` on the AU-free map (`au_bins` bins per AU), width `d_conv_dim`.
+    - `d_rgb`: `PatchCritic` on faces whose `cls` head gives the 17 AU logits; `d_swap`: the swap-consistency
+      critic (`PatchCritic`, one unused class).
+    - `g_depth`, `d_depth`: as `build_models`' (stage 1 pre-trains them); `d_depth_au`: `PatchCritic` on geometry
+      with the 17 AU logits (the depth guidance of the swapped faces).
+    """
+    down = config.GENERATOR_DOWNSAMPLING
+    sizes = dict(conv_dim=config.g_conv_dim, num_down=down, num_res_blocks=config.g_num_res_blocks,
+                 code_dim=config.code_dim)
+    encoder = TransferEncoder(**sizes, name="encoder")
+
+    def critic(name, num_classes, conv_dim, num_layers):
+        return PatchCritic(image_size=config.image_size, num_classes=num_classes, conv_dim=conv_dim,
+                           num_layers=num_layers, init=config.init, name=name)
+
+    return {
+        "encoder": encoder,
+        "decoder": TransferDecoder(**sizes, name="decoder"),
+        "adversary": AUAdversary(free_channels=config.g_conv_dim * 2**down, conv_dim=config.d_conv_dim,
+                                 num_bins=config.au_bins, name="adversary"),
+        "d_rgb": critic("d_rgb", NUM_ACTION_UNITS, config.d_conv_dim, config.d_num_layers),
+        "d_swap": critic("d_swap", 1, config.d_conv_dim, config.d_num_layers),
+        "g_depth": DepthTranslator(conv_dim=config.depth_g_conv_dim, num_res_blocks=config.depth_g_num_res_blocks,
+                                   num_down=down, init=config.init, name="g_depth"),
+        "d_depth": critic("d_depth", config.num_classes, config.depth_d_conv_dim, config.depth_d_num_layers),
+        "d_depth_au": critic("d_depth_au", NUM_ACTION_UNITS, config.depth_d_conv_dim, config.depth_d_num_layers),
+    }

@@ -1,4 +1,4 @@
-"""Architecture hyper-parameters of the four networks, validated."""
+"""Architecture hyper-parameters of the networks of a model family, validated."""
 
 import dataclasses
 
@@ -29,6 +29,14 @@ class ModelConfig:
             U(+-1/sqrt(fan_in)) kernels and critic biases; see
             `expr3d.models.initializers`). Run configs written before this
             field existed load as "keras".
+        family: the model family, one of `FAMILIES`: "stargan" (the
+            depth-guided StarGAN's four networks) or "transfer" (Shao et al.'s
+            exemplar transfer: `build_models` gives the `TRANSFER_KEYS`
+            networks; the G_rgb fields are then the encoder's and decoder's
+            sizes, the D_rgb fields the face critics'). Older run configs
+            load as "stargan".
+        code_dim: length of the transfer encoder's AU-related code.
+        au_bins: intensity bins of each AU in the transfer's AU adversary.
 
     Example:
     >>> config = ModelConfig(image_size=32, d_num_layers=3, depth_d_num_layers=3)
@@ -48,9 +56,14 @@ class ModelConfig:
     depth_d_num_layers: int = 6
     generator: str = "stargan"
     init: str = "keras"
+    family: str = "stargan"
+    code_dim: int = 64
+    au_bins: int = 5
 
     # G_rgb architectures (`generator`).
     GENERATORS = ("stargan", "attention", "attention_unet")
+    # Model families (`family`).
+    FAMILIES = ("stargan", "transfer")
     # Weight initialisation schemes (`init`; expr3d.models.initializers.INITS).
     INITS = ("keras", "stargan")
     # The generators' two stride-2 stages.
@@ -61,8 +74,12 @@ class ModelConfig:
             raise ValueError(f"ModelConfig: generator must be one of {self.GENERATORS}; got {self.generator!r}")
         if self.init not in self.INITS:
             raise ValueError(f"ModelConfig: init must be one of {self.INITS}; got {self.init!r}")
+        if self.family not in self.FAMILIES:
+            raise ValueError(f"ModelConfig: family must be one of {self.FAMILIES}; got {self.family!r}")
+        if self.au_bins < 2:
+            raise ValueError(f"ModelConfig: au_bins must be an integer >= 2; got {self.au_bins!r}")
         for field in dataclasses.fields(self):
-            if field.name in ("generator", "init"):
+            if field.name in ("generator", "init", "family"):
                 continue
             value = getattr(self, field.name)
             minimum = 0 if field.name.endswith("num_res_blocks") else 1

@@ -22,7 +22,10 @@ from expr3d.labels import NUM_EXPRESSIONS
 DATA_STREAM_FIELDS = ("data_dir", "batch_size", "batch_size_depth", "image_size", "seed", "balanced", "target_mode")
 # Fields that become ModelConfig's (the networks' shapes).
 MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d_num_layers", "depth_g_conv_dim",
-                "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers", "generator", "init")
+                "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers", "generator", "init", "code_dim",
+                "au_bins")
+# Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
+STARGAN_ONLY_FIELDS = ("generator", "target_mode", "lambda_pair", "lambda_id", "g_ema_decay", "critic_warmup_steps")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -68,6 +71,9 @@ class TrainConfig:
     generator: str = "stargan"
     geometry: str = "depth"
     init: str = "keras"
+    model: str = "stargan"
+    code_dim: int = 64
+    au_bins: int = 5
     # --- losses
     depth_weight: float = 0.1
     confidence_penalty: float = 0.1
@@ -80,6 +86,9 @@ class TrainConfig:
     lambda_mask: float = 0.1
     mask_penalty: str = "edits"
     lambda_mask_tv: float = 4.1
+    lambda_au: float = 1.0
+    lambda_confusion: float = 1.0
+    lambda_swap: float = 1.0
     lambda_pix: float = 10.0
     perceptual_weight: float = 1.0
     vgg19_weights: str = "auto"
@@ -133,10 +142,14 @@ class TrainConfig:
     # --- derived values -------------------------------------------------------------------------------------------
 
     def stages(self):
-        """The stages this run trains, in order (stage 1 is skipped for plain StarGAN: --depth_weight=0)."""
-        if self.stage in ("depth", "gan"):
-            return [self.stage]
-        return ["gan"] if self.depth_weight == 0 else ["depth", "gan"]
+        """The stages this run trains, in order (stage 1 is skipped for plain StarGAN: --depth_weight=0). With
+        --model=transfer the second stage is "transfer" (--stage=gan names it)."""
+        second = "transfer" if self.model == "transfer" else "gan"
+        if self.stage == "depth":
+            return ["depth"]
+        if self.stage == "gan":
+            return [second]
+        return [second] if self.depth_weight == 0 else ["depth", second]
 
     def stage_batch_size(self, stage):
         """The GLOBAL batch size of `stage` ("depth" or "gan")."""
@@ -152,7 +165,8 @@ class TrainConfig:
         from expr3d.models import ModelConfig
 
         try:
-            return ModelConfig(num_classes=NUM_EXPRESSIONS, **{name: getattr(self, name) for name in MODEL_FIELDS})
+            return ModelConfig(num_classes=NUM_EXPRESSIONS, family=self.model,
+                               **{name: getattr(self, name) for name in MODEL_FIELDS})
         except ValueError as error:
             field = str(error).split(":", 1)[-1].strip()
             raise UsageError(f"architecture flags: {field}") from None
@@ -166,7 +180,7 @@ class TrainConfig:
             if getattr(self, name) is None or not str(getattr(self, name)).strip():
                 raise UsageError(f"--{name} is required")
         stages = self.stages()
-        batches = [("batch_size", self.batch_size)] if "gan" in stages else []
+        batches = [("batch_size", self.batch_size)] if stages[-1] != "depth" else []
         if "depth" in stages:
             batches.append(("batch_size_depth" if self.batch_size_depth else "batch_size",
                             self.stage_batch_size("depth")))
@@ -181,6 +195,11 @@ class TrainConfig:
         if self.synthetic_train_pairs and self.synthetic_images_per_identity % NUM_EXPRESSIONS:
             raise UsageError(f"--synthetic_train_pairs needs --synthetic_images_per_identity a multiple of "
                              f"{NUM_EXPRESSIONS}, got {self.synthetic_images_per_identity}")
+        if self.model == "transfer":
+            for name in STARGAN_ONLY_FIELDS:
+                if getattr(self, name) != getattr(TrainConfig, name):
+                    raise UsageError(f"--{name}={getattr(self, name)} is a setting of --model=stargan; "
+                                     f"--model=transfer does not use it (leave it at its default)")
         if self.jit_compile and self.strategy != "default":
             raise UsageError("--jit_compile is supported with --strategy=default only")
         return self
@@ -234,6 +253,14 @@ def define_flags(flag_values=None):
            "paper): output = M*C + (1-M)*x with a learnt edit mask M (0 = source pixel copied) and colour C; "
            "attention_unet: the same with U-Net skips from encoder to decoder (ours).")
     define("enum", "geometry", ["depth", "normals"], "Guidance map: depth (x3 channels) or normals.")
+    define("enum", "model", ["stargan", "transfer"],
+           "Model family: 'stargan' = the depth-guided StarGAN (Bodur et al.): a face and a target expression "
+           "in; 'transfer' = exemplar expression transfer (Shao et al., with our depth guidance; "
+           "docs/transfer.md): two faces in, expressions swapped out. For 'transfer' the G_rgb sizes are the "
+           "encoder's and decoder's, the D_rgb sizes the face critics' and the AU adversary's width, and the "
+           "second stage is 'transfer' (--num_steps_gan iterations).")
+    define("integer", "code_dim", "--model=transfer: length of the AU-related code.")
+    define("integer", "au_bins", "--model=transfer: intensity bins per AU of the multi-class AU adversary.")
     define("enum", "init", ["keras", "stargan"],
            "Weight initialisation: Keras' defaults (glorot-uniform kernels, zero biases), or 'stargan': "
            "PyTorch's defaults as the official StarGAN code gets them (kernels and the critics' biases "
@@ -267,6 +294,12 @@ def define_flags(flag_values=None):
     define("float", "lambda_mask_tv",
            "--generator=attention: weight of the edit masks' mean total variation (smoothness), on the same "
            "two masks. 4.1 ~ GANimation's 1e-5 on its sum over a batch of 25 masks of 128x128.")
+    define("float", "lambda_au", "--model=transfer: weight of the AU regression terms (the code, D_rgb's and "
+           "D_depth_au's AU heads).")
+    define("float", "lambda_confusion", "--model=transfer: weight of the encoder's confusion term (the AU "
+           "adversary's per-AU softmax pushed to uniform).")
+    define("float", "lambda_swap", "--model=transfer: weight of the swap-consistency adversarial term (a swap "
+           "judged against the self-reconstruction).")
     define("float", "lambda_pix", "Stage 1: L1 weight of the estimated geometry against the real one.")
     define("float", "perceptual_weight", "Stage 1: VGG19 perceptual weight (0 = skipped, no weights needed).")
     define("string", "vgg19_weights", "VGG19 notop weights: 'auto' (Keras cache) or a .h5 path.")
@@ -322,8 +355,9 @@ def define_flags(flag_values=None):
     cli.required("data_dir", "model_dir", **bound)
     for name in ("num_steps_depth", "num_steps_gan", "batch_size", "batch_size_depth", "n_critic", "lr_decay_every",
                  "num_samples", "keep_checkpoints", "synthetic_images_per_identity", "g_conv_dim", "d_conv_dim",
-                 "d_num_layers", "depth_g_conv_dim", "depth_d_conv_dim", "depth_d_num_layers"):
+                 "d_num_layers", "depth_g_conv_dim", "depth_d_conv_dim", "depth_d_num_layers", "code_dim"):
         cli.at_least(name, 1, **bound)
+    cli.at_least("au_bins", 2, **bound)
     for name in ("g_num_res_blocks", "depth_g_num_res_blocks"):
         cli.at_least(name, 0, **bound)
     cli.at_least("cpu_devices", 0, "0 = no split", **bound)
@@ -340,7 +374,8 @@ def define_flags(flag_values=None):
         cli.in_range(name, 0.0, 1.0, high_open=True, **bound)
     cli.in_range("lr_decay_start", 0.0, 1.0, **bound)
     for name in ("depth_weight", "confidence_penalty", "perceptual_weight", "lambda_cls", "lambda_rec", "lambda_gp",
-                 "lambda_pix", "lambda_id", "lambda_pair", "lambda_mask", "lambda_mask_tv"):
+                 "lambda_pix", "lambda_id", "lambda_pair", "lambda_mask", "lambda_mask_tv", "lambda_au",
+                 "lambda_confusion", "lambda_swap"):
         cli.at_least(name, 0.0, **bound)
     cli.at_least("critic_warmup_steps", 0, "0 = off", **bound)
     cli.in_range("g_ema_decay", 0.0, 1.0, high_open=True, **bound)

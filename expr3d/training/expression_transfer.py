@@ -123,9 +123,18 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
     def optimizers(self):
         return {key: self._optimizers[key] for key in self.optimizer_keys}
 
+    def trained_variables(self, key):
+        """The variables network `key`'s optimizer updates: all its trainable ones, except D_swap's class head,
+        which no term uses (it would only draw "no gradient" warnings)."""
+        variables = getattr(self, key).trainable_variables
+        if key == "d_swap":
+            unused = {id(v) for v in self.d_swap.get_layer("cls_conv").trainable_variables}
+            variables = [v for v in variables if id(v) not in unused]
+        return variables
+
     def build_optimizers(self):
         for key, optimizer in self.optimizers.items():
-            optimizer.build(getattr(self, key).trainable_variables)
+            optimizer.build(self.trained_variables(key))
 
     @property
     def log_names(self):
@@ -161,7 +170,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         free = tf.stop_gradient(outputs["free"])
         keys = ["d_rgb", "d_swap", "adversary"] + (["d_depth"] if self.uses_depth else [])
         optimizers = [self._optimizers[key] for key in keys]
-        variables = [getattr(self, key).trainable_variables for key in keys]
+        variables = [self.trained_variables(key) for key in keys]
         if self.uses_depth:
             fake_geometry = tf.stop_gradient(self.g_depth.to_geometry(swapped, training=True))
         persistent = any(common.is_loss_scaled(o) for o in optimizers)
@@ -188,7 +197,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         exemplar_aus, exemplar_mask = exemplars(aus), exemplars(mask)
         keys = ["encoder", "decoder"] + (["g_depth"] if self.uses_depth else [])
         optimizers = [self._optimizers[key] for key in keys]
-        variables = [getattr(self, key).trainable_variables for key in keys]
+        variables = [self.trained_variables(key) for key in keys]
         persistent = any(common.is_loss_scaled(o) for o in optimizers)
         with tf.GradientTape(persistent=persistent) as tape:
             outputs = self._swap(image, training=True)

@@ -12,9 +12,10 @@ from expr3d.data import dataset_card, pairs, pipeline
 TARGET_MODES = ("permute", "uniform", "paired")
 TRAINER_KEYS = ("image", "geometry", "expression", "target", "alpha", "alpha_depth")
 PAIRED_KEYS = ("target_image",)  # with target_mode "paired": the true render of `image` under `target`
+ACTION_UNIT_KEYS = ("action_units", "action_units_mask")  # with_action_units: the transfer family's AU labels
 
 
-def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="permute"):
+def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="permute", with_action_units=False):
     """One batch of `pipeline.make_dataset` -> the dict the trainers consume (`TRAINER_KEYS`).
 
     Args:
@@ -26,6 +27,7 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
         target_mode: "permute" (StarGAN: a random permutation of the batch's own labels), "uniform", or "paired"
             (the batch comes from `pairs.make_paired_dataset`: the target is the label of the pair's other render,
             which is passed on as `target_image`).
+        with_action_units: also pass on the AU intensities and their validity mask (`ACTION_UNIT_KEYS`).
     """
     if target_mode not in TARGET_MODES:
         raise ValueError(f"--target_mode={target_mode!r}: expected one of {', '.join(TARGET_MODES)}")
@@ -34,7 +36,7 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
     seeds = tf.random.experimental.stateless_split(
         tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)]), num=3
     )
-    extra = {}
+    extra = {key: batch[key] for key in ACTION_UNIT_KEYS} if with_action_units else {}
     if target_mode == "permute":
         order = tf.argsort(tf.random.stateless_uniform([size], seed=seeds[0]))
         target = tf.gather(labels, order)
@@ -55,9 +57,10 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
 
 
 def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, seed, target_mode="permute",
-                     balanced=False, skip_corrupt=False):
+                     balanced=False, skip_corrupt=False, with_action_units=False):
     """The repeated, shuffled, augmented training stream of trainer batches (global batch size); `skip_corrupt`:
-    see `pipeline.make_dataset`. With target_mode "paired", the pairs of `pairs.make_paired_dataset`."""
+    see `pipeline.make_dataset`. With target_mode "paired", the pairs of `pairs.make_paired_dataset`;
+    `with_action_units`: the batches carry `ACTION_UNIT_KEYS` too."""
     if target_mode == "paired":
         if balanced or skip_corrupt:
             raise ValueError("--target_mode=paired does not combine with --balanced or --skip_corrupt")
@@ -66,7 +69,7 @@ def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, se
         dataset = _unpaired(data_dir, batch_size, image_size, seed, balanced, skip_corrupt)
     return dataset.enumerate().map(
         lambda index, batch: add_training_fields(
-            index, batch, geometry, num_classes, seed, target_mode=target_mode
+            index, batch, geometry, num_classes, seed, target_mode=target_mode, with_action_units=with_action_units
         ),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,

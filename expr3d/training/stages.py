@@ -51,8 +51,11 @@ def _optimizer(config, key, loss_scaled):
                                   epsilon=config.adam_epsilon, epsilon_mode=config.adam_epsilon_mode)
 
 
+GENERATOR_KEYS = ("encoder", "decoder")  # the transfer family's generators (besides the g_* networks)
+
+
 def _learning_rate(config, key):
-    return config.g_lr if key.startswith("g") else config.d_lr
+    return config.g_lr if key.startswith("g") or key in GENERATOR_KEYS else config.d_lr
 
 
 def depth_stage(config, networks, loss_scaled, vgg=None):
@@ -100,6 +103,22 @@ def gan_stage(config, networks, loss_scaled, vgg=None):
     return _stage("gan", config, trainer, config.num_steps_gan, data_seed=config.seed + 1)
 
 
+def transfer_stage(config, networks, loss_scaled, vgg=None):
+    """The transfer family's second stage: `ExpressionTransferTrainer` of the `TRANSFER_KEYS` networks (`vgg`
+    unused); --num_steps_gan iterations, the same data seed as the StarGAN's stage 2."""
+    from expr3d.training.expression_transfer import ExpressionTransferTrainer
+
+    trainer = ExpressionTransferTrainer(
+        encoder=networks["encoder"], decoder=networks["decoder"], adversary=networks["adversary"],
+        d_rgb=networks["d_rgb"], d_swap=networks["d_swap"], g_depth=networks["g_depth"],
+        d_depth=networks["d_depth_au"], depth_weight=config.depth_weight, n_critic=config.n_critic,
+        lambda_gp=config.lambda_gp, lambda_rec=config.lambda_rec, lambda_au=config.lambda_au,
+        lambda_confusion=config.lambda_confusion, lambda_swap=config.lambda_swap, lambda_mask=config.lambda_mask,
+    )
+    trainer.compile({key: _optimizer(config, key, loss_scaled) for key in trainer.optimizer_keys})
+    return _stage("transfer", config, trainer, config.num_steps_gan, data_seed=config.seed + 1)
+
+
 def _stage(name, config, trainer, num_steps, data_seed):
     schedules = {key: _schedule(config, _learning_rate(config, key), num_steps) for key in trainer.optimizers}
     trainer.build_optimizers()
@@ -109,7 +128,7 @@ def _stage(name, config, trainer, num_steps, data_seed):
 
 # Stage name -> builder `(config, networks, loss_scaled, vgg) -> Stage`; `--stage` and `TrainConfig.stages()` name
 # these.
-STAGES = {"depth": depth_stage, "gan": gan_stage}
+STAGES = {"depth": depth_stage, "gan": gan_stage, "transfer": transfer_stage}
 
 
 def build_stage(name, config, networks, loss_scaled, vgg=None):

@@ -82,6 +82,20 @@ def gan_stage_grid(samples, outputs_per_class, kind, show_geometry=True):
     return tile_grid(rows)
 
 
+TRANSFER_COLUMNS = ("face", "exemplar", "swapped", "mask", "self-rec")
+
+
+def transfer_stage_grid(samples, outputs):
+    """One row per sample face: the face, its exemplar (the previous row's face), the face with the exemplar's
+    expression ("swapped"), the decoder's edit mask and the face's self-reconstruction."""
+    rows = []
+    for i in range(len(samples["image"])):
+        rows.append([image_tile(samples["image"][i]), image_tile(outputs["exemplar"][i]),
+                     image_tile(outputs["swapped"][i]), mask_tile(outputs["attention"][i]),
+                     image_tile(outputs["reconstruction"][i])])
+    return tile_grid(rows)
+
+
 def write_png(path, image):
     storage.atomic_write_bytes(path, tf.io.encode_png(image).numpy())
 
@@ -146,12 +160,16 @@ class RunSummaries:
 
 
 def render_samples(trainer, samples, kind, show_geometry=True):
-    """The sample grid (uint8) of `trainer` (a DepthPretrainer or DepthGuidedStarGAN) on the fixed `samples`."""
+    """The sample grid (uint8) of `trainer` (a DepthPretrainer, DepthGuidedStarGAN or ExpressionTransferTrainer) on
+    the fixed `samples`."""
     image = tf.constant(samples["image"])
     size = int(image.shape[1])
     if trainer.stage == "depth":
         outputs = {k: v.numpy() for k, v in trainer.sample_outputs(image).items()}
         return with_column_labels(depth_stage_grid(samples, outputs, kind), depth_column_labels(kind), size)
+    if trainer.stage == "transfer":
+        outputs = {k: v.numpy() for k, v in trainer.sample_outputs(image).items()}
+        return with_column_labels(transfer_stage_grid(samples, outputs), TRANSFER_COLUMNS, size)
     count = image.shape[0]
     per_class = []
     for c in range(len(EXPRESSIONS)):

@@ -18,10 +18,14 @@ RECORDED_KEYS = [
     "synthetic_train_pairs",  # (session 9)
     "g_conv_dim", "g_num_res_blocks", "d_conv_dim",
     "d_num_layers", "depth_g_conv_dim", "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers",
-    "generator", "geometry", "init", "depth_weight", "confidence_penalty", "confidence_penalty_on", "lambda_cls",
+    "generator", "geometry", "init",
+    "model", "code_dim", "au_bins",  # (session 10)
+    "depth_weight", "confidence_penalty", "confidence_penalty_on", "lambda_cls",
     "lambda_rec", "lambda_gp", "lambda_id",
     "lambda_pair",  # (session 9)
-    "lambda_mask", "mask_penalty", "lambda_mask_tv", "lambda_pix",
+    "lambda_mask", "mask_penalty", "lambda_mask_tv",
+    "lambda_au", "lambda_confusion", "lambda_swap",  # (session 10)
+    "lambda_pix",
     "perceptual_weight", "vgg19_weights", "target_mode", "n_critic", "critic_warmup_steps",
     "g_ema_decay",  # (session 8)
     "g_lr", "d_lr", "beta1",
@@ -83,6 +87,13 @@ def test_stages_and_batch_sizes():
     assert config.stages() == ["depth", "gan"] and config.replace(depth_weight=0.0).stages() == ["gan"]
     assert (config.stage_batch_size("depth"), config.stage_batch_size("gan")) == (6, 8)
     assert config.replace(batch_size_depth=None).stage_batch_size("depth") == 8
+    transfer = config.replace(model="transfer")
+    assert transfer.stages() == ["depth", "transfer"] and transfer.replace(stage="gan").stages() == ["transfer"]
+    assert transfer.replace(depth_weight=0.0).stages() == ["transfer"]
+    assert transfer.replace(stage="depth").stages() == ["depth"]
+    sized = dict(image_size=64, d_num_layers=3, depth_d_num_layers=3)
+    assert transfer.replace(**sized).model_config().family == "transfer"
+    assert config.replace(**sized).model_config().family == "stargan"
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -97,6 +108,14 @@ def test_stages_and_batch_sizes():
     ({"lambda_pair": 10.0}, "--lambda_pair=10.0 needs --target_mode=paired (the true target renders)"),
     ({"synthetic_train_pairs": True, "synthetic_images_per_identity": 4},
      "--synthetic_train_pairs needs --synthetic_images_per_identity a multiple of 8, got 4"),
+    ({"model": "transfer", "generator": "attention"},
+     "--generator=attention is a setting of --model=stargan; --model=transfer does not use it (leave it at its "
+     "default)"),
+    ({"model": "transfer", "g_ema_decay": 0.999},
+     "--g_ema_decay=0.999 is a setting of --model=stargan; --model=transfer does not use it (leave it at its "
+     "default)"),
+    ({"model": "transfer", "batch_size": 3, "strategy": "mirrored"},
+     "--batch_size=3 is not divisible by the 2 replicas of --strategy=mirrored"),
 ])
 def test_validate_messages(changes, message):
     config = TrainConfig(data_dir="/d", model_dir="/m", batch_size=4).replace(**changes)

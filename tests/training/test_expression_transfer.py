@@ -70,6 +70,7 @@ def test_each_step_updates_only_its_own_networks_and_logs_finite_terms():
     trainer = _trainer(networks)
     before = {key: _weights(net) for key, net in networks.items()}
     logs = {k: float(v) for k, v in trainer.critic_step(_batch()).items()}
+    assert len(trainer.trained_variables("d_swap")) == len(networks["d_swap"].trainable_variables) - 1
     assert set(logs) == {"dr_adv", "dr_au", "dr_gp", "dr_total", "ds_adv", "ds_gp", "ds_total", "adv_au", "dd_adv",
                          "dd_au", "dd_gp", "dd_total"}
     assert all(np.isfinite(v) for v in logs.values()), logs

@@ -1,0 +1,78 @@
+"""`python -m expr3d.train --model=transfer` end to end: stage 1, the transfer stage, checkpoints, resume, exported
+networks, TensorBoard terms and the sample grid; and what it refuses."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from expr3d.models import AUAdversary, TransferDecoder, TransferEncoder
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FLAGS = ["--model=transfer", "--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_layers=3",
+         "--depth_g_conv_dim=8", "--depth_g_num_res_blocks=1", "--depth_d_conv_dim=8", "--depth_d_num_layers=3",
+         "--code_dim=16", "--perceptual_weight=0", "--batch_size=4", "--seed=3", "--n_critic=2",
+         "--num_steps_depth=2", "--checkpoint_every=3", "--sample_every=3", "--progress=false"]
+
+
+def _train(args):
+    return subprocess.run([sys.executable, "-m", "expr3d.train"] + args, cwd=REPO,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow  # procedural faces of 3 identities, two subprocess runs (3 then 6 transfer iterations): ~70 s
+def test_cli_trains_resumes_and_exports_the_transfer_model(tmp_path):
+    from expr3d.run_dir import RunDir
+
+    model_dir = str(tmp_path / "run")
+    args = [f"--data_dir={tmp_path}/data", f"--model_dir={model_dir}", "--generate_synthetic",
+            "--synthetic_identities=3", "--image_size=32"] + FLAGS
+    result = _train(args + ["--num_steps_gan=3"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "stage transfer starts from the stage-1 networks" in result.stderr
+    result = _train(args + ["--num_steps_gan=6"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "stage transfer resumes at iteration 3" in result.stderr
+    with open(os.path.join(model_dir, "config.json")) as handle:
+        config = json.load(handle)
+    assert config["model_config"]["family"] == "transfer" and config["progress"]["transfer"] == 6
+    run = RunDir(model_dir)
+    assert type(run.load_network("encoder")) is TransferEncoder
+    assert type(run.load_network("decoder")) is TransferDecoder
+    assert type(run.load_network("adversary")) is AUAdversary
+    assert {os.path.basename(p) for p in glob.glob(os.path.join(model_dir, "models", "*.keras"))} == {
+        "encoder.keras", "decoder.keras", "adversary.keras", "d_rgb.keras", "d_swap.keras", "g_depth.keras",
+        "d_depth.keras", "d_depth_au.keras"}
+    assert os.path.isfile(os.path.join(model_dir, "samples", "transfer-000000006.png"))
+    tags = set()
+    for event_file in glob.glob(os.path.join(model_dir, "logs", "transfer", "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(event_file):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"transfer/loss/t_confusion", "transfer/loss/adv_au", "transfer/loss/t_swap", "transfer/loss/gd_au",
+            "transfer/samples"} <= tags, tags
+    # The family is part of the architecture: resuming as the StarGAN is refused with the diff.
+    result = _train([a for a in args if a != "--model=transfer"] + ["--num_steps_gan=6"])
+    assert result.returncode == 2
+    assert '-  "family": "transfer",' in result.stderr and '+  "family": "stargan",' in result.stderr
+
+
+def test_cli_refuses_the_transfer_model_on_data_without_action_units(tiny_dataset, tmp_path):
+    model_dir = str(tmp_path / "run")  # the tiny dataset: hemispheres with expression labels, no AUs
+    result = _train([f"--data_dir={tiny_dataset}", f"--model_dir={model_dir}", "--num_steps_gan=2"] + FLAGS)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("expr3d.train: error: --model=transfer needs action-unit intensities"), \
+        lines
+    assert "--action_units_csv" in lines[0] and not os.path.exists(model_dir)
+
+
+def test_cli_refuses_stargan_settings_with_the_transfer_model(tiny_dataset, tmp_path):
+    result = _train([f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path}/run", "--num_steps_gan=2",
+                     "--generator=attention"] + FLAGS)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "expr3d.train: error: --generator=attention is a setting of --model=stargan; --model=transfer does not use it "
+        "(leave it at its default)"]
