@@ -190,6 +190,20 @@ class RunDir:
         return (config.get("model_config") or {}).get("generator", DEFAULT_GENERATOR)
 
     @staticmethod
+    def family(config):
+        """The run's model family, `model_config.family` ("stargan" for runs written before the field existed)."""
+        return (config.get("model_config") or {}).get("family", "stargan")
+
+    def require_family(self, family, purpose, config=None):
+        """RunDirError naming both families when this run is not of `family` (a transfer run given to the
+        expression tools, or the other way round)."""
+        config = self.config() if config is None else config
+        found = self.family(config)
+        if found != family:
+            raise RunDirError(f"{self.path} holds a --model={found} run, so it cannot be {purpose} here: this tool "
+                              f"takes --model={family} runs")
+
+    @staticmethod
     def data_dir(config):
         """The training data directory recorded in config.json flags, or None."""
         return (config.get("flags") or {}).get("data_dir") or None
@@ -247,6 +261,8 @@ class RunDir:
     def require_generator(self, purpose):
         """RunDirError naming what is missing when the run has no exported G_rgb (`purpose`: "evaluated", ...)."""
         path = self.model_path("g_rgb")
+        if os.path.isfile(self.config_path):
+            self.require_family("stargan", purpose)
         if os.path.isfile(path):
             return
         hint = ("it has checkpoints but no exported models: a stage-1-only run (no G_rgb), or a run interrupted "
@@ -263,6 +279,7 @@ class RunDir:
         from expr3d.models import ModelConfig
 
         config = self.config()
+        self.require_family("stargan", "loaded as an expression generator", config)
         try:
             model_config = ModelConfig.from_dict(self.model_config(config))
         except (TypeError, ValueError) as error:

@@ -122,3 +122,22 @@ def test_foreign_entries_are_what_a_run_does_not_hold(tmp_path):
         (tmp_path / name).mkdir()
     (tmp_path / "holiday.jpg").write_bytes(b"")
     assert RunDir(str(tmp_path)).foreign_entries() == ["holiday.jpg"]
+
+
+def test_a_transfer_run_given_to_the_expression_tools_names_both_families(tmp_path):
+    from expr3d.models import ModelConfig
+
+    run = RunDir(str(tmp_path))
+    config = ModelConfig(image_size=32, d_num_layers=3, depth_d_num_layers=3, family="transfer").to_dict()
+    run.write_config({"flags": {"geometry": "depth"}, "model_config": config})
+    os.makedirs(run.models_dir)
+    for purpose, call in (("evaluated", lambda: run.require_generator("evaluated")),
+                          ("loaded as an expression generator", run.load_generators)):
+        with pytest.raises(RunDirError) as info:
+            call()
+        assert str(info.value) == (f"{tmp_path} holds a --model=transfer run, so it cannot be {purpose} here: this "
+                                   f"tool takes --model=stargan runs")
+    assert RunDir.family({"model_config": config}) == "transfer"
+    assert RunDir.family({"model_config": _model_config()}) == "stargan"
+    old = {k: v for k, v in _model_config().items() if k != "family"}  # a run from before the field
+    assert RunDir.family({"model_config": old}) == "stargan"
