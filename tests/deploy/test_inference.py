@@ -73,3 +73,20 @@ def test_instance_normalization_matches_group_normalization_and_round_trips():
         model = StarGANGenerator(cond_dim=2, conv_dim=4, num_res_blocks=0)
         inference.inference_clone(model, [np.ones((1, 8, 8, 3), np.float32), np.ones((1, 2), np.float32)],
                                   tolerance=-1.0)
+
+
+def test_the_unet_attention_generator_clones_with_its_skips():
+    """`--generator=attention_unet` exports through the same clone (its skips are plain concatenations)."""
+    from expr3d.models import AttentionUNetGenerator
+
+    keras.utils.set_random_seed(2)
+    model = AttentionUNetGenerator(cond_dim=8, conv_dim=8, num_res_blocks=1)
+    _randomise_norms(model)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (2, 24, 40, 3)).astype(np.float32)
+    condition = np.eye(8, dtype=np.float32)[[1, 6]]
+    clone, difference = inference.inference_clone(model, [x, condition])
+    assert difference < 1e-5
+    assert inference.count_replaceable(clone)["group_norm"] == 0 and inference.count_replaceable(clone)["subpixel"] == 2
+    assert [layer.name for layer in clone.layers if isinstance(layer, keras.layers.Concatenate)] == [
+        "skip0_concat", "skip1_concat"]
