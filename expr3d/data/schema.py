@@ -20,6 +20,12 @@ facing the camera.
 | identity | int64 | subject id (-1 unknown) |
 | pair_id | int64 | renders sharing identity, pose and light under different expressions share it (-1 none) |
 | key | bytes | source key (file stem, dataset-specific id) |
+| transfer/source_key | bytes | optional: the key of the render whose identity, pose, light, background it keeps |
+| transfer/exemplar_key | bytes | optional: the key of the render whose action units and label it takes |
+
+The two `transfer/*` features are written only on the procedural transfer ground truth (`--transfer_pairs`, split
+"transfer", `expr3d.data.transfer`); every other record lacks them, so records written before they existed read
+unchanged (both readers give "" when absent) and the schema version stays 1.
 """
 import dataclasses
 
@@ -33,6 +39,8 @@ SCHEMA_VERSION = 1
 IMAGE_FORMATS = ("png", "jpeg")
 DEPTH_FORMATS = ("png16", "float16")
 _PNG16_MAX = 65535
+# Optional features of the transfer ground truth (absent elsewhere; both readers default them to "").
+TRANSFER_FEATURES = ("transfer/source_key", "transfer/exemplar_key")
 
 
 class RecordError(ValueError):
@@ -57,6 +65,8 @@ class FaceExample:
         key: a source key, unique within the dataset.
         action_units: float [17] intensities in `ACTION_UNITS` order, or None.
         pair_id: renders of one identity, pose and light under different expressions share it; -1 for none.
+        transfer_source_key, transfer_exemplar_key: on transfer ground truth only (both or neither), the keys of
+            the render it keeps identity, pose, light and background of, and of the render whose AUs it takes.
         image_format: "png" (lossless) or "jpeg".
         depth_format: "png16" (16-bit, per-example scale/offset) or "float16".
 
@@ -76,6 +86,8 @@ class FaceExample:
     pair_id: int = -1
     image_format: str = "png"
     depth_format: str = "png16"
+    transfer_source_key: str = ""
+    transfer_exemplar_key: str = ""
 
     def validate(self, where="example"):
         """Raise RecordError naming `where` and the field if anything is inconsistent."""
@@ -114,6 +126,9 @@ class FaceExample:
             fail("image/format", f"{self.image_format!r} is not one of {IMAGE_FORMATS}")
         if self.depth_format not in DEPTH_FORMATS:
             fail("depth/format", f"{self.depth_format!r} is not one of {DEPTH_FORMATS}")
+        if bool(self.transfer_source_key) != bool(self.transfer_exemplar_key):
+            fail("transfer/source_key" if not self.transfer_source_key else "transfer/exemplar_key",
+                 "transfer ground truth needs both transfer/source_key and transfer/exemplar_key")
 
 
 def _encode_png(array):
@@ -187,6 +202,10 @@ def encode_example(example):
         "pair_id": i(example.pair_id),
         "key": b(str(example.key).encode()),
     }
+    if example.transfer_source_key:
+        # Only on transfer ground truth: every other record stays byte-identical to what earlier versions wrote.
+        features["transfer/source_key"] = b(str(example.transfer_source_key).encode())
+        features["transfer/exemplar_key"] = b(str(example.transfer_exemplar_key).encode())
     # deterministic=True: the same example gives the same bytes in every process, so shards are byte-reproducible.
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString(deterministic=True)
 
@@ -278,6 +297,8 @@ def decode_example(serialized, where="record", expected_size=None):
     normals = from_uint8(cv2.cvtColor(normals_bgr, cv2.COLOR_BGR2RGB))
     normals[~mask] = 0.0
     aus = np.asarray(_feature(features, "label/action_units", "float_list", where), np.float32)
+    transfer_keys = [_single(features, name, "bytes_list", where).decode() if name in features else ""
+                     for name in TRANSFER_FEATURES]
     example = FaceExample(
         image=image, depth=depth.astype(np.float32), mask=mask, normals=normals,
         expression=int(_single(features, "label/expression", "int64_list", where)),
@@ -285,7 +306,8 @@ def decode_example(serialized, where="record", expected_size=None):
         key=_single(features, "key", "bytes_list", where).decode(),
         action_units=aus if aus.size else None,
         pair_id=int(_single(features, "pair_id", "int64_list", where)),
-        image_format=image_format, depth_format=depth_format)
+        image_format=image_format, depth_format=depth_format,
+        transfer_source_key=transfer_keys[0], transfer_exemplar_key=transfer_keys[1])
     example.validate(where=where)
     return example
 
@@ -304,6 +326,18 @@ def read_labels(serialized, where="record"):
     return (expression, int(_single(features, "identity", "int64_list", where)),
             int(_single(features, "pair_id", "int64_list", where)),
             _single(features, "key", "bytes_list", where).decode())
+
+
+def read_transfer_keys(serialized, where="record"):
+    """Return (key, transfer/source_key, transfer/exemplar_key) without decoding images; "" for an absent one."""
+    import tensorflow as tf
+
+    try:
+        features = tf.train.Example.FromString(serialized).features.feature
+    except Exception as error:
+        raise RecordError(f"{where}: not a tf.train.Example ({error})") from None
+    return tuple(_single(features, name, "bytes_list", where).decode() if name in features else ""
+                 for name in ("key",) + TRANSFER_FEATURES)
 
 
 # --- TensorFlow side: parsing inside tf.data ---------------------------------------------------------------------
@@ -329,6 +363,8 @@ def feature_spec():
         "identity": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
         "pair_id": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
         "key": tf.io.FixedLenFeature([], tf.string, default_value=""),
+        "transfer/source_key": tf.io.FixedLenFeature([], tf.string, default_value=""),
+        "transfer/exemplar_key": tf.io.FixedLenFeature([], tf.string, default_value=""),
     }
 
 
@@ -340,7 +376,8 @@ def parse_example(serialized, source=None, expected_size=None):
 
     Returns a dict: image uint8 [H,W,3], depth float32 [H,W,1] (distance, 0 where invalid), mask float32 [H,W,1],
     normals float32 [H,W,3] (0 outside the mask), expression int32, action_units float32 [17], has_action_units bool,
-    identity int64, pair_id int64, key string.
+    identity int64, pair_id int64, key string, transfer_source_key and transfer_exemplar_key string ("" unless the
+    record is transfer ground truth).
 
     A record failing a check stops with `tf.errors.InvalidArgumentError` whose message holds ONE line
     "expr3d data error: <source> (key <key>): <problem>" (`data_error_line` extracts it); `source` is a string
@@ -438,6 +475,8 @@ def parse_example(serialized, source=None, expected_size=None):
         "identity": parsed["identity"],
         "pair_id": parsed["pair_id"],
         "key": parsed["key"],
+        "transfer_source_key": parsed["transfer/source_key"],
+        "transfer_exemplar_key": parsed["transfer/exemplar_key"],
     }
 
 
