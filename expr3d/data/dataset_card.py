@@ -6,8 +6,10 @@
 
 A card records the schema version (`expr3d.data.schema.SCHEMA_VERSION`; a card of another version is refused), the
 image size, the depth conventions, per split the shards with their record counts and the per-class counts (the
-paper's Table 4 columns), whether the splits share identities, and the provenance. `write_dataset_card` scans the
-shards and writes it atomically; `read_dataset_card` checks it; `load_card` adds what to do when there is none.
+paper's Table 4 columns), whether the train split's identities are disjoint from every other split's, and the
+provenance. A procedural dataset rendered with `--transfer_pairs` adds its "transfer" split and a "transfer" entry
+(`expr3d.data.transfer`). `write_dataset_card` scans the shards and writes it atomically; `read_dataset_card` checks
+it; `load_card` adds what to do when there is none.
 """
 import datetime
 import json

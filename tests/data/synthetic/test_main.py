@@ -33,7 +33,8 @@ def test_help_shows_the_transfer_ground_truth_flag_and_too_many_pairs_are_refuse
     result = _run_cli("--help")
     assert "Try --helpfull" in result.stdout, result.stderr  # absl's --help (its exit code is 1)
     assert "--transfer_pairs" in result.stdout and "transfer ground truth" in result.stdout
-    refused = _run_cli(f"--output={tmp_path / 'out'}", "--num_identities=4", "--test_fraction=0.5", "--transfer_pairs=2")
+    refused = _run_cli(f"--output={tmp_path / 'out'}", "--num_identities=4", "--test_fraction=0.5",
+                       "--transfer_pairs=2")
     assert refused.returncode != 0 and "--transfer_pairs must be at most 1" in refused.stderr
     assert not (tmp_path / "out").exists()
 
