@@ -4,7 +4,9 @@
 
 Prints: faces per minute at 64 px with `--workers` processes, end to end (render + encode + write shards + card),
 excluding process start-up; then the single-process cost per face at 64, 128 and 256 px (render only, and render +
-encode) and its ratio to the 64 px cost.
+encode) and its ratio to the 64 px cost; then, at 64 px in one process, the cost of a transfer ground-truth face
+(`--transfer_pairs`) beside that of the test renders it is made from, alternated so that load on the machine falls
+on both alike.
 """
 import os
 import shutil
@@ -29,6 +31,7 @@ def main(argv):
 
     from expr3d.data import schema
     from expr3d.data.synthetic import dataset
+    from expr3d.labels import NUM_EXPRESSIONS
 
     # Warm the worker pool's imports out of the timing: start-up is a one-off cost, not throughput.
     tmp = tempfile.mkdtemp(prefix="bench_synthetic_")
@@ -70,6 +73,21 @@ def main(argv):
         base = base or cost
         print(f"{size}px, 1 process: {1000 * render_s:.1f} ms render + {1000 * encode_s:.1f} ms encode = "
               f"{1000 * cost:.1f} ms/face ({cost / base:.1f}x the 64px cost)")
+
+    pairs = max(1, FLAGS.per_size // 16)
+    jobs = dataset.plan(0, 10 * pairs, 0.2, 8, transfer_pairs=pairs)
+    transfer_jobs, test_jobs = jobs["transfer"], jobs["test"][:len(jobs["transfer"])]
+    dataset.render_job(0, test_jobs[0], 64)  # topology cache
+    spent = {"test": 0.0, "transfer": 0.0}
+    for test_job, transfer_job in zip(test_jobs, transfer_jobs):
+        for name, job in (("test", test_job), ("transfer", transfer_job)):
+            t0 = time.perf_counter()
+            schema.encode_example(dataset.render_job(0, job, 64))
+            spent[name] += time.perf_counter() - t0
+    per_face = {name: 1000 * value / len(transfer_jobs) for name, value in spent.items()}
+    print(f"64px transfer ground truth, 1 process: {per_face['transfer']:.1f} ms/face (render + encode) vs "
+          f"{per_face['test']:.1f} ms/face for test renders ({per_face['transfer'] / per_face['test']:.2f}x); "
+          f"{len(transfer_jobs)} faces, {2 * NUM_EXPRESSIONS} a pair")
     return 0
 
 

@@ -6,8 +6,10 @@
 
 A card records the schema version (`expr3d.data.schema.SCHEMA_VERSION`; a card of another version is refused), the
 image size, the depth conventions, per split the shards with their record counts and the per-class counts (the
-paper's Table 4 columns), whether the splits share identities, and the provenance. `write_dataset_card` scans the
-shards and writes it atomically; `read_dataset_card` checks it; `load_card` adds what to do when there is none.
+paper's Table 4 columns), whether the train split's identities are disjoint from every other split's, and the
+provenance. A procedural dataset rendered with `--transfer_pairs` adds its "transfer" split and a "transfer" entry
+(`expr3d.data.transfer`). `write_dataset_card` scans the shards and writes it atomically; `read_dataset_card` checks
+it; `load_card` adds what to do when there is none.
 """
 import datetime
 import json
@@ -21,6 +23,9 @@ from expr3d.labels import ACTION_UNITS, EXPRESSIONS
 
 CARD_NAME = "dataset_card.json"
 SPLITS = ("train", "test")
+# Optional, procedural data only: each face of a pair of test identities under the other's action units
+# (`expr3d.data.transfer`). Not in SPLITS: datasets without it are complete.
+TRANSFER_SPLIT = "transfer"
 
 # Table 4 of the paper lists classes alphabetically; cards keep that column order for easy comparison.
 TABLE4_ORDER = ("anger", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -65,7 +70,12 @@ def write_dataset_card(data_dir, name, image_size, provenance=None, splits=SPLIT
     if not card_splits:
         raise FileNotFoundError(f"no shards of any split {splits} in {data_dir}")
     known = {split: ids - {-1} for split, ids in all_identities.items()}
-    overlap = set.intersection(*known.values()) if len(known) > 1 else set()
+    if "train" in known:
+        # Unseen identities at evaluation: the train split shares none with any other (the transfer ground truth
+        # shares the test identities by design).
+        overlap = known["train"] & set().union(*(ids for split, ids in known.items() if split != "train"))
+    else:
+        overlap = set.intersection(*known.values()) if len(known) > 1 else set()
     card = {
         "name": name,
         "schema_version": schema.SCHEMA_VERSION,

@@ -21,6 +21,12 @@ facing the camera.
 | identity | int64 | subject id (-1 unknown) |
 | pair_id | int64 | renders sharing identity, pose and light under different expressions share it (-1 none) |
 | key | bytes | source key (file stem, dataset-specific id) |
+| transfer/source_key | bytes | optional: the key of the render whose identity, pose, light, background it keeps |
+| transfer/exemplar_key | bytes | optional: the key of the render whose action units and label it takes |
+
+The two `transfer/*` features are written only on the procedural transfer ground truth (`--transfer_pairs`, split
+"transfer", `expr3d.data.transfer`); every other record lacks them, so records written before they existed read
+unchanged (both readers give "" when absent) and the schema version stays 1.
 """
 import dataclasses
 
@@ -34,6 +40,8 @@ SCHEMA_VERSION = 1
 IMAGE_FORMATS = ("png", "jpeg")
 DEPTH_FORMATS = ("png16", "float16")
 _PNG16_MAX = 65535
+# Optional features of the transfer ground truth (absent elsewhere; both readers default them to "").
+TRANSFER_FEATURES = ("transfer/source_key", "transfer/exemplar_key")
 
 
 class RecordError(ValueError):
@@ -61,6 +69,8 @@ class FaceExample:
             not estimate), or None when every intensity is measured. Missing intensities are stored as 0, so
             readers older than this field see 0 (never NaN); `action_units_mask` gives the validity as 0/1.
         pair_id: renders of one identity, pose and light under different expressions share it; -1 for none.
+        transfer_source_key, transfer_exemplar_key: on transfer ground truth only (both or neither), the keys of
+            the render it keeps identity, pose, light and background of, and of the render whose AUs it takes.
         image_format: "png" (lossless) or "jpeg".
         depth_format: "png16" (16-bit, per-example scale/offset) or "float16".
 
@@ -81,6 +91,8 @@ class FaceExample:
     image_format: str = "png"
     depth_format: str = "png16"
     action_units_valid: np.ndarray | None = None
+    transfer_source_key: str = ""
+    transfer_exemplar_key: str = ""
 
     def action_units_mask(self):
         """float32 [17]: 1 where an intensity is stored and measured, 0 where it is missing or there are none."""
@@ -134,6 +146,9 @@ class FaceExample:
             fail("image/format", f"{self.image_format!r} is not one of {IMAGE_FORMATS}")
         if self.depth_format not in DEPTH_FORMATS:
             fail("depth/format", f"{self.depth_format!r} is not one of {DEPTH_FORMATS}")
+        if bool(self.transfer_source_key) != bool(self.transfer_exemplar_key):
+            fail("transfer/source_key" if not self.transfer_source_key else "transfer/exemplar_key",
+                 "transfer ground truth needs both transfer/source_key and transfer/exemplar_key")
 
 
 def _encode_png(array):
@@ -210,6 +225,10 @@ def encode_example(example):
     if example.action_units_valid is not None:  # only then: examples without it keep their exact bytes
         features["label/action_units_valid"] = tf.train.Feature(int64_list=tf.train.Int64List(
             value=np.asarray(example.action_units_valid, bool).astype(int).tolist()))
+    if example.transfer_source_key:
+        # Only on transfer ground truth: every other record stays byte-identical to what earlier versions wrote.
+        features["transfer/source_key"] = b(str(example.transfer_source_key).encode())
+        features["transfer/exemplar_key"] = b(str(example.transfer_exemplar_key).encode())
     # deterministic=True: the same example gives the same bytes in every process, so shards are byte-reproducible.
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString(deterministic=True)
 
@@ -308,6 +327,8 @@ def decode_example(serialized, where="record", expected_size=None):
             raise RecordError(f"{where}: field 'label/action_units_valid' must hold 0 or {NUM_ACTION_UNITS} flags "
                               f"of 0/1, holds {flags.tolist()[:NUM_ACTION_UNITS + 1]}")
         valid = flags.astype(bool) if flags.size else None
+    transfer_keys = [_single(features, name, "bytes_list", where).decode() if name in features else ""
+                     for name in TRANSFER_FEATURES]
     example = FaceExample(
         image=image, depth=depth.astype(np.float32), mask=mask, normals=normals,
         expression=int(_single(features, "label/expression", "int64_list", where)),
@@ -315,7 +336,8 @@ def decode_example(serialized, where="record", expected_size=None):
         key=_single(features, "key", "bytes_list", where).decode(),
         action_units=aus if aus.size else None,
         pair_id=int(_single(features, "pair_id", "int64_list", where)),
-        image_format=image_format, depth_format=depth_format, action_units_valid=valid)
+        image_format=image_format, depth_format=depth_format, action_units_valid=valid,
+        transfer_source_key=transfer_keys[0], transfer_exemplar_key=transfer_keys[1])
     example.validate(where=where)
     return example
 
@@ -334,6 +356,18 @@ def read_labels(serialized, where="record"):
     return (expression, int(_single(features, "identity", "int64_list", where)),
             int(_single(features, "pair_id", "int64_list", where)),
             _single(features, "key", "bytes_list", where).decode())
+
+
+def read_transfer_keys(serialized, where="record"):
+    """Return (key, transfer/source_key, transfer/exemplar_key) without decoding images; "" for an absent one."""
+    import tensorflow as tf
+
+    try:
+        features = tf.train.Example.FromString(serialized).features.feature
+    except Exception as error:
+        raise RecordError(f"{where}: not a tf.train.Example ({error})") from None
+    return tuple(_single(features, name, "bytes_list", where).decode() if name in features else ""
+                 for name in ("key",) + TRANSFER_FEATURES)
 
 
 # --- TensorFlow side: parsing inside tf.data ---------------------------------------------------------------------
@@ -360,6 +394,8 @@ def feature_spec():
         "identity": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
         "pair_id": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
         "key": tf.io.FixedLenFeature([], tf.string, default_value=""),
+        "transfer/source_key": tf.io.FixedLenFeature([], tf.string, default_value=""),
+        "transfer/exemplar_key": tf.io.FixedLenFeature([], tf.string, default_value=""),
     }
 
 
@@ -373,7 +409,7 @@ def parse_example(serialized, source=None, expected_size=None):
     normals float32 [H,W,3] (0 outside the mask), expression int32, action_units float32 [17], has_action_units bool,
     action_units_mask float32 [17] (1 where an intensity is measured: `label/action_units_valid`, all 1 without
     it, all 0 without intensities; `action_units` is 0 wherever the mask is 0), identity int64, pair_id int64,
-    key string.
+    key string, transfer_source_key and transfer_exemplar_key string ("" unless the record is transfer ground truth).
 
     A record failing a check stops with `tf.errors.InvalidArgumentError` whose message holds ONE line
     "expr3d data error: <source> (key <key>): <problem>" (`data_error_line` extracts it); `source` is a string
@@ -481,6 +517,8 @@ def parse_example(serialized, source=None, expected_size=None):
         "identity": parsed["identity"],
         "pair_id": parsed["pair_id"],
         "key": parsed["key"],
+        "transfer_source_key": parsed["transfer/source_key"],
+        "transfer_exemplar_key": parsed["transfer/exemplar_key"],
     }
 
 

@@ -156,3 +156,27 @@ def test_action_unit_validity_errors_name_the_field():
             schema.decode_example(bad)
         with pytest.raises(tf.errors.InvalidArgumentError, match="label/action_units_valid"):
             schema.parse_example(tf.constant(bad), source=tf.constant("shard-1"))
+
+
+def test_transfer_keys_round_trip_and_are_absent_from_other_records():
+    plain = hemisphere_example(key="id3/happy")
+    truth = hemisphere_example(key="id3/surprise_from_id4")
+    truth.transfer_source_key, truth.transfer_exemplar_key = "id3/happy", "id4/surprise"
+    for example, expected in ((plain, ("", "")), (truth, ("id3/happy", "id4/surprise"))):
+        serialized = schema.encode_example(example)
+        decoded = schema.decode_example(serialized)
+        parsed = schema.parse_example(tf.constant(serialized))
+        assert (decoded.transfer_source_key, decoded.transfer_exemplar_key) == expected
+        assert tuple(parsed[name].numpy().decode() for name in ("transfer_source_key", "transfer_exemplar_key")) \
+            == expected
+        assert schema.read_transfer_keys(serialized) == (example.key,) + expected
+    # A record without them is what the writer produced before they existed: no transfer/* feature at all.
+    features = tf.train.Example.FromString(schema.encode_example(plain)).features.feature
+    assert not [name for name in features if name.startswith("transfer/")]
+
+
+def test_transfer_keys_come_both_or_neither():
+    example = hemisphere_example()
+    example.transfer_source_key = "id3/happy"
+    with pytest.raises(schema.RecordError, match="transfer/exemplar_key"):
+        schema.encode_example(example)

@@ -3,7 +3,8 @@
     python -m expr3d.data.synthetic --output=data/synthetic64 --num_identities=1000 --image_size=64
 
 Writes DIR/train-*.tfrecord, DIR/test-*.tfrecord (paired: every test identity under all eight expressions with
-identical pose and light), DIR/dataset_card.json and DIR/preview.png.
+identical pose and light), DIR/dataset_card.json and DIR/preview.png; with --transfer_pairs=N also
+DIR/transfer-*.tfrecord, the ground truth of exemplar expression transfer (expr3d.data.transfer).
 """
 import sys
 
@@ -28,6 +29,10 @@ def define_flags():
     flags.DEFINE_boolean("train_pairs", False, "Render the train identities in groups of eight, one pose and light "
                          "under every expression (a paired train split, for --target_mode=paired; "
                          "--images_per_identity a multiple of 8).")
+    flags.DEFINE_integer("transfer_pairs", 0, "Also render the transfer ground truth of N pairs of test identities "
+                         "(A, B): A under each of B's eight test expressions' exact action units in A's test pose, "
+                         "light and background, and B under A's, in a 'transfer' split (16 renders a pair; at most "
+                         "half the test identities; read with expr3d.data.transfer). 0: none.")
     flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).")
     flags.DEFINE_integer("examples_per_shard", 512, "Examples per TFRecord shard.")
     flags.DEFINE_boolean("overwrite", False, "Replace the dataset an earlier run wrote in --output (only the files "
@@ -40,6 +45,7 @@ def define_flags():
     cli.seed("seed")
     cli.in_range("test_fraction", 0.0, 1.0, low_open=True, high_open=True)
     cli.at_least("images_per_identity", 1)
+    cli.at_least("transfer_pairs", 0, "0: no transfer ground truth")
     cli.at_least("workers", 1, "default: all cores")
     cli.at_least("examples_per_shard", 1)
 
@@ -51,14 +57,15 @@ def main(argv):
     try:
         dataset.check_arguments(FLAGS.num_identities, FLAGS.image_size, FLAGS.test_fraction,
                                 FLAGS.images_per_identity, FLAGS.workers, FLAGS.examples_per_shard, FLAGS.seed,
-                                FLAGS.train_pairs)
+                                FLAGS.train_pairs, FLAGS.transfer_pairs)
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
     card = dataset.generate_dataset(
         FLAGS.output, FLAGS.num_identities, FLAGS.image_size, seed=FLAGS.seed,
         test_fraction=FLAGS.test_fraction, images_per_identity=FLAGS.images_per_identity,
         workers=FLAGS.workers, overwrite=FLAGS.overwrite, examples_per_shard=FLAGS.examples_per_shard,
-        command=" ".join(["python -m expr3d.data.synthetic"] + sys.argv[1:]), train_pairs=FLAGS.train_pairs)
+        command=" ".join(["python -m expr3d.data.synthetic"] + sys.argv[1:]), train_pairs=FLAGS.train_pairs,
+        transfer_pairs=FLAGS.transfer_pairs)
     splits = card["splits"]
     print(f"wrote {FLAGS.output}: " + ", ".join(
         f"{split} {info['num_examples']} faces / {info['num_identities']} identities" for split, info in

@@ -7,6 +7,17 @@ Splits:
            (pair_id = num_identities + identity * groups + group), for training with a paired target loss.
     test   identities n_train .. N-1, each rendered once under all eight expressions with identical pose, light and
            background (pair_id = identity id): ground truth for paired evaluation.
+    transfer  only with `transfer_pairs=P`: ground truth for exemplar expression transfer. Test identities are paired
+           in order (A, B) = (n_train, n_train + 1), (n_train + 2, n_train + 3), ... (P pairs, at most half the
+           test identities). Each pair makes 8 swaps: swap j gives A's expression j and B's expression
+           (j + shift) % 8 (shift in 1..7, drawn per pair) to each other, and two records, written one after the
+           other: A rendered with B's exact action units (left and right sides, so contempt keeps B's side) in A's
+           test pose, light and background, and B with A's. Each carries its exemplar's AU vector and label, A's (or
+           B's) identity and pair_id, and `transfer/source_key` / `transfer/exemplar_key`: the test renders it was
+           made from. 16 renders per pair.
+
+The train and test splits do not depend on `train_pairs` (test) or `transfer_pairs` (either): each split's bytes are
+the same with and without them.
 
 Every render draws from its own `np.random.SeedSequence(seed, spawn_key=...)` stream, so the output depends on the
 seed only, never on the number of worker processes or on the order work is done.
@@ -44,6 +55,7 @@ _CHUNK = 16  # renders per worker task
 # Stream tags of the per-render random generators (part of the seed contract: changing them changes datasets).
 _IDENTITY, _TRAIN_RENDER, _PAIR_SCENE, _PAIR_EXPRESSION, _ORDER = 0, 1, 2, 3, 4
 _TRAIN_PAIR_SCENE, _TRAIN_PAIR_EXPRESSION = 5, 6
+_TRANSFER_SHIFT = 7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +73,38 @@ class RenderJob:
         return f"synthetic/{self.split}/id{self.identity:06d}/{self.index:02d}_{EXPRESSIONS[self.expression]}"
 
 
+def paired_test_job(identity, expression):
+    """The paired test split's render of `identity` under class `expression`."""
+    return RenderJob("test", identity, expression, expression, identity)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferJob:
+    """Transfer ground truth: test identity `identity` in its test pose, light and background, under the exact
+    expression of `exemplar_identity`'s test render of class `expression`."""
+
+    identity: int             # A: face, pose, light, background
+    source_expression: int    # A's test render given to a transfer as its source
+    exemplar_identity: int    # B
+    expression: int           # B's test render whose action units A takes (the exemplar)
+    split = dataset_card.TRANSFER_SPLIT
+
+    @property
+    def source(self):
+        return paired_test_job(self.identity, self.source_expression)
+
+    @property
+    def exemplar(self):
+        return paired_test_job(self.exemplar_identity, self.expression)
+
+    @property
+    def key(self):
+        return (f"synthetic/transfer/id{self.identity:06d}/{self.expression:02d}_{EXPRESSIONS[self.expression]}"
+                f"_from_id{self.exemplar_identity:06d}")
+
+
 def check_arguments(num_identities, image_size, test_fraction=0.2, images_per_identity=8, workers=None,
-                    examples_per_shard=512, seed=0, train_pairs=False):
+                    examples_per_shard=512, seed=0, train_pairs=False, transfer_pairs=0):
     """Raise ValueError naming the flag when an argument is out of range."""
     def bad(flag, message):
         raise ValueError(f"--{flag} {message}")
@@ -88,6 +130,12 @@ def check_arguments(num_identities, image_size, test_fraction=0.2, images_per_id
     if train_pairs and images_per_identity % NUM_EXPRESSIONS:
         bad("images_per_identity", f"must be a multiple of {NUM_EXPRESSIONS} with paired training renders "
                                    f"(one group per pose and light under every expression), got {images_per_identity}")
+    if isinstance(transfer_pairs, bool) or not isinstance(transfer_pairs, (int, np.integer)) or transfer_pairs < 0:
+        bad("transfer_pairs", f"must be a non-negative integer, got {transfer_pairs!r}")
+    n_test = split_counts(num_identities, test_fraction)[1]
+    if transfer_pairs > n_test // 2:
+        bad("transfer_pairs", f"must be at most {n_test // 2}: each pair takes two of the {n_test} test identities "
+                              f"(--num_identities x --test_fraction), got {transfer_pairs}")
 
 
 def split_counts(num_identities, test_fraction):
@@ -101,8 +149,20 @@ def _rng(seed, *key):
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(int(k) for k in key)))
 
 
-def plan(seed, num_identities, test_fraction=0.2, images_per_identity=8, train_pairs=False):
-    """The render jobs of each split, in the order they are written: {"train": [...], "test": [...]}."""
+def transfer_pairs_of(seed, num_identities, test_fraction, transfer_pairs):
+    """[(A, B, shift)] of the transfer ground truth: consecutive test identities, and the per-pair shift in 1..7
+    between A's expression and B's in a swap (never the same class, so every swap changes the expression)."""
+    n_train, _ = split_counts(num_identities, test_fraction)
+    pairs = []
+    for k in range(transfer_pairs):
+        a, b = n_train + 2 * k, n_train + 2 * k + 1
+        pairs.append((a, b, int(_rng(seed, a, _TRANSFER_SHIFT).integers(1, NUM_EXPRESSIONS))))
+    return pairs
+
+
+def plan(seed, num_identities, test_fraction=0.2, images_per_identity=8, train_pairs=False, transfer_pairs=0):
+    """The render jobs of each split, in the order they are written: {"train": [...], "test": [...]}, and
+    "transfer": [...] with `transfer_pairs`."""
     n_train, _ = split_counts(num_identities, test_fraction)
     train = []
     groups = images_per_identity // NUM_EXPRESSIONS
@@ -118,9 +178,18 @@ def plan(seed, num_identities, test_fraction=0.2, images_per_identity=8, train_p
         order = _rng(seed, identity, _ORDER).permutation(images_per_identity)
         for index, j in enumerate(order):
             train.append(RenderJob("train", identity, index, expressions[j], -1))
-    test = [RenderJob("test", identity, e, e, identity) for identity in range(n_train, num_identities)
+    test = [paired_test_job(identity, e) for identity in range(n_train, num_identities)
             for e in range(NUM_EXPRESSIONS)]
-    return {"train": train, "test": test}
+    jobs = {"train": train, "test": test}
+    if transfer_pairs:
+        # A swap's two records side by side: one transfer call (A, B) -> (A with B's, B with A's) meets both truths.
+        transfer = []
+        for a, b, shift in transfer_pairs_of(seed, num_identities, test_fraction, transfer_pairs):
+            for j in range(NUM_EXPRESSIONS):
+                k = (j + shift) % NUM_EXPRESSIONS
+                transfer += [TransferJob(a, j, b, k), TransferJob(b, k, a, j)]
+        jobs[dataset_card.TRANSFER_SPLIT] = transfer
+    return jobs
 
 
 @functools.lru_cache(maxsize=4)
@@ -152,13 +221,28 @@ def scene_for(seed, job):
 
 
 def render_job(seed, job, image_size):
-    """Render one job -> schema.FaceExample."""
+    """Render one job (a RenderJob or a TransferJob) -> schema.FaceExample."""
+    if isinstance(job, TransferJob):
+        return render_transfer_job(seed, job, image_size)
     face = identity_for(seed, job.identity)
     expression, pose, light = scene_for(seed, job)
     out = render.render_face(face, expression, pose, light, image_size)
     return schema.FaceExample(image=out.image, depth=out.depth, mask=out.mask, normals=out.normals,
                               expression=job.expression, identity=job.identity, key=job.key,
                               action_units=expression.intensities.astype(np.float32), pair_id=job.pair_id)
+
+
+def render_transfer_job(seed, job, image_size):
+    """Render one TransferJob -> schema.FaceExample: A's face, pose, light and background (those of A's test
+    renders) under B's expression, drawn from B's own stream, so the AU vector is B's to the last bit."""
+    face = identity_for(seed, job.identity)
+    _, pose, light = scene_for(seed, job.source)
+    expression, _, _ = scene_for(seed, job.exemplar)
+    out = render.render_face(face, expression, pose, light, image_size)
+    return schema.FaceExample(image=out.image, depth=out.depth, mask=out.mask, normals=out.normals,
+                              expression=job.expression, identity=job.identity, key=job.key,
+                              action_units=expression.intensities.astype(np.float32), pair_id=job.source.pair_id,
+                              transfer_source_key=job.source.key, transfer_exemplar_key=job.exemplar.key)
 
 
 def _render_chunk(args):
@@ -168,7 +252,7 @@ def _render_chunk(args):
     return [render_job(seed, job, image_size) for job in jobs]
 
 
-def _output_folder(output_dir, overwrite):
+def _output_folder(output_dir, overwrite, splits=dataset_card.SPLITS):
     """Check `output_dir` before rendering; return (folder, names of an earlier dataset to replace at the end)."""
     folder = outputs.OutputFolder(output_dir, "--output", "expr3d.data.synthetic")
     legacy = []
@@ -183,13 +267,13 @@ def _output_folder(output_dir, overwrite):
         if generator == "expr3d.data.synthetic":
             legacy = [dataset_card.CARD_NAME, PREVIEW_NAME] + [
                 os.path.basename(p) for split in dataset_card.SPLITS for p in records.list_shards(output_dir, split)]
-    will_write = [dataset_card.CARD_NAME, PREVIEW_NAME] + [f"{split}-*.tfrecord" for split in dataset_card.SPLITS]
+    will_write = [dataset_card.CARD_NAME, PREVIEW_NAME] + [f"{split}-*.tfrecord" for split in splits]
     return folder, folder.check(overwrite, will_write=will_write, legacy=legacy)
 
 
 def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fraction=0.2, images_per_identity=8,
                      workers=None, overwrite=False, examples_per_shard=512, progress=True, preview=True, command=None,
-                     train_pairs=False):
+                     train_pairs=False, transfer_pairs=0):
     """Render the dataset into `output_dir` and return its card (dict).
 
     The dataset is written into a temporary sibling directory and moved into place at the end, so an interrupted
@@ -204,6 +288,8 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
         images_per_identity: renders per train identity.
         train_pairs: render each train identity in groups of eight (one pose, light and background under every
             expression; `images_per_identity` a multiple of 8), so the train split is paired too.
+        transfer_pairs: pairs of test identities to render the transfer ground truth of (split "transfer", 16
+            renders a pair, at most half the test identities; see the module docstring). 0: none.
         workers: processes (default: all cores); 1 renders in this process.
         overwrite: replace an existing dataset.
         examples_per_shard: examples per TFRecord shard.
@@ -212,12 +298,12 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
         command: the command line, recorded in the card's provenance.
     """
     check_arguments(num_identities, image_size, test_fraction, images_per_identity, workers, examples_per_shard,
-                    seed, train_pairs)
+                    seed, train_pairs, transfer_pairs)
     output_dir = os.path.abspath(output_dir)
-    folder, replaced = _output_folder(output_dir, overwrite)
+    jobs = plan(seed, num_identities, test_fraction, images_per_identity, train_pairs, transfer_pairs)
+    folder, replaced = _output_folder(output_dir, overwrite, splits=tuple(jobs))
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
-    jobs = plan(seed, num_identities, test_fraction, images_per_identity, train_pairs)
     workers = workers or os.cpu_count() or 1
     tmp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.tmp-", dir=parent)
     umask = os.umask(0)
@@ -268,14 +354,17 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
             "images_per_identity": int(images_per_identity),
             "image_size": int(image_size),
             "train_pairs": bool(train_pairs),
+            "transfer_pairs": int(transfer_pairs),
         }
         if command:
             provenance["command"] = command
         extra = {"paired_splits": ["train", "test"] if train_pairs else ["test"],
                  "description": "Procedural 3D faces: EMFACS action-unit prototypes on parametric heads, rendered "
                                 "with exact depth and normals (expr3d.data.synthetic)."}
+        if transfer_pairs:
+            extra["transfer"] = transfer_card_entry(seed, num_identities, test_fraction, transfer_pairs)
         card = dataset_card.write_dataset_card(tmp_dir, name=f"synthetic{image_size}", image_size=image_size,
-                                          provenance=provenance, extra=extra)
+                                               provenance=provenance, splits=tuple(jobs), extra=extra)
         if preview:
             write_contact_sheet(os.path.join(tmp_dir, PREVIEW_NAME), seed, jobs["test"], image_size)
         _move_into_place(tmp_dir, folder, replaced)
@@ -283,6 +372,22 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
     return card
+
+
+def transfer_card_entry(seed, num_identities, test_fraction, transfer_pairs):
+    """The card's "transfer" entry: what the transfer split holds and how to find a record's inputs."""
+    pairs = transfer_pairs_of(seed, num_identities, test_fraction, transfer_pairs)
+    return {
+        "split": dataset_card.TRANSFER_SPLIT,
+        "source_split": "test",
+        "num_identity_pairs": len(pairs),
+        "swaps_per_pair": NUM_EXPRESSIONS,
+        "identity_pairs": [{"a": a, "b": b, "shift": shift} for a, b, shift in pairs],
+        "rule": "swap j of a pair (A, B) gives A's test render of expression j and B's of expression (j + shift) % 8 "
+                "to each other: two records, A with B's action units in A's pose, light and background, then B "
+                "with A's; each names its inputs in transfer/source_key and transfer/exemplar_key",
+        "reader": "expr3d.data.transfer.make_transfer_dataset",
+    }
 
 
 def _move_into_place(tmp_dir, folder, replaced):

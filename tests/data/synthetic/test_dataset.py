@@ -1,14 +1,17 @@
-"""Tests of expr3d.data.synthetic.dataset: the card, determinism, identity-disjoint splits, pairs, overwrite rules."""
+"""Tests of expr3d.data.synthetic.dataset: the card, determinism, identity-disjoint splits, pairs, overwrite rules,
+the transfer ground truth."""
 import collections
+import dataclasses
 import os
+import shutil
 
 import numpy as np
 import pytest
 
 from expr3d import outputs
-from expr3d.data import records
+from expr3d.data import records, schema
 from expr3d.data.synthetic import dataset
-from expr3d.labels import EXPRESSIONS
+from expr3d.labels import EXPRESSIONS, NUM_EXPRESSIONS
 from tests.data.synthetic.fixtures import SMALL, contents
 
 
@@ -131,3 +134,95 @@ def test_train_pairs_need_a_multiple_of_eight_renders_per_identity():
     with pytest.raises(ValueError, match="--images_per_identity must be a multiple of 8"):
         dataset.check_arguments(4, 32, images_per_identity=12, train_pairs=True)
     dataset.check_arguments(4, 32, images_per_identity=12)  # unpaired: any count
+
+
+TRANSFER = dict(num_identities=4, image_size=32, test_fraction=0.5, images_per_identity=2, examples_per_shard=16)
+
+
+@pytest.fixture(scope="module")
+def transfer_dataset(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("transfer") / "d")
+    card = dataset.generate_dataset(directory, seed=3, workers=1, progress=False, preview=False, transfer_pairs=1,
+                                    **TRANSFER)
+    return directory, card
+
+
+def _raw_records(directory, split):
+    return {schema.read_labels(record)[3]: record for path in records.list_shards(directory, split)
+            for _, record in records._records(path)}
+
+
+def test_transfer_truth_of_a_face_with_its_own_action_units_is_its_own_test_render(transfer_dataset):
+    directory, _ = transfer_dataset
+    stored = _raw_records(directory, "test")
+    a = 2  # the first test identity
+    for expression in range(NUM_EXPRESSIONS):
+        # The transfer code path with A as its own exemplar (source: another of A's renders) ...
+        job = dataset.TransferJob(a, (expression + 1) % NUM_EXPRESSIONS, a, expression)
+        truth = dataset.render_transfer_job(3, job, TRANSFER["image_size"])
+        assert truth.transfer_exemplar_key == dataset.paired_test_job(a, expression).key
+        # ... is A's own test render to the byte, once given the test record's key: pixels, depth, normals, AUs.
+        own = dataclasses.replace(truth, key=truth.transfer_exemplar_key, transfer_source_key="",
+                                  transfer_exemplar_key="")
+        assert schema.encode_example(own) == stored[own.key], EXPRESSIONS[expression]
+    # In the dataset itself: B's neutral AUs are all zero, A's too, so A "with B's neutral" is A's neutral render.
+    truths = list(records.iterate_examples(directory, "transfer"))
+    with_neutral = next(t for t in truths if t.identity == a and t.expression == 0)
+    own_neutral = next(t for t in records.iterate_examples(directory, "test") if t.identity == a and t.expression == 0)
+    np.testing.assert_array_equal(with_neutral.image, own_neutral.image)
+    np.testing.assert_array_equal(with_neutral.mask, own_neutral.mask)
+
+
+def test_transfer_truth_carries_the_exemplar_action_units_and_names_its_inputs(transfer_dataset):
+    directory, card = transfer_dataset
+    tests = {ex.key: ex for ex in records.iterate_examples(directory, "test")}
+    truths = list(records.iterate_examples(directory, "transfer"))
+    assert len(truths) == card["splits"]["transfer"]["num_examples"] == 2 * NUM_EXPRESSIONS
+    (pair,) = card["transfer"]["identity_pairs"]
+    assert (pair["a"], pair["b"]) == (2, 3) and 1 <= pair["shift"] < NUM_EXPRESSIONS
+    assert card["provenance"]["transfer_pairs"] == 1 and card["identity_disjoint_splits"] is True
+    for truth in truths:
+        source, exemplar = tests[truth.transfer_source_key], tests[truth.transfer_exemplar_key]
+        assert {source.identity, exemplar.identity} == {2, 3} and exemplar.identity != source.identity
+        assert truth.action_units.tobytes() == exemplar.action_units.tobytes()  # B's vector, exactly
+        assert truth.expression == exemplar.expression != source.expression
+        assert (truth.identity, truth.pair_id) == (source.identity, source.pair_id)
+        # A's pose, light and background: the background both leave free is A's own, pixel for pixel.
+        background = ~truth.mask & ~source.mask
+        assert background.mean() > 0.2
+        np.testing.assert_array_equal(truth.image[background], source.image[background])
+    # A swap is two neighbouring records, each the other's mirror; B's eight renders are each an exemplar once.
+    for first, second in zip(truths[::2], truths[1::2]):
+        assert (first.transfer_source_key, first.transfer_exemplar_key) == (second.transfer_exemplar_key,
+                                                                            second.transfer_source_key)
+    assert len({truth.transfer_exemplar_key for truth in truths}) == 2 * NUM_EXPRESSIONS
+
+
+def test_transfer_pairs_leave_the_train_and_test_shards_byte_identical(transfer_dataset, tmp_path):
+    directory, _ = transfer_dataset
+    without = str(tmp_path / "without")
+    card = dataset.generate_dataset(without, seed=3, workers=1, progress=False, preview=False, **TRANSFER)
+    assert "transfer" not in card["splits"] and "transfer" not in card
+    for split in ("train", "test"):
+        shards = [os.path.basename(p) for p in records.list_shards(without, split)]
+        assert shards == [os.path.basename(p) for p in records.list_shards(directory, split)]
+        for name in shards:
+            with open(os.path.join(without, name), "rb") as a, open(os.path.join(directory, name), "rb") as b:
+                assert a.read() == b.read(), name
+
+
+def test_transfer_pairs_are_checked():
+    with pytest.raises(ValueError, match="--transfer_pairs must be at most 1: each pair takes two of the 2 test"):
+        dataset.check_arguments(4, 32, test_fraction=0.5, transfer_pairs=2)
+    for bad in (-1, True, 1.0):
+        with pytest.raises(ValueError, match="--transfer_pairs must be a non-negative integer"):
+            dataset.check_arguments(4, 32, test_fraction=0.5, transfer_pairs=bad)
+    dataset.check_arguments(4, 32, test_fraction=0.5, transfer_pairs=1)
+
+
+def test_overwrite_without_transfer_pairs_removes_the_old_transfer_shards(transfer_dataset, tmp_path):
+    out = tmp_path / "d"
+    shutil.copytree(transfer_dataset[0], out)
+    (out / "transfer-00099.tfrecord").write_bytes(b"someone else's")  # not ours: never touched
+    dataset.generate_dataset(str(out), seed=3, workers=1, progress=False, preview=False, overwrite=True, **TRANSFER)
+    assert sorted(n for n in os.listdir(out) if n.startswith("transfer-")) == ["transfer-00099.tfrecord"]

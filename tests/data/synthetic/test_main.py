@@ -20,11 +20,22 @@ def _run_cli(*flags):
 
 
 @pytest.mark.parametrize("flag,value", [("num_identities", "0"), ("image_size", "40"), ("image_size", "1024"),
-                                        ("test_fraction", "1.5"), ("images_per_identity", "-1"), ("workers", "0")])
+                                        ("test_fraction", "1.5"), ("images_per_identity", "-1"), ("workers", "0"),
+                                        ("transfer_pairs", "-1")])
 def test_cli_rejects_bad_flags(tmp_path, flag, value):
     result = _run_cli(f"--output={tmp_path / 'out'}", f"--{flag}={value}")
     assert result.returncode != 0
     assert f"--{flag}" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_shows_the_transfer_ground_truth_flag_and_too_many_pairs_are_refused(tmp_path):
+    result = _run_cli("--help")
+    assert "Try --helpfull" in result.stdout, result.stderr  # absl's --help (its exit code is 1)
+    assert "--transfer_pairs" in result.stdout and "transfer ground truth" in result.stdout
+    refused = _run_cli(f"--output={tmp_path / 'out'}", "--num_identities=4", "--test_fraction=0.5",
+                       "--transfer_pairs=2")
+    assert refused.returncode != 0 and "--transfer_pairs must be at most 1" in refused.stderr
     assert not (tmp_path / "out").exists()
 
 
