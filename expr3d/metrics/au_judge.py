@@ -1,0 +1,266 @@
+"""The independent AU judge (issue #13): a regressor of the 17 action-unit intensities, trained on OTHER procedural
+identities, that reads the AUs of a transferred (or AU-controlled) face, as the expression judge
+(`expr3d.metrics.judge`) reads its expression.
+
+    judge_dir = auto_au_judge(64)                      # built once (rendering + training), then cached
+    judge = load_au_regressor(judge_dir, image_size=64)
+    intensities = judge.predict(images)                # [B, 17] in [0, 1], images in [-1, 1]
+
+The network is the expression judge's compact ResNet (`expression_classifier.build_classifier`) with 17 outputs
+through a sigmoid, trained with the masked L1 of `losses.action_unit_regression_loss` (missing AUs do not count).
+Its fitness is stated against the "predict the train mean" baseline on its held-out identities: mean absolute error
+and R^2 per AU (`metadata["test_mae"]`, `["baseline_mae"]`, `["test_r2_per_au"]`).
+
+Cache: `<judge cache>/<key>/au_regressor/{au_regressor.keras,au_regressor.json}`, key
+`synthetic-au-r<renderer>-<S>px-<N>ids-<E>ep-seed<seed>-v<recipe>`, the same cache root and lock as the expression
+judge's (`expr3d.metrics.judge.default_cache_dir`). Prebuild: `python -m expr3d.metrics.au_judge --image_size=64`.
+"""
+import json
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from expr3d import cli, storage
+from expr3d.labels import ACTION_UNITS, NUM_ACTION_UNITS
+
+FORMAT_VERSION = 1
+MODEL_FILE = "au_regressor.keras"
+METADATA_FILE = "au_regressor.json"
+RECIPE_VERSION = 1
+AU_JUDGE_IDENTITIES = 1500
+AU_JUDGE_EPOCHS = 8
+AU_JUDGE_WIDTH = 16
+AU_JUDGE_BATCH_SIZE = 64
+
+
+def train_au_regressor(data_dir, output, image_size=None, epochs=AU_JUDGE_EPOCHS, batch_size=AU_JUDGE_BATCH_SIZE,
+                       width=AU_JUDGE_WIDTH, learning_rate=1e-3, seed=0, max_steps_per_epoch=None, log=None):
+    """Train on `data_dir`'s train split (faces with AUs), score its test split, save into `output` (a new or
+    empty folder, written atomically). Returns the metadata."""
+    import keras
+    import tensorflow as tf
+
+    from expr3d import losses
+    from expr3d.data import dataset_card, pipeline
+    from expr3d.metrics.expression_classifier import build_classifier
+    from expr3d.progress import Progress
+
+    log = log or sys.stderr
+    card = dataset_card.load_card(data_dir)
+    image_size = int(image_size or card["image_size"])
+    steps = max(1, int(card["splits"]["train"]["num_examples"]) // batch_size)
+    if max_steps_per_epoch:
+        steps = min(steps, int(max_steps_per_epoch))
+    keras.utils.set_random_seed(seed)
+    model = build_classifier(image_size, num_classes=NUM_ACTION_UNITS, width=width)
+    # Most AUs are off in most faces: start every output at sigmoid(-2.2) ~ 0.1, not 0.5.
+    model.get_layer("logits").bias.assign(np.full(NUM_ACTION_UNITS, -2.2, np.float32))
+    optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps))
+    train = iter(pipeline.make_dataset(data_dir, "train", batch_size, image_size=image_size, training=True,
+                                       seed=seed))
+
+    @tf.function
+    def train_step(images, intensities, mask):
+        with tf.GradientTape() as tape:
+            predicted = tf.sigmoid(model(images, training=True))
+            loss = losses.action_unit_regression_loss(predicted, intensities, mask)
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+
+    progress = Progress(epochs * steps, desc="AU judge", unit="steps", stream=log)
+    started, history, train_sum, train_count = time.time(), [], np.zeros(NUM_ACTION_UNITS), np.zeros(NUM_ACTION_UNITS)
+    for epoch in range(epochs):
+        epoch_losses = []
+        for _ in range(steps):
+            batch = next(train)
+            mask = batch["action_units_mask"]
+            epoch_losses.append(float(train_step(batch["image"], batch["action_units"], mask)))
+            if epoch == 0:  # the mean baseline: the train split's mean intensity of each AU
+                train_sum += (batch["action_units"].numpy() * mask.numpy()).sum(axis=0)
+                train_count += mask.numpy().sum(axis=0)
+            progress.update(1, postfix=f"epoch {epoch + 1} L1 {np.mean(epoch_losses):.4f}")
+        history.append({"epoch": epoch + 1, "l1": float(np.mean(epoch_losses))})
+    progress.close()
+    train_mean = train_sum / np.maximum(train_count, 1.0)
+
+    predict = tf.function(lambda x: tf.sigmoid(model(x, training=False)), reduce_retracing=True)
+    truth, predicted, masks = [], [], []
+    for batch in pipeline.make_dataset(data_dir, "test", batch_size, image_size=image_size, training=False,
+                                       deterministic=True):
+        truth.append(batch["action_units"].numpy())
+        masks.append(batch["action_units_mask"].numpy())
+        predicted.append(predict(batch["image"]).numpy())
+    scores = regression_scores(np.concatenate(truth), np.concatenate(predicted), np.concatenate(masks), train_mean)
+    metadata = {
+        "format_version": FORMAT_VERSION, "kind": "au_regressor", "action_units": list(ACTION_UNITS),
+        "image_size": image_size, "input_range": [-1.0, 1.0], "output_range": [0.0, 1.0], "width": width,
+        "epochs": epochs, "steps_per_epoch": steps, "train_history": history, "train_mean": train_mean.tolist(),
+        **scores, "data_dir": os.path.abspath(data_dir), "dataset_name": card.get("name"),
+        "train_seconds": round(time.time() - started, 1),
+        "versions": storage.library_versions("python", "numpy", "tensorflow", "keras"),
+    }
+    _save(model, metadata, output)
+    return metadata
+
+
+def regression_scores(truth, predicted, mask, baseline):
+    """Held-out fitness of AU predictions `[N, 17]` against the truth, over the known entries (`mask` 1): overall
+    and per-AU mean absolute error, the same for `baseline` (a constant per AU, e.g. the train mean), and per-AU R^2
+    (1 - SSE / SS around the test mean; NaN for an AU that never varies or is never known)."""
+    mask = np.asarray(mask, bool)
+    error = np.abs(predicted - truth)
+    baseline_error = np.abs(np.asarray(baseline)[None, :] - truth)
+    counts = mask.sum(axis=0)
+    per_au = np.where(counts > 0, (error * mask).sum(axis=0) / np.maximum(counts, 1), np.nan)
+    r2 = []
+    for a in range(truth.shape[1]):
+        known = mask[:, a]
+        values = truth[known, a]
+        spread = float(((values - values.mean()) ** 2).sum()) if known.any() else 0.0
+        sse = float(((predicted[known, a] - values) ** 2).sum())
+        r2.append(1.0 - sse / spread if spread > 1e-12 else float("nan"))
+    return {"test_mae": float(error[mask].mean()) if mask.any() else float("nan"),
+            "baseline_mae": float(baseline_error[mask].mean()) if mask.any() else float("nan"),
+            "test_mae_per_au": [None if np.isnan(v) else float(v) for v in per_au],
+            "test_r2_per_au": [None if np.isnan(v) else float(v) for v in r2],
+            "test_count": int(len(truth))}
+
+
+def _save(model, metadata, output):
+    if os.path.isdir(output) and os.listdir(output):
+        raise FileExistsError(f"{output} is not empty: the AU judge is written into a new or empty folder")
+    os.makedirs(output, exist_ok=True)
+    tmp = os.path.join(output, f".tmp-{os.getpid()}-{MODEL_FILE}")
+    model.save(tmp)
+    os.replace(tmp, os.path.join(output, MODEL_FILE))
+    storage.atomic_write_json(os.path.join(output, METADATA_FILE), metadata)
+
+
+class AURegressor:
+    """A loaded AU judge: `predict(images in [-1, 1])` -> numpy `[B, 17]` intensities in [0, 1]; `metadata`."""
+
+    def __init__(self, model, metadata, path):
+        import tensorflow as tf
+
+        self.model, self.metadata, self.path = model, metadata, path
+        self._predict = tf.function(lambda x: tf.sigmoid(model(x, training=False)), reduce_retracing=True)
+
+    @property
+    def image_size(self):
+        return int(self.metadata["image_size"])
+
+    def predict(self, images):
+        return self._predict(np.asarray(images, np.float32)).numpy()
+
+
+def load_au_regressor(path, image_size=None):
+    """The AU judge saved in folder `path`; ValueError naming the file when it is missing, of another format or
+    kind, of another AU list, or of another `image_size` than asked."""
+    import keras
+
+    model_path, metadata_path = os.path.join(path, MODEL_FILE), os.path.join(path, METADATA_FILE)
+    for file in (model_path, metadata_path):
+        if not os.path.isfile(file):
+            raise ValueError(f"{file} is missing: {path} is not an AU judge (build one with "
+                             f"`python -m expr3d.metrics.au_judge --image_size=S`)")
+    with open(metadata_path) as handle:
+        metadata = json.load(handle)
+    if metadata.get("format_version") != FORMAT_VERSION or metadata.get("kind") != "au_regressor":
+        raise ValueError(f"{metadata_path}: not an AU judge of format {FORMAT_VERSION} (kind "
+                         f"{metadata.get('kind')!r}, format {metadata.get('format_version')!r})")
+    if list(metadata.get("action_units", [])) != list(ACTION_UNITS):
+        raise ValueError(f"{metadata_path}: its action units {metadata.get('action_units')} are not "
+                         f"expr3d.labels.ACTION_UNITS {list(ACTION_UNITS)}")
+    if image_size is not None and int(metadata["image_size"]) != int(image_size):
+        raise ValueError(f"{metadata_path}: the AU judge reads {metadata['image_size']} px faces, not {image_size} px")
+    return AURegressor(keras.saving.load_model(model_path, compile=False), metadata, path)
+
+
+def au_judge_key(image_size, identities=AU_JUDGE_IDENTITIES, epochs=AU_JUDGE_EPOCHS, seed=None):
+    from expr3d.data.synthetic.dataset import GENERATOR_VERSION
+    from expr3d.metrics.judge import JUDGE_DATA_SEED
+
+    seed = JUDGE_DATA_SEED if seed is None else seed
+    return (f"synthetic-au-r{GENERATOR_VERSION}-{int(image_size)}px-{int(identities)}ids-{int(epochs)}ep-"
+            f"seed{int(seed)}-v{RECIPE_VERSION}")
+
+
+def auto_au_judge(image_size, card=None, cache_dir=None, identities=AU_JUDGE_IDENTITIES, epochs=AU_JUDGE_EPOCHS,
+                  batch_size=AU_JUDGE_BATCH_SIZE, workers=None, log=None):
+    """The folder of the cached AU judge for `image_size`, built first when missing: `identities` procedural
+    identities of another seed than the evaluated dataset's (`card`; as the expression judge's), `epochs` epochs.
+    Concurrent builders of one key wait for each other; the rendered data is deleted once the judge is saved."""
+    from expr3d.data.synthetic.dataset import generate_dataset
+    from expr3d.metrics import judge
+
+    log = log or sys.stderr
+    if int(identities) < 2 or int(epochs) < 1:
+        raise ValueError(f"--au_judge_identities must be >= 2 and --au_judge_epochs >= 1; got {identities}, {epochs}")
+    seed = judge.judge_seed(card)
+    cache_dir = os.path.abspath(cache_dir or judge.default_cache_dir())
+    key = au_judge_key(image_size, identities, epochs, seed)
+    home = os.path.join(cache_dir, key)
+    final = os.path.join(home, "au_regressor")
+    with judge._locked(os.path.join(cache_dir, f".{key}.lock")):
+        if os.path.isfile(os.path.join(final, METADATA_FILE)) and os.path.isfile(os.path.join(final, MODEL_FILE)):
+            log.write(f"AU judge: reusing the cached AU judge {final} ({key})\n")
+            return final
+        log.write(f"AU judge: building {final}: {int(identities):,} other procedural identities (seed {seed}) at "
+                  f"{image_size}px, {epochs} epochs (cached for later evaluations)\n")
+        started = time.time()
+        data = os.path.join(home, "data")
+        if not os.path.isfile(os.path.join(data, "dataset_card.json")):
+            shutil.rmtree(data, ignore_errors=True)
+            if workers is None and int(identities) * 8 < 1000:
+                workers = 1  # a few hundred faces render faster than worker processes start
+            generate_dataset(data, num_identities=int(identities), image_size=int(image_size), seed=seed,
+                             images_per_identity=8, workers=workers, preview=False)
+        staging = os.path.join(home, f".au_regressor.tmp-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        metadata = train_au_regressor(data, staging, image_size=int(image_size), epochs=int(epochs),
+                                      batch_size=int(batch_size), log=log)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+        shutil.rmtree(data, ignore_errors=True)
+        log.write(f"AU judge: built {final} in {time.time() - started:.0f}s; on its held-out identities mean absolute "
+                  f"error {metadata['test_mae']:.3f} (predicting the train mean: {metadata['baseline_mae']:.3f})\n")
+        return final
+
+
+def define_flags():
+    from absl import flags
+
+    from expr3d.data.synthetic.dataset import MAX_SIZE, MIN_SIZE, SIZE_STEP
+
+    flags.DEFINE_integer("image_size", None, "the AU judge's image size (the model under evaluation's)")
+    flags.DEFINE_string("judge_cache_dir", None, "cache of automatic judges (default: the expression judge's)")
+    flags.DEFINE_integer("au_judge_identities", AU_JUDGE_IDENTITIES, "generated identities of its data")
+    flags.DEFINE_integer("au_judge_epochs", AU_JUDGE_EPOCHS, "its training epochs")
+    cli.required("image_size")
+    cli.check("image_size", lambda v: MIN_SIZE <= v <= MAX_SIZE and v % SIZE_STEP == 0,
+              f"a multiple of {SIZE_STEP} from {MIN_SIZE} to {MAX_SIZE} (the procedural faces' sizes)")
+    cli.at_least("au_judge_identities", 2, "identities are split between train and test")
+    cli.at_least("au_judge_epochs", 1)
+
+
+def main(argv):
+    from absl import flags
+
+    cli.no_arguments(argv)
+    f = flags.FLAGS
+    print(auto_au_judge(f.image_size, cache_dir=f.judge_cache_dir, identities=f.au_judge_identities,
+                        epochs=f.au_judge_epochs))
+    return 0
+
+
+def run_cli():
+    """`python -m expr3d.metrics.au_judge`."""
+    define_flags()
+    cli.run(main, "expr3d.metrics.au_judge")
+
+
+if __name__ == "__main__":
+    run_cli()
