@@ -48,6 +48,16 @@ def is_iterator_mismatch(error):
     return "Failed to restore dataset iterator" in str(getattr(error, "message", "") or error)
 
 
+_LATE_MISMATCH = re.compile(r"Expected \d+ components but got \d+")
+
+
+def is_late_iterator_mismatch(error):
+    """Whether reading a RESTORED data position failed because its buffered elements have another structure than
+    this pipeline's (a run checkpointed by an expr3d whose records parsed to other fields): the restore itself
+    succeeds and the first batches fail."""
+    return bool(_LATE_MISMATCH.search(str(getattr(error, "message", "") or error)))
+
+
 def _read_errors():
     import tensorflow as tf
 

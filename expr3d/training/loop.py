@@ -175,6 +175,7 @@ class StageLoop:
             objects.update({AVERAGE_KEY: self._average.average, f"{AVERAGE_KEY}_updates": self._average.updates})
         self.checkpoint = tf.train.Checkpoint(step=trainer.iteration, iterator=self.iterator, **objects)
         self.checkpointer = checkpoints.AtomicCheckpointer(self.checkpoint_dir, self.checkpoint, keep_checkpoints)
+        self._iterator_restored = False  # set by restore(): a late structure mismatch is then recoverable
         # Traced on first use: a run without warm-up iterations never builds that step.
         self._steps = {kind: self._make_step(update, jit_compile)
                        for kind, update in (("both", True), ("critic", False), ("warmup", "warmup"))
@@ -202,13 +203,11 @@ class StageLoop:
         try:
             step = self.checkpointer.restore_latest(warn=self.warn)
             self.restored_prefix = self.checkpointer.restored_prefix
+            self._iterator_restored = step is not None
         except tf.errors.OpError as error:
             if not checkpoints.is_iterator_mismatch(error):
                 raise
-            # The failed restore leaves the iterator unusable: a fresh one, in the checkpoint saved from now on.
-            self.iterator = iter(self.strategy.experimental_distribute_dataset(self._dataset))
-            self.checkpoint = tf.train.Checkpoint(step=self.trainer.iteration, iterator=self.iterator, **self._objects)
-            self.checkpointer.checkpoint = self.checkpoint
+            self._fresh_iterator()
             without_iterator = tf.train.Checkpoint(step=self.trainer.iteration, **self._objects)
             step, prefix, damaged = checkpoints.read_latest(self.checkpoint_dir, without_iterator)
             checkpoints.report_damaged(damaged, prefix, self.warn)
@@ -217,6 +216,14 @@ class StageLoop:
                       f"--skip_corrupt changed?): networks, optimizers and the iteration are restored, the data "
                       f"stream starts afresh")
         return step
+
+    def _fresh_iterator(self):
+        """A fresh data stream (a failed or unusable restore leaves the iterator unusable), in the checkpoint saved
+        from now on."""
+        self.iterator = iter(self.strategy.experimental_distribute_dataset(self._dataset))
+        self.checkpoint = tf.train.Checkpoint(step=self.trainer.iteration, iterator=self.iterator, **self._objects)
+        self.checkpointer.checkpoint = self.checkpoint
+        self._iterator_restored = False
 
     def _latest_lacks_average(self):
         latest = self.checkpointer.latest_prefix(self.checkpoint_dir)
@@ -239,6 +246,7 @@ class StageLoop:
         finally:
             self.checkpointer.checkpoint = full  # saved from now on with the average
         self.restored_prefix = self.checkpointer.restored_prefix
+        self._iterator_restored = step is not None
         self._average.reset()
         self.warn(f"{self.restored_prefix} holds no moving average of G_rgb (trained with --g_ema_decay=0): it "
                   f"starts from the restored G_rgb")
@@ -248,6 +256,15 @@ class StageLoop:
         try:
             return next(self.iterator)
         except tf.errors.OpError as error:
+            if self._iterator_restored and checkpoints.is_late_iterator_mismatch(error):
+                # Elements buffered by an expr3d whose records parsed to other fields (e.g. before
+                # label/action_units_valid existed): the restore succeeded, reading fails. Continue as a mismatch
+                # found at restore does.
+                self._fresh_iterator()
+                self.warn(f"the data position saved in {self.restored_prefix} holds batches of another structure "
+                          f"than this input pipeline's (written by an earlier expr3d?): networks, optimizers and the "
+                          f"iteration are restored, the data stream starts afresh")
+                return next(self.iterator)
             described = self.describe_input_error(error) if self.describe_input_error is not None else None
             if described is None:
                 raise
