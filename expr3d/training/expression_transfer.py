@@ -16,7 +16,8 @@ Critic step (the critics and the adversary; the generators' outputs with their g
 - `d_depth` (with `depth_weight > 0`): WGAN-GP, the real geometry vs G_depth(A_B), plus the AU regression of the real
   geometry.
 Generator step (encoder, decoder and, with depth, G_depth):
-- `t_rec = |A_rec - A|`, `t_cycle = |A_back - A|`, `t_au = |aus - AU(A)|` (the code predicts the AUs, masked),
+- `t_rec = |A_rec - A| + |C_rec - A|` (the blended self-reconstruction and the decoder's colour head alone, which
+  must rebuild A from the features), `t_cycle = |A_back - A|`, `t_au = |aus - AU(A)|` (the code predicts the AUs, masked),
   `t_confusion = au_confusion_loss(Adv(free))` (AU-free features tell the adversary nothing),
   `t_adv = -D_rgb(A_B)` and `t_au_fake` (D_rgb reads B's AUs in A_B), `t_swap = -D_swap(A_B)` (a swap looks like a
   reconstruction), `t_mask` (the decoder's edit masks' mean, GANimation's sparsity);
@@ -144,10 +145,11 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
     def _swap(self, image, training):
         """Encodes the batch and decodes every face with its own and with its exemplar's code."""
         code, free, aus = self.encoder(image, training=training)
-        reconstruction, reconstruction_mask, _ = self.decoder.with_attention([free, code, image], training=training)
+        reconstruction, reconstruction_mask, reconstruction_colour = self.decoder.with_attention(
+            [free, code, image], training=training)
         swapped, swapped_mask, _ = self.decoder.with_attention([free, exemplars(code), image], training=training)
         return {"code": code, "free": free, "aus": aus, "reconstruction": reconstruction, "swapped": swapped,
-                "masks": (reconstruction_mask, swapped_mask)}
+                "reconstruction_colour": reconstruction_colour, "masks": (reconstruction_mask, swapped_mask)}
 
     def _critic_terms(self, critic, real, fake, alpha, prefix, au_logits_target=None, au_mask=None):
         real_src, real_logits = critic(real, training=True)
@@ -205,7 +207,11 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
             back_code, back_free, back_aus = self.encoder(swapped, training=True)
             back = self.decoder([back_free, outputs["code"], swapped], training=True)
             logs = {
-                "t_rec": losses.l1_loss(image, outputs["reconstruction"]),
+                # The colour head too: through the blend alone, copying the source (mask 0) reconstructs perfectly, and
+                # the masks shut within 150 iterations (measured), leaving the code unused. Reconstructing A from
+                # (free, code) alone makes both features carry the face.
+                "t_rec": (losses.l1_loss(image, outputs["reconstruction"])
+                          + losses.l1_loss(image, outputs["reconstruction_colour"])),
                 "t_cycle": losses.l1_loss(image, back),
                 "t_au": losses.action_unit_regression_loss(outputs["aus"], aus, mask),
                 "t_confusion": losses.au_confusion_loss(self.adversary(outputs["free"], training=True), mask),
