@@ -39,6 +39,7 @@ setup(
             "expr3d-ablation = expr3d.ablation:run_cli",
             "expr3d-classifier = expr3d.metrics.classifier:run_cli",
             "expr3d-judge = expr3d.metrics.judge:run_cli",
+            "expr3d-au-judge = expr3d.metrics.au_judge:run_cli",
             "expr3d-synthetic = expr3d.data.synthetic.__main__:run_cli",
             "expr3d-prepare = expr3d.data.prepare.__main__:run_cli",
         ],
