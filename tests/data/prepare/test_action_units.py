@@ -3,8 +3,6 @@
 small prepared dataset read back, and the bad inputs (missing rows, NaN cells, no AUxx_r column, malformed files)."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from expr3d.data import dataset_card, records, schema
 from expr3d.data.prepare import action_units, readers
 from expr3d.labels import ACTION_UNITS
 from tests.data.prepare import fixtures
+from tests.data.prepare.test_main import SIZE, run_cli  # the prepare CLI as a subprocess: one helper
 
 AU16 = ACTION_UNITS.index(16)
 
@@ -135,15 +134,6 @@ def test_unreadable_or_unmatchable_sources_are_errors(tmp_path):
 
 # --- the CLI end to end --------------------------------------------------------------------------------------------
 
-SIZE = 64
-
-
-def run_cli(*args, expect=0):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run([sys.executable, "-m", "expr3d.data.prepare", *args], capture_output=True, text=True,
-                            env=env, timeout=300)
-    assert result.returncode == expect, result.stdout + result.stderr
-    return result
 
 
 @pytest.mark.slow  # three subprocess CLI runs: 16 s idle, ~50 s beside a training run
