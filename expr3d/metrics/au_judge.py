@@ -17,7 +17,6 @@ judge's (`expr3d.metrics.judge.default_cache_dir`). Prebuild: `python -m expr3d.
 """
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -193,7 +192,6 @@ def auto_au_judge(image_size, card=None, cache_dir=None, identities=AU_JUDGE_IDE
     """The folder of the cached AU judge for `image_size`, built first when missing: `identities` procedural
     identities of another seed than the evaluated dataset's (`card`; as the expression judge's), `epochs` epochs.
     Concurrent builders of one key wait for each other; the rendered data is deleted once the judge is saved."""
-    from expr3d.data.synthetic.dataset import generate_dataset
     from expr3d.metrics import judge
 
     log = log or sys.stderr
@@ -202,32 +200,19 @@ def auto_au_judge(image_size, card=None, cache_dir=None, identities=AU_JUDGE_IDE
     seed = judge.judge_seed(card)
     cache_dir = os.path.abspath(cache_dir or judge.default_cache_dir())
     key = au_judge_key(image_size, identities, epochs, seed)
-    home = os.path.join(cache_dir, key)
-    final = os.path.join(home, "au_regressor")
-    with judge._locked(os.path.join(cache_dir, f".{key}.lock")):
-        if os.path.isfile(os.path.join(final, METADATA_FILE)) and os.path.isfile(os.path.join(final, MODEL_FILE)):
-            log.write(f"AU judge: reusing the cached AU judge {final} ({key})\n")
-            return final
-        log.write(f"AU judge: building {final}: {int(identities):,} other procedural identities (seed {seed}) at "
-                  f"{image_size}px, {epochs} epochs (cached for later evaluations)\n")
-        started = time.time()
-        data = os.path.join(home, "data")
-        if not os.path.isfile(os.path.join(data, "dataset_card.json")):
-            shutil.rmtree(data, ignore_errors=True)
-            if workers is None and int(identities) * 8 < 1000:
-                workers = 1  # a few hundred faces render faster than worker processes start
-            generate_dataset(data, num_identities=int(identities), image_size=int(image_size), seed=seed,
-                             images_per_identity=8, workers=workers, preview=False)
-        staging = os.path.join(home, f".au_regressor.tmp-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
+
+    def build(data, staging):
         metadata = train_au_regressor(data, staging, image_size=int(image_size), epochs=int(epochs),
                                       batch_size=int(batch_size), log=log)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(staging, final)
-        shutil.rmtree(data, ignore_errors=True)
-        log.write(f"AU judge: built {final} in {time.time() - started:.0f}s; on its held-out identities mean absolute "
-                  f"error {metadata['test_mae']:.3f} (predicting the train mean: {metadata['baseline_mae']:.3f})\n")
-        return final
+        return (f"on its held-out identities mean absolute error {metadata['test_mae']:.3f} (predicting the train "
+                f"mean: {metadata['baseline_mae']:.3f})")
+
+    return judge.cached_procedural_build(
+        cache_dir, key, "au_regressor", (METADATA_FILE, MODEL_FILE), build, image_size, identities, seed, workers,
+        log, reusing=f"AU judge: reusing the cached AU judge {{final}} ({key})",
+        building=(f"AU judge: building {{final}}: {int(identities):,} other procedural identities (seed {seed}) at "
+                  f"{image_size}px, {epochs} epochs (cached for later evaluations)"),
+        built="AU judge: built {final} in {seconds:.0f}s; {summary}")
 
 
 def define_flags():

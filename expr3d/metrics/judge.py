@@ -206,16 +206,41 @@ def auto_judge(image_size, card=None, cache_dir=None, identities=JUDGE_IDENTITIE
     seed = judge_seed(card)
     cache_dir = os.path.abspath(cache_dir or default_cache_dir())
     key = judge_key(image_size, identities, epochs, seed)
-    home = os.path.join(cache_dir, key)
-    final = os.path.join(home, "classifier")
-    done = os.path.join(final, METADATA_FILE)
-    with _locked(os.path.join(cache_dir, f".{key}.lock")):
-        if os.path.isfile(done) and os.path.isfile(os.path.join(final, MODEL_FILE)):
-            log.write(f"judge: reusing the cached judge {final} ({key})\n")
-            return final
-        log.write(f"judge: building the automatic judge {final}: {identities:,} other procedural identities "
+
+    def build(data, staging):
+        metadata = classifier_module.train_classifier(
+            data, staging, image_size=int(image_size), epochs=int(epochs), batch_size=int(batch_size),
+            precision=precision, seed=0, width=JUDGE_WIDTH,
+            flags={"auto_judge": key, "judge_identities": int(identities), "judge_epochs": int(epochs),
+                   "judge_data_seed": seed, "batch_size": int(batch_size), "precision": precision,
+                   "images_per_identity": JUDGE_IMAGES_PER_IDENTITY, "width": JUDGE_WIDTH})
+        return f"accuracy on its own held-out identities {100.0 * metadata['test_accuracy']:.1f} %"
+
+    return cached_procedural_build(
+        cache_dir, key, "classifier", (METADATA_FILE, MODEL_FILE), build, image_size, identities, seed, workers, log,
+        reusing=f"judge: reusing the cached judge {{final}} ({key})",
+        building=(f"judge: building the automatic judge {{final}}: {int(identities):,} other procedural identities "
                   f"(seed {seed}) at {image_size}px, {epochs} epochs (10-25 min on 2 CPU cores at 64 px; "
-                  f"cached for later evaluations)\n")
+                  f"cached for later evaluations)"),
+        built="judge: built {final} in {seconds:.0f}s; {summary}")
+
+
+def cached_procedural_build(cache_dir, key, folder, files, build, image_size, identities, seed, workers, log, reusing,
+                            building, built):
+    """`<cache_dir>/<key>/<folder>`, built first when it lacks any of `files`: under a lock file (concurrent builders
+    of one key wait for each other), `identities` procedural identities of `seed` are rendered into
+    `<key>/data`, `build(data, staging)` writes the model into a staging folder and returns a one-line summary,
+    the staging folder replaces `<folder>` and the rendered data is deleted (only the model is reused). Everything
+    deleted lies inside `<cache_dir>/<key>`, which only this function writes. `reusing`, `building`, `built`: the
+    log lines (`{final}`, and in `built` `{seconds}` and `{summary}`, filled in). Shared by the expression judge
+    and the AU judge (`expr3d.metrics.au_judge`)."""
+    home = os.path.join(cache_dir, key)
+    final = os.path.join(home, folder)
+    with _locked(os.path.join(cache_dir, f".{key}.lock")):
+        if all(os.path.isfile(os.path.join(final, name)) for name in files):
+            log.write(reusing.format(final=final) + "\n")
+            return final
+        log.write(building.format(final=final) + "\n")
         log.flush()
         from expr3d.data.dataset_card import CARD_NAME
         from expr3d.data.synthetic.dataset import generate_dataset
@@ -228,20 +253,13 @@ def auto_judge(image_size, card=None, cache_dir=None, identities=JUDGE_IDENTITIE
                 workers = 1  # a few hundred faces render faster than worker processes start
             generate_dataset(data, num_identities=int(identities), image_size=int(image_size), seed=seed,
                              images_per_identity=JUDGE_IMAGES_PER_IDENTITY, workers=workers, preview=False)
-        staging = os.path.join(home, f".classifier.tmp-{os.getpid()}")
+        staging = os.path.join(home, f".{folder}.tmp-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
-        recipe = {"auto_judge": key, "judge_identities": int(identities), "judge_epochs": int(epochs),
-                  "judge_data_seed": seed, "batch_size": int(batch_size), "precision": precision,
-                  "images_per_identity": JUDGE_IMAGES_PER_IDENTITY, "width": JUDGE_WIDTH}
-        metadata = classifier_module.train_classifier(data, staging, image_size=int(image_size), epochs=int(epochs),
-                                                      batch_size=int(batch_size), precision=precision, seed=0,
-                                                      width=JUDGE_WIDTH,
-                                                      flags=recipe)
+        summary = build(data, staging)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
-        shutil.rmtree(data, ignore_errors=True)  # only the judge is reused
-        log.write(f"judge: built {final} in {time.time() - started:.0f}s; accuracy on its own held-out identities "
-                  f"{100.0 * metadata['test_accuracy']:.1f} %\n")
+        shutil.rmtree(data, ignore_errors=True)  # only the model is reused
+        log.write(built.format(final=final, seconds=time.time() - started, summary=summary) + "\n")
         return final
 
 
