@@ -1,9 +1,9 @@
-import subprocess
 import sys
 
 import pytest
 
 from expr3d import ablation
+from tests import forked_cli
 
 
 def test_parse_variant():
@@ -17,7 +17,7 @@ def test_parse_variant():
 
 
 def test_flagfile_plans_every_variant_and_seed_with_one_judge():
-    done = subprocess.run([sys.executable, "-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation.flags",
+    done = forked_cli.run(["-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation.flags",
                            "--dry_run"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
@@ -58,7 +58,7 @@ def test_flag_value_is_the_last_occurrence():
 
 
 def test_shared_depth_pretraining_plans_a_copy_and_stage_two_for_depth_runs_only():
-    done = subprocess.run([sys.executable, "-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation.flags",
+    done = forked_cli.run(["-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation.flags",
                            "--shared_depth_pretraining", "--dry_run"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
@@ -96,14 +96,14 @@ def test_tiny_study_end_to_end_with_shared_depth_pretraining(tmp_path):
               "--d_conv_dim=8 --d_num_layers=3 --depth_g_conv_dim=8 --depth_g_num_res_blocks=1 --depth_d_conv_dim=8 "
               "--depth_d_num_layers=3 --perceptual_weight=0 --n_critic=1 --checkpoint_every=0 --sample_every=0 "
               "--summary_every=1 --progress=false")
-    command = [sys.executable, "-m", "expr3d.ablation", f"--root={root}", f"--data_dir={tmp_path / 'data'}",
+    command = ["-m", "expr3d.ablation", f"--root={root}", f"--data_dir={tmp_path / 'data'}",
                "--num_identities=5", "--image_size=32", "--images_per_identity=2", "--seeds=0",
                "--variants=baseline:depth_weight=0,depth:depth_weight=0.1", f"--train_flags={common}",
                "--classifier_flags=--epochs=1 --max_steps_per_epoch=4 --width=4 --batch_size=4 --min_judge_accuracy=0",
                "--shared_depth_pretraining",
                "--metrics=expression_generation_rate,geometry",
                "--evaluate_flags=--progress=false --batch_size=8 --min_judge_accuracy=0"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    done = forked_cli.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     assert "needs at least 3" in done.stderr  # one seed: warned
     with open(root / "depth_seed0" / "config.json") as f:
@@ -115,7 +115,7 @@ def test_tiny_study_end_to_end_with_shared_depth_pretraining(tmp_path):
         geometry = json.load(f)["metrics"]["geometry"]
     assert 0.0 <= geometry["geometry_real_accuracy"] <= 100.0
     assert (root / "comparison" / "comparison.md").exists()
-    again = subprocess.run(command, capture_output=True, text=True, timeout=600)  # a finished study: all skipped
+    again = forked_cli.run(command, capture_output=True, text=True, timeout=600)  # a finished study: all skipped
     assert again.returncode == 0 and "stage 1 of depth_seed0: done already" in again.stderr
 
 

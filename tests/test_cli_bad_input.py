@@ -8,7 +8,6 @@ imported, so most cases take about a second.
 import os
 import struct
 import subprocess
-import sys
 import zlib
 
 import cv2
@@ -17,6 +16,7 @@ import pytest
 
 from expr3d import cli
 from tests.file_snapshots import snapshot, unchanged
+from tests import forked_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USAGE, ERROR = cli.EXIT_USAGE, cli.EXIT_ERROR
@@ -74,7 +74,7 @@ def run_cases(cases, timeout=600):
     results, pending = {}, list(cases)
     while pending:
         batch, pending = pending[:4], pending[4:]
-        running = [(case[0], subprocess.Popen([sys.executable, *case[1]], cwd=REPO, env=env, stdout=subprocess.PIPE,
+        running = [(case[0], forked_cli.popen([*case[1]], cwd=REPO, env=env, stdout=subprocess.PIPE,
                                               stderr=subprocess.PIPE, text=True, errors="backslashreplace"))
                    for case in batch]
         for name, process in running:

@@ -1,7 +1,5 @@
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import pytest
@@ -10,6 +8,7 @@ from expr3d import compare
 from expr3d.metrics import loop
 from tests.file_snapshots import snapshot, unchanged
 from tests.metrics import fixtures
+from tests import forked_cli
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +30,7 @@ def test_cli_groups_seeds_into_mean_and_spread(evaluations):
     root, outputs = evaluations
     output = str(root / "comparison")
     runs = [os.path.dirname(outputs[0])] + outputs[1:]  # a run dir or an evaluation dir
-    done = subprocess.run([sys.executable, "-m", "expr3d.compare", *runs, f"--output={output}"],
+    done = forked_cli.run(["-m", "expr3d.compare", *runs, f"--output={output}"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     with open(os.path.join(output, "comparison.json")) as f:
@@ -73,7 +72,7 @@ def test_cli_never_replaces_what_it_did_not_write(evaluations, tmp_path):
     (output / "notes.md").write_text("my notes")
 
     def run(*extra):
-        return subprocess.run([sys.executable, "-m", "expr3d.compare", *outputs[:2], f"--output={output}", *extra],
+        return forked_cli.run(["-m", "expr3d.compare", *outputs[:2], f"--output={output}", *extra],
                               capture_output=True, text=True, timeout=300)
 
     assert run().returncode == 0
@@ -87,7 +86,7 @@ def test_cli_never_replaces_what_it_did_not_write(evaluations, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "comparison.md").write_text("my table")
-    refused = subprocess.run([sys.executable, "-m", "expr3d.compare", *outputs[:2], f"--output={other}",
+    refused = forked_cli.run(["-m", "expr3d.compare", *outputs[:2], f"--output={other}",
                               "--overwrite"], capture_output=True, text=True, timeout=300)
     assert refused.returncode == 1 and "comparison.md, which this command writes but did not" in refused.stderr
     assert (other / "comparison.md").read_text() == "my table" and sorted(os.listdir(other)) == ["comparison.md"]

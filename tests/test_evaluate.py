@@ -1,13 +1,12 @@
 """`python -m expr3d.evaluate`: the command line over `expr3d.metrics.loop` (tests/metrics/test_loop.py)."""
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import pytest
 
 from tests.metrics import fixtures
+from tests import forked_cli
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +18,11 @@ def paths(tmp_path_factory):
 @pytest.mark.slow
 def test_cli_end_to_end_writes_results_tables_and_figures(paths):
     output = str(paths["root"] / "cli")
-    command = [sys.executable, "-m", "expr3d.evaluate", f"--model_dir={paths['run']}", f"--data_dir={paths['data']}",
+    command = ["-m", "expr3d.evaluate", f"--model_dir={paths['run']}", f"--data_dir={paths['data']}",
                "--metrics=all", f"--output={output}", f"--classifier={paths['perfect']}", "--min_judge_accuracy=0",
                f"--fid_feature_model={paths['features']}", f"--identity_model={paths['embedding']}",
                "--batch_size=8", "--num_samples=3", "--label=tiny_seed0"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    done = forked_cli.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "evaluate:" in done.stderr and "ETA" in done.stderr  # the progress line
     with open(os.path.join(output, "results.json")) as f:
@@ -55,7 +54,7 @@ def test_cli_exits_1_with_the_reasons_when_every_metric_was_skipped(paths, tmp_p
     # results.json records why; the exit code says nothing was measured (docs/reliability.md).
     output = str(tmp_path / "nothing")
     env = dict(os.environ, KERAS_HOME=str(tmp_path), TF_CPP_MIN_LOG_LEVEL="3")  # no InceptionV3 weights there
-    done = subprocess.run([sys.executable, "-m", "expr3d.evaluate", f"--model_dir={paths['run']}",
+    done = forked_cli.run(["-m", "expr3d.evaluate", f"--model_dir={paths['run']}",
                            f"--data_dir={paths['data']}", "--metrics=fid", f"--output={output}", "--max_examples=8",
                            "--progress=false"], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 1, done.stderr[-2000:]

@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -15,6 +14,7 @@ from expr3d.imaging.grid import GUTTER, header_height
 from expr3d.labels import EXPRESSIONS
 from tests.file_snapshots import snapshot, unchanged
 from tests.metrics import fixtures
+from tests import forked_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAPPY, SAD, SURPRISE, FEAR, DISGUST = (EXPRESSIONS.index(n) for n in ("happy", "sad", "surprise", "fear", "disgust"))
@@ -157,7 +157,7 @@ def cell(image, sheet, row, column):
 @pytest.mark.slow  # a subprocess that loads TensorFlow and two runs: ~15-25 s on 2 busy cores
 def test_the_command_draws_sources_true_renders_and_each_run_with_depth(world):
     output = os.path.join(world["root"], "figures", "comparison.png")
-    done = subprocess.run([sys.executable, "-m", "expr3d.figure", f"--data_dir={world['data']}",
+    done = forked_cli.run(["-m", "expr3d.figure", f"--data_dir={world['data']}",
                            f"--run=StarGAN={world['plain']}", f"--run=depth-guided={world['depth']}",
                            "--num_identities=2", f"--output={output}"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -237,7 +237,7 @@ def test_bad_inputs_are_one_line_naming_the_flag_and_leave_no_file(world):
     results, pending = {}, list(cases.items())
     while pending:  # 4 at a time: each refusal comes before TensorFlow loads (about a second each)
         batch, pending = pending[:4], pending[4:]
-        running = [(name, subprocess.Popen([sys.executable, *case[0]], cwd=REPO, env=env, stdout=subprocess.PIPE,
+        running = [(name, forked_cli.popen([*case[0]], cwd=REPO, env=env, stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, text=True)) for name, case in batch]
         for name, process in running:
             _, stderr = process.communicate(timeout=120)

@@ -78,11 +78,13 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
 
     files = tf.data.Dataset.from_tensor_slices((paths, tf.constant(expected, tf.int64))).repeat()
     # Card order, one shard after another: a group's records stay together, so its window fills at once.
-    groups = (files.flat_map(lambda path, count: pipeline._read_shard(path, count, False))
-              .filter(lambda record, source: pair_id_of(record, source) >= 0)
-              .group_by_window(key_func=pair_id_of, reduce_func=lambda key, window: window.batch(group_size),
+    graph_only = pipeline.graph_only
+    groups = (files.flat_map(graph_only(lambda path, count: pipeline._read_shard(path, count, False)))
+              .filter(graph_only(lambda record, source: pair_id_of(record, source) >= 0))
+              .group_by_window(key_func=graph_only(pair_id_of),
+                               reduce_func=graph_only(lambda key, window: window.batch(group_size)),
                                window_size=group_size)
-              .filter(varied)
+              .filter(graph_only(varied))
               .shuffle(shuffle_groups, seed=seed, reshuffle_each_iteration=True)
               .enumerate())
 
@@ -105,7 +107,7 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
         source["target_expression"] = target["expression"]
         return source
 
-    dataset = groups.map(pick, num_parallel_calls=parallel)
+    dataset = groups.map(graph_only(pick), num_parallel_calls=parallel)
     dataset = dataset.batch(batch_size, drop_remainder=True, num_parallel_calls=parallel)
     options = tf.data.Options()
     options.deterministic = True

@@ -135,8 +135,8 @@ def make_transfer_dataset(data_dir, batch_size, image_size=None, drop_remainder=
         return {role: element[role] for role in ROLES}
 
     files = tf.data.Dataset.from_tensor_slices((paths, tf.constant(expected, tf.int64)))
-    dataset = files.flat_map(lambda path, count: pipeline._read_shard(path, count, False))
-    dataset = dataset.map(triple, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = files.flat_map(pipeline.graph_only(lambda path, count: pipeline._read_shard(path, count, False)))
+    dataset = dataset.map(pipeline.graph_only(triple), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     options = tf.data.Options()
     options.deterministic = True

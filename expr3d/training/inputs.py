@@ -68,9 +68,9 @@ def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, se
     else:
         dataset = _unpaired(data_dir, batch_size, image_size, seed, balanced, skip_corrupt)
     return dataset.enumerate().map(
-        lambda index, batch: add_training_fields(
+        pipeline.graph_only(lambda index, batch: add_training_fields(
             index, batch, geometry, num_classes, seed, target_mode=target_mode, with_action_units=with_action_units
-        ),
+        )),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     ).prefetch(2)

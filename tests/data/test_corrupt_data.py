@@ -15,14 +15,13 @@ import concurrent.futures
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from expr3d.data import dataset_card, pipeline, records, schema
 from tests.data import corrupt
 from tests.file_snapshots import snapshot, unchanged
+from tests import forked_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow", PYTHONUNBUFFERED="1")
@@ -48,7 +47,7 @@ CASES = [(command, case) for command, cases in COMMAND_CASES.items() for case in
 def _run_all(commands, workers=2, timeout=600):
     """{name: CompletedProcess} of `python ARGS` for each (name, args), `workers` at a time."""
     def one(args):
-        return subprocess.run([sys.executable] + list(args), cwd=REPO, env=ENV, capture_output=True, text=True,
+        return forked_cli.run(list(args), cwd=REPO, env=ENV, capture_output=True, text=True,
                               timeout=timeout)
 
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
@@ -208,7 +207,7 @@ def test_skip_corrupt_goes_through_and_counts_what_it_skipped(skip_runs, command
 
 
 def test_ablation_passes_skip_corrupt_to_every_reader():
-    done = subprocess.run([sys.executable, "-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation.flags",
+    done = forked_cli.run(["-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation.flags",
                            "--dry_run", "--skip_corrupt"], cwd=REPO, env=ENV, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr

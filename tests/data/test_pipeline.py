@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from expr3d.data import dataset_card, pipeline, records, schema
 from expr3d.labels import NUM_ACTION_UNITS, NUM_EXPRESSIONS
+from tests import forked_cli
 
 SIZE = 32
 RADIUS = 0.35  # of the image side
@@ -470,9 +471,7 @@ print("OK")
 
 @pytest.mark.slow  # a fresh process with two virtual CPU devices: ~30 s
 def test_distribute_batch_splits_a_checkpointable_global_batch_over_two_replicas(hemispheres, tmp_path):
-    import subprocess
-    import sys
 
-    result = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT, hemispheres, str(tmp_path / "data")],
+    result = forked_cli.run(["-c", _MIRRORED_SCRIPT, hemispheres, str(tmp_path / "data")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip().endswith("OK"), result.stderr[-3000:]

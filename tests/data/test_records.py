@@ -1,14 +1,12 @@
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
-import numpy as np
 import pytest
 
 from expr3d.data import dataset_card, records, schema
 from tests.data.fixtures import hemisphere_example
+from tests import forked_cli
 
 
 def _write(data_dir, split, n, per_shard=3, identity_offset=0, **kwargs):
@@ -79,7 +77,7 @@ def test_killed_writer_leaves_nothing_the_reader_accepts(tmp_path):
                     os.kill(os.getpid(), signal.SIGKILL)
         records.write_shard(os.path.join({str(tmp_path)!r}, records.shard_name("train", 0)), records_then_die())
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    result = forked_cli.run(["-c", script], capture_output=True, timeout=120)
     assert result.returncode == -9, result.stderr.decode()[-2000:]
     assert records.list_shards(str(tmp_path), "train") == []
     leftovers = os.listdir(tmp_path)

@@ -1,11 +1,11 @@
 """Session fixtures shared by the deployment tests: one tiny trained run, exported once through the CLI."""
 import os
 import subprocess
-import sys
 
 import pytest
 
 from tests.deploy import fixtures
+from tests import forked_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -16,13 +16,13 @@ def _env():
 
 def run_cli(args, timeout=300, **kwargs):
     """Run `python ARGS` from the repository root; returns the CompletedProcess (text)."""
-    return subprocess.run([sys.executable] + list(args), cwd=REPO, env=_env(), capture_output=True, text=True,
+    return forked_cli.run(list(args), cwd=REPO, env=_env(), capture_output=True, text=True,
                           timeout=timeout, **kwargs)
 
 
 def run_clis(commands, timeout=300):
     """Run several `python ARGS` concurrently (they are mostly TensorFlow start-up); returns CompletedProcesses."""
-    processes = [subprocess.Popen([sys.executable] + list(args), cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+    processes = [forked_cli.popen(list(args), cwd=REPO, env=_env(), stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for args in commands]
     results = []
     for args, process in zip(commands, processes):

@@ -2,14 +2,13 @@
 import io
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from expr3d.labels import ACTION_UNITS
 from expr3d.metrics import au_judge
+from tests import forked_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -57,6 +56,6 @@ def test_a_folder_without_a_judge_is_named(tmp_path):
 
 
 def test_cli_refuses_an_impossible_size():
-    result = subprocess.run([sys.executable, "-m", "expr3d.metrics.au_judge", "--image_size=33"], cwd=REPO,
+    result = forked_cli.run(["-m", "expr3d.metrics.au_judge", "--image_size=33"], cwd=REPO,
                             capture_output=True, text=True, timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert result.returncode == 2 and "--image_size=33" in result.stderr

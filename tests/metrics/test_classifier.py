@@ -1,22 +1,21 @@
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from expr3d.metrics import classifier, expression_classifier
 from tests.metrics import fixtures
+from tests import forked_cli
 
 
 @pytest.mark.slow
 def test_cli_trains_on_the_train_split_and_saves_metadata(tmp_path):
     data = fixtures.write_paired_dataset(str(tmp_path / "data"))
     output = str(tmp_path / "clf")
-    command = [sys.executable, "-m", "expr3d.metrics.classifier", f"--data_dir={data}", f"--output={output}",
+    command = ["-m", "expr3d.metrics.classifier", f"--data_dir={data}", f"--output={output}",
                "--epochs=1", "--max_steps_per_epoch=2", "--batch_size=4", "--width=4", "--min_judge_accuracy=0"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    done = forked_cli.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     with open(os.path.join(output, expression_classifier.METADATA_FILE)) as f:
         metadata = json.load(f)
@@ -30,7 +29,7 @@ def test_cli_trains_on_the_train_split_and_saves_metadata(tmp_path):
     assert loaded.predict_logits(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 8)
     with pytest.raises(ValueError, match="128x128"):
         expression_classifier.load_classifier(output, image_size=128)
-    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    again = forked_cli.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "--overwrite" in again.stderr
 
 

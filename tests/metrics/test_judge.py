@@ -1,12 +1,10 @@
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from expr3d.metrics import judge, loop
 from tests.metrics import fixtures
+from tests import forked_cli
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +51,10 @@ def test_a_weak_judge_is_refused_before_any_translation(paths, monkeypatch):
 
 @pytest.mark.slow  # a subprocess evaluate run, ~30 s here
 def test_cli_refuses_with_exit_code_1_and_a_lower_threshold_allows_it(paths):
-    command = [sys.executable, "-m", "expr3d.evaluate", f"--model_dir={paths['run']}", f"--data_dir={paths['data']}",
+    command = ["-m", "expr3d.evaluate", f"--model_dir={paths['run']}", f"--data_dir={paths['data']}",
                "--metrics=expression_generation_rate", f"--classifier={paths['constant']}", "--progress=false",
                f"--output={paths['root'] / 'cli_refused'}"]
-    refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    refused = forked_cli.run(command, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 1, refused.stderr[-2000:]
     errors = [line for line in refused.stderr.splitlines() if ": error: " in line]
     assert len(errors) == 1 and "12.5 %" in errors[0] and "below --min_judge_accuracy=0.80" in errors[0]
@@ -83,14 +81,14 @@ app.run(classifier.main)
 
 
 def test_classifier_cli_refuses_a_weak_judge(tmp_path, paths):
-    base = [sys.executable, "-c", _CLASSIFIER_CLI, f"--data_dir={paths['data']}", f"--output={tmp_path / 'clf'}"]
-    refused = subprocess.run(base + ["0.13"], capture_output=True, text=True, timeout=120)
+    base = ["-c", _CLASSIFIER_CLI, f"--data_dir={paths['data']}", f"--output={tmp_path / 'clf'}"]
+    refused = forked_cli.run(base + ["0.13"], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 1, refused.stderr[-2000:]
     errors = [line for line in refused.stderr.splitlines() if ": error: " in line]
     assert len(errors) == 1 and "scores 13.0 % on the 16 real test faces" in errors[0]
     assert "below --min_judge_accuracy=0.80" in errors[0] and "saved in" in errors[0]
-    assert subprocess.run(base + ["0.85"], capture_output=True, text=True, timeout=120).returncode == 0
-    lowered = subprocess.run(base + ["--min_judge_accuracy=0.1", "0.13"], capture_output=True, text=True,
+    assert forked_cli.run(base + ["0.85"], capture_output=True, text=True, timeout=120).returncode == 0
+    lowered = forked_cli.run(base + ["--min_judge_accuracy=0.1", "0.13"], capture_output=True, text=True,
                              timeout=120)
     assert lowered.returncode == 0, lowered.stderr[-2000:]
 

@@ -56,8 +56,11 @@ def test_bad_run_directories_and_existing_output(paths, tmp_path):
     (empty_run / "config.json").write_text(json.dumps({"flags": {}, "model_config": fixtures.TINY}))
     with pytest.raises(EvaluationError, match="models/g_rgb.keras is missing.*has checkpoints"):
         loop.evaluate(str(empty_run), paths["data"], "psnr", output=str(tmp_path / "o"))
+    # An earlier evaluation's output (its own, not another test's: the fast subset runs this test alone).
+    earlier = str(tmp_path / "earlier")
+    loop.evaluate(paths["run"], paths["data"], "psnr", output=earlier, progress=False, max_examples=8, num_samples=2)
     with pytest.raises(outputs.OutputError, match=r"already holds .*results.json.*pass --overwrite"):
-        loop.evaluate(paths["run"], paths["data"], "psnr", output=str(paths["root"] / "d1"))
+        loop.evaluate(paths["run"], paths["data"], "psnr", output=earlier)
 
 
 def test_output_check_covers_everything_it_writes_and_overwrite_only_its_own(paths, tmp_path):

@@ -3,8 +3,6 @@ CLI end to end, and the resume checks (an attention run refuses `--generator=sta
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -18,6 +16,7 @@ from expr3d.training import common, inputs, summaries
 from expr3d.training.depth_guided_stargan import DepthGuidedStarGAN
 from expr3d.training.loop import make_distributed_step
 from tests.training.helpers import TINY_CONFIG, adam, fixed_batch
+from tests import forked_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -112,7 +111,7 @@ def attention_run(tiny_dataset, tmp_path_factory):
     """A 2-iteration plain (depth_weight 0) attention run trained by `python -m expr3d.train` (a subprocess)."""
     model_dir = str(tmp_path_factory.mktemp("attention_run") / "run")
     args = [f"--data_dir={tiny_dataset}", f"--model_dir={model_dir}"] + CLI_FLAGS
-    result = subprocess.run([sys.executable, "-m", "expr3d.train"] + args + ["--generator=attention"], cwd=REPO,
+    result = forked_cli.run(["-m", "expr3d.train"] + args + ["--generator=attention"], cwd=REPO,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -198,7 +197,7 @@ def test_cli_trains_with_the_paired_term_on_generated_paired_data(tmp_path):
     args = [f"--data_dir={data_dir}", f"--model_dir={model_dir}"] + CLI_FLAGS + [
         "--generator=attention", "--generate_synthetic", "--synthetic_train_pairs", "--synthetic_identities=3",
         "--image_size=32", "--target_mode=paired", "--lambda_pair=1"]
-    result = subprocess.run([sys.executable, "-m", "expr3d.train"] + args, cwd=REPO,
+    result = forked_cli.run(["-m", "expr3d.train"] + args, cwd=REPO,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -214,8 +213,8 @@ def test_cli_trains_with_the_paired_term_on_generated_paired_data(tmp_path):
 
 def test_cli_refuses_paired_targets_on_an_unpaired_train_split(tiny_dataset, tmp_path):
     model_dir = str(tmp_path / "run")
-    result = subprocess.run(
-        [sys.executable, "-m", "expr3d.train", f"--data_dir={tiny_dataset}", f"--model_dir={model_dir}"] + CLI_FLAGS
+    result = forked_cli.run(
+        ["-m", "expr3d.train", f"--data_dir={tiny_dataset}", f"--model_dir={model_dir}"] + CLI_FLAGS
         + ["--target_mode=paired", "--lambda_pair=1"], cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 2

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from expr3d.training import checkpoints
+from tests import forked_cli
 
 
 def _checkpoint(value):
@@ -142,8 +143,6 @@ def test_stage_loop_resumes_with_another_input_pipeline(tiny_dataset, tmp_path):
 def test_train_resumes_from_the_previous_checkpoint_when_the_latest_is_damaged(tiny_dataset, tmp_path):
     """The CLI: a truncated latest checkpoint is named in a warning, moved aside, and the run resumes from the one
     before (subprocess, 2 + 1 tiny iterations)."""
-    import subprocess
-    import sys
 
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
@@ -155,7 +154,7 @@ def test_train_resumes_from_the_previous_checkpoint_when_the_latest_is_damaged(t
              "--noprogress"]
 
     def train(steps):
-        return subprocess.run([sys.executable, "-m", "expr3d.train", *flags, f"--num_steps_depth={steps}"], cwd=repo,
+        return forked_cli.run(["-m", "expr3d.train", *flags, f"--num_steps_depth={steps}"], cwd=repo,
                               env=env, capture_output=True, text=True, timeout=300)
 
     first = train(2)

@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tests.training.conftest import IMAGE_SIZE
+from tests import forked_cli
 
 TINY_FLAGS = [
     "--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_layers=3",
@@ -34,8 +34,8 @@ HOOKS_RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_w
 def launch(args, log_path, hooks=()):
     """`python -m expr3d.train args`; with `hooks` (e.g. ["--nan_at_step=3"]), train_with_hooks.py instead."""
     log = open(log_path, "w")
-    command = [sys.executable, HOOKS_RUNNER, *hooks] if hooks else [sys.executable, "-m", "expr3d.train"]
-    return subprocess.Popen(command + args, stdout=log, stderr=subprocess.STDOUT,
+    command = [HOOKS_RUNNER, *hooks] if hooks else ["-m", "expr3d.train"]
+    return forked_cli.popen(command + args, stdout=log, stderr=subprocess.STDOUT,
                             env=ENV, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 
 
@@ -78,8 +78,8 @@ def runs(tiny_dataset, tmp_path_factory):
     mirrored_log = open(root / "mirrored.log", "w")
     # The repository on the path: the script imports expr3d whether or not the package is installed.
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    procs["mirrored"] = subprocess.Popen(
-        [sys.executable, os.path.join(os.path.dirname(__file__), "mirrored_check.py"), tiny_dataset],
+    procs["mirrored"] = forked_cli.popen(
+        [os.path.join(os.path.dirname(__file__), "mirrored_check.py"), tiny_dataset],
         stdout=mirrored_log, stderr=subprocess.STDOUT,
         env=dict(ENV, PYTHONPATH=os.pathsep.join(filter(None, [repo, ENV.get("PYTHONPATH")]))),
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))

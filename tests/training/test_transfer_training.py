@@ -3,13 +3,12 @@ networks, TensorBoard terms and the sample grid; and what it refuses."""
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import tensorflow as tf
 
 from expr3d.models import AUAdversary, TransferDecoder, TransferEncoder
+from tests import forked_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAGS = ["--model=transfer", "--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_layers=3",
@@ -19,7 +18,7 @@ FLAGS = ["--model=transfer", "--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv
 
 
 def _train(args):
-    return subprocess.run([sys.executable, "-m", "expr3d.train"] + args, cwd=REPO,
+    return forked_cli.run(["-m", "expr3d.train"] + args, cwd=REPO,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=600)
 
 

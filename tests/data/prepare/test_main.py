@@ -3,8 +3,6 @@ dataset layout, real shards read back, the report, resume and the reject-list ro
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -14,13 +12,14 @@ from expr3d.data import dataset_card, records
 from expr3d.data.prepare import build, meshes
 from tests.data.prepare import fixtures
 from tests.file_snapshots import snapshot, unchanged
+from tests import forked_cli
 
 SIZE = 64
 
 
 def run_cli(*args, expect=0):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run([sys.executable, "-m", "expr3d.data.prepare", *args], capture_output=True, text=True,
+    result = forked_cli.run(["-m", "expr3d.data.prepare", *args], capture_output=True, text=True,
                             env=env, timeout=300)
     assert result.returncode == expect, result.stdout + result.stderr
     return result

@@ -1,8 +1,6 @@
 """Tests of `python -m expr3d.data.synthetic` (expr3d/data/synthetic/__main__.py): flag checks, overwrite rules and
 multi-worker output, as subprocesses."""
 import os
-import subprocess
-import sys
 
 import cv2
 import pytest
@@ -11,11 +9,12 @@ from expr3d.data import dataset_card
 from expr3d.data.synthetic import dataset
 from tests.data.synthetic.fixtures import SMALL, contents
 from tests.file_snapshots import snapshot, unchanged
+from tests import forked_cli
 
 
 def _run_cli(*flags):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "expr3d.data.synthetic", *flags], capture_output=True, text=True,
+    return forked_cli.run(["-m", "expr3d.data.synthetic", *flags], capture_output=True, text=True,
                           env=env, timeout=300)
 
 
