@@ -4,10 +4,12 @@
         [--tflite=fp32,fp16,int8,int8_full] [--data_dir=data/rafd] [--overwrite]
 
 Writes saved_models/expr3d/<version>/ (saved_model.pb, variables/, expr3d_export.json and, with --tflite,
-tflite/generator_<variant>.tflite + a parity report .json beside each). The version directory appears atomically: it
-is exported into a hidden temp directory beside it and renamed, so TF Serving never sees a half-written version.
-An existing version is never replaced without --overwrite; the default version is the largest existing one + 1.
-Signatures: see expr3d/deploy/signatures.py and docs/deploy.md.
+tflite/generator_<variant>.tflite + a parity report .json beside each; a transfer run, `--model=transfer`, gets
+tflite/transfer_<variant>.tflite). The version directory appears atomically: it is exported into a hidden temp
+directory beside it and renamed, so TF Serving never sees a half-written version. An existing version is never
+replaced without --overwrite; the default version is the largest existing one + 1.
+Signatures: see expr3d/deploy/signatures.py (expression runs), expr3d/deploy/transfer_signatures.py (transfer runs)
+and docs/deploy.md.
 """
 import json
 import os
@@ -102,18 +104,34 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
                           "was not found either)")
 
     started = time.time()
-    run = run_dir.load_generators()
+    family = run_dir.family(config)
+    run = run_dir.load_transfer() if family == "transfer" else run_dir.load_generators()
     # The parity / representative faces first: a corrupt record stops the export before anything is written.
     data = (tflite_lib.read_data(data_dir, run.image_size, tflite, parity_images, representative_images, skip_corrupt,
                                  log) if tflite else None)
     from expr3d import storage
-    from expr3d.deploy.inference import inference_generators
-    from expr3d.deploy.signatures import ServingFunctions, build_archive
+    from expr3d.deploy import inference
 
     # Serve inference clones (4-D instance norm, sub-pixel up-sampling: the same function, TFLite-delegable ops),
     # each checked against the trained network before anything is written.
-    g_rgb, g_depth, clone_errors = inference_generators(run.g_rgb, run.g_depth, run.image_size)
-    functions = ServingFunctions(g_rgb, g_depth, run.image_size, run.geometry, max_encoded_pixels=max_encoded_pixels)
+    if family == "transfer":
+        from expr3d.deploy import transfer_signatures
+
+        encoder, decoder, g_depth, clone_errors = inference.inference_transfer(run.encoder, run.decoder, run.g_depth,
+                                                                                 run.image_size)
+        functions = transfer_signatures.TransferServingFunctions(encoder, decoder, g_depth, run.image_size,
+                                                                 run.geometry, max_encoded_pixels=max_encoded_pixels)
+        archive = transfer_signatures.build_archive
+        trained = (run.encoder, run.decoder, run.g_depth)
+        lite_signature = tflite_lib.TRANSFER
+    else:
+        from expr3d.deploy.signatures import ServingFunctions, build_archive as archive
+
+        g_rgb, g_depth, clone_errors = inference.inference_generators(run.g_rgb, run.g_depth, run.image_size)
+        functions = ServingFunctions(g_rgb, g_depth, run.image_size, run.geometry,
+                                     max_encoded_pixels=max_encoded_pixels)
+        trained = (run.g_rgb, run.g_depth)
+        lite_signature = tflite_lib.GENERATOR
     os.makedirs(output, exist_ok=True)
     target = os.path.join(output, str(version))
     temp = os.path.join(output, f".{version}.tmp-{os.getpid()}")
@@ -121,12 +139,12 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
     try:
         log(f"writing SavedModel version {version} of {model_dir} (step {run.step}, {run.image_size} px, "
             f"geometry {run.geometry})")
-        with storage.writing(target, lambda: storage.weights_bytes(run.g_rgb, run.g_depth),
-                             what="export the SavedModel to"):
-            build_archive(functions).write_out(temp, verbose=False)
+        with storage.writing(target, lambda: storage.weights_bytes(*trained), what="export the SavedModel to"):
+            archive(functions).write_out(temp, verbose=False)
         signatures = sorted(functions.input_signatures())
         info = {
             "format": "expr3d export v1",
+            "family": family,
             "model_dir": os.path.abspath(model_dir),
             "step": run.step,
             "image_size": run.image_size,
@@ -145,7 +163,8 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
         if tflite:
             reports = tflite_lib.write_variants(temp, os.path.join(temp, TFLITE_DIR), tflite, run.image_size,
                                                 data_dir=data_dir, parity_count=parity_images,
-                                                representative_count=representative_images, log=log, data=data)
+                                                representative_count=representative_images, log=log, data=data,
+                                                signature=lite_signature)
             info["tflite"] = {variant: {"file": f"{TFLITE_DIR}/{report['file']}", "size_bytes": report["size_bytes"],
                                         "parity": report["parity"]} for variant, report in reports.items()}
         with storage.writing(target, None, what="export the SavedModel to"):

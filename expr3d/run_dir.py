@@ -31,6 +31,7 @@ FORMAT_VERSION = 2
 CONFIG_NAME = "config.json"
 MODELS_DIR = "models"
 NETWORKS = ("g_rgb", "d_rgb", "g_depth", "d_depth")
+TRANSFER_NETWORKS = ("encoder", "decoder", "adversary", "d_rgb", "d_swap", "g_depth", "d_depth", "d_depth_au")
 GEOMETRY_KINDS = ("depth", "normals")
 DEFAULT_GENERATOR = "stargan"
 # What a run directory holds (a folder holding anything else is not a run: the trainer refuses to write into it).
@@ -67,6 +68,21 @@ class Run:
     geometry: str
     step: int
     g_rgb: object
+    g_depth: object
+
+
+@dataclasses.dataclass
+class TransferRun:
+    """A loaded transfer run (`--model=transfer`): encoder, decoder, G_depth (None without it) and what the export
+    needs to know about them (fields as `Run`)."""
+
+    model_dir: str
+    config: dict
+    image_size: int
+    geometry: str
+    step: int
+    encoder: object
+    decoder: object
     g_depth: object
 
 
@@ -119,8 +135,9 @@ class RunDir:
         return os.path.isfile(self.model_path(name))
 
     def networks(self):
-        """The networks this run has exported (models/<name>.keras present), in NETWORKS order."""
-        return tuple(name for name in NETWORKS if self.has_network(name))
+        """The networks this run has exported (models/<name>.keras present), in NETWORKS (then TRANSFER_NETWORKS)
+        order."""
+        return tuple(name for name in dict.fromkeys(NETWORKS + TRANSFER_NETWORKS) if self.has_network(name))
 
     def has_checkpoints(self):
         """Whether any stage checkpoint folder holds something (a run that trained but exported nothing yet)."""
@@ -292,3 +309,24 @@ class RunDir:
         return Run(model_dir=self.path, config=config, image_size=model_config.image_size, geometry=geometry,
                    step=self.step(config), g_rgb=self.load_network("g_rgb", required=need_rgb),
                    g_depth=self.load_network("g_depth", required=False))
+
+    def load_transfer(self):
+        """A `TransferRun`: the encoder and decoder (and G_depth when exported) of a `--model=transfer` run;
+        RunDirError naming the family for an expression run, or the file when a network is missing."""
+        from expr3d.models import ModelConfig
+
+        config = self.config()
+        self.require_family("transfer", "loaded as an expression transfer", config)
+        try:
+            model_config = ModelConfig.from_dict(self.model_config(config))
+        except (TypeError, ValueError) as error:
+            raise RunDirError(f"{self.config_path}: invalid model_config: {error}") from error
+        for name in ("encoder", "decoder"):
+            if not self.has_network(name):
+                hint = ("it has checkpoints but no exported models yet: resume training past a checkpoint"
+                        if self.has_checkpoints() else "train first with `python -m expr3d.train --model=transfer`")
+                raise RunDirError(f"{self.model_path(name)} is missing, so {self.path} cannot be loaded: {hint}")
+        return TransferRun(model_dir=self.path, config=config, image_size=model_config.image_size,
+                           geometry=self.geometry(config), step=self.step(config),
+                           encoder=self.load_network("encoder"), decoder=self.load_network("decoder"),
+                           g_depth=self.load_network("g_depth", required=False))

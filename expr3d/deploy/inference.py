@@ -158,7 +158,8 @@ def inference_clone(model, check_inputs=None, tolerance=CLONE_TOLERANCE):
     `check_inputs` when given.
 
     Args:
-        model: a functional Keras model (StarGANGenerator, AttentionGenerator, DepthTranslator).
+        model: a functional Keras model (StarGANGenerator, AttentionGenerator, DepthTranslator, TransferEncoder,
+            TransferDecoder).
         check_inputs: inputs to compare the two on (a list, as for `model(...)`), or None.
         tolerance: largest absolute output difference accepted (RuntimeError beyond it).
 
@@ -183,9 +184,10 @@ def inference_clone(model, check_inputs=None, tolerance=CLONE_TOLERANCE):
             layer.set_weights(source.get_weights())
     difference = None
     if check_inputs is not None:
-        expected = np.asarray(model(check_inputs, training=False))
-        got = np.asarray(clone(check_inputs, training=False))
-        difference = float(np.abs(expected - got).max())
+        # Every output (the transfer encoder has three).
+        expected = keras.tree.flatten(model(check_inputs, training=False))
+        got = keras.tree.flatten(clone(check_inputs, training=False))
+        difference = max(float(np.abs(np.asarray(e) - np.asarray(g)).max()) for e, g in zip(expected, got))
         if not difference <= tolerance:
             raise RuntimeError(f"inference clone of {model.name} differs from the model by {difference:.3g} "
                                f"(> {tolerance:g})")
@@ -222,3 +224,25 @@ def inference_generators(g_rgb, g_depth, image_size, seed=0):
         clone, differences[model.name] = inference_clone(model, [images, conditions])
         clones.append(clone)
     return clones[0], clones[1], differences
+
+
+def inference_transfer(encoder, decoder, g_depth, image_size, seed=0):
+    """Inference clones of a transfer run's networks, each verified on seeded random inputs at `image_size` (the
+    decoder on the encoder's own outputs, swapped).
+
+    Returns (encoder clone, decoder clone, g_depth clone or None, {name: max abs difference}).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(-1.0, 1.0, (2, image_size, image_size, 3)).astype(np.float32)
+    differences = {}
+    encoder_clone, differences[encoder.name] = inference_clone(encoder, images)
+    code, free, _ = encoder(images, training=False)
+    decoder_inputs = [free, np.asarray(code)[::-1].copy(), images]
+    decoder_clone, differences[decoder.name] = inference_clone(decoder, decoder_inputs)
+    depth_clone = None
+    if g_depth is not None:
+        depth_clone, differences[g_depth.name] = inference_clone(
+            g_depth, [images, np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)])
+    return encoder_clone, decoder_clone, depth_clone, differences

@@ -294,6 +294,93 @@ def depth_from_normals(normals):
     return depth[..., None]
 
 
+def decode_requests(image_bytes, image_size, max_encoded_pixels, name="image_bytes"):
+    """Encoded JPEG/PNG images (scalar or vector) -> (float32 [N,S,S,3] in [-1,1], their sizes int32 [N,2], N), checked
+    in-graph (INVALID_ARGUMENT naming `name`): rank, at least one image, complete files, and each header's pixel count
+    at most `max_encoded_pixels` before anything is decoded. Decoded one image at a time."""
+    tf = _tf()
+    rank_ok = tf.rank(image_bytes) <= 1
+    image_bytes = tf.reshape(image_bytes, [-1])
+    count = tf.size(image_bytes)
+    is_png = tf.equal(tf.strings.substr(image_bytes, 0, len(_PNG_MAGIC)), _PNG_MAGIC)
+    is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, len(_JPEG_MAGIC)), _JPEG_MAGIC)
+    # Truncation (a partial upload, the common corruption) is caught here so the error can name the input: a PNG
+    # ends with its IEND chunk, a JPEG with its end-of-image marker (up to _JPEG_END_SLACK padding bytes after it).
+    # Corruption inside a complete file still surfaces as the decoder's own INVALID_ARGUMENT.
+    # (Left-padded first: substr of a tail longer than the string would itself fail.)
+    padded = tf.strings.join([b"\x00" * (_JPEG_END_SLACK + len(_PNG_END)), image_bytes])
+    png_complete = tf.equal(tf.strings.substr(padded, -len(_PNG_END), len(_PNG_END)), _PNG_END)
+    jpeg_complete = tf.reduce_any(tf.stack(
+        [tf.equal(tf.strings.substr(padded, -(k + len(_JPEG_END)), len(_JPEG_END)), _JPEG_END)
+         for k in range(_JPEG_END_SLACK + 1)], axis=0), axis=0)
+    recognised = tf.logical_or(tf.logical_and(is_png, png_complete), tf.logical_and(is_jpeg, jpeg_complete))
+    checks = [
+        tf.debugging.Assert(rank_ok, [f"{name} must be a scalar or a vector of encoded JPEG/PNG images"]),
+        tf.debugging.Assert(tf.logical_or(tf.logical_not(rank_ok), count > 0),
+                            [f"{name} is empty: send at least one image"]),
+        tf.debugging.Assert(
+            tf.logical_or(tf.logical_not(rank_ok), tf.reduce_all(recognised)),
+            [f"{name}: undecodable input at index(es)", tf.where(tf.logical_not(recognised))[:, 0],
+             "- each element must be the bytes of a complete JPEG or PNG file (not truncated; over REST: "
+             "{\"b64\": <base64 of the file>})"],
+            summarize=16),
+    ]
+    # The pixel bound, from each header before anything is decoded (a few kB of PNG can declare 100000 x 100000).
+    declared = encoded_sizes(image_bytes, recognised)
+    too_big = tf.logical_and(recognised, declared[:, 0] * declared[:, 1] > max_encoded_pixels)
+    checks.append(tf.debugging.Assert(
+        tf.logical_or(tf.logical_not(rank_ok), tf.logical_not(tf.reduce_any(too_big))),
+        [f"{name}: image(s) at index(es)", tf.where(too_big)[:, 0], "declare (height, width)",
+         tf.boolean_mask(declared, too_big), f"- more than the {max_encoded_pixels} pixels this model "
+         f"decodes per image (export's --max_encoded_pixels); send a smaller image"], summarize=16))
+    # Refused entries are swapped for a 1x1 PNG so the decoder cannot fail (or allocate) before the asserts report.
+    placeholder = tf.io.encode_png(tf.zeros([1, 1, 3], tf.uint8))
+    image_bytes = _guarded(tf.where(tf.logical_and(recognised, tf.logical_not(too_big)), image_bytes, placeholder),
+                           checks)
+
+    def decode(data):
+        image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+        return to_model_input(image[None], image_size)[0], tf.shape(image)[0:2]
+
+    # One image at a time (map_fn's graph default runs 10 in parallel): a request holds one full-size image.
+    x, sizes = tf.map_fn(decode, image_bytes, parallel_iterations=1, fn_output_signature=(
+        tf.TensorSpec([image_size, image_size, 3], tf.float32), tf.TensorSpec([2], tf.int32)))
+    return x, sizes, count
+
+
+def encode_results(images, sizes):
+    """float [N,S,S,3] in [-1,1] -> PNG bytes string [N], each resized back to its row of `sizes` (one at a time)."""
+    tf = _tf()
+
+    def encode(args):
+        y, hw = args
+        return tf.io.encode_png(to_uint8(y[None], hw[0], hw[1])[0])
+
+    return tf.map_fn(encode, (images, sizes), parallel_iterations=1, fn_output_signature=tf.TensorSpec([], tf.string))
+
+
+def depth_outputs(g_depth, geometry, image_size, images):
+    """`estimate_depth`'s outputs for uint8 `images` [N,H,W,3]: {"depth": [N,H,W,1], "normals": [N,H,W,3]}."""
+    tf = _tf()
+    from expr3d.models import TO_GEOMETRY
+
+    images = check_images(images, "images")
+    shape = tf.shape(images)
+    x = to_model_input(images, image_size)
+    domain = tf.broadcast_to(tf.constant([TO_GEOMETRY], tf.float32), [shape[0], 2])
+    result = g_depth([x, domain], training=False)
+    if geometry == "depth":
+        depth = tf.reduce_mean(result, axis=-1, keepdims=True)
+        normals = normals_from_depth(depth)
+    else:
+        normals = tf.math.l2_normalize(result, axis=-1)
+        depth = depth_from_normals(normals)
+    size = tf.stack([shape[1], shape[2]])
+    depth = tf.clip_by_value(tf.image.resize(depth, size, method="bilinear"), -1.0, 1.0)
+    normals = tf.math.l2_normalize(tf.image.resize(normals, size, method="bilinear"), axis=-1)
+    return {"depth": depth, "normals": normals}
+
+
 # --- the export ---------------------------------------------------------------------------------------------------
 
 class ServingFunctions:
@@ -357,83 +444,12 @@ class ServingFunctions:
         return {"images": to_uint8(out, shape[1], shape[2])}
 
     def translate_encoded(self, image_bytes, expressions):
-        tf = _tf()
-        rank_ok = tf.rank(image_bytes) <= 1
-        image_bytes = tf.reshape(image_bytes, [-1])
-        count = tf.size(image_bytes)
-        is_png = tf.equal(tf.strings.substr(image_bytes, 0, len(_PNG_MAGIC)), _PNG_MAGIC)
-        is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, len(_JPEG_MAGIC)), _JPEG_MAGIC)
-        # Truncation (a partial upload, the common corruption) is caught here so the error can name image_bytes:
-        # a PNG ends with its IEND chunk, a JPEG with its end-of-image marker (up to _JPEG_END_SLACK padding bytes
-        # after it). Corruption inside a complete file still surfaces as the decoder's own INVALID_ARGUMENT.
-        # (Left-padded first: substr of a tail longer than the string would itself fail.)
-        padded = tf.strings.join([b"\x00" * (_JPEG_END_SLACK + len(_PNG_END)), image_bytes])
-        png_complete = tf.equal(tf.strings.substr(padded, -len(_PNG_END), len(_PNG_END)), _PNG_END)
-        jpeg_complete = tf.reduce_any(tf.stack(
-            [tf.equal(tf.strings.substr(padded, -(k + len(_JPEG_END)), len(_JPEG_END)), _JPEG_END)
-             for k in range(_JPEG_END_SLACK + 1)], axis=0), axis=0)
-        recognised = tf.logical_or(tf.logical_and(is_png, png_complete), tf.logical_and(is_jpeg, jpeg_complete))
-        checks = [
-            tf.debugging.Assert(rank_ok, ["image_bytes must be a scalar or a vector of encoded JPEG/PNG images"]),
-            tf.debugging.Assert(tf.logical_or(tf.logical_not(rank_ok), count > 0),
-                                ["image_bytes is empty: send at least one image"]),
-            tf.debugging.Assert(
-                tf.logical_or(tf.logical_not(rank_ok), tf.reduce_all(recognised)),
-                ["image_bytes: undecodable input at index(es)", tf.where(tf.logical_not(recognised))[:, 0],
-                 "- each element must be the bytes of a complete JPEG or PNG file (not truncated; over REST: "
-                 "{\"b64\": <base64 of the file>})"],
-                summarize=16),
-        ]
-        # The pixel bound, from each header before anything is decoded (a few kB of PNG can declare 100000 x 100000).
-        declared = encoded_sizes(image_bytes, recognised)
-        too_big = tf.logical_and(recognised, declared[:, 0] * declared[:, 1] > self.max_encoded_pixels)
-        checks.append(tf.debugging.Assert(
-            tf.logical_or(tf.logical_not(rank_ok), tf.logical_not(tf.reduce_any(too_big))),
-            ["image_bytes: image(s) at index(es)", tf.where(too_big)[:, 0], "declare (height, width)",
-             tf.boolean_mask(declared, too_big), f"- more than the {self.max_encoded_pixels} pixels this model "
-             f"decodes per image (export's --max_encoded_pixels); send a smaller image"], summarize=16))
+        x, sizes, count = decode_requests(image_bytes, self.image_size, self.max_encoded_pixels, "image_bytes")
         ids = ids_from_names(expressions, count, "expressions")
-        # Refused entries are swapped for a 1x1 PNG so the decoder cannot fail (or allocate) before the asserts report.
-        placeholder = tf.io.encode_png(tf.zeros([1, 1, 3], tf.uint8))
-        image_bytes = _guarded(tf.where(tf.logical_and(recognised, tf.logical_not(too_big)), image_bytes, placeholder),
-                               checks)
-        size = self.image_size
-
-        def decode(data):
-            image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
-            return to_model_input(image[None], size)[0], tf.shape(image)[0:2]
-
-        # One image at a time (map_fn's graph default runs 10 in parallel): a request holds one full-size image.
-        x, sizes = tf.map_fn(decode, image_bytes, parallel_iterations=1, fn_output_signature=(
-            tf.TensorSpec([size, size, 3], tf.float32), tf.TensorSpec([2], tf.int32)))
-        out = self._translate(x, ids)
-
-        def encode(args):
-            y, hw = args
-            return tf.io.encode_png(to_uint8(y[None], hw[0], hw[1])[0])
-
-        return {"image_bytes": tf.map_fn(encode, (out, sizes), parallel_iterations=1,
-                                         fn_output_signature=tf.TensorSpec([], tf.string))}
+        return {"image_bytes": encode_results(self._translate(x, ids), sizes)}
 
     def estimate_depth(self, images):
-        tf = _tf()
-        from expr3d.models import TO_GEOMETRY
-
-        images = check_images(images, "images")
-        shape = tf.shape(images)
-        x = to_model_input(images, self.image_size)
-        domain = tf.broadcast_to(tf.constant([TO_GEOMETRY], tf.float32), [shape[0], 2])
-        geometry = self.g_depth([x, domain], training=False)
-        if self.geometry == "depth":
-            depth = tf.reduce_mean(geometry, axis=-1, keepdims=True)
-            normals = normals_from_depth(depth)
-        else:
-            normals = tf.math.l2_normalize(geometry, axis=-1)
-            depth = depth_from_normals(normals)
-        size = tf.stack([shape[1], shape[2]])
-        depth = tf.clip_by_value(tf.image.resize(depth, size, method="bilinear"), -1.0, 1.0)
-        normals = tf.math.l2_normalize(tf.image.resize(normals, size, method="bilinear"), axis=-1)
-        return {"depth": depth, "normals": normals}
+        return depth_outputs(self.g_depth, self.geometry, self.image_size, images)
 
     def translate_all(self, images):
         tf = _tf()

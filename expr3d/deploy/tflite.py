@@ -1,8 +1,8 @@
-"""TFLite variants of the generator (converted from the SavedModel's `generator` signature), the LiteRT runner and
-parity reports.
+"""TFLite variants of an export (converted from the SavedModel's `generator` signature, or for a transfer run its
+`transfer_generator` signature), the LiteRT runners and parity reports.
 
-Variants (all builtin ops only, no Flex delegate; float32 input/output [N,S,S,3] in [-1, 1] + one-hot [N,8], so a
-phone app treats them alike):
+Variants (all builtin ops only, no Flex delegate; float32 input/output [N,S,S,3] in [-1, 1], with a one-hot [N,8]
+condition for the expression generator and a second face for the transfer, so a phone app treats them alike):
     fp32       plain conversion
     fp16       float16 weights (XNNPACK dequantises them to float32 at load: half the file, fp32 speed)
     int8       dynamic-range quantisation: int8 weights, activations quantised on the fly per image (XNNPACK's
@@ -15,12 +15,14 @@ phone app treats them alike):
 The SavedModel's `generator` signature is the export's inference clone (expr3d.deploy.inference), so every variant
 is converted from 4-D instance norms and sub-pixel up-sampling, which XNNPACK delegates.
 """
+import dataclasses
 import math
 import os
 
 import numpy as np
 
 from expr3d.deploy.signatures import GENERATOR_SIGNATURE
+from expr3d.deploy.transfer_signatures import TRANSFER_GENERATOR_SIGNATURE
 from expr3d.imaging.pixels import from_uint8, to_uint8
 from expr3d.labels import NUM_EXPRESSIONS
 
@@ -36,10 +38,6 @@ def parse_variants(text):
     if unknown:
         raise ValueError(f"--tflite: unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)} (or 'all')")
     return tuple(dict.fromkeys(names))
-
-
-def file_name(variant):
-    return f"generator_{variant}.tflite"
 
 
 # --- inputs -------------------------------------------------------------------------------------------------------
@@ -123,19 +121,61 @@ def read_data(data_dir, image_size, variants, parity_count=16, representative_co
 
 # --- conversion ---------------------------------------------------------------------------------------------------
 
-def convert(saved_model_dir, variant, representative=None):
-    """TFLite flatbuffer bytes of the SavedModel's `generator` signature.
+@dataclasses.dataclass(frozen=True)
+class LiteSignature:
+    """A SavedModel signature converted to TFLite: its key, the .tflite file prefix, input and output names, and how
+    to feed it a batch of faces (for the representative set and the parity check)."""
+    key: str
+    prefix: str
+    inputs: tuple
+    outputs: tuple
+    feeds: object  # images float32 [n, S, S, 3] -> {input name: array}
+    describe: object  # image_size -> ({input: text}, {output: text}) for the report
+
+
+def _generator_feeds(images):
+    return {"image": images, "condition": conditions_for(len(images))}
+
+
+def _transfer_feeds(images):
+    # Each face with the next one's expression (the batch rolled by one, as the transfer trainer's exemplars).
+    return {"image_a": images, "image_b": np.roll(images, 1, axis=0)}
+
+
+def _face(size):
+    return f"float32 [N,{size},{size},3] in [-1,1]"
+
+
+GENERATOR = LiteSignature(
+    GENERATOR_SIGNATURE, "generator", ("image", "condition"), ("image",), _generator_feeds,
+    lambda size: ({"image": _face(size), "condition": f"float32 [N,{NUM_EXPRESSIONS}] one-hot expression"},
+                  {"image": _face(size)}))
+TRANSFER = LiteSignature(
+    TRANSFER_GENERATOR_SIGNATURE, "transfer", ("image_a", "image_b"), ("a_with_b", "b_with_a"), _transfer_feeds,
+    lambda size: ({"image_a": _face(size), "image_b": _face(size)},
+                  {"a_with_b": f"{_face(size)}: A with B's expression",
+                   "b_with_a": f"{_face(size)}: B with A's expression"}))
+
+
+def file_name(variant, signature=GENERATOR):
+    return f"{signature.prefix}_{variant}.tflite"
+
+
+def convert(saved_model_dir, variant, representative=None, signature=GENERATOR):
+    """TFLite flatbuffer bytes of the SavedModel's `signature` (GENERATOR: `generator`; TRANSFER:
+    `transfer_generator`).
 
     Args:
         saved_model_dir: a SavedModel written by `expr3d.export`.
         variant: one of VARIANTS.
         representative: float32 [n, S, S, 3] images in [-1, 1] (needed for "int8_full").
+        signature: a LiteSignature.
     """
     import tensorflow as tf
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown TFLite variant {variant!r}; choose from {VARIANTS}")
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[GENERATOR_SIGNATURE])
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[signature.key])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -145,11 +185,11 @@ def convert(saved_model_dir, variant, representative=None):
     elif variant == "int8_full":
         if representative is None or len(representative) == 0:
             raise ValueError("int8_full needs a representative set of training images (pass --data_dir)")
-        conditions = conditions_for(len(representative))
+        feeds = signature.feeds(np.asarray(representative, np.float32))
 
         def dataset():
-            for image, condition in zip(representative, conditions):
-                yield {"image": image[None], "condition": condition[None]}
+            for index in range(len(representative)):
+                yield {name: value[index:index + 1] for name, value in feeds.items()}
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = dataset
@@ -157,19 +197,20 @@ def convert(saved_model_dir, variant, representative=None):
     return converter.convert()
 
 
-class LiteGenerator:
-    """The TFLite generator run through the LiteRT interpreter (`ai_edge_litert`).
+class LiteRunner:
+    """One signature of a TFLite model run through the LiteRT interpreter (`ai_edge_litert`).
 
     Args:
         model: path of a .tflite file or its bytes.
+        signature: the LiteSignature the model was converted from.
         num_threads: interpreter threads (None: LiteRT's default).
 
     Example:
-        generator = LiteGenerator("generator_int8.tflite")
-        out = generator(images, conditions)  # float32 [N,S,S,3] in [-1,1], one-hot [N,8]
+        runner = LiteRunner("transfer_int8.tflite", TRANSFER)
+        out = runner(image_a=a, image_b=b)  # {"a_with_b": ..., "b_with_a": ...}
     """
 
-    def __init__(self, model, num_threads=None):
+    def __init__(self, model, signature, num_threads=None):
         from ai_edge_litert.interpreter import Interpreter
 
         kwargs = {"num_threads": num_threads} if num_threads else {}
@@ -185,21 +226,52 @@ class LiteGenerator:
                 raise ValueError(f"{model} is not a valid TFLite model: {e}") from e
             self.path = model
         signatures = self.interpreter.get_signature_list()
-        if GENERATOR_SIGNATURE not in signatures:
-            raise ValueError(f"{self.path or 'the model'} has no {GENERATOR_SIGNATURE!r} signature (found "
+        if signature.key not in signatures:
+            raise ValueError(f"{self.path or 'the model'} has no {signature.key!r} signature (found "
                              f"{sorted(signatures)}); convert it with `python -m expr3d.export --tflite=...`")
-        self.runner = self.interpreter.get_signature_runner(GENERATOR_SIGNATURE)
-        details = self.runner.get_input_details()["image"]
+        self.signature = signature
+        self.runner = self.interpreter.get_signature_runner(signature.key)
+        details = self.runner.get_input_details()[signature.inputs[0]]
         self.image_size = int(details["shape"][1])
 
-    def __call__(self, images, conditions):
-        images = np.asarray(images, np.float32)
-        conditions = np.asarray(conditions, np.float32)
-        return self.runner(image=images, condition=conditions)["image"]
+    def run(self, **inputs):
+        """{output name: float32 array} for `inputs` ({input name: array}, batched)."""
+        return self.runner(**{name: np.asarray(value, np.float32) for name, value in inputs.items()})
 
     def op_names(self):
         """Sorted op names of the model (delegated ops show as DELEGATE)."""
         return sorted({op["op_name"] for op in self.interpreter._get_ops_details()})
+
+
+class LiteGenerator(LiteRunner):
+    """The TFLite expression generator (`generator` signature).
+
+    Example:
+        generator = LiteGenerator("generator_int8.tflite")
+        out = generator(images, conditions)  # float32 [N,S,S,3] in [-1,1], one-hot [N,8]
+    """
+
+    def __init__(self, model, num_threads=None):
+        super().__init__(model, GENERATOR, num_threads)
+
+    def __call__(self, images, conditions):
+        return self.run(image=images, condition=conditions)["image"]
+
+
+class LiteTransfer(LiteRunner):
+    """The TFLite expression transfer (`transfer_generator` signature).
+
+    Example:
+        transfer = LiteTransfer("transfer_int8.tflite")
+        a_with_b, b_with_a = transfer(faces_a, faces_b)  # float32 [N,S,S,3] in [-1,1] each
+    """
+
+    def __init__(self, model, num_threads=None):
+        super().__init__(model, TRANSFER, num_threads)
+
+    def __call__(self, images_a, images_b):
+        out = self.run(image_a=images_a, image_b=images_b)
+        return out["a_with_b"], out["b_with_a"]
 
 
 def builtin_only(model_bytes):
@@ -235,66 +307,78 @@ def compare(reference, output):
     }
 
 
-def saved_model_generator(saved_model_dir):
-    """The SavedModel's `generator` signature as a numpy function (images, conditions) -> images."""
+def saved_model_signature(saved_model_dir, signature=GENERATOR, batch_size=16):
+    """The SavedModel's `signature` as a numpy function {input: array} -> {output: array}, run in batches."""
     import tensorflow as tf
 
-    signature = tf.saved_model.load(saved_model_dir).signatures[GENERATOR_SIGNATURE]
+    function = tf.saved_model.load(saved_model_dir).signatures[signature.key]
 
-    def run(images, conditions, batch_size=16):
-        outputs = []
-        for start in range(0, len(images), batch_size):
-            out = signature(image=tf.constant(images[start:start + batch_size], tf.float32),
-                            condition=tf.constant(conditions[start:start + batch_size], tf.float32))
-            outputs.append(out["image"].numpy())
-        return np.concatenate(outputs)
+    def run(feeds):
+        count = len(next(iter(feeds.values())))
+        outputs = {name: [] for name in signature.outputs}
+        for start in range(0, count, batch_size):
+            out = function(**{name: tf.constant(value[start:start + batch_size], tf.float32)
+                              for name, value in feeds.items()})
+            for name in signature.outputs:
+                outputs[name].append(out[name].numpy())
+        return {name: np.concatenate(parts) for name, parts in outputs.items()}
 
     return run
 
 
+def saved_model_generator(saved_model_dir):
+    """The SavedModel's `generator` signature as a numpy function (images, conditions) -> images."""
+    run = saved_model_signature(saved_model_dir, GENERATOR)
+    return lambda images, conditions: run({"image": images, "condition": conditions})["image"]
+
+
 def write_variants(saved_model_dir, output_dir, variants, image_size, data_dir=None, parity_count=16,
-                   representative_count=64, log=print, data=None):
-    """Convert `variants`, check builtin-only ops and parity against the SavedModel; write .tflite + .json beside.
+                   representative_count=64, log=print, data=None, signature=GENERATOR):
+    """Convert `signature` of the SavedModel to `variants`, check builtin-only ops and parity against the SavedModel;
+    write .tflite + .json beside.
 
     Returns {variant: report dict}. The representative set (int8_full) comes from `data_dir`'s train split; `data`:
-    what `read_data` returned, when the caller read it up front.
+    what `read_data` returned, when the caller read it up front. Parity is over every output of the signature.
     """
     from expr3d import storage
 
     os.makedirs(output_dir, exist_ok=True)
     data = data or read_data(data_dir, image_size, variants, parity_count, representative_count, log=log)
     images, source = data["parity"]
-    conditions = conditions_for(len(images))
-    reference = saved_model_generator(saved_model_dir)(images, conditions)
+    feeds = signature.feeds(images)
+    reference = saved_model_signature(saved_model_dir, signature)(feeds)
+    reference = np.stack([reference[name] for name in signature.outputs])
     representative, representative_source = data["representative"] or (None, None)
+    inputs, outputs = signature.describe(image_size)
     reports = {}
     for variant in variants:
-        log(f"TFLite {variant}: converting ...")
-        model = convert(saved_model_dir, variant, representative=representative)
+        log(f"TFLite {variant}: converting {signature.key} ...")
+        model = convert(saved_model_dir, variant, representative=representative, signature=signature)
         ok, ops = builtin_only(model)
         if not ok:
             raise RuntimeError(f"TFLite {variant}: non-builtin ops {ops}")
-        path = os.path.join(output_dir, file_name(variant))
+        name = file_name(variant, signature)
+        path = os.path.join(output_dir, name)
         with storage.writing(path, len(model), what="write the TFLite model"):
             storage.atomic_write_bytes(path, model)
-        output = LiteGenerator(model)(images, conditions)
+        got = LiteRunner(model, signature).run(**feeds)
+        output = np.stack([got[name] for name in signature.outputs])
         report = {
             "variant": variant,
-            "file": file_name(variant),
+            "file": name,
             "size_bytes": len(model),
             "image_size": image_size,
-            "signature": GENERATOR_SIGNATURE,
-            "inputs": {"image": f"float32 [N,{image_size},{image_size},3] in [-1,1]",
-                       "condition": f"float32 [N,{NUM_EXPRESSIONS}] one-hot expression"},
-            "outputs": {"image": f"float32 [N,{image_size},{image_size},3] in [-1,1]"},
+            "signature": signature.key,
+            "inputs": inputs,
+            "outputs": outputs,
             "builtin_ops_only": ok,
             "ops": ops,
             "parity": dict(compare(reference, output), images=len(images), source=source,
-                           reference="SavedModel signature 'generator'",
+                           reference=f"SavedModel signature {signature.key!r}",
                            skipped_corrupt_records=data.get("skipped_records", 0)),
             "representative_set": representative_source if variant == "int8_full" else None,
         }
-        storage.atomic_write_json(os.path.join(output_dir, file_name(variant)[:-len(".tflite")] + ".json"), report)
+        storage.atomic_write_json(os.path.join(output_dir, name[:-len(".tflite")] + ".json"), report)
         log(f"TFLite {variant}: {len(model) / 1e6:.2f} MB, max abs error {report['parity']['max_abs_error']:.4f}, "
             f"PSNR {report['parity']['psnr_db']:.1f} dB")
         reports[variant] = report
