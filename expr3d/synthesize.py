@@ -2,6 +2,13 @@
 
     python -m expr3d.synthesize --saved_model=saved_models/expr3d --images=photos/ --expressions=all \
         --output=out/synth
+    python -m expr3d.synthesize --saved_model=saved_models/transfer --images=photos/ --exemplar=smile.jpg \
+        --output=out/transfer
+
+With `--exemplar=PHOTO` and the export of a `--model=transfer` run, every photo gets the expression of the exemplar's
+face instead of named expressions (the SavedModel's `transfer` signature, the exemplar's aligned face crop as B):
+OUTPUT/<photo name>/exemplar.png and face_exemplar.png, OUTPUT/exemplar_face.png (the crop whose expression is
+transferred) and the grid (input crop, result). An exemplar without a face stops the run before anything is written.
 
 For every photo: detect the largest face, level the eye line, crop, translate into each expression with the
 SavedModel's `serving_default` signature (the deployed graph, resizing included), paste back with a feathered mask.
@@ -72,6 +79,43 @@ def saved_model_translator(saved_model_dir, batch_size=8):
     return translate
 
 
+def export_family(version_dir):
+    """The model family of an export ("stargan" or "transfer"), from its expr3d_export.json ("stargan" without it)."""
+    path = os.path.join(version_dir, "expr3d_export.json")
+    if not os.path.isfile(path):
+        return "stargan"
+    with open(path) as handle:
+        return json.load(handle).get("family", "stargan")
+
+
+def saved_model_transfer(saved_model_dir, exemplar_crop):
+    """A pipeline translator giving each crop the expression of `exemplar_crop` (uint8) through the SavedModel's
+    `transfer` signature; `ids` are ignored (one result per crop)."""
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(saved_model_dir).signatures["transfer"]
+    exemplar = tf.constant(exemplar_crop[None])
+
+    def translate(crop, ids):
+        return [signature(images_a=tf.constant(crop[None]), images_b=exemplar)["a_with_b"].numpy()[0]]
+
+    return translate
+
+
+def exemplar_face(path):
+    """The aligned face crop (uint8) of the exemplar photo; ValueError naming --exemplar when it cannot be read or
+    holds no face."""
+    try:
+        image = photos.read_image(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--exemplar={printable(path)!r} cannot be read: {printable(str(error))}") from None
+    face = faces.find_face(image)
+    if face is None:
+        raise ValueError(f"--exemplar={printable(path)!r}: no face found in the exemplar photo; give a photo with "
+                         f"one clearly visible, roughly frontal face")
+    return faces.extract(image, face)
+
+
 def output_stems(paths):
     """One output folder name per photo: its file name without extension, made unique (photo.jpg, photo.png)."""
     stems, used = [], set()
@@ -89,27 +133,48 @@ def _log(message):
     print(f"{PROGRAM}: {message}", file=sys.stderr, flush=True)
 
 
-def synthesize(saved_model, images, expressions, output, overwrite=False, batch_size=8, log=_log):
-    """Run the batch tool; returns the summary dict (also written to OUTPUT/summary.json)."""
+def synthesize(saved_model, images, expressions, output, overwrite=False, batch_size=8, log=_log, exemplar=None):
+    """Run the batch tool; returns the summary dict (also written to OUTPUT/summary.json). `exemplar`: a photo whose
+    expression every photo gets (a transfer export); then `expressions` is not used."""
     from expr3d.deploy import pipeline
     from expr3d.progress import Progress
 
-    ids = parse_expressions(expressions) if isinstance(expressions, str) else list(expressions)
     paths = photos.list_images(images)
     if not paths:
         raise FileNotFoundError(f"--images={images!r} holds no image files ({', '.join(photos.IMAGE_EXTENSIONS)})")
-    names = [EXPRESSIONS[i] for i in ids]
+    version_dir = resolve_saved_model(saved_model)
+    family = export_family(version_dir)
+    if exemplar is not None and family != "transfer":
+        raise ValueError(f"--exemplar needs the export of a --model=transfer run; --saved_model={version_dir!r} is a "
+                         f"--model={family} export (it translates into named --expressions)")
+    if exemplar is None and family == "transfer":
+        raise ValueError(f"--saved_model={version_dir!r} is the export of a --model=transfer run: pass "
+                         f"--exemplar=PHOTO (the face whose expression every photo gets)")
+    if exemplar is None:
+        ids = parse_expressions(expressions) if isinstance(expressions, str) else list(expressions)
+        names = [EXPRESSIONS[i] for i in ids]
+    else:
+        ids, names = [0], ["exemplar"]
+        exemplar_crop = exemplar_face(exemplar)  # before anything is written: no face, no output
     stems = output_stems(paths)
     folder = outputs.OutputFolder(output, "--output", "expr3d.synthesize")
     will_write = ["grid.png", "summary.json"] + [f"{stem}/{prefix}{name}.png" for stem in stems
                                                  for name in names for prefix in ("", "face_")]
-    version_dir = resolve_saved_model(saved_model)
-    folder.claim(overwrite, will_write=will_write,
-                 inputs=[("--saved_model", version_dir)] + [("--images", p) for p in paths])
-    translate = saved_model_translator(version_dir, batch_size=batch_size)
+    inputs = [("--saved_model", version_dir)] + [("--images", p) for p in paths]
+    if exemplar is not None:
+        will_write.append("exemplar_face.png")
+        inputs.append(("--exemplar", exemplar))
+    folder.claim(overwrite, will_write=will_write, inputs=inputs)
+    if exemplar is None:
+        translate = saved_model_translator(version_dir, batch_size=batch_size)
+    else:
+        translate = saved_model_transfer(version_dir, exemplar_crop)
+        photos.write_image(folder.file("exemplar_face.png"), exemplar_crop)
 
     summary = {"saved_model": os.path.abspath(version_dir), "expressions": names, "processed": [], "no_face": [],
                "unreadable": []}
+    if exemplar is not None:
+        summary.update(exemplar=printable(exemplar), exemplar_face="exemplar_face.png")
     rows = []
     progress = Progress(len(paths), desc="synthesize", unit="photos")
     started = time.time()
@@ -137,7 +202,8 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
         progress.update(1)
     progress.close()
     if rows:
-        photos.write_image(folder.file("grid.png"), pipeline.grid(rows, labels=["input"] + names))
+        labels = ["input"] + (names if exemplar is None else ["exemplar's expression"])
+        photos.write_image(folder.file("grid.png"), pipeline.grid(rows, labels=labels))
         summary["grid"] = "grid.png"
     summary["seconds"] = round(time.time() - started, 2)
     storage.write_bytes_atomically(folder.file("summary.json"), json.dumps(summary, indent=2).encode())
@@ -156,6 +222,8 @@ def define_flags():
     flags.DEFINE_bool("overwrite", False, "Replace what an earlier run wrote in --output (only its files; others "
                       "are never touched, and a file of a name this run writes but that it did not write is refused).")
     flags.DEFINE_integer("batch_size", 8, "Crops per SavedModel call.")
+    flags.DEFINE_string("exemplar", None, "A photo whose face's expression every photo gets (needs the export of a "
+                        "--model=transfer run; --expressions is then not used).")
     cli.required("saved_model", "images", "output")
     cli.at_least("batch_size", 1)
     cli.parses("expressions", parse_expressions)
@@ -164,7 +232,7 @@ def define_flags():
 def main(argv):
     cli.no_arguments(argv)
     summary = synthesize(FLAGS.saved_model, FLAGS.images, FLAGS.expressions, FLAGS.output,
-                         overwrite=FLAGS.overwrite, batch_size=FLAGS.batch_size)
+                         overwrite=FLAGS.overwrite, batch_size=FLAGS.batch_size, exemplar=FLAGS.exemplar)
     if not summary["processed"]:
         raise cli.NothingDone(
             f"no photo translated: {len(summary['no_face'])} without a face, {len(summary['unreadable'])} unreadable "

@@ -239,7 +239,8 @@ def inference_transfer(encoder, decoder, g_depth, image_size, seed=0):
     differences = {}
     encoder_clone, differences[encoder.name] = inference_clone(encoder, images)
     code, free, _ = encoder(images, training=False)
-    decoder_inputs = [free, np.asarray(code)[::-1].copy(), images]
+    # All numpy: Keras refuses a nested call argument that mixes tensors and arrays.
+    decoder_inputs = [np.asarray(free), np.asarray(code)[::-1].copy(), images]
     decoder_clone, differences[decoder.name] = inference_clone(decoder, decoder_inputs)
     depth_clone = None
     if g_depth is not None:

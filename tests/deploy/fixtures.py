@@ -142,3 +142,43 @@ def make_run(model_dir, data_dir, steps=8, geometry="depth", seed=0, generator="
                       "dataset": {"image_size": TINY["image_size"], "name": "deploy-test-faces"},
                       "step": steps, "versions": {"test_fixture": 1}})
     return models
+
+
+def make_transfer_run(model_dir, data_dir, steps=6, seed=0):
+    """A tiny `--model=transfer` run directory: build_models(TINY, family="transfer") with the encoder and decoder
+    trained `steps` steps to reconstruct each face from its own code and to give each face the next one's tint
+    through the swapped code (a stand-in objective, so the weights are trained, not pure init); saves the encoder,
+    decoder and G_depth as the trainer exports them."""
+    import keras
+    import tensorflow as tf
+
+    from expr3d.data import pipeline
+    from expr3d.models import ModelConfig, build_models
+    from expr3d.run_dir import RunDir
+
+    keras.utils.set_random_seed(seed)
+    config = ModelConfig(**TINY, family="transfer", code_dim=8)
+    models = build_models(config)
+    encoder, decoder = models["encoder"], models["decoder"]
+    dataset = pipeline.make_dataset(data_dir, "train", batch_size=8, training=True, seed=seed, augment=False)
+    optimizer = keras.optimizers.Adam(1e-3)
+    variables = encoder.trainable_variables + decoder.trainable_variables
+    for _, batch in zip(range(steps), dataset):
+        x = batch["image"]
+        exemplar = tf.roll(x, 1, axis=0)
+        with tf.GradientTape() as tape:
+            code, free, _ = encoder(x, training=True)
+            rebuilt = decoder([free, code, x], training=True)
+            swapped = decoder([free, tf.roll(code, 1, axis=0), x], training=True)
+            tint = tf.reduce_mean(exemplar, axis=[1, 2], keepdims=True) - tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+            loss = (tf.reduce_mean(tf.abs(rebuilt - x))
+                    + tf.reduce_mean(tf.abs(swapped - tf.clip_by_value(x + 0.5 * tint, -1.0, 1.0))))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    run = RunDir(model_dir)
+    run.save_networks({name: models[name] for name in ("encoder", "decoder", "g_depth")})
+    run.write_config({"flags": {"geometry": "depth", "data_dir": data_dir, "image_size": TINY["image_size"],
+                                "model": "transfer"},
+                      "model_config": config.to_dict(),
+                      "dataset": {"image_size": TINY["image_size"], "name": "deploy-test-faces"},
+                      "step": steps, "versions": {"test_fixture": 1}})
+    return models

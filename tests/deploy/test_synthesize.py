@@ -56,8 +56,21 @@ def cli_commands(exported, work):
                        "--expressions=happy,angry", f"--output={output}"],
         "synthesize_taken": ["-m", "expr3d.synthesize", f"--saved_model={exported['base']}", f"--images={photos}",
                              f"--output={taken}"],
+        # An exemplar needs a transfer export: refused naming the family, before anything is written.
+        "synthesize_exemplar": ["-m", "expr3d.synthesize", f"--saved_model={exported['base']}", f"--images={photos}",
+                                f"--exemplar={photos / 'a_face.png'}", f"--output={work / 'exemplar_out'}"],
     }
-    return commands, dict(output=output, taken=taken, mixed=mixed, mixed_before=snapshot(mixed), odd_out=work / "odd_out")
+    return commands, dict(output=output, taken=taken, mixed=mixed, mixed_before=snapshot(mixed), odd_out=work / "odd_out",
+                          exemplar_out=work / "exemplar_out")
+
+
+@pytest.mark.slow
+def test_an_exemplar_with_an_expression_export_is_refused_naming_the_family(clis):
+    result = clis["results"]["synthesize_exemplar"]
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert result.returncode == 1 and len(errors) == 1, result.stderr[-2000:]
+    assert "--exemplar needs the export of a --model=transfer run" in errors[0] and "--model=stargan" in errors[0]
+    assert not clis["contexts"]["test_synthesize"]["exemplar_out"].exists()
 
 
 @pytest.mark.slow
