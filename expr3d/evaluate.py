@@ -21,6 +21,15 @@ Writes into `--output` (default `MODEL_DIR/evaluation`):
     figures/       confusion_matrix.png (Fig. 8), learning_curves.png (Fig. 9), identity_histogram.png (Fig. 4),
                    samples.png (Fig. 5)
 Deterministic for a given --seed (the data order is fixed; KID subsets are seeded).
+
+A transfer run (`expr3d.train --model=transfer`) is evaluated against the transfer ground truth of procedural data
+(`--transfer_pairs`) with its own metrics (transfer_paired, action_units, transfer_depth, identity,
+disentanglement, stargan_comparison, samples; `expr3d.metrics.transfer_evaluation`):
+
+    python -m expr3d.evaluate --model_dir=runs/transfer --data_dir=data/synthetic64t \
+        --stargan_model_dir=runs/synthetic --output=runs/transfer/evaluation
+
+Naming one family's metrics for a run of the other is refused with a line naming the run's family.
 """
 import json
 import os
@@ -32,6 +41,28 @@ OPTION_FLAGS = ("classifier", "inception_weights", "fid_feature_model", "identit
                 "identity_input_size", "identity_endpoint", "depth_model_dir", "protocol", "batch_size",
                 "max_examples", "num_samples", "precision", "seed", "label", "background_dilation",
                 "min_judge_accuracy", "judge_cache_dir", "judge_identities", "judge_epochs", "skip_corrupt")
+TRANSFER_OPTION_FLAGS = ("au_judge", "stargan_model_dir", "probe_examples", "identity_model", "identity_input_range",
+                         "identity_input_size", "identity_endpoint", "judge_cache_dir", "batch_size", "max_examples",
+                         "num_samples", "background_dilation", "seed", "label")
+
+
+def parse_any_metrics(text):
+    """The --metrics list, checked against both families' metrics (which family's apply is checked once the run's
+    config.json is read: `_refuse_metrics_of`)."""
+    from expr3d.metrics import registry
+    from expr3d.metrics.transfer_evaluation import TRANSFER_METRICS
+
+    names = [n.strip() for n in text.split(",") if n.strip()] if isinstance(text, str) else list(text)
+    if names == ["all"]:
+        return names
+    unknown = [n for n in names if n not in TRANSFER_METRICS and n not in registry.list_metrics()]
+    if not names:
+        raise ValueError(f"--metrics is empty; expression runs: {', '.join(registry.list_metrics())}; transfer "
+                         f"runs: {', '.join(TRANSFER_METRICS)}")
+    if unknown:
+        raise ValueError(f"unknown metric {unknown[0]!r}; expression runs: "
+                         f"{', '.join(registry.list_metrics())}; transfer runs: {', '.join(TRANSFER_METRICS)}")
+    return list(dict.fromkeys(names))
 
 
 def define_flags(flag_values=None):
@@ -44,7 +75,8 @@ def define_flags(flag_values=None):
 
     flags.DEFINE_string("model_dir", None, "run directory written by `python -m expr3d.train`")
     flags.DEFINE_string("data_dir", None, "dataset directory; its test split is evaluated")
-    flags.DEFINE_string("metrics", DEFAULT_METRICS, "comma-separated metric names (or 'all'); see --list_metrics")
+    flags.DEFINE_string("metrics", DEFAULT_METRICS, "comma-separated metric names (or 'all'); see --list_metrics; "
+                        "a transfer run's default is all of its own metrics")
     flags.DEFINE_string("output", None, "output directory (default MODEL_DIR/evaluation)")
     flags.DEFINE_boolean("overwrite", False, "replace what an earlier evaluation wrote in --output (only its files)")
     flags.DEFINE_boolean("list_metrics", False, "print the registered metrics and exit")
@@ -89,11 +121,18 @@ def define_flags(flag_values=None):
     flags.DEFINE_integer("seed", 0, "seed (KID subsets, Keras RNG)")
     flags.DEFINE_string("label", None, "name of this run in tables (default: the run directory's name)")
     flags.DEFINE_boolean("progress", True, "print a progress line with ETA to stderr")
+    flags.DEFINE_string("au_judge", "auto", "transfer runs: the AU judge's folder (`python -m expr3d.metrics.au_judge`"
+                                            "); 'auto' = the cached one for procedural data, built on first use")
+    flags.DEFINE_string("stargan_model_dir", None, "transfer runs: an expression-label run at the same size, asked "
+                                                   "for each exemplar's class, to compare with")
+    flags.DEFINE_integer("probe_examples", 2000, "transfer runs: faces of each split the disentanglement probes "
+                                                 "train and test on")
     # Bounds, checked while the flags are parsed (one line and exit code 2 when broken; expr3d.cli).
     from expr3d.metrics import registry
 
     cli.required_unless(["model_dir", "data_dir"], "list_metrics", **bound)
-    cli.parses("metrics", registry.parse_metric_list, **bound)
+    cli.parses("metrics", parse_any_metrics, **bound)
+    cli.at_least("probe_examples", 10, **bound)
     cli.at_least("batch_size", 1, **bound)
     cli.at_least("max_examples", 1, "default: the whole test split", **bound)
     cli.at_least("num_samples", 1, **bound)
@@ -121,15 +160,59 @@ def run(f):
     returns 0. Raises EvaluationError (bad input), NothingDone (every metric skipped) and the metrics' errors."""
     from expr3d import cli
 
-    options = {name: f[name].value for name in OPTION_FLAGS}
-    document = evaluate(f.model_dir, f.data_dir, f.metrics, output=f.output, overwrite=f.overwrite,
-                        progress=f.progress, **options)
+    family = _run_family(f.model_dir)
+    if family == "transfer":
+        document = _evaluate_transfer(f)
+    else:
+        _refuse_metrics_of("transfer", f.metrics, f.model_dir, family)
+        options = {name: f[name].value for name in OPTION_FLAGS}
+        document = evaluate(f.model_dir, f.data_dir, f.metrics, output=f.output, overwrite=f.overwrite,
+                            progress=f.progress, **options)
     if not document["metrics"]:  # results.json records why; the exit code says nothing was measured
         raise cli.NothingDone(f"no metric computed: all {len(document['skipped'])} requested were skipped ("
                               + "; ".join(f"{k}: {v}" for k, v in document["skipped"].items()) + ")")
     print(json.dumps({"metrics": document["metrics"], "skipped": document["skipped"],
                       "output": os.path.abspath(f.output or os.path.join(f.model_dir, "evaluation"))}, indent=1))
     return 0
+
+
+def _run_family(model_dir):
+    """The run's model family from its config.json ("stargan" when it has none yet: the StarGAN evaluation then
+    names what is missing)."""
+    from expr3d.metrics.context import run_errors
+    from expr3d.run_dir import RunDir
+
+    run = RunDir(model_dir)
+    if not os.path.isfile(run.config_path):
+        return "stargan"
+    with run_errors():
+        return run.family(run.config())
+
+
+def _refuse_metrics_of(other, metrics, model_dir, family):
+    """EvaluationError when `metrics` names the `other` family's metrics for a `family` run."""
+    from expr3d.metrics import registry
+    from expr3d.metrics.transfer_evaluation import TRANSFER_METRICS
+
+    names = [n.strip() for n in metrics.split(",") if n.strip()]
+    known = TRANSFER_METRICS if other == "transfer" else registry.list_metrics()
+    own = registry.list_metrics() if other == "transfer" else TRANSFER_METRICS
+    foreign = [n for n in names if n in known and n not in own]
+    if foreign:
+        raise EvaluationError(f"--metrics={','.join(foreign)}: metrics of --model={other} runs, but {model_dir} holds "
+                              f"a --model={family} run; its metrics: {', '.join(own)}")
+
+
+def _evaluate_transfer(f):
+    from expr3d.metrics.transfer_evaluation import evaluate_transfer
+
+    metrics = "all"
+    if f["metrics"].present:
+        _refuse_metrics_of("stargan", f.metrics, f.model_dir, "transfer")
+        metrics = f.metrics
+    options = {name: f[name].value for name in TRANSFER_OPTION_FLAGS}
+    return evaluate_transfer(f.model_dir, f.data_dir, metrics, output=f.output, overwrite=f.overwrite,
+                             progress=f.progress, **options)
 
 
 def main(argv):
@@ -141,8 +224,14 @@ def main(argv):
     cli.no_arguments(argv)
     f = flags.FLAGS
     if f.list_metrics:
+        from expr3d.metrics.transfer_evaluation import DESCRIPTIONS
+
+        print("expression runs (--model=stargan):")
         for name, text in registry.describe_metrics().items():
-            print(f"{name:28s} {text}")
+            print(f"  {name:28s} {text}")
+        print("transfer runs (--model=transfer):")
+        for name, text in DESCRIPTIONS.items():
+            print(f"  {name:28s} {text}")
         return 0
     return run(f)
 

@@ -1,3 +1,4 @@
+# Over 400 lines: one CLI picture; its input checks, layout and drawing share the Layout and Face types, used only here.
 """The README's comparison picture: unseen test faces, their true renders under a few targets, and what each run made
 of them, with the depth under every face (issue #12 §5).
 

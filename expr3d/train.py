@@ -1,3 +1,4 @@
+# Over 400 lines: the checks made before any training (data, resume, stage 1, model dir) beside the run they guard.
 r"""Train the depth-guided StarGAN: stage 1 (depth pre-training) and/or stage 2 (end-to-end), resumable.
 
     python -m expr3d.train --flagfile=experiments/synthetic.flags          # whole method on procedural faces, CPU
@@ -80,6 +81,7 @@ def _prepare_data(config):
             seed=config.synthetic_seed,
             images_per_identity=config.synthetic_images_per_identity,
             train_pairs=config.synthetic_train_pairs,
+            transfer_pairs=config.synthetic_transfer_pairs,
         )
     try:
         card = dataset_card.load_card(data_dir)

@@ -191,6 +191,7 @@ def test_the_command_draws_sources_true_renders_and_each_run_with_depth(world):
             assert not (cell(image, sheet, 2 * block + 1, column + 2) == 255).all()
 
 
+@pytest.mark.slow  # 3 s in the full suite
 def test_one_depth_network_judges_every_face_and_data_is_resized_to_the_runs(world):
     """In-process: --depth_model_dir fills every depth cell (the plain run's too), with the 64 px data read at the
     runs' 32 px."""
@@ -207,6 +208,7 @@ def test_one_depth_network_judges_every_face_and_data_is_resized_to_the_runs(wor
 
 # --- refusals ---------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # 3 s in the full suite
 def test_bad_inputs_are_one_line_naming_the_flag_and_leave_no_file(world):
     def argv(*extra, data=world["data"], runs=(("a", world["plain"]),), output=None):
         output = output or os.path.join(world["root"], "refused", "figure.png")

@@ -25,7 +25,7 @@ MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d
                 "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers", "generator", "init", "code_dim",
                 "au_bins")
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
-STARGAN_ONLY_FIELDS = ("generator", "target_mode", "lambda_pair", "lambda_id", "g_ema_decay", "critic_warmup_steps")
+STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "g_ema_decay", "critic_warmup_steps")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -59,6 +59,7 @@ class TrainConfig:
     synthetic_images_per_identity: int = 8
     synthetic_seed: int = 0
     synthetic_train_pairs: bool = False
+    synthetic_transfer_pairs: int = 0
     # --- architecture
     g_conv_dim: int = 64
     g_num_res_blocks: int = 6
@@ -196,6 +197,9 @@ class TrainConfig:
             raise UsageError(f"--synthetic_train_pairs needs --synthetic_images_per_identity a multiple of "
                              f"{NUM_EXPRESSIONS}, got {self.synthetic_images_per_identity}")
         if self.model == "transfer":
+            if self.target_mode == "uniform":
+                raise UsageError("--target_mode=uniform is a setting of --model=stargan; --model=transfer takes "
+                                 "'permute' (each face's exemplar is another face of the batch) or 'paired'")
             for name in STARGAN_ONLY_FIELDS:
                 if getattr(self, name) != getattr(TrainConfig, name):
                     raise UsageError(f"--{name}={getattr(self, name)} is a setting of --model=stargan; "
@@ -239,6 +243,9 @@ def define_flags(flag_values=None):
     define("bool", "synthetic_train_pairs",
            "Render the generated train split in groups of eight (one pose and light under every expression; "
            "--synthetic_images_per_identity a multiple of 8), for --target_mode=paired (--generate_synthetic).")
+    define("integer", "synthetic_transfer_pairs",
+           "Also render the transfer ground truth of N pairs of test identities (a 'transfer' split that "
+           "`expr3d.evaluate` reads for --model=transfer runs; --generate_synthetic).")
     # --- architecture -------------------------------------------------------------------------------------------------
     define("integer", "g_conv_dim", "G_rgb width.")
     define("integer", "g_num_res_blocks", "G_rgb residual blocks.")
@@ -283,7 +290,9 @@ def define_flags(flag_values=None):
     define("float", "lambda_pair",
            "NOT in the paper (0 = off, the paper's flagfiles): weight of the paired target term |y - G_rgb(x, c_trg)|_1 "
            "in stage 2, y the true render of x's identity, pose and light under c_trg (--target_mode=paired: "
-           "paired training data, e.g. the procedural faces with --synthetic_train_pairs; RaFD-like data).")
+           "paired training data, e.g. the procedural faces with --synthetic_train_pairs; RaFD-like data). With "
+           "--model=transfer: the paired self-transfer term (the decoder given the code of x's own render under "
+           "another expression must return that render; docs/transfer.md).")
     define("float", "lambda_mask",
            "--generator=attention: weight of the masks' sparsity term (--mask_penalty says which way it "
            "pushes), on the masks of G_rgb(x, c_trg) and of the cycle. GANimation's 0.1.")
@@ -366,6 +375,7 @@ def define_flags(flag_values=None):
     cli.multiple_of("image_size", 4, 8, "the generators down-sample twice with stride 2; default: the dataset "
                     "card's", **bound)
     cli.at_least("synthetic_identities", 2, "identities are split between train and test", **bound)
+    cli.at_least("synthetic_transfer_pairs", 0, "0 = no transfer ground truth", **bound)
     cli.seed("seed", **bound)
     cli.seed("synthetic_seed", **bound)
     for name in ("g_lr", "d_lr", "adam_epsilon"):

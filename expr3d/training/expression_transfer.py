@@ -24,6 +24,13 @@ Generator step (encoder, decoder and, with depth, G_depth):
   `t_total = t_adv + lambda_au (t_au + t_au_fake) + lambda_confusion t_confusion + lambda_swap t_swap
   + lambda_rec (t_rec + t_cycle) + lambda_mask t_mask`, plus `depth_weight * gd_total` with the depth guidance
   (`gd_adv = -D_depth(G_depth(A_B))`, `gd_au` D_depth reads B's AUs there, `gd_rec = |G_depth^-1(G_depth(A_B)) - A_B|`).
+With `lambda_pair > 0` (`--target_mode=paired`: the batch also holds `target_image` Y, the same identity, pose,
+light and background under another expression, as the procedural `--train_pairs` data and RaFD have) the decoder
+also learns a self-transfer with a known answer: `A_Y = Dec(free(A), code(Y), A)` must be Y,
+`t_pair = |A_Y - Y| + CE(region, M_Y) + |C_Y - Y|_region`, where `region` is where A and Y differ
+(`losses.paired_edit_region`): the edit mask learns where an expression changes and the colour head what it
+becomes there, as the StarGAN's paired term (our choice, not Shao et al.'s, who train on unpaired faces; without it
+the decoder's masks shut, docs/transfer.md).
 Missing AUs (the pipeline's `action_units_mask`, or NaN) are masked out of every AU term.
 """
 
@@ -77,16 +84,17 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         lambda_confusion: the encoder's confusion term (1).
         lambda_swap: the swap-consistency adversarial term (1).
         lambda_mask: the decoder's edit-mask sparsity (0.1, GANimation's).
+        lambda_pair: the paired self-transfer term (0 = off; needs batches with `target_image`).
     """
 
     stage = "transfer"
 
     def __init__(self, encoder, decoder, adversary, d_rgb, d_swap, g_depth=None, d_depth=None, depth_weight=0.1,
                  n_critic=5, lambda_gp=10.0, lambda_rec=10.0, lambda_au=1.0, lambda_confusion=1.0, lambda_swap=1.0,
-                 lambda_mask=0.1):
+                 lambda_mask=0.1, lambda_pair=0.0):
         for name, value in (("depth_weight", depth_weight), ("lambda_gp", lambda_gp), ("lambda_rec", lambda_rec),
                             ("lambda_au", lambda_au), ("lambda_confusion", lambda_confusion),
-                            ("lambda_swap", lambda_swap), ("lambda_mask", lambda_mask)):
+                            ("lambda_swap", lambda_swap), ("lambda_mask", lambda_mask), ("lambda_pair", lambda_pair)):
             if value < 0:
                 raise ValueError(f"ExpressionTransferTrainer: {name} must be >= 0; got {value}")
         if int(n_critic) < 1:
@@ -100,6 +108,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         self.lambda_gp, self.lambda_rec, self.lambda_au = float(lambda_gp), float(lambda_rec), float(lambda_au)
         self.lambda_confusion, self.lambda_swap = float(lambda_confusion), float(lambda_swap)
         self.lambda_mask = float(lambda_mask)
+        self.lambda_pair = float(lambda_pair)
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         self.generator_average = None
         self._optimizers = {}
@@ -139,7 +148,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
 
     @property
     def log_names(self):
-        names = CRITIC_TERMS + GENERATOR_TERMS
+        names = CRITIC_TERMS + GENERATOR_TERMS + (("t_pair",) if self.lambda_pair > 0 else ())
         return names + (DEPTH_CRITIC_TERMS + DEPTH_GENERATOR_TERMS if self.uses_depth else ())
 
     def _swap(self, image, training):
@@ -226,6 +235,9 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
                                + self.lambda_confusion * logs["t_confusion"] + self.lambda_swap * logs["t_swap"]
                                + self.lambda_rec * (logs["t_rec"] + logs["t_cycle"])
                                + self.lambda_mask * logs["t_mask"])
+            if self.lambda_pair > 0:
+                logs["t_pair"] = self._paired_term(batch, outputs["free"], image)
+                logs["t_total"] = logs["t_total"] + self.lambda_pair * logs["t_pair"]
             total = logs["t_total"]
             if self.uses_depth:
                 geometry = self.g_depth.to_geometry(swapped, training=True)
@@ -240,6 +252,18 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         common.apply_updates(tape, scaled, optimizers, variables, computed_first=logs)
         return logs
 
+    def _paired_term(self, batch, free, image):
+        """`t_pair` (module docstring): A decoded with the code of Y, its own render under another expression."""
+        if "target_image" not in batch:
+            raise ValueError("ExpressionTransferTrainer: lambda_pair > 0 needs paired batches (a `target_image`: "
+                             "--target_mode=paired)")
+        target = batch["target_image"]
+        target_code, _, _ = self.encoder(target, training=True)
+        paired, mask, colour = self.decoder.with_attention([free, target_code, image], training=True)
+        region = losses.paired_edit_region(image, target)
+        return (losses.l1_loss(target, paired) + losses.mask_cross_entropy(region, mask)
+                + losses.l1_loss(target, colour, mask=region))
+
     def sample_outputs(self, image):
         """For sample grids (inference mode): each face's exemplar, the face with the exemplar's expression, its
         self-reconstruction and the swap's edit mask."""
@@ -250,4 +274,4 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
     def get_config(self):
         return {"depth_weight": self.depth_weight, "n_critic": self.n_critic, "lambda_gp": self.lambda_gp,
                 "lambda_rec": self.lambda_rec, "lambda_au": self.lambda_au, "lambda_confusion": self.lambda_confusion,
-                "lambda_swap": self.lambda_swap, "lambda_mask": self.lambda_mask}
+                "lambda_swap": self.lambda_swap, "lambda_mask": self.lambda_mask, "lambda_pair": self.lambda_pair}

@@ -114,6 +114,7 @@ def transfer_stage(config, networks, loss_scaled, vgg=None):
         d_depth=networks["d_depth_au"], depth_weight=config.depth_weight, n_critic=config.n_critic,
         lambda_gp=config.lambda_gp, lambda_rec=config.lambda_rec, lambda_au=config.lambda_au,
         lambda_confusion=config.lambda_confusion, lambda_swap=config.lambda_swap, lambda_mask=config.lambda_mask,
+        lambda_pair=config.lambda_pair,
     )
     trainer.compile({key: _optimizer(config, key, loss_scaled) for key in trainer.optimizer_keys})
     return _stage("transfer", config, trainer, config.num_steps_gan, data_seed=config.seed + 1)

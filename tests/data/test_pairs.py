@@ -20,6 +20,7 @@ def _batches(directory, count, seed=0):
     return [{key: value.numpy() for key, value in next(iterator).items()} for _ in range(count)]
 
 
+@pytest.mark.slow  # 6 s in the full suite
 def test_each_source_comes_with_its_own_scene_under_another_expression(paired_dir):
     for batch in _batches(paired_dir, 3):
         assert batch["target_image"].shape == batch["image"].shape == (4, 32, 32, 3)
@@ -34,6 +35,7 @@ def test_each_source_comes_with_its_own_scene_under_another_expression(paired_di
     assert len({int(i) for b in _batches(paired_dir, 6) for i in b["identity"]}) == 2
 
 
+@pytest.mark.slow  # 7 s in the full suite
 def test_same_seed_same_stream_other_seed_differs(paired_dir):
     first, again, other = _batches(paired_dir, 2), _batches(paired_dir, 2), _batches(paired_dir, 2, seed=1)
     for a, b in zip(first, again):

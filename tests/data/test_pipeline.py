@@ -185,6 +185,7 @@ def test_crop_and_resize_keep_image_depth_normals_mask_aligned(hemispheres, size
     assert flips == {True, False}
 
 
+@pytest.mark.slow  # 2 s in the full suite
 def test_tilted_plane_normals_survive_resize(tmp_path):
     data_dir = write_dataset(tmp_path, [0, 1], make=tilted_plane)
     batch = _collect(pipeline.make_dataset(data_dir, "train", 2, image_size=20, training=False, crop=None))
@@ -207,6 +208,7 @@ def test_tilted_plane_normals_survive_resize(tmp_path):
 
 # --- inside tf.data -----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # 3 s in the full suite
 def test_batches_have_the_contracted_shapes_dtypes_and_ranges(hemispheres):
     dataset = pipeline.make_dataset(hemispheres, "train", batch_size=5, seed=1)
     batch = {name: value.numpy() for name, value in next(iter(dataset)).items()}
@@ -233,6 +235,7 @@ def test_batches_have_the_contracted_shapes_dtypes_and_ranges(hemispheres):
         _check_resampled_hemisphere({name: batch[name][i] for name in ("image", "depth", "normals", "mask")}, SIZE)
 
 
+@pytest.mark.slow  # 3 s in the full suite
 def test_flip_inside_tf_data_matches_an_unaugmented_pass(hemispheres):
     reference = _collect(pipeline.make_dataset(hemispheres, "train", 8, training=False))
     augmented = _collect(pipeline.make_dataset(hemispheres, "train", 8, crop=None, repeat=False, seed=5,
@@ -252,6 +255,7 @@ def test_flip_inside_tf_data_matches_an_unaugmented_pass(hemispheres):
     assert 4 <= sum(flips) <= 28
 
 
+@pytest.mark.slow  # 3 s in the full suite
 def test_unaugmented_pass_reads_every_example_once_in_order_independent_of_batching(hemispheres):
     a = _collect(pipeline.make_dataset(hemispheres, "train", 5, training=False))
     assert len(a["key"]) == 32 and len(set(a["key"])) == 32  # no drop_remainder, no repeat in evaluation mode
@@ -260,6 +264,7 @@ def test_unaugmented_pass_reads_every_example_once_in_order_independent_of_batch
     np.testing.assert_array_equal(a["depth"], b["depth"])
 
 
+@pytest.mark.slow  # 6 s in the full suite
 def test_deterministic_mode_is_bit_identical_across_builds_and_parallelism(hemispheres):
     kwargs = dict(batch_size=4, seed=11, deterministic=True, shuffle_buffer=16)
     first = _collect(pipeline.make_dataset(hemispheres, "train", **kwargs), batches=4)
@@ -271,6 +276,7 @@ def test_deterministic_mode_is_bit_identical_across_builds_and_parallelism(hemis
     assert not np.array_equal(first["image"], other["image"])
 
 
+@pytest.mark.slow  # 3 s in the full suite
 def test_iterator_checkpoint_restores_the_exact_data_position(hemispheres, tmp_path):
     def build():
         return pipeline.make_dataset(hemispheres, "train", batch_size=4, seed=3, deterministic=True, shuffle_buffer=16)
@@ -289,6 +295,7 @@ def test_iterator_checkpoint_restores_the_exact_data_position(hemispheres, tmp_p
             np.testing.assert_array_equal(restored[name].numpy(), batch[name].numpy(), err_msg=name)
 
 
+@pytest.mark.slow  # 6 s in the full suite
 def test_balanced_sampling_is_uniform_over_present_classes(tmp_path):
     # 7 classes present (no contempt), strongly imbalanced: 24 neutral, 12 happy, 2 of each other class.
     labels = [0] * 24 + [1] * 12 + [2, 3, 4, 5, 6] * 2
@@ -360,6 +367,7 @@ def damaged(tmp_path):
     return data_dir, [os.path.basename(path) for path in shards]
 
 
+@pytest.mark.slow  # 7 s in the full suite
 def test_truncated_shard_error_names_the_shard(damaged):
     data_dir, names = damaged
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"{names[1]}|{names[2]}") as error:
@@ -370,6 +378,7 @@ def test_truncated_shard_error_names_the_shard(damaged):
         _collect(pipeline.make_dataset(data_dir, "train", 4, shuffle_buffer=8), batches=20)
 
 
+@pytest.mark.slow  # 2 s in the full suite
 def test_skip_corrupt_skips_bad_records_and_keeps_the_good(damaged):
     data_dir, names = damaged
     batch = _collect(pipeline.make_dataset(data_dir, "train", 4, training=False, skip_corrupt=True))
@@ -380,6 +389,7 @@ def test_skip_corrupt_skips_bad_records_and_keeps_the_good(damaged):
     assert {f"hemi{i:04d}".encode() for i in range(8, 12)} <= keys  # the truncated shard's first records survive
 
 
+@pytest.mark.slow  # 4 s in the full suite
 @pytest.mark.timeout(120)
 def test_a_shard_deleted_while_training_fails_by_name_or_is_skipped(tmp_path):
     """Each epoch reopens the shards: one deleted mid-run ends the iteration naming it (it used to hang: an open
@@ -406,6 +416,7 @@ def test_a_shard_deleted_while_training_fails_by_name_or_is_skipped(tmp_path):
     assert keys == {f"hemi{i:04d}".encode() for i in (*range(8), *range(16, 24))}
 
 
+@pytest.mark.slow  # 5 s in the full suite
 def test_undecodable_record_fails_or_is_skipped(tmp_path):
     data_dir = write_dataset(tmp_path, [0, 1, 2, 3])
     shard = records.split_files(data_dir, "train")[0]

@@ -212,6 +212,7 @@ def test_tflite_transfer_is_builtin_only_and_matches_the_saved_model(transfer_ex
         tflite.LiteGenerator(path)
 
 
+@pytest.mark.slow  # 6 s in the full suite
 def test_the_expression_tools_refuse_a_transfer_run_and_export_takes_it(tmp_path):
     """Without training: a transfer run directory is refused by the expression loader, naming both families."""
     from expr3d.run_dir import RunDir, RunDirError

@@ -115,6 +115,7 @@ def shift_generator(shift, size=32):
                        name="g_rgb")
 
 
+@pytest.mark.slow  # 5 s in the full suite
 def test_evaluation_reports_it_in_results_and_tables(paths):
     same = loop.evaluate(paths["identity_run"], paths["data"], "background",
                          output=str(paths["root"] / "same"), progress=False)

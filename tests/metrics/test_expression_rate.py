@@ -23,6 +23,7 @@ def _rate(paths, classifier, name, **options):
     return document["metrics"]["expression_generation_rate"], document
 
 
+@pytest.mark.slow  # 3 s in the full suite
 def test_perfect_classifier_gives_100_percent(paths):
     result, document = _rate(paths, "perfect", "perfect")
     assert result["expression_generation_rate"] == 100.0
@@ -32,6 +33,7 @@ def test_perfect_classifier_gives_100_percent(paths):
     assert [row[i] for i, row in enumerate(confusion)] == [16] * 8
 
 
+@pytest.mark.slow  # 4 s in the full suite
 def test_judge_accuracy_on_the_evaluated_split_is_measured_on_its_real_faces(paths):
     result, _ = _rate(paths, "constant", "constant_judged")
     # "happy" every time: right on the 2 happy faces of the 16 real test faces.
@@ -42,6 +44,7 @@ def test_judge_accuracy_on_the_evaluated_split_is_measured_on_its_real_faces(pat
     assert six["classifier_accuracy_on_evaluated_test_split"] == pytest.approx(100.0 * 2 / 12)
 
 
+@pytest.mark.slow  # 2 s in the full suite
 def test_constant_classifier_gives_chance(paths):
     result, _ = _rate(paths, "constant", "constant")
     assert result["expression_generation_rate"] == pytest.approx(100.0 / 8)
@@ -49,6 +52,7 @@ def test_constant_classifier_gives_chance(paths):
     assert result["expression_generation_rate/sad"] == 0.0
 
 
+@pytest.mark.slow  # 4 s in the full suite
 def test_affectnet_protocol_uses_six_classes(paths):
     result, document = _rate(paths, "constant", "constant6", protocol="affectnet")
     assert result["expression_generation_rate"] == pytest.approx(100.0 / 6)

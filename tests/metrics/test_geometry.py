@@ -53,6 +53,7 @@ def _depth_reading_critic(data, size=32):
     return keras.Model(geometry, [source, logits], name="d_depth")
 
 
+@pytest.mark.slow  # 4 s in the full suite
 @pytest.mark.parametrize("protocol, sources", [("all", 16), ("affectnet", 12)])
 def test_depth_network_accuracy_on_real_geometry_and_chance_for_a_do_nothing_generator(tmp_path, protocol, sources):
     import os

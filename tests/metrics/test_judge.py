@@ -33,6 +33,7 @@ def test_the_message_points_an_automatic_judge_to_a_larger_recipe():
         judge.check_judge(float("nan"), 0, 0.0, "clf", "data")
 
 
+@pytest.mark.slow  # 3 s in the full suite
 def test_a_weak_judge_is_refused_before_any_translation(paths, monkeypatch):
     def no_generation(*args, **kwargs):
         raise AssertionError("the generation pass started before the judge was checked")

@@ -16,6 +16,7 @@ def paths(tmp_path_factory):
     return dict(fixtures.build_all(str(root)), root=root)
 
 
+@pytest.mark.slow  # 6 s in the full suite
 def test_identity_generator_scores_perfect_cycle_and_input_baseline(paths):
     document = loop.evaluate(paths["identity_run"], paths["data"], "psnr,ssim,paired,geometry",
                              output=str(paths["root"] / "ident"), progress=False)
@@ -29,6 +30,7 @@ def test_identity_generator_scores_perfect_cycle_and_input_baseline(paths):
     assert metrics["geometry"]["geometry_rigid_l1"] == pytest.approx(metrics["geometry"]["geometry_rigid_l1_real"])
 
 
+@pytest.mark.slow  # 3 s in the full suite
 def test_missing_inception_weights_skip_fid_and_the_rest_still_runs(paths, monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     document = loop.evaluate(paths["run"], paths["data"], "fid,kid,psnr", output=str(paths["root"] / "noinc"),
@@ -41,6 +43,7 @@ def test_missing_inception_weights_skip_fid_and_the_rest_still_runs(paths, monke
     assert document["counts"]["test_images"] == 8
 
 
+@pytest.mark.slow  # 8 s in the full suite
 def test_deterministic_for_a_seed(paths):
     kwargs = dict(fid_feature_model=paths["features"], progress=False, seed=3, max_examples=8)
     a = loop.evaluate(paths["run"], paths["data"], "kid,psnr", output=str(paths["root"] / "d1"), **kwargs)
@@ -48,6 +51,7 @@ def test_deterministic_for_a_seed(paths):
     assert a["metrics"] == b["metrics"]
 
 
+@pytest.mark.slow  # 2 s in the full suite
 def test_bad_run_directories_and_existing_output(paths, tmp_path):
     with pytest.raises(EvaluationError, match="config.json is missing"):
         loop.evaluate(str(tmp_path), paths["data"], "psnr", output=str(tmp_path / "o"))
@@ -63,6 +67,7 @@ def test_bad_run_directories_and_existing_output(paths, tmp_path):
         loop.evaluate(paths["run"], paths["data"], "psnr", output=earlier)
 
 
+@pytest.mark.slow  # 6 s in the full suite
 def test_output_check_covers_everything_it_writes_and_overwrite_only_its_own(paths, tmp_path):
     out = tmp_path / "eval"
     kwargs = dict(progress=False, max_examples=8, num_samples=2)

@@ -2,6 +2,7 @@ import types
 
 import cv2
 import numpy as np
+import pytest
 
 from expr3d.metrics import loop, samples
 from tests.metrics import fixtures
@@ -50,6 +51,7 @@ def test_too_few_identities_are_filled_with_further_faces():
     assert result == {"samples_count": 5, "samples_identities": 2}
 
 
+@pytest.mark.slow  # 2 s in the full suite
 def test_evaluation_grid_shows_several_identities(tmp_path):
     data = fixtures.write_paired_dataset(str(tmp_path / "data"))  # 2 identities x 8 expressions
     run = fixtures.write_run(str(tmp_path / "run"), generator=fixtures.identity_generator(), depth_weight=0.0,

@@ -76,6 +76,7 @@ def test_mask_terms_are_the_regularisers_of_the_forward_and_cycle_masks(tiny_dat
     assert updated["copies"][bias_index[0]][0] > updated[0.0][bias_index[0]][0]
 
 
+@pytest.mark.slow  # 3 s in the full suite
 def test_stargan_runs_log_no_mask_terms(tiny_dataset):
     keras.utils.set_random_seed(0)
     networks = build_models(ModelConfig(**TINY_CONFIG))
@@ -86,6 +87,7 @@ def test_stargan_runs_log_no_mask_terms(tiny_dataset):
     assert not {"g_mask", "g_mask_tv"} & set(logs)
 
 
+@pytest.mark.slow  # 3 s in the full suite
 def test_sample_grid_shows_the_masks(tiny_dataset):
     gan = DepthGuidedStarGAN(**attention_networks(), depth_weight=0.0)
     samples = inputs.sample_batch(tiny_dataset, 2, 32, "depth")
@@ -171,6 +173,7 @@ def test_mask_penalty_copies_is_ganimations_direction():
         losses.attention_sparsity_loss(mask, "both")
 
 
+@pytest.mark.slow  # 4 s in the full suite
 def test_the_paired_term_also_reaches_the_colour_head_when_the_mask_is_shut(tiny_dataset):
     batch = fixed_batch(tiny_dataset, batch_size=2)
     # A target that differs from the source in a central square only, as a pair's mouth would.

@@ -93,6 +93,7 @@ def test_on_the_critic_the_penalty_reaches_d_depth_and_never_the_generators(stag
     assert _max_difference(gen0["g_depth"], gen_side["g_depth"]) > 1e-4
 
 
+@pytest.mark.slow  # 4 s in the full suite
 @pytest.mark.parametrize("stage", ["depth", "gan"])
 def test_on_the_generator_the_penalty_is_the_old_generator_term_and_leaves_d_depth_alone(stage, initial_weights, batch):
     _, critic0 = _step(stage, "generator", 0.0, initial_weights, batch, "critic")
@@ -107,6 +108,7 @@ def test_on_the_generator_the_penalty_is_the_old_generator_term_and_leaves_d_dep
     assert glogs1[PENALTY_LOG[stage, "generator"]] == pytest.approx(-BETA * glogs1[entropy_name], rel=1e-5)
 
 
+@pytest.mark.slow  # 3 s in the full suite
 def test_which_tensor_each_side_penalises(initial_weights, batch):
     """critic: D_depth's classification of the real geometry d; generator (stage 2): of G_depth(G_rgb(x, c_trg))."""
     networks = tiny_networks()
@@ -145,6 +147,7 @@ def test_side_is_validated_logged_and_in_the_config(initial_weights):
         "confidence_penalty_on"] == "critic"
 
 
+@pytest.mark.slow  # 4 s in the full suite
 def test_graph_step_matches_eager_on_the_critic_side(initial_weights, batch):
     """The traced iteration (what the CLI runs) applies the same penalty as the eager one."""
     eager_logs, eager = _step("gan", "critic", BETA, initial_weights, batch, "critic")

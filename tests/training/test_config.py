@@ -16,6 +16,7 @@ RECORDED_KEYS = [
     "image_size", "allow_resize", "balanced", "skip_corrupt", "generate_synthetic", "synthetic_identities",
     "synthetic_images_per_identity", "synthetic_seed",
     "synthetic_train_pairs",  # (session 9)
+    "synthetic_transfer_pairs",  # (session 12)
     "g_conv_dim", "g_num_res_blocks", "d_conv_dim",
     "d_num_layers", "depth_g_conv_dim", "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers",
     "generator", "geometry", "init",
@@ -114,6 +115,10 @@ def test_stages_and_batch_sizes():
     ({"model": "transfer", "g_ema_decay": 0.999},
      "--g_ema_decay=0.999 is a setting of --model=stargan; --model=transfer does not use it (leave it at its "
      "default)"),
+    ({"model": "transfer", "target_mode": "uniform"},
+     "--target_mode=uniform is a setting of --model=stargan; --model=transfer takes 'permute' (each face's exemplar "
+     "is another face of the batch) or 'paired'"),
+    ({"model": "transfer", "lambda_pair": 1.0}, "--lambda_pair=1.0 needs --target_mode=paired (the true target renders)"),
     ({"model": "transfer", "batch_size": 3, "strategy": "mirrored"},
      "--batch_size=3 is not divisible by the 2 replicas of --strategy=mirrored"),
 ])
@@ -127,6 +132,8 @@ def test_validate_messages(changes, message):
 def test_validate_passes_and_model_config_names_the_field():
     config = TrainConfig(data_dir="/d", model_dir="/m", image_size=32, d_num_layers=3, depth_d_num_layers=3)
     assert config.validate(num_replicas=2) is config
+    paired_transfer = config.replace(model="transfer", target_mode="paired", lambda_pair=1.0)
+    assert paired_transfer.validate(num_replicas=2) is paired_transfer
     assert config.model_config().image_size == 32
     with pytest.raises(UsageError, match="^architecture flags: .*d_num_layers=6 needs image_size divisible by 64"):
         config.replace(d_num_layers=6).model_config()

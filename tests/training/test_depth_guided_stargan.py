@@ -72,6 +72,7 @@ def test_critic_warmup_iterations_then_the_n_critic_schedule():
     assert gan.get_config()["critic_warmup_steps"] == 4
 
 
+@pytest.mark.slow  # 3 s in the full suite
 def test_critic_warmup_step_trains_only_d_rgb_classification_and_learns_it(tiny_dataset):
     batch = fixed_batch(tiny_dataset)
     networks = tiny_networks()
@@ -90,6 +91,7 @@ def test_critic_warmup_step_trains_only_d_rgb_classification_and_learns_it(tiny_
     assert any(moved.values()) and not all(moved.values()), moved
 
 
+@pytest.mark.slow  # 4 s in the full suite
 def test_the_paired_target_term_is_the_l1_to_the_true_render_and_needs_it(tiny_dataset):
     batch = fixed_batch(tiny_dataset, batch_size=2)
     batch["target_image"] = tf.reverse(batch["image"], axis=[0])  # any image of the right shape

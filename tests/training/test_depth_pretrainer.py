@@ -8,6 +8,7 @@ from expr3d.training.loop import make_distributed_step
 from tests.training.helpers import adam, fixed_batch, tiny_networks
 
 
+@pytest.mark.slow  # 5 s in the full suite
 def test_iterations_on_a_fixed_batch_decrease_both_losses(tiny_dataset):
     batch = fixed_batch(tiny_dataset)
     networks = tiny_networks()
@@ -29,6 +30,7 @@ def test_iterations_on_a_fixed_batch_decrease_both_losses(tiny_dataset):
     assert all(np.isfinite(list(h.values())).all() for h in history)
 
 
+@pytest.mark.slow  # 3 s in the full suite
 def test_perceptual_term_and_critic_only_iterations(tiny_dataset):
     batch = fixed_batch(tiny_dataset, batch_size=2)
     networks = tiny_networks()

@@ -85,6 +85,7 @@ def _checkpoint_tensors(model_dir, prefix):
             if key.startswith(prefix + "/") and "OPTIMIZER" not in key}
 
 
+@pytest.mark.slow  # 11 s in the full suite
 def test_training_exports_the_average_and_checkpoints_both(tiny_dataset, tmp_path):
     """--g_ema_decay: models/g_rgb.keras holds the average (the checkpoint's g_rgb_average), not the raw G_rgb."""
     from expr3d.run_dir import RunDir
@@ -101,6 +102,7 @@ def test_training_exports_the_average_and_checkpoints_both(tiny_dataset, tmp_pat
     assert int(updates) == 4  # one per generator update (n_critic 1)
 
 
+@pytest.mark.slow  # 15 s in the full suite
 def test_a_run_without_average_resumes_with_one(tiny_dataset, tmp_path, capfd):
     model_dir = str(tmp_path / "run")
     assert _tiny_gan(tiny_dataset, model_dir, 2) == 0

@@ -66,6 +66,7 @@ def test_exemplars_roll_the_batch_and_the_mask_drops_missing_aus():
     assert mask[:, 5].sum() == 0 and mask[3].sum() == 16 and mask[0].sum() == 15
 
 
+@pytest.mark.slow  # 3 s in the full suite
 def test_each_step_updates_only_its_own_networks_and_logs_finite_terms():
     networks = _networks()
     trainer = _trainer(networks)
@@ -90,6 +91,7 @@ def test_each_step_updates_only_its_own_networks_and_logs_finite_terms():
         assert all(np.all(np.isfinite(w)) for w in net.get_weights())  # the NaN AU leaked nowhere
 
 
+@pytest.mark.slow  # 2 s in the full suite
 def test_without_depth_guidance_the_depth_networks_are_not_used():
     networks = _networks()
     trainer = _trainer(networks, depth_weight=0.0)
@@ -112,6 +114,38 @@ def test_swap_consistency_on_identical_inputs_is_the_reconstruction():
     np.testing.assert_allclose(outputs["swapped"].numpy(), outputs["reconstruction"].numpy(), atol=1e-6)
     logs = trainer.critic_step(batch)
     assert abs(float(logs["ds_adv"])) < 1e-5
+
+
+def test_the_paired_term_is_the_self_transfer_to_the_true_render_and_needs_it():
+    batch = _batch()
+    rng = np.random.default_rng(5)
+    target = batch["image"].numpy().copy()
+    target[:, 4:10, 4:12] = rng.uniform(-1, 1, target[:, 4:10, 4:12].shape)  # the "expression" changes a region
+    batch["target_image"] = tf.constant(target)
+    initial = {key: _weights(net) for key, net in _networks().items()}
+    results = {}
+    for lambda_pair in (0.0, 2.0):
+        networks = _networks()
+        for key, net in networks.items():
+            net.set_weights(initial[key])
+        trainer = ExpressionTransferTrainer(**networks, depth_weight=0.0, n_critic=1, lambda_pair=lambda_pair)
+        trainer.compile({key: keras.optimizers.SGD(0.1, name=key) for key in networks})
+        trainer.build_optimizers()
+        code, free, _ = networks["encoder"](batch["image"], training=True)
+        target_code, _, _ = networks["encoder"](batch["target_image"], training=True)
+        paired, mask, colour = networks["decoder"].with_attention([free, target_code, batch["image"]], training=True)
+        region = losses.paired_edit_region(batch["image"], batch["target_image"])
+        expected = float(losses.l1_loss(batch["target_image"], paired) + losses.mask_cross_entropy(region, mask)
+                         + losses.l1_loss(batch["target_image"], colour, mask=region))
+        results[lambda_pair] = (trainer.generator_step(batch), _weights(networks["decoder"]), expected, trainer)
+    off, on = results[0.0], results[2.0]
+    assert "t_pair" not in off[0] and "t_pair" not in off[3].log_names and "t_pair" in on[3].log_names
+    np.testing.assert_allclose(float(on[0]["t_pair"]), on[2], rtol=1e-5)
+    np.testing.assert_allclose(float(on[0]["t_total"]), float(off[0]["t_total"]) + 2.0 * on[2], rtol=1e-5)
+    assert any(not np.array_equal(a, b) for a, b in zip(on[1], off[1]))  # the term reaches the decoder
+    del batch["target_image"]
+    with pytest.raises(ValueError, match="lambda_pair > 0 needs paired batches"):
+        on[3].generator_step(batch)
 
 
 @pytest.mark.slow  # traces both steps and runs 42 of them: ~30 s here

@@ -16,6 +16,7 @@ def setup(tiny_dataset):
     return networks["d_depth"], batch, fake
 
 
+@pytest.mark.slow  # 2 s in the full suite
 def test_critic_loss_terms_and_total(setup):
     critic, batch, fake = setup
     args = (critic, batch["geometry"], fake, batch["expression"], batch["alpha_depth"], 2.0, 10.0)

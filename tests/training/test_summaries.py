@@ -1,6 +1,7 @@
 import glob
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from expr3d.imaging import grid as tile_grids
@@ -82,6 +83,7 @@ def test_grids_carry_a_header_naming_each_column():
         summaries.depth_column_labels("depth"), 48)
 
 
+@pytest.mark.slow  # 2 s in the full suite
 def test_training_samples_are_different_identities(tmp_path):
     from expr3d.training import inputs
     from tests.metrics import fixtures

@@ -1,3 +1,4 @@
+# Over 400 lines: the plan (each record's identity, scene, expression) beside the writer that follows it.
 """Generate a procedural face dataset: train/test shards, the dataset card and a preview contact sheet.
 
 Splits:

@@ -101,6 +101,7 @@ def paired_dataset(tmp_path_factory):
     return directory, card
 
 
+@pytest.mark.slow  # 2 s in the full suite
 def test_train_pairs_render_each_group_under_every_expression_in_one_scene(paired_dataset, tmp_path):
     directory, card = paired_dataset
     assert card["provenance"]["train_pairs"] is True

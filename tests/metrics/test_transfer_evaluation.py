@@ -1,0 +1,116 @@
+"""`expr3d.metrics.transfer_evaluation`: the probes on known cases, and `python -m expr3d.evaluate` on a tiny
+transfer run against real procedural transfer ground truth (with a tiny AU judge and a tiny StarGAN run)."""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from expr3d.metrics import transfer_evaluation
+from tests import forked_cli
+
+TINY_NETWORKS = ["--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_layers=3",
+                 "--depth_g_conv_dim=8", "--depth_g_num_res_blocks=1", "--depth_d_conv_dim=8",
+                 "--depth_d_num_layers=3", "--perceptual_weight=0", "--batch_size=4", "--num_steps_depth=2",
+                 "--progress=false", "--seed=1"]
+
+
+def test_metric_lists():
+    assert transfer_evaluation.parse_transfer_metrics("all") == list(transfer_evaluation.TRANSFER_METRICS)
+    assert transfer_evaluation.parse_transfer_metrics("samples, action_units,samples") == ["samples", "action_units"]
+    with pytest.raises(ValueError, match="fid is not a metric of --model=transfer runs"):
+        transfer_evaluation.parse_transfer_metrics("fid")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Procedural data with transfer ground truth, a tiny transfer run, a tiny StarGAN run and a tiny AU judge."""
+    from expr3d.metrics.au_judge import train_au_regressor
+
+    root = tmp_path_factory.mktemp("transfer_evaluation")
+    data = str(root / "data")
+    done = forked_cli.run(["-m", "expr3d.data.synthetic", f"--output={data}", "--image_size=32",
+                           "--num_identities=16", "--images_per_identity=8", "--transfer_pairs=2",
+                           "--test_fraction=0.25", "--workers=1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    paths = {"root": root, "data": data, "transfer": str(root / "transfer"), "stargan": str(root / "stargan")}
+    for model, run, steps in (("transfer", paths["transfer"], 4), ("stargan", paths["stargan"], 2)):
+        extra = ["--model=transfer", "--code_dim=16", "--n_critic=2"] if model == "transfer" else []
+        done = forked_cli.run(["-m", "expr3d.train", f"--data_dir={data}", f"--model_dir={run}",
+                               f"--num_steps_gan={steps}"] + extra + TINY_NETWORKS,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    paths["au_judge"] = str(root / "au_judge")
+    train_au_regressor(data, paths["au_judge"], epochs=1, width=8, log=open(os.devnull, "w"))
+    return paths
+
+
+def _evaluate(runs, *args):
+    return forked_cli.run(["-m", "expr3d.evaluate", f"--data_dir={runs['data']}", "--progress=false", *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_evaluate_writes_every_transfer_metric_with_its_baselines_and_figures(runs):
+    output = str(runs["root"] / "evaluation")
+    done = _evaluate(runs, f"--model_dir={runs['transfer']}", f"--au_judge={runs['au_judge']}",
+                     f"--stargan_model_dir={runs['stargan']}", "--probe_examples=64", f"--output={output}",
+                     "--num_samples=3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.load(open(os.path.join(output, "results.json")))
+    assert results["family"] == "transfer" and results["counts"] == {"transfers": 32}
+    metrics = results["metrics"]
+    assert set(metrics) == {"transfer_paired", "action_units", "transfer_depth", "disentanglement",
+                            "stargan_comparison"}
+    assert "--identity_model" in results["skipped"]["identity"]
+    paired = metrics["transfer_paired"]
+    # The truth differs from A only where the expression does: A unchanged is close, and nearly so outside the face.
+    assert 0 < paired["source_l1"] < 0.2 and paired["background_l1_truth"] < 0.01
+    assert 0 <= paired["transfer_ssim"] <= 1 and paired["transfer_l1"] > 0
+    units = metrics["action_units"]
+    assert 0 < units["au_mae"] < 1 and units["au_judge"] == os.path.abspath(runs["au_judge"])
+    comparison = metrics["stargan_comparison"]
+    assert comparison["au_mae_reduction_percent"] == pytest.approx(
+        100 * (1 - units["au_mae"] / comparison["stargan_au_mae"]))
+    assert metrics["transfer_depth"]["geometry_kind"] == "depth"
+    probe = metrics["disentanglement"]
+    assert probe["train_faces"] == 64 and probe["test_faces"] == 32 and probe["code_dims"] == 16
+    assert probe["free_r2"] == max(probe["free_r2_ridge"], probe["free_r2_mlp"])
+    arrays = np.load(os.path.join(output, "arrays.npz"))
+    assert arrays["samples/source"].shape == (3, 32, 32, 3) and arrays["samples/stargan"].shape == (3, 32, 32, 3)
+    assert arrays["action_units/per_au_error_result"].shape == (17,)
+    for name in ("transfer_samples", "action_unit_errors"):
+        assert cv2.imread(os.path.join(output, "figures", f"{name}.png")) is not None
+    markdown = open(os.path.join(output, "results.md")).read()
+    assert "| SSIM vs truth |" in markdown and "| AU MAE (AU judge) |" in markdown
+    # An existing evaluation is kept unless --overwrite.
+    again = _evaluate(runs, f"--model_dir={runs['transfer']}", f"--au_judge={runs['au_judge']}",
+                      "--metrics=transfer_paired", f"--output={output}")
+    assert again.returncode == 1 and "--overwrite" in again.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_each_family_refuses_the_other_family_s_metrics_naming_it(runs, tmp_path):
+    done = _evaluate(runs, f"--model_dir={runs['transfer']}", "--metrics=fid,transfer_paired",
+                     f"--output={tmp_path}/a")
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and "--metrics=fid: metrics of --model=stargan runs" in last
+    assert "holds a --model=transfer run" in last and not os.path.exists(tmp_path / "a")
+    done = _evaluate(runs, f"--model_dir={runs['stargan']}", "--metrics=transfer_paired,action_units",
+                     f"--output={tmp_path}/b")
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and "--metrics=transfer_paired,action_units: metrics of --model=transfer runs" in last
+    assert "holds a --model=stargan run" in last
+
+
+@pytest.mark.slow
+def test_data_without_transfer_truth_and_a_bad_au_judge_are_named(runs, tmp_path):
+    done = _evaluate(runs, f"--model_dir={runs['transfer']}", f"--data_dir={tmp_path}/missing",
+                     f"--output={tmp_path}/c", f"--au_judge={runs['au_judge']}")
+    assert done.returncode == 1 and f"{tmp_path}/missing" in done.stderr.strip().splitlines()[-1]
+    done = _evaluate(runs, f"--model_dir={runs['transfer']}", f"--au_judge={tmp_path}",
+                     "--metrics=action_units", f"--output={tmp_path}/d")
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and last.startswith(f"expr3d.evaluate: error: --au_judge={tmp_path}: ")
+    assert "is not an AU judge" in last
