@@ -41,9 +41,20 @@ OPTION_FLAGS = ("classifier", "inception_weights", "fid_feature_model", "identit
                 "identity_input_size", "identity_endpoint", "depth_model_dir", "protocol", "batch_size",
                 "max_examples", "num_samples", "precision", "seed", "label", "background_dilation",
                 "min_judge_accuracy", "judge_cache_dir", "judge_identities", "judge_epochs", "skip_corrupt")
-TRANSFER_OPTION_FLAGS = ("au_judge", "stargan_model_dir", "probe_examples", "identity_model", "identity_input_range",
-                         "identity_input_size", "identity_endpoint", "judge_cache_dir", "batch_size", "max_examples",
-                         "num_samples", "background_dilation", "seed", "label")
+TRANSFER_OPTION_FLAGS = ("au_judge", "stargan_model_dir", "probe_examples", "depth_model_dir", "identity_model",
+                         "identity_input_range", "identity_input_size", "identity_endpoint", "judge_cache_dir",
+                         "batch_size", "max_examples", "num_samples", "background_dilation", "seed", "label")
+
+
+def _refuse_options_of(f, family, model_dir):
+    """EvaluationError naming the first flag given that only the other family's evaluation reads."""
+    own = TRANSFER_OPTION_FLAGS if family == "transfer" else OPTION_FLAGS
+    other = OPTION_FLAGS if family == "transfer" else TRANSFER_OPTION_FLAGS
+    reader = "stargan" if family == "transfer" else "transfer"
+    for name in other:
+        if name not in own and f[name].present:
+            raise EvaluationError(f"--{name} is an option of --model={reader} evaluations, but {model_dir} holds a "
+                                  f"--model={family} run")
 
 
 def parse_any_metrics(text):
@@ -161,6 +172,7 @@ def run(f):
     from expr3d import cli
 
     family = _run_family(f.model_dir)
+    _refuse_options_of(f, family, f.model_dir)
     if family == "transfer":
         document = _evaluate_transfer(f)
     else:

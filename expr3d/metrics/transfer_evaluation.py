@@ -1,3 +1,4 @@
+# Over 400 lines: one evaluation; its set-up, its pass over the triples and its results share the networks and scores.
 """Evaluate an exemplar-transfer run (`--model=transfer`, issue #13) against the procedural transfer ground truth.
 
     python -m expr3d.evaluate --model_dir=runs/transfer --data_dir=data/synthetic64t \
@@ -14,7 +15,8 @@ the true render of A with B's exact 17 AU intensities in A's pose, light and bac
   judge** (`expr3d.metrics.au_judge`: a regressor trained on other identities; `--au_judge=auto` builds or reuses
   the cached one). The judge's own error on the true renders is reported as its floor, A unchanged as the baseline.
 - `transfer_depth`: G_depth's estimate of the result against the truth's geometry inside the face mask; floor:
-  G_depth's estimate of the true render (needs a run with G_depth).
+  G_depth's estimate of the true render (the run's G_depth, or `--depth_model_dir`'s: one fixed network for runs
+  compared).
 - `identity`: embedding distance of the result to A (and of the truth to A, the floor), with `--identity_model`.
 - `disentanglement`: probes trained on frozen features of the TRAIN split predict the TEST split's AUs; R^2 against
   the train-mean predictor, for the AU-free map (should be ~0) and the AU-related code (should be high). Two probes,
@@ -177,12 +179,18 @@ class TransferEvaluation:
             raise EvaluationError(f"--au_judge={self.options.get('au_judge') or 'auto'}: {error}") from None
 
     def _setup_transfer_depth(self):
-        if self.run.g_depth is None:
-            raise _Skip(f"{self.model_dir} has no models/g_depth.keras (a run trained with depth networks has one)")
         import tensorflow as tf
 
-        g_depth = self.run.g_depth
-        self.geometry_kind = self.run.geometry
+        judge_dir = self.options.get("depth_model_dir")
+        if judge_dir:  # one fixed depth network judges every run compared (as the StarGAN evaluation's flag)
+            judge = RunDir(judge_dir, flag="--depth_model_dir")
+            with run_errors():
+                g_depth, self.geometry_kind = judge.load_network("g_depth"), judge.geometry(judge.config())
+        elif self.run.g_depth is None:
+            raise _Skip(f"{self.model_dir} has no models/g_depth.keras (a run trained with depth networks has one; "
+                        f"or pass --depth_model_dir=RUN)")
+        else:
+            g_depth, self.geometry_kind = self.run.g_depth, self.run.geometry
         self.to_geometry = tf.function(lambda x: tf.cast(g_depth.to_geometry(x, training=False), tf.float32),
                                        autograph=False, reduce_retracing=True)
 
@@ -333,7 +341,9 @@ class TransferEvaluation:
                     "au_mae_reduction_percent": 100.0 * (1.0 - summary["result"] / summary["stargan"]),
                     "stargan_model_dir": os.path.abspath(self.options["stargan_model_dir"])}
         if "transfer_depth" in self.active:
-            out["transfer_depth"] = {"depth_l1": self._mean("depth_error"),
+            out["transfer_depth"] = {"depth_model_dir": os.path.abspath(self.options.get("depth_model_dir")
+                                                                        or self.model_dir),
+                                     "depth_l1": self._mean("depth_error"),
                                      "depth_l1_truth": self._mean("depth_error_truth"),
                                      "depth_l1_source": self._mean("depth_error_source"),
                                      "geometry_kind": self.geometry_kind}

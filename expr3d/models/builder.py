@@ -20,9 +20,10 @@ GENERATOR_CLASSES = {"stargan": StarGANGenerator, "attention": AttentionGenerato
 def build_models(config=None):
     """Returns `{"g_rgb", "d_rgb", "g_depth", "d_depth"}`, all built.
 
-    - `g_rgb`: `StarGANGenerator(cond_dim=num_classes)`, or `AttentionGenerator` when
-      `config.generator == "attention"` (`AttentionUNetGenerator` for "attention_unet"); input `[image, one-hot target]`.
-    - `d_rgb`: `PatchCritic` on RGB faces with `num_classes` expression logits.
+    - `g_rgb`: `StarGANGenerator(cond_dim=condition_dim)`, or `AttentionGenerator` when
+      `config.generator == "attention"` (`AttentionUNetGenerator` for "attention_unet"); input `[image, one-hot target]`
+      (with `config.condition == "action_units"`: `[image, AU intensities]`).
+    - `d_rgb`: `PatchCritic` on RGB faces with `condition_dim` logits (expression classes, or AU logits).
     - `g_depth`: `DepthTranslator` (RGB <-> 3-channel geometry map).
     - `d_depth`: `PatchCritic` on 3-channel geometry maps with `num_classes`
       expression logits.
@@ -46,7 +47,7 @@ def build_models(config=None):
         "g_rgb": build_generator(config),
         "d_rgb": PatchCritic(
             image_size=config.image_size,
-            num_classes=config.num_classes,
+            num_classes=config.condition_dim,
             conv_dim=config.d_conv_dim,
             num_layers=config.d_num_layers,
             init=config.init,
@@ -74,7 +75,7 @@ def build_generator(config, name="g_rgb"):
     """G_rgb alone (`build_models`' "g_rgb"; e.g. a second one holding the moving average of the trained one's
     weights)."""
     return GENERATOR_CLASSES[config.generator](
-        cond_dim=config.num_classes,
+        cond_dim=config.condition_dim,
         conv_dim=config.g_conv_dim,
         num_res_blocks=config.g_num_res_blocks,
         num_down=config.GENERATOR_DOWNSAMPLING,

@@ -37,6 +37,10 @@ class ModelConfig:
             load as "stargan".
         code_dim: length of the transfer encoder's AU-related code.
         au_bins: intensity bins of each AU in the transfer's AU adversary.
+        condition: what the StarGAN family's G_rgb is conditioned on, one of `CONDITIONS`: "expression" (one-hot
+            classes; D_rgb classifies them) or "action_units" (the 17 AU intensities of
+            `expr3d.labels.ACTION_UNITS`; D_rgb's head regresses them). D_depth keeps the expression classes.
+            Older run configs load as "expression".
 
     Example:
     >>> config = ModelConfig(image_size=32, d_num_layers=3, depth_d_num_layers=3)
@@ -59,11 +63,14 @@ class ModelConfig:
     family: str = "stargan"
     code_dim: int = 64
     au_bins: int = 5
+    condition: str = "expression"
 
     # G_rgb architectures (`generator`).
     GENERATORS = ("stargan", "attention", "attention_unet")
     # Model families (`family`).
     FAMILIES = ("stargan", "transfer")
+    # G_rgb's conditions (`condition`).
+    CONDITIONS = ("expression", "action_units")
     # Weight initialisation schemes (`init`; expr3d.models.initializers.INITS).
     INITS = ("keras", "stargan")
     # The generators' two stride-2 stages.
@@ -76,10 +83,15 @@ class ModelConfig:
             raise ValueError(f"ModelConfig: init must be one of {self.INITS}; got {self.init!r}")
         if self.family not in self.FAMILIES:
             raise ValueError(f"ModelConfig: family must be one of {self.FAMILIES}; got {self.family!r}")
+        if self.condition not in self.CONDITIONS:
+            raise ValueError(f"ModelConfig: condition must be one of {self.CONDITIONS}; got {self.condition!r}")
+        if self.family == "transfer" and self.condition != "expression":
+            raise ValueError("ModelConfig: condition applies to the stargan family; the transfer family's decoder "
+                             "is conditioned on an exemplar's code")
         if self.au_bins < 2:
             raise ValueError(f"ModelConfig: au_bins must be an integer >= 2; got {self.au_bins!r}")
         for field in dataclasses.fields(self):
-            if field.name in ("generator", "init", "family"):
+            if field.name in ("generator", "init", "family", "condition"):
                 continue
             value = getattr(self, field.name)
             minimum = 0 if field.name.endswith("num_res_blocks") else 1
@@ -98,6 +110,13 @@ class ModelConfig:
                     f"ModelConfig: {field}={layers} needs image_size divisible by {2**layers}; "
                     f"got image_size={self.image_size}"
                 )
+
+    @property
+    def condition_dim(self):
+        """Length of G_rgb's condition and of D_rgb's head: `num_classes`, or the 17 AUs."""
+        from expr3d.labels import NUM_ACTION_UNITS
+
+        return NUM_ACTION_UNITS if self.condition == "action_units" else self.num_classes
 
     def to_dict(self):
         """Plain dict of the fields (JSON-serialisable)."""

@@ -16,6 +16,16 @@ DEPTH_GENERATOR_TERMS = ("gd_adv", "gd_cls", "gd_entropy", "gd_rec", "gd_total")
 DEPTH_CRITIC_PENALTY_TERMS = ("dd_conf",)
 DEPTH_GENERATOR_PENALTY_TERMS = ("gd_conf",)
 PENALTY_SIDES = ("critic", "generator")
+# What G_rgb is conditioned on (`condition`): one-hot expression classes, or AU intensities (continuous control).
+CONDITIONS = ("expression", "action_units")
+
+
+def action_unit_condition(intensities, mask):
+    """G_rgb's AU condition `[B, A]` float32: the intensities clipped to [0, 1], with missing ones (mask 0 or NaN)
+    as 0 (an AU the data does not measure is asked to be absent)."""
+    intensities = tf.cast(intensities, tf.float32)
+    known = tf.logical_and(tf.cast(mask, tf.float32) > 0.5, tf.logical_not(tf.math.is_nan(intensities)))
+    return tf.where(known, tf.clip_by_value(intensities, 0.0, 1.0), 0.0)
 TOTAL_TERMS = ("g_total",)
 IDENTITY_TERMS = ("g_id",)  # only with lambda_id > 0 (not in the paper)
 PAIRED_TERMS = ("g_pair",)  # only with lambda_pair > 0 (not in the paper; paired data)
@@ -81,6 +91,11 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             `target_image`, i.e. `--target_mode=paired`).
         mask_penalty: what the sparsity term penalises: "edits" (`E[M]`, toward copying the source) or "copies"
             (`E[1 - M]`, GANimation's own direction, against a mask that collapses to "no edit").
+        condition: "expression" (the paper: one-hot classes, D_rgb's head classifies) or "action_units"
+            (continuous AU control, GANimation's idea: G_rgb takes an AU-intensity vector `[B, A]`, D_rgb's head
+            regresses AUs through a sigmoid, scored by the masked L1; batches carry `action_units`,
+            `action_units_mask` and the target face's `target_action_units`, `target_action_units_mask`, and
+            missing AUs enter G_rgb as 0). Depth guidance reads expression classes, so it needs depth_weight 0.
         critic_warmup_steps: NOT in the paper: the first iterations train only D_rgb's expression head (and the
             trunk under it) on real faces, `lambda_cls CE(D_cls(x), c_org)` (logged `d_cls`;
             `critic_warmup_step`), so that from G_rgb's first update its classification term points somewhere.
@@ -117,9 +132,15 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         critic_warmup_steps=0,
         mask_penalty="edits",
         lambda_pair=0.0,
+        condition="expression",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if condition not in CONDITIONS:
+            raise ValueError(f"DepthGuidedStarGAN: condition must be one of {CONDITIONS}; got {condition!r}")
+        if condition == "action_units" and (depth_weight > 0 or lambda_pair > 0):
+            raise ValueError("DepthGuidedStarGAN: condition='action_units' needs depth_weight 0 and lambda_pair 0 "
+                             "(D_depth and the paired data carry expression classes, not AU targets)")
         if confidence_penalty_on not in PENALTY_SIDES:
             raise ValueError(f"DepthGuidedStarGAN: confidence_penalty_on must be one of {PENALTY_SIDES}; "
                              f"got {confidence_penalty_on!r}")
@@ -152,6 +173,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         self.critic_warmup_steps = int(critic_warmup_steps)
         self.mask_penalty = mask_penalty
         self.lambda_pair = float(lambda_pair)
+        self.condition = condition
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         # A `training.ema.WeightAverage` of G_rgb (None: not kept), updated by the loop after each generator
         # update; the sample grids show `sample_generator`: G_rgb, or that average.
@@ -208,12 +230,23 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
     def _generator_terms(self):
         return self._rgb_generator_terms + TOTAL_TERMS + (self._depth_generator_terms if self.uses_depth else ())
 
+    def _conditions(self, batch):
+        """(G_rgb's original condition, its target condition, what the critics' heads should read on real faces,
+        what D_rgb should read on the translations)."""
+        if self.condition == "action_units":
+            original = batch["action_units"], batch["action_units_mask"]
+            target = batch["target_action_units"], batch["target_action_units_mask"]
+            return (action_unit_condition(*original), action_unit_condition(*target),
+                    objectives.ActionUnitTarget(*original), objectives.ActionUnitTarget(*target))
+        return (common.class_one_hot(batch["expression"], self.num_classes),
+                common.class_one_hot(batch["target"], self.num_classes), batch["expression"], batch["target"])
+
     def critic_warmup_step(self, batch):
         """D_rgb's classification of the real faces alone (`critic_warmup_steps`): no generator, no penalty."""
         optimizer = self._optimizers["d_rgb"]
         with tf.GradientTape() as tape:
             _, real_cls = self.d_rgb(batch["image"], training=True)
-            logs = {"d_cls": losses.classification_loss(real_cls, batch["expression"])}
+            logs = {"d_cls": objectives.head_loss(real_cls, self._conditions(batch)[2])}
             scaled = common.scaled_for_update(self.lambda_cls * logs["d_cls"], [optimizer])[0]
         variables = self.d_rgb.trainable_variables
         with tf.control_dependencies(tf.nest.flatten(logs)):  # as common.apply_updates, for the same reason
@@ -224,8 +257,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         return logs
 
     def critic_step(self, batch):
-        image, labels = batch["image"], batch["expression"]
-        target = common.class_one_hot(batch["target"], self.num_classes)
+        image = batch["image"]
+        _, target, labels, _ = self._conditions(batch)
         fake = tf.stop_gradient(self.g_rgb([image, target], training=True))
         optimizers = [self._optimizers["d_rgb"]]
         variables = [self.d_rgb.trainable_variables]
@@ -256,10 +289,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         return logs
 
     def generator_step(self, batch):
-        image, labels = batch["image"], batch["expression"]
-        original = common.class_one_hot(labels, self.num_classes)
-        target_labels = batch["target"]
-        target = common.class_one_hot(target_labels, self.num_classes)
+        image = batch["image"]
+        original, target, _, target_labels = self._conditions(batch)
         optimizers = [self._optimizers["g_rgb"]]
         variables = [self.g_rgb.trainable_variables]
         if self.uses_depth:
@@ -322,8 +353,12 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
 
     def sample_outputs(self, image, target_labels):
         """`G_rgb(image, target)`, the estimated geometry of the result and, with an AttentionGenerator, its edit
-        mask (`attention`), for sample grids."""
-        condition = common.class_one_hot(target_labels, self.num_classes)
+        mask (`attention`), for sample grids. `target_labels`: class ids, or with condition "action_units" the AU
+        condition `[B, A]` itself."""
+        if self.condition == "action_units":
+            condition = tf.cast(target_labels, tf.float32)
+        else:
+            condition = common.class_one_hot(target_labels, self.num_classes)
         outputs = {}
         if self.uses_attention:
             fake, outputs["attention"], _ = self.sample_generator.with_attention([image, condition], training=False)
@@ -335,6 +370,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
     def get_config(self):
         return {
             "num_classes": self.num_classes,
+            "condition": self.condition,
             "depth_weight": self.depth_weight,
             "n_critic": self.n_critic,
             "lambda_cls": self.lambda_cls,

@@ -9,12 +9,36 @@ with the confidence penalty on its side.
 
 `DepthPretrainer` (stage 1) and `DepthGuidedStarGAN` (stage 2) assemble their totals from these; the pure loss
 functions are in `expr3d.losses`.
+
+`labels` is an int class tensor `[B]` (the expression heads: softmax cross-entropy), or an `ActionUnitTarget`
+(continuous AU control: the head's logits through a sigmoid are AU intensities, scored by the masked L1 of
+`losses.action_unit_regression_loss`; the entropy and confidence penalty are defined on a class distribution, so
+they are refused there).
 """
+import collections
 
 import tensorflow as tf
 
 from expr3d import losses
 from expr3d.training import common
+
+
+ActionUnitTarget = collections.namedtuple("ActionUnitTarget", ["intensities", "mask"])
+ActionUnitTarget.__doc__ = ("What an AU head should read: intensities `[B, A]` in [0, 1] and their validity `[B, A]` "
+                            "(1 = known; NaN intensities count as missing too).")
+
+
+def head_loss(logits, labels):
+    """A critic head's loss on `labels`: cross-entropy for classes, the masked AU L1 for an `ActionUnitTarget`."""
+    if isinstance(labels, ActionUnitTarget):
+        return losses.action_unit_regression_loss(tf.sigmoid(tf.cast(logits, tf.float32)), labels.intensities,
+                                                  labels.mask)
+    return losses.classification_loss(logits, labels)
+
+
+def _class_only(labels, what):
+    if isinstance(labels, ActionUnitTarget):
+        raise ValueError(f"{what} is defined on a class distribution, not on action-unit intensities")
 
 
 def critic_loss(critic, real, fake, labels, alpha, lambda_cls, lambda_gp, prefix="d", confidence_penalty=None,
@@ -27,10 +51,12 @@ def critic_loss(critic, real, fake, labels, alpha, lambda_cls, lambda_gp, prefix
 
     `fake` is the generators' output with its gradient stopped (the critic step updates the critic only).
     """
+    if log_entropy or confidence_penalty is not None:
+        _class_only(labels, "the entropy / confidence penalty")
     real_src, real_cls = critic(real, training=True)
     fake_src, _ = critic(fake, training=True)
     adv, cls = f"{prefix}_adv", f"{prefix}_cls"
-    logs = {adv: losses.critic_adversarial_loss(real_src, fake_src), cls: losses.classification_loss(real_cls, labels)}
+    logs = {adv: losses.critic_adversarial_loss(real_src, fake_src), cls: head_loss(real_cls, labels)}
     if log_entropy:
         logs[f"{prefix}_entropy"] = tf.reduce_mean(losses.entropy(real_cls))
     logs[f"{prefix}_gp"] = common.gradient_penalty(critic, real, fake, alpha)
@@ -48,10 +74,11 @@ def generator_terms(critic, fake, labels, prefix="g", confidence_penalty=None, l
     term the caller weights by lambda_cls. `labels`: the classes `fake` should be classified as; with a
     `confidence_penalty` beta, -beta * H of the critic's classification of `fake` is added (the penalty on the
     generators' side)."""
+    if log_entropy or confidence_penalty is not None:
+        _class_only(labels, "the entropy / confidence penalty")
     fake_src, fake_cls = critic(fake, training=True)
     cls = f"{prefix}_cls"
-    logs = {f"{prefix}_adv": losses.generator_adversarial_loss(fake_src),
-            cls: losses.classification_loss(fake_cls, labels)}
+    logs = {f"{prefix}_adv": losses.generator_adversarial_loss(fake_src), cls: head_loss(fake_cls, labels)}
     if log_entropy:
         logs[f"{prefix}_entropy"] = tf.reduce_mean(losses.entropy(fake_cls))
     classification = logs[cls]
@@ -61,4 +88,4 @@ def generator_terms(critic, fake, labels, prefix="g", confidence_penalty=None, l
     return logs, classification
 
 
-__all__ = ["critic_loss", "generator_terms"]
+__all__ = ["ActionUnitTarget", "critic_loss", "generator_terms", "head_loss"]

@@ -56,7 +56,7 @@ def test_evaluate_writes_every_transfer_metric_with_its_baselines_and_figures(ru
     output = str(runs["root"] / "evaluation")
     done = _evaluate(runs, f"--model_dir={runs['transfer']}", f"--au_judge={runs['au_judge']}",
                      f"--stargan_model_dir={runs['stargan']}", "--probe_examples=64", f"--output={output}",
-                     "--num_samples=3")
+                     "--num_samples=3", f"--depth_model_dir={runs['stargan']}")
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.load(open(os.path.join(output, "results.json")))
     assert results["family"] == "transfer" and results["counts"] == {"transfers": 32}
@@ -74,6 +74,7 @@ def test_evaluate_writes_every_transfer_metric_with_its_baselines_and_figures(ru
     assert comparison["au_mae_reduction_percent"] == pytest.approx(
         100 * (1 - units["au_mae"] / comparison["stargan_au_mae"]))
     assert metrics["transfer_depth"]["geometry_kind"] == "depth"
+    assert metrics["transfer_depth"]["depth_model_dir"] == os.path.abspath(runs["stargan"])  # one fixed depth judge
     probe = metrics["disentanglement"]
     assert probe["train_faces"] == 64 and probe["test_faces"] == 32 and probe["code_dims"] == 16
     assert probe["free_r2"] == max(probe["free_r2_ridge"], probe["free_r2_mlp"])
@@ -114,3 +115,15 @@ def test_data_without_transfer_truth_and_a_bad_au_judge_are_named(runs, tmp_path
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 1 and last.startswith(f"expr3d.evaluate: error: --au_judge={tmp_path}: ")
     assert "is not an AU judge" in last
+
+
+@pytest.mark.slow
+def test_an_option_only_the_other_family_reads_is_refused_naming_it(runs, tmp_path):
+    done = _evaluate(runs, f"--model_dir={runs['transfer']}", "--classifier=auto", f"--output={tmp_path}/e")
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and "--classifier is an option of --model=stargan evaluations" in last
+    done = _evaluate(runs, f"--model_dir={runs['stargan']}", f"--stargan_model_dir={runs['stargan']}",
+                     f"--output={tmp_path}/f")
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and "--stargan_model_dir is an option of --model=transfer evaluations" in last
+    assert "holds a --model=stargan run" in last

@@ -118,7 +118,8 @@ def test_stages_and_batch_sizes():
     ({"model": "transfer", "target_mode": "uniform"},
      "--target_mode=uniform is a setting of --model=stargan; --model=transfer takes 'permute' (each face's exemplar "
      "is another face of the batch) or 'paired'"),
-    ({"model": "transfer", "lambda_pair": 1.0}, "--lambda_pair=1.0 needs --target_mode=paired (the true target renders)"),
+    ({"model": "transfer", "lambda_pair": 1.0},
+     "--lambda_pair=1.0 needs --target_mode=paired (the true target renders)"),
     ({"model": "transfer", "batch_size": 3, "strategy": "mirrored"},
      "--batch_size=3 is not divisible by the 2 replicas of --strategy=mirrored"),
 ])

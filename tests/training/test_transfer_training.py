@@ -58,6 +58,23 @@ def test_cli_trains_resumes_and_exports_the_transfer_model(tmp_path):
     assert '-  "family": "transfer",' in result.stderr and '+  "family": "stargan",' in result.stderr
 
 
+@pytest.mark.slow  # paired procedural faces of 10 identities and their transfer truth, one subprocess run: ~30 s
+def test_cli_trains_the_paired_self_transfer_on_generated_paired_data(tmp_path):
+    model_dir = str(tmp_path / "run")
+    result = _train([f"--data_dir={tmp_path}/data", f"--model_dir={model_dir}", "--generate_synthetic",
+                     "--synthetic_identities=10", "--synthetic_train_pairs", "--synthetic_transfer_pairs=1",
+                     "--image_size=32", "--target_mode=paired", "--lambda_pair=10", "--num_steps_gan=2"] + FLAGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(tmp_path, "data", "dataset_card.json")) as handle:
+        card = json.load(handle)
+    assert card["splits"]["train"]["num_pairs"] > 0 and card["splits"]["transfer"]["num_examples"] == 16
+    tags = set()
+    for event_file in glob.glob(os.path.join(model_dir, "logs", "transfer", "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(event_file):
+            tags.update(value.tag for value in event.summary.value)
+    assert "transfer/loss/t_pair" in tags, tags
+
+
 def test_cli_refuses_the_transfer_model_on_data_without_action_units(tiny_dataset, tmp_path):
     model_dir = str(tmp_path / "run")  # the tiny dataset: hemispheres with expression labels, no AUs
     result = _train([f"--data_dir={tiny_dataset}", f"--model_dir={model_dir}", "--num_steps_gan=2"] + FLAGS)

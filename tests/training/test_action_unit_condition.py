@@ -1,0 +1,101 @@
+"""Continuous AU control (issue #13 item 3, groundwork): G_rgb conditioned on AU intensities, D_rgb's head
+regressing them, and the training batches' AU targets. Not yet a training flag: export, evaluation and the sample
+grid still speak expressions."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from expr3d import losses
+from expr3d.labels import NUM_ACTION_UNITS
+from expr3d.models import ModelConfig, build_models
+from expr3d.training import inputs, objectives
+from expr3d.training.depth_guided_stargan import DepthGuidedStarGAN, action_unit_condition
+from tests.training.helpers import TINY_CONFIG
+
+
+def _au_networks(seed=0):
+    keras.utils.set_random_seed(seed)
+    return build_models(ModelConfig(**TINY_CONFIG, condition="action_units"))
+
+
+def _au_batch(batch_size=4, seed=0):
+    rng = np.random.default_rng(seed)
+    image = rng.uniform(-1, 1, (batch_size, 32, 32, 3)).astype("float32")
+    aus = rng.uniform(0, 1, (batch_size, NUM_ACTION_UNITS)).astype("float32")
+    mask = np.ones_like(aus)
+    mask[:, 12] = 0.0  # an AU the data lacks (OpenFace's AU16)
+    order = np.roll(np.arange(batch_size), 1)
+    return {"image": tf.constant(image), "geometry": tf.constant(image),
+            "expression": tf.zeros([batch_size], tf.int32), "target": tf.zeros([batch_size], tf.int32),
+            "action_units": tf.constant(aus), "action_units_mask": tf.constant(mask),
+            "target_action_units": tf.constant(aus[order]), "target_action_units_mask": tf.constant(mask[order]),
+            "alpha": tf.constant(rng.uniform(size=(batch_size, 1, 1, 1)).astype("float32")),
+            "alpha_depth": tf.constant(rng.uniform(size=(batch_size, 1, 1, 1)).astype("float32"))}
+
+
+def test_the_networks_take_and_read_seventeen_action_units():
+    config = ModelConfig(**TINY_CONFIG, condition="action_units")
+    assert config.condition_dim == NUM_ACTION_UNITS and ModelConfig(**TINY_CONFIG).condition_dim == 8
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    networks = _au_networks()
+    image = tf.zeros([2, 32, 32, 3])
+    assert networks["g_rgb"]([image, tf.zeros([2, NUM_ACTION_UNITS])]).shape == (2, 32, 32, 3)
+    assert networks["d_rgb"](image)[1].shape == (2, NUM_ACTION_UNITS)
+    assert networks["d_depth"](image)[1].shape == (2, 8)  # D_depth keeps the expression classes
+    with pytest.raises(ValueError, match="condition must be one of"):
+        ModelConfig(**TINY_CONFIG, condition="landmarks")
+    with pytest.raises(ValueError, match="condition applies to the stargan family"):
+        ModelConfig(**TINY_CONFIG, family="transfer", condition="action_units")
+
+
+def test_missing_action_units_enter_the_generator_as_absent():
+    condition = action_unit_condition(tf.constant([[0.5, np.nan, 1.7, 0.2]]), tf.constant([[1.0, 1.0, 1.0, 0.0]]))
+    np.testing.assert_array_equal(condition.numpy(), [[0.5, 0.0, 1.0, 0.0]])
+
+
+def test_an_au_head_is_scored_by_the_masked_l1_and_has_no_class_penalty():
+    logits = tf.constant([[0.0, 2.0], [-1.0, 0.5]])
+    target = objectives.ActionUnitTarget(tf.constant([[0.5, 1.0], [0.0, 0.0]]), tf.constant([[1.0, 0.0], [1.0, 1.0]]))
+    expected = losses.action_unit_regression_loss(tf.sigmoid(logits), target.intensities, target.mask)
+    np.testing.assert_allclose(float(objectives.head_loss(logits, target)), float(expected), rtol=1e-6)
+    critic = lambda x, training: (x[:, :1], logits)  # noqa: E731  (a critic of known outputs)
+    with pytest.raises(ValueError, match="defined on a class distribution"):
+        objectives.generator_terms(critic, tf.zeros([2, 2]), target, log_entropy=True)
+
+
+def test_steps_condition_on_the_target_action_units_and_d_rgb_regresses_them():
+    networks = _au_networks()
+    gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, n_critic=1, condition="action_units")
+    gan.compile(optimizers={key: keras.optimizers.SGD(0.1, name=key) for key in networks})
+    gan.build_optimizers()
+    batch = _au_batch()
+    _, real_logits = networks["d_rgb"](batch["image"], training=True)
+    expected = losses.action_unit_regression_loss(tf.sigmoid(real_logits), batch["action_units"],
+                                                  batch["action_units_mask"])
+    logs = gan.critic_step(batch)
+    np.testing.assert_allclose(float(logs["d_cls"]), float(expected), rtol=1e-5)
+    target = action_unit_condition(batch["target_action_units"], batch["target_action_units_mask"])
+    fake = networks["g_rgb"]([batch["image"], target], training=True)
+    _, fake_logits = networks["d_rgb"](fake, training=True)
+    expected = losses.action_unit_regression_loss(tf.sigmoid(fake_logits), batch["target_action_units"],
+                                                  batch["target_action_units_mask"])
+    logs = gan.generator_step(batch)
+    np.testing.assert_allclose(float(logs["g_cls"]), float(expected), rtol=1e-5)
+    assert all(np.isfinite(float(v)) for v in logs.values())
+    with pytest.raises(ValueError, match="needs depth_weight 0 and lambda_pair 0"):
+        DepthGuidedStarGAN(**networks, depth_weight=0.1, condition="action_units")
+
+
+def test_permuted_targets_carry_the_action_units_of_the_face_whose_label_they_took():
+    rng = np.random.default_rng(0)
+    batch = {"image": tf.zeros([6, 4, 4, 3]), "depth": tf.zeros([6, 4, 4, 1]), "normals": tf.zeros([6, 4, 4, 3]),
+             "expression": tf.constant([0, 1, 2, 3, 4, 5]),
+             "action_units": tf.constant(rng.uniform(size=(6, NUM_ACTION_UNITS)).astype("float32")),
+             "action_units_mask": tf.constant((rng.uniform(size=(6, NUM_ACTION_UNITS)) > 0.2).astype("float32"))}
+    fields = inputs.add_training_fields(3, batch, "depth", 8, seed=1, with_action_units=True)
+    order = fields["target"].numpy()  # the labels are 0..5, so the target labels name the faces they came from
+    assert sorted(order) == list(range(6))
+    np.testing.assert_array_equal(fields["target_action_units"].numpy(), batch["action_units"].numpy()[order])
+    np.testing.assert_array_equal(fields["target_action_units_mask"].numpy(),
+                                  batch["action_units_mask"].numpy()[order])
