@@ -44,35 +44,46 @@ OPTION_FLAGS = ("classifier", "inception_weights", "fid_feature_model", "identit
 TRANSFER_OPTION_FLAGS = ("au_judge", "stargan_model_dir", "probe_examples", "depth_model_dir", "identity_model",
                          "identity_input_range", "identity_input_size", "identity_endpoint", "judge_cache_dir",
                          "batch_size", "max_examples", "num_samples", "background_dilation", "seed", "label")
+AU_OPTION_FLAGS = ("au_judge", "judge_cache_dir", "batch_size", "max_examples", "background_dilation", "seed", "label")
+# The three kinds of run: the option name they are asked with, their metrics and the flags their evaluation reads.
+KIND_NAMES = {"stargan": "--model=stargan", "transfer": "--model=transfer", "action_units": "--condition=action_units"}
 
 
-def _refuse_options_of(f, family, model_dir):
-    """EvaluationError naming the first flag given that only the other family's evaluation reads."""
-    own = TRANSFER_OPTION_FLAGS if family == "transfer" else OPTION_FLAGS
-    other = OPTION_FLAGS if family == "transfer" else TRANSFER_OPTION_FLAGS
-    reader = "stargan" if family == "transfer" else "transfer"
-    for name in other:
-        if name not in own and f[name].present:
-            raise EvaluationError(f"--{name} is an option of --model={reader} evaluations, but {model_dir} holds a "
-                                  f"--model={family} run")
+def kind_metrics(kind):
+    from expr3d.metrics import registry
+    from expr3d.metrics.action_unit_control import AU_METRICS
+    from expr3d.metrics.transfer_evaluation import TRANSFER_METRICS
+
+    return {"stargan": tuple(registry.list_metrics()), "transfer": TRANSFER_METRICS, "action_units": AU_METRICS}[kind]
+
+
+def kind_options(kind):
+    return {"stargan": OPTION_FLAGS, "transfer": TRANSFER_OPTION_FLAGS, "action_units": AU_OPTION_FLAGS}[kind]
+
+
+def _refuse_options_of(f, kind, model_dir):
+    """EvaluationError naming the first flag given that only another kind of run's evaluation reads."""
+    own = kind_options(kind)
+    for other in KIND_NAMES:
+        for name in kind_options(other):
+            if name not in own and f[name].present:
+                raise EvaluationError(f"--{name} is an option of {KIND_NAMES[other]} evaluations, but {model_dir} "
+                                      f"holds a {KIND_NAMES[kind]} run")
 
 
 def parse_any_metrics(text):
-    """The --metrics list, checked against both families' metrics (which family's apply is checked once the run's
+    """The --metrics list, checked against every kind of run's metrics (which kind's apply is checked once the run's
     config.json is read: `_refuse_metrics_of`)."""
-    from expr3d.metrics import registry
-    from expr3d.metrics.transfer_evaluation import TRANSFER_METRICS
-
     names = [n.strip() for n in text.split(",") if n.strip()] if isinstance(text, str) else list(text)
     if names == ["all"]:
         return names
-    unknown = [n for n in names if n not in TRANSFER_METRICS and n not in registry.list_metrics()]
+    listing = "; ".join(f"{KIND_NAMES[k]} runs: {', '.join(kind_metrics(k))}" for k in KIND_NAMES)
     if not names:
-        raise ValueError(f"--metrics is empty; expression runs: {', '.join(registry.list_metrics())}; transfer "
-                         f"runs: {', '.join(TRANSFER_METRICS)}")
+        raise ValueError(f"--metrics is empty; {listing}")
+    known = {name for kind in KIND_NAMES for name in kind_metrics(kind)}
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown metric {unknown[0]!r}; expression runs: "
-                         f"{', '.join(registry.list_metrics())}; transfer runs: {', '.join(TRANSFER_METRICS)}")
+        raise ValueError(f"unknown metric {unknown[0]!r}; {listing}")
     return list(dict.fromkeys(names))
 
 
@@ -120,7 +131,8 @@ def define_flags(flag_values=None):
     flags.DEFINE_enum("protocol", "all", ["all", "affectnet"], "target classes: all 8, or AffectNet's 6 (no contempt, "
                                                                "disgust)")
     flags.DEFINE_integer("batch_size", 32, "test images per batch")
-    flags.DEFINE_integer("max_examples", None, "evaluate only the first N test images")
+    flags.DEFINE_integer("max_examples", None, "evaluate only the first N test images (AU-conditioned runs: "
+                                               "default 200)")
     flags.DEFINE_boolean("skip_corrupt", False,
                          "skip test records that fail the reader's checks (corrupt or truncated shards, missing "
                          "shards, missing or mistyped fields, non-finite depth, empty masks, sizes other than the "
@@ -132,8 +144,9 @@ def define_flags(flag_values=None):
     flags.DEFINE_integer("seed", 0, "seed (KID subsets, Keras RNG)")
     flags.DEFINE_string("label", None, "name of this run in tables (default: the run directory's name)")
     flags.DEFINE_boolean("progress", True, "print a progress line with ETA to stderr")
-    flags.DEFINE_string("au_judge", "auto", "transfer runs: the AU judge's folder (`python -m expr3d.metrics.au_judge`"
-                                            "); 'auto' = the cached one for procedural data, built on first use")
+    flags.DEFINE_string("au_judge", "auto", "transfer and AU-conditioned runs: the AU judge's folder (`python -m "
+                                            "expr3d.metrics.au_judge`); 'auto' = the cached one for procedural data, "
+                                            "built on first use")
     flags.DEFINE_string("stargan_model_dir", None, "transfer runs: an expression-label run at the same size, asked "
                                                    "for each exemplar's class, to compare with")
     flags.DEFINE_integer("probe_examples", 2000, "transfer runs: faces of each split the disentanglement probes "
@@ -171,15 +184,23 @@ def run(f):
     returns 0. Raises EvaluationError (bad input), NothingDone (every metric skipped) and the metrics' errors."""
     from expr3d import cli
 
-    family = _run_family(f.model_dir)
-    _refuse_options_of(f, family, f.model_dir)
-    if family == "transfer":
-        document = _evaluate_transfer(f)
+    kind = _run_kind(f.model_dir)
+    _refuse_options_of(f, kind, f.model_dir)
+    if f["metrics"].present or kind == "stargan":
+        _refuse_metrics_of(f.metrics, f.model_dir, kind)
+    metrics = f.metrics if f["metrics"].present or kind == "stargan" else "all"
+    options = {name: f[name].value for name in kind_options(kind)}
+    common = dict(output=f.output, overwrite=f.overwrite, progress=f.progress, **options)
+    if kind == "transfer":
+        from expr3d.metrics.transfer_evaluation import evaluate_transfer
+
+        document = evaluate_transfer(f.model_dir, f.data_dir, metrics, **common)
+    elif kind == "action_units":
+        from expr3d.metrics.action_unit_control import evaluate_action_unit_control
+
+        document = evaluate_action_unit_control(f.model_dir, f.data_dir, metrics, **common)
     else:
-        _refuse_metrics_of("transfer", f.metrics, f.model_dir, family)
-        options = {name: f[name].value for name in OPTION_FLAGS}
-        document = evaluate(f.model_dir, f.data_dir, f.metrics, output=f.output, overwrite=f.overwrite,
-                            progress=f.progress, **options)
+        document = evaluate(f.model_dir, f.data_dir, metrics, **common)
     if not document["metrics"]:  # results.json records why; the exit code says nothing was measured
         raise cli.NothingDone(f"no metric computed: all {len(document['skipped'])} requested were skipped ("
                               + "; ".join(f"{k}: {v}" for k, v in document["skipped"].items()) + ")")
@@ -188,9 +209,9 @@ def run(f):
     return 0
 
 
-def _run_family(model_dir):
-    """The run's model family from its config.json ("stargan" when it has none yet: the StarGAN evaluation then
-    names what is missing)."""
+def _run_kind(model_dir):
+    """"stargan", "transfer" or "action_units" from the run's config.json ("stargan" when it has none yet: the
+    StarGAN evaluation then names what is missing)."""
     from expr3d.metrics.context import run_errors
     from expr3d.run_dir import RunDir
 
@@ -198,33 +219,21 @@ def _run_family(model_dir):
     if not os.path.isfile(run.config_path):
         return "stargan"
     with run_errors():
-        return run.family(run.config())
+        config = run.config()
+    if run.family(config) == "transfer":
+        return "transfer"
+    return "action_units" if run.condition(config) == "action_units" else "stargan"
 
 
-def _refuse_metrics_of(other, metrics, model_dir, family):
-    """EvaluationError when `metrics` names the `other` family's metrics for a `family` run."""
-    from expr3d.metrics import registry
-    from expr3d.metrics.transfer_evaluation import TRANSFER_METRICS
-
+def _refuse_metrics_of(metrics, model_dir, kind):
+    """EvaluationError when `metrics` names metrics another kind of run has and this one lacks."""
     names = [n.strip() for n in metrics.split(",") if n.strip()]
-    known = TRANSFER_METRICS if other == "transfer" else registry.list_metrics()
-    own = registry.list_metrics() if other == "transfer" else TRANSFER_METRICS
-    foreign = [n for n in names if n in known and n not in own]
-    if foreign:
-        raise EvaluationError(f"--metrics={','.join(foreign)}: metrics of --model={other} runs, but {model_dir} holds "
-                              f"a --model={family} run; its metrics: {', '.join(own)}")
-
-
-def _evaluate_transfer(f):
-    from expr3d.metrics.transfer_evaluation import evaluate_transfer
-
-    metrics = "all"
-    if f["metrics"].present:
-        _refuse_metrics_of("stargan", f.metrics, f.model_dir, "transfer")
-        metrics = f.metrics
-    options = {name: f[name].value for name in TRANSFER_OPTION_FLAGS}
-    return evaluate_transfer(f.model_dir, f.data_dir, metrics, output=f.output, overwrite=f.overwrite,
-                             progress=f.progress, **options)
+    own = kind_metrics(kind)
+    for other in KIND_NAMES:
+        foreign = [n for n in names if n in kind_metrics(other) and n not in own]
+        if foreign and names != ["all"]:
+            raise EvaluationError(f"--metrics={','.join(foreign)}: metrics of {KIND_NAMES[other]} runs, but "
+                                  f"{model_dir} holds a {KIND_NAMES[kind]} run; its metrics: {', '.join(own)}")
 
 
 def main(argv):
@@ -236,14 +245,14 @@ def main(argv):
     cli.no_arguments(argv)
     f = flags.FLAGS
     if f.list_metrics:
-        from expr3d.metrics.transfer_evaluation import DESCRIPTIONS
+        from expr3d.metrics import action_unit_control, transfer_evaluation
 
-        print("expression runs (--model=stargan):")
-        for name, text in registry.describe_metrics().items():
-            print(f"  {name:28s} {text}")
-        print("transfer runs (--model=transfer):")
-        for name, text in DESCRIPTIONS.items():
-            print(f"  {name:28s} {text}")
+        for kind, descriptions in (("stargan", registry.describe_metrics()),
+                                   ("transfer", transfer_evaluation.DESCRIPTIONS),
+                                   ("action_units", action_unit_control.DESCRIPTIONS)):
+            print(f"{KIND_NAMES[kind]} runs:")
+            for name, text in descriptions.items():
+                print(f"  {name:28s} {text}")
         return 0
     return run(f)
 

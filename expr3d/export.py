@@ -125,13 +125,17 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
         trained = (run.encoder, run.decoder, run.g_depth)
         lite_signature = tflite_lib.TRANSFER
     else:
-        from expr3d.deploy.signatures import ServingFunctions, build_archive as archive
+        from expr3d.deploy import action_unit_signatures, signatures as expression_signatures
 
         g_rgb, g_depth, clone_errors = inference.inference_generators(run.g_rgb, run.g_depth, run.image_size)
-        functions = ServingFunctions(g_rgb, g_depth, run.image_size, run.geometry,
-                                     max_encoded_pixels=max_encoded_pixels)
+        by_action_units = run_dir.condition(config) == "action_units"
+        module = action_unit_signatures if by_action_units else expression_signatures
+        serving = (action_unit_signatures.ActionUnitServingFunctions if by_action_units
+                   else expression_signatures.ServingFunctions)
+        functions = serving(g_rgb, g_depth, run.image_size, run.geometry, max_encoded_pixels=max_encoded_pixels)
+        archive = module.build_archive
         trained = (run.g_rgb, run.g_depth)
-        lite_signature = tflite_lib.GENERATOR
+        lite_signature = tflite_lib.ACTION_UNITS if by_action_units else tflite_lib.GENERATOR
     os.makedirs(output, exist_ok=True)
     target = os.path.join(output, str(version))
     temp = os.path.join(output, f".{version}.tmp-{os.getpid()}")
@@ -145,6 +149,7 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
         info = {
             "format": "expr3d export v1",
             "family": family,
+            "condition": run_dir.condition(config),
             "model_dir": os.path.abspath(model_dir),
             "step": run.step,
             "image_size": run.image_size,

@@ -211,6 +211,12 @@ class RunDir:
         """The run's model family, `model_config.family` ("stargan" for runs written before the field existed)."""
         return (config.get("model_config") or {}).get("family", "stargan")
 
+    @staticmethod
+    def condition(config):
+        """What a StarGAN-family run's G_rgb is conditioned on, `model_config.condition` ("expression" for runs
+        written before the field existed, and for transfer runs)."""
+        return (config.get("model_config") or {}).get("condition", "expression")
+
     def require_family(self, family, purpose, config=None):
         """RunDirError naming both families when this run is not of `family` (a transfer run given to the
         expression tools, or the other way round)."""

@@ -79,13 +79,22 @@ def saved_model_translator(saved_model_dir, batch_size=8):
     return translate
 
 
-def export_family(version_dir):
-    """The model family of an export ("stargan" or "transfer"), from its expr3d_export.json ("stargan" without it)."""
+def _export_info(version_dir):
     path = os.path.join(version_dir, "expr3d_export.json")
     if not os.path.isfile(path):
-        return "stargan"
+        return {}
     with open(path) as handle:
-        return json.load(handle).get("family", "stargan")
+        return json.load(handle)
+
+
+def export_family(version_dir):
+    """The model family of an export ("stargan" or "transfer"), from its expr3d_export.json ("stargan" without it)."""
+    return _export_info(version_dir).get("family", "stargan")
+
+
+def export_condition(version_dir):
+    """What an expression export's generator is asked for: "expression" or "action_units" (expr3d_export.json)."""
+    return _export_info(version_dir).get("condition", "expression")
 
 
 def saved_model_transfer(saved_model_dir, exemplar_crop):
@@ -147,6 +156,10 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
     if exemplar is not None and family != "transfer":
         raise ValueError(f"--exemplar needs the export of a --model=transfer run; --saved_model={version_dir!r} is a "
                          f"--model={family} export (it translates into named --expressions)")
+    if export_condition(version_dir) == "action_units":
+        raise ValueError(f"--saved_model={version_dir!r} is the export of an AU-conditioned run "
+                         f"(--condition=action_units): it takes AU intensities, not named --expressions; call its "
+                         f"translate_action_units signature (docs/deploy.md)")
     if exemplar is None and family == "transfer":
         raise ValueError(f"--saved_model={version_dir!r} is the export of a --model=transfer run: pass "
                          f"--exemplar=PHOTO (the face whose expression every photo gets)")

@@ -111,14 +111,16 @@ def _prepare_data(config):
 
 
 def _check_action_units(config, card):
-    """--model=transfer learns from AU intensities: procedural data has them all, prepared data those of
-    `prepare --action_units_csv` (OpenFace 2.0); any other dataset is refused naming the flag that adds them."""
-    if config.model != "transfer":
+    """--model=transfer and --condition=action_units learn from AU intensities: procedural data has them all,
+    prepared data those of `prepare --action_units_csv` (OpenFace 2.0); any other dataset is refused naming the flag
+    that adds them."""
+    if config.model != "transfer" and config.condition != "action_units":
         return
     provenance = card.get("provenance") or {}
     if provenance.get("generator") == "expr3d.data.synthetic" or provenance.get("action_units"):
         return
-    raise UsageError(f"--model=transfer needs action-unit intensities, and the dataset {config.data_dir} has none; "
+    what = "--model=transfer" if config.model == "transfer" else "--condition=action_units"
+    raise UsageError(f"{what} needs action-unit intensities, and the dataset {config.data_dir} has none; "
                      f"prepare it with `python -m expr3d.data.prepare ... --action_units_csv=OPENFACE_CSVS` "
                      f"(docs/prepare.md) or train on the procedural faces (--generate_synthetic)")
 
@@ -284,7 +286,8 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
             dataset = inputs.training_dataset(
                 config.data_dir, built.batch_size, config.image_size, config.geometry, NUM_EXPRESSIONS,
                 seed=built.data_seed, target_mode=config.target_mode, balanced=config.balanced,
-                skip_corrupt=config.skip_corrupt, with_action_units=stage == "transfer",
+                skip_corrupt=config.skip_corrupt, with_action_units=stage == "transfer" or (
+                    stage == "gan" and config.condition == "action_units"),
             )
             run_summaries = summaries.RunSummaries(model_dir, stage)
             show_geometry = stage == "depth" or config.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir)

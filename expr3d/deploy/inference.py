@@ -216,7 +216,11 @@ def inference_generators(g_rgb, g_depth, image_size, seed=0):
     images = rng.uniform(-1.0, 1.0, (2, image_size, image_size, 3)).astype(np.float32)
     differences = {}
     clones = []
-    for model, conditions in ((g_rgb, np.eye(NUM_EXPRESSIONS, dtype=np.float32)[[1, 6]]),
+    # G_rgb's condition: one-hot expressions, or (an AU-conditioned run) intensities of its condition's length.
+    width = int(g_rgb.inputs[1].shape[-1]) if g_rgb is not None else NUM_EXPRESSIONS
+    condition = (np.eye(NUM_EXPRESSIONS, dtype=np.float32)[[1, 6]] if width == NUM_EXPRESSIONS
+                 else rng.uniform(0.0, 1.0, (2, width)).astype(np.float32))
+    for model, conditions in ((g_rgb, condition),
                               (g_depth, np.array([[1.0, 0.0], [0.0, 1.0]], np.float32))):
         if model is None:
             clones.append(None)

@@ -21,10 +21,11 @@ import os
 
 import numpy as np
 
+from expr3d.deploy.action_unit_signatures import AU_GENERATOR_SIGNATURE
 from expr3d.deploy.signatures import GENERATOR_SIGNATURE
 from expr3d.deploy.transfer_signatures import TRANSFER_GENERATOR_SIGNATURE
 from expr3d.imaging.pixels import from_uint8, to_uint8
-from expr3d.labels import NUM_EXPRESSIONS
+from expr3d.labels import NUM_ACTION_UNITS, NUM_EXPRESSIONS
 
 VARIANTS = ("fp32", "fp16", "int8", "int8_full")
 
@@ -142,6 +143,13 @@ def _transfer_feeds(images):
     return {"image_a": images, "image_b": np.roll(images, 1, axis=0)}
 
 
+def _action_unit_feeds(images):
+    # Seeded, sparse AU vectors (most AUs of a face are off), one per face.
+    rng = np.random.default_rng(0)
+    units = rng.uniform(0.0, 1.0, (len(images), NUM_ACTION_UNITS)) * (rng.uniform(size=(len(images), 1)) < 0.3)
+    return {"image": images, "action_units": units.astype(np.float32)}
+
+
 def _face(size):
     return f"float32 [N,{size},{size},3] in [-1,1]"
 
@@ -155,6 +163,10 @@ TRANSFER = LiteSignature(
     lambda size: ({"image_a": _face(size), "image_b": _face(size)},
                   {"a_with_b": f"{_face(size)}: A with B's expression",
                    "b_with_a": f"{_face(size)}: B with A's expression"}))
+ACTION_UNITS = LiteSignature(
+    AU_GENERATOR_SIGNATURE, "au_generator", ("image", "action_units"), ("image",), _action_unit_feeds,
+    lambda size: ({"image": _face(size), "action_units": f"float32 [N,{NUM_ACTION_UNITS}] AU intensities in [0,1]"},
+                  {"image": _face(size)}))
 
 
 def file_name(variant, signature=GENERATOR):

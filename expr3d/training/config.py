@@ -23,9 +23,9 @@ DATA_STREAM_FIELDS = ("data_dir", "batch_size", "batch_size_depth", "image_size"
 # Fields that become ModelConfig's (the networks' shapes).
 MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d_num_layers", "depth_g_conv_dim",
                 "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers", "generator", "init", "code_dim",
-                "au_bins")
+                "au_bins", "condition")
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
-STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "g_ema_decay", "critic_warmup_steps")
+STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "g_ema_decay", "critic_warmup_steps", "condition")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -75,6 +75,7 @@ class TrainConfig:
     model: str = "stargan"
     code_dim: int = 64
     au_bins: int = 5
+    condition: str = "expression"
     # --- losses
     depth_weight: float = 0.1
     confidence_penalty: float = 0.1
@@ -196,6 +197,14 @@ class TrainConfig:
         if self.synthetic_train_pairs and self.synthetic_images_per_identity % NUM_EXPRESSIONS:
             raise UsageError(f"--synthetic_train_pairs needs --synthetic_images_per_identity a multiple of "
                              f"{NUM_EXPRESSIONS}, got {self.synthetic_images_per_identity}")
+        if self.condition == "action_units" and self.model == "stargan":
+            for name, ok, what in (("depth_weight", self.depth_weight == 0, "0 (D_depth reads expression classes)"),
+                                   ("target_mode", self.target_mode == "permute",
+                                    "permute (the targets are other faces' AUs)"),
+                                   ("lambda_pair", self.lambda_pair == 0, "0")):
+                if not ok:
+                    raise UsageError(f"--condition=action_units needs --{name}={what}; got "
+                                     f"--{name}={getattr(self, name)}")
         if self.model == "transfer":
             if self.target_mode == "uniform":
                 raise UsageError("--target_mode=uniform is a setting of --model=stargan; --model=transfer takes "
@@ -268,6 +277,10 @@ def define_flags(flag_values=None):
            "second stage is 'transfer' (--num_steps_gan iterations).")
     define("integer", "code_dim", "--model=transfer: length of the AU-related code.")
     define("integer", "au_bins", "--model=transfer: intensity bins per AU of the multi-class AU adversary.")
+    define("enum", "condition", ["expression", "action_units"],
+           "What G_rgb is asked for: 'expression' (the paper: one of 8 classes) or 'action_units' (continuous AU "
+           "control, GANimation's idea: a vector of the 17 AU intensities in [0, 1]; D_rgb regresses them; needs "
+           "data with AUs and --depth_weight=0; docs/transfer.md).")
     define("enum", "init", ["keras", "stargan"],
            "Weight initialisation: Keras' defaults (glorot-uniform kernels, zero biases), or 'stargan': "
            "PyTorch's defaults as the official StarGAN code gets them (kernels and the critics' biases "

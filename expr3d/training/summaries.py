@@ -23,7 +23,7 @@ import tensorflow as tf
 from expr3d import storage
 from expr3d.imaging.grid import tile_grid, with_column_labels
 from expr3d.imaging.pixels import to_uint8
-from expr3d.labels import EXPRESSIONS
+from expr3d.labels import ACTION_UNITS, EXPRESSIONS, NUM_ACTION_UNITS
 
 
 def geometry_tile(geometry, kind):
@@ -48,6 +48,19 @@ def mask_tile(mask):
 
 def gan_column_labels():
     return ("source",) + tuple(EXPRESSIONS)
+
+
+# The AU-control grid's columns (--condition=action_units): no AU, then single AUs at full intensity that show in a
+# face (smile, brow lowerer, inner brow raiser, jaw drop, lip corner depressor, nose wrinkler, outer brow raiser).
+SAMPLE_ACTION_UNITS = (12, 4, 1, 26, 15, 9, 2)
+
+
+def action_unit_columns():
+    """(labels, conditions `[columns, A]`) of the AU-control sample grid."""
+    conditions = np.zeros((1 + len(SAMPLE_ACTION_UNITS), NUM_ACTION_UNITS), np.float32)
+    for column, unit in enumerate(SAMPLE_ACTION_UNITS, start=1):
+        conditions[column, ACTION_UNITS.index(unit)] = 1.0
+    return ("source", "no AU") + tuple(f"AU{unit}" for unit in SAMPLE_ACTION_UNITS), conditions
 
 
 def depth_column_labels(kind):
@@ -171,9 +184,10 @@ def render_samples(trainer, samples, kind, show_geometry=True):
         outputs = {k: v.numpy() for k, v in trainer.sample_outputs(image).items()}
         return with_column_labels(transfer_stage_grid(samples, outputs), TRANSFER_COLUMNS, size)
     count = image.shape[0]
-    per_class = []
-    for c in range(len(EXPRESSIONS)):
-        out = trainer.sample_outputs(image, tf.fill([count], c))
-        per_class.append({k: v.numpy() for k, v in out.items()})
-    return with_column_labels(gan_stage_grid(samples, per_class, kind, show_geometry=show_geometry),
-                              gan_column_labels(), size)
+    if getattr(trainer, "condition", "expression") == "action_units":
+        labels, conditions = action_unit_columns()
+        targets = [tf.repeat(tf.constant(condition[None]), count, axis=0) for condition in conditions]
+    else:
+        labels, targets = gan_column_labels(), [tf.fill([count], c) for c in range(len(EXPRESSIONS))]
+    per_class = [{k: v.numpy() for k, v in trainer.sample_outputs(image, target).items()} for target in targets]
+    return with_column_labels(gan_stage_grid(samples, per_class, kind, show_geometry=show_geometry), labels, size)

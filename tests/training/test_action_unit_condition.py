@@ -1,6 +1,7 @@
-"""Continuous AU control (issue #13 item 3, groundwork): G_rgb conditioned on AU intensities, D_rgb's head
-regressing them, and the training batches' AU targets. Not yet a training flag: export, evaluation and the sample
-grid still speak expressions."""
+"""Continuous AU control (issue #13 item 3): G_rgb conditioned on AU intensities, D_rgb's head regressing them,
+the training batches' AU targets and what the training command refuses."""
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -99,3 +100,16 @@ def test_permuted_targets_carry_the_action_units_of_the_face_whose_label_they_to
     np.testing.assert_array_equal(fields["target_action_units"].numpy(), batch["action_units"].numpy()[order])
     np.testing.assert_array_equal(fields["target_action_units_mask"].numpy(),
                                   batch["action_units_mask"].numpy()[order])
+
+
+def test_cli_refuses_action_units_on_data_without_them(tiny_dataset, tmp_path):
+    from tests import forked_cli
+
+    model_dir = str(tmp_path / "run")  # the tiny dataset: hemispheres with expression labels, no AUs
+    done = forked_cli.run(["-m", "expr3d.train", f"--data_dir={tiny_dataset}", f"--model_dir={model_dir}",
+                           "--condition=action_units", "--depth_weight=0", "--num_steps_gan=2", "--progress=false"],
+                          capture_output=True, text=True, timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("expr3d.train: error: --condition=action_units needs action-unit intensities")
+    assert not os.path.exists(model_dir)

@@ -21,6 +21,7 @@ RECORDED_KEYS = [
     "d_num_layers", "depth_g_conv_dim", "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers",
     "generator", "geometry", "init",
     "model", "code_dim", "au_bins",  # (session 10)
+    "condition",  # (session 12)
     "depth_weight", "confidence_penalty", "confidence_penalty_on", "lambda_cls",
     "lambda_rec", "lambda_gp", "lambda_id",
     "lambda_pair",  # (session 9)
@@ -114,6 +115,14 @@ def test_stages_and_batch_sizes():
      "default)"),
     ({"model": "transfer", "g_ema_decay": 0.999},
      "--g_ema_decay=0.999 is a setting of --model=stargan; --model=transfer does not use it (leave it at its "
+     "default)"),
+    ({"condition": "action_units"},
+     "--condition=action_units needs --depth_weight=0 (D_depth reads expression classes); got --depth_weight=0.1"),
+    ({"condition": "action_units", "depth_weight": 0.0, "target_mode": "uniform"},
+     "--condition=action_units needs --target_mode=permute (the targets are other faces' AUs); got "
+     "--target_mode=uniform"),
+    ({"model": "transfer", "condition": "action_units"},
+     "--condition=action_units is a setting of --model=stargan; --model=transfer does not use it (leave it at its "
      "default)"),
     ({"model": "transfer", "target_mode": "uniform"},
      "--target_mode=uniform is a setting of --model=stargan; --model=transfer takes 'permute' (each face's exemplar "

@@ -1,0 +1,132 @@
+"""The serving graph of an exported AU-conditioned run (`expr3d.train --condition=action_units`): a face and 17
+action-unit intensities in, the face showing those AUs out (continuous AU control, issue #13).
+
+Signatures (inputs -> outputs):
+
+    serving_default,         images uint8 [N,H,W,3], action_units float32 [N,17] or [17] (one vector for every face;
+    translate_action_units   intensities in [0, 1] in `expr3d.labels.ACTION_UNITS` order: AU1, AU2, AU4, ... AU26)
+                             -> images uint8 [N,H,W,3]
+    estimate_depth           as the expression export (expr3d/deploy/signatures.py), when the run has G_depth
+    au_generator             image float32 [N,S,S,3] in [-1,1], action_units float32 [N,17]
+                             -> image float32 [N,S,S,3] (the raw network at the training size S; TFLite is converted
+                             from it)
+
+Malformed requests fail with INVALID_ARGUMENT naming the input (`action_units must be [N, 17] or [17] ...`,
+`action_units must be intensities in [0, 1] ...`), as the expression export's.
+"""
+from expr3d.deploy import signatures as base
+from expr3d.labels import ACTION_UNITS, NUM_ACTION_UNITS
+
+SIGNATURE_KEYS = ("serving_default", "translate_action_units", "estimate_depth", "au_generator")
+AU_GENERATOR_SIGNATURE = "au_generator"
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def check_action_units(action_units, batch, name="action_units"):
+    """Validate AU vectors in-graph: `[batch, 17]`, or `[17]` / `[1, 17]` for every face, values in [0, 1] (NaN
+    refused). Returns float32 `[batch, 17]`; every check reads only the rank and a padded shape, so none can fail on
+    a malformed input, and the error names the first thing that is wrong."""
+    tf = _tf()
+    action_units = tf.cast(action_units, tf.float32)
+    rank = tf.rank(action_units)
+    shape = base._padded_shape(action_units, 2)
+    rank_ok = tf.logical_or(tf.equal(rank, 1), tf.equal(rank, 2))
+    rows = tf.where(tf.equal(rank, 1), 1, shape[0])
+    width = tf.where(tf.equal(rank, 1), shape[0], shape[1])
+    shape_ok = tf.logical_and(rank_ok, tf.logical_and(tf.equal(width, NUM_ACTION_UNITS),
+                                                      tf.logical_or(tf.equal(rows, 1), tf.equal(rows, batch))))
+    flat = tf.reshape(action_units, [-1])
+    padded = tf.reshape(tf.pad(flat, [[0, (-tf.size(flat)) % NUM_ACTION_UNITS]]), [-1, NUM_ACTION_UNITS])
+    values_ok = tf.reduce_all(tf.logical_and(padded >= 0.0, padded <= 1.0))  # NaN fails every comparison
+    checks = [
+        tf.debugging.Assert(shape_ok, [f"{name} must be [N, {NUM_ACTION_UNITS}] (one row per image) or "
+                                       f"[{NUM_ACTION_UNITS}] (one vector for all), in the order AU"
+                                       + ", AU".join(str(a) for a in ACTION_UNITS) + "; got shape",
+                                       tf.shape(action_units), "for", batch, "images"], summarize=8),
+        tf.debugging.Assert(tf.logical_or(tf.logical_not(shape_ok), values_ok), [
+            f"{name} must be intensities in [0, 1] (0 = absent, 1 = strongest); got values from",
+            tf.reduce_min(flat), "to", tf.reduce_max(flat)]),
+    ]
+    index = tf.where(tf.equal(rows, 1), tf.zeros([batch], tf.int32), tf.minimum(tf.range(batch), rows - 1))
+    safe = tf.cond(shape_ok, lambda: padded, lambda: tf.zeros([1, NUM_ACTION_UNITS]))
+    index = tf.where(shape_ok, index, tf.zeros_like(index))
+    return base._guarded(tf.gather(safe, index), checks)
+
+
+class ActionUnitServingFunctions:
+    """The signature functions of one AU-conditioned run, as plain Python callables over TF tensors.
+
+    Args:
+        g_rgb: the generator conditioned on 17 AU intensities (`call([image, action_units])`, tanh output).
+        g_depth: the depth translator or None (then `estimate_depth` is not exported).
+        image_size: the generator's input size S.
+        geometry: "depth" or "normals".
+        max_encoded_pixels: unused here (no encoded-image signature yet); kept for the exporter's interface.
+    """
+
+    def __init__(self, g_rgb, g_depth, image_size, geometry="depth", max_encoded_pixels=None):
+        if geometry not in ("depth", "normals"):
+            raise ValueError(f"geometry must be 'depth' or 'normals'; got {geometry!r}")
+        self.g_rgb = g_rgb
+        self.g_depth = g_depth
+        self.image_size = int(image_size)
+        self.geometry = geometry
+        self.max_encoded_pixels = base.MAX_ENCODED_PIXELS if max_encoded_pixels is None else int(max_encoded_pixels)
+
+    def input_signatures(self):
+        """{signature name: [tf.TensorSpec, ...]} (named inputs)."""
+        tf = _tf()
+        size = self.image_size
+        request = [tf.TensorSpec(None, tf.uint8, name="images"), tf.TensorSpec(None, tf.float32, name="action_units")]
+        signatures = {
+            "serving_default": request,
+            "translate_action_units": request,
+            "estimate_depth": [tf.TensorSpec(None, tf.uint8, name="images")],
+            AU_GENERATOR_SIGNATURE: [tf.TensorSpec([None, size, size, 3], tf.float32, name="image"),
+                                     tf.TensorSpec([None, NUM_ACTION_UNITS], tf.float32, name="action_units")],
+        }
+        if self.g_depth is None:
+            del signatures["estimate_depth"]
+        return signatures
+
+    def au_generator(self, image, action_units):
+        tf = _tf()
+        size = self.image_size
+        shape = base._padded_shape(image, 4)
+        size_ok = tf.logical_and(tf.equal(shape[1], size), tf.equal(shape[2], size))
+        checks = [tf.debugging.Assert(size_ok, [
+            f"au_generator: image must be {size}x{size} (the size it was trained and exported at; resize first, or "
+            f"use serving_default, which resizes in the graph); got shape", tf.shape(image)], summarize=8)]
+        units = check_action_units(action_units, shape[0])
+        return {"image": self.g_rgb([base._guarded(image, checks), units], training=False)}
+
+    def translate_action_units(self, images, action_units):
+        tf = _tf()
+        images = base.check_images(images, "images")
+        shape = tf.shape(images)
+        units = check_action_units(action_units, shape[0])
+        out = self.g_rgb([base.to_model_input(images, self.image_size), units], training=False)
+        return {"images": base.to_uint8(out, shape[1], shape[2])}
+
+    def serving_default(self, images, action_units):
+        return self.translate_action_units(images, action_units)
+
+    def estimate_depth(self, images):
+        return base.depth_outputs(self.g_depth, self.geometry, self.image_size, images)
+
+
+def build_archive(functions):
+    """A `keras.export.ExportArchive` holding every signature of `functions` (an ActionUnitServingFunctions)."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    signatures = functions.input_signatures()
+    for key in SIGNATURE_KEYS:  # serving_default first: TF Serving's default endpoint
+        if key in signatures:
+            archive.add_endpoint(key, getattr(functions, key), input_signature=signatures[key])
+    return archive

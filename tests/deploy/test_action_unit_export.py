@@ -1,0 +1,125 @@
+"""expr3d.export of an AU-conditioned run (`--condition=action_units`): its signatures reloaded in a fresh process
+against the Keras generator, the in-graph refusals, the TFLite au_generator with its parity report, and the tools
+that take other exports refusing it."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from expr3d.deploy import signatures, tflite
+from expr3d.labels import NUM_ACTION_UNITS
+from tests.deploy.conftest import run_cli
+
+FRESH = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+
+version_dir, inputs, output, errors_path = sys.argv[1:5]
+data = np.load(inputs)
+sig = tf.saved_model.load(version_dir).signatures
+out = {"each": sig["translate_action_units"](images=tf.constant(data["faces"]),
+                                             action_units=tf.constant(data["units"]))["images"].numpy(),
+       "one": sig["serving_default"](images=tf.constant(data["faces"]),
+                                     action_units=tf.constant(data["units"][0]))["images"].numpy(),
+       "raw": sig["au_generator"](image=tf.constant(data["x"]), action_units=tf.constant(data["units"]))["image"].numpy()}
+errors = {}
+for name, units in {"width": data["units"][:, :8], "range": data["units"] * 3.0,
+                    "count": data["units"][:2]}.items():
+    try:
+        sig["translate_action_units"](images=tf.constant(data["faces"]), action_units=tf.constant(units))
+        errors[name] = None
+    except tf.errors.InvalidArgumentError as error:
+        errors[name] = error.message
+np.savez(output, **out)
+json.dump({"errors": errors, "signatures": sorted(sig)}, open(errors_path, "w"))
+"""
+TINY = ["--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_layers=3", "--depth_g_conv_dim=8",
+        "--depth_g_num_res_blocks=1", "--depth_d_conv_dim=8", "--depth_d_num_layers=3", "--perceptual_weight=0",
+        "--batch_size=4", "--num_steps_depth=2", "--n_critic=2", "--progress=false", "--seed=2"]
+
+
+@pytest.fixture(scope="module")
+def au_export(tmp_path_factory):
+    root = tmp_path_factory.mktemp("au_export")
+    data, run, base = str(root / "data"), str(root / "run"), str(root / "saved_models" / "au")
+    done = run_cli(["-m", "expr3d.train", f"--data_dir={data}", f"--model_dir={run}", "--generate_synthetic",
+                    "--synthetic_identities=6", "--image_size=32", "--condition=action_units", "--depth_weight=0",
+                    "--num_steps_gan=4", "--sample_every=4"] + TINY, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_cli(["-m", "expr3d.export", f"--model_dir={run}", f"--output={base}", "--tflite=fp32",
+                    f"--data_dir={data}", "--parity_images=4"], timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    version_dir = os.path.join(base, "1")
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
+    units = (rng.uniform(size=(3, NUM_ACTION_UNITS)) * (rng.uniform(size=(3, NUM_ACTION_UNITS)) < 0.4)).astype(
+        np.float32)
+    x = rng.uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
+    inputs = str(root / "inputs.npz")
+    np.savez(inputs, faces=faces, units=units, x=x)
+    done = run_cli(["-c", FRESH, version_dir, inputs, str(root / "out.npz"), str(root / "errors.json")])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"root": root, "data": data, "run": run, "version_dir": version_dir, "faces": faces, "units": units,
+            "x": x, "out": dict(np.load(str(root / "out.npz"))), **json.load(open(root / "errors.json"))}
+
+
+def _keras(au_export, faces, units):
+    import tensorflow as tf
+
+    from expr3d.run_dir import RunDir
+
+    g_rgb = RunDir(au_export["run"]).load_network("g_rgb")
+    x = signatures.to_model_input(tf.constant(faces), 32)
+    out = g_rgb([x, tf.constant(units)], training=False)
+    return signatures.to_uint8(out, faces.shape[1], faces.shape[2]).numpy(), g_rgb
+
+
+@pytest.mark.slow
+def test_the_signatures_translate_as_the_keras_generator(au_export):
+    info = json.load(open(os.path.join(au_export["version_dir"], "expr3d_export.json")))
+    assert info["condition"] == "action_units" and info["family"] == "stargan"
+    assert au_export["signatures"] == ["au_generator", "serving_default", "translate_action_units"]
+    expected, g_rgb = _keras(au_export, au_export["faces"], au_export["units"])
+    assert au_export["out"]["each"].shape == (3, 40, 40, 3)
+    assert np.abs(au_export["out"]["each"].astype(int) - expected).max() <= 1
+    one, _ = _keras(au_export, au_export["faces"], np.repeat(au_export["units"][:1], 3, axis=0))
+    assert np.abs(au_export["out"]["one"].astype(int) - one).max() <= 1  # one vector for every face
+    raw = np.asarray(g_rgb([au_export["x"], au_export["units"]], training=False))
+    assert np.abs(au_export["out"]["raw"] - raw).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_bad_action_units_are_invalid_argument_naming_them(au_export):
+    errors = au_export["errors"]
+    assert f"action_units must be [N, {NUM_ACTION_UNITS}]" in errors["width"]
+    assert "action_units must be intensities in [0, 1]" in errors["range"]
+    assert f"action_units must be [N, {NUM_ACTION_UNITS}]" in errors["count"]
+
+
+@pytest.mark.slow
+def test_tflite_au_generator_matches_the_saved_model(au_export):
+    path = os.path.join(au_export["version_dir"], "tflite", tflite.file_name("fp32", tflite.ACTION_UNITS))
+    ok, ops = tflite.builtin_only(open(path, "rb").read())
+    assert ok, ops
+    report = json.load(open(path[:-len(".tflite")] + ".json"))
+    assert report["signature"] == "au_generator" and report["parity"]["psnr_db"] >= 80.0
+    runner = tflite.LiteRunner(path, tflite.ACTION_UNITS)
+    out = runner.run(image=au_export["x"], action_units=au_export["units"])["image"]
+    assert np.abs(out - au_export["out"]["raw"]).max() < 1e-3
+    with pytest.raises(ValueError, match="has no 'generator' signature"):
+        tflite.LiteGenerator(path)
+
+
+@pytest.mark.slow
+def test_synthesize_refuses_an_au_export_naming_what_it_takes(au_export, tmp_path):
+    import cv2
+
+    photo = str(tmp_path / "face.png")
+    cv2.imwrite(photo, au_export["faces"][0])
+    done = run_cli(["-m", "expr3d.synthesize", f"--saved_model={au_export['version_dir']}", f"--images={photo}",
+                    "--expressions=happy", f"--output={tmp_path}/out"])
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and "export of an AU-conditioned run (--condition=action_units)" in last
+    assert "translate_action_units" in last and not os.path.exists(tmp_path / "out")

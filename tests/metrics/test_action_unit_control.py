@@ -1,0 +1,84 @@
+"""`expr3d.metrics.action_unit_control`: the dial and the pairing on known cases, and `python -m expr3d.evaluate`
+on a tiny AU-conditioned run with a tiny AU judge."""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from expr3d.labels import ACTION_UNITS, NUM_ACTION_UNITS
+from expr3d.metrics import action_unit_control
+from tests import forked_cli
+
+TINY = ["--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_layers=3", "--depth_g_conv_dim=8",
+        "--depth_g_num_res_blocks=1", "--depth_d_conv_dim=8", "--depth_d_num_layers=3", "--perceptual_weight=0",
+        "--batch_size=4", "--num_steps_depth=2", "--n_critic=2", "--progress=false", "--seed=4"]
+
+
+def test_a_dial_keeps_the_face_s_other_action_units_and_sets_one():
+    truth = np.full((2, NUM_ACTION_UNITS), 0.3, np.float32)
+    truth[1, 0] = np.nan  # a missing AU is asked to be absent
+    conditions = action_unit_control.dialled_conditions(truth, 12, levels=(0.0, 1.0)).reshape(2, 2, -1)
+    column = ACTION_UNITS.index(12)
+    assert conditions[0, :, column].tolist() == [0.0, 0.0] and conditions[1, :, column].tolist() == [1.0, 1.0]
+    others = np.delete(conditions, column, axis=-1)
+    assert np.allclose(others[:, 0], 0.3) and np.allclose(others[:, 1, 1:], 0.3) and np.all(others[:, 1, 0] == 0.0)
+
+
+def test_each_face_is_paired_with_its_own_scene_under_another_expression():
+    pair_id = np.array([7, 7, 7, 9, 9, -1, 4])
+    expression = np.array([0, 0, 3, 1, 2, 5, 6])
+    partner = action_unit_control.other_render_of_the_same_scene(pair_id, expression)
+    assert partner.tolist() == [2, 2, 0, 4, 3, -1, -1]
+
+
+@pytest.fixture(scope="module")
+def au_run(tmp_path_factory):
+    from expr3d.metrics.au_judge import train_au_regressor
+
+    root = tmp_path_factory.mktemp("au_control")
+    data, run = str(root / "data"), str(root / "run")
+    done = forked_cli.run(["-m", "expr3d.train", f"--data_dir={data}", f"--model_dir={run}", "--generate_synthetic",
+                           "--synthetic_identities=10", "--image_size=32", "--condition=action_units",
+                           "--depth_weight=0", "--num_steps_gan=4", "--sample_every=4"] + TINY,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    judge = str(root / "au_judge")
+    train_au_regressor(data, judge, epochs=1, width=8, log=open(os.devnull, "w"))
+    return {"root": root, "data": data, "run": run, "judge": judge}
+
+
+@pytest.mark.slow
+def test_evaluate_reads_the_dialled_and_targeted_action_units_back(au_run):
+    output = str(au_run["root"] / "evaluation")
+    done = forked_cli.run(["-m", "expr3d.evaluate", f"--model_dir={au_run['run']}", f"--data_dir={au_run['data']}",
+                           f"--au_judge={au_run['judge']}", "--max_examples=12", f"--output={output}"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "evaluate AU control:" in done.stderr  # the progress line
+    results = json.load(open(os.path.join(output, "results.json")))
+    assert results["condition"] == "action_units" and set(results["metrics"]) == set(action_unit_control.AU_METRICS)
+    dial = results["metrics"]["au_dial"]
+    assert dial["faces"] == 12 and 0 <= dial["dial_mae"] <= 1 and set(dial["units"]) == set(
+        action_unit_control.DIAL_UNITS)
+    assert results["metrics"]["au_paired"]["pairs"] > 0
+    arrays = np.load(os.path.join(output, "arrays.npz"))
+    assert arrays["au_sweep/images"].shape == (7, 5, 32, 32, 3)
+    assert cv2.imread(os.path.join(output, "figures", "au_sweep.png")) is not None
+    assert "| dialled single AU, read-back MAE |" in open(os.path.join(output, "results.md")).read()
+    sample = cv2.imread(os.path.join(au_run["run"], "samples", "gan-latest.png"))
+    assert sample is not None and sample.shape[1] > 9 * 32  # source + 8 AU columns
+
+
+@pytest.mark.slow
+def test_an_au_run_refuses_expression_metrics_and_options_naming_its_kind(au_run, tmp_path):
+    for args, message in ((["--metrics=expression_generation_rate"],
+                           "--metrics=expression_generation_rate: metrics of --model=stargan runs"),
+                          (["--classifier=auto"], "--classifier is an option of --model=stargan evaluations"),
+                          (["--metrics=transfer_paired"], "--metrics=transfer_paired: metrics of --model=transfer runs")):
+        done = forked_cli.run(["-m", "expr3d.evaluate", f"--model_dir={au_run['run']}",
+                               f"--data_dir={au_run['data']}", f"--output={tmp_path}/x", *args],
+                              capture_output=True, text=True, timeout=300)
+        last = done.stderr.strip().splitlines()[-1]
+        assert done.returncode == 1 and message in last and "holds a --condition=action_units run" in last, last
