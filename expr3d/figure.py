@@ -277,7 +277,7 @@ def check_run(path, flag, need_rgb=True):
     try:
         config = run.config()
         if need_rgb:
-            run.require_generator("drawn")
+            run.require_generator("drawn", condition="expression")
         elif not run.has_network("g_depth"):
             raise RunDirError(f"{run.model_path('g_depth')} is missing: {path} has no exported G_depth to judge "
                               f"the depth with")

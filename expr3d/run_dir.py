@@ -281,11 +281,17 @@ class RunDir:
         except Exception as error:  # a truncated or foreign file: say which
             raise RunDirError(f"cannot load {path}: {type(error).__name__}: {error}") from error
 
-    def require_generator(self, purpose):
-        """RunDirError naming what is missing when the run has no exported G_rgb (`purpose`: "evaluated", ...)."""
+    def require_generator(self, purpose, condition=None):
+        """RunDirError naming what is missing when the run has no exported G_rgb (`purpose`: "evaluated", ...), or,
+        with `condition`, when its G_rgb is conditioned otherwise (an AU-conditioned run given to a tool that asks
+        for expressions)."""
         path = self.model_path("g_rgb")
         if os.path.isfile(self.config_path):
             self.require_family("stargan", purpose)
+            found = self.condition(self.config())
+            if condition is not None and found != condition:
+                raise RunDirError(f"{self.path} holds a --condition={found} run, so it cannot be {purpose} here: this "
+                                  f"tool takes --condition={condition} runs")
         if os.path.isfile(path):
             return
         hint = ("it has checkpoints but no exported models: a stage-1-only run (no G_rgb), or a run interrupted "

@@ -37,7 +37,7 @@ def open_run(model_dir):
     run = RunDir(model_dir)
     with run_errors():
         config = run.config()
-        run.require_generator("evaluated")
+        run.require_generator("evaluated", condition="expression")
     return run, config
 
 

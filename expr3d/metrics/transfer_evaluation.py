@@ -217,7 +217,9 @@ class TransferEvaluation:
         import tensorflow as tf
 
         with run_errors():
-            run = RunDir(path, flag="--stargan_model_dir").load_generators()
+            stargan = RunDir(path, flag="--stargan_model_dir")
+            stargan.require_generator("compared by expression class", condition="expression")
+            run = stargan.load_generators()
         if run.image_size != self.run.image_size:
             raise EvaluationError(f"--stargan_model_dir={path} was trained at {run.image_size} px; the transfer run "
                                   f"at {self.run.image_size} px")

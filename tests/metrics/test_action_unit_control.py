@@ -82,3 +82,12 @@ def test_an_au_run_refuses_expression_metrics_and_options_naming_its_kind(au_run
                               capture_output=True, text=True, timeout=300)
         last = done.stderr.strip().splitlines()[-1]
         assert done.returncode == 1 and message in last and "holds a --condition=action_units run" in last, last
+
+
+@pytest.mark.slow
+def test_the_comparison_figure_refuses_an_au_run_naming_its_condition(au_run, tmp_path):
+    done = forked_cli.run(["-m", "expr3d.figure", f"--data_dir={au_run['data']}", f"--run=AU={au_run['run']}",
+                           f"--output={tmp_path}/figure.png"], capture_output=True, text=True, timeout=300)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and "holds a --condition=action_units run" in last, last
+    assert "this tool takes --condition=expression runs" in last and not os.path.exists(tmp_path / "figure.png")
