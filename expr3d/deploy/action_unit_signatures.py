@@ -122,11 +122,4 @@ class ActionUnitServingFunctions:
 
 def build_archive(functions):
     """A `keras.export.ExportArchive` holding every signature of `functions` (an ActionUnitServingFunctions)."""
-    import keras
-
-    archive = keras.export.ExportArchive()
-    signatures = functions.input_signatures()
-    for key in SIGNATURE_KEYS:  # serving_default first: TF Serving's default endpoint
-        if key in signatures:
-            archive.add_endpoint(key, getattr(functions, key), input_signature=signatures[key])
-    return archive
+    return base.build_archive(functions, SIGNATURE_KEYS)

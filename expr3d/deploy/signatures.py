@@ -466,15 +466,16 @@ class ServingFunctions:
         return {"images": out, "expressions": names}
 
 
-def build_archive(functions):
-    """A `keras.export.ExportArchive` holding every signature of `functions` (a ServingFunctions)."""
+def build_archive(functions, keys=SIGNATURE_KEYS):
+    """A `keras.export.ExportArchive` holding every signature of `functions` (a ServingFunctions, or another
+    family's functions with its `keys`) that its `input_signatures()` lists, in the order of `keys`."""
     import keras
 
     archive = keras.export.ExportArchive()
     # No archive.track(model): ExportArchive also saves every variable the endpoints use, as separate tf.Variables,
     # so tracking the models as well stored each weight twice (89 checkpoint keys for 44 variables, 2x the size).
     signatures = functions.input_signatures()
-    for key in SIGNATURE_KEYS:  # serving_default first: TF Serving's default endpoint
+    for key in keys:  # serving_default first: TF Serving's default endpoint
         if key in signatures:
             archive.add_endpoint(key, getattr(functions, key), input_signature=signatures[key])
     return archive

@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from expr3d import outputs, storage
+from expr3d.metrics import writing
 from expr3d.labels import ACTION_UNITS, NUM_ACTION_UNITS
 from expr3d.metrics.context import EvaluationError, run_errors
 from expr3d.run_dir import RunDir
@@ -46,14 +47,7 @@ RESULTS_FORMAT_VERSION = 1
 
 def parse_au_metrics(text):
     """"a,b" (or "all") -> the AU-control metric names; ValueError naming an unknown one."""
-    names = [n.strip() for n in text.split(",") if n.strip()] if isinstance(text, str) else list(text)
-    if names == ["all"]:
-        return list(AU_METRICS)
-    unknown = [n for n in names if n not in AU_METRICS]
-    if unknown or not names:
-        raise ValueError(f"--metrics: {', '.join(unknown) or '(empty)'} is not a metric of --condition=action_units "
-                         f"runs; they are: {', '.join(AU_METRICS)}")
-    return list(dict.fromkeys(names))
+    return writing.parse_names(text, AU_METRICS, "--condition=action_units")
 
 
 def dialled_conditions(true_units, unit, levels=DIAL_LEVELS):
@@ -310,23 +304,13 @@ def evaluate_action_unit_control(model_dir, data_dir, metrics, output=None, over
     }
     if not results:
         return document
-    folder.remove_written(replaced)
-    folder.makedirs("figures")
-    folder.record(*WRITES)
-    if evaluation.arrays:
-        tmp = os.path.join(output, f".arrays-{os.getpid()}.npz")
-        np.savez_compressed(tmp, **evaluation.arrays)
-        os.replace(tmp, os.path.join(output, "arrays.npz"))
-    document["figures"] = ({"au_sweep": _sweep_figure(evaluation.arrays, os.path.join(output, "figures",
-                                                                                      "au_sweep.png"))}
-                           if "au_sweep/images" in evaluation.arrays else {})
-    from expr3d.metrics.loop import _json_safe
 
-    document = _json_safe(document)
-    storage.atomic_write_json(os.path.join(output, "results.json"), document)
-    storage.atomic_write_bytes(os.path.join(output, "results.md"), _markdown(document).encode("utf-8"))
-    folder.remove_written([n for n in folder.written() if not os.path.exists(os.path.join(output, n))])
-    return document
+    def draw_figures(directory):
+        if "au_sweep/images" not in evaluation.arrays:
+            return {}
+        return {"au_sweep": _sweep_figure(evaluation.arrays, os.path.join(directory, "au_sweep.png"))}
+
+    return writing.write_results(folder, replaced, WRITES, document, evaluation.arrays, draw_figures, _markdown)
 
 
 __all__ = ["AU_METRICS", "DESCRIPTIONS", "DIAL_LEVELS", "DIAL_UNITS", "dialled_conditions",

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from expr3d import outputs, storage
-from expr3d.metrics import figures, registry, report
+from expr3d.metrics import figures, registry, report, writing
 from expr3d.metrics.context import EvaluationContext, EvaluationError, TranslationStep, open_run
 from expr3d.progress import Progress
 
@@ -23,19 +23,6 @@ RESULTS_FORMAT_VERSION = 1
 # Everything an evaluation writes into --output (the output-exists check looks at all of it, not one file).
 EVALUATION_WRITES = ("results.json", "results.md", "arrays.npz", "figures/confusion_matrix.png",
                      "figures/learning_curves.png", "figures/identity_histogram.png", "figures/samples.png")
-
-
-def _json_safe(value):
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        return value if np.isfinite(value) else None
-    return value
 
 
 def evaluate(model_dir, data_dir, metrics, output=None, overwrite=False, progress=True, **options):
@@ -149,17 +136,6 @@ def evaluate(model_dir, data_dir, metrics, output=None, overwrite=False, progres
                     "test_examples": int(context.card["splits"]["test"]["num_examples"])},
     }
     folder.adopt(legacy)
-    folder.remove_written(replaced)
-    folder.makedirs("figures")
-    folder.record(*EVALUATION_WRITES)
-    if arrays:
-        tmp = os.path.join(output, f".arrays-{os.getpid()}.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, os.path.join(output, "arrays.npz"))
-    document["figures"] = figures.evaluation_figures(document, arrays, os.path.join(output, "figures"))
-    document = _json_safe(document)
-    storage.atomic_write_json(results_path, document)
-    storage.atomic_write_bytes(os.path.join(output, "results.md"),
-                               report.evaluation_markdown(document).encode("utf-8"))
-    folder.remove_written([n for n in folder.written() if not os.path.exists(os.path.join(output, n))])  # unlist
-    return document
+    return writing.write_results(folder, replaced, EVALUATION_WRITES, document, arrays,
+                                 lambda directory: figures.evaluation_figures(document, arrays, directory),
+                                 report.evaluation_markdown)

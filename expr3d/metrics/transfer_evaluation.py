@@ -35,6 +35,7 @@ import time
 import numpy as np
 
 from expr3d import outputs, storage
+from expr3d.metrics import writing
 from expr3d.labels import ACTION_UNITS, EXPRESSIONS
 from expr3d.metrics.context import EvaluationError, run_errors
 from expr3d.metrics.probes import mlp_probe, ridge_probe
@@ -63,14 +64,7 @@ PROBE_POOL = 4          # the AU-free map is average-pooled to PROBE_POOL x PROB
 
 def parse_transfer_metrics(text):
     """"a,b" (or "all") -> the transfer metric names in order; ValueError naming an unknown one."""
-    names = [n.strip() for n in text.split(",") if n.strip()] if isinstance(text, str) else list(text)
-    if names == ["all"]:
-        return list(TRANSFER_METRICS)
-    unknown = [n for n in names if n not in TRANSFER_METRICS]
-    if unknown or not names:
-        raise ValueError(f"--metrics: {', '.join(unknown) or '(empty)'} is not a metric of --model=transfer runs; "
-                         f"they are: {', '.join(TRANSFER_METRICS)}")
-    return list(dict.fromkeys(names))
+    return writing.parse_names(text, TRANSFER_METRICS, "--model=transfer")
 
 
 class _Skip(Exception):
@@ -410,22 +404,10 @@ def evaluate_transfer(model_dir, data_dir, metrics, output=None, overwrite=False
         "dataset": {"name": evaluation.card.get("name"), "image_size": evaluation.card.get("image_size"),
                     "transfer_records": int(evaluation.total)},
     }
-    folder.remove_written(replaced)
-    folder.makedirs("figures")
-    folder.record(*WRITES)
-    if evaluation.arrays:
-        tmp = os.path.join(output, f".arrays-{os.getpid()}.npz")
-        np.savez_compressed(tmp, **evaluation.arrays)
-        os.replace(tmp, os.path.join(output, "arrays.npz"))
-    document["figures"] = transfer_figures(document, evaluation.arrays, os.path.join(output, "figures"),
-                                   getattr(evaluation, "per_au", None))
-    from expr3d.metrics.loop import _json_safe
-
-    document = _json_safe(document)
-    storage.atomic_write_json(os.path.join(output, "results.json"), document)
-    storage.atomic_write_bytes(os.path.join(output, "results.md"), transfer_markdown(document).encode("utf-8"))
-    folder.remove_written([n for n in folder.written() if not os.path.exists(os.path.join(output, n))])
-    return document
+    return writing.write_results(
+        folder, replaced, WRITES, document, evaluation.arrays,
+        lambda directory: transfer_figures(document, evaluation.arrays, directory, getattr(evaluation, "per_au", None)),
+        transfer_markdown)
 
 
 __all__ = ["DESCRIPTIONS", "TRANSFER_METRICS", "evaluate_transfer", "parse_transfer_metrics"]
