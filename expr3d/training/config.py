@@ -1,3 +1,4 @@
+# Over 400 lines: every training flag is one field and one line here, with its bounds: one place to add a setting.
 """`TrainConfig`: everything one training run is told, as one frozen value (the `expr3d.train` flags, one field each).
 
     config = TrainConfig(data_dir="data/synthetic64", model_dir="runs/a", num_steps_gan=1000)
