@@ -85,7 +85,7 @@ def transfer_figures(document, arrays, directory, per_au):
         width = 0.8 / len(names)
         for j, (key, text) in enumerate(names):
             axis.bar(np.arange(NUM_ACTION_UNITS) + (j - (len(names) - 1) / 2) * width, per_au[key], width, label=text)
-        axis.set_xticks(np.arange(NUM_ACTION_UNITS), ACTION_UNITS, fontsize=7, rotation=45)
+        axis.set_xticks(np.arange(NUM_ACTION_UNITS), [f"AU{unit}" for unit in ACTION_UNITS], fontsize=7, rotation=45)
         axis.set_ylabel("AU absolute error", fontsize=8)
         axis.set_title("AU error against the exemplar's true intensities, read by the AU judge", fontsize=8)
         axis.legend(fontsize=7)
