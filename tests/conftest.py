@@ -10,6 +10,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # the CLI runs on that export): one xdist group, so the export and its CLIs run once, on one worker.
 SESSION_GROUPS = {f"tests/deploy/{name}.py": "deploy-export"
                   for name in ("test_export", "test_lite", "test_synthesize", "test_tflite")}
+# The transfer and AU-control evaluations share tests/metrics/conftest.py's data and AU judge.
+SESSION_GROUPS.update({f"tests/metrics/{name}.py": "au-evaluations"
+                       for name in ("test_transfer_evaluation", "test_action_unit_control")})
 # Scheduling hint: the longest units of work (minutes each, mostly subprocess CLIs) start first, then the other
 # modules with slow tests, then the rest, so both workers finish at about the same time. Only the order changes.
 LONGEST_FIRST = ("tests/training/test_train.py", "tests/test_ablation.py", "tests/data/test_corrupt_data.py",

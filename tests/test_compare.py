@@ -11,7 +11,7 @@ from tests.metrics import fixtures
 from tests import forked_cli
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, however its tests are interleaved
 def evaluations(tmp_path_factory):
     root = tmp_path_factory.mktemp("compare")
     data = fixtures.write_paired_dataset(str(root / "data"))

@@ -14,8 +14,9 @@ expressions -> seeded shuffle of the groups (serialized: small buffers) -> group
 another expression, drawn statelessly from (seed, index) -> both parsed and augmented with the same seed (the same
 flip and crop) -> batch -> prefetch.
 
-Batches: every key of `pipeline.make_dataset` for the source, plus `target_image` float32 [B, S, S, 3] in [-1, 1]
-and `target_expression` int32 [B] (the target render's label, the training target c_trg).
+Batches: every key of `pipeline.make_dataset` for the source, plus `target_image` float32 [B, S, S, 3] in [-1, 1],
+`target_expression` int32 [B] (the target render's label, the training target c_trg) and the target render's
+`target_action_units` / `target_action_units_mask` [B, 17] (the target of AU-conditioned training).
 """
 
 from expr3d.data import dataset_card, pipeline, records
@@ -105,6 +106,8 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
             for i in (first, second))
         source["target_image"] = target["image"]
         source["target_expression"] = target["expression"]
+        source["target_action_units"] = target["action_units"]
+        source["target_action_units_mask"] = target["action_units_mask"]
         return source
 
     dataset = groups.map(graph_only(pick), num_parallel_calls=parallel)

@@ -200,9 +200,8 @@ class TrainConfig:
                              f"{NUM_EXPRESSIONS}, got {self.synthetic_images_per_identity}")
         if self.condition == "action_units" and self.model == "stargan":
             for name, ok, what in (("depth_weight", self.depth_weight == 0, "0 (D_depth reads expression classes)"),
-                                   ("target_mode", self.target_mode == "permute",
-                                    "permute (the targets are other faces' AUs)"),
-                                   ("lambda_pair", self.lambda_pair == 0, "0")):
+                                   ("target_mode", self.target_mode in ("permute", "paired"),
+                                    "permute or paired (the targets are other faces' AUs, or the true render's)")):
                 if not ok:
                     raise UsageError(f"--condition=action_units needs --{name}={what}; got "
                                      f"--{name}={getattr(self, name)}")

@@ -94,8 +94,9 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         condition: "expression" (the paper: one-hot classes, D_rgb's head classifies) or "action_units"
             (continuous AU control, GANimation's idea: G_rgb takes an AU-intensity vector `[B, A]`, D_rgb's head
             regresses AUs through a sigmoid, scored by the masked L1; batches carry `action_units`,
-            `action_units_mask` and the target face's `target_action_units`, `target_action_units_mask`, and
-            missing AUs enter G_rgb as 0). Depth guidance reads expression classes, so it needs depth_weight 0.
+            `action_units_mask` and the target face's `target_action_units`, `target_action_units_mask` (with
+            lambda_pair, the true render's), and missing AUs enter G_rgb as 0). Depth guidance reads expression
+            classes, so it needs depth_weight 0.
         critic_warmup_steps: NOT in the paper: the first iterations train only D_rgb's expression head (and the
             trunk under it) on real faces, `lambda_cls CE(D_cls(x), c_org)` (logged `d_cls`;
             `critic_warmup_step`), so that from G_rgb's first update its classification term points somewhere.
@@ -138,9 +139,9 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         super().__init__(**kwargs)
         if condition not in CONDITIONS:
             raise ValueError(f"DepthGuidedStarGAN: condition must be one of {CONDITIONS}; got {condition!r}")
-        if condition == "action_units" and (depth_weight > 0 or lambda_pair > 0):
-            raise ValueError("DepthGuidedStarGAN: condition='action_units' needs depth_weight 0 and lambda_pair 0 "
-                             "(D_depth and the paired data carry expression classes, not AU targets)")
+        if condition == "action_units" and depth_weight > 0:
+            raise ValueError("DepthGuidedStarGAN: condition='action_units' needs depth_weight 0 (D_depth reads "
+                             "expression classes, not AUs)")
         if confidence_penalty_on not in PENALTY_SIDES:
             raise ValueError(f"DepthGuidedStarGAN: confidence_penalty_on must be one of {PENALTY_SIDES}; "
                              f"got {confidence_penalty_on!r}")

@@ -27,9 +27,9 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
         target_mode: "permute" (StarGAN: a random permutation of the batch's own labels), "uniform", or "paired"
             (the batch comes from `pairs.make_paired_dataset`: the target is the label of the pair's other render,
             which is passed on as `target_image`).
-        with_action_units: also pass on the AU intensities and their validity mask (`ACTION_UNIT_KEYS`) and, with
-            target_mode "permute", those of the face whose label became the target (`target_action_units`,
-            `target_action_units_mask`: the AU targets of continuous AU control).
+        with_action_units: also pass on the AU intensities and their validity mask (`ACTION_UNIT_KEYS`) and those of
+            the face whose label became the target (`target_action_units`, `target_action_units_mask`: the AU
+            targets of continuous AU control; with "paired", the target render's).
     """
     if target_mode not in TARGET_MODES:
         raise ValueError(f"--target_mode={target_mode!r}: expected one of {', '.join(TARGET_MODES)}")
@@ -47,6 +47,8 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
     elif target_mode == "paired":
         target = tf.cast(batch["target_expression"], tf.int32)
         extra["target_image"] = batch["target_image"]
+        for key in ACTION_UNIT_KEYS if with_action_units else ():
+            extra[f"target_{key}"] = batch[f"target_{key}"]
     else:
         target = tf.random.stateless_uniform([size], seed=seeds[0], minval=0, maxval=num_classes, dtype=tf.int32)
     return {

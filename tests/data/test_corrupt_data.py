@@ -79,7 +79,7 @@ def _command(command, data_dir, work, run_dir, skip=False):
             f"--train_flags={' '.join(TRAIN_FLAGS)}", "--metrics=psnr", *flag], out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, however its tests are interleaved
 def world(tmp_path_factory):
     """A clean dataset (several shards per split) and a tiny run directory (for evaluate and export)."""
     from tests.metrics.fixtures import write_run
@@ -153,7 +153,7 @@ def _mixed_damage(data_dir, split, truncate=True):
     return 3 + listed - corrupt.readable_records(last)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, however its tests are interleaved
 def skip_runs(world):
     commands, context = {}, {}
     for command in ("train", "evaluate", "classifier", "export"):

@@ -25,6 +25,9 @@ def test_each_source_comes_with_its_own_scene_under_another_expression(paired_di
     for batch in _batches(paired_dir, 3):
         assert batch["target_image"].shape == batch["image"].shape == (4, 32, 32, 3)
         assert np.all(batch["target_expression"] != batch["expression"])
+        # The target render's own AUs come along (the targets of AU-conditioned training).
+        assert batch["target_action_units"].shape == batch["target_action_units_mask"].shape == (4, 17)
+        assert np.all(np.abs(batch["target_action_units"] - batch["action_units"]).max(axis=1) > 0.05)
         for source, target, mask in zip(batch["image"], batch["target_image"], batch["mask"]):
             # The same flip and crop for both: the background (outside the dilated source mask) matches.
             corners = np.concatenate([source[:2, :2], source[-2:, -2:]]) - np.concatenate(

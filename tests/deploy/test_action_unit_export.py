@@ -40,7 +40,7 @@ TINY = ["--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_lay
         "--batch_size=4", "--num_steps_depth=2", "--n_critic=2", "--progress=false", "--seed=2"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, however its tests are interleaved
 def au_export(tmp_path_factory):
     root = tmp_path_factory.mktemp("au_export")
     data, run, base = str(root / "data"), str(root / "run"), str(root / "saved_models" / "au")

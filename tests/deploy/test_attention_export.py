@@ -17,7 +17,7 @@ from tests.deploy.conftest import run_clis
 IMAGE_SIZE = fixtures.TINY["image_size"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, however its tests are interleaved
 def attention_export(tmp_path_factory):
     """A 4-step attention run exported in-process with the fp32 and int8 TFLite variants."""
     root = tmp_path_factory.mktemp("attention_deploy")

@@ -59,7 +59,7 @@ json.dump({"errors": errors, "signatures": sorted(sig)}, open(errors_path, "w"))
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, however its tests are interleaved
 def transfer_export(tmp_path_factory):
     """A tiny transfer run exported by `python -m expr3d.export --tflite=fp32,int8`, and its signatures' outputs from
     a fresh process: {"run", "version_dir", "outputs", "inputs", "errors", "signatures", ...}."""

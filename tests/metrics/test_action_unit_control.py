@@ -33,20 +33,16 @@ def test_each_face_is_paired_with_its_own_scene_under_another_expression():
     assert partner.tolist() == [2, 2, 0, 4, 3, -1, -1]
 
 
-@pytest.fixture(scope="module")
-def au_run(tmp_path_factory):
-    from expr3d.metrics.au_judge import train_au_regressor
-
+@pytest.fixture(scope="session")  # once per worker, however its tests are interleaved
+def au_run(au_data, tmp_path_factory):
+    """tests/metrics/conftest.py's data and AU judge, and a tiny AU-conditioned run trained on them."""
     root = tmp_path_factory.mktemp("au_control")
-    data, run = str(root / "data"), str(root / "run")
-    done = forked_cli.run(["-m", "expr3d.train", f"--data_dir={data}", f"--model_dir={run}", "--generate_synthetic",
-                           "--synthetic_identities=10", "--image_size=32", "--condition=action_units",
-                           "--depth_weight=0", "--num_steps_gan=4", "--sample_every=4"] + TINY,
-                          capture_output=True, text=True, timeout=600)
+    run = str(root / "run")
+    done = forked_cli.run(["-m", "expr3d.train", f"--data_dir={au_data['data']}", f"--model_dir={run}",
+                           "--condition=action_units", "--depth_weight=0", "--num_steps_gan=4", "--sample_every=4"]
+                          + TINY, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    judge = str(root / "au_judge")
-    train_au_regressor(data, judge, epochs=1, width=8, log=open(os.devnull, "w"))
-    return {"root": root, "data": data, "run": run, "judge": judge}
+    return {"root": root, "data": au_data["data"], "run": run, "judge": au_data["au_judge"]}
 
 
 @pytest.mark.slow
@@ -76,7 +72,8 @@ def test_an_au_run_refuses_expression_metrics_and_options_naming_its_kind(au_run
     for args, message in ((["--metrics=expression_generation_rate"],
                            "--metrics=expression_generation_rate: metrics of --model=stargan runs"),
                           (["--classifier=auto"], "--classifier is an option of --model=stargan evaluations"),
-                          (["--metrics=transfer_paired"], "--metrics=transfer_paired: metrics of --model=transfer runs")):
+                          (["--metrics=transfer_paired"],
+                           "--metrics=transfer_paired: metrics of --model=transfer runs")):
         done = forked_cli.run(["-m", "expr3d.evaluate", f"--model_dir={au_run['run']}",
                                f"--data_dir={au_run['data']}", f"--output={tmp_path}/x", *args],
                               capture_output=True, text=True, timeout=300)

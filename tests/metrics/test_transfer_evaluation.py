@@ -23,26 +23,19 @@ def test_metric_lists():
         transfer_evaluation.parse_transfer_metrics("fid")
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Procedural data with transfer ground truth, a tiny transfer run, a tiny StarGAN run and a tiny AU judge."""
-    from expr3d.metrics.au_judge import train_au_regressor
-
+@pytest.fixture(scope="session")  # once per worker, however its tests are interleaved
+def runs(au_data, tmp_path_factory):
+    """tests/metrics/conftest.py's data and AU judge, a tiny transfer run and a tiny StarGAN run."""
     root = tmp_path_factory.mktemp("transfer_evaluation")
-    data = str(root / "data")
-    done = forked_cli.run(["-m", "expr3d.data.synthetic", f"--output={data}", "--image_size=32",
-                           "--num_identities=16", "--images_per_identity=8", "--transfer_pairs=2",
-                           "--test_fraction=0.25", "--workers=1"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    paths = {"root": root, "data": data, "transfer": str(root / "transfer"), "stargan": str(root / "stargan")}
+    data = au_data["data"]
+    paths = {"root": root, "data": data, "transfer": str(root / "transfer"), "stargan": str(root / "stargan"),
+             "au_judge": au_data["au_judge"]}
     for model, run, steps in (("transfer", paths["transfer"], 4), ("stargan", paths["stargan"], 2)):
         extra = ["--model=transfer", "--code_dim=16", "--n_critic=2"] if model == "transfer" else []
         done = forked_cli.run(["-m", "expr3d.train", f"--data_dir={data}", f"--model_dir={run}",
                                f"--num_steps_gan={steps}"] + extra + TINY_NETWORKS,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
-    paths["au_judge"] = str(root / "au_judge")
-    train_au_regressor(data, paths["au_judge"], epochs=1, width=8, log=open(os.devnull, "w"))
     return paths
 
 

@@ -84,8 +84,21 @@ def test_steps_condition_on_the_target_action_units_and_d_rgb_regresses_them():
     logs = gan.generator_step(batch)
     np.testing.assert_allclose(float(logs["g_cls"]), float(expected), rtol=1e-5)
     assert all(np.isfinite(float(v)) for v in logs.values())
-    with pytest.raises(ValueError, match="needs depth_weight 0 and lambda_pair 0"):
+    with pytest.raises(ValueError, match="needs depth_weight 0"):
         DepthGuidedStarGAN(**networks, depth_weight=0.1, condition="action_units")
+
+
+def test_with_the_paired_term_the_target_is_the_true_render_under_its_own_action_units():
+    networks = _au_networks()
+    gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, n_critic=1, condition="action_units", lambda_pair=2.0)
+    gan.compile(optimizers={key: keras.optimizers.SGD(0.1, name=key) for key in networks})
+    batch = _au_batch()
+    batch["target_image"] = tf.reverse(batch["image"], axis=[0])
+    target = action_unit_condition(batch["target_action_units"], batch["target_action_units_mask"])
+    expected = float(losses.l1_loss(batch["target_image"], networks["g_rgb"]([batch["image"], target],
+                                                                              training=True)))
+    logs = gan.generator_step(batch)
+    np.testing.assert_allclose(float(logs["g_pair"]), expected, rtol=1e-5)
 
 
 def test_permuted_targets_carry_the_action_units_of_the_face_whose_label_they_took():

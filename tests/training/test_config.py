@@ -119,8 +119,8 @@ def test_stages_and_batch_sizes():
     ({"condition": "action_units"},
      "--condition=action_units needs --depth_weight=0 (D_depth reads expression classes); got --depth_weight=0.1"),
     ({"condition": "action_units", "depth_weight": 0.0, "target_mode": "uniform"},
-     "--condition=action_units needs --target_mode=permute (the targets are other faces' AUs); got "
-     "--target_mode=uniform"),
+     "--condition=action_units needs --target_mode=permute or paired (the targets are other faces' AUs, or the true "
+     "render's); got --target_mode=uniform"),
     ({"model": "transfer", "condition": "action_units"},
      "--condition=action_units is a setting of --model=stargan; --model=transfer does not use it (leave it at its "
      "default)"),
