@@ -152,8 +152,6 @@ def define_flags(flag_values=None):
     flags.DEFINE_integer("probe_examples", 2000, "transfer runs: faces of each split the disentanglement probes "
                                                  "train and test on")
     # Bounds, checked while the flags are parsed (one line and exit code 2 when broken; expr3d.cli).
-    from expr3d.metrics import registry
-
     cli.required_unless(["model_dir", "data_dir"], "list_metrics", **bound)
     cli.parses("metrics", parse_any_metrics, **bound)
     cli.at_least("probe_examples", 10, **bound)

@@ -11,8 +11,6 @@ import os
 import sys
 import time
 
-import numpy as np
-
 from expr3d import outputs, storage
 from expr3d.metrics import figures, registry, report, writing
 from expr3d.metrics.context import EvaluationContext, EvaluationError, TranslationStep, open_run
