@@ -16,6 +16,7 @@ def test_parse_variant():
         ablation.parse_variant(":depth_weight=0")
 
 
+@pytest.mark.slow
 def test_flagfile_plans_every_variant_and_seed_with_one_judge():
     done = forked_cli.run(["-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation.flags",
                            "--dry_run"], capture_output=True, text=True, timeout=120)
@@ -57,6 +58,7 @@ def test_flag_value_is_the_last_occurrence():
     assert ablation.flag_value(["--a=1"], "depth_weight", 0.1) == 0.1
 
 
+@pytest.mark.slow
 def test_shared_depth_pretraining_plans_a_copy_and_stage_two_for_depth_runs_only():
     done = forked_cli.run(["-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation.flags",
                            "--shared_depth_pretraining", "--dry_run"], capture_output=True, text=True, timeout=120)

@@ -18,6 +18,7 @@ from expr3d import cli
 from tests.file_snapshots import snapshot, unchanged
 from tests import forked_cli
 
+pytestmark = pytest.mark.slow  # all subprocesses
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USAGE, ERROR = cli.EXIT_USAGE, cli.EXIT_ERROR
 # TensorFlow's C++ start-up lines, printed before TF_CPP_MIN_LOG_LEVEL is read (not ours to silence).

@@ -47,6 +47,7 @@ def main_guard_calls(path):
     return set()
 
 
+@pytest.mark.slow
 def test_console_scripts_run_what_python_m_runs():
     scripts = console_scripts()
     assert set(scripts) == set(SCRIPTS), sorted(set(scripts) ^ set(SCRIPTS))

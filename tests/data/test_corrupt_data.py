@@ -206,6 +206,7 @@ def test_skip_corrupt_goes_through_and_counts_what_it_skipped(skip_runs, command
         assert info["tflite"]["fp32"]["parity"]["images"] == 4
 
 
+@pytest.mark.slow
 def test_ablation_passes_skip_corrupt_to_every_reader():
     done = forked_cli.run(["-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation.flags",
                            "--dry_run", "--skip_corrupt"], cwd=REPO, env=ENV, capture_output=True, text=True,
@@ -244,6 +245,7 @@ def test_pipeline_names_the_shard_and_record_in_both_modes(world, tmp_path, case
         assert kept == 16
 
 
+@pytest.mark.slow
 def test_numpy_reader_applies_the_same_checks(world, tmp_path):
     """`records.iterate_examples` (export's parity faces) refuses what the tf.data pipeline refuses."""
     for case in corrupt.CASES:

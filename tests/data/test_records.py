@@ -61,6 +61,7 @@ def test_failed_writer_leaves_no_partial_shard(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["train-00000.tfrecord"]
 
 
+@pytest.mark.slow
 def test_killed_writer_leaves_nothing_the_reader_accepts(tmp_path):
     # A real process is SIGKILLed while its shard is half written: only a hidden temp file may remain.
     script = textwrap.dedent(f"""

@@ -18,6 +18,7 @@ def transfer_dir(tmp_path_factory):
     return directory
 
 
+@pytest.mark.slow
 def test_triples_resolve_to_the_test_renders_they_name(transfer_dir):
     triples = list(transfer.iterate_transfer_examples(transfer_dir))
     assert len(triples) == 2 * NUM_EXPRESSIONS
@@ -29,6 +30,7 @@ def test_triples_resolve_to_the_test_renders_they_name(transfer_dir):
         assert triple.truth.identity == triple.source.identity != triple.exemplar.identity
 
 
+@pytest.mark.slow
 def test_batches_hold_source_exemplar_and_truth_in_file_order(transfer_dir):
     triples = list(transfer.iterate_transfer_examples(transfer_dir))
     batches = list(transfer.make_transfer_dataset(transfer_dir, batch_size=5))

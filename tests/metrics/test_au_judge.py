@@ -55,6 +55,7 @@ def test_a_folder_without_a_judge_is_named(tmp_path):
         au_judge.load_au_regressor(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_cli_refuses_an_impossible_size():
     result = forked_cli.run(["-m", "expr3d.metrics.au_judge", "--image_size=33"], cwd=REPO,
                             capture_output=True, text=True, timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))

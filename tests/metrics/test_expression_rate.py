@@ -62,6 +62,7 @@ def test_affectnet_protocol_uses_six_classes(paths):
     assert perfect["expression_generation_rate"] == 100.0
 
 
+@pytest.mark.slow
 def test_classifier_for_other_classes_or_size_is_refused(paths):
     other_classes = fixtures.save_test_classifier(fixtures.constant_classifier(), str(paths["root"] / "c7"),
                                                   classes=fixtures.EXPRESSIONS[:7])

@@ -65,6 +65,7 @@ def test_too_few_samples_warns_with_the_counts():
     assert "10 real" in warning and "80 generated" in warning
 
 
+@pytest.mark.slow
 def test_classifier_features_are_the_logits_layer_input(tmp_path):
     import keras
 

@@ -81,6 +81,7 @@ app.run(classifier.main)
 """
 
 
+@pytest.mark.slow
 def test_classifier_cli_refuses_a_weak_judge(tmp_path, paths):
     base = ["-c", _CLASSIFIER_CLI, f"--data_dir={paths['data']}", f"--output={tmp_path / 'clf'}"]
     refused = forked_cli.run(base + ["0.13"], capture_output=True, text=True, timeout=120)
@@ -94,6 +95,7 @@ def test_classifier_cli_refuses_a_weak_judge(tmp_path, paths):
     assert lowered.returncode == 0, lowered.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_auto_judge_is_refused_for_real_data_with_the_recipe(paths):
     document = loop.evaluate(paths["run"], paths["data"], "expression_generation_rate",
                              output=str(paths["root"] / "auto_real"), classifier="auto", progress=False)

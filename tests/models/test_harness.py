@@ -58,7 +58,12 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+# VGG19Features builds the whole VGG19 before slicing it (about 4 s): full suite only.
+SLOW_CASES = {"VGG19Features"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_CASES else name
+                                  for name in sorted(CASES)])
 def test_config_keras_file_and_mixed_precision(name, tmp_path):
     build, inputs, mixed_float16_dtype = CASES[name]
     harness.run_all_checks(build, inputs(), tmp_path, mixed_float16_dtype)

@@ -58,6 +58,7 @@ def test_missing_explicit_file_names_flag_and_path(tmp_path):
         VGG19Features(weights=str(missing))
 
 
+@pytest.mark.slow
 def test_loads_cached_legacy_h5_via_keras_home(tmp_path, monkeypatch, source_vgg):
     home = tmp_path / "keras_home"
     os.makedirs(home / "models")

@@ -65,6 +65,7 @@ def test_an_au_head_is_scored_by_the_masked_l1_and_has_no_class_penalty():
         objectives.generator_terms(critic, tf.zeros([2, 2]), target, log_entropy=True)
 
 
+@pytest.mark.slow
 def test_steps_condition_on_the_target_action_units_and_d_rgb_regresses_them():
     networks = _au_networks()
     gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, n_critic=1, condition="action_units")
@@ -88,6 +89,7 @@ def test_steps_condition_on_the_target_action_units_and_d_rgb_regresses_them():
         DepthGuidedStarGAN(**networks, depth_weight=0.1, condition="action_units")
 
 
+@pytest.mark.slow
 def test_with_the_paired_term_the_target_is_the_true_render_under_its_own_action_units():
     networks = _au_networks()
     gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, n_critic=1, condition="action_units", lambda_pair=2.0)
@@ -115,6 +117,7 @@ def test_permuted_targets_carry_the_action_units_of_the_face_whose_label_they_to
                                   batch["action_units_mask"].numpy()[order])
 
 
+@pytest.mark.slow
 def test_cli_refuses_action_units_on_data_without_them(tiny_dataset, tmp_path):
     from tests import forked_cli
 

@@ -214,6 +214,7 @@ def test_cli_trains_with_the_paired_term_on_generated_paired_data(tmp_path):
     assert "gan/loss/g_pair" in tags
 
 
+@pytest.mark.slow
 def test_cli_refuses_paired_targets_on_an_unpaired_train_split(tiny_dataset, tmp_path):
     model_dir = str(tmp_path / "run")
     result = forked_cli.run(

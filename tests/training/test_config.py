@@ -149,6 +149,7 @@ def test_validate_passes_and_model_config_names_the_field():
         config.replace(d_num_layers=6).model_config()
 
 
+@pytest.mark.slow
 def test_help_lists_every_flag_as_the_commands_own():
     import os
     import subprocess

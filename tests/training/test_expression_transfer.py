@@ -104,6 +104,7 @@ def test_without_depth_guidance_the_depth_networks_are_not_used():
         ExpressionTransferTrainer(**{k: v for k, v in networks.items() if k not in ("g_depth", "d_depth")})
 
 
+@pytest.mark.slow
 def test_swap_consistency_on_identical_inputs_is_the_reconstruction():
     """Every face its own exemplar: the swap IS the self-reconstruction, so the swap critic sees the same image as
     real and fake (its WGAN term is exactly 0) and the swap-twice term equals the reconstruction's through the
@@ -116,6 +117,7 @@ def test_swap_consistency_on_identical_inputs_is_the_reconstruction():
     assert abs(float(logs["ds_adv"])) < 1e-5
 
 
+@pytest.mark.slow
 def test_the_paired_term_is_the_self_transfer_to_the_true_render_and_needs_it():
     batch = _batch()
     rng = np.random.default_rng(5)

@@ -43,6 +43,7 @@ def test_n_critic_schedule_learning_rates_and_checkpoints(tiny_dataset, tmp_path
     assert LinearDecaySchedule(1e-3, 7, decay_every=2)(6) == pytest.approx(0.5e-3)
 
 
+@pytest.mark.slow
 def test_stop_request_checkpoints_and_returns_the_signal(tiny_dataset, tmp_path):
     stop = StopRequest(signals=())
     stop.requested = "SIGTERM"  # as the handler would set it

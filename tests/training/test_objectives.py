@@ -30,6 +30,7 @@ def test_critic_loss_terms_and_total(setup):
     np.testing.assert_allclose(float(penalised["dd_total"]), float(expected), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_generator_terms_and_classification(setup):
     critic, batch, fake = setup
     terms, classification = objectives.generator_terms(critic, fake, batch["target"], prefix="gd")

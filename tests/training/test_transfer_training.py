@@ -75,6 +75,7 @@ def test_cli_trains_the_paired_self_transfer_on_generated_paired_data(tmp_path):
     assert "transfer/loss/t_pair" in tags, tags
 
 
+@pytest.mark.slow
 def test_cli_refuses_the_transfer_model_on_data_without_action_units(tiny_dataset, tmp_path):
     model_dir = str(tmp_path / "run")  # the tiny dataset: hemispheres with expression labels, no AUs
     result = _train([f"--data_dir={tiny_dataset}", f"--model_dir={model_dir}", "--num_steps_gan=2"] + FLAGS)
@@ -85,6 +86,7 @@ def test_cli_refuses_the_transfer_model_on_data_without_action_units(tiny_datase
     assert "--action_units_csv" in lines[0] and not os.path.exists(model_dir)
 
 
+@pytest.mark.slow
 def test_cli_refuses_stargan_settings_with_the_transfer_model(tiny_dataset, tmp_path):
     result = _train([f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path}/run", "--num_steps_gan=2",
                      "--generator=attention"] + FLAGS)

@@ -21,6 +21,7 @@ def _run_cli(*flags):
 @pytest.mark.parametrize("flag,value", [("num_identities", "0"), ("image_size", "40"), ("image_size", "1024"),
                                         ("test_fraction", "1.5"), ("images_per_identity", "-1"), ("workers", "0"),
                                         ("transfer_pairs", "-1")])
+@pytest.mark.slow
 def test_cli_rejects_bad_flags(tmp_path, flag, value):
     result = _run_cli(f"--output={tmp_path / 'out'}", f"--{flag}={value}")
     assert result.returncode != 0
@@ -28,6 +29,7 @@ def test_cli_rejects_bad_flags(tmp_path, flag, value):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_help_shows_the_transfer_ground_truth_flag_and_too_many_pairs_are_refused(tmp_path):
     result = _run_cli("--help")
     assert "Try --helpfull" in result.stdout, result.stderr  # absl's --help (its exit code is 1)
