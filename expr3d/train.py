@@ -195,12 +195,13 @@ def run(config, hooks=None):
     """
     config.validate()  # the required fields; the replicas are checked once the strategy exists
     _check_model_dir(config.model_dir)
-    from expr3d.training import runtime
+    from expr3d.training import cluster, runtime
 
+    role = cluster.read_tf_config() if config.strategy == "multi_worker" else None
     runtime.configure_cpu_devices(config.cpu_devices)
     runtime.set_op_determinism(config.op_determinism)
     loss_scaled = runtime.set_precision(config.mixed_precision)
-    strategy = runtime.make_strategy(config.strategy)
+    strategy = runtime.make_strategy(config.strategy, role=role, startup_timeout=config.worker_startup_timeout)
     config.validate(strategy.num_replicas_in_sync)
     config, card = _prepare_data(config)
     _check_action_units(config, card)
@@ -215,6 +216,7 @@ def run(config, hooks=None):
         "dataset": _card_summary(config, card),
         "versions": storage.library_versions("tensorflow", "keras", "numpy", "expr3d"),
         "num_replicas": strategy.num_replicas_in_sync,
+        "num_workers": role.num_workers if role else 1,
         "precision": runtime.resolve_precision(config.mixed_precision),
     }
     _check_resume(config, run_config)
@@ -229,10 +231,23 @@ def run(config, hooks=None):
         except (FileNotFoundError, ValueError) as error:
             raise UsageError(str(error).splitlines()[0] + " (or train with --perceptual_weight=0)") from None
 
-    return _train(config, strategy, loss_scaled, model_config, run_config, stages, hooks)
+    if role is None or role.is_chief:
+        return _train(config, strategy, loss_scaled, model_config, run_config, stages, hooks, config.model_dir)
+    # A non-chief worker of a multi-worker run: it writes what the chief writes (TensorFlow's pattern: every worker
+    # takes part in saving) into a scratch directory that is removed, and reads the chief's checkpoints.
+    import shutil
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix=f"expr3d-worker{role.rank}-")
+    try:
+        return _train(config, strategy, loss_scaled, model_config, run_config, stages, hooks, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _train(config, strategy, loss_scaled, model_config, run_config, stages, hooks):
+def _train(config, strategy, loss_scaled, model_config, run_config, stages, hooks, write_dir):
+    """Train into `write_dir` (the run directory, or a non-chief worker's scratch copy), resuming from
+    `config.model_dir`."""
     import tensorflow as tf
 
     from expr3d.models import build_models
@@ -240,13 +255,17 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
     from expr3d.training.loop import StageLoop, StopRequest
     from expr3d.training.stages import build_stage
 
+    from expr3d.training.workers import WorkerSync
+
     runtime.seed_everything(config.seed)
     model_dir = config.model_dir
-    os.makedirs(model_dir, exist_ok=True)
-    run_dir = RunDir(model_dir)
+    chief = write_dir == model_dir
+    os.makedirs(write_dir, exist_ok=True)
+    run_dir, out_dir = RunDir(model_dir), RunDir(write_dir)
     saved = run_dir.read_config() or {}
     run_config["progress"] = saved.get("progress", {})
-    run_dir.write_config(run_config)
+    out_dir.write_config(run_config)
+    sync = WorkerSync(strategy)
 
     with strategy.scope():
         networks = build_models(model_config)
@@ -257,10 +276,10 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
     exported = dict(networks)  # models/g_rgb.keras: G_rgb, or the moving average of its weights (--g_ema_decay)
 
     def export(stage, step):
-        run_dir.save_networks({k: exported[k] for k in sorted(trained)})
+        out_dir.save_networks({k: exported[k] for k in sorted(trained)})
         run_config["progress"][stage] = step
         run_config["stage"], run_config["step"] = stage, step
-        run_dir.write_config(run_config)
+        out_dir.write_config(run_config)
 
     def data_error(error, splits):
         return _data_error(config, error, splits)
@@ -289,7 +308,7 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
                 skip_corrupt=config.skip_corrupt, with_action_units=stage == "transfer" or (
                     stage == "gan" and config.condition == "action_units"),
             )
-            run_summaries = summaries.RunSummaries(model_dir, stage)
+            run_summaries = summaries.RunSummaries(write_dir, stage)
             show_geometry = stage == "depth" or config.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir)
 
             def sample_fn(step, trainer=trainer, run_summaries=run_summaries, show_geometry=show_geometry):
@@ -297,12 +316,13 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
                 run_summaries.grid(grid, step)
 
             loop = StageLoop(
-                trainer, strategy, dataset, run_dir.stage_dir(stage), built.num_steps, built.schedules, networks,
+                trainer, strategy, dataset, out_dir.stage_dir(stage), built.num_steps, built.schedules, networks,
                 keep_checkpoints=config.keep_checkpoints, checkpoint_every=config.checkpoint_every,
                 summary_every=config.summary_every, sample_every=config.sample_every, summaries=run_summaries,
-                sample_fn=sample_fn, on_checkpoint=lambda step, stage=stage: export(stage, step),
-                jit_compile=config.jit_compile, stop=stop, show_progress=config.progress, hooks=hooks,
+                sample_fn=sample_fn if chief else None, on_checkpoint=lambda step, stage=stage: export(stage, step),
+                jit_compile=config.jit_compile, stop=stop, show_progress=config.progress and chief, hooks=hooks,
                 describe_input_error=lambda error: data_error(error, ("train",)),
+                restore_dir=run_dir.checkpoint_dir(stage), sync=sync,
             )
             if show_geometry:
                 trained.update(("g_depth", "d_depth"))
@@ -316,7 +336,7 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
                 if stage in ("gan", "transfer") and checkpoints.checkpoint_exists(depth_dir):
                     _, prefix, damaged = checkpoints.read_latest(
                         depth_dir, tf.train.Checkpoint(g_depth=networks["g_depth"], d_depth=networks["d_depth"]))
-                    checkpoints.report_damaged(damaged, prefix)
+                    checkpoints.report_damaged(damaged, prefix, move=chief)
                     print(f"expr3d.train: stage {stage} starts from the stage-1 networks of {prefix}", file=sys.stderr)
                 run_summaries.flags_text(flag_values_for_text(run_config))
             else:

@@ -191,6 +191,8 @@ def depth_from_geometry_map(geometry):
 def distribute_batch(strategy, batch):
     """Split a global batch into per-replica batches (replica i gets rows [i*B/n, (i+1)*B/n)).
 
+    Across workers (MultiWorkerMirroredStrategy) each worker passes the same global batch and keeps its own
+    replicas' rows: replica i is global, its device the worker's own (i modulo the worker's devices).
     Use this with a plain iterator of `make_dataset` instead of `strategy.experimental_distribute_dataset` when the
     data position must be checkpointed: TF 2.21's distributed iterators are not trackable, a plain one is
     (`tf.train.Checkpoint(iterator=iterator)`). With one replica the batch is returned unchanged.
@@ -212,7 +214,7 @@ def distribute_batch(strategy, batch):
             piece = tf.split(tensor, replicas, axis=0)[index]
             if tensor.dtype == tf.string:
                 return piece  # strings stay on the host
-            with tf.device(devices[index]):
+            with tf.device(devices[index % len(devices)]):
                 return tf.identity(piece)
 
         return tf.nest.map_structure(part, batch)

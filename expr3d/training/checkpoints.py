@@ -92,6 +92,9 @@ class AtomicCheckpointer:
         directory: where `ckpt-<step>/` directories live (created if missing).
         checkpoint: the `tf.train.Checkpoint` to write / restore.
         keep: how many complete checkpoints to keep (the oldest are deleted after each save).
+        restore_from: where `restore_latest` reads (default `directory`). Another directory (a multi-worker run's
+            non-chief workers restore from the chief's checkpoints and write their own copies to a scratch
+            directory) is only read: its damaged checkpoints are reported, not moved aside.
 
     Example:
     ```python
@@ -101,10 +104,11 @@ class AtomicCheckpointer:
     ```
     """
 
-    def __init__(self, directory, checkpoint, keep=3):
+    def __init__(self, directory, checkpoint, keep=3, restore_from=None):
         if keep < 1:
             raise ValueError(f"--keep_checkpoints must be >= 1; got {keep}")
         self.directory = directory
+        self.restore_from = restore_from or directory
         self.checkpoint = checkpoint
         self.keep = keep
         self.restored_prefix = None
@@ -168,17 +172,18 @@ class AtomicCheckpointer:
         files when checkpoints exist but none reads; an iterator that does not fit the saved data position
         (`is_iterator_mismatch`) is re-raised as is.
         """
-        restored, prefix, damaged = read_latest(self.directory, self.checkpoint)
-        report_damaged(damaged, prefix, warn)
+        restored, prefix, damaged = read_latest(self.restore_from, self.checkpoint)
+        report_damaged(damaged, prefix, warn, move=self.restore_from == self.directory)
         self.restored_prefix = prefix
         return restored
 
 
-def report_damaged(damaged, prefix, warn=None):
-    """Warn about the damaged checkpoints `read_latest` skipped and move them aside (`ckpt-<step>.damaged`)."""
+def report_damaged(damaged, prefix, warn=None, move=True):
+    """Warn about the damaged checkpoints `read_latest` skipped and (`move`) move them aside
+    (`ckpt-<step>.damaged`)."""
     if not damaged:
         return
-    moved = _move_aside(damaged)
+    moved = _move_aside(damaged) if move else []
     (warn or _warn)(
         f"damaged checkpoint(s) {'; '.join(f'{path} ({why})' for path, why in damaged)}: restored the previous "
         f"complete one, {prefix}" + (f"; moved the damaged ones aside to {', '.join(moved)}" if moved else ""))

@@ -111,6 +111,7 @@ class TrainConfig:
     # --- runtime
     mixed_precision: str = "float32"
     strategy: str = "default"
+    worker_startup_timeout: float = 300.0
     cpu_devices: int = 0
     jit_compile: bool = False
     op_determinism: bool = False
@@ -215,6 +216,9 @@ class TrainConfig:
                                      f"--model=transfer does not use it (leave it at its default)")
         if self.jit_compile and self.strategy != "default":
             raise UsageError("--jit_compile is supported with --strategy=default only")
+        if self.strategy == "multi_worker" and self.cpu_devices > 1:
+            raise UsageError(f"--cpu_devices={self.cpu_devices} splits one machine's CPU for --strategy=mirrored; "
+                             f"--strategy=multi_worker uses one CPU device (or every GPU) per worker")
         return self
 
 
@@ -356,7 +360,13 @@ def define_flags(flag_values=None):
            "Dtype policy. auto = mixed_bfloat16 where the hardware computes bf16 natively (GPUs of compute "
            "capability >= 8, CPUs with AVX-512 BF16 or AMX), mixed_float16 on older GPUs, float32 otherwise "
            "(bf16 on an AVX2-only CPU is ~9x slower than float32).")
-    define("enum", "strategy", ["default", "mirrored"], "Distribution strategy.")
+    define("enum", "strategy", ["default", "mirrored", "multi_worker"],
+           "Distribution strategy: default (one device), mirrored (every GPU of this machine, or --cpu_devices), "
+           "multi_worker (MultiWorkerMirroredStrategy over the workers of TF_CONFIG; start them with "
+           "python -m expr3d.launch on one machine).")
+    define("float", "worker_startup_timeout",
+           "--strategy=multi_worker: seconds to wait for every worker of TF_CONFIG to come up before stopping "
+           "with a message naming the missing ones.")
     define("integer", "cpu_devices", "Split the CPU into this many logical devices (testing --strategy=mirrored).")
     define("bool", "jit_compile", "XLA-compile the train steps (--strategy=default only).")
     define("bool", "op_determinism",
@@ -383,6 +393,7 @@ def define_flags(flag_values=None):
     for name in ("g_num_res_blocks", "depth_g_num_res_blocks"):
         cli.at_least(name, 0, **bound)
     cli.at_least("cpu_devices", 0, "0 = no split", **bound)
+    cli.positive("worker_startup_timeout", **bound)
     for name in ("checkpoint_every", "summary_every", "sample_every"):
         cli.at_least(name, 0, "0 = at the end only", **bound)
     cli.multiple_of("image_size", 4, 8, "the generators down-sample twice with stride 2; default: the dataset "

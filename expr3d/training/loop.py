@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from expr3d.data import pipeline
 from expr3d.progress import Progress
-from expr3d.training import checkpoints, runtime
+from expr3d.training import checkpoints, runtime, workers
 
 
 class NonFiniteLossError(RuntimeError):
@@ -147,12 +148,16 @@ class StageLoop:
             record): the exception it returns (e.g. a one-line `RecordError` naming the shard) is raised instead.
         warn: `message -> None` for warnings (a damaged checkpoint skipped, a data position that could not be
             restored); default: stderr.
+        restore_dir: the checkpoint directory to resume from (default `<stage_dir>/checkpoints`; a multi-worker
+            run's non-chief workers read the chief's and write to a scratch `stage_dir`).
+        sync: a `workers.WorkerSync` (multi-worker runs: stop requests, restored iterations and checkpoints agreed
+            between the workers); default: this process alone.
     """
 
     def __init__(self, trainer, strategy, dataset, stage_dir, num_steps, schedules, networks, keep_checkpoints=3,
                  checkpoint_every=1000, summary_every=100, sample_every=1000, summaries=None, sample_fn=None,
                  on_checkpoint=None, jit_compile=False, stop=None, show_progress=True, hooks=None,
-                 describe_input_error=None, warn=None):
+                 describe_input_error=None, warn=None, restore_dir=None, sync=None):
         self.trainer = trainer
         self.strategy = strategy
         self.num_steps = int(num_steps)
@@ -167,16 +172,19 @@ class StageLoop:
         self.show_progress = show_progress
         self.hooks = hooks or StepHooks()
         self.checkpoint_dir = os.path.join(stage_dir, "checkpoints")
+        self.restore_dir = restore_dir or self.checkpoint_dir
+        self.sync = sync or workers.WorkerSync(strategy)
 
         self._dataset = dataset
-        self.iterator = iter(strategy.experimental_distribute_dataset(dataset))
+        self.iterator = iter(dataset)  # a plain iterator: checkpointable (distributed ones are not)
         objects = dict(networks)
         objects.update({f"optimizer_{key}": opt for key, opt in trainer.optimizers.items()})
         self._average = getattr(trainer, "generator_average", None)
         if self._average is not None:
             objects.update({AVERAGE_KEY: self._average.average, f"{AVERAGE_KEY}_updates": self._average.updates})
         self.checkpoint = tf.train.Checkpoint(step=trainer.iteration, iterator=self.iterator, **objects)
-        self.checkpointer = checkpoints.AtomicCheckpointer(self.checkpoint_dir, self.checkpoint, keep_checkpoints)
+        self.checkpointer = checkpoints.AtomicCheckpointer(self.checkpoint_dir, self.checkpoint, keep_checkpoints,
+                                                           restore_from=self.restore_dir)
         self._iterator_restored = False  # set by restore(): a late structure mismatch is then recoverable
         # Traced on first use: a run without warm-up iterations never builds that step.
         self._steps = {kind: self._make_step(update, jit_compile)
@@ -200,6 +208,16 @@ class StageLoop:
         toggled to get past a corrupt record) restores everything else and continues with a fresh data stream from
         the restored iteration, with a warning.
         """
+        step = self._restore()
+        low, high = self.sync.same_everywhere(-1 if step is None else step)
+        if low != high:
+            raise checkpoints.CheckpointError(
+                f"the workers resumed stage {self.trainer.stage} from different iterations ({int(low)} and "
+                f"{int(high)}; -1 = none) of {self.restore_dir}: every worker must read the chief's --model_dir "
+                f"(a filesystem all machines share)")
+        return step
+
+    def _restore(self):
         if self._average is not None and self._latest_lacks_average():
             return self._restore_without_average()
         try:
@@ -211,8 +229,8 @@ class StageLoop:
                 raise
             self._fresh_iterator()
             without_iterator = tf.train.Checkpoint(step=self.trainer.iteration, **self._objects)
-            step, prefix, damaged = checkpoints.read_latest(self.checkpoint_dir, without_iterator)
-            checkpoints.report_damaged(damaged, prefix, self.warn)
+            step, prefix, damaged = checkpoints.read_latest(self.restore_dir, without_iterator)
+            checkpoints.report_damaged(damaged, prefix, self.warn, move=self.restore_dir == self.checkpoint_dir)
             self.restored_prefix = prefix
             self.warn(f"the data position saved in {prefix} does not fit this input pipeline (were flags such as "
                       f"--skip_corrupt changed?): networks, optimizers and the iteration are restored, the data "
@@ -222,13 +240,13 @@ class StageLoop:
     def _fresh_iterator(self):
         """A fresh data stream (a failed or unusable restore leaves the iterator unusable), in the checkpoint saved
         from now on."""
-        self.iterator = iter(self.strategy.experimental_distribute_dataset(self._dataset))
+        self.iterator = iter(self._dataset)
         self.checkpoint = tf.train.Checkpoint(step=self.trainer.iteration, iterator=self.iterator, **self._objects)
         self.checkpointer.checkpoint = self.checkpoint
         self._iterator_restored = False
 
     def _latest_lacks_average(self):
-        latest = self.checkpointer.latest_prefix(self.checkpoint_dir)
+        latest = self.checkpointer.latest_prefix(self.restore_dir)
         if latest is None:
             return False
         try:
@@ -255,6 +273,9 @@ class StageLoop:
         return step
 
     def _next_batch(self):
+        return pipeline.distribute_batch(self.strategy, self._next_global_batch())
+
+    def _next_global_batch(self):
         try:
             return next(self.iterator)
         except tf.errors.OpError as error:
@@ -276,7 +297,15 @@ class StageLoop:
         prefix = self.checkpointer.save(step)
         if self.on_checkpoint is not None:
             self.on_checkpoint(step)
+        self.sync.barrier()  # the chief's checkpoint is complete before any worker reads or moves on
         return prefix
+
+    def _stop_requested(self):
+        """The signal every worker stops for: this process's own, or one another worker received (agreed by an
+        all-reduce each iteration, so all checkpoint the same iteration); None to go on."""
+        own = signal.Signals[self.stop.requested].value if self.stop.requested else 0
+        (agreed,) = self.sync.max(own)
+        return signal.Signals(int(agreed)).name if agreed else None
 
     def _set_learning_rates(self, step):
         for key, schedule in self.schedules.items():
@@ -299,8 +328,9 @@ class StageLoop:
         last_saved = step
         status = "complete"
         while step < self.num_steps:
-            if self.stop.requested:
-                status = self.stop.requested
+            requested = self._stop_requested()
+            if requested:
+                status = requested
                 break
             self._set_learning_rates(step)
             kind = self.trainer.step_kind(step)
@@ -317,7 +347,7 @@ class StageLoop:
                     f"non-finite loss in stage {stage} at iteration {step + 1}: "
                     + ", ".join(f"{name}={logs[name]}" for name in bad)
                     + f"; stopped without saving, the last good checkpoint is "
-                    f"{self.checkpointer.latest_prefix(self.checkpoint_dir) or '(none)'}"
+                    f"{self.checkpointer.latest_prefix(self.restore_dir) or '(none)'}"
                 )
             step += 1
             self.trainer.iteration.assign(step)

@@ -40,7 +40,7 @@ def auto_precision():
 def resolve_precision(policy):
     """`policy`, or for "auto" the policy `auto_precision` picks for this machine."""
     return auto_precision() if policy == AUTO else policy
-STRATEGIES = ("default", "mirrored")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 def configure_cpu_devices(count):
@@ -88,11 +88,24 @@ def set_precision(policy):
     return policy == "mixed_float16"
 
 
-def make_strategy(name):
+def make_strategy(name, role=None, startup_timeout=300.0):
     """`default` -> the default (single-device) strategy; `mirrored` -> MirroredStrategy over every GPU, else every
-    logical CPU device."""
+    logical CPU device; `multi_worker` -> MultiWorkerMirroredStrategy over the workers of TF_CONFIG (`role`: this
+    process's `cluster.WorkerRole`), returned once every worker is up (or the process ends after `startup_timeout`
+    seconds naming the missing ones). Call before any TensorFlow op."""
     import tensorflow as tf
 
+    if name == "multi_worker":
+        from expr3d.training import cluster
+        from expr3d.training.workers import WorkerSync
+
+        with cluster.StartupWatchdog(role or cluster.read_tf_config(), startup_timeout):
+            # Ring all-reduce: NCCL needs GPUs; ring works between CPUs and GPUs alike.
+            options = tf.distribute.experimental.CommunicationOptions(
+                implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+            strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+            WorkerSync(strategy).barrier()  # the first collective: every worker is up
+        return strategy
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
