@@ -6,7 +6,8 @@ Each worker runs `python -m expr3d.train <the flags after --> --strategy=multi_w
 127.0.0.1 and its own `TF_CONFIG`; their output is streamed with a `[worker K]` prefix. When one worker fails, the
 others are stopped (SIGTERM, then SIGKILL after --grace_seconds) and the launcher exits with the failed worker's
 status; SIGTERM or Ctrl-C to the launcher is passed on to every worker, which checkpoint the same iteration and exit
-(rerun the same command to resume). Workers die with the launcher, even when it is killed (no orphans).
+(rerun the same command to resume). Workers die with the launcher, even when it is killed (no orphans); their
+temporary files (TMPDIR) are in one folder per job, removed at its end.
 
 This is for trying multi-worker training and for tests; on several machines, run the same `expr3d.train` command on
 each with that machine's `TF_CONFIG` (README: Training on several machines). Exit status: 0 when every worker
@@ -15,10 +16,12 @@ finished, else the first failed worker's (143 for a worker stopped by SIGTERM af
 
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -85,12 +88,17 @@ class Job:
         command += list(train_flags) + ["--strategy=multi_worker"]
         self.processes, self._threads, lock = [], [], threading.Lock()
         base = dict(os.environ if env is None else env)
+        # The workers' temporary files (a non-chief worker's scratch run directory among them) go to one folder per
+        # job, removed when the job ends: a killed worker cannot remove its own.
+        self.scratch = tempfile.mkdtemp(prefix="expr3d-launch-")
         width = len(str(workers - 1))
         for index in range(workers):
-            worker_env = dict(base, TF_CONFIG=cluster.tf_config(addresses, index), PYTHONUNBUFFERED="1")
+            worker_env = dict(base, TF_CONFIG=cluster.tf_config(addresses, index), PYTHONUNBUFFERED="1",
+                              TMPDIR=self.scratch)
             process = subprocess.Popen(command, env=worker_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        preexec_fn=_die_with_parent)
             self.processes.append(process)
+            print(f"{PROGRAM}: worker {index} at {addresses[index]}, pid {process.pid}", file=sys.stderr, flush=True)
             prefix = f"[worker {index:>{width}}] "
             for pipe, out in ((process.stdout, sys.stdout), (process.stderr, sys.stderr)):
                 thread = threading.Thread(target=_stream, args=(pipe, prefix, out, lock), daemon=True)
@@ -142,6 +150,7 @@ class Job:
                 self.stop()
             for thread in self._threads:
                 thread.join(timeout=5)
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def _describe(code):

@@ -14,7 +14,6 @@ import json
 import os
 import socket
 import sys
-import threading
 
 from expr3d.cli import UsageError
 
@@ -115,35 +114,53 @@ def unreachable(role, timeout=1.0):
 
 
 class StartupWatchdog:
-    """Ends this process (exit 1) with one line naming the workers that are not up when the cluster has not formed
-    within `seconds` (TensorFlow itself would wait for them for an hour). `done()` once the first collective
-    completed; usable as a context manager around strategy creation and that collective."""
+    """Ends this process with one line naming the workers that are not up when the cluster has not formed within
+    `seconds` (TensorFlow itself waits for them for an hour).
+
+    The watch runs in a small child process: while TensorFlow waits for the other workers it holds Python's GIL, so
+    no thread of this process could act. The child prints the line and kills this process (SIGKILL, exit status
+    137: TensorFlow's wait cannot be interrupted otherwise). Leaving the `with` block (the first collective has
+    completed) or this process ending stops the child.
+    """
 
     def __init__(self, role, seconds, program="expr3d.train"):
         self.role, self.seconds, self.program = role, seconds, program
-        self._finished = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="expr3d-startup-watchdog", daemon=True)
-
-    def _watch(self):
-        if self._finished.wait(self.seconds):
-            return
-        down = unreachable(self.role)
-        who = (", ".join(f"worker {self.role.addresses.index(a)} ({a})" for a in down) if down
-               else "a worker (every address accepts connections, but the cluster did not form)")
-        print(f"{self.program}: {who} did not come up within {self.seconds:g} s (--worker_startup_timeout); "
-              f"every worker of {ENV} must be started with the same command", file=sys.stderr, flush=True)
-        os._exit(1)
+        self._child = None
 
     def __enter__(self):
-        self._thread.start()
+        import subprocess
+
+        arguments = json.dumps({"parent": os.getpid(), "seconds": self.seconds, "program": self.program,
+                                "addresses": list(self.role.addresses), "rank": self.role.rank})
+        self._child = subprocess.Popen([sys.executable, "-c", "from expr3d.training.cluster import _watch; _watch()",
+                                        arguments], stdin=subprocess.PIPE)
         return self
 
-    def done(self):
-        self._finished.set()
-
     def __exit__(self, *exc):
-        self.done()
+        if self._child is not None:
+            self._child.stdin.close()  # EOF: the child exits at once
+            self._child.wait()
+            self._child = None
         return False
+
+
+def _watch():
+    """The watchdog child (`StartupWatchdog`): waits for EOF on stdin, at most `seconds`."""
+    import select
+    import signal
+
+    arguments = json.loads(sys.argv[1])
+    ready, _, _ = select.select([sys.stdin], [], [], arguments["seconds"])
+    if ready:
+        return
+    role = WorkerRole("worker", arguments["rank"], tuple(arguments["addresses"]), arguments["rank"])
+    down = unreachable(role)
+    who = (", ".join(f"worker {role.addresses.index(a)} ({a})" for a in down) if down
+           else "a worker (every address accepts connections, but the cluster did not form)")
+    print(f"{arguments['program']}: error: {who} did not come up within {arguments['seconds']:g} s "
+          f"(--worker_startup_timeout); every worker of {ENV} must be started with the same command",
+          file=sys.stderr, flush=True)
+    os.kill(arguments["parent"], signal.SIGKILL)
 
 
 __all__ = ["ENV", "LAUNCH_HINT", "StartupWatchdog", "WorkerRole", "read_tf_config", "tf_config", "unreachable"]

@@ -32,6 +32,7 @@ RECORDED_KEYS = [
     "g_ema_decay",  # (session 8)
     "g_lr", "d_lr", "beta1",
     "beta2", "adam_epsilon", "adam_epsilon_mode", "lr_decay_every", "lr_decay_start", "mixed_precision", "strategy",
+    "worker_startup_timeout",  # (session 13)
     "cpu_devices", "jit_compile", "op_determinism", "seed", "checkpoint_every", "keep_checkpoints", "summary_every",
     "sample_every", "num_samples", "progress",
 ]
