@@ -45,6 +45,7 @@ setup(
             "expr3d-au-judge = expr3d.metrics.au_judge:run_cli",
             "expr3d-synthetic = expr3d.data.synthetic.__main__:run_cli",
             "expr3d-prepare = expr3d.data.prepare.__main__:run_cli",
+            "expr3d-launch = expr3d.launch:run_cli",
         ],
     },
 )

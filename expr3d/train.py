@@ -231,6 +231,10 @@ def run(config, hooks=None):
         except (FileNotFoundError, ValueError) as error:
             raise UsageError(str(error).splitlines()[0] + " (or train with --perceptual_weight=0)") from None
 
+    if role is not None and role.is_chief:
+        print(f"expr3d.train: warning: {role.num_workers} workers, data sharded by data: each worker reads every "
+              f"record and keeps its replicas' rows of each global batch (exact, and resumable from the chief's "
+              f"checkpoint; docs/multi_worker.md)", file=sys.stderr, flush=True)
     if role is None or role.is_chief:
         return _train(config, strategy, loss_scaled, model_config, run_config, stages, hooks, config.model_dir)
     # A non-chief worker of a multi-worker run: it writes what the chief writes (TensorFlow's pattern: every worker

@@ -58,3 +58,29 @@ def test_auto_precision_picks_bfloat16_only_where_the_cpu_computes_it(tmp_path, 
     assert runtime.resolve_precision("auto") == "float32"  # this test machine has no GPU
     monkeypatch.setattr(runtime, "cpu_has_native_bfloat16", lambda: True)
     assert runtime.resolve_precision("auto") == "mixed_bfloat16"
+
+
+@pytest.mark.slow
+def test_float16_with_loss_scaling_runs_an_xla_compiled_iteration_of_each_stage(tiny_dataset):
+    """GPU readiness, as far as a CPU can check it: --mixed_precision=mixed_float16 --jit_compile, one iteration of
+    stage 1 and one of stage 2 through the training loop's distributed step."""
+    from expr3d.training.depth_pretrainer import DepthPretrainer
+
+    batch = fixed_batch(tiny_dataset, batch_size=2)
+    try:
+        assert runtime.set_precision("mixed_float16")
+        networks = tiny_networks()
+        optimizer = lambda name: runtime.make_optimizer(1e-3, 0.5, 0.999, True, name)  # noqa: E731
+        depth = DepthPretrainer(networks["g_depth"], networks["d_depth"], perceptual_weight=0.0, n_critic=1)
+        depth.compile(g_optimizer=optimizer("g"), d_optimizer=optimizer("d"))
+        gan = DepthGuidedStarGAN(**networks, depth_weight=0.5, n_critic=1)
+        gan.compile(optimizers={key: optimizer(key) for key in networks})
+        for trainer in (depth, gan):
+            trainer.build_optimizers()
+            assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in trainer.optimizers.values())
+            step = make_distributed_step(tf.distribute.get_strategy(), trainer, update_generator=True,
+                                         jit_compile=True)
+            logs = step(batch)
+            assert logs and all(v.dtype == tf.float32 and np.isfinite(float(v)) for v in logs.values()), logs
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
