@@ -203,7 +203,14 @@ def run(config, hooks=None):
     loss_scaled = runtime.set_precision(config.mixed_precision)
     strategy = runtime.make_strategy(config.strategy, role=role, startup_timeout=config.worker_startup_timeout)
     config.validate(strategy.num_replicas_in_sync)
-    config, card = _prepare_data(config)
+    if role is None or role.is_chief:
+        config, card = _prepare_data(config)
+    if role is not None:
+        from expr3d.training.workers import WorkerSync
+
+        WorkerSync(strategy).barrier()  # the chief has rendered --generate_synthetic's data into the shared data_dir
+    if role is not None and not role.is_chief:
+        config, card = _prepare_data(config.replace(generate_synthetic=False))
     _check_action_units(config, card)
     model_config = config.model_config()
     stages = config.stages()

@@ -105,6 +105,11 @@ def test_stages_and_batch_sizes():
     ({"batch_size_depth": 5, "strategy": "mirrored"},
      "--batch_size_depth=5 is not divisible by the 2 replicas of --strategy=mirrored"),
     ({"jit_compile": True, "strategy": "mirrored"}, "--jit_compile is supported with --strategy=default only"),
+    ({"batch_size": 3, "strategy": "multi_worker"},
+     "--batch_size=3 is not divisible by the 2 replicas of --strategy=multi_worker"),
+    ({"strategy": "multi_worker", "cpu_devices": 2},
+     "--cpu_devices=2 splits one machine's CPU for --strategy=mirrored; --strategy=multi_worker uses one CPU device "
+     "(or every GPU) per worker"),
     ({"model_dir": None}, "--model_dir is required"),
     ({"target_mode": "paired", "balanced": True},
      "--target_mode=paired does not combine with --balanced or --skip_corrupt"),

@@ -22,22 +22,32 @@ def _train(args):
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.slow  # procedural faces of 3 identities, two subprocess runs (3 then 6 transfer iterations): ~70 s
-def test_cli_trains_resumes_and_exports_the_transfer_model(tmp_path):
+@pytest.mark.slow  # paired procedural faces of 10 identities, a run of 3 transfer iterations resumed on two workers
+def test_cli_trains_resumes_on_two_workers_and_exports_the_paired_transfer_model(tmp_path):
     from expr3d.run_dir import RunDir
 
     model_dir = str(tmp_path / "run")
     args = [f"--data_dir={tmp_path}/data", f"--model_dir={model_dir}", "--generate_synthetic",
-            "--synthetic_identities=3", "--image_size=32"] + FLAGS
+            "--synthetic_identities=10", "--synthetic_train_pairs", "--synthetic_transfer_pairs=1", "--image_size=32",
+            "--target_mode=paired", "--lambda_pair=10"] + FLAGS
     result = _train(args + ["--num_steps_gan=3"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "stage transfer starts from the stage-1 networks" in result.stderr
-    result = _train(args + ["--num_steps_gan=6"])
+    with open(os.path.join(tmp_path, "data", "dataset_card.json")) as handle:
+        card = json.load(handle)
+    assert card["splits"]["train"]["num_pairs"] > 0 and card["splits"]["transfer"]["num_examples"] == 16
+    # The transfer family trains across workers too: the one-process run resumes on two (the chief's data position
+    # is the one every worker shares).
+    result = forked_cli.run(["-m", "expr3d.launch", "--workers=2", "--grace_seconds=5", "--"] + args
+                            + ["--num_steps_gan=6"], cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "stage transfer resumes at iteration 3" in result.stderr
+    assert "[worker 0] expr3d.train: stage transfer resumes at iteration 3" in result.stderr
+    assert "[worker 1] expr3d.train: stage transfer resumes at iteration 3" in result.stderr
     with open(os.path.join(model_dir, "config.json")) as handle:
         config = json.load(handle)
     assert config["model_config"]["family"] == "transfer" and config["progress"]["transfer"] == 6
+    assert config["num_workers"] == 2
     run = RunDir(model_dir)
     assert type(run.load_network("encoder")) is TransferEncoder
     assert type(run.load_network("decoder")) is TransferDecoder
@@ -51,28 +61,11 @@ def test_cli_trains_resumes_and_exports_the_transfer_model(tmp_path):
         for event in tf.compat.v1.train.summary_iterator(event_file):
             tags.update(value.tag for value in event.summary.value)
     assert {"transfer/loss/t_confusion", "transfer/loss/adv_au", "transfer/loss/t_swap", "transfer/loss/gd_au",
-            "transfer/samples"} <= tags, tags
+            "transfer/loss/t_pair", "transfer/samples"} <= tags, tags
     # The family is part of the architecture: resuming as the StarGAN is refused with the diff.
     result = _train([a for a in args if a != "--model=transfer"] + ["--num_steps_gan=6"])
     assert result.returncode == 2
     assert '-  "family": "transfer",' in result.stderr and '+  "family": "stargan",' in result.stderr
-
-
-@pytest.mark.slow  # paired procedural faces of 10 identities and their transfer truth, one subprocess run: ~30 s
-def test_cli_trains_the_paired_self_transfer_on_generated_paired_data(tmp_path):
-    model_dir = str(tmp_path / "run")
-    result = _train([f"--data_dir={tmp_path}/data", f"--model_dir={model_dir}", "--generate_synthetic",
-                     "--synthetic_identities=10", "--synthetic_train_pairs", "--synthetic_transfer_pairs=1",
-                     "--image_size=32", "--target_mode=paired", "--lambda_pair=10", "--num_steps_gan=2"] + FLAGS)
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open(os.path.join(tmp_path, "data", "dataset_card.json")) as handle:
-        card = json.load(handle)
-    assert card["splits"]["train"]["num_pairs"] > 0 and card["splits"]["transfer"]["num_examples"] == 16
-    tags = set()
-    for event_file in glob.glob(os.path.join(model_dir, "logs", "transfer", "events.*")):
-        for event in tf.compat.v1.train.summary_iterator(event_file):
-            tags.update(value.tag for value in event.summary.value)
-    assert "transfer/loss/t_pair" in tags, tags
 
 
 @pytest.mark.slow
