@@ -19,8 +19,8 @@ SESSION_GROUPS.update({f"tests/metrics/{name}.py": "au-evaluations"
                        for name in ("test_transfer_evaluation", "test_action_unit_control")})
 # Scheduling hint: the longest units of work (minutes each, mostly subprocess CLIs) start first, then the other
 # modules with slow tests, then the rest, so both workers finish at about the same time. Only the order changes.
-LONGEST_FIRST = ("tests/training/test_multi_worker.py", "tests/training/test_train.py", "tests/test_ablation.py",
-                 "tests/data/test_corrupt_data.py",
+LONGEST_FIRST = ("tests/training/test_multi_worker.py", "tests/training/test_transfer_training.py",
+                 "tests/training/test_train.py", "tests/test_ablation.py", "tests/data/test_corrupt_data.py",
                  "deploy-export")
 
 
