@@ -76,8 +76,20 @@ def main():
     parser.add_argument("--data_dir", default="data/synthetic48")
     parser.add_argument("--work_dir", default="/tmp/expr3d_bench_multi_worker")
     args = parser.parse_args()
-    shutil.rmtree(args.work_dir, ignore_errors=True)
-    os.makedirs(args.work_dir)
+    # Only what an earlier run of this script wrote is removed; anything else in --work_dir stops it.
+    ours = {f"{kind}{name}{ext}" for kind in ("one_process", "two_workers") for name in ("", "_eps1")
+            for ext in ("", ".log")} | {"allreduce.log"}
+    os.makedirs(args.work_dir, exist_ok=True)
+    foreign = sorted(set(os.listdir(args.work_dir)) - ours)
+    if foreign:
+        sys.exit(f"--work_dir={args.work_dir} holds {', '.join(foreign[:3])}, not written by this script: choose "
+                 f"another --work_dir")
+    for name in ours:
+        path = os.path.join(args.work_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     one_core = dict(env, TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
     launch = [sys.executable, "-m", "expr3d.launch", "--workers=2", "--"]
