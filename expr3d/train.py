@@ -265,7 +265,6 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
     from expr3d.training import checkpoints, inputs, runtime, summaries
     from expr3d.training.loop import StageLoop, StopRequest
     from expr3d.training.stages import build_stage
-
     from expr3d.training.workers import WorkerSync
 
     runtime.seed_everything(config.seed)
