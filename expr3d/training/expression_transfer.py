@@ -69,6 +69,13 @@ def _critic_au_loss(logits, intensities, mask):
     return losses.action_unit_regression_loss(tf.sigmoid(tf.cast(logits, tf.float32)), intensities, mask)
 
 
+def _paired_term(image, target, outputs):
+    """`t_pair` (module docstring): A decoded with the code of Y, its own render under another expression."""
+    region = losses.paired_edit_region(image, target)
+    return (losses.l1_loss(target, outputs["paired"]) + losses.mask_cross_entropy(region, outputs["paired_mask"])
+            + losses.l1_loss(target, outputs["paired_colour"], mask=region))
+
+
 class ExpressionTransferTrainer(common.NCriticSchedule):
     """Trains `encoder`, `decoder`, `adversary`, `d_rgb`, `d_swap` (and `g_depth`, `d_depth` with depth guidance).
 
@@ -151,14 +158,26 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         names = CRITIC_TERMS + GENERATOR_TERMS + (("t_pair",) if self.lambda_pair > 0 else ())
         return names + (DEPTH_CRITIC_TERMS + DEPTH_GENERATOR_TERMS if self.uses_depth else ())
 
-    def _swap(self, image, training):
-        """Encodes the batch and decodes every face with its own and with its exemplar's code."""
-        code, free, aus = self.encoder(image, training=training)
-        reconstruction, reconstruction_mask, reconstruction_colour = self.decoder.with_attention(
-            [free, code, image], training=training)
-        swapped, swapped_mask, _ = self.decoder.with_attention([free, exemplars(code), image], training=training)
-        return {"code": code, "free": free, "aus": aus, "reconstruction": reconstruction, "swapped": swapped,
-                "reconstruction_colour": reconstruction_colour, "masks": (reconstruction_mask, swapped_mask)}
+    def _swap(self, image, training, target=None):
+        """Encodes the batch and decodes every face with its own and with its exemplar's code (and, given `target`,
+        with the code of its paired render: `paired`, `paired_mask`, `paired_colour`).
+
+        One encoder call and one decoder call on the faces stacked along the batch (the networks normalise each face
+        on its own, so this equals separate calls to rounding): half the traced graph of separate calls, and larger
+        convolutions."""
+        count = image.shape[0] if image.shape[0] is not None else tf.shape(image)[0]
+        encoded = self.encoder(image if target is None else tf.concat([image, target], 0), training=training)
+        code, free, aus = (tensor[:count] for tensor in encoded)
+        codes = [code, exemplars(code)] + ([encoded[0][count:]] if target is not None else [])
+        decoded = self.decoder.with_attention(
+            [tf.concat([free] * len(codes), 0), tf.concat(codes, 0), tf.concat([image] * len(codes), 0)],
+            training=training)
+        images, masks, colours = (tf.split(tensor, len(codes), axis=0) for tensor in decoded)
+        outputs = {"code": code, "free": free, "aus": aus, "reconstruction": images[0], "swapped": images[1],
+                   "reconstruction_colour": colours[0], "masks": (masks[0], masks[1])}
+        if target is not None:
+            outputs.update(paired=images[2], paired_mask=masks[2], paired_colour=colours[2])
+        return outputs
 
     def _critic_terms(self, critic, real, fake, alpha, prefix, au_logits_target=None, au_mask=None):
         real_src, real_logits = critic(real, training=True)
@@ -210,8 +229,12 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         optimizers = [self._optimizers[key] for key in keys]
         variables = [self.trained_variables(key) for key in keys]
         persistent = any(common.is_loss_scaled(o) for o in optimizers)
+        if self.lambda_pair > 0 and "target_image" not in batch:
+            raise ValueError("ExpressionTransferTrainer: lambda_pair > 0 needs paired batches (a `target_image`: "
+                             "--target_mode=paired)")
+        target = batch["target_image"] if self.lambda_pair > 0 else None
         with tf.GradientTape(persistent=persistent) as tape:
-            outputs = self._swap(image, training=True)
+            outputs = self._swap(image, training=True, target=target)
             swapped = outputs["swapped"]
             back_code, back_free, back_aus = self.encoder(swapped, training=True)
             back = self.decoder([back_free, outputs["code"], swapped], training=True)
@@ -236,7 +259,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
                                + self.lambda_rec * (logs["t_rec"] + logs["t_cycle"])
                                + self.lambda_mask * logs["t_mask"])
             if self.lambda_pair > 0:
-                logs["t_pair"] = self._paired_term(batch, outputs["free"], image)
+                logs["t_pair"] = _paired_term(image, target, outputs)
                 logs["t_total"] = logs["t_total"] + self.lambda_pair * logs["t_pair"]
             total = logs["t_total"]
             if self.uses_depth:
@@ -251,18 +274,6 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
             scaled = common.scaled_for_update(total, optimizers)
         common.apply_updates(tape, scaled, optimizers, variables, computed_first=logs)
         return logs
-
-    def _paired_term(self, batch, free, image):
-        """`t_pair` (module docstring): A decoded with the code of Y, its own render under another expression."""
-        if "target_image" not in batch:
-            raise ValueError("ExpressionTransferTrainer: lambda_pair > 0 needs paired batches (a `target_image`: "
-                             "--target_mode=paired)")
-        target = batch["target_image"]
-        target_code, _, _ = self.encoder(target, training=True)
-        paired, mask, colour = self.decoder.with_attention([free, target_code, image], training=True)
-        region = losses.paired_edit_region(image, target)
-        return (losses.l1_loss(target, paired) + losses.mask_cross_entropy(region, mask)
-                + losses.l1_loss(target, colour, mask=region))
 
     def sample_outputs(self, image):
         """For sample grids (inference mode): each face's exemplar, the face with the exemplar's expression, its

@@ -66,7 +66,7 @@ def _distributed(strategy, method, jit_compile, poison):
     return tf.function(step, jit_compile=bool(jit_compile), reduce_retracing=True, autograph=False)
 
 
-def make_distributed_step(strategy, trainer, update_generator, jit_compile=False, poison=False):
+def make_distributed_step(strategy, trainer, update_generator, jit_compile=False, poison=False, critic=None):
     """One iteration on every replica: a callable returning the replica-averaged loss terms.
 
     Its argument is a distributed batch (from `strategy.experimental_distribute_dataset`). The critic update and the
@@ -74,11 +74,13 @@ def make_distributed_step(strategy, trainer, update_generator, jit_compile=False
     whatever the graph's scheduling (with both in one graph, graph != eager was seen in ~1 process in 6, before the
     Grappler read/write-order bug fixed in `common.apply_updates` was found; two calls cost nothing). `update_generator`
     is a Python bool, so no `tf.cond` surrounds optimizer updates (which `merge_call` under MirroredStrategy does not
-    allow); "warmup" gives the trainer's `critic_warmup_step` alone.
+    allow); "warmup" gives the trainer's `critic_warmup_step` alone. `critic`: the critic update of another step
+    of this trainer (`update_generator=False`'s), so that under n_critic > 1 the critic is traced once, not twice
+    (a trace of the transfer critic costs seconds).
     """
     if update_generator == "warmup":
         return _distributed(strategy, trainer.critic_warmup_step, jit_compile, poison)
-    critic = _distributed(strategy, trainer.critic_step, jit_compile, poison)
+    critic = critic or _distributed(strategy, trainer.critic_step, jit_compile, poison)
     if not update_generator:
         return critic
     generator = _distributed(strategy, trainer.generator_step, jit_compile, poison)
@@ -186,19 +188,19 @@ class StageLoop:
         self.checkpointer = checkpoints.AtomicCheckpointer(self.checkpoint_dir, self.checkpoint, keep_checkpoints,
                                                            restore_from=self.restore_dir)
         self._iterator_restored = False  # set by restore(): a late structure mismatch is then recoverable
-        # Traced on first use: a run without warm-up iterations never builds that step.
-        self._steps = {kind: self._make_step(update, jit_compile)
-                       for kind, update in (("both", True), ("critic", False), ("warmup", "warmup"))
-                       if update != "warmup" or trainer.critic_warmup_steps}
+        # Traced on first use ("critic" and "both" share the critic's trace); a run without warm-up iterations never
+        # builds that step.
+        critic = make_distributed_step(strategy, trainer, False, jit_compile)
+        self._steps = {"critic": critic, "both": make_distributed_step(strategy, trainer, True, jit_compile,
+                                                                        critic=critic)}
+        if trainer.critic_warmup_steps:
+            self._steps["warmup"] = make_distributed_step(strategy, trainer, "warmup", jit_compile)
         self._jit_compile = jit_compile
         self._current_lr = {}
         self._objects = objects
         self.describe_input_error = describe_input_error
         self.warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr, flush=True))
         self.restored_prefix = None
-
-    def _make_step(self, update_generator, jit_compile):
-        return make_distributed_step(self.strategy, self.trainer, update_generator, jit_compile)
 
     def restore(self):
         """Restore the latest readable checkpoint of this stage; return its step (None on a fresh stage).
