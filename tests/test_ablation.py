@@ -94,9 +94,9 @@ def test_tiny_study_end_to_end_with_shared_depth_pretraining(tmp_path):
     root = tmp_path / "study"
     # n_critic 1: one traced step function per stage (the n_critic schedule is tested in-process, test_loop.py);
     # checkpoints at the end of each stage only, which is what the shared stage 1 is copied from.
-    common = ("--num_steps_depth=4 --num_steps_gan=3 --batch_size=4 --g_conv_dim=8 --g_num_res_blocks=1 "
-              "--d_conv_dim=8 --d_num_layers=3 --depth_g_conv_dim=8 --depth_g_num_res_blocks=1 --depth_d_conv_dim=8 "
-              "--depth_d_num_layers=3 --perceptual_weight=0 --n_critic=1 --checkpoint_every=0 --sample_every=0 "
+    common = ("--num_steps_depth=4 --num_steps_gan=3 --batch_size=4 --g_conv_dim=8 --g_num_res_blocks=0 "
+              "--d_conv_dim=8 --d_num_layers=2 --depth_g_conv_dim=8 --depth_g_num_res_blocks=0 --depth_d_conv_dim=8 "
+              "--depth_d_num_layers=2 --perceptual_weight=0 --n_critic=1 --checkpoint_every=0 --sample_every=0 "
               "--summary_every=1 --progress=false")
     command = ["-m", "expr3d.ablation", f"--root={root}", f"--data_dir={tmp_path / 'data'}",
                "--num_identities=5", "--image_size=32", "--images_per_identity=2", "--seeds=0",

@@ -25,8 +25,8 @@ from tests import forked_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow", PYTHONUNBUFFERED="1")
-TRAIN_FLAGS = ["--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_layers=3", "--depth_g_conv_dim=8",
-               "--depth_g_num_res_blocks=1", "--depth_d_conv_dim=8", "--depth_d_num_layers=3", "--perceptual_weight=0",
+TRAIN_FLAGS = ["--g_conv_dim=8", "--g_num_res_blocks=0", "--d_conv_dim=8", "--d_num_layers=2", "--depth_g_conv_dim=8",
+               "--depth_g_num_res_blocks=0", "--depth_d_conv_dim=8", "--depth_d_num_layers=2", "--perceptual_weight=0",
                "--batch_size=4", "--n_critic=1", "--stage=depth", "--num_steps_depth=4", "--checkpoint_every=0",
                "--sample_every=0", "--num_samples=2", "--noprogress"]
 CLASSIFIER_FLAGS = ["--epochs=1", "--width=4", "--batch_size=4", "--min_judge_accuracy=0"]

@@ -9,8 +9,8 @@ import numpy as np
 
 from expr3d.labels import NUM_EXPRESSIONS
 
-TINY = dict(image_size=32, g_conv_dim=8, g_num_res_blocks=1, d_conv_dim=8, d_num_layers=3, depth_g_conv_dim=8,
-            depth_g_num_res_blocks=1, depth_d_conv_dim=8, depth_d_num_layers=3)
+TINY = dict(image_size=32, g_conv_dim=8, g_num_res_blocks=0, d_conv_dim=8, d_num_layers=2, depth_g_conv_dim=8,
+            depth_g_num_res_blocks=0, depth_d_conv_dim=8, depth_d_num_layers=2)
 
 
 def draw_face(size=256, seed=0, angle=0.0, background=(90, 110, 130)):

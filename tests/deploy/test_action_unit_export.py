@@ -35,8 +35,8 @@ for name, units in {"width": data["units"][:, :8], "range": data["units"] * 3.0,
 np.savez(output, **out)
 json.dump({"errors": errors, "signatures": sorted(sig)}, open(errors_path, "w"))
 """
-TINY = ["--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_layers=3", "--depth_g_conv_dim=8",
-        "--depth_g_num_res_blocks=1", "--depth_d_conv_dim=8", "--depth_d_num_layers=3", "--perceptual_weight=0",
+TINY = ["--g_conv_dim=8", "--g_num_res_blocks=0", "--d_conv_dim=8", "--d_num_layers=2", "--depth_g_conv_dim=8",
+        "--depth_g_num_res_blocks=0", "--depth_d_conv_dim=8", "--depth_d_num_layers=2", "--perceptual_weight=0",
         "--batch_size=4", "--num_steps_depth=2", "--n_critic=2", "--progress=false", "--seed=2"]
 
 

@@ -16,8 +16,8 @@ from tests.data.fixtures import hemisphere_example
 
 NUM = len(EXPRESSIONS)
 CODES = np.linspace(-0.9, 0.9, NUM).astype(np.float32)  # pixel value painted for each target class
-TINY = dict(image_size=32, g_conv_dim=8, g_num_res_blocks=1, d_conv_dim=8, d_num_layers=3, depth_g_conv_dim=8,
-            depth_g_num_res_blocks=1, depth_d_conv_dim=8, depth_d_num_layers=3)
+TINY = dict(image_size=32, g_conv_dim=8, g_num_res_blocks=0, d_conv_dim=8, d_num_layers=2, depth_g_conv_dim=8,
+            depth_g_num_res_blocks=0, depth_d_conv_dim=8, depth_d_num_layers=2)
 
 
 def write_paired_dataset(directory, num_pairs=2, size=32, train_per_class=1):

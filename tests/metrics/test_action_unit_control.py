@@ -11,8 +11,8 @@ from expr3d.labels import ACTION_UNITS, NUM_ACTION_UNITS
 from expr3d.metrics import action_unit_control
 from tests import forked_cli
 
-TINY = ["--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_layers=3", "--depth_g_conv_dim=8",
-        "--depth_g_num_res_blocks=1", "--depth_d_conv_dim=8", "--depth_d_num_layers=3", "--perceptual_weight=0",
+TINY = ["--g_conv_dim=8", "--g_num_res_blocks=0", "--d_conv_dim=8", "--d_num_layers=2", "--depth_g_conv_dim=8",
+        "--depth_g_num_res_blocks=0", "--depth_d_conv_dim=8", "--depth_d_num_layers=2", "--perceptual_weight=0",
         "--batch_size=4", "--num_steps_depth=2", "--n_critic=2", "--progress=false", "--seed=4"]
 
 

@@ -10,9 +10,9 @@ import pytest
 from expr3d.metrics import transfer_evaluation
 from tests import forked_cli
 
-TINY_NETWORKS = ["--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_layers=3",
-                 "--depth_g_conv_dim=8", "--depth_g_num_res_blocks=1", "--depth_d_conv_dim=8",
-                 "--depth_d_num_layers=3", "--perceptual_weight=0", "--batch_size=4", "--num_steps_depth=2",
+TINY_NETWORKS = ["--g_conv_dim=8", "--g_num_res_blocks=0", "--d_conv_dim=8", "--d_num_layers=2",
+                 "--depth_g_conv_dim=8", "--depth_g_num_res_blocks=0", "--depth_d_conv_dim=8",
+                 "--depth_d_num_layers=2", "--perceptual_weight=0", "--batch_size=4", "--num_steps_depth=2",
                  "--progress=false", "--seed=1"]
 
 

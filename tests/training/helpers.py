@@ -5,8 +5,8 @@ import tensorflow as tf
 from expr3d.models import ModelConfig, build_models
 from expr3d.training import inputs
 
-TINY_CONFIG = dict(image_size=32, g_conv_dim=8, g_num_res_blocks=1, d_conv_dim=8, d_num_layers=3,
-                   depth_g_conv_dim=8, depth_g_num_res_blocks=1, depth_d_conv_dim=8, depth_d_num_layers=3)
+TINY_CONFIG = dict(image_size=32, g_conv_dim=8, g_num_res_blocks=0, d_conv_dim=8, d_num_layers=2,
+                   depth_g_conv_dim=8, depth_g_num_res_blocks=0, depth_d_conv_dim=8, depth_d_num_layers=2)
 
 
 def tiny_networks(seed=0):

@@ -24,8 +24,8 @@ from expr3d.training import inputs  # noqa: E402
 from expr3d.training.loop import make_distributed_step  # noqa: E402
 from helpers import sgd_one_step_trainer  # noqa: E402  (run as a script: its own directory is on sys.path)
 
-TINY = dict(image_size=32, g_conv_dim=8, g_num_res_blocks=1, d_conv_dim=8, d_num_layers=3, depth_g_conv_dim=8,
-            depth_g_num_res_blocks=1, depth_d_conv_dim=8, depth_d_num_layers=3)
+TINY = dict(image_size=32, g_conv_dim=8, g_num_res_blocks=0, d_conv_dim=8, d_num_layers=2, depth_g_conv_dim=8,
+            depth_g_num_res_blocks=0, depth_d_conv_dim=8, depth_d_num_layers=2)
 
 
 def one_iteration(strategy, stage, batch, initial):

@@ -101,8 +101,8 @@ def test_sample_grid_shows_the_masks(tiny_dataset):
 # --- the CLI --------------------------------------------------------------------------------------------------------
 
 CLI_FLAGS = [
-    "--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_layers=3", "--depth_g_conv_dim=8",
-    "--depth_g_num_res_blocks=1", "--depth_d_conv_dim=8", "--depth_d_num_layers=3", "--perceptual_weight=0",
+    "--g_conv_dim=8", "--g_num_res_blocks=0", "--d_conv_dim=8", "--d_num_layers=2", "--depth_g_conv_dim=8",
+    "--depth_g_num_res_blocks=0", "--depth_d_conv_dim=8", "--depth_d_num_layers=2", "--perceptual_weight=0",
     "--batch_size=4", "--seed=3", "--n_critic=1", "--depth_weight=0", "--num_steps_gan=2", "--checkpoint_every=0",
     "--summary_every=1", "--sample_every=0", "--num_samples=2", "--noprogress",
 ]

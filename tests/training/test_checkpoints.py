@@ -147,9 +147,9 @@ def test_train_resumes_from_the_previous_checkpoint_when_the_latest_is_damaged(t
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     model_dir = tmp_path / "run"
-    flags = [f"--data_dir={tiny_dataset}", f"--model_dir={model_dir}", "--g_conv_dim=8", "--g_num_res_blocks=1",
-             "--d_conv_dim=8", "--d_num_layers=3", "--depth_g_conv_dim=8", "--depth_g_num_res_blocks=1",
-             "--depth_d_conv_dim=8", "--depth_d_num_layers=3", "--perceptual_weight=0", "--batch_size=4",
+    flags = [f"--data_dir={tiny_dataset}", f"--model_dir={model_dir}", "--g_conv_dim=8", "--g_num_res_blocks=0",
+             "--d_conv_dim=8", "--d_num_layers=2", "--depth_g_conv_dim=8", "--depth_g_num_res_blocks=0",
+             "--depth_d_conv_dim=8", "--depth_d_num_layers=2", "--perceptual_weight=0", "--batch_size=4",
              "--n_critic=1", "--stage=depth", "--checkpoint_every=1", "--sample_every=0", "--num_samples=2",
              "--noprogress"]
 

@@ -82,8 +82,8 @@ def test_train_stops_with_one_line_when_the_checkpoint_does_not_fit(tmp_path):
 
     data_dir = write_tiny_dataset(str(tmp_path / "data"))
     model_dir = tmp_path / "run"
-    flags = ["--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_layers=3", "--depth_g_conv_dim=8",
-             "--depth_g_num_res_blocks=1", "--depth_d_conv_dim=8", "--depth_d_num_layers=3", "--perceptual_weight=0",
+    flags = ["--g_conv_dim=8", "--g_num_res_blocks=0", "--d_conv_dim=8", "--d_num_layers=2", "--depth_g_conv_dim=8",
+             "--depth_g_num_res_blocks=0", "--depth_d_conv_dim=8", "--depth_d_num_layers=2", "--perceptual_weight=0",
              "--batch_size=4", "--n_critic=1", "--stage=depth", "--num_steps_depth=2", "--checkpoint_every=0",
              "--sample_every=0", "--num_samples=2", "--noprogress"]
     # 1 MB: config.json, logs, samples and the tiny .keras networks fit; the checkpoint (networks, Adam slots and

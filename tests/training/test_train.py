@@ -15,8 +15,8 @@ from tests.training.conftest import IMAGE_SIZE
 from tests import forked_cli
 
 TINY_FLAGS = [
-    "--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_layers=3",
-    "--depth_g_conv_dim=8", "--depth_g_num_res_blocks=1", "--depth_d_conv_dim=8", "--depth_d_num_layers=3",
+    "--g_conv_dim=8", "--g_num_res_blocks=0", "--d_conv_dim=8", "--d_num_layers=2",
+    "--depth_g_conv_dim=8", "--depth_g_num_res_blocks=0", "--depth_d_conv_dim=8", "--depth_d_num_layers=2",
     "--perceptual_weight=0", "--batch_size=4", "--lr_decay_every=2", "--seed=7", "--op_determinism",
     # One traced graph per stage (critic + generator every iteration) keeps these subprocess runs short; the
     # n_critic > 1 schedule is covered in-process (test_loop.py).

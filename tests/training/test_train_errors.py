@@ -8,8 +8,8 @@ from expr3d import storage, train
 from expr3d.data import dataset_card
 from tests.training.conftest import IMAGE_SIZE
 
-TINY = ["--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_layers=3", "--depth_g_conv_dim=8",
-        "--depth_g_num_res_blocks=1", "--depth_d_conv_dim=8", "--depth_d_num_layers=3", "--perceptual_weight=0",
+TINY = ["--g_conv_dim=8", "--g_num_res_blocks=0", "--d_conv_dim=8", "--d_num_layers=2", "--depth_g_conv_dim=8",
+        "--depth_g_num_res_blocks=0", "--depth_d_conv_dim=8", "--depth_d_num_layers=2", "--perceptual_weight=0",
         "--batch_size=4"]
 
 
@@ -107,7 +107,7 @@ def test_a_run_from_before_the_init_option_resumes_as_keras_init_only(tmp_path):
 
     from expr3d.models import ModelConfig
 
-    current = ModelConfig(image_size=32, d_num_layers=3, depth_d_num_layers=3).to_dict()
+    current = ModelConfig(image_size=32, d_num_layers=2, depth_d_num_layers=2).to_dict()
     old = {key: value for key, value in current.items() if key not in ("init", "generator")}
     stream = {"data_dir": "/data", "seed": 0}
     with open(tmp_path / "config.json", "w") as f:

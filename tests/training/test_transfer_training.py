@@ -11,8 +11,8 @@ from expr3d.models import AUAdversary, TransferDecoder, TransferEncoder
 from tests import forked_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FLAGS = ["--model=transfer", "--g_conv_dim=8", "--g_num_res_blocks=1", "--d_conv_dim=8", "--d_num_layers=3",
-         "--depth_g_conv_dim=8", "--depth_g_num_res_blocks=1", "--depth_d_conv_dim=8", "--depth_d_num_layers=3",
+FLAGS = ["--model=transfer", "--g_conv_dim=8", "--g_num_res_blocks=0", "--d_conv_dim=8", "--d_num_layers=2",
+         "--depth_g_conv_dim=8", "--depth_g_num_res_blocks=0", "--depth_d_conv_dim=8", "--depth_d_num_layers=2",
          "--code_dim=16", "--perceptual_weight=0", "--batch_size=4", "--seed=3", "--n_critic=2",
          "--num_steps_depth=2", "--checkpoint_every=3", "--sample_every=3", "--progress=false"]
 
