@@ -5,7 +5,8 @@
 Runs, one after the other (never side by side: the figures are ratios inside one run of this script):
   1. one process using both cores, `experiments/synthetic.flags` (float32, --op_determinism), `--steps` iterations of
      each stage;
-  2. the same through `python -m expr3d.launch --workers=2`, each worker limited to one thread
+  2. the same through `python -m expr3d.launch --workers=2` (sharded by data: the same batches as one process, so
+     the weights compare), each worker limited to one thread
      (TF_NUM_INTRAOP_THREADS=1, TF_NUM_INTEROP_THREADS=1): 2 workers x 1 core;
   3. and 4. both again with `--adam_epsilon=1` (Adam's update proportional to the gradient: see
      tests/training/test_multi_worker.py for why the default epsilon amplifies rounding);
@@ -34,7 +35,7 @@ def train_flags(args, model_dir, extra=()):
     return ["--flagfile=experiments/synthetic.flags", f"--data_dir={args.data_dir}", f"--model_dir={model_dir}",
             f"--num_steps_depth={args.steps}", f"--num_steps_gan={args.steps}", f"--checkpoint_every={args.every}",
             "--keep_checkpoints=100", "--sample_every=0", "--summary_every=1000", "--mixed_precision=float32",
-            "--op_determinism", "--progress=false", *extra]
+            "--op_determinism", "--progress=false", "--worker_sharding=data", *extra]
 
 
 def run(command, env, log):

@@ -12,6 +12,8 @@ Layout:
                                      g_rgb/d_rgb, plain StarGAN without stage 1 no g_depth/d_depth
     depth/checkpoints/ckpt-<step>/   stage-1 checkpoints (`expr3d.training.checkpoints`)
     gan/checkpoints/ckpt-<step>/     stage-2 checkpoints
+    <stage>/worker_data/worker-<k>/ckpt-<step>/   worker k's data position at that checkpoint (a multi-worker run
+                                     sharded by file: the chief's is in its checkpoint)
     logs/{depth,gan}/, samples/      TensorBoard and sample grids; evaluation/ is `expr3d.evaluate`'s default output
 
 config.json format versions: 2 writes `"format_version": 2`; a config without the field is version 1 (runs written
@@ -127,6 +129,10 @@ class RunDir:
 
     def checkpoint_dir(self, stage):
         return os.path.join(self.stage_dir(stage), "checkpoints")
+
+    def worker_data_dir(self, stage, worker):
+        """Where worker `worker` of a run sharded by file keeps its data positions (`--worker_sharding=file`)."""
+        return os.path.join(self.stage_dir(stage), "worker_data", f"worker-{worker}")
 
     def model_path(self, name):
         return os.path.join(self.models_dir, f"{name}.keras")

@@ -141,11 +141,36 @@ def _with_model_config_defaults(run_config):
     existed is compared as what it was built as (`generator` "stargan", `init` "keras")."""
     from expr3d.models import ModelConfig
 
+    if isinstance(run_config.get("data_stream"), dict):  # before multi-worker runs: one process's stream
+        run_config = dict(run_config, data_stream={"worker_sharding": "data", **run_config["data_stream"]})
     try:
         completed = ModelConfig.from_dict(run_config["model_config"]).to_dict()
     except (KeyError, TypeError, ValueError):
         return run_config  # compared as saved: the diff shows what is wrong
     return dict(run_config, model_config=completed)
+
+
+def _worker_sharding(config, role, card):
+    """How the workers share the training data: "data" (every worker reads every record, keeps its rows) or
+    "file" (worker k reads train shards k, k + N, ...); one process reads "data". See --worker_sharding."""
+    if role is None or role.num_workers == 1 or config.worker_sharding == "data":
+        return "data"
+    shards, workers = len(card["splits"]["train"]["shards"]), role.num_workers
+    if config.worker_sharding == "file":
+        if shards < workers:
+            raise UsageError(f"--worker_sharding=file needs a train shard per worker: {config.data_dir} has {shards} "
+                             f"train shard(s) for {workers} workers (use --worker_sharding=data)")
+        return "file"
+    saved = RunDir(config.model_dir).read_config()
+    if saved is not None:  # a resumed run keeps how it started (its data positions depend on it)
+        started = (saved.get("data_stream") or {}).get("worker_sharding", "data")
+        return "file" if started.startswith("file") else "data"
+    return "file" if shards >= workers and config.target_mode != "paired" else "data"
+
+
+def _sharding_stream(sharding, role):
+    """The data stream's `worker_sharding` entry: the file-sharded stream depends on the number of workers."""
+    return f"file over {role.num_workers} workers" if sharding == "file" else "data"
 
 
 def _check_resume(config, run_config):
@@ -212,6 +237,7 @@ def run(config, hooks=None):
     if role is not None and not role.is_chief:
         config, card = _prepare_data(config.replace(generate_synthetic=False))
     _check_action_units(config, card)
+    sharding = _worker_sharding(config, role, card)
     model_config = config.model_config()
     stages = config.stages()
 
@@ -219,7 +245,7 @@ def run(config, hooks=None):
         "flags": config.to_dict(),
         "model_config": model_config.to_dict(),
         "geometry": config.geometry,
-        "data_stream": config.data_stream(),
+        "data_stream": dict(config.data_stream(), worker_sharding=_sharding_stream(sharding, role)),
         "dataset": _card_summary(config, card),
         "versions": storage.library_versions("tensorflow", "keras", "numpy", "expr3d"),
         "num_replicas": strategy.num_replicas_in_sync,
@@ -239,11 +265,11 @@ def run(config, hooks=None):
             raise UsageError(str(error).splitlines()[0] + " (or train with --perceptual_weight=0)") from None
 
     if role is not None and role.is_chief:
-        print(f"expr3d.train: warning: {role.num_workers} workers, data sharded by data: each worker reads every "
-              f"record and keeps its replicas' rows of each global batch (exact, and resumable from the chief's "
-              f"checkpoint; docs/multi_worker.md)", file=sys.stderr, flush=True)
+        _say_sharding(config, role, card, sharding)
+    shard = (role.rank, role.num_workers) if sharding == "file" else None
     if role is None or role.is_chief:
-        return _train(config, strategy, loss_scaled, model_config, run_config, stages, hooks, config.model_dir)
+        return _train(config, strategy, loss_scaled, model_config, run_config, stages, hooks, config.model_dir,
+                      shard)
     # A non-chief worker of a multi-worker run: it writes what the chief writes (TensorFlow's pattern: every worker
     # takes part in saving) into a scratch directory that is removed, and reads the chief's checkpoints.
     import shutil
@@ -251,14 +277,34 @@ def run(config, hooks=None):
 
     scratch = tempfile.mkdtemp(prefix=f"expr3d-worker{role.rank}-")
     try:
-        return _train(config, strategy, loss_scaled, model_config, run_config, stages, hooks, scratch)
+        return _train(config, strategy, loss_scaled, model_config, run_config, stages, hooks, scratch, shard)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _train(config, strategy, loss_scaled, model_config, run_config, stages, hooks, write_dir):
+def _say_sharding(config, role, card, sharding):
+    shards, workers = len(card["splits"]["train"]["shards"]), role.num_workers
+    if sharding == "file":
+        print(f"expr3d.train: {workers} workers, data sharded by file: worker k reads train shards k, k + {workers}, "
+              f"... of {shards}, and makes its own 1/{workers} of each batch (docs/multi_worker.md)",
+              file=sys.stderr, flush=True)
+        return
+    if config.worker_sharding == "data":
+        why = "--worker_sharding=data"
+    elif shards < workers:
+        why = f"the train split has {shards} shard(s) for {workers} workers"
+    elif config.target_mode == "paired":
+        why = "--target_mode=paired draws pairs across shards"
+    else:
+        why = "the run started so"
+    print(f"expr3d.train: warning: {workers} workers, data sharded by data ({why}): each worker reads every "
+          f"record and keeps its replicas' rows of each global batch (exact, and resumable from the chief's "
+          f"checkpoint on any number of workers; docs/multi_worker.md)", file=sys.stderr, flush=True)
+
+
+def _train(config, strategy, loss_scaled, model_config, run_config, stages, hooks, write_dir, shard=None):
     """Train into `write_dir` (the run directory, or a non-chief worker's scratch copy), resuming from
-    `config.model_dir`."""
+    `config.model_dir`. `shard`: (this worker, workers) when the data is sharded by file."""
     import tensorflow as tf
 
     from expr3d.models import build_models
@@ -312,11 +358,13 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
             trainer = built.trainer
             if getattr(trainer, "generator_average", None) is not None:
                 exported["g_rgb"] = trainer.generator_average.average
+            # Sharded by file, each worker makes its own share of each batch, from its own files and seed.
             dataset = inputs.training_dataset(
-                config.data_dir, built.batch_size, config.image_size, config.geometry, NUM_EXPRESSIONS,
-                seed=built.data_seed, target_mode=config.target_mode, balanced=config.balanced,
-                skip_corrupt=config.skip_corrupt, with_action_units=stage == "transfer" or (
-                    stage == "gan" and config.condition == "action_units"),
+                config.data_dir, built.batch_size // (shard[1] if shard else 1), config.image_size, config.geometry,
+                NUM_EXPRESSIONS, seed=inputs.worker_seed(built.data_seed, shard[0] if shard else 0),
+                target_mode=config.target_mode, balanced=config.balanced, skip_corrupt=config.skip_corrupt,
+                with_action_units=stage == "transfer" or (stage == "gan" and config.condition == "action_units"),
+                shard=shard,
             )
             run_summaries = summaries.RunSummaries(write_dir, stage)
             show_geometry = stage == "depth" or config.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir)
@@ -332,7 +380,8 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
                 sample_fn=sample_fn if chief else None, on_checkpoint=lambda step, stage=stage: export(stage, step),
                 jit_compile=config.jit_compile, stop=stop, show_progress=config.progress and chief, hooks=hooks,
                 describe_input_error=lambda error: data_error(error, ("train",)),
-                restore_dir=run_dir.checkpoint_dir(stage), sync=sync,
+                restore_dir=run_dir.checkpoint_dir(stage), sync=sync, local_batches=shard is not None,
+                data_position_dir=run_dir.worker_data_dir(stage, shard[0]) if shard and not chief else None,
             )
             if show_geometry:
                 trained.update(("g_depth", "d_depth"))

@@ -188,27 +188,28 @@ def depth_from_geometry_map(geometry):
     return keras.ops.mean(geometry, axis=-1, keepdims=True)
 
 
-def distribute_batch(strategy, batch):
+def distribute_batch(strategy, batch, local=False):
     """Split a global batch into per-replica batches (replica i gets rows [i*B/n, (i+1)*B/n)).
 
     Across workers (MultiWorkerMirroredStrategy) each worker passes the same global batch and keeps its own
-    replicas' rows: replica i is global, its device the worker's own (i modulo the worker's devices).
+    replicas' rows: replica i is global, its device the worker's own (i modulo the worker's devices). `local`: the
+    batch is this worker's own (data sharded by file), split over the worker's replicas only.
     Use this with a plain iterator of `make_dataset` instead of `strategy.experimental_distribute_dataset` when the
     data position must be checkpointed: TF 2.21's distributed iterators are not trackable, a plain one is
     (`tf.train.Checkpoint(iterator=iterator)`). With one replica the batch is returned unchanged.
     """
     tf = _tf()
-    replicas = strategy.num_replicas_in_sync
-    if replicas == 1:
+    devices = strategy.extended.worker_devices
+    replicas = len(devices) if local else strategy.num_replicas_in_sync
+    if strategy.num_replicas_in_sync == 1:
         return batch
     size = int(tf.nest.flatten(batch)[0].shape[0])
     if size % replicas:
-        raise ValueError(f"the global batch of {size} does not split evenly over {replicas} replicas; "
+        raise ValueError(f"the {'worker' if local else 'global'} batch of {size} does not split evenly over {replicas} replicas; "
                          f"use a batch_size divisible by {replicas} (and drop_remainder=True)")
-    devices = strategy.extended.worker_devices
 
     def replica_values(context):
-        index = context.replica_id_in_sync_group
+        index = context.replica_id_in_sync_group % replicas if local else context.replica_id_in_sync_group
 
         def part(tensor):
             piece = tf.split(tensor, replicas, axis=0)[index]
@@ -303,7 +304,8 @@ def _label_of(serialized):
 
 def make_dataset(data_dir, split, batch_size, image_size=None, training=True, seed=0, shuffle_buffer=2048,
                  augment=None, flip=True, crop=(0.85, 1.0), balanced=False, deterministic=False, repeat=None,
-                 drop_remainder=None, skip_corrupt=False, num_parallel_calls=None, allow_resize=True, options=None):
+                 drop_remainder=None, skip_corrupt=False, num_parallel_calls=None, allow_resize=True, options=None,
+                 shard=None):
     """A `tf.data.Dataset` of batches (see the module docstring) from the dataset in `data_dir`.
 
     Args:
@@ -330,6 +332,8 @@ def make_dataset(data_dir, split, batch_size, image_size=None, training=True, se
         num_parallel_calls: parallelism of interleave/map/batch; None = AUTOTUNE.
         allow_resize: if False, an `image_size` different from the card's is an error.
         options: extra `tf.data.Options` merged in.
+        shard: `(index, count)`: read only the split's shards `index, index + count, ...` in card order (a
+            multi-worker run sharded by file: each worker its own files; `batch_size` is then the worker's share).
 
     Example:
         dataset = make_dataset("data/synthetic64", "train", batch_size=16, seed=1)
@@ -350,7 +354,12 @@ def make_dataset(data_dir, split, batch_size, image_size=None, training=True, se
         raise ValueError(f"split {split!r} is not in the dataset card of {data_dir!r} (has {sorted(card['splits'])})")
     image_size = dataset_card.resolve_image_size(card, image_size, data_dir, allow_resize)
     paths = records.split_files(data_dir, split, card, missing_ok=skip_corrupt)
-    expected = [int(shard["num_examples"]) for shard in card["splits"][split]["shards"]]
+    expected = [int(entry["num_examples"]) for entry in card["splits"][split]["shards"]]
+    if shard is not None:
+        index, count = shard
+        if not 0 <= index < count or len(paths) < count:
+            raise ValueError(f"shard {index} of {count}: split {split!r} of {data_dir!r} has {len(paths)} shards")
+        paths, expected = paths[index::count], expected[index::count]
     # A shard that cannot be opened must not reach TFRecordDataset(...).ignore_errors(): it would retry forever.
     unreadable = [path for path in paths if os.path.exists(path) and not os.access(path, os.R_OK)]
     if unreadable and not skip_corrupt:

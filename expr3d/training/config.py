@@ -112,6 +112,7 @@ class TrainConfig:
     mixed_precision: str = "float32"
     strategy: str = "default"
     worker_startup_timeout: float = 300.0
+    worker_sharding: str = "auto"
     cpu_devices: int = 0
     jit_compile: bool = False
     op_determinism: bool = False
@@ -216,6 +217,12 @@ class TrainConfig:
                                      f"--model=transfer does not use it (leave it at its default)")
         if self.jit_compile and self.strategy != "default":
             raise UsageError("--jit_compile is supported with --strategy=default only")
+        if self.worker_sharding == "file" and self.strategy != "multi_worker":
+            raise UsageError("--worker_sharding=file shares data between the workers of --strategy=multi_worker; "
+                             f"--strategy={self.strategy} has one worker")
+        if self.worker_sharding == "file" and self.target_mode == "paired":
+            raise UsageError("--worker_sharding=file does not combine with --target_mode=paired (pairs are drawn "
+                             "across shards); use --worker_sharding=data")
         if self.strategy == "multi_worker" and self.cpu_devices > 1:
             raise UsageError(f"--cpu_devices={self.cpu_devices} splits one machine's CPU for --strategy=mirrored; "
                              f"--strategy=multi_worker uses one CPU device (or every GPU) per worker")
@@ -367,6 +374,13 @@ def define_flags(flag_values=None):
     define("float", "worker_startup_timeout",
            "--strategy=multi_worker: seconds to wait for every worker of TF_CONFIG to come up before stopping "
            "with a message naming the missing ones.")
+    define("enum", "worker_sharding", ["auto", "file", "data"],
+           "--strategy=multi_worker: how the workers share the training data. file: worker k reads shards k, "
+           "k + N, ... and makes its own share of each batch (needs at least one train shard per worker; a resume "
+           "needs the same number of workers); data: every worker reads every record and keeps its replicas' rows "
+           "of the global batch (exactly a one-process run's batches; resumes on any number of workers). auto: "
+           "file when the train split has a shard per worker (and --target_mode is not paired), else data; a "
+           "resumed run keeps how it started.")
     define("integer", "cpu_devices", "Split the CPU into this many logical devices (testing --strategy=mirrored).")
     define("bool", "jit_compile", "XLA-compile the train steps (--strategy=default only).")
     define("bool", "op_determinism",

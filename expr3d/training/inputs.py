@@ -62,17 +62,25 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
     }
 
 
+def worker_seed(seed, worker):
+    """The data seed of worker `worker` of a run sharded by file (worker 0: `seed` itself), so that the workers'
+    shuffles, augmentation and target draws differ."""
+    return int(seed) + 1_000_003 * int(worker)
+
+
 def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, seed, target_mode="permute",
-                     balanced=False, skip_corrupt=False, with_action_units=False):
-    """The repeated, shuffled, augmented training stream of trainer batches (global batch size); `skip_corrupt`:
-    see `pipeline.make_dataset`. With target_mode "paired", the pairs of `pairs.make_paired_dataset`;
-    `with_action_units`: the batches carry `ACTION_UNIT_KEYS` too."""
+                     balanced=False, skip_corrupt=False, with_action_units=False, shard=None):
+    """The repeated, shuffled, augmented training stream of trainer batches (global batch size); `skip_corrupt`,
+    `shard` (this worker's files and share of the batch, then): see `pipeline.make_dataset`. With target_mode
+    "paired", the pairs of `pairs.make_paired_dataset`; `with_action_units`: the batches carry `ACTION_UNIT_KEYS`
+    too."""
     if target_mode == "paired":
-        if balanced or skip_corrupt:
-            raise ValueError("--target_mode=paired does not combine with --balanced or --skip_corrupt")
+        if balanced or skip_corrupt or shard is not None:
+            raise ValueError("--target_mode=paired does not combine with --balanced, --skip_corrupt or "
+                             "--worker_sharding=file")
         dataset = pairs.make_paired_dataset(data_dir, "train", batch_size, image_size=image_size, seed=seed)
     else:
-        dataset = _unpaired(data_dir, batch_size, image_size, seed, balanced, skip_corrupt)
+        dataset = _unpaired(data_dir, batch_size, image_size, seed, balanced, skip_corrupt, shard)
     return dataset.enumerate().map(
         pipeline.graph_only(lambda index, batch: add_training_fields(
             index, batch, geometry, num_classes, seed, target_mode=target_mode, with_action_units=with_action_units
@@ -82,7 +90,7 @@ def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, se
     ).prefetch(2)
 
 
-def _unpaired(data_dir, batch_size, image_size, seed, balanced, skip_corrupt):
+def _unpaired(data_dir, batch_size, image_size, seed, balanced, skip_corrupt, shard):
     return pipeline.make_dataset(
         data_dir,
         "train",
@@ -94,6 +102,7 @@ def _unpaired(data_dir, batch_size, image_size, seed, balanced, skip_corrupt):
         deterministic=True,
         drop_remainder=True,
         skip_corrupt=skip_corrupt,
+        shard=shard,
     )
 
 

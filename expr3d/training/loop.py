@@ -154,12 +154,18 @@ class StageLoop:
             run's non-chief workers read the chief's and write to a scratch `stage_dir`).
         sync: a `workers.WorkerSync` (multi-worker runs: stop requests, restored iterations and checkpoints agreed
             between the workers); default: this process alone.
+        local_batches: `dataset` yields this worker's share of each global batch (data sharded by file), split over
+            its own replicas; default: the global batch, of which each worker keeps its replicas' rows.
+        data_position_dir: where this worker saves and restores its own data position, beside the chief's
+            checkpoints and with the same steps (a non-chief worker of a run sharded by file, whose stream the
+            chief's checkpoint does not hold); default: the data position is in the checkpoint.
     """
 
     def __init__(self, trainer, strategy, dataset, stage_dir, num_steps, schedules, networks, keep_checkpoints=3,
                  checkpoint_every=1000, summary_every=100, sample_every=1000, summaries=None, sample_fn=None,
                  on_checkpoint=None, jit_compile=False, stop=None, show_progress=True, hooks=None,
-                 describe_input_error=None, warn=None, restore_dir=None, sync=None):
+                 describe_input_error=None, warn=None, restore_dir=None, sync=None, local_batches=False,
+                 data_position_dir=None):
         self.trainer = trainer
         self.strategy = strategy
         self.num_steps = int(num_steps)
@@ -184,7 +190,12 @@ class StageLoop:
         self._average = getattr(trainer, "generator_average", None)
         if self._average is not None:
             objects.update({AVERAGE_KEY: self._average.average, f"{AVERAGE_KEY}_updates": self._average.updates})
-        self.checkpoint = tf.train.Checkpoint(step=trainer.iteration, iterator=self.iterator, **objects)
+        self._local_batches = local_batches
+        self._position = None
+        if data_position_dir is not None:
+            self._position = checkpoints.AtomicCheckpointer(
+                data_position_dir, tf.train.Checkpoint(iterator=self.iterator), keep_checkpoints)
+        self.checkpoint = self._main_checkpoint(objects)
         self.checkpointer = checkpoints.AtomicCheckpointer(self.checkpoint_dir, self.checkpoint, keep_checkpoints,
                                                            restore_from=self.restore_dir)
         self._iterator_restored = False  # set by restore(): a late structure mismatch is then recoverable
@@ -202,6 +213,12 @@ class StageLoop:
         self.warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr, flush=True))
         self.restored_prefix = None
 
+    def _main_checkpoint(self, objects):
+        """The stage's checkpoint: the iteration, `objects` and the data position (unless this worker keeps its own,
+        `data_position_dir`)."""
+        position = {} if self._position is not None else {"iterator": self.iterator}
+        return tf.train.Checkpoint(step=self.trainer.iteration, **position, **objects)
+
     def restore(self):
         """Restore the latest readable checkpoint of this stage; return its step (None on a fresh stage).
 
@@ -211,6 +228,8 @@ class StageLoop:
         the restored iteration, with a warning.
         """
         step = self._restore()
+        if step is not None and self._position is not None:
+            self._restore_position(step)
         low, high = self.sync.same_everywhere(-1 if step is None else step)
         if low != high:
             raise checkpoints.CheckpointError(
@@ -239,11 +258,26 @@ class StageLoop:
                       f"stream starts afresh")
         return step
 
+    def _restore_position(self, step):
+        """This worker's own data position of iteration `step` (`data_position_dir`); a fresh stream, with a
+        warning, when there is none (e.g. the run was checkpointed by another number of workers)."""
+        prefix = os.path.join(self._position.directory, f"ckpt-{step:09d}", "ckpt")
+        try:
+            self._position.checkpoint.read(prefix).assert_existing_objects_matched()
+            self._iterator_restored = True
+        except (tf.errors.OpError, ValueError, AssertionError) as error:
+            self._fresh_iterator()
+            why = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            self.warn(f"this worker's data position of iteration {step} ({prefix}) does not read ({why}): its data "
+                      f"stream starts afresh")
+
     def _fresh_iterator(self):
         """A fresh data stream (a failed or unusable restore leaves the iterator unusable), in the checkpoint saved
         from now on."""
         self.iterator = iter(self._dataset)
-        self.checkpoint = tf.train.Checkpoint(step=self.trainer.iteration, iterator=self.iterator, **self._objects)
+        if self._position is not None:
+            self._position.checkpoint = tf.train.Checkpoint(iterator=self.iterator)
+        self.checkpoint = self._main_checkpoint(self._objects)
         self.checkpointer.checkpoint = self.checkpoint
         self._iterator_restored = False
 
@@ -261,8 +295,7 @@ class StageLoop:
         restored, and the average starts from the restored G_rgb."""
         full = self.checkpointer.checkpoint
         objects = {k: v for k, v in self._objects.items() if not k.startswith(AVERAGE_KEY)}
-        self.checkpointer.checkpoint = tf.train.Checkpoint(step=self.trainer.iteration, iterator=self.iterator,
-                                                           **objects)
+        self.checkpointer.checkpoint = self._main_checkpoint(objects)
         try:
             step = self.checkpointer.restore_latest(warn=self.warn)
         finally:
@@ -275,7 +308,7 @@ class StageLoop:
         return step
 
     def _next_batch(self):
-        return pipeline.distribute_batch(self.strategy, self._next_global_batch())
+        return pipeline.distribute_batch(self.strategy, self._next_global_batch(), local=self._local_batches)
 
     def _next_global_batch(self):
         try:
@@ -297,6 +330,8 @@ class StageLoop:
 
     def save(self, step):
         prefix = self.checkpointer.save(step)
+        if self._position is not None:
+            self._position.save(step)
         if self.on_checkpoint is not None:
             self.on_checkpoint(step)
         self.sync.barrier()  # the chief's checkpoint is complete before any worker reads or moves on

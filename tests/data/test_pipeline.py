@@ -264,6 +264,16 @@ def test_unaugmented_pass_reads_every_example_once_in_order_independent_of_batch
     np.testing.assert_array_equal(a["depth"], b["depth"])
 
 
+def test_file_shards_give_each_worker_its_own_files_and_together_every_record(hemispheres):
+    """--worker_sharding=file: worker k of N reads shards k, k + N, ... (4 shards of 8 here)."""
+    keys = [set(_collect(pipeline.make_dataset(hemispheres, "train", 8, training=False, shard=(k, 2)))["key"])
+            for k in range(2)]
+    assert len(keys[0]) == len(keys[1]) == 16 and not keys[0] & keys[1]
+    assert keys[0] | keys[1] == set(_collect(pipeline.make_dataset(hemispheres, "train", 8, training=False))["key"])
+    with pytest.raises(ValueError, match="shard 0 of 5: split 'train' of .* has 4 shards"):
+        pipeline.make_dataset(hemispheres, "train", 8, shard=(0, 5))
+
+
 @pytest.mark.slow  # 6 s in the full suite
 def test_deterministic_mode_is_bit_identical_across_builds_and_parallelism(hemispheres):
     kwargs = dict(batch_size=4, seed=11, deterministic=True, shuffle_buffer=16)

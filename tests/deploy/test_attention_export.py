@@ -38,7 +38,8 @@ def test_the_run_holds_an_attention_generator_and_its_inference_clone_matches(at
     assert info["model_config"]["generator"] == "attention"
     assert 0 <= info["inference_clone_max_abs_error"]["g_rgb"] < inference.CLONE_TOLERANCE
     clone, _ = inference.inference_clone(g_rgb)
-    assert inference.count_replaceable(clone) == {"group_norm": 0, "instance_norm": 7, "conv_transpose": 0,
+    # the test run's generator has no residual blocks (each would add 2 instance norms)
+    assert inference.count_replaceable(clone) == {"group_norm": 0, "instance_norm": 5, "conv_transpose": 0,
                                                  "subpixel": 2}
 
 

@@ -33,6 +33,7 @@ RECORDED_KEYS = [
     "g_lr", "d_lr", "beta1",
     "beta2", "adam_epsilon", "adam_epsilon_mode", "lr_decay_every", "lr_decay_start", "mixed_precision", "strategy",
     "worker_startup_timeout",  # (session 13)
+    "worker_sharding",  # (session 14)
     "cpu_devices", "jit_compile", "op_determinism", "seed", "checkpoint_every", "keep_checkpoints", "summary_every",
     "sample_every", "num_samples", "progress",
 ]
@@ -110,6 +111,12 @@ def test_stages_and_batch_sizes():
     ({"strategy": "multi_worker", "cpu_devices": 2},
      "--cpu_devices=2 splits one machine's CPU for --strategy=mirrored; --strategy=multi_worker uses one CPU device "
      "(or every GPU) per worker"),
+    ({"worker_sharding": "file"},
+     "--worker_sharding=file shares data between the workers of --strategy=multi_worker; --strategy=default has one "
+     "worker"),
+    ({"worker_sharding": "file", "strategy": "multi_worker", "target_mode": "paired"},
+     "--worker_sharding=file does not combine with --target_mode=paired (pairs are drawn across shards); use "
+     "--worker_sharding=data"),
     ({"model_dir": None}, "--model_dir is required"),
     ({"target_mode": "paired", "balanced": True},
      "--target_mode=paired does not combine with --balanced or --skip_corrupt"),

@@ -25,8 +25,10 @@ from tests.training.test_train import TINY_FLAGS, read_log, wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HOOKS_RUNNER = os.path.join(REPO, "tests", "training", "train_with_hooks.py")
-FLAGS = TINY_FLAGS + ["--adam_epsilon=1", "--checkpoint_every=2", "--summary_every=1", "--sample_every=0",
-                      "--num_samples=2", "--keep_checkpoints=10"]
+COMMON = TINY_FLAGS + ["--adam_epsilon=1", "--checkpoint_every=2", "--summary_every=1", "--sample_every=0",
+                       "--num_samples=2", "--keep_checkpoints=10"]
+# Compared with one process: sharded by data (the tiny set's 2 train shards would be sharded by file).
+FLAGS = COMMON + ["--worker_sharding=data"]
 STEPS = ["--num_steps_depth=4", "--num_steps_gan=10"]
 TOLERANCE = 1e-6  # the single-process resume test's (np.allclose atol)
 
@@ -170,6 +172,41 @@ def test_two_workers_killed_and_stopped_resume_to_what_one_process_trains(refere
                         step=stopped_at)
     assert moved(reference["model_dir"], "gan") > 10 * TOLERANCE
     assert os.listdir(scratch) == []  # every scratch copy removed, the killed worker's too (the launcher's)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_sharded_by_file_a_resumed_job_restores_every_worker_s_own_data_position(tiny_dataset, tmp_path):
+    """2 train shards, 2 workers: sharded by file (the default's choice), each worker its own shard and share of
+    the batch. The job's checkpoints after iteration 4 are then removed, as if it had been preempted there (SIGTERM
+    and SIGKILL are tested above), and the same command resumes it: the chief's data position comes from its
+    checkpoint, worker 1's from worker_data/, and iteration 10 ends with the networks and optimizer state the
+    uninterrupted job had (stage 1: the cheaper graph)."""
+    import shutil
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    run = str(tmp_path / "run")
+    args = [f"--data_dir={tiny_dataset}", f"--model_dir={run}", *COMMON, "--stage=depth", "--num_steps_depth=10"]
+    job = launch(args, tmp_path / "whole.log", scratch)
+    assert job.wait(timeout=300) == 0, read_log(tmp_path / "whole.log")
+    assert ("data sharded by file: worker k reads train shards k, k + 2, ... of 2, and makes its own 1/2 of each "
+            "batch") in read_log(tmp_path / "whole.log")
+    assert json.load(open(os.path.join(run, "config.json")))["data_stream"]["worker_sharding"] == \
+        "file over 2 workers"
+    checkpoints, positions = (os.path.join(run, "depth", name) for name in ("checkpoints", "worker_data/worker-1"))
+    assert sorted(os.listdir(positions)) == [f"ckpt-{step:09d}" for step in (2, 4, 6, 8, 10)]
+    shutil.copytree(os.path.join(checkpoints, "ckpt-000000010"), tmp_path / "uninterrupted" / "depth" /
+                    "checkpoints" / "ckpt-000000010")
+    for step in (6, 8, 10):
+        for directory in (checkpoints, positions):
+            shutil.rmtree(os.path.join(directory, f"ckpt-{step:09d}"))
+    job = launch(args, tmp_path / "resume.log", scratch)
+    assert job.wait(timeout=300) == 0, read_log(tmp_path / "resume.log")
+    log = read_log(tmp_path / "resume.log")
+    assert "stage depth resumes at iteration 4" in log and "starts afresh" not in log
+    assert_same_weights(run, str(tmp_path / "uninterrupted"), "depth", atol=TOLERANCE, rtol=0)
+    assert os.listdir(scratch) == []
 
 
 @pytest.mark.slow

@@ -113,10 +113,15 @@ def test_a_run_from_before_the_init_option_resumes_as_keras_init_only(tmp_path):
     with open(tmp_path / "config.json", "w") as f:
         json.dump({"model_config": old, "geometry": "depth", "data_stream": stream}, f)
     config = train.TrainConfig(data_dir="/data", model_dir=str(tmp_path))
-    train._check_resume(config, {"model_config": current, "geometry": "depth", "data_stream": stream})  # "keras"
+    # This expr3d records how workers share the data too; a run from before multi-worker training read it as one.
+    now = dict(stream, worker_sharding="data")
+    train._check_resume(config, {"model_config": current, "geometry": "depth", "data_stream": now})  # "keras"
     with pytest.raises(train.UsageError, match='"init": "stargan"'):
         train._check_resume(config, {"model_config": dict(current, init="stargan"), "geometry": "depth",
-                                     "data_stream": stream})
+                                     "data_stream": now})
+    with pytest.raises(train.UsageError, match='"worker_sharding": "file over 2 workers"'):
+        train._check_resume(config, {"model_config": current, "geometry": "depth",
+                                     "data_stream": dict(stream, worker_sharding="file over 2 workers")})
 
 
 def test_model_dir_must_be_a_run_or_new(tiny_dataset, tmp_path):
@@ -133,3 +138,35 @@ def test_model_dir_must_be_a_run_or_new(tiny_dataset, tmp_path):
     message = usage_error([f"--data_dir={tiny_dataset}", f"--model_dir={photos}"] + TINY)
     assert message.startswith(f"--model_dir={photos} is not an expr3d run (it holds holiday.jpg)")
     assert not unchanged(before, snapshot(tmp_path)) and sorted(os.listdir(photos)) == ["holiday.jpg", "logs"]
+
+
+def test_worker_sharding_by_file_where_each_worker_has_a_shard_else_by_data(tmp_path):
+    import json
+
+    from expr3d.training.cluster import WorkerRole
+    from expr3d.training.config import TrainConfig
+
+    def role(workers):
+        return WorkerRole("worker", 0, tuple(f"127.0.0.1:{9000 + i}" for i in range(workers)), 0)
+
+    def card(shards):
+        return {"splits": {"train": {"shards": [{"num_examples": 8}] * shards}}}
+
+    def sharding(workers, shards, **flags):
+        config = TrainConfig(data_dir="/data", model_dir=str(tmp_path / "run"), strategy="multi_worker", **flags)
+        return train._worker_sharding(config, role(workers) if workers else None, card(shards))
+
+    assert sharding(None, 8) == "data" and sharding(1, 8) == "data"  # one process reads everything
+    assert sharding(2, 2) == "file" and sharding(4, 3) == "data"
+    assert sharding(2, 8, target_mode="paired") == "data" and sharding(2, 8, worker_sharding="data") == "data"
+    with pytest.raises(train.UsageError, match=r"^--worker_sharding=file needs a train shard per worker: /data has 3 "
+                                               r"train shard\(s\) for 4 workers \(use --worker_sharding=data\)$"):
+        sharding(4, 3, worker_sharding="file")
+    # A resumed run keeps how it started: its data positions depend on it (a run of one process: by data).
+    (tmp_path / "run").mkdir()
+    for started, expected in (("data", "data"), ("file over 2 workers", "file"), (None, "data")):
+        stream = {"seed": 0} if started is None else {"seed": 0, "worker_sharding": started}
+        (tmp_path / "run" / "config.json").write_text(json.dumps({"data_stream": stream}))
+        assert sharding(2, 8) == expected
+    assert train._sharding_stream("file", role(3)) == "file over 3 workers"
+    assert train._sharding_stream("data", role(3)) == "data"
