@@ -165,12 +165,10 @@ def test_validate_passes_and_model_config_names_the_field():
 @pytest.mark.slow
 def test_help_lists_every_flag_as_the_commands_own():
     import os
-    import subprocess
-    import sys
+    from tests import forked_cli
 
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    done = subprocess.run([sys.executable, "-m", "expr3d.train", "--help"], capture_output=True, text=True,
-                          cwd=repo, timeout=120)
+    done = forked_cli.run(["-m", "expr3d.train", "--help"], capture_output=True, text=True, cwd=repo, timeout=120)
     assert "Try --helpfull" in done.stdout, done.stderr  # absl's --help (its exit code is 1)
     listed = {line.split(":")[0].strip()[2:] for line in done.stdout.splitlines() if line.startswith("  --")}
     assert set(RECORDED_KEYS) <= {name.removeprefix("[no]") for name in listed}

@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -218,9 +217,9 @@ def test_a_worker_that_never_comes_up_is_named_in_bounded_time(tiny_dataset, tmp
     addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
     env = dict(_env(tmp_path), TF_CONFIG=tf_config(addresses, 0))
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "expr3d.train", f"--data_dir={tiny_dataset}",
-                           f"--model_dir={tmp_path / 'run'}", "--strategy=multi_worker", "--worker_startup_timeout=5",
-                           *TINY_FLAGS], capture_output=True, text=True, env=env, cwd=REPO, timeout=240)
+    done = forked_cli.run(["-m", "expr3d.train", f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path / 'run'}",
+                           "--strategy=multi_worker", "--worker_startup_timeout=5", *TINY_FLAGS],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=240)
     assert done.returncode == -signal.SIGKILL, done.stderr  # killed by its watchdog (cluster.StartupWatchdog)
     assert f"expr3d.train: error: worker 1 ({addresses[1]}) did not come up within 5 s" in done.stderr
     assert time.monotonic() - start < 120
