@@ -199,10 +199,10 @@ def distribute_batch(strategy, batch, local=False):
     (`tf.train.Checkpoint(iterator=iterator)`). With one replica the batch is returned unchanged.
     """
     tf = _tf()
-    devices = strategy.extended.worker_devices
-    replicas = len(devices) if local else strategy.num_replicas_in_sync
     if strategy.num_replicas_in_sync == 1:
         return batch
+    devices = strategy.extended.worker_devices
+    replicas = len(devices) if local else strategy.num_replicas_in_sync
     size = int(tf.nest.flatten(batch)[0].shape[0])
     if size % replicas:
         raise ValueError(f"the {'worker' if local else 'global'} batch of {size} does not split evenly over {replicas} replicas; "

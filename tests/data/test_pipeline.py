@@ -264,6 +264,12 @@ def test_unaugmented_pass_reads_every_example_once_in_order_independent_of_batch
     np.testing.assert_array_equal(a["depth"], b["depth"])
 
 
+def test_distribute_batch_leaves_a_one_replica_batch_alone():
+    batch = {"image": tf.zeros([4, 2, 2, 3])}
+    for local in (False, True):  # one process (sharded by data or not at all), or a worker's own share
+        assert pipeline.distribute_batch(tf.distribute.get_strategy(), batch, local=local) is batch
+
+
 def test_file_shards_give_each_worker_its_own_files_and_together_every_record(hemispheres):
     """--worker_sharding=file: worker k of N reads shards k, k + N, ... (4 shards of 8 here)."""
     keys = [set(_collect(pipeline.make_dataset(hemispheres, "train", 8, training=False, shard=(k, 2)))["key"])
