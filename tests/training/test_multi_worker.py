@@ -177,16 +177,16 @@ def test_two_workers_killed_and_stopped_resume_to_what_one_process_trains(refere
 @pytest.mark.timeout(600)
 def test_sharded_by_file_a_resumed_job_restores_every_worker_s_own_data_position(tiny_dataset, tmp_path):
     """2 train shards, 2 workers: sharded by file (the default's choice), each worker its own shard and share of
-    the batch. The job's checkpoints after iteration 4 are then removed, as if it had been preempted there (SIGTERM
+    the batch. The job's checkpoints after iteration 2 are then removed, as if it had been preempted there (SIGTERM
     and SIGKILL are tested above), and the same command resumes it: the chief's data position comes from its
-    checkpoint, worker 1's from worker_data/, and iteration 10 ends with the networks and optimizer state the
+    checkpoint, worker 1's from worker_data/, and iteration 6 ends with the networks and optimizer state the
     uninterrupted job had (stage 1: the cheaper graph)."""
     import shutil
 
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     run = str(tmp_path / "run")
-    args = [f"--data_dir={tiny_dataset}", f"--model_dir={run}", *COMMON, "--stage=depth", "--num_steps_depth=10"]
+    args = [f"--data_dir={tiny_dataset}", f"--model_dir={run}", *COMMON, "--stage=depth", "--num_steps_depth=6"]
     job = launch(args, tmp_path / "whole.log", scratch)
     assert job.wait(timeout=300) == 0, read_log(tmp_path / "whole.log")
     assert ("data sharded by file: worker k reads train shards k, k + 2, ... of 2, and makes its own 1/2 of each "
@@ -194,16 +194,16 @@ def test_sharded_by_file_a_resumed_job_restores_every_worker_s_own_data_position
     assert json.load(open(os.path.join(run, "config.json")))["data_stream"]["worker_sharding"] == \
         "file over 2 workers"
     checkpoints, positions = (os.path.join(run, "depth", name) for name in ("checkpoints", "worker_data/worker-1"))
-    assert sorted(os.listdir(positions)) == [f"ckpt-{step:09d}" for step in (2, 4, 6, 8, 10)]
-    shutil.copytree(os.path.join(checkpoints, "ckpt-000000010"), tmp_path / "uninterrupted" / "depth" /
-                    "checkpoints" / "ckpt-000000010")
-    for step in (6, 8, 10):
+    assert sorted(os.listdir(positions)) == [f"ckpt-{step:09d}" for step in (2, 4, 6)]
+    shutil.copytree(os.path.join(checkpoints, "ckpt-000000006"), tmp_path / "uninterrupted" / "depth" /
+                    "checkpoints" / "ckpt-000000006")
+    for step in (4, 6):
         for directory in (checkpoints, positions):
             shutil.rmtree(os.path.join(directory, f"ckpt-{step:09d}"))
     job = launch(args, tmp_path / "resume.log", scratch)
     assert job.wait(timeout=300) == 0, read_log(tmp_path / "resume.log")
     log = read_log(tmp_path / "resume.log")
-    assert "stage depth resumes at iteration 4" in log and "starts afresh" not in log
+    assert "stage depth resumes at iteration 2" in log and "starts afresh" not in log
     assert_same_weights(run, str(tmp_path / "uninterrupted"), "depth", atol=TOLERANCE, rtol=0)
     assert os.listdir(scratch) == []
 
@@ -218,10 +218,10 @@ def test_a_worker_that_never_comes_up_is_named_in_bounded_time(tiny_dataset, tmp
     env = dict(_env(tmp_path), TF_CONFIG=tf_config(addresses, 0))
     start = time.monotonic()
     done = forked_cli.run(["-m", "expr3d.train", f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path / 'run'}",
-                           "--strategy=multi_worker", "--worker_startup_timeout=5", *TINY_FLAGS],
+                           "--strategy=multi_worker", "--worker_startup_timeout=3", *TINY_FLAGS],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=240)
     assert done.returncode == -signal.SIGKILL, done.stderr  # killed by its watchdog (cluster.StartupWatchdog)
-    assert f"expr3d.train: error: worker 1 ({addresses[1]}) did not come up within 5 s" in done.stderr
+    assert f"expr3d.train: error: worker 1 ({addresses[1]}) did not come up within 3 s" in done.stderr
     assert time.monotonic() - start < 120
 
 
