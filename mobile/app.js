@@ -271,7 +271,16 @@ $('variant').addEventListener('change', async (event) => {
 
 hooks.ready = init().then(() => true, () => false);
 
+// Offline once loaded: the service worker caches every file this page loaded (hooks.offlineReady turns true).
+hooks.offlineReady = false;
 if ('serviceWorker' in navigator && window.isSecureContext) {
-  // Offline once loaded: the worker keeps the app, the runtime and the model files.
-  navigator.serviceWorker.register('./sw.js').catch(() => {});
+  navigator.serviceWorker.addEventListener('message', (event) => {
+    if (event.data?.cached) hooks.offlineReady = true;
+  });
+  navigator.serviceWorker.register('./sw.js').then(async () => {
+    if (!(await hooks.ready)) return;
+    const worker = (await navigator.serviceWorker.ready).active;
+    const urls = [location.href, ...performance.getEntriesByType('resource').map((entry) => entry.name)];
+    worker.postMessage({cache: [...new Set(urls)].filter((url) => new URL(url).origin === location.origin)});
+  }).catch(() => {});
 }

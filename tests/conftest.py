@@ -3,6 +3,9 @@ import os
 
 import pytest
 
+# Session fixtures shared across test folders (one instance per test process).
+pytest_plugins = ["tests.deploy.export_fixtures"]
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # One intra-op thread in every test process and the processes they start (inherited): the test networks are tiny,
@@ -10,10 +13,12 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # (measured: tests/training/test_ema.py 36 s of CPU -> 27 s, and shorter too).
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
-# Modules that share session fixtures (tests/deploy/conftest.py: one trained run, exported once through the CLI, and
+# Modules that share session fixtures (tests/deploy/export_fixtures.py: one trained run, exported once through the CLI, and
 # the CLI runs on that export): one xdist group, so the export and its CLIs run once, on one worker.
 SESSION_GROUPS = {f"tests/deploy/{name}.py": "deploy-export"
-                  for name in ("test_export", "test_lite", "test_synthesize", "test_tflite")}
+                  for name in ("test_export", "test_lite", "test_synthesize", "test_tflite", "test_web")}
+# The browser app's tests serve that export's web/ folder.
+SESSION_GROUPS["tests/mobile/test_browser.py"] = "deploy-export"
 # The transfer and AU-control evaluations share tests/metrics/conftest.py's data and AU judge.
 SESSION_GROUPS.update({f"tests/metrics/{name}.py": "au-evaluations"
                        for name in ("test_transfer_evaluation", "test_action_unit_control")})

@@ -1,10 +1,10 @@
-"""Session fixtures shared by the deployment tests: one tiny trained run, exported once through the CLI."""
+"""What the deployment tests share: running CLIs (forked), and the `clis` fixture. The trained run and its export are
+session fixtures in tests/deploy/export_fixtures.py (a plugin, so tests/mobile shares them)."""
 import os
 import subprocess
 
 import pytest
 
-from tests.deploy import fixtures
 from tests import forked_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -33,27 +33,6 @@ def run_clis(commands, timeout=300):
             stdout, stderr = process.communicate()
         results.append(subprocess.CompletedProcess(args, process.returncode, stdout, stderr))
     return results
-
-
-@pytest.fixture(scope="session")
-def deploy_run(tmp_path_factory):
-    """{"data_dir", "model_dir", "models"}: a tiny dataset of drawn faces and a run trained a few steps on it."""
-    root = tmp_path_factory.mktemp("deploy")
-    data_dir = fixtures.make_dataset(str(root / "data"))
-    model_dir = str(root / "run")
-    models = fixtures.make_run(model_dir, data_dir, steps=4)
-    return {"root": root, "data_dir": data_dir, "model_dir": model_dir, "models": models}
-
-
-@pytest.fixture(scope="session")
-def exported(deploy_run):
-    """The run exported by `python -m expr3d.export ... --tflite=all` (a subprocess): {"base", "version_dir", ...}."""
-    base = str(deploy_run["root"] / "saved_models" / "tiny")
-    result = run_cli(["-m", "expr3d.export", f"--model_dir={deploy_run['model_dir']}", f"--output={base}",
-                      "--tflite=all", f"--data_dir={deploy_run['data_dir']}", "--parity_images=8",
-                      "--representative_images=16"])
-    assert result.returncode == 0, result.stderr[-3000:]
-    return dict(deploy_run, base=base, version_dir=os.path.join(base, "1"), export_log=result.stderr)
 
 
 @pytest.fixture(scope="session")
