@@ -125,6 +125,7 @@ async function init() {
         `${manifest.image_size} px), not on photos: on a real face expect a blurred, low-resolution edit.`;
     }
     hooks.loadMs = performance.now() - started;
+    hooks.readyMs = performance.now();  // since navigation started
     setStatus('Choose a photo or use the camera.');
   } catch (error) {
     setStatus(error instanceof ModelError ? `Model failed to load: ${error.message}` :
@@ -256,6 +257,7 @@ async function snap() {
 
 $('file').addEventListener('change', (event) => {
   const [file] = event.target.files;
+  hooks.photoChosenMs ??= performance.now();
   if (file) loadFile(file);
 });
 $('camera').addEventListener('click', startCamera);
@@ -270,6 +272,29 @@ $('variant').addEventListener('change', async (event) => {
 });
 
 hooks.ready = init().then(() => true, () => false);
+
+// Timing for benchmarks/bench_mobile.py: median milliseconds of `repeats` generator runs on the current crop (after
+// one warm-up run), and of the face detection on the current photo.
+hooks.time = async (variant, repeats) => {
+  const model = await generator(variant);
+  const vector = new Array(state.manifest.condition === 'action_units' ? state.manifest.action_units.length : 8).fill(0);
+  vector[1] = 1;
+  const median = (values) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)];
+  await model.run(state.crop, vector);
+  const generatorMs = [];
+  for (let i = 0; i < repeats; i++) {
+    const t0 = performance.now();
+    await model.run(state.crop, vector);
+    generatorMs.push(performance.now() - t0);
+  }
+  const detectionMs = [];
+  for (let i = 0; i < Math.max(3, Math.floor(repeats / 4)); i++) {
+    const t0 = performance.now();
+    await detectFaces(state.detector.run, state.photo, state.photo.width, state.photo.height, state.manifest.detector);
+    detectionMs.push(performance.now() - t0);
+  }
+  return {generatorMs: median(generatorMs), detectionMs: median(detectionMs)};
+};
 
 // Offline once loaded: the service worker caches every file this page loaded (hooks.offlineReady turns true).
 hooks.offlineReady = false;

