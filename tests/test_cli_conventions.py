@@ -19,7 +19,7 @@ SCRIPTS = {"expr3d-train": "expr3d.train", "expr3d-evaluate": "expr3d.evaluate",
            "expr3d-classifier": "expr3d.metrics.classifier", "expr3d-judge": "expr3d.metrics.judge",
            "expr3d-au-judge": "expr3d.metrics.au_judge",
            "expr3d-synthetic": "expr3d.data.synthetic", "expr3d-prepare": "expr3d.data.prepare",
-           "expr3d-launch": "expr3d.launch"}
+           "expr3d-launch": "expr3d.launch", "expr3d-mobile": "expr3d.mobile"}
 # What TensorFlow printed at error level on every command before (#16): none of it may reach a default run's stderr.
 NOISE = ("absl::InitializeLog", "cuInit", "cuda drivers", "cpu_feature_guard", "oneDNN", "remapper", "renamed",
          "I0000 ", "W0000 ", "E0000 ")

@@ -48,7 +48,7 @@ def au_export(tmp_path_factory):
                     "--synthetic_identities=6", "--image_size=32", "--condition=action_units", "--depth_weight=0",
                     "--num_steps_gan=4", "--sample_every=4"] + TINY, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    done = run_cli(["-m", "expr3d.export", f"--model_dir={run}", f"--output={base}", "--tflite=fp32",
+    done = run_cli(["-m", "expr3d.export", f"--model_dir={run}", f"--output={base}", "--tflite=fp32", "--web",
                     f"--data_dir={data}", "--parity_images=4"], timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     version_dir = os.path.join(base, "1")
@@ -123,3 +123,51 @@ def test_synthesize_refuses_an_au_export_naming_what_it_takes(au_export, tmp_pat
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 1 and "export of an AU-conditioned run (--condition=action_units)" in last
     assert "translate_action_units" in last and not os.path.exists(tmp_path / "out")
+
+
+def test_the_web_export_and_the_app_drive_the_generator_with_action_unit_sliders(au_export):
+    """An AU run's web folder (`--web`): batch-1 au_generator models; in the browser, one slider per AU, and the
+    page's output equals the Python interpreter's on the page's own crop and AU vector."""
+    from expr3d import mobile
+    from expr3d.data.synthetic import render_example
+    from expr3d.deploy import web
+    from tests.mobile import browser
+
+    manifest = web.check_web_folder(os.path.join(au_export["version_dir"], "web"))
+    assert manifest["condition"] == "action_units" and manifest["input_order"] == ["image", "action_units"]
+    assert manifest["trained_on"]["kind"] == "procedural"
+    browser.require_browser()
+    from playwright.sync_api import sync_playwright
+
+    import cv2
+
+    photo = np.full((480, 640, 3), 90, np.uint8)
+    photo[100:356, 200:456] = render_example(1, image_size=256, identity=0).image
+    photo_path = str(au_export["root"] / "au_face.png")
+    cv2.imwrite(photo_path, cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    server = mobile.serve(au_export["version_dir"], port=0)
+    try:
+        with sync_playwright() as playwright:
+            chromium = browser.launch(playwright)
+            page = chromium.new_page(viewport=browser.PHONE)
+            page.goto(server.url)
+            assert page.evaluate("window.expr3d.ready"), page.text_content("#status")
+            assert page.locator("#action-units input[type=range]").count() == NUM_ACTION_UNITS
+            assert "procedural" in page.text_content("#notice")
+            page.set_input_files("#file", photo_path)
+            browser.wait_for(page, "window.expr3d.faces !== null")
+            # AU12, the lip-corner puller, moved as a finger would (the slider's change event)
+            page.locator("#action-units input").nth(8).evaluate(
+                "(el) => { el.value = '0.8'; el.dispatchEvent(new Event('change')); }")
+            last = browser.wait_for(page, "window.expr3d.last")
+            chromium.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    units = np.asarray(last["vector"], np.float32)
+    assert units[8] == pytest.approx(0.8) and units.sum() == pytest.approx(0.8)
+    model = tflite.LiteRunner(os.path.join(au_export["version_dir"], "web", manifest["models"]["int8"]["file"]),
+                              tflite.ACTION_UNITS)
+    crop = np.asarray(last["crop"], np.float32).reshape(1, 32, 32, 3)
+    expected = model.run(image=crop, action_units=units[None])["image"][0]
+    assert np.abs(np.asarray(last["output"], np.float32).reshape(32, 32, 3) - expected).max() < 1 / 127.5

@@ -37,10 +37,11 @@ def _env(scratch):
     return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", TMPDIR=str(scratch))
 
 
-def launch(args, log_path, scratch, workers=2, hooks=(), grace=5):
+def launch(args, log_path, scratch, workers=2, hooks=(), grace=5, start="fork"):
     program = [f"--program={HOOKS_RUNNER}"] if hooks else []
     log = open(log_path, "w")
-    argv = ["-m", "expr3d.launch", f"--workers={workers}", f"--grace_seconds={grace}", *program, "--", *hooks, *args]
+    argv = ["-m", "expr3d.launch", f"--workers={workers}", f"--grace_seconds={grace}", f"--start={start}", *program,
+            "--", *hooks, *args]
     return forked_cli.popen(argv, stdout=log, stderr=subprocess.STDOUT, env=_env(scratch), cwd=REPO)
 
 
@@ -251,9 +252,10 @@ def test_cluster_and_launcher_mistakes_are_one_line_before_training(tiny_dataset
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_workers_die_with_a_killed_launcher(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("start", ["fork", "exec"])
+def test_workers_die_with_a_killed_launcher(tiny_dataset, tmp_path, start):
     flags = [f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path / 'run'}", *TINY_FLAGS, "--num_steps_depth=50"]
-    process = launch(flags, tmp_path / "killed.log", tmp_path)
+    process = launch(flags, tmp_path / "killed.log", tmp_path, start=start)
     pids = worker_pids(tmp_path / "killed.log")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
