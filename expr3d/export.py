@@ -218,9 +218,9 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
 
 
 def _trained_on(config):
-    from expr3d.deploy import web as web_lib
+    from expr3d.deploy import provenance
 
-    return web_lib.trained_on(config)
+    return provenance.trained_on(config)
 
 
 FLAGS = flags.FLAGS

@@ -3,14 +3,17 @@
     python -m expr3d.lite --model=saved_models/expr3d/1/tflite/generator_int8.tflite --image=me.jpg \
         --expression=happy --output=me_happy.png
 
-Detect the face (OpenCV's bundled Haar cascades), level the eye line, crop, translate with the LiteRT interpreter
-(ai_edge_litert; no TensorFlow import), paste the face back with a feathered mask. --crop_output also saves the
+Detect the face (BlazeFace, the most confident face, or OpenCV's Haar cascades: `--detector=auto` picks the one whose
+crops match the model's training data, from the export beside the model file), level the eye line, crop, translate
+with the LiteRT interpreter (ai_edge_litert; no TensorFlow import), paste the face back with a feathered mask. A model
+trained on procedural faces says so once on stderr. --crop_output also saves the
 translated crop. Exit codes (expr3d.cli): 2 for a bad flag (unknown expression, missing --model/--image/--output,
 --num_threads < 1), 1 for a bad file (no face found, an unreadable or oversized photo, an invalid model, an output
 that exists or is an input), each with one line on stderr. Photos above expr3d.imaging.photos.MAX_WORKING_PIXELS are
 translated (and written) downscaled to that size.
 """
 import json
+import sys
 import time
 
 import cv2
@@ -44,6 +47,7 @@ def lite_translator(generator):
 
 
 PROGRAM = "expr3d.lite"
+DETECTOR_NAMES = {"blazeface": "BlazeFace", "haar": "OpenCV Haar frontal-face cascade"}
 
 
 def _fail(message):
@@ -61,6 +65,10 @@ def define_flags():
     flags.DEFINE_integer("num_threads", None, "Interpreter threads (default: LiteRT's).")
     flags.DEFINE_bool("overwrite", False, "Replace an existing --output / --crop_output (never the input photo or "
                       "the model).")
+    flags.DEFINE_enum("detector", "auto", ["auto", "blazeface", "haar"],
+                      "Face detector: blazeface (most confident face; the crop convention of procedural training "
+                      "faces and of the browser app), haar (largest box; how expr3d.data.prepare crops photos), or "
+                      "auto: haar for a model trained on prepared photos, else blazeface.")
     cli.required("model", "image", "output")
     cli.at_least("num_threads", 1, "default: LiteRT's")
     cli.parses("expression", expression_id)
@@ -72,8 +80,9 @@ def define_flags():
 def main(argv):
     cli.no_arguments(argv)
     from expr3d import outputs
-    from expr3d.deploy import pipeline
+    from expr3d.deploy import pipeline, provenance
     from expr3d.deploy.tflite import LiteGenerator
+    from expr3d.imaging import faces
 
     target = expression_id(FLAGS.expression)
     inputs = {"--image": FLAGS.image, "--model": FLAGS.model}
@@ -83,16 +92,22 @@ def main(argv):
         outputs.check_not_input({"--crop_output": FLAGS.crop_output}, {"--output": FLAGS.output})
     image = photos.read_image(FLAGS.image)
     generator = LiteGenerator(FLAGS.model, num_threads=FLAGS.num_threads)
+    trained = provenance.of_export(FLAGS.model)
+    detector = faces.detector_for(trained) if FLAGS.detector == "auto" else FLAGS.detector
+    note = provenance.procedural_note(trained, FLAGS.model)
+    if note:
+        print(f"{PROGRAM}: {note}", file=sys.stderr, flush=True)
     started = time.time()
-    translated, crops, face = pipeline.translate_photo(image, lite_translator(generator), [target])
+    translated, crops, face = pipeline.translate_photo(image, lite_translator(generator), [target],
+                                                       detector=detector)
     if translated is None:
-        return _fail(f"no face found in {FLAGS.image} (OpenCV Haar frontal-face cascade); use a frontal photo "
+        return _fail(f"no face found in {FLAGS.image} ({DETECTOR_NAMES[detector]}); use a frontal photo "
                      f"where the face is at least a tenth of the image side")
     photos.write_image(FLAGS.output, translated[0])
     if FLAGS.crop_output:
         photos.write_image(FLAGS.crop_output, crops[0])
     print(json.dumps({"image": FLAGS.image, "output": FLAGS.output, "expression": FLAGS.expression,
-                      "model_input_size": generator.image_size, "face": face.to_dict(),
+                      "model_input_size": generator.image_size, "face": face.to_dict(), "trained_on": trained,
                       "seconds": round(time.time() - started, 3)}))
     return 0
 

