@@ -125,6 +125,7 @@ def test_synthesize_refuses_an_au_export_naming_what_it_takes(au_export, tmp_pat
     assert "translate_action_units" in last and not os.path.exists(tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_the_web_export_and_the_app_drive_the_generator_with_action_unit_sliders(au_export):
     """An AU run's web folder (`--web`): batch-1 au_generator models; in the browser, one slider per AU, and the
     page's output equals the Python interpreter's on the page's own crop and AU vector."""
