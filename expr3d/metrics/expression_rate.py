@@ -19,6 +19,8 @@ from expr3d.metrics.registry import Metric, MetricUnavailable, register_metric
 
 PROTOCOLS = {
     "all": tuple(range(len(EXPRESSIONS))),
+    # A judge without contempt (--classifier=fer: FER-2013 has seven classes) scores the other seven.
+    "seven": tuple(i for i, name in enumerate(EXPRESSIONS) if name != "contempt"),
     "affectnet": tuple(i for i, name in enumerate(EXPRESSIONS) if name not in ("contempt", "disgust")),
 }
 

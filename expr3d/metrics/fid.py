@@ -132,7 +132,10 @@ def classifier_feature_extractor(classifier):
     `FeatureExtractor`; dropout is inactive at inference, so these are the pooled backbone features."""
     import keras
 
-    model = classifier.model
+    model = getattr(classifier, "model", None)
+    if model is None:
+        raise ValueError(f"--fid_feature_model=classifier needs a Keras classifier; {classifier.path} has no features "
+                         f"(use InceptionV3 or another --fid_feature_model)")
     features = keras.Model(model.inputs, model.get_layer("logits").input, name="classifier_features")
     return FeatureExtractor(features, resize_to=None, description=(
         f"expression-classifier penultimate features ({int(features.output.shape[-1])}-d) of "

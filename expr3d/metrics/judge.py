@@ -118,8 +118,13 @@ def classifier_from_context(context):
     when `--classifier=auto` meets a non-procedural dataset; ValueError when its classes or image size do not fit.
 
     `--classifier=auto` is the cached judge of other generated identities (`auto_judge` below),
-    built on first use."""
+    built on first use; `--classifier=fer` (or `fer:PATH`) the FER-2013 judge of real faces (expr3d.metrics.fer_judge).
+    """
     path = context.options.get("classifier")
+    from expr3d.metrics import fer_judge
+
+    if fer_judge.is_fer(path):
+        return context.resource("classifier", lambda: fer_judge.FerJudge(path[len(fer_judge.NAME) + 1:] or None))
     if not path:
         raise FileNotFoundError("no --classifier given; pass --classifier=auto (procedural data: a judge trained on "
                                 "other generated identities, cached) or train one on the real training split with "

@@ -2,7 +2,8 @@
 download) for the app's tests.
 
 Where Chromium or the npm runtime (mobile/vendor/, `npm ci --prefix mobile`) is missing, the tests skip with the
-reason; `.ci/run` installs both and sets EXPR3D_REQUIRE_BROWSER=1, which turns the skip into a failure.
+reason; `.ci/run` installs both and sets EXPR3D_REQUIRE_OPTIONAL=1 (for every optional part the tests need), which
+turns the skip into a failure.
 """
 import os
 import shutil
@@ -24,7 +25,7 @@ def chromium_path():
 
 
 def require_browser():
-    """Skip (or, under EXPR3D_REQUIRE_BROWSER=1, fail) when the browser tests cannot run here."""
+    """Skip (or, under EXPR3D_REQUIRE_OPTIONAL=1, fail) when the browser tests cannot run here."""
     missing = []
     if not chromium_path():
         missing.append("Debian's chromium (apt-get install chromium)")
@@ -36,7 +37,7 @@ def require_browser():
         missing.append("playwright (pip install -e '.[test]')")
     if missing:
         message = "browser tests need " + " and ".join(missing)
-        if os.environ.get("EXPR3D_REQUIRE_BROWSER") == "1":
+        if os.environ.get("EXPR3D_REQUIRE_OPTIONAL") == "1":
             pytest.fail(message)
         pytest.skip(message)
 
