@@ -65,10 +65,27 @@ def drop_start_up_lines(text):
     return "".join(kept)
 
 
+# What LiteRT's C++ runtime prints on stderr when it builds an interpreter, whatever any log level says.
+_LITERT_INFO = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", "INFO: Initialized TensorFlow Lite runtime.")
+
+
+def drop_litert_info(text):
+    """`text` without LiteRT's interpreter-creation INFO lines."""
+    return "".join(line for line in text.splitlines(keepends=True) if line.rstrip("\r\n") not in _LITERT_INFO)
+
+
+def litert_info_dropped():
+    """A context for building a LiteRT interpreter (and allocating its tensors, when XNNPACK is applied) without its
+    INFO line on stderr; anything else written to fd 2 meanwhile is replayed."""
+    return _start_up_lines_dropped(drop_litert_info)
+
+
 @contextlib.contextmanager
-def _start_up_lines_dropped():
-    """File descriptor 2 captured while the block runs, then replayed without TensorFlow's log records (everything
-    is replayed when the block raises). A no-op when fd 2 cannot be duplicated or no temporary file made."""
+def _start_up_lines_dropped(drop=None):
+    """File descriptor 2 captured while the block runs, then replayed without TensorFlow's log records (or what
+    `drop` removes; everything is replayed when the block raises). A no-op when fd 2 cannot be duplicated or no
+    temporary file made."""
+    drop = drop or drop_start_up_lines
     sys.stderr.flush()
     try:
         capture = tempfile.TemporaryFile()
@@ -95,7 +112,7 @@ def _start_up_lines_dropped():
             capture.seek(0)
             text = capture.read().decode("utf-8", "replace")
             capture.close()
-            text = text if failed else drop_start_up_lines(text)
+            text = text if failed else drop(text)
             if text:
                 sys.stderr.write(text)
                 sys.stderr.flush()

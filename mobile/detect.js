@@ -3,6 +3,7 @@
 // numbers (input size, strides, thresholds) come from the export's manifest.json, not from here.
 //
 // Coordinates: photo pixels, index convention (pixel centres at integers); boxes [x, y, w, h] are continuous.
+import {toFloatRgb} from './align.js';
 
 export function anchors(inputSize, strides) {
   const centres = [];
@@ -40,14 +41,7 @@ export function letterbox(source, width, height, inputSize) {
   ctx.imageSmoothingEnabled = true;
   ctx.imageSmoothingQuality = 'high';
   ctx.drawImage(source, 0, 0, width, height, padX, padY, newW, newH);
-  const rgba = ctx.getImageData(0, 0, inputSize, inputSize).data;
-  const data = new Float32Array(inputSize * inputSize * 3);
-  for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
-    data[j] = rgba[i] / 127.5 - 1;
-    data[j + 1] = rgba[i + 1] / 127.5 - 1;
-    data[j + 2] = rgba[i + 2] / 127.5 - 1;
-  }
-  return {data, scaleX: newW / width, scaleY: newH / height, padX, padY};
+  return {data: toFloatRgb(canvas), scaleX: newW / width, scaleY: newH / height, padX, padY};
 }
 
 export function decode(regressors, logits, anchorCentres, inputSize, minScore, rawScoreLimit) {

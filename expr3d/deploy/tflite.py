@@ -245,10 +245,22 @@ class LiteRunner:
         self.runner = self.interpreter.get_signature_runner(signature.key)
         details = self.runner.get_input_details()[signature.inputs[0]]
         self.image_size = int(details["shape"][1])
+        self._quiet_first_run = True
+
+    def _run(self, inputs):
+        if not self._quiet_first_run:
+            return self.runner(**inputs)
+        from expr3d import quiet
+
+        # The first run allocates the tensors, where LiteRT applies XNNPACK and says so on stderr.
+        with quiet.litert_info_dropped():
+            out = self.runner(**inputs)
+        self._quiet_first_run = False
+        return out
 
     def run(self, **inputs):
         """{output name: float32 array} for `inputs` ({input name: array}, batched)."""
-        return self.runner(**{name: np.asarray(value, np.float32) for name, value in inputs.items()})
+        return self._run({name: np.asarray(value, np.float32) for name, value in inputs.items()})
 
     def op_names(self):
         """Sorted op names of the model (delegated ops show as DELEGATE)."""

