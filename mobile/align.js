@@ -48,14 +48,20 @@ export function indexMatrix([a, b, c, d, e, f]) {
   return [[a, c, a * 0.5 + c * 0.5 + e - 0.5], [b, d, b * 0.5 + d * 0.5 + f - 0.5]];
 }
 
-// The crop as an RGBA canvas of `size` (bilinear; outside the photo is black).
-export function warpToCrop(source, matrix, size) {
+// A black square canvas of `size` to draw a scaled picture into (smoothly resampled), with its context.
+export function blackCanvas(size) {
   const canvas = new OffscreenCanvas(size, size);
   const ctx = canvas.getContext('2d', {willReadFrequently: true});
   ctx.fillStyle = '#000';
   ctx.fillRect(0, 0, size, size);
   ctx.imageSmoothingEnabled = true;
   ctx.imageSmoothingQuality = 'high';
+  return {canvas, ctx};
+}
+
+// The crop as an RGBA canvas of `size` (bilinear; outside the photo is black).
+export function warpToCrop(source, matrix, size) {
+  const {canvas, ctx} = blackCanvas(size);
   ctx.setTransform(...matrix);
   ctx.drawImage(source, 0, 0);
   return canvas;

@@ -3,7 +3,7 @@
 // numbers (input size, strides, thresholds) come from the export's manifest.json, not from here.
 //
 // Coordinates: photo pixels, index convention (pixel centres at integers); boxes [x, y, w, h] are continuous.
-import {toFloatRgb} from './align.js';
+import {blackCanvas, toFloatRgb} from './align.js';
 
 export function anchors(inputSize, strides) {
   const centres = [];
@@ -34,12 +34,7 @@ export function letterbox(source, width, height, inputSize) {
   const newH = Math.max(1, Math.round(height * scale));
   const padX = Math.floor((inputSize - newW) / 2);
   const padY = Math.floor((inputSize - newH) / 2);
-  const canvas = new OffscreenCanvas(inputSize, inputSize);
-  const ctx = canvas.getContext('2d', {willReadFrequently: true});
-  ctx.fillStyle = '#000';
-  ctx.fillRect(0, 0, inputSize, inputSize);
-  ctx.imageSmoothingEnabled = true;
-  ctx.imageSmoothingQuality = 'high';
+  const {canvas, ctx} = blackCanvas(inputSize);
   ctx.drawImage(source, 0, 0, width, height, padX, padY, newW, newH);
   return {data: toFloatRgb(canvas), scaleX: newW / width, scaleY: newH / height, padX, padY};
 }
