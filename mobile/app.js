@@ -116,7 +116,12 @@ async function init() {
     $('model-info').textContent = describeModel(manifest);
     await loadRuntime();
     state.detector = await loadDetector(MODEL_DIR + manifest.detector.file, manifest.detector);
-    await generator(state.variant);
+    const model = await generator(state.variant);
+    // One run on a blank face while the page loads: WebAssembly's first run is slow (~90 ms here), the user's
+    // first edit should not be.
+    const size = manifest.image_size;
+    const units = manifest.condition === 'action_units' ? manifest.action_units.length : manifest.expressions.length;
+    await model.run(new Float32Array(size * size * 3), new Array(units).fill(0));
     buildControls(manifest);
     if (manifest.trained_on?.kind === 'procedural') {
       const notice = $('notice');
