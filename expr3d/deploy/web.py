@@ -38,7 +38,7 @@ class WebExportError(ValueError):
     """The run cannot be exported for the web (the message says why)."""
 
 
-def batch_one_saved_model(saved_model_dir, signature, image_size, output_dir):
+def batch_one_saved_model(saved_model_dir, signature, output_dir):
     """Write a SavedModel whose `signature.key` is the export's signature with every input's batch fixed to 1."""
     import tensorflow as tf
 
@@ -79,7 +79,7 @@ def write_web_export(saved_model_dir, output_dir, signature, image_size, conditi
     blazeface.BlazeFace(detector_path)  # refuses a missing or wrong file before anything is converted
     os.makedirs(output_dir)
     with tempfile.TemporaryDirectory(prefix="expr3d-web-") as scratch:
-        batch_one = batch_one_saved_model(saved_model_dir, signature, image_size, os.path.join(scratch, "batch1"))
+        batch_one = batch_one_saved_model(saved_model_dir, signature, os.path.join(scratch, "batch1"))
         images, source = data["parity"]
         feeds = signature.feeds(images)
         reference = tflite_lib.saved_model_signature(saved_model_dir, signature)(feeds)["image"]
