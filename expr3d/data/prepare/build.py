@@ -19,6 +19,7 @@ import collections
 import dataclasses
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import time
@@ -70,6 +71,9 @@ class Config:
     review: str = "all"  # all | flagged | none
     name: str = ""
     action_units_csv: str = ""  # OpenFace 2.0 AU CSV file or folder (expr3d.data.prepare.action_units), "" = none
+    # Face detector where no annotation gives the box. A stored config without the field was prepared with Haar
+    # (before BlazeFace), so the dataclass default stays "haar"; the CLI's default is "blazeface".
+    detector: str = "haar"
 
     def as_dict(self):
         """The fields; options added later are left out at their default, so a preparation made before them keeps
@@ -84,7 +88,7 @@ class Config:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-_LATER_OPTIONS = {"action_units_csv": ""}
+_LATER_OPTIONS = {"action_units_csv": "", "detector": "haar"}
 
 OutputError = outputs.OutputError  # the output folder cannot be used as asked (another configuration, an input, ...)
 
@@ -245,25 +249,117 @@ class _Skipped(Exception):
         self.detail = detail
 
 
-def _face_box(config, item, loaded, data, source):
-    """(box, angle_deg, box_is_from_depth) in source pixels, or raise _Skipped("no_face")."""
+@dataclasses.dataclass
+class _Face:
+    """Where the face is, in source pixels: box (x, y, w, h), eye-line angle, whether the box is the depth's extent,
+    and for BlazeFace the deployment crop ((cx, cy) index convention, side) that replaces the margin rule."""
+    box: tuple
+    angle: float = 0.0
+    from_depth: bool = False
+    crop: tuple | None = None
+
+
+def _flag(record, code, detail):
+    """Something about a face worth counting in the report (it is still written unless a check rejects it)."""
+    record.setdefault("flags", []).append(code)
+    record.setdefault("flag_details", []).append(detail)
+
+
+def _detect(config, loaded, record):
+    """The face found by the configured detector in the working image: (box, angle, detection or None), working
+    pixels; _Skipped("no_face") when there is none. Several faces: the most confident (BlazeFace) or the largest
+    (Haar) is used, flagged `several_faces` with the count."""
+    min_face = max(1, round(config.min_face_size * min(loaded.scale)))
+    if config.detector == "blazeface":
+        from expr3d.imaging import blazeface
+
+        found = blazeface.shared_detector()(loaded.rgb)
+        if not found:
+            raise _Skipped("no_face", "no face found by BlazeFace")
+        if len(found) > 1:
+            _flag(record, "several_faces", f"{len(found)} faces found; the most confident (score "
+                                           f"{found[0].score:.2f}; next {found[1].score:.2f}) used")
+        return found[0].box, blazeface.eye_angle(found[0]), found[0]
+    boxes = faces.detect_faces(loaded.rgb, min_face=min_face)
+    found = faces.detect_face(loaded.rgb, min_face=min_face, boxes=boxes)
+    if found is None:
+        raise _Skipped("no_face", "no face found by the Haar cascade")
+    if len(boxes) > 1:
+        _flag(record, "several_faces", f"{len(boxes)} faces found by Haar; the largest used")
+    return found.box, found.angle_deg, None
+
+
+def _locate(config, item, loaded, record):
+    """Before any depth: the face box (and BlazeFace's detection) in working pixels as (box, angle, detection), or
+    None when the crop comes from the whole image or the depth."""
+    if config.crop in ("full", "depth"):
+        return None
+    if config.crop == "auto" and item.box is not None:
+        eyes = faces.landmark_eyes(item.landmarks) if config.align_eyes else None
+        sx, sy = loaded.scale
+        box = (item.box[0] * sx, item.box[1] * sy, item.box[2] * sx, item.box[3] * sy)
+        return box, faces.eye_angle(*eyes) if eyes else 0.0, None
+    return _detect(config, loaded, record)
+
+
+def _face_box(config, loaded, data, source, located):
+    """The _Face of an item in source pixels, or raise _Skipped("no_face")."""
     height, width = loaded.source_shape
     if config.crop == "full":
         side = min(height, width)
-        return ((width - side) / 2.0, (height - side) / 2.0, side, side), 0.0, False
+        return _Face(((width - side) / 2.0, (height - side) / 2.0, side, side))
     if config.crop == "depth":
         box = source.box(data)
         if box is None:
             raise _Skipped("no_face", f"--crop=depth but the {config.depth_source} source gives no face region")
-        return box, 0.0, True
-    if config.crop == "auto" and item.box is not None:
-        eyes = faces.landmark_eyes(item.landmarks) if config.align_eyes else None
-        return item.box, faces.eye_angle(*eyes) if eyes else 0.0, False
-    # Detected on the working image (a huge photo is downscaled: expr3d.imaging.photos), the box in source pixels.
-    found = faces.detect_face(loaded.rgb, min_face=max(1, round(config.min_face_size * min(loaded.scale))))
-    if found is None:
-        raise _Skipped("no_face", "no face found by the Haar cascade")
-    return loaded.to_source_box(found.box), found.angle_deg if config.align_eyes else 0.0, False
+        return _Face(box, from_depth=True)
+    box, angle, detection = located
+    landmarks = data.get("landmarks") if isinstance(data, dict) else None
+    if landmarks is not None:
+        angle = landmarks.angle  # the mesh's eye centres level the face better than a detector's eye keypoints
+    if not config.align_eyes:
+        angle = 0.0
+    source_box = loaded.to_source_box(box)
+    if detection is None:
+        return _Face(source_box, angle)
+    from expr3d.imaging import blazeface
+
+    # BlazeFace: the deployment crop convention (what lite, synthesize and the browser app cut), so a model trained
+    # on these faces meets photos at inference cropped the same way; --margin does not apply.
+    (cx, cy), side, _ = blazeface.crop_geometry(detection)
+    sx, sy = loaded.scale
+    return _Face(source_box, angle, crop=(((cx + 0.5) / sx - 0.5, (cy + 0.5) / sy - 0.5), side / math.sqrt(sx * sy)))
+
+
+BORDER_FLAG_SHARE = 0.10  # flag `face_at_border` when more of the crop than this lies outside the photo
+
+
+def _outside_share(matrix, size, shape, samples=16):
+    """Share of the crop square that falls outside the source image (a face cut by the photo's border)."""
+    grid = (np.arange(samples) + 0.5) * size / samples - 0.5
+    points = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2)
+    inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
+    back = crops.transform_points(inverse, points)
+    height, width = shape
+    inside = (back[:, 0] >= -0.5) & (back[:, 0] < width - 0.5) & (back[:, 1] >= -0.5) & (back[:, 1] < height - 0.5)
+    return 1.0 - float(inside.mean())
+
+
+def _load_geometry(config, item, loaded, source, located, record):
+    """The depth source's data for the item; the built-in reconstruction first needs the face (found here when the
+    crop mode did not look for it)."""
+    if not getattr(source, "needs_face", False):
+        return source.load(item, loaded.source_shape), located
+    from expr3d.imaging import facemesh
+
+    if located is None:
+        located = _detect(config, loaded, record)
+    box, angle, _ = located
+    data = source.load(item, loaded.source_shape, loaded=loaded, roi=facemesh.roi_from_box(box, angle))
+    if abs(data["yaw"]) > facemesh.TURNED_YAW_DEGREES:
+        _flag(record, "turned_face", f"yaw about {data['yaw']:.0f} degrees from the landmarks (468 points fit "
+                                     f"profiles poorly)")
+    return data, located
 
 
 def prepare_item(item, config, source, thresholds):
@@ -276,17 +372,28 @@ def prepare_item(item, config, source, thresholds):
     except photos.ImageFileError as error:
         raise _Skipped(error.reason, str(error)) from None
     record["notes"].extend(loaded.notes)
+    located = _locate(config, item, loaded, record)
     try:
-        data = source.load(item, loaded.source_shape)
+        data, located = _load_geometry(config, item, loaded, source, located, record)
     except depth_sources.SourceError as error:
         raise _Skipped(error.reason, str(error)) from None
-    box, angle, from_depth = _face_box(config, item, loaded, data, source)
+    face = _face_box(config, loaded, data, source, located)
+    box, from_depth = face.box, face.from_depth
     if min(box[2], box[3]) < config.min_face_size:
         raise _Skipped("tiny_face", f"face box {box[2]:.0f}x{box[3]:.0f} px is below --min_face_size="
                                     f"{config.min_face_size}")
-    margin = 0.0 if config.crop == "full" else config.margin
     size = config.image_size
-    matrix = crops.crop_matrix(box, size, margin=margin, angle_deg=angle)
+    if face.crop is not None:
+        (cx, cy), side = face.crop
+        matrix = crops.crop_matrix((0.0, 0.0, side, side), size, margin=0.0, angle_deg=face.angle,
+                                   center=(cx + 0.5, cy + 0.5))
+    else:
+        matrix = crops.crop_matrix(box, size, margin=0.0 if config.crop == "full" else config.margin,
+                                   angle_deg=face.angle)
+    if config.crop != "full":
+        outside = _outside_share(matrix, size, loaded.source_shape)
+        if outside > BORDER_FLAG_SHARE:
+            _flag(record, "face_at_border", f"{outside:.0%} of the crop lies outside the photo (black there)")
     crop = crops.warp_image(loaded.rgb, loaded.to_working(matrix), size)
     try:
         geom = source.render(data, matrix, size, crop)
@@ -472,6 +579,7 @@ def finish(config, output, plan, unmatched, reject_list, log):
     skipped = [{k: r.get(k) for k in ("key", "path", "split", "reason", "detail")} for r in problems]
     skipped = reader_problems + skipped
     counts = collections.Counter(s["reason"] for s in skipped)
+    flag_counts = collections.Counter(code for r in item_records for code in r.get("flags", []))
     per_split = {}
     for record in written:
         split_counts = per_split.setdefault(record["split"], {name: 0 for name in EXPRESSIONS})
@@ -485,6 +593,9 @@ def finish(config, output, plan, unmatched, reject_list, log):
                    "converted": sum(1 for r in written if r["notes"])},
         "written": {split: dataset_card.table4_row(c) for split, c in sorted(per_split.items())},
         "skip_counts": dict(sorted(counts.items())),
+        "flag_counts": dict(sorted(flag_counts.items())),
+        "flagged": [{"key": r["key"], "path": r["path"], "status": r["status"], "flags": r["flags"],
+                     "details": r.get("flag_details", [])} for r in item_records if r.get("flags")],
         "excluded_counts": dict(sorted(collections.Counter(s["reason"] for s in excluded).items())),
         "skipped": skipped,
         "converted": [{"key": r["key"], "path": r["path"], "notes": r["notes"]} for r in written if r["notes"]],
@@ -508,8 +619,12 @@ def finish(config, output, plan, unmatched, reject_list, log):
         provenance = {"tool": "python -m expr3d.data.prepare", "dataset": config.dataset, "images": config.images,
                       "annotations": config.annotations, "test_annotations": config.test_annotations,
                       "depth_source": config.depth_source, "source": config.source, "crop": config.crop,
+                      "detector": config.detector, "flagged": report["flag_counts"],
                       "reject_list": report["reject_list"]["file"], "skipped": report["skip_counts"],
                       "excluded": report["excluded_counts"]}
+        source = depth_sources.make_source(config.depth_source, depth_sources.SourceSettings(**config.source))
+        if hasattr(source, "provenance"):
+            provenance["reconstruction"] = source.provenance()
         if "action_units" in report:
             provenance["action_units"] = {k: v for k, v in report["action_units"].items() if k != "details"}
         folder.record(dataset_card.CARD_NAME)
@@ -519,6 +634,9 @@ def finish(config, output, plan, unmatched, reject_list, log):
         folder.remove_written([dataset_card.CARD_NAME])  # no face written: no card may describe an empty dataset
     log(f"prepare: {len(written)} faces written, {len(skipped)} skipped ({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'}); "
         f"report: {os.path.join(output, 'report.txt')}")
+    if flag_counts:
+        log(f"prepare: flagged (written unless a check rejected them; listed in report.txt): "
+            f"{', '.join(f'{k} {v}' for k, v in sorted(flag_counts.items()))}")
     if counts.get("error"):
         log(f"prepare: WARNING {counts['error']} face(s) failed with an unexpected error; see report.txt")
     return report
@@ -587,6 +705,8 @@ def report_text(report):
     lines.append("skipped, by reason: " + (", ".join(f"{k} {v}" for k, v in report["skip_counts"].items()) or "none"))
     lines.append("excluded by design: " + (", ".join(f"{k} {v}" for k, v in report["excluded_counts"].items())
                                            or "none") + " (listed in excluded.tsv)")
+    if report.get("flag_counts"):
+        lines.append("flagged, by kind: " + ", ".join(f"{k} {v}" for k, v in report["flag_counts"].items()))
     if report["reject_list"]["unmatched_entries"]:
         lines.append(f"reject list entries matching no face: {report['reject_list']['unmatched_entries']}")
     lines.append("")
@@ -595,6 +715,12 @@ def report_text(report):
         for skip in report["skipped"]:
             if skip["reason"] == reason:
                 lines.append(f"  {skip['path']}\t{skip['detail']}")
+    for code in sorted(report.get("flag_counts") or {}):
+        lines.append(f"[flagged: {code}]")
+        for entry in report["flagged"]:
+            for flag, detail in zip(entry["flags"], entry["details"]):
+                if flag == code:
+                    lines.append(f"  {entry['path']}\t{entry['status']}\t{detail}")
     if report["converted"]:
         lines.append("")
         lines.append("[converted]")

@@ -70,6 +70,7 @@ class SourceSettings:
     mesh_y_up: bool = False
     model_depth_range: float = 0.4
     model_mask_threshold: float = -0.9
+    face_mesh_model: str = ""  # facemesh: the face_landmark.tflite file ("" = the installed package's)
 
 
 def find_file(root, item, extensions, suffix=""):
@@ -269,13 +270,77 @@ class MeshDirSource:
             # Image-plane offsets are f/(-z) * (x, -y): rotating the crop rotates (x, -y) the same way.
             xy = np.stack([vertices[:, 0], -vertices[:, 1]], axis=-1) @ rot.T
             moved = np.stack([xy[:, 0], -xy[:, 1], vertices[:, 2]], axis=-1)
+            result = geometry.rasterize(moved, data["faces"], camera, size, size)
         else:
-            xy = crops.transform_points(matrix, vertices[:, :2])
-            moved = np.concatenate([xy, vertices[:, 2:3] * crops.crop_scale(matrix)], axis=1)
-            camera = geometry.PixelSpaceCamera.for_vertices(moved, z_toward_camera=True)
-        result = geometry.rasterize(moved, data["faces"], camera, size, size)
+            result, camera = pixel_mesh_in_crop(vertices, data["faces"], matrix, size)
         if not result.mask.any():
             raise SourceError("mesh_misses_image", f"{data['path']}: the mesh covers no pixel of the face crop")
+        return Geometry(depth=result.depth, mask=result.mask, normals=result.normals, camera=camera,
+                        notes=list(data["notes"]))
+
+
+def pixel_mesh_in_crop(vertices, faces_, matrix, size):
+    """Rasterise a `pixels`-layout mesh ((column, row, z) in source pixels, larger z nearer) into the crop of
+    `matrix`: depth in crop pixels (a similarity scales z like x and y). Returns (RasterResult, camera)."""
+    xy = crops.transform_points(matrix, vertices[:, :2])
+    moved = np.concatenate([xy, vertices[:, 2:3] * crops.crop_scale(matrix)], axis=1)
+    camera = geometry.PixelSpaceCamera.for_vertices(moved, z_toward_camera=True)
+    return geometry.rasterize(moved, faces_, camera, size, size), camera
+
+
+class FacemeshSource:
+    """The built-in reconstruction: MediaPipe's Face Mesh (expr3d.imaging.facemesh) run on the photo itself.
+
+    Needs the face first (prepare passes the detector's or the annotation's face as a landmark-model ROI); the 468
+    landmarks become a `pixels`-layout mesh in source pixels, rasterised like a mesh from a file.
+    """
+
+    name = "facemesh"
+    needs_face = True
+
+    def __init__(self, settings):
+        from expr3d.imaging import facemesh
+
+        self.settings = settings
+        path = settings.face_mesh_model or None
+        if path is not None and not os.path.isfile(path):
+            raise ValueError(f"--face_mesh_model {path!r} is not a file")
+        self.model = facemesh.shared_face_mesh(path)  # a missing or broken model fails here, before any work
+        facemesh.triangles()
+
+    def provenance(self):
+        """What the dataset card records about this reconstruction."""
+        from expr3d.imaging import blazeface, facemesh
+
+        return {"model": os.path.basename(self.model.path), "model_path": self.model.path,
+                "model_sha256": blazeface.file_sha256(self.model.path), "landmarks": facemesh.NUM_LANDMARKS,
+                "triangles": int(len(facemesh.triangles()))}
+
+    def load(self, item, image_shape, loaded=None, roi=None):
+        from expr3d.imaging import facemesh
+
+        found = self.model.landmarks_in(loaded.rgb, roi)
+        if found.presence >= facemesh.MIN_PRESENCE:
+            found = self.model.landmarks_in(loaded.rgb, facemesh.roi_from_landmarks(found.points, found.angle))
+        if found.presence < facemesh.MIN_PRESENCE:
+            raise SourceError("no_landmarks", f"{item.rel_path}: the face-landmark model sees no face in the face box "
+                                              f"(presence {found.presence:.2f} < {facemesh.MIN_PRESENCE})")
+        points = found.points.astype(np.float64)
+        sx, sy = loaded.scale
+        if (sx, sy) != (1.0, 1.0):  # working pixels -> source pixels (index convention); z scales like x
+            points = np.stack([(points[:, 0] + 0.5) / sx - 0.5, (points[:, 1] + 0.5) / sy - 0.5,
+                               points[:, 2] / math.sqrt(sx * sy)], axis=1)
+        source_landmarks = facemesh.Landmarks(points=points.astype(np.float32), presence=found.presence, roi=roi)
+        return {"vertices": points, "faces": facemesh.triangles_for(points), "landmarks": source_landmarks, "notes": [],
+                "path": item.rel_path, "shape": tuple(image_shape[:2]), "yaw": source_landmarks.yaw()}
+
+    def box(self, data):
+        return data["landmarks"].box()
+
+    def render(self, data, matrix, size, crop_rgb):
+        result, camera = pixel_mesh_in_crop(data["vertices"], data["faces"], matrix, size)
+        if not result.mask.any():
+            raise SourceError("mesh_misses_image", f"{data['path']}: the face mesh covers no pixel of the face crop")
         return Geometry(depth=result.depth, mask=result.mask, normals=result.normals, camera=camera,
                         notes=list(data["notes"]))
 
@@ -332,7 +397,7 @@ class ModelSource:
                         notes=["pseudo-depth from " + os.path.basename(self.settings.depth_model)])
 
 
-SOURCES = {"depth_dir": DepthDirSource, "mesh_dir": MeshDirSource, "model": ModelSource}
+SOURCES = {"depth_dir": DepthDirSource, "mesh_dir": MeshDirSource, "model": ModelSource, "facemesh": FacemeshSource}
 
 
 def make_source(name, settings):
