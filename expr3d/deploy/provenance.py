@@ -1,5 +1,6 @@
 """What an exported generator was trained on, so the tools can say so and crop photos the way its training faces were
-cropped: {"kind": "procedural" | "photos" | "unknown", "dataset", "image_size", "description"}.
+cropped: {"kind": "procedural" | "photos" | "unknown", "dataset", "image_size", "description"} and, for
+prepared photos, "detector" ("blazeface" | "haar").
 
 Written by `expr3d.export` into expr3d_export.json ("trained_on") and the web manifest; read back here from any file
 of an export (a .tflite in tflite/ or web/, a version directory). Exports from before the field carry the run's
@@ -28,9 +29,12 @@ def trained_on(config):
         kind = "photos"
     else:
         kind = "unknown"
-    return {"kind": kind, "dataset": card.get("name") or dataset.get("name"),
-            "image_size": card.get("image_size") or dataset.get("image_size"),
-            "description": card.get("description")}
+    out = {"kind": kind, "dataset": card.get("name") or dataset.get("name"),
+           "image_size": card.get("image_size") or dataset.get("image_size"),
+           "description": card.get("description")}
+    if kind == "photos":  # how prepare found the faces: the photo tools crop the same way (faces.detector_for)
+        out["detector"] = provenance.get("detector", "haar")
+    return out
 
 
 def of_export(path):

@@ -239,10 +239,13 @@ DETECTORS = ("blazeface", "haar")
 
 
 def detector_for(trained_on):
-    """The detector whose crops match a model's training data: "haar" for a model trained on photos prepared by
-    expr3d.data.prepare (which crops with Haar), else "blazeface" (its crop convention is fitted to the procedural
-    renders; also the browser app's)."""
-    return "haar" if (trained_on or {}).get("kind") == "photos" else "blazeface"
+    """The detector whose crops match a model's training data: for a model trained on photos prepared by
+    expr3d.data.prepare, the detector prepare used (its dataset card says; "haar" for preparations from before
+    BlazeFace); else "blazeface" (its crop convention is fitted to the procedural renders; also the browser app's)."""
+    trained_on = trained_on or {}
+    if trained_on.get("kind") == "photos":
+        return trained_on.get("detector") or "haar"
+    return "blazeface"
 
 
 def find_face(image, crop_size=None, use_eyes=True, detector="blazeface"):

@@ -91,5 +91,9 @@ def test_trained_on_reads_the_dataset_card_and_the_tools_find_it_beside_a_model(
     assert found["kind"] == "procedural" and found["dataset"] == "synthetic64" and found["image_size"] == 64
     card["provenance"] = {"tool": "python -m expr3d.data.prepare"}
     json.dump(card, open(tmp_path / "d" / "dataset_card.json", "w"))
-    assert provenance.trained_on({"dataset": {"data_dir": str(tmp_path / "d")}})["kind"] == "photos"
+    found = provenance.trained_on({"dataset": {"data_dir": str(tmp_path / "d")}})
+    assert found["kind"] == "photos" and found["detector"] == "haar"  # a card from before BlazeFace in prepare
+    card["provenance"]["detector"] = "blazeface"
+    json.dump(card, open(tmp_path / "d" / "dataset_card.json", "w"))
+    assert provenance.trained_on({"dataset": {"data_dir": str(tmp_path / "d")}})["detector"] == "blazeface"
     assert provenance.trained_on({})["kind"] == "unknown"

@@ -55,7 +55,9 @@ def test_blazeface_ranks_by_confidence_not_size():
 
 
 def test_the_tools_choose_the_detector_of_the_training_crops():
-    assert faces.detector_for({"kind": "photos"}) == "haar"
+    assert faces.detector_for({"kind": "photos"}) == "haar"  # prepared before BlazeFace: no detector recorded
+    assert faces.detector_for({"kind": "photos", "detector": "blazeface"}) == "blazeface"
+    assert faces.detector_for({"kind": "photos", "detector": "haar"}) == "haar"
     assert faces.detector_for({"kind": "procedural"}) == faces.detector_for(None) == "blazeface"
 
 

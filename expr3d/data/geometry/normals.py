@@ -57,7 +57,21 @@ def depth_to_normals(depth, mask, camera, max_depth_jump=None):
     _check_camera(camera)
     depth, mask = _check_depth_mask(depth, mask)
     height, width = depth.shape
+    normals = np.zeros((height, width, 3), np.float32)
+    valid = np.zeros((height, width), bool)
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if rows.size == 0:
+        return normals, valid
+    # Only the mask's bounding box has normals (each needs valid neighbours): the same result, less work for a face
+    # that fills part of its crop.
+    box = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     u, v = pixel_centers(height, width)
+    normals[box], valid[box] = _normals_in(depth[box], mask[box], u[box], v[box], camera, max_depth_jump)
+    return normals, valid
+
+
+def _normals_in(depth, mask, u, v, camera, max_depth_jump):
+    """depth_to_normals on a window whose pixel centres are u, v (full-image coordinates)."""
     safe_depth = np.where(mask, depth, 0.0)
     points = camera.to_camera_space(camera.unproject(u, v, safe_depth))
 

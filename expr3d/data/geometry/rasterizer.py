@@ -213,9 +213,7 @@ def rasterize(
     pix_faces = faces[tri]
     if smooth_normals:
         vn = precomputed_normals if precomputed_normals is not None else _vertex_normals(cam_vertices, faces)
-        n_pix = (
-            bary[:, 0:1] * vn[pix_faces[:, 0]] + bary[:, 1:2] * vn[pix_faces[:, 1]] + bary[:, 2:3] * vn[pix_faces[:, 2]]
-        )
+        n_pix = np.einsum("pk,pkd->pd", bary, vn[pix_faces])
         n_pix, ok = _normalise(n_pix, eps=1e-6)
         if not ok.all():  # vertex normals cancelled out: use the flat face normal
             n_pix[~ok] = _normalise(_unnormalised_face_normals(cam_vertices, pix_faces[~ok]))[0]
