@@ -19,7 +19,6 @@ Three parts, each printed with what it measured:
 """
 import argparse
 import glob
-import math
 import os
 import statistics
 import sys
@@ -209,41 +208,46 @@ def _hits(boxes, quads):
 
 def part_detection(args):
     cv2.setNumThreads(1)
-    detector = blazeface.BlazeFace(num_threads=1)
-    cases = detection_cases()
+    short = blazeface.BlazeFace(num_threads=1)
+    full = blazeface.BlazeFace(num_threads=1, full_range=True)
+
+    def tools(photo):  # what the tools run (blazeface.detect): short range, full range when that finds nothing
+        found = short(photo)
+        return found if found else full(photo)
+
+    detectors = {"BlazeFace short": lambda p: [d.box for d in short(p)],
+                 "BlazeFace (tools)": lambda p: [d.box for d in tools(p)],
+                 "Haar cascades": lambda p: [tuple(b) for b in faces.detect_faces(p, min_face=24)]}
     groups = {}
-    for name, photo, quads in cases:
+    for name, photo, quads in detection_cases():
         group = name.split(" ")[0] + (" tilted" if "tilted" in name else "") + (" two" if "two" in name else "")
         if "px" in name:
             group += " " + name.split(" ")[1]
-        found_b, ms_b = cpu_ms(lambda p: [d.box for d in detector(p)], photo)
-        found_h, ms_h = cpu_ms(lambda p: [tuple(b) for b in faces.detect_faces(p, min_face=24)], photo)
-        entry = groups.setdefault(group, {"faces": 0, "photos": 0, "blazeface": [0, 0, []], "haar": [0, 0, []]})
+        entry = groups.setdefault(group, {"faces": 0, "photos": 0, **{k: [0, 0, []] for k in detectors}})
         entry["faces"] += len(quads)
         entry["photos"] += 1
-        for key, boxes, ms in (("blazeface", found_b, ms_b), ("haar", found_h, ms_h)):
+        for key, detector in detectors.items():
+            boxes, ms = cpu_ms(detector, photo)
             hit, false = _hits(boxes, quads)
             entry[key][0] += hit
             entry[key][1] += false
             entry[key][2].append(ms)
-    print("detection: faces found (share) / false boxes per photo / CPU ms per photo, one thread")
-    print(f"  {'photos':28s} {'n':>3s}  {'BlazeFace':>26s}  {'Haar cascades':>26s}")
-    totals = {"blazeface": [0, 0, []], "haar": [0, 0, []]}
+    print("detection: faces found (share) / false boxes per photo / CPU ms per photo (median), one thread")
+    print(f"  {'photos':24s} {'n':>3s}" + "".join(f"  {k:>24s}" for k in detectors))
+    totals = {k: [0, 0, []] for k in detectors}
     n_faces = n_photos = 0
-    for group, entry in groups.items():
-        cells = []
-        for key in ("blazeface", "haar"):
-            hit, false, ms = entry[key]
-            totals[key][0] += hit
-            totals[key][1] += false
-            totals[key][2].extend(ms)
-            cells.append(f"{hit / entry['faces']:5.0%} {false / entry['photos']:5.2f} {statistics.median(ms):6.1f} ms")
-        n_faces += entry["faces"]
-        n_photos += entry["photos"]
-        print(f"  {group:28s} {entry['photos']:3d}  {cells[0]:>26s}  {cells[1]:>26s}")
-    cells = [f"{totals[k][0] / n_faces:5.0%} {totals[k][1] / n_photos:5.2f} {statistics.median(totals[k][2]):6.1f} ms"
-             for k in ("blazeface", "haar")]
-    print(f"  {'all':28s} {n_photos:3d}  {cells[0]:>26s}  {cells[1]:>26s}")
+    for group, entry in list(groups.items()) + [("all", None)]:
+        if entry is None:
+            entry = {"faces": n_faces, "photos": n_photos, **totals}
+        else:
+            n_faces += entry["faces"]
+            n_photos += entry["photos"]
+            for key in detectors:
+                for i in range(3):
+                    totals[key][i] += entry[key][i]
+        cells = "".join(f"  {entry[k][0] / entry['faces']:5.0%} {entry[k][1] / entry['photos']:5.2f} "
+                        f"{statistics.median(entry[k][2]):7.1f} ms" for k in detectors)
+        print(f"  {group:24s} {entry['photos']:3d}{cells}")
 
 
 def main():

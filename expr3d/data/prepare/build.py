@@ -273,7 +273,7 @@ def _detect(config, loaded, record):
     if config.detector == "blazeface":
         from expr3d.imaging import blazeface
 
-        found = blazeface.shared_detector()(loaded.rgb)
+        found = blazeface.detect(loaded.rgb)
         if not found:
             raise _Skipped("no_face", "no face found by BlazeFace")
         if len(found) > 1:
