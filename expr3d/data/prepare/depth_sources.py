@@ -320,8 +320,6 @@ class FacemeshSource:
         from expr3d.imaging import facemesh
 
         found = self.model.landmarks_in(loaded.rgb, roi)
-        if found.presence >= facemesh.MIN_PRESENCE:
-            found = self.model.landmarks_in(loaded.rgb, facemesh.roi_from_landmarks(found.points, found.angle))
         if found.presence < facemesh.MIN_PRESENCE:
             raise SourceError("no_landmarks", f"{item.rel_path}: the face-landmark model sees no face in the face box "
                                               f"(presence {found.presence:.2f} < {facemesh.MIN_PRESENCE})")
@@ -421,11 +419,24 @@ def complete_geometry(geom, fill=True, max_hole_px=None):
         filled, filled_mask = depth, mask.copy()
     region = int(filled_mask.sum())
     hole_fraction = float((filled_mask & ~mask).sum()) / region if region else 1.0
-    derived, derived_valid = geometry.depth_to_normals(filled, filled_mask, geom.camera)
     if geom.normals is not None:
-        normals = np.where(mask[..., None], geom.normals, derived)
-        valid = filled_mask & (mask | derived_valid)
+        # The source's normals cover its mask; finite differences are needed only on the filled holes (and their
+        # one-pixel ring, which the differences read): computed on that window, the same values, less work.
+        normals = np.where(mask[..., None], geom.normals, 0.0)
+        valid = mask.copy()
+        holes = filled_mask & ~mask
+        if holes.any():
+            rows, cols = np.nonzero(holes.any(axis=1))[0], np.nonzero(holes.any(axis=0))[0]
+            r0, r1 = max(rows[0] - 1, 0), min(rows[-1] + 2, mask.shape[0])
+            c0, c1 = max(cols[0] - 1, 0), min(cols[-1] + 2, mask.shape[1])
+            window = np.zeros_like(filled_mask)
+            window[r0:r1, c0:c1] = filled_mask[r0:r1, c0:c1]
+            derived, derived_valid = geometry.depth_to_normals(np.where(window, filled, 0.0), window, geom.camera)
+            use = holes & derived_valid
+            normals[use] = derived[use]
+            valid |= use
     else:
+        derived, derived_valid = geometry.depth_to_normals(filled, filled_mask, geom.camera)
         normals, valid = derived, filled_mask & derived_valid
     normals = np.where(valid[..., None], normals, 0.0).astype(np.float32)
     depth = np.where(valid, filled, 0.0).astype(np.float32)
