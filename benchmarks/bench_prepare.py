@@ -1,4 +1,5 @@
-"""Faces per second per core of `python -m expr3d.data.prepare`, from meshes and from depth maps.
+"""Faces per second per core of `python -m expr3d.data.prepare`, from meshes, from depth maps and with the built-in
+reconstruction (`--depth_source=facemesh`: BlazeFace + Face Mesh on the shipped real photos, tests/data/photos).
 
 One process (= one core) prepares the same faces the CLI would: read the image, read the mesh file (a ~50k-vertex
 OBJ) or depth map (.npy), crop and align, rasterise / warp to 256x256, fill holes, normals, quality scores, review
@@ -77,9 +78,19 @@ def main():
         mesh_size = os.path.getsize(os.path.join(root, "meshes", "face000.obj")) / 1e6
         mesh_rate, mesh_wall = rate(mesh_config, items, args.repeats)
         depth_rate, depth_wall = rate(depth_config, items, args.repeats)
+        photos = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "data", "photos")
+        photo_items = [readers.Item(key=name, rel_path=name, expression=1, split="train")
+                       for name in sorted(os.listdir(photos)) if name.endswith(".jpg")]
+        facemesh_config = build.Config(dataset="folder", images=photos, image_size=args.image_size, crop="detect",
+                                       review="all", depth_source="facemesh", detector="blazeface",
+                                       source=dict(face_mesh_model=""))
+        facemesh_rate, facemesh_wall = rate(facemesh_config, photo_items, args.repeats)
     print(f"input: 480x520 images, {vertices}-vertex OBJ meshes ({mesh_size:.1f} MB each), float32 .npy depth maps; "
           f"output {args.image_size}x{args.image_size} RGB + depth + normals + mask, review tile, serialised")
-    for name, value, wall in (("mesh_dir", mesh_rate, mesh_wall), ("depth_dir", depth_rate, depth_wall)):
+    print(f"facemesh: the {len(photo_items)} shipped real photos (448x560 and smaller), detection and landmarks "
+          f"included")
+    for name, value, wall in (("mesh_dir", mesh_rate, mesh_wall), ("depth_dir", depth_rate, depth_wall),
+                              ("facemesh", facemesh_rate, facemesh_wall)):
         hours = AFFECTNET_D / (CORES * value) / 3600
         print(f"{name:9s}: {value:6.2f} faces/s per core ({1000 / value:6.1f} CPU ms/face; wall {wall:.2f} faces/s "
               f"on this shared machine); AffectNet-D: "
