@@ -273,11 +273,12 @@ def eye_angle(detection):
     return math.degrees(math.atan2(-(ry - ly), rx - lx))
 
 
-def crop_geometry(detection):
-    """(centre (x, y) in index convention, side in photo pixels, angle in degrees) of a detection's crop."""
+def crop_geometry(detection, angle=None):
+    """(centre (x, y) in index convention, side in photo pixels, angle in degrees) of a detection's crop; `angle`
+    overrides the eye keypoints' angle (the face mesh's eye centres are more precise)."""
     x, y, w, h = detection.box
     side = max(w, h)
-    angle = eye_angle(detection)
+    angle = eye_angle(detection) if angle is None else float(angle)
     theta = math.radians(angle)
     up = (-math.sin(theta), -math.cos(theta))  # the face's up direction on screen (rows go down)
     cx = x + w / 2.0 - 0.5 + CROP_SHIFT_UP_PER_BOX * side * up[0]
@@ -285,15 +286,17 @@ def crop_geometry(detection):
     return (cx, cy), CROP_SIDE_PER_BOX * side, angle
 
 
-def face_crop(detection, size=None):
+def face_crop(detection, size=None, angle=None):
     """The deployment crop of a detection as an expr3d.imaging.faces.FaceCrop (photo -> crop matrix, levelled).
 
     Args:
         size: crop side in pixels; default: the face's own resolution (the crop's side in the photo, max 1024).
+        angle: the eye line's angle in degrees when known better than from the detector's eye keypoints (the face
+            mesh's eye centres: expr3d.imaging.faces.find_face); the shift up follows it.
     """
     from expr3d.imaging import crops, faces
 
-    (cx, cy), side, angle = crop_geometry(detection)
+    (cx, cy), side, angle = crop_geometry(detection, angle)
     if size is None:
         size = int(min(1024, max(32, round(side))))
     matrix = crops.crop_matrix((0.0, 0.0, side, side), size, margin=0.0, angle_deg=angle, center=(cx + 0.5, cy + 0.5))

@@ -7,7 +7,10 @@ inverse of the same matrix (expr3d.deploy.paste), so a served face is framed the
 
 The deployment crop (`find_face`) comes from one of two detectors. BlazeFace (the default, and what the browser app
 runs): faces ranked by the detector's confidence, the crop of expr3d.imaging.blazeface.face_crop (the box grown 1.65x,
-shifted up, levelled by the eye keypoints; fitted to the procedural training framing). Haar (`detector="haar"`, what
+shifted up; fitted to the procedural training framing), levelled by the eye centres of the face mesh
+(expr3d.imaging.facemesh; BlazeFace's own eye keypoints are 2.4 degrees off on average, up to 7, on the shipped
+photos turned by up to 30 degrees), as `expr3d.data.prepare` levels its training crops. The browser app levels by
+BlazeFace's keypoints (it does not run the mesh). Haar (`detector="haar"`, what
 `expr3d.data.prepare` crops training photos with): the largest box, a square of side `CROP_SCALE` x the box, centred
 on it and rotated so the eye line is horizontal when both eyes are found (else axis-aligned). The tools pick the
 detector whose crops match the model's training data (`detector_for`). `FaceCrop.matrix` maps photo pixels to crop
@@ -212,6 +215,8 @@ class FaceCrop:
         detector: "blazeface" or "haar".
         score: the detector's confidence (BlazeFace), or None.
         faces_found: how many faces the detector found (the crop is of the most confident, or the largest for Haar).
+        levelled_by: what the angle comes from: "face_mesh", "detector" (BlazeFace's eye keypoints), "eyes" (Haar's
+            eye cascade) or "none".
     """
 
     box: tuple
@@ -222,12 +227,14 @@ class FaceCrop:
     detector: str = "haar"
     score: float | None = None
     faces_found: int = 1
+    levelled_by: str = "none"
 
     def to_dict(self):
         return {"box": [int(round(v)) for v in self.box], "eyes": None if self.eyes is None else
                 [[float(c) for c in eye] for eye in self.eyes], "angle_degrees": float(self.angle),
                 "crop_size": int(self.size), "detector": self.detector,
-                "score": None if self.score is None else round(float(self.score), 4), "faces_found": self.faces_found}
+                "score": None if self.score is None else round(float(self.score), 4), "faces_found": self.faces_found,
+                "levelled_by": self.levelled_by}
 
 
 def deployment_crop_matrix(box, size, angle_degrees=0.0):
@@ -248,15 +255,26 @@ def detector_for(trained_on):
     return "blazeface"
 
 
+def blazeface_angle(image, detection):
+    """(eye-line angle, "face_mesh" | "detector") of a BlazeFace detection: from the face mesh's eye centres, or the
+    detector's eye keypoints when the landmark model sees no face in the box."""
+    from expr3d.imaging import blazeface, facemesh
+
+    landmarks = facemesh.shared_face_mesh()(image, detection)
+    if landmarks is None:
+        return blazeface.eye_angle(detection), "detector"
+    return landmarks.angle, "face_mesh"
+
+
 def find_face(image, crop_size=None, use_eyes=True, detector="blazeface"):
     """The best face of an RGB uint8 photo as a FaceCrop, or None when no face is found.
 
     Args:
         image: RGB uint8 [H, W, 3].
         crop_size: crop side in pixels; default: the face's own resolution (the crop's side in the photo, max 1024).
-        use_eyes: (Haar) rotate the crop to level the eye line when both eyes are detected.
-        detector: "blazeface" (faces ranked by confidence; the eye keypoints level the crop) or "haar" (the largest
-            box).
+        use_eyes: level the crop by the eye line (BlazeFace: the face mesh's eye centres; Haar: when both eyes are
+            detected).
+        detector: "blazeface" (faces ranked by confidence) or "haar" (the largest box).
     """
     if detector == "blazeface":
         from expr3d.imaging import blazeface
@@ -266,8 +284,10 @@ def find_face(image, crop_size=None, use_eyes=True, detector="blazeface"):
         found = blazeface.detect(image)
         if not found:
             return None
-        crop = blazeface.face_crop(found[0], crop_size)
+        angle, levelled_by = blazeface_angle(image, found[0]) if use_eyes else (0.0, "none")
+        crop = blazeface.face_crop(found[0], crop_size, angle=angle)
         crop.detector, crop.score, crop.faces_found = "blazeface", float(found[0].score), len(found)
+        crop.levelled_by = levelled_by
         return crop
     if detector != "haar":
         raise ValueError(f"unknown face detector {detector!r}; choose from {DETECTORS}")
@@ -280,7 +300,7 @@ def find_face(image, crop_size=None, use_eyes=True, detector="blazeface"):
         crop_size = int(min(1024, max(32, round(CROP_SCALE * max(box[2], box[3])))))
     return FaceCrop(box=box, eyes=face.eyes, angle=face.angle_deg, size=crop_size,
                     matrix=deployment_crop_matrix(box, crop_size, face.angle_deg), detector="haar",
-                    faces_found=len(boxes))
+                    faces_found=len(boxes), levelled_by="eyes" if face.eyes else "none")
 
 
 def extract(image, face):

@@ -266,9 +266,10 @@ def _flag(record, code, detail):
 
 
 def _detect(config, loaded, record):
-    """The face found by the configured detector in the working image: (box, angle, detection or None), working
-    pixels; _Skipped("no_face") when there is none. Several faces: the most confident (BlazeFace) or the largest
-    (Haar) is used, flagged `several_faces` with the count."""
+    """The face found by the configured detector in the working image: (box, angle, detection or None, face mesh
+    landmarks or None), working pixels; _Skipped("no_face") when there is none. BlazeFace's face is levelled by the
+    face mesh's eye centres, as the photo tools level theirs (expr3d.imaging.faces.find_face). Several faces: the
+    most confident (BlazeFace) or the largest (Haar) is used, flagged `several_faces` with the count."""
     min_face = max(1, round(config.min_face_size * min(loaded.scale)))
     if config.detector == "blazeface":
         from expr3d.imaging import blazeface
@@ -279,14 +280,22 @@ def _detect(config, loaded, record):
         if len(found) > 1:
             _flag(record, "several_faces", f"{len(found)} faces found; the most confident (score "
                                            f"{found[0].score:.2f}; next {found[1].score:.2f}) used")
-        return found[0].box, blazeface.eye_angle(found[0]), found[0]
+        from expr3d.imaging import facemesh
+
+        landmarks = facemesh.shared_face_mesh(_face_mesh_model(config))(loaded.rgb, found[0])
+        angle = landmarks.angle if landmarks is not None else blazeface.eye_angle(found[0])
+        return found[0].box, angle, found[0], landmarks
     boxes = faces.detect_faces(loaded.rgb, min_face=min_face)
     found = faces.detect_face(loaded.rgb, min_face=min_face, boxes=boxes)
     if found is None:
         raise _Skipped("no_face", "no face found by the Haar cascade")
     if len(boxes) > 1:
         _flag(record, "several_faces", f"{len(boxes)} faces found by Haar; the largest used")
-    return found.box, found.angle_deg, None
+    return found.box, found.angle_deg, None, None
+
+
+def _face_mesh_model(config):
+    return (config.source or {}).get("face_mesh_model") or None
 
 
 def _locate(config, item, loaded, record):
@@ -298,7 +307,7 @@ def _locate(config, item, loaded, record):
         eyes = faces.landmark_eyes(item.landmarks) if config.align_eyes else None
         sx, sy = loaded.scale
         box = (item.box[0] * sx, item.box[1] * sy, item.box[2] * sx, item.box[3] * sy)
-        return box, faces.eye_angle(*eyes) if eyes else 0.0, None
+        return box, faces.eye_angle(*eyes) if eyes else 0.0, None, None
     return _detect(config, loaded, record)
 
 
@@ -313,7 +322,7 @@ def _face_box(config, loaded, data, source, located):
         if box is None:
             raise _Skipped("no_face", f"--crop=depth but the {config.depth_source} source gives no face region")
         return _Face(box, from_depth=True)
-    box, angle, detection = located
+    box, angle, detection, _ = located
     landmarks = data.get("landmarks") if isinstance(data, dict) else None
     if landmarks is not None:
         angle = landmarks.angle  # the mesh's eye centres level the face better than a detector's eye keypoints
@@ -354,8 +363,9 @@ def _load_geometry(config, item, loaded, source, located, record):
 
     if located is None:
         located = _detect(config, loaded, record)
-    box, angle, _ = located
-    data = source.load(item, loaded.source_shape, loaded=loaded, roi=facemesh.roi_from_box(box, angle))
+    box, angle, _, landmarks = located
+    data = source.load(item, loaded.source_shape, loaded=loaded, roi=facemesh.roi_from_box(box, angle),
+                       landmarks=landmarks)
     if abs(data["yaw"]) > facemesh.TURNED_YAW_DEGREES:
         _flag(record, "turned_face", f"yaw about {data['yaw']:.0f} degrees from the landmarks (468 points fit "
                                      f"profiles poorly)")

@@ -316,10 +316,11 @@ class FacemeshSource:
                 "model_sha256": blazeface.file_sha256(self.model.path), "landmarks": facemesh.NUM_LANDMARKS,
                 "triangles": int(len(facemesh.triangles()))}
 
-    def load(self, item, image_shape, loaded=None, roi=None):
+    def load(self, item, image_shape, loaded=None, roi=None, landmarks=None):
+        """`landmarks`: the face's mesh in working pixels when the detection step already ran the model."""
         from expr3d.imaging import facemesh
 
-        found = self.model.landmarks_in(loaded.rgb, roi)
+        found = landmarks if landmarks is not None else self.model.landmarks_in(loaded.rgb, roi)
         if found.presence < facemesh.MIN_PRESENCE:
             raise SourceError("no_landmarks", f"{item.rel_path}: the face-landmark model sees no face in the face box "
                                               f"(presence {found.presence:.2f} < {facemesh.MIN_PRESENCE})")

@@ -108,17 +108,18 @@ def test_a_folder_of_photos_becomes_rgb_depth_normals_with_no_other_tool(prepare
 
 @pytest.mark.slow
 def test_the_training_crop_is_the_crop_the_photo_tools_cut(prepared):
-    # One convention for training data and inference: prepare's BlazeFace crop of a photo equals the crop `lite`
-    # and `synthesize` cut from it (expr3d.imaging.faces.find_face), up to the roll, which prepare takes from the
-    # mesh's eye centres and the tools from BlazeFace's eye keypoints.
+    # One convention for training data and inference: prepare's BlazeFace crop of a photo, levelled by the face
+    # mesh's eye centres, is the crop `lite` and `synthesize` cut from it (expr3d.imaging.faces.find_face).
     examples = _examples(prepared["out"])
-    photo = cv2.cvtColor(_read("obama.jpg"), cv2.COLOR_BGR2RGB)
-    from expr3d.imaging import faces
+    from expr3d.imaging import faces, photos
+
+    photo = photos.read_image(os.path.join(prepared["images"], "happy", "obama.jpg"))  # the file prepare read
 
     tool_crop = faces.find_face(photo, crop_size=SIZE, detector="blazeface")
+    assert tool_crop.levelled_by == "face_mesh"
     ours = examples["happy/obama"].image.astype(np.float32)
     theirs = crops.warp_image(photo, tool_crop.matrix, SIZE).astype(np.float32)
-    assert np.abs(ours - theirs).mean() < 6.0  # a degree of roll apart at most, on a 64 px crop
+    assert np.abs(ours - theirs).mean() < 0.5
     assert np.abs(ours - crops.warp_image(photo[:, ::-1], tool_crop.matrix, SIZE)).mean() > 15.0  # not trivially
 
 
