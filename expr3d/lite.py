@@ -66,9 +66,10 @@ def define_flags():
     flags.DEFINE_bool("overwrite", False, "Replace an existing --output / --crop_output (never the input photo or "
                       "the model).")
     flags.DEFINE_enum("detector", "auto", ["auto", "blazeface", "haar"],
-                      "Face detector: blazeface (most confident face; the crop convention of procedural training "
-                      "faces and of the browser app), haar (largest box; how expr3d.data.prepare crops photos), or "
-                      "auto: haar for a model trained on prepared photos, else blazeface.")
+                      "Face detector: blazeface (most confident face, levelled by the face mesh's eyes; the crop "
+                      "convention of procedural training faces and of photos prepared with it), haar (largest box; "
+                      "how expr3d.data.prepare cropped photos before BlazeFace), or auto: the one the model's "
+                      "training faces were cropped with (its export says).")
     cli.required("model", "image", "output")
     cli.at_least("num_threads", 1, "default: LiteRT's")
     cli.parses("expression", expression_id)
@@ -103,11 +104,15 @@ def main(argv):
     if translated is None:
         return _fail(f"no face found in {FLAGS.image} ({DETECTOR_NAMES[detector]}); use a frontal photo "
                      f"where the face is at least a tenth of the image side")
+    warnings = faces.face_warnings(face, image.shape, generator.image_size)
+    for warning in warnings:
+        print(f"{PROGRAM}: {FLAGS.image}: {warning}", file=sys.stderr, flush=True)
     photos.write_image(FLAGS.output, translated[0])
     if FLAGS.crop_output:
         photos.write_image(FLAGS.crop_output, crops[0])
     print(json.dumps({"image": FLAGS.image, "output": FLAGS.output, "expression": FLAGS.expression,
-                      "model_input_size": generator.image_size, "face": face.to_dict(), "trained_on": trained,
+                      "model_input_size": generator.image_size, "face": face.to_dict(), "warnings": warnings,
+                      "trained_on": trained,
                       "seconds": round(time.time() - started, 3)}))
     return 0
 

@@ -221,7 +221,11 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
             photos.write_image(folder.file(f"{stem}/face_{name}.png"), crop)
             written[name] = os.path.join(stem, f"{name}.png")
         rows.append([faces.extract(image, face)] + list(crops))
-        summary["processed"].append({"image": printable(path), "outputs": written, "face": face.to_dict()})
+        warnings = faces.face_warnings(face, image.shape, (trained or {}).get("image_size"))
+        for warning in warnings:
+            log(f"{printable(path)}: {warning}")
+        summary["processed"].append({"image": printable(path), "outputs": written, "face": face.to_dict(),
+                                     "warnings": warnings})
         progress.update(1)
     progress.close()
     if rows:
@@ -248,9 +252,10 @@ def define_flags():
     flags.DEFINE_string("exemplar", None, "A photo whose face's expression every photo gets (needs the export of a "
                         "--model=transfer run; --expressions is then not used).")
     flags.DEFINE_enum("detector", "auto", ["auto", "blazeface", "haar"],
-                      "Face detector: blazeface (most confident face; the crop convention of procedural training "
-                      "faces and of the browser app), haar (largest box; how expr3d.data.prepare crops photos), or "
-                      "auto: haar for a model trained on prepared photos, else blazeface.")
+                      "Face detector: blazeface (most confident face, levelled by the face mesh's eyes; the crop "
+                      "convention of procedural training faces and of photos prepared with it), haar (largest box; "
+                      "how expr3d.data.prepare cropped photos before BlazeFace), or auto: the one the model's "
+                      "training faces were cropped with (its export says).")
     cli.required("saved_model", "images", "output")
     cli.at_least("batch_size", 1)
     cli.parses("expressions", parse_expressions)

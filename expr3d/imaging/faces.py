@@ -217,6 +217,7 @@ class FaceCrop:
         faces_found: how many faces the detector found (the crop is of the most confident, or the largest for Haar).
         levelled_by: what the angle comes from: "face_mesh", "detector" (BlazeFace's eye keypoints), "eyes" (Haar's
             eye cascade) or "none".
+        yaw: the head's turn in degrees from the face mesh (BlazeFace), or None.
     """
 
     box: tuple
@@ -228,13 +229,14 @@ class FaceCrop:
     score: float | None = None
     faces_found: int = 1
     levelled_by: str = "none"
+    yaw: float | None = None
 
     def to_dict(self):
         return {"box": [int(round(v)) for v in self.box], "eyes": None if self.eyes is None else
                 [[float(c) for c in eye] for eye in self.eyes], "angle_degrees": float(self.angle),
                 "crop_size": int(self.size), "detector": self.detector,
                 "score": None if self.score is None else round(float(self.score), 4), "faces_found": self.faces_found,
-                "levelled_by": self.levelled_by}
+                "levelled_by": self.levelled_by, "yaw_degrees": None if self.yaw is None else round(self.yaw, 1)}
 
 
 def deployment_crop_matrix(box, size, angle_degrees=0.0):
@@ -256,14 +258,43 @@ def detector_for(trained_on):
 
 
 def blazeface_angle(image, detection):
-    """(eye-line angle, "face_mesh" | "detector") of a BlazeFace detection: from the face mesh's eye centres, or the
-    detector's eye keypoints when the landmark model sees no face in the box."""
+    """(eye-line angle, "face_mesh" | "detector", yaw or None) of a BlazeFace detection: the angle from the face
+    mesh's eye centres, or the detector's eye keypoints when the landmark model sees no face in the box; the yaw
+    (degrees, the head's turn) from the mesh."""
     from expr3d.imaging import blazeface, facemesh
 
     landmarks = facemesh.shared_face_mesh()(image, detection)
     if landmarks is None:
-        return blazeface.eye_angle(detection), "detector"
-    return landmarks.angle, "face_mesh"
+        return blazeface.eye_angle(detection), "detector", None
+    return landmarks.angle, "face_mesh", landmarks.yaw()
+
+
+TURNED_YAW_DEGREES = 45.0  # the face mesh's and the procedural training faces' range is within about this
+BORDER_SHARE = 0.10  # more of the crop than this outside the photo: said
+
+
+def face_warnings(face, image_shape, model_size=None):
+    """What a user should know about the face a tool edited, one short sentence each: several faces, a turned face,
+    a face cut by the photo's border, a face smaller than the model's input (upscaled)."""
+    notes = []
+    if face.faces_found > 1:
+        notes.append(f"{face.faces_found} faces found; the most confident one was edited"
+                     if face.detector == "blazeface" else f"{face.faces_found} faces found; the largest was edited")
+    if face.yaw is not None and abs(face.yaw) > TURNED_YAW_DEGREES:
+        notes.append(f"the face is turned about {abs(face.yaw):.0f} degrees from frontal: expect a poor edit")
+    inverse = np.linalg.inv(np.vstack([face.matrix, [0.0, 0.0, 1.0]]))[:2]
+    grid = (np.arange(16) + 0.5) * face.size / 16 - 0.5
+    back = crops.transform_points(inverse, np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2))
+    height, width = image_shape[:2]
+    outside = 1.0 - float(((back[:, 0] >= -0.5) & (back[:, 0] < width - 0.5) & (back[:, 1] >= -0.5)
+                           & (back[:, 1] < height - 0.5)).mean())
+    if outside > BORDER_SHARE:
+        notes.append(f"the face is cut by the photo's border ({outside:.0%} of the crop lies outside)")
+    side = face.size / crops.crop_scale(face.matrix)  # the crop's side in photo pixels
+    if model_size and side < model_size / 2:
+        notes.append(f"the face is small ({side:.0f} px across in the photo, the model works at {model_size} px): "
+                     f"the edit is upscaled")
+    return notes
 
 
 def find_face(image, crop_size=None, use_eyes=True, detector="blazeface"):
@@ -284,10 +315,12 @@ def find_face(image, crop_size=None, use_eyes=True, detector="blazeface"):
         found = blazeface.detect(image)
         if not found:
             return None
-        angle, levelled_by = blazeface_angle(image, found[0]) if use_eyes else (0.0, "none")
+        angle, levelled_by, yaw = blazeface_angle(image, found[0])
+        if not use_eyes:
+            angle, levelled_by = 0.0, "none"
         crop = blazeface.face_crop(found[0], crop_size, angle=angle)
         crop.detector, crop.score, crop.faces_found = "blazeface", float(found[0].score), len(found)
-        crop.levelled_by = levelled_by
+        crop.levelled_by, crop.yaw = levelled_by, yaw
         return crop
     if detector != "haar":
         raise ValueError(f"unknown face detector {detector!r}; choose from {DETECTORS}")

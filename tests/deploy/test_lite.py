@@ -33,6 +33,10 @@ def cli_commands(exported, work):
         "lite_crop_over_model": ["-m", "expr3d.lite", f"--model={model}", f"--image={face_path}",
                                  f"--output={work / 'fine.png'}", f"--crop_output={model}", "--overwrite"],
     }
+    # A real photo whose face the border cuts (tests/data/photos): edited, and said.
+    partial = os.path.join(os.path.dirname(__file__), os.pardir, "data", "photos", "obama_partial_face.jpg")
+    commands["lite_partial"] = ["-m", "expr3d.lite", f"--model={model}", f"--image={partial}", "--expression=sad",
+                                f"--output={work / 'partial.png'}"]
     # The same model inside an export whose info says it was trained on procedural faces (what the synthetic flagfiles
     # make), run with the Haar detector asked for.
     procedural = work / "procedural"
@@ -59,6 +63,11 @@ def test_lite_on_a_face_and_on_a_photo_without_one(clis):
     assert report["face"]["detector"] == "blazeface" and report["face"]["score"] > 0.5
     assert report["face"]["faces_found"] == 1 and "procedural" not in ok.stderr
     assert report["face"]["eyes"] is not None, "the rendered face's eyes are found and levelled"
+    assert report["face"]["levelled_by"] == "face_mesh" and report["warnings"] == []
+    partial = results["lite_partial"]
+    assert partial.returncode == 0, partial.stderr[-2000:]
+    [warning] = json.loads(partial.stdout.strip().splitlines()[-1])["warnings"]
+    assert "cut by the photo's border" in warning and warning in partial.stderr and "obama_partial_face" in partial.stderr
     result = read_image(context["out"])
     original = read_image(context["face_path"])  # compare with what the tool read (JPEG)
     assert result.shape == original.shape

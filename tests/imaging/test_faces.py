@@ -1,5 +1,7 @@
 """expr3d.imaging.faces: face detection and eye-line alignment (through the deployment crop) on rendered and drawn
 faces, and on noise."""
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -76,3 +78,20 @@ def test_crop_matrix_maps_the_box_centre_to_the_crop_centre():
 def test_haar_finds_no_face_in_noise():
     rng = np.random.default_rng(0)
     assert faces.detect_face(rng.integers(0, 255, (120, 120, 3), dtype=np.uint8)) is None
+
+
+def test_the_tools_say_what_is_unusual_about_the_face_they_edit():
+    photos_dir = os.path.join(os.path.dirname(__file__), os.pardir, "data", "photos")
+    obama = cv2.cvtColor(cv2.imread(os.path.join(photos_dir, "obama.jpg")), cv2.COLOR_BGR2RGB)
+    face = faces.find_face(obama)
+    assert face.levelled_by == "face_mesh" and abs(face.yaw) < 20
+    assert faces.face_warnings(face, obama.shape, 64) == []
+    partial = cv2.cvtColor(cv2.imread(os.path.join(photos_dir, "obama_partial_face.jpg")), cv2.COLOR_BGR2RGB)
+    [warning] = faces.face_warnings(faces.find_face(partial), partial.shape, 64)
+    assert "border" in warning
+    pair = np.concatenate([obama, obama[:, ::-1]], axis=1)
+    assert "2 faces found" in faces.face_warnings(faces.find_face(pair), pair.shape)[0]
+    small = cv2.resize(obama, (112, 140), interpolation=cv2.INTER_AREA)
+    assert any("small" in w for w in faces.face_warnings(faces.find_face(small), small.shape, 128))
+    face.yaw = 60.0
+    assert any("turned about 60 degrees" in w for w in faces.face_warnings(face, obama.shape, 64))
