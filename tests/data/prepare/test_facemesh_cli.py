@@ -3,8 +3,6 @@ by the CLI as a subprocess, then trained on: no tool but expr3d. The photos are 
 (tests/data/photos/README.md), some changed into the bad inputs a user's folder holds."""
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -123,15 +121,15 @@ def test_the_training_crop_is_the_crop_the_photo_tools_cut(prepared):
     assert np.abs(ours - crops.warp_image(photo[:, ::-1], tool_crop.matrix, SIZE)).mean() > 15.0  # not trivially
 
 
-@pytest.mark.slow  # trains two tiny stages, ~40 s
+@pytest.mark.slow  # trains two tiny stages
 @pytest.mark.timeout(600)
 def test_train_runs_on_the_prepared_photos(prepared):
     from tests.training.test_train import TINY_FLAGS
 
     model_dir = str(prepared["root"] / "run")
-    result = subprocess.run([sys.executable, "-m", "expr3d.train", f"--data_dir={prepared['out']}",
-                             f"--model_dir={model_dir}", *TINY_FLAGS, "--num_steps_depth=2", "--num_steps_gan=2",
-                             "--checkpoint_every=0", "--sample_every=0", "--num_samples=2", "--progress=false"],
+    result = forked_cli.run(["-m", "expr3d.train", f"--data_dir={prepared['out']}", f"--model_dir={model_dir}",
+                             *TINY_FLAGS, "--num_steps_depth=2", "--num_steps_gan=2", "--checkpoint_every=0",
+                             "--sample_every=0", "--num_samples=2", "--progress=false"],
                             capture_output=True, text=True, env=ENV, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     config = json.load(open(os.path.join(model_dir, "config.json")))
@@ -141,6 +139,7 @@ def test_train_runs_on_the_prepared_photos(prepared):
     assert trained["kind"] == "photos" and trained["detector"] == "blazeface" and trained["image_size"] == SIZE
 
 
+@pytest.mark.slow  # CLI runs
 def test_a_missing_or_broken_landmark_model_stops_prepare_naming_the_file(tmp_path):
     images = tmp_path / "photos" / "happy"
     images.mkdir(parents=True)
