@@ -47,6 +47,18 @@ def transform_points(matrix, points):
     return points @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
 
 
+def outside_share(matrix, size, shape, samples=16):
+    """Share of a `size` square crop (2x3 `matrix`, source -> crop) that falls outside a source image of `shape`
+    (a face cut by the photo's border), from a `samples` x `samples` grid of crop points."""
+    grid = (np.arange(samples) + 0.5) * size / samples - 0.5
+    points = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2)
+    inverse = np.linalg.inv(np.vstack([np.asarray(matrix, np.float64), [0.0, 0.0, 1.0]]))[:2]
+    back = transform_points(inverse, points)
+    height, width = shape[:2]
+    inside = (back[:, 0] >= -0.5) & (back[:, 0] < width - 0.5) & (back[:, 1] >= -0.5) & (back[:, 1] < height - 0.5)
+    return 1.0 - float(inside.mean())
+
+
 def box_corners(box):
     """Corner points (index convention) of a continuous-coordinate box (x, y, w, h)."""
     x, y, w, h = box

@@ -269,8 +269,7 @@ def blazeface_angle(image, detection):
     return landmarks.angle, "face_mesh", landmarks.yaw()
 
 
-TURNED_YAW_DEGREES = 45.0  # the face mesh's and the procedural training faces' range is within about this
-BORDER_SHARE = 0.10  # more of the crop than this outside the photo: said
+BORDER_SHARE = 0.10  # more of the crop than this outside the photo: said (by the tools and prepare's report)
 
 
 def face_warnings(face, image_shape, model_size=None):
@@ -280,14 +279,11 @@ def face_warnings(face, image_shape, model_size=None):
     if face.faces_found > 1:
         notes.append(f"{face.faces_found} faces found; the most confident one was edited"
                      if face.detector == "blazeface" else f"{face.faces_found} faces found; the largest was edited")
-    if face.yaw is not None and abs(face.yaw) > TURNED_YAW_DEGREES:
+    from expr3d.imaging import facemesh
+
+    if face.yaw is not None and abs(face.yaw) > facemesh.TURNED_YAW_DEGREES:
         notes.append(f"the face is turned about {abs(face.yaw):.0f} degrees from frontal: expect a poor edit")
-    inverse = np.linalg.inv(np.vstack([face.matrix, [0.0, 0.0, 1.0]]))[:2]
-    grid = (np.arange(16) + 0.5) * face.size / 16 - 0.5
-    back = crops.transform_points(inverse, np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2))
-    height, width = image_shape[:2]
-    outside = 1.0 - float(((back[:, 0] >= -0.5) & (back[:, 0] < width - 0.5) & (back[:, 1] >= -0.5)
-                           & (back[:, 1] < height - 0.5)).mean())
+    outside = crops.outside_share(face.matrix, face.size, image_shape)
     if outside > BORDER_SHARE:
         notes.append(f"the face is cut by the photo's border ({outside:.0%} of the crop lies outside)")
     side = face.size / crops.crop_scale(face.matrix)  # the crop's side in photo pixels

@@ -340,18 +340,6 @@ def _face_box(config, loaded, data, source, located):
     return _Face(source_box, angle, crop=(((cx + 0.5) / sx - 0.5, (cy + 0.5) / sy - 0.5), side / math.sqrt(sx * sy)))
 
 
-BORDER_FLAG_SHARE = 0.10  # flag `face_at_border` when more of the crop than this lies outside the photo
-
-
-def _outside_share(matrix, size, shape, samples=16):
-    """Share of the crop square that falls outside the source image (a face cut by the photo's border)."""
-    grid = (np.arange(samples) + 0.5) * size / samples - 0.5
-    points = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2)
-    inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
-    back = crops.transform_points(inverse, points)
-    height, width = shape
-    inside = (back[:, 0] >= -0.5) & (back[:, 0] < width - 0.5) & (back[:, 1] >= -0.5) & (back[:, 1] < height - 0.5)
-    return 1.0 - float(inside.mean())
 
 
 def _load_geometry(config, item, loaded, source, located, record):
@@ -401,8 +389,8 @@ def prepare_item(item, config, source, thresholds):
         matrix = crops.crop_matrix(box, size, margin=0.0 if config.crop == "full" else config.margin,
                                    angle_deg=face.angle)
     if config.crop != "full":
-        outside = _outside_share(matrix, size, loaded.source_shape)
-        if outside > BORDER_FLAG_SHARE:
+        outside = crops.outside_share(matrix, size, loaded.source_shape)
+        if outside > faces.BORDER_SHARE:
             _flag(record, "face_at_border", f"{outside:.0%} of the crop lies outside the photo (black there)")
     crop = crops.warp_image(loaded.rgb, loaded.to_working(matrix), size)
     try:
