@@ -215,9 +215,9 @@ def au_confusion_loss(logits, mask=None):
     return _masked_mean(distance, valid)
 
 
-def action_unit_regression_loss(predicted, intensities, mask=None):
-    """Mean absolute error of predicted AU intensities `[B, A]` over the valid AUs (`mask` 1 = known; NaN
-    intensities count as missing; 0 when none is known).
+def action_unit_regression_loss(predicted, intensities, mask=None, squared=False):
+    """Mean absolute error (`squared`: mean squared error) of predicted AU intensities `[B, A]` over the valid AUs
+    (`mask` 1 = known; NaN intensities count as missing; 0 when none is known).
 
     `mask` is what the data gives: the pipeline's `action_units_mask` `[B, A]` (schema v1's
     `label/action_units_valid`: 0 for an AU the source lacks, e.g. AU16 from OpenFace, and for faces without AU
@@ -226,4 +226,4 @@ def action_unit_regression_loss(predicted, intensities, mask=None):
     prediction) reaches the value or the gradient."""
     intensities, valid = _valid_action_units(intensities, mask)
     difference = ops.where(valid > 0.5, _f32(predicted) - intensities, 0.0)
-    return _masked_mean(ops.abs(difference), valid)
+    return _masked_mean(ops.square(difference) if squared else ops.abs(difference), valid)

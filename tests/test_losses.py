@@ -266,6 +266,8 @@ def test_action_unit_regression_loss_with_the_schema_mask():
     assert _value(losses.action_unit_regression_loss(predicted, true, mask > 0)) == pytest.approx(1.2 / 4)
     per_face = np.array([[0.0], [1.0]], "float32")  # has_action_units[:, None], broadcast over the AUs
     assert _value(losses.action_unit_regression_loss(predicted, true, per_face)) == pytest.approx((1.0 + 0.3) / 3)
+    # squared: the same selection, squared errors 0.04, 0, 1.0, 0 (the AU judge's loss: a conditional mean).
+    assert _value(losses.action_unit_regression_loss(predicted, true, mask, squared=True)) == pytest.approx(1.04 / 4)
 
 
 def test_action_unit_regression_loss_gradient_is_zero_where_missing_even_for_garbage_predictions():

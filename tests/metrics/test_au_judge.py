@@ -37,7 +37,7 @@ def test_the_automatic_au_judge_learns_saves_reloads_and_is_cached(tmp_path):
     assert metadata["action_units"] == list(ACTION_UNITS) and metadata["image_size"] == 32
     # It learns (the held-out figures of a judge this small mean little; the real one's are in docs/transfer.md).
     history = metadata["train_history"]
-    assert history[-1]["l1"] < history[0]["l1"], history
+    assert history[-1]["mse"] < history[0]["mse"], history
     assert np.isfinite(metadata["test_mae"]) and np.isfinite(metadata["baseline_mae"])
     judge = au_judge.load_au_regressor(path, image_size=32)
     images = np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 3)).astype("float32")
