@@ -18,6 +18,7 @@ DEPTH_GENERATOR_PENALTY_TERMS = ("gd_conf",)
 PENALTY_SIDES = ("critic", "generator")
 # What G_rgb is conditioned on (`condition`): one-hot expression classes, or AU intensities (continuous control).
 CONDITIONS = ("expression", "action_units")
+AU_LOSSES = ("l1", "squared")  # the error of the AU regression terms (--au_loss)
 
 
 def action_unit_condition(intensities, mask):
@@ -134,6 +135,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         mask_penalty="edits",
         lambda_pair=0.0,
         condition="expression",
+        au_loss="l1",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -145,6 +147,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         if confidence_penalty_on not in PENALTY_SIDES:
             raise ValueError(f"DepthGuidedStarGAN: confidence_penalty_on must be one of {PENALTY_SIDES}; "
                              f"got {confidence_penalty_on!r}")
+        if au_loss not in AU_LOSSES:
+            raise ValueError(f"DepthGuidedStarGAN: au_loss must be one of {AU_LOSSES}; got {au_loss!r}")
         if mask_penalty not in losses.MASK_PENALTIES:
             raise ValueError(f"DepthGuidedStarGAN: mask_penalty must be one of {losses.MASK_PENALTIES}; "
                              f"got {mask_penalty!r}")
@@ -175,6 +179,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         self.mask_penalty = mask_penalty
         self.lambda_pair = float(lambda_pair)
         self.condition = condition
+        self.au_loss = au_loss
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         # A `training.ema.WeightAverage` of G_rgb (None: not kept), updated by the loop after each generator
         # update; the sample grids show `sample_generator`: G_rgb, or that average.
@@ -237,8 +242,9 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         if self.condition == "action_units":
             original = batch["action_units"], batch["action_units_mask"]
             target = batch["target_action_units"], batch["target_action_units_mask"]
+            squared = self.au_loss == "squared"
             return (action_unit_condition(*original), action_unit_condition(*target),
-                    objectives.ActionUnitTarget(*original), objectives.ActionUnitTarget(*target))
+                    objectives.ActionUnitTarget(*original, squared), objectives.ActionUnitTarget(*target, squared))
         return (common.class_one_hot(batch["expression"], self.num_classes),
                 common.class_one_hot(batch["target"], self.num_classes), batch["expression"], batch["target"])
 
@@ -385,4 +391,5 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             "critic_warmup_steps": self.critic_warmup_steps,
             "mask_penalty": self.mask_penalty,
             "lambda_pair": self.lambda_pair,
+            "au_loss": self.au_loss,
         }

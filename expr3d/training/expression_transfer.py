@@ -64,9 +64,10 @@ def action_unit_mask(batch):
     return tf.cast(known, tf.float32)
 
 
-def _critic_au_loss(logits, intensities, mask):
-    """A critic's AU head: its logits through a sigmoid, the masked absolute error."""
-    return losses.action_unit_regression_loss(tf.sigmoid(tf.cast(logits, tf.float32)), intensities, mask)
+def _critic_au_loss(logits, intensities, mask, squared=False):
+    """A critic's AU head: its logits through a sigmoid, the masked absolute (`squared`: squared) error."""
+    return losses.action_unit_regression_loss(tf.sigmoid(tf.cast(logits, tf.float32)), intensities, mask,
+                                              squared=squared)
 
 
 def _paired_term(image, target, outputs):
@@ -92,18 +93,23 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         lambda_swap: the swap-consistency adversarial term (1).
         lambda_mask: the decoder's edit-mask sparsity (0.1, GANimation's).
         lambda_pair: the paired self-transfer term (0 = off; needs batches with `target_image`).
+        au_loss: "l1" or "squared": the error of every AU regression term (--au_loss).
     """
 
     stage = "transfer"
 
     def __init__(self, encoder, decoder, adversary, d_rgb, d_swap, g_depth=None, d_depth=None, depth_weight=0.1,
                  n_critic=5, lambda_gp=10.0, lambda_rec=10.0, lambda_au=1.0, lambda_confusion=1.0, lambda_swap=1.0,
-                 lambda_mask=0.1, lambda_pair=0.0):
+                 lambda_mask=0.1, lambda_pair=0.0, au_loss="l1"):
         for name, value in (("depth_weight", depth_weight), ("lambda_gp", lambda_gp), ("lambda_rec", lambda_rec),
                             ("lambda_au", lambda_au), ("lambda_confusion", lambda_confusion),
                             ("lambda_swap", lambda_swap), ("lambda_mask", lambda_mask), ("lambda_pair", lambda_pair)):
             if value < 0:
                 raise ValueError(f"ExpressionTransferTrainer: {name} must be >= 0; got {value}")
+        from expr3d.training.depth_guided_stargan import AU_LOSSES
+
+        if au_loss not in AU_LOSSES:
+            raise ValueError(f"ExpressionTransferTrainer: au_loss must be one of {AU_LOSSES}; got {au_loss!r}")
         if int(n_critic) < 1:
             raise ValueError(f"ExpressionTransferTrainer: n_critic must be >= 1; got {n_critic}")
         if depth_weight > 0 and (g_depth is None or d_depth is None):
@@ -116,6 +122,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         self.lambda_confusion, self.lambda_swap = float(lambda_confusion), float(lambda_swap)
         self.lambda_mask = float(lambda_mask)
         self.lambda_pair = float(lambda_pair)
+        self.au_squared = au_loss == "squared"
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         self.generator_average = None
         self._optimizers = {}
@@ -186,7 +193,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
                 f"{prefix}_gp": common.gradient_penalty(critic, real, fake, alpha)}
         total = logs[f"{prefix}_adv"] + self.lambda_gp * logs[f"{prefix}_gp"]
         if au_logits_target is not None:
-            logs[f"{prefix}_au"] = _critic_au_loss(real_logits, au_logits_target, au_mask)
+            logs[f"{prefix}_au"] = _critic_au_loss(real_logits, au_logits_target, au_mask, self.au_squared)
             total = total + self.lambda_au * logs[f"{prefix}_au"]
         logs[f"{prefix}_total"] = total
         return logs
@@ -245,13 +252,13 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
                 "t_rec": (losses.l1_loss(image, outputs["reconstruction"])
                           + losses.l1_loss(image, outputs["reconstruction_colour"])),
                 "t_cycle": losses.l1_loss(image, back),
-                "t_au": losses.action_unit_regression_loss(outputs["aus"], aus, mask),
+                "t_au": losses.action_unit_regression_loss(outputs["aus"], aus, mask, squared=self.au_squared),
                 "t_confusion": losses.au_confusion_loss(self.adversary(outputs["free"], training=True), mask),
                 "t_mask": sum(losses.attention_sparsity_loss(m) for m in outputs["masks"]),
             }
             fake_src, fake_logits = self.d_rgb(swapped, training=True)
             logs["t_adv"] = losses.generator_adversarial_loss(fake_src)
-            logs["t_au_fake"] = _critic_au_loss(fake_logits, exemplar_aus, exemplar_mask)
+            logs["t_au_fake"] = _critic_au_loss(fake_logits, exemplar_aus, exemplar_mask, self.au_squared)
             swap_src, _ = self.d_swap(swapped, training=True)
             logs["t_swap"] = losses.generator_adversarial_loss(swap_src)
             logs["t_total"] = (logs["t_adv"] + self.lambda_au * (logs["t_au"] + logs["t_au_fake"])
@@ -266,7 +273,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
                 geometry = self.g_depth.to_geometry(swapped, training=True)
                 depth_src, depth_logits = self.d_depth(geometry, training=True)
                 logs["gd_adv"] = losses.generator_adversarial_loss(depth_src)
-                logs["gd_au"] = _critic_au_loss(depth_logits, exemplar_aus, exemplar_mask)
+                logs["gd_au"] = _critic_au_loss(depth_logits, exemplar_aus, exemplar_mask, self.au_squared)
                 logs["gd_rec"] = losses.l1_loss(swapped, self.g_depth.to_rgb(geometry, training=True))
                 logs["gd_total"] = logs["gd_adv"] + self.lambda_au * logs["gd_au"] + self.lambda_rec * logs["gd_rec"]
                 total = total + self.depth_weight * logs["gd_total"]
@@ -285,4 +292,5 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
     def get_config(self):
         return {"depth_weight": self.depth_weight, "n_critic": self.n_critic, "lambda_gp": self.lambda_gp,
                 "lambda_rec": self.lambda_rec, "lambda_au": self.lambda_au, "lambda_confusion": self.lambda_confusion,
-                "lambda_swap": self.lambda_swap, "lambda_mask": self.lambda_mask, "lambda_pair": self.lambda_pair}
+                "lambda_swap": self.lambda_swap, "lambda_mask": self.lambda_mask, "lambda_pair": self.lambda_pair,
+                "au_loss": "squared" if self.au_squared else "l1"}

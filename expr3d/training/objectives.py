@@ -23,7 +23,7 @@ from expr3d import losses
 from expr3d.training import common
 
 
-ActionUnitTarget = collections.namedtuple("ActionUnitTarget", ["intensities", "mask"])
+ActionUnitTarget = collections.namedtuple("ActionUnitTarget", ["intensities", "mask", "squared"], defaults=(False,))
 ActionUnitTarget.__doc__ = ("What an AU head should read: intensities `[B, A]` in [0, 1] and their validity `[B, A]` "
                             "(1 = known; NaN intensities count as missing too).")
 
@@ -32,7 +32,7 @@ def head_loss(logits, labels):
     """A critic head's loss on `labels`: cross-entropy for classes, the masked AU L1 for an `ActionUnitTarget`."""
     if isinstance(labels, ActionUnitTarget):
         return losses.action_unit_regression_loss(tf.sigmoid(tf.cast(logits, tf.float32)), labels.intensities,
-                                                  labels.mask)
+                                                  labels.mask, squared=labels.squared)
     return losses.classification_loss(logits, labels)
 
 

@@ -88,7 +88,7 @@ def gan_stage(config, networks, loss_scaled, vgg=None):
         confidence_penalty=config.confidence_penalty, confidence_penalty_on=config.confidence_penalty_on,
         lambda_id=config.lambda_id, lambda_mask=config.lambda_mask, lambda_mask_tv=config.lambda_mask_tv,
         critic_warmup_steps=config.critic_warmup_steps, mask_penalty=config.mask_penalty,
-        lambda_pair=config.lambda_pair, condition=config.condition,
+        lambda_pair=config.lambda_pair, condition=config.condition, au_loss=config.au_loss,
     )
     trainer.compile(optimizers={key: _optimizer(config, key, loss_scaled)
                                 for key in ("g_rgb", "d_rgb", "g_depth", "d_depth")})
@@ -114,7 +114,7 @@ def transfer_stage(config, networks, loss_scaled, vgg=None):
         d_depth=networks["d_depth_au"], depth_weight=config.depth_weight, n_critic=config.n_critic,
         lambda_gp=config.lambda_gp, lambda_rec=config.lambda_rec, lambda_au=config.lambda_au,
         lambda_confusion=config.lambda_confusion, lambda_swap=config.lambda_swap, lambda_mask=config.lambda_mask,
-        lambda_pair=config.lambda_pair,
+        lambda_pair=config.lambda_pair, au_loss=config.au_loss,
     )
     trainer.compile({key: _optimizer(config, key, loss_scaled) for key in trainer.optimizer_keys})
     return _stage("transfer", config, trainer, config.num_steps_gan, data_seed=config.seed + 1)

@@ -26,7 +26,9 @@ RECORDED_KEYS = [
     "lambda_rec", "lambda_gp", "lambda_id",
     "lambda_pair",  # (session 9)
     "lambda_mask", "mask_penalty", "lambda_mask_tv",
-    "lambda_au", "lambda_confusion", "lambda_swap",  # (session 10)
+    "lambda_au",  # (session 10)
+    "au_loss",  # (session 16)
+    "lambda_confusion", "lambda_swap",  # (session 10)
     "lambda_pix",
     "perceptual_weight", "vgg19_weights", "target_mode", "n_critic", "critic_warmup_steps",
     "g_ema_decay",  # (session 8)

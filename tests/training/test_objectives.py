@@ -40,3 +40,14 @@ def test_generator_terms_and_classification(setup):
     assert list(terms) == ["gd_adv", "gd_cls", "gd_entropy", "gd_conf"]
     assert float(terms["gd_conf"]) <= 0.0
     np.testing.assert_allclose(float(classification), float(terms["gd_cls"] + terms["gd_conf"]), rtol=1e-6)
+
+
+def test_an_action_unit_head_reads_with_the_error_asked_for():
+    logits = tf.constant([[0.0, 2.0], [-1.0, 0.5]])
+    truth = tf.constant([[0.25, 1.0], [0.0, 0.8]])
+    mask = tf.constant([[1.0, 1.0], [1.0, 0.0]])
+    error = (tf.sigmoid(logits) - truth).numpy()[mask.numpy() > 0]
+    l1 = float(objectives.head_loss(logits, objectives.ActionUnitTarget(truth, mask)))
+    squared = float(objectives.head_loss(logits, objectives.ActionUnitTarget(truth, mask, True)))
+    assert l1 == pytest.approx(np.abs(error).mean(), rel=1e-5)
+    assert squared == pytest.approx((error ** 2).mean(), rel=1e-5)
