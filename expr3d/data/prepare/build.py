@@ -299,8 +299,8 @@ def _face_mesh_model(config):
 
 
 def _locate(config, item, loaded, record):
-    """Before any depth: the face box (and BlazeFace's detection) in working pixels as (box, angle, detection), or
-    None when the crop comes from the whole image or the depth."""
+    """Before any depth: the face in working pixels as _detect's (box, angle, detection, landmarks), or None when the
+    crop comes from the whole image or the depth."""
     if config.crop in ("full", "depth"):
         return None
     if config.crop == "auto" and item.box is not None:
@@ -335,11 +335,9 @@ def _face_box(config, loaded, data, source, located):
 
     # BlazeFace: the deployment crop convention (what lite, synthesize and the browser app cut), so a model trained
     # on these faces meets photos at inference cropped the same way; --margin does not apply.
-    (cx, cy), side, _ = blazeface.crop_geometry(detection)
+    (cx, cy), side, _ = blazeface.crop_geometry(detection, angle)
     sx, sy = loaded.scale
     return _Face(source_box, angle, crop=(((cx + 0.5) / sx - 0.5, (cy + 0.5) / sy - 0.5), side / math.sqrt(sx * sy)))
-
-
 
 
 def _load_geometry(config, item, loaded, source, located, record):
