@@ -9,6 +9,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["expr3d", "expr3d.*"]),
+    # The face mesh's triangulation (expr3d.imaging.facemesh) is read at run time.
+    package_data={"expr3d.imaging": ["data/*.txt"]},
     install_requires=[
         "tensorflow==2.21.*",
         "keras>=3.10",

@@ -126,16 +126,16 @@ def roi_matrix(centre, side, angle):
                              center=(cx + 0.5, cy + 0.5))
 
 
-def roi_from_detection(detection):
-    """MediaPipe's face-landmark ROI of a BlazeFace detection: (centre, side, angle)."""
-    x, y, w, h = detection.box
-    return (x + w / 2.0 - 0.5, y + h / 2.0 - 0.5), ROI_SIDE_PER_BOX * max(w, h), blazeface.eye_angle(detection)
-
-
 def roi_from_box(box, angle=0.0):
-    """The ROI of a face box from elsewhere (an annotation, Haar): its long side x 1.5 around its centre."""
+    """MediaPipe's face-landmark ROI of a face box (BlazeFace's, an annotation's, Haar's): (centre, side, angle), the
+    box's long side x 1.5 around its centre."""
     x, y, w, h = box
     return (x + w / 2.0 - 0.5, y + h / 2.0 - 0.5), ROI_SIDE_PER_BOX * max(w, h), angle
+
+
+def roi_from_detection(detection):
+    """The ROI of a BlazeFace detection, levelled by its eye keypoints."""
+    return roi_from_box(detection.box, blazeface.eye_angle(detection))
 
 
 def roi_from_landmarks(points, angle):

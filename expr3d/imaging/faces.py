@@ -311,9 +311,7 @@ def find_face(image, crop_size=None, use_eyes=True, detector="blazeface"):
         found = blazeface.detect(image)
         if not found:
             return None
-        angle, levelled_by, yaw = blazeface_angle(image, found[0])
-        if not use_eyes:
-            angle, levelled_by = 0.0, "none"
+        angle, levelled_by, yaw = blazeface_angle(image, found[0]) if use_eyes else (0.0, "none", None)
         crop = blazeface.face_crop(found[0], crop_size, angle=angle)
         crop.detector, crop.score, crop.faces_found = "blazeface", float(found[0].score), len(found)
         crop.levelled_by, crop.yaw = levelled_by, yaw
