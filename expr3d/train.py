@@ -364,7 +364,7 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
                 NUM_EXPRESSIONS, seed=inputs.worker_seed(built.data_seed, shard[0] if shard else 0),
                 target_mode=config.target_mode, balanced=config.balanced, skip_corrupt=config.skip_corrupt,
                 with_action_units=stage == "transfer" or (stage == "gan" and config.condition == "action_units"),
-                shard=shard,
+                shard=shard, critic_augment=stage == "gan" and bool(config.critic_augment),
             )
             run_summaries = summaries.RunSummaries(write_dir, stage)
             show_geometry = stage == "depth" or config.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir)

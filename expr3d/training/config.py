@@ -18,6 +18,7 @@ from absl import flags
 from expr3d import cli
 from expr3d.cli import UsageError
 from expr3d.labels import NUM_EXPRESSIONS
+from expr3d.training import critic_augment
 
 # What a resumed run's data position depends on (a restored tf.data iterator replays the saved pipeline state).
 DATA_STREAM_FIELDS = ("data_dir", "batch_size", "batch_size_depth", "image_size", "seed", "balanced", "target_mode")
@@ -26,7 +27,7 @@ MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d
                 "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers", "generator", "init", "code_dim",
                 "au_bins", "condition")
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
-STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "g_ema_decay", "critic_warmup_steps", "condition")
+STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "g_ema_decay", "critic_warmup_steps", "condition", "critic_augment")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -100,6 +101,7 @@ class TrainConfig:
     # --- optimisation
     n_critic: int = 5
     critic_warmup_steps: int = 0
+    critic_augment: str = ""
     g_ema_decay: float = 0.0
     g_lr: float = 1e-4
     d_lr: float = 1e-4
@@ -216,6 +218,10 @@ class TrainConfig:
                 if getattr(self, name) != getattr(TrainConfig, name):
                     raise UsageError(f"--{name}={getattr(self, name)} is a setting of --model=stargan; "
                                      f"--model=transfer does not use it (leave it at its default)")
+        try:
+            critic_augment.parse_policy(self.critic_augment)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
         if self.jit_compile and self.strategy != "default":
             raise UsageError("--jit_compile is supported with --strategy=default only")
         if self.worker_sharding == "file" and self.strategy != "multi_worker":
@@ -352,6 +358,11 @@ def define_flags(flag_values=None):
            "NOT in the paper (0 = off, the paper's flagfiles): the first N iterations of stage 2 train only "
            "D_rgb's expression classification of real faces, so its classification term guides G_rgb from "
            "G_rgb's first update. They count in --num_steps_gan.")
+    define("string", "critic_augment",
+           "NOT in the paper (empty = off, the paper's flagfiles): augment every image D_rgb sees in stage 2, real "
+           "and generated, in both steps (DiffAugment): a comma list of translation (up to 1/8 of the side), "
+           "cutout (a square of half the side) and colour (brightness, saturation, contrast). Against G_rgb "
+           "fooling D_rgb's classifier with a pixel texture (expr3d/training/critic_augment.py).")
     define("float", "g_ema_decay",
            "NOT in the paper (0 = off, the paper's flagfiles): keep an exponential moving average of G_rgb's "
            "weights with this decay (stargan-v2: 0.999; warm-up decay min(decay, (1+t)/(10+t)) over the first "

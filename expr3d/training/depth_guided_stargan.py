@@ -6,6 +6,7 @@ import tensorflow as tf
 from expr3d import losses
 from expr3d.models.attention_generator import AttentionGenerator
 from expr3d.training import common, objectives
+from expr3d.training import critic_augment as critic_augment_module
 
 RGB_CRITIC_TERMS = ("d_adv", "d_cls", "d_gp", "d_total")
 DEPTH_CRITIC_TERMS = ("dd_adv", "dd_cls", "dd_entropy", "dd_gp", "dd_total")
@@ -103,6 +104,9 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             `critic_warmup_step`), so that from G_rgb's first update its classification term points somewhere.
             In a short run D_rgb otherwise stays near chance for hundreds of iterations while the cycle, identity
             and mask terms already pull G_rgb toward copying its input.
+        critic_augment: NOT in the paper: policies of `expr3d.training.critic_augment` ("translation", "cutout",
+            "colour"; a tuple or comma string, empty = off) applied to every image D_rgb sees, real and generated,
+            in both steps (DiffAugment), with the batch's `critic_augment` uniforms.
 
     Example:
     ```python
@@ -136,6 +140,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         lambda_pair=0.0,
         condition="expression",
         au_loss="l1",
+        critic_augment=(),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -180,6 +185,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         self.lambda_pair = float(lambda_pair)
         self.condition = condition
         self.au_loss = au_loss
+        self.critic_augment = critic_augment_module.parse_policy(
+            ",".join(critic_augment) if isinstance(critic_augment, (tuple, list)) else critic_augment)
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         # A `training.ema.WeightAverage` of G_rgb (None: not kept), updated by the loop after each generator
         # update; the sample grids show `sample_generator`: G_rgb, or that average.
@@ -248,11 +255,22 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         return (common.class_one_hot(batch["expression"], self.num_classes),
                 common.class_one_hot(batch["target"], self.num_classes), batch["expression"], batch["target"])
 
+    def _critic_view(self, batch, images, draw):
+        """What D_rgb sees of `images`: themselves, or with `critic_augment` their augmentation by the batch's
+        draw `draw` (`expr3d.training.critic_augment`: 0 real faces, 1 and 2 the critic's and the generator's
+        translations)."""
+        if not self.critic_augment:
+            return images
+        if "critic_augment" not in batch:
+            raise ValueError("DepthGuidedStarGAN: critic_augment needs batches with `critic_augment` uniforms "
+                             "(inputs.training_dataset(critic_augment=True))")
+        return critic_augment_module.augment(images, batch["critic_augment"][:, draw], self.critic_augment)
+
     def critic_warmup_step(self, batch):
         """D_rgb's classification of the real faces alone (`critic_warmup_steps`): no generator, no penalty."""
         optimizer = self._optimizers["d_rgb"]
         with tf.GradientTape() as tape:
-            _, real_cls = self.d_rgb(batch["image"], training=True)
+            _, real_cls = self.d_rgb(self._critic_view(batch, batch["image"], 0), training=True)
             logs = {"d_cls": objectives.head_loss(real_cls, self._conditions(batch)[2])}
             scaled = common.scaled_for_update(self.lambda_cls * logs["d_cls"], [optimizer])[0]
         variables = self.d_rgb.trainable_variables
@@ -275,7 +293,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             variables.append(self.d_depth.trainable_variables)
         persistent = any(common.is_loss_scaled(o) for o in optimizers) and len(optimizers) > 1
         with tf.GradientTape(persistent=persistent) as tape:
-            logs = objectives.critic_loss(self.d_rgb, image, fake, labels, batch["alpha"], self.lambda_cls,
+            logs = objectives.critic_loss(self.d_rgb, self._critic_view(batch, image, 0),
+                                          self._critic_view(batch, fake, 1), labels, batch["alpha"], self.lambda_cls,
                                           self.lambda_gp, prefix="d")
             total = logs["d_total"]
             if self.uses_depth:
@@ -306,7 +325,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         persistent = any(common.is_loss_scaled(o) for o in optimizers)
         with tf.GradientTape(persistent=persistent) as tape:
             fake, fake_mask, fake_colour = self._translate_with_mask(image, target, with_colour=True)
-            logs, classification = objectives.generator_terms(self.d_rgb, fake, target_labels, prefix="g")
+            logs, classification = objectives.generator_terms(self.d_rgb, self._critic_view(batch, fake, 2),
+                                                              target_labels, prefix="g")
             reconstruction, reconstruction_mask = self._translate_with_mask(fake, original)
             logs["g_rec"] = losses.l1_loss(image, reconstruction)
             logs["g_rgb_total"] = logs["g_adv"] + self.lambda_cls * classification + self.lambda_rec * logs["g_rec"]
@@ -392,4 +412,5 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             "mask_penalty": self.mask_penalty,
             "lambda_pair": self.lambda_pair,
             "au_loss": self.au_loss,
+            "critic_augment": ",".join(self.critic_augment),
         }

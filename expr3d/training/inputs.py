@@ -8,6 +8,7 @@ data iterator's checkpoint restores the randomness too, and 1 or N replicas see 
 import tensorflow as tf
 
 from expr3d.data import dataset_card, pairs, pipeline
+from expr3d.training import critic_augment as critic_augment_module
 
 TARGET_MODES = ("permute", "uniform", "paired")
 TRAINER_KEYS = ("image", "geometry", "expression", "target", "alpha", "alpha_depth")
@@ -15,7 +16,8 @@ PAIRED_KEYS = ("target_image",)  # with target_mode "paired": the true render of
 ACTION_UNIT_KEYS = ("action_units", "action_units_mask")  # with_action_units: the transfer family's AU labels
 
 
-def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="permute", with_action_units=False):
+def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="permute", with_action_units=False,
+                        critic_augment=False):
     """One batch of `pipeline.make_dataset` -> the dict the trainers consume (`TRAINER_KEYS`).
 
     Args:
@@ -30,6 +32,9 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
         with_action_units: also pass on the AU intensities and their validity mask (`ACTION_UNIT_KEYS`) and those of
             the face whose label became the target (`target_action_units`, `target_action_units_mask`: the AU
             targets of continuous AU control; with "paired", the target render's).
+        critic_augment: also pass `critic_augment`, float32 `[B, critic_augment.DRAWS, critic_augment.NUM_UNIFORMS]`
+            uniforms in [0, 1): the random numbers of `--critic_augment` (a stream of their own: every other draw
+            is the same with and without them).
     """
     if target_mode not in TARGET_MODES:
         raise ValueError(f"--target_mode={target_mode!r}: expected one of {', '.join(TARGET_MODES)}")
@@ -51,6 +56,10 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
             extra[f"target_{key}"] = batch[f"target_{key}"]
     else:
         target = tf.random.stateless_uniform([size], seed=seeds[0], minval=0, maxval=num_classes, dtype=tf.int32)
+    if critic_augment:
+        augment_seed = tf.random.experimental.stateless_fold_in(seeds[0], 0x0A06)
+        extra["critic_augment"] = tf.random.stateless_uniform(
+            [size, critic_augment_module.DRAWS, critic_augment_module.NUM_UNIFORMS], seed=augment_seed)
     return {
         **extra,
         "image": batch["image"],
@@ -69,11 +78,11 @@ def worker_seed(seed, worker):
 
 
 def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, seed, target_mode="permute",
-                     balanced=False, skip_corrupt=False, with_action_units=False, shard=None):
+                     balanced=False, skip_corrupt=False, with_action_units=False, shard=None, critic_augment=False):
     """The repeated, shuffled, augmented training stream of trainer batches (global batch size); `skip_corrupt`,
     `shard` (this worker's files and share of the batch, then): see `pipeline.make_dataset`. With target_mode
     "paired", the pairs of `pairs.make_paired_dataset`; `with_action_units`: the batches carry `ACTION_UNIT_KEYS`
-    too."""
+    too; `critic_augment`: and the `critic_augment` uniforms."""
     if target_mode == "paired":
         if balanced or skip_corrupt or shard is not None:
             raise ValueError("--target_mode=paired does not combine with --balanced, --skip_corrupt or "
@@ -83,7 +92,8 @@ def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, se
         dataset = _unpaired(data_dir, batch_size, image_size, seed, balanced, skip_corrupt, shard)
     return dataset.enumerate().map(
         pipeline.graph_only(lambda index, batch: add_training_fields(
-            index, batch, geometry, num_classes, seed, target_mode=target_mode, with_action_units=with_action_units
+            index, batch, geometry, num_classes, seed, target_mode=target_mode, with_action_units=with_action_units,
+            critic_augment=critic_augment,
         )),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
