@@ -365,6 +365,7 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
                 target_mode=config.target_mode, balanced=config.balanced, skip_corrupt=config.skip_corrupt,
                 with_action_units=stage == "transfer" or (stage == "gan" and config.condition == "action_units"),
                 shard=shard, critic_augment=stage == "gan" and bool(config.critic_augment),
+                au_dial_targets=config.au_dial_targets if stage == "gan" else 0.0,
             )
             run_summaries = summaries.RunSummaries(write_dir, stage)
             show_geometry = stage == "depth" or config.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir)

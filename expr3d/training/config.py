@@ -27,7 +27,8 @@ MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d
                 "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers", "generator", "init", "code_dim",
                 "au_bins", "condition")
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
-STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "g_ema_decay", "critic_warmup_steps", "condition", "critic_augment")
+STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "g_ema_decay", "critic_warmup_steps", "condition", "critic_augment",
+                       "au_dial_targets")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -92,6 +93,7 @@ class TrainConfig:
     lambda_mask_tv: float = 4.1
     lambda_au: float = 1.0
     au_loss: str = "l1"
+    au_dial_targets: float = 0.0
     lambda_confusion: float = 1.0
     lambda_swap: float = 1.0
     lambda_pix: float = 10.0
@@ -210,6 +212,9 @@ class TrainConfig:
                 if not ok:
                     raise UsageError(f"--condition=action_units needs --{name}={what}; got "
                                      f"--{name}={getattr(self, name)}")
+        if self.au_dial_targets > 0 and (self.condition != "action_units" or self.target_mode != "permute"):
+            raise UsageError(f"--au_dial_targets={self.au_dial_targets} needs --condition=action_units and "
+                             f"--target_mode=permute (a dialled target has no true render)")
         if self.model == "transfer":
             if self.target_mode == "uniform":
                 raise UsageError("--target_mode=uniform is a setting of --model=stargan; --model=transfer takes "
@@ -341,6 +346,10 @@ def define_flags(flag_values=None):
            "critics' AU heads', the generators' show-these-AUs terms). l1 learns each AU's conditional median, 0 "
            "for an AU that is off in most faces (the AU judge's recipe 1 read 11 of 17 AUs not at all that way); "
            "squared learns the conditional mean.")
+    define("float", "au_dial_targets",
+           "NOT in either paper (0 = off): --condition=action_units with --target_mode=permute: this fraction of "
+           "G_rgb's AU targets are the face's own AUs with ONE AU set to a random intensity (what a user's dial "
+           "asks), the rest other faces' whole AU vectors.")
     define("float", "lambda_confusion", "--model=transfer: weight of the encoder's confusion term (the AU "
            "adversary's per-AU softmax pushed to uniform).")
     define("float", "lambda_swap", "--model=transfer: weight of the swap-consistency adversarial term (a swap "
@@ -443,6 +452,7 @@ def define_flags(flag_values=None):
                  "lambda_confusion", "lambda_swap"):
         cli.at_least(name, 0.0, **bound)
     cli.at_least("critic_warmup_steps", 0, "0 = off", **bound)
+    cli.in_range("au_dial_targets", 0.0, 1.0, **bound)
     cli.in_range("g_ema_decay", 0.0, 1.0, high_open=True, **bound)
 
 

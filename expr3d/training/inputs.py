@@ -17,7 +17,7 @@ ACTION_UNIT_KEYS = ("action_units", "action_units_mask")  # with_action_units: t
 
 
 def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="permute", with_action_units=False,
-                        critic_augment=False):
+                        critic_augment=False, au_dial_targets=0.0):
     """One batch of `pipeline.make_dataset` -> the dict the trainers consume (`TRAINER_KEYS`).
 
     Args:
@@ -35,6 +35,10 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
         critic_augment: also pass `critic_augment`, float32 `[B, critic_augment.DRAWS, critic_augment.NUM_UNIFORMS]`
             uniforms in [0, 1): the random numbers of `--critic_augment` (a stream of their own: every other draw
             is the same with and without them).
+        au_dial_targets: with "permute" and `with_action_units`: this fraction of the rows (a stateless draw per
+            row) get as AU target not another face's AUs but their own with ONE AU (uniform over the 17) set to a
+            uniform intensity in [0, 1] (that AU then counts as known): what a user's dial asks
+            (`--au_dial_targets`; other faces' whole AU vectors move AUs only together, as expressions do).
     """
     if target_mode not in TARGET_MODES:
         raise ValueError(f"--target_mode={target_mode!r}: expected one of {', '.join(TARGET_MODES)}")
@@ -49,6 +53,11 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
         target = tf.gather(labels, order)
         for key in ACTION_UNIT_KEYS if with_action_units else ():
             extra[f"target_{key}"] = tf.gather(batch[key], order)
+        if with_action_units and au_dial_targets > 0:
+            extra["target_action_units"], extra["target_action_units_mask"] = _dial_targets(
+                batch["action_units"], batch["action_units_mask"], extra["target_action_units"],
+                extra["target_action_units_mask"], au_dial_targets, tf.random.experimental.stateless_fold_in(
+                    seeds[0], 0xD1A1))
     elif target_mode == "paired":
         target = tf.cast(batch["target_expression"], tf.int32)
         extra["target_image"] = batch["target_image"]
@@ -71,6 +80,21 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
     }
 
 
+def _dial_targets(units, mask, other_units, other_mask, fraction, seed):
+    """Rows chosen with probability `fraction`: their own `units` with one AU set to a uniform level (see
+    `add_training_fields`); the other rows keep `other_units` / `other_mask`."""
+    size, count = tf.shape(units)[0], tf.shape(units)[1]
+    draws = tf.random.experimental.stateless_split(seed, num=3)
+    chosen = tf.random.stateless_uniform([size], seed=draws[0]) < fraction
+    unit = tf.random.stateless_uniform([size], seed=draws[1], minval=0, maxval=count, dtype=tf.int32)
+    level = tf.random.stateless_uniform([size], seed=draws[2])
+    dialled = tf.one_hot(unit, count) > 0.5
+    own_units = tf.where(dialled, level[:, None], tf.cast(units, tf.float32))
+    own_mask = tf.where(dialled, tf.ones_like(mask), mask)
+    return (tf.where(chosen[:, None], own_units, tf.cast(other_units, tf.float32)),
+            tf.where(chosen[:, None], own_mask, other_mask))
+
+
 def worker_seed(seed, worker):
     """The data seed of worker `worker` of a run sharded by file (worker 0: `seed` itself), so that the workers'
     shuffles, augmentation and target draws differ."""
@@ -78,11 +102,12 @@ def worker_seed(seed, worker):
 
 
 def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, seed, target_mode="permute",
-                     balanced=False, skip_corrupt=False, with_action_units=False, shard=None, critic_augment=False):
+                     balanced=False, skip_corrupt=False, with_action_units=False, shard=None, critic_augment=False,
+                     au_dial_targets=0.0):
     """The repeated, shuffled, augmented training stream of trainer batches (global batch size); `skip_corrupt`,
     `shard` (this worker's files and share of the batch, then): see `pipeline.make_dataset`. With target_mode
     "paired", the pairs of `pairs.make_paired_dataset`; `with_action_units`: the batches carry `ACTION_UNIT_KEYS`
-    too; `critic_augment`: and the `critic_augment` uniforms."""
+    too; `critic_augment`: and the `critic_augment` uniforms; `au_dial_targets`: see `add_training_fields`."""
     if target_mode == "paired":
         if balanced or skip_corrupt or shard is not None:
             raise ValueError("--target_mode=paired does not combine with --balanced, --skip_corrupt or "
@@ -93,7 +118,7 @@ def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, se
     return dataset.enumerate().map(
         pipeline.graph_only(lambda index, batch: add_training_fields(
             index, batch, geometry, num_classes, seed, target_mode=target_mode, with_action_units=with_action_units,
-            critic_augment=critic_augment,
+            critic_augment=critic_augment, au_dial_targets=au_dial_targets,
         )),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,

@@ -117,6 +117,44 @@ def test_permuted_targets_carry_the_action_units_of_the_face_whose_label_they_to
                                   batch["action_units_mask"].numpy()[order])
 
 
+def test_dial_targets_are_the_face_s_own_action_units_with_one_set_to_a_random_level():
+    rng = np.random.default_rng(1)
+    size = 64
+    units = rng.uniform(size=(size, NUM_ACTION_UNITS)).astype("float32")
+    mask = (rng.uniform(size=(size, NUM_ACTION_UNITS)) > 0.2).astype("float32")
+    batch = {"image": tf.zeros([size, 4, 4, 3]), "depth": tf.zeros([size, 4, 4, 1]),
+             "normals": tf.zeros([size, 4, 4, 3]), "expression": tf.constant(np.arange(size) % 8),
+             "action_units": tf.constant(units), "action_units_mask": tf.constant(mask)}
+    plain = inputs.add_training_fields(3, batch, "depth", 8, seed=1, with_action_units=True)
+    off = inputs.add_training_fields(3, batch, "depth", 8, seed=1, with_action_units=True, au_dial_targets=0.0)
+    for key in plain:
+        np.testing.assert_array_equal(plain[key].numpy(), off[key].numpy())
+    dialled = inputs.add_training_fields(3, batch, "depth", 8, seed=1, with_action_units=True, au_dial_targets=1.0)
+    target, target_mask = dialled["target_action_units"].numpy(), dialled["target_action_units_mask"].numpy()
+    changed = target != units
+    assert changed.sum(axis=1).max() == 1 and changed.sum() >= size - 2  # one AU per face (equal by chance: rare)
+    assert len(set(np.argmax(changed, axis=1).tolist())) > 8  # spread over the AUs
+    np.testing.assert_array_equal(target_mask[changed], 1.0)  # the dialled AU counts as known
+    np.testing.assert_array_equal(target_mask[~changed], mask[~changed])
+    assert 0.0 <= target.min() and target.max() < 1.0
+    np.testing.assert_array_equal(dialled["target"].numpy(), plain["target"].numpy())  # the other draws unchanged
+    half = inputs.add_training_fields(3, batch, "depth", 8, seed=1, with_action_units=True, au_dial_targets=0.5)
+    own = (half["target_action_units"].numpy() != units).sum(axis=1) <= 1
+    other = np.all(half["target_action_units"].numpy() == plain["target_action_units"].numpy(), axis=1)
+    assert np.all(own | other) and 16 <= own.sum() <= 48
+
+
+def test_dial_targets_need_permuted_action_unit_targets():
+    from expr3d.training.config import TrainConfig, UsageError
+
+    base = dict(data_dir="data", model_dir="runs/a", au_dial_targets=0.5, depth_weight=0.0)
+    TrainConfig(**base, condition="action_units").validate()
+    for changes in ({}, {"condition": "action_units", "target_mode": "paired"}):
+        with pytest.raises(UsageError, match="--au_dial_targets=0.5 needs --condition=action_units and "
+                                             "--target_mode=permute"):
+            TrainConfig(**base, **changes).validate()
+
+
 @pytest.mark.slow
 def test_cli_refuses_action_units_on_data_without_them(tiny_dataset, tmp_path):
     from tests import forked_cli

@@ -28,6 +28,7 @@ RECORDED_KEYS = [
     "lambda_mask", "mask_penalty", "lambda_mask_tv",
     "lambda_au",  # (session 10)
     "au_loss",  # (session 16)
+    "au_dial_targets",  # (session 17)
     "lambda_confusion", "lambda_swap",  # (session 10)
     "lambda_pix",
     "perceptual_weight", "vgg19_weights", "target_mode", "n_critic", "critic_warmup_steps",
