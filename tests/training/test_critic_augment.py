@@ -140,3 +140,25 @@ def test_config_checks_the_policy_and_keeps_it_to_the_stargan_family():
         TrainConfig(**base, critic_augment="blur").validate()
     with pytest.raises(UsageError, match="--critic_augment=cutout is a setting of --model=stargan"):
         TrainConfig(**base, critic_augment="cutout", model="transfer").validate()
+
+
+@pytest.mark.slow  # a training process: ~10 s
+def test_train_cli_trains_with_the_augmentation_and_records_it(tiny_dataset, tmp_path):
+    import json
+
+    from tests import forked_cli
+    from tests.training.test_train import TINY_FLAGS
+
+    model_dir = tmp_path / "run"
+    done = forked_cli.run(["-m", "expr3d.train", f"--data_dir={tiny_dataset}", f"--model_dir={model_dir}",
+                           *TINY_FLAGS, "--depth_weight=0", "--num_steps_gan=2", "--checkpoint_every=0",
+                           "--sample_every=0", "--num_samples=2", "--progress=false",
+                           "--critic_augment=translation,cutout,colour"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["flags"]["critic_augment"] == "translation,cutout,colour" and config["progress"]["gan"] == 2
+    done = forked_cli.run(["-m", "expr3d.train", f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path / 'bad'}",
+                           "--critic_augment=blur"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "expr3d.train: error: --critic_augment: unknown blur; expected a comma list of translation, cutout, colour "
+        "(empty = off)"], done.stderr
