@@ -25,7 +25,10 @@ CUTOUT = 0.5  # a square of half the side, zeroed (DiffAugment's)
 
 
 def parse_policy(text):
-    """`--critic_augment`'s value -> a tuple of policies ("" = none). ValueError naming the flag for an unknown one."""
+    """`--critic_augment`'s value (a comma string, or already a tuple/list of names) -> a tuple of policies ("" =
+    none). ValueError naming the flag for an unknown one."""
+    if isinstance(text, (tuple, list)):
+        text = ",".join(text)
     names = tuple(name.strip() for name in str(text or "").split(",") if name.strip())
     unknown = [name for name in names if name not in POLICIES]
     if unknown:

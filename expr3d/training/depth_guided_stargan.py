@@ -185,8 +185,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         self.lambda_pair = float(lambda_pair)
         self.condition = condition
         self.au_loss = au_loss
-        self.critic_augment = critic_augment_module.parse_policy(
-            ",".join(critic_augment) if isinstance(critic_augment, (tuple, list)) else critic_augment)
+        self.critic_augment = critic_augment_module.parse_policy(critic_augment)
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         # A `training.ema.WeightAverage` of G_rgb (None: not kept), updated by the loop after each generator
         # update; the sample grids show `sample_generator`: G_rgb, or that average.
