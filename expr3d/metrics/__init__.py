@@ -14,7 +14,7 @@ from expr3d.metrics import registry
 from expr3d.metrics.registry import MetricUnavailable, create, list_metrics, register_metric
 
 # Importing the modules registers their metrics.
-from expr3d.metrics import (background, expression_rate, fid, geometry, identity, image_quality,  # noqa: E402,F401
+from expr3d.metrics import (background, critic_accuracy, expression_rate, fid, geometry, identity, image_quality,  # noqa: E402,F401
                             paired, samples)
 
 __all__ = ["MetricUnavailable", "create", "list_metrics", "register_metric", "registry"]
