@@ -23,7 +23,8 @@ def build_models(config=None):
     - `g_rgb`: `StarGANGenerator(cond_dim=condition_dim)`, or `AttentionGenerator` when
       `config.generator == "attention"` (`AttentionUNetGenerator` for "attention_unet"); input `[image, one-hot target]`
       (with `config.condition == "action_units"`: `[image, AU intensities]`).
-    - `d_rgb`: `PatchCritic` on RGB faces with `condition_dim` logits (expression classes, or AU logits).
+    - `d_rgb`: `PatchCritic` on RGB faces with `critic_dim` logits (expression classes, or AU logits; with
+      `critic_fake_class` one more, "generated").
     - `g_depth`: `DepthTranslator` (RGB <-> 3-channel geometry map).
     - `d_depth`: `PatchCritic` on 3-channel geometry maps with `num_classes`
       expression logits.
@@ -47,7 +48,7 @@ def build_models(config=None):
         "g_rgb": build_generator(config),
         "d_rgb": PatchCritic(
             image_size=config.image_size,
-            num_classes=config.condition_dim,
+            num_classes=config.critic_dim,
             conv_dim=config.d_conv_dim,
             num_layers=config.d_num_layers,
             init=config.init,

@@ -41,6 +41,9 @@ class ModelConfig:
             classes; D_rgb classifies them) or "action_units" (the 17 AU intensities of
             `expr3d.labels.ACTION_UNITS`; D_rgb's head regresses them). D_depth keeps the expression classes.
             Older run configs load as "expression".
+        critic_fake_class: D_rgb's head gets one more logit, "generated" (index `num_classes`), which its critic step
+            trains on the translations (K+1-class critic, NOT in the paper; `--critic_fake_class`). Expression
+            condition only. Older run configs load as False.
 
     Example:
     >>> config = ModelConfig(image_size=32, d_num_layers=3, depth_d_num_layers=3)
@@ -64,6 +67,7 @@ class ModelConfig:
     code_dim: int = 64
     au_bins: int = 5
     condition: str = "expression"
+    critic_fake_class: bool = False
 
     # G_rgb architectures (`generator`).
     GENERATORS = ("stargan", "attention", "attention_unet")
@@ -88,10 +92,15 @@ class ModelConfig:
         if self.family == "transfer" and self.condition != "expression":
             raise ValueError("ModelConfig: condition applies to the stargan family; the transfer family's decoder "
                              "is conditioned on an exemplar's code")
+        if not isinstance(self.critic_fake_class, bool):
+            raise ValueError(f"ModelConfig: critic_fake_class must be a bool; got {self.critic_fake_class!r}")
+        if self.critic_fake_class and (self.family != "stargan" or self.condition != "expression"):
+            raise ValueError("ModelConfig: critic_fake_class needs the stargan family with condition 'expression' "
+                             "(a class of its own for generated faces in D_rgb's expression head)")
         if self.au_bins < 2:
             raise ValueError(f"ModelConfig: au_bins must be an integer >= 2; got {self.au_bins!r}")
         for field in dataclasses.fields(self):
-            if field.name in ("generator", "init", "family", "condition"):
+            if field.name in ("generator", "init", "family", "condition", "critic_fake_class"):
                 continue
             value = getattr(self, field.name)
             minimum = 0 if field.name.endswith("num_res_blocks") else 1
@@ -117,6 +126,11 @@ class ModelConfig:
         from expr3d.labels import NUM_ACTION_UNITS
 
         return NUM_ACTION_UNITS if self.condition == "action_units" else self.num_classes
+
+    @property
+    def critic_dim(self):
+        """Length of D_rgb's head: `condition_dim`, plus the "generated" class with `critic_fake_class`."""
+        return self.condition_dim + int(self.critic_fake_class)
 
     def to_dict(self):
         """Plain dict of the fields (JSON-serialisable)."""

@@ -25,10 +25,10 @@ DATA_STREAM_FIELDS = ("data_dir", "batch_size", "batch_size_depth", "image_size"
 # Fields that become ModelConfig's (the networks' shapes).
 MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d_num_layers", "depth_g_conv_dim",
                 "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers", "generator", "init", "code_dim",
-                "au_bins", "condition")
+                "au_bins", "condition", "critic_fake_class")
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
 STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "g_ema_decay", "critic_warmup_steps", "condition", "critic_augment",
-                       "au_dial_targets")
+                       "au_dial_targets", "critic_fake_class")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -104,6 +104,7 @@ class TrainConfig:
     n_critic: int = 5
     critic_warmup_steps: int = 0
     critic_augment: str = ""
+    critic_fake_class: bool = False
     g_ema_decay: float = 0.0
     g_lr: float = 1e-4
     d_lr: float = 1e-4
@@ -212,6 +213,9 @@ class TrainConfig:
                 if not ok:
                     raise UsageError(f"--condition=action_units needs --{name}={what}; got "
                                      f"--{name}={getattr(self, name)}")
+        if self.critic_fake_class and self.condition != "expression":
+            raise UsageError(f"--critic_fake_class adds a class to D_rgb's expression head; --condition="
+                             f"{self.condition} has no expression head (use --condition=expression)")
         if self.au_dial_targets > 0 and (self.condition != "action_units" or self.target_mode != "permute"):
             raise UsageError(f"--au_dial_targets={self.au_dial_targets} needs --condition=action_units and "
                              f"--target_mode=permute (a dialled target has no true render)")
@@ -372,6 +376,10 @@ def define_flags(flag_values=None):
            "and generated, in both steps (DiffAugment): a comma list of translation (up to 1/8 of the side), "
            "cutout (a square of half the side) and colour (brightness, saturation, contrast). Against G_rgb "
            "fooling D_rgb's classifier with a pixel texture (expr3d/training/critic_augment.py).")
+    define("bool", "critic_fake_class",
+           "NOT in the paper (off = the paper's flagfiles): D_rgb's expression head gets a ninth class, "
+           "'generated', which its critic step trains on the translations (a K+1-class critic), so a texture that "
+           "fools its classifier is learnt as a mark of generated faces. --condition=expression only.")
     define("float", "g_ema_decay",
            "NOT in the paper (0 = off, the paper's flagfiles): keep an exponential moving average of G_rgb's "
            "weights with this decay (stargan-v2: 0.999; warm-up decay min(decay, (1+t)/(10+t)) over the first "

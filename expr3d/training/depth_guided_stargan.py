@@ -107,6 +107,11 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         critic_augment: NOT in the paper: policies of `expr3d.training.critic_augment` ("translation", "cutout",
             "colour"; a tuple or comma string, empty = off) applied to every image D_rgb sees, real and generated,
             in both steps (DiffAugment), with the batch's `critic_augment` uniforms.
+        critic_fake_class: NOT in the paper (a K+1-class critic, as in semi-supervised GANs and AM-GAN): D_rgb's
+            head has `num_classes + 1` logits and its critic step also trains it to read the translations as the
+            last one, "generated" (`d_cls_fake`, weighted by lambda_cls like `d_cls`); G_rgb's classification term
+            is unchanged (the target among all K+1). Why: G_rgb otherwise satisfies a K-class head with a texture
+            that head has never seen on a generated face; here that texture is what "generated" looks like.
 
     Example:
     ```python
@@ -141,6 +146,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         condition="expression",
         au_loss="l1",
         critic_augment=(),
+        critic_fake_class=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -149,6 +155,14 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         if condition == "action_units" and depth_weight > 0:
             raise ValueError("DepthGuidedStarGAN: condition='action_units' needs depth_weight 0 (D_depth reads "
                              "expression classes, not AUs)")
+        if critic_fake_class:
+            if condition != "expression":
+                raise ValueError("DepthGuidedStarGAN: critic_fake_class needs condition='expression' (a class of "
+                                 "its own for generated faces in D_rgb's expression head)")
+            head = getattr(d_rgb, "num_classes", int(num_classes) + 1)
+            if head != int(num_classes) + 1:
+                raise ValueError(f"DepthGuidedStarGAN: critic_fake_class needs D_rgb with num_classes + 1 = "
+                                 f"{int(num_classes) + 1} logits; got {head}")
         if confidence_penalty_on not in PENALTY_SIDES:
             raise ValueError(f"DepthGuidedStarGAN: confidence_penalty_on must be one of {PENALTY_SIDES}; "
                              f"got {confidence_penalty_on!r}")
@@ -186,6 +200,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         self.condition = condition
         self.au_loss = au_loss
         self.critic_augment = critic_augment_module.parse_policy(critic_augment)
+        self.critic_fake_class = bool(critic_fake_class)
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         # A `training.ema.WeightAverage` of G_rgb (None: not kept), updated by the loop after each generator
         # update; the sample grids show `sample_generator`: G_rgb, or that average.
@@ -230,7 +245,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
 
     @property
     def log_names(self):
-        names = RGB_CRITIC_TERMS + self._rgb_generator_terms + TOTAL_TERMS
+        names = RGB_CRITIC_TERMS + (("d_cls_fake",) if self.critic_fake_class else ()) + self._rgb_generator_terms \
+            + TOTAL_TERMS
         if self.uses_depth:
             names += self._depth_critic_terms + self._depth_generator_terms
         return names
@@ -294,7 +310,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         with tf.GradientTape(persistent=persistent) as tape:
             logs = objectives.critic_loss(self.d_rgb, self._critic_view(batch, image, 0),
                                           self._critic_view(batch, fake, 1), labels, batch["alpha"], self.lambda_cls,
-                                          self.lambda_gp, prefix="d")
+                                          self.lambda_gp, prefix="d",
+                                          fake_class=self.num_classes if self.critic_fake_class else None)
             total = logs["d_total"]
             if self.uses_depth:
                 logs.update(objectives.critic_loss(
@@ -412,4 +429,5 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             "lambda_pair": self.lambda_pair,
             "au_loss": self.au_loss,
             "critic_augment": ",".join(self.critic_augment),
+            "critic_fake_class": self.critic_fake_class,
         }

@@ -42,19 +42,22 @@ def _class_only(labels, what):
 
 
 def critic_loss(critic, real, fake, labels, alpha, lambda_cls, lambda_gp, prefix="d", confidence_penalty=None,
-                log_entropy=False):
+                log_entropy=False, fake_class=None):
     """A critic's terms (inside the caller's tape), by name: `<prefix>_adv` (WGAN), `<prefix>_cls` (its
     classification of the real inputs as `labels`), `<prefix>_entropy` (with `log_entropy`: the mean entropy of that
     classification), `<prefix>_gp` (gradient penalty on `alpha`-mixtures of real and fake), `<prefix>_conf` (with a
-    `confidence_penalty` beta: -beta * H of that classification) and
-    `<prefix>_total = adv + lambda_cls * (cls [+ conf]) + lambda_gp * gp`.
+    `confidence_penalty` beta: -beta * H of that classification), `<prefix>_cls_fake` (with a `fake_class` index:
+    its classification of the fake inputs as that class, the K+1-class critic) and
+    `<prefix>_total = adv + lambda_cls * (cls [+ conf] [+ cls_fake]) + lambda_gp * gp`.
 
     `fake` is the generators' output with its gradient stopped (the critic step updates the critic only).
     """
     if log_entropy or confidence_penalty is not None:
         _class_only(labels, "the entropy / confidence penalty")
+    if fake_class is not None:
+        _class_only(labels, "a class for generated inputs")
     real_src, real_cls = critic(real, training=True)
-    fake_src, _ = critic(fake, training=True)
+    fake_src, fake_cls = critic(fake, training=True)
     adv, cls = f"{prefix}_adv", f"{prefix}_cls"
     logs = {adv: losses.critic_adversarial_loss(real_src, fake_src), cls: head_loss(real_cls, labels)}
     if log_entropy:
@@ -64,6 +67,10 @@ def critic_loss(critic, real, fake, labels, alpha, lambda_cls, lambda_gp, prefix
     if confidence_penalty is not None:  # on the critic's classification of the REAL inputs
         logs[f"{prefix}_conf"] = losses.confidence_penalty(real_cls, confidence_penalty)
         classification = classification + logs[f"{prefix}_conf"]
+    if fake_class is not None:
+        generated = tf.fill(tf.shape(fake_cls)[:1], tf.constant(int(fake_class), labels.dtype))
+        logs[f"{prefix}_cls_fake"] = head_loss(fake_cls, generated)
+        classification = classification + logs[f"{prefix}_cls_fake"]
     logs[f"{prefix}_total"] = logs[adv] + lambda_cls * classification + lambda_gp * logs[f"{prefix}_gp"]
     return logs
 

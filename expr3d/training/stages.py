@@ -89,7 +89,7 @@ def gan_stage(config, networks, loss_scaled, vgg=None):
         lambda_id=config.lambda_id, lambda_mask=config.lambda_mask, lambda_mask_tv=config.lambda_mask_tv,
         critic_warmup_steps=config.critic_warmup_steps, mask_penalty=config.mask_penalty,
         lambda_pair=config.lambda_pair, condition=config.condition, au_loss=config.au_loss,
-        critic_augment=config.critic_augment,
+        critic_augment=config.critic_augment, critic_fake_class=config.critic_fake_class,
     )
     trainer.compile(optimizers={key: _optimizer(config, key, loss_scaled)
                                 for key in ("g_rgb", "d_rgb", "g_depth", "d_depth")})
