@@ -29,7 +29,7 @@ def test_cli_end_to_end_writes_results_tables_and_figures(paths):
         results = json.load(f)
     assert results["skipped"] == {}
     assert set(results["metrics"]) == {"expression_generation_rate", "fid", "kid", "psnr", "ssim", "identity",
-                                       "geometry", "paired", "background", "samples"}
+                                       "geometry", "paired", "background", "samples", "critic_accuracy"}
     assert results["flags"]["classifier"] == paths["perfect"] and results["flags"]["batch_size"] == 8
     assert results["versions"]["tensorflow"] and results["versions"]["keras"]
     assert results["run"]["flags"]["depth_weight"] == 0.1 and results["run"]["geometry"] == "depth"
