@@ -38,7 +38,7 @@ GEOMETRY_KINDS = ("depth", "normals")
 DEFAULT_GENERATOR = "stargan"
 # What a run directory holds (a folder holding anything else is not a run: the trainer refuses to write into it).
 STAGE_DIRS = ("depth", "gan", "transfer")  # one per stage of any model family (training/stages.py STAGES)
-ENTRIES = (CONFIG_NAME, *STAGE_DIRS, "logs", "models", "samples", "evaluation")
+ENTRIES = (CONFIG_NAME, *STAGE_DIRS, "guide", "logs", "models", "samples", "evaluation")  # guide: training/guide.py
 
 
 class RunDirError(ValueError):

@@ -110,6 +110,17 @@ def _prepare_data(config):
     return config, card
 
 
+def _prepare_guide(config):
+    """`--expression_guide=train`: the guide classifier, trained before any stage (a resume reuses it); a given
+    guide directory is checked here, so a wrong one stops the run before stage 1."""
+    from expr3d.training.guide import prepare_guide
+
+    try:
+        prepare_guide(config, say=lambda line: print(line, file=sys.stderr, flush=True))
+    except (FileNotFoundError, ValueError) as error:
+        raise UsageError(f"--expression_guide={config.expression_guide}: {str(error).splitlines()[0]}") from None
+
+
 def _check_action_units(config, card):
     """--model=transfer and --condition=action_units learn from AU intensities: procedural data has them all,
     prepared data those of `prepare --action_units_csv` (OpenFace 2.0); any other dataset is refused naming the flag
@@ -230,6 +241,7 @@ def run(config, hooks=None):
     config.validate(strategy.num_replicas_in_sync)
     if role is None or role.is_chief:
         config, card = _prepare_data(config)
+        _prepare_guide(config)
     if role is not None:
         from expr3d.training.workers import WorkerSync
 

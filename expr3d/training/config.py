@@ -28,7 +28,7 @@ MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d
                 "au_bins", "condition", "critic_fake_class")
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
 STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "g_ema_decay", "critic_warmup_steps", "condition", "critic_augment",
-                       "au_dial_targets", "critic_fake_class")
+                       "au_dial_targets", "critic_fake_class", "expression_guide", "lambda_guide", "guide_epochs")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -105,6 +105,9 @@ class TrainConfig:
     critic_warmup_steps: int = 0
     critic_augment: str = ""
     critic_fake_class: bool = False
+    expression_guide: str = ""
+    lambda_guide: float = 0.0
+    guide_epochs: int = 15
     g_ema_decay: float = 0.0
     g_lr: float = 1e-4
     d_lr: float = 1e-4
@@ -216,6 +219,14 @@ class TrainConfig:
         if self.critic_fake_class and self.condition != "expression":
             raise UsageError(f"--critic_fake_class adds a class to D_rgb's expression head; --condition="
                              f"{self.condition} has no expression head (use --condition=expression)")
+        if self.lambda_guide > 0 and not self.expression_guide:
+            raise UsageError(f"--lambda_guide={self.lambda_guide} needs --expression_guide (a classifier directory "
+                             f"from `python -m expr3d.metrics.classifier`, or 'train')")
+        if self.expression_guide and self.lambda_guide <= 0:
+            raise UsageError(f"--expression_guide={self.expression_guide} has no effect with --lambda_guide=0")
+        if self.lambda_guide > 0 and self.condition != "expression":
+            raise UsageError(f"--expression_guide is an expression classifier; --condition={self.condition} "
+                             f"has no expression target (use --condition=expression)")
         if self.au_dial_targets > 0 and (self.condition != "action_units" or self.target_mode != "permute"):
             raise UsageError(f"--au_dial_targets={self.au_dial_targets} needs --condition=action_units and "
                              f"--target_mode=permute (a dialled target has no true render)")
@@ -380,6 +391,13 @@ def define_flags(flag_values=None):
            "NOT in the paper (off = the paper's flagfiles): D_rgb's expression head gets a ninth class, "
            "'generated', which its critic step trains on the translations (a K+1-class critic), so a texture that "
            "fools its classifier is learnt as a mark of generated faces. --condition=expression only.")
+    define("string", "expression_guide",
+           "NOT in the paper (empty = off, the paper's flagfiles): a frozen expression classifier of real faces whose "
+           "cross-entropy on the translations G_rgb also minimises (weight --lambda_guide): a classifier directory "
+           "saved by `python -m expr3d.metrics.classifier`, or 'train' = train one on this run's own training split "
+           "into MODEL_DIR/guide before stage 2 (expr3d/training/guide.py).")
+    define("float", "lambda_guide", "Weight of the --expression_guide term in G_rgb's loss (0 = off).")
+    define("integer", "guide_epochs", "Epochs of the guide --expression_guide=train trains (batch 64).")
     define("float", "g_ema_decay",
            "NOT in the paper (0 = off, the paper's flagfiles): keep an exponential moving average of G_rgb's "
            "weights with this decay (stargan-v2: 0.999; warm-up decay min(decay, (1+t)/(10+t)) over the first "
@@ -435,7 +453,8 @@ def define_flags(flag_values=None):
     cli.required("data_dir", "model_dir", **bound)
     for name in ("num_steps_depth", "num_steps_gan", "batch_size", "batch_size_depth", "n_critic", "lr_decay_every",
                  "num_samples", "keep_checkpoints", "synthetic_images_per_identity", "g_conv_dim", "d_conv_dim",
-                 "d_num_layers", "depth_g_conv_dim", "depth_d_conv_dim", "depth_d_num_layers", "code_dim"):
+                 "d_num_layers", "depth_g_conv_dim", "depth_d_conv_dim", "depth_d_num_layers", "code_dim",
+                 "guide_epochs"):
         cli.at_least(name, 1, **bound)
     cli.at_least("au_bins", 2, **bound)
     for name in ("g_num_res_blocks", "depth_g_num_res_blocks"):
@@ -457,7 +476,7 @@ def define_flags(flag_values=None):
     cli.in_range("lr_decay_start", 0.0, 1.0, **bound)
     for name in ("depth_weight", "confidence_penalty", "perceptual_weight", "lambda_cls", "lambda_rec", "lambda_gp",
                  "lambda_pix", "lambda_id", "lambda_pair", "lambda_mask", "lambda_mask_tv", "lambda_au",
-                 "lambda_confusion", "lambda_swap"):
+                 "lambda_confusion", "lambda_swap", "lambda_guide"):
         cli.at_least(name, 0.0, **bound)
     cli.at_least("critic_warmup_steps", 0, "0 = off", **bound)
     cli.in_range("au_dial_targets", 0.0, 1.0, **bound)

@@ -30,6 +30,7 @@ def action_unit_condition(intensities, mask):
     return tf.where(known, tf.clip_by_value(intensities, 0.0, 1.0), 0.0)
 TOTAL_TERMS = ("g_total",)
 IDENTITY_TERMS = ("g_id",)  # only with lambda_id > 0 (not in the paper)
+GUIDE_TERMS = ("g_guide",)  # only with lambda_guide > 0 (not in the paper): the frozen guide's cross-entropy
 PAIRED_TERMS = ("g_pair",)  # only with lambda_pair > 0 (not in the paper; paired data)
 ATTENTION_TERMS = ("g_mask", "g_mask_tv")  # only with an AttentionGenerator G_rgb (GANimation's mask regularisers)
 
@@ -147,6 +148,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         au_loss="l1",
         critic_augment=(),
         critic_fake_class=False,
+        expression_guide=None,
+        lambda_guide=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -175,8 +178,11 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             raise ValueError(f"DepthGuidedStarGAN: depth_weight must be >= 0; got {depth_weight}")
         if lambda_id < 0:
             raise ValueError(f"DepthGuidedStarGAN: lambda_id must be >= 0; got {lambda_id}")
+        if lambda_guide > 0 and (expression_guide is None or condition != "expression"):
+            raise ValueError("DepthGuidedStarGAN: lambda_guide > 0 needs an expression_guide classifier and "
+                             "condition='expression'")
         for name, value in (("lambda_pair", lambda_pair), ("lambda_mask", lambda_mask), ("lambda_mask_tv", lambda_mask_tv),
-                            ("critic_warmup_steps", critic_warmup_steps)):
+                            ("critic_warmup_steps", critic_warmup_steps), ("lambda_guide", lambda_guide)):
             if value < 0:
                 raise ValueError(f"DepthGuidedStarGAN: {name} must be >= 0; got {value}")
         self.g_rgb = g_rgb
@@ -201,6 +207,12 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         self.au_loss = au_loss
         self.critic_augment = critic_augment_module.parse_policy(critic_augment)
         self.critic_fake_class = bool(critic_fake_class)
+        self.lambda_guide = float(lambda_guide)
+        # A frozen expression classifier of real faces (`expr3d.training.guide`): its cross-entropy on the
+        # translations is one more classification term for G_rgb, from a classifier that is accurate from the start.
+        self.expression_guide = expression_guide if self.lambda_guide > 0 else None
+        if self.expression_guide is not None:
+            self.expression_guide.trainable = False
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         # A `training.ema.WeightAverage` of G_rgb (None: not kept), updated by the loop after each generator
         # update; the sample grids show `sample_generator`: G_rgb, or that average.
@@ -229,6 +241,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
     def _rgb_generator_terms(self):
         return (RGB_GENERATOR_TERMS + (IDENTITY_TERMS if self.lambda_id > 0 else ())
                 + (PAIRED_TERMS if self.lambda_pair > 0 else ())
+                + (GUIDE_TERMS if self.lambda_guide > 0 else ())
                 + (ATTENTION_TERMS if self.uses_attention else ()))
 
     @property
@@ -346,6 +359,10 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             reconstruction, reconstruction_mask = self._translate_with_mask(fake, original)
             logs["g_rec"] = losses.l1_loss(image, reconstruction)
             logs["g_rgb_total"] = logs["g_adv"] + self.lambda_cls * classification + self.lambda_rec * logs["g_rec"]
+            if self.expression_guide is not None:
+                guide_logits = self.expression_guide(tf.cast(fake, tf.float32), training=False)
+                logs["g_guide"] = objectives.head_loss(guide_logits, target_labels)
+                logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_guide * logs["g_guide"]
             if self.lambda_id > 0:
                 logs["g_id"] = losses.l1_loss(image, self.g_rgb([image, original], training=True))
                 logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_id * logs["g_id"]
@@ -430,4 +447,5 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             "au_loss": self.au_loss,
             "critic_augment": ",".join(self.critic_augment),
             "critic_fake_class": self.critic_fake_class,
+            "lambda_guide": self.lambda_guide,
         }

@@ -90,6 +90,7 @@ def gan_stage(config, networks, loss_scaled, vgg=None):
         critic_warmup_steps=config.critic_warmup_steps, mask_penalty=config.mask_penalty,
         lambda_pair=config.lambda_pair, condition=config.condition, au_loss=config.au_loss,
         critic_augment=config.critic_augment, critic_fake_class=config.critic_fake_class,
+        expression_guide=_expression_guide(config), lambda_guide=config.lambda_guide,
     )
     trainer.compile(optimizers={key: _optimizer(config, key, loss_scaled)
                                 for key in ("g_rgb", "d_rgb", "g_depth", "d_depth")})
@@ -102,6 +103,15 @@ def gan_stage(config, networks, loss_scaled, vgg=None):
         trainer.generator_average = WeightAverage(networks["g_rgb"], average, config.g_ema_decay)
         trainer.sample_generator = average
     return _stage("gan", config, trainer, config.num_steps_gan, data_seed=config.seed + 1)
+
+
+def _expression_guide(config):
+    """The frozen classifier of `--expression_guide` (None when `--lambda_guide` is 0)."""
+    if config.lambda_guide <= 0:
+        return None
+    from expr3d.training.guide import load_guide
+
+    return load_guide(config)
 
 
 def transfer_stage(config, networks, loss_scaled, vgg=None):

@@ -1,0 +1,133 @@
+"""The expression guide (`--expression_guide`, `--lambda_guide`): a frozen classifier's cross-entropy on the
+translations in G_rgb's loss; the trainer term, the config's refusals and a training process that trains its own."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from expr3d import losses
+from expr3d.metrics.classifier import save_classifier
+from expr3d.metrics.expression_classifier import build_classifier
+from expr3d.training.config import TrainConfig, UsageError
+from expr3d.training.depth_guided_stargan import DepthGuidedStarGAN
+from tests.training.helpers import adam, fixed_batch, tiny_networks
+
+
+def _guide(seed=1):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return build_classifier(32, width=4)
+
+
+@pytest.mark.slow  # ~4 s
+def test_the_generator_minimises_the_frozen_guide_s_cross_entropy(tiny_dataset):
+    networks = tiny_networks()
+    guide = _guide()
+    guide_weights = [w.copy() for w in guide.get_weights()]
+    batch = fixed_batch(tiny_dataset)
+    gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, n_critic=1, expression_guide=guide, lambda_guide=3.0)
+    gan.compile(optimizers={key: adam(key, 1e-3) for key in networks})
+    gan.build_optimizers()
+    assert "g_guide" in gan.log_names and gan.get_config()["lambda_guide"] == 3.0
+    assert guide.trainable is False
+
+    target = tf.one_hot(batch["target"], 8)
+    fake = gan.g_rgb([batch["image"], target], training=True)
+    expected = losses.classification_loss(guide(fake, training=False), batch["target"])
+    logs = gan.generator_step(batch)
+    assert float(logs["g_guide"]) == pytest.approx(float(expected), rel=1e-4)
+    without = logs["g_rgb_total"] - 3.0 * logs["g_guide"]
+    plain = logs["g_adv"] + logs["g_cls"] + 10.0 * logs["g_rec"]
+    assert float(without) == pytest.approx(float(plain), rel=1e-5)
+    # Frozen: the step moved G_rgb, not the guide (BatchNorm statistics included: it runs in inference mode).
+    for before, after in zip(guide_weights, guide.get_weights()):
+        np.testing.assert_array_equal(before, after)
+
+    # The term's gradient reaches G_rgb: a few steps on the guide term alone lower it.
+    alone = DepthGuidedStarGAN(**networks, depth_weight=0.0, n_critic=1, expression_guide=guide, lambda_guide=1.0,
+                               lambda_cls=0.0, lambda_rec=0.0)
+    alone.compile(optimizers={key: adam(key, 3e-3) for key in networks})
+    alone.build_optimizers()
+    first = float(alone.generator_step(batch)["g_guide"])
+    for _ in range(12):
+        last = float(alone.generator_step(batch)["g_guide"])
+    assert last < first - 0.05, (first, last)
+
+
+def test_the_trainer_refuses_a_weight_without_a_guide():
+    with pytest.raises(ValueError, match="lambda_guide > 0 needs an expression_guide"):
+        DepthGuidedStarGAN(**tiny_networks(), depth_weight=0.0, lambda_guide=1.0)
+    gan = DepthGuidedStarGAN(**tiny_networks(), depth_weight=0.0, expression_guide=_guide(), lambda_guide=0.0)
+    assert gan.expression_guide is None and "g_guide" not in gan.log_names
+
+
+def test_config_refusals():
+    base = dict(data_dir="data", model_dir="runs/a")
+    TrainConfig(**base, expression_guide="train", lambda_guide=1.0).validate()
+    with pytest.raises(UsageError, match="--lambda_guide=1.0 needs --expression_guide"):
+        TrainConfig(**base, lambda_guide=1.0).validate()
+    with pytest.raises(UsageError, match="--expression_guide=train has no effect with --lambda_guide=0"):
+        TrainConfig(**base, expression_guide="train").validate()
+    with pytest.raises(UsageError, match="--condition=action_units has no expression target"):
+        TrainConfig(**base, expression_guide="train", lambda_guide=1.0, condition="action_units",
+                    depth_weight=0).validate()
+    with pytest.raises(UsageError, match="--expression_guide=train is a setting of --model=stargan"):
+        TrainConfig(**base, expression_guide="train", lambda_guide=1.0, model="transfer").validate()
+
+
+def _train_command(tiny_dataset, model_dir, *extra):
+    from tests.training.test_train import TINY_FLAGS
+
+    return ["-m", "expr3d.train", f"--data_dir={tiny_dataset}", f"--model_dir={model_dir}", *TINY_FLAGS,
+            "--depth_weight=0", "--checkpoint_every=0", "--sample_every=0", "--num_samples=2", "--progress=false",
+            *extra]
+
+
+@pytest.mark.slow  # two training processes: ~25 s
+def test_train_trains_its_guide_once_and_a_resume_reuses_it(tiny_dataset, tmp_path):
+    from tests import forked_cli
+
+    model_dir = tmp_path / "run"
+    command = _train_command(tiny_dataset, model_dir, "--expression_guide=train", "--lambda_guide=1",
+                             "--guide_epochs=1")
+    done = forked_cli.run(command + ["--num_steps_gan=2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "training the expression guide" in done.stderr
+    guide_dir = model_dir / "guide"
+    metadata = json.loads((guide_dir / "classifier.json").read_text())
+    assert metadata["image_size"] == 32 and metadata["epochs"] == 1
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["flags"]["expression_guide"] == "train" and config["flags"]["lambda_guide"] == 1.0
+    written = (guide_dir / "classifier.keras").stat().st_mtime_ns
+
+    done = forked_cli.run(command + ["--num_steps_gan=3"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "training the expression guide" not in done.stderr and "expression guide" in done.stderr
+    assert (guide_dir / "classifier.keras").stat().st_mtime_ns == written
+
+
+def test_train_refuses_a_missing_guide_directory_before_any_work(tiny_dataset, tmp_path):
+    from tests import forked_cli
+
+    missing = tmp_path / "no_guide"
+    done = forked_cli.run(_train_command(tiny_dataset, tmp_path / "run", f"--expression_guide={missing}",
+                                         "--lambda_guide=1", "--num_steps_gan=2"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"--expression_guide={missing}" in done.stderr and "classifier.keras is missing" in done.stderr
+    assert not (tmp_path / "run" / "gan").exists()
+
+
+def test_a_saved_guide_is_loaded_frozen_and_its_size_checked(tmp_path):
+    from expr3d.training.guide import load_guide
+
+    save_classifier(_guide(), {"classes": ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger",
+                                           "contempt"], "image_size": 32}, str(tmp_path / "g"))
+    config = TrainConfig(data_dir="d", model_dir=str(tmp_path / "run"), expression_guide=str(tmp_path / "g"),
+                         lambda_guide=1.0, image_size=32)
+    model = load_guide(config)
+    assert model.trainable is False and model.output_shape == (None, 8)
+    with pytest.raises(ValueError, match="trained on 32x32"):
+        load_guide(config.replace(image_size=64))
