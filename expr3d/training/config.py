@@ -28,7 +28,8 @@ MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d
                 "au_bins", "condition", "critic_fake_class")
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
 STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "g_ema_decay", "critic_warmup_steps", "condition", "critic_augment",
-                       "au_dial_targets", "critic_fake_class", "expression_guide", "lambda_guide", "guide_epochs")
+                       "au_dial_targets", "critic_fake_class", "expression_guide", "lambda_guide",
+                       "lambda_guide_features", "guide_epochs")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -107,6 +108,7 @@ class TrainConfig:
     critic_fake_class: bool = False
     expression_guide: str = ""
     lambda_guide: float = 0.0
+    lambda_guide_features: float = 0.0
     guide_epochs: int = 15
     g_ema_decay: float = 0.0
     g_lr: float = 1e-4
@@ -219,12 +221,17 @@ class TrainConfig:
         if self.critic_fake_class and self.condition != "expression":
             raise UsageError(f"--critic_fake_class adds a class to D_rgb's expression head; --condition="
                              f"{self.condition} has no expression head (use --condition=expression)")
-        if self.lambda_guide > 0 and not self.expression_guide:
-            raise UsageError(f"--lambda_guide={self.lambda_guide} needs --expression_guide (a classifier directory "
-                             f"from `python -m expr3d.metrics.classifier`, or 'train')")
-        if self.expression_guide and self.lambda_guide <= 0:
-            raise UsageError(f"--expression_guide={self.expression_guide} has no effect with --lambda_guide=0")
-        if self.lambda_guide > 0 and self.condition != "expression":
+        for name in ("lambda_guide", "lambda_guide_features"):
+            if getattr(self, name) > 0 and not self.expression_guide:
+                raise UsageError(f"--{name}={getattr(self, name)} needs --expression_guide (a classifier directory "
+                                 f"from `python -m expr3d.metrics.classifier`, or 'train')")
+        if self.expression_guide and self.lambda_guide <= 0 and self.lambda_guide_features <= 0:
+            raise UsageError(f"--expression_guide={self.expression_guide} has no effect with --lambda_guide=0 and "
+                             f"--lambda_guide_features=0")
+        if self.lambda_guide_features > 0 and self.target_mode != "paired":
+            raise UsageError(f"--lambda_guide_features={self.lambda_guide_features} needs --target_mode=paired "
+                             f"(the true target renders)")
+        if self.expression_guide and self.condition != "expression":
             raise UsageError(f"--expression_guide is an expression classifier; --condition={self.condition} "
                              f"has no expression target (use --condition=expression)")
         if self.au_dial_targets > 0 and (self.condition != "action_units" or self.target_mode != "permute"):
@@ -397,6 +404,10 @@ def define_flags(flag_values=None):
            "saved by `python -m expr3d.metrics.classifier`, or 'train' = train one on this run's own training split "
            "into MODEL_DIR/guide before stage 2 (expr3d/training/guide.py).")
     define("float", "lambda_guide", "Weight of the --expression_guide term in G_rgb's loss (0 = off).")
+    define("float", "lambda_guide_features",
+           "Weight of the paired guide-feature term (0 = off; needs --expression_guide and --target_mode=paired): "
+           "mean L1 between the guide's four stage output maps of G_rgb's translation and of the true target "
+           "render.")
     define("integer", "guide_epochs", "Epochs of the guide --expression_guide=train trains (batch 64).")
     define("float", "g_ema_decay",
            "NOT in the paper (0 = off, the paper's flagfiles): keep an exponential moving average of G_rgb's "
@@ -476,7 +487,7 @@ def define_flags(flag_values=None):
     cli.in_range("lr_decay_start", 0.0, 1.0, **bound)
     for name in ("depth_weight", "confidence_penalty", "perceptual_weight", "lambda_cls", "lambda_rec", "lambda_gp",
                  "lambda_pix", "lambda_id", "lambda_pair", "lambda_mask", "lambda_mask_tv", "lambda_au",
-                 "lambda_confusion", "lambda_swap", "lambda_guide"):
+                 "lambda_confusion", "lambda_swap", "lambda_guide", "lambda_guide_features"):
         cli.at_least(name, 0.0, **bound)
     cli.at_least("critic_warmup_steps", 0, "0 = off", **bound)
     cli.in_range("au_dial_targets", 0.0, 1.0, **bound)

@@ -31,6 +31,7 @@ def action_unit_condition(intensities, mask):
 TOTAL_TERMS = ("g_total",)
 IDENTITY_TERMS = ("g_id",)  # only with lambda_id > 0 (not in the paper)
 GUIDE_TERMS = ("g_guide",)  # only with lambda_guide > 0 (not in the paper): the frozen guide's cross-entropy
+GUIDE_FEATURE_TERMS = ("g_guide_features",)  # only with lambda_guide_features > 0 (paired data, not in the paper)
 PAIRED_TERMS = ("g_pair",)  # only with lambda_pair > 0 (not in the paper; paired data)
 ATTENTION_TERMS = ("g_mask", "g_mask_tv")  # only with an AttentionGenerator G_rgb (GANimation's mask regularisers)
 
@@ -150,6 +151,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         critic_fake_class=False,
         expression_guide=None,
         lambda_guide=0.0,
+        lambda_guide_features=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -178,11 +180,13 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             raise ValueError(f"DepthGuidedStarGAN: depth_weight must be >= 0; got {depth_weight}")
         if lambda_id < 0:
             raise ValueError(f"DepthGuidedStarGAN: lambda_id must be >= 0; got {lambda_id}")
-        if lambda_guide > 0 and (expression_guide is None or condition != "expression"):
-            raise ValueError("DepthGuidedStarGAN: lambda_guide > 0 needs an expression_guide classifier and "
-                             "condition='expression'")
+        if (lambda_guide > 0 or lambda_guide_features > 0) and (expression_guide is None
+                                                                 or condition != "expression"):
+            raise ValueError("DepthGuidedStarGAN: lambda_guide / lambda_guide_features > 0 need an "
+                             "expression_guide classifier and condition='expression'")
         for name, value in (("lambda_pair", lambda_pair), ("lambda_mask", lambda_mask), ("lambda_mask_tv", lambda_mask_tv),
-                            ("critic_warmup_steps", critic_warmup_steps), ("lambda_guide", lambda_guide)):
+                            ("critic_warmup_steps", critic_warmup_steps), ("lambda_guide", lambda_guide),
+                            ("lambda_guide_features", lambda_guide_features)):
             if value < 0:
                 raise ValueError(f"DepthGuidedStarGAN: {name} must be >= 0; got {value}")
         self.g_rgb = g_rgb
@@ -208,11 +212,17 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         self.critic_augment = critic_augment_module.parse_policy(critic_augment)
         self.critic_fake_class = bool(critic_fake_class)
         self.lambda_guide = float(lambda_guide)
+        self.lambda_guide_features = float(lambda_guide_features)
         # A frozen expression classifier of real faces (`expr3d.training.guide`): its cross-entropy on the
-        # translations is one more classification term for G_rgb, from a classifier that is accurate from the start.
-        self.expression_guide = expression_guide if self.lambda_guide > 0 else None
-        if self.expression_guide is not None:
-            self.expression_guide.trainable = False
+        # translations is one more classification term for G_rgb, from a classifier that is accurate from the start;
+        # its stage maps of a translation are pulled to those of the true target render.
+        self.expression_guide = None
+        if self.lambda_guide > 0 or self.lambda_guide_features > 0:
+            from expr3d.training.guide import with_features
+
+            expression_guide.trainable = False
+            self.expression_guide = with_features(expression_guide) if self.lambda_guide_features > 0 \
+                else expression_guide
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         # A `training.ema.WeightAverage` of G_rgb (None: not kept), updated by the loop after each generator
         # update; the sample grids show `sample_generator`: G_rgb, or that average.
@@ -242,6 +252,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         return (RGB_GENERATOR_TERMS + (IDENTITY_TERMS if self.lambda_id > 0 else ())
                 + (PAIRED_TERMS if self.lambda_pair > 0 else ())
                 + (GUIDE_TERMS if self.lambda_guide > 0 else ())
+                + (GUIDE_FEATURE_TERMS if self.lambda_guide_features > 0 else ())
                 + (ATTENTION_TERMS if self.uses_attention else ()))
 
     @property
@@ -360,9 +371,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             logs["g_rec"] = losses.l1_loss(image, reconstruction)
             logs["g_rgb_total"] = logs["g_adv"] + self.lambda_cls * classification + self.lambda_rec * logs["g_rec"]
             if self.expression_guide is not None:
-                guide_logits = self.expression_guide(tf.cast(fake, tf.float32), training=False)
-                logs["g_guide"] = objectives.head_loss(guide_logits, target_labels)
-                logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_guide * logs["g_guide"]
+                logs["g_rgb_total"] = logs["g_rgb_total"] + self._guide_terms(batch, fake, target_labels, logs)
             if self.lambda_id > 0:
                 logs["g_id"] = losses.l1_loss(image, self.g_rgb([image, original], training=True))
                 logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_id * logs["g_id"]
@@ -401,6 +410,26 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             scaled = common.scaled_for_update(total, optimizers)
         common.apply_updates(tape, scaled, optimizers, variables, computed_first=logs)
         return logs
+
+    def _guide_terms(self, batch, fake, target_labels, logs):
+        """The expression guide's weighted terms on the translations `fake` (logged into `logs`)."""
+        outputs = self.expression_guide(tf.cast(fake, tf.float32), training=False)
+        if self.lambda_guide_features <= 0:
+            outputs = [outputs]
+        total = 0.0
+        if self.lambda_guide > 0:
+            logs["g_guide"] = objectives.head_loss(outputs[0], target_labels)
+            total = total + self.lambda_guide * logs["g_guide"]
+        if self.lambda_guide_features > 0:
+            if "target_image" not in batch:
+                raise ValueError("DepthGuidedStarGAN: lambda_guide_features > 0 needs paired batches (a "
+                                 "`target_image`: --target_mode=paired)")
+            targets = self.expression_guide(tf.cast(batch["target_image"], tf.float32), training=False)
+            logs["g_guide_features"] = tf.add_n([
+                tf.reduce_mean(tf.abs(f - tf.stop_gradient(t))) for f, t in zip(outputs[1:], targets[1:])
+            ]) / len(outputs[1:])
+            total = total + self.lambda_guide_features * logs["g_guide_features"]
+        return total
 
     def _translate_with_mask(self, image, condition, with_colour=False):
         """`G_rgb(image, condition)` in training mode and its edit mask (None without an AttentionGenerator); with
@@ -448,4 +477,5 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             "critic_augment": ",".join(self.critic_augment),
             "critic_fake_class": self.critic_fake_class,
             "lambda_guide": self.lambda_guide,
+            "lambda_guide_features": self.lambda_guide_features,
         }

@@ -1,5 +1,7 @@
 """The expression guide: a frozen classifier of real faces whose cross-entropy on G_rgb's translations is one more
-term of G_rgb's loss (`--expression_guide`, `--lambda_guide`; NOT in the paper).
+term of G_rgb's loss (`--expression_guide`, `--lambda_guide`; NOT in the paper), and, with paired data, whose
+feature maps of a translation are pulled to those of the true target render (`--lambda_guide_features`: a
+perceptual loss whose network knows faces and expressions).
 
 Why: the expression generation rate follows the accuracy of D_rgb's own classifier (measured: 55 % on real test
 faces after 1,200 iterations, 78.5 % after 2,400 - and the judged rate 37 % / 62 %). D_rgb's classifier learns from
@@ -24,9 +26,26 @@ def load_guide(config):
     from expr3d.metrics.expression_classifier import load_classifier
 
     if not config.expression_guide:
-        raise ValueError("--lambda_guide > 0 needs --expression_guide (a classifier directory, or 'train')")
+        raise ValueError("--lambda_guide / --lambda_guide_features need --expression_guide (a classifier directory, "
+                         "or 'train')")
     classifier = load_classifier(guide_directory(config), image_size=config.image_size)
     model = classifier.model
+    model.trainable = False
+    return model
+
+
+def with_features(classifier):
+    """The guide as a model of `[logits, f_0, ..., f_3]`: its logits and the output maps of its four residual stages
+    (the compact backbone's `stage{s}_block1_out`), what `--lambda_guide_features` compares."""
+    import keras
+
+    names = [f"stage{stage}_block1_out" for stage in range(4)]
+    known = {layer.name for layer in classifier.layers}
+    if not all(name in known for name in names):
+        raise ValueError("--lambda_guide_features needs a guide with the compact backbone (its stage outputs "
+                         f"{', '.join(names)}); this one has none")
+    model = keras.Model(classifier.inputs, [classifier.outputs[0]] + [classifier.get_layer(n).output for n in names],
+                        name="expression_guide_features")
     model.trainable = False
     return model
 
@@ -43,7 +62,7 @@ def prepare_guide(config, say=print):
     run reuses it). Returns the guide's metadata (None when the run uses no guide)."""
     from expr3d.metrics.expression_classifier import MODEL_FILE, load_classifier
 
-    if config.lambda_guide <= 0 or "gan" not in config.stages():
+    if not config.expression_guide or "gan" not in config.stages():
         return None
     directory = guide_directory(config)
     if config.expression_guide == TRAIN and not os.path.isfile(os.path.join(directory, MODEL_FILE)):

@@ -91,6 +91,7 @@ def gan_stage(config, networks, loss_scaled, vgg=None):
         lambda_pair=config.lambda_pair, condition=config.condition, au_loss=config.au_loss,
         critic_augment=config.critic_augment, critic_fake_class=config.critic_fake_class,
         expression_guide=_expression_guide(config), lambda_guide=config.lambda_guide,
+        lambda_guide_features=config.lambda_guide_features,
     )
     trainer.compile(optimizers={key: _optimizer(config, key, loss_scaled)
                                 for key in ("g_rgb", "d_rgb", "g_depth", "d_depth")})
@@ -106,8 +107,8 @@ def gan_stage(config, networks, loss_scaled, vgg=None):
 
 
 def _expression_guide(config):
-    """The frozen classifier of `--expression_guide` (None when `--lambda_guide` is 0)."""
-    if config.lambda_guide <= 0:
+    """The frozen classifier of `--expression_guide` (None without one)."""
+    if not config.expression_guide:
         return None
     from expr3d.training.guide import load_guide
 

@@ -34,7 +34,7 @@ RECORDED_KEYS = [
     "perceptual_weight", "vgg19_weights", "target_mode", "n_critic", "critic_warmup_steps",
     "critic_augment",  # (session 17)
     "critic_fake_class",  # (session 18)
-    "expression_guide", "lambda_guide", "guide_epochs",  # (session 19)
+    "expression_guide", "lambda_guide", "lambda_guide_features", "guide_epochs",  # (session 19)
     "g_ema_decay",  # (session 8)
     "g_lr", "d_lr", "beta1",
     "beta2", "adam_epsilon", "adam_epsilon_mode", "lr_decay_every", "lr_decay_start", "mixed_precision", "strategy",

@@ -56,8 +56,35 @@ def test_the_generator_minimises_the_frozen_guide_s_cross_entropy(tiny_dataset):
     assert last < first - 0.05, (first, last)
 
 
+@pytest.mark.slow  # ~4 s
+def test_the_feature_term_compares_the_guide_s_stage_maps_with_the_true_render_s(tiny_dataset):
+    from expr3d.training.guide import with_features
+
+    networks = tiny_networks()
+    guide = _guide()
+    batch = fixed_batch(tiny_dataset)
+    batch["target_image"] = tf.reverse(batch["image"], axis=[0])  # any other faces as the "true renders"
+    gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, n_critic=1, expression_guide=guide,
+                             lambda_guide_features=2.0, lambda_pair=1.0)
+    gan.compile(optimizers={key: adam(key, 1e-3) for key in networks})
+    gan.build_optimizers()
+    assert "g_guide_features" in gan.log_names and "g_guide" not in gan.log_names
+    features = with_features(guide)
+    fake = gan.g_rgb([batch["image"], tf.one_hot(batch["target"], 8)], training=True)
+    ours, theirs = features(fake, training=False)[1:], features(batch["target_image"], training=False)[1:]
+    assert [f.shape[1] for f in ours] == [16, 8, 4, 2]  # the four stages of a 32 px guide (stem stride 2)
+    expected = np.mean([float(tf.reduce_mean(tf.abs(a - b))) for a, b in zip(ours, theirs)])
+    logs = gan.generator_step(batch)
+    assert float(logs["g_guide_features"]) == pytest.approx(expected, rel=1e-4)
+    # A translation that IS the true render scores 0.
+    same = [float(tf.reduce_mean(tf.abs(a - b))) for a, b in zip(features(batch["target_image"])[1:], theirs)]
+    assert max(same) == 0.0
+    with pytest.raises(ValueError, match="needs paired batches"):
+        gan.generator_step({k: v for k, v in batch.items() if k != "target_image"})
+
+
 def test_the_trainer_refuses_a_weight_without_a_guide():
-    with pytest.raises(ValueError, match="lambda_guide > 0 needs an expression_guide"):
+    with pytest.raises(ValueError, match="lambda_guide / lambda_guide_features > 0 need an expression_guide"):
         DepthGuidedStarGAN(**tiny_networks(), depth_weight=0.0, lambda_guide=1.0)
     gan = DepthGuidedStarGAN(**tiny_networks(), depth_weight=0.0, expression_guide=_guide(), lambda_guide=0.0)
     assert gan.expression_guide is None and "g_guide" not in gan.log_names
@@ -70,6 +97,9 @@ def test_config_refusals():
         TrainConfig(**base, lambda_guide=1.0).validate()
     with pytest.raises(UsageError, match="--expression_guide=train has no effect with --lambda_guide=0"):
         TrainConfig(**base, expression_guide="train").validate()
+    with pytest.raises(UsageError, match="--lambda_guide_features=1.0 needs --target_mode=paired"):
+        TrainConfig(**base, expression_guide="train", lambda_guide_features=1.0).validate()
+    TrainConfig(**base, expression_guide="train", lambda_guide_features=1.0, target_mode="paired").validate()
     with pytest.raises(UsageError, match="--condition=action_units has no expression target"):
         TrainConfig(**base, expression_guide="train", lambda_guide=1.0, condition="action_units",
                     depth_weight=0).validate()
