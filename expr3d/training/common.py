@@ -96,17 +96,23 @@ class NCriticSchedule:
     One iteration = one critic update on one global batch, plus a generator update on every n_critic-th iteration.
     The host class provides `critic_step`, `generator_step`, `n_critic` and `iteration`.
     A host with `critic_warmup_steps > 0` (and a `critic_warmup_step`) runs that step instead of an iteration for
-    its first `critic_warmup_steps` iterations; they count as iterations (checkpoints, learning-rate schedule), and
-    the n_critic schedule counts from the first iteration after them.
+    `critic_warmup_steps` iterations, after `generator_warmup_steps` iterations of its `generator_warmup_step`; they
+    count as iterations (checkpoints, learning-rate schedule), and the n_critic schedule counts from the first
+    iteration after them.
     """
 
     critic_warmup_steps = 0
+    generator_warmup_steps = 0
 
     def step_kind(self, step):
-        """What iteration `step` (0-based) runs: "warmup", "critic" (critic update only) or "both"."""
-        if step < self.critic_warmup_steps:
+        """What iteration `step` (0-based) runs: "generator_warmup" (the first `generator_warmup_steps`), "warmup"
+        (the next `critic_warmup_steps`), then "critic" (critic update only) or "both"."""
+        if step < self.generator_warmup_steps:
+            return "generator_warmup"
+        warmup = self.generator_warmup_steps + self.critic_warmup_steps
+        if step < warmup:
             return "warmup"
-        return "both" if (step - self.critic_warmup_steps + 1) % self.n_critic == 0 else "critic"
+        return "both" if (step - warmup + 1) % self.n_critic == 0 else "critic"
 
     def run_iteration(self, batch, update_generator):
         """One iteration with a Python-decided generator update (what the training loop traces, once per value)."""

@@ -27,9 +27,9 @@ MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d
                 "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers", "generator", "init", "code_dim",
                 "au_bins", "condition", "critic_fake_class")
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
-STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "g_ema_decay", "critic_warmup_steps", "condition", "critic_augment",
-                       "au_dial_targets", "critic_fake_class", "expression_guide", "lambda_guide",
-                       "lambda_guide_features", "guide_epochs")
+STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "g_ema_decay", "critic_warmup_steps", "generator_warmup_steps",
+                       "condition", "critic_augment", "au_dial_targets", "critic_fake_class", "expression_guide",
+                       "lambda_guide", "lambda_guide_features", "guide_epochs")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -104,6 +104,7 @@ class TrainConfig:
     # --- optimisation
     n_critic: int = 5
     critic_warmup_steps: int = 0
+    generator_warmup_steps: int = 0
     critic_augment: str = ""
     critic_fake_class: bool = False
     expression_guide: str = ""
@@ -228,6 +229,9 @@ class TrainConfig:
         if self.expression_guide and self.lambda_guide <= 0 and self.lambda_guide_features <= 0:
             raise UsageError(f"--expression_guide={self.expression_guide} has no effect with --lambda_guide=0 and "
                              f"--lambda_guide_features=0")
+        if self.generator_warmup_steps > 0 and self.lambda_pair <= 0:
+            raise UsageError(f"--generator_warmup_steps={self.generator_warmup_steps} trains G_rgb on the paired "
+                             f"terms; it needs --lambda_pair > 0 (and --target_mode=paired)")
         if self.lambda_guide_features > 0 and self.target_mode != "paired":
             raise UsageError(f"--lambda_guide_features={self.lambda_guide_features} needs --target_mode=paired "
                              f"(the true target renders)")
@@ -389,6 +393,11 @@ def define_flags(flag_values=None):
            "NOT in the paper (0 = off, the paper's flagfiles): the first N iterations of stage 2 train only "
            "D_rgb's expression classification of real faces, so its classification term guides G_rgb from "
            "G_rgb's first update. They count in --num_steps_gan.")
+    define("integer", "generator_warmup_steps",
+           "NOT in the paper (0 = off, the paper's flagfiles; needs --lambda_pair > 0): the first N iterations of "
+           "stage 2 train G_rgb alone on the paired terms, the cycle, the expression guide and the mask regularisers "
+           "- no critic, no depth network, several times cheaper than a GAN iteration - before any "
+           "--critic_warmup_steps. They count in --num_steps_gan.")
     define("string", "critic_augment",
            "NOT in the paper (empty = off, the paper's flagfiles): augment every image D_rgb sees in stage 2, real "
            "and generated, in both steps (DiffAugment): a comma list of translation (up to 1/8 of the side), "
@@ -490,6 +499,7 @@ def define_flags(flag_values=None):
                  "lambda_confusion", "lambda_swap", "lambda_guide", "lambda_guide_features"):
         cli.at_least(name, 0.0, **bound)
     cli.at_least("critic_warmup_steps", 0, "0 = off", **bound)
+    cli.at_least("generator_warmup_steps", 0, "0 = off", **bound)
     cli.in_range("au_dial_targets", 0.0, 1.0, **bound)
     cli.in_range("g_ema_decay", 0.0, 1.0, high_open=True, **bound)
 

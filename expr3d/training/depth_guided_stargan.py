@@ -152,6 +152,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         expression_guide=None,
         lambda_guide=0.0,
         lambda_guide_features=0.0,
+        generator_warmup_steps=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -186,7 +187,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                              "expression_guide classifier and condition='expression'")
         for name, value in (("lambda_pair", lambda_pair), ("lambda_mask", lambda_mask), ("lambda_mask_tv", lambda_mask_tv),
                             ("critic_warmup_steps", critic_warmup_steps), ("lambda_guide", lambda_guide),
-                            ("lambda_guide_features", lambda_guide_features)):
+                            ("lambda_guide_features", lambda_guide_features),
+                            ("generator_warmup_steps", generator_warmup_steps)):
             if value < 0:
                 raise ValueError(f"DepthGuidedStarGAN: {name} must be >= 0; got {value}")
         self.g_rgb = g_rgb
@@ -205,6 +207,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         self.lambda_mask = float(lambda_mask)
         self.lambda_mask_tv = float(lambda_mask_tv)
         self.critic_warmup_steps = int(critic_warmup_steps)
+        self.generator_warmup_steps = int(generator_warmup_steps)
         self.mask_penalty = mask_penalty
         self.lambda_pair = float(lambda_pair)
         self.condition = condition
@@ -355,7 +358,6 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         return logs
 
     def generator_step(self, batch):
-        image = batch["image"]
         original, target, _, target_labels = self._conditions(batch)
         optimizers = [self._optimizers["g_rgb"]]
         variables = [self.g_rgb.trainable_variables]
@@ -364,36 +366,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             variables.append(self.g_depth.trainable_variables)
         persistent = any(common.is_loss_scaled(o) for o in optimizers)
         with tf.GradientTape(persistent=persistent) as tape:
-            fake, fake_mask, fake_colour = self._translate_with_mask(image, target, with_colour=True)
-            logs, classification = objectives.generator_terms(self.d_rgb, self._critic_view(batch, fake, 2),
-                                                              target_labels, prefix="g")
-            reconstruction, reconstruction_mask = self._translate_with_mask(fake, original)
-            logs["g_rec"] = losses.l1_loss(image, reconstruction)
-            logs["g_rgb_total"] = logs["g_adv"] + self.lambda_cls * classification + self.lambda_rec * logs["g_rec"]
-            if self.expression_guide is not None:
-                logs["g_rgb_total"] = logs["g_rgb_total"] + self._guide_terms(batch, fake, target_labels, logs)
-            if self.lambda_id > 0:
-                logs["g_id"] = losses.l1_loss(image, self.g_rgb([image, original], training=True))
-                logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_id * logs["g_id"]
-            if self.lambda_pair > 0:
-                if "target_image" not in batch:
-                    raise ValueError("DepthGuidedStarGAN: lambda_pair > 0 needs paired batches (a `target_image`: "
-                                     "--target_mode=paired)")
-                logs["g_pair"] = losses.l1_loss(batch["target_image"], fake)
-                if fake_colour is not None:
-                    # Through the output alone the colour head is reached only where the mask is open, and the mask
-                    # shuts within ~50 iterations (copying the source beats a random colour) and never reopens.
-                    # The pair says where the edit is: the mask learns that region, the colour head the target in it.
-                    region = losses.paired_edit_region(image, batch["target_image"])
-                    logs["g_pair"] = (logs["g_pair"] + losses.mask_cross_entropy(region, fake_mask)
-                                      + losses.l1_loss(batch["target_image"], fake_colour, mask=region))
-                logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_pair * logs["g_pair"]
-            if self.uses_attention:
-                masks = (fake_mask, reconstruction_mask)
-                logs["g_mask"] = sum(losses.attention_sparsity_loss(mask, self.mask_penalty) for mask in masks)
-                logs["g_mask_tv"] = sum(losses.total_variation_loss(mask) for mask in masks)
-                logs["g_rgb_total"] = (logs["g_rgb_total"] + self.lambda_mask * logs["g_mask"]
-                                       + self.lambda_mask_tv * logs["g_mask_tv"])
+            logs, fake = self._rgb_generator_loss(batch, original, target, target_labels, with_critic=True)
             total = logs["g_rgb_total"]
             if self.uses_depth:
                 fake_geometry = self.g_depth.to_geometry(fake, training=True)
@@ -409,6 +382,59 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             logs["g_total"] = total
             scaled = common.scaled_for_update(total, optimizers)
         common.apply_updates(tape, scaled, optimizers, variables, computed_first=logs)
+        return logs
+
+    def _rgb_generator_loss(self, batch, original, target, target_labels, with_critic):
+        """G_rgb's terms (logged by name) and the translations: with `with_critic`, L_rgb; without, the generator
+        warm-up's loss, L_rgb without D_rgb's adversarial and classification terms."""
+        image = batch["image"]
+        fake, fake_mask, fake_colour = self._translate_with_mask(image, target, with_colour=True)
+        if with_critic:
+            logs, classification = objectives.generator_terms(self.d_rgb, self._critic_view(batch, fake, 2),
+                                                              target_labels, prefix="g")
+        else:
+            logs = {}
+        reconstruction, reconstruction_mask = self._translate_with_mask(fake, original)
+        logs["g_rec"] = losses.l1_loss(image, reconstruction)
+        if with_critic:
+            logs["g_rgb_total"] = logs["g_adv"] + self.lambda_cls * classification + self.lambda_rec * logs["g_rec"]
+        else:
+            logs["g_rgb_total"] = self.lambda_rec * logs["g_rec"]
+        if self.expression_guide is not None:
+            logs["g_rgb_total"] = logs["g_rgb_total"] + self._guide_terms(batch, fake, target_labels, logs)
+        if self.lambda_id > 0:
+            logs["g_id"] = losses.l1_loss(image, self.g_rgb([image, original], training=True))
+            logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_id * logs["g_id"]
+        if self.lambda_pair > 0:
+            if "target_image" not in batch:
+                raise ValueError("DepthGuidedStarGAN: lambda_pair > 0 needs paired batches (a `target_image`: "
+                                 "--target_mode=paired)")
+            logs["g_pair"] = losses.l1_loss(batch["target_image"], fake)
+            if fake_colour is not None:
+                # Through the output alone the colour head is reached only where the mask is open, and the mask
+                # shuts within ~50 iterations (copying the source beats a random colour) and never reopens.
+                # The pair says where the edit is: the mask learns that region, the colour head the target in it.
+                region = losses.paired_edit_region(image, batch["target_image"])
+                logs["g_pair"] = (logs["g_pair"] + losses.mask_cross_entropy(region, fake_mask)
+                                  + losses.l1_loss(batch["target_image"], fake_colour, mask=region))
+            logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_pair * logs["g_pair"]
+        if self.uses_attention:
+            masks = (fake_mask, reconstruction_mask)
+            logs["g_mask"] = sum(losses.attention_sparsity_loss(mask, self.mask_penalty) for mask in masks)
+            logs["g_mask_tv"] = sum(losses.total_variation_loss(mask) for mask in masks)
+            logs["g_rgb_total"] = (logs["g_rgb_total"] + self.lambda_mask * logs["g_mask"]
+                                   + self.lambda_mask_tv * logs["g_mask_tv"])
+        return logs, fake
+
+    def generator_warmup_step(self, batch):
+        """G_rgb alone on the paired terms, the cycle, the guide and the mask regularisers (`generator_warmup_steps`):
+        no critic, no depth network."""
+        original, target, _, target_labels = self._conditions(batch)
+        optimizer = self._optimizers["g_rgb"]
+        with tf.GradientTape() as tape:
+            logs, _ = self._rgb_generator_loss(batch, original, target, target_labels, with_critic=False)
+            scaled = common.scaled_for_update(logs["g_rgb_total"], [optimizer])
+        common.apply_updates(tape, scaled, [optimizer], [self.g_rgb.trainable_variables], computed_first=logs)
         return logs
 
     def _guide_terms(self, batch, fake, target_labels, logs):
@@ -471,6 +497,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             "lambda_mask": self.lambda_mask,
             "lambda_mask_tv": self.lambda_mask_tv,
             "critic_warmup_steps": self.critic_warmup_steps,
+            "generator_warmup_steps": self.generator_warmup_steps,
             "mask_penalty": self.mask_penalty,
             "lambda_pair": self.lambda_pair,
             "au_loss": self.au_loss,

@@ -74,19 +74,29 @@ def make_distributed_step(strategy, trainer, update_generator, jit_compile=False
     whatever the graph's scheduling (with both in one graph, graph != eager was seen in ~1 process in 6, before the
     Grappler read/write-order bug fixed in `common.apply_updates` was found; two calls cost nothing). `update_generator`
     is a Python bool, so no `tf.cond` surrounds optimizer updates (which `merge_call` under MirroredStrategy does not
-    allow); "warmup" gives the trainer's `critic_warmup_step` alone. `critic`: the critic update of another step
+    allow); "warmup" gives the trainer's `critic_warmup_step` alone, "generator_warmup" its `generator_warmup_step`. `critic`: the critic update of another step
     of this trainer (`update_generator=False`'s), so that under n_critic > 1 the critic is traced once, not twice
     (a trace of the transfer critic costs seconds).
     """
     if update_generator == "warmup":
         return _distributed(strategy, trainer.critic_warmup_step, jit_compile, poison)
+    average = getattr(trainer, "generator_average", None)
+    # In cross-replica context, after the replicas' update: one assignment updates every replica's copy.
+    follow = tf.function(average.update, autograph=False) if average is not None else None
+    if update_generator == "generator_warmup":
+        warmup = _distributed(strategy, trainer.generator_warmup_step, jit_compile, poison)
+
+        def generator_warmup(batch):
+            logs = dict(warmup(batch))
+            if follow is not None:
+                follow()
+            return logs
+
+        return generator_warmup
     critic = critic or _distributed(strategy, trainer.critic_step, jit_compile, poison)
     if not update_generator:
         return critic
     generator = _distributed(strategy, trainer.generator_step, jit_compile, poison)
-    average = getattr(trainer, "generator_average", None)
-    # In cross-replica context, after the replicas' update: one assignment updates every replica's copy.
-    follow = tf.function(average.update, autograph=False) if average is not None else None
 
     def iteration(batch):
         logs = dict(critic(batch))
@@ -206,6 +216,9 @@ class StageLoop:
                                                                         critic=critic)}
         if trainer.critic_warmup_steps:
             self._steps["warmup"] = make_distributed_step(strategy, trainer, "warmup", jit_compile)
+        if getattr(trainer, "generator_warmup_steps", 0):
+            self._steps["generator_warmup"] = make_distributed_step(strategy, trainer, "generator_warmup",
+                                                                    jit_compile)
         self._jit_compile = jit_compile
         self._current_lr = {}
         self._objects = objects
@@ -372,7 +385,7 @@ class StageLoop:
             self._set_learning_rates(step)
             kind = self.trainer.step_kind(step)
             if self.hooks.poison_batch(step):
-                update = {"both": True, "critic": False, "warmup": "warmup"}[kind]
+                update = {"both": True, "critic": False}.get(kind, kind)
                 poisoned = make_distributed_step(self.strategy, self.trainer, update, self._jit_compile, True)
                 logs = poisoned(self._next_batch())
             else:

@@ -32,6 +32,7 @@ RECORDED_KEYS = [
     "lambda_confusion", "lambda_swap",  # (session 10)
     "lambda_pix",
     "perceptual_weight", "vgg19_weights", "target_mode", "n_critic", "critic_warmup_steps",
+    "generator_warmup_steps",  # (session 19)
     "critic_augment",  # (session 17)
     "critic_fake_class",  # (session 18)
     "expression_guide", "lambda_guide", "lambda_guide_features", "guide_epochs",  # (session 19)

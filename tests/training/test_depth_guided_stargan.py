@@ -91,6 +91,36 @@ def test_critic_warmup_step_trains_only_d_rgb_classification_and_learns_it(tiny_
     assert any(moved.values()) and not all(moved.values()), moved
 
 
+def test_generator_warmup_then_critic_warmup_then_the_n_critic_schedule():
+    gan = DepthGuidedStarGAN(**tiny_networks(), n_critic=2, generator_warmup_steps=3, critic_warmup_steps=2)
+    assert [gan.step_kind(step) for step in range(9)] == (["generator_warmup"] * 3 + ["warmup"] * 2
+                                                          + ["critic", "both"] * 2)
+    assert gan.get_config()["generator_warmup_steps"] == 3
+    with pytest.raises(ValueError, match="generator_warmup_steps must be >= 0"):
+        DepthGuidedStarGAN(**tiny_networks(), generator_warmup_steps=-1)
+
+
+@pytest.mark.slow  # 4 s in the full suite
+def test_generator_warmup_step_trains_only_g_rgb_on_the_paired_terms(tiny_dataset):
+    batch = fixed_batch(tiny_dataset)
+    batch["target_image"] = tf.reverse(batch["image"], axis=[0])  # any image of the right shape
+    networks = tiny_networks()
+    gan = DepthGuidedStarGAN(**networks, lambda_pair=10.0, generator_warmup_steps=10)
+    gan.compile(optimizers={key: adam(key, 3e-3) for key in networks})
+    gan.build_optimizers()
+    before = {key: _weights(net) for key, net in networks.items()}
+    step = make_distributed_step(tf.distribute.get_strategy(), gan, update_generator="generator_warmup")
+    history = [{k: float(v) for k, v in step(batch).items()} for _ in range(10)]
+    # No critic term (neither D_rgb's nor the depth network's): the pair, the cycle and their total.
+    assert set(history[0]) == {"g_rec", "g_pair", "g_rgb_total"}
+    np.testing.assert_allclose(history[0]["g_rgb_total"], 10.0 * history[0]["g_rec"] + 10.0 * history[0]["g_pair"],
+                               rtol=1e-5)
+    assert history[-1]["g_pair"] < history[0]["g_pair"]
+    for key in ("d_rgb", "g_depth", "d_depth"):
+        assert _same(_weights(networks[key]), before[key]), key
+    assert not _same(_weights(networks["g_rgb"]), before["g_rgb"])
+
+
 @pytest.mark.slow  # 4 s in the full suite
 def test_the_paired_target_term_is_the_l1_to_the_true_render_and_needs_it(tiny_dataset):
     batch = fixed_batch(tiny_dataset, batch_size=2)

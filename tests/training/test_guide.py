@@ -161,3 +161,10 @@ def test_a_saved_guide_is_loaded_frozen_and_its_size_checked(tmp_path):
     assert model.trainable is False and model.output_shape == (None, 8)
     with pytest.raises(ValueError, match="trained on 32x32"):
         load_guide(config.replace(image_size=64))
+
+
+def test_generator_warmup_needs_the_paired_term():
+    base = dict(data_dir="data", model_dir="runs/a")
+    with pytest.raises(UsageError, match="--generator_warmup_steps=5 trains G_rgb on the paired terms"):
+        TrainConfig(**base, generator_warmup_steps=5).validate()
+    TrainConfig(**base, generator_warmup_steps=5, lambda_pair=1.0, target_mode="paired").validate()
