@@ -444,7 +444,14 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             outputs = [outputs]
         total = 0.0
         if self.lambda_guide > 0:
-            logs["g_guide"] = objectives.head_loss(outputs[0], target_labels)
+            logits = outputs[0]
+            if self.critic_augment:
+                # The class term reads what D_rgb reads (the same draw): a texture at a fixed place and colour is
+                # then no reliable cue for the guide either.
+                view = tf.cast(self._critic_view(batch, fake, 2), tf.float32)
+                logits = self.expression_guide(view, training=False)
+                logits = logits[0] if self.lambda_guide_features > 0 else logits
+            logs["g_guide"] = objectives.head_loss(logits, target_labels)
             total = total + self.lambda_guide * logs["g_guide"]
         if self.lambda_guide_features > 0:
             if "target_image" not in batch:

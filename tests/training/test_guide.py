@@ -168,3 +168,24 @@ def test_generator_warmup_needs_the_paired_term():
     with pytest.raises(UsageError, match="--generator_warmup_steps=5 trains G_rgb on the paired terms"):
         TrainConfig(**base, generator_warmup_steps=5).validate()
     TrainConfig(**base, generator_warmup_steps=5, lambda_pair=1.0, target_mode="paired").validate()
+
+
+@pytest.mark.slow  # ~3 s
+def test_with_critic_augment_the_guide_reads_the_augmented_translation(tiny_dataset):
+    from expr3d.training import critic_augment
+
+    networks = tiny_networks()
+    guide = _guide()
+    batch = fixed_batch(tiny_dataset)
+    batch["critic_augment"] = tf.random.stateless_uniform([4, 3, 7], seed=[1, 2])
+    gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, n_critic=1, expression_guide=guide, lambda_guide=1.0,
+                             critic_augment="translation,cutout,colour")
+    gan.compile(optimizers={key: adam(key, 1e-3) for key in networks})
+    gan.build_optimizers()
+    fake = gan.g_rgb([batch["image"], tf.one_hot(batch["target"], 8)], training=True)
+    view = critic_augment.augment(fake, batch["critic_augment"][:, 2], gan.critic_augment)
+    expected = losses.classification_loss(guide(view, training=False), batch["target"])
+    plain = losses.classification_loss(guide(fake, training=False), batch["target"])
+    logs = gan.generator_step(batch)
+    assert float(logs["g_guide"]) == pytest.approx(float(expected), rel=1e-4)
+    assert abs(float(expected) - float(plain)) > 1e-4  # the augmentation changed what the guide read
