@@ -3,7 +3,7 @@
     python benchmarks/bench_multi_worker.py [--steps=20] [--work_dir=/tmp/expr3d_bench_multi_worker]
 
 Runs, one after the other (never side by side: the figures are ratios inside one run of this script):
-  1. one process using both cores, `experiments/synthetic.flags` (float32, --op_determinism), `--steps` iterations of
+  1. one process using both cores, `experiments/synthetic48.flags` (float32, --op_determinism), `--steps` iterations of
      each stage;
   2. the same through `python -m expr3d.launch --workers=2` (sharded by data: the same batches as one process, so
      the weights compare), each worker limited to one thread
@@ -32,7 +32,7 @@ PROBE = os.path.join(REPO, "benchmarks", "multi_worker_allreduce_probe.py")
 
 
 def train_flags(args, model_dir, extra=()):
-    return ["--flagfile=experiments/synthetic.flags", f"--data_dir={args.data_dir}", f"--model_dir={model_dir}",
+    return ["--flagfile=experiments/synthetic48.flags", f"--data_dir={args.data_dir}", f"--model_dir={model_dir}",
             f"--num_steps_depth={args.steps}", f"--num_steps_gan={args.steps}", f"--checkpoint_every={args.every}",
             "--keep_checkpoints=100", "--sample_every=0", "--summary_every=1000", "--mixed_precision=float32",
             "--op_determinism", "--progress=false", "--worker_sharding=data", *extra]
@@ -102,7 +102,7 @@ def main():
         runs[f"two_workers{name}"] = run(launch + train_flags(args, two, epsilon), one_core, two + ".log")
     probe_log = os.path.join(args.work_dir, "allreduce.log")
     run([sys.executable, "-m", "expr3d.launch", "--workers=2", f"--program={PROBE}", "--",
-         "--flagfile=experiments/synthetic.flags", f"--data_dir={args.data_dir}", "--model_dir=/nonexistent"],
+         "--flagfile=experiments/synthetic48.flags", f"--data_dir={args.data_dir}", "--model_dir=/nonexistent"],
         one_core, probe_log)
     probe = json.loads([line for line in open(probe_log) if "ALLREDUCE " in line][0].split("ALLREDUCE ", 1)[1])
 

@@ -49,7 +49,7 @@ CONFIGS = {
     # StarGAN's reference configuration at 64 px.
     "reference": dict(image_size=64, batch_size=8, g_conv_dim=64, g_num_res_blocks=6, d_conv_dim=64, d_num_layers=6,
                       depth_g_conv_dim=64, depth_g_num_res_blocks=6, depth_d_conv_dim=64, depth_d_num_layers=6),
-    # experiments/synthetic.flags.
+    # experiments/synthetic48.flags (the main command until session 19).
     "synthetic": dict(image_size=48, batch_size=8, g_conv_dim=16, g_num_res_blocks=2, d_conv_dim=32, d_num_layers=4,
                       depth_g_conv_dim=16, depth_g_num_res_blocks=2, depth_d_conv_dim=16, depth_d_num_layers=4),
     # Peak-memory configuration: StarGAN's full size at 128 px, batch 8.

@@ -1,6 +1,6 @@
 r"""Start a multi-worker training job on this machine: N worker processes on 127.0.0.1, each with its TF_CONFIG.
 
-    python -m expr3d.launch --workers=2 -- --flagfile=experiments/synthetic.flags --model_dir=runs/mw
+    python -m expr3d.launch --workers=2 -- --flagfile=experiments/synthetic48.flags --model_dir=runs/mw
 
 Each worker runs `python -m expr3d.train <the flags after --> --strategy=multi_worker` with a free port of
 127.0.0.1 and its own `TF_CONFIG`; their output is streamed with a `[worker K]` prefix. When one worker fails, the
@@ -288,7 +288,7 @@ def main(argv):
                                  f"--strategy out)")
     if not any(flag.startswith(("--model_dir", "--flagfile")) for flag in train_flags):
         raise cli.UsageError("give the training flags after --, e.g. `python -m expr3d.launch --workers=2 -- "
-                             "--flagfile=experiments/synthetic.flags --model_dir=runs/mw`")
+                             "--flagfile=experiments/synthetic48.flags --model_dir=runs/mw`")
     if FLAGS.program is not None and not os.path.isfile(FLAGS.program):
         raise cli.UsageError(f"--program={FLAGS.program} is not a file")
     received = []
