@@ -122,8 +122,13 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
     if precision != "float32":
         # Saved (and judged) in float32: a float32 twin of the same architecture takes the trained weights.
         trained = model
-        model = build_classifier(image_size, width=width, backbone=backbone, backbone_weights=backbone_weights,
-                                 stem_stride=stem_stride)
+        # Under float32 explicitly: the caller's global policy may be mixed (expr3d.train's --expression_guide=train).
+        keras.config.set_dtype_policy("float32")
+        try:
+            model = build_classifier(image_size, width=width, backbone=backbone, backbone_weights=backbone_weights,
+                                     stem_stride=stem_stride)
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
         model.set_weights(trained.get_weights())
     predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 

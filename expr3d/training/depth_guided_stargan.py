@@ -439,7 +439,10 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
 
     def _guide_terms(self, batch, fake, target_labels, logs):
         """The expression guide's weighted terms on the translations `fake` (logged into `logs`)."""
-        outputs = self.expression_guide(tf.cast(fake, tf.float32), training=False)
+        # float32 whatever the guide computes in (a guide built under a mixed policy returns bf16/fp16).
+        guide = lambda images: tf.nest.map_structure(  # noqa: E731
+            lambda t: tf.cast(t, tf.float32), self.expression_guide(tf.cast(images, tf.float32), training=False))
+        outputs = guide(fake)
         if self.lambda_guide_features <= 0:
             outputs = [outputs]
         total = 0.0
@@ -448,8 +451,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             if self.critic_augment:
                 # The class term reads what D_rgb reads (the same draw): a texture at a fixed place and colour is
                 # then no reliable cue for the guide either.
-                view = tf.cast(self._critic_view(batch, fake, 2), tf.float32)
-                logits = self.expression_guide(view, training=False)
+                logits = guide(self._critic_view(batch, fake, 2))
                 logits = logits[0] if self.lambda_guide_features > 0 else logits
             logs["g_guide"] = objectives.head_loss(logits, target_labels)
             total = total + self.lambda_guide * logs["g_guide"]
@@ -457,7 +459,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             if "target_image" not in batch:
                 raise ValueError("DepthGuidedStarGAN: lambda_guide_features > 0 needs paired batches (a "
                                  "`target_image`: --target_mode=paired)")
-            targets = self.expression_guide(tf.cast(batch["target_image"], tf.float32), training=False)
+            targets = guide(batch["target_image"])
             logs["g_guide_features"] = tf.add_n([
                 tf.reduce_mean(tf.abs(f - tf.stop_gradient(t))) for f, t in zip(outputs[1:], targets[1:])
             ]) / len(outputs[1:])

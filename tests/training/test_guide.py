@@ -189,3 +189,43 @@ def test_with_critic_augment_the_guide_reads_the_augmented_translation(tiny_data
     logs = gan.generator_step(batch)
     assert float(logs["g_guide"]) == pytest.approx(float(expected), rel=1e-4)
     assert abs(float(expected) - float(plain)) > 1e-4  # the augmentation changed what the guide read
+
+
+@pytest.mark.slow  # ~6 s
+def test_a_guide_built_under_a_mixed_policy_gives_float32_terms(tiny_dataset):
+    """expr3d.train sets the run's policy (bf16 where the CPU has it) before it trains its guide."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        guide = _guide()
+        networks = tiny_networks()
+        batch = fixed_batch(tiny_dataset)
+        batch["target_image"] = tf.reverse(batch["image"], axis=[0])
+        gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, n_critic=1, expression_guide=guide, lambda_guide=1.0,
+                                 lambda_guide_features=1.0, lambda_pair=1.0)
+        gan.compile(optimizers={key: adam(key, 1e-3) for key in networks})
+        gan.build_optimizers()
+        logs = gan.generator_warmup_step(batch)
+        assert logs["g_guide"].dtype == tf.float32 and logs["g_guide_features"].dtype == tf.float32
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+@pytest.mark.slow  # ~10 s
+def test_a_classifier_trained_under_a_mixed_global_policy_is_saved_in_float32(tiny_dataset, tmp_path):
+    import keras
+
+    from expr3d.metrics.classifier import train_classifier
+    from expr3d.metrics.expression_classifier import load_classifier
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        train_classifier(str(tiny_dataset), str(tmp_path / "guide"), epochs=1, batch_size=8, width=4,
+                         precision="mixed_bfloat16")
+    finally:
+        keras.config.set_dtype_policy(previous)
+    model = load_classifier(str(tmp_path / "guide")).model
+    assert {layer.dtype_policy.compute_dtype for layer in model.layers if layer.weights} == {"float32"}
