@@ -409,9 +409,10 @@ def define_flags(flag_values=None):
            "fools its classifier is learnt as a mark of generated faces. --condition=expression only.")
     define("string", "expression_guide",
            "NOT in the paper (empty = off, the paper's flagfiles): a frozen expression classifier of real faces whose "
-           "cross-entropy on the translations G_rgb also minimises (weight --lambda_guide): a classifier directory "
-           "saved by `python -m expr3d.metrics.classifier`, or 'train' = train one on this run's own training split "
-           "into MODEL_DIR/guide before stage 2 (expr3d/training/guide.py).")
+           "cross-entropy on the translations (--lambda_guide) and whose features against the true render "
+           "(--lambda_guide_features) G_rgb also minimises: a classifier directory saved by `python -m "
+           "expr3d.metrics.classifier`, or 'train' = train one on this run's own training split into "
+           "MODEL_DIR/guide before the first stage (expr3d/training/guide.py).")
     define("float", "lambda_guide", "Weight of the --expression_guide term in G_rgb's loss (0 = off).")
     define("float", "lambda_guide_features",
            "Weight of the paired guide-feature term (0 = off; needs --expression_guide and --target_mode=paired): "
