@@ -439,9 +439,11 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
 
     def _guide_terms(self, batch, fake, target_labels, logs):
         """The expression guide's weighted terms on the translations `fake` (logged into `logs`)."""
-        # float32 whatever the guide computes in (a guide built under a mixed policy returns bf16/fp16).
-        guide = lambda images: tf.nest.map_structure(  # noqa: E731
-            lambda t: tf.cast(t, tf.float32), self.expression_guide(tf.cast(images, tf.float32), training=False))
+        def guide(images):
+            # float32 whatever the guide computes in (a guide built under a mixed policy returns bf16/fp16).
+            outputs = self.expression_guide(tf.cast(images, tf.float32), training=False)
+            return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), outputs)
+
         outputs = guide(fake)
         if self.lambda_guide_features <= 0:
             outputs = [outputs]
