@@ -44,6 +44,8 @@ def define_flags():
     flags.DEFINE_integer("image_size", 64, "image size of the generated dataset")
     flags.DEFINE_integer("data_seed", 0, "seed of the generated dataset")
     flags.DEFINE_integer("images_per_identity", 8, "renders per train identity of the generated dataset")
+    flags.DEFINE_boolean("train_pairs", False, "render each train identity in one pose and light under all eight "
+                                               "expressions (the data of --target_mode=paired runs)")
     flags.DEFINE_string("classifier_data_dir", None,
                         "dataset whose train split trains the judging expression classifier (default --data_dir); "
                         "generated like --data_dir, with --classifier_identities and --classifier_data_seed, when it "
@@ -68,6 +70,14 @@ def define_flags():
                          "depth-guided runs start stage 2 from the judge's stage-1 networks (one depth pre-training "
                          "shared by every variant and seed, as the paper pre-trains once) instead of each pre-training "
                          "its own; the judge's --num_steps_depth is then the pre-training length")
+    flags.DEFINE_boolean("shared_generator_warmup", False,
+                         "with --shared_depth_pretraining and --generator_warmup_steps=N: per seed, a variant that "
+                         "differs from that seed's first shared-stage-1 variant only in the stage-2 depth terms "
+                         "(depth_weight, confidence_penalty, confidence_penalty_on) starts stage 2 from that run's "
+                         "checkpoint at iteration N (and its expression guide) instead of repeating the warm-up, which "
+                         "touches no depth term: the networks it would train itself (bit for bit with "
+                         "--op_determinism, tests/test_ablation.py). That run must keep the checkpoint "
+                         "(--checkpoint_every dividing N, --keep_checkpoints large enough)")
     flags.DEFINE_boolean("reevaluate", False, "evaluate every run again (e.g. after changing --metrics or the judge)")
     flags.DEFINE_boolean("dry_run", False, "print the commands, run nothing")
     flags.DEFINE_boolean("skip_corrupt", False,
@@ -165,6 +175,61 @@ class CopyStageOne:
         return 0
 
 
+class CopyWarmup:
+    """A study step: copy another run's stage-2 checkpoint at the end of its generator warm-up, and the expression
+    guide it trained (`--expression_guide=train`), into a new run directory (each atomically: temp dir + rename),
+    which then resumes from that checkpoint with the same guide (`--shared_generator_warmup`)."""
+
+    def __init__(self, source_run, destination_run, step):
+        name = f"ckpt-{int(step):09d}"
+        self.source = os.path.join(RunDir(source_run).checkpoint_dir("gan"), name)
+        self.destination = os.path.join(RunDir(destination_run).checkpoint_dir("gan"), name)
+        self.guide_source = os.path.join(source_run, "guide")
+        self.guide_destination = os.path.join(destination_run, "guide")
+
+    def describe(self):
+        return f"copy {self.source} -> {self.destination}"
+
+    def __call__(self):
+        if not os.path.isdir(self.source):
+            print(f"error: {self.source} is missing: the run that shares its generator warm-up did not keep that "
+                  "checkpoint (--checkpoint_every must divide --generator_warmup_steps, and --keep_checkpoints must "
+                  "keep it to the end)", file=sys.stderr)
+            return 1
+        if os.path.isdir(self.guide_source) and not os.path.isdir(self.guide_destination):
+            _copy_tree(self.guide_source, self.guide_destination)
+        _copy_tree(self.source, self.destination)  # last: its presence marks the step done
+        return 0
+
+
+def _copy_tree(source, destination):
+    import shutil
+
+    os.makedirs(os.path.dirname(destination), exist_ok=True)
+    temporary = os.path.join(os.path.dirname(destination), f".tmp-copy-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    shutil.copytree(source, temporary)
+    os.replace(temporary, destination)
+
+
+# Flags a variant may change and still share another run's generator warm-up: the warm-up trains G_rgb alone on
+# the paired terms and the guide, and reads none of them.
+DEPTH_TERM_FLAGS = ("depth_weight", "confidence_penalty", "confidence_penalty_on")
+
+
+def flag_settings(arguments):
+    """{flag name: value} of `--name=value` / `--name` / `--noname` arguments, the last occurrence winning."""
+    settings = {}
+    for argument in arguments:
+        if not argument.startswith("--"):
+            continue
+        name, has_value, value = argument[2:].partition("=")
+        if not has_value:
+            name, value = (name[2:], "false") if name.startswith("no") else (name, "true")
+        settings[name] = value
+    return settings
+
+
 class InProcess:
     """A study step that runs a command's logic in this process (one process for the whole study: TensorFlow and
     the data pipeline start once), described (dry run, progress, errors) as the command line it stands for.
@@ -222,7 +287,8 @@ def plan(f):
     root, data = f.root, f.data_dir
     steps = [("data", [python, "-m", "expr3d.data.synthetic", f"--output={data}", f"--num_identities={f.num_identities}",
                        f"--image_size={f.image_size}", f"--seed={f.data_seed}",
-                       f"--images_per_identity={f.images_per_identity}"],
+                       f"--images_per_identity={f.images_per_identity}",
+                       *(["--train_pairs"] if getattr(f, "train_pairs", False) else [])],
               os.path.join(data, "dataset_card.json"))]
     classifier_data = f.classifier_data_dir or data
     if classifier_data != data:
@@ -252,14 +318,48 @@ def plan(f):
                                                         f"--model_dir={judge}", "--seed=0",
                                                         *shlex.split(f.train_flags), *skip, "--stage=depth"]),
                       RunDir(judge).config_path))
-    for run, seed, extra in runs:
+    judge_geometry = flag_value(shlex.split(f.train_flags), "geometry", "depth")
+    warmup_steps = int(flag_value(shlex.split(f.train_flags), "generator_warmup_steps", "0") or 0)
+    share_warmup = getattr(f, "shared_generator_warmup", False)
+    if share_warmup and not (f.shared_depth_pretraining and warmup_steps > 0):
+        raise cli.UsageError("--shared_generator_warmup needs --shared_depth_pretraining and "
+                             "--generator_warmup_steps > 0 in --train_flags")
+    def depth_weight(arguments):
+        return float(flag_value(arguments, "depth_weight", 0.1))
+
+    def shares_stage_one(arguments):
+        # The judge's stage 1 suits runs of its geometry; with a shared warm-up every such run takes it, so the
+        # warm-up's checkpoint holds the same depth networks whichever run trained it.
+        return f.shared_depth_pretraining and flag_value(arguments, "geometry", "depth") == judge_geometry
+
+    def without_depth_terms(arguments):
+        return {k: v for k, v in flag_settings(arguments).items() if k not in DEPTH_TERM_FLAGS}
+
+    ordered, donors = [], {}  # donors: seed -> (run, its flags without the depth terms)
+    for seed in dict.fromkeys(seed for _, seed, _ in runs):
+        of_seed = [(run, s, extra) for run, s, extra in runs if s == seed]
+        if share_warmup:
+            # The donor is a depth-guided run: its checkpoint holds every optimizer a depth-guided run restores
+            # (a plain run builds no G_depth/D_depth optimizer), and a plain run restores the part it has.
+            for run, _, extra in of_seed:
+                arguments = [*shlex.split(f.train_flags), *extra]
+                if shares_stage_one(arguments) and depth_weight(arguments) > 0:
+                    donors[seed] = (run, without_depth_terms(arguments))
+                    break
+            of_seed.sort(key=lambda item: item[0] != donors.get(seed, (None,))[0])  # the donor trains first
+        ordered.extend(of_seed)
+    for run, seed, extra in ordered:
         train_args = [*shlex.split(f.train_flags), *extra]
         stage_args = []
-        if f.shared_depth_pretraining and float(flag_value(train_args, "depth_weight", 0.1)) > 0:
+        if shares_stage_one(train_args) and (share_warmup or depth_weight(train_args) > 0):
             # Stage 2 only, from the judge's stage-1 networks (the trainer reads depth/checkpoints of --model_dir).
             steps.append((f"stage 1 of {run}", CopyStageOne(judge, os.path.join(root, run)),
                           RunDir(os.path.join(root, run)).checkpoint_dir("depth")))
             stage_args = ["--stage=gan"]
+            donor = donors.get(seed)
+            if donor and donor[0] != run and donor[1] == without_depth_terms(train_args):
+                copy = CopyWarmup(os.path.join(root, donor[0]), os.path.join(root, run), warmup_steps)
+                steps.append((f"generator warm-up of {run}", copy, copy.destination))
         steps.append((f"train {run}", InProcess([python, "-m", "expr3d.train", f"--data_dir={data}",
                                                  f"--model_dir={os.path.join(root, run)}", f"--seed={seed}",
                                                  *train_args, *skip, *stage_args]),

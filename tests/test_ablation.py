@@ -141,3 +141,96 @@ def test_an_in_process_training_run_does_not_depend_on_the_run_before_it(tmp_pat
     name_2, second = checkpoint_weights(str(tmp_path / "b2"), "gan")
     assert name_1 == name_2 and first.keys() == second.keys()
     assert [key for key in first if not (first[key] == second[key]).all()] == []
+
+
+def test_shared_generator_warmup_plans_one_warmup_per_seed_and_copies_it_to_depth_term_variants():
+    import types
+
+    plan_flags = types.SimpleNamespace(
+        root="r", data_dir="d", num_identities=4, image_size=32, data_seed=0, images_per_identity=8, train_pairs=True,
+        classifier_data_dir=None, classifier_identities=4, classifier_data_seed=1, classifier_flags="",
+        skip_corrupt=False, judge=None, metrics="paired", evaluate_flags="")
+    plan_flags.variants = ["baseline:depth_weight=0", "depth:depth_weight=0.3",
+                           "penalty:depth_weight=0.1;confidence_penalty=0.1;confidence_penalty_on=generator",
+                           "normals:depth_weight=0.1;geometry=normals", "wider:depth_weight=0.1;g_conv_dim=16"]
+    plan_flags.seeds = ["0", "1"]
+    plan_flags.train_flags = "--generator_warmup_steps=4 --num_steps_gan=6 --geometry=depth"
+    plan_flags.shared_depth_pretraining = True
+    plan_flags.shared_generator_warmup = True
+    steps = ablation.plan(plan_flags)
+    names = [what for what, _, _ in steps]
+    assert names[0] == "data" and "--train_pairs" in steps[0][1]
+    for seed in ("0", "1"):
+        # The first run of each seed trains the warm-up; the depth-term variants copy it at iteration 4.
+        warmups = [step for step in steps if step[0].startswith("generator warm-up of") and step[0].endswith(seed)]
+        # The donor is the first depth-guided run (its checkpoint holds every optimizer); it trains first.
+        assert [what for what, _, _ in warmups] == [f"generator warm-up of baseline_seed{seed}",
+                                                    f"generator warm-up of penalty_seed{seed}"]
+        assert warmups[0][1].source == f"r/depth_seed{seed}/gan/checkpoints/ckpt-000000004"
+        assert warmups[0][1].guide_source == f"r/depth_seed{seed}/guide"
+        trains = [what for what in names if what.startswith("train ") and what.endswith(f"seed{seed}")]
+        assert trains[:2] == [f"train depth_seed{seed}", f"train baseline_seed{seed}"]
+    # Another geometry trains its own stage 1 (the judge's depth networks do not suit it) and its own warm-up;
+    # another generator shares the stage 1 but not the warm-up.
+    assert "stage 1 of normals_seed0" not in names and "stage 1 of wider_seed0" in names
+    assert "stage 1 of baseline_seed0" in names  # with a shared warm-up every run of the judge's geometry takes it
+    plan_flags.shared_depth_pretraining = False
+    with pytest.raises(ablation.cli.UsageError, match="--shared_generator_warmup needs --shared_depth_pretraining"):
+        ablation.plan(plan_flags)
+
+
+def test_copy_warmup_copies_checkpoint_and_guide_and_names_a_missing_source(tmp_path, capsys):
+    source = tmp_path / "donor" / "gan" / "checkpoints" / "ckpt-000000004"
+    source.mkdir(parents=True)
+    (source / "ckpt.index").write_text("index")
+    (tmp_path / "donor" / "guide").mkdir()
+    (tmp_path / "donor" / "guide" / "classifier.keras").write_text("guide")
+    step = ablation.CopyWarmup(str(tmp_path / "donor"), str(tmp_path / "run"), 4)
+    assert step() == 0
+    assert (tmp_path / "run" / "gan" / "checkpoints" / "ckpt-000000004" / "ckpt.index").read_text() == "index"
+    assert (tmp_path / "run" / "guide" / "classifier.keras").read_text() == "guide"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["gan", "guide"]  # no temp dir left
+    assert ablation.CopyWarmup(str(tmp_path / "donor"), str(tmp_path / "run2"), 8)() == 1
+    assert "ckpt-000000008 is missing" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_shared_generator_warmup_gives_the_same_networks_as_training_it_again(tmp_path):
+    # With --shared_generator_warmup the plain variant resumes from the depth-guided one's warm-up checkpoint (and
+    # its guide); trained again from the same stage 1 with the same flags, it trains its own guide and warm-up. The
+    # final stage-2 checkpoints must be the same, tensor for tensor (the warm-up reads no depth term; exact resume
+    # does the rest).
+    from tests.training.test_train import checkpoint_weights
+
+    common = ("--num_steps_depth=2 --num_steps_gan=4 --generator_warmup_steps=2 --batch_size=4 --g_conv_dim=8 "
+              "--g_num_res_blocks=0 --d_conv_dim=8 --d_num_layers=2 --depth_g_conv_dim=8 --depth_g_num_res_blocks=0 "
+              "--depth_d_conv_dim=8 --depth_d_num_layers=2 --perceptual_weight=0 --n_critic=1 --generator=attention "
+              "--target_mode=paired --lambda_pair=10 --expression_guide=train --guide_epochs=1 "
+              "--lambda_guide_features=1 --checkpoint_every=2 --keep_checkpoints=3 --sample_every=0 --summary_every=1 "
+              "--progress=false --op_determinism")  # bit for bit needs deterministic kernels (the guide's too)
+    root, data = tmp_path / "study", tmp_path / "data"
+    command = ["-m", "expr3d.ablation", f"--root={root}", f"--data_dir={data}", "--num_identities=4",
+               "--image_size=32", "--images_per_identity=8", "--train_pairs", "--seeds=0",
+               "--variants=baseline:depth_weight=0,depth:depth_weight=0.1", f"--train_flags={common}",
+               "--classifier_flags=--epochs=1 --max_steps_per_epoch=2 --width=4 --batch_size=4 --min_judge_accuracy=0",
+               "--shared_depth_pretraining", "--shared_generator_warmup", "--metrics=paired",
+               "--evaluate_flags=--progress=false --batch_size=8 --min_judge_accuracy=0"]
+    done = forked_cli.run(command, capture_output=True, text=True, timeout=800)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "generator warm-up of baseline_seed0" in done.stderr
+    assert done.stderr.index("train depth_seed0") < done.stderr.index("train baseline_seed0")  # the donor first
+    baseline_log = done.stderr.split("train baseline_seed0")[-1]
+    assert "training the expression guide" not in baseline_log and "resum" in baseline_log.lower()
+
+    own = tmp_path / "own"
+    assert ablation.CopyStageOne(str(root / "judge_depth"), str(own))() == 0
+    again = forked_cli.run(["-m", "expr3d.train", f"--data_dir={data}", f"--model_dir={own}", "--seed=0",
+                            *common.split(), "--depth_weight=0", "--stage=gan"],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "training the expression guide" in again.stderr
+    name_shared, weights_shared = checkpoint_weights(str(root / "baseline_seed0"), "gan")
+    name_own, weights_own = checkpoint_weights(str(own), "gan")
+    assert name_shared == name_own == "ckpt-000000004" and weights_shared.keys() == weights_own.keys()
+    assert [key for key in weights_own if not (weights_own[key] == weights_shared[key]).all()] == []
