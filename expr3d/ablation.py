@@ -16,7 +16,9 @@ Steps (each skipped when its output already exists, so an interrupted study resu
      so geometry numbers are comparable: by default ROOT/judge_depth, a stage-1-only run (`--stage=depth`, seed 0,
      the common training flags), i.e. a G_depth/D_depth pre-trained on real RGB-depth pairs and never adapted to
      any generator (the baseline runs have no depth networks: depth_weight 0 skips stage 1); --judge=RUN names
-     another run instead
+     another run instead. With --shared_depth_pretraining that network is also where the depth-guided runs
+     started; --independent_depth_judge judges with ROOT/judge_depth_independent instead (stage 1 only, seed 1),
+     a network no run trained with
   5. `python -m expr3d.compare` -> ROOT/comparison/comparison.md (+ figures)
 
 Variants are `name:flag=value;flag=value` strings (--variants), e.g. `baseline:depth_weight=0`,
@@ -78,6 +80,9 @@ def define_flags():
                          "touches no depth term: the networks it would train itself (bit for bit with "
                          "--op_determinism, tests/test_ablation.py). That run must keep the checkpoint "
                          "(--checkpoint_every dividing N, --keep_checkpoints large enough)")
+    flags.DEFINE_boolean("independent_depth_judge", False,
+                         "judge geometry with a second stage-1-only run (ROOT/judge_depth_independent, seed 1) that no "
+                         "run starts from, instead of the judge the depth-guided runs share (--shared_depth_pretraining)")
     flags.DEFINE_boolean("reevaluate", False, "evaluate every run again (e.g. after changing --metrics or the judge)")
     flags.DEFINE_boolean("dry_run", False, "print the commands, run nothing")
     flags.DEFINE_boolean("skip_corrupt", False,
@@ -318,6 +323,13 @@ def plan(f):
                                                         f"--model_dir={judge}", "--seed=0",
                                                         *shlex.split(f.train_flags), *skip, "--stage=depth"]),
                       RunDir(judge).config_path))
+    geometry_judge = judge
+    if getattr(f, "independent_depth_judge", False):
+        geometry_judge = os.path.join(root, "judge_depth_independent")
+        steps.append(("independent depth judge", InProcess([python, "-m", "expr3d.train", f"--data_dir={data}",
+                                                            f"--model_dir={geometry_judge}", "--seed=1",
+                                                            *shlex.split(f.train_flags), *skip, "--stage=depth"]),
+                      RunDir(geometry_judge).config_path))
     judge_geometry = flag_value(shlex.split(f.train_flags), "geometry", "depth")
     warmup_steps = int(flag_value(shlex.split(f.train_flags), "generator_warmup_steps", "0") or 0)
     share_warmup = getattr(f, "shared_generator_warmup", False)
@@ -368,7 +380,7 @@ def plan(f):
         steps.append((f"evaluate {run}", InProcess([python, "-m", "expr3d.evaluate",
                                                     f"--model_dir={os.path.join(root, run)}", f"--data_dir={data}",
                                                     f"--metrics={f.metrics}", f"--output={output}",
-                                                    f"--classifier={classifier}", f"--depth_model_dir={judge}",
+                                                    f"--classifier={classifier}", f"--depth_model_dir={geometry_judge}",
                                                     f"--label={run}", "--overwrite", *shlex.split(f.evaluate_flags),
                                                     *skip]),
                       os.path.join(output, "results.json")))
@@ -414,7 +426,7 @@ def main(argv):
         # An evaluation is redone when its run's training ran in this invocation (it may have resumed and changed).
         retrain = what.startswith("evaluate ") and (FLAGS.reevaluate or what[len("evaluate "):] in trained_now)
         done = done_marker and os.path.exists(done_marker) and not retrain
-        if what.startswith("train ") or what == "judge depth network":
+        if what.startswith("train ") or what in ("judge depth network", "independent depth judge"):
             done = training_complete(done_marker)
         if done:
             print(f"[{index + 1}/{len(steps)}] {what}: done already ({done_marker})", file=sys.stderr)

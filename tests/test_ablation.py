@@ -174,6 +174,15 @@ def test_shared_generator_warmup_plans_one_warmup_per_seed_and_copies_it_to_dept
     # another generator shares the stage 1 but not the warm-up.
     assert "stage 1 of normals_seed0" not in names and "stage 1 of wider_seed0" in names
     assert "stage 1 of baseline_seed0" in names  # with a shared warm-up every run of the judge's geometry takes it
+    evaluations = [command for what, command, _ in steps if what.startswith("evaluate ")]
+    assert all("--depth_model_dir=r/judge_depth" in command.command for command in evaluations)
+    plan_flags.independent_depth_judge = True
+    steps = ablation.plan(plan_flags)
+    judges = [command.command for what, command, _ in steps if what == "independent depth judge"]
+    assert len(judges) == 1 and "--seed=1" in judges[0] and judges[0][-1] == "--stage=depth"
+    evaluations = [command for what, command, _ in steps if what.startswith("evaluate ")]
+    assert all("--depth_model_dir=r/judge_depth_independent" in command.command for command in evaluations)
+    assert all(command.source.startswith("r/judge_depth/") for what, command, _ in steps if what.startswith("stage 1"))
     plan_flags.shared_depth_pretraining = False
     with pytest.raises(ablation.cli.UsageError, match="--shared_generator_warmup needs --shared_depth_pretraining"):
         ablation.plan(plan_flags)
