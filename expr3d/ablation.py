@@ -71,7 +71,8 @@ def define_flags():
     flags.DEFINE_boolean("shared_depth_pretraining", False,
                          "depth-guided runs start stage 2 from the judge's stage-1 networks (one depth pre-training "
                          "shared by every variant and seed, as the paper pre-trains once) instead of each pre-training "
-                         "its own; the judge's --num_steps_depth is then the pre-training length")
+                         "its own; the judge's --num_steps_depth is then the pre-training length. Variants of another "
+                         "--geometry (normals) share a stage 1 of their own, ROOT/stage1_<geometry>")
     flags.DEFINE_boolean("shared_generator_warmup", False,
                          "with --shared_depth_pretraining and --generator_warmup_steps=N: per seed, a variant that "
                          "differs from that seed's first shared-stage-1 variant only in the stage-2 depth terms "
@@ -344,6 +345,19 @@ def plan(f):
         # warm-up's checkpoint holds the same depth networks whichever run trained it.
         return f.shared_depth_pretraining and flag_value(arguments, "geometry", "depth") == judge_geometry
 
+    stage_one_of_geometry = {}  # another geometry's shared stage 1 (e.g. normals): ROOT/stage1_<geometry>, seed 0
+    if f.shared_depth_pretraining:
+        for _, _, extra in runs:
+            geometry = flag_value([*shlex.split(f.train_flags), *extra], "geometry", "depth")
+            if geometry != judge_geometry and geometry not in stage_one_of_geometry:
+                stage_one_of_geometry[geometry] = os.path.join(root, f"stage1_{geometry}")
+                steps.append((f"shared stage 1 ({geometry})",
+                              InProcess([python, "-m", "expr3d.train", f"--data_dir={data}",
+                                         f"--model_dir={stage_one_of_geometry[geometry]}", "--seed=0",
+                                         *shlex.split(f.train_flags), f"--geometry={geometry}", *skip,
+                                         "--stage=depth"]),
+                              RunDir(stage_one_of_geometry[geometry]).config_path))
+
     def without_depth_terms(arguments):
         return {k: v for k, v in flag_settings(arguments).items() if k not in DEPTH_TERM_FLAGS}
 
@@ -363,6 +377,11 @@ def plan(f):
     for run, seed, extra in ordered:
         train_args = [*shlex.split(f.train_flags), *extra]
         stage_args = []
+        other_geometry = stage_one_of_geometry.get(flag_value(train_args, "geometry", "depth"))
+        if other_geometry and depth_weight(train_args) > 0:
+            steps.append((f"stage 1 of {run}", CopyStageOne(other_geometry, os.path.join(root, run)),
+                          RunDir(os.path.join(root, run)).checkpoint_dir("depth")))
+            stage_args = ["--stage=gan"]
         if shares_stage_one(train_args) and (share_warmup or depth_weight(train_args) > 0):
             # Stage 2 only, from the judge's stage-1 networks (the trainer reads depth/checkpoints of --model_dir).
             steps.append((f"stage 1 of {run}", CopyStageOne(judge, os.path.join(root, run)),
@@ -426,7 +445,8 @@ def main(argv):
         # An evaluation is redone when its run's training ran in this invocation (it may have resumed and changed).
         retrain = what.startswith("evaluate ") and (FLAGS.reevaluate or what[len("evaluate "):] in trained_now)
         done = done_marker and os.path.exists(done_marker) and not retrain
-        if what.startswith("train ") or what in ("judge depth network", "independent depth judge"):
+        if what.startswith("train ") or what in ("judge depth network", "independent depth judge") or \
+                what.startswith("shared stage 1"):
             done = training_complete(done_marker)
         if done:
             print(f"[{index + 1}/{len(steps)}] {what}: done already ({done_marker})", file=sys.stderr)

@@ -172,7 +172,12 @@ def test_shared_generator_warmup_plans_one_warmup_per_seed_and_copies_it_to_dept
         assert trains[:2] == [f"train depth_seed{seed}", f"train baseline_seed{seed}"]
     # Another geometry trains its own stage 1 (the judge's depth networks do not suit it) and its own warm-up;
     # another generator shares the stage 1 but not the warm-up.
-    assert "stage 1 of normals_seed0" not in names and "stage 1 of wider_seed0" in names
+    assert "stage 1 of wider_seed0" in names
+    normals = [command for what, command, _ in steps if what in ("stage 1 of normals_seed0", "shared stage 1 (normals)")]
+    assert normals[0].command[-2:] == ["--geometry=normals", "--stage=depth"] and "--model_dir=r/stage1_normals" in \
+        normals[0].command
+    assert normals[1].source == "r/stage1_normals/depth/checkpoints"
+    assert names.count("shared stage 1 (normals)") == 1
     assert "stage 1 of baseline_seed0" in names  # with a shared warm-up every run of the judge's geometry takes it
     evaluations = [command for what, command, _ in steps if what.startswith("evaluate ")]
     assert all("--depth_model_dir=r/judge_depth" in command.command for command in evaluations)
@@ -182,7 +187,8 @@ def test_shared_generator_warmup_plans_one_warmup_per_seed_and_copies_it_to_dept
     assert len(judges) == 1 and "--seed=1" in judges[0] and judges[0][-1] == "--stage=depth"
     evaluations = [command for what, command, _ in steps if what.startswith("evaluate ")]
     assert all("--depth_model_dir=r/judge_depth_independent" in command.command for command in evaluations)
-    assert all(command.source.startswith("r/judge_depth/") for what, command, _ in steps if what.startswith("stage 1"))
+    assert all(command.source.startswith("r/judge_depth/") for what, command, _ in steps
+               if what.startswith("stage 1") and "normals" not in what)
     plan_flags.shared_depth_pretraining = False
     with pytest.raises(ablation.cli.UsageError, match="--shared_generator_warmup needs --shared_depth_pretraining"):
         ablation.plan(plan_flags)
