@@ -59,7 +59,8 @@ def define_flags():
                                    "depth_penalty_generator:depth_weight=0.1;confidence_penalty=0.1;"
                                    "confidence_penalty_on=generator"],
                       "name:flag=value;flag=value per variant (the penalty's side, --confidence_penalty_on, is "
-                      "spelled out: runs from before that flag had it on the generator)")
+                      "spelled out: runs from before that flag had it on the generator); the first is the baseline "
+                      "of the comparison's paired per-seed differences")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "training seeds (>= 3 for a spread)")
     flags.DEFINE_string("train_flags", "", "flags passed to every `python -m expr3d.train` run (steps, sizes, ...)")
     flags.DEFINE_string("classifier_flags", "--epochs=10", "flags of `python -m expr3d.metrics.classifier`")
@@ -405,7 +406,7 @@ def plan(f):
                       os.path.join(output, "results.json")))
     steps.append(("compare", [python, "-m", "expr3d.compare", *[os.path.join(root, r) for r, _, _ in runs],
                               f"--output={os.path.join(root, 'comparison')}", "--title=Synthetic ablation",
-                              "--overwrite"], None))
+                              f"--baseline={variants[0][0]}", "--overwrite"], None))
     return steps
 
 

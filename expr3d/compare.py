@@ -16,6 +16,17 @@ import re
 import numpy as np
 
 _SEED_SUFFIX = re.compile(r"[_-]seed\d+$")
+_SEED = re.compile(r"[_-]seed(\d+)$")
+
+# The metrics of the paired per-seed differences (`--baseline`), each with the direction that is better.
+DIFFERENCE_METRICS = (
+    ("expression_generation_rate", "expression rate %", +1),
+    ("paired_ssim", "paired SSIM", +1),
+    ("paired_l1", "paired L1", -1),
+    ("background_l1", "background L1", -1),
+    ("geometry_target_accuracy", "depth judged as target %", +1),
+    ("fid", "FID", -1),
+)
 
 
 def find_results(path):
@@ -69,6 +80,76 @@ def summarize(groups):
     return out
 
 
+def paired_differences(groups, baseline):
+    """Per-seed differences of every other group against the `baseline` group, on the seeds both have.
+
+    {group: {metric: {"mean", "std", "n", "t", "better", "differences", "seeds"}}} for `DIFFERENCE_METRICS` present
+    in both; `t` is the paired t statistic mean / (std / sqrt(n)) (None with n < 2 or std 0), `better` how many seeds
+    moved in the metric's better direction. ValueError naming the group when `baseline` is not one.
+    """
+    from expr3d.metrics.report import flatten_metrics
+
+    by_label = dict(groups)
+    if baseline not in by_label:
+        raise ValueError(f"--baseline={baseline!r} is not one of the compared groups {sorted(by_label)}")
+
+    def per_seed(documents):
+        out = {}
+        for document in documents:
+            match = _SEED.search(document.get("label", ""))
+            if match:
+                out[int(match.group(1))] = flatten_metrics(document)
+        return out
+
+    reference = per_seed(by_label[baseline])
+    result = {}
+    for label, documents in groups:
+        if label == baseline:
+            continue
+        runs = per_seed(documents)
+        seeds = sorted(set(runs) & set(reference))
+        entry = {}
+        for key, _, direction in DIFFERENCE_METRICS:
+            pairs = [(seed, runs[seed].get(key), reference[seed].get(key)) for seed in seeds]
+            pairs = [(seed, a, b) for seed, a, b in pairs if isinstance(a, (int, float)) and isinstance(b, (int, float))]
+            if not pairs:
+                continue
+            differences = np.array([a - b for _, a, b in pairs], dtype=np.float64)
+            std = float(np.std(differences, ddof=1)) if len(differences) > 1 else 0.0
+            entry[key] = {
+                "mean": float(differences.mean()), "std": std, "n": len(differences),
+                "t": float(differences.mean() / (std / np.sqrt(len(differences)))) if std > 0 else None,
+                "better": int(np.sum(differences * direction > 0)),
+                "differences": differences.tolist(), "seeds": [seed for seed, _, _ in pairs],
+            }
+        result[label] = entry
+    return result
+
+
+def differences_markdown(differences, baseline):
+    """The `paired_differences` as a markdown table: mean ± std (t, seeds better / seeds) per metric."""
+    keys = [(key, name) for key, name, _ in DIFFERENCE_METRICS if any(key in e for e in differences.values())]
+    if not keys:
+        return ""
+    lines = [f"## Paired per-seed differences against {baseline}", "",
+             "Each cell: mean ± std over seeds of (variant − baseline) on the same seed, the paired t statistic, and "
+             "how many seeds moved in the better direction.", "",
+             "| variant | " + " | ".join(name for _, name in keys) + " |",
+             "|---|" + "---|" * len(keys)]
+    for label, entry in differences.items():
+        cells = []
+        for key, _ in keys:
+            if key not in entry:
+                cells.append("–")
+                continue
+            d = entry[key]
+            digits = 4 if abs(d["mean"]) < 0.1 and key != "fid" else 2
+            t = f"t {d['t']:.1f}" if d["t"] is not None else "t –"
+            cells.append(f"{d['mean']:+.{digits}f} ± {d['std']:.{digits}f} ({t}, {d['better']}/{d['n']})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _mean_curves(scalar_dicts):
     """Average tags over runs on the steps every run has."""
     if len(scalar_dicts) == 1:
@@ -89,8 +170,10 @@ def _mean_curves(scalar_dicts):
 COMPARE_WRITES = ("comparison.json", "comparison.md", "figures/learning_curves.png", "figures/identity_histogram.png")
 
 
-def compare(paths, output, group="auto", title="Comparison", overwrite=False):
+def compare(paths, output, group="auto", title="Comparison", overwrite=False, baseline=None):
     """Compare the evaluations at `paths`; writes into `output` and returns the summary dict.
+
+    With `baseline` (a group label), also the paired per-seed differences of every other group against it.
 
     What an earlier comparison wrote in `output` is replaced only with `overwrite`; nothing else there is touched.
     """
@@ -105,6 +188,7 @@ def compare(paths, output, group="auto", title="Comparison", overwrite=False):
                             inputs=[("input", p) for p in paths])
     documents = [load_results(p) for p in paths]
     groups = group_documents(documents, group)
+    differences = paired_differences(groups, baseline) if baseline else None  # a wrong name fails before writing
     folder.adopt(legacy)
     folder.remove_written(replaced)
     folder.makedirs("figures")
@@ -139,6 +223,9 @@ def compare(paths, output, group="auto", title="Comparison", overwrite=False):
     summary = {"groups": summarize(groups), "runs": {label: [d["model_dir"] for d in docs] for label, docs in groups},
                "figures": written}
     markdown = report.comparison_markdown(groups, title=title)
+    if differences is not None:
+        summary["paired_differences"] = {"baseline": baseline, "groups": differences}
+        markdown += "\n" + differences_markdown(differences, baseline)
     if written:
         markdown += "\n## Figures\n\n" + "\n".join(f"![{p}]({p})" for p in written) + "\n"
     storage.atomic_write_json(os.path.join(output, "comparison.json"), summary)
@@ -155,6 +242,8 @@ def define_flags():
     flags.DEFINE_enum("group", "auto", ["auto", "none"], "auto: runs whose labels differ only by _seedN form a row")
     flags.DEFINE_string("title", "Comparison", "title of the table")
     flags.DEFINE_boolean("overwrite", False, "replace what an earlier comparison wrote in --output (only its files)")
+    flags.DEFINE_string("baseline", None, "a group label (e.g. baseline): add the paired per-seed differences of every "
+                                          "other group against it (runs matched by their _seedN)")
 
 
 def main(argv):
@@ -166,7 +255,12 @@ def main(argv):
     if not paths:
         raise cli.UsageError("no evaluation given: python -m expr3d.compare EVAL_OR_RUN_DIR [...] --output=DIR")
     f = flags.FLAGS
-    summary = compare(paths, f.output, group=f.group, title=f.title, overwrite=f.overwrite)
+    try:
+        summary = compare(paths, f.output, group=f.group, title=f.title, overwrite=f.overwrite, baseline=f.baseline)
+    except ValueError as error:
+        if "--baseline" in str(error):
+            raise cli.UsageError(str(error)) from None
+        raise
     with open(os.path.join(f.output, "comparison.md"), encoding="utf-8") as handle:
         print(handle.read())
     del summary

@@ -18,7 +18,7 @@ def test_parse_variant():
 
 @pytest.mark.slow
 def test_flagfile_plans_every_variant_and_seed_with_one_judge():
-    done = forked_cli.run(["-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation.flags",
+    done = forked_cli.run(["-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation48.flags",
                            "--dry_run"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
@@ -30,8 +30,8 @@ def test_flagfile_plans_every_variant_and_seed_with_one_judge():
     assert sum("--confidence_penalty_on=critic" in line for line in trains) == 3
     assert sum("--confidence_penalty_on=generator" in line for line in trains) == 3
     assert len({line.split("--num_steps_gan=")[1].split()[0] for line in trains}) == 1  # equal steps for every variant
-    assert all("--depth_model_dir=runs/synthetic_ablation/judge_depth" in line for line in evaluations)
-    judge = [line for line in lines if "--model_dir=runs/synthetic_ablation/judge_depth" in line]
+    assert all("--depth_model_dir=runs/synthetic_ablation48/judge_depth" in line for line in evaluations)
+    judge = [line for line in lines if "--model_dir=runs/synthetic_ablation48/judge_depth" in line]
     assert len(judge) == 1 and judge[0].endswith("--stage=depth")  # stage 1 only: never adapted to a generator
     assert "-m expr3d.compare" in lines[-1]
     # Seed-major, each run evaluated right after its training: an early stop leaves whole seeds.
@@ -60,13 +60,13 @@ def test_flag_value_is_the_last_occurrence():
 
 @pytest.mark.slow
 def test_shared_depth_pretraining_plans_a_copy_and_stage_two_for_depth_runs_only():
-    done = forked_cli.run(["-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation.flags",
+    done = forked_cli.run(["-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation48.flags",
                            "--shared_depth_pretraining", "--dry_run"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     copies = [line for line in lines if line.startswith("copy ")]
     # 3 depth-guided variants (depth, penalty on the critic, penalty on the generator) x 3 seeds.
-    assert len(copies) == 9 and all(line.startswith("copy runs/synthetic_ablation/judge_depth/depth/checkpoints ->")
+    assert len(copies) == 9 and all(line.startswith("copy runs/synthetic_ablation48/judge_depth/depth/checkpoints ->")
                                     for line in copies)
     trains = [line for line in lines if "-m expr3d.train" in line and "judge_depth" not in line]
     assert sum(line.endswith("--stage=gan") for line in trains) == 9
@@ -249,3 +249,20 @@ def test_a_shared_generator_warmup_gives_the_same_networks_as_training_it_again(
     name_own, weights_own = checkpoint_weights(str(own), "gan")
     assert name_shared == name_own == "ckpt-000000004" and weights_shared.keys() == weights_own.keys()
     assert [key for key in weights_own if not (weights_own[key] == weights_shared[key]).all()] == []
+
+
+@pytest.mark.slow
+def test_the_64px_flagfile_plans_six_variants_over_five_seeds_with_shared_work():
+    done = forked_cli.run(["-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation.flags", "--dry_run"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    trains = [line for line in lines if "-m expr3d.train" in line and "--stage=depth" not in line]
+    assert len(trains) == 30 and all("--stage=gan" in line for line in trains)
+    assert "--train_pairs" in lines[0]
+    # One warm-up per seed (depth_seedK); baseline, depth03 and both penalty variants copy it; normals trains its own.
+    warmups = [line for line in lines if line.startswith("copy ") and "/gan/checkpoints/ckpt-000000800" in line]
+    assert len(warmups) == 20 and not any("normals" in line for line in warmups)
+    assert sum("stage1_normals/depth/checkpoints ->" in line for line in lines) == 5
+    assert all("judge_depth_independent" in line for line in lines if "-m expr3d.evaluate" in line)
+    assert "--baseline=baseline" in lines[-1]

@@ -90,3 +90,45 @@ def test_cli_never_replaces_what_it_did_not_write(evaluations, tmp_path):
                               "--overwrite"], capture_output=True, text=True, timeout=300)
     assert refused.returncode == 1 and "comparison.md, which this command writes but did not" in refused.stderr
     assert (other / "comparison.md").read_text() == "my table" and sorted(os.listdir(other)) == ["comparison.md"]
+
+
+def _document(label, **metrics):
+    return {"label": label, "metrics": {"m": metrics}}
+
+
+def test_paired_differences_match_seeds_and_count_the_better_direction():
+    groups = compare.group_documents([
+        _document("baseline_seed0", expression_generation_rate=50.0, paired_l1=0.030),
+        _document("baseline_seed1", expression_generation_rate=40.0, paired_l1=0.040),
+        _document("baseline_seed2", expression_generation_rate=45.0, paired_l1=0.035),
+        _document("depth_seed1", expression_generation_rate=44.0, paired_l1=0.041),
+        _document("depth_seed0", expression_generation_rate=52.0, paired_l1=0.029),
+        _document("depth_seed7", expression_generation_rate=99.0, paired_l1=0.001),  # no baseline of seed 7
+    ])
+    differences = compare.paired_differences(groups, "baseline")
+    rate = differences["depth"]["expression_generation_rate"]
+    assert rate["seeds"] == [0, 1] and rate["differences"] == pytest.approx([2.0, 4.0])
+    assert rate["mean"] == pytest.approx(3.0) and rate["std"] == pytest.approx(2 ** 0.5)
+    assert rate["t"] == pytest.approx(3.0 / (2 ** 0.5 / 2 ** 0.5)) and rate["better"] == 2
+    l1 = differences["depth"]["paired_l1"]
+    assert l1["differences"] == pytest.approx([-0.001, 0.001]) and l1["better"] == 1  # lower is better
+    assert "background_l1" not in differences["depth"]
+    table = compare.differences_markdown(differences, "baseline")
+    assert "| depth | +3.00 ± 1.41 (t 3.0, 2/2) |" in table
+    with pytest.raises(ValueError, match="--baseline='plain' is not one of the compared groups"):
+        compare.paired_differences(groups, "plain")
+
+
+@pytest.mark.slow
+def test_cli_adds_the_paired_differences_and_refuses_an_unknown_baseline(evaluations, tmp_path):
+    _, outputs = evaluations
+    done = forked_cli.run(["-m", "expr3d.compare", *outputs, f"--output={tmp_path / 'c'}", "--baseline=nothing"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "--baseline='nothing' is not one of the compared groups" in done.stderr
+    assert not (tmp_path / "c" / "comparison.md").exists()
+    done = forked_cli.run(["-m", "expr3d.compare", *outputs, f"--output={tmp_path / 'c'}", "--baseline=baseline"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "c" / "comparison.json").read_text())
+    assert summary["paired_differences"]["baseline"] == "baseline"
+    assert set(summary["paired_differences"]["groups"]) == {"depth"}

@@ -208,7 +208,7 @@ def test_skip_corrupt_goes_through_and_counts_what_it_skipped(skip_runs, command
 
 @pytest.mark.slow
 def test_ablation_passes_skip_corrupt_to_every_reader():
-    done = forked_cli.run(["-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation.flags",
+    done = forked_cli.run(["-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation48.flags",
                            "--dry_run", "--skip_corrupt"], cwd=REPO, env=ENV, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
