@@ -1,7 +1,7 @@
 """The networks of the depth-guided StarGAN (and their config) and of the exemplar expression transfer."""
 
-from expr3d.models.attention_generator import AttentionGenerator, AttentionResidualGenerator, AttentionUNetGenerator
-from expr3d.models.blocks import AttentionCombine, ConditionConcat, ResidualColour, residual_block
+from expr3d.models.attention_generator import AttentionGenerator, AttentionUNetGenerator
+from expr3d.models.blocks import AttentionCombine, ConditionConcat, residual_block
 from expr3d.models.builder import MODEL_KEYS, TRANSFER_KEYS, build_generator, build_models
 from expr3d.models.config import ModelConfig
 from expr3d.models.depth_translator import TO_GEOMETRY, TO_RGB, DepthTranslator
@@ -14,14 +14,12 @@ __all__ = [
     "AUAdversary",
     "AttentionCombine",
     "AttentionGenerator",
-    "AttentionResidualGenerator",
     "AttentionUNetGenerator",
     "ConditionConcat",
     "DepthTranslator",
     "MODEL_KEYS",
     "ModelConfig",
     "PatchCritic",
-    "ResidualColour",
     "StarGANGenerator",
     "TO_GEOMETRY",
     "TO_RGB",

@@ -2,7 +2,7 @@
 
 import keras
 
-from expr3d.models.blocks import AttentionCombine, ResidualColour
+from expr3d.models.blocks import AttentionCombine
 from expr3d.models.generator import GeneratorArguments, check_generator_arguments, stargan_trunk
 from expr3d.models.initializers import check_init, layer_initializers
 
@@ -48,7 +48,6 @@ class AttentionGenerator(GeneratorArguments, keras.Model):
     """
 
     SKIP_CONNECTIONS = False
-    RESIDUAL_COLOUR = False
 
     def __init__(self, cond_dim, conv_dim=64, num_res_blocks=6, num_down=2, dtype=None, init="keras", **kwargs):
         check_generator_arguments(type(self).__name__, cond_dim, conv_dim, num_res_blocks, num_down)
@@ -63,8 +62,6 @@ class AttentionGenerator(GeneratorArguments, keras.Model):
                                      **layer_initializers(init))(features)
         # float32 heads and blend whatever the policy: losses, masks and images stay exact.
         colour = keras.layers.Activation("tanh", dtype="float32", name="colour_tanh")(colour)
-        if self.RESIDUAL_COLOUR:
-            colour = ResidualColour(name="residual_colour", dtype="float32")([image_input, colour])
         # A bias, unlike the other convolutions (no normalisation follows): it sets the mask's overall level.
         mask = keras.layers.Conv2D(1, 7, padding="same", name="attention_conv", dtype=dtype,
                                    **layer_initializers(init, fan_in=head_channels * 7 * 7, use_bias=True))(features)
@@ -107,21 +104,3 @@ class AttentionUNetGenerator(AttentionGenerator):
     """
 
     SKIP_CONNECTIONS = True
-
-
-@keras.saving.register_keras_serializable(package="expr3d")
-class AttentionResidualGenerator(AttentionGenerator):
-    """`AttentionGenerator` whose colour head is a change of the source (`--generator=attention_residual`; ours).
-
-    `C = clip(x + 2 * tanh(conv), -1, 1)` (`ResidualColour`), so the output is `x + M * (C - x)`: where the mask
-    opens but the face does not change (the eyes inside a brow edit), the colour head keeps the source's detail for
-    free instead of repainting it from the 4x-down-sampled bottleneck (the plain head's blurred eyes, issue #12).
-    Same arguments, outputs and `with_attention` as `AttentionGenerator`.
-
-    Example:
-    >>> g = AttentionResidualGenerator(cond_dim=8, conv_dim=8, num_res_blocks=1)
-    >>> g([keras.ops.zeros((2, 32, 32, 3)), keras.ops.one_hot(keras.ops.array([1, 4]), 8)]).shape
-    (2, 32, 32, 3)
-    """
-
-    RESIDUAL_COLOUR = True

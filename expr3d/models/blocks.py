@@ -99,29 +99,6 @@ class ConditionConcat(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="expr3d")
-class ResidualColour(keras.layers.Layer):
-    """A colour image as the source plus a bounded change: `[source, change]` -> `clip(source + 2 * change, -1, 1)`.
-
-    `change` is a tanh output in [-1, 1]; twice it spans the whole image range, so any colour stays reachable.
-    A zero change is the source itself, so an edit mask that opens over unchanged detail (eyes inside a brow edit)
-    keeps it sharp instead of repainting it from the bottleneck. Computes in this layer's dtype (float32 by default).
-
-    Example:
-    >>> layer = ResidualColour()
-    >>> source = keras.ops.full((1, 2, 2, 3), 0.5)
-    >>> [float(keras.ops.max(layer([source, keras.ops.full((1, 2, 2, 3), v)]))) for v in (0.0, -0.5, 1.0)]
-    [0.5, -0.5, 1.0]
-    """
-
-    def call(self, inputs):
-        source, change = (ops.cast(t, self.compute_dtype) for t in inputs)
-        return ops.clip(source + 2.0 * change, -1.0, 1.0)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[0])
-
-
-@keras.saving.register_keras_serializable(package="expr3d")
 class AttentionCombine(keras.layers.Layer):
     """Blends a generated colour image into the source through an edit mask.
 

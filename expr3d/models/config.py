@@ -21,8 +21,7 @@ class ModelConfig:
         depth_d_conv_dim, depth_d_num_layers: D_depth width and layers.
         generator: G_rgb's architecture, one of `GENERATORS`: "stargan"
             (`StarGANGenerator`), "attention" (`AttentionGenerator`) or
-            "attention_unet" (`AttentionUNetGenerator`) or "attention_residual"
-            (`AttentionResidualGenerator`). Run
+            "attention_unet" (`AttentionUNetGenerator`). Run
             configs written before this field existed load as "stargan".
         init: weight initialisation, one of `INITS`: "keras" (Keras' layer
             defaults: glorot-uniform kernels, zero biases) or "stargan"
@@ -71,7 +70,7 @@ class ModelConfig:
     critic_fake_class: bool = False
 
     # G_rgb architectures (`generator`).
-    GENERATORS = ("stargan", "attention", "attention_unet", "attention_residual")
+    GENERATORS = ("stargan", "attention", "attention_unet")
     # Model families (`family`).
     FAMILIES = ("stargan", "transfer")
     # G_rgb's conditions (`condition`).

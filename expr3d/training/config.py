@@ -313,11 +313,10 @@ def define_flags(flag_values=None):
     define("integer", "depth_g_num_res_blocks", "G_depth residual blocks.")
     define("integer", "depth_d_conv_dim", "D_depth width.")
     define("integer", "depth_d_num_layers", "D_depth stride-2 layers.")
-    define("enum", "generator", ["stargan", "attention", "attention_unet", "attention_residual"],
+    define("enum", "generator", ["stargan", "attention", "attention_unet"],
            "G_rgb: StarGAN's generator (the paper), or a GANimation-style attention generator (NOT in the "
            "paper): output = M*C + (1-M)*x with a learnt edit mask M (0 = source pixel copied) and colour C; "
-           "attention_unet: the same with U-Net skips from encoder to decoder (ours); attention_residual: the colour "
-           "head is the source plus a change, so unchanged detail under an open mask stays sharp (ours).")
+           "attention_unet: the same with U-Net skips from encoder to decoder (ours).")
     define("enum", "geometry", ["depth", "normals"], "Guidance map: depth (x3 channels) or normals.")
     define("enum", "model", ["stargan", "transfer"],
            "Model family: 'stargan' = the depth-guided StarGAN (Bodur et al.): a face and a target expression "

@@ -75,21 +75,6 @@ def test_instance_normalization_matches_group_normalization_and_round_trips():
                                   tolerance=-1.0)
 
 
-def test_the_residual_attention_generator_clones_with_its_residual_colour():
-    """`--generator=attention_residual` exports through the same clone (`ResidualColour` is kept as it is)."""
-    from expr3d.models import AttentionResidualGenerator
-
-    keras.utils.set_random_seed(3)
-    model = AttentionResidualGenerator(cond_dim=8, conv_dim=8, num_res_blocks=1)
-    _randomise_norms(model)
-    rng = np.random.default_rng(1)
-    x = rng.uniform(-1, 1, (2, 24, 40, 3)).astype(np.float32)
-    condition = np.eye(8, dtype=np.float32)[[0, 5]]
-    clone, difference = inference.inference_clone(model, [x, condition])
-    assert difference < 1e-5
-    assert "residual_colour" in [layer.name for layer in clone.layers]
-
-
 def test_the_unet_attention_generator_clones_with_its_skips():
     """`--generator=attention_unet` exports through the same clone (its skips are plain concatenations)."""
     from expr3d.models import AttentionUNetGenerator

@@ -2,10 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from expr3d.models import (AttentionCombine, AttentionGenerator, AttentionResidualGenerator, AttentionUNetGenerator,
-                           ModelConfig, ResidualColour, StarGANGenerator, build_models)
-
-ATTENTION_GENERATORS = [AttentionGenerator, AttentionUNetGenerator, AttentionResidualGenerator]
+from expr3d.models import (AttentionCombine, AttentionGenerator, AttentionUNetGenerator, ModelConfig, StarGANGenerator,
+                           build_models)
 
 
 def _inputs(batch=2, size=32, cond_dim=8, seed=0):
@@ -24,7 +22,7 @@ def _set_attention_bias(generator, value):
     layer.bias.assign(np.full(layer.bias.shape, value, "float32"))
 
 
-@pytest.mark.parametrize("generator_class", ATTENTION_GENERATORS)
+@pytest.mark.parametrize("generator_class", [AttentionGenerator, AttentionUNetGenerator])
 @pytest.mark.parametrize("cond_dim,conv_dim,num_res_blocks,num_down,size", [(8, 8, 1, 2, 32), (3, 4, 0, 1, 8)])
 def test_shapes_dtypes_and_ranges(generator_class, cond_dim, conv_dim, num_res_blocks, num_down, size):
     g = generator_class(cond_dim, conv_dim=conv_dim, num_res_blocks=num_res_blocks, num_down=num_down)
@@ -70,7 +68,7 @@ def test_unet_is_the_attention_trunk_plus_a_skip_per_up_sampling_stage():
         plain.get_layer("skip0_concat")
 
 
-@pytest.mark.parametrize("generator_class", ATTENTION_GENERATORS)
+@pytest.mark.parametrize("generator_class", [AttentionGenerator, AttentionUNetGenerator])
 def test_output_is_the_source_where_the_mask_is_zero_and_the_colour_where_it_is_one(generator_class):
     g = generator_class(cond_dim=8, conv_dim=8, num_res_blocks=1)
     image, condition = _inputs()
@@ -82,29 +80,6 @@ def test_output_is_the_source_where_the_mask_is_zero_and_the_colour_where_it_is_
     output, mask, colour = (_numpy(t) for t in g.with_attention([image, condition]))
     assert mask.min() == 1.0
     np.testing.assert_array_equal(output, colour)
-
-
-def test_residual_colour_head_is_the_source_plus_its_change():
-    kwargs = dict(cond_dim=8, conv_dim=8, num_res_blocks=1)
-    g, plain = AttentionResidualGenerator(**kwargs), AttentionGenerator(**kwargs)
-    assert isinstance(g, AttentionGenerator) and g.count_params() == plain.count_params()  # no new weights
-    image, condition = _inputs()
-    layer = g.get_layer("colour_conv")
-    layer.kernel.assign(np.zeros(layer.kernel.shape, "float32"))  # no change: the colour head is the source
-    _set_attention_bias(g, 200.0)  # everything is the colour head's, and still the source
-    output, mask, colour = (_numpy(t) for t in g.with_attention([image, condition]))
-    np.testing.assert_array_equal(colour, image)
-    np.testing.assert_array_equal(output, image)
-    # The plain head with the same zero kernel paints flat grey (tanh 0) instead.
-    plain.get_layer("colour_conv").kernel.assign(np.zeros(layer.kernel.shape, "float32"))
-    assert np.abs(_numpy(plain.with_attention([image, condition])[2])).max() == 0.0
-
-
-def test_residual_colour_layer_adds_twice_the_change_and_clips():
-    source = np.array([[[[0.5, -0.9, 0.0]]]], "float32")
-    change = np.array([[[[0.25, -0.5, 1.0]]]], "float32")
-    np.testing.assert_allclose(_numpy(ResidualColour()([source, change])), [[[[1.0, -1.0, 1.0]]]])
-    np.testing.assert_allclose(_numpy(ResidualColour()([source, -change])), [[[[0.0, -0.9 + 1.0, -1.0]]]], atol=1e-6)
 
 
 def test_combine_layer_copies_the_source_exactly_where_the_mask_is_zero():
@@ -134,7 +109,7 @@ def test_mixed_bfloat16_outputs_float32():
         keras.mixed_precision.set_global_policy("float32")
 
 
-@pytest.mark.parametrize("generator_class", ATTENTION_GENERATORS)
+@pytest.mark.parametrize("generator_class", [AttentionGenerator, AttentionUNetGenerator])
 def test_config_round_trip_and_keras_file(tmp_path, generator_class):
     g = generator_class(cond_dim=5, conv_dim=8, num_res_blocks=2, name="g_test")
     _set_attention_bias(g, -0.7)  # a non-initial value, so loading must restore it
@@ -169,8 +144,6 @@ def test_build_models_picks_the_generator():
     assert networks["g_rgb"].cond_dim == 8 and networks["g_rgb"].conv_dim == 8
     networks = build_models(ModelConfig(**tiny, generator="attention_unet"))
     assert type(networks["g_rgb"]) is AttentionUNetGenerator and networks["g_rgb"].name == "g_rgb"
-    networks = build_models(ModelConfig(**tiny, generator="attention_residual"))
-    assert type(networks["g_rgb"]) is AttentionResidualGenerator and networks["g_rgb"].name == "g_rgb"
 
 
 def test_model_config_generator_field():
