@@ -11,7 +11,8 @@ Steps (each skipped when its output already exists, so an interrupted study resu
      <variant flags>` (the trainer resumes a run directory), run in this process (`train.run`; a run with
      --cpu_devices > 1 in a process of its own). With --shared_depth_pretraining the depth-guided runs
      first get a copy of the judge's stage-1 checkpoints and train stage 2 only (`--stage=gan`): one depth
-     pre-training shared by every variant and seed, as the paper pre-trains once
+     pre-training shared by every variant and seed, as the paper pre-trains once; with --shared_generator_warmup
+     the variants that differ only in the depth terms also resume from one generator warm-up per seed
   4. `python -m expr3d.evaluate` for each run (in this process: `evaluate.run`), all judged by ONE depth network
      so geometry numbers are comparable: by default ROOT/judge_depth, a stage-1-only run (`--stage=depth`, seed 0,
      the common training flags), i.e. a G_depth/D_depth pre-trained on real RGB-depth pairs and never adapted to
@@ -169,16 +170,10 @@ class CopyStageOne:
         return f"copy {self.source} -> {self.destination}"
 
     def __call__(self):
-        import shutil
-
         if not os.path.isdir(self.source):
             print(f"error: {self.source} is missing: the shared stage-1 run has no checkpoints", file=sys.stderr)
             return 1
-        os.makedirs(os.path.dirname(self.destination), exist_ok=True)
-        temporary = f"{self.destination}.tmp-{os.getpid()}"
-        shutil.rmtree(temporary, ignore_errors=True)
-        shutil.copytree(self.source, temporary)
-        os.replace(temporary, self.destination)
+        _copy_tree(self.source, self.destination)
         return 0
 
 
@@ -338,6 +333,7 @@ def plan(f):
     if share_warmup and not (f.shared_depth_pretraining and warmup_steps > 0):
         raise cli.UsageError("--shared_generator_warmup needs --shared_depth_pretraining and "
                              "--generator_warmup_steps > 0 in --train_flags")
+
     def depth_weight(arguments):
         return float(flag_value(arguments, "depth_weight", 0.1))
 
