@@ -85,13 +85,15 @@ def paired_differences(groups, baseline):
 
     {group: {metric: {"mean", "std", "n", "t", "better", "differences", "seeds"}}} for `DIFFERENCE_METRICS` present
     in both; `t` is the paired t statistic mean / (std / sqrt(n)) (None with n < 2 or std 0), `better` how many seeds
-    moved in the metric's better direction. ValueError naming the group when `baseline` is not one.
+    moved in the metric's better direction. UsageError (a ValueError) naming the group when `baseline` is not one.
     """
     from expr3d.metrics.report import flatten_metrics
 
+    from expr3d.cli import UsageError  # a ValueError; the CLI reports it as a bad flag (exit 2)
+
     by_label = dict(groups)
     if baseline not in by_label:
-        raise ValueError(f"--baseline={baseline!r} is not one of the compared groups {sorted(by_label)}")
+        raise UsageError(f"--baseline={baseline!r} is not one of the compared groups {sorted(by_label)}")
 
     def per_seed(documents):
         out = {}
@@ -255,12 +257,7 @@ def main(argv):
     if not paths:
         raise cli.UsageError("no evaluation given: python -m expr3d.compare EVAL_OR_RUN_DIR [...] --output=DIR")
     f = flags.FLAGS
-    try:
-        summary = compare(paths, f.output, group=f.group, title=f.title, overwrite=f.overwrite, baseline=f.baseline)
-    except ValueError as error:
-        if "--baseline" in str(error):
-            raise cli.UsageError(str(error)) from None
-        raise
+    summary = compare(paths, f.output, group=f.group, title=f.title, overwrite=f.overwrite, baseline=f.baseline)
     with open(os.path.join(f.output, "comparison.md"), encoding="utf-8") as handle:
         print(handle.read())
     del summary
