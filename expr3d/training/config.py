@@ -28,8 +28,7 @@ MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d
                 "au_bins", "condition", "critic_fake_class")
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
 STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "g_ema_decay", "critic_warmup_steps", "generator_warmup_steps",
-                       "condition", "critic_augment", "au_dial_targets", "critic_fake_class", "expression_guide",
-                       "lambda_guide", "lambda_guide_features", "guide_epochs")
+                       "condition", "critic_augment", "au_dial_targets", "critic_fake_class")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -235,7 +234,7 @@ class TrainConfig:
         if self.lambda_guide_features > 0 and self.target_mode != "paired":
             raise UsageError(f"--lambda_guide_features={self.lambda_guide_features} needs --target_mode=paired "
                              f"(the true target renders)")
-        if self.expression_guide and self.condition != "expression":
+        if self.expression_guide and self.model == "stargan" and self.condition != "expression":
             raise UsageError(f"--expression_guide is an expression classifier; --condition={self.condition} "
                              f"has no expression target (use --condition=expression)")
         if self.au_dial_targets > 0 and (self.condition != "action_units" or self.target_mode != "permute"):
@@ -412,12 +411,15 @@ def define_flags(flag_values=None):
            "cross-entropy on the translations (--lambda_guide) and whose features against the true render "
            "(--lambda_guide_features) G_rgb also minimises: a classifier directory saved by `python -m "
            "expr3d.metrics.classifier`, or 'train' = train one on this run's own training split into "
-           "MODEL_DIR/guide before the first stage (expr3d/training/guide.py).")
-    define("float", "lambda_guide", "Weight of the --expression_guide term in G_rgb's loss (0 = off).")
+           "MODEL_DIR/guide before the first stage (expr3d/training/guide.py). With --model=transfer it is an AU "
+           "regressor of real faces (a directory of `python -m expr3d.metrics.au_judge`'s format, or 'train'), "
+           "whose squared AU error on each swap against the exemplar's AUs the encoder and decoder minimise.")
+    define("float", "lambda_guide", "Weight of the --expression_guide term in G_rgb's (or, --model=transfer, the "
+           "encoder and decoder's) loss (0 = off).")
     define("float", "lambda_guide_features",
            "Weight of the paired guide-feature term (0 = off; needs --expression_guide and --target_mode=paired): "
-           "mean L1 between the guide's four stage output maps of G_rgb's translation and of the true target "
-           "render.")
+           "mean L1 between the guide's four stage output maps of G_rgb's translation (--model=transfer: the face "
+           "decoded with its paired render's code) and of the true target render.")
     define("integer", "guide_epochs", "Epochs of the guide --expression_guide=train trains (batch 64).")
     define("float", "g_ema_decay",
            "NOT in the paper (0 = off, the paper's flagfiles): keep an exponential moving average of G_rgb's "

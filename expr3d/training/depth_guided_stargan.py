@@ -462,9 +462,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                 raise ValueError("DepthGuidedStarGAN: lambda_guide_features > 0 needs paired batches (a "
                                  "`target_image`: --target_mode=paired)")
             targets = guide(batch["target_image"])
-            logs["g_guide_features"] = tf.add_n([
-                tf.reduce_mean(tf.abs(f - tf.stop_gradient(t))) for f, t in zip(outputs[1:], targets[1:])
-            ]) / len(outputs[1:])
+            logs["g_guide_features"] = objectives.guide_feature_loss(outputs[1:], targets[1:])
             total = total + self.lambda_guide_features * logs["g_guide_features"]
         return total
 

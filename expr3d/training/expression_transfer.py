@@ -31,19 +31,25 @@ also learns a self-transfer with a known answer: `A_Y = Dec(free(A), code(Y), A)
 (`losses.paired_edit_region`): the edit mask learns where an expression changes and the colour head what it
 becomes there, as the StarGAN's paired term (our choice, not Shao et al.'s, who train on unpaired faces; without it
 the decoder's masks shut, docs/transfer.md).
+With an AU guide (`au_guide`, `--expression_guide`: a frozen AU regressor of the real training faces, ours, not
+Shao et al.'s; `expr3d.training.guide`): `g_guide = |sigmoid(Guide(A_B)) - AU(B)|^2` (the swap must read as B's AUs
+to a reader that already knows faces, weight `lambda_guide`) and, with paired batches,
+`g_guide_features = mean_s |Guide_s(A_Y) - Guide_s(Y)|` over the guide's four stage maps (weight
+`lambda_guide_features`): the expression-guide terms of the StarGAN (`objectives.guide_feature_loss`).
 Missing AUs (the pipeline's `action_units_mask`, or NaN) are masked out of every AU term.
 """
 
 import tensorflow as tf
 
 from expr3d import losses
-from expr3d.training import common
+from expr3d.training import common, objectives
 
 CRITIC_TERMS = ("dr_adv", "dr_au", "dr_gp", "dr_total", "ds_adv", "ds_gp", "ds_total", "adv_au")
 DEPTH_CRITIC_TERMS = ("dd_adv", "dd_au", "dd_gp", "dd_total")
 GENERATOR_TERMS = ("t_rec", "t_cycle", "t_au", "t_confusion", "t_adv", "t_au_fake", "t_swap", "t_mask", "t_total",
                    "g_total")
 DEPTH_GENERATOR_TERMS = ("gd_adv", "gd_au", "gd_rec", "gd_total")
+GUIDE_TERMS, GUIDE_FEATURE_TERMS = ("g_guide",), ("g_guide_features",)  # with the AU guide's weights > 0
 
 
 def exemplars(tensor):
@@ -93,6 +99,10 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         lambda_swap: the swap-consistency adversarial term (1).
         lambda_mask: the decoder's edit-mask sparsity (0.1, GANimation's).
         lambda_pair: the paired self-transfer term (0 = off; needs batches with `target_image`).
+        au_guide: a frozen AU regressor of real faces (a Keras model of logits), needed by the two guide terms.
+        lambda_guide: its squared AU error on each swap against the exemplar's AUs (0 = off).
+        lambda_guide_features: its stage maps of the paired self-transfer against the true render's (0 = off;
+            needs batches with `target_image`).
         au_loss: "l1" or "squared": the error of every AU regression term (--au_loss).
     """
 
@@ -100,10 +110,12 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
 
     def __init__(self, encoder, decoder, adversary, d_rgb, d_swap, g_depth=None, d_depth=None, depth_weight=0.1,
                  n_critic=5, lambda_gp=10.0, lambda_rec=10.0, lambda_au=1.0, lambda_confusion=1.0, lambda_swap=1.0,
-                 lambda_mask=0.1, lambda_pair=0.0, au_loss="l1"):
+                 lambda_mask=0.1, lambda_pair=0.0, au_loss="l1", au_guide=None, lambda_guide=0.0,
+                 lambda_guide_features=0.0):
         for name, value in (("depth_weight", depth_weight), ("lambda_gp", lambda_gp), ("lambda_rec", lambda_rec),
                             ("lambda_au", lambda_au), ("lambda_confusion", lambda_confusion),
-                            ("lambda_swap", lambda_swap), ("lambda_mask", lambda_mask), ("lambda_pair", lambda_pair)):
+                            ("lambda_swap", lambda_swap), ("lambda_mask", lambda_mask), ("lambda_pair", lambda_pair),
+                            ("lambda_guide", lambda_guide), ("lambda_guide_features", lambda_guide_features)):
             if value < 0:
                 raise ValueError(f"ExpressionTransferTrainer: {name} must be >= 0; got {value}")
         from expr3d.training.depth_guided_stargan import AU_LOSSES
@@ -122,6 +134,16 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         self.lambda_confusion, self.lambda_swap = float(lambda_confusion), float(lambda_swap)
         self.lambda_mask = float(lambda_mask)
         self.lambda_pair = float(lambda_pair)
+        self.lambda_guide, self.lambda_guide_features = float(lambda_guide), float(lambda_guide_features)
+        self.au_guide = None
+        if self.lambda_guide > 0 or self.lambda_guide_features > 0:
+            if au_guide is None:
+                raise ValueError("ExpressionTransferTrainer: lambda_guide / lambda_guide_features > 0 need an "
+                                 "au_guide (a frozen AU regressor)")
+            from expr3d.training.guide import with_features
+
+            au_guide.trainable = False
+            self.au_guide = with_features(au_guide)
         self.au_squared = au_loss == "squared"
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         self.generator_average = None
@@ -162,7 +184,9 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
 
     @property
     def log_names(self):
-        names = CRITIC_TERMS + GENERATOR_TERMS + (("t_pair",) if self.lambda_pair > 0 else ())
+        names = (CRITIC_TERMS + GENERATOR_TERMS + (("t_pair",) if self.lambda_pair > 0 else ())
+                 + (GUIDE_TERMS if self.lambda_guide > 0 else ())
+                 + (GUIDE_FEATURE_TERMS if self.lambda_guide_features > 0 else ()))
         return names + (DEPTH_CRITIC_TERMS + DEPTH_GENERATOR_TERMS if self.uses_depth else ())
 
     def _swap(self, image, training, target=None):
@@ -236,10 +260,11 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         optimizers = [self._optimizers[key] for key in keys]
         variables = [self.trained_variables(key) for key in keys]
         persistent = any(common.is_loss_scaled(o) for o in optimizers)
-        if self.lambda_pair > 0 and "target_image" not in batch:
-            raise ValueError("ExpressionTransferTrainer: lambda_pair > 0 needs paired batches (a `target_image`: "
-                             "--target_mode=paired)")
-        target = batch["target_image"] if self.lambda_pair > 0 else None
+        paired = self.lambda_pair > 0 or self.lambda_guide_features > 0
+        if paired and "target_image" not in batch:
+            raise ValueError("ExpressionTransferTrainer: lambda_pair / lambda_guide_features > 0 need paired batches "
+                             "(a `target_image`: --target_mode=paired)")
+        target = batch["target_image"] if paired else None
         with tf.GradientTape(persistent=persistent) as tape:
             outputs = self._swap(image, training=True, target=target)
             swapped = outputs["swapped"]
@@ -268,6 +293,9 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
             if self.lambda_pair > 0:
                 logs["t_pair"] = _paired_term(image, target, outputs)
                 logs["t_total"] = logs["t_total"] + self.lambda_pair * logs["t_pair"]
+            if self.au_guide is not None:
+                logs["t_total"] = logs["t_total"] + self._guide_terms(outputs, target, exemplar_aus, exemplar_mask,
+                                                                      logs)
             total = logs["t_total"]
             if self.uses_depth:
                 geometry = self.g_depth.to_geometry(swapped, training=True)
@@ -282,6 +310,24 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         common.apply_updates(tape, scaled, optimizers, variables, computed_first=logs)
         return logs
 
+    def _guide_terms(self, outputs, target, exemplar_aus, exemplar_mask, logs):
+        """The AU guide's weighted terms (module docstring), logged into `logs`; one guide call on the swaps and,
+        with the feature term, the paired self-transfers and their true renders."""
+        images = [outputs["swapped"]] + ([outputs["paired"], target] if self.lambda_guide_features > 0 else [])
+        # float32 whatever the guide computes in (a guide built under a mixed policy returns bf16/fp16).
+        read = self.au_guide(tf.cast(tf.concat(images, 0), tf.float32), training=False)
+        read = [tf.split(tf.cast(tensor, tf.float32), len(images), axis=0) for tensor in read]
+        total = 0.0
+        if self.lambda_guide > 0:
+            logs["g_guide"] = losses.action_unit_regression_loss(tf.sigmoid(read[0][0]), exemplar_aus, exemplar_mask,
+                                                                 squared=True)
+            total = total + self.lambda_guide * logs["g_guide"]
+        if self.lambda_guide_features > 0:
+            logs["g_guide_features"] = objectives.guide_feature_loss([maps[1] for maps in read[1:]],
+                                                                     [maps[2] for maps in read[1:]])
+            total = total + self.lambda_guide_features * logs["g_guide_features"]
+        return total
+
     def sample_outputs(self, image):
         """For sample grids (inference mode): each face's exemplar, the face with the exemplar's expression, its
         self-reconstruction and the swap's edit mask."""
@@ -293,4 +339,5 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         return {"depth_weight": self.depth_weight, "n_critic": self.n_critic, "lambda_gp": self.lambda_gp,
                 "lambda_rec": self.lambda_rec, "lambda_au": self.lambda_au, "lambda_confusion": self.lambda_confusion,
                 "lambda_swap": self.lambda_swap, "lambda_mask": self.lambda_mask, "lambda_pair": self.lambda_pair,
-                "au_loss": "squared" if self.au_squared else "l1"}
+                "au_loss": "squared" if self.au_squared else "l1", "lambda_guide": self.lambda_guide,
+                "lambda_guide_features": self.lambda_guide_features}

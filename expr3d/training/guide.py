@@ -7,11 +7,22 @@ Why: the expression generation rate follows the accuracy of D_rgb's own classifi
 faces after 1,200 iterations, 78.5 % after 2,400 - and the judged rate 37 % / 62 %). D_rgb's classifier learns from
 batch-size faces per step next to the adversarial and gradient-penalty terms; a separate classifier trained first,
 at batch 64, is accurate before G_rgb's first update.
+
+For `--model=transfer` the guide reads what that model transfers, the 17 AU intensities: an AU regressor of the real
+training faces (`expr3d.metrics.au_judge`'s network and loss, trained on the run's own train split - the AU judge
+that evaluates is trained on other identities), whose squared AU error on each swap against the exemplar's AUs is
+`--lambda_guide`'s term and whose stage maps give `--lambda_guide_features`'s, as above.
 """
 import os
 
 GUIDE_FOLDER = "guide"
 TRAIN = "train"
+CLASSIFIER, AU_REGRESSOR = "expression classifier", "AU regressor"
+
+
+def guide_kind(config):
+    """What the run's guide reads: the expression class (the StarGAN family) or the AU intensities (transfer)."""
+    return AU_REGRESSOR if config.model == "transfer" else CLASSIFIER
 
 
 def guide_directory(config):
@@ -22,16 +33,24 @@ def guide_directory(config):
 
 
 def load_guide(config):
-    """The guide classifier (a float32 Keras model, frozen) of `config`."""
-    from expr3d.metrics.expression_classifier import load_classifier
-
+    """The guide (a float32 Keras model of logits, frozen) of `config`: an expression classifier, or for
+    `--model=transfer` an AU regressor (its logits through a sigmoid are the intensities)."""
     if not config.expression_guide:
         raise ValueError("--lambda_guide / --lambda_guide_features need --expression_guide (a classifier directory, "
                          "or 'train')")
-    classifier = load_classifier(guide_directory(config), image_size=config.image_size)
-    model = classifier.model
+    model = _load(config).model
     model.trainable = False
     return model
+
+
+def _load(config):
+    if guide_kind(config) == AU_REGRESSOR:
+        from expr3d.metrics.au_judge import load_au_regressor
+
+        return load_au_regressor(guide_directory(config), image_size=config.image_size)
+    from expr3d.metrics.expression_classifier import load_classifier
+
+    return load_classifier(guide_directory(config), image_size=config.image_size)
 
 
 def with_features(classifier):
@@ -60,23 +79,57 @@ GUIDE_BATCH_SIZE = 64
 def prepare_guide(config, say=print):
     """Train the run's guide into MODEL_DIR/guide when `--expression_guide=train` and it is not there yet (a resumed
     run reuses it). Returns the guide's metadata (None when the run uses no guide)."""
-    from expr3d.metrics.expression_classifier import MODEL_FILE, load_classifier
-
-    if not config.expression_guide or "gan" not in config.stages():
+    if not config.expression_guide or not {"gan", "transfer"} & set(config.stages()):
         return None
     directory = guide_directory(config)
-    if config.expression_guide == TRAIN and not os.path.isfile(os.path.join(directory, MODEL_FILE)):
-        from expr3d.metrics.classifier import train_classifier
-
-        say(f"expr3d.train: training the expression guide on the real training faces of {config.data_dir} "
+    kind = guide_kind(config)
+    if config.expression_guide == TRAIN and not _trained(directory, kind):
+        say(f"expr3d.train: training the {kind} guide on the real training faces of {config.data_dir} "
             f"({config.guide_epochs} epochs) into {directory}")
-        train_classifier(config.data_dir, directory, image_size=config.image_size, epochs=config.guide_epochs,
-                         batch_size=GUIDE_BATCH_SIZE, width=GUIDE_WIDTH, seed=config.seed,
-                         precision=config.mixed_precision, skip_corrupt=config.skip_corrupt,
-                         flags={"trained_by": "expr3d.train --expression_guide=train"}, overwrite=True)
+        if kind == AU_REGRESSOR:
+            _train_au_guide(config, directory)
+        else:
+            from expr3d.metrics.classifier import train_classifier
+
+            train_classifier(config.data_dir, directory, image_size=config.image_size, epochs=config.guide_epochs,
+                             batch_size=GUIDE_BATCH_SIZE, width=GUIDE_WIDTH, seed=config.seed,
+                             precision=config.mixed_precision, skip_corrupt=config.skip_corrupt,
+                             flags={"trained_by": "expr3d.train --expression_guide=train"}, overwrite=True)
     # Loaded once here so a wrong directory or size stops the run before any stage, with the file named.
-    metadata = load_classifier(directory, image_size=config.image_size).metadata
+    metadata = _load(config).metadata
+    if kind == AU_REGRESSOR:
+        mae, baseline = metadata.get("test_mae"), metadata.get("baseline_mae")
+        say(f"expr3d.train: AU guide {directory}"
+            + (f": AU MAE {mae:.3f} on its real test faces (the train mean: {baseline:.3f})"
+               if mae is not None and baseline is not None else ""))
+        return {"path": os.path.abspath(directory), "kind": kind, "test_mae": mae}
     accuracy = metadata.get("test_accuracy")
     say(f"expr3d.train: expression guide {directory}"
         + (f": {accuracy:.1%} on its real test faces" if accuracy is not None else ""))
-    return {"path": os.path.abspath(directory), "test_accuracy": accuracy}
+    return {"path": os.path.abspath(directory), "kind": kind, "test_accuracy": accuracy}
+
+
+def _trained(directory, kind):
+    if kind == AU_REGRESSOR:
+        from expr3d.metrics.au_judge import MODEL_FILE
+    else:
+        from expr3d.metrics.expression_classifier import MODEL_FILE
+    return os.path.isfile(os.path.join(directory, MODEL_FILE))
+
+
+def _train_au_guide(config, directory):
+    """The AU guide, trained into a staging folder beside `directory` and moved into place whole (an interrupted
+    training leaves no half guide for the resume to load; the staging folder is this function's own)."""
+    import shutil
+
+    from expr3d.metrics.au_judge import train_au_regressor
+
+    if os.path.exists(directory) and not (os.path.isdir(directory) and not os.listdir(directory)):
+        raise ValueError(f"{directory} holds files but no AU guide: move them away (the run writes its guide there)")
+    staging = directory.rstrip(os.sep) + ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    train_au_regressor(config.data_dir, staging, image_size=config.image_size, epochs=config.guide_epochs,
+                       batch_size=GUIDE_BATCH_SIZE, width=GUIDE_WIDTH, seed=config.seed)
+    if os.path.isdir(directory):
+        os.rmdir(directory)
+    os.replace(staging, directory)

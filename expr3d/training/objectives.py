@@ -95,4 +95,12 @@ def generator_terms(critic, fake, labels, prefix="g", confidence_penalty=None, l
     return logs, classification
 
 
-__all__ = ["ActionUnitTarget", "critic_loss", "generator_terms", "head_loss"]
+def guide_feature_loss(features, target_features):
+    """The paired guide-feature term (`--lambda_guide_features`, not in the paper): the mean over the guide's stage
+    maps of the mean |f - f_target|, the target's maps held fixed (a perceptual loss whose network knows faces and
+    expressions; `expr3d.training.guide`). Both trainers' term."""
+    return tf.add_n([tf.reduce_mean(tf.abs(f - tf.stop_gradient(t)))
+                     for f, t in zip(features, target_features)]) / len(features)
+
+
+__all__ = ["ActionUnitTarget", "critic_loss", "generator_terms", "guide_feature_loss", "head_loss"]

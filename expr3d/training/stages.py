@@ -108,7 +108,7 @@ def gan_stage(config, networks, loss_scaled, vgg=None):
 
 
 def _expression_guide(config):
-    """The frozen classifier of `--expression_guide` (None without one)."""
+    """The frozen guide of `--expression_guide` (None without one): a classifier, or for transfer an AU regressor."""
     if not config.expression_guide:
         return None
     from expr3d.training.guide import load_guide
@@ -127,7 +127,8 @@ def transfer_stage(config, networks, loss_scaled, vgg=None):
         d_depth=networks["d_depth_au"], depth_weight=config.depth_weight, n_critic=config.n_critic,
         lambda_gp=config.lambda_gp, lambda_rec=config.lambda_rec, lambda_au=config.lambda_au,
         lambda_confusion=config.lambda_confusion, lambda_swap=config.lambda_swap, lambda_mask=config.lambda_mask,
-        lambda_pair=config.lambda_pair, au_loss=config.au_loss,
+        lambda_pair=config.lambda_pair, au_loss=config.au_loss, au_guide=_expression_guide(config),
+        lambda_guide=config.lambda_guide, lambda_guide_features=config.lambda_guide_features,
     )
     trainer.compile({key: _optimizer(config, key, loss_scaled) for key in trainer.optimizer_keys})
     return _stage("transfer", config, trainer, config.num_steps_gan, data_seed=config.seed + 1)

@@ -146,7 +146,7 @@ def test_the_paired_term_is_the_self_transfer_to_the_true_render_and_needs_it():
     np.testing.assert_allclose(float(on[0]["t_total"]), float(off[0]["t_total"]) + 2.0 * on[2], rtol=1e-5)
     assert any(not np.array_equal(a, b) for a, b in zip(on[1], off[1]))  # the term reaches the decoder
     del batch["target_image"]
-    with pytest.raises(ValueError, match="lambda_pair > 0 needs paired batches"):
+    with pytest.raises(ValueError, match="lambda_pair / lambda_guide_features > 0 need paired batches"):
         on[3].generator_step(batch)
 
 
@@ -172,3 +172,58 @@ def test_the_adversary_learns_the_au_bins_and_the_confusion_term_pushes_back():
     hidden = float(losses.au_adversary_loss(trainer.adversary(free), batch["action_units"],
                                             action_unit_mask(batch)))
     assert hidden > learnt
+
+
+def _au_guide(seed=1):
+    from expr3d.metrics.expression_classifier import build_classifier
+
+    keras.utils.set_random_seed(seed)
+    return build_classifier(SIZE, num_classes=17, width=4)
+
+
+@pytest.mark.slow  # ~5 s
+def test_the_au_guide_reads_the_exemplar_s_aus_in_each_swap_and_compares_the_paired_stage_maps():
+    from expr3d.training.guide import with_features
+
+    batch = _batch()
+    batch["target_image"] = tf.reverse(batch["image"], axis=[0])  # any other faces as the "true renders"
+    guide = _au_guide()
+    guide_before = _weights(guide)
+    initial = {key: _weights(net) for key, net in _networks().items()}
+    results = {}
+    for weights in ((0.0, 0.0), (3.0, 2.0)):
+        networks = _networks()
+        for key, net in networks.items():
+            net.set_weights(initial[key])
+        trainer = ExpressionTransferTrainer(**networks, depth_weight=0.0, n_critic=1, au_guide=guide,
+                                            lambda_guide=weights[0], lambda_guide_features=weights[1])
+        trainer.compile({key: keras.optimizers.SGD(0.1, name=key) for key in networks})
+        trainer.build_optimizers()
+        outputs = trainer._swap(batch["image"], training=True, target=batch["target_image"])
+        results[weights] = (trainer, outputs, trainer.generator_step(batch), _weights(networks["decoder"]))
+    off, on = results[(0.0, 0.0)], results[(3.0, 2.0)]
+    assert off[0].au_guide is None and "g_guide" not in off[2] and "g_guide" not in off[0].log_names
+    assert {"g_guide", "g_guide_features"} <= set(on[0].log_names)
+    # g_guide: the guide's squared AU error on each swap against its exemplar's AUs (missing AUs masked).
+    aus = batch["action_units"].numpy()
+    mask = action_unit_mask(batch).numpy()
+    exemplar_aus, exemplar_mask = np.roll(aus, 1, axis=0), np.roll(mask, 1, axis=0)
+    read = tf.sigmoid(guide(on[1]["swapped"], training=False)).numpy()
+    valid = exemplar_mask > 0.5
+    expected_guide = np.mean(np.square(read - np.nan_to_num(exemplar_aus))[valid])
+    np.testing.assert_allclose(float(on[2]["g_guide"]), expected_guide, rtol=1e-4)
+    # g_guide_features: the paired self-transfer's stage maps against the true render's.
+    features = with_features(guide)
+    ours, theirs = features(on[1]["paired"])[1:], features(batch["target_image"])[1:]
+    expected_features = np.mean([float(tf.reduce_mean(tf.abs(a - b))) for a, b in zip(ours, theirs)])
+    np.testing.assert_allclose(float(on[2]["g_guide_features"]), expected_features, rtol=1e-4)
+    np.testing.assert_allclose(float(on[2]["t_total"]),
+                               float(off[2]["t_total"]) + 3.0 * expected_guide + 2.0 * expected_features, rtol=1e-4)
+    assert any(not np.array_equal(a, b) for a, b in zip(off[3], on[3]))  # the terms reach the decoder
+    # The guide is frozen: read, never trained.
+    assert all(np.array_equal(a, b) for a, b in zip(guide_before, guide.get_weights()))
+    with pytest.raises(ValueError, match="lambda_pair / lambda_guide_features > 0 need paired batches"):
+        on[0].generator_step({k: v for k, v in batch.items() if k != "target_image"})
+    with pytest.raises(ValueError, match="need an au_guide"):
+        ExpressionTransferTrainer(**_networks(), depth_weight=0.0, lambda_guide=1.0)
+

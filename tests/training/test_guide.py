@@ -103,8 +103,10 @@ def test_config_refusals():
     with pytest.raises(UsageError, match="--condition=action_units has no expression target"):
         TrainConfig(**base, expression_guide="train", lambda_guide=1.0, condition="action_units",
                     depth_weight=0).validate()
-    with pytest.raises(UsageError, match="--expression_guide=train is a setting of --model=stargan"):
-        TrainConfig(**base, expression_guide="train", lambda_guide=1.0, model="transfer").validate()
+    # The transfer family's guide is an AU regressor; its feature term needs the true renders too.
+    TrainConfig(**base, expression_guide="train", lambda_guide=1.0, model="transfer").validate()
+    with pytest.raises(UsageError, match="--lambda_guide_features=1.0 needs --target_mode=paired"):
+        TrainConfig(**base, expression_guide="train", lambda_guide_features=1.0, model="transfer").validate()
 
 
 def _train_command(tiny_dataset, model_dir, *extra):

@@ -85,3 +85,31 @@ def test_cli_refuses_stargan_settings_with_the_transfer_model(tiny_dataset, tmp_
     assert result.stderr.strip().splitlines() == [
         "expr3d.train: error: --generator=attention is a setting of --model=stargan; --model=transfer does not use it "
         "(leave it at its default)"]
+
+
+@pytest.mark.slow  # renders 10 identities, then two training processes
+def test_a_transfer_run_trains_its_au_guide_once_and_a_resume_reuses_it(tmp_path):
+    model_dir = tmp_path / "run"
+    args = [f"--data_dir={tmp_path}/data", f"--model_dir={model_dir}", "--generate_synthetic",
+            "--synthetic_identities=10", "--synthetic_train_pairs", "--image_size=32", "--target_mode=paired",
+            "--lambda_pair=10", "--expression_guide=train", "--lambda_guide=1", "--lambda_guide_features=2",
+            "--guide_epochs=1", "--depth_weight=0"] + FLAGS
+    result = _train(args + ["--num_steps_gan=2"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "training the AU regressor guide" in result.stderr and "AU guide" in result.stderr
+    guide_dir = model_dir / "guide"
+    metadata = json.loads((guide_dir / "au_regressor.json").read_text())
+    assert metadata["kind"] == "au_regressor" and metadata["image_size"] == 32 and metadata["epochs"] == 1
+    assert not os.path.exists(str(guide_dir) + ".partial")
+    written = (guide_dir / "au_regressor.keras").stat().st_mtime_ns
+    logged = set()
+    for path in glob.glob(str(model_dir / "logs" / "**" / "events.out.tfevents.*"), recursive=True):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            logged.update(value.tag for value in event.summary.value)
+    assert any(tag.endswith("g_guide") for tag in logged) and any(tag.endswith("g_guide_features") for tag in logged)
+
+    result = _train(args + ["--num_steps_gan=3", "--nogenerate_synthetic"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "training the AU regressor guide" not in result.stderr and "AU guide" in result.stderr
+    assert (guide_dir / "au_regressor.keras").stat().st_mtime_ns == written
+
