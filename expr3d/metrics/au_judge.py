@@ -39,7 +39,8 @@ AU_JUDGE_BATCH_SIZE = 64
 
 
 def train_au_regressor(data_dir, output, image_size=None, epochs=AU_JUDGE_EPOCHS, batch_size=AU_JUDGE_BATCH_SIZE,
-                       width=AU_JUDGE_WIDTH, learning_rate=1e-3, seed=0, max_steps_per_epoch=None, log=None):
+                       width=AU_JUDGE_WIDTH, learning_rate=1e-3, seed=0, max_steps_per_epoch=None, log=None,
+                       desc="AU judge"):
     """Train on `data_dir`'s train split (faces with AUs), score its test split, save into `output` (a new or
     empty folder, written atomically). Returns the metadata."""
     import keras
@@ -72,7 +73,7 @@ def train_au_regressor(data_dir, output, image_size=None, epochs=AU_JUDGE_EPOCHS
         optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
         return loss
 
-    progress = Progress(epochs * steps, desc="AU judge", unit="steps", stream=log)
+    progress = Progress(epochs * steps, desc=desc, unit="steps", stream=log)
     started, history, train_sum, train_count = time.time(), [], np.zeros(NUM_ACTION_UNITS), np.zeros(NUM_ACTION_UNITS)
     for epoch in range(epochs):
         epoch_losses = []

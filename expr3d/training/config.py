@@ -234,9 +234,6 @@ class TrainConfig:
         if self.lambda_guide_features > 0 and self.target_mode != "paired":
             raise UsageError(f"--lambda_guide_features={self.lambda_guide_features} needs --target_mode=paired "
                              f"(the true target renders)")
-        if self.expression_guide and self.model == "stargan" and self.condition != "expression":
-            raise UsageError(f"--expression_guide is an expression classifier; --condition={self.condition} "
-                             f"has no expression target (use --condition=expression)")
         if self.au_dial_targets > 0 and (self.condition != "action_units" or self.target_mode != "permute"):
             raise UsageError(f"--au_dial_targets={self.au_dial_targets} needs --condition=action_units and "
                              f"--target_mode=permute (a dialled target has no true render)")
@@ -413,7 +410,8 @@ def define_flags(flag_values=None):
            "expr3d.metrics.classifier`, or 'train' = train one on this run's own training split into "
            "MODEL_DIR/guide before the first stage (expr3d/training/guide.py). With --model=transfer it is an AU "
            "regressor of real faces (a directory of `python -m expr3d.metrics.au_judge`'s format, or 'train'), "
-           "whose squared AU error on each swap against the exemplar's AUs the encoder and decoder minimise.")
+           "whose squared AU error on each swap against the exemplar's AUs the encoder and decoder minimise; likewise "
+           "with --condition=action_units, on each translation against the asked AUs.")
     define("float", "lambda_guide", "Weight of the --expression_guide term in G_rgb's (or, --model=transfer, the "
            "encoder and decoder's) loss (0 = off).")
     define("float", "lambda_guide_features",

@@ -181,10 +181,9 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             raise ValueError(f"DepthGuidedStarGAN: depth_weight must be >= 0; got {depth_weight}")
         if lambda_id < 0:
             raise ValueError(f"DepthGuidedStarGAN: lambda_id must be >= 0; got {lambda_id}")
-        if (lambda_guide > 0 or lambda_guide_features > 0) and (expression_guide is None
-                                                                 or condition != "expression"):
+        if (lambda_guide > 0 or lambda_guide_features > 0) and expression_guide is None:
             raise ValueError("DepthGuidedStarGAN: lambda_guide / lambda_guide_features > 0 need an "
-                             "expression_guide classifier and condition='expression'")
+                             "expression_guide (a classifier; with condition='action_units' an AU regressor)")
         for name, value in (("lambda_pair", lambda_pair), ("lambda_mask", lambda_mask), ("lambda_mask_tv", lambda_mask_tv),
                             ("critic_warmup_steps", critic_warmup_steps), ("lambda_guide", lambda_guide),
                             ("lambda_guide_features", lambda_guide_features),
@@ -448,6 +447,10 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         if self.lambda_guide_features <= 0:
             outputs = [outputs]
         total = 0.0
+        if isinstance(target_labels, objectives.ActionUnitTarget):
+            # An AU guide is read with the squared error whatever --au_loss says: the L1's optimum, the median,
+            # asks nothing of AUs that are off in most faces (the AU judge's lesson, docs/transfer.md).
+            target_labels = target_labels._replace(squared=True)
         if self.lambda_guide > 0:
             logits = outputs[0]
             if self.critic_augment:

@@ -8,10 +8,11 @@ faces after 1,200 iterations, 78.5 % after 2,400 - and the judged rate 37 % / 62
 batch-size faces per step next to the adversarial and gradient-penalty terms; a separate classifier trained first,
 at batch 64, is accurate before G_rgb's first update.
 
-For `--model=transfer` the guide reads what that model transfers, the 17 AU intensities: an AU regressor of the real
-training faces (`expr3d.metrics.au_judge`'s network and loss, trained on the run's own train split - the AU judge
-that evaluates is trained on other identities), whose squared AU error on each swap against the exemplar's AUs is
-`--lambda_guide`'s term and whose stage maps give `--lambda_guide_features`'s, as above.
+For `--model=transfer` and `--condition=action_units` the guide reads what those models are asked for, the 17 AU
+intensities: an AU regressor of the real training faces (`expr3d.metrics.au_judge`'s network and loss, trained on
+the run's own train split - the AU judge that evaluates is trained on other identities), whose squared AU error on
+each output against the asked AUs is `--lambda_guide`'s term and whose stage maps give `--lambda_guide_features`'s,
+as above.
 """
 import os
 
@@ -21,8 +22,9 @@ CLASSIFIER, AU_REGRESSOR = "expression classifier", "AU regressor"
 
 
 def guide_kind(config):
-    """What the run's guide reads: the expression class (the StarGAN family) or the AU intensities (transfer)."""
-    return AU_REGRESSOR if config.model == "transfer" else CLASSIFIER
+    """What the run's guide reads: the expression class (the StarGAN of expression classes) or the AU intensities
+    (the transfer family, and the StarGAN conditioned on AUs)."""
+    return AU_REGRESSOR if config.model == "transfer" or config.condition == "action_units" else CLASSIFIER
 
 
 def guide_directory(config):
@@ -129,7 +131,7 @@ def _train_au_guide(config, directory):
     staging = directory.rstrip(os.sep) + ".partial"
     shutil.rmtree(staging, ignore_errors=True)
     train_au_regressor(config.data_dir, staging, image_size=config.image_size, epochs=config.guide_epochs,
-                       batch_size=GUIDE_BATCH_SIZE, width=GUIDE_WIDTH, seed=config.seed)
+                       batch_size=GUIDE_BATCH_SIZE, width=GUIDE_WIDTH, seed=config.seed, desc="AU guide")
     if os.path.isdir(directory):
         os.rmdir(directory)
     os.replace(staging, directory)

@@ -167,3 +167,31 @@ def test_cli_refuses_action_units_on_data_without_them(tiny_dataset, tmp_path):
     assert done.returncode == 2 and len(lines) == 1, lines
     assert lines[0].startswith("expr3d.train: error: --condition=action_units needs action-unit intensities")
     assert not os.path.exists(model_dir)
+
+
+@pytest.mark.slow  # ~4 s
+def test_an_au_guide_reads_the_asked_action_units_in_each_translation_with_the_squared_error():
+    from expr3d.metrics.expression_classifier import build_classifier
+    from expr3d.training.guide import guide_kind
+    from expr3d.training.config import TrainConfig
+
+    assert guide_kind(TrainConfig(data_dir="d", model_dir="m", condition="action_units")) == "AU regressor"
+    assert guide_kind(TrainConfig(data_dir="d", model_dir="m")) == "expression classifier"
+    keras.utils.set_random_seed(3)
+    guide = build_classifier(32, num_classes=NUM_ACTION_UNITS, width=4)
+    networks = _au_networks()
+    # --au_loss=l1 for the critic's head; the guide is read with the squared error all the same.
+    gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, n_critic=1, condition="action_units", au_loss="l1",
+                             expression_guide=guide, lambda_guide=4.0)
+    gan.compile(optimizers={key: keras.optimizers.SGD(0.0, name=key) for key in networks})  # no update: fixed G
+    gan.build_optimizers()
+    batch = _au_batch()
+    fake = networks["g_rgb"]([batch["image"], action_unit_condition(batch["target_action_units"],
+                                                                    batch["target_action_units_mask"])],
+                             training=True)
+    read = tf.sigmoid(guide(fake, training=False)).numpy()
+    valid = batch["target_action_units_mask"].numpy() > 0.5
+    expected = np.mean(np.square(read - batch["target_action_units"].numpy())[valid])
+    logs = gan.generator_step(batch)
+    np.testing.assert_allclose(float(logs["g_guide"]), expected, rtol=1e-4)
+
