@@ -153,15 +153,19 @@ def paired_edit_region(source, target, threshold=0.1, dilation=5):
     return ops.max_pool(region, dilation, strides=1, padding="same")
 
 
-def mask_cross_entropy(region, mask, epsilon=1e-4):
-    """Mean binary cross-entropy of an edit mask in [0, 1] against a `{0, 1}` region (both `[B, H, W, 1]`).
+def mask_cross_entropy(region, mask, epsilon=1e-4, weights=None):
+    """Mean binary cross-entropy of an edit mask in [0, 1] against a `{0, 1}` region (both `[B, H, W, 1]`); with
+    `weights` `[B]`, each face's mean times its weight, averaged over the batch (a row of weight 0 adds nothing).
 
     Not an L1: through the sigmoid an L1's gradient vanishes once the mask saturates, and a mask that shut early
     (measured: within ~50 iterations) never reopened; the cross-entropy's gradient on the logit is `mask - region`.
     """
     mask = ops.clip(_f32(mask), epsilon, 1.0 - epsilon)
     region = _f32(region)
-    return -ops.mean(region * ops.log(mask) + (1.0 - region) * ops.log(1.0 - mask))
+    entropy = region * ops.log(mask) + (1.0 - region) * ops.log(1.0 - mask)
+    if weights is None:
+        return -ops.mean(entropy)
+    return -ops.mean(ops.mean(entropy, axis=(1, 2, 3)) * _f32(weights))
 
 
 # --- exemplar expression transfer (Shao et al.; expr3d.models.transfer) ----------------------------------------------

@@ -207,6 +207,11 @@ def test_mask_cross_entropy_values_and_its_gradient_does_not_vanish_when_saturat
         l1 = losses.l1_loss(np.ones((1, 1, 1, 1), np.float32), shut)
     assert abs(float(tape.gradient(cross_entropy, logits)[0, 0, 0, 0])) > 0.99
     assert abs(float(tape.gradient(l1, logits)[0, 0, 0, 0])) < 1e-3
+    # Weighted per face: face 1's term counts, face 2's (weight 0) does not, the mean is over both faces.
+    two_region = np.concatenate([region, 1.0 - region])
+    two_mask = np.concatenate([mask, mask])
+    weighted = float(losses.mask_cross_entropy(two_region, two_mask, weights=np.array([1.0, 0.0], np.float32)))
+    np.testing.assert_allclose(weighted, expected / 2, rtol=1e-6)
 
 
 # --- exemplar transfer terms ---------------------------------------------------------------------------------------

@@ -234,9 +234,9 @@ class TrainConfig:
         if self.lambda_guide_features > 0 and self.target_mode != "paired":
             raise UsageError(f"--lambda_guide_features={self.lambda_guide_features} needs --target_mode=paired "
                              f"(the true target renders)")
-        if self.au_dial_targets > 0 and (self.condition != "action_units" or self.target_mode != "permute"):
-            raise UsageError(f"--au_dial_targets={self.au_dial_targets} needs --condition=action_units and "
-                             f"--target_mode=permute (a dialled target has no true render)")
+        if self.au_dial_targets > 0 and self.condition != "action_units":
+            raise UsageError(f"--au_dial_targets={self.au_dial_targets} needs --condition=action_units (AU "
+                             f"targets)")
         if self.model == "transfer":
             if self.target_mode == "uniform":
                 raise UsageError("--target_mode=uniform is a setting of --model=stargan; --model=transfer takes "
@@ -369,9 +369,10 @@ def define_flags(flag_values=None):
            "for an AU that is off in most faces (the AU judge's recipe 1 read 11 of 17 AUs not at all that way); "
            "squared learns the conditional mean.")
     define("float", "au_dial_targets",
-           "NOT in either paper (0 = off): --condition=action_units with --target_mode=permute: this fraction of "
-           "G_rgb's AU targets are the face's own AUs with ONE AU set to a random intensity (what a user's dial "
-           "asks), the rest other faces' whole AU vectors.")
+           "NOT in either paper (0 = off): --condition=action_units: this fraction of G_rgb's AU targets are the "
+           "face's own AUs with ONE AU set to a random intensity (what a user's dial asks), the rest other faces' "
+           "whole AU vectors (--target_mode=permute) or the true render's (paired; a dialled row has no true "
+           "render, so only the critic's AU head and --expression_guide read it).")
     define("float", "lambda_confusion", "--model=transfer: weight of the encoder's confusion term (the AU "
            "adversary's per-AU softmax pushed to uniform).")
     define("float", "lambda_swap", "--model=transfer: weight of the swap-consistency adversarial term (a swap "

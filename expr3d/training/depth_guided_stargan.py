@@ -408,14 +408,18 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             if "target_image" not in batch:
                 raise ValueError("DepthGuidedStarGAN: lambda_pair > 0 needs paired batches (a `target_image`: "
                                  "--target_mode=paired)")
-            logs["g_pair"] = losses.l1_loss(batch["target_image"], fake)
+            # Rows asked for a dialled AU vector (--au_dial_targets with paired data) have no true render.
+            weights = batch.get("pair_weight")
+            rows = None if weights is None else tf.reshape(weights, [-1, 1, 1, 1])
+            logs["g_pair"] = losses.l1_loss(batch["target_image"], fake, mask=rows)
             if fake_colour is not None:
                 # Through the output alone the colour head is reached only where the mask is open, and the mask
                 # shuts within ~50 iterations (copying the source beats a random colour) and never reopens.
                 # The pair says where the edit is: the mask learns that region, the colour head the target in it.
                 region = losses.paired_edit_region(image, batch["target_image"])
-                logs["g_pair"] = (logs["g_pair"] + losses.mask_cross_entropy(region, fake_mask)
-                                  + losses.l1_loss(batch["target_image"], fake_colour, mask=region))
+                logs["g_pair"] = (logs["g_pair"] + losses.mask_cross_entropy(region, fake_mask, weights=weights)
+                                  + losses.l1_loss(batch["target_image"], fake_colour,
+                                                   mask=region if rows is None else region * rows))
             logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_pair * logs["g_pair"]
         if self.uses_attention:
             masks = (fake_mask, reconstruction_mask)
@@ -465,7 +469,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                 raise ValueError("DepthGuidedStarGAN: lambda_guide_features > 0 needs paired batches (a "
                                  "`target_image`: --target_mode=paired)")
             targets = guide(batch["target_image"])
-            logs["g_guide_features"] = objectives.guide_feature_loss(outputs[1:], targets[1:])
+            logs["g_guide_features"] = objectives.guide_feature_loss(outputs[1:], targets[1:],
+                                                                     weights=batch.get("pair_weight"))
             total = total + self.lambda_guide_features * logs["g_guide_features"]
         return total
 

@@ -86,7 +86,8 @@ def prepare_guide(config, say=print):
     directory = guide_directory(config)
     kind = guide_kind(config)
     if config.expression_guide == TRAIN and not _trained(directory, kind):
-        say(f"expr3d.train: training the {kind} guide on the real training faces of {config.data_dir} "
+        what = "AU guide (an AU regressor)" if kind == AU_REGRESSOR else "expression guide"
+        say(f"expr3d.train: training the {what} on the real training faces of {config.data_dir} "
             f"({config.guide_epochs} epochs) into {directory}")
         if kind == AU_REGRESSOR:
             _train_au_guide(config, directory)

@@ -35,10 +35,12 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
         critic_augment: also pass `critic_augment`, float32 `[B, critic_augment.DRAWS, critic_augment.NUM_UNIFORMS]`
             uniforms in [0, 1): the random numbers of `--critic_augment` (a stream of their own: every other draw
             is the same with and without them).
-        au_dial_targets: with "permute" and `with_action_units`: this fraction of the rows (a stateless draw per
-            row) get as AU target not another face's AUs but their own with ONE AU (uniform over the 17) set to a
-            uniform intensity in [0, 1] (that AU then counts as known): what a user's dial asks
-            (`--au_dial_targets`; other faces' whole AU vectors move AUs only together, as expressions do).
+        au_dial_targets: with `with_action_units`: this fraction of the rows (a stateless draw per row) get as AU
+            target not another face's (or, "paired", the true render's) AUs but their own with ONE AU (uniform over
+            the 17) set to a uniform intensity in [0, 1] (that AU then counts as known): what a user's dial asks
+            (`--au_dial_targets`; other faces' whole AU vectors move AUs only together, as expressions do). With
+            "paired" a dialled row has no true render: `pair_weight` `[B]` float32 is 0 there and 1 elsewhere, and
+            the trainer leaves those rows out of the terms that compare with `target_image`.
     """
     if target_mode not in TARGET_MODES:
         raise ValueError(f"--target_mode={target_mode!r}: expected one of {', '.join(TARGET_MODES)}")
@@ -54,7 +56,7 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
         for key in ACTION_UNIT_KEYS if with_action_units else ():
             extra[f"target_{key}"] = tf.gather(batch[key], order)
         if with_action_units and au_dial_targets > 0:
-            extra["target_action_units"], extra["target_action_units_mask"] = _dial_targets(
+            extra["target_action_units"], extra["target_action_units_mask"], _ = _dial_targets(
                 batch["action_units"], batch["action_units_mask"], extra["target_action_units"],
                 extra["target_action_units_mask"], au_dial_targets, tf.random.experimental.stateless_fold_in(
                     seeds[0], 0xD1A1))
@@ -63,6 +65,12 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
         extra["target_image"] = batch["target_image"]
         for key in ACTION_UNIT_KEYS if with_action_units else ():
             extra[f"target_{key}"] = batch[f"target_{key}"]
+        if with_action_units and au_dial_targets > 0:
+            extra["target_action_units"], extra["target_action_units_mask"], dialled = _dial_targets(
+                batch["action_units"], batch["action_units_mask"], extra["target_action_units"],
+                extra["target_action_units_mask"], au_dial_targets, tf.random.experimental.stateless_fold_in(
+                    seeds[0], 0xD1A1))
+            extra["pair_weight"] = 1.0 - tf.cast(dialled, tf.float32)
     else:
         target = tf.random.stateless_uniform([size], seed=seeds[0], minval=0, maxval=num_classes, dtype=tf.int32)
     if critic_augment:
@@ -82,7 +90,7 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
 
 def _dial_targets(units, mask, other_units, other_mask, fraction, seed):
     """Rows chosen with probability `fraction`: their own `units` with one AU set to a uniform level (see
-    `add_training_fields`); the other rows keep `other_units` / `other_mask`."""
+    `add_training_fields`); the other rows keep `other_units` / `other_mask`. Returns (units, mask, chosen [B])."""
     size, count = tf.shape(units)[0], tf.shape(units)[1]
     draws = tf.random.experimental.stateless_split(seed, num=3)
     chosen = tf.random.stateless_uniform([size], seed=draws[0]) < fraction
@@ -92,7 +100,7 @@ def _dial_targets(units, mask, other_units, other_mask, fraction, seed):
     own_units = tf.where(dialled, level[:, None], tf.cast(units, tf.float32))
     own_mask = tf.where(dialled, tf.ones_like(mask), mask)
     return (tf.where(chosen[:, None], own_units, tf.cast(other_units, tf.float32)),
-            tf.where(chosen[:, None], own_mask, other_mask))
+            tf.where(chosen[:, None], own_mask, other_mask), chosen)
 
 
 def worker_seed(seed, worker):

@@ -95,12 +95,18 @@ def generator_terms(critic, fake, labels, prefix="g", confidence_penalty=None, l
     return logs, classification
 
 
-def guide_feature_loss(features, target_features):
+def guide_feature_loss(features, target_features, weights=None):
     """The paired guide-feature term (`--lambda_guide_features`, not in the paper): the mean over the guide's stage
     maps of the mean |f - f_target|, the target's maps held fixed (a perceptual loss whose network knows faces and
-    expressions; `expr3d.training.guide`). Both trainers' term."""
-    return tf.add_n([tf.reduce_mean(tf.abs(f - tf.stop_gradient(t)))
-                     for f, t in zip(features, target_features)]) / len(features)
+    expressions; `expr3d.training.guide`). Both trainers' term. `weights` `[B]`: each face's term times its
+    weight, averaged over the batch (the rows without a true render weigh 0)."""
+    def distance(f, t):
+        difference = tf.abs(tf.cast(f, tf.float32) - tf.stop_gradient(tf.cast(t, tf.float32)))
+        if weights is None:
+            return tf.reduce_mean(difference)
+        return tf.reduce_mean(tf.reduce_mean(difference, axis=[1, 2, 3]) * tf.cast(weights, tf.float32))
+
+    return tf.add_n([distance(f, t) for f, t in zip(features, target_features)]) / len(features)
 
 
 __all__ = ["ActionUnitTarget", "critic_loss", "generator_terms", "guide_feature_loss", "head_loss"]

@@ -144,15 +144,54 @@ def test_dial_targets_are_the_face_s_own_action_units_with_one_set_to_a_random_l
     assert np.all(own | other) and 16 <= own.sum() <= 48
 
 
-def test_dial_targets_need_permuted_action_unit_targets():
+def test_dial_targets_need_action_unit_targets():
     from expr3d.training.config import TrainConfig, UsageError
 
     base = dict(data_dir="data", model_dir="runs/a", au_dial_targets=0.5, depth_weight=0.0)
     TrainConfig(**base, condition="action_units").validate()
-    for changes in ({}, {"condition": "action_units", "target_mode": "paired"}):
-        with pytest.raises(UsageError, match="--au_dial_targets=0.5 needs --condition=action_units and "
-                                             "--target_mode=permute"):
-            TrainConfig(**base, **changes).validate()
+    TrainConfig(**base, condition="action_units", target_mode="paired").validate()
+    with pytest.raises(UsageError, match=r"--au_dial_targets=0.5 needs --condition=action_units \(AU targets\)"):
+        TrainConfig(**base).validate()
+
+
+def test_paired_dial_targets_keep_the_true_render_s_aus_elsewhere_and_weigh_the_dialled_rows_out():
+    rng = np.random.default_rng(2)
+    size = 64
+    units = rng.uniform(size=(size, NUM_ACTION_UNITS)).astype("float32")
+    render_units = rng.uniform(size=(size, NUM_ACTION_UNITS)).astype("float32")
+    ones = np.ones_like(units)
+    batch = {"image": tf.zeros([size, 4, 4, 3]), "depth": tf.zeros([size, 4, 4, 1]),
+             "normals": tf.zeros([size, 4, 4, 3]), "expression": tf.constant(np.arange(size) % 8),
+             "target_expression": tf.constant((np.arange(size) + 1) % 8), "target_image": tf.ones([size, 4, 4, 3]),
+             "action_units": tf.constant(units), "action_units_mask": tf.constant(ones),
+             "target_action_units": tf.constant(render_units), "target_action_units_mask": tf.constant(ones)}
+    plain = inputs.add_training_fields(3, batch, "depth", 8, seed=1, target_mode="paired", with_action_units=True)
+    assert "pair_weight" not in plain
+    np.testing.assert_array_equal(plain["target_action_units"].numpy(), render_units)
+    half = inputs.add_training_fields(3, batch, "depth", 8, seed=1, target_mode="paired", with_action_units=True,
+                                      au_dial_targets=0.5)
+    weight, target = half["pair_weight"].numpy(), half["target_action_units"].numpy()
+    dialled = weight == 0.0
+    assert set(weight.tolist()) == {0.0, 1.0} and 16 <= dialled.sum() <= 48
+    np.testing.assert_array_equal(target[~dialled], render_units[~dialled])  # the true render's AUs
+    assert (target[dialled] != units[dialled]).sum(axis=1).max() == 1  # the face's own AUs, one dialled
+    np.testing.assert_array_equal(half["target_image"].numpy(), plain["target_image"].numpy())
+
+
+@pytest.mark.slow  # ~3 s
+def test_rows_with_a_dialled_target_are_left_out_of_the_paired_terms():
+    networks = _au_networks()
+    gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, n_critic=1, condition="action_units", lambda_pair=2.0)
+    gan.compile(optimizers={key: keras.optimizers.SGD(0.0, name=key) for key in networks})
+    batch = _au_batch()
+    batch["target_image"] = tf.reverse(batch["image"], axis=[0])
+    batch["pair_weight"] = tf.constant([1.0, 0.0, 1.0, 0.0])
+    fake = networks["g_rgb"]([batch["image"], action_unit_condition(batch["target_action_units"],
+                                                                    batch["target_action_units_mask"])],
+                             training=True)
+    per_row = np.mean(np.abs(batch["target_image"].numpy() - fake.numpy()), axis=(1, 2, 3))
+    logs = gan.generator_step(batch)
+    np.testing.assert_allclose(float(logs["g_pair"]), (per_row[0] + per_row[2]) / 4, rtol=1e-5)
 
 
 @pytest.mark.slow

@@ -51,3 +51,20 @@ def test_an_action_unit_head_reads_with_the_error_asked_for():
     squared = float(objectives.head_loss(logits, objectives.ActionUnitTarget(truth, mask, True)))
     assert l1 == pytest.approx(np.abs(error).mean(), rel=1e-5)
     assert squared == pytest.approx((error ** 2).mean(), rel=1e-5)
+
+
+def test_the_guide_feature_term_is_the_mean_stage_distance_and_weighs_faces():
+    rng = np.random.default_rng(0)
+    ours = [tf.constant(rng.normal(size=(2, s, s, 3)).astype("float32")) for s in (8, 4)]
+    theirs = [tf.constant(rng.normal(size=(2, s, s, 3)).astype("float32")) for s in (8, 4)]
+    distances = np.array([[np.mean(np.abs(a.numpy()[i] - b.numpy()[i])) for i in range(2)]
+                          for a, b in zip(ours, theirs)])  # [stage, face]
+    np.testing.assert_allclose(float(objectives.guide_feature_loss(ours, theirs)), distances.mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(objectives.guide_feature_loss(ours, theirs, weights=tf.constant([0.0, 1.0]))),
+                               distances[:, 1].mean() / 2, rtol=1e-5)
+    assert float(objectives.guide_feature_loss(theirs, theirs)) == 0.0
+    with tf.GradientTape() as tape:  # the target's maps are held fixed
+        tape.watch(theirs[0])
+        loss = objectives.guide_feature_loss(ours, theirs)
+    assert tape.gradient(loss, theirs[0]) is None
+
