@@ -93,14 +93,16 @@ def test_steps_condition_on_the_target_action_units_and_d_rgb_regresses_them():
 def test_with_the_paired_term_the_target_is_the_true_render_under_its_own_action_units():
     networks = _au_networks()
     gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, n_critic=1, condition="action_units", lambda_pair=2.0)
-    gan.compile(optimizers={key: keras.optimizers.SGD(0.1, name=key) for key in networks})
+    gan.compile(optimizers={key: keras.optimizers.SGD(0.0, name=key) for key in networks})  # fixed networks
     batch = _au_batch()
     batch["target_image"] = tf.reverse(batch["image"], axis=[0])
     target = action_unit_condition(batch["target_action_units"], batch["target_action_units_mask"])
-    expected = float(losses.l1_loss(batch["target_image"], networks["g_rgb"]([batch["image"], target],
-                                                                              training=True)))
-    logs = gan.generator_step(batch)
-    np.testing.assert_allclose(float(logs["g_pair"]), expected, rtol=1e-5)
+    fake = networks["g_rgb"]([batch["image"], target], training=True)
+    per_row = np.mean(np.abs(batch["target_image"].numpy() - fake.numpy()), axis=(1, 2, 3))
+    np.testing.assert_allclose(float(gan.generator_step(batch)["g_pair"]), per_row.mean(), rtol=1e-5)
+    # Rows with a dialled target (paired --au_dial_targets) have no true render: weighed out, the mean over all rows.
+    batch["pair_weight"] = tf.constant([1.0, 0.0, 1.0, 0.0])
+    np.testing.assert_allclose(float(gan.generator_step(batch)["g_pair"]), (per_row[0] + per_row[2]) / 4, rtol=1e-5)
 
 
 def test_permuted_targets_carry_the_action_units_of_the_face_whose_label_they_took():
@@ -176,22 +178,6 @@ def test_paired_dial_targets_keep_the_true_render_s_aus_elsewhere_and_weigh_the_
     np.testing.assert_array_equal(target[~dialled], render_units[~dialled])  # the true render's AUs
     assert (target[dialled] != units[dialled]).sum(axis=1).max() == 1  # the face's own AUs, one dialled
     np.testing.assert_array_equal(half["target_image"].numpy(), plain["target_image"].numpy())
-
-
-@pytest.mark.slow  # ~3 s
-def test_rows_with_a_dialled_target_are_left_out_of_the_paired_terms():
-    networks = _au_networks()
-    gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, n_critic=1, condition="action_units", lambda_pair=2.0)
-    gan.compile(optimizers={key: keras.optimizers.SGD(0.0, name=key) for key in networks})
-    batch = _au_batch()
-    batch["target_image"] = tf.reverse(batch["image"], axis=[0])
-    batch["pair_weight"] = tf.constant([1.0, 0.0, 1.0, 0.0])
-    fake = networks["g_rgb"]([batch["image"], action_unit_condition(batch["target_action_units"],
-                                                                    batch["target_action_units_mask"])],
-                             training=True)
-    per_row = np.mean(np.abs(batch["target_image"].numpy() - fake.numpy()), axis=(1, 2, 3))
-    logs = gan.generator_step(batch)
-    np.testing.assert_allclose(float(logs["g_pair"]), (per_row[0] + per_row[2]) / 4, rtol=1e-5)
 
 
 @pytest.mark.slow
