@@ -111,8 +111,8 @@ def _prepare_data(config):
 
 
 def _prepare_guide(config):
-    """`--expression_guide=train`: the guide (classifier or, for transfer, AU regressor), trained before any stage (a resume reuses it); a given
-    guide directory is checked here, so a wrong one stops the run before stage 1."""
+    """`--expression_guide=train`: the guide (a classifier, or an AU regressor for AU targets), trained before any
+    stage (a resume reuses it); a given guide directory is checked here, so a wrong one stops the run before stage 1."""
     from expr3d.training.guide import prepare_guide
 
     try:

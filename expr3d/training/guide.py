@@ -35,8 +35,8 @@ def guide_directory(config):
 
 
 def load_guide(config):
-    """The guide (a float32 Keras model of logits, frozen) of `config`: an expression classifier, or for
-    `--model=transfer` an AU regressor (its logits through a sigmoid are the intensities)."""
+    """The guide (a Keras model of logits, frozen) of `config`: an expression classifier, or for AU targets
+    (`guide_kind`) an AU regressor (its logits through a sigmoid are the intensities)."""
     if not config.expression_guide:
         raise ValueError("--lambda_guide / --lambda_guide_features need --expression_guide (a classifier directory, "
                          "or 'train')")
