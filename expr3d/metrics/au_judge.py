@@ -89,6 +89,16 @@ def train_au_regressor(data_dir, output, image_size=None, epochs=AU_JUDGE_EPOCHS
     progress.close()
     train_mean = train_sum / np.maximum(train_count, 1.0)
 
+    if keras.config.dtype_policy().name != "float32":
+        # Saved (and scored) in float32 whatever the caller's policy (expr3d.train's --expression_guide=train runs
+        # under a mixed one), as the expression classifier: a float32 twin takes the trained weights.
+        trained, previous_policy = model, keras.config.dtype_policy()
+        keras.config.set_dtype_policy("float32")
+        try:
+            model = build_classifier(image_size, num_classes=NUM_ACTION_UNITS, width=width)
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
+        model.set_weights(trained.get_weights())
     predict = tf.function(lambda x: tf.sigmoid(model(x, training=False)), reduce_retracing=True)
     truth, predicted, masks = [], [], []
     for batch in pipeline.make_dataset(data_dir, "test", batch_size, image_size=image_size, training=False,

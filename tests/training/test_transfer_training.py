@@ -93,7 +93,7 @@ def test_a_transfer_run_trains_its_au_guide_once_and_a_resume_reuses_it(tmp_path
     args = [f"--data_dir={tmp_path}/data", f"--model_dir={model_dir}", "--generate_synthetic",
             "--synthetic_identities=10", "--synthetic_train_pairs", "--image_size=32", "--target_mode=paired",
             "--lambda_pair=10", "--expression_guide=train", "--lambda_guide=1", "--lambda_guide_features=2",
-            "--guide_epochs=1", "--depth_weight=0"] + FLAGS
+            "--guide_epochs=1", "--depth_weight=0", "--mixed_precision=mixed_bfloat16"] + FLAGS
     result = _train(args + ["--num_steps_gan=2"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "training the AU guide" in result.stderr and "AU guide" in result.stderr
@@ -102,6 +102,11 @@ def test_a_transfer_run_trains_its_au_guide_once_and_a_resume_reuses_it(tmp_path
     assert metadata["kind"] == "au_regressor" and metadata["image_size"] == 32 and metadata["epochs"] == 1
     assert not os.path.exists(str(guide_dir) + ".partial")
     written = (guide_dir / "au_regressor.keras").stat().st_mtime_ns
+    # Trained under the run's mixed policy, saved in float32 (as the expression guide and the judges are).
+    import keras
+
+    saved = keras.saving.load_model(str(guide_dir / "au_regressor.keras"), compile=False)
+    assert {layer.dtype_policy.name for layer in saved.layers} == {"float32"}
     logged = set()
     for path in glob.glob(str(model_dir / "logs" / "**" / "events.out.tfevents.*"), recursive=True):
         for event in tf.compat.v1.train.summary_iterator(path):
