@@ -130,7 +130,17 @@ def _train_au_guide(config, directory):
     if os.path.exists(directory) and not (os.path.isdir(directory) and not os.listdir(directory)):
         raise ValueError(f"{directory} holds files but no AU guide: move them away (the run writes its guide there)")
     staging = directory.rstrip(os.sep) + ".partial"
-    shutil.rmtree(staging, ignore_errors=True)
+    if os.path.isdir(staging):
+        # What an interrupted training of ours left there (the regressor's two files, its temporary), nothing else.
+        from expr3d.metrics.au_judge import METADATA_FILE, MODEL_FILE
+
+        for name in os.listdir(staging):
+            if name in (MODEL_FILE, METADATA_FILE) or name.startswith(".tmp-"):
+                path = os.path.join(staging, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        if os.listdir(staging):
+            raise ValueError(f"{staging} holds files the AU guide's training did not write: move them away")
+        os.rmdir(staging)
     train_au_regressor(config.data_dir, staging, image_size=config.image_size, epochs=config.guide_epochs,
                        batch_size=GUIDE_BATCH_SIZE, width=GUIDE_WIDTH, seed=config.seed, desc="AU guide")
     if os.path.isdir(directory):
