@@ -82,6 +82,7 @@ def _prepare_data(config):
             images_per_identity=config.synthetic_images_per_identity,
             train_pairs=config.synthetic_train_pairs,
             transfer_pairs=config.synthetic_transfer_pairs,
+            train_swap_pairs=config.synthetic_train_swap_pairs,
         )
     try:
         card = dataset_card.load_card(data_dir)
@@ -94,6 +95,11 @@ def _prepare_data(config):
         raise UsageError(f"--target_mode=paired: the train split of --data_dir={data_dir} holds no paired records "
                          f"(pair_id); render one with --generate_synthetic --synthetic_train_pairs into a new "
                          f"--data_dir, or `python -m expr3d.data.synthetic --train_pairs`")
+    if config.pair_exemplar == "partner" and not isinstance(card.get(dataset_card.SWAP_PARTNERS), dict):
+        raise UsageError(f"--pair_exemplar=partner: the train split of --data_dir={data_dir} has no swap partners; "
+                         f"render one with --generate_synthetic --synthetic_train_pairs --synthetic_train_swap_pairs "
+                         f"into a new --data_dir, or `python -m expr3d.data.synthetic --train_pairs "
+                         f"--train_swap_pairs`")
     stored = int(card["image_size"])
     if config.image_size is None:
         config = config.replace(image_size=stored)
@@ -153,7 +159,9 @@ def _with_model_config_defaults(run_config):
     from expr3d.models import ModelConfig
 
     if isinstance(run_config.get("data_stream"), dict):  # before multi-worker runs: one process's stream
-        run_config = dict(run_config, data_stream={"worker_sharding": "data", **run_config["data_stream"]})
+        # and before --pair_exemplar: the true render's own code
+        run_config = dict(run_config, data_stream={"worker_sharding": "data", "pair_exemplar": "target",
+                                                   **run_config["data_stream"]})
     try:
         completed = ModelConfig.from_dict(run_config["model_config"]).to_dict()
     except (KeyError, TypeError, ValueError):
@@ -378,6 +386,7 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
                 with_action_units=stage == "transfer" or (stage == "gan" and config.condition == "action_units"),
                 shard=shard, critic_augment=stage == "gan" and bool(config.critic_augment),
                 au_dial_targets=config.au_dial_targets if stage == "gan" else 0.0,
+                pair_exemplar=config.pair_exemplar if stage == "transfer" else "target",
             )
             run_summaries = summaries.RunSummaries(write_dir, stage)
             show_geometry = stage == "depth" or config.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir)

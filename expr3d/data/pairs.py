@@ -17,9 +17,16 @@ flip and crop) -> batch -> prefetch.
 Batches: every key of `pipeline.make_dataset` for the source, plus `target_image` float32 [B, S, S, 3] in [-1, 1],
 `target_expression` int32 [B] (the target render's label, the training target c_trg) and the target render's
 `target_action_units` / `target_action_units_mask` [B, 17] (the target of AU-conditioned training).
+
+With `exemplar="partner"` (procedural data rendered with `--train_swap_pairs`: train identities 2k and 2k + 1 share
+their paired groups' exact AUs) a group is both partners' renders (16), the source and target are one partner's, and
+the batch also holds `partner_image`: the OTHER identity's render of the target's class, under the target's exact AUs
+in its own pose and light. Decoding the source with the partner's expression must give the target: a cross-identity
+swap with a known answer (`--pair_exemplar=partner`).
 """
 
 from expr3d.data import dataset_card, pipeline, records
+from expr3d.data.dataset_card import SWAP_PARTNERS
 from expr3d.labels import NUM_EXPRESSIONS
 
 
@@ -28,8 +35,11 @@ def paired_count(card, split):
     return int(card["splits"].get(split, {}).get("num_pairs", 0))
 
 
+EXEMPLARS = ("target", "partner")
+
+
 def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, group_size=NUM_EXPRESSIONS,
-                        shuffle_groups=256, flip=True, crop=(0.85, 1.0), allow_resize=True):
+                        shuffle_groups=256, flip=True, crop=(0.85, 1.0), allow_resize=True, exemplar="target"):
     """The repeated, shuffled, augmented stream of (source, target) batches of `split` (see the module docstring).
 
     Args:
@@ -42,6 +52,7 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
         shuffle_groups: groups in the shuffle buffer.
         flip, crop: augmentation, as `pipeline.make_dataset` (identical for a pair).
         allow_resize: if False, an `image_size` different from the card's is an error.
+        exemplar: "target" (pairs of one identity), or "partner" (also `partner_image`; the module docstring).
     """
     import tensorflow as tf
 
@@ -57,6 +68,14 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
             f"{data_dir}: split {split!r} holds no paired records (pair_id >= 0), which --target_mode=paired needs; "
             f"render a paired train split with `python -m expr3d.data.synthetic --train_pairs` "
             f"(or --synthetic_train_pairs with --generate_synthetic)")
+    if exemplar not in EXEMPLARS:
+        raise ValueError(f"exemplar must be one of {EXEMPLARS}, got {exemplar!r}")
+    partners = card.get(SWAP_PARTNERS)
+    if exemplar == "partner" and (not isinstance(partners, dict) or partners.get("split") != split):
+        raise ValueError(
+            f"{data_dir}: split {split!r} has no swap partners (the card's {SWAP_PARTNERS!r} entry), which "
+            f"--pair_exemplar=partner needs; render one with `python -m expr3d.data.synthetic --train_pairs "
+            f"--train_swap_pairs` (or --synthetic_train_swap_pairs with --generate_synthetic)")
     image_size = dataset_card.resolve_image_size(card, image_size, data_dir, allow_resize)
     paths = records.split_files(data_dir, split, card)
     expected = [int(shard["num_examples"]) for shard in card["splits"][split]["shards"]]
@@ -73,26 +92,58 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
         parsed = tf.io.parse_example(group, {"label/expression": tf.io.FixedLenFeature([], tf.int64)})
         return tf.cast(parsed["label/expression"], tf.int32)
 
+    window = 2 * group_size if exemplar == "partner" else group_size
+
+    def group_key(record, source):
+        if exemplar == "target":
+            return pair_id_of(record, source)
+        # pair_id = N + identity * G + g; partners 2k, 2k + 1 share the key N + k * G + g (their group g together).
+        first_id, per_identity = int(card["provenance"]["num_identities"]), int(partners["groups_per_identity"])
+        offset = pair_id_of(record, source) - first_id
+        return first_id + offset // per_identity // 2 * per_identity + offset % per_identity
+
     def varied(group, sources):
         labels = labels_of(group)
         return tf.reduce_any(tf.not_equal(labels, labels[0]))
+
+    def pair_ids_of(group):
+        parsed = tf.io.parse_example(group, {"pair_id": tf.io.FixedLenFeature([], tf.int64)})
+        return parsed["pair_id"]
+
+    def complete(group, sources):
+        # Both partners' whole groups. An odd last train identity has no partner: its window fills with its own
+        # group read twice (the stream repeats) and is dropped.
+        pair_ids = pair_ids_of(group)
+        return tf.logical_and(tf.shape(group)[0] == window, tf.reduce_min(pair_ids) < tf.reduce_max(pair_ids))
 
     files = tf.data.Dataset.from_tensor_slices((paths, tf.constant(expected, tf.int64))).repeat()
     # Card order, one shard after another: a group's records stay together, so its window fills at once.
     graph_only = pipeline.graph_only
     groups = (files.flat_map(graph_only(lambda path, count: pipeline._read_shard(path, count, False)))
               .filter(graph_only(lambda record, source: pair_id_of(record, source) >= 0))
-              .group_by_window(key_func=graph_only(pair_id_of),
-                               reduce_func=graph_only(lambda key, window: window.batch(group_size)),
-                               window_size=group_size)
-              .filter(graph_only(varied))
+              .group_by_window(key_func=graph_only(group_key),
+                               reduce_func=graph_only(lambda key, records: records.batch(window)),
+                               window_size=window)
+              .filter(graph_only(varied if exemplar == "target" else complete))
               .shuffle(shuffle_groups, seed=seed, reshuffle_each_iteration=True)
               .enumerate())
 
     def pick(index, element):
         group, sources = element
         labels = labels_of(group)
-        draws = tf.random.stateless_uniform([2], seed=pipeline.element_seeds(seed, index, num=4)[3])
+        draw_seed = pipeline.element_seeds(seed, index, num=4)[3]
+        draws = tf.random.stateless_uniform([2], seed=draw_seed)
+        if exemplar == "partner":
+            # One partner's records are the source's group (a draw of its own picks which); the other's class-k
+            # render is the exemplar of the target of class k.
+            pair_ids = pair_ids_of(group)
+            side = tf.random.stateless_uniform([], seed=tf.random.experimental.stateless_fold_in(draw_seed, 1))
+            own_id = tf.where(side < 0.5, tf.reduce_min(pair_ids), tf.reduce_max(pair_ids))
+            own = tf.reshape(tf.where(tf.equal(pair_ids, own_id)), [-1])
+            other = tf.reshape(tf.where(tf.not_equal(pair_ids, own_id)), [-1])
+            other_labels = tf.gather(labels, other)
+            group, sources, labels, full = (tf.gather(group, own), tf.gather(sources, own), tf.gather(labels, own),
+                                            (group, sources))
         count = tf.shape(labels)[0]
         first = tf.minimum(tf.cast(draws[0] * tf.cast(count, tf.float32), tf.int32), count - 1)
         others = tf.reshape(tf.where(tf.not_equal(labels, labels[first])), [-1])
@@ -108,6 +159,13 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
         source["target_expression"] = target["expression"]
         source["target_action_units"] = target["action_units"]
         source["target_action_units_mask"] = target["action_units_mask"]
+        if exemplar == "partner":
+            row = tf.gather(other, tf.reshape(tf.where(tf.equal(other_labels, labels[second])), [-1])[0])
+            partner = pipeline.parse_and_preprocess(full[0][row], full[1][row], index, image_size, augment=True,
+                                                    seed=seed, flip=flip, crop=crop, antialias=antialias,
+                                                    expected_size=stored_size)
+            source["partner_image"] = partner["image"]
+            source["partner_action_units"] = partner["action_units"]
         return source
 
     dataset = groups.map(graph_only(pick), num_parallel_calls=parallel)
@@ -117,4 +175,4 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-__all__ = ["make_paired_dataset", "paired_count"]
+__all__ = ["EXEMPLARS", "make_paired_dataset", "paired_count"]

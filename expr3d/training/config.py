@@ -21,7 +21,8 @@ from expr3d.labels import NUM_EXPRESSIONS
 from expr3d.training import critic_augment
 
 # What a resumed run's data position depends on (a restored tf.data iterator replays the saved pipeline state).
-DATA_STREAM_FIELDS = ("data_dir", "batch_size", "batch_size_depth", "image_size", "seed", "balanced", "target_mode")
+DATA_STREAM_FIELDS = ("data_dir", "batch_size", "batch_size_depth", "image_size", "seed", "balanced", "target_mode",
+                      "pair_exemplar")
 # Fields that become ModelConfig's (the networks' shapes).
 MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d_num_layers", "depth_g_conv_dim",
                 "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers", "generator", "init", "code_dim",
@@ -63,6 +64,7 @@ class TrainConfig:
     synthetic_seed: int = 0
     synthetic_train_pairs: bool = False
     synthetic_transfer_pairs: int = 0
+    synthetic_train_swap_pairs: bool = False
     # --- architecture
     g_conv_dim: int = 64
     g_num_res_blocks: int = 6
@@ -100,6 +102,7 @@ class TrainConfig:
     perceptual_weight: float = 1.0
     vgg19_weights: str = "auto"
     target_mode: str = "permute"
+    pair_exemplar: str = "target"
     # --- optimisation
     n_critic: int = 5
     critic_warmup_steps: int = 0
@@ -208,6 +211,12 @@ class TrainConfig:
             raise UsageError("--target_mode=paired does not combine with --balanced or --skip_corrupt")
         if self.lambda_pair > 0 and self.target_mode != "paired":
             raise UsageError(f"--lambda_pair={self.lambda_pair} needs --target_mode=paired (the true target renders)")
+        if self.synthetic_train_swap_pairs and not self.synthetic_train_pairs:
+            raise UsageError("--synthetic_train_swap_pairs needs --synthetic_train_pairs (swap partners share the "
+                             "AUs of their paired groups)")
+        if self.pair_exemplar == "partner" and (self.model != "transfer" or self.target_mode != "paired"):
+            raise UsageError(f"--pair_exemplar=partner is a setting of --model=transfer with --target_mode=paired "
+                             f"(the paired term's exemplar); got --model={self.model} --target_mode={self.target_mode}")
         if self.synthetic_train_pairs and self.synthetic_images_per_identity % NUM_EXPRESSIONS:
             raise UsageError(f"--synthetic_train_pairs needs --synthetic_images_per_identity a multiple of "
                              f"{NUM_EXPRESSIONS}, got {self.synthetic_images_per_identity}")
@@ -297,6 +306,9 @@ def define_flags(flag_values=None):
     define("bool", "synthetic_train_pairs",
            "Render the generated train split in groups of eight (one pose and light under every expression; "
            "--synthetic_images_per_identity a multiple of 8), for --target_mode=paired (--generate_synthetic).")
+    define("bool", "synthetic_train_swap_pairs",
+           "With --synthetic_train_pairs: train identities 2k and 2k+1 are swap partners whose paired groups share "
+           "their exact action units class by class (for --pair_exemplar=partner; --generate_synthetic).")
     define("integer", "synthetic_transfer_pairs",
            "Also render the transfer ground truth of N pairs of test identities (a 'transfer' split that "
            "`expr3d.evaluate` reads for --model=transfer runs; --generate_synthetic).")
@@ -384,6 +396,11 @@ def define_flags(flag_values=None):
            "Target expressions: a permutation of the batch's labels (StarGAN), uniform, or 'paired': each "
            "source comes with a render of its identity, pose and light under another expression, whose label is "
            "the target (the train split must be paired; expr3d/data/pairs.py).")
+    define("enum", "pair_exemplar", ["target", "partner"],
+           "--model=transfer with --target_mode=paired: whose expression code the paired term decodes the source "
+           "with: 'target' (the true render's own: a self-transfer) or 'partner' (NOT Shao et al.'s, ours: "
+           "another identity's render under the true render's exact AUs, a cross-identity swap with a known "
+           "answer; needs data rendered with --train_swap_pairs / --synthetic_train_swap_pairs; docs/transfer.md).")
     # --- optimisation -------------------------------------------------------------------------------------------------
     define("integer", "n_critic", "Critic updates per generator update.")
     define("integer", "critic_warmup_steps",

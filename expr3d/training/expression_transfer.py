@@ -31,6 +31,10 @@ also learns a self-transfer with a known answer: `A_Y = Dec(free(A), code(Y), A)
 (`losses.paired_edit_region`): the edit mask learns where an expression changes and the colour head what it
 becomes there, as the StarGAN's paired term (our choice, not Shao et al.'s, who train on unpaired faces; without it
 the decoder's masks shut, docs/transfer.md).
+With swap partners (`--pair_exemplar=partner`: the batch also holds `partner_image` X, ANOTHER identity under Y's exact
+AUs, from data rendered with `--train_swap_pairs`) the paired term decodes with the partner's code instead,
+`A_Y = Dec(free(A), code(X), A)`: a cross-identity swap with a known answer Y (ours; the swap the evaluation scores,
+supervised where the rolled swaps have only the critics and the AU terms).
 With an AU guide (`au_guide`, `--expression_guide`: a frozen AU regressor of the real training faces, ours, not
 Shao et al.'s; `expr3d.training.guide`): `g_guide = |sigmoid(Guide(A_B)) - AU(B)|^2` (the swap must read as B's AUs
 to a reader that already knows faces, weight `lambda_guide`) and, with paired batches,
@@ -191,7 +195,8 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
 
     def _swap(self, image, training, target=None):
         """Encodes the batch and decodes every face with its own and with its exemplar's code (and, given `target`,
-        with the code of its paired render: `paired`, `paired_mask`, `paired_colour`).
+        with the code of that image, its paired render or a swap partner's: `paired`, `paired_mask`,
+        `paired_colour`).
 
         One encoder call and one decoder call on the faces stacked along the batch (the networks normalise each face
         on its own, so this equals separate calls to rounding): half the traced graph of separate calls, and larger
@@ -265,8 +270,10 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
             raise ValueError("ExpressionTransferTrainer: lambda_pair / lambda_guide_features > 0 need paired batches "
                              "(a `target_image`: --target_mode=paired)")
         target = batch["target_image"] if paired else None
+        # The code the paired term decodes with: the true render's own, or a swap partner's (the same AUs).
+        code_image = batch["partner_image"] if paired and "partner_image" in batch else target
         with tf.GradientTape(persistent=persistent) as tape:
-            outputs = self._swap(image, training=True, target=target)
+            outputs = self._swap(image, training=True, target=code_image)
             swapped = outputs["swapped"]
             back_code, back_free, back_aus = self.encoder(swapped, training=True)
             back = self.decoder([back_free, outputs["code"], swapped], training=True)

@@ -13,6 +13,7 @@ from expr3d.training import critic_augment as critic_augment_module
 TARGET_MODES = ("permute", "uniform", "paired")
 TRAINER_KEYS = ("image", "geometry", "expression", "target", "alpha", "alpha_depth")
 PAIRED_KEYS = ("target_image",)  # with target_mode "paired": the true render of `image` under `target`
+PARTNER_KEYS = ("partner_image",)  # and pair_exemplar "partner": another identity under the true render's AUs
 ACTION_UNIT_KEYS = ("action_units", "action_units_mask")  # with_action_units: the transfer family's AU labels
 
 
@@ -63,6 +64,8 @@ def add_training_fields(index, batch, geometry, num_classes, seed, target_mode="
     elif target_mode == "paired":
         target = tf.cast(batch["target_expression"], tf.int32)
         extra["target_image"] = batch["target_image"]
+        if "partner_image" in batch:
+            extra["partner_image"] = batch["partner_image"]
         for key in ACTION_UNIT_KEYS if with_action_units else ():
             extra[f"target_{key}"] = batch[f"target_{key}"]
         if with_action_units and au_dial_targets > 0:
@@ -111,16 +114,20 @@ def worker_seed(seed, worker):
 
 def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, seed, target_mode="permute",
                      balanced=False, skip_corrupt=False, with_action_units=False, shard=None, critic_augment=False,
-                     au_dial_targets=0.0):
+                     au_dial_targets=0.0, pair_exemplar="target"):
     """The repeated, shuffled, augmented training stream of trainer batches (global batch size); `skip_corrupt`,
     `shard` (this worker's files and share of the batch, then): see `pipeline.make_dataset`. With target_mode
-    "paired", the pairs of `pairs.make_paired_dataset`; `with_action_units`: the batches carry `ACTION_UNIT_KEYS`
+    "paired", the pairs of `pairs.make_paired_dataset` (`pair_exemplar` "partner": with `partner_image`, its
+    `exemplar="partner"`); `with_action_units`: the batches carry `ACTION_UNIT_KEYS`
     too; `critic_augment`: and the `critic_augment` uniforms; `au_dial_targets`: see `add_training_fields`."""
+    if pair_exemplar != "target" and target_mode != "paired":
+        raise ValueError(f"pair_exemplar={pair_exemplar!r} needs target_mode 'paired', got {target_mode!r}")
     if target_mode == "paired":
         if balanced or skip_corrupt or shard is not None:
             raise ValueError("--target_mode=paired does not combine with --balanced, --skip_corrupt or "
                              "--worker_sharding=file")
-        dataset = pairs.make_paired_dataset(data_dir, "train", batch_size, image_size=image_size, seed=seed)
+        dataset = pairs.make_paired_dataset(data_dir, "train", batch_size, image_size=image_size, seed=seed,
+                                            exemplar=pair_exemplar)
     else:
         dataset = _unpaired(data_dir, batch_size, image_size, seed, balanced, skip_corrupt, shard)
     return dataset.enumerate().map(

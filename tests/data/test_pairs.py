@@ -53,3 +53,40 @@ def test_an_unpaired_split_is_refused_with_the_fix(tmp_path):
                              images_per_identity=2, workers=1, progress=False, preview=False)
     with pytest.raises(ValueError, match=r"unpaired: split 'train' holds no paired records.*--train_pairs"):
         pairs.make_paired_dataset(directory, "train", 2)
+
+
+@pytest.fixture(scope="module")
+def partner_dir(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("partners") / "d")
+    # Train identities 0-1 and 2-3 are swap partners; 4 (odd last) has none and never appears.
+    dataset.generate_dataset(directory, num_identities=6, image_size=32, seed=5, test_fraction=0.17,
+                             images_per_identity=8, examples_per_shard=5, workers=1, progress=False, preview=False,
+                             train_pairs=True, train_swap_pairs=True)
+    return directory
+
+
+@pytest.mark.slow  # 5 s in the full suite
+def test_partner_batches_hold_the_other_identity_under_the_target_action_units(partner_dir):
+    iterator = iter(pairs.make_paired_dataset(partner_dir, "train", 4, seed=0, exemplar="partner"))
+    seen = set()
+    for _ in range(6):
+        batch = {key: value.numpy() for key, value in next(iterator).items()}
+        assert batch["partner_image"].shape == batch["target_image"].shape == (4, 32, 32, 3)
+        assert np.all(batch["target_expression"] != batch["expression"])
+        # The partner's render carries the target's AUs exactly, on another face.
+        np.testing.assert_array_equal(batch["partner_action_units"], batch["target_action_units"])
+        assert np.all(np.abs(batch["partner_image"] - batch["target_image"]).mean(axis=(1, 2, 3)) > 0.05)
+        seen.update(int(i) for i in batch["identity"])
+    assert seen <= {0, 1, 2, 3} and len(seen) >= 3  # both partners are sources; the partnerless one never
+    # The same seed gives the same stream; the target-mode stream is what it was (no partner key).
+    again = next(iter(pairs.make_paired_dataset(partner_dir, "train", 4, seed=0, exemplar="partner")))
+    first = next(iter(pairs.make_paired_dataset(partner_dir, "train", 4, seed=0, exemplar="partner")))
+    np.testing.assert_array_equal(again["partner_image"].numpy(), first["partner_image"].numpy())
+    assert "partner_image" not in next(iter(pairs.make_paired_dataset(partner_dir, "train", 4, seed=0)))
+
+
+def test_partners_are_refused_on_data_without_them_with_the_fix(paired_dir):
+    with pytest.raises(ValueError, match=r"split 'train' has no swap partners.*--train_swap_pairs"):
+        pairs.make_paired_dataset(paired_dir, "train", 2, exemplar="partner")
+    with pytest.raises(ValueError, match="exemplar must be one of"):
+        pairs.make_paired_dataset(paired_dir, "train", 2, exemplar="other")

@@ -17,6 +17,7 @@ RECORDED_KEYS = [
     "synthetic_images_per_identity", "synthetic_seed",
     "synthetic_train_pairs",  # (session 9)
     "synthetic_transfer_pairs",  # (session 12)
+    "synthetic_train_swap_pairs",  # (session 22)
     "g_conv_dim", "g_num_res_blocks", "d_conv_dim",
     "d_num_layers", "depth_g_conv_dim", "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers",
     "generator", "geometry", "init",
@@ -31,7 +32,9 @@ RECORDED_KEYS = [
     "au_dial_targets",  # (session 17)
     "lambda_confusion", "lambda_swap",  # (session 10)
     "lambda_pix",
-    "perceptual_weight", "vgg19_weights", "target_mode", "n_critic", "critic_warmup_steps",
+    "perceptual_weight", "vgg19_weights", "target_mode",
+    "pair_exemplar",  # (session 22)
+    "n_critic", "critic_warmup_steps",
     "generator_warmup_steps",  # (session 19)
     "critic_augment",  # (session 17)
     "critic_fake_class",  # (session 18)
@@ -147,6 +150,15 @@ def test_stages_and_batch_sizes():
     ({"model": "transfer", "target_mode": "uniform"},
      "--target_mode=uniform is a setting of --model=stargan; --model=transfer takes 'permute' (each face's exemplar "
      "is another face of the batch) or 'paired'"),
+    ({"synthetic_train_swap_pairs": True},
+     "--synthetic_train_swap_pairs needs --synthetic_train_pairs (swap partners share the AUs of their paired "
+     "groups)"),
+    ({"pair_exemplar": "partner", "target_mode": "paired"},
+     "--pair_exemplar=partner is a setting of --model=transfer with --target_mode=paired (the paired term's "
+     "exemplar); got --model=stargan --target_mode=paired"),
+    ({"pair_exemplar": "partner", "model": "transfer"},
+     "--pair_exemplar=partner is a setting of --model=transfer with --target_mode=paired (the paired term's "
+     "exemplar); got --model=transfer --target_mode=permute"),
     ({"model": "transfer", "lambda_pair": 1.0},
      "--lambda_pair=1.0 needs --target_mode=paired (the true target renders)"),
     ({"model": "transfer", "batch_size": 3, "strategy": "mirrored"},

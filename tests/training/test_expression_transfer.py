@@ -150,6 +150,33 @@ def test_the_paired_term_is_the_self_transfer_to_the_true_render_and_needs_it():
         on[3].generator_step(batch)
 
 
+def test_with_a_swap_partner_the_paired_term_decodes_the_partner_s_code_to_the_true_render():
+    batch = _batch()
+    rng = np.random.default_rng(6)
+    target = batch["image"].numpy().copy()
+    target[:, 4:10, 4:12] = rng.uniform(-1, 1, target[:, 4:10, 4:12].shape)
+    partner = rng.uniform(-1, 1, target.shape).astype("float32")  # another face, the target's AUs
+    batch.update(target_image=tf.constant(target), partner_image=tf.constant(partner))
+    networks = _networks()
+    trainer = ExpressionTransferTrainer(**networks, depth_weight=0.0, n_critic=1, lambda_pair=1.0)
+    trainer.compile({key: keras.optimizers.SGD(0.0, name=key) for key in networks})
+    trainer.build_optimizers()
+    _, free, _ = networks["encoder"](batch["image"], training=True)
+
+    def paired_term(code_image):
+        code, _, _ = networks["encoder"](code_image, training=True)
+        paired, mask, colour = networks["decoder"].with_attention([free, code, batch["image"]], training=True)
+        region = losses.paired_edit_region(batch["image"], batch["target_image"])
+        return float(losses.l1_loss(batch["target_image"], paired) + losses.mask_cross_entropy(region, mask)
+                     + losses.l1_loss(batch["target_image"], colour, mask=region))
+
+    by_partner, by_target = paired_term(batch["partner_image"]), paired_term(batch["target_image"])
+    assert abs(by_partner - by_target) > 1e-4  # the test can tell the two codes apart
+    np.testing.assert_allclose(float(trainer.generator_step(batch)["t_pair"]), by_partner, rtol=1e-5)
+    del batch["partner_image"]
+    np.testing.assert_allclose(float(trainer.generator_step(batch)["t_pair"]), by_target, rtol=1e-5)
+
+
 @pytest.mark.slow  # traces both steps and runs 42 of them: ~30 s here
 def test_the_adversary_learns_the_au_bins_and_the_confusion_term_pushes_back():
     """Critic steps alone: the adversary's cross-entropy falls on a fixed batch (it reads AUs from the AU-free map);

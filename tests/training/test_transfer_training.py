@@ -28,8 +28,9 @@ def test_cli_trains_on_two_workers_and_exports_the_paired_transfer_model(tmp_pat
 
     model_dir = str(tmp_path / "run")
     args = [f"--data_dir={tmp_path}/data", f"--model_dir={model_dir}", "--generate_synthetic",
-            "--synthetic_identities=10", "--synthetic_train_pairs", "--synthetic_transfer_pairs=1", "--image_size=32",
-            "--target_mode=paired", "--lambda_pair=10"] + FLAGS
+            "--synthetic_identities=10", "--synthetic_train_pairs", "--synthetic_train_swap_pairs",
+            "--synthetic_transfer_pairs=1", "--image_size=32", "--target_mode=paired", "--lambda_pair=10",
+            "--pair_exemplar=partner"] + FLAGS
     # The whole run on two workers (the chief renders the data; the transfer family trains across workers as the
     # StarGAN does: resuming on workers is tests/training/test_multi_worker.py's).
     result = forked_cli.run(["-m", "expr3d.launch", "--workers=2", "--grace_seconds=5", "--"] + args
@@ -42,6 +43,7 @@ def test_cli_trains_on_two_workers_and_exports_the_paired_transfer_model(tmp_pat
     with open(os.path.join(tmp_path, "data", "dataset_card.json")) as handle:
         card = json.load(handle)
     assert card["splits"]["train"]["num_pairs"] > 0 and card["splits"]["transfer"]["num_examples"] == 16
+    assert card["swap_partners"]["split"] == "train"  # the paired term decodes with swap partners' codes
     with open(os.path.join(model_dir, "config.json")) as handle:
         config = json.load(handle)
     assert config["model_config"]["family"] == "transfer" and config["progress"]["transfer"] == 4
@@ -75,6 +77,23 @@ def test_cli_refuses_the_transfer_model_on_data_without_action_units(tiny_datase
     assert len(lines) == 1 and lines[0].startswith("expr3d.train: error: --model=transfer needs action-unit intensities"), \
         lines
     assert "--action_units_csv" in lines[0] and not os.path.exists(model_dir)
+
+
+@pytest.mark.slow
+def test_cli_refuses_swap_partners_on_data_without_them(tmp_path):
+    data_dir = str(tmp_path / "data")  # paired procedural faces, no swap partners
+    from expr3d.data.synthetic import dataset
+
+    dataset.generate_dataset(data_dir, num_identities=4, image_size=32, seed=0, test_fraction=0.5,
+                             images_per_identity=8, workers=1, progress=False, preview=False, train_pairs=True)
+    result = _train([f"--data_dir={data_dir}", f"--model_dir={tmp_path}/run", "--num_steps_gan=2",
+                     "--target_mode=paired", "--lambda_pair=1", "--pair_exemplar=partner"] + FLAGS)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"expr3d.train: error: --pair_exemplar=partner: the train split of --data_dir={data_dir} has no swap "
+        f"partners; render one with --generate_synthetic --synthetic_train_pairs --synthetic_train_swap_pairs into "
+        f"a new --data_dir, or `python -m expr3d.data.synthetic --train_pairs --train_swap_pairs`"]
+    assert not os.path.exists(f"{tmp_path}/run")
 
 
 @pytest.mark.slow

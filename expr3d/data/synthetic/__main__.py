@@ -29,6 +29,10 @@ def define_flags():
     flags.DEFINE_boolean("train_pairs", False, "Render the train identities in groups of eight, one pose and light "
                          "under every expression (a paired train split, for --target_mode=paired; "
                          "--images_per_identity a multiple of 8).")
+    flags.DEFINE_boolean("train_swap_pairs", False, "With --train_pairs: train identities 2k and 2k+1 are swap "
+                         "partners whose paired groups share their exact action units class by class, so each "
+                         "train render has another identity's render under the same AUs (a cross-identity swap with "
+                         "a known answer, for --model=transfer --pair_exemplar=partner).")
     flags.DEFINE_integer("transfer_pairs", 0, "Also render the transfer ground truth of N pairs of test identities "
                          "(A, B): A under each of B's eight test expressions' exact action units in A's test pose, "
                          "light and background, and B under A's, in a 'transfer' split (16 renders a pair; at most "
@@ -57,7 +61,7 @@ def main(argv):
     try:
         dataset.check_arguments(FLAGS.num_identities, FLAGS.image_size, FLAGS.test_fraction,
                                 FLAGS.images_per_identity, FLAGS.workers, FLAGS.examples_per_shard, FLAGS.seed,
-                                FLAGS.train_pairs, FLAGS.transfer_pairs)
+                                FLAGS.train_pairs, FLAGS.transfer_pairs, FLAGS.train_swap_pairs)
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
     card = dataset.generate_dataset(
@@ -65,7 +69,7 @@ def main(argv):
         test_fraction=FLAGS.test_fraction, images_per_identity=FLAGS.images_per_identity,
         workers=FLAGS.workers, overwrite=FLAGS.overwrite, examples_per_shard=FLAGS.examples_per_shard,
         command=" ".join(["python -m expr3d.data.synthetic"] + sys.argv[1:]), train_pairs=FLAGS.train_pairs,
-        transfer_pairs=FLAGS.transfer_pairs)
+        transfer_pairs=FLAGS.transfer_pairs, train_swap_pairs=FLAGS.train_swap_pairs)
     splits = card["splits"]
     print(f"wrote {FLAGS.output}: " + ", ".join(
         f"{split} {info['num_examples']} faces / {info['num_identities']} identities" for split, info in

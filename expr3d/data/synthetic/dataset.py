@@ -6,6 +6,11 @@ Splits:
            balanced overall), random pose, light and background per render; pair_id -1. With `train_pairs`, in
            groups of eight instead: each group is one pose, light and background under all eight expressions
            (pair_id = num_identities + identity * groups + group), for training with a paired target loss.
+           With `train_swap_pairs` too, train identities 2k and 2k + 1 are swap partners: group g of 2k + 1 takes,
+           class by class, the exact action units of group g of 2k (drawn from 2k's stream), so every paired train
+           render has a render of another identity under the same AUs: a cross-identity swap with a known answer,
+           for training exemplar transfer (`pairs.make_paired_dataset(exemplar="partner")`). An odd last train
+           identity has no partner and keeps its own expressions.
     test   identities n_train .. N-1, each rendered once under all eight expressions with identical pose, light and
            background (pair_id = identity id): ground truth for paired evaluation.
     transfer  only with `transfer_pairs=P`: ground truth for exemplar expression transfer. Test identities are paired
@@ -68,6 +73,7 @@ class RenderJob:
     index: int        # render number within the identity
     expression: int
     pair_id: int
+    expression_identity: int = -1  # whose expression stream draws the AUs (train swap partners); -1: its own
 
     @property
     def key(self):
@@ -105,7 +111,7 @@ class TransferJob:
 
 
 def check_arguments(num_identities, image_size, test_fraction=0.2, images_per_identity=8, workers=None,
-                    examples_per_shard=512, seed=0, train_pairs=False, transfer_pairs=0):
+                    examples_per_shard=512, seed=0, train_pairs=False, transfer_pairs=0, train_swap_pairs=False):
     """Raise ValueError naming the flag when an argument is out of range."""
     def bad(flag, message):
         raise ValueError(f"--{flag} {message}")
@@ -131,6 +137,8 @@ def check_arguments(num_identities, image_size, test_fraction=0.2, images_per_id
     if train_pairs and images_per_identity % NUM_EXPRESSIONS:
         bad("images_per_identity", f"must be a multiple of {NUM_EXPRESSIONS} with paired training renders "
                                    f"(one group per pose and light under every expression), got {images_per_identity}")
+    if train_swap_pairs and not train_pairs:
+        bad("train_swap_pairs", "needs --train_pairs (swap partners share the AUs of their paired groups)")
     if isinstance(transfer_pairs, bool) or not isinstance(transfer_pairs, (int, np.integer)) or transfer_pairs < 0:
         bad("transfer_pairs", f"must be a non-negative integer, got {transfer_pairs!r}")
     n_test = split_counts(num_identities, test_fraction)[1]
@@ -161,7 +169,14 @@ def transfer_pairs_of(seed, num_identities, test_fraction, transfer_pairs):
     return pairs
 
 
-def plan(seed, num_identities, test_fraction=0.2, images_per_identity=8, train_pairs=False, transfer_pairs=0):
+def swap_partner(identity, n_train):
+    """The train swap partner of train identity `identity` (2k <-> 2k + 1), or None for an odd last one."""
+    partner = identity ^ 1
+    return partner if partner < n_train else None
+
+
+def plan(seed, num_identities, test_fraction=0.2, images_per_identity=8, train_pairs=False, transfer_pairs=0,
+         train_swap_pairs=False):
     """The render jobs of each split, in the order they are written: {"train": [...], "test": [...]}, and
     "transfer": [...] with `transfer_pairs`."""
     n_train, _ = split_counts(num_identities, test_fraction)
@@ -171,7 +186,9 @@ def plan(seed, num_identities, test_fraction=0.2, images_per_identity=8, train_p
         # A pair group's renders are written together, so a reader grouping by pair_id holds one group at a time.
         for group in range(groups):
             pair_id = num_identities + identity * groups + group
-            train += [RenderJob("train", identity, group * NUM_EXPRESSIONS + e, e, pair_id)
+            # Swap partners draw from the even one's stream: the same AUs, class by class, to the last bit.
+            source = identity - identity % 2 if train_swap_pairs else -1
+            train += [RenderJob("train", identity, group * NUM_EXPRESSIONS + e, e, pair_id, source)
                       for e in range(NUM_EXPRESSIONS)]
     for identity in range(0 if train_pairs else n_train):
         # Global positions cycle through the classes, so the split is balanced up to one per class.
@@ -206,7 +223,8 @@ def scene_for(seed, job):
         group = job.index // NUM_EXPRESSIONS
         scene = _rng(seed, job.identity, _TRAIN_PAIR_SCENE, group)
         pose, light = render.sample_pose(scene), render.sample_light(scene, subject=face)
-        expr_rng = _rng(seed, job.identity, _TRAIN_PAIR_EXPRESSION, group, job.expression)
+        owner = job.expression_identity if job.expression_identity >= 0 else job.identity
+        expr_rng = _rng(seed, owner, _TRAIN_PAIR_EXPRESSION, group, job.expression)
     elif job.pair_id >= 0:
         scene = _rng(seed, job.identity, _PAIR_SCENE)
         pose, light = render.sample_pose(scene), render.sample_light(scene, subject=face)
@@ -274,7 +292,7 @@ def _output_folder(output_dir, overwrite, splits=dataset_card.SPLITS):
 
 def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fraction=0.2, images_per_identity=8,
                      workers=None, overwrite=False, examples_per_shard=512, progress=True, preview=True, command=None,
-                     train_pairs=False, transfer_pairs=0):
+                     train_pairs=False, transfer_pairs=0, train_swap_pairs=False):
     """Render the dataset into `output_dir` and return its card (dict).
 
     The dataset is written into a temporary sibling directory and moved into place at the end, so an interrupted
@@ -289,6 +307,8 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
         images_per_identity: renders per train identity.
         train_pairs: render each train identity in groups of eight (one pose, light and background under every
             expression; `images_per_identity` a multiple of 8), so the train split is paired too.
+        train_swap_pairs: with `train_pairs`, train identities 2k and 2k + 1 share their paired groups' exact AUs
+            class by class (swap partners; the module docstring).
         transfer_pairs: pairs of test identities to render the transfer ground truth of (split "transfer", 16
             renders a pair, at most half the test identities; see the module docstring). 0: none.
         workers: processes (default: all cores); 1 renders in this process.
@@ -299,9 +319,10 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
         command: the command line, recorded in the card's provenance.
     """
     check_arguments(num_identities, image_size, test_fraction, images_per_identity, workers, examples_per_shard,
-                    seed, train_pairs, transfer_pairs)
+                    seed, train_pairs, transfer_pairs, train_swap_pairs)
     output_dir = os.path.abspath(output_dir)
-    jobs = plan(seed, num_identities, test_fraction, images_per_identity, train_pairs, transfer_pairs)
+    jobs = plan(seed, num_identities, test_fraction, images_per_identity, train_pairs, transfer_pairs,
+                train_swap_pairs)
     folder, replaced = _output_folder(output_dir, overwrite, splits=tuple(jobs))
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
@@ -356,12 +377,20 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
             "image_size": int(image_size),
             "train_pairs": bool(train_pairs),
             "transfer_pairs": int(transfer_pairs),
+            "train_swap_pairs": bool(train_swap_pairs),
         }
         if command:
             provenance["command"] = command
         extra = {"paired_splits": ["train", "test"] if train_pairs else ["test"],
                  "description": "Procedural 3D faces: EMFACS action-unit prototypes on parametric heads, rendered "
                                 "with exact depth and normals (expr3d.data.synthetic)."}
+        if train_swap_pairs:
+            extra[dataset_card.SWAP_PARTNERS] = {
+                "split": "train", "groups_per_identity": images_per_identity // NUM_EXPRESSIONS,
+                "rule": "train identities 2k and 2k + 1 are swap partners: the render of class e in group g of one "
+                        "has the exact action units of the other's (pair_id = num_identities + identity * "
+                        "groups_per_identity + g); an odd last train identity has none",
+                "reader": "expr3d.data.pairs.make_paired_dataset(exemplar='partner')"}
         if transfer_pairs:
             extra["transfer"] = transfer_card_entry(seed, num_identities, test_fraction, transfer_pairs)
         card = dataset_card.write_dataset_card(tmp_dir, name=f"synthetic{image_size}", image_size=image_size,

@@ -137,6 +137,37 @@ def test_train_pairs_need_a_multiple_of_eight_renders_per_identity():
     dataset.check_arguments(4, 32, images_per_identity=12)  # unpaired: any count
 
 
+@pytest.mark.slow  # 2 s in the full suite
+def test_swap_partners_share_their_groups_action_units_and_nothing_else(tmp_path):
+    directory = str(tmp_path / "swap")
+    # Three train identities: 0 and 1 are partners, 2 (odd last) has none.
+    card = dataset.generate_dataset(directory, seed=3, workers=1, progress=False, preview=False, train_pairs=True,
+                                    train_swap_pairs=True, **dict(PAIRED, num_identities=4, test_fraction=0.25))
+    assert card["provenance"]["train_swap_pairs"] is True
+    assert card["swap_partners"]["split"] == "train" and card["swap_partners"]["groups_per_identity"] == 2
+    renders = {(ex.identity, ex.pair_id, ex.expression): ex for ex in records.iterate_examples(directory, "train")}
+    first = 4  # pair_id = num_identities + identity * groups + group
+    for group in range(2):
+        for e in range(NUM_EXPRESSIONS):
+            a, b = renders[(0, first + group, e)], renders[(1, first + 2 + group, e)]
+            np.testing.assert_array_equal(a.action_units, b.action_units)  # the same AUs to the last bit
+            assert np.abs(a.image.astype(float) - b.image.astype(float)).mean() > 5  # on another face and scene
+            if e:  # neutral is the same for everyone; the other classes are drawn per identity and group
+                other = renders[(2, first + 4 + group, e)]
+                assert np.abs(other.action_units - a.action_units).max() > 1e-3
+    # Identity 0 keeps its own stream: its renders are those of the plain paired split of the same seed.
+    plain = str(tmp_path / "plain")
+    dataset.generate_dataset(plain, seed=3, workers=1, progress=False, preview=False, train_pairs=True,
+                             **dict(PAIRED, num_identities=4, test_fraction=0.25))
+    plain_renders = {(ex.identity, ex.pair_id, ex.expression): ex for ex in records.iterate_examples(plain, "train")}
+    for key, ex in renders.items():
+        if key[0] != 1:
+            np.testing.assert_array_equal(ex.image, plain_renders[key].image)
+    assert [e for e in contents(directory) if e[0] == "test"] == [e for e in contents(plain) if e[0] == "test"]
+    with pytest.raises(ValueError, match="--train_swap_pairs needs --train_pairs"):
+        dataset.check_arguments(4, 32, train_swap_pairs=True)
+
+
 TRANSFER = dict(num_identities=4, image_size=32, test_fraction=0.5, images_per_identity=2, examples_per_shard=16)
 
 
