@@ -114,6 +114,9 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             last one, "generated" (`d_cls_fake`, weighted by lambda_cls like `d_cls`); G_rgb's classification term
             is unchanged (the target among all K+1). Why: G_rgb otherwise satisfies a K-class head with a texture
             that head has never seen on a generated face; here that texture is what "generated" looks like.
+        generator_warmup_steps: NOT in the paper: the first iterations train G_rgb alone (`generator_warmup_step`).
+        generator_warmup_cycle: whether those iterations include the cycle term (and its mask's regularisers);
+            False saves G_rgb's second pass, about a third of a warm-up iteration (the paired term keeps identity).
 
     Example:
     ```python
@@ -153,6 +156,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         lambda_guide=0.0,
         lambda_guide_features=0.0,
         generator_warmup_steps=0,
+        generator_warmup_cycle=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -207,6 +211,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         self.lambda_mask_tv = float(lambda_mask_tv)
         self.critic_warmup_steps = int(critic_warmup_steps)
         self.generator_warmup_steps = int(generator_warmup_steps)
+        self.generator_warmup_cycle = bool(generator_warmup_cycle)
         self.mask_penalty = mask_penalty
         self.lambda_pair = float(lambda_pair)
         self.condition = condition
@@ -393,12 +398,18 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                                                               target_labels, prefix="g")
         else:
             logs = {}
-        reconstruction, reconstruction_mask = self._translate_with_mask(fake, original)
-        logs["g_rec"] = losses.l1_loss(image, reconstruction)
+        cycle = with_critic or self.generator_warmup_cycle
+        reconstruction_mask = None
+        if cycle:
+            reconstruction, reconstruction_mask = self._translate_with_mask(fake, original)
+            logs["g_rec"] = losses.l1_loss(image, reconstruction)
         if with_critic:
             logs["g_rgb_total"] = logs["g_adv"] + self.lambda_cls * classification + self.lambda_rec * logs["g_rec"]
-        else:
+        elif cycle:
             logs["g_rgb_total"] = self.lambda_rec * logs["g_rec"]
+        else:
+            # The paired term holds identity here; G_rgb's second pass costs about a third of the iteration.
+            logs["g_rgb_total"] = tf.constant(0.0)
         if self.expression_guide is not None:
             logs["g_rgb_total"] = logs["g_rgb_total"] + self._guide_terms(batch, fake, target_labels, logs)
         if self.lambda_id > 0:
@@ -422,7 +433,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                                                    mask=region if rows is None else region * rows))
             logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_pair * logs["g_pair"]
         if self.uses_attention:
-            masks = (fake_mask, reconstruction_mask)
+            masks = (fake_mask,) + ((reconstruction_mask,) if cycle else ())
             logs["g_mask"] = sum(losses.attention_sparsity_loss(mask, self.mask_penalty) for mask in masks)
             logs["g_mask_tv"] = sum(losses.total_variation_loss(mask) for mask in masks)
             logs["g_rgb_total"] = (logs["g_rgb_total"] + self.lambda_mask * logs["g_mask"]
@@ -430,8 +441,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         return logs, fake
 
     def generator_warmup_step(self, batch):
-        """G_rgb alone on the paired terms, the cycle, the guide and the mask regularisers (`generator_warmup_steps`):
-        no critic, no depth network."""
+        """G_rgb alone on the paired terms, the cycle (unless `generator_warmup_cycle` is False), the guide and the
+        mask regularisers (`generator_warmup_steps`): no critic, no depth network."""
         original, target, _, target_labels = self._conditions(batch)
         optimizer = self._optimizers["g_rgb"]
         with tf.GradientTape() as tape:
@@ -515,6 +526,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             "lambda_mask_tv": self.lambda_mask_tv,
             "critic_warmup_steps": self.critic_warmup_steps,
             "generator_warmup_steps": self.generator_warmup_steps,
+            "generator_warmup_cycle": self.generator_warmup_cycle,
             "mask_penalty": self.mask_penalty,
             "lambda_pair": self.lambda_pair,
             "au_loss": self.au_loss,

@@ -88,6 +88,7 @@ def gan_stage(config, networks, loss_scaled, vgg=None):
         confidence_penalty=config.confidence_penalty, confidence_penalty_on=config.confidence_penalty_on,
         lambda_id=config.lambda_id, lambda_mask=config.lambda_mask, lambda_mask_tv=config.lambda_mask_tv,
         critic_warmup_steps=config.critic_warmup_steps, generator_warmup_steps=config.generator_warmup_steps,
+        generator_warmup_cycle=config.generator_warmup_cycle,
         mask_penalty=config.mask_penalty,
         lambda_pair=config.lambda_pair, condition=config.condition, au_loss=config.au_loss,
         critic_augment=config.critic_augment, critic_fake_class=config.critic_fake_class,

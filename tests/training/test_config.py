@@ -36,6 +36,7 @@ RECORDED_KEYS = [
     "pair_exemplar",  # (session 22)
     "n_critic", "critic_warmup_steps",
     "generator_warmup_steps",  # (session 19)
+    "generator_warmup_cycle",  # (session 22)
     "critic_augment",  # (session 17)
     "critic_fake_class",  # (session 18)
     "expression_guide", "lambda_guide", "lambda_guide_features", "guide_epochs",  # (session 19)

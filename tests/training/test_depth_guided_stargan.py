@@ -122,6 +122,24 @@ def test_generator_warmup_step_trains_only_g_rgb_on_the_paired_terms(tiny_datase
 
 
 @pytest.mark.slow  # 4 s in the full suite
+def test_a_generator_warmup_without_the_cycle_is_the_paired_term_alone_and_the_gan_keeps_it(tiny_dataset):
+    batch = fixed_batch(tiny_dataset)
+    batch["target_image"] = tf.reverse(batch["image"], axis=[0])
+    networks = tiny_networks()
+    gan = DepthGuidedStarGAN(**networks, lambda_pair=10.0, generator_warmup_steps=10, generator_warmup_cycle=False)
+    gan.compile(optimizers={key: keras.optimizers.SGD(0.0, name=key) for key in networks})
+    gan.build_optimizers()
+    assert gan.get_config()["generator_warmup_cycle"] is False
+    logs = {k: float(v) for k, v in gan.generator_warmup_step(batch).items()}
+    assert set(logs) == {"g_pair", "g_rgb_total"}  # no cycle: no g_rec
+    expected = float(tf.reduce_mean(tf.abs(batch["target_image"] - networks["g_rgb"](
+        [batch["image"], tf.one_hot(batch["target"], 8)], training=True))))
+    np.testing.assert_allclose(logs["g_pair"], expected, rtol=1e-5)
+    np.testing.assert_allclose(logs["g_rgb_total"], 10.0 * expected, rtol=1e-5)
+    assert "g_rec" in gan.generator_step(batch)  # the GAN iterations keep the cycle
+
+
+@pytest.mark.slow  # 4 s in the full suite
 def test_the_paired_target_term_is_the_l1_to_the_true_render_and_needs_it(tiny_dataset):
     batch = fixed_batch(tiny_dataset, batch_size=2)
     batch["target_image"] = tf.reverse(batch["image"], axis=[0])  # any image of the right shape
