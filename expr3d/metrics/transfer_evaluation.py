@@ -14,6 +14,10 @@ the true render of A with B's exact 17 AU intensities in A's pose, light and bac
 - `action_units`: the AU mean absolute error of the result against B's true AUs, read by the **independent AU
   judge** (`expr3d.metrics.au_judge`: a regressor trained on other identities; `--au_judge=auto` builds or reuses
   the cached one). The judge's own error on the true renders is reported as its floor, A unchanged as the baseline.
+  Beside them, a diagnostic: the *self-transfer*, A decoded with the code of the true render itself
+  (`Dec(free(A), code(truth), A)`, the code of A's own face under B's AUs; no exemplar of another identity): what
+  the decoder renders from a code that carries the right AUs. The gap between it and the result is what the
+  cross-identity code loses; the gap between it and the floor is the decoder's rendering.
 - `transfer_depth`: G_depth's estimate of the result against the truth's geometry inside the face mask; floor:
   G_depth's estimate of the true render (the run's G_depth, or `--depth_model_dir`'s: one fixed network for runs
   compared).
@@ -246,6 +250,7 @@ class TransferEvaluation:
                 break
             source, exemplar, truth = (np.asarray(batch[r]["image"])[:take] for r in ("source", "exemplar", "truth"))
             result, mask = (np.asarray(t) for t in self.transfer(source, exemplar))
+            self_transfer = None
             region = background.background_region(np.asarray(batch["source"]["mask"])[:take], self.radius)
             true_aus = np.asarray(batch["truth"]["action_units"])[:take].astype(np.float64)
             stargan = None
@@ -261,6 +266,9 @@ class TransferEvaluation:
                 self._add("au_error_result", np.abs(self.au_judge.predict(result) - true_aus))
                 self._add("au_error_truth", np.abs(self.au_judge.predict(truth) - true_aus))
                 self._add("au_error_source", np.abs(self.au_judge.predict(source) - true_aus))
+                self_transfer = np.asarray(self.transfer(source, truth)[0])
+                self._add("au_error_self_transfer", np.abs(self.au_judge.predict(self_transfer) - true_aus))
+                self._add("ssim_self_transfer", image_quality.ssim(self_transfer, truth))
             if "stargan_comparison" in wanted:
                 classes = np.asarray(batch["exemplar"]["expression"])[:take]
                 stargan = np.asarray(self.stargan(source, np.eye(len(EXPRESSIONS), dtype=np.float32)[classes]))
@@ -320,12 +328,14 @@ class TransferEvaluation:
                 "mask_mean": self._mean("mask_mean"), "count": int(self.count)}
         if "action_units" in self.active or "stargan_comparison" in self.active:
             summary, per_au = {}, {}
-            for who in ("result", "truth", "source") + (("stargan",) if "stargan_comparison" in self.active else ()):
+            for who in ("result", "truth", "source", "self_transfer") + (("stargan",) if "stargan_comparison" in self.active else ()):
                 summary[who], per_au[who] = self._au_means(f"au_error_{who}")
                 self.arrays[f"action_units/per_au_error_{who}"] = per_au[who]
             if "action_units" in self.active:
                 out["action_units"] = {"au_mae": summary["result"], "au_mae_truth": summary["truth"],
                                        "au_mae_source": summary["source"],
+                                       "au_mae_self_transfer": summary["self_transfer"],
+                                       "self_transfer_ssim": self._mean("ssim_self_transfer"),
                                        "au_judge": os.path.abspath(self.au_judge.path),
                                        "au_judge_test_mae": float(self.au_judge.metadata.get("test_mae", np.nan))}
             self.per_au = per_au

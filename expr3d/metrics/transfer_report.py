@@ -26,6 +26,10 @@ def transfer_markdown(document):
         a = m["action_units"]
         row("AU MAE (AU judge)", f"{a['au_mae']:.3f}", f"truth {a['au_mae_truth']:.3f}, A unchanged "
                                                        f"{a['au_mae_source']:.3f}", "≤ 0.10")
+        if "au_mae_self_transfer" in a:  # results written before session 22 lack the diagnostic
+            row("diagnostic: self-transfer (A with the truth's own code): AU MAE / SSIM",
+                f"{a['au_mae_self_transfer']:.3f} / {a['self_transfer_ssim']:.3f}",
+                "the decoder's rendering, without the cross-identity code", "")
     if "stargan_comparison" in m:
         s = m["stargan_comparison"]
         row("StarGAN asked for B's class: AU MAE", f"{s['stargan_au_mae']:.3f}",

@@ -74,10 +74,16 @@ def test_evaluate_writes_every_transfer_metric_with_its_baselines_and_figures(ru
     arrays = np.load(os.path.join(output, "arrays.npz"))
     assert arrays["samples/source"].shape == (3, 32, 32, 3) and arrays["samples/stargan"].shape == (3, 32, 32, 3)
     assert arrays["action_units/per_au_error_result"].shape == (17,)
+    # The self-transfer diagnostic (A decoded with the truth's own code): its per-AU errors average to its figure,
+    # and it is another image than the swap (another code), so it reads differently.
+    per_au = arrays["action_units/per_au_error_self_transfer"]
+    assert units["au_mae_self_transfer"] == pytest.approx(float(per_au.mean()), rel=1e-6)
+    assert units["au_mae_self_transfer"] != units["au_mae"] and 0 <= units["self_transfer_ssim"] <= 1
     for name in ("transfer_samples", "action_unit_errors"):
         assert cv2.imread(os.path.join(output, "figures", f"{name}.png")) is not None
     markdown = open(os.path.join(output, "results.md")).read()
     assert "| SSIM vs truth |" in markdown and "| AU MAE (AU judge) |" in markdown
+    assert "| diagnostic: self-transfer (A with the truth's own code): AU MAE / SSIM |" in markdown
     # An existing evaluation is kept unless --overwrite.
     again = _evaluate(runs, f"--model_dir={runs['transfer']}", f"--au_judge={runs['au_judge']}",
                       "--metrics=transfer_paired", f"--output={output}")
