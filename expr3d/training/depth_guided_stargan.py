@@ -116,7 +116,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             that head has never seen on a generated face; here that texture is what "generated" looks like.
         generator_warmup_steps: NOT in the paper: the first iterations train G_rgb alone (`generator_warmup_step`).
         generator_warmup_cycle: whether those iterations include the cycle term (and its mask's regularisers);
-            False saves G_rgb's second pass, about a third of a warm-up iteration (the paired term keeps identity).
+            False saves G_rgb's second pass, about half a warm-up iteration (the paired term keeps identity).
 
     Example:
     ```python
@@ -408,7 +408,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         elif cycle:
             logs["g_rgb_total"] = self.lambda_rec * logs["g_rec"]
         else:
-            # The paired term holds identity here; G_rgb's second pass costs about a third of the iteration.
+            # The paired term holds identity here; G_rgb's second pass is about half the iteration's cost.
             logs["g_rgb_total"] = tf.constant(0.0)
         if self.expression_guide is not None:
             logs["g_rgb_total"] = logs["g_rgb_total"] + self._guide_terms(batch, fake, target_labels, logs)

@@ -13,7 +13,6 @@ from expr3d.training import critic_augment as critic_augment_module
 TARGET_MODES = ("permute", "uniform", "paired")
 TRAINER_KEYS = ("image", "geometry", "expression", "target", "alpha", "alpha_depth")
 PAIRED_KEYS = ("target_image",)  # with target_mode "paired": the true render of `image` under `target`
-PARTNER_KEYS = ("partner_image",)  # and pair_exemplar "partner": another identity under the true render's AUs
 ACTION_UNIT_KEYS = ("action_units", "action_units_mask")  # with_action_units: the transfer family's AU labels
 
 
