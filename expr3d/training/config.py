@@ -417,7 +417,8 @@ def define_flags(flag_values=None):
     define("bool", "generator_warmup_cycle",
            "Whether the --generator_warmup_steps iterations include the cycle term |x - G(G(x, c_trg), c_org)| "
            "(and its mask's regularisers); --nogenerator_warmup_cycle saves G_rgb's second pass: a warm-up "
-           "iteration then costs about half (0.53x measured; the paired term keeps identity there). The GAN iterations always have it.")
+           "iteration then costs about half (0.53x measured; the paired term keeps identity there). The GAN "
+           "iterations always have it.")
     define("string", "critic_augment",
            "NOT in the paper (empty = off, the paper's flagfiles): augment every image D_rgb sees in stage 2, real "
            "and generated, in both steps (DiffAugment): a comma list of translation (up to 1/8 of the side), "
