@@ -328,7 +328,8 @@ class TransferEvaluation:
                 "mask_mean": self._mean("mask_mean"), "count": int(self.count)}
         if "action_units" in self.active or "stargan_comparison" in self.active:
             summary, per_au = {}, {}
-            for who in ("result", "truth", "source", "self_transfer") + (("stargan",) if "stargan_comparison" in self.active else ()):
+            compared = ("stargan",) if "stargan_comparison" in self.active else ()
+            for who in ("result", "truth", "source", "self_transfer") + compared:
                 summary[who], per_au[who] = self._au_means(f"au_error_{who}")
                 self.arrays[f"action_units/per_au_error_{who}"] = per_au[who]
             if "action_units" in self.active:
