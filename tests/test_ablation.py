@@ -261,7 +261,7 @@ def test_the_64px_flagfile_plans_six_variants_over_five_seeds_with_shared_work()
     assert len(trains) == 30 and all("--stage=gan" in line for line in trains)
     assert "--train_pairs" in lines[0]
     # One warm-up per seed (depth_seedK); baseline, depth03 and both penalty variants copy it; normals trains its own.
-    warmups = [line for line in lines if line.startswith("copy ") and "/gan/checkpoints/ckpt-000000800" in line]
+    warmups = [line for line in lines if line.startswith("copy ") and "/gan/checkpoints/ckpt-000001500" in line]
     assert len(warmups) == 20 and not any("normals" in line for line in warmups)
     assert sum("stage1_normals/depth/checkpoints ->" in line for line in lines) == 5
     assert all("judge_depth_independent" in line for line in lines if "-m expr3d.evaluate" in line)
