@@ -231,3 +231,17 @@ def action_unit_regression_loss(predicted, intensities, mask=None, squared=False
     intensities, valid = _valid_action_units(intensities, mask)
     difference = ops.where(valid > 0.5, _f32(predicted) - intensities, 0.0)
     return _masked_mean(ops.square(difference) if squared else ops.abs(difference), valid)
+
+
+def free_invariance_loss(free, free_paired, epsilon=1e-6):
+    """The AU-free map's invariance to expression (`--lambda_free_invariance`, ours, not Shao et al.'s): `free` and
+    `free_paired` `[B, ...]` are the maps of the same identity, pose and light under two expressions (paired data).
+
+    The mean absolute difference between the pairs over the mean absolute deviation of all 2B maps from their batch
+    mean: the share of the maps' variation that follows the expression (0 = the map ignores it, about 1 = the pair
+    differs as much as two faces do). A ratio, so shrinking the maps, which the decoder's instance norm would undo,
+    does not lower it."""
+    free, free_paired = _f32(free), _f32(free_paired)
+    both = ops.concatenate([free, free_paired], axis=0)
+    spread = ops.mean(ops.abs(both - ops.mean(both, axis=0, keepdims=True)))
+    return ops.mean(ops.abs(free - free_paired)) / (spread + epsilon)

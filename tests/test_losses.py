@@ -245,6 +245,24 @@ def test_au_confusion_loss_is_zero_only_at_the_uniform_distribution():
     assert float(losses.au_confusion_loss(both, mask=[[0.0, 1.0]])) < 1e-12
 
 
+def test_free_invariance_loss_is_the_share_of_variation_that_follows_the_expression():
+    rng = np.random.default_rng(0)
+    identity = rng.normal(size=(64, 4, 4, 8)).astype("float32")
+    expression = rng.normal(size=(64, 4, 4, 8)).astype("float32")
+    assert _value(losses.free_invariance_loss(identity, identity)) == 0.0  # the map ignores the expression
+    # Known case: a = [0, 2], b = [2, 0] (one value each): |a - b| = 2, all four about their mean 1 deviate by 1.
+    pair = np.array([0.0, 2.0], "float32").reshape(2, 1), np.array([2.0, 0.0], "float32").reshape(2, 1)
+    assert _value(losses.free_invariance_loss(*pair)) == pytest.approx(2.0, rel=1e-5)
+    half = _value(losses.free_invariance_loss(identity + 0.5 * expression, identity - 0.5 * expression))
+    full = _value(losses.free_invariance_loss(identity + expression, identity - expression))
+    assert 0 < half < full  # more of the map follows the expression
+    # Independent maps: E|a - b| / E|x - mean| = (2/sqrt(pi)) / sqrt(2/pi) = sqrt(2) for Gaussians.
+    assert _value(losses.free_invariance_loss(identity, expression)) == pytest.approx(math.sqrt(2), rel=0.05)
+    # Shrinking the maps (which the decoder's instance norm undoes) does not lower it.
+    assert _value(losses.free_invariance_loss(0.01 * identity, 0.01 * (identity + expression))) == pytest.approx(
+        _value(losses.free_invariance_loss(identity, identity + expression)), rel=1e-3)
+
+
 def test_au_losses_keep_nan_out_of_the_value_and_the_gradient():
     intensities = tf.constant([[0.3, np.nan, 0.8]])
     predicted = tf.Variable([[0.5, 0.5, 0.5]])

@@ -99,6 +99,7 @@ class TrainConfig:
     au_dial_targets: float = 0.0
     lambda_confusion: float = 1.0
     lambda_swap: float = 1.0
+    lambda_free_invariance: float = 0.0
     lambda_pix: float = 10.0
     perceptual_weight: float = 1.0
     vgg19_weights: str = "auto"
@@ -219,6 +220,12 @@ class TrainConfig:
         if self.pair_exemplar == "partner" and (self.model != "transfer" or self.target_mode != "paired"):
             raise UsageError(f"--pair_exemplar=partner is a setting of --model=transfer with --target_mode=paired "
                              f"(the paired term's exemplar); got --model={self.model} --target_mode={self.target_mode}")
+        if self.lambda_free_invariance > 0 and (self.model != "transfer" or self.target_mode != "paired"
+                                                or self.pair_exemplar != "target"):
+            raise UsageError(f"--lambda_free_invariance={self.lambda_free_invariance} is a setting of --model=transfer "
+                             f"with --target_mode=paired --pair_exemplar=target (A's AU-free map against its own paired "
+                             f"render's); got --model={self.model} --target_mode={self.target_mode} "
+                             f"--pair_exemplar={self.pair_exemplar}")
         if self.synthetic_train_pairs and self.synthetic_images_per_identity % NUM_EXPRESSIONS:
             raise UsageError(f"--synthetic_train_pairs needs --synthetic_images_per_identity a multiple of "
                              f"{NUM_EXPRESSIONS}, got {self.synthetic_images_per_identity}")
@@ -391,6 +398,10 @@ def define_flags(flag_values=None):
            "adversary's per-AU softmax pushed to uniform).")
     define("float", "lambda_swap", "--model=transfer: weight of the swap-consistency adversarial term (a swap "
            "judged against the self-reconstruction).")
+    define("float", "lambda_free_invariance",
+           "NOT in Shao et al. (0 = off): --model=transfer with --target_mode=paired: weight of the AU-free map's "
+           "invariance between a face and its own render under another expression (the share of the map's variation "
+           "that follows the expression; docs/transfer.md), the supervised form of the adversary's aim.")
     define("float", "lambda_pix", "Stage 1: L1 weight of the estimated geometry against the real one.")
     define("float", "perceptual_weight", "Stage 1: VGG19 perceptual weight (0 = skipped, no weights needed).")
     define("string", "vgg19_weights", "VGG19 notop weights: 'auto' (Keras cache) or a .h5 path.")
@@ -522,7 +533,7 @@ def define_flags(flag_values=None):
     cli.in_range("lr_decay_start", 0.0, 1.0, **bound)
     for name in ("depth_weight", "confidence_penalty", "perceptual_weight", "lambda_cls", "lambda_rec", "lambda_gp",
                  "lambda_pix", "lambda_id", "lambda_pair", "lambda_mask", "lambda_mask_tv", "lambda_au",
-                 "lambda_confusion", "lambda_swap", "lambda_guide", "lambda_guide_features"):
+                 "lambda_confusion", "lambda_swap", "lambda_guide", "lambda_guide_features", "lambda_free_invariance"):
         cli.at_least(name, 0.0, **bound)
     cli.at_least("critic_warmup_steps", 0, "0 = off", **bound)
     cli.at_least("generator_warmup_steps", 0, "0 = off", **bound)

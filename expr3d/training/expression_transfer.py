@@ -40,6 +40,10 @@ Shao et al.'s; `expr3d.training.guide`): `g_guide = |sigmoid(Guide(A_B)) - AU(B)
 to a reader that already knows faces, weight `lambda_guide`) and, with paired batches,
 `g_guide_features = mean_s |Guide_s(A_Y) - Guide_s(Y)|` over the guide's four stage maps (weight
 `lambda_guide_features`): the expression-guide terms of the StarGAN (`objectives.guide_feature_loss`).
+With `lambda_free_invariance > 0` (paired batches; ours, not Shao et al.'s): `t_free = free_invariance_loss(free(A),
+free(Y))`, the share of the AU-free map's variation that differs between A and Y, the same face under two expressions:
+the supervised form of the adversary's aim (the AU-free map tells nothing of the expression), with no extra pass (Y is
+encoded for the paired term anyway).
 Missing AUs (the pipeline's `action_units_mask`, or NaN) are masked out of every AU term.
 """
 
@@ -108,6 +112,8 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         lambda_guide_features: its stage maps of the paired self-transfer against the true render's (0 = off;
             needs batches with `target_image`).
         au_loss: "l1" or "squared": the error of every AU regression term (--au_loss).
+        lambda_free_invariance: the AU-free map's invariance between the paired renders (0 = off; needs batches with
+            `target_image` and no swap partner: Y must be the same face).
     """
 
     stage = "transfer"
@@ -115,11 +121,12 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
     def __init__(self, encoder, decoder, adversary, d_rgb, d_swap, g_depth=None, d_depth=None, depth_weight=0.1,
                  n_critic=5, lambda_gp=10.0, lambda_rec=10.0, lambda_au=1.0, lambda_confusion=1.0, lambda_swap=1.0,
                  lambda_mask=0.1, lambda_pair=0.0, au_loss="l1", au_guide=None, lambda_guide=0.0,
-                 lambda_guide_features=0.0):
+                 lambda_guide_features=0.0, lambda_free_invariance=0.0):
         for name, value in (("depth_weight", depth_weight), ("lambda_gp", lambda_gp), ("lambda_rec", lambda_rec),
                             ("lambda_au", lambda_au), ("lambda_confusion", lambda_confusion),
                             ("lambda_swap", lambda_swap), ("lambda_mask", lambda_mask), ("lambda_pair", lambda_pair),
-                            ("lambda_guide", lambda_guide), ("lambda_guide_features", lambda_guide_features)):
+                            ("lambda_guide", lambda_guide), ("lambda_guide_features", lambda_guide_features),
+                            ("lambda_free_invariance", lambda_free_invariance)):
             if value < 0:
                 raise ValueError(f"ExpressionTransferTrainer: {name} must be >= 0; got {value}")
         from expr3d.training.depth_guided_stargan import AU_LOSSES
@@ -138,6 +145,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         self.lambda_confusion, self.lambda_swap = float(lambda_confusion), float(lambda_swap)
         self.lambda_mask = float(lambda_mask)
         self.lambda_pair = float(lambda_pair)
+        self.lambda_free_invariance = float(lambda_free_invariance)
         self.lambda_guide, self.lambda_guide_features = float(lambda_guide), float(lambda_guide_features)
         self.au_guide = None
         if self.lambda_guide > 0 or self.lambda_guide_features > 0:
@@ -189,6 +197,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
     @property
     def log_names(self):
         names = (CRITIC_TERMS + GENERATOR_TERMS + (("t_pair",) if self.lambda_pair > 0 else ())
+                 + (("t_free",) if self.lambda_free_invariance > 0 else ())
                  + (GUIDE_TERMS if self.lambda_guide > 0 else ())
                  + (GUIDE_FEATURE_TERMS if self.lambda_guide_features > 0 else ()))
         return names + (DEPTH_CRITIC_TERMS + DEPTH_GENERATOR_TERMS if self.uses_depth else ())
@@ -196,7 +205,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
     def _swap(self, image, training, target=None):
         """Encodes the batch and decodes every face with its own and with its exemplar's code (and, given `target`,
         with the code of that image, its paired render or a swap partner's: `paired`, `paired_mask`,
-        `paired_colour`).
+        `paired_colour`, and that image's AU-free map `paired_free`).
 
         One encoder call and one decoder call on the faces stacked along the batch (the networks normalise each face
         on its own, so this equals separate calls to rounding): half the traced graph of separate calls, and larger
@@ -212,7 +221,8 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         outputs = {"code": code, "free": free, "aus": aus, "reconstruction": images[0], "swapped": images[1],
                    "reconstruction_colour": colours[0], "masks": (masks[0], masks[1])}
         if target is not None:
-            outputs.update(paired=images[2], paired_mask=masks[2], paired_colour=colours[2])
+            outputs.update(paired=images[2], paired_mask=masks[2], paired_colour=colours[2],
+                           paired_free=encoded[1][count:])
         return outputs
 
     def _critic_terms(self, critic, real, fake, alpha, prefix, au_logits_target=None, au_mask=None):
@@ -265,10 +275,13 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         optimizers = [self._optimizers[key] for key in keys]
         variables = [self.trained_variables(key) for key in keys]
         persistent = any(common.is_loss_scaled(o) for o in optimizers)
-        paired = self.lambda_pair > 0 or self.lambda_guide_features > 0
+        paired = self.lambda_pair > 0 or self.lambda_guide_features > 0 or self.lambda_free_invariance > 0
         if paired and "target_image" not in batch:
-            raise ValueError("ExpressionTransferTrainer: lambda_pair / lambda_guide_features > 0 need paired batches "
-                             "(a `target_image`: --target_mode=paired)")
+            raise ValueError("ExpressionTransferTrainer: lambda_pair / lambda_guide_features / lambda_free_invariance "
+                             "> 0 need paired batches (a `target_image`: --target_mode=paired)")
+        if self.lambda_free_invariance > 0 and "partner_image" in batch:
+            raise ValueError("ExpressionTransferTrainer: lambda_free_invariance > 0 compares A with its own paired "
+                             "render; it does not combine with swap partners (--pair_exemplar=target)")
         target = batch["target_image"] if paired else None
         # The code the paired term decodes with: the true render's own, or a swap partner's (the same AUs).
         code_image = batch["partner_image"] if paired and "partner_image" in batch else target
@@ -300,6 +313,9 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
             if self.lambda_pair > 0:
                 logs["t_pair"] = _paired_term(image, target, outputs)
                 logs["t_total"] = logs["t_total"] + self.lambda_pair * logs["t_pair"]
+            if self.lambda_free_invariance > 0:
+                logs["t_free"] = losses.free_invariance_loss(outputs["free"], outputs["paired_free"])
+                logs["t_total"] = logs["t_total"] + self.lambda_free_invariance * logs["t_free"]
             if self.au_guide is not None:
                 logs["t_total"] = logs["t_total"] + self._guide_terms(outputs, target, exemplar_aus, exemplar_mask,
                                                                       logs)
@@ -347,4 +363,5 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
                 "lambda_rec": self.lambda_rec, "lambda_au": self.lambda_au, "lambda_confusion": self.lambda_confusion,
                 "lambda_swap": self.lambda_swap, "lambda_mask": self.lambda_mask, "lambda_pair": self.lambda_pair,
                 "au_loss": "squared" if self.au_squared else "l1", "lambda_guide": self.lambda_guide,
-                "lambda_guide_features": self.lambda_guide_features}
+                "lambda_guide_features": self.lambda_guide_features,
+                "lambda_free_invariance": self.lambda_free_invariance}

@@ -31,6 +31,7 @@ RECORDED_KEYS = [
     "au_loss",  # (session 16)
     "au_dial_targets",  # (session 17)
     "lambda_confusion", "lambda_swap",  # (session 10)
+    "lambda_free_invariance",  # (session 23)
     "lambda_pix",
     "perceptual_weight", "vgg19_weights", "target_mode",
     "pair_exemplar",  # (session 22)
@@ -162,6 +163,14 @@ def test_stages_and_batch_sizes():
      "exemplar); got --model=transfer --target_mode=permute"),
     ({"model": "transfer", "lambda_pair": 1.0},
      "--lambda_pair=1.0 needs --target_mode=paired (the true target renders)"),
+    ({"lambda_free_invariance": 1.0, "target_mode": "paired"},
+     "--lambda_free_invariance=1.0 is a setting of --model=transfer with --target_mode=paired --pair_exemplar=target "
+     "(A's AU-free map against its own paired render's); got --model=stargan --target_mode=paired "
+     "--pair_exemplar=target"),
+    ({"lambda_free_invariance": 1.0, "model": "transfer", "target_mode": "paired", "pair_exemplar": "partner"},
+     "--lambda_free_invariance=1.0 is a setting of --model=transfer with --target_mode=paired --pair_exemplar=target "
+     "(A's AU-free map against its own paired render's); got --model=transfer --target_mode=paired "
+     "--pair_exemplar=partner"),
     ({"model": "transfer", "batch_size": 3, "strategy": "mirrored"},
      "--batch_size=3 is not divisible by the 2 replicas of --strategy=mirrored"),
 ])

@@ -146,7 +146,8 @@ def test_the_paired_term_is_the_self_transfer_to_the_true_render_and_needs_it():
     np.testing.assert_allclose(float(on[0]["t_total"]), float(off[0]["t_total"]) + 2.0 * on[2], rtol=1e-5)
     assert any(not np.array_equal(a, b) for a, b in zip(on[1], off[1]))  # the term reaches the decoder
     del batch["target_image"]
-    with pytest.raises(ValueError, match="lambda_pair / lambda_guide_features > 0 need paired batches"):
+    with pytest.raises(ValueError, match="lambda_pair / lambda_guide_features / lambda_free_invariance > 0 need "
+                                         "paired batches"):
         on[3].generator_step(batch)
 
 
@@ -175,6 +176,40 @@ def test_with_a_swap_partner_the_paired_term_decodes_the_partner_s_code_to_the_t
     np.testing.assert_allclose(float(trainer.generator_step(batch)["t_pair"]), by_partner, rtol=1e-5)
     del batch["partner_image"]
     np.testing.assert_allclose(float(trainer.generator_step(batch)["t_pair"]), by_target, rtol=1e-5)
+
+
+def test_the_free_invariance_term_compares_the_au_free_maps_of_a_face_and_its_paired_render():
+    batch = _batch()
+    rng = np.random.default_rng(7)
+    target = batch["image"].numpy().copy()
+    target[:, 4:10, 4:12] = rng.uniform(-1, 1, target[:, 4:10, 4:12].shape)
+    batch["target_image"] = tf.constant(target)
+    networks = _networks()
+    trainer = ExpressionTransferTrainer(**networks, depth_weight=0.0, n_critic=1, lambda_free_invariance=3.0)
+    trainer.compile({key: keras.optimizers.SGD(0.0, name=key) for key in networks})
+    trainer.build_optimizers()
+    _, free, _ = networks["encoder"](batch["image"], training=True)
+    _, target_free, _ = networks["encoder"](batch["target_image"], training=True)
+    expected = float(losses.free_invariance_loss(free, target_free))
+    assert expected > 0.01 and "t_free" in trainer.log_names and "t_pair" not in trainer.log_names
+    logs = trainer.generator_step(batch)
+    np.testing.assert_allclose(float(logs["t_free"]), expected, rtol=1e-5)
+    # the term reaches the AU-free branch: its gradient on free_conv is non-zero, and zero on the code's dense layer
+    with tf.GradientTape() as tape:
+        _, free, _ = networks["encoder"](batch["image"], training=True)
+        _, target_free, _ = networks["encoder"](batch["target_image"], training=True)
+        value = losses.free_invariance_loss(free, target_free)
+    free_conv, code_dense = (networks["encoder"].get_layer(name).kernel for name in ("free_conv", "code_dense"))
+    gradients = tape.gradient(value, [free_conv, code_dense])
+    assert float(tf.reduce_max(tf.abs(gradients[0]))) > 0 and gradients[1] is None
+    # identical renders: nothing to be invariant to
+    same = dict(batch, target_image=batch["image"])
+    assert float(trainer.generator_step(same)["t_free"]) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="does not combine with swap partners"):
+        trainer.generator_step(dict(batch, partner_image=batch["target_image"]))
+    del batch["target_image"]
+    with pytest.raises(ValueError, match="need paired batches"):
+        trainer.generator_step(batch)
 
 
 @pytest.mark.slow  # traces both steps and runs 42 of them: ~30 s here
@@ -249,7 +284,8 @@ def test_the_au_guide_reads_the_exemplar_s_aus_in_each_swap_and_compares_the_pai
     assert any(not np.array_equal(a, b) for a, b in zip(off[3], on[3]))  # the terms reach the decoder
     # The guide is frozen: read, never trained.
     assert all(np.array_equal(a, b) for a, b in zip(guide_before, guide.get_weights()))
-    with pytest.raises(ValueError, match="lambda_pair / lambda_guide_features > 0 need paired batches"):
+    with pytest.raises(ValueError, match="lambda_pair / lambda_guide_features / lambda_free_invariance > 0 need "
+                                         "paired batches"):
         on[0].generator_step({k: v for k, v in batch.items() if k != "target_image"})
     with pytest.raises(ValueError, match="need an au_guide"):
         ExpressionTransferTrainer(**_networks(), depth_weight=0.0, lambda_guide=1.0)
