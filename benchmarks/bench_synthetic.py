@@ -49,7 +49,7 @@ def main(argv):
         ctx = multiprocessing.get_context("spawn")
         t0 = time.perf_counter()
         with ctx.Pool(FLAGS.workers) as pool:
-            pool.map(dataset._render_chunk, [(0, [], 64, "random")] * FLAGS.workers)
+            pool.map(dataset._render_chunk, [(0, [], 64)] * FLAGS.workers)
         startup = time.perf_counter() - t0
         rate = total / max(elapsed - startup, 1e-9) * 60
         print(f"64px end-to-end, {FLAGS.workers} workers: {total} faces in {elapsed:.1f} s "

@@ -83,17 +83,11 @@ def _prepare_data(config):
             train_pairs=config.synthetic_train_pairs,
             transfer_pairs=config.synthetic_transfer_pairs,
             train_swap_pairs=config.synthetic_train_swap_pairs,
-            contempt_side=config.synthetic_contempt_side,
         )
     try:
         card = dataset_card.load_card(data_dir)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(f"--data_dir={data_dir}: {error}") from None
-    rendered_side = card.get("provenance", {}).get("contempt_side", "random")
-    if config.generate_synthetic and rendered_side != config.synthetic_contempt_side:
-        raise UsageError(f"--synthetic_contempt_side={config.synthetic_contempt_side}: --data_dir={data_dir} already "
-                         f"holds a dataset rendered with contempt_side {rendered_side}; pass a new --data_dir to "
-                         f"render one, or --synthetic_contempt_side={rendered_side} to use it")
     train = card["splits"].get("train", {})
     if int(train.get("num_examples", 0)) == 0:
         raise UsageError(f"--data_dir={data_dir}: the dataset card lists no training examples")

@@ -66,7 +66,6 @@ class TrainConfig:
     synthetic_train_pairs: bool = False
     synthetic_transfer_pairs: int = 0
     synthetic_train_swap_pairs: bool = False
-    synthetic_contempt_side: str = "random"
     # --- architecture
     g_conv_dim: int = 64
     g_num_res_blocks: int = 6
@@ -319,10 +318,6 @@ def define_flags(flag_values=None):
     define("bool", "synthetic_train_swap_pairs",
            "With --synthetic_train_pairs: train identities 2k and 2k+1 are swap partners whose paired groups share "
            "their exact action units class by class (for --pair_exemplar=partner; --generate_synthetic).")
-    define("enum", "synthetic_contempt_side", ["random", "left", "right"],
-           "The subject's side contempt takes in the generated dataset: 'random' (either, half the time each; "
-           "datasets before the flag) or always 'left' / 'right' (one expression under one label, which the paired "
-           "target can teach; --generate_synthetic; an existing --data_dir rendered otherwise is refused).")
     define("integer", "synthetic_transfer_pairs",
            "Also render the transfer ground truth of N pairs of test identities (a 'transfer' split that "
            "`expr3d.evaluate` reads for --model=transfer runs; --generate_synthetic).")

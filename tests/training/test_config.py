@@ -18,7 +18,6 @@ RECORDED_KEYS = [
     "synthetic_train_pairs",  # (session 9)
     "synthetic_transfer_pairs",  # (session 12)
     "synthetic_train_swap_pairs",  # (session 22)
-    "synthetic_contempt_side",  # (session 23)
     "g_conv_dim", "g_num_res_blocks", "d_conv_dim",
     "d_num_layers", "depth_g_conv_dim", "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers",
     "generator", "geometry", "init",

@@ -49,16 +49,6 @@ def test_schema_mismatch_names_the_card(tiny_dataset, tmp_path):
     assert message.startswith(f"--data_dir={data_dir}") and "schema_version 99" in message
 
 
-def test_a_dataset_rendered_with_another_contempt_side_is_refused(tiny_dataset, tmp_path):
-    # tiny_dataset predates nothing: its card says contempt_side random (or nothing, read as random).
-    message = usage_error([f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path}/run", "--generate_synthetic",
-                           "--synthetic_contempt_side=right"] + TINY)
-    assert message == (f"--synthetic_contempt_side=right: --data_dir={tiny_dataset} already holds a dataset rendered "
-                       f"with contempt_side random; pass a new --data_dir to render one, or "
-                       f"--synthetic_contempt_side=random to use it")
-    assert not os.path.exists(tmp_path / "run" / "config.json")
-
-
 def test_stage_two_needs_the_stage_one_checkpoint(tiny_dataset, tmp_path):
     message = usage_error([f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path}/run", "--stage=gan",
                            "--depth_weight=0.1"] + TINY)

@@ -37,10 +37,6 @@ def define_flags():
                          "(A, B): A under each of B's eight test expressions' exact action units in A's test pose, "
                          "light and background, and B under A's, in a 'transfer' split (16 renders a pair; at most "
                          "half the test identities; read with expr3d.data.transfer). 0: none.")
-    flags.DEFINE_enum("contempt_side", "random", ["random", "left", "right"], "The subject's side contempt (a "
-                      "unilateral expression) takes: 'random' (either, half the time each; datasets before the flag) or "
-                      "always 'left' / 'right' (one expression under one label, which a paired target can teach; only "
-                      "contempt renders differ).")
     flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).")
     flags.DEFINE_integer("examples_per_shard", 512, "Examples per TFRecord shard.")
     flags.DEFINE_boolean("overwrite", False, "Replace the dataset an earlier run wrote in --output (only the files "
@@ -65,7 +61,7 @@ def main(argv):
     try:
         dataset.check_arguments(FLAGS.num_identities, FLAGS.image_size, FLAGS.test_fraction,
                                 FLAGS.images_per_identity, FLAGS.workers, FLAGS.examples_per_shard, FLAGS.seed,
-                                FLAGS.train_pairs, FLAGS.transfer_pairs, FLAGS.train_swap_pairs, FLAGS.contempt_side)
+                                FLAGS.train_pairs, FLAGS.transfer_pairs, FLAGS.train_swap_pairs)
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
     card = dataset.generate_dataset(
@@ -73,8 +69,7 @@ def main(argv):
         test_fraction=FLAGS.test_fraction, images_per_identity=FLAGS.images_per_identity,
         workers=FLAGS.workers, overwrite=FLAGS.overwrite, examples_per_shard=FLAGS.examples_per_shard,
         command=" ".join(["python -m expr3d.data.synthetic"] + sys.argv[1:]), train_pairs=FLAGS.train_pairs,
-        transfer_pairs=FLAGS.transfer_pairs, train_swap_pairs=FLAGS.train_swap_pairs,
-        contempt_side=FLAGS.contempt_side)
+        transfer_pairs=FLAGS.transfer_pairs, train_swap_pairs=FLAGS.train_swap_pairs)
     splits = card["splits"]
     print(f"wrote {FLAGS.output}: " + ", ".join(
         f"{split} {info['num_examples']} faces / {info['num_identities']} identities" for split, info in

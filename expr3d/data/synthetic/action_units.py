@@ -63,16 +63,8 @@ def prototype_mask(expression):
     return req, allowed
 
 
-UNILATERAL_SIDES = ("random", "left", "right")
-
-
-def sample_expression(expression, rng, strength=(0.7, 1.0), unilateral_side="random"):
-    """Random intensities of the prototype of class id `expression` (strong enough to read at 64 px).
-
-    `unilateral_side`: the subject's side a unilateral class (contempt) takes: "random" (either, half the time
-    each), "left" or "right". The coin is drawn either way, so every other value of the stream is the same."""
-    if unilateral_side not in UNILATERAL_SIDES:
-        raise ValueError(f"unilateral_side must be one of {UNILATERAL_SIDES}, got {unilateral_side!r}")
+def sample_expression(expression, rng, strength=(0.7, 1.0)):
+    """Random intensities of the prototype of class id `expression` (strong enough to read at 64 px)."""
     name = EXPRESSIONS[int(expression)]
     required, optional = PROTOTYPES[name]
     values = np.zeros(NUM_ACTION_UNITS, np.float32)
@@ -84,9 +76,7 @@ def sample_expression(expression, rng, strength=(0.7, 1.0), unilateral_side="ran
             values[AU_INDEX[au]] = rng.uniform(0.4, 0.9)
     left, right = values.copy(), values.copy()
     if name in UNILATERAL:
-        on_left = rng.uniform() < 0.5  # zero the right half: the AUs stay on the subject's left
-        on_left = on_left if unilateral_side == "random" else unilateral_side == "left"
-        (right if on_left else left)[:] = 0.0
+        (right if rng.uniform() < 0.5 else left)[:] = 0.0
     return Expression(int(expression), values, left, right)
 
 

@@ -25,12 +25,6 @@ Splits:
 The train and test splits do not depend on `train_pairs` (test) or `transfer_pairs` (either): each split's bytes are
 the same with and without them.
 
-Contempt is unilateral: `contempt_side="random"` (the default, every dataset before the option) puts it on either side
-of the face, half the time each; "left" or "right" puts it always on that side of the subject. With a random side,
-"contempt" is two mirror expressions under one label, and a paired target term (|y - G(x, contempt)|) learns their
-average, a faint symmetric change that reads as neutral; one side makes it one expression. Only contempt renders
-differ between the settings (the side's coin is drawn either way), half of them not at all.
-
 Every render draws from its own `np.random.SeedSequence(seed, spawn_key=...)` stream, so the output depends on the
 seed only, never on the number of worker processes or on the order work is done.
 
@@ -117,8 +111,7 @@ class TransferJob:
 
 
 def check_arguments(num_identities, image_size, test_fraction=0.2, images_per_identity=8, workers=None,
-                    examples_per_shard=512, seed=0, train_pairs=False, transfer_pairs=0, train_swap_pairs=False,
-                    contempt_side="random"):
+                    examples_per_shard=512, seed=0, train_pairs=False, transfer_pairs=0, train_swap_pairs=False):
     """Raise ValueError naming the flag when an argument is out of range."""
     def bad(flag, message):
         raise ValueError(f"--{flag} {message}")
@@ -146,8 +139,6 @@ def check_arguments(num_identities, image_size, test_fraction=0.2, images_per_id
                                    f"(one group per pose and light under every expression), got {images_per_identity}")
     if train_swap_pairs and not train_pairs:
         bad("train_swap_pairs", "needs --train_pairs (swap partners share the AUs of their paired groups)")
-    if contempt_side not in action_units.UNILATERAL_SIDES:
-        bad("contempt_side", f"must be one of {', '.join(action_units.UNILATERAL_SIDES)}, got {contempt_side!r}")
     if isinstance(transfer_pairs, bool) or not isinstance(transfer_pairs, (int, np.integer)) or transfer_pairs < 0:
         bad("transfer_pairs", f"must be a non-negative integer, got {transfer_pairs!r}")
     n_test = split_counts(num_identities, test_fraction)[1]
@@ -225,9 +216,8 @@ def identity_for(seed, identity):
     return face_model.sample_identity(_rng(seed, identity, _IDENTITY))
 
 
-def scene_for(seed, job, contempt_side="random"):
-    """(Expression, Pose, Light) of one job. Paired (test) jobs of an identity share pose and light.
-    `contempt_side`: the subject's side contempt takes (`action_units.sample_expression`'s `unilateral_side`)."""
+def scene_for(seed, job):
+    """(Expression, Pose, Light) of one job. Paired (test) jobs of an identity share pose and light."""
     face = identity_for(seed, job.identity)
     if job.pair_id >= 0 and job.split == "train":
         group = job.index // NUM_EXPRESSIONS
@@ -245,28 +235,28 @@ def scene_for(seed, job, contempt_side="random"):
     if job.expression == 0:
         expression = action_units.neutral()
     else:
-        expression = action_units.sample_expression(job.expression, expr_rng, unilateral_side=contempt_side)
+        expression = action_units.sample_expression(job.expression, expr_rng)
     return expression, pose, light
 
 
-def render_job(seed, job, image_size, contempt_side="random"):
+def render_job(seed, job, image_size):
     """Render one job (a RenderJob or a TransferJob) -> schema.FaceExample."""
     if isinstance(job, TransferJob):
-        return render_transfer_job(seed, job, image_size, contempt_side)
+        return render_transfer_job(seed, job, image_size)
     face = identity_for(seed, job.identity)
-    expression, pose, light = scene_for(seed, job, contempt_side)
+    expression, pose, light = scene_for(seed, job)
     out = render.render_face(face, expression, pose, light, image_size)
     return schema.FaceExample(image=out.image, depth=out.depth, mask=out.mask, normals=out.normals,
                               expression=job.expression, identity=job.identity, key=job.key,
                               action_units=expression.intensities.astype(np.float32), pair_id=job.pair_id)
 
 
-def render_transfer_job(seed, job, image_size, contempt_side="random"):
+def render_transfer_job(seed, job, image_size):
     """Render one TransferJob -> schema.FaceExample: A's face, pose, light and background (those of A's test
     renders) under B's expression, drawn from B's own stream, so the AU vector is B's to the last bit."""
     face = identity_for(seed, job.identity)
-    _, pose, light = scene_for(seed, job.source, contempt_side)
-    expression, _, _ = scene_for(seed, job.exemplar, contempt_side)
+    _, pose, light = scene_for(seed, job.source)
+    expression, _, _ = scene_for(seed, job.exemplar)
     out = render.render_face(face, expression, pose, light, image_size)
     return schema.FaceExample(image=out.image, depth=out.depth, mask=out.mask, normals=out.normals,
                               expression=job.expression, identity=job.identity, key=job.key,
@@ -277,8 +267,8 @@ def render_transfer_job(seed, job, image_size, contempt_side="random"):
 def _render_chunk(args):
     # Workers return numpy examples and the parent serializes them: workers then never import TensorFlow, which
     # would cost each of them seconds of start-up.
-    seed, jobs, image_size, contempt_side = args
-    return [render_job(seed, job, image_size, contempt_side) for job in jobs]
+    seed, jobs, image_size = args
+    return [render_job(seed, job, image_size) for job in jobs]
 
 
 def _output_folder(output_dir, overwrite, splits=dataset_card.SPLITS):
@@ -302,7 +292,7 @@ def _output_folder(output_dir, overwrite, splits=dataset_card.SPLITS):
 
 def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fraction=0.2, images_per_identity=8,
                      workers=None, overwrite=False, examples_per_shard=512, progress=True, preview=True, command=None,
-                     train_pairs=False, transfer_pairs=0, train_swap_pairs=False, contempt_side="random"):
+                     train_pairs=False, transfer_pairs=0, train_swap_pairs=False):
     """Render the dataset into `output_dir` and return its card (dict).
 
     The dataset is written into a temporary sibling directory and moved into place at the end, so an interrupted
@@ -321,9 +311,6 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
             class by class (swap partners; the module docstring).
         transfer_pairs: pairs of test identities to render the transfer ground truth of (split "transfer", 16
             renders a pair, at most half the test identities; see the module docstring). 0: none.
-        contempt_side: the subject's side contempt takes: "random" (either, half the time each; datasets before
-            the option), "left" or "right" (one expression under one label, which a paired target can teach; the
-            module docstring). Every other render is the same whichever is chosen.
         workers: processes (default: all cores); 1 renders in this process.
         overwrite: replace an existing dataset.
         examples_per_shard: examples per TFRecord shard.
@@ -332,7 +319,7 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
         command: the command line, recorded in the card's provenance.
     """
     check_arguments(num_identities, image_size, test_fraction, images_per_identity, workers, examples_per_shard,
-                    seed, train_pairs, transfer_pairs, train_swap_pairs, contempt_side)
+                    seed, train_pairs, transfer_pairs, train_swap_pairs)
     output_dir = os.path.abspath(output_dir)
     jobs = plan(seed, num_identities, test_fraction, images_per_identity, train_pairs, transfer_pairs,
                 train_swap_pairs)
@@ -355,7 +342,7 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
             tasks += [(split, split_jobs[i:i + _CHUNK]) for i in range(0, len(split_jobs), _CHUNK)]
         writers = {split: records.ShardedWriter(tmp_dir, split, examples_per_shard=examples_per_shard)
                    for split in jobs}
-        args = [(seed, chunk, image_size, contempt_side) for _, chunk in tasks]
+        args = [(seed, chunk, image_size) for _, chunk in tasks]
         if workers == 1:
             results = map(_render_chunk, args)
             pool = None
@@ -391,7 +378,6 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
             "train_pairs": bool(train_pairs),
             "transfer_pairs": int(transfer_pairs),
             "train_swap_pairs": bool(train_swap_pairs),
-            "contempt_side": contempt_side,
         }
         if command:
             provenance["command"] = command
@@ -410,7 +396,7 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
         card = dataset_card.write_dataset_card(tmp_dir, name=f"synthetic{image_size}", image_size=image_size,
                                                provenance=provenance, splits=tuple(jobs), extra=extra)
         if preview:
-            write_contact_sheet(os.path.join(tmp_dir, PREVIEW_NAME), seed, jobs["test"], image_size, contempt_side)
+            write_contact_sheet(os.path.join(tmp_dir, PREVIEW_NAME), seed, jobs["test"], image_size)
         _move_into_place(tmp_dir, folder, replaced)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -495,7 +481,7 @@ def contact_sheet(rows):
     return grid.with_column_labels(body, EXPRESSIONS, size, gutter=0, margin=0, style="each")
 
 
-def write_contact_sheet(path, seed, test_jobs, image_size, contempt_side="random", max_identities=4):
+def write_contact_sheet(path, seed, test_jobs, image_size, max_identities=4):
     """Render the first paired test identities under all eight expressions and save the sheet as PNG."""
     identities = sorted({job.identity for job in test_jobs})[:max_identities]
     rows = []
@@ -504,7 +490,7 @@ def write_contact_sheet(path, seed, test_jobs, image_size, contempt_side="random
         row = []
         for job in jobs:
             face = identity_for(seed, job.identity)
-            row.append(render.render_face(face, *scene_for(seed, job, contempt_side), image_size))
+            row.append(render.render_face(face, *scene_for(seed, job), image_size))
         rows.append(row)
     sheet = contact_sheet(rows)
     ok, data = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])

@@ -168,44 +168,6 @@ def test_swap_partners_share_their_groups_action_units_and_nothing_else(tmp_path
         dataset.check_arguments(4, 32, train_swap_pairs=True)
 
 
-def test_contempt_side_puts_every_contempt_on_one_side_and_changes_nothing_else(tmp_path):
-    contempt = EXPRESSIONS.index("contempt")
-    arguments = dict(PAIRED, num_identities=4, test_fraction=0.25)
-    renders, cards = {}, {}
-    for side in ("random", "left", "right"):
-        directory = str(tmp_path / side)
-        cards[side] = dataset.generate_dataset(directory, seed=3, workers=1, progress=False, preview=False,
-                                               train_pairs=True, contempt_side=side, **arguments)
-        renders[side] = {(split, ex.key): ex for split in ("train", "test")
-                         for ex in records.iterate_examples(directory, split)}
-    assert [cards[side]["provenance"]["contempt_side"] for side in ("random", "left", "right")] == [
-        "random", "left", "right"]
-    assert renders["left"].keys() == renders["random"].keys() == renders["right"].keys()
-    contempt_keys = [key for key, ex in renders["random"].items() if ex.expression == contempt]
-    assert len(contempt_keys) >= 4
-    for key, ex in renders["random"].items():
-        np.testing.assert_array_equal(renders["left"][key].action_units, ex.action_units)  # labels as before
-        if ex.expression != contempt:
-            np.testing.assert_array_equal(renders["left"][key].image, ex.image)
-            np.testing.assert_array_equal(renders["right"][key].image, ex.image)
-    # Each random contempt render is one of the two fixed-side ones (the coin drawn either way), and the two sides differ.
-    for key in contempt_keys:
-        left, right, either = (renders[side][key].image.astype(float) for side in ("left", "right", "random"))
-        assert np.abs(left - right).mean() > 0.1
-        assert min(np.abs(either - left).max(), np.abs(either - right).max()) == 0
-    sides = {np.abs(renders["random"][key].image.astype(float) - renders["left"][key].image).max() == 0
-             for key in contempt_keys}
-    assert sides == {True, False}  # the random dataset used both sides
-    # The scenes: the AUs sit on the named half only.
-    jobs = dataset.plan(3, 4, 0.25, PAIRED["images_per_identity"], train_pairs=True)
-    job = next(job for job in jobs["test"] if job.expression == contempt)
-    for side, zero in (("left", "right"), ("right", "left")):
-        expression = dataset.scene_for(3, job, side)[0]
-        assert getattr(expression, side).max() > 0.3 and getattr(expression, zero).max() == 0
-    with pytest.raises(ValueError, match="--contempt_side must be one of random, left, right"):
-        dataset.check_arguments(4, 32, contempt_side="both")
-
-
 TRANSFER = dict(num_identities=4, image_size=32, test_fraction=0.5, images_per_identity=2, examples_per_shard=16)
 
 
