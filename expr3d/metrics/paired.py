@@ -6,6 +6,10 @@ expression t. Reported over every (x, t) whose ground truth exists:
 
 - `paired_l1` (on [-1, 1]), `paired_psnr` (dB, capped at 100) and `paired_ssim` of G(x, t) vs the true render;
 - `paired_l1_input`: the same L1 for the untouched input x (the "do nothing" baseline a model must beat);
+- `paired_edit_share` (median) and `paired_edit_share_mean`: how much of the true edit the output carries,
+  <G(x, t) - x, truth - x> / |truth - x|^2 per pair whose target is not x's own expression (0 = a copy of x, 1 = the true render's
+  change, in its direction; 0.5 = half of it; `paired_edit_share/<target>`: the median per target expression).
+  Faint edits show here: the judged rate says an edit was missed, this says by how much it fell short;
 - `paired_depth_l1`: |G_depth's estimate of G(x, t) - true target geometry| inside the true target's face mask
   (normalised depth units, or normals channels), when the run has a depth network.
 
@@ -13,6 +17,7 @@ Unavailable (skipped with a note) when the test split has no pair ids (real data
 """
 import numpy as np
 
+from expr3d.labels import EXPRESSIONS
 from expr3d.imaging.pixels import from_uint8, to_uint8
 from expr3d.metrics import image_quality
 from expr3d.metrics.geometry import comparable_geometry, masked_l1
@@ -53,6 +58,19 @@ class PairedIndex:
         return np.asarray(rows), np.stack(images), np.stack(geometries), np.stack(masks)
 
 
+def edit_share(source, output, truth, min_change=1e-6):
+    """Per-pair share of the true edit that `output` carries: <output - source, truth - source> / |truth - source|^2
+    over all pixels and channels (`[B, H, W, C]` in [-1, 1]); NaN where truth and source (nearly) agree."""
+    if not len(source):
+        return np.zeros([0])
+    source = np.asarray(source, np.float64).reshape(len(source), -1)
+    change = np.asarray(truth, np.float64).reshape(len(source), -1) - source
+    edit = np.asarray(output, np.float64).reshape(len(source), -1) - source
+    norm = np.sum(change * change, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > min_change * change.shape[1], np.sum(edit * change, axis=1) / norm, np.nan)
+
+
 def build_paired_index(batches, kind="depth"):
     index = PairedIndex(kind)
     for batch in batches:
@@ -65,6 +83,7 @@ def build_paired_index(batches, kind="depth"):
 class PairedGroundTruth(Metric):
     def __init__(self):
         self._values = {k: [] for k in ("l1", "psnr", "ssim", "l1_input", "depth_l1")}
+        self._edit_share = {}  # target expression -> per-pair shares
         self.missing = 0
 
     def setup(self, context):
@@ -86,6 +105,9 @@ class PairedGroundTruth(Metric):
         self._values["psnr"].append(image_quality.psnr(fake, truth))
         self._values["ssim"].append(image_quality.ssim(fake, truth))
         self._values["l1_input"].append(image_quality.l1(step.batch.image[rows], truth))
+        edited = step.batch.expression[rows] != step.target  # the source's own expression has no edit to carry
+        self._edit_share.setdefault(step.target, []).append(
+            edit_share(step.batch.image[rows][edited], fake[edited], truth[edited]))
         if self.with_depth:
             estimate = comparable_geometry(step.fake_geometry[rows], self.kind)
             self._values["depth_l1"].append(masked_l1(estimate, truth_geometry, truth_mask))
@@ -96,6 +118,16 @@ class PairedGroundTruth(Metric):
             if chunks:
                 values = np.concatenate(chunks)
                 out[f"paired_{key}"] = float(np.nanmean(values))
+        shares = {t: np.concatenate(v) for t, v in sorted(self._edit_share.items())}
+        every = np.concatenate(list(shares.values())) if shares else np.zeros([0])
+        every = every[np.isfinite(every)]
+        if len(every):
+            out["paired_edit_share"] = float(np.median(every))
+            out["paired_edit_share_mean"] = float(np.mean(every))
+            for t, v in shares.items():
+                if np.isfinite(v).any():
+                    name = EXPRESSIONS[t] if t < len(EXPRESSIONS) else str(t)
+                    out[f"paired_edit_share/{name}"] = float(np.median(v[np.isfinite(v)]))
         out["paired_count"] = int(sum(len(c) for c in self._values["l1"]))
         out["paired_missing"] = int(self.missing)
         return out

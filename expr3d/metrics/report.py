@@ -13,6 +13,7 @@ EXTRA_COLUMNS = (("KID", "kid", 4), ("identity L2", "identity_l2", 3), ("identit
                  ("geom. rigid L1", "geometry_rigid_l1", 3), ("geom. target acc %", "geometry_target_accuracy", 1),
                  ("geom. real-estimate acc %", "geometry_real_estimate_accuracy", 1),
                  ("paired L1", "paired_l1", 3), ("paired PSNR", "paired_psnr", 2), ("paired SSIM", "paired_ssim", 3),
+                 ("edit share", "paired_edit_share", 2),
                  ("paired depth L1", "paired_depth_l1", 3), ("background L1", "background_l1", 4),
                  ("judge acc % (real test)", "classifier_accuracy_on_evaluated_test_split", 1))
 
