@@ -85,6 +85,9 @@ class ExpressionGenerationRate(Metric):
         judge.check_judge(self.accuracy_here, self.accuracy_count, threshold, self.classifier.path, context.data_dir,
                           len(self.classes), auto=context.options.get("classifier") == judge.AUTO)
         self.threshold = threshold
+        metadata = getattr(self.classifier, "metadata", None) or {}
+        self.guide_warning = judge.guide_architecture_warning(metadata, self.classifier.path, context.run_config,
+                                                              context.model_dir) if metadata.get("width") else None
 
     def update(self, step):
         logits = step.memo("classifier_logits", lambda: self.classifier.predict_logits(step.fake))
@@ -99,9 +102,13 @@ class ExpressionGenerationRate(Metric):
         out["classifier_accuracy_on_evaluated_test_split"] = 100.0 * float(self.accuracy_here)
         out["classifier_accuracy_on_evaluated_test_split_count"] = int(self.accuracy_count)
         out["min_judge_accuracy"] = 100.0 * float(self.threshold)
+        out["judge_shares_guide_architecture"] = bool(self.guide_warning)
         for name, value in self.confusion.per_class().items():
             out[f"expression_generation_rate/{name}"] = None if value is None else 100.0 * value
         return out
+
+    def warnings(self):
+        return [f"expression_generation_rate: {self.guide_warning}"] if self.guide_warning else []
 
     def details(self):
         return {"classes": [EXPRESSIONS[c] for c in self.classes], "confusion": self.confusion.confusion.tolist(),

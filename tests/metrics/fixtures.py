@@ -81,10 +81,12 @@ def constant_classifier(size=32, answer=1):
     return keras.Model(image, logits)
 
 
-def save_test_classifier(model, directory, size=32, classes=EXPRESSIONS):
+def save_test_classifier(model, directory, size=32, classes=EXPRESSIONS, **metadata):
+    """`metadata`: further classifier.json fields (e.g. the architecture: backbone, width, stem_stride)."""
     from expr3d.metrics.classifier import save_classifier
 
-    save_classifier(model, {"classes": list(classes), "image_size": size, "test_accuracy": 1.0}, directory)
+    save_classifier(model, {"classes": list(classes), "image_size": size, "test_accuracy": 1.0, **metadata},
+                    directory)
     return directory
 
 

@@ -33,6 +33,75 @@ def test_the_message_points_an_automatic_judge_to_a_larger_recipe():
         judge.check_judge(float("nan"), 0, 0.0, "clf", "data")
 
 
+def _guided_run_config(guide="train", lambda_guide_features=10.0):
+    return {"flags": {"expression_guide": guide, "lambda_guide": 0.0, "lambda_guide_features": lambda_guide_features}}
+
+
+def _write_guide(folder, **architecture):
+    import json
+
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "classifier.json"), "w") as f:
+        json.dump({"classes": list(fixtures.EXPRESSIONS), "image_size": 32, **architecture}, f)
+    return folder
+
+
+def test_a_judge_with_the_guides_architecture_is_named(tmp_path):
+    _write_guide(str(tmp_path / "run" / "guide"), backbone="compact", width=16, stem_stride=2)
+    run = str(tmp_path / "run")
+    same = {"backbone": "compact", "width": 16, "stem_stride": 2}
+    message = judge.guide_architecture_warning(same, "JUDGE", _guided_run_config(), run)
+    assert message is not None and "\n" not in message
+    assert "JUDGE" in message and os.path.join(run, "guide") in message and "width 16" in message
+    assert f"width {judge.JUDGE_WIDTH}" in message
+    # another width, backbone or stem: another network
+    for other in ({**same, "width": 32}, {**same, "backbone": "resnet50"}, {**same, "stem_stride": 1}):
+        assert judge.guide_architecture_warning(other, "JUDGE", _guided_run_config(), run) is None
+    # no guide term, no guide, an AU guide (no classes), or a guide folder that is gone: nothing to compare with
+    assert judge.guide_architecture_warning(same, "J", _guided_run_config(lambda_guide_features=0.0), run) is None
+    assert judge.guide_architecture_warning(same, "J", {"flags": {}}, run) is None
+    assert judge.guide_architecture_warning(same, "J", _guided_run_config(str(tmp_path / "missing")), run) is None
+    au = str(tmp_path / "au_guide")
+    os.makedirs(au)
+    with open(os.path.join(au, "classifier.json"), "w") as f:
+        f.write('{"width": 16}')
+    assert judge.guide_architecture_warning(same, "J", _guided_run_config(au), run) is None
+    # an explicit guide folder is read where the flag points; missing fields take the builder's defaults
+    explicit = _write_guide(str(tmp_path / "explicit"), width=16)
+    assert judge.guide_architecture_warning(same, "J", _guided_run_config(explicit), run) is not None
+
+
+def test_the_automatic_judge_is_not_the_guides_network():
+    from expr3d.training import guide
+
+    assert judge.JUDGE_WIDTH != guide.GUIDE_WIDTH
+
+
+@pytest.mark.slow  # 3 s in the full suite
+def test_a_judge_sharing_the_guides_architecture_is_reported_with_a_warning(paths, tmp_path):
+    import json
+
+    run = str(tmp_path / "guided_run")
+    fixtures.write_run(run, generator=fixtures.target_encoding_generator(), logs=False)
+    with open(os.path.join(run, "config.json")) as f:
+        config = json.load(f)
+    config["flags"].update(_guided_run_config()["flags"])
+    with open(os.path.join(run, "config.json"), "w") as f:
+        json.dump(config, f)
+    _write_guide(os.path.join(run, "guide"), backbone="compact", width=16, stem_stride=2)
+    results = {}
+    for width in (16, 32):
+        classifier = fixtures.save_test_classifier(fixtures.perfect_classifier(), str(tmp_path / f"judge{width}"),
+                                                   backbone="compact", width=width, stem_stride=2)
+        document = loop.evaluate(run, paths["data"], "expression_generation_rate", output=str(tmp_path / f"e{width}"),
+                                 classifier=classifier, progress=False, min_judge_accuracy=0.0)
+        results[width] = document
+    assert results[16]["metrics"]["expression_generation_rate"]["judge_shares_guide_architecture"] is True
+    assert any("architecture of the expression guide" in w for w in results[16]["warnings"])
+    assert results[32]["metrics"]["expression_generation_rate"]["judge_shares_guide_architecture"] is False
+    assert not any("architecture" in w for w in results[32]["warnings"])
+
+
 @pytest.mark.slow  # 3 s in the full suite
 def test_a_weak_judge_is_refused_before_any_translation(paths, monkeypatch):
     def no_generation(*args, **kwargs):
