@@ -51,7 +51,7 @@ JUDGE_IMAGES_PER_IDENTITY = 8
 JUDGE_BATCH_SIZE = 64
 # Channels of the compact ResNet's first stage. Never the expression guide's width (expr3d.training.guide.GUIDE_WIDTH,
 # 16): a generator trained against the guide's features fools networks of its architecture (session 24, one run's
-# 6,400 translations: 85.5 / 85.0 % judged by two width-16 judges, 68.2 / 69.2 % by two width-32 ones, all four
+# 5,600 translations: 85.5 / 85.0 % judged by two width-16 judges, 68.2 / 69.2 % by two width-32 ones, all four
 # >= 96.5 % on the real test faces).
 JUDGE_WIDTH = 32
 JUDGE_PRECISION = "auto"  # bf16 where the hardware has it natively (expr3d.training.runtime.auto_precision)

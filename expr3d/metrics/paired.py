@@ -7,9 +7,9 @@ expression t. Reported over every (x, t) whose ground truth exists:
 - `paired_l1` (on [-1, 1]), `paired_psnr` (dB, capped at 100) and `paired_ssim` of G(x, t) vs the true render;
 - `paired_l1_input`: the same L1 for the untouched input x (the "do nothing" baseline a model must beat);
 - `paired_edit_share` (median) and `paired_edit_share_mean`: how much of the true edit the output carries,
-  <G(x, t) - x, truth - x> / |truth - x|^2 per pair whose target is not x's own expression (0 = a copy of x, 1 = the true render's
-  change, in its direction; 0.5 = half of it; `paired_edit_share/<target>`: the median per target expression).
-  Faint edits show here: the judged rate says an edit was missed, this says by how much it fell short;
+  <G(x, t) - x, truth - x> / |truth - x|^2 per pair whose target is not x's own expression (0 = a copy of x,
+  1 = the true render's change, in its direction; 0.5 = half of it; `paired_edit_share/<target>`: the median per
+  target). A blurred edit scores low too: the true change blurred by a 1-pixel Gaussian carries 0.5 at 64 px;
 - `paired_depth_l1`: |G_depth's estimate of G(x, t) - true target geometry| inside the true target's face mask
   (normalised depth units, or normals channels), when the run has a depth network.
 
