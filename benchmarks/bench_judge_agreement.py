@@ -135,8 +135,9 @@ def main():
     print(f"{result['translations']} translations; median edit share {result['edit_share_median']:.2f}")
     for name, judge in result["judges"].items():
         blends = " ".join(f"{a}:{100 * judge['blend_rate'][str(a)]:.0f}" for a in (0.5, 0.6, 0.8, 1.0))
-        print(f"{name:10s} width {judge['architecture'].get('width')}: translations {100 * judge['generated_rate']:.1f} %"
-              f"; real blends (a: %) {blends}")
+        width = judge["architecture"].get("width")
+        print(f"{name:10s} width {width}: translations {100 * judge['generated_rate']:.1f} %; "
+              f"real blends (a: %) {blends}")
 
 
 if __name__ == "__main__":
