@@ -15,7 +15,6 @@ Writes OUTPUT/judge_agreement.json and OUTPUT/judge_agreement.png (rate against 
 rate as a marker at their median edit share). Accuracy figures, not timings: nothing here depends on machine load.
 """
 import argparse
-import json
 import os
 import sys
 
@@ -84,12 +83,9 @@ def measure(model_dir, data_dir, judges, max_examples=None, batch_size=100):
 
 
 def figure(result, path):
-    import matplotlib
+    from expr3d.metrics.figures import _pyplot, _save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    fig, ax = _pyplot().subplots(figsize=(6.4, 4.2), dpi=120)
     share = result["edit_share_median"]
     for name, judge in result["judges"].items():
         arch = judge["architecture"]
@@ -106,10 +102,7 @@ def figure(result, path):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    _save(fig, path)  # atomic: a temporary file renamed into place
 
 
 def main():
@@ -127,10 +120,10 @@ def main():
             parser.error(f"--judge={spec}: expected NAME=CLASSIFIER_DIR")
         judges[name] = os.path.expanduser(path)
     result = measure(args.model_dir, args.data_dir, judges, args.max_examples)
+    from expr3d.storage import atomic_write_json
+
     os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "judge_agreement.json.tmp"), "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(os.path.join(args.output, "judge_agreement.json.tmp"), os.path.join(args.output, "judge_agreement.json"))
+    atomic_write_json(os.path.join(args.output, "judge_agreement.json"), result)
     figure(result, os.path.join(args.output, "judge_agreement.png"))
     print(f"{result['translations']} translations; median edit share {result['edit_share_median']:.2f}")
     for name, judge in result["judges"].items():
