@@ -181,6 +181,33 @@ def test_total_variation_of_known_maps():
     assert _value(losses.total_variation_loss(blocks)) == pytest.approx(2 * 3 / 7)
 
 
+def test_gradient_l1_of_known_images_charges_a_blurred_edge_and_not_an_offset():
+    size = 5
+    step = np.zeros((1, size, size, 1), "float32")
+    step[..., 3:, :] = 1.0  # a vertical edge: one jump of 1 per row among size - 1 horizontal pairs
+    # A constant offset moves every pixel and no difference: no cost (a pixel L1 would charge it everywhere).
+    assert _value(losses.gradient_l1_loss(step, step + 0.25)) == 0.0
+    assert _value(losses.gradient_l1_loss(step, np.zeros_like(step))) == pytest.approx(1 / (size - 1))
+    # The step blurred over two pixels (0, 0, 0.5, 1, 1): jumps of 0.5 and 0.5 where the truth has 0 and 1.
+    blurred = np.zeros_like(step)
+    blurred[..., 2, :], blurred[..., 3:, :] = 0.5, 1.0
+    assert _value(losses.gradient_l1_loss(step, blurred)) == pytest.approx((0.5 + 0.5) / (size - 1))
+    assert _value(losses.gradient_l1_loss(np.swapaxes(step, 1, 2), np.swapaxes(blurred, 1, 2))) == pytest.approx(
+        1 / (size - 1))
+    # Row weights: a face of weight 0 adds nothing, the mean is over the faces of weight 1.
+    pair = np.concatenate([step, step], axis=0)
+    other = np.concatenate([blurred, np.zeros_like(step)], axis=0)
+    weights = np.array([1.0, 0.0], "float32").reshape(2, 1, 1, 1)
+    assert _value(losses.gradient_l1_loss(pair, other, mask=weights)) == pytest.approx(1 / (size - 1))
+    assert _value(losses.gradient_l1_loss(pair, other, mask=np.zeros_like(weights))) == 0.0
+    # Its gradient moves a flat image toward the edge (the pixels left of it down, right of it up).
+    flat = tf.Variable(np.zeros_like(step))
+    with tf.GradientTape() as tape:
+        loss = losses.gradient_l1_loss(step, flat)
+    gradient = tape.gradient(loss, flat).numpy()[0, :, :, 0]
+    assert np.all(gradient[:, 2] > 0) and np.all(gradient[:, 3] < 0)
+
+
 def test_paired_edit_region_is_where_the_pair_differs_dilated():
     source = np.zeros((1, 16, 16, 3), np.float32)
     target = source.copy()

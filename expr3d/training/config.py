@@ -28,8 +28,8 @@ MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d
                 "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers", "generator", "init", "code_dim",
                 "au_bins", "condition", "critic_fake_class")
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
-STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "g_ema_decay", "critic_warmup_steps", "generator_warmup_steps",
-                       "generator_warmup_cycle",
+STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "lambda_pair_gradient", "g_ema_decay", "critic_warmup_steps",
+                       "generator_warmup_steps", "generator_warmup_cycle",
                        "condition", "critic_augment", "au_dial_targets", "critic_fake_class")
 
 
@@ -91,6 +91,7 @@ class TrainConfig:
     lambda_gp: float = 10.0
     lambda_id: float = 0.0
     lambda_pair: float = 0.0
+    lambda_pair_gradient: float = 0.0
     lambda_mask: float = 0.1
     mask_penalty: str = "edits"
     lambda_mask_tv: float = 4.1
@@ -214,6 +215,9 @@ class TrainConfig:
             raise UsageError("--target_mode=paired does not combine with --balanced or --skip_corrupt")
         if self.lambda_pair > 0 and self.target_mode != "paired":
             raise UsageError(f"--lambda_pair={self.lambda_pair} needs --target_mode=paired (the true target renders)")
+        if self.lambda_pair_gradient > 0 and self.target_mode != "paired":
+            raise UsageError(f"--lambda_pair_gradient={self.lambda_pair_gradient} needs --target_mode=paired (the "
+                             f"true target renders)")
         if self.synthetic_train_swap_pairs and not self.synthetic_train_pairs:
             raise UsageError("--synthetic_train_swap_pairs needs --synthetic_train_pairs (swap partners share the "
                              "AUs of their paired groups)")
@@ -372,6 +376,10 @@ def define_flags(flag_values=None):
            "paired training data, e.g. the procedural faces with --synthetic_train_pairs; RaFD-like data). With "
            "--model=transfer: the paired self-transfer term (the decoder given the code of x's own render under "
            "another expression must return that render; docs/transfer.md).")
+    define("float", "lambda_pair_gradient",
+           "NOT in the paper (0 = off): weight of the paired target's edge term, the L1 between the finite "
+           "differences of G_rgb(x, c_trg) and of the true render y (--target_mode=paired), so a blurred edge costs "
+           "what its flattened step is worth (docs/training.md, 'Paired training').")
     define("float", "lambda_mask",
            "--generator=attention: weight of the masks' sparsity term (--mask_penalty says which way it "
            "pushes), on the masks of G_rgb(x, c_trg) and of the cycle. GANimation's 0.1.")
@@ -532,8 +540,9 @@ def define_flags(flag_values=None):
         cli.in_range(name, 0.0, 1.0, high_open=True, **bound)
     cli.in_range("lr_decay_start", 0.0, 1.0, **bound)
     for name in ("depth_weight", "confidence_penalty", "perceptual_weight", "lambda_cls", "lambda_rec", "lambda_gp",
-                 "lambda_pix", "lambda_id", "lambda_pair", "lambda_mask", "lambda_mask_tv", "lambda_au",
-                 "lambda_confusion", "lambda_swap", "lambda_guide", "lambda_guide_features", "lambda_free_invariance"):
+                 "lambda_pix", "lambda_id", "lambda_pair", "lambda_pair_gradient", "lambda_mask", "lambda_mask_tv",
+                 "lambda_au", "lambda_confusion", "lambda_swap", "lambda_guide", "lambda_guide_features",
+                 "lambda_free_invariance"):
         cli.at_least(name, 0.0, **bound)
     cli.at_least("critic_warmup_steps", 0, "0 = off", **bound)
     cli.at_least("generator_warmup_steps", 0, "0 = off", **bound)

@@ -33,6 +33,7 @@ IDENTITY_TERMS = ("g_id",)  # only with lambda_id > 0 (not in the paper)
 GUIDE_TERMS = ("g_guide",)  # only with lambda_guide > 0 (not in the paper): the frozen guide's cross-entropy
 GUIDE_FEATURE_TERMS = ("g_guide_features",)  # only with lambda_guide_features > 0 (paired data, not in the paper)
 PAIRED_TERMS = ("g_pair",)  # only with lambda_pair > 0 (not in the paper; paired data)
+PAIRED_GRADIENT_TERMS = ("g_pair_gradient",)  # only with lambda_pair_gradient > 0 (not in the paper; paired data)
 ATTENTION_TERMS = ("g_mask", "g_mask_tv")  # only with an AttentionGenerator G_rgb (GANimation's mask regularisers)
 
 
@@ -62,6 +63,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         true render of `x`'s identity, pose and light under `c_trg` (the batch's `target_image`; logged `g_pair`);
         with an AttentionGenerator, plus `lambda_pair (BCE(M_t, R) + |y - C_t|_1 inside R)`, `R` the region where
         `y` differs from `x` (`losses.paired_edit_region`), `C_t` the colour image.
+      - With `lambda_pair_gradient > 0` (paired data, NOT in the paper), plus `lambda_pair_gradient
+        |grad y - grad x_t|_1` (`losses.gradient_l1_loss`, logged `g_pair_gradient`): the edges of the true edit.
       - The confidence penalty `-beta H` (Pereyra et al. 2017, `H` the entropy of the softmax) is in exactly one of
         the bracketed places: D_depth's loss, on its classification of the real geometry `d`
         (`confidence_penalty_on="critic"`, the default: the paper's "regulariser on the discriminator" against the
@@ -93,6 +96,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             masks of 128 x 128). Used only with an AttentionGenerator.
         lambda_pair: weight of the paired target term `|y - x_t|_1` (0 = off, the paper; needs batches with
             `target_image`, i.e. `--target_mode=paired`).
+        lambda_pair_gradient: weight of the paired edge term `|grad y - grad x_t|_1` (0 = off; paired batches).
         mask_penalty: what the sparsity term penalises: "edits" (`E[M]`, toward copying the source) or "copies"
             (`E[1 - M]`, GANimation's own direction, against a mask that collapses to "no edit").
         condition: "expression" (the paper: one-hot classes, D_rgb's head classifies) or "action_units"
@@ -148,6 +152,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         critic_warmup_steps=0,
         mask_penalty="edits",
         lambda_pair=0.0,
+        lambda_pair_gradient=0.0,
         condition="expression",
         au_loss="l1",
         critic_augment=(),
@@ -188,7 +193,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         if (lambda_guide > 0 or lambda_guide_features > 0) and expression_guide is None:
             raise ValueError("DepthGuidedStarGAN: lambda_guide / lambda_guide_features > 0 need an "
                              "expression_guide (a classifier; with condition='action_units' an AU regressor)")
-        for name, value in (("lambda_pair", lambda_pair), ("lambda_mask", lambda_mask), ("lambda_mask_tv", lambda_mask_tv),
+        for name, value in (("lambda_pair", lambda_pair), ("lambda_pair_gradient", lambda_pair_gradient),
+                            ("lambda_mask", lambda_mask), ("lambda_mask_tv", lambda_mask_tv),
                             ("critic_warmup_steps", critic_warmup_steps), ("lambda_guide", lambda_guide),
                             ("lambda_guide_features", lambda_guide_features),
                             ("generator_warmup_steps", generator_warmup_steps)):
@@ -214,6 +220,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         self.generator_warmup_cycle = bool(generator_warmup_cycle)
         self.mask_penalty = mask_penalty
         self.lambda_pair = float(lambda_pair)
+        self.lambda_pair_gradient = float(lambda_pair_gradient)
         self.condition = condition
         self.au_loss = au_loss
         self.critic_augment = critic_augment_module.parse_policy(critic_augment)
@@ -258,6 +265,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
     def _rgb_generator_terms(self):
         return (RGB_GENERATOR_TERMS + (IDENTITY_TERMS if self.lambda_id > 0 else ())
                 + (PAIRED_TERMS if self.lambda_pair > 0 else ())
+                + (PAIRED_GRADIENT_TERMS if self.lambda_pair_gradient > 0 else ())
                 + (GUIDE_TERMS if self.lambda_guide > 0 else ())
                 + (GUIDE_FEATURE_TERMS if self.lambda_guide_features > 0 else ())
                 + (ATTENTION_TERMS if self.uses_attention else ()))
@@ -432,6 +440,14 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                                   + losses.l1_loss(batch["target_image"], fake_colour,
                                                    mask=region if rows is None else region * rows))
             logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_pair * logs["g_pair"]
+        if self.lambda_pair_gradient > 0:
+            if "target_image" not in batch:
+                raise ValueError("DepthGuidedStarGAN: lambda_pair_gradient > 0 needs paired batches (a "
+                                 "`target_image`: --target_mode=paired)")
+            weights = batch.get("pair_weight")
+            logs["g_pair_gradient"] = losses.gradient_l1_loss(
+                batch["target_image"], fake, mask=None if weights is None else tf.reshape(weights, [-1, 1, 1, 1]))
+            logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_pair_gradient * logs["g_pair_gradient"]
         if self.uses_attention:
             masks = (fake_mask,) + ((reconstruction_mask,) if cycle else ())
             logs["g_mask"] = sum(losses.attention_sparsity_loss(mask, self.mask_penalty) for mask in masks)
@@ -529,6 +545,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             "generator_warmup_cycle": self.generator_warmup_cycle,
             "mask_penalty": self.mask_penalty,
             "lambda_pair": self.lambda_pair,
+            "lambda_pair_gradient": self.lambda_pair_gradient,
             "au_loss": self.au_loss,
             "critic_augment": ",".join(self.critic_augment),
             "critic_fake_class": self.critic_fake_class,

@@ -26,6 +26,7 @@ RECORDED_KEYS = [
     "depth_weight", "confidence_penalty", "confidence_penalty_on", "lambda_cls",
     "lambda_rec", "lambda_gp", "lambda_id",
     "lambda_pair",  # (session 9)
+    "lambda_pair_gradient",  # (session 25)
     "lambda_mask", "mask_penalty", "lambda_mask_tv",
     "lambda_au",  # (session 10)
     "au_loss",  # (session 16)
@@ -133,6 +134,8 @@ def test_stages_and_batch_sizes():
     ({"target_mode": "paired", "balanced": True},
      "--target_mode=paired does not combine with --balanced or --skip_corrupt"),
     ({"lambda_pair": 10.0}, "--lambda_pair=10.0 needs --target_mode=paired (the true target renders)"),
+    ({"lambda_pair_gradient": 2.0},
+     "--lambda_pair_gradient=2.0 needs --target_mode=paired (the true target renders)"),
     ({"synthetic_train_pairs": True, "synthetic_images_per_identity": 4},
      "--synthetic_train_pairs needs --synthetic_images_per_identity a multiple of 8, got 4"),
     ({"model": "transfer", "generator": "attention"},

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from expr3d import losses
 from expr3d.training.depth_guided_stargan import DepthGuidedStarGAN
 from expr3d.training.loop import make_distributed_step
 from tests.training.helpers import adam, fixed_batch, tiny_networks
@@ -163,3 +164,29 @@ def test_the_paired_target_term_is_the_l1_to_the_true_render_and_needs_it(tiny_d
     del batch["target_image"]
     with pytest.raises(ValueError, match="lambda_pair > 0 needs paired batches"):
         on[3].generator_step(batch)
+
+
+@pytest.mark.slow  # 3 s in the full suite
+def test_the_paired_edge_term_is_the_gradient_l1_to_the_true_render_and_needs_it(tiny_dataset):
+    batch = fixed_batch(tiny_dataset, batch_size=2)
+    batch["target_image"] = tf.reverse(batch["image"], axis=[0])
+    networks = tiny_networks()
+    before = _weights(networks["g_rgb"])
+    gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, lambda_pair=1.0, lambda_pair_gradient=4.0,
+                             generator_warmup_steps=10, generator_warmup_cycle=False)
+    gan.compile(optimizers={key: keras.optimizers.SGD(0.1, name=key) for key in networks})
+    gan.build_optimizers()
+    assert "g_pair_gradient" in gan.log_names and gan.get_config()["lambda_pair_gradient"] == 4.0
+    fake = networks["g_rgb"]([batch["image"], tf.one_hot(batch["target"], 8)], training=True)
+    expected = float(losses.gradient_l1_loss(batch["target_image"], fake))
+    logs = {k: float(v) for k, v in gan.generator_warmup_step(batch).items()}
+    np.testing.assert_allclose(logs["g_pair_gradient"], expected, rtol=1e-5)
+    np.testing.assert_allclose(logs["g_rgb_total"], logs["g_pair"] + 4.0 * expected, rtol=1e-5)
+    assert not _same(_weights(networks["g_rgb"]), before)
+    # Off by default: not logged.
+    assert "g_pair_gradient" not in DepthGuidedStarGAN(**tiny_networks(), lambda_pair=1.0).log_names
+    del batch["target_image"]
+    with pytest.raises(ValueError, match="lambda_pair > 0 needs paired batches"):
+        gan.generator_warmup_step(batch)
+    with pytest.raises(ValueError, match="lambda_pair_gradient must be >= 0"):
+        DepthGuidedStarGAN(**tiny_networks(), lambda_pair_gradient=-1.0)
