@@ -160,8 +160,9 @@ def _with_model_config_defaults(run_config):
 
     if isinstance(run_config.get("data_stream"), dict):  # before multi-worker runs: one process's stream
         # and before --pair_exemplar: the true render's own code
+        # and before --contempt_side: contempt as rendered
         run_config = dict(run_config, data_stream={"worker_sharding": "data", "pair_exemplar": "target",
-                                                   **run_config["data_stream"]})
+                                                   "contempt_side": "as_rendered", **run_config["data_stream"]})
     try:
         completed = ModelConfig.from_dict(run_config["model_config"]).to_dict()
     except (KeyError, TypeError, ValueError):
@@ -387,6 +388,7 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
                 shard=shard, critic_augment=stage == "gan" and bool(config.critic_augment),
                 au_dial_targets=config.au_dial_targets if stage == "gan" else 0.0,
                 pair_exemplar=config.pair_exemplar if stage == "transfer" else "target",
+                contempt_side=config.contempt_side if stage == "gan" else "as_rendered",
             )
             run_summaries = summaries.RunSummaries(write_dir, stage)
             show_geometry = stage == "depth" or config.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir)

@@ -27,7 +27,7 @@ swap with a known answer (`--pair_exemplar=partner`).
 
 from expr3d.data import dataset_card, pipeline, records
 from expr3d.data.dataset_card import SWAP_PARTNERS
-from expr3d.labels import NUM_EXPRESSIONS
+from expr3d.labels import EXPRESSIONS, NUM_EXPRESSIONS
 
 
 def paired_count(card, split):
@@ -36,10 +36,15 @@ def paired_count(card, split):
 
 
 EXEMPLARS = ("target", "partner")
+# Where a contempt target's one-sided change is put (`contempt_side`): as rendered (either side), or mirrored so that
+# it lies on this side of the picture.
+CONTEMPT_SIDES = ("as_rendered", "image_left", "image_right")
+_CONTEMPT = EXPRESSIONS.index("contempt")
 
 
 def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, group_size=NUM_EXPRESSIONS,
-                        shuffle_groups=256, flip=True, crop=(0.85, 1.0), allow_resize=True, exemplar="target"):
+                        shuffle_groups=256, flip=True, crop=(0.85, 1.0), allow_resize=True, exemplar="target",
+                        contempt_side="as_rendered"):
     """The repeated, shuffled, augmented stream of (source, target) batches of `split` (see the module docstring).
 
     Args:
@@ -53,6 +58,12 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
         flip, crop: augmentation, as `pipeline.make_dataset` (identical for a pair).
         allow_resize: if False, an `image_size` different from the card's is an error.
         exemplar: "target" (pairs of one identity), or "partner" (also `partner_image`; the module docstring).
+        contempt_side: "as_rendered", or "image_left" / "image_right": a pair whose target is contempt (one-sided:
+            the procedural renderer draws the side at random) is flipped, instead of by the random draw, so that the
+            target's change lies on that side of the picture. A one-hot "contempt" says nothing of the side, so
+            against renders of either side the paired terms' optimum is the average of both: a faint two-sided
+            smile, which judges read as neutral (measured, session 25). The side is that of the change from the
+            group's neutral render (from the source where the group has none), about the face mask's centre.
     """
     import tensorflow as tf
 
@@ -70,6 +81,8 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
             f"(or --synthetic_train_pairs with --generate_synthetic)")
     if exemplar not in EXEMPLARS:
         raise ValueError(f"exemplar must be one of {EXEMPLARS}, got {exemplar!r}")
+    if contempt_side not in CONTEMPT_SIDES:
+        raise ValueError(f"contempt_side must be one of {CONTEMPT_SIDES}, got {contempt_side!r}")
     partners = card.get(SWAP_PARTNERS)
     if exemplar == "partner" and (not isinstance(partners, dict) or partners.get("split") != split):
         raise ValueError(
@@ -128,6 +141,18 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
               .shuffle(shuffle_groups, seed=seed, reshuffle_each_iteration=True)
               .enumerate())
 
+    def _change_on_the_right(group, sources, reference, changed):
+        """Whether most of the change from record `reference` to record `changed` (as stored, not augmented) lies
+        right of the face mask's centre in the picture."""
+        before, after = (pipeline.parse_and_preprocess(group[i], sources[i], 0, stored_size,
+                                                       expected_size=stored_size) for i in (reference, changed))
+        mask = before["mask"][..., 0]
+        columns = tf.cast(tf.range(tf.shape(mask)[1]), tf.float32)[None, :]
+        centre = tf.reduce_sum(mask * columns) / tf.maximum(tf.reduce_sum(mask), 1.0)
+        change = tf.reduce_mean(tf.abs(after["image"] - before["image"]), axis=-1)
+        right = tf.reduce_sum(change * tf.cast(columns > centre, tf.float32))
+        return right > 0.5 * tf.reduce_sum(change)
+
     def pick(index, element):
         group, sources = element
         labels = labels_of(group)
@@ -150,10 +175,20 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
         other_count = tf.shape(others)[0]
         second = tf.gather(others, tf.minimum(tf.cast(draws[1] * tf.cast(other_count, tf.float32), tf.int32),
                                               other_count - 1))
+        force_flip = None
+        if contempt_side != "as_rendered":
+            reference = tf.reshape(tf.where(tf.equal(labels, 0)), [-1])
+            reference = tf.cond(tf.size(reference) > 0, lambda: tf.cast(reference[0], tf.int32), lambda: first)
+            is_contempt = tf.equal(labels[second], _CONTEMPT)
+            on_right = tf.cond(is_contempt, lambda: _change_on_the_right(group, sources, reference, second),
+                               lambda: tf.constant(False))
+            drawn = tf.logical_and(pipeline.flip_draw(seed, index), flip)
+            force_flip = tf.where(is_contempt, tf.not_equal(on_right, contempt_side == "image_right"), drawn)
         # The same index: the same stateless seeds, so the same flip and crop for both faces.
         source, target = (
             pipeline.parse_and_preprocess(group[i], sources[i], index, image_size, augment=True, seed=seed,
-                                          flip=flip, crop=crop, antialias=antialias, expected_size=stored_size)
+                                          flip=flip, crop=crop, antialias=antialias, expected_size=stored_size,
+                                          force_flip=force_flip)
             for i in (first, second))
         source["target_image"] = target["image"]
         source["target_expression"] = target["expression"]
@@ -175,4 +210,4 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-__all__ = ["EXEMPLARS", "make_paired_dataset", "paired_count"]
+__all__ = ["CONTEMPT_SIDES", "EXEMPLARS", "make_paired_dataset", "paired_count"]

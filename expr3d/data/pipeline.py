@@ -97,7 +97,8 @@ def normalize_depth(depth, mask):
     return tf.where(valid, tf.clip_by_value(scaled, -1.0, 1.0), -tf.ones_like(depth))
 
 
-def preprocess(features, image_size, augment=False, seed=(0, 0), flip=True, crop=(0.85, 1.0), antialias=True):
+def preprocess(features, image_size, augment=False, seed=(0, 0), flip=True, crop=(0.85, 1.0), antialias=True,
+               force_flip=None):
     """Turn one parsed example (`schema.parse_example`) into the pipeline's normalised element.
 
     Args:
@@ -106,6 +107,8 @@ def preprocess(features, image_size, augment=False, seed=(0, 0), flip=True, crop
         augment: apply the random flip and crop.
         seed: a stateless seed [2] (see `element_seeds`); only used when `augment`.
         flip: allow horizontal flips (probability 0.5).
+        force_flip: None, or a scalar bool tensor that decides the flip instead of the draw (with `augment`; even
+            with `flip` False). The draws of the crop stay the same either way.
         crop: (min, max) side fraction of the random crop, or None for no crop.
         antialias: filter when shrinking (needed well below the source size; costs ~3x a plain bilinear resize,
             which is exact when enlarging).
@@ -121,8 +124,8 @@ def preprocess(features, image_size, augment=False, seed=(0, 0), flip=True, crop
     height, width = tf.shape(stack)[0], tf.shape(stack)[1]
     if augment:
         seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
-        if flip:
-            do_flip = tf.random.stateless_uniform([], seed=seeds[0]) < 0.5
+        if flip or force_flip is not None:
+            do_flip = _flip_draw(seeds[0]) if force_flip is None else tf.cast(force_flip, tf.bool)
             mirrored = tf.reverse(stack, axis=[1]) * tf.constant([1, 1, 1, 1, -1, 1, 1, 1], tf.float32)
             stack = tf.where(do_flip, mirrored, stack)
         if crop is not None:
@@ -158,13 +161,25 @@ def preprocess(features, image_size, augment=False, seed=(0, 0), flip=True, crop
     return out
 
 
+def _flip_draw(flip_seed):
+    tf = _tf()
+    return tf.random.stateless_uniform([], seed=flip_seed) < 0.5
+
+
+def flip_draw(seed, index):
+    """The horizontal flip `parse_and_preprocess(..., index, augment=True, seed=seed)` draws (a scalar bool)."""
+    tf = _tf()
+    return _flip_draw(tf.random.experimental.stateless_split(tf.cast(element_seeds(seed, index)[0], tf.int64),
+                                                             num=3)[0])
+
+
 def parse_and_preprocess(serialized, source, index, image_size, augment=False, seed=0, flip=True,
-                         crop=(0.85, 1.0), antialias=True, expected_size=None):
+                         crop=(0.85, 1.0), antialias=True, expected_size=None, force_flip=None):
     """`schema.parse_example` + `preprocess`, with the element's stateless seed derived from (seed, index)."""
     features = schema.parse_example(serialized, source=source, expected_size=expected_size)
     seeds = element_seeds(seed, index)
     return preprocess(features, image_size, augment=augment, seed=seeds[0], flip=flip, crop=crop,
-                      antialias=antialias)
+                      antialias=antialias, force_flip=force_flip)
 
 
 # --- helpers for the trainer and export ---------------------------------------------------------------------------

@@ -22,14 +22,14 @@ from expr3d.training import critic_augment
 
 # What a resumed run's data position depends on (a restored tf.data iterator replays the saved pipeline state).
 DATA_STREAM_FIELDS = ("data_dir", "batch_size", "batch_size_depth", "image_size", "seed", "balanced", "target_mode",
-                      "pair_exemplar")
+                      "pair_exemplar", "contempt_side")
 # Fields that become ModelConfig's (the networks' shapes).
 MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d_num_layers", "depth_g_conv_dim",
                 "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers", "generator", "init", "code_dim",
                 "au_bins", "condition", "critic_fake_class")
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
 STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "lambda_pair_gradient", "g_ema_decay", "critic_warmup_steps",
-                       "generator_warmup_steps", "generator_warmup_cycle",
+                       "generator_warmup_steps", "generator_warmup_cycle", "contempt_side",
                        "condition", "critic_augment", "au_dial_targets", "critic_fake_class")
 
 
@@ -106,6 +106,7 @@ class TrainConfig:
     vgg19_weights: str = "auto"
     target_mode: str = "permute"
     pair_exemplar: str = "target"
+    contempt_side: str = "as_rendered"
     # --- optimisation
     n_critic: int = 5
     critic_warmup_steps: int = 0
@@ -215,6 +216,9 @@ class TrainConfig:
             raise UsageError("--target_mode=paired does not combine with --balanced or --skip_corrupt")
         if self.lambda_pair > 0 and self.target_mode != "paired":
             raise UsageError(f"--lambda_pair={self.lambda_pair} needs --target_mode=paired (the true target renders)")
+        if self.contempt_side != "as_rendered" and self.target_mode != "paired":
+            raise UsageError(f"--contempt_side={self.contempt_side} needs --target_mode=paired (it mirrors the pairs "
+                             f"whose target is contempt)")
         if self.lambda_pair_gradient > 0 and self.target_mode != "paired":
             raise UsageError(f"--lambda_pair_gradient={self.lambda_pair_gradient} needs --target_mode=paired (the "
                              f"true target renders)")
@@ -422,6 +426,11 @@ def define_flags(flag_values=None):
            "with: 'target' (the true render's own: a self-transfer) or 'partner' (NOT Shao et al.'s, ours: "
            "another identity's render under the true render's exact AUs, a cross-identity swap with a known "
            "answer; needs data rendered with --train_swap_pairs / --synthetic_train_swap_pairs; docs/transfer.md).")
+    define("enum", "contempt_side", ["as_rendered", "image_left", "image_right"],
+           "NOT in the paper (--target_mode=paired): where a contempt target's one-sided change goes. The renders "
+           "draw the side at random, and a one-hot 'contempt' cannot say which, so the paired terms learn the "
+           "average of both sides, a faint two-sided smile; 'image_left' / 'image_right' mirror each pair whose "
+           "target is contempt so that its change lies on that side of the picture (docs/training.md).")
     # --- optimisation -------------------------------------------------------------------------------------------------
     define("integer", "n_critic", "Critic updates per generator update.")
     define("integer", "critic_warmup_steps",

@@ -90,3 +90,41 @@ def test_partners_are_refused_on_data_without_them_with_the_fix(paired_dir):
         pairs.make_paired_dataset(paired_dir, "train", 2, exemplar="partner")
     with pytest.raises(ValueError, match="exemplar must be one of"):
         pairs.make_paired_dataset(paired_dir, "train", 2, exemplar="other")
+
+
+def _right_share(batch, row):
+    """Share of the change from source to target right of the source's face-mask centre, in the picture."""
+    mask = batch["mask"][row, ..., 0]
+    columns = np.arange(mask.shape[1])[None, :]
+    centre = (mask * columns).sum() / mask.sum()
+    change = np.abs(batch["target_image"][row] - batch["image"][row]).mean(axis=-1)
+    return (change * (columns > centre)).sum() / change.sum()
+
+
+@pytest.mark.slow  # 8 s in the full suite
+def test_contempt_side_mirrors_contempt_targets_to_one_side_and_leaves_the_rest_of_the_stream(paired_dir):
+    contempt = pairs.EXPRESSIONS.index("contempt")
+    streams = {side: [{key: value.numpy() for key, value in batch.items()}
+                      for batch in pairs.make_paired_dataset(paired_dir, "train", 32, seed=2,
+                                                             contempt_side=side).take(10)]
+               for side in pairs.CONTEMPT_SIDES}
+    shares = {side: [] for side in pairs.CONTEMPT_SIDES}
+    for index, plain in enumerate(streams["as_rendered"]):
+        others = plain["target_expression"] != contempt
+        for side in ("image_left", "image_right"):
+            batch = streams[side][index]
+            np.testing.assert_array_equal(batch["target_expression"], plain["target_expression"])
+            # Every other pair is drawn, flipped and cropped as before.
+            np.testing.assert_array_equal(batch["image"][others], plain["image"][others])
+            np.testing.assert_array_equal(batch["target_image"][others], plain["target_image"][others])
+        for side, stream in streams.items():
+            batch = stream[index]
+            # From a neutral source the change is contempt's alone (its one-sided lip corner).
+            for row in np.where((batch["target_expression"] == contempt) & (batch["expression"] == 0))[0]:
+                shares[side].append(_right_share(batch, row))
+    assert len(shares["as_rendered"]) >= 4
+    assert max(shares["image_left"]) < 0.4 and min(shares["image_right"]) > 0.6
+    # As rendered, both sides occur (the flip's draw).
+    assert min(shares["as_rendered"]) < 0.4 and max(shares["as_rendered"]) > 0.6
+    with pytest.raises(ValueError, match="contempt_side must be one of"):
+        pairs.make_paired_dataset(paired_dir, "train", 4, contempt_side="left")

@@ -36,6 +36,7 @@ RECORDED_KEYS = [
     "lambda_pix",
     "perceptual_weight", "vgg19_weights", "target_mode",
     "pair_exemplar",  # (session 22)
+    "contempt_side",  # (session 25)
     "n_critic", "critic_warmup_steps",
     "generator_warmup_steps",  # (session 19)
     "generator_warmup_cycle",  # (session 22)
@@ -134,6 +135,8 @@ def test_stages_and_batch_sizes():
     ({"target_mode": "paired", "balanced": True},
      "--target_mode=paired does not combine with --balanced or --skip_corrupt"),
     ({"lambda_pair": 10.0}, "--lambda_pair=10.0 needs --target_mode=paired (the true target renders)"),
+    ({"contempt_side": "image_left"},
+     "--contempt_side=image_left needs --target_mode=paired (it mirrors the pairs whose target is contempt)"),
     ({"lambda_pair_gradient": 2.0},
      "--lambda_pair_gradient=2.0 needs --target_mode=paired (the true target renders)"),
     ({"synthetic_train_pairs": True, "synthetic_images_per_identity": 4},
