@@ -118,7 +118,8 @@ def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, se
     `shard` (this worker's files and share of the batch, then): see `pipeline.make_dataset`. With target_mode
     "paired", the pairs of `pairs.make_paired_dataset` (`pair_exemplar` "partner": with `partner_image`, its
     `exemplar="partner"`; `contempt_side`: see `pairs.make_paired_dataset`); `with_action_units`: the batches
-    carry `ACTION_UNIT_KEYS` too; `critic_augment`: and the `critic_augment` uniforms; `au_dial_targets`: see `add_training_fields`."""
+    carry `ACTION_UNIT_KEYS` too; `critic_augment`: and the `critic_augment` uniforms; `au_dial_targets`: see
+    `add_training_fields`."""
     if pair_exemplar != "target" and target_mode != "paired":
         raise ValueError(f"pair_exemplar={pair_exemplar!r} needs target_mode 'paired', got {target_mode!r}")
     if target_mode == "paired":
