@@ -252,8 +252,9 @@ def test_a_shared_generator_warmup_gives_the_same_networks_as_training_it_again(
 
 
 @pytest.mark.slow
-def test_the_64px_flagfile_plans_six_variants_over_five_seeds_with_shared_work():
-    done = forked_cli.run(["-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation.flags", "--dry_run"],
+@pytest.mark.parametrize("flagfile, warmup", [("synthetic_ablation", 3000), ("synthetic_ablation_warmup1500", 1500)])
+def test_the_64px_flagfiles_plan_six_variants_over_five_seeds_with_shared_work(flagfile, warmup):
+    done = forked_cli.run(["-m", "expr3d.ablation", f"--flagfile=experiments/{flagfile}.flags", "--dry_run"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
@@ -261,7 +262,7 @@ def test_the_64px_flagfile_plans_six_variants_over_five_seeds_with_shared_work()
     assert len(trains) == 30 and all("--stage=gan" in line for line in trains)
     assert "--train_pairs" in lines[0]
     # One warm-up per seed (depth_seedK); baseline, depth03 and both penalty variants copy it; normals trains its own.
-    warmups = [line for line in lines if line.startswith("copy ") and "/gan/checkpoints/ckpt-000001500" in line]
+    warmups = [line for line in lines if line.startswith("copy ") and f"/gan/checkpoints/ckpt-{warmup:09d}" in line]
     assert len(warmups) == 20 and not any("normals" in line for line in warmups)
     assert sum("stage1_normals/depth/checkpoints ->" in line for line in lines) == 5
     assert all("judge_depth_independent" in line for line in lines if "-m expr3d.evaluate" in line)
