@@ -423,13 +423,15 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         if self.lambda_id > 0:
             logs["g_id"] = losses.l1_loss(image, self.g_rgb([image, original], training=True))
             logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_id * logs["g_id"]
-        if self.lambda_pair > 0:
+        if self.lambda_pair > 0 or self.lambda_pair_gradient > 0:
             if "target_image" not in batch:
-                raise ValueError("DepthGuidedStarGAN: lambda_pair > 0 needs paired batches (a `target_image`: "
+                name = "lambda_pair" if self.lambda_pair > 0 else "lambda_pair_gradient"
+                raise ValueError(f"DepthGuidedStarGAN: {name} > 0 needs paired batches (a `target_image`: "
                                  "--target_mode=paired)")
             # Rows asked for a dialled AU vector (--au_dial_targets with paired data) have no true render.
             weights = batch.get("pair_weight")
             rows = None if weights is None else tf.reshape(weights, [-1, 1, 1, 1])
+        if self.lambda_pair > 0:
             logs["g_pair"] = losses.l1_loss(batch["target_image"], fake, mask=rows)
             if fake_colour is not None:
                 # Through the output alone the colour head is reached only where the mask is open, and the mask
@@ -441,12 +443,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                                                    mask=region if rows is None else region * rows))
             logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_pair * logs["g_pair"]
         if self.lambda_pair_gradient > 0:
-            if "target_image" not in batch:
-                raise ValueError("DepthGuidedStarGAN: lambda_pair_gradient > 0 needs paired batches (a "
-                                 "`target_image`: --target_mode=paired)")
-            weights = batch.get("pair_weight")
-            logs["g_pair_gradient"] = losses.gradient_l1_loss(
-                batch["target_image"], fake, mask=None if weights is None else tf.reshape(weights, [-1, 1, 1, 1]))
+            logs["g_pair_gradient"] = losses.gradient_l1_loss(batch["target_image"], fake, mask=rows)
             logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_pair_gradient * logs["g_pair_gradient"]
         if self.uses_attention:
             masks = (fake_mask,) + ((reconstruction_mask,) if cycle else ())
