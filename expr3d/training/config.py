@@ -29,7 +29,7 @@ MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d
                 "au_bins", "condition", "critic_fake_class")
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
 STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "lambda_pair_gradient", "g_ema_decay", "critic_warmup_steps",
-                       "generator_warmup_steps", "generator_warmup_cycle", "contempt_side",
+                       "contempt_side",
                        "condition", "critic_augment", "au_dial_targets", "critic_fake_class")
 
 
@@ -441,12 +441,13 @@ def define_flags(flag_values=None):
            "NOT in the paper (0 = off, the paper's flagfiles; needs --lambda_pair > 0): the first N iterations of "
            "stage 2 train G_rgb alone on the paired terms, the cycle, the expression guide and the mask regularisers "
            "- no critic, no depth network: ~2 it/s here against ~1.6 for a GAN iteration - before any "
-           "--critic_warmup_steps. They count in --num_steps_gan.")
+           "--critic_warmup_steps. They count in --num_steps_gan. --model=transfer: the encoder and decoder alone "
+           "on the reconstruction, the code's AU term, the paired terms, the AU guide and the mask sparsity.")
     define("bool", "generator_warmup_cycle",
            "Whether the --generator_warmup_steps iterations include the cycle term |x - G(G(x, c_trg), c_org)| "
            "(and its mask's regularisers); --nogenerator_warmup_cycle saves G_rgb's second pass: a warm-up "
            "iteration then costs about half (0.53x measured; the paired term keeps identity there). The GAN "
-           "iterations always have it.")
+           "iterations always have it. --model=transfer: the swap-twice cycle.")
     define("string", "critic_augment",
            "NOT in the paper (empty = off, the paper's flagfiles): augment every image D_rgb sees in stage 2, real "
            "and generated, in both steps (DiffAugment): a comma list of translation (up to 1/8 of the side), "

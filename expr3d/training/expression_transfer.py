@@ -44,6 +44,9 @@ With `lambda_free_invariance > 0` (paired batches; ours, not Shao et al.'s): `t_
 free(Y))`, the share of the AU-free map's variation that differs between A and Y, the same face under two expressions:
 the supervised form of the adversary's aim (the AU-free map tells nothing of the expression), with no extra pass (Y is
 encoded for the paired term anyway).
+With `generator_warmup_steps > 0` (ours, as the StarGAN's generator warm-up; needs the paired term) the first
+iterations train the encoder and decoder alone: `t_rec`, `t_au`, `t_mask`, `t_pair`, `t_free`, the guide terms and,
+with `generator_warmup_cycle`, `t_cycle` - no critic, no adversary, no depth network.
 Missing AUs (the pipeline's `action_units_mask`, or NaN) are masked out of every AU term.
 """
 
@@ -114,6 +117,10 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         au_loss: "l1" or "squared": the error of every AU regression term (--au_loss).
         lambda_free_invariance: the AU-free map's invariance between the paired renders (0 = off; needs batches with
             `target_image` and no swap partner: Y must be the same face).
+        generator_warmup_steps: NOT in Shao et al.: the first iterations train the encoder and decoder alone
+            (`generator_warmup_step`), as the StarGAN's generator warm-up (needs lambda_pair > 0).
+        generator_warmup_cycle: whether those iterations include the swap-twice cycle (a second encoder and decoder
+            pass; False saves about a third of the warm-up's cost).
     """
 
     stage = "transfer"
@@ -121,12 +128,14 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
     def __init__(self, encoder, decoder, adversary, d_rgb, d_swap, g_depth=None, d_depth=None, depth_weight=0.1,
                  n_critic=5, lambda_gp=10.0, lambda_rec=10.0, lambda_au=1.0, lambda_confusion=1.0, lambda_swap=1.0,
                  lambda_mask=0.1, lambda_pair=0.0, au_loss="l1", au_guide=None, lambda_guide=0.0,
-                 lambda_guide_features=0.0, lambda_free_invariance=0.0):
+                 lambda_guide_features=0.0, lambda_free_invariance=0.0, generator_warmup_steps=0,
+                 generator_warmup_cycle=True):
         for name, value in (("depth_weight", depth_weight), ("lambda_gp", lambda_gp), ("lambda_rec", lambda_rec),
                             ("lambda_au", lambda_au), ("lambda_confusion", lambda_confusion),
                             ("lambda_swap", lambda_swap), ("lambda_mask", lambda_mask), ("lambda_pair", lambda_pair),
                             ("lambda_guide", lambda_guide), ("lambda_guide_features", lambda_guide_features),
-                            ("lambda_free_invariance", lambda_free_invariance)):
+                            ("lambda_free_invariance", lambda_free_invariance),
+                            ("generator_warmup_steps", generator_warmup_steps)):
             if value < 0:
                 raise ValueError(f"ExpressionTransferTrainer: {name} must be >= 0; got {value}")
         from expr3d.training.depth_guided_stargan import AU_LOSSES
@@ -157,6 +166,11 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
             au_guide.trainable = False
             self.au_guide = with_features(au_guide)
         self.au_squared = au_loss == "squared"
+        self.generator_warmup_steps = int(generator_warmup_steps)
+        self.generator_warmup_cycle = bool(generator_warmup_cycle)
+        if self.generator_warmup_steps > 0 and self.lambda_pair <= 0:
+            raise ValueError("ExpressionTransferTrainer: generator_warmup_steps > 0 trains on the paired term; it "
+                             "needs lambda_pair > 0")
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         self.generator_average = None
         self._optimizers = {}
@@ -268,13 +282,23 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         return logs
 
     def generator_step(self, batch):
+        return self._generator_update(batch, with_critic=True)
+
+    def generator_warmup_step(self, batch):
+        """The encoder and decoder alone (`generator_warmup_steps`): the self-reconstruction, the code's AU term, the
+        paired terms, the AU guide, the mask sparsity and (with `generator_warmup_cycle`) the swap-twice cycle; no
+        critic, no adversary (untrained, its confusion term would mean nothing), no depth network."""
+        return self._generator_update(batch, with_critic=False)
+
+    def _generator_update(self, batch, with_critic):
         image = batch["image"]
         aus, mask = tf.cast(batch["action_units"], tf.float32), action_unit_mask(batch)
         exemplar_aus, exemplar_mask = exemplars(aus), exemplars(mask)
-        keys = ["encoder", "decoder"] + (["g_depth"] if self.uses_depth else [])
+        keys = ["encoder", "decoder"] + (["g_depth"] if self.uses_depth and with_critic else [])
         optimizers = [self._optimizers[key] for key in keys]
         variables = [self.trained_variables(key) for key in keys]
         persistent = any(common.is_loss_scaled(o) for o in optimizers)
+        cycle = with_critic or self.generator_warmup_cycle
         paired = self.lambda_pair > 0 or self.lambda_guide_features > 0 or self.lambda_free_invariance > 0
         if paired and "target_image" not in batch:
             raise ValueError("ExpressionTransferTrainer: lambda_pair / lambda_guide_features / lambda_free_invariance "
@@ -288,28 +312,31 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         with tf.GradientTape(persistent=persistent) as tape:
             outputs = self._swap(image, training=True, target=code_image)
             swapped = outputs["swapped"]
-            back_code, back_free, back_aus = self.encoder(swapped, training=True)
-            back = self.decoder([back_free, outputs["code"], swapped], training=True)
             logs = {
                 # The colour head too: through the blend alone, copying the source (mask 0) reconstructs perfectly, and
                 # the masks shut within 150 iterations (measured), leaving the code unused. Reconstructing A from
                 # (free, code) alone makes both features carry the face.
                 "t_rec": (losses.l1_loss(image, outputs["reconstruction"])
                           + losses.l1_loss(image, outputs["reconstruction_colour"])),
-                "t_cycle": losses.l1_loss(image, back),
                 "t_au": losses.action_unit_regression_loss(outputs["aus"], aus, mask, squared=self.au_squared),
-                "t_confusion": losses.au_confusion_loss(self.adversary(outputs["free"], training=True), mask),
                 "t_mask": sum(losses.attention_sparsity_loss(m) for m in outputs["masks"]),
             }
-            fake_src, fake_logits = self.d_rgb(swapped, training=True)
-            logs["t_adv"] = losses.generator_adversarial_loss(fake_src)
-            logs["t_au_fake"] = _critic_au_loss(fake_logits, exemplar_aus, exemplar_mask, self.au_squared)
-            swap_src, _ = self.d_swap(swapped, training=True)
-            logs["t_swap"] = losses.generator_adversarial_loss(swap_src)
-            logs["t_total"] = (logs["t_adv"] + self.lambda_au * (logs["t_au"] + logs["t_au_fake"])
-                               + self.lambda_confusion * logs["t_confusion"] + self.lambda_swap * logs["t_swap"]
-                               + self.lambda_rec * (logs["t_rec"] + logs["t_cycle"])
+            logs["t_total"] = (self.lambda_au * logs["t_au"] + self.lambda_rec * logs["t_rec"]
                                + self.lambda_mask * logs["t_mask"])
+            if cycle:
+                back_code, back_free, back_aus = self.encoder(swapped, training=True)
+                logs["t_cycle"] = losses.l1_loss(image, self.decoder([back_free, outputs["code"], swapped],
+                                                                     training=True))
+                logs["t_total"] = logs["t_total"] + self.lambda_rec * logs["t_cycle"]
+            if with_critic:
+                logs["t_confusion"] = losses.au_confusion_loss(self.adversary(outputs["free"], training=True), mask)
+                fake_src, fake_logits = self.d_rgb(swapped, training=True)
+                logs["t_adv"] = losses.generator_adversarial_loss(fake_src)
+                logs["t_au_fake"] = _critic_au_loss(fake_logits, exemplar_aus, exemplar_mask, self.au_squared)
+                swap_src, _ = self.d_swap(swapped, training=True)
+                logs["t_swap"] = losses.generator_adversarial_loss(swap_src)
+                logs["t_total"] = (logs["t_total"] + logs["t_adv"] + self.lambda_au * logs["t_au_fake"]
+                                   + self.lambda_confusion * logs["t_confusion"] + self.lambda_swap * logs["t_swap"])
             if self.lambda_pair > 0:
                 logs["t_pair"] = _paired_term(image, target, outputs)
                 logs["t_total"] = logs["t_total"] + self.lambda_pair * logs["t_pair"]
@@ -320,7 +347,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
                 logs["t_total"] = logs["t_total"] + self._guide_terms(outputs, target, exemplar_aus, exemplar_mask,
                                                                       logs)
             total = logs["t_total"]
-            if self.uses_depth:
+            if self.uses_depth and with_critic:
                 geometry = self.g_depth.to_geometry(swapped, training=True)
                 depth_src, depth_logits = self.d_depth(geometry, training=True)
                 logs["gd_adv"] = losses.generator_adversarial_loss(depth_src)
@@ -364,4 +391,6 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
                 "lambda_swap": self.lambda_swap, "lambda_mask": self.lambda_mask, "lambda_pair": self.lambda_pair,
                 "au_loss": "squared" if self.au_squared else "l1", "lambda_guide": self.lambda_guide,
                 "lambda_guide_features": self.lambda_guide_features,
-                "lambda_free_invariance": self.lambda_free_invariance}
+                "lambda_free_invariance": self.lambda_free_invariance,
+                "generator_warmup_steps": self.generator_warmup_steps,
+                "generator_warmup_cycle": self.generator_warmup_cycle}

@@ -131,7 +131,8 @@ def transfer_stage(config, networks, loss_scaled, vgg=None):
         lambda_confusion=config.lambda_confusion, lambda_swap=config.lambda_swap, lambda_mask=config.lambda_mask,
         lambda_pair=config.lambda_pair, au_loss=config.au_loss, au_guide=_expression_guide(config),
         lambda_guide=config.lambda_guide, lambda_guide_features=config.lambda_guide_features,
-        lambda_free_invariance=config.lambda_free_invariance,
+        lambda_free_invariance=config.lambda_free_invariance, generator_warmup_steps=config.generator_warmup_steps,
+        generator_warmup_cycle=config.generator_warmup_cycle,
     )
     trainer.compile({key: _optimizer(config, key, loss_scaled) for key in trainer.optimizer_keys})
     return _stage("transfer", config, trainer, config.num_steps_gan, data_seed=config.seed + 1)

@@ -290,3 +290,32 @@ def test_the_au_guide_reads_the_exemplar_s_aus_in_each_swap_and_compares_the_pai
     with pytest.raises(ValueError, match="need an au_guide"):
         ExpressionTransferTrainer(**_networks(), depth_weight=0.0, lambda_guide=1.0)
 
+
+
+@pytest.mark.slow  # 3 s in the full suite
+def test_the_generator_warmup_trains_the_encoder_and_decoder_alone_on_the_critic_free_terms():
+    batch = _batch()
+    target = batch["image"].numpy().copy()
+    target[:, 4:10, 4:12] *= -1.0
+    batch["target_image"] = tf.constant(target)
+    results = {}
+    for cycle in (True, False):
+        networks = _networks()
+        trainer = ExpressionTransferTrainer(**networks, depth_weight=0.5, n_critic=2, lambda_pair=2.0,
+                                            generator_warmup_steps=3, generator_warmup_cycle=cycle)
+        trainer.compile({key: keras.optimizers.Adam(1e-3, 0.5, 0.999, name=key) for key in networks})
+        trainer.build_optimizers()
+        assert [trainer.step_kind(step) for step in range(7)] == ["generator_warmup"] * 3 + ["critic", "both"] * 2
+        before = {key: _weights(net) for key, net in networks.items()}
+        logs = {k: float(v) for k, v in trainer.generator_warmup_step(batch).items()}
+        for key, net in networks.items():
+            assert _changed(before[key], net) == (key in {"encoder", "decoder"}), key
+        results[cycle] = logs
+    assert set(results[True]) == {"t_rec", "t_cycle", "t_au", "t_mask", "t_pair", "t_total", "g_total"}
+    assert set(results[False]) == set(results[True]) - {"t_cycle"}
+    on = results[True]
+    np.testing.assert_allclose(on["t_total"], on["t_au"] + 10 * (on["t_rec"] + on["t_cycle"]) + 0.1 * on["t_mask"]
+                               + 2.0 * on["t_pair"], rtol=1e-5)
+    assert on["g_total"] == on["t_total"]  # no depth term in the warm-up
+    with pytest.raises(ValueError, match="generator_warmup_steps > 0 trains on the paired term"):
+        ExpressionTransferTrainer(**_networks(), generator_warmup_steps=3)
