@@ -83,6 +83,7 @@ def _prepare_data(config):
             train_pairs=config.synthetic_train_pairs,
             transfer_pairs=config.synthetic_transfer_pairs,
             train_swap_pairs=config.synthetic_train_swap_pairs,
+            train_dial_renders=config.synthetic_train_dial_renders,
         )
     try:
         card = dataset_card.load_card(data_dir)
@@ -100,6 +101,14 @@ def _prepare_data(config):
                          f"render one with --generate_synthetic --synthetic_train_pairs --synthetic_train_swap_pairs "
                          f"into a new --data_dir, or `python -m expr3d.data.synthetic --train_pairs "
                          f"--train_swap_pairs`")
+    if isinstance(card.get(dataset_card.DIAL_RENDERS), dict):
+        if config.model == "stargan" and config.condition == "expression":
+            raise UsageError(f"--data_dir={data_dir}: its train split holds dial renders (faces with one action unit "
+                             f"dialled, labelled with their base class), made for --condition=action_units; render "
+                             f"the data without --train_dial_renders for --condition=expression")
+        if config.pair_exemplar == "partner":
+            raise UsageError(f"--pair_exemplar=partner: --data_dir={data_dir} holds dial renders, which have no "
+                             f"swap partner; render the data without --train_dial_renders")
     stored = int(card["image_size"])
     if config.image_size is None:
         config = config.replace(image_size=stored)

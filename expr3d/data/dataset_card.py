@@ -27,6 +27,7 @@ SPLITS = ("train", "test")
 # (`expr3d.data.transfer`). Not in SPLITS: datasets without it are complete.
 TRANSFER_SPLIT = "transfer"
 SWAP_PARTNERS = "swap_partners"  # the card entry of a train split with swap partners (expr3d.data.synthetic)
+DIAL_RENDERS = "dial_renders"  # the card entry of a train split with dial renders (expr3d.data.synthetic)
 
 # Table 4 of the paper lists classes alphabetically; cards keep that column order for easy comparison.
 TABLE4_ORDER = ("anger", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise")

@@ -23,10 +23,16 @@ their paired groups' exact AUs) a group is both partners' renders (16), the sour
 the batch also holds `partner_image`: the OTHER identity's render of the target's class, under the target's exact AUs
 in its own pose and light. Decoding the source with the partner's expression must give the target: a cross-identity
 swap with a known answer (`--pair_exemplar=partner`).
+
+Procedural data rendered with `--train_dial_renders=K` holds after each group's eight renders K *dial renders*
+(keys ending `_dial`: one of the group's renders with one AU set to a random level, labelled with its class). With
+`dial_renders=True` (AU-conditioned and transfer training) a group is all 8 + K renders and the target is any OTHER
+render of it (the source's own class too: its dial render is a dial with a known answer); otherwise dial renders are
+left out and the stream is the one of the data without them.
 """
 
 from expr3d.data import dataset_card, pipeline, records
-from expr3d.data.dataset_card import SWAP_PARTNERS
+from expr3d.data.dataset_card import DIAL_RENDERS, SWAP_PARTNERS
 from expr3d.labels import EXPRESSIONS, NUM_EXPRESSIONS
 
 
@@ -44,7 +50,7 @@ _CONTEMPT = EXPRESSIONS.index("contempt")
 
 def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, group_size=NUM_EXPRESSIONS,
                         shuffle_groups=256, flip=True, crop=(0.85, 1.0), allow_resize=True, exemplar="target",
-                        contempt_side="as_rendered"):
+                        contempt_side="as_rendered", dial_renders=False):
     """The repeated, shuffled, augmented stream of (source, target) batches of `split` (see the module docstring).
 
     Args:
@@ -64,6 +70,8 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
             against renders of either side the paired terms' optimum is the average of both: a faint two-sided
             smile, which judges read as neutral (measured, session 25). The side is that of the change from the
             group's neutral render (from the source where the group has none), about the face mask's centre.
+        dial_renders: on data with dial renders, pair any two renders of a group, dial renders included (the module
+            docstring); False leaves them out. No effect on data without them.
     """
     import tensorflow as tf
 
@@ -89,6 +97,11 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
             f"{data_dir}: split {split!r} has no swap partners (the card's {SWAP_PARTNERS!r} entry), which "
             f"--pair_exemplar=partner needs; render one with `python -m expr3d.data.synthetic --train_pairs "
             f"--train_swap_pairs` (or --synthetic_train_swap_pairs with --generate_synthetic)")
+    entry = card.get(DIAL_RENDERS)
+    dials = int(entry["per_group"]) if isinstance(entry, dict) and entry.get("split") == split else 0
+    if dials and exemplar == "partner":
+        raise ValueError(f"{data_dir}: split {split!r} holds dial renders, which have no swap partner "
+                         f"(exemplar='partner')")
     image_size = dataset_card.resolve_image_size(card, image_size, data_dir, allow_resize)
     paths = records.split_files(data_dir, split, card)
     expected = [int(shard["num_examples"]) for shard in card["splits"][split]["shards"]]
@@ -106,6 +119,16 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
         return tf.cast(parsed["label/expression"], tf.int32)
 
     window = 2 * group_size if exemplar == "partner" else group_size
+    with_dials = bool(dials) and dial_renders
+    if with_dials:
+        window = group_size + dials
+
+    def kept(record, source):
+        paired = pair_id_of(record, source) >= 0
+        if not dials or with_dials:
+            return paired
+        key = tf.io.parse_single_example(record, {"key": tf.io.FixedLenFeature([], tf.string, default_value="")})
+        return tf.logical_and(paired, tf.logical_not(tf.strings.regex_full_match(key["key"], ".*" + entry["key_suffix"])))
 
     def group_key(record, source):
         if exemplar == "target":
@@ -133,7 +156,7 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
     # Card order, one shard after another: a group's records stay together, so its window fills at once.
     graph_only = pipeline.graph_only
     groups = (files.flat_map(graph_only(lambda path, count: pipeline._read_shard(path, count, False)))
-              .filter(graph_only(lambda record, source: pair_id_of(record, source) >= 0))
+              .filter(graph_only(kept))
               .group_by_window(key_func=graph_only(group_key),
                                reduce_func=graph_only(lambda key, records: records.batch(window)),
                                window_size=window)
@@ -171,7 +194,10 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
                                             (group, sources))
         count = tf.shape(labels)[0]
         first = tf.minimum(tf.cast(draws[0] * tf.cast(count, tf.float32), tf.int32), count - 1)
-        others = tf.reshape(tf.where(tf.not_equal(labels, labels[first])), [-1])
+        if with_dials:
+            others = tf.reshape(tf.where(tf.not_equal(tf.range(count), first)), [-1])
+        else:
+            others = tf.reshape(tf.where(tf.not_equal(labels, labels[first])), [-1])
         other_count = tf.shape(others)[0]
         second = tf.gather(others, tf.minimum(tf.cast(draws[1] * tf.cast(other_count, tf.float32), tf.int32),
                                               other_count - 1))

@@ -66,6 +66,7 @@ class TrainConfig:
     synthetic_train_pairs: bool = False
     synthetic_transfer_pairs: int = 0
     synthetic_train_swap_pairs: bool = False
+    synthetic_train_dial_renders: int = 0
     # --- architecture
     g_conv_dim: int = 64
     g_num_res_blocks: int = 6
@@ -225,6 +226,9 @@ class TrainConfig:
         if self.synthetic_train_swap_pairs and not self.synthetic_train_pairs:
             raise UsageError("--synthetic_train_swap_pairs needs --synthetic_train_pairs (swap partners share the "
                              "AUs of their paired groups)")
+        if self.synthetic_train_dial_renders and not self.synthetic_train_pairs:
+            raise UsageError("--synthetic_train_dial_renders needs --synthetic_train_pairs (a dial render joins a "
+                             "paired group: its pose and light)")
         if self.pair_exemplar == "partner" and (self.model != "transfer" or self.target_mode != "paired"):
             raise UsageError(f"--pair_exemplar=partner is a setting of --model=transfer with --target_mode=paired "
                              f"(the paired term's exemplar); got --model={self.model} --target_mode={self.target_mode}")
@@ -326,6 +330,10 @@ def define_flags(flag_values=None):
     define("bool", "synthetic_train_swap_pairs",
            "With --synthetic_train_pairs: train identities 2k and 2k+1 are swap partners whose paired groups share "
            "their exact action units class by class (for --pair_exemplar=partner; --generate_synthetic).")
+    define("integer", "synthetic_train_dial_renders",
+           "With --synthetic_train_pairs: K dial renders per paired group, each one of the group's renders with ONE "
+           "action unit set to a random level, with its true render: paired targets for --condition=action_units's "
+           "dial (--generate_synthetic; 0 = none).")
     define("integer", "synthetic_transfer_pairs",
            "Also render the transfer ground truth of N pairs of test identities (a 'transfer' split that "
            "`expr3d.evaluate` reads for --model=transfer runs; --generate_synthetic).")
@@ -542,6 +550,7 @@ def define_flags(flag_values=None):
                     "card's", **bound)
     cli.at_least("synthetic_identities", 2, "identities are split between train and test", **bound)
     cli.at_least("synthetic_transfer_pairs", 0, "0 = no transfer ground truth", **bound)
+    cli.at_least("synthetic_train_dial_renders", 0, "0 = no dial renders", **bound)
     cli.seed("seed", **bound)
     cli.seed("synthetic_seed", **bound)
     for name in ("g_lr", "d_lr", "adam_epsilon"):

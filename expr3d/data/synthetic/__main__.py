@@ -33,6 +33,9 @@ def define_flags():
                          "partners whose paired groups share their exact action units class by class, so each "
                          "train render has another identity's render under the same AUs (a cross-identity swap with "
                          "a known answer, for --model=transfer --pair_exemplar=partner).")
+    flags.DEFINE_integer("train_dial_renders", 0, "With --train_pairs: K dial renders per paired group, each one of "
+                         "the group's renders with ONE action unit set to a random level (the face's own AUs with "
+                         "one AU dialled, with its true render: for --condition=action_units). 0: none.")
     flags.DEFINE_integer("transfer_pairs", 0, "Also render the transfer ground truth of N pairs of test identities "
                          "(A, B): A under each of B's eight test expressions' exact action units in A's test pose, "
                          "light and background, and B under A's, in a 'transfer' split (16 renders a pair; at most "
@@ -50,6 +53,7 @@ def define_flags():
     cli.in_range("test_fraction", 0.0, 1.0, low_open=True, high_open=True)
     cli.at_least("images_per_identity", 1)
     cli.at_least("transfer_pairs", 0, "0: no transfer ground truth")
+    cli.at_least("train_dial_renders", 0, "0: no dial renders")
     cli.at_least("workers", 1, "default: all cores")
     cli.at_least("examples_per_shard", 1)
 
@@ -61,7 +65,8 @@ def main(argv):
     try:
         dataset.check_arguments(FLAGS.num_identities, FLAGS.image_size, FLAGS.test_fraction,
                                 FLAGS.images_per_identity, FLAGS.workers, FLAGS.examples_per_shard, FLAGS.seed,
-                                FLAGS.train_pairs, FLAGS.transfer_pairs, FLAGS.train_swap_pairs)
+                                FLAGS.train_pairs, FLAGS.transfer_pairs, FLAGS.train_swap_pairs,
+                                FLAGS.train_dial_renders)
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
     card = dataset.generate_dataset(
@@ -69,7 +74,8 @@ def main(argv):
         test_fraction=FLAGS.test_fraction, images_per_identity=FLAGS.images_per_identity,
         workers=FLAGS.workers, overwrite=FLAGS.overwrite, examples_per_shard=FLAGS.examples_per_shard,
         command=" ".join(["python -m expr3d.data.synthetic"] + sys.argv[1:]), train_pairs=FLAGS.train_pairs,
-        transfer_pairs=FLAGS.transfer_pairs, train_swap_pairs=FLAGS.train_swap_pairs)
+        transfer_pairs=FLAGS.transfer_pairs, train_swap_pairs=FLAGS.train_swap_pairs,
+        train_dial_renders=FLAGS.train_dial_renders)
     splits = card["splits"]
     print(f"wrote {FLAGS.output}: " + ", ".join(
         f"{split} {info['num_examples']} faces / {info['num_identities']} identities" for split, info in

@@ -80,6 +80,16 @@ def sample_expression(expression, rng, strength=(0.7, 1.0)):
     return Expression(int(expression), values, left, right)
 
 
+def dialled(expression, rng):
+    """`expression` with ONE action unit (uniform over the 17) set to a uniform level in [0, 1] on both sides: a
+    user's dial, rendered (`train_dial_renders`). Draws two numbers from `rng`."""
+    unit = int(rng.integers(NUM_ACTION_UNITS))
+    level = np.float32(rng.uniform(0.0, 1.0))
+    values, left, right = expression.intensities.copy(), expression.left.copy(), expression.right.copy()
+    values[unit] = left[unit] = right[unit] = level
+    return Expression(expression.expression, values, left, right)
+
+
 def neutral():
     zeros = np.zeros(NUM_ACTION_UNITS, np.float32)
     return Expression(0, zeros, zeros.copy(), zeros.copy())

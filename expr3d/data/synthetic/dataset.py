@@ -11,6 +11,11 @@ Splits:
            render has a render of another identity under the same AUs: a cross-identity swap with a known answer,
            for training exemplar transfer (`pairs.make_paired_dataset(exemplar="partner")`). An odd last train
            identity has no partner and keeps its own expressions.
+           With `train_dial_renders=K` too, each group also holds K *dial renders* (written right after its eight):
+           dial render k is the group's class-(k mod 8) render with ONE action unit (uniform over the 17, both sides)
+           set to a uniform level in [0, 1], labelled with that class and keyed `..._dial`: a face's own AUs with
+           one AU dialled, with its true render, for continuous AU control (`pairs.make_paired_dataset(
+           dial_renders=True)` pairs any two renders of a group; other readers of pairs leave them out).
     test   identities n_train .. N-1, each rendered once under all eight expressions with identical pose, light and
            background (pair_id = identity id): ground truth for paired evaluation.
     transfer  only with `transfer_pairs=P`: ground truth for exemplar expression transfer. Test identities are paired
@@ -62,6 +67,8 @@ _CHUNK = 16  # renders per worker task
 _IDENTITY, _TRAIN_RENDER, _PAIR_SCENE, _PAIR_EXPRESSION, _ORDER = 0, 1, 2, 3, 4
 _TRAIN_PAIR_SCENE, _TRAIN_PAIR_EXPRESSION = 5, 6
 _TRANSFER_SHIFT = 7
+_TRAIN_DIAL = 8
+DIAL_SUFFIX = "_dial"  # the key suffix of a dial render
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,10 +81,13 @@ class RenderJob:
     expression: int
     pair_id: int
     expression_identity: int = -1  # whose expression stream draws the AUs (train swap partners); -1: its own
+    dial_group: int = -1  # a dial render: its pair group, and its number in the group (-1: not a dial render)
+    dial: int = -1
 
     @property
     def key(self):
-        return f"synthetic/{self.split}/id{self.identity:06d}/{self.index:02d}_{EXPRESSIONS[self.expression]}"
+        suffix = DIAL_SUFFIX if self.dial >= 0 else ""
+        return f"synthetic/{self.split}/id{self.identity:06d}/{self.index:02d}_{EXPRESSIONS[self.expression]}{suffix}"
 
 
 def paired_test_job(identity, expression):
@@ -111,7 +121,8 @@ class TransferJob:
 
 
 def check_arguments(num_identities, image_size, test_fraction=0.2, images_per_identity=8, workers=None,
-                    examples_per_shard=512, seed=0, train_pairs=False, transfer_pairs=0, train_swap_pairs=False):
+                    examples_per_shard=512, seed=0, train_pairs=False, transfer_pairs=0, train_swap_pairs=False,
+                    train_dial_renders=0):
     """Raise ValueError naming the flag when an argument is out of range."""
     def bad(flag, message):
         raise ValueError(f"--{flag} {message}")
@@ -139,6 +150,11 @@ def check_arguments(num_identities, image_size, test_fraction=0.2, images_per_id
                                    f"(one group per pose and light under every expression), got {images_per_identity}")
     if train_swap_pairs and not train_pairs:
         bad("train_swap_pairs", "needs --train_pairs (swap partners share the AUs of their paired groups)")
+    if (isinstance(train_dial_renders, bool) or not isinstance(train_dial_renders, (int, np.integer))
+            or train_dial_renders < 0):
+        bad("train_dial_renders", f"must be a non-negative integer, got {train_dial_renders!r}")
+    if train_dial_renders and not train_pairs:
+        bad("train_dial_renders", "needs --train_pairs (a dial render joins a paired group: its pose and light)")
     if isinstance(transfer_pairs, bool) or not isinstance(transfer_pairs, (int, np.integer)) or transfer_pairs < 0:
         bad("transfer_pairs", f"must be a non-negative integer, got {transfer_pairs!r}")
     n_test = split_counts(num_identities, test_fraction)[1]
@@ -176,7 +192,7 @@ def swap_partner(identity, n_train):
 
 
 def plan(seed, num_identities, test_fraction=0.2, images_per_identity=8, train_pairs=False, transfer_pairs=0,
-         train_swap_pairs=False):
+         train_swap_pairs=False, train_dial_renders=0):
     """The render jobs of each split, in the order they are written: {"train": [...], "test": [...]}, and
     "transfer": [...] with `transfer_pairs`."""
     n_train, _ = split_counts(num_identities, test_fraction)
@@ -190,6 +206,9 @@ def plan(seed, num_identities, test_fraction=0.2, images_per_identity=8, train_p
             source = identity - identity % 2 if train_swap_pairs else -1
             train += [RenderJob("train", identity, group * NUM_EXPRESSIONS + e, e, pair_id, source)
                       for e in range(NUM_EXPRESSIONS)]
+            train += [RenderJob("train", identity, images_per_identity + group * train_dial_renders + k,
+                                k % NUM_EXPRESSIONS, pair_id, source, dial_group=group, dial=k)
+                      for k in range(train_dial_renders)]
     for identity in range(0 if train_pairs else n_train):
         # Global positions cycle through the classes, so the split is balanced up to one per class.
         expressions = [(identity * images_per_identity + j) % NUM_EXPRESSIONS for j in range(images_per_identity)]
@@ -220,7 +239,7 @@ def scene_for(seed, job):
     """(Expression, Pose, Light) of one job. Paired (test) jobs of an identity share pose and light."""
     face = identity_for(seed, job.identity)
     if job.pair_id >= 0 and job.split == "train":
-        group = job.index // NUM_EXPRESSIONS
+        group = job.dial_group if job.dial >= 0 else job.index // NUM_EXPRESSIONS
         scene = _rng(seed, job.identity, _TRAIN_PAIR_SCENE, group)
         pose, light = render.sample_pose(scene), render.sample_light(scene, subject=face)
         owner = job.expression_identity if job.expression_identity >= 0 else job.identity
@@ -236,6 +255,9 @@ def scene_for(seed, job):
         expression = action_units.neutral()
     else:
         expression = action_units.sample_expression(job.expression, expr_rng)
+    if job.dial >= 0:
+        # Drawn after the class's own AUs, from a stream of its own: the base is the group's render to the last bit.
+        expression = action_units.dialled(expression, _rng(seed, job.identity, _TRAIN_DIAL, job.dial_group, job.dial))
     return expression, pose, light
 
 
@@ -292,7 +314,7 @@ def _output_folder(output_dir, overwrite, splits=dataset_card.SPLITS):
 
 def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fraction=0.2, images_per_identity=8,
                      workers=None, overwrite=False, examples_per_shard=512, progress=True, preview=True, command=None,
-                     train_pairs=False, transfer_pairs=0, train_swap_pairs=False):
+                     train_pairs=False, transfer_pairs=0, train_swap_pairs=False, train_dial_renders=0):
     """Render the dataset into `output_dir` and return its card (dict).
 
     The dataset is written into a temporary sibling directory and moved into place at the end, so an interrupted
@@ -309,6 +331,7 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
             expression; `images_per_identity` a multiple of 8), so the train split is paired too.
         train_swap_pairs: with `train_pairs`, train identities 2k and 2k + 1 share their paired groups' exact AUs
             class by class (swap partners; the module docstring).
+        train_dial_renders: with `train_pairs`, K dial renders per group (the module docstring); 0: none.
         transfer_pairs: pairs of test identities to render the transfer ground truth of (split "transfer", 16
             renders a pair, at most half the test identities; see the module docstring). 0: none.
         workers: processes (default: all cores); 1 renders in this process.
@@ -319,10 +342,10 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
         command: the command line, recorded in the card's provenance.
     """
     check_arguments(num_identities, image_size, test_fraction, images_per_identity, workers, examples_per_shard,
-                    seed, train_pairs, transfer_pairs, train_swap_pairs)
+                    seed, train_pairs, transfer_pairs, train_swap_pairs, train_dial_renders)
     output_dir = os.path.abspath(output_dir)
     jobs = plan(seed, num_identities, test_fraction, images_per_identity, train_pairs, transfer_pairs,
-                train_swap_pairs)
+                train_swap_pairs, train_dial_renders)
     folder, replaced = _output_folder(output_dir, overwrite, splits=tuple(jobs))
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
@@ -379,6 +402,9 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
             "transfer_pairs": int(transfer_pairs),
             "train_swap_pairs": bool(train_swap_pairs),
         }
+        if train_dial_renders:
+            # Only when used: a card without it is byte for byte that of a dataset rendered before the option.
+            provenance["train_dial_renders"] = int(train_dial_renders)
         if command:
             provenance["command"] = command
         extra = {"paired_splits": ["train", "test"] if train_pairs else ["test"],
@@ -391,6 +417,13 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
                         "has the exact action units of the other's (pair_id = num_identities + identity * "
                         "groups_per_identity + g); an odd last train identity has none",
                 "reader": "expr3d.data.pairs.make_paired_dataset(exemplar='partner')"}
+        if train_dial_renders:
+            extra[dataset_card.DIAL_RENDERS] = {
+                "split": "train", "per_group": int(train_dial_renders), "key_suffix": DIAL_SUFFIX,
+                "rule": "each paired train group is followed by its dial renders: dial render k is the group's "
+                        "class-(k mod 8) render with one action unit (uniform over the 17, both sides) set to a "
+                        "uniform level in [0, 1], labelled with that class",
+                "reader": "expr3d.data.pairs.make_paired_dataset(dial_renders=True)"}
         if transfer_pairs:
             extra["transfer"] = transfer_card_entry(seed, num_identities, test_fraction, transfer_pairs)
         card = dataset_card.write_dataset_card(tmp_dir, name=f"synthetic{image_size}", image_size=image_size,
