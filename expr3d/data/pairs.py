@@ -91,17 +91,17 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
         raise ValueError(f"exemplar must be one of {EXEMPLARS}, got {exemplar!r}")
     if contempt_side not in CONTEMPT_SIDES:
         raise ValueError(f"contempt_side must be one of {CONTEMPT_SIDES}, got {contempt_side!r}")
+    entry = card.get(DIAL_RENDERS)
+    dials = int(entry["per_group"]) if isinstance(entry, dict) and entry.get("split") == split else 0
+    if dials and exemplar == "partner":
+        raise ValueError(f"{data_dir}: split {split!r} holds dial renders, which have no swap partner "
+                         f"(exemplar='partner')")
     partners = card.get(SWAP_PARTNERS)
     if exemplar == "partner" and (not isinstance(partners, dict) or partners.get("split") != split):
         raise ValueError(
             f"{data_dir}: split {split!r} has no swap partners (the card's {SWAP_PARTNERS!r} entry), which "
             f"--pair_exemplar=partner needs; render one with `python -m expr3d.data.synthetic --train_pairs "
             f"--train_swap_pairs` (or --synthetic_train_swap_pairs with --generate_synthetic)")
-    entry = card.get(DIAL_RENDERS)
-    dials = int(entry["per_group"]) if isinstance(entry, dict) and entry.get("split") == split else 0
-    if dials and exemplar == "partner":
-        raise ValueError(f"{data_dir}: split {split!r} holds dial renders, which have no swap partner "
-                         f"(exemplar='partner')")
     image_size = dataset_card.resolve_image_size(card, image_size, data_dir, allow_resize)
     paths = records.split_files(data_dir, split, card)
     expected = [int(shard["num_examples"]) for shard in card["splits"][split]["shards"]]

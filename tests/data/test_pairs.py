@@ -128,3 +128,34 @@ def test_contempt_side_mirrors_contempt_targets_to_one_side_and_leaves_the_rest_
     assert min(shares["as_rendered"]) < 0.4 and max(shares["as_rendered"]) > 0.6
     with pytest.raises(ValueError, match="contempt_side must be one of"):
         pairs.make_paired_dataset(paired_dir, "train", 4, contempt_side="left")
+
+
+@pytest.fixture(scope="module")
+def dial_dir(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("dials") / "d")
+    dataset.generate_dataset(directory, num_identities=3, image_size=32, seed=5, test_fraction=0.34,
+                             images_per_identity=8, examples_per_shard=5, workers=1, progress=False, preview=False,
+                             train_pairs=True, train_dial_renders=8)
+    return directory
+
+
+@pytest.mark.slow  # 8 s in the full suite
+def test_dial_renders_pair_only_when_asked_and_leave_the_other_stream_as_it_was(paired_dir, dial_dir):
+    # Without dial_renders the stream is that of the same data rendered without them, batch for batch.
+    for a, b in zip(_batches(paired_dir, 3), _batches(dial_dir, 3)):
+        for key in ("image", "target_image", "target_action_units"):
+            np.testing.assert_array_equal(a[key], b[key])
+    iterator = iter(pairs.make_paired_dataset(dial_dir, "train", 4, seed=0, dial_renders=True))
+    same_class = one_unit = 0
+    for _ in range(12):
+        batch = {key: value.numpy() for key, value in next(iterator).items()}
+        change = np.abs(batch["target_action_units"] - batch["action_units"])
+        assert np.all(change.max(axis=1) > 0) or np.all(np.abs(batch["target_image"] - batch["image"]).max() > 0)
+        same_class += int(np.sum(batch["target_expression"] == batch["expression"]))
+        one_unit += int(np.sum((change > 1e-6).sum(axis=1) == 1))
+        corners = np.abs(batch["image"][:, :2, :2] - batch["target_image"][:, :2, :2]).max()
+        assert corners < 0.05  # one scene, one flip and crop
+    # A source's own class is a target now (its dial render, or the reverse): single-AU dials with their renders.
+    assert same_class > 0 and one_unit > 0
+    with pytest.raises(ValueError, match="holds dial renders, which have no swap partner"):
+        pairs.make_paired_dataset(dial_dir, "train", 2, exemplar="partner")

@@ -18,6 +18,7 @@ RECORDED_KEYS = [
     "synthetic_train_pairs",  # (session 9)
     "synthetic_transfer_pairs",  # (session 12)
     "synthetic_train_swap_pairs",  # (session 22)
+    "synthetic_train_dial_renders",  # (session 26)
     "g_conv_dim", "g_num_res_blocks", "d_conv_dim",
     "d_num_layers", "depth_g_conv_dim", "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers",
     "generator", "geometry", "init",
@@ -161,6 +162,9 @@ def test_stages_and_batch_sizes():
     ({"synthetic_train_swap_pairs": True},
      "--synthetic_train_swap_pairs needs --synthetic_train_pairs (swap partners share the AUs of their paired "
      "groups)"),
+    ({"synthetic_train_dial_renders": 8},
+     "--synthetic_train_dial_renders needs --synthetic_train_pairs (a dial render joins a paired group: its pose and "
+     "light)"),
     ({"pair_exemplar": "partner", "target_mode": "paired"},
      "--pair_exemplar=partner is a setting of --model=transfer with --target_mode=paired (the paired term's "
      "exemplar); got --model=stargan --target_mode=paired"),

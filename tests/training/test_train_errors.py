@@ -49,6 +49,23 @@ def test_schema_mismatch_names_the_card(tiny_dataset, tmp_path):
     assert message.startswith(f"--data_dir={data_dir}") and "schema_version 99" in message
 
 
+def test_data_with_dial_renders_is_refused_to_expression_runs_and_swap_partners(tiny_dataset, tmp_path):
+    data_dir = tmp_path / "data"
+    os.makedirs(data_dir)
+    card = dataset_card.read_dataset_card(tiny_dataset)
+    card[dataset_card.DIAL_RENDERS] = {"split": "train", "per_group": 8, "key_suffix": "_dial"}
+    card[dataset_card.SWAP_PARTNERS] = {"split": "train", "groups_per_identity": 1}
+    card["splits"]["train"]["num_pairs"] = 2
+    storage.atomic_write_json(os.path.join(data_dir, dataset_card.CARD_NAME), card)
+    message = usage_error([f"--data_dir={data_dir}", f"--model_dir={tmp_path}/run"] + TINY)
+    assert message.startswith(f"--data_dir={data_dir}: its train split holds dial renders") and (
+        "without --train_dial_renders for --condition=expression" in message)
+    message = usage_error([f"--data_dir={data_dir}", f"--model_dir={tmp_path}/run", "--model=transfer",
+                           "--target_mode=paired", "--lambda_pair=1", "--pair_exemplar=partner"] + TINY)
+    assert message.startswith("--pair_exemplar=partner: ") and "holds dial renders" in message
+    assert not os.path.exists(tmp_path / "run" / "config.json")
+
+
 def test_stage_two_needs_the_stage_one_checkpoint(tiny_dataset, tmp_path):
     message = usage_error([f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path}/run", "--stage=gan",
                            "--depth_weight=0.1"] + TINY)

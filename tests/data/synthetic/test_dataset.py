@@ -168,6 +168,46 @@ def test_swap_partners_share_their_groups_action_units_and_nothing_else(tmp_path
         dataset.check_arguments(4, 32, train_swap_pairs=True)
 
 
+@pytest.mark.slow  # 2 s in the full suite
+def test_dial_renders_are_a_group_s_renders_with_one_action_unit_dialled(tmp_path):
+    directory, plain = str(tmp_path / "dial"), str(tmp_path / "plain")
+    paired = dict(PAIRED, num_identities=4, test_fraction=0.25)
+    card = dataset.generate_dataset(directory, seed=3, workers=1, progress=False, preview=False, train_pairs=True,
+                                    train_dial_renders=10, **paired)
+    dataset.generate_dataset(plain, seed=3, workers=1, progress=False, preview=False, train_pairs=True, **paired)
+    assert card["provenance"]["train_dial_renders"] == 10
+    assert card["dial_renders"]["per_group"] == 10 and card["dial_renders"]["key_suffix"] == dataset.DIAL_SUFFIX
+    examples = list(records.iterate_examples(directory, "train"))
+    assert card["splits"]["train"]["num_examples"] == len(examples) == 3 * 2 * (8 + 10)
+    dials = [ex for ex in examples if ex.key.endswith(dataset.DIAL_SUFFIX)]
+    # Every other record is the plain paired split's, to the byte and in order; the test split is untouched.
+    def summary(ex):
+        return ex.key, ex.pair_id, ex.image.tobytes(), ex.depth.tobytes(), ex.action_units.tobytes()
+
+    assert [summary(ex) for ex in examples if not ex.key.endswith(dataset.DIAL_SUFFIX)] == [
+        summary(ex) for ex in records.iterate_examples(plain, "train")]
+    assert [e for e in contents(directory) if e[0] == "test"] == [e for e in contents(plain) if e[0] == "test"]
+    # A group's records stay together: its eight, then its dial renders.
+    pair_ids = [ex.pair_id for ex in examples]
+    assert all(pair_ids[i * 18:(i + 1) * 18] == [pair_ids[i * 18]] * 18 for i in range(6))
+    base = {(ex.pair_id, ex.expression): ex for ex in examples if not ex.key.endswith(dataset.DIAL_SUFFIX)}
+    assert len(dials) == 60 and {ex.expression for ex in dials} == set(range(NUM_EXPRESSIONS))
+    units = set()
+    for ex in dials:
+        source = base[(ex.pair_id, ex.expression)]
+        changed = np.flatnonzero(ex.action_units != source.action_units)
+        assert len(changed) <= 1  # one AU dialled (a draw may land on the AU's own level: none then)
+        units.update(changed.tolist())
+        assert 0.0 <= ex.action_units.max() <= 1.0
+        # The same pose, light and background: the picture's corners match the group's render.
+        assert np.abs(ex.image[:3, :3].astype(float) - source.image[:3, :3].astype(float)).max() <= 2
+    assert len(units) >= 8  # dials spread over the AUs
+    with pytest.raises(ValueError, match="--train_dial_renders needs --train_pairs"):
+        dataset.check_arguments(4, 32, train_dial_renders=2)
+    with pytest.raises(ValueError, match="--train_dial_renders must be a non-negative integer"):
+        dataset.check_arguments(4, 32, train_pairs=True, train_dial_renders=-1)
+
+
 TRANSFER = dict(num_identities=4, image_size=32, test_fraction=0.5, images_per_identity=2, examples_per_shard=16)
 
 
