@@ -37,6 +37,9 @@ class ModelConfig:
             load as "stargan".
         code_dim: length of the transfer encoder's AU-related code.
         au_bins: intensity bins of each AU in the transfer's AU adversary.
+        transfer_code: the transfer encoder's AU-related code, one of `TRANSFER_CODES`: "learned" (a `code_dim`
+            vector) or "action_units" (the 17 predicted AU intensities; `code_dim` unused). Older run configs load
+            as "learned".
         condition: what the StarGAN family's G_rgb is conditioned on, one of `CONDITIONS`: "expression" (one-hot
             classes; D_rgb classifies them) or "action_units" (the 17 AU intensities of
             `expr3d.labels.ACTION_UNITS`; D_rgb's head regresses them). D_depth keeps the expression classes.
@@ -66,6 +69,7 @@ class ModelConfig:
     family: str = "stargan"
     code_dim: int = 64
     au_bins: int = 5
+    transfer_code: str = "learned"
     condition: str = "expression"
     critic_fake_class: bool = False
 
@@ -73,6 +77,8 @@ class ModelConfig:
     GENERATORS = ("stargan", "attention", "attention_unet")
     # Model families (`family`).
     FAMILIES = ("stargan", "transfer")
+    # The transfer encoder's AU-related code (`transfer_code`; expr3d.models.transfer.CODES).
+    TRANSFER_CODES = ("learned", "action_units")
     # G_rgb's conditions (`condition`).
     CONDITIONS = ("expression", "action_units")
     # Weight initialisation schemes (`init`; expr3d.models.initializers.INITS).
@@ -89,6 +95,11 @@ class ModelConfig:
             raise ValueError(f"ModelConfig: family must be one of {self.FAMILIES}; got {self.family!r}")
         if self.condition not in self.CONDITIONS:
             raise ValueError(f"ModelConfig: condition must be one of {self.CONDITIONS}; got {self.condition!r}")
+        if self.transfer_code not in self.TRANSFER_CODES:
+            raise ValueError(f"ModelConfig: transfer_code must be one of {self.TRANSFER_CODES}; got "
+                             f"{self.transfer_code!r}")
+        if self.transfer_code != "learned" and self.family != "transfer":
+            raise ValueError("ModelConfig: transfer_code applies to the transfer family")
         if self.family == "transfer" and self.condition != "expression":
             raise ValueError("ModelConfig: condition applies to the stargan family; the transfer family's decoder "
                              "is conditioned on an exemplar's code")
@@ -100,7 +111,7 @@ class ModelConfig:
         if self.au_bins < 2:
             raise ValueError(f"ModelConfig: au_bins must be an integer >= 2; got {self.au_bins!r}")
         for field in dataclasses.fields(self):
-            if field.name in ("generator", "init", "family", "condition", "critic_fake_class"):
+            if field.name in ("generator", "init", "family", "condition", "critic_fake_class", "transfer_code"):
                 continue
             value = getattr(self, field.name)
             minimum = 0 if field.name.endswith("num_res_blocks") else 1

@@ -5,7 +5,9 @@ an AU-related code and an AU-free map, a decoder that recombines them, and the A
     A_with_B's_expression = decoder([free_A, code_B, A])
 
 Shao et al. publish no code and give no layer table, so the shapes here are our choices (docs/transfer.md):
-- The AU-related feature is a global vector (pooled), the AU-free one a spatial map. An expression is the same
+- The AU-related feature is a global vector (pooled), the AU-free one a spatial map. With `code="action_units"`
+  (`--transfer_code`, ours, session 26) the code IS the 17 predicted AU intensities: an explicit representation that
+  carries nothing of the exemplar but its AUs (the paper's "fine-grained representations" read literally). An expression is the same
   whatever the pose; a spatial AU-related map would carry the exemplar's face position into A's face. The decoder
   takes the code the way StarGAN's generator takes its target label: tiled over the map.
 - The decoder ends in GANimation's attention blend with the source image (`M * C + (1 - M) * A`, `M` the edited
@@ -16,6 +18,8 @@ Shao et al. publish no code and give no layer table, so the shapes here are our 
 """
 
 import keras
+
+CODES = ("learned", "action_units")  # what the encoder's AU-related code is (`TransferEncoder(code=...)`)
 
 from expr3d.labels import NUM_ACTION_UNITS
 from expr3d.models.blocks import AttentionCombine, ConditionConcat, instance_norm, residual_block, serializable_dtype
@@ -62,9 +66,11 @@ class TransferEncoder(_KeptArguments, keras.Model):
 
     Args:
         conv_dim, num_down, num_res_blocks: trunk sizes (as `StarGANGenerator`'s encoder).
-        code_dim: length of the AU-related code.
+        code_dim: length of the AU-related code ("learned"; with "action_units" it is `num_action_units`).
         free_channels: channels of the AU-free map.
         num_action_units: AU intensities predicted from the code (17, `expr3d.labels.ACTION_UNITS`).
+        code: "learned" (a `code_dim` vector from which a dense layer predicts the AUs) or "action_units" (the
+            code is the predicted AU intensities themselves: dense to `num_action_units`, sigmoid).
         dtype: dtype policy of the layers; `None` uses the global policy. The three outputs are float32.
 
     Example:
@@ -75,8 +81,13 @@ class TransferEncoder(_KeptArguments, keras.Model):
     """
 
     def __init__(self, conv_dim=64, num_down=2, num_res_blocks=3, code_dim=64, free_channels=None,
-                 num_action_units=NUM_ACTION_UNITS, dtype=None, **kwargs):
+                 num_action_units=NUM_ACTION_UNITS, code="learned", dtype=None, **kwargs):
         free_channels = conv_dim * 2**num_down if free_channels is None else free_channels
+        code_kind = code
+        if code_kind not in CODES:
+            raise ValueError(f"{type(self).__name__}: code must be one of {CODES}; got {code_kind!r}")
+        if code_kind == "action_units":
+            code_dim = num_action_units
         _check_sizes(type(self).__name__, conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks,
                      code_dim=code_dim, free_channels=free_channels, num_action_units=num_action_units)
         image = keras.Input(shape=(None, None, 3), name="image")
@@ -94,13 +105,18 @@ class TransferEncoder(_KeptArguments, keras.Model):
 
         code = _conv_norm_relu(x, filters, 3, 1, "code", dtype)
         code = keras.layers.GlobalAveragePooling2D(name="code_pool", dtype=dtype)(code)
-        code = keras.layers.Dense(code_dim, name="code_dense", dtype=dtype)(code)
-        code = keras.layers.Activation("linear", dtype="float32", name="code")(code)
-        action_units = keras.layers.Dense(num_action_units, name="au_dense", dtype=dtype)(code)
-        action_units = keras.layers.Activation("sigmoid", dtype="float32", name="action_units")(action_units)
+        if code_kind == "action_units":
+            action_units = keras.layers.Dense(num_action_units, name="au_dense", dtype=dtype)(code)
+            action_units = keras.layers.Activation("sigmoid", dtype="float32", name="action_units")(action_units)
+            code = keras.layers.Activation("linear", dtype="float32", name="code")(action_units)
+        else:
+            code = keras.layers.Dense(code_dim, name="code_dense", dtype=dtype)(code)
+            code = keras.layers.Activation("linear", dtype="float32", name="code")(code)
+            action_units = keras.layers.Dense(num_action_units, name="au_dense", dtype=dtype)(code)
+            action_units = keras.layers.Activation("sigmoid", dtype="float32", name="action_units")(action_units)
         super().__init__(inputs=image, outputs=[code, free, action_units], **kwargs)
         self._keep(conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks, code_dim=code_dim,
-                   free_channels=free_channels, num_action_units=num_action_units, dtype=dtype)
+                   free_channels=free_channels, num_action_units=num_action_units, code=code_kind, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="expr3d")

@@ -51,6 +51,23 @@ def test_encoder_and_decoder_compose_for_a_swap():
     assert a_with_b.shape == a.shape and np.all(np.abs(a_with_b) <= 1)
 
 
+def test_an_explicit_code_is_the_predicted_action_units_and_survives_saving(tmp_path):
+    encoder = TransferEncoder(conv_dim=4, num_down=2, num_res_blocks=1, code_dim=64, code="action_units")
+    code, free, aus = (_numpy(t) for t in encoder(_image(batch=3)))
+    assert code.shape == aus.shape == (3, 17)  # code_dim follows the AUs
+    np.testing.assert_array_equal(code, aus)
+    path = str(tmp_path / "encoder.keras")
+    encoder.save(path)
+    loaded = keras.saving.load_model(path, compile=False)
+    assert loaded.get_config()["code"] == "action_units"
+    np.testing.assert_allclose(_numpy(loaded(_image(batch=3))[0]), code, atol=1e-6)
+    # The decoder takes it as any code of 17 entries.
+    decoder = TransferDecoder(conv_dim=4, num_down=2, num_res_blocks=1, code_dim=17)
+    assert _numpy(decoder([free, code, _image(batch=3)])).shape == (3, 16, 16, 3)
+    with pytest.raises(ValueError, match="code must be one of"):
+        TransferEncoder(code="pixels")
+
+
 def test_adversary_gives_per_au_bin_logits():
     adversary = AUAdversary(free_channels=6, conv_dim=4, num_layers=3, num_bins=4)
     logits = _numpy(adversary(np.zeros((3, 4, 4, 6), "float32")))

@@ -23,6 +23,7 @@ RECORDED_KEYS = [
     "d_num_layers", "depth_g_conv_dim", "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers",
     "generator", "geometry", "init",
     "model", "code_dim", "au_bins",  # (session 10)
+    "transfer_code",  # (session 26)
     "condition",  # (session 12)
     "depth_weight", "confidence_penalty", "confidence_penalty_on", "lambda_cls",
     "lambda_rec", "lambda_gp", "lambda_id",
