@@ -109,6 +109,11 @@ def _prepare_data(config):
         if config.pair_exemplar == "partner":
             raise UsageError(f"--pair_exemplar=partner: --data_dir={data_dir} holds dial renders, which have no "
                              f"swap partner; render the data without --train_dial_renders")
+    elif config.dial_pair_share > 0:
+        raise UsageError(f"--dial_pair_share={config.dial_pair_share}: --data_dir={data_dir} holds no dial renders; "
+                         f"render them with --generate_synthetic --synthetic_train_pairs --synthetic_train_dial_renders"
+                         f"=8 into a new --data_dir, or `python -m expr3d.data.synthetic --train_pairs "
+                         f"--train_dial_renders=8`")
     stored = int(card["image_size"])
     if config.image_size is None:
         config = config.replace(image_size=stored)
@@ -169,9 +174,10 @@ def _with_model_config_defaults(run_config):
 
     if isinstance(run_config.get("data_stream"), dict):  # before multi-worker runs: one process's stream
         # and before --pair_exemplar: the true render's own code
-        # and before --contempt_side: contempt as rendered
+        # and before --contempt_side: contempt as rendered; before --dial_pair_share: none
         run_config = dict(run_config, data_stream={"worker_sharding": "data", "pair_exemplar": "target",
-                                                   "contempt_side": "as_rendered", **run_config["data_stream"]})
+                                                   "contempt_side": "as_rendered", "dial_pair_share": 0.0,
+                                                   **run_config["data_stream"]})
     try:
         completed = ModelConfig.from_dict(run_config["model_config"]).to_dict()
     except (KeyError, TypeError, ValueError):
@@ -398,6 +404,7 @@ def _train(config, strategy, loss_scaled, model_config, run_config, stages, hook
                 au_dial_targets=config.au_dial_targets if stage == "gan" else 0.0,
                 pair_exemplar=config.pair_exemplar if stage == "transfer" else "target",
                 contempt_side=config.contempt_side if stage == "gan" else "as_rendered",
+                dial_pair_share=config.dial_pair_share if stage in ("gan", "transfer") else 0.0,
             )
             run_summaries = summaries.RunSummaries(write_dir, stage)
             show_geometry = stage == "depth" or config.depth_weight > 0 or checkpoints.checkpoint_exists(depth_dir)

@@ -50,7 +50,7 @@ _CONTEMPT = EXPRESSIONS.index("contempt")
 
 def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, group_size=NUM_EXPRESSIONS,
                         shuffle_groups=256, flip=True, crop=(0.85, 1.0), allow_resize=True, exemplar="target",
-                        contempt_side="as_rendered", dial_renders=False):
+                        contempt_side="as_rendered", dial_renders=False, dial_pair_share=0.0):
     """The repeated, shuffled, augmented stream of (source, target) batches of `split` (see the module docstring).
 
     Args:
@@ -72,6 +72,9 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
             group's neutral render (from the source where the group has none), about the face mask's centre.
         dial_renders: on data with dial renders, pair any two renders of a group, dial renders included (the module
             docstring); False leaves them out. No effect on data without them.
+        dial_pair_share: with `dial_renders`, the fraction of pairs (a draw of their own) whose target is a render of
+            the source's own class, i.e. the source and its dial render (or the reverse): one AU changed, with its
+            true render. 0: the target is any other render of the group.
     """
     import tensorflow as tf
 
@@ -128,7 +131,8 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
         if not dials or with_dials:
             return paired
         key = tf.io.parse_single_example(record, {"key": tf.io.FixedLenFeature([], tf.string, default_value="")})
-        return tf.logical_and(paired, tf.logical_not(tf.strings.regex_full_match(key["key"], ".*" + entry["key_suffix"])))
+        dial = tf.strings.regex_full_match(key["key"], ".*" + entry["key_suffix"])
+        return tf.logical_and(paired, tf.logical_not(dial))
 
     def group_key(record, source):
         if exemplar == "target":
@@ -195,7 +199,13 @@ def make_paired_dataset(data_dir, split, batch_size, image_size=None, seed=0, gr
         count = tf.shape(labels)[0]
         first = tf.minimum(tf.cast(draws[0] * tf.cast(count, tf.float32), tf.int32), count - 1)
         if with_dials:
-            others = tf.reshape(tf.where(tf.not_equal(tf.range(count), first)), [-1])
+            others = tf.not_equal(tf.range(count), first)
+            if dial_pair_share > 0:
+                own_class = tf.logical_and(others, tf.equal(labels, labels[first]))
+                share = tf.random.stateless_uniform([], seed=tf.random.experimental.stateless_fold_in(draw_seed, 2))
+                others = tf.cond(tf.logical_and(share < dial_pair_share, tf.reduce_any(own_class)),
+                                 lambda: own_class, lambda: others)
+            others = tf.reshape(tf.where(others), [-1])
         else:
             others = tf.reshape(tf.where(tf.not_equal(labels, labels[first])), [-1])
         other_count = tf.shape(others)[0]

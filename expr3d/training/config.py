@@ -22,7 +22,7 @@ from expr3d.training import critic_augment
 
 # What a resumed run's data position depends on (a restored tf.data iterator replays the saved pipeline state).
 DATA_STREAM_FIELDS = ("data_dir", "batch_size", "batch_size_depth", "image_size", "seed", "balanced", "target_mode",
-                      "pair_exemplar", "contempt_side")
+                      "pair_exemplar", "contempt_side", "dial_pair_share")
 # Fields that become ModelConfig's (the networks' shapes).
 MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d_num_layers", "depth_g_conv_dim",
                 "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers", "generator", "init", "code_dim",
@@ -109,6 +109,7 @@ class TrainConfig:
     target_mode: str = "permute"
     pair_exemplar: str = "target"
     contempt_side: str = "as_rendered"
+    dial_pair_share: float = 0.0
     # --- optimisation
     n_critic: int = 5
     critic_warmup_steps: int = 0
@@ -218,6 +219,10 @@ class TrainConfig:
             raise UsageError("--target_mode=paired does not combine with --balanced or --skip_corrupt")
         if self.lambda_pair > 0 and self.target_mode != "paired":
             raise UsageError(f"--lambda_pair={self.lambda_pair} needs --target_mode=paired (the true target renders)")
+        if self.dial_pair_share > 0 and (self.target_mode != "paired" or (
+                self.model == "stargan" and self.condition != "action_units")):
+            raise UsageError(f"--dial_pair_share={self.dial_pair_share} pairs dial renders: it needs "
+                             f"--target_mode=paired with --condition=action_units or --model=transfer")
         if self.contempt_side != "as_rendered" and self.target_mode != "paired":
             raise UsageError(f"--contempt_side={self.contempt_side} needs --target_mode=paired (it mirrors the pairs "
                              f"whose target is contempt)")
@@ -444,6 +449,10 @@ def define_flags(flag_values=None):
            "draw the side at random, and a one-hot 'contempt' cannot say which, so the paired terms learn the "
            "average of both sides, a faint two-sided smile; 'image_left' / 'image_right' mirror each pair whose "
            "target is contempt so that its change lies on that side of the picture (docs/training.md).")
+    define("float", "dial_pair_share",
+           "NOT in either paper (0 = off): on data with dial renders (--train_dial_renders), this fraction of the "
+           "pairs is a render and its own class's other render - a single dialled AU with its true render - instead "
+           "of any other render of the group (--condition=action_units or --model=transfer; data/README.md).")
     # --- optimisation -------------------------------------------------------------------------------------------------
     define("integer", "n_critic", "Critic updates per generator update.")
     define("integer", "critic_warmup_steps",
@@ -571,6 +580,7 @@ def define_flags(flag_values=None):
     cli.at_least("critic_warmup_steps", 0, "0 = off", **bound)
     cli.at_least("generator_warmup_steps", 0, "0 = off", **bound)
     cli.in_range("au_dial_targets", 0.0, 1.0, **bound)
+    cli.in_range("dial_pair_share", 0.0, 1.0, **bound)
     cli.in_range("g_ema_decay", 0.0, 1.0, high_open=True, **bound)
 
 

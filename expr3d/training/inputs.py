@@ -113,13 +113,13 @@ def worker_seed(seed, worker):
 
 def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, seed, target_mode="permute",
                      balanced=False, skip_corrupt=False, with_action_units=False, shard=None, critic_augment=False,
-                     au_dial_targets=0.0, pair_exemplar="target", contempt_side="as_rendered"):
+                     au_dial_targets=0.0, pair_exemplar="target", contempt_side="as_rendered", dial_pair_share=0.0):
     """The repeated, shuffled, augmented training stream of trainer batches (global batch size); `skip_corrupt`,
     `shard` (this worker's files and share of the batch, then): see `pipeline.make_dataset`. With target_mode
     "paired", the pairs of `pairs.make_paired_dataset` (`pair_exemplar` "partner": with `partner_image`, its
     `exemplar="partner"`; `contempt_side`: see `pairs.make_paired_dataset`; with `with_action_units` the pairs
-    include the data's dial renders, `dial_renders=True`); `with_action_units`: the batches carry
-    `ACTION_UNIT_KEYS` too; `critic_augment`: and the `critic_augment` uniforms; `au_dial_targets`: see
+    include the data's dial renders, `dial_renders=True`, and `dial_pair_share`); `with_action_units`: the
+    batches carry `ACTION_UNIT_KEYS` too; `critic_augment`: and the `critic_augment` uniforms; `au_dial_targets`: see
     `add_training_fields`."""
     if pair_exemplar != "target" and target_mode != "paired":
         raise ValueError(f"pair_exemplar={pair_exemplar!r} needs target_mode 'paired', got {target_mode!r}")
@@ -129,7 +129,7 @@ def training_dataset(data_dir, batch_size, image_size, geometry, num_classes, se
                              "--worker_sharding=file")
         dataset = pairs.make_paired_dataset(data_dir, "train", batch_size, image_size=image_size, seed=seed,
                                             exemplar=pair_exemplar, contempt_side=contempt_side,
-                                            dial_renders=with_action_units)
+                                            dial_renders=with_action_units, dial_pair_share=dial_pair_share)
     else:
         dataset = _unpaired(data_dir, batch_size, image_size, seed, balanced, skip_corrupt, shard)
     return dataset.enumerate().map(

@@ -39,6 +39,7 @@ RECORDED_KEYS = [
     "perceptual_weight", "vgg19_weights", "target_mode",
     "pair_exemplar",  # (session 22)
     "contempt_side",  # (session 25)
+    "dial_pair_share",  # (session 26)
     "n_critic", "critic_warmup_steps",
     "generator_warmup_steps",  # (session 19)
     "generator_warmup_cycle",  # (session 22)
