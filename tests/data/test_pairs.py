@@ -157,5 +157,11 @@ def test_dial_renders_pair_only_when_asked_and_leave_the_other_stream_as_it_was(
         assert corners < 0.05  # one scene, one flip and crop
     # A source's own class is a target now (its dial render, or the reverse): single-AU dials with their renders.
     assert same_class > 0 and one_unit > 0
+    # dial_pair_share=1: every target is the source's own class, a render and its dial render: one AU apart.
+    iterator = iter(pairs.make_paired_dataset(dial_dir, "train", 4, seed=0, dial_renders=True, dial_pair_share=1.0))
+    for _ in range(4):
+        batch = {key: value.numpy() for key, value in next(iterator).items()}
+        np.testing.assert_array_equal(batch["target_expression"], batch["expression"])
+        assert np.all((np.abs(batch["target_action_units"] - batch["action_units"]) > 1e-6).sum(axis=1) <= 1)
     with pytest.raises(ValueError, match="holds dial renders, which have no swap partner"):
         pairs.make_paired_dataset(dial_dir, "train", 2, exemplar="partner")

@@ -164,6 +164,9 @@ def test_stages_and_batch_sizes():
     ({"synthetic_train_swap_pairs": True},
      "--synthetic_train_swap_pairs needs --synthetic_train_pairs (swap partners share the AUs of their paired "
      "groups)"),
+    ({"dial_pair_share": 0.5, "target_mode": "paired"},
+     "--dial_pair_share=0.5 pairs dial renders: it needs --target_mode=paired with --condition=action_units or "
+     "--model=transfer"),
     ({"synthetic_train_dial_renders": 8},
      "--synthetic_train_dial_renders needs --synthetic_train_pairs (a dial render joins a paired group: its pose and "
      "light)"),

@@ -63,6 +63,11 @@ def test_data_with_dial_renders_is_refused_to_expression_runs_and_swap_partners(
     message = usage_error([f"--data_dir={data_dir}", f"--model_dir={tmp_path}/run", "--model=transfer",
                            "--target_mode=paired", "--lambda_pair=1", "--pair_exemplar=partner"] + TINY)
     assert message.startswith("--pair_exemplar=partner: ") and "holds dial renders" in message
+    del card[dataset_card.DIAL_RENDERS]
+    storage.atomic_write_json(os.path.join(data_dir, dataset_card.CARD_NAME), card)
+    message = usage_error([f"--data_dir={data_dir}", f"--model_dir={tmp_path}/run", "--model=transfer",
+                           "--target_mode=paired", "--lambda_pair=1", "--dial_pair_share=0.5"] + TINY)
+    assert message.startswith("--dial_pair_share=0.5: ") and "holds no dial renders" in message
     assert not os.path.exists(tmp_path / "run" / "config.json")
 
 
