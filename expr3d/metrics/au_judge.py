@@ -10,7 +10,9 @@ The network is the expression judge's compact ResNet (`expression_classifier.bui
 through a sigmoid, trained with the masked squared error of `losses.action_unit_regression_loss` (missing AUs do not
 count). Recipe 1 trained with the L1 and learnt the conditional median: 0 for AUs that are off in most faces, so
 11 of the 17 AUs were never read (R^2 <= 0 on held-out identities, the smile's AU12 included); the squared error's
-optimum is the conditional mean.
+optimum is the conditional mean. Recipe 3 adds dial renders to its data (each paired group's faces with ONE AU at a
+random level; data/README.md): trained on expressions alone, AUs only ever move together and the judge read them
+through their co-occurrence, so a single dialled AU was read back badly even on its true render.
 Its fitness is stated against the "predict the train mean" baseline on its held-out identities: mean absolute error
 and R^2 per AU (`metadata["test_mae"]`, `["baseline_mae"]`, `["test_r2_per_au"]`).
 
@@ -31,7 +33,11 @@ from expr3d.labels import ACTION_UNITS, NUM_ACTION_UNITS
 FORMAT_VERSION = 1
 MODEL_FILE = "au_regressor.keras"
 METADATA_FILE = "au_regressor.json"
-RECIPE_VERSION = 2  # 1: L1 loss; 2: squared error
+RECIPE_VERSION = 3  # 1: L1 loss; 2: squared error; 3: and dial renders in its data
+# Recipe 3's data (session 26): paired groups with 8 dial renders each (one AU at a random level on a group's face).
+# Trained on expressions alone, the judge read AUs through their co-occurrence: on the TRUE renders of single
+# dialled AUs its read-back error was 0.417 (ignoring the dial: 0.485), so no generator could meet a dial target.
+AU_JUDGE_DATA = {"train_pairs": True, "train_dial_renders": 8}
 AU_JUDGE_IDENTITIES = 1500
 AU_JUDGE_EPOCHS = 8
 AU_JUDGE_WIDTH = 16
@@ -227,7 +233,7 @@ def auto_au_judge(image_size, card=None, cache_dir=None, identities=AU_JUDGE_IDE
         log, reusing=f"AU judge: reusing the cached AU judge {{final}} ({key})",
         building=(f"AU judge: building {{final}}: {int(identities):,} other procedural identities (seed {seed}) at "
                   f"{image_size}px, {epochs} epochs (cached for later evaluations)"),
-        built="AU judge: built {final} in {seconds:.0f}s; {summary}")
+        built="AU judge: built {final} in {seconds:.0f}s; {summary}", data_options=AU_JUDGE_DATA)
 
 
 def define_flags():

@@ -285,7 +285,7 @@ def auto_judge(image_size, card=None, cache_dir=None, identities=JUDGE_IDENTITIE
 
 
 def cached_procedural_build(cache_dir, key, folder, files, build, image_size, identities, seed, workers, log, reusing,
-                            building, built):
+                            building, built, data_options=None):
     """`<cache_dir>/<key>/<folder>`, built first when it lacks any of `files`: under a lock file (concurrent builders
     of one key wait for each other), `identities` procedural identities of `seed` are rendered into
     `<key>/data`, `build(data, staging)` writes the model into a staging folder and returns a one-line summary,
@@ -311,7 +311,8 @@ def cached_procedural_build(cache_dir, key, folder, files, build, image_size, id
             if workers is None and int(identities) * JUDGE_IMAGES_PER_IDENTITY < 1000:
                 workers = 1  # a few hundred faces render faster than worker processes start
             generate_dataset(data, num_identities=int(identities), image_size=int(image_size), seed=seed,
-                             images_per_identity=JUDGE_IMAGES_PER_IDENTITY, workers=workers, preview=False)
+                             images_per_identity=JUDGE_IMAGES_PER_IDENTITY, workers=workers, preview=False,
+                             **(data_options or {}))
         staging = os.path.join(home, f".{folder}.tmp-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         summary = build(data, staging)
