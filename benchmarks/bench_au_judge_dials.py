@@ -1,0 +1,92 @@
+r"""Can an AU judge read a single dialled AU on its TRUE render? (the floor of `expr3d.evaluate`'s `au_dial`)
+
+    python -m expr3d.data.synthetic --output=data/synthetic64tpd --num_identities=500 --images_per_identity=8 \
+        --train_pairs --train_dial_renders=8 --seed=0 --image_size=64
+    python benchmarks/bench_au_judge_dials.py --data_dir=data/synthetic64tpd [--judge=auto|DIR] [--max_dials=1600] \
+        [--output=benchmarks/out/au_judge_dials.json]
+
+For each dial render of the data's train split (data/README.md: a paired group's face with ONE AU at a random level)
+and the group's render it was dialled from: the judge's reading of the dialled AU against the dialled level (mean
+absolute error, overall and per AU), beside "ignoring the dial" (the base render's level). A generator asked for the
+same dial cannot be scored better than the judge reads the truth. `--judge=auto` is the cached AU judge of the data's
+image size (`python -m expr3d.metrics.au_judge`); its identities are of another seed than the data's.
+
+Session 26, data/synthetic64tpd, 1,600 dials: AU judge recipe 2 (expressions only) 0.417 (ignoring the dial: 0.485;
+AU26 0.18, AU4 0.26, every other AU 0.39-0.51): it read AUs through their co-occurrence in the eight expressions.
+Accuracy figures, not timings: nothing here depends on machine load.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def dial_readings(data_dir, judge, max_dials):
+    """(dialled AU index, dialled level, base level, judge's reading) arrays over the split's dial renders."""
+    from expr3d.data import dataset_card, records
+    from expr3d.imaging.pixels import from_uint8
+
+    card = dataset_card.load_card(data_dir)
+    entry = card.get(dataset_card.DIAL_RENDERS)
+    if not isinstance(entry, dict):
+        raise SystemExit(f"bench_au_judge_dials: {data_dir} holds no dial renders (render it with "
+                         f"`python -m expr3d.data.synthetic --train_pairs --train_dial_renders=8`)")
+    base, rows = {}, []
+    for example in records.iterate_examples(data_dir, entry["split"]):
+        if example.key.endswith(entry["key_suffix"]):
+            if len(rows) < max_dials:
+                rows.append(example)
+        else:
+            base[(example.pair_id, example.expression)] = example
+    units, levels, bases, images = [], [], [], []
+    for example in rows:
+        source = base[(example.pair_id, example.expression)]
+        change = np.abs(example.action_units - source.action_units)
+        if change.max() < 1e-6:  # the draw landed on the AU's own level
+            continue
+        unit = int(change.argmax())
+        units.append(unit)
+        levels.append(example.action_units[unit])
+        bases.append(source.action_units[unit])
+        images.append(from_uint8(example.image))
+    images = np.stack(images).astype(np.float32)
+    read = np.concatenate([judge.predict(images[i:i + 256]) for i in range(0, len(images), 256)])
+    units = np.asarray(units)
+    return units, np.asarray(levels), np.asarray(bases), read[np.arange(len(units)), units]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data_dir", required=True)
+    parser.add_argument("--judge", default="auto")
+    parser.add_argument("--max_dials", type=int, default=1600)
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args()
+    from expr3d.data import dataset_card
+    from expr3d.labels import ACTION_UNITS
+    from expr3d.metrics.au_judge import auto_au_judge, load_au_regressor
+
+    size = int(dataset_card.load_card(args.data_dir)["image_size"])
+    judge_dir = auto_au_judge(size) if args.judge == "auto" else args.judge
+    judge = load_au_regressor(judge_dir, image_size=size)
+    units, levels, bases, read = dial_readings(args.data_dir, judge, args.max_dials)
+    result = {"judge": os.path.abspath(judge_dir), "data_dir": os.path.abspath(args.data_dir), "dials": len(units),
+              "read_back_mae": float(np.abs(read - levels).mean()),
+              "ignoring_the_dial_mae": float(np.abs(bases - levels).mean()),
+              "per_au": {f"AU{ACTION_UNITS[u]}": float(np.abs(read[units == u] - levels[units == u]).mean())
+                         for u in sorted(set(units.tolist()))}}
+    print(json.dumps(result, indent=1))
+    if args.output:
+        from expr3d import storage
+
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        storage.atomic_write_json(args.output, result)
+
+
+if __name__ == "__main__":
+    main()
