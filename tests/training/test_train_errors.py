@@ -137,8 +137,9 @@ def test_a_run_from_before_the_init_option_resumes_as_keras_init_only(tmp_path):
     config = train.TrainConfig(data_dir="/data", model_dir=str(tmp_path))
     # This expr3d records how workers share the data too; a run from before multi-worker training read it as one.
     # And whose code the transfer's paired term decodes with: a run from before --pair_exemplar used the target's;
-    # and where contempt's one-sided change goes: before --contempt_side, as rendered.
-    now = dict(stream, worker_sharding="data", pair_exemplar="target", contempt_side="as_rendered")
+    # and where contempt's one-sided change goes: before --contempt_side, as rendered; before --dial_pair_share, none.
+    now = dict(stream, worker_sharding="data", pair_exemplar="target", contempt_side="as_rendered",
+               dial_pair_share=0.0)
     train._check_resume(config, {"model_config": current, "geometry": "depth", "data_stream": now})  # "keras"
     with pytest.raises(train.UsageError, match='"init": "stargan"'):
         train._check_resume(config, {"model_config": dict(current, init="stargan"), "geometry": "depth",
@@ -146,6 +147,9 @@ def test_a_run_from_before_the_init_option_resumes_as_keras_init_only(tmp_path):
     with pytest.raises(train.UsageError, match='"contempt_side": "image_left"'):
         train._check_resume(config, {"model_config": current, "geometry": "depth",
                                      "data_stream": dict(now, contempt_side="image_left")})
+    with pytest.raises(train.UsageError, match='"dial_pair_share": 0.5'):
+        train._check_resume(config, {"model_config": current, "geometry": "depth",
+                                     "data_stream": dict(now, dial_pair_share=0.5)})
     with pytest.raises(train.UsageError, match='"worker_sharding": "file over 2 workers"'):
         train._check_resume(config, {"model_config": current, "geometry": "depth",
                                      "data_stream": dict(stream, worker_sharding="file over 2 workers")})
