@@ -5,11 +5,11 @@ an AU-related code and an AU-free map, a decoder that recombines them, and the A
     A_with_B's_expression = decoder([free_A, code_B, A])
 
 Shao et al. publish no code and give no layer table, so the shapes here are our choices (docs/transfer.md):
-- The AU-related feature is a global vector (pooled), the AU-free one a spatial map. With `code="action_units"`
-  (`--transfer_code`, ours, session 26) the code IS the 17 predicted AU intensities: an explicit representation that
-  carries nothing of the exemplar but its AUs (the paper's "fine-grained representations" read literally). An expression is the same
+- The AU-related feature is a global vector (pooled), the AU-free one a spatial map. An expression is the same
   whatever the pose; a spatial AU-related map would carry the exemplar's face position into A's face. The decoder
-  takes the code the way StarGAN's generator takes its target label: tiled over the map.
+  takes the code the way StarGAN's generator takes its target label: tiled over the map. With
+  `code="action_units"` (`--transfer_code`, ours, session 26) the code IS the 17 predicted AU intensities: an
+  explicit representation that carries nothing of the exemplar but its AUs.
 - The decoder ends in GANimation's attention blend with the source image (`M * C + (1 - M) * A`, `M` the edited
   fraction), as the project's attention generators: hair, background and the face's outline are copied, not redrawn.
 - The adversary reads the AU-free map and classifies each AU's intensity into `num_bins` bins ("multi-class"
