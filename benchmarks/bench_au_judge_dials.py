@@ -26,40 +26,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 
-def dial_readings(data_dir, judge, max_dials):
-    """(dialled AU index, dialled level, base level, judge's reading) arrays over the split's dial renders."""
-    from expr3d.data import dataset_card, records
-    from expr3d.imaging.pixels import from_uint8
-
-    card = dataset_card.load_card(data_dir)
-    entry = card.get(dataset_card.DIAL_RENDERS)
-    if not isinstance(entry, dict):
-        raise SystemExit(f"bench_au_judge_dials: {data_dir} holds no dial renders (render it with "
-                         f"`python -m expr3d.data.synthetic --train_pairs --train_dial_renders=8`)")
-    base, rows = {}, []
-    for example in records.iterate_examples(data_dir, entry["split"]):
-        if example.key.endswith(entry["key_suffix"]):
-            if len(rows) < max_dials:
-                rows.append(example)
-        else:
-            base[(example.pair_id, example.expression)] = example
-    units, levels, bases, images = [], [], [], []
-    for example in rows:
-        source = base[(example.pair_id, example.expression)]
-        change = np.abs(example.action_units - source.action_units)
-        if change.max() < 1e-6:  # the draw landed on the AU's own level
-            continue
-        unit = int(change.argmax())
-        units.append(unit)
-        levels.append(example.action_units[unit])
-        bases.append(source.action_units[unit])
-        images.append(from_uint8(example.image))
-    images = np.stack(images).astype(np.float32)
-    read = np.concatenate([judge.predict(images[i:i + 256]) for i in range(0, len(images), 256)])
-    units = np.asarray(units)
-    return units, np.asarray(levels), np.asarray(bases), read[np.arange(len(units)), units]
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", required=True)
@@ -69,15 +35,27 @@ def main():
     args = parser.parse_args()
     from expr3d.data import dataset_card
     from expr3d.labels import ACTION_UNITS
-    from expr3d.metrics.au_judge import auto_au_judge, load_au_regressor
+    from expr3d.metrics.au_judge import auto_au_judge, load_au_regressor, true_dial_readings
 
-    size = int(dataset_card.load_card(args.data_dir)["image_size"])
+    from expr3d.metrics.action_unit_control import DIAL_UNITS
+
+    card = dataset_card.load_card(args.data_dir)
+    if not isinstance(card.get(dataset_card.DIAL_RENDERS), dict):  # before a judge may be built
+        raise SystemExit(f"bench_au_judge_dials: {args.data_dir} holds no dial renders (render them with "
+                         f"`python -m expr3d.data.synthetic --train_pairs --train_dial_renders=8`)")
+    size = int(card["image_size"])
     judge_dir = auto_au_judge(size) if args.judge == "auto" else args.judge
     judge = load_au_regressor(judge_dir, image_size=size)
-    units, levels, bases, read = dial_readings(args.data_dir, judge, args.max_dials)
+    try:
+        units, levels, bases, read = true_dial_readings(args.data_dir, judge, args.max_dials)
+    except ValueError as error:
+        raise SystemExit(f"bench_au_judge_dials: {error}") from None
     result = {"judge": os.path.abspath(judge_dir), "data_dir": os.path.abspath(args.data_dir), "dials": len(units),
               "read_back_mae": float(np.abs(read - levels).mean()),
               "ignoring_the_dial_mae": float(np.abs(bases - levels).mean()),
+              # the AUs `expr3d.evaluate`'s au_dial dials
+              "dial_units_mae": float(np.abs(read - levels)[np.isin(units, [ACTION_UNITS.index(u)
+                                                                            for u in DIAL_UNITS])].mean()),
               "per_au": {f"AU{ACTION_UNITS[u]}": float(np.abs(read[units == u] - levels[units == u]).mean())
                          for u in sorted(set(units.tolist()))}}
     print(json.dumps(result, indent=1))

@@ -9,7 +9,9 @@ identities; `--au_judge=auto` builds or reuses the cached one). Metrics (the tes
 - `au_dial`: a user's dial. For each face and each of `DIAL_UNITS` (the sample grid's AUs: smile, brow lowerer, ...),
   the face's own true AUs with that one AU set to 0, 0.25, 0.5, 0.75 and 1; the judge reads that AU back. Reported:
   the mean absolute error of the read-back against the dial (issue target <= 0.15), per AU and per level, beside the
-  judge's own error on the real faces for those AUs (its floor) and the "ignore the dial" baseline (the source).
+  judge's own error on the real faces for those AUs, its read-back of the same AUs on the data's TRUE dial renders
+  (`judge_dial_floor_mae`, when the data has them: `--train_dial_renders`: the truth's own reading) and the
+  "ignore the dial" baseline (the source).
 - `au_target`: every face asked for another test face's whole AU vector; the judge's mean absolute error over the
   17 AUs, beside the source's (the "do nothing" baseline).
 - `au_paired`: procedural paired data only: each face asked for the true AUs of its own render under another
@@ -162,10 +164,22 @@ class ActionUnitControlEvaluation:
             if bar:
                 bar.update(len(images) * len(DIAL_LEVELS))
         self.arrays["au_dial/per_level_error"] = per_level
+        report.update(self._true_dial_floor())
         report.update({"dial_mae": float(np.mean(errors)), "judge_floor_mae": float(np.nanmean(floors)),
                        "source_mae": float(np.mean(baselines)), "units": list(DIAL_UNITS), "levels": list(DIAL_LEVELS),
                        "faces": int(len(images))})
         return report
+
+    def _true_dial_floor(self):
+        """The judge's read-back of the DIAL_UNITS on the data's TRUE dial renders (its train split; the judge saw
+        other identities): the truth's own reading of a dial. None when the data holds no dial renders."""
+        from expr3d.data import dataset_card
+        from expr3d.metrics import au_judge
+
+        if not isinstance(self.card.get(dataset_card.DIAL_RENDERS), dict):
+            return {"judge_dial_floor_mae": None, "judge_dial_floor_dials": 0}
+        columns, levels, _, read = au_judge.true_dial_readings(self.data_dir, self.judge, units=DIAL_UNITS)
+        return {"judge_dial_floor_mae": float(np.abs(read - levels).mean()), "judge_dial_floor_dials": int(len(levels))}
 
     def au_target(self, bar):
         images, truth = self.faces["image"], self.faces["action_units"]
@@ -241,7 +255,9 @@ def _markdown(document):
              "|---|---|---|---|"]
     if "au_dial" in m:
         d = m["au_dial"]
-        lines.append(f"| dialled single AU, read-back MAE | {d['dial_mae']:.3f} | judge on real faces "
+        true_dials = (f"judge on {d['judge_dial_floor_dials']} TRUE dial renders {d['judge_dial_floor_mae']:.3f}"
+                      if d.get("judge_dial_floor_mae") is not None else "no true dial renders in the data")
+        lines.append(f"| dialled single AU, read-back MAE | {d['dial_mae']:.3f} | {true_dials}; judge on real faces "
                      f"{d['judge_floor_mae']:.3f}, source unchanged {d['source_mae']:.3f} | ≤ 0.15 |")
     if "au_target" in m:
         t = m["au_target"]

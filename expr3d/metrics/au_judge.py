@@ -126,6 +126,49 @@ def train_au_regressor(data_dir, output, image_size=None, epochs=AU_JUDGE_EPOCHS
     return metadata
 
 
+def true_dial_readings(data_dir, judge, max_dials=1600, units=None):
+    """The judge's reading of each TRUE dial render (data/README.md: a paired group's face with ONE AU at a random
+    level) of `data_dir`: `(dialled AU index [N], dialled level [N], the base render's level [N], reading [N])`, over
+    the first `max_dials` dial renders whose dialled AU (a FACS number) is in `units` (default: all 17). A generator
+    asked for the same dial cannot be scored better than this reads the truth. `judge`: anything with
+    `predict([B, S, S, 3] in [-1, 1]) -> [B, 17]`. ValueError naming `data_dir` when it holds no dial renders."""
+    from expr3d.data import dataset_card, records
+    from expr3d.imaging.pixels import from_uint8
+
+    card = dataset_card.load_card(data_dir)
+    entry = card.get(dataset_card.DIAL_RENDERS)
+    if not isinstance(entry, dict):
+        raise ValueError(f"{data_dir} holds no dial renders (render them with `python -m expr3d.data.synthetic "
+                         f"--train_pairs --train_dial_renders=8`)")
+    wanted = set(ACTION_UNITS if units is None else units)
+    base, dials = {}, []
+    for example in records.iterate_examples(data_dir, entry["split"]):
+        if example.key.endswith(entry["key_suffix"]):
+            dials.append(example)
+        else:
+            base[(example.pair_id, example.expression)] = example
+    columns, levels, bases, images = [], [], [], []
+    for example in dials:
+        source = base[(example.pair_id, example.expression)]
+        change = np.abs(example.action_units - source.action_units)
+        column = int(change.argmax())
+        if change.max() < 1e-6 or ACTION_UNITS[column] not in wanted:  # a draw on the AU's own level: no dial
+            continue
+        columns.append(column)
+        levels.append(example.action_units[column])
+        bases.append(source.action_units[column])
+        images.append(from_uint8(example.image))
+        if len(columns) >= max_dials:
+            break
+    if not columns:
+        raise ValueError(f"{data_dir} holds no dial renders of AUs {sorted(wanted)}")
+    images = np.stack(images).astype(np.float32)
+    read = np.concatenate([judge.predict(images[i:i + 256]) for i in range(0, len(images), 256)])
+    columns = np.asarray(columns)
+    return (columns, np.asarray(levels, np.float32), np.asarray(bases, np.float32),
+            read[np.arange(len(columns)), columns])
+
+
 def regression_scores(truth, predicted, mask, baseline):
     """Held-out fitness of AU predictions `[N, 17]` against the truth, over the known entries (`mask` 1): overall
     and per-AU mean absolute error, the same for `baseline` (a constant per AU, e.g. the train mean), and per-AU R^2

@@ -60,3 +60,46 @@ def test_cli_refuses_an_impossible_size():
     result = forked_cli.run(["-m", "expr3d.metrics.au_judge", "--image_size=33"], cwd=REPO,
                             capture_output=True, text=True, timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert result.returncode == 2 and "--image_size=33" in result.stderr
+
+
+class _ReadsTheRed:
+    """A judge whose reading of every AU is the image's mean red channel in [0, 1]: known per image."""
+
+    def predict(self, images):
+        red = (np.asarray(images)[..., 0].mean(axis=(1, 2)) + 1.0) / 2.0
+        return np.repeat(red[:, None], len(ACTION_UNITS), axis=1)
+
+
+def test_true_dial_readings_pair_each_dial_render_with_its_group_s_render_and_read_the_dialled_unit(tmp_path):
+    from expr3d.data import records
+    from expr3d.data.synthetic import dataset
+    from expr3d.imaging.pixels import from_uint8
+
+    data = str(tmp_path / "dial")
+    dataset.generate_dataset(data, num_identities=4, image_size=32, seed=3, test_fraction=0.25, workers=1,
+                             progress=False, preview=False, train_pairs=True, train_dial_renders=6)
+    examples = list(records.iterate_examples(data, "train"))
+    dials = [ex for ex in examples if ex.key.endswith(dataset.DIAL_SUFFIX)]
+    base = {(ex.pair_id, ex.expression): ex for ex in examples if not ex.key.endswith(dataset.DIAL_SUFFIX)}
+    columns, levels, bases, read = au_judge.true_dial_readings(data, _ReadsTheRed())
+    assert len(columns) == len(dials) == 3 * 6  # 3 train identities, one group each; no draw landed on the AU's own level at this seed
+    for ex, column, level, base_level, reading in zip(dials, columns, levels, bases, read):
+        source = base[(ex.pair_id, ex.expression)]
+        assert np.flatnonzero(ex.action_units != source.action_units).tolist() == [column]
+        assert level == ex.action_units[column] and base_level == source.action_units[column]
+        assert np.isclose(reading, (from_uint8(ex.image)[..., 0].mean() + 1) / 2, atol=1e-5)
+    # Only the asked AUs, at most `max_dials`; none of them: an error naming the data.
+    units = {ACTION_UNITS[c] for c in columns}
+    some = sorted(units)[:2]
+    picked = au_judge.true_dial_readings(data, _ReadsTheRed(), units=some)[0]
+    assert {ACTION_UNITS[c] for c in picked} == set(some) and len(picked) == sum(ACTION_UNITS[c] in some
+                                                                                  for c in columns)
+    assert len(au_judge.true_dial_readings(data, _ReadsTheRed(), max_dials=5)[0]) == 5
+    absent = sorted(set(ACTION_UNITS) - units)  # 18 draws over 17 AUs leave some out at this seed
+    with pytest.raises(ValueError, match=f"{data} holds no dial renders of AUs"):
+        au_judge.true_dial_readings(data, _ReadsTheRed(), units=absent[:1])
+    plain = str(tmp_path / "plain")
+    dataset.generate_dataset(plain, num_identities=4, image_size=32, seed=3, test_fraction=0.25, workers=1,
+                             progress=False, preview=False, train_pairs=True)
+    with pytest.raises(ValueError, match=f"{plain} holds no dial renders"):
+        au_judge.true_dial_readings(plain, _ReadsTheRed())
