@@ -13,6 +13,10 @@ image size (`python -m expr3d.metrics.au_judge`); its identities are of another 
 
 Session 26, data/synthetic64tpd, 1,600 dials: AU judge recipe 2 (expressions only) 0.417 (ignoring the dial: 0.485;
 AU26 0.18, AU4 0.26, every other AU 0.39-0.51): it read AUs through their co-occurrence in the eight expressions.
+Recipe 3 (8 dial renders a group in its data) 0.385 (the seven AUs au_dial dials: 0.316), and 0.397 on its OWN
+training identities' dials (`--data_dir` rendered as its data, seed 20210105, 16 dials): it underfitted them.
+Session 27, recipe 4 (16 dials, width 32, 16 epochs): **0.229**, the seven AUs **0.133** (AU26 0.08, AU1 0.10, AU2
+0.12, AU4 0.12, AU12 0.15, AU15 0.15, AU9 0.22); AU7, AU14, AU16, AU17 stay near unread (0.34-0.46).
 Accuracy figures, not timings: nothing here depends on machine load.
 """
 import argparse
