@@ -121,6 +121,7 @@ class TrainConfig:
     lambda_guide: float = 0.0
     lambda_guide_features: float = 0.0
     guide_epochs: int = 15
+    guide_width: int = 16  # training.guide.GUIDE_WIDTH: the runs before session 27 trained this width
     g_ema_decay: float = 0.0
     g_lr: float = 1e-4
     d_lr: float = 1e-4
@@ -495,6 +496,9 @@ def define_flags(flag_values=None):
            "mean L1 between the guide's four stage output maps of G_rgb's translation (--model=transfer: the face "
            "decoded with its paired render's code) and of the true target render.")
     define("integer", "guide_epochs", "Epochs of the guide --expression_guide=train trains (batch 64).")
+    define("integer", "guide_width",
+           "Channels of the first stage of the compact ResNet --expression_guide=train trains (doubled at each of "
+           "its 4 stages; the judges' network). A resumed run keeps the guide it trained and refuses another width.")
     define("float", "g_ema_decay",
            "NOT in the paper (0 = off, the paper's flagfiles): keep an exponential moving average of G_rgb's "
            "weights with this decay (stargan-v2: 0.999; warm-up decay min(decay, (1+t)/(10+t)) over the first "
@@ -551,7 +555,7 @@ def define_flags(flag_values=None):
     for name in ("num_steps_depth", "num_steps_gan", "batch_size", "batch_size_depth", "n_critic", "lr_decay_every",
                  "num_samples", "keep_checkpoints", "synthetic_images_per_identity", "g_conv_dim", "d_conv_dim",
                  "d_num_layers", "depth_g_conv_dim", "depth_d_conv_dim", "depth_d_num_layers", "code_dim",
-                 "guide_epochs"):
+                 "guide_epochs", "guide_width"):
         cli.at_least(name, 1, **bound)
     cli.at_least("au_bins", 2, **bound)
     for name in ("g_num_res_blocks", "depth_g_num_res_blocks"):

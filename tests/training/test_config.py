@@ -46,6 +46,7 @@ RECORDED_KEYS = [
     "critic_augment",  # (session 17)
     "critic_fake_class",  # (session 18)
     "expression_guide", "lambda_guide", "lambda_guide_features", "guide_epochs",  # (session 19)
+    "guide_width",  # (session 27)
     "g_ema_decay",  # (session 8)
     "g_lr", "d_lr", "beta1",
     "beta2", "adam_epsilon", "adam_epsilon_mode", "lr_decay_every", "lr_decay_start", "mixed_precision", "strategy",

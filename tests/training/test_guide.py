@@ -124,12 +124,20 @@ def test_train_trains_its_guide_once_and_a_resume_reuses_it(tiny_dataset, tmp_pa
     model_dir = tmp_path / "run"
     command = _train_command(tiny_dataset, model_dir, "--expression_guide=train", "--lambda_guide=1",
                              "--guide_epochs=1")
-    done = forked_cli.run(command + ["--num_steps_gan=2"], capture_output=True, text=True, timeout=300)
+    done = forked_cli.run(command + ["--num_steps_gan=2", "--guide_width=32"], capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "training the expression guide" in done.stderr
+    assert "warning: --guide_width=32 is the automatic expression judge's width" in done.stderr
     guide_dir = model_dir / "guide"
     metadata = json.loads((guide_dir / "classifier.json").read_text())
-    assert metadata["image_size"] == 32 and metadata["epochs"] == 1
+    assert metadata["image_size"] == 32 and metadata["epochs"] == 1 and metadata["width"] == 32
+    # A resume keeps the guide it trained: another width is refused, naming both, before any work.
+    refused = forked_cli.run(command + ["--num_steps_gan=3"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert (f"{guide_dir} is this run's guide of width 32, not --guide_width=16: resume with --guide_width=32"
+            in refused.stderr)
+    command += ["--guide_width=32"]
     config = json.loads((model_dir / "config.json").read_text())
     assert config["flags"]["expression_guide"] == "train" and config["flags"]["lambda_guide"] == 1.0
     written = (guide_dir / "classifier.keras").stat().st_mtime_ns
