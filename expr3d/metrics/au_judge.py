@@ -13,8 +13,8 @@ count). Recipe 1 trained with the L1 and learnt the conditional median: 0 for AU
 optimum is the conditional mean. Recipe 3 adds dial renders to its data (each paired group's faces with ONE AU at a
 random level; data/README.md): trained on expressions alone, AUs only ever move together and the judge read them
 through their co-occurrence, so a single dialled AU was read back badly even on its true render. Recipe 4 (16 dial
-renders a group, width 32, 16 epochs) because recipe 3 underfitted the dials: its error on its own training dials
-equalled its error on unseen identities'.
+renders a group, width 32, 16 epochs) because recipe 3 underfitted the dials: it read the dials of its own training
+identities no better than those of unseen ones.
 Its fitness is stated against the "predict the train mean" baseline on its held-out identities: mean absolute error
 and R^2 per AU (`metadata["test_mae"]`, `["baseline_mae"]`, `["test_r2_per_au"]`).
 
