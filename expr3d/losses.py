@@ -237,9 +237,10 @@ def au_confusion_loss(logits, mask=None):
     return _masked_mean(distance, valid)
 
 
-def action_unit_regression_loss(predicted, intensities, mask=None, squared=False):
+def action_unit_regression_loss(predicted, intensities, mask=None, squared=False, weights=None):
     """Mean absolute error (`squared`: mean squared error) of predicted AU intensities `[B, A]` over the valid AUs
-    (`mask` 1 = known; NaN intensities count as missing; 0 when none is known).
+    (`mask` 1 = known; NaN intensities count as missing; 0 when none is known). With `weights` `[B, A]` (>= 0), the
+    weighted mean over the valid entries (`--au_change_weight`: the AUs a target changes count more).
 
     `mask` is what the data gives: the pipeline's `action_units_mask` `[B, A]` (schema v1's
     `label/action_units_valid`: 0 for an AU the source lacks, e.g. AU16 from OpenFace, and for faces without AU
@@ -248,7 +249,11 @@ def action_unit_regression_loss(predicted, intensities, mask=None, squared=False
     prediction) reaches the value or the gradient."""
     intensities, valid = _valid_action_units(intensities, mask)
     difference = ops.where(valid > 0.5, _f32(predicted) - intensities, 0.0)
-    return _masked_mean(ops.square(difference) if squared else ops.abs(difference), valid)
+    error = ops.square(difference) if squared else ops.abs(difference)
+    if weights is None:
+        return _masked_mean(error, valid)
+    weights = ops.where(valid > 0.5, ops.broadcast_to(_f32(weights), ops.shape(error)), 0.0)
+    return ops.sum(weights * error) / ops.maximum(ops.sum(weights), 1e-6)
 
 
 def free_invariance_loss(free, free_paired, epsilon=1e-6):

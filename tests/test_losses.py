@@ -318,6 +318,12 @@ def test_action_unit_regression_loss_with_the_schema_mask():
     assert _value(losses.action_unit_regression_loss(predicted, true, per_face)) == pytest.approx((1.0 + 0.3) / 3)
     # squared: the same selection, squared errors 0.04, 0, 1.0, 0 (the AU judge's loss: a conditional mean).
     assert _value(losses.action_unit_regression_loss(predicted, true, mask, squared=True)) == pytest.approx(1.04 / 4)
+    # weights (--au_change_weight): a weighted mean over the measured entries; weights on missing ones count nowhere.
+    weights = np.array([[3.0, 1.0, 100.0], [1.0, 100.0, 1.0]], "float32")
+    assert _value(losses.action_unit_regression_loss(predicted, true, mask, weights=weights)) == pytest.approx(
+        (3 * 0.2 + 0.0 + 1.0 + 0.0) / (3 + 1 + 1 + 1))
+    assert _value(losses.action_unit_regression_loss(predicted, true, mask, weights=np.ones_like(weights))) == \
+        pytest.approx(1.2 / 4)
 
 
 def test_action_unit_regression_loss_gradient_is_zero_where_missing_even_for_garbage_predictions():

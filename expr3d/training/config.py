@@ -30,7 +30,7 @@ MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
 STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "lambda_pair_gradient", "g_ema_decay", "critic_warmup_steps",
                        "contempt_side",
-                       "condition", "critic_augment", "au_dial_targets", "critic_fake_class")
+                       "condition", "critic_augment", "au_dial_targets", "au_change_weight", "critic_fake_class")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -100,6 +100,7 @@ class TrainConfig:
     lambda_au: float = 1.0
     au_loss: str = "l1"
     au_dial_targets: float = 0.0
+    au_change_weight: float = 0.0
     lambda_confusion: float = 1.0
     lambda_swap: float = 1.0
     lambda_free_invariance: float = 0.0
@@ -271,6 +272,9 @@ class TrainConfig:
         if self.lambda_guide_features > 0 and self.target_mode != "paired":
             raise UsageError(f"--lambda_guide_features={self.lambda_guide_features} needs --target_mode=paired "
                              f"(the true target renders)")
+        if self.au_change_weight > 0 and self.condition != "action_units":
+            raise UsageError(f"--au_change_weight={self.au_change_weight} needs --condition=action_units (AU "
+                             f"targets)")
         if self.au_dial_targets > 0 and self.condition != "action_units":
             raise UsageError(f"--au_dial_targets={self.au_dial_targets} needs --condition=action_units (AU "
                              f"targets)")
@@ -425,6 +429,10 @@ def define_flags(flag_values=None):
            "face's own AUs with ONE AU set to a random intensity (what a user's dial asks), the rest other faces' "
            "whole AU vectors (--target_mode=permute) or the true render's (paired; a dialled row has no true "
            "render, so only the critic's AU head and --expression_guide read it).")
+    define("float", "au_change_weight",
+           "NOT in either paper (0 = off): --condition=action_units: in G_rgb's show-these-AUs terms (D_rgb's AU "
+           "head on the translations, the AU guide) each AU's error weighs 1 + W |target - source|, so the AUs a "
+           "target changes count more than those copying the source already gets right (a dial changes 1 of 17).")
     define("float", "lambda_confusion", "--model=transfer: weight of the encoder's confusion term (the AU "
            "adversary's per-AU softmax pushed to uniform).")
     define("float", "lambda_swap", "--model=transfer: weight of the swap-consistency adversarial term (a swap "
@@ -579,7 +587,7 @@ def define_flags(flag_values=None):
     for name in ("depth_weight", "confidence_penalty", "perceptual_weight", "lambda_cls", "lambda_rec", "lambda_gp",
                  "lambda_pix", "lambda_id", "lambda_pair", "lambda_pair_gradient", "lambda_mask", "lambda_mask_tv",
                  "lambda_au", "lambda_confusion", "lambda_swap", "lambda_guide", "lambda_guide_features",
-                 "lambda_free_invariance"):
+                 "lambda_free_invariance", "au_change_weight"):
         cli.at_least(name, 0.0, **bound)
     cli.at_least("critic_warmup_steps", 0, "0 = off", **bound)
     cli.at_least("generator_warmup_steps", 0, "0 = off", **bound)

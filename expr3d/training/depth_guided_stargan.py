@@ -155,6 +155,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         lambda_pair_gradient=0.0,
         condition="expression",
         au_loss="l1",
+        au_change_weight=0.0,
         critic_augment=(),
         critic_fake_class=False,
         expression_guide=None,
@@ -183,6 +184,9 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                              f"got {confidence_penalty_on!r}")
         if au_loss not in AU_LOSSES:
             raise ValueError(f"DepthGuidedStarGAN: au_loss must be one of {AU_LOSSES}; got {au_loss!r}")
+        if au_change_weight < 0 or (au_change_weight > 0 and condition != "action_units"):
+            raise ValueError(f"DepthGuidedStarGAN: au_change_weight must be >= 0 and needs "
+                             f"condition='action_units'; got {au_change_weight} with {condition!r}")
         if mask_penalty not in losses.MASK_PENALTIES:
             raise ValueError(f"DepthGuidedStarGAN: mask_penalty must be one of {losses.MASK_PENALTIES}; "
                              f"got {mask_penalty!r}")
@@ -223,6 +227,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         self.lambda_pair_gradient = float(lambda_pair_gradient)
         self.condition = condition
         self.au_loss = au_loss
+        self.au_change_weight = float(au_change_weight)
         self.critic_augment = critic_augment_module.parse_policy(critic_augment)
         self.critic_fake_class = bool(critic_fake_class)
         self.lambda_guide = float(lambda_guide)
@@ -305,9 +310,23 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             target = batch["target_action_units"], batch["target_action_units_mask"]
             squared = self.au_loss == "squared"
             return (action_unit_condition(*original), action_unit_condition(*target),
-                    objectives.ActionUnitTarget(*original, squared), objectives.ActionUnitTarget(*target, squared))
+                    objectives.ActionUnitTarget(*original, squared),
+                    objectives.ActionUnitTarget(*target, squared, self._change_weights(original, target)))
         return (common.class_one_hot(batch["expression"], self.num_classes),
                 common.class_one_hot(batch["target"], self.num_classes), batch["expression"], batch["target"])
+
+    def _change_weights(self, original, target):
+        """With `au_change_weight` W > 0, the weight of each AU in the generator's show-these-AUs terms:
+        1 + W |target - source| where both are known, else 1 (None when W is 0). A dial changes one AU of 17: in
+        the plain mean its error is 1/17 of the row's and copying the source nearly satisfies the rest."""
+        if self.au_change_weight <= 0:
+            return None
+        (units, mask), (target_units, target_mask) = original, target
+        known = tf.logical_and(tf.cast(mask, tf.float32) > 0.5, tf.cast(target_mask, tf.float32) > 0.5)
+        change = tf.abs(tf.cast(target_units, tf.float32) - tf.cast(units, tf.float32))
+        # A NaN of a missing AU is selected away, not multiplied (0 * NaN is NaN).
+        change = tf.where(tf.logical_and(known, tf.math.is_finite(change)), change, 0.0)
+        return 1.0 + self.au_change_weight * change
 
     def _critic_view(self, batch, images, draw):
         """What D_rgb sees of `images`: themselves, or with `critic_augment` their augmentation by the batch's
@@ -544,6 +563,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             "lambda_pair": self.lambda_pair,
             "lambda_pair_gradient": self.lambda_pair_gradient,
             "au_loss": self.au_loss,
+            "au_change_weight": self.au_change_weight,
             "critic_augment": ",".join(self.critic_augment),
             "critic_fake_class": self.critic_fake_class,
             "lambda_guide": self.lambda_guide,

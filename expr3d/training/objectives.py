@@ -23,16 +23,18 @@ from expr3d import losses
 from expr3d.training import common
 
 
-ActionUnitTarget = collections.namedtuple("ActionUnitTarget", ["intensities", "mask", "squared"], defaults=(False,))
+ActionUnitTarget = collections.namedtuple("ActionUnitTarget", ["intensities", "mask", "squared", "weights"],
+                                          defaults=(False, None))
 ActionUnitTarget.__doc__ = ("What an AU head should read: intensities `[B, A]` in [0, 1] and their validity `[B, A]` "
-                            "(1 = known; NaN intensities count as missing too).")
+                            "(1 = known; NaN intensities count as missing too); `weights` `[B, A]` or None: each "
+                            "entry's weight in the mean.")
 
 
 def head_loss(logits, labels):
     """A critic head's loss on `labels`: cross-entropy for classes, the masked AU L1 for an `ActionUnitTarget`."""
     if isinstance(labels, ActionUnitTarget):
         return losses.action_unit_regression_loss(tf.sigmoid(tf.cast(logits, tf.float32)), labels.intensities,
-                                                  labels.mask, squared=labels.squared)
+                                                  labels.mask, squared=labels.squared, weights=labels.weights)
     return losses.classification_loss(logits, labels)
 
 

@@ -91,7 +91,7 @@ def gan_stage(config, networks, loss_scaled, vgg=None):
         generator_warmup_cycle=config.generator_warmup_cycle,
         mask_penalty=config.mask_penalty,
         lambda_pair=config.lambda_pair, lambda_pair_gradient=config.lambda_pair_gradient, condition=config.condition,
-        au_loss=config.au_loss,
+        au_loss=config.au_loss, au_change_weight=config.au_change_weight,
         critic_augment=config.critic_augment, critic_fake_class=config.critic_fake_class,
         expression_guide=_expression_guide(config), lambda_guide=config.lambda_guide,
         lambda_guide_features=config.lambda_guide_features,

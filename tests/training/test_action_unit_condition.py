@@ -146,6 +146,38 @@ def test_dial_targets_are_the_face_s_own_action_units_with_one_set_to_a_random_l
     assert np.all(own | other) and 16 <= own.sum() <= 48
 
 
+@pytest.mark.slow
+def test_the_change_weight_weighs_each_au_by_how_far_the_target_moves_it():
+    networks = _au_networks()
+    gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, n_critic=1, condition="action_units",
+                             au_change_weight=4.0)
+    gan.compile(optimizers={key: keras.optimizers.SGD(0.0, name=key) for key in networks})  # fixed networks
+    batch = _au_batch()
+    source, target = batch["action_units"].numpy(), batch["target_action_units"].numpy()
+    known = (batch["action_units_mask"].numpy() > 0.5) & (batch["target_action_units_mask"].numpy() > 0.5)
+    weights = 1.0 + 4.0 * np.abs(target - source) * known
+    condition = action_unit_condition(batch["target_action_units"], batch["target_action_units_mask"])
+    _, fake_logits = networks["d_rgb"](networks["g_rgb"]([batch["image"], condition], training=True), training=True)
+    error = np.abs(tf.sigmoid(fake_logits).numpy() - target)
+    expected = np.sum(weights * error * known) / np.sum(weights * known)
+    logs = gan.generator_step(batch)
+    np.testing.assert_allclose(float(logs["g_cls"]), expected, rtol=1e-5)
+    plain = np.sum(error * known) / np.sum(known)
+    assert abs(expected - plain) > 1e-4  # the weights changed the figure, so the check above can fail
+    assert gan.get_config()["au_change_weight"] == 4.0
+    with pytest.raises(ValueError, match="au_change_weight must be >= 0 and needs condition='action_units'"):
+        DepthGuidedStarGAN(**_au_networks(), depth_weight=0.0, au_change_weight=1.0)
+
+
+def test_the_change_weight_needs_action_unit_targets():
+    from expr3d.training.config import TrainConfig, UsageError
+
+    base = dict(data_dir="data", model_dir="runs/a", au_change_weight=10.0, depth_weight=0.0)
+    TrainConfig(**base, condition="action_units").validate()
+    with pytest.raises(UsageError, match=r"--au_change_weight=10.0 needs --condition=action_units"):
+        TrainConfig(**base).validate()
+
+
 def test_dial_targets_need_action_unit_targets():
     from expr3d.training.config import TrainConfig, UsageError
 

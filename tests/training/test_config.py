@@ -33,6 +33,7 @@ RECORDED_KEYS = [
     "lambda_au",  # (session 10)
     "au_loss",  # (session 16)
     "au_dial_targets",  # (session 17)
+    "au_change_weight",  # (session 28)
     "lambda_confusion", "lambda_swap",  # (session 10)
     "lambda_free_invariance",  # (session 23)
     "lambda_pix",
