@@ -8,7 +8,7 @@ from expr3d.models.depth_translator import TO_GEOMETRY, TO_RGB, DepthTranslator
 from expr3d.models.discriminator import PatchCritic
 from expr3d.models.generator import StarGANGenerator
 from expr3d.models.perceptual import VGG19Features, keras_cache_candidates, resolve_vgg19_weights
-from expr3d.models.transfer import AUAdversary, TransferDecoder, TransferEncoder
+from expr3d.models.transfer import AUAdversary, TransferDecoder, TransferEncoder, TransferGeneratorDecoder
 
 __all__ = [
     "AUAdversary",
@@ -25,6 +25,7 @@ __all__ = [
     "TO_RGB",
     "TRANSFER_KEYS",
     "TransferDecoder",
+    "TransferGeneratorDecoder",
     "TransferEncoder",
     "VGG19Features",
     "build_generator",

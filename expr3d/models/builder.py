@@ -6,7 +6,7 @@ from expr3d.models.depth_translator import DepthTranslator
 from expr3d.models.discriminator import PatchCritic
 from expr3d.labels import NUM_ACTION_UNITS
 from expr3d.models.generator import StarGANGenerator
-from expr3d.models.transfer import AUAdversary, TransferDecoder, TransferEncoder
+from expr3d.models.transfer import DECODERS, AUAdversary, TransferEncoder
 
 MODEL_KEYS = ("g_rgb", "d_rgb", "g_depth", "d_depth")
 # The transfer family's networks: G_depth and D_depth (expression classes) are stage 1's, as the StarGAN's;
@@ -89,7 +89,8 @@ def build_transfer_models(config):
     """The transfer family's networks (`TRANSFER_KEYS`), for `config.family == "transfer"`.
 
     - `encoder` / `decoder`: `TransferEncoder` / `TransferDecoder` of width `g_conv_dim`, `g_num_res_blocks`
-      residual blocks each, code `code_dim` (`transfer_code` "action_units": the 17 AU intensities).
+      residual blocks each, code `code_dim` (`transfer_code` "action_units": the 17 AU intensities); the decoder
+      `TransferGeneratorDecoder` with `transfer_decoder` "generator".
     - `adversary`: `AUAdversary` on the AU-free map (`au_bins` bins per AU), width `d_conv_dim`.
     - `d_rgb`: `PatchCritic` on faces whose `cls` head gives the 17 AU logits; `d_swap`: the swap-consistency
       critic (`PatchCritic`, one unused class).
@@ -108,7 +109,7 @@ def build_transfer_models(config):
 
     return {
         "encoder": encoder,
-        "decoder": TransferDecoder(**sizes, name="decoder"),
+        "decoder": DECODERS[config.transfer_decoder](**sizes, name="decoder"),
         "adversary": AUAdversary(free_channels=config.g_conv_dim * 2**down, conv_dim=config.d_conv_dim,
                                  num_bins=config.au_bins, name="adversary"),
         "d_rgb": critic("d_rgb", NUM_ACTION_UNITS, config.d_conv_dim, config.d_num_layers),

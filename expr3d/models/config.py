@@ -40,6 +40,10 @@ class ModelConfig:
         transfer_code: the transfer encoder's AU-related code, one of `TRANSFER_CODES`: "learned" (a `code_dim`
             vector) or "action_units" (the 17 predicted AU intensities; `code_dim` unused). Older run configs load
             as "learned".
+        transfer_decoder: the transfer decoder, one of `TRANSFER_DECODERS`: "bottleneck" (`TransferDecoder`: the
+            code joins the AU-free map at the bottleneck) or "generator" (`TransferGeneratorDecoder`: the code tiled
+            over the source image at its input, as the AU-conditioned StarGAN). Older run configs load as
+            "bottleneck".
         condition: what the StarGAN family's G_rgb is conditioned on, one of `CONDITIONS`: "expression" (one-hot
             classes; D_rgb classifies them) or "action_units" (the 17 AU intensities of
             `expr3d.labels.ACTION_UNITS`; D_rgb's head regresses them). D_depth keeps the expression classes.
@@ -70,6 +74,7 @@ class ModelConfig:
     code_dim: int = 64
     au_bins: int = 5
     transfer_code: str = "learned"
+    transfer_decoder: str = "bottleneck"
     condition: str = "expression"
     critic_fake_class: bool = False
 
@@ -79,6 +84,8 @@ class ModelConfig:
     FAMILIES = ("stargan", "transfer")
     # The transfer encoder's AU-related code (`transfer_code`; expr3d.models.transfer.CODES).
     TRANSFER_CODES = ("learned", "action_units")
+    # The transfer decoder (`transfer_decoder`; expr3d.models.transfer.DECODERS).
+    TRANSFER_DECODERS = ("bottleneck", "generator")
     # G_rgb's conditions (`condition`).
     CONDITIONS = ("expression", "action_units")
     # Weight initialisation schemes (`init`; expr3d.models.initializers.INITS).
@@ -100,6 +107,11 @@ class ModelConfig:
                              f"{self.transfer_code!r}")
         if self.transfer_code != "learned" and self.family != "transfer":
             raise ValueError("ModelConfig: transfer_code applies to the transfer family")
+        if self.transfer_decoder not in self.TRANSFER_DECODERS:
+            raise ValueError(f"ModelConfig: transfer_decoder must be one of {self.TRANSFER_DECODERS}; got "
+                             f"{self.transfer_decoder!r}")
+        if self.transfer_decoder != "bottleneck" and self.family != "transfer":
+            raise ValueError("ModelConfig: transfer_decoder applies to the transfer family")
         if self.family == "transfer" and self.condition != "expression":
             raise ValueError("ModelConfig: condition applies to the stargan family; the transfer family's decoder "
                              "is conditioned on an exemplar's code")
@@ -111,7 +123,8 @@ class ModelConfig:
         if self.au_bins < 2:
             raise ValueError(f"ModelConfig: au_bins must be an integer >= 2; got {self.au_bins!r}")
         for field in dataclasses.fields(self):
-            if field.name in ("generator", "init", "family", "condition", "critic_fake_class", "transfer_code"):
+            if field.name in ("generator", "init", "family", "condition", "critic_fake_class", "transfer_code",
+                              "transfer_decoder"):
                 continue
             value = getattr(self, field.name)
             minimum = 0 if field.name.endswith("num_res_blocks") else 1

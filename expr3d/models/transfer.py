@@ -171,6 +171,59 @@ class TransferDecoder(_KeptArguments, keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="expr3d")
+class TransferGeneratorDecoder(_KeptArguments, keras.Model):
+    """`[free, code, source]` -> the face, as the AU-conditioned StarGAN draws it (`--transfer_decoder=generator`,
+    ours, session 28): the code tiled over the SOURCE image at full resolution (StarGAN's input concatenation),
+    conv7x7(conv_dim)-IN-ReLU, `num_down` x [conv4x4 stride 2, channels x2, IN, ReLU], the AU-free map joined there
+    (concatenated, conv3x3), then `TransferDecoder`'s residual blocks, up-sampling and attention heads.
+
+    Why: `TransferDecoder` meets the code only at the bottleneck, where the AU-free map already carries the
+    source's expression (session 26: given the true render's own code it still missed B's AUs by 0.127, while the
+    AU-conditioned StarGAN, conditioned at its input, puts another face's AUs on a face at 0.057). Here the code
+    steers the down-sampling path too. Same inputs, outputs and `with_attention` as `TransferDecoder`.
+    """
+
+    def __init__(self, conv_dim=64, num_down=2, num_res_blocks=3, code_dim=64, free_channels=None, dtype=None,
+                 **kwargs):
+        free_channels = conv_dim * 2**num_down if free_channels is None else free_channels
+        _check_sizes(type(self).__name__, conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks,
+                     code_dim=code_dim, free_channels=free_channels)
+        free = keras.Input(shape=(None, None, free_channels), name="free")
+        code = keras.Input(shape=(code_dim,), name="code")
+        source = keras.Input(shape=(None, None, 3), name="source")
+        x = ConditionConcat(name="code_concat", dtype=dtype)([source, code])
+        x = _conv_norm_relu(x, conv_dim, 7, 1, "stem", dtype)
+        filters = conv_dim
+        for i in range(num_down):
+            filters *= 2
+            x = _conv_norm_relu(x, filters, 4, 2, f"down{i}", dtype)
+        x = keras.layers.Concatenate(name="free_concat", dtype=dtype)([x, free])
+        x = _conv_norm_relu(x, filters, 3, 1, "join", dtype)
+        for i in range(num_res_blocks):
+            x = residual_block(x, filters, name=f"res{i}", dtype=dtype)
+        for i in range(num_down):
+            filters //= 2
+            x = _conv_norm_relu(x, filters, 4, 2, f"up{i}", dtype, transpose=True)
+        colour = keras.layers.Conv2D(3, 7, padding="same", use_bias=False, name="colour_conv", dtype=dtype)(x)
+        colour = keras.layers.Activation("tanh", dtype="float32", name="colour_tanh")(colour)
+        mask = keras.layers.Conv2D(1, 7, padding="same", name="attention_conv", dtype=dtype)(x)
+        mask = keras.layers.Activation("sigmoid", dtype="float32", name="attention_sigmoid")(mask)
+        output = AttentionCombine(name="attention_combine", dtype="float32")([source, colour, mask])
+        super().__init__(inputs=[free, code, source], outputs=output, **kwargs)
+        self._with_attention = keras.Model(inputs=[free, code, source], outputs=[output, mask, colour],
+                                           name="with_attention")
+        self._keep(conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks, code_dim=code_dim,
+                   free_channels=free_channels, dtype=dtype)
+
+    def with_attention(self, inputs, training=None):
+        """`(image, mask, colour)` for `inputs = [free, code, source]`; all float32."""
+        return tuple(self._with_attention(inputs, training=training))
+
+
+DECODERS = {"bottleneck": TransferDecoder, "generator": TransferGeneratorDecoder}  # --transfer_decoder
+
+
+@keras.saving.register_keras_serializable(package="expr3d")
 class AUAdversary(_KeptArguments, keras.Model):
     """AU-free map -> per-AU intensity-bin logits `[B, num_action_units, num_bins]`.
 

@@ -26,7 +26,7 @@ DATA_STREAM_FIELDS = ("data_dir", "batch_size", "batch_size_depth", "image_size"
 # Fields that become ModelConfig's (the networks' shapes).
 MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d_num_layers", "depth_g_conv_dim",
                 "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers", "generator", "init", "code_dim",
-                "au_bins", "transfer_code", "condition", "critic_fake_class")
+                "au_bins", "transfer_code", "transfer_decoder", "condition", "critic_fake_class")
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
 STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "lambda_pair_gradient", "g_ema_decay", "critic_warmup_steps",
                        "contempt_side",
@@ -83,6 +83,7 @@ class TrainConfig:
     code_dim: int = 64
     au_bins: int = 5
     transfer_code: str = "learned"
+    transfer_decoder: str = "bottleneck"
     condition: str = "expression"
     # --- losses
     depth_weight: float = 0.1
@@ -374,6 +375,10 @@ def define_flags(flag_values=None):
            "--model=transfer: the encoder's AU-related code: 'learned' (a --code_dim vector; Shao et al. give no "
            "size) or 'action_units' (ours: the code IS the 17 predicted AU intensities, so an exemplar gives the "
            "decoder its AUs and nothing of its face; --code_dim unused).")
+    define("enum", "transfer_decoder", ["bottleneck", "generator"],
+           "--model=transfer: the decoder: 'bottleneck' (the code tiled over the AU-free map) or 'generator' "
+           "(ours: the code tiled over the source image at the decoder's input, as the AU-conditioned StarGAN, the "
+           "AU-free map joined after its down-sampling; docs/transfer.md).")
     define("enum", "condition", ["expression", "action_units"],
            "What G_rgb is asked for: 'expression' (the paper: one of 8 classes) or 'action_units' (continuous AU "
            "control, GANimation's idea: a vector of the 17 AU intensities in [0, 1]; D_rgb regresses them; needs "

@@ -2,7 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from expr3d.models import AUAdversary, TransferDecoder, TransferEncoder
+from expr3d.models import AUAdversary, ModelConfig, TransferDecoder, TransferEncoder, TransferGeneratorDecoder
+from expr3d.models.builder import build_models
 
 
 def _image(batch=2, size=16, seed=0):
@@ -39,6 +40,40 @@ def test_decoder_blends_the_colour_into_the_source_through_its_mask():
     # A shut mask copies the source exactly.
     decoder.get_layer("attention_conv").bias.assign([-200.0])
     np.testing.assert_array_equal(_numpy(decoder([free, code, source])), source)
+
+
+def test_the_generator_decoder_conditions_the_source_on_the_code_and_blends_through_its_mask(tmp_path):
+    decoder = TransferGeneratorDecoder(conv_dim=4, num_down=2, num_res_blocks=1, code_dim=10, free_channels=6)
+    rng = np.random.default_rng(1)
+    free = rng.normal(size=(2, 4, 4, 6)).astype("float32")
+    code = rng.normal(size=(2, 10)).astype("float32")
+    source = _image()
+    output, mask, colour = (_numpy(t) for t in decoder.with_attention([free, code, source]))
+    assert output.shape == colour.shape == (2, 16, 16, 3) and mask.shape == (2, 16, 16, 1)
+    np.testing.assert_allclose(output, mask * colour + (1 - mask) * source, atol=1e-6)
+    # The code, the AU-free map and the source each reach the output.
+    for changed in ([free, code[::-1], source], [free[::-1], code, source], [free, code, _image(seed=5)]):
+        assert np.abs(_numpy(decoder.with_attention(changed)[2]) - colour).max() > 1e-4
+    path = str(tmp_path / "decoder.keras")
+    decoder.save(path)
+    loaded = keras.saving.load_model(path, compile=False)
+    assert type(loaded) is TransferGeneratorDecoder
+    np.testing.assert_allclose(_numpy(loaded([free, code, source])), output, atol=1e-6)
+    decoder.get_layer("attention_conv").bias.assign([-200.0])  # a shut mask copies the source exactly
+    np.testing.assert_array_equal(_numpy(decoder([free, code, source])), source)
+
+
+def test_the_model_config_picks_the_transfer_decoder():
+    sizes = dict(image_size=16, g_conv_dim=4, g_num_res_blocks=1, d_conv_dim=4, d_num_layers=2,
+                 depth_g_conv_dim=4, depth_g_num_res_blocks=1, depth_d_conv_dim=4, depth_d_num_layers=2)
+    assert type(build_models(ModelConfig(**sizes, family="transfer"))["decoder"]) is TransferDecoder
+    config = ModelConfig(**sizes, family="transfer", transfer_decoder="generator")
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    assert type(build_models(config)["decoder"]) is TransferGeneratorDecoder
+    with pytest.raises(ValueError, match="transfer_decoder applies to the transfer family"):
+        ModelConfig(**sizes, transfer_decoder="generator")
+    with pytest.raises(ValueError, match="transfer_decoder must be one of"):
+        ModelConfig(**sizes, family="transfer", transfer_decoder="unet")
 
 
 def test_encoder_and_decoder_compose_for_a_swap():

@@ -24,6 +24,7 @@ RECORDED_KEYS = [
     "generator", "geometry", "init",
     "model", "code_dim", "au_bins",  # (session 10)
     "transfer_code",  # (session 26)
+    "transfer_decoder",  # (session 28)
     "condition",  # (session 12)
     "depth_weight", "confidence_penalty", "confidence_penalty_on", "lambda_cls",
     "lambda_rec", "lambda_gp", "lambda_id",
