@@ -22,6 +22,11 @@ Steps (each skipped when its output already exists, so an interrupted study resu
      a network no run trained with
   5. `python -m expr3d.compare` -> ROOT/comparison/comparison.md (+ figures)
 
+A transfer study (`--model=transfer` in --train_flags; experiments/synthetic_transfer_ablation.flags, issue #13)
+renders the transfer ground truth (--transfer_pairs), trains no expression classifier, and judges every run with one
+AU judge, built by the first evaluation into ROOT/judges; the comparison then tabulates the transfer's own metrics
+(AU error against the exemplar, SSIM / L1 against the true transfer, depth error, the disentanglement probes).
+
 Variants are `name:flag=value;flag=value` strings (--variants), e.g. `baseline:depth_weight=0`,
 `depth:depth_weight=0.1;geometry=depth;confidence_penalty=0`,
 `depth_penalty_generator:depth_weight=0.1;confidence_penalty=0.1;confidence_penalty_on=generator`. --dry_run prints
@@ -49,6 +54,9 @@ def define_flags():
     flags.DEFINE_integer("images_per_identity", 8, "renders per train identity of the generated dataset")
     flags.DEFINE_boolean("train_pairs", False, "render each train identity in one pose and light under all eight "
                                                "expressions (the data of --target_mode=paired runs)")
+    flags.DEFINE_integer("transfer_pairs", 0,
+                         "pairs of test identities also rendered with each other's AUs (the transfer ground truth): "
+                         "a --model=transfer study (--train_flags) needs them, its evaluation compares with them")
     flags.DEFINE_string("classifier_data_dir", None,
                         "dataset whose train split trains the judging expression classifier (default --data_dir); "
                         "generated like --data_dir, with --classifier_identities and --classifier_data_seed, when it "
@@ -102,6 +110,7 @@ def define_flags():
     cli.seed("data_seed")
     cli.seed("classifier_data_seed")
     cli.at_least("images_per_identity", 1)
+    cli.at_least("transfer_pairs", 0, "0 = none")
     cli.check("seeds", lambda seeds: bool(seeds) and all(s.strip().isdigit() for s in seeds),
               "a non-empty list of non-negative integer seeds, e.g. 0,1,2")
     flags.register_validator("variants", _variants_ok)
@@ -145,7 +154,9 @@ def training_complete(config_path):
         config = RunDir(os.path.dirname(config_path)).read_config()
         stage = config["flags"]["stage"]
         last = "depth" if stage == "depth" else "gan"
-        return int(config["progress"].get(last, 0)) >= int(config["flags"][f"num_steps_{last}"])
+        # A transfer run records its second stage as "transfer" (--num_steps_gan counts it).
+        second = "transfer" if last == "gan" and config["flags"].get("model") == "transfer" else last
+        return int(config["progress"].get(second, 0)) >= int(config["flags"][f"num_steps_{last}"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -290,10 +301,17 @@ def plan(f):
     steps = [("data", [python, "-m", "expr3d.data.synthetic", f"--output={data}", f"--num_identities={f.num_identities}",
                        f"--image_size={f.image_size}", f"--seed={f.data_seed}",
                        f"--images_per_identity={f.images_per_identity}",
-                       *(["--train_pairs"] if getattr(f, "train_pairs", False) else [])],
+                       *(["--train_pairs"] if getattr(f, "train_pairs", False) else []),
+                       *([f"--transfer_pairs={f.transfer_pairs}"] if getattr(f, "transfer_pairs", 0) else [])],
               os.path.join(data, "dataset_card.json"))]
+    # A transfer study (--model=transfer in --train_flags) is judged by the AU judge, not an expression classifier.
+    transfer = flag_value(shlex.split(f.train_flags), "model", "stargan") == "transfer"
+    if transfer and not getattr(f, "transfer_pairs", 0):
+        raise cli.UsageError("--train_flags has --model=transfer: the study needs --transfer_pairs > 0 (its "
+                             "evaluation compares every swap with the true transfer render)")
     classifier_data = f.classifier_data_dir or data
-    if classifier_data != data:
+    judges = os.path.join(root, "judges")
+    if classifier_data != data and not transfer:
         steps.append(("classifier data", [python, "-m", "expr3d.data.synthetic", f"--output={classifier_data}",
                                           f"--num_identities={f.classifier_identities}", f"--image_size={f.image_size}",
                                           f"--seed={f.classifier_data_seed}",
@@ -303,9 +321,10 @@ def plan(f):
     skip = ["--skip_corrupt"] if getattr(f, "skip_corrupt", False) else []
     # A judge of other identities is also scored on the GAN's test identities: the accuracy that bounds the metric.
     scored_too = [f"--extra_test_data_dir={data}"] if classifier_data != data else []
-    steps.append(("classifier", [python, "-m", "expr3d.metrics.classifier", f"--data_dir={classifier_data}",
-                                 f"--output={classifier}", *scored_too, *shlex.split(f.classifier_flags), *skip],
-                  os.path.join(classifier, "classifier.json")))
+    if not transfer:  # a transfer study's AU judge: built by its first evaluation, in ROOT/judges, for every run
+        steps.append(("classifier", [python, "-m", "expr3d.metrics.classifier", f"--data_dir={classifier_data}",
+                                     f"--output={classifier}", *scored_too, *shlex.split(f.classifier_flags), *skip],
+                      os.path.join(classifier, "classifier.json")))
     variants = [parse_variant(v) for v in f.variants]
     if len(f.seeds) < 3:
         sys.stderr.write(f"warning: {len(f.seeds)} seed(s): the spread over seeds needs at least 3\n")
@@ -330,6 +349,9 @@ def plan(f):
     judge_geometry = flag_value(shlex.split(f.train_flags), "geometry", "depth")
     warmup_steps = int(flag_value(shlex.split(f.train_flags), "generator_warmup_steps", "0") or 0)
     share_warmup = getattr(f, "shared_generator_warmup", False)
+    if share_warmup and transfer:
+        raise cli.UsageError("--shared_generator_warmup is for StarGAN studies: a transfer run's warm-up is not "
+                             "checked to be independent of the depth terms")
     if share_warmup and not (f.shared_depth_pretraining and warmup_steps > 0):
         raise cli.UsageError("--shared_generator_warmup needs --shared_depth_pretraining and "
                              "--generator_warmup_steps > 0 in --train_flags")
@@ -396,7 +418,9 @@ def plan(f):
         steps.append((f"evaluate {run}", InProcess([python, "-m", "expr3d.evaluate",
                                                     f"--model_dir={os.path.join(root, run)}", f"--data_dir={data}",
                                                     f"--metrics={f.metrics}", f"--output={output}",
-                                                    f"--classifier={classifier}", f"--depth_model_dir={geometry_judge}",
+                                                    *([f"--judge_cache_dir={judges}"] if transfer
+                                                      else [f"--classifier={classifier}"]),
+                                                    f"--depth_model_dir={geometry_judge}",
                                                     f"--label={run}", "--overwrite", *shlex.split(f.evaluate_flags),
                                                     *skip]),
                       os.path.join(output, "results.json")))

@@ -26,6 +26,13 @@ DIFFERENCE_METRICS = (
     ("background_l1", "background L1", -1),
     ("geometry_target_accuracy", "depth judged as target %", +1),
     ("fid", "FID", -1),
+    # Transfer runs (--model=transfer; expr3d.metrics.transfer_evaluation)
+    ("au_mae", "AU error vs exemplar", -1),
+    ("transfer_ssim", "SSIM vs true transfer", +1),
+    ("transfer_l1", "L1 vs true transfer", -1),
+    ("depth_l1", "transfer depth L1", -1),
+    ("free_r2", "R² of AUs from AU-free map", -1),
+    ("code_r2", "R² of AUs from code", +1),
 )
 
 
@@ -203,7 +210,8 @@ def compare(paths, output, group="auto", title="Comparison", overwrite=False, ba
         scalars = [s for s in scalars if s]
         if scalars:
             generator_terms = {tag: v for tag, v in _mean_curves(scalars).items()
-                               if re.search(r"loss/(g_rec|g_cls|d_cls|g_adv|d_adv)$", tag)}
+                               if re.search(r"loss/(g_rec|g_cls|d_cls|g_adv|d_adv|t_rec|t_au|t_adv|t_swap|dr_adv)$",
+                                            tag)}
             curves[label] = generator_terms
     if curves:
         written.append(figures.learning_curves_figure(curves, os.path.join(figure_dir, "learning_curves.png"),

@@ -267,3 +267,101 @@ def test_the_64px_flagfiles_plan_six_variants_over_five_seeds_with_shared_work(f
     assert sum("stage1_normals/depth/checkpoints ->" in line for line in lines) == 5
     assert all("judge_depth_independent" in line for line in lines if "-m expr3d.evaluate" in line)
     assert "--baseline=baseline" in lines[-1]
+
+
+def _transfer_plan_flags(**overrides):
+    import types
+
+    plan_flags = types.SimpleNamespace(
+        root="r", data_dir="d", num_identities=10, image_size=32, data_seed=0, images_per_identity=2, train_pairs=True,
+        transfer_pairs=1, classifier_data_dir="other", classifier_identities=4, classifier_data_seed=1,
+        classifier_flags="", skip_corrupt=False, judge=None, metrics="transfer_paired,action_units",
+        evaluate_flags="", variants=["shao:depth_weight=0", "depth:depth_weight=0.1"], seeds=["0", "1"],
+        train_flags="--model=transfer --num_steps_gan=6", shared_depth_pretraining=True,
+        shared_generator_warmup=False, independent_depth_judge=True)
+    for name, value in overrides.items():
+        setattr(plan_flags, name, value)
+    return plan_flags
+
+
+def test_a_transfer_study_renders_the_transfer_truth_and_is_judged_by_one_au_judge_not_a_classifier():
+    steps = ablation.plan(_transfer_plan_flags())
+    names = [what for what, _, _ in steps]
+    assert "--transfer_pairs=1" in steps[0][1] and "--train_pairs" in steps[0][1]
+    assert not any(name.startswith("classifier") for name in names)  # no expression classifier, nor its data
+    evaluations = [command.command for what, command, _ in steps if what.startswith("evaluate ")]
+    assert len(evaluations) == 4
+    for command in evaluations:
+        assert "--judge_cache_dir=r/judges" in command and "--depth_model_dir=r/judge_depth_independent" in command
+        assert not any(argument.startswith("--classifier") for argument in command)
+    trains = {what: command.command for what, command, _ in steps if what.startswith("train ")}
+    assert trains["train depth_seed1"][-1] == "--stage=gan"  # the transfer stage from the shared stage 1
+    assert "--stage=gan" not in trains["train shao_seed1"]
+    assert steps[-1][1][2] == "expr3d.compare" and "--baseline=shao" in steps[-1][1]
+
+
+def test_a_transfer_study_refuses_data_without_transfer_truth_and_a_shared_warmup():
+    with pytest.raises(ablation.cli.UsageError, match="needs --transfer_pairs > 0"):
+        ablation.plan(_transfer_plan_flags(transfer_pairs=0))
+    with pytest.raises(ablation.cli.UsageError, match="--shared_generator_warmup is for StarGAN studies"):
+        ablation.plan(_transfer_plan_flags(shared_generator_warmup=True,
+                                           train_flags="--model=transfer --generator_warmup_steps=2"))
+
+
+def test_a_transfer_run_counts_as_trained_when_its_transfer_stage_finished(tmp_path):
+    import json
+
+    path = tmp_path / "config.json"
+    config = {"flags": {"model": "transfer", "stage": "all", "num_steps_depth": 10, "num_steps_gan": 20},
+              "progress": {"depth": 10, "transfer": 19}}
+    path.write_text(json.dumps(config))
+    assert not ablation.training_complete(str(path))
+    config["progress"]["transfer"] = 20
+    path.write_text(json.dumps(config))
+    assert ablation.training_complete(str(path))
+
+
+@pytest.mark.slow
+def test_the_transfer_flagfile_plans_two_variants_over_three_seeds():
+    done = forked_cli.run(["-m", "expr3d.ablation", "--flagfile=experiments/synthetic_transfer_ablation.flags",
+                           "--dry_run"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert "--transfer_pairs=25" in lines[0] and "--image_size=48" in lines[0]
+    trains = [line for line in lines if "-m expr3d.train" in line and "--stage=depth" not in line]
+    assert len(trains) == 6 and all("--model=transfer" in line for line in trains)
+    assert sum(line.endswith("--stage=gan") for line in trains) == 3  # the depth runs: stage 1 shared
+    evaluations = [line for line in lines if "-m expr3d.evaluate" in line]
+    assert len(evaluations) == 6 and all("--judge_cache_dir=runs/synthetic_transfer_ablation/judges" in line
+                                         for line in evaluations)
+    assert "--baseline=shao" in lines[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_tiny_transfer_study_end_to_end(tmp_path):
+    import json
+
+    root = tmp_path / "study"
+    common = ("--model=transfer --num_steps_depth=3 --num_steps_gan=2 --batch_size=4 --g_conv_dim=8 "
+              "--g_num_res_blocks=0 --d_conv_dim=8 --d_num_layers=2 --depth_g_conv_dim=8 --depth_g_num_res_blocks=0 "
+              "--depth_d_conv_dim=8 --depth_d_num_layers=2 --code_dim=16 --perceptual_weight=0 --n_critic=1 "
+              "--target_mode=paired --lambda_pair=10 --checkpoint_every=0 --sample_every=0 --summary_every=1 "
+              "--progress=false")
+    command = ["-m", "expr3d.ablation", f"--root={root}", f"--data_dir={tmp_path / 'data'}", "--num_identities=10",
+               "--image_size=32", "--images_per_identity=8", "--train_pairs", "--transfer_pairs=1", "--seeds=0",
+               "--variants=shao:depth_weight=0,depth:depth_weight=0.1", f"--train_flags={common}",
+               "--shared_depth_pretraining", "--metrics=transfer_paired,transfer_depth",
+               "--evaluate_flags=--progress=false --batch_size=8"]
+    done = forked_cli.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    with open(root / "depth_seed0" / "config.json") as f:
+        config = json.load(f)
+    assert config["flags"]["stage"] == "gan" and config["progress"]["transfer"] == 2
+    with open(root / "comparison" / "comparison.json") as f:
+        comparison = json.load(f)
+    differences = comparison["paired_differences"]["groups"]["depth"]
+    assert {"transfer_ssim", "transfer_l1", "depth_l1"} <= set(differences)
+    markdown = (root / "comparison" / "comparison.md").read_text()
+    assert "| AU error vs exemplar | SSIM vs truth | L1 vs truth |" in markdown  # the transfer's own table
+    assert "| depth | depth | yes (critic) | 0.1 | 1 |" in markdown and "| shao | – | no | 0.0 | 1 |" in markdown

@@ -16,6 +16,15 @@ EXTRA_COLUMNS = (("KID", "kid", 4), ("identity L2", "identity_l2", 3), ("identit
                  ("edit share", "paired_edit_share", 2),
                  ("paired depth L1", "paired_depth_l1", 3), ("background L1", "background_l1", 4),
                  ("judge acc % (real test)", "classifier_accuracy_on_evaluated_test_split", 1))
+# A transfer run's (--model=transfer) table: its own metrics (expr3d.metrics.transfer_evaluation).
+TRANSFER_COLUMNS = (("AU error vs exemplar", "au_mae", 3), ("SSIM vs truth", "transfer_ssim", 3),
+                    ("L1 vs truth", "transfer_l1", 4), ("background L1", "background_l1", 4),
+                    ("depth L1", "depth_l1", 3), ("R² free", "free_r2", 3), ("R² code", "code_r2", 3))
+TRANSFER_EXTRA_COLUMNS = (("AU error, self-transfer", "au_mae_self_transfer", 3),
+                          ("AU error, truth (judge floor)", "au_mae_truth", 3),
+                          ("AU error, A unchanged", "au_mae_source", 3), ("depth L1, truth", "depth_l1_truth", 3),
+                          ("mask mean", "mask_mean", 3), ("identity cos", "identity_cosine", 3),
+                          ("StarGAN AU error", "stargan_au_mae", 3))
 
 
 def run_geometry(run_flags):
@@ -104,18 +113,22 @@ def evaluation_markdown(document):
 def comparison_markdown(groups, title="Comparison"):
     """`groups` = [(label, [results documents])] -> Table 1 (and Table 3 shape: add λ_depth) + further metrics."""
     rows, flats = [], []
+    transfer = any(d.get("family") == "transfer" for _, documents in groups for d in documents)
     for label, documents in groups:
         run = documents[0].get("run", {})
         flags = run.get("flags", {}) or {}
-        lead = (label, run.get("geometry", "?"), run.get("confidence_penalty", "?"),
+        # A transfer evaluation records the run's flags only: the geometry and penalty cells come from them.
+        lead = (label, run.get("geometry", run_geometry(flags) if transfer else "?"),
+                run.get("confidence_penalty", run_penalty(flags) if transfer else "?"),
                 str(flags.get("depth_weight", "?")), str(len(documents)))
         group_flats = [flatten_metrics(d) for d in documents]
         flats += group_flats
         rows.append((lead, group_flats))
     head = ("method", "geometry", "conf. penalty", "λ_depth", "runs")
+    main, further = (TRANSFER_COLUMNS, TRANSFER_EXTRA_COLUMNS) if transfer else (TABLE1_COLUMNS, EXTRA_COLUMNS)
     lines = [f"# {title}", "", "Cells are mean ± sample std over the runs of a row (n = runs with the value).", "",
-             table(rows, TABLE1_COLUMNS, head), ""]
-    extra = _used_columns(EXTRA_COLUMNS, flats)
+             table(rows, main, head), ""]
+    extra = _used_columns(further, flats)
     if extra:
         lines += ["## Further metrics", "", table(rows, extra, head), ""]
     extractors = sorted({f.get("fid_feature_extractor") for f in flats if f.get("fid_feature_extractor")})
