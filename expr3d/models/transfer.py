@@ -119,6 +119,24 @@ class TransferEncoder(_KeptArguments, keras.Model):
                    free_channels=free_channels, num_action_units=num_action_units, code=code_kind, dtype=dtype)
 
 
+def _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype):
+    """Both decoders' common end, from the joined bottleneck `x` (`filters` channels): `num_res_blocks` residual
+    blocks, `num_down` x [transposed conv4x4 stride 2, channels /2, IN, ReLU], the 7x7 colour (tanh) and edit-mask
+    (sigmoid) heads and `M * C + (1 - M) * source`. Returns (output, mask, colour); the layer names are the saved
+    models' (do not rename)."""
+    for i in range(num_res_blocks):
+        x = residual_block(x, filters, name=f"res{i}", dtype=dtype)
+    for i in range(num_down):
+        filters //= 2
+        x = _conv_norm_relu(x, filters, 4, 2, f"up{i}", dtype, transpose=True)
+    colour = keras.layers.Conv2D(3, 7, padding="same", use_bias=False, name="colour_conv", dtype=dtype)(x)
+    colour = keras.layers.Activation("tanh", dtype="float32", name="colour_tanh")(colour)
+    mask = keras.layers.Conv2D(1, 7, padding="same", name="attention_conv", dtype=dtype)(x)
+    mask = keras.layers.Activation("sigmoid", dtype="float32", name="attention_sigmoid")(mask)
+    output = AttentionCombine(name="attention_combine", dtype="float32")([source, colour, mask])
+    return output, mask, colour
+
+
 @keras.saving.register_keras_serializable(package="expr3d")
 class TransferDecoder(_KeptArguments, keras.Model):
     """`[free, code, source]` -> the face with `free`'s identity, pose and look and `code`'s expression.
@@ -149,16 +167,7 @@ class TransferDecoder(_KeptArguments, keras.Model):
         filters = conv_dim * 2**num_down
         x = ConditionConcat(name="code_concat", dtype=dtype)([free, code])
         x = _conv_norm_relu(x, filters, 3, 1, "join", dtype)
-        for i in range(num_res_blocks):
-            x = residual_block(x, filters, name=f"res{i}", dtype=dtype)
-        for i in range(num_down):
-            filters //= 2
-            x = _conv_norm_relu(x, filters, 4, 2, f"up{i}", dtype, transpose=True)
-        colour = keras.layers.Conv2D(3, 7, padding="same", use_bias=False, name="colour_conv", dtype=dtype)(x)
-        colour = keras.layers.Activation("tanh", dtype="float32", name="colour_tanh")(colour)
-        mask = keras.layers.Conv2D(1, 7, padding="same", name="attention_conv", dtype=dtype)(x)
-        mask = keras.layers.Activation("sigmoid", dtype="float32", name="attention_sigmoid")(mask)
-        output = AttentionCombine(name="attention_combine", dtype="float32")([source, colour, mask])
+        output, mask, colour = _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype)
         super().__init__(inputs=[free, code, source], outputs=output, **kwargs)
         self._with_attention = keras.Model(inputs=[free, code, source], outputs=[output, mask, colour],
                                            name="with_attention")
@@ -199,25 +208,14 @@ class TransferGeneratorDecoder(_KeptArguments, keras.Model):
             x = _conv_norm_relu(x, filters, 4, 2, f"down{i}", dtype)
         x = keras.layers.Concatenate(name="free_concat", dtype=dtype)([x, free])
         x = _conv_norm_relu(x, filters, 3, 1, "join", dtype)
-        for i in range(num_res_blocks):
-            x = residual_block(x, filters, name=f"res{i}", dtype=dtype)
-        for i in range(num_down):
-            filters //= 2
-            x = _conv_norm_relu(x, filters, 4, 2, f"up{i}", dtype, transpose=True)
-        colour = keras.layers.Conv2D(3, 7, padding="same", use_bias=False, name="colour_conv", dtype=dtype)(x)
-        colour = keras.layers.Activation("tanh", dtype="float32", name="colour_tanh")(colour)
-        mask = keras.layers.Conv2D(1, 7, padding="same", name="attention_conv", dtype=dtype)(x)
-        mask = keras.layers.Activation("sigmoid", dtype="float32", name="attention_sigmoid")(mask)
-        output = AttentionCombine(name="attention_combine", dtype="float32")([source, colour, mask])
+        output, mask, colour = _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype)
         super().__init__(inputs=[free, code, source], outputs=output, **kwargs)
         self._with_attention = keras.Model(inputs=[free, code, source], outputs=[output, mask, colour],
                                            name="with_attention")
         self._keep(conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks, code_dim=code_dim,
                    free_channels=free_channels, dtype=dtype)
 
-    def with_attention(self, inputs, training=None):
-        """`(image, mask, colour)` for `inputs = [free, code, source]`; all float32."""
-        return tuple(self._with_attention(inputs, training=training))
+    with_attention = TransferDecoder.with_attention
 
 
 DECODERS = {"bottleneck": TransferDecoder, "generator": TransferGeneratorDecoder}  # --transfer_decoder

@@ -24,43 +24,39 @@ def test_encoder_outputs_a_code_a_spatial_au_free_map_and_au_intensities():
     assert code24.shape == (2, 10) and free24.shape == (2, 6, 6, 6)
 
 
-def test_decoder_blends_the_colour_into_the_source_through_its_mask():
-    decoder = TransferDecoder(conv_dim=4, num_down=2, num_res_blocks=1, code_dim=10, free_channels=6)
+def _decoder_inputs():
     rng = np.random.default_rng(1)
     free = rng.normal(size=(2, 4, 4, 6)).astype("float32")
     code = rng.normal(size=(2, 10)).astype("float32")
-    source = _image()
+    return free, code, _image()
+
+
+@pytest.mark.parametrize("decoder_class", [TransferDecoder, TransferGeneratorDecoder])
+def test_each_decoder_blends_the_colour_into_the_source_through_its_mask(decoder_class, tmp_path):
+    decoder = decoder_class(conv_dim=4, num_down=2, num_res_blocks=1, code_dim=10, free_channels=6)
+    free, code, source = _decoder_inputs()
     output, mask, colour = (_numpy(t) for t in decoder.with_attention([free, code, source]))
     assert output.shape == colour.shape == (2, 16, 16, 3) and mask.shape == (2, 16, 16, 1)
     np.testing.assert_allclose(output, mask * colour + (1 - mask) * source, atol=1e-6)
     np.testing.assert_array_equal(output, _numpy(decoder([free, code, source])))
-    # The code reaches the output: another code, another image.
-    other = _numpy(decoder([free, code[::-1], source]))
-    assert np.abs(other - output).max() > 1e-4
-    # A shut mask copies the source exactly.
-    decoder.get_layer("attention_conv").bias.assign([-200.0])
-    np.testing.assert_array_equal(_numpy(decoder([free, code, source])), source)
-
-
-def test_the_generator_decoder_conditions_the_source_on_the_code_and_blends_through_its_mask(tmp_path):
-    decoder = TransferGeneratorDecoder(conv_dim=4, num_down=2, num_res_blocks=1, code_dim=10, free_channels=6)
-    rng = np.random.default_rng(1)
-    free = rng.normal(size=(2, 4, 4, 6)).astype("float32")
-    code = rng.normal(size=(2, 10)).astype("float32")
-    source = _image()
-    output, mask, colour = (_numpy(t) for t in decoder.with_attention([free, code, source]))
-    assert output.shape == colour.shape == (2, 16, 16, 3) and mask.shape == (2, 16, 16, 1)
-    np.testing.assert_allclose(output, mask * colour + (1 - mask) * source, atol=1e-6)
-    # The code, the AU-free map and the source each reach the output.
-    for changed in ([free, code[::-1], source], [free[::-1], code, source], [free, code, _image(seed=5)]):
-        assert np.abs(_numpy(decoder.with_attention(changed)[2]) - colour).max() > 1e-4
+    # The code and the AU-free map reach the output: another code (map), another image.
+    for changed in ([free, code[::-1], source], [free[::-1], code, source]):
+        assert np.abs(_numpy(decoder(changed)) - output).max() > 1e-4
     path = str(tmp_path / "decoder.keras")
     decoder.save(path)
     loaded = keras.saving.load_model(path, compile=False)
-    assert type(loaded) is TransferGeneratorDecoder
+    assert type(loaded) is decoder_class
     np.testing.assert_allclose(_numpy(loaded([free, code, source])), output, atol=1e-6)
     decoder.get_layer("attention_conv").bias.assign([-200.0])  # a shut mask copies the source exactly
     np.testing.assert_array_equal(_numpy(decoder([free, code, source])), source)
+
+
+def test_the_generator_decoder_also_reads_the_source_itself():
+    # TransferDecoder reads the source only where its mask copies it; this one draws its colour from it too.
+    decoder = TransferGeneratorDecoder(conv_dim=4, num_down=2, num_res_blocks=1, code_dim=10, free_channels=6)
+    free, code, source = _decoder_inputs()
+    colour = _numpy(decoder.with_attention([free, code, source])[2])
+    assert np.abs(_numpy(decoder.with_attention([free, code, _image(seed=5)])[2]) - colour).max() > 1e-4
 
 
 def test_the_model_config_picks_the_transfer_decoder():
