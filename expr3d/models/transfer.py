@@ -137,6 +137,24 @@ def _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype):
     return output, mask, colour
 
 
+def _attention_decoder_graph(name, bottleneck, conv_dim, num_down, num_res_blocks, code_dim, free_channels, dtype):
+    """Both decoders' graph: inputs `[free, code, source]`, `bottleneck(free, code, source, conv_dim, num_down,
+    dtype)` joins them, `_decode_to_attention` draws and blends. Returns (inputs, (output, mask, colour), the
+    arguments to keep); the caller builds itself with them (its own `super().__init__`: Keras swaps a functional
+    subclass's base classes on its first construction)."""
+    free_channels = conv_dim * 2**num_down if free_channels is None else free_channels
+    _check_sizes(name, conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks, code_dim=code_dim,
+                 free_channels=free_channels)
+    free = keras.Input(shape=(None, None, free_channels), name="free")
+    code = keras.Input(shape=(code_dim,), name="code")
+    source = keras.Input(shape=(None, None, 3), name="source")
+    x, filters = bottleneck(free, code, source, conv_dim, num_down, dtype)
+    outputs = _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype)
+    kept = dict(conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks, code_dim=code_dim,
+                free_channels=free_channels, dtype=dtype)
+    return [free, code, source], outputs, kept
+
+
 @keras.saving.register_keras_serializable(package="expr3d")
 class TransferDecoder(_KeptArguments, keras.Model):
     """`[free, code, source]` -> the face with `free`'s identity, pose and look and `code`'s expression.
@@ -158,21 +176,18 @@ class TransferDecoder(_KeptArguments, keras.Model):
 
     def __init__(self, conv_dim=64, num_down=2, num_res_blocks=3, code_dim=64, free_channels=None, dtype=None,
                  **kwargs):
-        free_channels = conv_dim * 2**num_down if free_channels is None else free_channels
-        _check_sizes(type(self).__name__, conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks,
-                     code_dim=code_dim, free_channels=free_channels)
-        free = keras.Input(shape=(None, None, free_channels), name="free")
-        code = keras.Input(shape=(code_dim,), name="code")
-        source = keras.Input(shape=(None, None, 3), name="source")
+        inputs, outputs, kept = _attention_decoder_graph(type(self).__name__, self._bottleneck, conv_dim, num_down,
+                                                         num_res_blocks, code_dim, free_channels, dtype)
+        super().__init__(inputs=inputs, outputs=outputs[0], **kwargs)
+        self._with_attention = keras.Model(inputs=inputs, outputs=list(outputs), name="with_attention")
+        self._keep(**kept)
+
+    @staticmethod
+    def _bottleneck(free, code, source, conv_dim, num_down, dtype):
+        """The code tiled over the AU-free map, conv3x3: (bottleneck, its channels)."""
         filters = conv_dim * 2**num_down
         x = ConditionConcat(name="code_concat", dtype=dtype)([free, code])
-        x = _conv_norm_relu(x, filters, 3, 1, "join", dtype)
-        output, mask, colour = _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype)
-        super().__init__(inputs=[free, code, source], outputs=output, **kwargs)
-        self._with_attention = keras.Model(inputs=[free, code, source], outputs=[output, mask, colour],
-                                           name="with_attention")
-        self._keep(conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks, code_dim=code_dim,
-                   free_channels=free_channels, dtype=dtype)
+        return _conv_norm_relu(x, filters, 3, 1, "join", dtype), filters
 
     def with_attention(self, inputs, training=None):
         """`(image, mask, colour)` for `inputs = [free, code, source]`; all float32."""
@@ -180,7 +195,7 @@ class TransferDecoder(_KeptArguments, keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="expr3d")
-class TransferGeneratorDecoder(_KeptArguments, keras.Model):
+class TransferGeneratorDecoder(TransferDecoder):
     """`[free, code, source]` -> the face, as the AU-conditioned StarGAN draws it (`--transfer_decoder=generator`,
     ours, session 28): the code tiled over the SOURCE image at full resolution (StarGAN's input concatenation),
     conv7x7(conv_dim)-IN-ReLU, `num_down` x [conv4x4 stride 2, channels x2, IN, ReLU], the AU-free map joined there
@@ -189,17 +204,13 @@ class TransferGeneratorDecoder(_KeptArguments, keras.Model):
     Why: `TransferDecoder` meets the code only at the bottleneck, where the AU-free map already carries the
     source's expression (session 26: given the true render's own code it still missed B's AUs by 0.127, while the
     AU-conditioned StarGAN, conditioned at its input, puts another face's AUs on a face at 0.057). Here the code
-    steers the down-sampling path too. Same inputs, outputs and `with_attention` as `TransferDecoder`.
+    steers the down-sampling path too. `TransferDecoder` with another bottleneck: the same inputs, outputs and
+    `with_attention`.
     """
 
-    def __init__(self, conv_dim=64, num_down=2, num_res_blocks=3, code_dim=64, free_channels=None, dtype=None,
-                 **kwargs):
-        free_channels = conv_dim * 2**num_down if free_channels is None else free_channels
-        _check_sizes(type(self).__name__, conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks,
-                     code_dim=code_dim, free_channels=free_channels)
-        free = keras.Input(shape=(None, None, free_channels), name="free")
-        code = keras.Input(shape=(code_dim,), name="code")
-        source = keras.Input(shape=(None, None, 3), name="source")
+    @staticmethod
+    def _bottleneck(free, code, source, conv_dim, num_down, dtype):
+        """The code tiled over the source, stem and down-sampling, the AU-free map joined: (bottleneck, channels)."""
         x = ConditionConcat(name="code_concat", dtype=dtype)([source, code])
         x = _conv_norm_relu(x, conv_dim, 7, 1, "stem", dtype)
         filters = conv_dim
@@ -207,15 +218,7 @@ class TransferGeneratorDecoder(_KeptArguments, keras.Model):
             filters *= 2
             x = _conv_norm_relu(x, filters, 4, 2, f"down{i}", dtype)
         x = keras.layers.Concatenate(name="free_concat", dtype=dtype)([x, free])
-        x = _conv_norm_relu(x, filters, 3, 1, "join", dtype)
-        output, mask, colour = _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype)
-        super().__init__(inputs=[free, code, source], outputs=output, **kwargs)
-        self._with_attention = keras.Model(inputs=[free, code, source], outputs=[output, mask, colour],
-                                           name="with_attention")
-        self._keep(conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks, code_dim=code_dim,
-                   free_channels=free_channels, dtype=dtype)
-
-    with_attention = TransferDecoder.with_attention
+        return _conv_norm_relu(x, filters, 3, 1, "join", dtype), filters
 
 
 DECODERS = {"bottleneck": TransferDecoder, "generator": TransferGeneratorDecoder}  # --transfer_decoder
