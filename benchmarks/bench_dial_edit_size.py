@@ -17,7 +17,9 @@ Session 29, data/synthetic64tpd (4,000 records, about 1,550 dials), lambda_pair 
 recipe's): only the jaw drop AU26 (5.3 % of the pixels) gains clearly more than the mask's charge (0.183 vs 0.092) -
 and AU26 is the one AU the AU-conditioned generator follows; brows AU1 / AU2 / AU4 (3.4 / 4.2 / 5.8 %) gain 0.096 /
 0.109 / 0.147 against charges of 0.095 / 0.151 / 0.171, and 12 of the other 13 AUs are charged more than they gain.
-4.1 is GANimation's 1e-5 sum-TV converted at ITS 128 px (docs/training.md); at 64 px the same conversion gives 1.0.
+4.1 is GANimation's 1e-5 sum-TV converted at ITS 128 px (`expr3d.losses.total_variation_loss`); the mean TV of a
+mask of one shape doubles when the image halves, so GANimation's trade-off between an edit and its mask is 2.05 at
+64 px: the recipe charges twice GANimation's price.
 Accuracy figures, not timings: nothing here depends on machine load.
 """
 import argparse
