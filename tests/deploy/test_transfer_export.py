@@ -255,3 +255,26 @@ def test_synthesize_refuses_an_exemplar_without_a_face_and_a_transfer_export_wit
         assert result.returncode == 1 and len(lines) == 1, result.stderr[-2000:]
         assert all(word in lines[0] for word in words), lines[0]
         assert not (transfer_export["root"] / folder).exists()  # nothing written
+
+
+@pytest.mark.slow  # one export with the fp32 TFLite model
+def test_the_generator_decoder_exports_to_serving_and_tflite_with_parity(tmp_path):
+    """--transfer_decoder=generator: the code tiled over the source image at full size, as the StarGAN exports."""
+    from expr3d.models import TransferGeneratorDecoder
+
+    data_dir = fixtures.make_dataset(str(tmp_path / "data"), num_train=8, num_test=8)
+    models = fixtures.make_transfer_run(str(tmp_path / "run"), data_dir, steps=2, decoder="generator")
+    assert type(models["decoder"]) is TransferGeneratorDecoder
+    base = str(tmp_path / "saved_models" / "transfer")
+    result = run_cli(["-m", "expr3d.export", f"--model_dir={tmp_path / 'run'}", f"--output={base}", "--tflite=fp32",
+                      f"--data_dir={data_dir}", "--parity_images=4"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.load(open(os.path.join(base, "1", "expr3d_export.json")))
+    assert "transfer" in info["signatures"] and info["inference_clone_max_abs_error"]["decoder"] < 1e-4
+    report = json.load(open(os.path.join(base, "1", "tflite", "transfer_fp32.json")))
+    assert report["parity"]["psnr_db"] >= 80.0
+    images = tflite.images_from_records(data_dir, "test", 32, 4)
+    reference = tflite.saved_model_signature(os.path.join(base, "1"), tflite.TRANSFER)(
+        {"image_a": images, "image_b": images[::-1].copy()})
+    expected_a, _ = _swap(models, images, images[::-1].copy())  # the signature on model-range images
+    np.testing.assert_allclose(np.asarray(reference["a_with_b"]), np.asarray(expected_a), atol=1e-4)
