@@ -3,8 +3,6 @@
 The run directory follows the run directory contract (expr3d.run_dir: config.json + models/*.keras), written with
 build_models on a tiny config and a few steps of a simple objective so the weights are not pure initialisation.
 """
-import os
-
 import numpy as np
 
 from expr3d.labels import NUM_EXPRESSIONS
