@@ -107,7 +107,8 @@ def main():
             continue
         values = np.array(rows[label])
         entry = {"edits": len(values), "mean_change": float(values[:, 0].mean()),
-                 "changed_share": float(values[:, 1].mean()), "paired_gain": float(args.lambda_pair * values[:, 2].mean()),
+                 "changed_share": float(values[:, 1].mean()),
+                 "paired_gain": float(args.lambda_pair * values[:, 2].mean()),
                  "tv_charge": float(args.lambda_mask_tv * values[:, 3].mean())}
         report[label] = entry
         change = "–" if args.expressions else f"{entry['mean_change']:.2f}"
