@@ -22,7 +22,7 @@ Steps (each skipped when its output already exists, so an interrupted study resu
      a network no run trained with
   5. `python -m expr3d.compare` -> ROOT/comparison/comparison.md (+ figures)
 
-A transfer study (`--model=transfer` in --train_flags; experiments/synthetic_transfer_ablation.flags, issue #13)
+A transfer study (`--model=transfer` in --train_flags; experiments/synthetic_ablation_transfer.flags, issue #13)
 renders the transfer ground truth (--transfer_pairs), trains no expression classifier, and judges every run with one
 AU judge, built by the first evaluation into ROOT/judges; the comparison then tabulates the transfer's own metrics
 (AU error against the exemplar, SSIM / L1 against the true transfer, depth error, the disentanglement probes).

@@ -323,7 +323,7 @@ def test_a_transfer_run_counts_as_trained_when_its_transfer_stage_finished(tmp_p
 
 @pytest.mark.slow
 def test_the_transfer_flagfile_plans_two_variants_over_three_seeds():
-    done = forked_cli.run(["-m", "expr3d.ablation", "--flagfile=experiments/synthetic_transfer_ablation.flags",
+    done = forked_cli.run(["-m", "expr3d.ablation", "--flagfile=experiments/synthetic_ablation_transfer.flags",
                            "--dry_run"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
@@ -332,7 +332,7 @@ def test_the_transfer_flagfile_plans_two_variants_over_three_seeds():
     assert len(trains) == 6 and all("--model=transfer" in line for line in trains)
     assert sum(line.endswith("--stage=gan") for line in trains) == 3  # the depth runs: stage 1 shared
     evaluations = [line for line in lines if "-m expr3d.evaluate" in line]
-    assert len(evaluations) == 6 and all("--judge_cache_dir=runs/synthetic_transfer_ablation/judges" in line
+    assert len(evaluations) == 6 and all("--judge_cache_dir=runs/synthetic_ablation_transfer/judges" in line
                                          for line in evaluations)
     assert "--baseline=shao" in lines[-1]
 

@@ -9,7 +9,7 @@ import pytest
 
 import expr3d.models
 from expr3d.models import (AUAdversary, AttentionCombine, AttentionGenerator, AttentionUNetGenerator, ConditionConcat, DepthTranslator,
-                           PatchCritic, StarGANGenerator, TransferDecoder, TransferEncoder,
+                           PatchCritic, StarGANGenerator, TransferDecoder, TransferEncoder, TransferGeneratorDecoder,
                            VGG19Features)
 from expr3d.models.perceptual import CaffePreprocess
 from tests.models import harness
@@ -53,6 +53,9 @@ CASES = {
     "TransferDecoder": (lambda: TransferDecoder(conv_dim=4, num_down=1, num_res_blocks=1, code_dim=6),
                         lambda: [_image(size=4, channels=8), _image(size=1, channels=6)[:, 0, 0], _image()],
                         "float32"),
+    "TransferGeneratorDecoder": (lambda: TransferGeneratorDecoder(conv_dim=4, num_down=1, num_res_blocks=1, code_dim=6),
+                                 lambda: [_image(size=4, channels=8), _image(size=1, channels=6)[:, 0, 0], _image()],
+                                 "float32"),
     "AUAdversary": (lambda: AUAdversary(free_channels=8, conv_dim=4, num_bins=3), lambda: _image(size=4, channels=8),
                     "float32"),
 }
