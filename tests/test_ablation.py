@@ -6,6 +6,14 @@ from expr3d import ablation
 from tests import forked_cli
 
 
+# Tiny networks for the end-to-end studies. n_critic 1: one traced step function per stage (the n_critic schedule
+# is tested in-process, test_loop.py); checkpoints at the end of each stage only, what a shared stage 1 is copied from.
+TINY_TRAIN_FLAGS = ("--batch_size=4 --g_conv_dim=8 --g_num_res_blocks=0 --d_conv_dim=8 --d_num_layers=2 "
+                    "--depth_g_conv_dim=8 --depth_g_num_res_blocks=0 --depth_d_conv_dim=8 --depth_d_num_layers=2 "
+                    "--perceptual_weight=0 --n_critic=1 --checkpoint_every=0 --sample_every=0 --summary_every=1 "
+                    "--progress=false")
+
+
 def test_parse_variant():
     assert ablation.parse_variant("depth:depth_weight=0.1;geometry=normals") == (
         "depth", ["--depth_weight=0.1", "--geometry=normals"])
@@ -92,12 +100,7 @@ def test_tiny_study_end_to_end_with_shared_depth_pretraining(tmp_path):
     import os
 
     root = tmp_path / "study"
-    # n_critic 1: one traced step function per stage (the n_critic schedule is tested in-process, test_loop.py);
-    # checkpoints at the end of each stage only, which is what the shared stage 1 is copied from.
-    common = ("--num_steps_depth=4 --num_steps_gan=3 --batch_size=4 --g_conv_dim=8 --g_num_res_blocks=0 "
-              "--d_conv_dim=8 --d_num_layers=2 --depth_g_conv_dim=8 --depth_g_num_res_blocks=0 --depth_d_conv_dim=8 "
-              "--depth_d_num_layers=2 --perceptual_weight=0 --n_critic=1 --checkpoint_every=0 --sample_every=0 "
-              "--summary_every=1 --progress=false")
+    common = "--num_steps_depth=4 --num_steps_gan=3 " + TINY_TRAIN_FLAGS
     command = ["-m", "expr3d.ablation", f"--root={root}", f"--data_dir={tmp_path / 'data'}",
                "--num_identities=5", "--image_size=32", "--images_per_identity=2", "--seeds=0",
                "--variants=baseline:depth_weight=0,depth:depth_weight=0.1", f"--train_flags={common}",
@@ -343,11 +346,8 @@ def test_tiny_transfer_study_end_to_end(tmp_path):
     import json
 
     root = tmp_path / "study"
-    common = ("--model=transfer --num_steps_depth=3 --num_steps_gan=2 --batch_size=4 --g_conv_dim=8 "
-              "--g_num_res_blocks=0 --d_conv_dim=8 --d_num_layers=2 --depth_g_conv_dim=8 --depth_g_num_res_blocks=0 "
-              "--depth_d_conv_dim=8 --depth_d_num_layers=2 --code_dim=16 --perceptual_weight=0 --n_critic=1 "
-              "--target_mode=paired --lambda_pair=10 --checkpoint_every=0 --sample_every=0 --summary_every=1 "
-              "--progress=false")
+    common = ("--model=transfer --num_steps_depth=3 --num_steps_gan=2 --code_dim=16 --target_mode=paired "
+              "--lambda_pair=10 " + TINY_TRAIN_FLAGS)
     command = ["-m", "expr3d.ablation", f"--root={root}", f"--data_dir={tmp_path / 'data'}", "--num_identities=10",
                "--image_size=32", "--images_per_identity=8", "--train_pairs", "--transfer_pairs=1", "--seeds=0",
                "--variants=shao:depth_weight=0,depth:depth_weight=0.1", f"--train_flags={common}",
