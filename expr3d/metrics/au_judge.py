@@ -130,12 +130,13 @@ def train_au_regressor(data_dir, output, image_size=None, epochs=AU_JUDGE_EPOCHS
     return metadata
 
 
-def true_dial_readings(data_dir, judge, max_dials=1600, units=None):
-    """The judge's reading of each TRUE dial render (data/README.md: a paired group's face with ONE AU at a random
-    level) of `data_dir`: `(dialled AU index [N], dialled level [N], the base render's level [N], reading [N])`, over
-    the first `max_dials` dial renders whose dialled AU (a FACS number) is in `units` (default: all 17). A generator
-    asked for the same dial cannot be scored better than this reads the truth. `judge`: anything with
-    `predict([B, S, S, 3] in [-1, 1]) -> [B, 17]`. ValueError naming `data_dir` when it holds no dial renders."""
+def true_dial_pairs(data_dir, max_dials=1600, units=None):
+    """The TRUE dial renders of `data_dir` (data/README.md: a paired group's face with ONE AU at a random level) with
+    the group's render each was dialled from, over the first `max_dials` whose dialled AU (a FACS number) is in
+    `units` (default: all 17): a dict of numpy arrays `column` [N] (the dialled AU's index), `level` [N] (its dialled
+    level), `base_level` [N] (its level on the base render), `dial_image` / `base_image` [N, S, S, 3] in [-1, 1] and
+    `dial_units` [N, 17] (the dial render's AUs, missing ones 0: the condition that asks for that dial). ValueError
+    naming `data_dir` when it holds no dial renders (of `units`)."""
     from expr3d.data import dataset_card, records
     from expr3d.imaging.pixels import from_uint8
 
@@ -151,26 +152,40 @@ def true_dial_readings(data_dir, judge, max_dials=1600, units=None):
             dials.append(example)
         else:
             base[(example.pair_id, example.expression)] = example
-    columns, levels, bases, images = [], [], [], []
+    parts = {key: [] for key in ("column", "level", "base_level", "dial_image", "base_image", "dial_units")}
     for example in dials:
         source = base[(example.pair_id, example.expression)]
         change = np.abs(example.action_units - source.action_units)
         column = int(change.argmax())
         if change.max() < 1e-6 or ACTION_UNITS[column] not in wanted:  # a draw on the AU's own level: no dial
             continue
-        columns.append(column)
-        levels.append(example.action_units[column])
-        bases.append(source.action_units[column])
-        images.append(from_uint8(example.image))
-        if len(columns) >= max_dials:
+        for key, value in (("column", column), ("level", example.action_units[column]),
+                           ("base_level", source.action_units[column]), ("dial_image", from_uint8(example.image)),
+                           ("base_image", from_uint8(source.image)),
+                           ("dial_units", np.nan_to_num(np.clip(example.action_units, 0.0, 1.0)))):
+            parts[key].append(value)
+        if len(parts["column"]) >= max_dials:
             break
-    if not columns:
+    if not parts["column"]:
         raise ValueError(f"{data_dir} holds no dial renders of AUs {sorted(wanted)}")
-    images = np.stack(images).astype(np.float32)
+    return {key: np.asarray(np.stack(values) if key.endswith(("image", "units")) else values,
+                            np.int64 if key == "column" else np.float32) for key, values in parts.items()}
+
+
+def read_column(judge, images, columns):
+    """`judge`'s reading of AU index `columns[i]` on `images[i]` (`[N, S, S, 3]` in [-1, 1]), 256 at a time."""
     read = np.concatenate([judge.predict(images[i:i + 256]) for i in range(0, len(images), 256)])
-    columns = np.asarray(columns)
-    return (columns, np.asarray(levels, np.float32), np.asarray(bases, np.float32),
-            read[np.arange(len(columns)), columns])
+    return read[np.arange(len(columns)), columns]
+
+
+def true_dial_readings(data_dir, judge, max_dials=1600, units=None):
+    """The judge's reading of each TRUE dial render of `data_dir` (`true_dial_pairs`): `(dialled AU index [N],
+    dialled level [N], the base render's level [N], reading [N])`. A generator asked for the same dial cannot be
+    scored better than this reads the truth. `judge`: anything with `predict([B, S, S, 3] in [-1, 1]) -> [B, 17]`.
+    ValueError naming `data_dir` when it holds no dial renders."""
+    pairs = true_dial_pairs(data_dir, max_dials, units)
+    return (pairs["column"], pairs["level"], pairs["base_level"],
+            read_column(judge, pairs["dial_image"], pairs["column"]))
 
 
 def regression_scores(truth, predicted, mask, baseline):

@@ -64,10 +64,31 @@ def test_evaluate_reads_the_dialled_and_targeted_action_units_back(au_run):
     assert cv2.imread(os.path.join(output, "figures", "au_sweep.png")) is not None
     # This data has no dial renders: the truth's own reading of a dial is absent, and said so.
     assert dial["judge_dial_floor_mae"] is None and dial["judge_dial_floor_dials"] == 0
+    assert dial["true_dials_generator_mae"] is None and dial["true_dials_source_mae"] is None
     markdown = open(os.path.join(output, "results.md")).read()
     assert "| dialled single AU, read-back MAE |" in markdown and "no true dial renders in the data" in markdown
     sample = cv2.imread(os.path.join(au_run["run"], "samples", "gan-latest.png"))
     assert sample is not None and sample.shape[1] > 9 * 32  # source + 8 AU columns
+
+
+@pytest.mark.slow
+def test_on_data_with_true_dial_renders_the_dial_is_also_asked_of_the_dials_base_renders(au_run, tmp_path):
+    from expr3d.data.synthetic import dataset
+
+    data = str(tmp_path / "dials")
+    dataset.generate_dataset(data, num_identities=6, image_size=32, seed=5, test_fraction=0.34, workers=1,
+                             progress=False, preview=False, train_pairs=True, train_dial_renders=8)
+    output = str(tmp_path / "evaluation")
+    done = forked_cli.run(["-m", "expr3d.evaluate", f"--model_dir={au_run['run']}", f"--data_dir={data}",
+                           f"--au_judge={au_run['judge']}", "--metrics=au_dial", "--max_examples=4",
+                           f"--output={output}", "--progress=false"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    dial = json.load(open(os.path.join(output, "results.json")))["metrics"]["au_dial"]
+    assert dial["judge_dial_floor_dials"] > 0
+    for key in ("judge_dial_floor_mae", "true_dials_generator_mae", "true_dials_source_mae"):
+        assert 0 <= dial[key] <= 1, (key, dial[key])
+    markdown = open(os.path.join(output, "results.md")).read()
+    assert f"| the same, on the data's {dial['judge_dial_floor_dials']} TRUE dial pairs" in markdown
 
 
 @pytest.mark.slow

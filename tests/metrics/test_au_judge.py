@@ -88,6 +88,14 @@ def test_true_dial_readings_pair_each_dial_render_with_its_group_s_render_and_re
         assert np.flatnonzero(ex.action_units != source.action_units).tolist() == [column]
         assert level == ex.action_units[column] and base_level == source.action_units[column]
         assert np.isclose(reading, (from_uint8(ex.image)[..., 0].mean() + 1) / 2, atol=1e-5)
+    # The pairs behind those readings: each dial's base render, and the condition that asks for that dial.
+    pairs = au_judge.true_dial_pairs(data)
+    assert pairs["base_image"].shape == pairs["dial_image"].shape == (len(dials), 32, 32, 3)
+    for i, ex in enumerate(dials):
+        source = base[(ex.pair_id, ex.expression)]
+        assert np.array_equal(pairs["base_image"][i], from_uint8(source.image).astype(np.float32))
+        assert np.array_equal(pairs["dial_units"][i], np.nan_to_num(np.clip(ex.action_units, 0, 1)))
+    assert np.allclose(au_judge.read_column(_ReadsTheRed(), pairs["dial_image"], pairs["column"]), read)
     # Only the asked AUs, at most `max_dials`; none of them: an error naming the data.
     units = {ACTION_UNITS[c] for c in columns}
     some = sorted(units)[:2]
