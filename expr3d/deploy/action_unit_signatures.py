@@ -11,13 +11,26 @@ Signatures (inputs -> outputs):
                              -> image float32 [N,S,S,3] (the raw network at the training size S; TFLite is converted
                              from it)
 
+With an AU reader (`expr3d.export --au_reader`: by default the run's AU guide, a regressor of the 17 intensities
+trained on the run's real training faces), two more, for a user's dial on a photo whose AUs nobody wrote down:
+
+    read_action_units        images uint8 [N,H,W,3] -> action_units float32 [N,17] in [0, 1] (the face's AUs, as
+                             the reader reads them)
+    translate_action_unit_changes
+                             images uint8 [N,H,W,3], changes float32 [N,17] or [17] in [-1, 1] -> images uint8
+                             [N,H,W,3], action_units float32 [N,17] (what was asked: the read AUs plus the changes,
+                             clipped to [0, 1]); a change of 0 keeps that AU as the face shows it
+
 Malformed requests fail with INVALID_ARGUMENT naming the input (`action_units must be [N, 17] or [17] ...`,
 `action_units must be intensities in [0, 1] ...`), as the expression export's.
 """
 from expr3d.deploy import signatures as base
 from expr3d.labels import ACTION_UNITS, NUM_ACTION_UNITS
 
-SIGNATURE_KEYS = ("serving_default", "translate_action_units", "estimate_depth", "au_generator")
+SIGNATURE_KEYS = ("serving_default", "translate_action_units", "estimate_depth", "au_generator", "read_action_units",
+                  "translate_action_unit_changes")
+INTENSITIES = (0.0, 1.0, "intensities in [0, 1] (0 = absent, 1 = strongest)")
+CHANGES = (-1.0, 1.0, "changes in [-1, 1] (added to the face's own intensities)")
 AU_GENERATOR_SIGNATURE = "au_generator"
 
 
@@ -27,10 +40,11 @@ def _tf():
     return tf
 
 
-def check_action_units(action_units, batch, name="action_units"):
-    """Validate AU vectors in-graph: `[batch, 17]`, or `[17]` / `[1, 17]` for every face, values in [0, 1] (NaN
-    refused). Returns float32 `[batch, 17]`; every check reads only the rank and a padded shape, so none can fail on
-    a malformed input, and the error names the first thing that is wrong."""
+def check_action_units(action_units, batch, name="action_units", bounds=INTENSITIES):
+    """Validate AU vectors in-graph: `[batch, 17]`, or `[17]` / `[1, 17]` for every face, values within `bounds`
+    (`(low, high, what they are)`: INTENSITIES, in [0, 1], or CHANGES, in [-1, 1]; NaN refused). Returns float32
+    `[batch, 17]`; every check reads only the rank and a padded shape, so none can fail on a malformed input, and
+    the error names the first thing that is wrong."""
     tf = _tf()
     action_units = tf.cast(action_units, tf.float32)
     rank = tf.rank(action_units)
@@ -42,14 +56,15 @@ def check_action_units(action_units, batch, name="action_units"):
                                                       tf.logical_or(tf.equal(rows, 1), tf.equal(rows, batch))))
     flat = tf.reshape(action_units, [-1])
     padded = tf.reshape(tf.pad(flat, [[0, (-tf.size(flat)) % NUM_ACTION_UNITS]]), [-1, NUM_ACTION_UNITS])
-    values_ok = tf.reduce_all(tf.logical_and(padded >= 0.0, padded <= 1.0))  # NaN fails every comparison
+    low, high, meaning = bounds
+    values_ok = tf.reduce_all(tf.logical_and(padded >= low, padded <= high))  # NaN fails every comparison
     checks = [
         tf.debugging.Assert(shape_ok, [f"{name} must be [N, {NUM_ACTION_UNITS}] (one row per image) or "
                                        f"[{NUM_ACTION_UNITS}] (one vector for all), in the order AU"
                                        + ", AU".join(str(a) for a in ACTION_UNITS) + "; got shape",
                                        tf.shape(action_units), "for", batch, "images"], summarize=8),
         tf.debugging.Assert(tf.logical_or(tf.logical_not(shape_ok), values_ok), [
-            f"{name} must be intensities in [0, 1] (0 = absent, 1 = strongest); got values from",
+            f"{name} must be {meaning}; got values from",
             tf.reduce_min(flat), "to", tf.reduce_max(flat)]),
     ]
     index = tf.where(tf.equal(rows, 1), tf.zeros([batch], tf.int32), tf.minimum(tf.range(batch), rows - 1))
@@ -67,9 +82,13 @@ class ActionUnitServingFunctions:
         image_size: the generator's input size S.
         geometry: "depth" or "normals".
         max_encoded_pixels: unused here (no encoded-image signature yet); kept for the exporter's interface.
+        au_reader: a Keras model of 17 AU logits of a face in [-1, 1] at `au_reader_size` (an AU regressor,
+            `expr3d.metrics.au_judge`), or None (then `read_action_units` and `translate_action_unit_changes` are
+            not exported).
     """
 
-    def __init__(self, g_rgb, g_depth, image_size, geometry="depth", max_encoded_pixels=None):
+    def __init__(self, g_rgb, g_depth, image_size, geometry="depth", max_encoded_pixels=None, au_reader=None,
+                 au_reader_size=None):
         if geometry not in ("depth", "normals"):
             raise ValueError(f"geometry must be 'depth' or 'normals'; got {geometry!r}")
         self.g_rgb = g_rgb
@@ -77,6 +96,8 @@ class ActionUnitServingFunctions:
         self.image_size = int(image_size)
         self.geometry = geometry
         self.max_encoded_pixels = base.MAX_ENCODED_PIXELS if max_encoded_pixels is None else int(max_encoded_pixels)
+        self.au_reader = au_reader
+        self.au_reader_size = int(au_reader_size or image_size)
 
     def input_signatures(self):
         """{signature name: [tf.TensorSpec, ...]} (named inputs)."""
@@ -90,6 +111,10 @@ class ActionUnitServingFunctions:
             AU_GENERATOR_SIGNATURE: [tf.TensorSpec([None, size, size, 3], tf.float32, name="image"),
                                      tf.TensorSpec([None, NUM_ACTION_UNITS], tf.float32, name="action_units")],
         }
+        if self.au_reader is not None:
+            signatures["read_action_units"] = [tf.TensorSpec(None, tf.uint8, name="images")]
+            signatures["translate_action_unit_changes"] = [tf.TensorSpec(None, tf.uint8, name="images"),
+                                                           tf.TensorSpec(None, tf.float32, name="changes")]
         if self.g_depth is None:
             del signatures["estimate_depth"]
         return signatures
@@ -118,6 +143,23 @@ class ActionUnitServingFunctions:
 
     def estimate_depth(self, images):
         return base.depth_outputs(self.g_depth, self.geometry, self.image_size, images)
+
+    def _read(self, images):
+        tf = _tf()
+        logits = self.au_reader(base.to_model_input(images, self.au_reader_size), training=False)
+        return tf.sigmoid(tf.cast(logits, tf.float32))
+
+    def read_action_units(self, images):
+        return {"action_units": self._read(base.check_images(images, "images"))}
+
+    def translate_action_unit_changes(self, images, changes):
+        tf = _tf()
+        images = base.check_images(images, "images")
+        shape = tf.shape(images)
+        changes = check_action_units(changes, shape[0], name="changes", bounds=CHANGES)
+        asked = tf.clip_by_value(self._read(images) + changes, 0.0, 1.0)
+        out = self.g_rgb([base.to_model_input(images, self.image_size), asked], training=False)
+        return {"images": base.to_uint8(out, shape[1], shape[2]), "action_units": asked}
 
 
 def build_archive(functions):

@@ -35,6 +35,31 @@ for name, units in {"width": data["units"][:, :8], "range": data["units"] * 3.0,
 np.savez(output, **out)
 json.dump({"errors": errors, "signatures": sorted(sig)}, open(errors_path, "w"))
 """
+# The dial on a photo: the export with an AU reader, reloaded in a fresh process.
+FRESH_READER = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+
+version_dir, inputs, output, errors_path = sys.argv[1:5]
+data = np.load(inputs)
+sig = tf.saved_model.load(version_dir).signatures
+faces = tf.constant(data["faces"])
+changed = sig["translate_action_unit_changes"](images=faces, changes=tf.constant(data["changes"]))
+out = {"read": sig["read_action_units"](images=faces)["action_units"].numpy(),
+       "changed": changed["images"].numpy(), "asked": changed["action_units"].numpy(),
+       "one": sig["translate_action_unit_changes"](images=faces, changes=tf.constant(data["changes"][0]))[
+           "images"].numpy()}
+errors = {}
+for name, changes in {"range": data["changes"] * 3.0, "width": data["changes"][:, :5]}.items():
+    try:
+        sig["translate_action_unit_changes"](images=faces, changes=tf.constant(changes))
+        errors[name] = None
+    except tf.errors.InvalidArgumentError as error:
+        errors[name] = error.message
+np.savez(output, **out)
+json.dump({"errors": errors, "signatures": sorted(sig)}, open(errors_path, "w"))
+"""
 TINY = ["--g_conv_dim=8", "--g_num_res_blocks=0", "--d_conv_dim=8", "--d_num_layers=2", "--depth_g_conv_dim=8",
         "--depth_g_num_res_blocks=0", "--depth_d_conv_dim=8", "--depth_d_num_layers=2", "--perceptual_weight=0",
         "--batch_size=4", "--num_steps_depth=2", "--n_critic=2", "--progress=false", "--seed=2"]
@@ -51,6 +76,7 @@ def au_export(tmp_path_factory):
     done = run_cli(["-m", "expr3d.export", f"--model_dir={run}", f"--output={base}", "--tflite=fp32", "--web",
                     f"--data_dir={data}", "--parity_images=4"], timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "has no AU guide, so read_action_units and translate_action_unit_changes are not exported" in done.stderr
     version_dir = os.path.join(base, "1")
     rng = np.random.default_rng(0)
     faces = rng.integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
@@ -74,6 +100,64 @@ def _keras(au_export, faces, units):
     x = signatures.to_model_input(tf.constant(faces), 32)
     out = g_rgb([x, tf.constant(units)], training=False)
     return signatures.to_uint8(out, faces.shape[1], faces.shape[2]).numpy(), g_rgb
+
+
+@pytest.fixture(scope="session")
+def reader_export(au_export):
+    """The same run exported again (version 2) with an AU reader (`--au_reader`: a tiny AU regressor of its data),
+    its dial signatures called in a fresh process."""
+    from expr3d.metrics.au_judge import train_au_regressor
+
+    root = au_export["root"]
+    reader = str(root / "au_reader")
+    train_au_regressor(au_export["data"], reader, epochs=1, width=8, log=open(os.devnull, "w"))
+    base = str(root / "saved_models" / "au")
+    done = run_cli(["-m", "expr3d.export", f"--model_dir={au_export['run']}", f"--output={base}",
+                    f"--au_reader={reader}"], timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    version_dir = os.path.join(base, "2")
+    changes = np.zeros((3, NUM_ACTION_UNITS), np.float32)
+    changes[:, 8] = [0.7, -0.4, 0.0]  # AU12 up, down, unchanged
+    changes[1, 2] = 1.0  # and AU4 to full on the second face
+    inputs = str(root / "reader_inputs.npz")
+    np.savez(inputs, faces=au_export["faces"], changes=changes)
+    done = run_cli(["-c", FRESH_READER, version_dir, inputs, str(root / "reader_out.npz"),
+                    str(root / "reader_errors.json")])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"reader": reader, "version_dir": version_dir, "changes": changes,
+            "out": dict(np.load(str(root / "reader_out.npz"))), **json.load(open(root / "reader_errors.json"))}
+
+
+@pytest.mark.slow
+def test_with_a_reader_a_dial_keeps_the_face_s_own_action_units(au_export, reader_export):
+    import tensorflow as tf
+
+    from expr3d.metrics.au_judge import load_au_regressor
+
+    info = json.load(open(os.path.join(reader_export["version_dir"], "expr3d_export.json")))
+    assert info["action_unit_reader"]["path"] == os.path.abspath(reader_export["reader"])
+    assert {"read_action_units", "translate_action_unit_changes"} <= set(reader_export["signatures"])
+    reader = load_au_regressor(reader_export["reader"])
+    expected_read = reader.predict(signatures.to_model_input(tf.constant(au_export["faces"]), 32).numpy())
+    out = reader_export["out"]
+    assert np.abs(out["read"] - expected_read).max() < 1e-4
+    asked = np.clip(expected_read + reader_export["changes"], 0.0, 1.0)
+    assert np.abs(out["asked"] - asked).max() < 1e-4  # the face's own AUs, one or two moved
+    expected, _ = _keras(au_export, au_export["faces"], out["asked"])
+    assert np.abs(out["changed"].astype(int) - expected).max() <= 1
+    one = np.clip(expected_read + reader_export["changes"][0], 0.0, 1.0)  # one change for every face
+    assert np.abs(out["one"].astype(int) - _keras(au_export, au_export["faces"], one)[0]).max() <= 1
+    assert "changes must be changes in [-1, 1]" in reader_export["errors"]["range"]
+    assert f"changes must be [N, {NUM_ACTION_UNITS}]" in reader_export["errors"]["width"]
+
+
+@pytest.mark.slow
+def test_a_bad_au_reader_is_refused_naming_the_flag(au_export, tmp_path):
+    done = run_cli(["-m", "expr3d.export", f"--model_dir={au_export['run']}", f"--output={tmp_path}/au",
+                    f"--au_reader={tmp_path}/nothing"], timeout=300)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and f"--au_reader={tmp_path}/nothing" in last and "au_regressor.keras" in last, last
+    assert not os.path.exists(tmp_path / "au")
 
 
 @pytest.mark.slow

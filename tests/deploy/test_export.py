@@ -336,6 +336,15 @@ def test_refuses_to_replace_a_version_and_numbers_the_next(exported, fresh):
 
 
 @pytest.mark.slow
+def test_an_au_reader_for_an_expression_run_is_refused_naming_the_flag(deploy_run, tmp_path):
+    with pytest.raises(export.ExportError, match=r"--au_reader=.*reader: a reader of a photo's AUs serves runs "
+                                                 r"trained with --condition=action_units"):
+        export.export(deploy_run["model_dir"], str(tmp_path / "m"), au_reader=str(tmp_path / "reader"),
+                      log=lambda _: None)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
 def test_overwrite_replaces_a_version_atomically(deploy_run, tmp_path):
     base = tmp_path / "m"
     (base / "3").mkdir(parents=True)
