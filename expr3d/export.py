@@ -150,7 +150,11 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
         module = action_unit_signatures if by_action_units else expression_signatures
         serving = (action_unit_signatures.ActionUnitServingFunctions if by_action_units
                    else expression_signatures.ServingFunctions)
-        reader_args = {} if reader is None else {"au_reader": reader.model, "au_reader_size": reader.image_size}
+        reader_args = {} if reader is None else {"au_reader": reader.model}
+        if reader is not None and reader.image_size != run.image_size:
+            raise ExportError(f"--au_reader={reader.path}: it reads {reader.image_size} px faces and the run's "
+                              f"generator takes {run.image_size} px; give an AU regressor of {run.image_size} px "
+                              f"(`python -m expr3d.metrics.au_judge --image_size={run.image_size}`)")
         functions = serving(g_rgb, g_depth, run.image_size, run.geometry, max_encoded_pixels=max_encoded_pixels,
                             **reader_args)
         archive = module.build_archive
@@ -195,12 +199,21 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
                                                 signature=lite_signature)
             info["tflite"] = {variant: {"file": f"{TFLITE_DIR}/{report['file']}", "size_bytes": report["size_bytes"],
                                         "parity": report["parity"]} for variant, report in reports.items()}
+            if reader is not None:
+                reports = tflite_lib.write_variants(temp, os.path.join(temp, TFLITE_DIR), tflite, run.image_size,
+                                                    data_dir=data_dir, parity_count=parity_images,
+                                                    representative_count=representative_images, log=log, data=data,
+                                                    signature=tflite_lib.AU_READER)
+                info["au_reader_tflite"] = {variant: {"file": f"{TFLITE_DIR}/{report['file']}",
+                                                      "size_bytes": report["size_bytes"], "parity": report["parity"]}
+                                            for variant, report in reports.items()}
         if web:
             from expr3d.deploy import web as web_lib
 
             manifest = web_lib.write_web_export(temp, os.path.join(temp, web_lib.WEB_DIR), lite_signature,
                                                 run.image_size, run_dir.condition(config), config, data,
-                                                detector_model=detector_model, log=log)
+                                                detector_model=detector_model, log=log,
+                                                reader=None if reader is None else reader.metadata)
             info["web"] = {"folder": web_lib.WEB_DIR, "models": {variant: {"file": f"{web_lib.WEB_DIR}/{m['file']}",
                                                                            "size_bytes": m["size_bytes"],
                                                                            "parity": m["parity"]}

@@ -3,17 +3,17 @@
 // ./model/ by `python -m expr3d.mobile`.
 import {detectFaces} from './detect.js';
 import {cropGeometry, cropMatrix, fromFloatRgb, indexMatrix, pasteBack, toFloatRgb, warpToCrop} from './align.js';
-import {ModelError, loadDetector, loadGenerator, loadRuntime, runtimeInfo} from './runtime.js';
+import {ModelError, loadDetector, loadGenerator, loadReader, loadRuntime, runtimeInfo} from './runtime.js';
 
 const MODEL_DIR = './model/';
 const MANIFEST_FORMAT = 'expr3d web v1';
 const MAX_SIDE = 1024;  // photos are downscaled to this before detection: bounded memory on a 50-megapixel photo
 
 const $ = (id) => document.getElementById(id);
-const state = {manifest: null, detector: null, generators: {}, variant: 'int8', photo: null, face: null,
-               geometry: null, crop: null, busy: false};
+const state = {manifest: null, detector: null, generators: {}, reader: null, variant: 'int8', photo: null,
+               face: null, geometry: null, crop: null, busy: false};
 // Hooks for the browser tests and for anyone debugging on a phone (read-only use).
-const hooks = {state, last: null, errors: [], firstResultMs: null, faces: null, runtime: runtimeInfo()};
+const hooks = {state, last: null, errors: [], firstResultMs: null, faces: null, read: null, runtime: runtimeInfo()};
 window.expr3d = hooks;
 
 function setStatus(text, kind = 'info') {
@@ -64,7 +64,8 @@ function buildControls(manifest) {
       const label = document.createElement('label');
       label.textContent = name;
       const input = document.createElement('input');
-      Object.assign(input, {type: 'range', min: 0, max: 1, step: 0.05, value: 0});
+      // step 'any': a slider set to the face's own reading keeps it exactly (a 0.05 step would round it)
+      Object.assign(input, {type: 'range', min: 0, max: 1, step: 'any', value: 0});
       input.dataset.index = index;
       input.addEventListener('change', () => translate(actionUnitVector(), 'action units'));
       label.append(input);
@@ -116,6 +117,9 @@ async function init() {
     $('model-info').textContent = describeModel(manifest);
     await loadRuntime();
     state.detector = await loadDetector(MODEL_DIR + manifest.detector.file, manifest.detector);
+    if (manifest.condition === 'action_units' && manifest.reader) {
+      state.reader = await loadReader(MODEL_DIR + manifest.reader.file, manifest);
+    }
     const model = await generator(state.variant);
     // One run on a blank face while the page loads: WebAssembly's first run is slow (~90 ms here), the user's
     // first edit should not be.
@@ -176,10 +180,19 @@ async function usePhoto(canvas, name) {
   const size = state.manifest.image_size;
   state.matrix = cropMatrix(state.geometry, size);
   state.crop = toFloatRgb(warpToCrop(canvas, state.matrix, size));
+  let ask = 'Pick an expression.';
+  if (state.reader) {
+    // The sliders start where the face is: moving one changes that AU and keeps the others as the face shows them.
+    hooks.read = Array.from(await state.reader.run(state.crop));
+    document.querySelectorAll('#action-units input').forEach((input, index) => { input.value = hooks.read[index]; });
+    ask = 'The sliders show its action units as read: move one.';
+  } else if (state.manifest.condition === 'action_units') {
+    ask = 'Set the action units.';
+  }
   enableControls(true);
   const more = faces.length > 1 ? ` ${faces.length} faces found: editing the most confident one (score ` +
     `${faces[0].score.toFixed(2)}).` : '';
-  setStatus(`Face found in ${name}.${more} Pick an expression.`);
+  setStatus(`Face found in ${name}.${more} ${ask}`);
 }
 
 async function loadFile(file) {

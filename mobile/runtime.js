@@ -1,5 +1,5 @@
-// LiteRT.js: the WebAssembly runtime (vendored from npm @litertjs/core by vendor.mjs) and the two models of a web
-// export: the face detector and the expression generator.
+// LiteRT.js: the WebAssembly runtime (vendored from npm @litertjs/core by vendor.mjs) and the models of a web export:
+// the face detector, the generator and, for AU exports with a reader, the reader of the face's own AUs.
 import {loadLiteRt, loadAndCompile, Tensor} from '@litertjs/core';
 
 export class ModelError extends Error {}
@@ -90,6 +90,25 @@ export async function loadGenerator(url, manifest) {
     b.delete();
     const first = Object.values(out)[0];
     const result = new Float32Array(await first.data());
+    await release(out);
+    return result;
+  };
+  return {run, bytes};
+}
+
+export async function loadReader(url, manifest) {
+  const {model, bytes} = await compile(url, 'AU reader');
+  const size = manifest.image_size;
+  const [imageName] = manifest.reader.input_order;
+  const image = model.getInputDetails().find((d) => d.name === imageName);
+  if (!image || image.shape[0] !== 1 || image.shape[1] !== size) {
+    throw new ModelError(`AU reader: ${url} does not take ${manifest.inputs.image}`);
+  }
+  const run = async (face) => {
+    const a = new Tensor(face, [1, size, size, 3]);
+    const out = await model.run({[imageName]: a});
+    a.delete();
+    const result = new Float32Array(await Object.values(out)[0].data());
     await release(out);
     return result;
   };

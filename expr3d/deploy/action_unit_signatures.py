@@ -20,6 +20,8 @@ trained on the run's real training faces), two more, for a user's dial on a phot
                              images uint8 [N,H,W,3], changes float32 [N,17] or [17] in [-1, 1] -> images uint8
                              [N,H,W,3], action_units float32 [N,17] (what was asked: the read AUs plus the changes,
                              clipped to [0, 1]); a change of 0 keeps that AU as the face shows it
+    au_reader                image float32 [N,S,S,3] in [-1,1] -> action_units float32 [N,17] (the raw reader;
+                             its TFLite, tflite/au_reader_<variant>.tflite, is converted from it)
 
 Malformed requests fail with INVALID_ARGUMENT naming the input (`action_units must be [N, 17] or [17] ...`,
 `action_units must be intensities in [0, 1] ...`), as the expression export's.
@@ -28,7 +30,8 @@ from expr3d.deploy import signatures as base
 from expr3d.labels import ACTION_UNITS, NUM_ACTION_UNITS
 
 SIGNATURE_KEYS = ("serving_default", "translate_action_units", "estimate_depth", "au_generator", "read_action_units",
-                  "translate_action_unit_changes")
+                  "translate_action_unit_changes", "au_reader")
+AU_READER_SIGNATURE = "au_reader"
 INTENSITIES = (0.0, 1.0, "intensities in [0, 1] (0 = absent, 1 = strongest)")
 CHANGES = (-1.0, 1.0, "changes in [-1, 1] (added to the face's own intensities)")
 AU_GENERATOR_SIGNATURE = "au_generator"
@@ -82,13 +85,12 @@ class ActionUnitServingFunctions:
         image_size: the generator's input size S.
         geometry: "depth" or "normals".
         max_encoded_pixels: unused here (no encoded-image signature yet); kept for the exporter's interface.
-        au_reader: a Keras model of 17 AU logits of a face in [-1, 1] at `au_reader_size` (an AU regressor,
-            `expr3d.metrics.au_judge`), or None (then `read_action_units` and `translate_action_unit_changes` are
-            not exported).
+        au_reader: a Keras model of 17 AU logits of a face in [-1, 1] at `image_size` (an AU regressor,
+            `expr3d.metrics.au_judge`), or None (then `read_action_units`, `translate_action_unit_changes` and
+            `au_reader` are not exported).
     """
 
-    def __init__(self, g_rgb, g_depth, image_size, geometry="depth", max_encoded_pixels=None, au_reader=None,
-                 au_reader_size=None):
+    def __init__(self, g_rgb, g_depth, image_size, geometry="depth", max_encoded_pixels=None, au_reader=None):
         if geometry not in ("depth", "normals"):
             raise ValueError(f"geometry must be 'depth' or 'normals'; got {geometry!r}")
         self.g_rgb = g_rgb
@@ -96,8 +98,7 @@ class ActionUnitServingFunctions:
         self.image_size = int(image_size)
         self.geometry = geometry
         self.max_encoded_pixels = base.MAX_ENCODED_PIXELS if max_encoded_pixels is None else int(max_encoded_pixels)
-        self.au_reader = au_reader
-        self.au_reader_size = int(au_reader_size or image_size)
+        self.reader_model = au_reader  # not `au_reader`: that is the raw signature's method
 
     def input_signatures(self):
         """{signature name: [tf.TensorSpec, ...]} (named inputs)."""
@@ -111,24 +112,34 @@ class ActionUnitServingFunctions:
             AU_GENERATOR_SIGNATURE: [tf.TensorSpec([None, size, size, 3], tf.float32, name="image"),
                                      tf.TensorSpec([None, NUM_ACTION_UNITS], tf.float32, name="action_units")],
         }
-        if self.au_reader is not None:
+        if self.reader_model is not None:
             signatures["read_action_units"] = [tf.TensorSpec(None, tf.uint8, name="images")]
             signatures["translate_action_unit_changes"] = [tf.TensorSpec(None, tf.uint8, name="images"),
                                                            tf.TensorSpec(None, tf.float32, name="changes")]
+            signatures[AU_READER_SIGNATURE] = [tf.TensorSpec([None, size, size, 3], tf.float32, name="image")]
         if self.g_depth is None:
             del signatures["estimate_depth"]
         return signatures
 
-    def au_generator(self, image, action_units):
+    def _raw_face(self, image, signature, instead):
+        """`image` guarded to the training size S (the raw signatures take the network's own input)."""
         tf = _tf()
         size = self.image_size
         shape = base._padded_shape(image, 4)
         size_ok = tf.logical_and(tf.equal(shape[1], size), tf.equal(shape[2], size))
         checks = [tf.debugging.Assert(size_ok, [
-            f"au_generator: image must be {size}x{size} (the size it was trained and exported at; resize first, or "
-            f"use serving_default, which resizes in the graph); got shape", tf.shape(image)], summarize=8)]
+            f"{signature}: image must be {size}x{size} (the size it was trained and exported at; resize first, or "
+            f"use {instead}, which resizes in the graph); got shape", tf.shape(image)], summarize=8)]
+        return base._guarded(image, checks), shape
+
+    def au_generator(self, image, action_units):
+        image, shape = self._raw_face(image, AU_GENERATOR_SIGNATURE, "serving_default")
         units = check_action_units(action_units, shape[0])
-        return {"image": self.g_rgb([base._guarded(image, checks), units], training=False)}
+        return {"image": self.g_rgb([image, units], training=False)}
+
+    def au_reader(self, image):
+        image, _ = self._raw_face(image, AU_READER_SIGNATURE, "read_action_units")
+        return {"action_units": self._logits_to_units(image)}
 
     def translate_action_units(self, images, action_units):
         tf = _tf()
@@ -144,10 +155,12 @@ class ActionUnitServingFunctions:
     def estimate_depth(self, images):
         return base.depth_outputs(self.g_depth, self.geometry, self.image_size, images)
 
-    def _read(self, images):
+    def _logits_to_units(self, x):
         tf = _tf()
-        logits = self.au_reader(base.to_model_input(images, self.au_reader_size), training=False)
-        return tf.sigmoid(tf.cast(logits, tf.float32))
+        return tf.sigmoid(tf.cast(self.reader_model(x, training=False), tf.float32))
+
+    def _read(self, images):
+        return self._logits_to_units(base.to_model_input(images, self.image_size))
 
     def read_action_units(self, images):
         return {"action_units": self._read(base.check_images(images, "images"))}

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from expr3d.deploy.action_unit_signatures import AU_GENERATOR_SIGNATURE
+from expr3d.deploy.action_unit_signatures import AU_GENERATOR_SIGNATURE, AU_READER_SIGNATURE
 from expr3d.deploy.signatures import GENERATOR_SIGNATURE
 from expr3d.deploy.transfer_signatures import TRANSFER_GENERATOR_SIGNATURE
 from expr3d.imaging.pixels import from_uint8, to_uint8
@@ -167,6 +167,11 @@ ACTION_UNITS = LiteSignature(
     AU_GENERATOR_SIGNATURE, "au_generator", ("image", "action_units"), ("image",), _action_unit_feeds,
     lambda size: ({"image": _face(size), "action_units": f"float32 [N,{NUM_ACTION_UNITS}] AU intensities in [0,1]"},
                   {"image": _face(size)}))
+
+AU_READER = LiteSignature(
+    AU_READER_SIGNATURE, "au_reader", ("image",), ("action_units",), lambda images: {"image": images},
+    lambda size: ({"image": _face(size)},
+                  {"action_units": f"float32 [N,{NUM_ACTION_UNITS}] the face's AU intensities in [0,1]"}))
 
 
 def file_name(variant, signature=GENERATOR):

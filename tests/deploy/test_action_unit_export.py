@@ -104,8 +104,8 @@ def _keras(au_export, faces, units):
 
 @pytest.fixture(scope="session")
 def reader_export(au_export):
-    """The same run exported again (version 2) with an AU reader (`--au_reader`: a tiny AU regressor of its data),
-    its dial signatures called in a fresh process."""
+    """The same run exported again (version 2, TFLite and web folder too) with an AU reader (`--au_reader`: a tiny
+    AU regressor of its data), its dial signatures called in a fresh process."""
     from expr3d.metrics.au_judge import train_au_regressor
 
     root = au_export["root"]
@@ -113,7 +113,8 @@ def reader_export(au_export):
     train_au_regressor(au_export["data"], reader, epochs=1, width=8, log=open(os.devnull, "w"))
     base = str(root / "saved_models" / "au")
     done = run_cli(["-m", "expr3d.export", f"--model_dir={au_export['run']}", f"--output={base}",
-                    f"--au_reader={reader}"], timeout=600)
+                    f"--au_reader={reader}", "--tflite=fp32", "--web", f"--data_dir={au_export['data']}",
+                    "--parity_images=4"], timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     version_dir = os.path.join(base, "2")
     changes = np.zeros((3, NUM_ACTION_UNITS), np.float32)
@@ -209,18 +210,14 @@ def test_synthesize_refuses_an_au_export_naming_what_it_takes(au_export, tmp_pat
     assert "translate_action_units" in last and not os.path.exists(tmp_path / "out")
 
 
-@pytest.mark.slow
-def test_the_web_export_and_the_app_drive_the_generator_with_action_unit_sliders(au_export):
-    """An AU run's web folder (`--web`): batch-1 au_generator models; in the browser, one slider per AU, and the
-    page's output equals the Python interpreter's on the page's own crop and AU vector."""
+def _move_the_smile_slider(version_dir, root):
+    """In the browser: the app on `version_dir`'s web folder, a face photo, AU12 (the lip-corner puller) moved to
+    0.8 as a finger would. Returns the page's hooks: what it read (`read`, None without a reader), the sliders
+    before the move, and the translation (`last`)."""
     from expr3d import mobile
     from expr3d.data.synthetic import render_example
-    from expr3d.deploy import web
     from tests.mobile import browser
 
-    manifest = web.check_web_folder(os.path.join(au_export["version_dir"], "web"))
-    assert manifest["condition"] == "action_units" and manifest["input_order"] == ["image", "action_units"]
-    assert manifest["trained_on"]["kind"] == "procedural"
     browser.require_browser()
     from playwright.sync_api import sync_playwright
 
@@ -228,9 +225,9 @@ def test_the_web_export_and_the_app_drive_the_generator_with_action_unit_sliders
 
     photo = np.full((480, 640, 3), 90, np.uint8)
     photo[100:356, 200:456] = render_example(1, image_size=256, identity=0).image
-    photo_path = str(au_export["root"] / "au_face.png")
+    photo_path = str(root / "au_face.png")
     cv2.imwrite(photo_path, cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
-    server = mobile.serve(au_export["version_dir"], port=0)
+    server = mobile.serve(version_dir, port=0)
     try:
         with sync_playwright() as playwright:
             chromium = browser.launch(playwright)
@@ -240,15 +237,33 @@ def test_the_web_export_and_the_app_drive_the_generator_with_action_unit_sliders
             assert page.locator("#action-units input[type=range]").count() == NUM_ACTION_UNITS
             assert "procedural" in page.text_content("#notice")
             page.set_input_files("#file", photo_path)
-            browser.wait_for(page, "window.expr3d.faces !== null")
-            # AU12, the lip-corner puller, moved as a finger would (the slider's change event)
+            browser.wait_for(page, "document.getElementById('status').textContent.startsWith('Face found')")
+            sliders = page.evaluate("[...document.querySelectorAll('#action-units input')].map((e) => Number(e.value))")
+            hooks = {"read": page.evaluate("window.expr3d.read"), "sliders": sliders,
+                     "status": page.text_content("#status"),
+                     "crop": page.evaluate("Array.from(window.expr3d.state.crop)")}
             page.locator("#action-units input").nth(8).evaluate(
                 "(el) => { el.value = '0.8'; el.dispatchEvent(new Event('change')); }")
-            last = browser.wait_for(page, "window.expr3d.last")
+            hooks["last"] = browser.wait_for(page, "window.expr3d.last")
             chromium.close()
     finally:
         server.shutdown()
         server.server_close()
+    return hooks
+
+
+@pytest.mark.slow
+def test_the_web_export_and_the_app_drive_the_generator_with_action_unit_sliders(au_export):
+    """An AU run's web folder (`--web`): batch-1 au_generator models; in the browser, one slider per AU, and the
+    page's output equals the Python interpreter's on the page's own crop and AU vector."""
+    from expr3d.deploy import web
+
+    manifest = web.check_web_folder(os.path.join(au_export["version_dir"], "web"))
+    assert manifest["condition"] == "action_units" and manifest["input_order"] == ["image", "action_units"]
+    assert manifest["trained_on"]["kind"] == "procedural" and "reader" not in manifest
+    hooks = _move_the_smile_slider(au_export["version_dir"], au_export["root"])
+    assert hooks["read"] is None and hooks["sliders"] == [0.0] * NUM_ACTION_UNITS  # no reader: the sliders start at 0
+    last = hooks["last"]
     units = np.asarray(last["vector"], np.float32)
     assert units[8] == pytest.approx(0.8) and units.sum() == pytest.approx(0.8)
     model = tflite.LiteRunner(os.path.join(au_export["version_dir"], "web", manifest["models"]["int8"]["file"]),
@@ -256,3 +271,39 @@ def test_the_web_export_and_the_app_drive_the_generator_with_action_unit_sliders
     crop = np.asarray(last["crop"], np.float32).reshape(1, 32, 32, 3)
     expected = model.run(image=crop, action_units=units[None])["image"][0]
     assert np.abs(np.asarray(last["output"], np.float32).reshape(32, 32, 3) - expected).max() < 1 / 127.5
+
+
+@pytest.mark.slow
+def test_the_tflite_reader_reads_as_the_saved_model(reader_export):
+    info = json.load(open(os.path.join(reader_export["version_dir"], "expr3d_export.json")))
+    entry = info["au_reader_tflite"]["fp32"]
+    assert entry["file"] == "tflite/au_reader_fp32.tflite" and entry["parity"]["max_abs_error"] < 1e-4
+    path = os.path.join(reader_export["version_dir"], entry["file"])
+    ok, ops = tflite.builtin_only(open(path, "rb").read())
+    assert ok, ops
+    faces = np.random.default_rng(3).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    got = tflite.LiteRunner(path, tflite.AU_READER).run(image=faces)["action_units"]
+    expected = tflite.saved_model_signature(reader_export["version_dir"], tflite.AU_READER)({"image": faces})
+    assert np.abs(got - expected["action_units"]).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_with_a_reader_the_app_s_sliders_start_where_the_face_is(reader_export, au_export):
+    """The web folder carries the reader; the page reads the face's AUs into the sliders, and moving one slider
+    asks for that AU and keeps the others as read."""
+    from expr3d.deploy import web
+
+    folder = os.path.join(reader_export["version_dir"], "web")
+    manifest = web.check_web_folder(folder)
+    assert manifest["reader"]["file"] == "au_reader_fp16.tflite" and manifest["reader"]["input_order"] == ["image"]
+    assert manifest["reader"]["parity"]["max_abs_error"] < 0.01
+    hooks = _move_the_smile_slider(reader_export["version_dir"], au_export["root"])
+    crop = np.asarray(hooks["crop"], np.float32).reshape(1, 32, 32, 3)
+    reader = tflite.LiteRunner(os.path.join(folder, manifest["reader"]["file"]), tflite.AU_READER)
+    expected = reader.run(image=crop)["action_units"][0]
+    read = np.asarray(hooks["read"], np.float32)
+    assert np.abs(read - expected).max() < 1e-3
+    assert np.allclose(hooks["sliders"], read, atol=1e-6) and "action units as read" in hooks["status"]
+    asked = read.copy()
+    asked[8] = 0.8
+    assert np.allclose(hooks["last"]["vector"], asked, atol=1e-6)
