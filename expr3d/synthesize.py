@@ -4,11 +4,20 @@
         --output=out/synth
     python -m expr3d.synthesize --saved_model=saved_models/transfer --images=photos/ --exemplar=smile.jpg \
         --output=out/transfer
+    python -m expr3d.synthesize --saved_model=saved_models/au --images=photos/ \
+        --action_units="AU12+0.5; AU4+0.6; AU26=1, AU12=0" --output=out/au
 
 With `--exemplar=PHOTO` and the export of a `--model=transfer` run, every photo gets the expression of the exemplar's
 face instead of named expressions (the SavedModel's `transfer` signature, the exemplar's aligned face crop as B):
 OUTPUT/<photo name>/exemplar.png and face_exemplar.png, OUTPUT/exemplar_face.png (the crop whose expression is
 transferred) and the grid (input crop, result). An exemplar without a face stops the run before anything is written.
+
+With `--action_units=EDITS` and the export of an AU-conditioned run (`--condition=action_units`, exported with an AU
+reader: `expr3d.export --au_reader`), every photo gets each edit: edits are separated by `;`, each a comma list of
+`AUn+x` / `AUn-x` (that AU x stronger / weaker than the face shows it) and `AUn=x` (that AU at x); the AUs an edit
+does not name stay as the reader reads them on the face. The SavedModel's `read_action_units` reads the crop, and
+`translate_action_unit_changes` translates it. OUTPUT/<photo name>/<edit>.png as for expressions; summary.json
+records each face's reading and each edit's asked vector.
 
 For every photo: detect the largest face, level the eye line, crop, translate into each expression with the
 SavedModel's `serving_default` signature (the deployed graph, resizing included), paste back with a feathered mask.
@@ -20,6 +29,7 @@ name that is not UTF-8 is processed; its output folder shows the undecodable byt
 """
 import json
 import os
+import re
 import sys
 import time
 
@@ -29,7 +39,7 @@ from absl import flags
 from expr3d import cli, outputs, storage
 from expr3d.imaging import faces, photos
 from expr3d.imaging.photos import printable
-from expr3d.labels import EXPRESSIONS, expression_id
+from expr3d.labels import ACTION_UNITS, EXPRESSIONS, expression_id
 
 PROGRAM = "expr3d.synthesize"
 FLAGS = flags.FLAGS
@@ -46,6 +56,76 @@ def parse_expressions(text):
         return list(dict.fromkeys(expression_id(name) for name in names))
     except ValueError as e:
         raise ValueError(f"--expressions: {e}") from e
+
+
+AU_TERM = re.compile(r"^AU(\d+)\s*([=+-])\s*(\d*\.?\d+)$", re.IGNORECASE)
+
+
+def parse_action_unit_edits(text):
+    """'AU12+0.5; AU26=1, AU12=0' -> [(name, [(column, op, value), ...]), ...] (`synthesize`'s docstring); ValueError
+    naming --action_units and the bad term."""
+    edits = []
+    for part in (text or "").split(";"):
+        terms = [term.strip() for term in part.split(",") if term.strip()]
+        if not terms:
+            continue
+        parsed, columns, labels = [], set(), []
+        for term in terms:
+            match = AU_TERM.match(term)
+            if not match:
+                raise ValueError(f"--action_units: {term!r} is not AUn+x, AUn-x or AUn=x (e.g. AU12+0.5)")
+            unit, op, value = int(match.group(1)), match.group(2), float(match.group(3))
+            if unit not in ACTION_UNITS:
+                raise ValueError(f"--action_units: {term!r}: AU{unit} is not one of the 17 (AU"
+                                 + ", AU".join(str(a) for a in ACTION_UNITS) + ")")
+            if value > 1.0:
+                raise ValueError(f"--action_units: {term!r}: intensities and changes are at most 1")
+            column = ACTION_UNITS.index(unit)
+            if column in columns:
+                raise ValueError(f"--action_units: AU{unit} is named twice in the edit {part.strip()!r}")
+            columns.add(column)
+            parsed.append((column, op, value))
+            labels.append(f"AU{unit}{op}{match.group(3)}")
+        edits.append(("_".join(labels), parsed))  # the edit's name: its output file's
+    if not edits:
+        raise ValueError("--action_units is empty; pass edits like 'AU12+0.5; AU4+0.6'")
+    names = [name for name, _ in edits]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--action_units: an edit is given twice ({names})")
+    return edits
+
+
+def asked_action_units(read, edit):
+    """The 17 intensities an edit asks of a face whose reader reads `read`: `+`/`-` moves that AU, `=` sets it,
+    the rest stay as read; clipped to [0, 1]."""
+    asked = np.array(read, np.float32)
+    for column, op, value in edit:
+        asked[column] = value if op == "=" else asked[column] + (value if op == "+" else -value)
+    return np.clip(asked, 0.0, 1.0)
+
+
+def saved_model_action_units(saved_model_dir, edits, readings):
+    """A pipeline translator giving each crop each of `edits` (`parse_action_unit_edits`) through the SavedModel's
+    `read_action_units` and `translate_action_unit_changes`; appends each crop's reading and asked vectors to
+    `readings`."""
+    import tensorflow as tf
+
+    signatures = tf.saved_model.load(saved_model_dir).signatures
+    read_signature, translate_signature = signatures["read_action_units"], signatures["translate_action_unit_changes"]
+
+    def translate(crop, ids):
+        images = tf.constant(crop[None])
+        read = read_signature(images=images)["action_units"].numpy()[0]
+        asked = np.stack([asked_action_units(read, edits[i][1]) for i in ids])
+        changes = np.clip(asked - read[None], -1.0, 1.0).astype(np.float32)
+        out = translate_signature(images=tf.constant(np.repeat(crop[None], len(ids), axis=0)),
+                                  changes=tf.constant(changes))
+        readings.append({"read": [round(float(v), 4) for v in read],
+                         "asked": {edits[i][0]: [round(float(v), 4) for v in row]
+                                   for i, row in zip(ids, out["action_units"].numpy())}})
+        return list(out["images"].numpy())
+
+    return translate
 
 
 def resolve_saved_model(path):
@@ -143,10 +223,11 @@ def _log(message):
 
 
 def synthesize(saved_model, images, expressions, output, overwrite=False, batch_size=8, log=_log, exemplar=None,
-               detector="auto"):
+               detector="auto", action_units=None):
     """Run the batch tool; returns the summary dict (also written to OUTPUT/summary.json). `exemplar`: a photo whose
-    expression every photo gets (a transfer export); then `expressions` is not used. `detector`: "blazeface",
-    "haar" or "auto" (expr3d.imaging.faces.detector_for the export's training data)."""
+    expression every photo gets (a transfer export); then `expressions` is not used. `action_units`: AU edits (an
+    AU export with a reader; the module docstring), instead of `expressions`. `detector`: "blazeface", "haar" or
+    "auto" (expr3d.imaging.faces.detector_for the export's training data)."""
     from expr3d.deploy import pipeline
     from expr3d.progress import Progress
 
@@ -158,10 +239,20 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
     if exemplar is not None and family != "transfer":
         raise ValueError(f"--exemplar needs the export of a --model=transfer run; --saved_model={version_dir!r} is a "
                          f"--model={family} export (it translates into named --expressions)")
-    if export_condition(version_dir) == "action_units":
+    by_action_units = export_condition(version_dir) == "action_units"
+    if by_action_units and action_units is None:
         raise ValueError(f"--saved_model={version_dir!r} is the export of an AU-conditioned run "
-                         f"(--condition=action_units): it takes AU intensities, not named --expressions; call its "
-                         f"translate_action_units signature (docs/deploy.md)")
+                         f"(--condition=action_units): it takes AU intensities, not named --expressions; pass "
+                         f"--action_units=EDITS (e.g. 'AU12+0.5; AU4+0.6') or call its translate_action_units "
+                         f"signature (docs/deploy.md)")
+    if action_units is not None and not by_action_units:
+        raise ValueError(f"--action_units needs the export of a --condition=action_units run; "
+                         f"--saved_model={version_dir!r} is not one")
+    if by_action_units and "read_action_units" not in _export_info(version_dir).get("signatures", []):
+        raise ValueError(f"--action_units: --saved_model={version_dir!r} has no AU reader (read_action_units), so "
+                         f"a face's own AUs are unknown; re-export with `python -m expr3d.export --au_reader=DIR` "
+                         f"(an AU regressor: python -m expr3d.metrics.au_judge), or call translate_action_units "
+                         f"with whole vectors (docs/deploy.md)")
     if exemplar is None and family == "transfer":
         raise ValueError(f"--saved_model={version_dir!r} is the export of a --model=transfer run: pass "
                          f"--exemplar=PHOTO (the face whose expression every photo gets)")
@@ -173,7 +264,10 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
     note = provenance.procedural_note(trained, version_dir)
     if note:
         log(note)
-    if exemplar is None:
+    if by_action_units:
+        edits = parse_action_unit_edits(action_units) if isinstance(action_units, str) else list(action_units)
+        ids, names = list(range(len(edits))), [name for name, _ in edits]
+    elif exemplar is None:
         ids = parse_expressions(expressions) if isinstance(expressions, str) else list(expressions)
         names = [EXPRESSIONS[i] for i in ids]
     else:
@@ -188,13 +282,17 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
         will_write.append("exemplar_face.png")
         inputs.append(("--exemplar", exemplar))
     folder.claim(overwrite, will_write=will_write, inputs=inputs)
-    if exemplar is None:
+    readings = []
+    if by_action_units:
+        translate = saved_model_action_units(version_dir, edits, readings)
+    elif exemplar is None:
         translate = saved_model_translator(version_dir, batch_size=batch_size)
     else:
         translate = saved_model_transfer(version_dir, exemplar_crop)
         photos.write_image(folder.file("exemplar_face.png"), exemplar_crop)
 
-    summary = {"saved_model": os.path.abspath(version_dir), "expressions": names, "detector": detector,
+    summary = {"saved_model": os.path.abspath(version_dir),
+               ("action_units" if by_action_units else "expressions"): names, "detector": detector,
                "trained_on": trained, "processed": [], "no_face": [], "unreadable": []}
     if exemplar is not None:
         summary.update(exemplar=printable(exemplar), exemplar_face="exemplar_face.png")
@@ -224,8 +322,10 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
         warnings = faces.face_warnings(face, image.shape, (trained or {}).get("image_size"))
         for warning in warnings:
             log(f"{printable(path)}: {warning}")
-        summary["processed"].append({"image": printable(path), "outputs": written, "face": face.to_dict(),
-                                     "warnings": warnings})
+        entry = {"image": printable(path), "outputs": written, "face": face.to_dict(), "warnings": warnings}
+        if by_action_units:
+            entry["action_units"] = readings[-1]  # the face's reading and what each edit asked
+        summary["processed"].append(entry)
         progress.update(1)
     progress.close()
     if rows:
@@ -251,6 +351,10 @@ def define_flags():
     flags.DEFINE_integer("batch_size", 8, "Crops per SavedModel call.")
     flags.DEFINE_string("exemplar", None, "A photo whose face's expression every photo gets (needs the export of a "
                         "--model=transfer run; --expressions is then not used).")
+    flags.DEFINE_string("action_units", None, "The export of an AU-conditioned run (with an AU reader): edits "
+                        "separated by ';', each a comma list of AUn+x, AUn-x (stronger / weaker than the face shows "
+                        "it) or AUn=x, e.g. 'AU12+0.5; AU4+0.6; AU26=1,AU12=0'; the AUs an edit does not name stay "
+                        "as the face shows them. --expressions is then not used.")
     flags.DEFINE_enum("detector", "auto", ["auto", "blazeface", "haar"],
                       "Face detector: blazeface (most confident face, levelled by the face mesh's eyes; the crop "
                       "convention of procedural training faces and of photos prepared with it), haar (largest box; "
@@ -259,13 +363,14 @@ def define_flags():
     cli.required("saved_model", "images", "output")
     cli.at_least("batch_size", 1)
     cli.parses("expressions", parse_expressions)
+    cli.parses("action_units", lambda text: text is None or parse_action_unit_edits(text))
 
 
 def main(argv):
     cli.no_arguments(argv)
     summary = synthesize(FLAGS.saved_model, FLAGS.images, FLAGS.expressions, FLAGS.output,
                          overwrite=FLAGS.overwrite, batch_size=FLAGS.batch_size, exemplar=FLAGS.exemplar,
-                         detector=FLAGS.detector)
+                         detector=FLAGS.detector, action_units=FLAGS.action_units)
     if not summary["processed"]:
         raise cli.NothingDone(
             f"no photo translated: {len(summary['no_face'])} without a face, {len(summary['unreadable'])} unreadable "

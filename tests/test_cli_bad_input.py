@@ -206,6 +206,7 @@ def test_synthesize(world):
     check_cases(world, "expr3d.synthesize", [
         ("batch_size", base + ["--batch_size=0"], USAGE, "--batch_size=0", True),
         ("expressions", base + ["--expressions=happy,joyful"], USAGE, "--expressions=happy,joyful", True),
+        ("action_units", base + ["--action_units=AU12*2"], USAGE, "'AU12*2' is not AUn+x", True),
         ("missing_images", base[:3] + [base[4]], USAGE, "--images is required", True),
         ("no_images", base[:3] + [f"--images={world['empty_dir']}", base[4]], ERROR, "holds no image files", True),
         ("no_saved_model", base, ERROR, f"--saved_model={world['empty_dir']!r} holds no saved_model.pb", True),

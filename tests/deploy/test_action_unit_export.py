@@ -153,6 +153,40 @@ def test_with_a_reader_a_dial_keeps_the_face_s_own_action_units(au_export, reade
 
 
 @pytest.mark.slow
+def test_synthesize_edits_the_action_units_of_every_photo_keeping_the_rest(au_export, reader_export, tmp_path):
+    import cv2
+
+    from expr3d import synthesize
+    from expr3d.data.synthetic import render_example
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "face.png"), cv2.cvtColor(render_example(3, image_size=160, identity=1).image,
+                                                       cv2.COLOR_RGB2BGR))
+    output = tmp_path / "out"
+    done = run_cli(["-m", "expr3d.synthesize", f"--saved_model={reader_export['version_dir']}",
+                    f"--images={photos}", "--action_units=AU12+0.5; AU4=1,AU26-0.2", f"--output={output}"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.load(open(output / "summary.json"))
+    assert summary["action_units"] == ["AU12+0.5", "AU4=1_AU26-0.2"]
+    [entry] = summary["processed"]
+    read = np.asarray(entry["action_units"]["read"], np.float32)
+    edits = synthesize.parse_action_unit_edits("AU12+0.5; AU4=1,AU26-0.2")
+    for name, edit in edits:
+        asked = np.asarray(entry["action_units"]["asked"][name], np.float32)
+        assert np.abs(asked - synthesize.asked_action_units(read, edit)).max() < 1e-3, name
+        assert cv2.imread(str(output / "face" / f"{name}.png")) is not None
+    assert cv2.imread(str(output / "grid.png")) is not None
+    # Without a reader in the export, and without edits: refused, naming what is missing.
+    for args, message in (([f"--saved_model={au_export['version_dir']}", "--action_units=AU12+0.5"],
+                           "has no AU reader (read_action_units)"),
+                          ([f"--saved_model={reader_export['version_dir']}"], "pass --action_units=EDITS")):
+        done = run_cli(["-m", "expr3d.synthesize", *args, f"--images={photos}", f"--output={tmp_path}/x"])
+        last = done.stderr.strip().splitlines()[-1]
+        assert done.returncode == 1 and message in last and not os.path.exists(tmp_path / "x"), last
+
+
+@pytest.mark.slow
 def test_a_bad_au_reader_is_refused_naming_the_flag(au_export, tmp_path):
     done = run_cli(["-m", "expr3d.export", f"--model_dir={au_export['run']}", f"--output={tmp_path}/au",
                     f"--au_reader={tmp_path}/nothing"], timeout=300)

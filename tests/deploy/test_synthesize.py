@@ -1,6 +1,7 @@
 """expr3d.synthesize as a subprocess: per-image results, a grid, photos without a face reported, not fatal."""
 import json
 import os
+import re
 
 import cv2
 import numpy as np
@@ -139,3 +140,22 @@ def test_argument_errors(tmp_path):
         synthesize.parse_expressions("happy,joyful")
     with pytest.raises(FileNotFoundError, match="saved_model.pb"):
         synthesize.resolve_saved_model(str(tmp_path))
+
+
+def test_action_unit_edits_parse_into_named_moves_and_settings():
+    from expr3d.labels import ACTION_UNITS
+
+    edits = synthesize.parse_action_unit_edits(" AU12+0.5 ; au4 - .25, AU26=1 ;")
+    assert edits == [("AU12+0.5", [(ACTION_UNITS.index(12), "+", 0.5)]),
+                     ("AU4-.25_AU26=1", [(ACTION_UNITS.index(4), "-", 0.25), (ACTION_UNITS.index(26), "=", 1.0)])]
+    read = np.full(17, 0.3, np.float32)
+    asked = synthesize.asked_action_units(read, edits[1][1])
+    assert asked[ACTION_UNITS.index(4)] == pytest.approx(0.05) and asked[ACTION_UNITS.index(26)] == 1.0
+    assert np.allclose(np.delete(asked, [ACTION_UNITS.index(4), ACTION_UNITS.index(26)]), 0.3)  # the rest as read
+    moved = synthesize.asked_action_units(read, [(0, "+", 1.0), (1, "-", 0.5)])
+    assert moved[0] == 1.0 and moved[1] == 0.0  # clipped to [0, 1]
+    for text, message in (("", "--action_units is empty"), ("AU12*2", "'AU12*2' is not AUn+x"),
+                          ("AU3+0.5", "AU3 is not one of the 17"), ("AU12=1.5", "at most 1"),
+                          ("AU12+0.5,AU12=0", "AU12 is named twice"), ("AU12+0.5;AU12+0.5", "given twice")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            synthesize.parse_action_unit_edits(text)
