@@ -34,6 +34,7 @@ class AttentionGenerator(GeneratorArguments, keras.Model):
         dtype: dtype policy of the layers; `None` uses the global policy.
         init: weight initialisation, "keras" or "stargan" (`expr3d.models.initializers`; the attention head's bias
             then gets PyTorch's default U(+-1/sqrt(conv_dim * 7 * 7))).
+        condition_norms: as `StarGANGenerator`'s.
         **kwargs: standard `keras.Model` arguments (`name`, ...).
 
     Example:
@@ -49,13 +50,14 @@ class AttentionGenerator(GeneratorArguments, keras.Model):
 
     SKIP_CONNECTIONS = False
 
-    def __init__(self, cond_dim, conv_dim=64, num_res_blocks=6, num_down=2, dtype=None, init="keras", **kwargs):
+    def __init__(self, cond_dim, conv_dim=64, num_res_blocks=6, num_down=2, dtype=None, init="keras",
+                 condition_norms=False, **kwargs):
         check_generator_arguments(type(self).__name__, cond_dim, conv_dim, num_res_blocks, num_down)
         check_init(init, type(self).__name__)
         image_input = keras.Input(shape=(None, None, 3), name="image")
         condition_input = keras.Input(shape=(cond_dim,), name="condition")
         features = stargan_trunk(image_input, condition_input, conv_dim, num_res_blocks, num_down, dtype=dtype,
-                                 init=init, skip_connections=self.SKIP_CONNECTIONS)
+                                 init=init, skip_connections=self.SKIP_CONNECTIONS, condition_norms=condition_norms)
         head_channels = conv_dim * (2 if self.SKIP_CONNECTIONS else 1)
 
         colour = keras.layers.Conv2D(3, 7, padding="same", use_bias=False, name="colour_conv", dtype=dtype,
@@ -75,7 +77,7 @@ class AttentionGenerator(GeneratorArguments, keras.Model):
         super().__init__(inputs=[image_input, condition_input], outputs=output, **kwargs)
         self._with_attention = outputs_with_attention
 
-        self._keep_arguments(cond_dim, conv_dim, num_res_blocks, num_down, dtype, init)
+        self._keep_arguments(cond_dim, conv_dim, num_res_blocks, num_down, dtype, init, condition_norms)
 
     def with_attention(self, inputs, training=None):
         """`(image, mask, colour)` for `inputs = [image, condition]`.

@@ -81,6 +81,7 @@ def build_generator(config, name="g_rgb"):
         num_res_blocks=config.g_num_res_blocks,
         num_down=config.GENERATOR_DOWNSAMPLING,
         init=config.init,
+        condition_norms=config.condition_norms,
         name=name,
     )
 

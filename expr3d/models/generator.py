@@ -2,7 +2,7 @@
 
 import keras
 
-from expr3d.models.blocks import ConditionConcat, instance_norm, residual_block, serializable_dtype
+from expr3d.models.blocks import ConditionConcat, conditioned, instance_norm, residual_block, serializable_dtype
 from expr3d.models.initializers import check_init, layer_initializers
 
 
@@ -19,7 +19,7 @@ def check_generator_arguments(owner, cond_dim, conv_dim, num_res_blocks, num_dow
 
 
 def stargan_trunk(image, condition, conv_dim, num_res_blocks, num_down, dtype=None, init="keras",
-                  skip_connections=False):
+                  skip_connections=False, condition_norms=False):
     """StarGAN's generator up to (not including) its output convolution, on functional tensors.
 
     The condition tiled and concatenated to the image's channels; conv7x7(conv_dim)-IN-ReLU; `num_down` x
@@ -36,6 +36,8 @@ def stargan_trunk(image, condition, conv_dim, num_res_blocks, num_down, dtype=No
         skip_connections: U-Net skips (`AttentionUNetGenerator`; not StarGAN's): each up-sampling stage's output is
             concatenated with the encoder's features at its resolution, so the heads see the source's detail that
             the 4x-down-sampled bottleneck blurs.
+        condition_norms: the condition also sets every instance norm's scale and offset (`ConditionalAffine`,
+            `--condition_norms`; not StarGAN's), besides being tiled over the input.
 
     Returns:
         The `[B, H, W, conv_dim]` features (`[B, H, W, 2 * conv_dim]` with skip connections) (post-ReLU) the output heads read.
@@ -43,7 +45,8 @@ def stargan_trunk(image, condition, conv_dim, num_res_blocks, num_down, dtype=No
     x = ConditionConcat(name="condition_concat", dtype=dtype)([image, condition])
     x = keras.layers.Conv2D(conv_dim, 7, padding="same", use_bias=False, name="stem_conv", dtype=dtype,
                             **layer_initializers(init))(x)
-    x = instance_norm("stem_norm", dtype)(x)
+    norm_condition = condition if condition_norms else None
+    x = conditioned(instance_norm("stem_norm", dtype)(x), norm_condition, "stem_norm", dtype)
     x = keras.layers.ReLU(name="stem_relu", dtype=dtype)(x)
 
     encoder_features = [x]
@@ -54,13 +57,13 @@ def stargan_trunk(image, condition, conv_dim, num_res_blocks, num_down, dtype=No
             filters, 4, strides=2, padding="same", use_bias=False, name=f"down{i}_conv", dtype=dtype,
             **layer_initializers(init),
         )(x)
-        x = instance_norm(f"down{i}_norm", dtype)(x)
+        x = conditioned(instance_norm(f"down{i}_norm", dtype)(x), norm_condition, f"down{i}_norm", dtype)
         x = keras.layers.ReLU(name=f"down{i}_relu", dtype=dtype)(x)
         encoder_features.append(x)
     encoder_features.pop()  # the bottleneck's input is not a skip
 
     for i in range(num_res_blocks):
-        x = residual_block(x, filters, name=f"res{i}", dtype=dtype, init=init)
+        x = residual_block(x, filters, name=f"res{i}", dtype=dtype, init=init, condition=norm_condition)
 
     for i in range(num_down):
         filters //= 2
@@ -68,7 +71,7 @@ def stargan_trunk(image, condition, conv_dim, num_res_blocks, num_down, dtype=No
             filters, 4, strides=2, padding="same", use_bias=False, name=f"up{i}_conv", dtype=dtype,
             **layer_initializers(init),  # PyTorch's fan_in of a transposed conv: OUT channels x 4 x 4 (initializers.py)
         )(x)
-        x = instance_norm(f"up{i}_norm", dtype)(x)
+        x = conditioned(instance_norm(f"up{i}_norm", dtype)(x), norm_condition, f"up{i}_norm", dtype)
         x = keras.layers.ReLU(name=f"up{i}_relu", dtype=dtype)(x)
         if skip_connections:
             x = keras.layers.Concatenate(name=f"skip{i}_concat", dtype=dtype)([x, encoder_features.pop()])
@@ -79,8 +82,9 @@ class GeneratorArguments:
     """The constructor arguments both G_rgb classes take, kept and serialised in one place (a mixin before
     `keras.Model`)."""
 
-    def _keep_arguments(self, cond_dim, conv_dim, num_res_blocks, num_down, dtype, init):
+    def _keep_arguments(self, cond_dim, conv_dim, num_res_blocks, num_down, dtype, init, condition_norms=False):
         self.cond_dim = cond_dim
+        self.condition_norms = bool(condition_norms)
         self.conv_dim = conv_dim
         self.num_res_blocks = num_res_blocks
         self.num_down = num_down
@@ -97,6 +101,7 @@ class GeneratorArguments:
             "num_down": self.num_down,
             "dtype": self.layer_dtype,
             "init": self.init,
+            "condition_norms": self.condition_norms,
         }
 
     @classmethod
@@ -124,6 +129,8 @@ class StarGANGenerator(GeneratorArguments, keras.Model):
         dtype: dtype policy of the layers; `None` uses the global policy.
         init: weight initialisation: "keras" (Keras' defaults) or "stargan" (PyTorch's defaults, as the official
             StarGAN code; `expr3d.models.initializers`).
+        condition_norms: the condition also sets every instance norm's scale and offset (`stargan_trunk`; not
+            StarGAN's; False in models saved before it existed).
         **kwargs: standard `keras.Model` arguments (`name`, ...).
 
     Example:
@@ -134,12 +141,14 @@ class StarGANGenerator(GeneratorArguments, keras.Model):
     (2, 32, 32, 3)
     """
 
-    def __init__(self, cond_dim, conv_dim=64, num_res_blocks=6, num_down=2, dtype=None, init="keras", **kwargs):
+    def __init__(self, cond_dim, conv_dim=64, num_res_blocks=6, num_down=2, dtype=None, init="keras",
+                 condition_norms=False, **kwargs):
         check_generator_arguments(type(self).__name__, cond_dim, conv_dim, num_res_blocks, num_down)
         check_init(init, type(self).__name__)
         image_input = keras.Input(shape=(None, None, 3), name="image")
         condition_input = keras.Input(shape=(cond_dim,), name="condition")
-        x = stargan_trunk(image_input, condition_input, conv_dim, num_res_blocks, num_down, dtype=dtype, init=init)
+        x = stargan_trunk(image_input, condition_input, conv_dim, num_res_blocks, num_down, dtype=dtype, init=init,
+                          condition_norms=condition_norms)
         x = keras.layers.Conv2D(3, 7, padding="same", use_bias=False, name="out_conv", dtype=dtype,
                                 **layer_initializers(init))(x)
         # float32 output whatever the policy: losses and images stay exact.
@@ -147,5 +156,5 @@ class StarGANGenerator(GeneratorArguments, keras.Model):
 
         super().__init__(inputs=[image_input, condition_input], outputs=output, **kwargs)
 
-        self._keep_arguments(cond_dim, conv_dim, num_res_blocks, num_down, dtype, init)
+        self._keep_arguments(cond_dim, conv_dim, num_res_blocks, num_down, dtype, init, condition_norms)
 

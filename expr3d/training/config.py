@@ -26,11 +26,12 @@ DATA_STREAM_FIELDS = ("data_dir", "batch_size", "batch_size_depth", "image_size"
 # Fields that become ModelConfig's (the networks' shapes).
 MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d_num_layers", "depth_g_conv_dim",
                 "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers", "generator", "init", "code_dim",
-                "au_bins", "transfer_code", "transfer_decoder", "condition", "critic_fake_class")
+                "au_bins", "transfer_code", "transfer_decoder", "condition", "critic_fake_class", "condition_norms")
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
 STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "lambda_pair_gradient", "g_ema_decay", "critic_warmup_steps",
                        "contempt_side",
-                       "condition", "critic_augment", "au_dial_targets", "au_change_weight", "critic_fake_class")
+                       "condition", "critic_augment", "au_dial_targets", "au_change_weight", "critic_fake_class",
+                       "condition_norms")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -119,6 +120,7 @@ class TrainConfig:
     generator_warmup_cycle: bool = True
     critic_augment: str = ""
     critic_fake_class: bool = False
+    condition_norms: bool = False
     expression_guide: str = ""
     lambda_guide: float = 0.0
     lambda_guide_features: float = 0.0
@@ -493,6 +495,12 @@ def define_flags(flag_values=None):
            "NOT in the paper (off = the paper's flagfiles): D_rgb's expression head gets a ninth class, "
            "'generated', which its critic step trains on the translations (a K+1-class critic), so a texture that "
            "fools its classifier is learnt as a mark of generated faces. --condition=expression only.")
+    define("bool", "condition_norms",
+           "NOT in the paper (off = the paper's flagfiles): G_rgb's condition (expression or AUs) also sets every "
+           "instance norm's scale and offset (AdaIN, as StarGAN v2 conditions its decoder), besides being tiled "
+           "over the input: a tiled condition is the same at every pixel, and the norm after the first convolution "
+           "removes each channel's mean, so it reaches the features only through the border and the norm's "
+           "statistics. Zero-initialised: training starts from StarGAN's generator.")
     define("string", "expression_guide",
            "NOT in the paper (empty = off, the paper's flagfiles): a frozen expression classifier of real faces whose "
            "cross-entropy on the translations (--lambda_guide) and whose features against the true render "

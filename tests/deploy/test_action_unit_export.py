@@ -67,11 +67,13 @@ TINY = ["--g_conv_dim=8", "--g_num_res_blocks=0", "--d_conv_dim=8", "--d_num_lay
 
 @pytest.fixture(scope="session")  # once per worker, however its tests are interleaved
 def au_export(tmp_path_factory):
+    """A tiny AU run (its G_rgb with --condition_norms: the conditional norms go through export, TFLite and the
+    web folder too) and its export with TFLite and the web folder."""
     root = tmp_path_factory.mktemp("au_export")
     data, run, base = str(root / "data"), str(root / "run"), str(root / "saved_models" / "au")
     done = run_cli(["-m", "expr3d.train", f"--data_dir={data}", f"--model_dir={run}", "--generate_synthetic",
                     "--synthetic_identities=6", "--image_size=32", "--condition=action_units", "--depth_weight=0",
-                    "--num_steps_gan=4", "--sample_every=4"] + TINY, timeout=600)
+                    "--num_steps_gan=4", "--sample_every=4", "--condition_norms"] + TINY, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     done = run_cli(["-m", "expr3d.export", f"--model_dir={run}", f"--output={base}", "--tflite=fp32", "--web",
                     f"--data_dir={data}", "--parity_images=4"], timeout=600)
@@ -199,6 +201,7 @@ def test_a_bad_au_reader_is_refused_naming_the_flag(au_export, tmp_path):
 def test_the_signatures_translate_as_the_keras_generator(au_export):
     info = json.load(open(os.path.join(au_export["version_dir"], "expr3d_export.json")))
     assert info["condition"] == "action_units" and info["family"] == "stargan"
+    assert info["model_config"]["condition_norms"] is True
     assert au_export["signatures"] == ["au_generator", "serving_default", "translate_action_units"]
     expected, g_rgb = _keras(au_export, au_export["faces"], au_export["units"])
     assert au_export["out"]["each"].shape == (3, 40, 40, 3)

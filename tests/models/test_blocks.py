@@ -32,3 +32,18 @@ def test_residual_block_is_identity_plus_residual():
     branch = keras.ops.convert_to_numpy(model(x)) - x
     np.testing.assert_allclose(branch.mean(axis=(1, 2)), 0, atol=1e-5)
     np.testing.assert_allclose(branch.var(axis=(1, 2)), 1, atol=1e-3)
+
+
+def test_conditional_affine_scales_and_shifts_each_channel_by_the_condition():
+    from expr3d.models.blocks import ConditionalAffine
+
+    layer = ConditionalAffine()
+    x = np.random.default_rng(0).normal(size=(2, 3, 3, 2)).astype("float32")
+    condition = np.array([[1.0, 0.0], [0.0, 2.0]], "float32")
+    assert np.array_equal(np.asarray(layer([x, condition])), x)  # zero-initialised: the identity
+    kernel = np.array([[0.5, -1.0, 0.1, 0.2], [1.0, 0.0, -0.3, 0.4]], "float32")  # [gamma0, gamma1, beta0, beta1]
+    layer.set_weights([kernel, np.array([0.0, 0.5, 1.0, 0.0], "float32")])
+    out = np.asarray(layer([x, condition]))
+    gamma = condition @ kernel[:, :2] + [0.0, 0.5]
+    beta = condition @ kernel[:, 2:] + [1.0, 0.0]
+    assert np.allclose(out, x * (1 + gamma[:, None, None, :]) + beta[:, None, None, :], atol=1e-6)

@@ -88,3 +88,28 @@ def test_mixed_bfloat16_outputs_float32():
         assert np.all(np.isfinite(keras.ops.convert_to_numpy(out)))
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_condition_norms_start_as_stargan_s_generator_and_then_follow_the_condition(tmp_path):
+    """`condition_norms=True` adds one ConditionalAffine after every instance norm, zero-initialised: with the
+    plain generator's weights copied, both compute the same function; trained (here: set) weights change what a
+    condition does, and the flag survives saving."""
+    plain = StarGANGenerator(cond_dim=3, conv_dim=4, num_res_blocks=1, num_down=1)
+    conditioned = StarGANGenerator(cond_dim=3, conv_dim=4, num_res_blocks=1, num_down=1, condition_norms=True)
+    affines = [layer for layer in conditioned.layers if layer.name.endswith("_condition")]
+    norms = [layer for layer in plain.layers if "norm" in layer.name]
+    assert sorted(a.name for a in affines) == sorted(f"{n.name}_condition" for n in norms)
+    for layer in plain.layers:
+        if layer.weights:
+            conditioned.get_layer(layer.name).set_weights(layer.get_weights())
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 8, 8, 3)).astype("float32")
+    c = np.eye(3, dtype="float32")[[0, 2]]
+    assert np.allclose(np.asarray(plain([x, c])), np.asarray(conditioned([x, c])), atol=1e-6)
+    rng = np.random.default_rng(2)
+    for layer in affines:
+        layer.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in layer.get_weights()])
+    assert np.abs(np.asarray(plain([x, c])) - np.asarray(conditioned([x, c]))).max() > 1e-2
+    path = str(tmp_path / "g.keras")
+    conditioned.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.condition_norms and np.allclose(np.asarray(loaded([x, c])), np.asarray(conditioned([x, c])))

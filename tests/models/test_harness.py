@@ -11,6 +11,7 @@ import expr3d.models
 from expr3d.models import (AUAdversary, AttentionCombine, AttentionGenerator, AttentionUNetGenerator, ConditionConcat, DepthTranslator,
                            PatchCritic, StarGANGenerator, TransferDecoder, TransferEncoder, TransferGeneratorDecoder,
                            VGG19Features)
+from expr3d.models.blocks import ConditionalAffine
 from expr3d.models.perceptual import CaffePreprocess
 from tests.models import harness
 
@@ -33,6 +34,11 @@ CASES = {
         lambda: [_image(), _one_hot([1, 2], 3)], "float32"),
     "AttentionGenerator": (lambda: AttentionGenerator(cond_dim=3, conv_dim=4, num_res_blocks=1, num_down=1),
                            lambda: [_image(), _one_hot([2, 0], 3)], "float32"),
+    "AttentionGenerator-condition-norms": (
+        lambda: AttentionGenerator(cond_dim=3, conv_dim=4, num_res_blocks=1, num_down=1, condition_norms=True),
+        lambda: [_image(), _one_hot([2, 0], 3)], "float32"),
+    "ConditionalAffine": (lambda: ConditionalAffine(), lambda: [_image(size=4, channels=5), _one_hot([1, 0], 3)],
+                          "float16"),
     "AttentionUNetGenerator": (lambda: AttentionUNetGenerator(cond_dim=3, conv_dim=4, num_res_blocks=1, num_down=1),
                                lambda: [_image(), _one_hot([2, 0], 3)], "float32"),
     "DepthTranslator": (lambda: DepthTranslator(conv_dim=4, num_res_blocks=1, num_down=1, name="g_depth"),

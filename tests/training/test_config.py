@@ -47,6 +47,7 @@ RECORDED_KEYS = [
     "generator_warmup_cycle",  # (session 22)
     "critic_augment",  # (session 17)
     "critic_fake_class",  # (session 18)
+    "condition_norms",  # (session 30)
     "expression_guide", "lambda_guide", "lambda_guide_features", "guide_epochs",  # (session 19)
     "guide_width",  # (session 27)
     "g_ema_decay",  # (session 8)
