@@ -111,7 +111,7 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
                           "was not found either)")
 
     family = run_dir.family(config)
-    reader = _action_unit_reader(run_dir, config, au_reader, family)
+    reader = _action_unit_reader(run_dir, config, au_reader, family, log)
     if web and family == "transfer":
         raise ExportError("--web: the browser app runs expression and action-unit generators; a transfer run "
                           "(two faces in) has no web export yet")
@@ -239,7 +239,7 @@ def export(model_dir, output, version=None, overwrite=False, tflite=(), data_dir
     return target
 
 
-def _action_unit_reader(run_dir, config, choice, family):
+def _action_unit_reader(run_dir, config, choice, family, log):
     """The AU regressor behind `read_action_units` (`--au_reader`, `export`'s docstring), or None."""
     from expr3d.metrics import au_judge
     from expr3d.training import guide
@@ -258,7 +258,7 @@ def _action_unit_reader(run_dir, config, choice, family):
         for folder in candidates:
             if os.path.isfile(os.path.join(folder, au_judge.MODEL_FILE)):
                 return au_judge.load_au_regressor(folder)
-        _log(f"{run_dir.path} has no AU guide, so read_action_units and translate_action_unit_changes are not "
+        log(f"{run_dir.path} has no AU guide, so read_action_units and translate_action_unit_changes are not "
              f"exported (pass --au_reader=DIR, an AU regressor of `python -m expr3d.metrics.au_judge`)")
         return None
     try:

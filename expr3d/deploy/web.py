@@ -31,14 +31,10 @@ MANIFEST = "manifest.json"
 FORMAT = "expr3d web v1"
 WEB_VARIANTS = ("int8", "fp16")
 DETECTOR_FILE = "face_detector.tflite"
-READER_VARIANT = "fp16"  # the reader is small (tens of kB); fp16 weights halve it at no visible cost
+READER_VARIANT = "fp16"  # half the download of fp32; its error against the SavedModel is in the manifest
 # Files every web export has; an older or partial folder is refused by the app and by `expr3d.mobile`, naming the
 # missing one.
 REQUIRED_FILES = (MANIFEST, DETECTOR_FILE) + tuple(f"generator_{v}.tflite" for v in WEB_VARIANTS)
-
-
-class WebExportError(ValueError):
-    """The run cannot be exported for the web (the message says why)."""
 
 
 def batch_one_saved_model(saved_model_dir, signature, output_dir):
