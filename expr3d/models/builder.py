@@ -110,7 +110,7 @@ def build_transfer_models(config):
 
     return {
         "encoder": encoder,
-        "decoder": DECODERS[config.transfer_decoder](**sizes, name="decoder"),
+        "decoder": DECODERS[config.transfer_decoder](**sizes, condition_norms=config.condition_norms, name="decoder"),
         "adversary": AUAdversary(free_channels=config.g_conv_dim * 2**down, conv_dim=config.d_conv_dim,
                                  num_bins=config.au_bins, name="adversary"),
         "d_rgb": critic("d_rgb", NUM_ACTION_UNITS, config.d_conv_dim, config.d_num_layers),

@@ -51,9 +51,9 @@ class ModelConfig:
         critic_fake_class: D_rgb's head gets one more logit, "generated" (index `num_classes`), which its critic step
             trains on the translations (K+1-class critic, NOT in the paper; `--critic_fake_class`). Expression
             condition only. Older run configs load as False.
-        condition_norms: G_rgb's condition also sets every instance norm's scale and offset
-            (`expr3d.models.blocks.ConditionalAffine`, NOT in the paper; `--condition_norms`). StarGAN family only.
-            Older run configs load as False.
+        condition_norms: G_rgb's condition (the transfer decoder's code) also sets every instance norm's scale and
+            offset (`expr3d.models.blocks.ConditionalAffine`, NOT in the papers; `--condition_norms`). Older run
+            configs load as False.
 
     Example:
     >>> config = ModelConfig(image_size=32, d_num_layers=3, depth_d_num_layers=3)
@@ -126,8 +126,6 @@ class ModelConfig:
                              "(a class of its own for generated faces in D_rgb's expression head)")
         if not isinstance(self.condition_norms, bool):
             raise ValueError(f"ModelConfig: condition_norms must be a bool; got {self.condition_norms!r}")
-        if self.condition_norms and self.family != "stargan":
-            raise ValueError("ModelConfig: condition_norms applies to the stargan family's G_rgb")
         if self.au_bins < 2:
             raise ValueError(f"ModelConfig: au_bins must be an integer >= 2; got {self.au_bins!r}")
         for field in dataclasses.fields(self):

@@ -22,7 +22,8 @@ import keras
 CODES = ("learned", "action_units")  # what the encoder's AU-related code is (`TransferEncoder(code=...)`)
 
 from expr3d.labels import NUM_ACTION_UNITS
-from expr3d.models.blocks import AttentionCombine, ConditionConcat, instance_norm, residual_block, serializable_dtype
+from expr3d.models.blocks import (AttentionCombine, ConditionConcat, conditioned, instance_norm, residual_block,
+                                  serializable_dtype)
 
 
 def _check_sizes(owner, **sizes):
@@ -32,10 +33,12 @@ def _check_sizes(owner, **sizes):
             raise ValueError(f"{owner}: {field} must be an integer >= {minimum}; got {value!r}")
 
 
-def _conv_norm_relu(x, filters, kernel, strides, name, dtype, transpose=False):
+def _conv_norm_relu(x, filters, kernel, strides, name, dtype, transpose=False, condition=None):
+    """conv - IN - ReLU; with `condition` (a `[B, D]` tensor), the norm's scale and offset also follow it
+    (`expr3d.models.blocks.ConditionalAffine`, `--condition_norms`)."""
     layer = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
     x = layer(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv", dtype=dtype)(x)
-    x = instance_norm(f"{name}_norm", dtype)(x)
+    x = conditioned(instance_norm(f"{name}_norm", dtype)(x), condition, f"{name}_norm", dtype)
     return keras.layers.ReLU(name=f"{name}_relu", dtype=dtype)(x)
 
 
@@ -119,16 +122,16 @@ class TransferEncoder(_KeptArguments, keras.Model):
                    free_channels=free_channels, num_action_units=num_action_units, code=code_kind, dtype=dtype)
 
 
-def _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype):
+def _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype, condition=None):
     """Both decoders' common end, from the joined bottleneck `x` (`filters` channels): `num_res_blocks` residual
     blocks, `num_down` x [transposed conv4x4 stride 2, channels /2, IN, ReLU], the 7x7 colour (tanh) and edit-mask
     (sigmoid) heads and `M * C + (1 - M) * source`. Returns (output, mask, colour); the layer names are the saved
-    models' (do not rename)."""
+    models' (do not rename). `condition`: the code, when it also sets every norm's scale and offset."""
     for i in range(num_res_blocks):
-        x = residual_block(x, filters, name=f"res{i}", dtype=dtype)
+        x = residual_block(x, filters, name=f"res{i}", dtype=dtype, condition=condition)
     for i in range(num_down):
         filters //= 2
-        x = _conv_norm_relu(x, filters, 4, 2, f"up{i}", dtype, transpose=True)
+        x = _conv_norm_relu(x, filters, 4, 2, f"up{i}", dtype, transpose=True, condition=condition)
     colour = keras.layers.Conv2D(3, 7, padding="same", use_bias=False, name="colour_conv", dtype=dtype)(x)
     colour = keras.layers.Activation("tanh", dtype="float32", name="colour_tanh")(colour)
     mask = keras.layers.Conv2D(1, 7, padding="same", name="attention_conv", dtype=dtype)(x)
@@ -137,10 +140,12 @@ def _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype):
     return output, mask, colour
 
 
-def _attention_decoder_graph(name, bottleneck, conv_dim, num_down, num_res_blocks, code_dim, free_channels, dtype):
+def _attention_decoder_graph(name, bottleneck, conv_dim, num_down, num_res_blocks, code_dim, free_channels, dtype,
+                             condition_norms=False):
     """Both decoders' graph: inputs `[free, code, source]`, `bottleneck(free, code, source, conv_dim, num_down,
-    dtype)` joins them, `_decode_to_attention` draws and blends. Returns (inputs, (output, mask, colour), the
-    arguments to keep); the caller builds itself with them (its own `super().__init__`: Keras swaps a functional
+    dtype, condition)` joins them, `_decode_to_attention` draws and blends; with `condition_norms` the code also
+    sets the scale and offset of every norm from the join on (`condition`). Returns (inputs, (output, mask, colour),
+    the arguments to keep); the caller builds itself with them (its own `super().__init__`: Keras swaps a functional
     subclass's base classes on its first construction)."""
     free_channels = conv_dim * 2**num_down if free_channels is None else free_channels
     _check_sizes(name, conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks, code_dim=code_dim,
@@ -148,10 +153,11 @@ def _attention_decoder_graph(name, bottleneck, conv_dim, num_down, num_res_block
     free = keras.Input(shape=(None, None, free_channels), name="free")
     code = keras.Input(shape=(code_dim,), name="code")
     source = keras.Input(shape=(None, None, 3), name="source")
-    x, filters = bottleneck(free, code, source, conv_dim, num_down, dtype)
-    outputs = _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype)
+    condition = code if condition_norms else None
+    x, filters = bottleneck(free, code, source, conv_dim, num_down, dtype, condition)
+    outputs = _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype, condition)
     kept = dict(conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks, code_dim=code_dim,
-                free_channels=free_channels, dtype=dtype)
+                free_channels=free_channels, dtype=dtype, condition_norms=bool(condition_norms))
     return [free, code, source], outputs, kept
 
 
@@ -170,24 +176,29 @@ class TransferDecoder(_KeptArguments, keras.Model):
         num_res_blocks: residual blocks after the code is joined.
         code_dim, free_channels: the encoder's output sizes.
         dtype: dtype policy of the layers; `None` uses the global policy.
+        condition_norms: the code also sets the scale and offset of every instance norm from the join on
+            (`expr3d.models.blocks.ConditionalAffine`, `--condition_norms`, ours): a code tiled over a map reaches
+            the features through a norm only at the map's border and through the norm's statistics. False in
+            decoders saved before it existed.
 
     `call` returns the image; `with_attention` returns `(image, mask, colour)` from the same layers.
     """
 
     def __init__(self, conv_dim=64, num_down=2, num_res_blocks=3, code_dim=64, free_channels=None, dtype=None,
-                 **kwargs):
+                 condition_norms=False, **kwargs):
         inputs, outputs, kept = _attention_decoder_graph(type(self).__name__, self._bottleneck, conv_dim, num_down,
-                                                         num_res_blocks, code_dim, free_channels, dtype)
+                                                         num_res_blocks, code_dim, free_channels, dtype,
+                                                         condition_norms)
         super().__init__(inputs=inputs, outputs=outputs[0], **kwargs)
         self._with_attention = keras.Model(inputs=inputs, outputs=list(outputs), name="with_attention")
         self._keep(**kept)
 
     @staticmethod
-    def _bottleneck(free, code, source, conv_dim, num_down, dtype):
+    def _bottleneck(free, code, source, conv_dim, num_down, dtype, condition=None):
         """The code tiled over the AU-free map, conv3x3: (bottleneck, its channels)."""
         filters = conv_dim * 2**num_down
         x = ConditionConcat(name="code_concat", dtype=dtype)([free, code])
-        return _conv_norm_relu(x, filters, 3, 1, "join", dtype), filters
+        return _conv_norm_relu(x, filters, 3, 1, "join", dtype, condition=condition), filters
 
     def with_attention(self, inputs, training=None):
         """`(image, mask, colour)` for `inputs = [free, code, source]`; all float32."""
@@ -209,16 +220,16 @@ class TransferGeneratorDecoder(TransferDecoder):
     """
 
     @staticmethod
-    def _bottleneck(free, code, source, conv_dim, num_down, dtype):
+    def _bottleneck(free, code, source, conv_dim, num_down, dtype, condition=None):
         """The code tiled over the source, stem and down-sampling, the AU-free map joined: (bottleneck, channels)."""
         x = ConditionConcat(name="code_concat", dtype=dtype)([source, code])
-        x = _conv_norm_relu(x, conv_dim, 7, 1, "stem", dtype)
+        x = _conv_norm_relu(x, conv_dim, 7, 1, "stem", dtype, condition=condition)
         filters = conv_dim
         for i in range(num_down):
             filters *= 2
-            x = _conv_norm_relu(x, filters, 4, 2, f"down{i}", dtype)
+            x = _conv_norm_relu(x, filters, 4, 2, f"down{i}", dtype, condition=condition)
         x = keras.layers.Concatenate(name="free_concat", dtype=dtype)([x, free])
-        return _conv_norm_relu(x, filters, 3, 1, "join", dtype), filters
+        return _conv_norm_relu(x, filters, 3, 1, "join", dtype, condition=condition), filters
 
 
 DECODERS = {"bottleneck": TransferDecoder, "generator": TransferGeneratorDecoder}  # --transfer_decoder

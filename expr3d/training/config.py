@@ -30,8 +30,7 @@ MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
 STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "lambda_pair_gradient", "g_ema_decay", "critic_warmup_steps",
                        "contempt_side",
-                       "condition", "critic_augment", "au_dial_targets", "au_change_weight", "critic_fake_class",
-                       "condition_norms")
+                       "condition", "critic_augment", "au_dial_targets", "au_change_weight", "critic_fake_class")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -496,11 +495,12 @@ def define_flags(flag_values=None):
            "'generated', which its critic step trains on the translations (a K+1-class critic), so a texture that "
            "fools its classifier is learnt as a mark of generated faces. --condition=expression only.")
     define("bool", "condition_norms",
-           "NOT in the paper (off = the paper's flagfiles): G_rgb's condition (expression or AUs) also sets every "
-           "instance norm's scale and offset (AdaIN, as StarGAN v2 conditions its decoder), besides being tiled "
-           "over the input: a tiled condition is the same at every pixel, and the norm after the first convolution "
-           "removes each channel's mean, so it reaches the features only through the border and the norm's "
-           "statistics. Zero-initialised: training starts from StarGAN's generator.")
+           "NOT in the papers (off = the paper's flagfiles): G_rgb's condition (expression or AUs; with "
+           "--model=transfer the decoder's code) also sets every instance norm's scale and offset (AdaIN, as "
+           "StarGAN v2 conditions its decoder), besides being tiled over the input: a tiled condition is the same "
+           "at every pixel, and the norm after the next convolution removes each channel's mean, so it reaches the "
+           "features only through the border and the norm's statistics. Zero-initialised: training starts from the "
+           "unconditioned norms.")
     define("string", "expression_guide",
            "NOT in the paper (empty = off, the paper's flagfiles): a frozen expression classifier of real faces whose "
            "cross-entropy on the translations (--lambda_guide) and whose features against the true render "

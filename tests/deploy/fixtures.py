@@ -142,11 +142,12 @@ def make_run(model_dir, data_dir, steps=8, geometry="depth", seed=0, generator="
     return models
 
 
-def make_transfer_run(model_dir, data_dir, steps=6, seed=0, decoder="bottleneck"):
+def make_transfer_run(model_dir, data_dir, steps=6, seed=0, decoder="bottleneck", condition_norms=False):
     """A tiny `--model=transfer` run directory: build_models(TINY, family="transfer") with the encoder and decoder
     trained `steps` steps to reconstruct each face from its own code and to give each face the next one's tint
     through the swapped code (a stand-in objective, so the weights are trained, not pure init); saves the encoder,
-    decoder and G_depth as the trainer exports them. `decoder`: the --transfer_decoder."""
+    decoder and G_depth as the trainer exports them. `decoder`, `condition_norms`: the --transfer_decoder and
+    --condition_norms."""
     import keras
     import tensorflow as tf
 
@@ -155,7 +156,8 @@ def make_transfer_run(model_dir, data_dir, steps=6, seed=0, decoder="bottleneck"
     from expr3d.run_dir import RunDir
 
     keras.utils.set_random_seed(seed)
-    config = ModelConfig(**TINY, family="transfer", code_dim=8, transfer_decoder=decoder)
+    config = ModelConfig(**TINY, family="transfer", code_dim=8, transfer_decoder=decoder,
+                         condition_norms=condition_norms)
     models = build_models(config)
     encoder, decoder = models["encoder"], models["decoder"]
     dataset = pipeline.make_dataset(data_dir, "train", batch_size=8, training=True, seed=seed, augment=False)

@@ -259,11 +259,13 @@ def test_synthesize_refuses_an_exemplar_without_a_face_and_a_transfer_export_wit
 
 @pytest.mark.slow  # one export with the fp32 TFLite model
 def test_the_generator_decoder_exports_to_serving_and_tflite_with_parity(tmp_path):
-    """--transfer_decoder=generator: the code tiled over the source image at full size, as the StarGAN exports."""
+    """--transfer_decoder=generator: the code tiled over the source image at full size, as the StarGAN exports; with
+    --condition_norms (the code also sets every norm's scale and offset), so those layers convert too."""
     from expr3d.models import TransferGeneratorDecoder
 
     data_dir = fixtures.make_dataset(str(tmp_path / "data"), num_train=8, num_test=8)
-    models = fixtures.make_transfer_run(str(tmp_path / "run"), data_dir, steps=2, decoder="generator")
+    models = fixtures.make_transfer_run(str(tmp_path / "run"), data_dir, steps=2, decoder="generator",
+                                        condition_norms=True)
     assert type(models["decoder"]) is TransferGeneratorDecoder
     base = str(tmp_path / "saved_models" / "transfer")
     result = run_cli(["-m", "expr3d.export", f"--model_dir={tmp_path / 'run'}", f"--output={base}", "--tflite=fp32",

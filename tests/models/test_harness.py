@@ -59,6 +59,12 @@ CASES = {
     "TransferDecoder": (lambda: TransferDecoder(conv_dim=4, num_down=1, num_res_blocks=1, code_dim=6),
                         lambda: [_image(size=4, channels=8), _image(size=1, channels=6)[:, 0, 0], _image()],
                         "float32"),
+    "TransferDecoder-condition-norms": (
+        lambda: TransferDecoder(conv_dim=4, num_down=1, num_res_blocks=1, code_dim=6, condition_norms=True),
+        lambda: [_image(size=4, channels=8), _image(size=1, channels=6)[:, 0, 0], _image()], "float32"),
+    "TransferGeneratorDecoder-condition-norms": (
+        lambda: TransferGeneratorDecoder(conv_dim=4, num_down=1, num_res_blocks=1, code_dim=6, condition_norms=True),
+        lambda: [_image(size=4, channels=8), _image(size=1, channels=6)[:, 0, 0], _image()], "float32"),
     "TransferGeneratorDecoder": (lambda: TransferGeneratorDecoder(conv_dim=4, num_down=1, num_res_blocks=1, code_dim=6),
                                  lambda: [_image(size=4, channels=8), _image(size=1, channels=6)[:, 0, 0], _image()],
                                  "float32"),

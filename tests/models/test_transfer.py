@@ -59,6 +59,32 @@ def test_the_generator_decoder_also_reads_the_source_itself():
     assert np.abs(_numpy(decoder.with_attention([free, code, _image(seed=5)])[2]) - colour).max() > 1e-4
 
 
+@pytest.mark.parametrize("decoder_class", [TransferDecoder, TransferGeneratorDecoder])
+def test_condition_norms_put_the_code_after_every_norm_from_the_join_on(decoder_class):
+    """`condition_norms=True`: zero-initialised ConditionalAffine after each norm the code reaches (the join, the
+    residual blocks, the up-sampling; the generator decoder's stem and down-sampling too): with the plain decoder's
+    weights copied both compute the same function; set weights make the code act through them."""
+    plain = decoder_class(conv_dim=4, num_down=2, num_res_blocks=1, code_dim=10, free_channels=6)
+    conditioned = decoder_class(conv_dim=4, num_down=2, num_res_blocks=1, code_dim=10, free_channels=6,
+                                condition_norms=True)
+    affines = sorted(layer.name for layer in conditioned.layers if layer.name.endswith("_condition"))
+    assert affines == sorted(f"{layer.name}_condition" for layer in plain.layers if layer.name.endswith("norm")
+                             or "_norm" in layer.name)
+    assert "join_norm_condition" in affines and "up1_norm_condition" in affines
+    for layer in plain.layers:
+        if layer.weights:
+            conditioned.get_layer(layer.name).set_weights(layer.get_weights())
+    free, code, source = _decoder_inputs()
+    np.testing.assert_allclose(_numpy(plain([free, code, source])), _numpy(conditioned([free, code, source])),
+                               atol=1e-6)
+    rng = np.random.default_rng(3)
+    for layer in conditioned.layers:
+        if layer.name.endswith("_condition"):
+            layer.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in layer.get_weights()])
+    assert np.abs(_numpy(plain([free, code, source])) - _numpy(conditioned([free, code, source]))).max() > 1e-3
+    assert conditioned.get_config()["condition_norms"] is True
+
+
 def test_the_model_config_picks_the_transfer_decoder():
     sizes = dict(image_size=16, g_conv_dim=4, g_num_res_blocks=1, d_conv_dim=4, d_num_layers=2,
                  depth_g_conv_dim=4, depth_g_num_res_blocks=1, depth_d_conv_dim=4, depth_d_num_layers=2)
