@@ -186,6 +186,7 @@ def test_lite(world):
         ("expression", base + ["--expression=joyful"], USAGE, "--expression=joyful", True),
         ("output_format", base[:-1] + [f"--output={out[:-4]}.txt"], USAGE, "must be a file name ending in", True),
         ("num_threads", base + ["--num_threads=0"], USAGE, "--num_threads=0", True),
+        ("action_units", base + ["--action_units=AU12+0.5;AU4+0.1"], USAGE, "--action_units=AU12+0.5;AU4+0.1: takes one edit", True),
         ("missing_model", ["-m", "expr3d.lite", f"--image={world['photo']}", f"--output={out}"], USAGE,
          "--model is required", True),
         ("bomb", base[:-2] + [f"--image={world['bomb']}", f"--output={out}"], ERROR,

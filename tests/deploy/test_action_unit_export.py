@@ -189,6 +189,33 @@ def test_synthesize_edits_the_action_units_of_every_photo_keeping_the_rest(au_ex
 
 
 @pytest.mark.slow
+def test_lite_edits_a_photo_s_action_units_with_the_tflite_reader_and_generator(au_export, reader_export, tmp_path):
+    import cv2
+
+    from expr3d import synthesize
+    from expr3d.data.synthetic import render_example
+
+    photo = str(tmp_path / "face.png")
+    cv2.imwrite(photo, cv2.cvtColor(render_example(3, image_size=160, identity=1).image, cv2.COLOR_RGB2BGR))
+    model = os.path.join(reader_export["version_dir"], "tflite", "au_generator_fp32.tflite")
+    done = run_cli(["-m", "expr3d.lite", f"--model={model}", f"--image={photo}", "--action_units=AU12+0.5,AU4=1",
+                    f"--output={tmp_path}/out.png"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    read = np.asarray(result["action_units"]["read"], np.float32)
+    [(_, edit)] = synthesize.parse_action_unit_edits("AU12+0.5,AU4=1")
+    assert np.abs(np.asarray(result["action_units"]["asked"]) - synthesize.asked_action_units(read, edit)).max() < 1e-3
+    assert cv2.imread(str(tmp_path / "out.png")) is not None
+    # An AU generator asked for an expression, or for AUs without a reader beside it: one line naming what is missing.
+    no_reader = os.path.join(au_export["version_dir"], "tflite", "au_generator_fp32.tflite")
+    for args, message in (([f"--model={model}", "--expression=happy"], "is an AU generator: pass --action_units"),
+                          ([f"--model={no_reader}", "--action_units=AU12+0.5"], "no au_reader_*.tflite beside")):
+        done = run_cli(["-m", "expr3d.lite", *args, f"--image={photo}", f"--output={tmp_path}/x.png"])
+        last = done.stderr.strip().splitlines()[-1]
+        assert done.returncode == 1 and message in last and not os.path.exists(tmp_path / "x.png"), last
+
+
+@pytest.mark.slow
 def test_a_bad_au_reader_is_refused_naming_the_flag(au_export, tmp_path):
     done = run_cli(["-m", "expr3d.export", f"--model_dir={au_export['run']}", f"--output={tmp_path}/au",
                     f"--au_reader={tmp_path}/nothing"], timeout=300)
