@@ -1,5 +1,6 @@
 """The networks of the depth-guided StarGAN (and their config) and of the exemplar expression transfer."""
 
+from expr3d.models.action_unit_edit_generator import ActionUnitEditCombine, ActionUnitEditGenerator
 from expr3d.models.attention_generator import AttentionGenerator, AttentionUNetGenerator
 from expr3d.models.blocks import AttentionCombine, ConditionConcat, residual_block
 from expr3d.models.builder import MODEL_KEYS, TRANSFER_KEYS, build_generator, build_models
@@ -11,6 +12,8 @@ from expr3d.models.perceptual import VGG19Features, keras_cache_candidates, reso
 from expr3d.models.transfer import AUAdversary, TransferDecoder, TransferEncoder, TransferGeneratorDecoder
 
 __all__ = [
+    "ActionUnitEditCombine",
+    "ActionUnitEditGenerator",
     "AUAdversary",
     "AttentionCombine",
     "AttentionGenerator",

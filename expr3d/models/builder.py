@@ -1,5 +1,6 @@
 """Builds the networks of a model family from a `ModelConfig`."""
 
+from expr3d.models.action_unit_edit_generator import ActionUnitEditGenerator
 from expr3d.models.attention_generator import AttentionGenerator, AttentionUNetGenerator
 from expr3d.models.config import ModelConfig
 from expr3d.models.depth_translator import DepthTranslator
@@ -14,14 +15,15 @@ MODEL_KEYS = ("g_rgb", "d_rgb", "g_depth", "d_depth")
 TRANSFER_KEYS = ("encoder", "decoder", "adversary", "d_rgb", "d_swap", "g_depth", "d_depth", "d_depth_au")
 # G_rgb's class for each `ModelConfig.generator`.
 GENERATOR_CLASSES = {"stargan": StarGANGenerator, "attention": AttentionGenerator,
-                     "attention_unet": AttentionUNetGenerator}
+                     "attention_unet": AttentionUNetGenerator, "action_unit_edit": ActionUnitEditGenerator}
 
 
 def build_models(config=None):
     """Returns `{"g_rgb", "d_rgb", "g_depth", "d_depth"}`, all built.
 
     - `g_rgb`: `StarGANGenerator(cond_dim=condition_dim)`, or `AttentionGenerator` when
-      `config.generator == "attention"` (`AttentionUNetGenerator` for "attention_unet"); input `[image, one-hot target]`
+      `config.generator == "attention"` (`AttentionUNetGenerator` for "attention_unet", `ActionUnitEditGenerator` for
+      "action_unit_edit"); input `[image, one-hot target]`
       (with `config.condition == "action_units"`: `[image, AU intensities]`).
     - `d_rgb`: `PatchCritic` on RGB faces with `critic_dim` logits (expression classes, or AU logits; with
       `critic_fake_class` one more, "generated").

@@ -20,8 +20,9 @@ class ModelConfig:
         depth_g_conv_dim, depth_g_num_res_blocks: G_depth width and blocks.
         depth_d_conv_dim, depth_d_num_layers: D_depth width and layers.
         generator: G_rgb's architecture, one of `GENERATORS`: "stargan"
-            (`StarGANGenerator`), "attention" (`AttentionGenerator`) or
-            "attention_unet" (`AttentionUNetGenerator`). Run
+            (`StarGANGenerator`), "attention" (`AttentionGenerator`),
+            "attention_unet" (`AttentionUNetGenerator`) or "action_unit_edit"
+            (`ActionUnitEditGenerator`, condition "action_units" only). Run
             configs written before this field existed load as "stargan".
         init: weight initialisation, one of `INITS`: "keras" (Keras' layer
             defaults: glorot-uniform kernels, zero biases) or "stargan"
@@ -83,7 +84,7 @@ class ModelConfig:
     condition_norms: bool = False
 
     # G_rgb architectures (`generator`).
-    GENERATORS = ("stargan", "attention", "attention_unet")
+    GENERATORS = ("stargan", "attention", "attention_unet", "action_unit_edit")
     # Model families (`family`).
     FAMILIES = ("stargan", "transfer")
     # The transfer encoder's AU-related code (`transfer_code`; expr3d.models.transfer.CODES).
@@ -119,6 +120,9 @@ class ModelConfig:
         if self.family == "transfer" and self.condition != "expression":
             raise ValueError("ModelConfig: condition applies to the stargan family; the transfer family's decoder "
                              "is conditioned on an exemplar's code")
+        if self.generator == "action_unit_edit" and (self.family != "stargan" or self.condition != "action_units"):
+            raise ValueError("ModelConfig: generator 'action_unit_edit' needs the stargan family with condition "
+                             "'action_units' (its edits are proportional to AU changes)")
         if not isinstance(self.critic_fake_class, bool):
             raise ValueError(f"ModelConfig: critic_fake_class must be a bool; got {self.critic_fake_class!r}")
         if self.critic_fake_class and (self.family != "stargan" or self.condition != "expression"):

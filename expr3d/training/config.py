@@ -251,6 +251,9 @@ class TrainConfig:
         if self.synthetic_train_pairs and self.synthetic_images_per_identity % NUM_EXPRESSIONS:
             raise UsageError(f"--synthetic_train_pairs needs --synthetic_images_per_identity a multiple of "
                              f"{NUM_EXPRESSIONS}, got {self.synthetic_images_per_identity}")
+        if self.generator == "action_unit_edit" and (self.model != "stargan" or self.condition != "action_units"):
+            raise UsageError(f"--generator=action_unit_edit needs --model=stargan --condition=action_units (its edits "
+                             f"are proportional to AU changes); got --model={self.model} --condition={self.condition}")
         if self.condition == "action_units" and self.model == "stargan":
             for name, ok, what in (("depth_weight", self.depth_weight == 0, "0 (D_depth reads expression classes)"),
                                    ("target_mode", self.target_mode in ("permute", "paired"),
@@ -359,10 +362,12 @@ def define_flags(flag_values=None):
     define("integer", "depth_g_num_res_blocks", "G_depth residual blocks.")
     define("integer", "depth_d_conv_dim", "D_depth width.")
     define("integer", "depth_d_num_layers", "D_depth stride-2 layers.")
-    define("enum", "generator", ["stargan", "attention", "attention_unet"],
+    define("enum", "generator", ["stargan", "attention", "attention_unet", "action_unit_edit"],
            "G_rgb: StarGAN's generator (the paper), or a GANimation-style attention generator (NOT in the "
            "paper): output = M*C + (1-M)*x with a learnt edit mask M (0 = source pixel copied) and colour C; "
-           "attention_unet: the same with U-Net skips from encoder to decoder (ours).")
+           "attention_unet: the same with U-Net skips from encoder to decoder (ours); action_unit_edit (ours, "
+           "--condition=action_units only): output = x + sum_k (c_k - r_k(x)) E_k, a reader r of the face's own AUs "
+           "and one edit image per AU, so asking for the face's own AUs returns it and a dial edits by its AU alone.")
     define("enum", "geometry", ["depth", "normals"], "Guidance map: depth (x3 channels) or normals.")
     define("enum", "model", ["stargan", "transfer"],
            "Model family: 'stargan' = the depth-guided StarGAN (Bodur et al.): a face and a target expression "

@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from expr3d import losses
+from expr3d.models.action_unit_edit_generator import ActionUnitEditGenerator
 from expr3d.models.attention_generator import AttentionGenerator
 from expr3d.training import common, objectives
 from expr3d.training import critic_augment as critic_augment_module
@@ -35,6 +36,7 @@ GUIDE_FEATURE_TERMS = ("g_guide_features",)  # only with lambda_guide_features >
 PAIRED_TERMS = ("g_pair",)  # only with lambda_pair > 0 (not in the paper; paired data)
 PAIRED_GRADIENT_TERMS = ("g_pair_gradient",)  # only with lambda_pair_gradient > 0 (not in the paper; paired data)
 ATTENTION_TERMS = ("g_mask", "g_mask_tv")  # only with an AttentionGenerator G_rgb (GANimation's mask regularisers)
+READER_TERMS = ("g_reader",)  # only with an ActionUnitEditGenerator G_rgb: its reader's AU error on the real faces
 
 
 class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
@@ -65,6 +67,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         `y` differs from `x` (`losses.paired_edit_region`), `C_t` the colour image.
       - With `lambda_pair_gradient > 0` (paired data, NOT in the paper), plus `lambda_pair_gradient
         |grad y - grad x_t|_1` (`losses.gradient_l1_loss`, logged `g_pair_gradient`): the edges of the true edit.
+      - With an `ActionUnitEditGenerator` G_rgb (AU condition), L_rgb also gets its reader's squared AU error on
+        the real faces `x` (logged `g_reader`, weight 1; the reader's weights get no other gradient).
       - The confidence penalty `-beta H` (Pereyra et al. 2017, `H` the entropy of the softmax) is in exactly one of
         the bracketed places: D_depth's loss, on its classification of the real geometry `d`
         (`confidence_penalty_on="critic"`, the default: the paper's "regulariser on the discriminator" against the
@@ -267,13 +271,18 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         return isinstance(self.g_rgb, AttentionGenerator)
 
     @property
+    def uses_reader(self):
+        return isinstance(self.g_rgb, ActionUnitEditGenerator)
+
+    @property
     def _rgb_generator_terms(self):
         return (RGB_GENERATOR_TERMS + (IDENTITY_TERMS if self.lambda_id > 0 else ())
                 + (PAIRED_TERMS if self.lambda_pair > 0 else ())
                 + (PAIRED_GRADIENT_TERMS if self.lambda_pair_gradient > 0 else ())
                 + (GUIDE_TERMS if self.lambda_guide > 0 else ())
                 + (GUIDE_FEATURE_TERMS if self.lambda_guide_features > 0 else ())
-                + (ATTENTION_TERMS if self.uses_attention else ()))
+                + (ATTENTION_TERMS if self.uses_attention else ())
+                + (READER_TERMS if self.uses_reader else ()))
 
     @property
     def penalty_on_critic(self):
@@ -464,6 +473,13 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         if self.lambda_pair_gradient > 0:
             logs["g_pair_gradient"] = losses.gradient_l1_loss(batch["target_image"], fake, mask=rows)
             logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_pair_gradient * logs["g_pair_gradient"]
+        if self.uses_reader:
+            # The edit is scaled by (target - what the reader reads): the reader learns the data's AUs, squared
+            # error (the mean, not the median that reads rare AUs as 0); no other term reaches its weights.
+            read = self.g_rgb.read_action_units(image, training=True)
+            logs["g_reader"] = losses.action_unit_regression_loss(read, batch["action_units"],
+                                                                  batch["action_units_mask"], squared=True)
+            logs["g_rgb_total"] = logs["g_rgb_total"] + logs["g_reader"]
         if self.uses_attention:
             masks = (fake_mask,) + ((reconstruction_mask,) if cycle else ())
             logs["g_mask"] = sum(losses.attention_sparsity_loss(mask, self.mask_penalty) for mask in masks)

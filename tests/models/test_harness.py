@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import expr3d.models
-from expr3d.models import (AUAdversary, AttentionCombine, AttentionGenerator, AttentionUNetGenerator, ConditionConcat, DepthTranslator,
+from expr3d.models import (AUAdversary, ActionUnitEditCombine, ActionUnitEditGenerator, AttentionCombine, AttentionGenerator, AttentionUNetGenerator, ConditionConcat, DepthTranslator,
                            PatchCritic, StarGANGenerator, TransferDecoder, TransferEncoder, TransferGeneratorDecoder,
                            VGG19Features)
+from expr3d.models.action_unit_edit_generator import ActionUnitChange
 from expr3d.models.blocks import ConditionalAffine
 from expr3d.models.perceptual import CaffePreprocess
 from tests.models import harness
@@ -37,6 +38,14 @@ CASES = {
     "AttentionGenerator-condition-norms": (
         lambda: AttentionGenerator(cond_dim=3, conv_dim=4, num_res_blocks=1, num_down=1, condition_norms=True),
         lambda: [_image(), _one_hot([2, 0], 3)], "float32"),
+    "ActionUnitEditGenerator": (
+        lambda: ActionUnitEditGenerator(cond_dim=3, conv_dim=4, num_res_blocks=1, num_down=1, condition_norms=True),
+        lambda: [_image(size=16), (_image(size=1, channels=3)[:, 0, 0] + 1) / 2], "float32"),
+    "ActionUnitEditCombine": (lambda: ActionUnitEditCombine(),
+                              lambda: [_image(size=4), _image(size=4, channels=6, seed=1),
+                                       _one_hot([1, 0], 2), _one_hot([0, 0], 2)], "float32"),
+    "ActionUnitChange": (lambda: ActionUnitChange(), lambda: [_one_hot([1, 0], 3), _one_hot([2, 2], 3)],
+                         "float16"),
     "ConditionalAffine": (lambda: ConditionalAffine(), lambda: [_image(size=4, channels=5), _one_hot([1, 0], 3)],
                           "float16"),
     "AttentionUNetGenerator": (lambda: AttentionUNetGenerator(cond_dim=3, conv_dim=4, num_res_blocks=1, num_down=1),
