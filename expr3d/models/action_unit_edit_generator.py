@@ -104,9 +104,19 @@ class ActionUnitEditGenerator(GeneratorArguments, keras.Model):
         output = ActionUnitEditCombine(name="edit_combine", dtype="float32")(
             [image_input, fields, condition_input, read])
 
+        # The same graph with the edit images as an output too (shared layers and weights), for their penalty.
+        outputs_with_edits = keras.Model(inputs=[image_input, condition_input], outputs=[output, fields],
+                                         name="with_edits")
         super().__init__(inputs=[image_input, condition_input], outputs=output, **kwargs)
         self._reader = keras.Model(inputs=image_input, outputs=read, name="reader")
+        self._with_edits = outputs_with_edits
         self._keep_arguments(cond_dim, conv_dim, num_res_blocks, num_down, dtype, init, condition_norms)
+
+    def with_edits(self, inputs, training=None):
+        """`(image, edits)` for `inputs = [image, condition]`: what `self(inputs)` returns and the per-AU edit images
+        `[B, H, W, 3 * cond_dim]` float32 (AU k's in channels 3k..3k+2), before they are scaled by the change."""
+        output, fields = self._with_edits(inputs, training=training)
+        return output, keras.ops.cast(fields, "float32")
 
     def read_action_units(self, image, training=None):
         """The reader's AU intensities `[B, cond_dim]` float32 of `image` (its layers and weights are this model's)."""

@@ -98,6 +98,7 @@ class TrainConfig:
     lambda_mask: float = 0.1
     mask_penalty: str = "edits"
     lambda_mask_tv: float = 4.1
+    lambda_edit: float = 0.0
     lambda_au: float = 1.0
     au_loss: str = "l1"
     au_dial_targets: float = 0.0
@@ -254,6 +255,9 @@ class TrainConfig:
         if self.generator == "action_unit_edit" and (self.model != "stargan" or self.condition != "action_units"):
             raise UsageError(f"--generator=action_unit_edit needs --model=stargan --condition=action_units (its edits "
                              f"are proportional to AU changes); got --model={self.model} --condition={self.condition}")
+        if self.lambda_edit > 0 and self.generator != "action_unit_edit":
+            raise UsageError(f"--lambda_edit={self.lambda_edit} weighs the edit images of "
+                             f"--generator=action_unit_edit; got --generator={self.generator}")
         if self.condition == "action_units" and self.model == "stargan":
             for name, ok, what in (("depth_weight", self.depth_weight == 0, "0 (D_depth reads expression classes)"),
                                    ("target_mode", self.target_mode in ("permute", "paired"),
@@ -428,6 +432,10 @@ def define_flags(flag_values=None):
     define("float", "lambda_mask_tv",
            "--generator=attention: weight of the edit masks' mean total variation (smoothness), on the same "
            "two masks. 4.1 ~ GANimation's 1e-5 on its sum over a batch of 25 masks of 128x128.")
+    define("float", "lambda_edit",
+           "--generator=action_unit_edit (ours; 0 = off): weight of the mean |E_k| of its per-AU edit images, on "
+           "G_rgb(x, c_trg) and the cycle: the paired terms only see their sum on the data's AU changes, which edits "
+           "that cancel satisfy too; a single dial then shows that noise.")
     define("float", "lambda_au", "--model=transfer: weight of the AU regression terms (the code, D_rgb's and "
            "D_depth_au's AU heads).")
     define("enum", "au_loss", ["l1", "squared"],
@@ -604,7 +612,7 @@ def define_flags(flag_values=None):
     cli.in_range("lr_decay_start", 0.0, 1.0, **bound)
     for name in ("depth_weight", "confidence_penalty", "perceptual_weight", "lambda_cls", "lambda_rec", "lambda_gp",
                  "lambda_pix", "lambda_id", "lambda_pair", "lambda_pair_gradient", "lambda_mask", "lambda_mask_tv",
-                 "lambda_au", "lambda_confusion", "lambda_swap", "lambda_guide", "lambda_guide_features",
+                 "lambda_edit", "lambda_au", "lambda_confusion", "lambda_swap", "lambda_guide", "lambda_guide_features",
                  "lambda_free_invariance", "au_change_weight"):
         cli.at_least(name, 0.0, **bound)
     cli.at_least("critic_warmup_steps", 0, "0 = off", **bound)

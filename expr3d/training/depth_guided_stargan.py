@@ -37,6 +37,7 @@ PAIRED_TERMS = ("g_pair",)  # only with lambda_pair > 0 (not in the paper; paire
 PAIRED_GRADIENT_TERMS = ("g_pair_gradient",)  # only with lambda_pair_gradient > 0 (not in the paper; paired data)
 ATTENTION_TERMS = ("g_mask", "g_mask_tv")  # only with an AttentionGenerator G_rgb (GANimation's mask regularisers)
 READER_TERMS = ("g_reader",)  # only with an ActionUnitEditGenerator G_rgb: its reader's AU error on the real faces
+EDIT_TERMS = ("g_edit",)  # only with an ActionUnitEditGenerator G_rgb and lambda_edit > 0: its edit images' mean |E|
 
 
 class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
@@ -68,7 +69,9 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
       - With `lambda_pair_gradient > 0` (paired data, NOT in the paper), plus `lambda_pair_gradient
         |grad y - grad x_t|_1` (`losses.gradient_l1_loss`, logged `g_pair_gradient`): the edges of the true edit.
       - With an `ActionUnitEditGenerator` G_rgb (AU condition), L_rgb also gets its reader's squared AU error on
-        the real faces `x` (logged `g_reader`, weight 1; the reader's weights get no other gradient).
+        the real faces `x` (logged `g_reader`, weight 1; the reader's weights get no other gradient) and, with
+        `lambda_edit > 0`, `lambda_edit (E|E_t| + E|E_r|)` on the per-AU edit images of `x_t` and of the cycle
+        (logged `g_edit`).
       - The confidence penalty `-beta H` (Pereyra et al. 2017, `H` the entropy of the softmax) is in exactly one of
         the bracketed places: D_depth's loss, on its classification of the real geometry `d`
         (`confidence_penalty_on="critic"`, the default: the paper's "regulariser on the discriminator" against the
@@ -98,6 +101,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         lambda_mask: weight of the masks' mean (sparsity; GANimation's 0.1). Used only with an AttentionGenerator.
         lambda_mask_tv: weight of the masks' mean total variation (4.1 ~ GANimation's 1e-5 on a sum over 25
             masks of 128 x 128). Used only with an AttentionGenerator.
+        lambda_edit: weight of the mean |E| of an ActionUnitEditGenerator's per-AU edit images (0 = off; ours).
         lambda_pair: weight of the paired target term `|y - x_t|_1` (0 = off, the paper; needs batches with
             `target_image`, i.e. `--target_mode=paired`).
         lambda_pair_gradient: weight of the paired edge term `|grad y - grad x_t|_1` (0 = off; paired batches).
@@ -153,6 +157,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         confidence_penalty_on="critic",
         lambda_mask=0.1,
         lambda_mask_tv=4.1,
+        lambda_edit=0.0,
         critic_warmup_steps=0,
         mask_penalty="edits",
         lambda_pair=0.0,
@@ -203,6 +208,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                              "expression_guide (a classifier; with condition='action_units' an AU regressor)")
         for name, value in (("lambda_pair", lambda_pair), ("lambda_pair_gradient", lambda_pair_gradient),
                             ("lambda_mask", lambda_mask), ("lambda_mask_tv", lambda_mask_tv),
+                            ("lambda_edit", lambda_edit),
                             ("critic_warmup_steps", critic_warmup_steps), ("lambda_guide", lambda_guide),
                             ("lambda_guide_features", lambda_guide_features),
                             ("generator_warmup_steps", generator_warmup_steps)):
@@ -223,6 +229,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         self.lambda_id = float(lambda_id)
         self.lambda_mask = float(lambda_mask)
         self.lambda_mask_tv = float(lambda_mask_tv)
+        self.lambda_edit = float(lambda_edit)
         self.critic_warmup_steps = int(critic_warmup_steps)
         self.generator_warmup_steps = int(generator_warmup_steps)
         self.generator_warmup_cycle = bool(generator_warmup_cycle)
@@ -282,7 +289,8 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                 + (GUIDE_TERMS if self.lambda_guide > 0 else ())
                 + (GUIDE_FEATURE_TERMS if self.lambda_guide_features > 0 else ())
                 + (ATTENTION_TERMS if self.uses_attention else ())
-                + (READER_TERMS if self.uses_reader else ()))
+                + (READER_TERMS if self.uses_reader else ())
+                + (EDIT_TERMS if self.uses_reader and self.lambda_edit > 0 else ()))
 
     @property
     def penalty_on_critic(self):
@@ -480,6 +488,12 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             logs["g_reader"] = losses.action_unit_regression_loss(read, batch["action_units"],
                                                                   batch["action_units_mask"], squared=True)
             logs["g_rgb_total"] = logs["g_rgb_total"] + logs["g_reader"]
+            if self.lambda_edit > 0:
+                # Each AU's edit image, not only their sum: the paired terms see sum_k change_k E_k on the data's
+                # changes, which AU edits that cancel satisfy as well as clean ones; a dial then shows the noise.
+                edits = (fake_mask,) + ((reconstruction_mask,) if cycle else ())
+                logs["g_edit"] = sum(tf.reduce_mean(tf.abs(e)) for e in edits)
+                logs["g_rgb_total"] = logs["g_rgb_total"] + self.lambda_edit * logs["g_edit"]
         if self.uses_attention:
             masks = (fake_mask,) + ((reconstruction_mask,) if cycle else ())
             logs["g_mask"] = sum(losses.attention_sparsity_loss(mask, self.mask_penalty) for mask in masks)
@@ -534,10 +548,13 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         return total
 
     def _translate_with_mask(self, image, condition, with_colour=False):
-        """`G_rgb(image, condition)` in training mode and its edit mask (None without an AttentionGenerator); with
-        `with_colour`, also the colour head's image (None without one)."""
+        """`G_rgb(image, condition)` in training mode and its edit mask (an AttentionGenerator's; an
+        ActionUnitEditGenerator's per-AU edit images; else None); with `with_colour`, also the colour head's image
+        (None without one)."""
         if self.uses_attention:
             output, mask, colour = self.g_rgb.with_attention([image, condition], training=True)
+        elif self.uses_reader:
+            (output, mask), colour = self.g_rgb.with_edits([image, condition], training=True), None
         else:
             output, mask, colour = self.g_rgb([image, condition], training=True), None, None
         return (output, mask, colour) if with_colour else (output, mask)
@@ -572,6 +589,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
             "confidence_penalty_on": self.confidence_penalty_on,
             "lambda_mask": self.lambda_mask,
             "lambda_mask_tv": self.lambda_mask_tv,
+            "lambda_edit": self.lambda_edit,
             "critic_warmup_steps": self.critic_warmup_steps,
             "generator_warmup_steps": self.generator_warmup_steps,
             "generator_warmup_cycle": self.generator_warmup_cycle,

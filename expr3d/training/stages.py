@@ -87,6 +87,7 @@ def gan_stage(config, networks, loss_scaled, vgg=None):
         lambda_cls=config.lambda_cls, lambda_rec=config.lambda_rec, lambda_gp=config.lambda_gp,
         confidence_penalty=config.confidence_penalty, confidence_penalty_on=config.confidence_penalty_on,
         lambda_id=config.lambda_id, lambda_mask=config.lambda_mask, lambda_mask_tv=config.lambda_mask_tv,
+        lambda_edit=config.lambda_edit,
         critic_warmup_steps=config.critic_warmup_steps, generator_warmup_steps=config.generator_warmup_steps,
         generator_warmup_cycle=config.generator_warmup_cycle,
         mask_penalty=config.mask_penalty,

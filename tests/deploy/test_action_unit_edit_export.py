@@ -34,7 +34,8 @@ def edit_export(tmp_path_factory):
     run = RunDir(run_dir)
     run.save_networks(models)
     run.write_config({"flags": {"geometry": "depth", "data_dir": data_dir, "image_size": IMAGE_SIZE},
-                      "model_config": config.to_dict(), "dataset": {"image_size": IMAGE_SIZE, "name": "deploy-test-faces"},
+                      "model_config": config.to_dict(),
+                      "dataset": {"image_size": IMAGE_SIZE, "name": "deploy-test-faces"},
                       "step": 0, "versions": {"test_fixture": 1}})
     base = str(root / "saved_models" / "au_edit")
     version_dir = export.export(run_dir, base, tflite=("fp32",), data_dir=data_dir, parity_images=4,

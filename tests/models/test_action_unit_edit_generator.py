@@ -29,8 +29,8 @@ def test_the_combine_adds_each_au_s_edit_image_times_its_change_and_clips():
     target = np.array([[0.9, 0.2], [0.0, 1.0]], "float32")
     read = np.array([[0.4, 0.2], [0.5, 0.25]], "float32")
     change = target - read
-    expected = np.clip(image + change[:, None, None, :1] * fields[..., :3] + change[:, None, None, 1:] * fields[..., 3:],
-                       -1, 1)
+    edit = change[:, None, None, :1] * fields[..., :3] + change[:, None, None, 1:] * fields[..., 3:]
+    expected = np.clip(image + edit, -1, 1)
     got = np.asarray(ActionUnitEditCombine()([image, fields, target, read]))
     np.testing.assert_allclose(got, expected, atol=1e-6)
     np.testing.assert_allclose(np.asarray(ActionUnitChange()([target, read])), np.concatenate([target, change], -1),

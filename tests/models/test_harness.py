@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import expr3d.models
-from expr3d.models import (AUAdversary, ActionUnitEditCombine, ActionUnitEditGenerator, AttentionCombine, AttentionGenerator, AttentionUNetGenerator, ConditionConcat, DepthTranslator,
+from expr3d.models import (AUAdversary, ActionUnitEditCombine, ActionUnitEditGenerator, AttentionCombine,
+                           AttentionGenerator, AttentionUNetGenerator, ConditionConcat, DepthTranslator,
                            PatchCritic, StarGANGenerator, TransferDecoder, TransferEncoder, TransferGeneratorDecoder,
                            VGG19Features)
 from expr3d.models.action_unit_edit_generator import ActionUnitChange

@@ -192,13 +192,37 @@ def test_an_edit_generator_s_reader_learns_the_real_faces_action_units_from_its_
     assert all(np.isfinite(float(v)) for v in logs.values()) and "g_reader" in logs
 
 
+def test_the_edit_term_is_the_mean_size_of_each_au_s_edit_image():
+    keras.utils.set_random_seed(1)
+    networks = build_models(ModelConfig(**TINY_CONFIG, condition="action_units", generator="action_unit_edit"))
+    g = networks["g_rgb"]
+    edit = g.get_layer("edit_conv")
+    edit.kernel.assign(np.random.default_rng(0).normal(0, 0.1, edit.kernel.shape).astype("float32"))
+    gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, n_critic=1, condition="action_units", lambda_edit=0.5,
+                             generator_warmup_cycle=False)
+    gan.compile(optimizers={key: keras.optimizers.SGD(0.0, name=key) for key in networks})  # fixed networks
+    batch = _au_batch()
+    target = action_unit_condition(batch["target_action_units"], batch["target_action_units_mask"])
+    _, edits = g.with_edits([batch["image"], target], training=True)
+    assert edits.shape == (4, 32, 32, 3 * NUM_ACTION_UNITS)
+    logs = gan.generator_warmup_step(batch)
+    np.testing.assert_allclose(float(logs["g_edit"]), float(np.mean(np.abs(edits.numpy()))), rtol=1e-5)
+    np.testing.assert_allclose(float(logs["g_rgb_total"]), float(logs["g_reader"]) + 0.5 * float(logs["g_edit"]),
+                               rtol=1e-5)
+    assert "g_edit" in gan.log_names
+    assert "g_edit" not in DepthGuidedStarGAN(**networks, depth_weight=0.0, condition="action_units").log_names
+
+
 def test_the_edit_generator_needs_action_unit_targets():
     from expr3d.training.config import TrainConfig, UsageError
 
     base = dict(data_dir="data", model_dir="runs/a", generator="action_unit_edit", depth_weight=0.0)
     TrainConfig(**base, condition="action_units").validate()
-    with pytest.raises(UsageError, match=r"--generator=action_unit_edit needs --model=stargan --condition=action_units"):
+    with pytest.raises(UsageError,
+                       match=r"--generator=action_unit_edit needs --model=stargan --condition=action_units"):
         TrainConfig(**base).validate()
+    with pytest.raises(UsageError, match=r"--lambda_edit=1.0 weighs the edit images of --generator=action_unit_edit"):
+        TrainConfig(data_dir="data", model_dir="runs/a", lambda_edit=1.0).validate()
 
 
 def test_the_change_weight_needs_action_unit_targets():

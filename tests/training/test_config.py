@@ -31,6 +31,7 @@ RECORDED_KEYS = [
     "lambda_pair",  # (session 9)
     "lambda_pair_gradient",  # (session 25)
     "lambda_mask", "mask_penalty", "lambda_mask_tv",
+    "lambda_edit",  # (session 31)
     "lambda_au",  # (session 10)
     "au_loss",  # (session 16)
     "au_dial_targets",  # (session 17)
