@@ -13,10 +13,10 @@ import keras
 from keras import ops
 
 from expr3d.models.generator import GeneratorArguments, check_generator_arguments, stargan_trunk
-from expr3d.models.initializers import check_init, layer_initializers
+from expr3d.models.initializers import check_init
 
-# Stride-2 convolutions of the reader; at 64 px its last map is 4 x 4.
-READER_STAGES = 4
+# The reader's first logits: sigmoid(-2.2) ~ 0.1, most AUs being off in most faces (as the AU judge starts).
+READER_BIAS = -2.2
 
 
 @keras.saving.register_keras_serializable(package="expr3d")
@@ -59,9 +59,10 @@ class ActionUnitChange(keras.layers.Layer):
 class ActionUnitEditGenerator(GeneratorArguments, keras.Model):
     """StarGAN's trunk with per-AU edit images and a reader of the source's AUs.
 
-    The reader: `READER_STAGES` x [conv4x4 stride 2, LeakyReLU 0.2] (widths conv_dim, 2, 4, 4 x conv_dim), global
-    average, dense, sigmoid: the source's AU intensities `r(x)` in [0, 1] (trained by the caller on the data's AUs,
-    `read_action_units`). The trunk (`stargan_trunk`, the attention generator's) sees the image and
+    The reader is the AU judge's network (`expr3d.metrics.expression_classifier.build_classifier`, compact ResNet of
+    width `reader_width`, no dropout) and a sigmoid: the source's AU intensities `r(x)` in [0, 1]. A run starts it
+    as a copy of its AU guide and freezes it (`load_reader`; the guide reads real faces at MAE ~0.03: every AU's
+    misreading becomes an edit); without one it is trained on the data's AUs (`read_action_units`). The trunk (`stargan_trunk`, the attention generator's) sees the image and
     `[c, c - r(x)]`; a 7x7 convolution (zero at start, so a new generator returns its input) gives `3 * cond_dim`
     channels, AU k's edit image `E_k`; the output is `ActionUnitEditCombine`'s. A drop-in G_rgb for the AU condition:
     `call([image, AUs])` returns the image only (training, evaluation, export, TFLite take it as any G_rgb).
@@ -69,10 +70,11 @@ class ActionUnitEditGenerator(GeneratorArguments, keras.Model):
     Args:
         cond_dim: number of AUs (the condition is AU intensities in [0, 1], not a one-hot class).
         conv_dim, num_res_blocks, num_down, dtype, init, condition_norms: as `StarGANGenerator`'s.
+        reader_width: the reader's first-stage width (an AU guide's `width`, `--guide_width`, to copy it).
         **kwargs: standard `keras.Model` arguments (`name`, ...).
 
     Example:
-    >>> g = ActionUnitEditGenerator(cond_dim=4, conv_dim=8, num_res_blocks=1)
+    >>> g = ActionUnitEditGenerator(cond_dim=4, conv_dim=8, num_res_blocks=1, reader_width=4)
     >>> image = keras.ops.zeros((2, 32, 32, 3))
     >>> g([image, keras.ops.full((2, 4), 0.5)]).shape
     (2, 32, 32, 3)
@@ -81,20 +83,19 @@ class ActionUnitEditGenerator(GeneratorArguments, keras.Model):
     """
 
     def __init__(self, cond_dim, conv_dim=64, num_res_blocks=6, num_down=2, dtype=None, init="keras",
-                 condition_norms=False, **kwargs):
+                 condition_norms=False, reader_width=16, **kwargs):
+        from expr3d.metrics.expression_classifier import build_classifier
+
         check_generator_arguments(type(self).__name__, cond_dim, conv_dim, num_res_blocks, num_down)
+        check_generator_arguments(type(self).__name__, cond_dim, reader_width, 0, 0)
         check_init(init, type(self).__name__)
         image_input = keras.Input(shape=(None, None, 3), name="image")
         condition_input = keras.Input(shape=(cond_dim,), name="condition")
 
-        x = image_input
-        for i in range(READER_STAGES):
-            x = keras.layers.Conv2D(conv_dim * min(2**i, 4), 4, strides=2, padding="same", name=f"reader{i}_conv",
-                                    dtype=dtype, **layer_initializers(init))(x)
-            x = keras.layers.LeakyReLU(0.2, name=f"reader{i}_relu", dtype=dtype)(x)
-        x = keras.layers.GlobalAveragePooling2D(name="reader_pool", dtype=dtype)(x)
-        x = keras.layers.Dense(cond_dim, name="reader_dense", dtype=dtype, **layer_initializers(init))(x)
-        read = keras.layers.Activation("sigmoid", dtype="float32", name="reader_sigmoid")(x)
+        reader = build_classifier(None, num_classes=cond_dim, width=reader_width, dropout=0.0)
+        reader.name = "reader_network"
+        reader.get_layer("logits").bias.assign(ops.full((cond_dim,), READER_BIAS))
+        read = keras.layers.Activation("sigmoid", dtype="float32", name="reader_sigmoid")(reader(image_input))
 
         trunk_condition = ActionUnitChange(name="action_unit_change", dtype="float32")([condition_input, read])
         features = stargan_trunk(image_input, trunk_condition, conv_dim, num_res_blocks, num_down, dtype=dtype,
@@ -109,8 +110,30 @@ class ActionUnitEditGenerator(GeneratorArguments, keras.Model):
                                          name="with_edits")
         super().__init__(inputs=[image_input, condition_input], outputs=output, **kwargs)
         self._reader = keras.Model(inputs=image_input, outputs=read, name="reader")
+        self._reader_network = reader
         self._with_edits = outputs_with_edits
+        self.reader_width = int(reader_width)
         self._keep_arguments(cond_dim, conv_dim, num_res_blocks, num_down, dtype, init, condition_norms)
+
+    def get_config(self):
+        return {**super().get_config(), "reader_width": self.reader_width}
+
+    def load_reader(self, regressor):
+        """Copies an AU regressor's weights into the reader and freezes it. `regressor`: the keras model of an AU
+        guide or judge (`expr3d.metrics.au_judge`: logits of `cond_dim` AUs, compact network of `reader_width`).
+        ValueError naming both shapes when it is another network."""
+        mine, theirs = self._reader_network.get_weights(), regressor.get_weights()
+        if [w.shape for w in mine] != [tuple(w.shape) for w in theirs]:
+            raise ValueError(f"{self.name}: the AU regressor {regressor.name} is not the reader's network (width "
+                             f"{self.reader_width}, {self.cond_dim} AUs): give an AU guide of that width "
+                             f"(--guide_width={self.reader_width})")
+        self._reader_network.set_weights(theirs)
+        self._reader_network.trainable = False
+
+    @property
+    def reader_trainable(self):
+        """False once `load_reader` froze the reader (then no loss should train it)."""
+        return self._reader_network.trainable
 
     def with_edits(self, inputs, training=None):
         """`(image, edits)` for `inputs = [image, condition]`: what `self(inputs)` returns and the per-AU edit images
@@ -124,5 +147,5 @@ class ActionUnitEditGenerator(GeneratorArguments, keras.Model):
 
     @property
     def reader_variables(self):
-        """The reader's trainable variables (only its own loss should move them)."""
-        return self._reader.trainable_variables
+        """The reader's trainable variables (none once frozen; only its own loss should move them)."""
+        return self._reader_network.trainable_variables

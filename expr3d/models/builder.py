@@ -77,6 +77,8 @@ def build_models(config=None):
 def build_generator(config, name="g_rgb"):
     """G_rgb alone (`build_models`' "g_rgb"; e.g. a second one holding the moving average of the trained one's
     weights)."""
+    # The edit generator's reader is its run's AU guide (copied at the adversarial stage's start).
+    reader = {"reader_width": config.guide_width} if config.generator == "action_unit_edit" else {}
     return GENERATOR_CLASSES[config.generator](
         cond_dim=config.condition_dim,
         conv_dim=config.g_conv_dim,
@@ -85,6 +87,7 @@ def build_generator(config, name="g_rgb"):
         init=config.init,
         condition_norms=config.condition_norms,
         name=name,
+        **reader,
     )
 
 

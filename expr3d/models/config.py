@@ -55,6 +55,8 @@ class ModelConfig:
         condition_norms: G_rgb's condition (the transfer decoder's code) also sets every instance norm's scale and
             offset (`expr3d.models.blocks.ConditionalAffine`, NOT in the papers; `--condition_norms`). Older run
             configs load as False.
+        guide_width: the width of the AU guide an "action_unit_edit" G_rgb's reader copies (`--guide_width`);
+            unused by the other generators. Older run configs load as 16.
 
     Example:
     >>> config = ModelConfig(image_size=32, d_num_layers=3, depth_d_num_layers=3)
@@ -82,6 +84,7 @@ class ModelConfig:
     condition: str = "expression"
     critic_fake_class: bool = False
     condition_norms: bool = False
+    guide_width: int = 16
 
     # G_rgb architectures (`generator`).
     GENERATORS = ("stargan", "attention", "attention_unet", "action_unit_edit")

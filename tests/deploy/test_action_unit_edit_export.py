@@ -26,7 +26,8 @@ def edit_export(tmp_path_factory):
     root = tmp_path_factory.mktemp("au_edit_export")
     data_dir = fixtures.make_dataset(str(root / "data"))
     keras.utils.set_random_seed(4)
-    config = ModelConfig(**fixtures.TINY, condition="action_units", generator="action_unit_edit")
+    config = ModelConfig(**fixtures.TINY, condition="action_units", generator="action_unit_edit",
+                         guide_width=4)
     models = build_models(config)
     edit = models["g_rgb"].get_layer("edit_conv")
     edit.kernel.assign(np.random.default_rng(0).normal(0, 0.05, edit.kernel.shape).astype("float32"))

@@ -40,7 +40,8 @@ CASES = {
         lambda: AttentionGenerator(cond_dim=3, conv_dim=4, num_res_blocks=1, num_down=1, condition_norms=True),
         lambda: [_image(), _one_hot([2, 0], 3)], "float32"),
     "ActionUnitEditGenerator": (
-        lambda: ActionUnitEditGenerator(cond_dim=3, conv_dim=4, num_res_blocks=1, num_down=1, condition_norms=True),
+        lambda: ActionUnitEditGenerator(cond_dim=3, conv_dim=4, num_res_blocks=1, num_down=1, condition_norms=True,
+                                        reader_width=2),
         lambda: [_image(size=16), (_image(size=1, channels=3)[:, 0, 0] + 1) / 2], "float32"),
     "ActionUnitEditCombine": (lambda: ActionUnitEditCombine(),
                               lambda: [_image(size=4), _image(size=4, channels=6, seed=1),

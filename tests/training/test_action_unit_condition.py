@@ -173,7 +173,8 @@ def test_an_edit_generator_s_reader_learns_the_real_faces_action_units_from_its_
     """`--generator=action_unit_edit`: `g_reader` is the reader's squared AU error on the real faces (masked), in the
     generator's total; the warm-up and the full step both move the reader, and no mask terms are logged."""
     keras.utils.set_random_seed(0)
-    networks = build_models(ModelConfig(**TINY_CONFIG, condition="action_units", generator="action_unit_edit"))
+    networks = build_models(ModelConfig(**TINY_CONFIG, condition="action_units", generator="action_unit_edit",
+                                        guide_width=4))
     gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, n_critic=1, condition="action_units", lambda_pair=1.0)
     gan.compile(optimizers={key: keras.optimizers.SGD(0.5, name=key) for key in networks})
     gan.build_optimizers()
@@ -192,9 +193,30 @@ def test_an_edit_generator_s_reader_learns_the_real_faces_action_units_from_its_
     assert all(np.isfinite(float(v)) for v in logs.values()) and "g_reader" in logs
 
 
+def test_an_edit_generator_s_reader_starts_as_the_au_guide_frozen():
+    from expr3d.metrics.expression_classifier import build_classifier
+
+    keras.utils.set_random_seed(3)
+    networks = build_models(ModelConfig(**TINY_CONFIG, condition="action_units", generator="action_unit_edit",
+                                        guide_width=4))
+    guide = build_classifier(32, num_classes=NUM_ACTION_UNITS, width=4)
+    gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, n_critic=1, condition="action_units",
+                             expression_guide=guide, lambda_guide=1.0)
+    gan.compile(optimizers={key: keras.optimizers.SGD(0.5, name=key) for key in networks})
+    gan.build_optimizers()
+    g, batch = networks["g_rgb"], _au_batch()
+    np.testing.assert_allclose(g.read_action_units(batch["image"]).numpy(),
+                               tf.sigmoid(guide(batch["image"], training=False)).numpy(), atol=1e-5)
+    before = g.read_action_units(batch["image"]).numpy()
+    logs = gan.generator_warmup_step(batch)
+    assert "g_reader" not in logs and "g_reader" not in gan.log_names
+    np.testing.assert_array_equal(g.read_action_units(batch["image"]).numpy(), before)
+
+
 def test_the_edit_term_is_the_mean_size_of_each_au_s_edit_image():
     keras.utils.set_random_seed(1)
-    networks = build_models(ModelConfig(**TINY_CONFIG, condition="action_units", generator="action_unit_edit"))
+    networks = build_models(ModelConfig(**TINY_CONFIG, condition="action_units", generator="action_unit_edit",
+                                        guide_width=4))
     g = networks["g_rgb"]
     edit = g.get_layer("edit_conv")
     edit.kernel.assign(np.random.default_rng(0).normal(0, 0.1, edit.kernel.shape).astype("float32"))
