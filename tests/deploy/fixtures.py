@@ -182,3 +182,19 @@ def make_transfer_run(model_dir, data_dir, steps=6, seed=0, decoder="bottleneck"
                       "dataset": {"image_size": TINY["image_size"], "name": "deploy-test-faces"},
                       "step": steps, "versions": {"test_fixture": 1}})
     return models
+
+
+def au_tflite_with_parity(version_dir, min_psnr_db=80.0):
+    """The path of an AU export's fp32 `au_generator` TFLite file, after checking it is builtin-only and its parity
+    report (against the SavedModel) reaches `min_psnr_db`."""
+    import json
+    import os
+
+    from expr3d.deploy import tflite
+
+    path = os.path.join(version_dir, "tflite", tflite.file_name("fp32", tflite.ACTION_UNITS))
+    ok, ops = tflite.builtin_only(open(path, "rb").read())
+    assert ok, ops
+    report = json.load(open(path[:-len(".tflite")] + ".json"))
+    assert report["signature"] == "au_generator" and report["parity"]["psnr_db"] >= min_psnr_db, report
+    return path

@@ -1,8 +1,6 @@
 """An AU run with the edit generator (`--generator=action_unit_edit`) through export: its reader and edit images are
 in the served function (the SavedModel equals the Keras model; asking for the face's own AUs returns it) and its
 TFLite conversion is builtin-only with parity."""
-import json
-import os
 
 import keras
 import numpy as np
@@ -10,7 +8,6 @@ import pytest
 import tensorflow as tf
 
 from expr3d import export
-from expr3d.deploy import tflite
 from expr3d.labels import NUM_ACTION_UNITS
 from tests.deploy import fixtures
 
@@ -62,8 +59,4 @@ def test_the_served_edit_generator_equals_the_keras_one_and_keeps_a_face_asked_f
 
 @pytest.mark.slow
 def test_the_edit_generator_converts_to_builtin_tflite_with_parity(edit_export):
-    path = os.path.join(edit_export["version_dir"], "tflite", tflite.file_name("fp32", tflite.ACTION_UNITS))
-    ok, ops = tflite.builtin_only(open(path, "rb").read())
-    assert ok, ops
-    report = json.load(open(path[:-len(".tflite")] + ".json"))
-    assert report["signature"] == "au_generator" and report["parity"]["psnr_db"] >= 80.0
+    fixtures.au_tflite_with_parity(edit_export["version_dir"])

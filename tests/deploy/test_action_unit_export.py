@@ -9,6 +9,7 @@ import pytest
 
 from expr3d.deploy import signatures, tflite
 from expr3d.labels import NUM_ACTION_UNITS
+from tests.deploy import fixtures
 from tests.deploy.conftest import run_cli
 
 FRESH = r"""
@@ -249,11 +250,7 @@ def test_bad_action_units_are_invalid_argument_naming_them(au_export):
 
 @pytest.mark.slow
 def test_tflite_au_generator_matches_the_saved_model(au_export):
-    path = os.path.join(au_export["version_dir"], "tflite", tflite.file_name("fp32", tflite.ACTION_UNITS))
-    ok, ops = tflite.builtin_only(open(path, "rb").read())
-    assert ok, ops
-    report = json.load(open(path[:-len(".tflite")] + ".json"))
-    assert report["signature"] == "au_generator" and report["parity"]["psnr_db"] >= 80.0
+    path = fixtures.au_tflite_with_parity(au_export["version_dir"])
     runner = tflite.LiteRunner(path, tflite.ACTION_UNITS)
     out = runner.run(image=au_export["x"], action_units=au_export["units"])["image"]
     assert np.abs(out - au_export["out"]["raw"]).max() < 1e-3
