@@ -63,9 +63,10 @@ class ActionUnitEditGenerator(GeneratorArguments, keras.Model):
     width `reader_width`, no dropout) and a sigmoid: the source's AU intensities `r(x)` in [0, 1]. A run starts it
     as a copy of its AU guide and freezes it (`load_reader`; the guide reads real faces at MAE ~0.03: every AU's
     misreading becomes an edit); without one it is trained on the data's AUs (`read_action_units`). The trunk
-    (`stargan_trunk`, the attention generator's) sees the image and `[c, c - r(x)]`; a 7x7 convolution (zero at start, so a new generator returns its input) gives `3 * cond_dim`
-    channels, AU k's edit image `E_k`; the output is `ActionUnitEditCombine`'s. A drop-in G_rgb for the AU condition:
-    `call([image, AUs])` returns the image only (training, evaluation, export, TFLite take it as any G_rgb).
+    (`stargan_trunk`, the attention generator's) sees the image and `[c, c - r(x)]`; a 7x7 convolution (zero at
+    start, so a new generator returns its input) gives `3 * cond_dim` channels, AU k's edit image `E_k`; the output
+    is `ActionUnitEditCombine`'s. A drop-in G_rgb for the AU condition: `call([image, AUs])` returns the image only
+    (training, evaluation, export, TFLite take it as any G_rgb).
 
     Args:
         cond_dim: number of AUs (the condition is AU intensities in [0, 1], not a one-hot class).
