@@ -12,8 +12,12 @@ and the AU judge's read-back error of the dialled AU on the output, the truth an
 
 Session 30, session 29's dial run (`--lambda_mask_tv=0.41`; AU judge 4; 400 dials): L1 to the truth 0.0228 for the
 output against 0.0086 for the unchanged base - on its own training pairs the generator draws an expression-sized
-change, not the one AU; read-back 0.463 (truth 0.151, base 0.572). Accuracy figures, not timings: nothing here
-depends on machine load.
+change, not the one AU; read-back 0.463 (truth 0.151, base 0.572). Also printed: the output's change from the base
+regressed on the true dial's change (slope 1 = the whole edit), and the change inside and outside the dial's region.
+Session 31 (`--min_change=0.3 --max_dials=300`): the `--condition_norms` AU run draws slope 0.38 (0.140 inside the
+region against 0.225 for the truth) and changes the rest of the face 12 times as much as the dial does (0.0175 /
+0.0014); the `--generator=action_unit_edit` run draws slope 0.02 (0.028 inside; 0.0020 outside). Accuracy figures,
+not timings: nothing here depends on machine load.
 """
 import argparse
 import os
@@ -62,6 +66,17 @@ def main():
                          ("the true dial render", truth)):
         read = au_judge.read_column(judge, images, columns)
         print(f"| {name} | {np.abs(images - truth).mean():.4f} | {np.abs(read - levels).mean():.3f} |")
+    # Where and how much it draws: the output's change from the base regressed on the true dial's change, per dial
+    # (slope 1 = the whole edit, 0 = none), and the mean change inside the dial's region (|true change| > 0.05) and
+    # outside it (what a generator redraws that the dial does not ask for).
+    true_change, drawn = (truth - base).reshape(len(keep), -1), (output - base).reshape(len(keep), -1)
+    slope = (true_change * drawn).sum(1) / np.maximum((true_change ** 2).sum(1), 1e-12)
+    correlation = [np.corrcoef(t, d)[0, 1] for t, d in zip(true_change, drawn)]
+    region = np.abs(true_change) > 0.05
+    print(f"\nthe output's change on the true change, per dial: slope (median) {np.median(slope):.3f}, correlation "
+          f"(median) {np.median(correlation):.3f}; mean |change| inside the dial's region: output "
+          f"{np.abs(drawn[region]).mean():.4f}, truth {np.abs(true_change[region]).mean():.4f}; outside: output "
+          f"{np.abs(drawn[~region]).mean():.4f}, truth {np.abs(true_change[~region]).mean():.4f}")
 
 
 if __name__ == "__main__":
