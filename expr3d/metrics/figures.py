@@ -96,18 +96,26 @@ def curve_tags(scalars, terms):
     return sorted(tag for tag in scalars if pattern.search(tag))
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
 def learning_curves_figure(runs, path, title="Learning curves"):
     """Fig. 9: `runs` = {label: scalars from `read_scalars`}; one panel per loss group. Returns the path or None."""
     if not any(curve_tags(s, sum((t for _, t in CURVE_GROUPS), ())) for s in runs.values()):
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(CURVE_GROUPS), figsize=(5 * len(CURVE_GROUPS), 3.8))
+    # One colour per run in every panel, one line style per term: a run's d_ and g_ curves read as a pair, and
+    # twelve curves no longer wrap round the ten-colour cycle onto each other.
+    palette = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20")
     for axis, (group, terms) in zip(axes, CURVE_GROUPS):
-        for label, scalars in runs.items():
-            for tag in curve_tags(scalars, terms):
+        for index, (label, scalars) in enumerate(runs.items()):
+            for tag_index, tag in enumerate(curve_tags(scalars, terms)):
                 steps, values = scalars[tag]
                 name = tag if len(runs) == 1 else f"{label}: {tag}"
-                axis.plot(steps, _smooth(values), label=name, linewidth=1.2)
+                color = None if len(runs) == 1 else palette(index % palette.N)
+                axis.plot(steps, _smooth(values), label=name, linewidth=1.2, color=color,
+                          linestyle=LINE_STYLES[tag_index % len(LINE_STYLES)])
         axis.set_title(f"{group} losses")
         axis.set_xlabel("iteration")
         axis.grid(alpha=0.3)

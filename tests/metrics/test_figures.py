@@ -36,3 +36,19 @@ def test_confusion_histogram_and_sample_grid_are_valid_pngs(tmp_path):
     path = figures.sample_grid_figure(inputs, fakes, [0, 1, 2], str(tmp_path / "s.png"),
                                       np.zeros((2, 8, 8, 1)), np.zeros((2, 3, 8, 8, 1)))
     assert _valid_png(path)
+
+
+def test_learning_curves_give_each_run_one_colour_and_each_term_one_style(tmp_path, monkeypatch):
+    steps = np.arange(1, 4)
+    curve = {"gan/loss/g_cls": (steps, steps * 1.0), "gan/loss/d_cls": (steps, steps * 2.0)}
+    runs = {f"run{i}": curve for i in range(12)}  # more runs than matplotlib's ten-colour cycle
+    saved = []
+    real_save = figures._save
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or real_save(fig, path))
+    assert _valid_png(figures.learning_curves_figure(runs, str(tmp_path / "curves.png")))
+    lines = [line for axis in saved[0].axes for line in axis.get_lines()]
+    colour = {line.get_label(): line.get_color() for line in lines}
+    style = {line.get_label(): line.get_linestyle() for line in lines}
+    assert len({colour[f"run{i}: gan/loss/g_cls"] for i in range(12)}) == 12
+    assert all(colour[f"run{i}: gan/loss/g_cls"] == colour[f"run{i}: gan/loss/d_cls"] for i in range(12))
+    assert style["run0: gan/loss/g_cls"] != style["run0: gan/loss/d_cls"]
