@@ -117,7 +117,7 @@ def build_transfer_models(config):
         "encoder": encoder,
         "decoder": DECODERS[config.transfer_decoder](**sizes, condition_norms=config.condition_norms, name="decoder"),
         "adversary": AUAdversary(free_channels=config.g_conv_dim * 2**down, conv_dim=config.d_conv_dim,
-                                 num_bins=config.au_bins, name="adversary"),
+                                 num_bins=config.au_bins, readout=config.adversary_readout, name="adversary"),
         "d_rgb": critic("d_rgb", NUM_ACTION_UNITS, config.d_conv_dim, config.d_num_layers),
         "d_swap": critic("d_swap", 1, config.d_conv_dim, config.d_num_layers),
         "g_depth": DepthTranslator(conv_dim=config.depth_g_conv_dim, num_res_blocks=config.depth_g_num_res_blocks,

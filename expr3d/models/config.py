@@ -45,6 +45,9 @@ class ModelConfig:
             code joins the AU-free map at the bottleneck) or "generator" (`TransferGeneratorDecoder`: the code tiled
             over the source image at its input, as the AU-conditioned StarGAN). Older run configs load as
             "bottleneck".
+        adversary_readout: how the transfer's AU adversary reads the AU-free map, one of `ADVERSARY_READOUTS`:
+            "global" (its features' global mean) or "grid" (pooled to a 4 x 4 grid, as the disentanglement probe
+            reads it; `AUAdversary`). Older run configs load as "global".
         condition: what the StarGAN family's G_rgb is conditioned on, one of `CONDITIONS`: "expression" (one-hot
             classes; D_rgb classifies them) or "action_units" (the 17 AU intensities of
             `expr3d.labels.ACTION_UNITS`; D_rgb's head regresses them). D_depth keeps the expression classes.
@@ -81,6 +84,7 @@ class ModelConfig:
     au_bins: int = 5
     transfer_code: str = "learned"
     transfer_decoder: str = "bottleneck"
+    adversary_readout: str = "global"
     condition: str = "expression"
     critic_fake_class: bool = False
     condition_norms: bool = False
@@ -94,6 +98,8 @@ class ModelConfig:
     TRANSFER_CODES = ("learned", "action_units")
     # The transfer decoder (`transfer_decoder`; expr3d.models.transfer.DECODERS).
     TRANSFER_DECODERS = ("bottleneck", "generator")
+    # The transfer's AU adversary's readout (`adversary_readout`; expr3d.models.transfer.AUAdversary.READOUTS).
+    ADVERSARY_READOUTS = ("global", "grid")
     # G_rgb's conditions (`condition`).
     CONDITIONS = ("expression", "action_units")
     # Weight initialisation schemes (`init`; expr3d.models.initializers.INITS).
@@ -120,6 +126,11 @@ class ModelConfig:
                              f"{self.transfer_decoder!r}")
         if self.transfer_decoder != "bottleneck" and self.family != "transfer":
             raise ValueError("ModelConfig: transfer_decoder applies to the transfer family")
+        if self.adversary_readout not in self.ADVERSARY_READOUTS:
+            raise ValueError(f"ModelConfig: adversary_readout must be one of {self.ADVERSARY_READOUTS}; got "
+                             f"{self.adversary_readout!r}")
+        if self.adversary_readout != "global" and self.family != "transfer":
+            raise ValueError("ModelConfig: adversary_readout applies to the transfer family")
         if self.family == "transfer" and self.condition != "expression":
             raise ValueError("ModelConfig: condition applies to the stargan family; the transfer family's decoder "
                              "is conditioned on an exemplar's code")
@@ -137,7 +148,7 @@ class ModelConfig:
             raise ValueError(f"ModelConfig: au_bins must be an integer >= 2; got {self.au_bins!r}")
         for field in dataclasses.fields(self):
             if field.name in ("generator", "init", "family", "condition", "critic_fake_class", "transfer_code",
-                              "transfer_decoder", "condition_norms"):
+                              "transfer_decoder", "condition_norms", "adversary_readout"):
                 continue
             value = getattr(self, field.name)
             minimum = 0 if field.name.endswith("num_res_blocks") else 1

@@ -236,11 +236,36 @@ DECODERS = {"bottleneck": TransferDecoder, "generator": TransferGeneratorDecoder
 
 
 @keras.saving.register_keras_serializable(package="expr3d")
+class GridMeanPool(keras.layers.Layer):
+    """`[B, H, W, C]` -> `[B, grid, grid, C]`: the mean over each cell of a `grid` x `grid` partition (area resize;
+    any H, W >= 1, cells fractional where H or W is not a multiple of `grid`)."""
+
+    def __init__(self, grid, **kwargs):
+        super().__init__(**kwargs)
+        self.grid = int(grid)
+
+    def call(self, x):
+        return keras.ops.image.resize(x, (self.grid, self.grid), interpolation="area")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.grid, self.grid, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "grid": self.grid}
+
+
+@keras.saving.register_keras_serializable(package="expr3d")
 class AUAdversary(_KeptArguments, keras.Model):
     """AU-free map -> per-AU intensity-bin logits `[B, num_action_units, num_bins]`.
 
-    `num_layers` x [conv3x3 (stride 2 from the second on), LeakyReLU(0.2)], global mean, dense. No normalisation:
-    its inputs are the encoder's, whose statistics it must be able to read.
+    `num_layers` x [conv3x3 (stride 2 from the second on), LeakyReLU(0.2)], then the readout, then dense. No
+    normalisation: its inputs are the encoder's, whose statistics it must be able to read. Readouts (`readout`,
+    `--adversary_readout`):
+      "global": the global mean of the features (where a feature sits is lost);
+      "grid": the features area-pooled to a `GRID` x `GRID` grid, flattened, dense(256)-LeakyReLU(0.2) (ours): it
+        sees the map's layout as the disentanglement probe does (`expr3d.metrics.transfer_evaluation` reads AUs
+        from the map pooled to 4 x 4). Why: a mouth feature at the mouth's place tells the AUs; a global mean of
+        it need not, so a map can fool the "global" adversary and still leak its AUs to a probe (README, #13).
 
     Args:
         free_channels: channels of the AU-free map.
@@ -248,24 +273,37 @@ class AUAdversary(_KeptArguments, keras.Model):
         num_layers: convolutions.
         num_action_units, num_bins: output shape.
         dtype: dtype policy; `None` uses the global policy. The logits are float32.
+        readout: "global" or "grid" (`READOUTS`), above.
     """
 
+    READOUTS = ("global", "grid")
+    GRID = 4
+    GRID_HIDDEN = 256
+
     def __init__(self, free_channels, conv_dim=64, num_layers=2, num_action_units=NUM_ACTION_UNITS, num_bins=5,
-                 dtype=None, **kwargs):
+                 dtype=None, readout="global", **kwargs):
         _check_sizes(type(self).__name__, free_channels=free_channels, conv_dim=conv_dim, num_layers=num_layers,
                      num_action_units=num_action_units, num_bins=num_bins)
         if num_bins < 2:
             raise ValueError(f"{type(self).__name__}: num_bins must be >= 2; got {num_bins}")
+        if readout not in self.READOUTS:
+            raise ValueError(f"{type(self).__name__}: readout must be one of {self.READOUTS}; got {readout!r}")
         free = keras.Input(shape=(None, None, free_channels), name="free")
         x = free
         for i in range(num_layers):
             x = keras.layers.Conv2D(conv_dim, 3, strides=1 if i == 0 else 2, padding="same", name=f"conv{i}",
                                     dtype=dtype)(x)
             x = keras.layers.LeakyReLU(0.2, name=f"lrelu{i}", dtype=dtype)(x)
-        x = keras.layers.GlobalAveragePooling2D(name="pool", dtype=dtype)(x)
+        if readout == "grid":
+            x = GridMeanPool(self.GRID, name="grid_pool", dtype=dtype)(x)
+            x = keras.layers.Flatten(name="flatten", dtype=dtype)(x)
+            x = keras.layers.Dense(self.GRID_HIDDEN, name="hidden_dense", dtype=dtype)(x)
+            x = keras.layers.LeakyReLU(0.2, name="hidden_lrelu", dtype=dtype)(x)
+        else:
+            x = keras.layers.GlobalAveragePooling2D(name="pool", dtype=dtype)(x)
         x = keras.layers.Dense(num_action_units * num_bins, name="bins_dense", dtype=dtype)(x)
         x = keras.layers.Reshape((num_action_units, num_bins), name="bins", dtype=dtype)(x)
         logits = keras.layers.Activation("linear", dtype="float32", name="logits")(x)
         super().__init__(inputs=free, outputs=logits, **kwargs)
         self._keep(free_channels=free_channels, conv_dim=conv_dim, num_layers=num_layers,
-                   num_action_units=num_action_units, num_bins=num_bins, dtype=dtype)
+                   num_action_units=num_action_units, num_bins=num_bins, dtype=dtype, readout=readout)

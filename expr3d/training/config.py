@@ -27,7 +27,7 @@ DATA_STREAM_FIELDS = ("data_dir", "batch_size", "batch_size_depth", "image_size"
 MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d_num_layers", "depth_g_conv_dim",
                 "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers", "generator", "init", "code_dim",
                 "au_bins", "transfer_code", "transfer_decoder", "condition", "critic_fake_class", "condition_norms",
-                "guide_width")
+                "guide_width", "adversary_readout")
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
 STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "lambda_pair_gradient", "g_ema_decay", "critic_warmup_steps",
                        "contempt_side",
@@ -85,6 +85,7 @@ class TrainConfig:
     au_bins: int = 5
     transfer_code: str = "learned"
     transfer_decoder: str = "bottleneck"
+    adversary_readout: str = "global"
     condition: str = "expression"
     # --- losses
     depth_weight: float = 0.1
@@ -390,6 +391,10 @@ def define_flags(flag_values=None):
            "--model=transfer: the decoder: 'bottleneck' (the code tiled over the AU-free map) or 'generator' "
            "(ours: the code tiled over the source image at the decoder's input, as the AU-conditioned StarGAN, the "
            "AU-free map joined after its down-sampling; docs/transfer.md).")
+    define("enum", "adversary_readout", ["global", "grid"],
+           "--model=transfer, NOT in the paper: how the AU adversary reads the AU-free map: 'global' (the mean of its "
+           "features) or 'grid' (ours: pooled to a 4 x 4 grid and read by a hidden layer, the layout the "
+           "disentanglement probe reads; docs/transfer.md).")
     define("enum", "condition", ["expression", "action_units"],
            "What G_rgb is asked for: 'expression' (the paper: one of 8 classes) or 'action_units' (continuous AU "
            "control, GANimation's idea: a vector of the 17 AU intensities in [0, 1]; D_rgb regresses them; needs "

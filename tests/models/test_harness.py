@@ -15,6 +15,7 @@ from expr3d.models import (AUAdversary, ActionUnitEditCombine, ActionUnitEditGen
 from expr3d.models.action_unit_edit_generator import ActionUnitChange
 from expr3d.models.blocks import ConditionalAffine
 from expr3d.models.perceptual import CaffePreprocess
+from expr3d.models.transfer import GridMeanPool
 from tests.models import harness
 
 
@@ -81,6 +82,9 @@ CASES = {
                                  "float32"),
     "AUAdversary": (lambda: AUAdversary(free_channels=8, conv_dim=4, num_bins=3), lambda: _image(size=4, channels=8),
                     "float32"),
+    "AUAdversary-grid": (lambda: AUAdversary(free_channels=8, conv_dim=4, num_bins=3, readout="grid"),
+                         lambda: _image(size=6, channels=8), "float32"),
+    "GridMeanPool": (lambda: GridMeanPool(2), lambda: _image(size=6, channels=3), "float16"),
 }
 
 

@@ -96,6 +96,15 @@ def test_the_model_config_picks_the_transfer_decoder():
         ModelConfig(**sizes, transfer_decoder="generator")
     with pytest.raises(ValueError, match="transfer_decoder must be one of"):
         ModelConfig(**sizes, family="transfer", transfer_decoder="unet")
+    # The adversary's readout likewise: built from the config, recorded, refused outside the transfer family.
+    assert build_models(ModelConfig(**sizes, family="transfer"))["adversary"].get_config()["readout"] == "global"
+    grid = ModelConfig(**sizes, family="transfer", adversary_readout="grid")
+    assert ModelConfig.from_dict(grid.to_dict()) == grid
+    assert build_models(grid)["adversary"].get_config()["readout"] == "grid"
+    with pytest.raises(ValueError, match="adversary_readout applies to the transfer family"):
+        ModelConfig(**sizes, adversary_readout="grid")
+    with pytest.raises(ValueError, match="adversary_readout must be one of"):
+        ModelConfig(**sizes, family="transfer", adversary_readout="flat")
 
 
 def test_encoder_and_decoder_compose_for_a_swap():
@@ -129,6 +138,24 @@ def test_adversary_gives_per_au_bin_logits():
     adversary = AUAdversary(free_channels=6, conv_dim=4, num_layers=3, num_bins=4)
     logits = _numpy(adversary(np.zeros((3, 4, 4, 6), "float32")))
     assert logits.shape == (3, 17, 4) and logits.dtype == np.float32
+
+
+def test_grid_adversary_reads_where_a_feature_sits_and_the_global_one_cannot():
+    # The same feature at two places of the AU-free map (a mouth feature at the mouth, or at the brow): the global
+    # mean of a convolution's output cannot tell them apart; the grid readout (the probe's 4 x 4 view) can.
+    here, there = np.zeros((1, 16, 16, 6), "float32"), np.zeros((1, 16, 16, 6), "float32")
+    here[0, 3:5, 3:5], there[0, 11:13, 11:13] = 1.0, 1.0
+    keras.utils.set_random_seed(0)
+    global_readout = AUAdversary(free_channels=6, conv_dim=4, num_layers=2, num_bins=3)
+    grid_readout = AUAdversary(free_channels=6, conv_dim=4, num_layers=2, num_bins=3, readout="grid")
+    maps = np.concatenate([here, there])
+    by_global, by_grid = _numpy(global_readout(maps)), _numpy(grid_readout(maps))
+    np.testing.assert_allclose(by_global[0], by_global[1], atol=1e-6)
+    assert np.abs(by_grid[0] - by_grid[1]).max() > 1e-3
+    # Any map size: 48 px faces give a 12 x 12 map, 6 x 6 after the strided convolution, not a multiple of 4.
+    assert _numpy(grid_readout(np.zeros((2, 12, 12, 6), "float32"))).shape == (2, 17, 3)
+    with pytest.raises(ValueError, match="readout must be one of"):
+        AUAdversary(free_channels=6, readout="flatten")
 
 
 @pytest.mark.parametrize("build,field", [
