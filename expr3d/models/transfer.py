@@ -237,15 +237,28 @@ DECODERS = {"bottleneck": TransferDecoder, "generator": TransferGeneratorDecoder
 
 @keras.saving.register_keras_serializable(package="expr3d")
 class GridMeanPool(keras.layers.Layer):
-    """`[B, H, W, C]` -> `[B, grid, grid, C]`: the mean over each cell of a `grid` x `grid` partition (area resize;
-    any H, W >= 1, cells fractional where H or W is not a multiple of `grid`)."""
+    """`[B, H, W, C]` -> `[B, grid, grid, C]`: the mean over each cell of a `grid` x `grid` partition, a pixel split
+    between the cells it straddles where H or W is not a multiple of `grid` (what an area resize computes). Written
+    as two overlap matrices because TensorFlow's ResizeArea has no gradient, and the encoder trains through this."""
 
     def __init__(self, grid, **kwargs):
         super().__init__(**kwargs)
         self.grid = int(grid)
 
+    def _overlaps(self, size, dtype):
+        """`[grid, size]`: the share of pixel j in cell i, each row summing to 1."""
+        ops = keras.ops
+        size = ops.cast(size, "float32")
+        cell = size / self.grid
+        starts = ops.arange(self.grid, dtype="float32")[:, None] * cell
+        pixels = ops.arange(ops.cast(size, "int32"), dtype="float32")[None, :]
+        overlap = ops.minimum(starts + cell, pixels + 1.0) - ops.maximum(starts, pixels)
+        return ops.cast(ops.maximum(overlap, 0.0) / cell, dtype)
+
     def call(self, x):
-        return keras.ops.image.resize(x, (self.grid, self.grid), interpolation="area")
+        shape = keras.ops.shape(x)
+        rows, columns = self._overlaps(shape[1], x.dtype), self._overlaps(shape[2], x.dtype)
+        return keras.ops.einsum("ih,bhwc,jw->bijc", rows, x, columns)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.grid, self.grid, input_shape[-1])

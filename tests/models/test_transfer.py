@@ -158,6 +158,24 @@ def test_grid_adversary_reads_where_a_feature_sits_and_the_global_one_cannot():
         AUAdversary(free_channels=6, readout="flatten")
 
 
+@pytest.mark.parametrize("size", [16, 6, 5])
+def test_grid_pool_is_the_area_mean_and_passes_gradients(size):
+    import tensorflow as tf
+
+    from expr3d.models.transfer import GridMeanPool
+
+    maps = np.random.default_rng(size).normal(size=(2, size, size, 3)).astype("float32")
+    expected = tf.image.resize(maps, (4, 4), method="area").numpy()
+    np.testing.assert_allclose(_numpy(GridMeanPool(4)(maps)), expected, atol=1e-5)
+    # The encoder trains through the adversary's readout: every pixel gets its share of the gradient
+    # (TensorFlow's own ResizeArea has no gradient at all).
+    variable = tf.Variable(maps)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(GridMeanPool(4)(variable))
+    gradient = tape.gradient(total, variable).numpy()
+    np.testing.assert_allclose(gradient, np.full_like(maps, (4 / size) ** 2), rtol=1e-5)
+
+
 @pytest.mark.parametrize("build,field", [
     (lambda: TransferEncoder(code_dim=0), "code_dim"),
     (lambda: TransferDecoder(num_down=1.5), "num_down"),
