@@ -38,7 +38,9 @@ GEOMETRY_KINDS = ("depth", "normals")
 DEFAULT_GENERATOR = "stargan"
 # What a run directory holds (a folder holding anything else is not a run: the trainer refuses to write into it).
 STAGE_DIRS = ("depth", "gan", "transfer")  # one per stage of any model family (training/stages.py STAGES)
-ENTRIES = (CONFIG_NAME, *STAGE_DIRS, "guide", "logs", "models", "samples", "evaluation")  # guide: training/guide.py
+# guide*: training/guide.py (the guide, and an interrupted AU guide's staging folder and training state).
+ENTRIES = (CONFIG_NAME, *STAGE_DIRS, "guide", "guide.partial", "guide.resume", "logs", "models", "samples",
+           "evaluation")
 
 
 class RunDirError(ValueError):

@@ -285,14 +285,16 @@ def auto_judge(image_size, card=None, cache_dir=None, identities=JUDGE_IDENTITIE
 
 
 def cached_procedural_build(cache_dir, key, folder, files, build, image_size, identities, seed, workers, log, reusing,
-                            building, built, data_options=None):
+                            building, built, data_options=None, resumable=False):
     """`<cache_dir>/<key>/<folder>`, built first when it lacks any of `files`: under a lock file (concurrent builders
     of one key wait for each other), `identities` procedural identities of `seed` are rendered into
     `<key>/data`, `build(data, staging)` writes the model into a staging folder and returns a one-line summary,
     the staging folder replaces `<folder>` and the rendered data is deleted (only the model is reused). Everything
     deleted lies inside `<cache_dir>/<key>`, which only this function writes. `reusing`, `building`, `built`: the
     log lines (`{final}`, and in `built` `{seconds}` and `{summary}`, filled in). Shared by the expression judge
-    and the AU judge (`expr3d.metrics.au_judge`)."""
+    and the AU judge (`expr3d.metrics.au_judge`). An interrupted build keeps its rendered data; `resumable`: `build`
+    is called `build(data, staging, resume_dir)` and checkpoints its training into `<key>/.<folder>.resume`, so the
+    next build goes on from there (deleted once the model is in place)."""
     home = os.path.join(cache_dir, key)
     final = os.path.join(home, folder)
     with _locked(os.path.join(cache_dir, f".{key}.lock")):
@@ -313,12 +315,16 @@ def cached_procedural_build(cache_dir, key, folder, files, build, image_size, id
             generate_dataset(data, num_identities=int(identities), image_size=int(image_size), seed=seed,
                              images_per_identity=JUDGE_IMAGES_PER_IDENTITY, workers=workers, preview=False,
                              **(data_options or {}))
+        for name in os.listdir(home):  # what killed builders left (the lock is ours: none is running)
+            if name.startswith(f".{folder}.tmp-"):
+                shutil.rmtree(os.path.join(home, name), ignore_errors=True)
         staging = os.path.join(home, f".{folder}.tmp-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        summary = build(data, staging)
+        resume_dir = os.path.join(home, f".{folder}.resume")
+        summary = build(data, staging, resume_dir) if resumable else build(data, staging)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         shutil.rmtree(data, ignore_errors=True)  # only the model is reused
+        shutil.rmtree(resume_dir, ignore_errors=True)
         log.write(built.format(final=final, seconds=time.time() - started, summary=summary) + "\n")
         return final
 

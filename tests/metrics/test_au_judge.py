@@ -32,6 +32,8 @@ def test_the_automatic_au_judge_learns_saves_reloads_and_is_cached(tmp_path):
                                   log=log)
     assert path == str(tmp_path / au_judge.au_judge_key(32, 24, 2) / "au_regressor")
     assert "building" in log.getvalue() and not os.path.exists(os.path.join(os.path.dirname(path), "data"))
+    # Its training state was checkpointed each epoch for a resume, and deleted once the judge was in place.
+    assert sorted(os.listdir(os.path.dirname(path))) == ["au_regressor"]
     with open(os.path.join(path, au_judge.METADATA_FILE)) as handle:
         metadata = json.load(handle)
     assert metadata["action_units"] == list(ACTION_UNITS) and metadata["image_size"] == 32
@@ -111,3 +113,45 @@ def test_true_dial_readings_pair_each_dial_render_with_its_group_s_render_and_re
                              progress=False, preview=False, train_pairs=True)
     with pytest.raises(ValueError, match=f"{plain} holds no dial renders"):
         au_judge.true_dial_readings(plain, _ReadsTheRed())
+
+
+def _weights(path):
+    return [np.asarray(w) for w in au_judge.load_au_regressor(path).model.get_weights()]
+
+
+@pytest.mark.slow  # three short trainings of a width-8 judge on au_data's 32 px faces: ~40 s
+def test_an_interrupted_training_resumes_after_its_last_epoch_exactly(au_data, tmp_path):
+    from expr3d.training.runtime import set_op_determinism
+
+    set_op_determinism(True)  # bit-reproducible kernels: without, two uninterrupted trainings differ in rounding
+    try:
+        _interrupt_and_resume(au_data, tmp_path)
+    finally:
+        set_op_determinism(False)
+
+
+def _interrupt_and_resume(au_data, tmp_path):
+    options = dict(epochs=3, width=8, batch_size=16, max_steps_per_epoch=4, log=io.StringIO())
+    whole = au_judge.train_au_regressor(au_data["data"], str(tmp_path / "whole"), **options)
+    resume = str(tmp_path / "resume")
+    assert au_judge.train_au_regressor(au_data["data"], str(tmp_path / "cut"), resume_dir=resume,
+                                       stop_after_epochs=1, **options) is None
+    assert not os.path.exists(tmp_path / "cut")  # nothing half-written where the regressor goes
+    assert au_judge.train_au_regressor(au_data["data"], str(tmp_path / "cut"), resume_dir=resume,
+                                       stop_after_epochs=1, **options) is None
+    log = io.StringIO()
+    resumed = au_judge.train_au_regressor(au_data["data"], str(tmp_path / "cut"), resume_dir=resume,
+                                          **{**options, "log": log})
+    assert "resuming after epoch 2 of 3" in log.getvalue()
+    assert resumed["resumed_after_epoch"] == 2 and "resumed_after_epoch" not in whole
+    # The same network, losses and baseline as the uninterrupted training: network, optimizer, data position and
+    # the baseline's sums all came back.
+    for a, b in zip(_weights(str(tmp_path / "whole")), _weights(str(tmp_path / "cut"))):
+        np.testing.assert_array_equal(a, b)
+    assert resumed["train_history"] == whole["train_history"] and resumed["train_mean"] == whole["train_mean"]
+    assert resumed["test_mae"] == whole["test_mae"]
+    # Another recipe does not resume from that state: it starts afresh, and says so.
+    log = io.StringIO()
+    au_judge.train_au_regressor(au_data["data"], str(tmp_path / "other"), resume_dir=resume,
+                                **{**options, "epochs": 2, "log": log})
+    assert "of another recipe; starting afresh" in log.getvalue() and "resuming" not in log.getvalue()

@@ -22,6 +22,32 @@ def _train(args):
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # renders 10 identities, one guide epoch in-process, then one training process
+def test_a_run_interrupted_while_training_its_au_guide_resumes_the_guide_after_its_last_epoch(tmp_path):
+    from expr3d.metrics.au_judge import train_au_regressor
+    from expr3d.training.config import TrainConfig
+    from expr3d.training.guide import GUIDE_BATCH_SIZE
+
+    data, model_dir = str(tmp_path / "data"), tmp_path / "run"
+    done = forked_cli.run(["-m", "expr3d.data.synthetic", f"--output={data}", "--image_size=32",
+                           "--num_identities=10", "--train_pairs", "--workers=1"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # What a run killed after the guide's first epoch leaves: its staging folder and its training state.
+    os.makedirs(model_dir / "guide.partial")
+    assert train_au_regressor(data, str(model_dir / "guide.partial"), epochs=2, batch_size=GUIDE_BATCH_SIZE,
+                              width=TrainConfig.guide_width, seed=3, desc="AU guide",
+                              resume_dir=str(model_dir / "guide.resume"), stop_after_epochs=1) is None
+    result = _train([f"--data_dir={data}", f"--model_dir={model_dir}", "--image_size=32", "--target_mode=paired",
+                     "--lambda_pair=10", "--expression_guide=train", "--lambda_guide=1", "--guide_epochs=2",
+                     "--depth_weight=0", "--mixed_precision=float32", "--num_steps_gan=1"] + FLAGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "AU guide: resuming after epoch 1 of 2" in result.stderr
+    metadata = json.loads((model_dir / "guide" / "au_regressor.json").read_text())
+    assert metadata["resumed_after_epoch"] == 1 and len(metadata["train_history"]) == 2
+    assert not os.path.exists(model_dir / "guide.partial") and not os.path.exists(model_dir / "guide.resume")
+
+
 @pytest.mark.slow  # paired procedural faces of 10 identities rendered by the chief, 3 transfer iterations on two workers
 def test_cli_trains_on_two_workers_and_exports_the_paired_transfer_model(tmp_path):
     from expr3d.run_dir import RunDir
@@ -124,7 +150,7 @@ def test_a_transfer_run_trains_its_au_guide_once_warms_up_and_a_resume_reuses_it
     guide_dir = model_dir / "guide"
     metadata = json.loads((guide_dir / "au_regressor.json").read_text())
     assert metadata["kind"] == "au_regressor" and metadata["image_size"] == 32 and metadata["epochs"] == 1
-    assert not os.path.exists(str(guide_dir) + ".partial")
+    assert not os.path.exists(str(guide_dir) + ".partial") and not os.path.exists(str(guide_dir) + ".resume")
     from expr3d.run_dir import RunDir
 
     encoder = RunDir(str(model_dir)).load_network("encoder")  # the explicit code: the 17 AU intensities
