@@ -25,6 +25,9 @@ the true render of A with B's exact 17 AU intensities in A's pose, light and bac
 - `disentanglement`: probes trained on frozen features of the TRAIN split predict the TEST split's AUs; R^2 against
   the train-mean predictor, for the AU-free map (should be ~0) and the AU-related code (should be high). Two probes,
   closed-form ridge and a small MLP; the headline per feature is the better of the two (the most a reader gets out).
+  With it, a diagnostic on the transfer split: how far the result moves when the decoder gets another face's AU-free
+  map instead of A's (`free_map_effect_l1`) or A's own code instead of B's (`code_effect_l1`); a map the decoder
+  ignores is trivially free of AUs.
 - `stargan_comparison`: an expression-label run (`--stargan_model_dir`) asked for B's expression class, scored the
   same way: what transfer by exemplar gains over transfer by label.
 - `samples`: figures/transfer_samples.png: A, B, the result, its edit mask, the truth (and the StarGAN's result).
@@ -141,13 +144,20 @@ class TransferEvaluation:
             image, mask, _ = decoder.with_attention([free, code, source], training=False)
             return tf.cast(image, tf.float32), tf.cast(mask, tf.float32)
 
+        @tf.function(input_signature=[spec, spec, spec], autograph=False)
+        def transfer_with_free_map_of(source, exemplar, other):
+            code, _, _ = encoder(exemplar, training=False)
+            _, free, _ = encoder(other, training=False)
+            image, _, _ = decoder.with_attention([free, code, source], training=False)
+            return tf.cast(image, tf.float32)
+
         @tf.function(input_signature=[spec], autograph=False)
         def encode(images):
             code, free, _ = encoder(images, training=False)
             pooled = tf.image.resize(tf.cast(free, tf.float32), (PROBE_POOL, PROBE_POOL), method="area")
             return tf.cast(code, tf.float32), tf.reshape(pooled, [tf.shape(images)[0], -1])
 
-        self.transfer, self.encode = transfer, encode
+        self.transfer, self.encode, self.transfer_with_free_map_of = transfer, encode, transfer_with_free_map_of
 
     def _setup_metrics(self):
         from expr3d.metrics import background
@@ -269,6 +279,14 @@ class TransferEvaluation:
                 self_transfer = np.asarray(self.transfer(source, truth)[0])
                 self._add("au_error_self_transfer", np.abs(self.au_judge.predict(self_transfer) - true_aus))
                 self._add("ssim_self_transfer", image_quality.ssim(self_transfer, truth))
+            if "disentanglement" in wanted and take > 1:
+                # What each feature does to the result: the AU-free map of another face of the batch in place of
+                # A's, and A's own code in place of B's. A map the decoder ignores (effect ~0) is "AU-free" at no
+                # cost, so its R^2 says little about disentanglement.
+                other = np.roll(source, 1, axis=0)
+                self._add("free_map_effect", image_quality.l1(
+                    np.asarray(self.transfer_with_free_map_of(source, exemplar, other)), result))
+                self._add("code_effect", image_quality.l1(np.asarray(self.transfer(source, source)[0]), result))
             if "stargan_comparison" in wanted:
                 classes = np.asarray(batch["exemplar"]["expression"])[:take]
                 stargan = np.asarray(self.stargan(source, np.eye(len(EXPRESSIONS), dtype=np.float32)[classes]))
@@ -371,6 +389,9 @@ class TransferEvaluation:
         test = _features(self.encode, self.data_dir, "test", size, limit, batch_size)
         seed = int(self.options.get("seed") or 0)
         report = {"train_faces": len(train[2]), "test_faces": len(test[2]), "pooled_free_grid": PROBE_POOL}
+        if "free_map_effect" in self.scores:
+            report.update({"free_map_effect_l1": self._mean("free_map_effect"),
+                           "code_effect_l1": self._mean("code_effect")})
         for index, feature in ((0, "free"), (1, "code")):
             ridge, ridge_per_au, penalty = ridge_probe(train[index], train[2], test[index], test[2], seed)
             mlp, mlp_per_au = mlp_probe(train[index], train[2], test[index], test[2], seed)

@@ -49,6 +49,10 @@ def transfer_markdown(document):
             f"ridge {d['free_r2_ridge']:.3f}, MLP {d['free_r2_mlp']:.3f}", "≤ 0.05")
         row("R² of AUs from AU-related code", f"{d['code_r2']:.3f}",
             f"ridge {d['code_r2_ridge']:.3f}, MLP {d['code_r2_mlp']:.3f}", "≥ 0.8")
+        if "free_map_effect_l1" in d:  # results written before session 33 lack the diagnostic
+            row("diagnostic: L1 change of the result with another face's AU-free map / with A's own code",
+                f"{d['free_map_effect_l1']:.4f} / {d['code_effect_l1']:.4f}",
+                "0 = the decoder ignores that feature", "")
     if document["skipped"]:
         lines += ["", "Skipped:"] + [f"- {k}: {v}" for k, v in document["skipped"].items()]
     return "\n".join(lines) + "\n"

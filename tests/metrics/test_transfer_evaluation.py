@@ -71,6 +71,8 @@ def test_evaluate_writes_every_transfer_metric_with_its_baselines_and_figures(ru
     probe = metrics["disentanglement"]
     assert probe["train_faces"] == 64 and probe["test_faces"] == 32 and probe["code_dims"] == 16
     assert probe["free_r2"] == max(probe["free_r2_ridge"], probe["free_r2_mlp"])
+    # What each feature does to the result (another face's AU-free map; A's own code): finite, and a change.
+    assert 0 < probe["free_map_effect_l1"] < 2 and 0 < probe["code_effect_l1"] < 2
     arrays = np.load(os.path.join(output, "arrays.npz"))
     assert arrays["samples/source"].shape == (3, 32, 32, 3) and arrays["samples/stargan"].shape == (3, 32, 32, 3)
     assert arrays["action_units/per_au_error_result"].shape == (17,)
@@ -84,6 +86,7 @@ def test_evaluate_writes_every_transfer_metric_with_its_baselines_and_figures(ru
     markdown = open(os.path.join(output, "results.md")).read()
     assert "| SSIM vs truth |" in markdown and "| AU MAE (AU judge) |" in markdown
     assert "| diagnostic: self-transfer (A with the truth's own code): AU MAE / SSIM |" in markdown
+    assert "| diagnostic: L1 change of the result with another face's AU-free map / with A's own code |" in markdown
     # An existing evaluation is kept unless --overwrite.
     again = _evaluate(runs, f"--model_dir={runs['transfer']}", f"--au_judge={runs['au_judge']}",
                       "--metrics=transfer_paired", f"--output={output}")
