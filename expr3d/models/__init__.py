@@ -1,8 +1,8 @@
 """The networks of the depth-guided StarGAN (and their config) and of the exemplar expression transfer."""
 
 from expr3d.models.action_unit_edit_generator import ActionUnitEditCombine, ActionUnitEditGenerator
-from expr3d.models.attention_generator import AttentionGenerator, AttentionUNetGenerator
-from expr3d.models.blocks import AttentionCombine, ConditionConcat, residual_block
+from expr3d.models.attention_generator import AttentionGenerator, AttentionUNetGenerator, AttentionWarpGenerator
+from expr3d.models.blocks import AttentionCombine, ConditionConcat, FlowWarp, residual_block
 from expr3d.models.builder import MODEL_KEYS, TRANSFER_KEYS, build_generator, build_models
 from expr3d.models.config import ModelConfig
 from expr3d.models.depth_translator import TO_GEOMETRY, TO_RGB, DepthTranslator
@@ -16,8 +16,10 @@ __all__ = [
     "ActionUnitEditGenerator",
     "AUAdversary",
     "AttentionCombine",
+    "FlowWarp",
     "AttentionGenerator",
     "AttentionUNetGenerator",
+    "AttentionWarpGenerator",
     "ConditionConcat",
     "DepthTranslator",
     "MODEL_KEYS",

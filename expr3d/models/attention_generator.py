@@ -2,7 +2,7 @@
 
 import keras
 
-from expr3d.models.blocks import AttentionCombine
+from expr3d.models.blocks import AttentionCombine, FlowWarp
 from expr3d.models.generator import GeneratorArguments, check_generator_arguments, stargan_trunk
 from expr3d.models.initializers import check_init, layer_initializers
 
@@ -49,6 +49,7 @@ class AttentionGenerator(GeneratorArguments, keras.Model):
     """
 
     SKIP_CONNECTIONS = False
+    FLOW_MAX_SHIFT = None  # AttentionWarpGenerator: the source is first moved along a flow field
 
     def __init__(self, cond_dim, conv_dim=64, num_res_blocks=6, num_down=2, dtype=None, init="keras",
                  condition_norms=False, **kwargs):
@@ -68,11 +69,18 @@ class AttentionGenerator(GeneratorArguments, keras.Model):
         mask = keras.layers.Conv2D(1, 7, padding="same", name="attention_conv", dtype=dtype,
                                    **layer_initializers(init, fan_in=head_channels * 7 * 7, use_bias=True))(features)
         mask = keras.layers.Activation("sigmoid", dtype="float32", name="attention_sigmoid")(mask)
-        output = AttentionCombine(name="attention_combine", dtype="float32")([image_input, colour, mask])
+        source = image_input
+        if self.FLOW_MAX_SHIFT:
+            # Zero at start: a new generator copies its input, as the plain one does through its mask.
+            flow = keras.layers.Conv2D(2, 7, padding="same", kernel_initializer="zeros", name="flow_conv",
+                                       dtype=dtype)(features)
+            flow = keras.layers.Activation("tanh", dtype="float32", name="flow_tanh")(flow)
+            source = FlowWarp(self.FLOW_MAX_SHIFT, name="flow_warp", dtype="float32")([image_input, flow])
+        output = AttentionCombine(name="attention_combine", dtype="float32")([source, colour, mask])
 
         # The same graph with the mask and colour as outputs too; it shares every layer (and weight) with this model.
         outputs_with_attention = keras.Model(
-            inputs=[image_input, condition_input], outputs=[output, mask, colour], name="with_attention"
+            inputs=[image_input, condition_input], outputs=[output, mask, colour, source], name="with_attention"
         )
         super().__init__(inputs=[image_input, condition_input], outputs=output, **kwargs)
         self._with_attention = outputs_with_attention
@@ -86,6 +94,12 @@ class AttentionGenerator(GeneratorArguments, keras.Model):
         the edited fraction of each pixel (0 = source copied), `colour`
         `[B, H, W, 3]` the colour head's image in [-1, 1]; all float32.
         """
+        return tuple(self._with_attention(inputs, training=training))[:3]
+
+    def with_attention_and_source(self, inputs, training=None):
+        """`(image, mask, colour, source)`: `with_attention`'s and the image the mask blends into, the input itself
+        or, for `AttentionWarpGenerator`, the input moved along the flow (what the paired term's edit region is
+        measured against: where the target differs from what the warp already gives)."""
         return tuple(self._with_attention(inputs, training=training))
 
 
@@ -106,3 +120,24 @@ class AttentionUNetGenerator(AttentionGenerator):
     """
 
     SKIP_CONNECTIONS = True
+
+
+@keras.saving.register_keras_serializable(package="expr3d")
+class AttentionWarpGenerator(AttentionGenerator):
+    """`AttentionGenerator` that also MOVES the source's pixels (`--generator=attention_warp`; ours, in neither paper).
+
+    A third 7x7 head gives a flow field (tanh, zero at start; `FlowWarp`: at most `FLOW_MAX_SHIFT` = 10 % of the
+    image side), the source is resampled along it, and the mask blends the colour head into that moved source:
+    `M * C + (1 - M) * warp(x, F)`. Why: one AU moves an edge by a pixel or two at 64 px (a brow rises, a lip corner
+    pulls); drawn by the colour head, a movement it cannot place exactly has its L1 optimum near no change, and the
+    dial read back stays near "ignored" (session 32's sweeps show tints where the renders move). A warp draws a
+    movement as a movement, and keeps the face's detail where the colour head would blur it. Same arguments and
+    outputs as `AttentionGenerator`; `with_attention_and_source` also returns the moved source.
+
+    Example:
+    >>> g = AttentionWarpGenerator(cond_dim=8, conv_dim=8, num_res_blocks=1)
+    >>> g([keras.ops.zeros((2, 32, 32, 3)), keras.ops.one_hot(keras.ops.array([1, 4]), 8)]).shape
+    (2, 32, 32, 3)
+    """
+
+    FLOW_MAX_SHIFT = 0.1

@@ -148,6 +148,63 @@ class ConditionConcat(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="expr3d")
+class FlowWarp(keras.layers.Layer):
+    """Moves an image's pixels along a flow field: bilinear sampling, clamped at the border.
+
+    `[image, flow]` -> `out[b, i, j] = image[b, i + dy, j + dx]` (bilinear), with `(dy, dx) = flow[b, i, j] *
+    max_shift * (H, W)`: `flow` is `[B, H, W, 2]` in [-1, 1] (a tanh's output), so no pixel moves further than
+    `max_shift` of the image side. Zero flow returns the image exactly. Written with gathers on the flattened image
+    (TF Serving and TFLite run them; TensorFlow's `dense_image_warp` was in tensorflow-addons). Computes in this
+    layer's dtype (float32 by default).
+
+    Args:
+        max_shift: the largest displacement, as a fraction of the image's height / width.
+        **kwargs: standard layer arguments (`name`, `dtype`, ...).
+
+    Example:
+    >>> image = keras.ops.reshape(keras.ops.arange(16, dtype="float32"), (1, 4, 4, 1))
+    >>> right = keras.ops.stack([keras.ops.zeros((1, 4, 4)), keras.ops.full((1, 4, 4), 0.25)], axis=-1)
+    >>> keras.ops.convert_to_numpy(FlowWarp(max_shift=1.0)([image, right]))[0, 0, :, 0].tolist()
+    [1.0, 2.0, 3.0, 3.0]
+    """
+
+    def __init__(self, max_shift=0.1, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 < float(max_shift) <= 1:
+            raise ValueError(f"FlowWarp: max_shift must be in (0, 1]; got {max_shift}")
+        self.max_shift = float(max_shift)
+
+    def call(self, inputs):
+        image, flow = (ops.cast(t, self.compute_dtype) for t in inputs)
+        shape = ops.shape(image)
+        batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+        h, w = ops.cast(height, self.compute_dtype), ops.cast(width, self.compute_dtype)
+        rows = ops.arange(height, dtype=self.compute_dtype)[None, :, None]
+        cols = ops.arange(width, dtype=self.compute_dtype)[None, None, :]
+        y = ops.clip(rows + flow[..., 0] * (self.max_shift * h), 0.0, h - 1.0)
+        x = ops.clip(cols + flow[..., 1] * (self.max_shift * w), 0.0, w - 1.0)
+        y0, x0 = ops.floor(y), ops.floor(x)
+        wy, wx = (y - y0)[..., None], (x - x0)[..., None]  # the fractions carry the gradient to the flow
+        y0, x0 = ops.cast(y0, "int32"), ops.cast(x0, "int32")
+        y1, x1 = ops.minimum(y0 + 1, height - 1), ops.minimum(x0 + 1, width - 1)
+        flat = ops.reshape(image, (-1, channels))
+        base = (ops.arange(batch, dtype="int32") * (height * width))[:, None, None]
+
+        def at(yi, xi):
+            return ops.reshape(ops.take(flat, ops.reshape(base + yi * width + xi, (-1,)), axis=0), shape)
+
+        top = at(y0, x0) * (1.0 - wx) + at(y0, x1) * wx
+        bottom = at(y1, x0) * (1.0 - wx) + at(y1, x1) * wx
+        return top * (1.0 - wy) + bottom * wy
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def get_config(self):
+        return {**super().get_config(), "max_shift": self.max_shift}
+
+
+@keras.saving.register_keras_serializable(package="expr3d")
 class AttentionCombine(keras.layers.Layer):
     """Blends a generated colour image into the source through an edit mask.
 

@@ -1,7 +1,7 @@
 """Builds the networks of a model family from a `ModelConfig`."""
 
 from expr3d.models.action_unit_edit_generator import ActionUnitEditGenerator
-from expr3d.models.attention_generator import AttentionGenerator, AttentionUNetGenerator
+from expr3d.models.attention_generator import AttentionGenerator, AttentionUNetGenerator, AttentionWarpGenerator
 from expr3d.models.config import ModelConfig
 from expr3d.models.depth_translator import DepthTranslator
 from expr3d.models.discriminator import PatchCritic
@@ -15,7 +15,8 @@ MODEL_KEYS = ("g_rgb", "d_rgb", "g_depth", "d_depth")
 TRANSFER_KEYS = ("encoder", "decoder", "adversary", "d_rgb", "d_swap", "g_depth", "d_depth", "d_depth_au")
 # G_rgb's class for each `ModelConfig.generator`.
 GENERATOR_CLASSES = {"stargan": StarGANGenerator, "attention": AttentionGenerator,
-                     "attention_unet": AttentionUNetGenerator, "action_unit_edit": ActionUnitEditGenerator}
+                     "attention_unet": AttentionUNetGenerator, "action_unit_edit": ActionUnitEditGenerator,
+                     "attention_warp": AttentionWarpGenerator}
 
 
 def build_models(config=None):

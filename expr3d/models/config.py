@@ -21,8 +21,9 @@ class ModelConfig:
         depth_d_conv_dim, depth_d_num_layers: D_depth width and layers.
         generator: G_rgb's architecture, one of `GENERATORS`: "stargan"
             (`StarGANGenerator`), "attention" (`AttentionGenerator`),
-            "attention_unet" (`AttentionUNetGenerator`) or "action_unit_edit"
-            (`ActionUnitEditGenerator`, condition "action_units" only). Run
+            "attention_unet" (`AttentionUNetGenerator`), "action_unit_edit"
+            (`ActionUnitEditGenerator`, condition "action_units" only) or
+            "attention_warp" (`AttentionWarpGenerator`). Run
             configs written before this field existed load as "stargan".
         init: weight initialisation, one of `INITS`: "keras" (Keras' layer
             defaults: glorot-uniform kernels, zero biases) or "stargan"
@@ -91,7 +92,7 @@ class ModelConfig:
     guide_width: int = 16
 
     # G_rgb architectures (`generator`).
-    GENERATORS = ("stargan", "attention", "attention_unet", "action_unit_edit")
+    GENERATORS = ("stargan", "attention", "attention_unet", "action_unit_edit", "attention_warp")
     # Model families (`family`).
     FAMILIES = ("stargan", "transfer")
     # The transfer encoder's AU-related code (`transfer_code`; expr3d.models.transfer.CODES).

@@ -368,12 +368,14 @@ def define_flags(flag_values=None):
     define("integer", "depth_g_num_res_blocks", "G_depth residual blocks.")
     define("integer", "depth_d_conv_dim", "D_depth width.")
     define("integer", "depth_d_num_layers", "D_depth stride-2 layers.")
-    define("enum", "generator", ["stargan", "attention", "attention_unet", "action_unit_edit"],
+    define("enum", "generator", ["stargan", "attention", "attention_unet", "action_unit_edit", "attention_warp"],
            "G_rgb: StarGAN's generator (the paper), or a GANimation-style attention generator (NOT in the "
            "paper): output = M*C + (1-M)*x with a learnt edit mask M (0 = source pixel copied) and colour C; "
            "attention_unet: the same with U-Net skips from encoder to decoder (ours); action_unit_edit (ours, "
            "--condition=action_units only): output = x + sum_k (c_k - r_k(x)) E_k, a reader r of the face's own AUs "
-           "and one edit image per AU, so asking for the face's own AUs returns it and a dial edits by its AU alone.")
+           "and one edit image per AU, so asking for the face's own AUs returns it and a dial edits by its AU alone; "
+           "attention_warp (ours): the attention generator blending into the source moved along a learnt flow "
+           "field, so a movement is drawn as one.")
     define("enum", "geometry", ["depth", "normals"], "Guidance map: depth (x3 channels) or normals.")
     define("enum", "model", ["stargan", "transfer"],
            "Model family: 'stargan' = the depth-guided StarGAN (Bodur et al.): a face and a target expression "

@@ -445,7 +445,7 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
         """G_rgb's terms (logged by name) and the translations: with `with_critic`, L_rgb; without, the generator
         warm-up's loss, L_rgb without D_rgb's adversarial and classification terms."""
         image = batch["image"]
-        fake, fake_mask, fake_colour = self._translate_with_mask(image, target, with_colour=True)
+        fake, fake_mask, fake_colour, fake_source = self._translate_with_mask(image, target, with_colour=True)
         if with_critic:
             logs, classification = objectives.generator_terms(self.d_rgb, self._critic_view(batch, fake, 2),
                                                               target_labels, prefix="g")
@@ -482,7 +482,9 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
                 # Through the output alone the colour head is reached only where the mask is open, and the mask
                 # shuts within ~50 iterations (copying the source beats a random colour) and never reopens.
                 # The pair says where the edit is: the mask learns that region, the colour head the target in it.
-                region = losses.paired_edit_region(image, batch["target_image"])
+                # With a warp, the region is where the target differs from the moved source (what the warp
+                # leaves to the colour head); for the other attention generators the source is the input.
+                region = losses.paired_edit_region(tf.stop_gradient(fake_source), batch["target_image"])
                 logs["g_pair"] = (logs["g_pair"] + losses.mask_cross_entropy(region, fake_mask, weights=weights)
                                   + losses.l1_loss(batch["target_image"], fake_colour,
                                                    mask=region if rows is None else region * rows))
@@ -561,14 +563,15 @@ class DepthGuidedStarGAN(common.NCriticSchedule, keras.Model):
     def _translate_with_mask(self, image, condition, with_colour=False):
         """`G_rgb(image, condition)` in training mode and its edit mask (an AttentionGenerator's; an
         ActionUnitEditGenerator's per-AU edit images; else None); with `with_colour`, also the colour head's image
-        (None without one)."""
+        (None without one) and the image the mask blends into (`image`, or an AttentionWarpGenerator's warp of it)."""
+        source = image  # what the mask blends into: the input, or an AttentionWarpGenerator's moved input
         if self.uses_attention:
-            output, mask, colour = self.g_rgb.with_attention([image, condition], training=True)
+            output, mask, colour, source = self.g_rgb.with_attention_and_source([image, condition], training=True)
         elif self.uses_reader:
             (output, mask), colour = self.g_rgb.with_edits([image, condition], training=True), None
         else:
             output, mask, colour = self.g_rgb([image, condition], training=True), None, None
-        return (output, mask, colour) if with_colour else (output, mask)
+        return (output, mask, colour, source) if with_colour else (output, mask)
 
     def sample_outputs(self, image, target_labels):
         """`G_rgb(image, target)`, the estimated geometry of the result and, with an AttentionGenerator, its edit

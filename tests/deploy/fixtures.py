@@ -105,7 +105,7 @@ def make_run(model_dir, data_dir, steps=8, geometry="depth", seed=0, generator="
 
     G_rgb learns a per-expression colour shift of its input; G_depth learns the records' depth (pipeline
     normalisation, replicated x3). Enough to make the weights trained, not pure init, in a few seconds.
-    `generator` is G_rgb's architecture (ModelConfig.generator: "stargan" or "attention").
+    `generator` is G_rgb's architecture (ModelConfig.generator: "stargan", "attention", "attention_warp").
     """
     import keras
     import tensorflow as tf
@@ -118,6 +118,8 @@ def make_run(model_dir, data_dir, steps=8, geometry="depth", seed=0, generator="
     config = ModelConfig(**TINY, generator=generator)
     models = build_models(config)
     g_rgb, g_depth = models["g_rgb"], models["g_depth"]
+    if generator == "attention_warp":  # a flow that moves pixels (a new one is zero), so the export must warp
+        g_rgb.get_layer("flow_conv").bias.assign(np.array([0.3, -0.5], np.float32))
     dataset = pipeline.make_dataset(data_dir, "train", batch_size=8, training=True, seed=seed, augment=False)
     tints = tf.constant(np.random.default_rng(seed).uniform(-0.3, 0.3, (NUM_EXPRESSIONS, 3)), tf.float32)
     optimizer = keras.optimizers.Adam(1e-3)

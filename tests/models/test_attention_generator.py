@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from expr3d.models import (AttentionCombine, AttentionGenerator, AttentionUNetGenerator, ModelConfig, StarGANGenerator,
-                           build_models)
+from expr3d.models import (AttentionCombine, AttentionGenerator, AttentionUNetGenerator, AttentionWarpGenerator,
+                           FlowWarp, ModelConfig, StarGANGenerator, build_models)
 
 
 def _inputs(batch=2, size=32, cond_dim=8, seed=0):
@@ -22,7 +22,7 @@ def _set_attention_bias(generator, value):
     layer.bias.assign(np.full(layer.bias.shape, value, "float32"))
 
 
-@pytest.mark.parametrize("generator_class", [AttentionGenerator, AttentionUNetGenerator])
+@pytest.mark.parametrize("generator_class", [AttentionGenerator, AttentionUNetGenerator, AttentionWarpGenerator])
 @pytest.mark.parametrize("cond_dim,conv_dim,num_res_blocks,num_down,size", [(8, 8, 1, 2, 32), (3, 4, 0, 1, 8)])
 def test_shapes_dtypes_and_ranges(generator_class, cond_dim, conv_dim, num_res_blocks, num_down, size):
     g = generator_class(cond_dim, conv_dim=conv_dim, num_res_blocks=num_res_blocks, num_down=num_down)
@@ -68,7 +68,7 @@ def test_unet_is_the_attention_trunk_plus_a_skip_per_up_sampling_stage():
         plain.get_layer("skip0_concat")
 
 
-@pytest.mark.parametrize("generator_class", [AttentionGenerator, AttentionUNetGenerator])
+@pytest.mark.parametrize("generator_class", [AttentionGenerator, AttentionUNetGenerator, AttentionWarpGenerator])
 def test_output_is_the_source_where_the_mask_is_zero_and_the_colour_where_it_is_one(generator_class):
     g = generator_class(cond_dim=8, conv_dim=8, num_res_blocks=1)
     image, condition = _inputs()
@@ -109,7 +109,7 @@ def test_mixed_bfloat16_outputs_float32():
         keras.mixed_precision.set_global_policy("float32")
 
 
-@pytest.mark.parametrize("generator_class", [AttentionGenerator, AttentionUNetGenerator])
+@pytest.mark.parametrize("generator_class", [AttentionGenerator, AttentionUNetGenerator, AttentionWarpGenerator])
 def test_config_round_trip_and_keras_file(tmp_path, generator_class):
     g = generator_class(cond_dim=5, conv_dim=8, num_res_blocks=2, name="g_test")
     _set_attention_bias(g, -0.7)  # a non-initial value, so loading must restore it
@@ -144,6 +144,7 @@ def test_build_models_picks_the_generator():
     assert networks["g_rgb"].cond_dim == 8 and networks["g_rgb"].conv_dim == 8
     networks = build_models(ModelConfig(**tiny, generator="attention_unet"))
     assert type(networks["g_rgb"]) is AttentionUNetGenerator and networks["g_rgb"].name == "g_rgb"
+    assert type(build_models(ModelConfig(**tiny, generator="attention_warp"))["g_rgb"]) is AttentionWarpGenerator
 
 
 def test_model_config_generator_field():
@@ -155,3 +156,64 @@ def test_model_config_generator_field():
     assert ModelConfig.from_dict(old).generator == "stargan"
     with pytest.raises(ValueError, match="generator must be one of"):
         ModelConfig(generator="unet")
+
+
+def _flow(batch, size, dy, dx):
+    """A constant flow of (dy, dx) pixels for FlowWarp(max_shift=1.0) at `size` px."""
+    return np.stack([np.full((batch, size, size), dy / size, "float32"),
+                     np.full((batch, size, size), dx / size, "float32")], axis=-1)
+
+
+def test_flow_warp_on_known_flows():
+    rng = np.random.default_rng(3)
+    image = rng.uniform(-1, 1, (2, 6, 6, 3)).astype("float32")
+    warp = FlowWarp(max_shift=1.0)
+    np.testing.assert_array_equal(_numpy(warp([image, np.zeros((2, 6, 6, 2), "float32")])), image)
+    # Two pixels down and one left: out[i, j] = image[i + 2, j - 1], the border row / column repeated.
+    out = _numpy(warp([image, _flow(2, 6, 2, -1)]))
+    rows, cols = np.minimum(np.arange(6) + 2, 5), np.maximum(np.arange(6) - 1, 0)
+    np.testing.assert_allclose(out, image[:, rows][:, :, cols], atol=1e-6)
+    # Half a pixel right: the mean of each pixel and its right neighbour.
+    out = _numpy(warp([image, _flow(2, 6, 0, 0.5)]))
+    np.testing.assert_allclose(out[:, :, :5], (image[:, :, :5] + image[:, :, 1:]) / 2, atol=1e-6)
+    # Each image of the batch moves by its own flow.
+    flows = np.concatenate([_flow(1, 6, 0, 0), _flow(1, 6, 1, 0)])
+    out = _numpy(warp([image, flows]))
+    np.testing.assert_array_equal(out[0], image[0])
+    np.testing.assert_allclose(out[1], image[1][np.minimum(np.arange(6) + 1, 5)], atol=1e-6)
+    # At most max_shift of the side: a flow of 1 with max_shift 0.5 moves 3 of 6 pixels.
+    out = _numpy(FlowWarp(max_shift=0.5)([image, _flow(2, 6, 0, 6)]))
+    np.testing.assert_allclose(out, image[:, :, np.minimum(np.arange(6) + 3, 5)], atol=1e-6)
+    with pytest.raises(ValueError, match="max_shift must be in"):
+        FlowWarp(max_shift=0)
+
+
+def test_flow_warp_passes_a_gradient_to_the_flow():
+    import tensorflow as tf
+
+    image = np.tile(np.linspace(-1, 1, 8, dtype="float32")[None, None, :, None], (1, 8, 1, 1))  # a ramp in x
+    flow = tf.Variable(_flow(1, 8, 0, 0.3))
+    with tf.GradientTape() as tape:
+        out = FlowWarp(max_shift=1.0)([image, flow])
+        loss = tf.reduce_mean(out[:, :, 1:-2])
+    gradient = tape.gradient(loss, flow).numpy()
+    # Moving right reads larger values of the ramp: d out / d dx = slope * (side per unit flow), dy has none.
+    assert np.all(gradient[..., 1][:, :, 1:-2] > 0) and np.all(gradient[..., 0] == 0)
+
+
+def test_the_warp_generator_moves_the_source_along_its_flow():
+    g = AttentionWarpGenerator(cond_dim=8, conv_dim=8, num_res_blocks=1)
+    assert g.get_layer("flow_conv").kernel.shape == (7, 7, 8, 2)
+    plain = AttentionGenerator(cond_dim=8, conv_dim=8, num_res_blocks=1)
+    assert g.count_params() == plain.count_params() + 7 * 7 * 8 * 2 + 2
+    image, condition = _inputs(size=16)
+    _set_attention_bias(g, -200.0)  # nothing from the colour head: the output is the moved source
+    output, _, _, source = (_numpy(t) for t in g.with_attention_and_source([image, condition]))
+    np.testing.assert_array_equal(output, image)  # a new generator's flow is zero
+    np.testing.assert_array_equal(source, image)
+    # A flow of atanh(0.5) before the tanh: half of max_shift (10 % of 16 px) = 0.8 px right everywhere.
+    g.get_layer("flow_conv").bias.assign(np.array([0.0, np.arctanh(0.5)], "float32"))
+    output, _, _, source = (_numpy(t) for t in g.with_attention_and_source([image, condition]))
+    expected = _numpy(FlowWarp(max_shift=1.0)([image, _flow(2, 16, 0, 0.8)]))
+    np.testing.assert_allclose(source, expected, atol=1e-5)
+    np.testing.assert_array_equal(output, source)

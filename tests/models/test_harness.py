@@ -9,9 +9,9 @@ import pytest
 
 import expr3d.models
 from expr3d.models import (AUAdversary, ActionUnitEditCombine, ActionUnitEditGenerator, AttentionCombine,
-                           AttentionGenerator, AttentionUNetGenerator, ConditionConcat, DepthTranslator,
-                           PatchCritic, StarGANGenerator, TransferDecoder, TransferEncoder, TransferGeneratorDecoder,
-                           VGG19Features)
+                           AttentionGenerator, AttentionUNetGenerator, AttentionWarpGenerator, ConditionConcat,
+                           DepthTranslator, FlowWarp, PatchCritic, StarGANGenerator, TransferDecoder, TransferEncoder,
+                           TransferGeneratorDecoder, VGG19Features)
 from expr3d.models.action_unit_edit_generator import ActionUnitChange
 from expr3d.models.blocks import ConditionalAffine
 from expr3d.models.perceptual import CaffePreprocess
@@ -53,6 +53,10 @@ CASES = {
                           "float16"),
     "AttentionUNetGenerator": (lambda: AttentionUNetGenerator(cond_dim=3, conv_dim=4, num_res_blocks=1, num_down=1),
                                lambda: [_image(), _one_hot([2, 0], 3)], "float32"),
+    "AttentionWarpGenerator": (lambda: AttentionWarpGenerator(cond_dim=3, conv_dim=4, num_res_blocks=1, num_down=1),
+                               lambda: [_image(), _one_hot([2, 0], 3)], "float32"),
+    "FlowWarp": (lambda: FlowWarp(max_shift=0.2), lambda: [_image(size=4), _image(size=4, channels=2, seed=1)],
+                 "float16"),
     "DepthTranslator": (lambda: DepthTranslator(conv_dim=4, num_res_blocks=1, num_down=1, name="g_depth"),
                         lambda: [_image(), _one_hot([0, 1], 2)], "float32"),
     "PatchCritic": (lambda: PatchCritic(8, 3, conv_dim=4, num_layers=2, name="d_rgb"), lambda: _image(), "float32"),

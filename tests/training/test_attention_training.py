@@ -195,10 +195,11 @@ def test_the_paired_term_also_reaches_the_colour_head_when_the_mask_is_shut(tiny
 
 
 @pytest.mark.slow  # one generated paired dataset and 2 iterations, as a subprocess: ~40 s
-def test_cli_trains_with_the_paired_term_on_generated_paired_data(tmp_path):
+@pytest.mark.parametrize("generator", ["attention", "attention_warp"])
+def test_cli_trains_with_the_paired_term_on_generated_paired_data(tmp_path, generator):
     data_dir, model_dir = str(tmp_path / "data"), str(tmp_path / "run")
     args = [f"--data_dir={data_dir}", f"--model_dir={model_dir}"] + CLI_FLAGS + [
-        "--generator=attention", "--generate_synthetic", "--synthetic_train_pairs", "--synthetic_identities=3",
+        f"--generator={generator}", "--generate_synthetic", "--synthetic_train_pairs", "--synthetic_identities=3",
         "--image_size=32", "--target_mode=paired", "--lambda_pair=1"]
     result = forked_cli.run(["-m", "expr3d.train"] + args, cwd=REPO,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True,
@@ -225,3 +226,27 @@ def test_cli_refuses_paired_targets_on_an_unpaired_train_split(tiny_dataset, tmp
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--target_mode=paired" in lines[0] and "no paired records" in lines[0], lines
     assert not os.path.exists(model_dir)
+
+
+@pytest.mark.slow  # 4 s in the full suite
+def test_with_a_warp_the_paired_edit_region_is_where_the_target_differs_from_the_moved_source(tiny_dataset):
+    from expr3d.models import AttentionWarpGenerator
+
+    batch = fixed_batch(tiny_dataset, batch_size=2)
+    keras.utils.set_random_seed(0)
+    networks = build_models(ModelConfig(**TINY_CONFIG, generator="attention_warp"))
+    g_rgb = networks["g_rgb"]
+    assert isinstance(g_rgb, AttentionWarpGenerator)
+    g_rgb.get_layer("flow_conv").bias.assign(np.array([0.0, np.arctanh(0.5)], np.float32))  # 1.6 px right
+    condition = tf.one_hot(batch["target"], 8)
+    output, mask, colour, moved = g_rgb.with_attention_and_source([batch["image"], condition], training=True)
+    # A target that is the source moved as the flow moves it: the colour head has nothing to add.
+    batch["target_image"] = moved
+    region = losses.paired_edit_region(moved, batch["target_image"])
+    assert float(np.max(region)) == 0.0 and float(np.max(losses.paired_edit_region(batch["image"], moved))) == 1.0
+    gan = DepthGuidedStarGAN(**networks, depth_weight=0.0, lambda_pair=2.0, lambda_mask=0.0, lambda_mask_tv=0.0)
+    gan.compile(optimizers={key: keras.optimizers.SGD(0.1, name=key) for key in networks})
+    expected = float(losses.l1_loss(moved, output) + losses.mask_cross_entropy(region, mask)
+                     + losses.l1_loss(moved, colour, mask=region))
+    logs = gan.generator_step(batch)
+    np.testing.assert_allclose(float(logs["g_pair"]), expected, rtol=1e-5)
