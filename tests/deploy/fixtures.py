@@ -144,6 +144,20 @@ def make_run(model_dir, data_dir, steps=8, geometry="depth", seed=0, generator="
     return models
 
 
+def exported_run(tmp_path_factory, name, generator, variants, steps=4):
+    """A `steps`-step run of `generator` (make_run) exported in-process with the TFLite `variants`: {"root",
+    "data_dir", "models", "base", "version_dir"} (the deploy tests' session fixtures)."""
+    from expr3d import export
+
+    root = tmp_path_factory.mktemp(name)
+    data_dir = make_dataset(str(root / "data"))
+    models = make_run(str(root / "run"), data_dir, steps=steps, generator=generator)
+    base = str(root / "saved_models" / generator)
+    version_dir = export.export(str(root / "run"), base, tflite=variants, data_dir=data_dir, parity_images=8,
+                                log=lambda message: None)
+    return {"root": root, "data_dir": data_dir, "models": models, "base": base, "version_dir": version_dir}
+
+
 def make_transfer_run(model_dir, data_dir, steps=6, seed=0, decoder="bottleneck", condition_norms=False):
     """A tiny `--model=transfer` run directory: build_models(TINY, family="transfer") with the encoder and decoder
     trained `steps` steps to reconstruct each face from its own code and to give each face the next one's tint

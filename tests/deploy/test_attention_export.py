@@ -20,14 +20,7 @@ IMAGE_SIZE = fixtures.TINY["image_size"]
 @pytest.fixture(scope="session")  # once per worker, however its tests are interleaved
 def attention_export(tmp_path_factory):
     """A 4-step attention run exported in-process with the fp32 and int8 TFLite variants."""
-    root = tmp_path_factory.mktemp("attention_deploy")
-    data_dir = fixtures.make_dataset(str(root / "data"))
-    model_dir = str(root / "run")
-    models = fixtures.make_run(model_dir, data_dir, steps=4, generator="attention")
-    base = str(root / "saved_models" / "attention")
-    version_dir = export.export(model_dir, base, tflite=("fp32", "int8"), data_dir=data_dir, parity_images=8,
-                                log=lambda message: None)
-    return {"root": root, "data_dir": data_dir, "models": models, "base": base, "version_dir": version_dir}
+    return fixtures.exported_run(tmp_path_factory, "attention_deploy", "attention", ("fp32", "int8"))
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from expr3d import export
 from expr3d.deploy import tflite
 from expr3d.models import AttentionWarpGenerator
 from tests.deploy import fixtures
@@ -17,13 +16,7 @@ IMAGE_SIZE = fixtures.TINY["image_size"]
 @pytest.fixture(scope="session")  # once per worker, however its tests are interleaved
 def warp_export(tmp_path_factory):
     """A 4-step warp run exported in-process with the fp32 TFLite variant."""
-    root = tmp_path_factory.mktemp("warp_deploy")
-    data_dir = fixtures.make_dataset(str(root / "data"))
-    model_dir = str(root / "run")
-    models = fixtures.make_run(model_dir, data_dir, steps=4, generator="attention_warp")
-    version_dir = export.export(model_dir, str(root / "saved_models" / "warp"), tflite=("fp32",), data_dir=data_dir,
-                                parity_images=8, log=lambda message: None)
-    return {"data_dir": data_dir, "models": models, "version_dir": version_dir}
+    return fixtures.exported_run(tmp_path_factory, "warp_deploy", "attention_warp", ("fp32",))
 
 
 @pytest.mark.slow
