@@ -9,7 +9,8 @@ from expr3d.models.depth_translator import TO_GEOMETRY, TO_RGB, DepthTranslator
 from expr3d.models.discriminator import PatchCritic
 from expr3d.models.generator import StarGANGenerator
 from expr3d.models.perceptual import VGG19Features, keras_cache_candidates, resolve_vgg19_weights
-from expr3d.models.transfer import AUAdversary, TransferDecoder, TransferEncoder, TransferGeneratorDecoder
+from expr3d.models.transfer import (AUAdversary, TransferDecoder, TransferEncoder, TransferGeneratorDecoder,
+                                   TransferGeneratorWarpDecoder)
 
 __all__ = [
     "ActionUnitEditCombine",
@@ -31,6 +32,7 @@ __all__ = [
     "TRANSFER_KEYS",
     "TransferDecoder",
     "TransferGeneratorDecoder",
+    "TransferGeneratorWarpDecoder",
     "TransferEncoder",
     "VGG19Features",
     "build_generator",

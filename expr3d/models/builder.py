@@ -97,7 +97,8 @@ def build_transfer_models(config):
 
     - `encoder` / `decoder`: `TransferEncoder` / `TransferDecoder` of width `g_conv_dim`, `g_num_res_blocks`
       residual blocks each, code `code_dim` (`transfer_code` "action_units": the 17 AU intensities); the decoder
-      `TransferGeneratorDecoder` with `transfer_decoder` "generator".
+      `TransferGeneratorDecoder` with `transfer_decoder` "generator" (`TransferGeneratorWarpDecoder`:
+      "generator_warp").
     - `adversary`: `AUAdversary` on the AU-free map (`au_bins` bins per AU), width `d_conv_dim`.
     - `d_rgb`: `PatchCritic` on faces whose `cls` head gives the 17 AU logits; `d_swap`: the swap-consistency
       critic (`PatchCritic`, one unused class).

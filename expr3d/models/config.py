@@ -43,9 +43,10 @@ class ModelConfig:
             vector) or "action_units" (the 17 predicted AU intensities; `code_dim` unused). Older run configs load
             as "learned".
         transfer_decoder: the transfer decoder, one of `TRANSFER_DECODERS`: "bottleneck" (`TransferDecoder`: the
-            code joins the AU-free map at the bottleneck) or "generator" (`TransferGeneratorDecoder`: the code tiled
-            over the source image at its input, as the AU-conditioned StarGAN). Older run configs load as
-            "bottleneck".
+            code joins the AU-free map at the bottleneck), "generator" (`TransferGeneratorDecoder`: the code tiled
+            over the source image at its input, as the AU-conditioned StarGAN) or "generator_warp"
+            (`TransferGeneratorWarpDecoder`: the same, blending into the source moved along a learnt flow). Older run
+            configs load as "bottleneck".
         adversary_readout: how the transfer's AU adversary reads the AU-free map, one of `ADVERSARY_READOUTS`:
             "global" (its features' global mean) or "grid" (pooled to a 4 x 4 grid, as the disentanglement probe
             reads it; `AUAdversary`). Older run configs load as "global".
@@ -98,7 +99,7 @@ class ModelConfig:
     # The transfer encoder's AU-related code (`transfer_code`; expr3d.models.transfer.CODES).
     TRANSFER_CODES = ("learned", "action_units")
     # The transfer decoder (`transfer_decoder`; expr3d.models.transfer.DECODERS).
-    TRANSFER_DECODERS = ("bottleneck", "generator")
+    TRANSFER_DECODERS = ("bottleneck", "generator", "generator_warp")
     # The transfer's AU adversary's readout (`adversary_readout`; expr3d.models.transfer.AUAdversary.READOUTS).
     ADVERSARY_READOUTS = ("global", "grid")
     # G_rgb's conditions (`condition`).

@@ -22,8 +22,9 @@ import keras
 CODES = ("learned", "action_units")  # what the encoder's AU-related code is (`TransferEncoder(code=...)`)
 
 from expr3d.labels import NUM_ACTION_UNITS
-from expr3d.models.blocks import (AttentionCombine, ConditionConcat, conditioned, instance_norm, residual_block,
-                                  serializable_dtype)
+from expr3d.models.attention_generator import AttentionWarpGenerator
+from expr3d.models.blocks import (AttentionCombine, ConditionConcat, FlowWarp, conditioned, instance_norm,
+                                  residual_block, serializable_dtype)
 
 
 def _check_sizes(owner, **sizes):
@@ -122,11 +123,13 @@ class TransferEncoder(_KeptArguments, keras.Model):
                    free_channels=free_channels, num_action_units=num_action_units, code=code_kind, dtype=dtype)
 
 
-def _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype, condition=None):
+def _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype, condition=None, warp=False):
     """Both decoders' common end, from the joined bottleneck `x` (`filters` channels): `num_res_blocks` residual
     blocks, `num_down` x [transposed conv4x4 stride 2, channels /2, IN, ReLU], the 7x7 colour (tanh) and edit-mask
-    (sigmoid) heads and `M * C + (1 - M) * source`. Returns (output, mask, colour); the layer names are the saved
-    models' (do not rename). `condition`: the code, when it also sets every norm's scale and offset."""
+    (sigmoid) heads and `M * C + (1 - M) * source`. Returns (output, mask, colour, the image blended into); the layer
+    names are the saved models' (do not rename). `condition`: the code, when it also sets every norm's scale and
+    offset. `warp`: a 7x7 flow head (zero at start) moves the source first (`FlowWarp`, as
+    `AttentionWarpGenerator`'s), and the mask blends into the moved source."""
     for i in range(num_res_blocks):
         x = residual_block(x, filters, name=f"res{i}", dtype=dtype, condition=condition)
     for i in range(num_down):
@@ -136,12 +139,17 @@ def _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype, co
     colour = keras.layers.Activation("tanh", dtype="float32", name="colour_tanh")(colour)
     mask = keras.layers.Conv2D(1, 7, padding="same", name="attention_conv", dtype=dtype)(x)
     mask = keras.layers.Activation("sigmoid", dtype="float32", name="attention_sigmoid")(mask)
+    if warp:
+        flow = keras.layers.Conv2D(2, 7, padding="same", kernel_initializer="zeros", name="flow_conv",
+                                   dtype=dtype)(x)
+        flow = keras.layers.Activation("tanh", dtype="float32", name="flow_tanh")(flow)
+        source = FlowWarp(AttentionWarpGenerator.FLOW_MAX_SHIFT, name="flow_warp", dtype="float32")([source, flow])
     output = AttentionCombine(name="attention_combine", dtype="float32")([source, colour, mask])
-    return output, mask, colour
+    return output, mask, colour, source
 
 
 def _attention_decoder_graph(name, bottleneck, conv_dim, num_down, num_res_blocks, code_dim, free_channels, dtype,
-                             condition_norms=False):
+                             condition_norms=False, warp=False):
     """Both decoders' graph: inputs `[free, code, source]`, `bottleneck(free, code, source, conv_dim, num_down,
     dtype, condition)` joins them, `_decode_to_attention` draws and blends; with `condition_norms` the code also
     sets the scale and offset of every norm from the join on (`condition`). Returns (inputs, (output, mask, colour),
@@ -155,7 +163,7 @@ def _attention_decoder_graph(name, bottleneck, conv_dim, num_down, num_res_block
     source = keras.Input(shape=(None, None, 3), name="source")
     condition = code if condition_norms else None
     x, filters = bottleneck(free, code, source, conv_dim, num_down, dtype, condition)
-    outputs = _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype, condition)
+    outputs = _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype, condition, warp)
     kept = dict(conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks, code_dim=code_dim,
                 free_channels=free_channels, dtype=dtype, condition_norms=bool(condition_norms))
     return [free, code, source], outputs, kept
@@ -188,10 +196,12 @@ class TransferDecoder(_KeptArguments, keras.Model):
                  condition_norms=False, **kwargs):
         inputs, outputs, kept = _attention_decoder_graph(type(self).__name__, self._bottleneck, conv_dim, num_down,
                                                          num_res_blocks, code_dim, free_channels, dtype,
-                                                         condition_norms)
+                                                         condition_norms, self.WARP)
         super().__init__(inputs=inputs, outputs=outputs[0], **kwargs)
         self._with_attention = keras.Model(inputs=inputs, outputs=list(outputs), name="with_attention")
         self._keep(**kept)
+
+    WARP = False  # TransferGeneratorWarpDecoder: the source moved along a flow field before the blend
 
     @staticmethod
     def _bottleneck(free, code, source, conv_dim, num_down, dtype, condition=None):
@@ -202,6 +212,10 @@ class TransferDecoder(_KeptArguments, keras.Model):
 
     def with_attention(self, inputs, training=None):
         """`(image, mask, colour)` for `inputs = [free, code, source]`; all float32."""
+        return tuple(self._with_attention(inputs, training=training))[:3]
+
+    def with_attention_and_source(self, inputs, training=None):
+        """`(image, mask, colour, blended_into)`: the source, or the warp decoder's moved source."""
         return tuple(self._with_attention(inputs, training=training))
 
 
@@ -232,7 +246,19 @@ class TransferGeneratorDecoder(TransferDecoder):
         return _conv_norm_relu(x, filters, 3, 1, "join", dtype, condition=condition), filters
 
 
-DECODERS = {"bottleneck": TransferDecoder, "generator": TransferGeneratorDecoder}  # --transfer_decoder
+@keras.saving.register_keras_serializable(package="expr3d")
+class TransferGeneratorWarpDecoder(TransferGeneratorDecoder):
+    """`TransferGeneratorDecoder` that also moves the source's pixels along a learnt flow field before the blend
+    (`--transfer_decoder=generator_warp`, ours, session 33), as `AttentionWarpGenerator` does for G_rgb: an
+    expression's movements (brows, lip corners) drawn as movements rather than repainted. Same inputs and outputs;
+    `with_attention_and_source` also returns the moved source (the paired term's edit region is measured against
+    it)."""
+
+    WARP = True
+
+
+DECODERS = {"bottleneck": TransferDecoder, "generator": TransferGeneratorDecoder,
+            "generator_warp": TransferGeneratorWarpDecoder}  # --transfer_decoder
 
 
 @keras.saving.register_keras_serializable(package="expr3d")

@@ -389,10 +389,11 @@ def define_flags(flag_values=None):
            "--model=transfer: the encoder's AU-related code: 'learned' (a --code_dim vector; Shao et al. give no "
            "size) or 'action_units' (ours: the code IS the 17 predicted AU intensities, so an exemplar gives the "
            "decoder its AUs and nothing of its face; --code_dim unused).")
-    define("enum", "transfer_decoder", ["bottleneck", "generator"],
+    define("enum", "transfer_decoder", ["bottleneck", "generator", "generator_warp"],
            "--model=transfer: the decoder: 'bottleneck' (the code tiled over the AU-free map) or 'generator' "
            "(ours: the code tiled over the source image at the decoder's input, as the AU-conditioned StarGAN, the "
-           "AU-free map joined after its down-sampling; docs/transfer.md).")
+           "AU-free map joined after its down-sampling; docs/transfer.md); 'generator_warp' (ours): the same, "
+           "blending into the source moved along a learnt flow field (as --generator=attention_warp).")
     define("enum", "adversary_readout", ["global", "grid"],
            "--model=transfer, NOT in the paper: how the AU adversary reads the AU-free map: 'global' (the mean of its "
            "features) or 'grid' (ours: pooled to a 4 x 4 grid and read by a hidden layer, the layout the "

@@ -88,8 +88,9 @@ def _critic_au_loss(logits, intensities, mask, squared=False):
 
 
 def _paired_term(image, target, outputs):
-    """`t_pair` (module docstring): A decoded with the code of Y, its own render under another expression."""
-    region = losses.paired_edit_region(image, target)
+    """`t_pair` (module docstring): A decoded with the code of Y, its own render under another expression. The edit
+    region is where Y differs from what the mask blends into (A, or the warp decoder's moved A)."""
+    region = losses.paired_edit_region(tf.stop_gradient(outputs.get("paired_source", image)), target)
     return (losses.l1_loss(target, outputs["paired"]) + losses.mask_cross_entropy(region, outputs["paired_mask"])
             + losses.l1_loss(target, outputs["paired_colour"], mask=region))
 
@@ -228,15 +229,15 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         encoded = self.encoder(image if target is None else tf.concat([image, target], 0), training=training)
         code, free, aus = (tensor[:count] for tensor in encoded)
         codes = [code, exemplars(code)] + ([encoded[0][count:]] if target is not None else [])
-        decoded = self.decoder.with_attention(
+        decoded = self.decoder.with_attention_and_source(
             [tf.concat([free] * len(codes), 0), tf.concat(codes, 0), tf.concat([image] * len(codes), 0)],
             training=training)
-        images, masks, colours = (tf.split(tensor, len(codes), axis=0) for tensor in decoded)
+        images, masks, colours, sources = (tf.split(tensor, len(codes), axis=0) for tensor in decoded)
         outputs = {"code": code, "free": free, "aus": aus, "reconstruction": images[0], "swapped": images[1],
                    "reconstruction_colour": colours[0], "masks": (masks[0], masks[1])}
         if target is not None:
             outputs.update(paired=images[2], paired_mask=masks[2], paired_colour=colours[2],
-                           paired_free=encoded[1][count:])
+                           paired_free=encoded[1][count:], paired_source=sources[2])
         return outputs
 
     def _critic_terms(self, critic, real, fake, alpha, prefix, au_logits_target=None, au_mask=None):

@@ -176,6 +176,8 @@ def make_transfer_run(model_dir, data_dir, steps=6, seed=0, decoder="bottleneck"
                          condition_norms=condition_norms)
     models = build_models(config)
     encoder, decoder = models["encoder"], models["decoder"]
+    if getattr(decoder, "WARP", False):  # a flow that moves pixels (a new one is zero), so the export must warp
+        decoder.get_layer("flow_conv").bias.assign(np.array([-0.4, 0.3], np.float32))
     dataset = pipeline.make_dataset(data_dir, "train", batch_size=8, training=True, seed=seed, augment=False)
     optimizer = keras.optimizers.Adam(1e-3)
     variables = encoder.trainable_variables + decoder.trainable_variables

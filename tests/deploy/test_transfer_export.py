@@ -258,15 +258,17 @@ def test_synthesize_refuses_an_exemplar_without_a_face_and_a_transfer_export_wit
 
 
 @pytest.mark.slow  # one export with the fp32 TFLite model
-def test_the_generator_decoder_exports_to_serving_and_tflite_with_parity(tmp_path):
+@pytest.mark.parametrize("decoder", ["generator", "generator_warp"])
+def test_the_generator_decoder_exports_to_serving_and_tflite_with_parity(tmp_path, decoder):
     """--transfer_decoder=generator: the code tiled over the source image at full size, as the StarGAN exports; with
-    --condition_norms (the code also sets every norm's scale and offset), so those layers convert too."""
-    from expr3d.models import TransferGeneratorDecoder
+    --condition_norms (the code also sets every norm's scale and offset), so those layers convert too. The warp
+    decoder's flow (moving pixels in this run) converts to TFLite gathers."""
+    from expr3d.models.transfer import DECODERS
 
     data_dir = fixtures.make_dataset(str(tmp_path / "data"), num_train=8, num_test=8)
-    models = fixtures.make_transfer_run(str(tmp_path / "run"), data_dir, steps=2, decoder="generator",
+    models = fixtures.make_transfer_run(str(tmp_path / "run"), data_dir, steps=2, decoder=decoder,
                                         condition_norms=True)
-    assert type(models["decoder"]) is TransferGeneratorDecoder
+    assert type(models["decoder"]) is DECODERS[decoder]
     base = str(tmp_path / "saved_models" / "transfer")
     result = run_cli(["-m", "expr3d.export", f"--model_dir={tmp_path / 'run'}", f"--output={base}", "--tflite=fp32",
                       f"--data_dir={data_dir}", "--parity_images=4"])

@@ -11,7 +11,7 @@ import expr3d.models
 from expr3d.models import (AUAdversary, ActionUnitEditCombine, ActionUnitEditGenerator, AttentionCombine,
                            AttentionGenerator, AttentionUNetGenerator, AttentionWarpGenerator, ConditionConcat,
                            DepthTranslator, FlowWarp, PatchCritic, StarGANGenerator, TransferDecoder, TransferEncoder,
-                           TransferGeneratorDecoder, VGG19Features)
+                           TransferGeneratorDecoder, TransferGeneratorWarpDecoder, VGG19Features)
 from expr3d.models.action_unit_edit_generator import ActionUnitChange
 from expr3d.models.blocks import ConditionalAffine
 from expr3d.models.perceptual import CaffePreprocess
@@ -84,6 +84,9 @@ CASES = {
     "TransferGeneratorDecoder": (lambda: TransferGeneratorDecoder(conv_dim=4, num_down=1, num_res_blocks=1, code_dim=6),
                                  lambda: [_image(size=4, channels=8), _image(size=1, channels=6)[:, 0, 0], _image()],
                                  "float32"),
+    "TransferGeneratorWarpDecoder": (
+        lambda: TransferGeneratorWarpDecoder(conv_dim=4, num_down=1, num_res_blocks=1, code_dim=6),
+        lambda: [_image(size=4, channels=8), _image(size=1, channels=6)[:, 0, 0], _image()], "float32"),
     "AUAdversary": (lambda: AUAdversary(free_channels=8, conv_dim=4, num_bins=3), lambda: _image(size=4, channels=8),
                     "float32"),
     "AUAdversary-grid": (lambda: AUAdversary(free_channels=8, conv_dim=4, num_bins=3, readout="grid"),

@@ -2,7 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from expr3d.models import AUAdversary, ModelConfig, TransferDecoder, TransferEncoder, TransferGeneratorDecoder
+from expr3d.models import (AUAdversary, FlowWarp, ModelConfig, TransferDecoder, TransferEncoder,
+                           TransferGeneratorDecoder, TransferGeneratorWarpDecoder)
 from expr3d.models.builder import build_models
 
 
@@ -31,7 +32,7 @@ def _decoder_inputs():
     return free, code, _image()
 
 
-@pytest.mark.parametrize("decoder_class", [TransferDecoder, TransferGeneratorDecoder])
+@pytest.mark.parametrize("decoder_class", [TransferDecoder, TransferGeneratorDecoder, TransferGeneratorWarpDecoder])
 def test_each_decoder_blends_the_colour_into_the_source_through_its_mask(decoder_class, tmp_path):
     decoder = decoder_class(conv_dim=4, num_down=2, num_res_blocks=1, code_dim=10, free_channels=6)
     free, code, source = _decoder_inputs()
@@ -49,6 +50,22 @@ def test_each_decoder_blends_the_colour_into_the_source_through_its_mask(decoder
     np.testing.assert_allclose(_numpy(loaded([free, code, source])), output, atol=1e-6)
     decoder.get_layer("attention_conv").bias.assign([-200.0])  # a shut mask copies the source exactly
     np.testing.assert_array_equal(_numpy(decoder([free, code, source])), source)
+
+
+def test_the_warp_decoder_blends_into_the_source_moved_along_its_flow():
+    decoder = TransferGeneratorWarpDecoder(conv_dim=4, num_down=2, num_res_blocks=1, code_dim=10, free_channels=6)
+    free, code, source = _decoder_inputs()
+    _, _, _, moved = (_numpy(t) for t in decoder.with_attention_and_source([free, code, source]))
+    np.testing.assert_array_equal(moved, source)  # a new decoder's flow is zero
+    decoder.get_layer("flow_conv").bias.assign(np.array([np.arctanh(0.5), 0.0], "float32"))  # 0.8 px down
+    output, mask, colour, moved = (_numpy(t) for t in decoder.with_attention_and_source([free, code, source]))
+    shift = np.stack([np.full((2, 16, 16), 0.05, "float32"), np.zeros((2, 16, 16), "float32")], axis=-1)
+    np.testing.assert_allclose(moved, _numpy(FlowWarp(max_shift=1.0)([source, shift])), atol=1e-5)
+    np.testing.assert_allclose(output, mask * colour + (1 - mask) * moved, atol=1e-6)
+    assert type(build_models(ModelConfig(image_size=16, g_conv_dim=4, g_num_res_blocks=1, d_conv_dim=4,
+                                         d_num_layers=2, depth_g_conv_dim=4, depth_g_num_res_blocks=1,
+                                         depth_d_conv_dim=4, depth_d_num_layers=2, family="transfer",
+                                         transfer_decoder="generator_warp"))["decoder"]) is TransferGeneratorWarpDecoder
 
 
 def test_the_generator_decoder_also_reads_the_source_itself():

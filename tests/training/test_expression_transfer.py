@@ -151,6 +151,32 @@ def test_the_paired_term_is_the_self_transfer_to_the_true_render_and_needs_it():
         on[3].generator_step(batch)
 
 
+def test_with_the_warp_decoder_the_paired_region_is_where_the_render_differs_from_the_moved_source():
+    from expr3d.models import TransferGeneratorWarpDecoder
+
+    networks = _networks()
+    networks["decoder"] = TransferGeneratorWarpDecoder(conv_dim=4, num_down=2, num_res_blocks=1, code_dim=8)
+    networks["decoder"].get_layer("flow_conv").bias.assign(np.array([0.0, np.arctanh(0.5)], np.float32))
+    batch = _batch()
+    encoder, decoder = networks["encoder"], networks["decoder"]
+    # The true render as the moved source itself: all movement, nothing for the colour head (the region is empty,
+    # though the render differs from the unmoved source in every column).
+    code, free, _ = encoder(batch["image"], training=True)
+    moved = decoder.with_attention_and_source([free, code, batch["image"]], training=True)[3]
+    assert float(tf.reduce_max(losses.paired_edit_region(batch["image"], moved))) == 1.0
+    batch["target_image"] = moved
+    trainer = ExpressionTransferTrainer(**networks, depth_weight=0.0, n_critic=1, lambda_pair=2.0)
+    trainer.compile({key: keras.optimizers.SGD(0.1, name=key) for key in networks})
+    trainer.build_optimizers()
+    target_code, _, _ = encoder(batch["target_image"], training=True)
+    paired, mask, colour, source = decoder.with_attention_and_source([free, target_code, batch["image"]],
+                                                                      training=True)
+    region = losses.paired_edit_region(source, batch["target_image"])
+    expected = float(losses.l1_loss(batch["target_image"], paired) + losses.mask_cross_entropy(region, mask)
+                     + losses.l1_loss(batch["target_image"], colour, mask=region))
+    np.testing.assert_allclose(float(trainer.generator_step(batch)["t_pair"]), expected, rtol=1e-5)
+
+
 def test_with_a_swap_partner_the_paired_term_decodes_the_partner_s_code_to_the_true_render():
     batch = _batch()
     rng = np.random.default_rng(6)

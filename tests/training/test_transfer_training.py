@@ -40,7 +40,8 @@ def test_a_run_interrupted_while_training_its_au_guide_resumes_the_guide_after_i
                               resume_dir=str(model_dir / "guide.resume"), stop_after_epochs=1) is None
     result = _train([f"--data_dir={data}", f"--model_dir={model_dir}", "--image_size=32", "--target_mode=paired",
                      "--lambda_pair=10", "--expression_guide=train", "--lambda_guide=1", "--guide_epochs=2",
-                     "--depth_weight=0", "--mixed_precision=float32", "--num_steps_gan=1"] + FLAGS)
+                     "--depth_weight=0", "--mixed_precision=float32", "--num_steps_gan=1",
+                     "--transfer_decoder=generator_warp"] + FLAGS)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "AU guide: resuming after epoch 1 of 2" in result.stderr
     metadata = json.loads((model_dir / "guide" / "au_regressor.json").read_text())
