@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from expr3d import cli, storage
+from expr3d.metrics import resumable
 from expr3d.labels import ACTION_UNITS, NUM_ACTION_UNITS
 
 FORMAT_VERSION = 1
@@ -101,12 +102,12 @@ def train_au_regressor(data_dir, output, image_size=None, epochs=AU_JUDGE_EPOCHS
     checkpointer = None
     if resume_dir is not None:
         state = tf.train.Checkpoint(model=model, optimizer=optimizer, data_position=train, epochs_done=epochs_done,
-                                    label_sums=label_sums, epoch_mse=epoch_mse, dropout_seeds=_seed_states(model))
+                                    label_sums=label_sums, epoch_mse=epoch_mse, dropout_seeds=resumable.seed_states(model))
         recipe = {"data_dir": os.path.abspath(data_dir), "image_size": image_size, "epochs": epochs,
                   "batch_size": batch_size, "width": width, "learning_rate": learning_rate, "seed": seed,
                   "steps_per_epoch": steps, "recipe_version": RECIPE_VERSION,
                   "precision": keras.config.dtype_policy().name}
-        checkpointer = _resumable(resume_dir, state, recipe, model, optimizer, log, desc)
+        checkpointer = resumable.epoch_checkpointer(resume_dir, state, recipe, model, optimizer, log, desc)
     first = int(epochs_done.numpy())
     progress = Progress(epochs * steps, desc=desc, unit="steps", stream=log, initial=first * steps)
     started = time.time()
@@ -244,42 +245,6 @@ def regression_scores(truth, predicted, mask, baseline):
             "test_count": int(len(truth))}
 
 
-RESUME_FILE = "resume.json"
-
-
-def _seed_states(model):
-    """The states of the model's random seed generators (its dropout's): a Keras model's checkpoint leaves them out,
-    and a resume that restarts them draws other dropout masks than the uninterrupted training."""
-    return [v for v in model.non_trainable_variables if "seed_generator_state" in v.path]
-
-
-def _resumable(resume_dir, checkpoint, recipe, model, optimizer, log, desc):
-    """The per-epoch checkpointer of `train_au_regressor` in `resume_dir`, its newest checkpoint restored. A folder
-    left by another recipe (other data, size, epochs...) is cleared first (only what this function wrote)."""
-    import shutil
-
-    from expr3d.training.checkpoints import AtomicCheckpointer
-
-    recipe_path = os.path.join(resume_dir, RESUME_FILE)
-    if os.path.isfile(recipe_path):
-        with open(recipe_path) as handle:
-            saved = json.load(handle)
-        if saved != recipe:
-            log.write(f"{desc}: the partial training in {resume_dir} is of another recipe; starting afresh\n")
-            for name in os.listdir(resume_dir):
-                if name == RESUME_FILE or name.startswith("ckpt-") or name.startswith(".tmp"):
-                    path = os.path.join(resume_dir, name)
-                    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    os.makedirs(resume_dir, exist_ok=True)
-    storage.atomic_write_json(recipe_path, recipe)
-    optimizer.build(model.trainable_variables)  # its slots exist before a restore fills them
-    checkpointer = AtomicCheckpointer(resume_dir, checkpoint, keep=1)
-    restored = checkpointer.restore_latest()
-    if restored is not None:
-        log.write(f"{desc}: resuming after epoch {restored} of {recipe['epochs']} ({resume_dir})\n")
-    return checkpointer
-
-
 def _save(model, metadata, output):
     if os.path.isdir(output) and os.listdir(output):
         raise FileExistsError(f"{output} is not empty: the AU judge is written into a new or empty folder")
@@ -364,7 +329,7 @@ def auto_au_judge(image_size, card=None, cache_dir=None, identities=AU_JUDGE_IDE
         log, reusing=f"AU judge: reusing the cached AU judge {{final}} ({key})",
         building=(f"AU judge: building {{final}}: {int(identities):,} other procedural identities (seed {seed}) at "
                   f"{image_size}px, {epochs} epochs (cached for later evaluations)"),
-        built="AU judge: built {final} in {seconds:.0f}s; {summary}", data_options=AU_JUDGE_DATA, resumable=True)
+        built="AU judge: built {final} in {seconds:.0f}s; {summary}", data_options=AU_JUDGE_DATA)
 
 
 def define_flags():

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from expr3d import storage
+from expr3d.metrics import resumable
 from expr3d.labels import EXPRESSIONS
 from expr3d.metrics.expression_classifier import FORMAT_VERSION, METADATA_FILE, MODEL_FILE, build_classifier
 
@@ -43,7 +44,7 @@ def evaluate_accuracy(predict_logits, dataset, num_classes=len(EXPRESSIONS)):
 def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32, learning_rate=1e-3, width=32,
                      backbone="compact", backbone_weights=None, seed=0, overwrite=False, max_steps_per_epoch=None,
                      flags=None, stem_stride=2, precision="float32", lr_schedule="cosine", extra_test_dirs=(),
-                     skip_corrupt=False):
+                     skip_corrupt=False, resume_dir=None, stop_after_epochs=None):
     """Train on `data_dir`'s train split, measure accuracy on its test split, save model + metadata. Returns metadata.
 
     A bad record stops the run with a one-line `RecordError` naming its shard and index; with `skip_corrupt` the
@@ -54,6 +55,12 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
     the learning rate to 0 over the run, "constant" keeps it. `extra_test_dirs` are further datasets whose test split
     is scored too (e.g. the GAN's own test identities when the judge trains on other identities); their accuracies are
     saved under "extra_test".
+
+    `resume_dir`: a folder of this function's own where the whole training state (network, optimizer, data
+    position, the epochs' figures) is checkpointed after every epoch, and from which a call of the same recipe goes
+    on after the last finished epoch (`expr3d.metrics.resumable`; the automatic judge's build passes one). Its data
+    stream is then deterministic, so a resumed training is the uninterrupted one (bit for bit under op determinism).
+    `stop_after_epochs` (tests): return None after that many epochs of this call, as an interruption would.
     """
     from expr3d.training.runtime import resolve_precision
 
@@ -93,7 +100,7 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
     optimizer = keras.optimizers.Adam(learning_rate)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     train = pipeline.make_dataset(data_dir, "train", batch_size, image_size=image_size, training=True, seed=seed,
-                                  balanced=True, skip_corrupt=skip_corrupt)
+                                  balanced=True, skip_corrupt=skip_corrupt, deterministic=resume_dir is not None)
 
     @tf.function
     def train_step(images, labels):
@@ -104,11 +111,29 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
         return loss, tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels),
                                             tf.float32))
 
-    progress = Progress(epochs * steps, desc="classifier", unit="steps")
-    iterator = _read(pipeline.checked(train, data_dir, ["train"]), skip_corrupt)
+    data_position = iter(train)  # a plain iterator: its position checkpoints
+    iterator = _read(pipeline.checked(data_position, data_dir, ["train"]), skip_corrupt)
+    epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False)
+    epoch_figures = tf.Variable(tf.zeros((epochs, 2), tf.float64), trainable=False)  # loss, train accuracy
+    checkpointer = None
+    if resume_dir is not None:
+        state = tf.train.Checkpoint(model=model, optimizer=optimizer, data_position=data_position,
+                                    epochs_done=epochs_done, epoch_figures=epoch_figures,
+                                    dropout_seeds=resumable.seed_states(model))
+        recipe = {"data_dir": os.path.abspath(data_dir), "image_size": image_size, "epochs": epochs,
+                  "batch_size": batch_size, "learning_rate": float(getattr(learning_rate, "initial_learning_rate",
+                                                                              learning_rate)),
+                  "lr_schedule": lr_schedule, "width": width, "backbone": backbone, "stem_stride": stem_stride,
+                  "seed": seed, "steps_per_epoch": steps, "precision": precision, "skip_corrupt": bool(skip_corrupt)}
+        checkpointer = resumable.epoch_checkpointer(resume_dir, state, recipe, model, optimizer, sys.stderr,
+                                                    "classifier")
+    first = int(epochs_done.numpy())
+    progress = Progress(epochs * steps, desc="classifier", unit="steps", initial=first * steps)
     started = time.time()
-    history = []
-    for epoch in range(epochs):
+    for epoch in range(first, epochs):
+        if stop_after_epochs is not None and epoch - first >= stop_after_epochs:
+            progress.close()
+            return None
         losses, accs = [], []
         for _ in range(steps):
             batch = next(iterator)
@@ -116,8 +141,13 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
             losses.append(float(loss))
             accs.append(float(acc))
             progress.update(1, postfix=f"epoch {epoch + 1} loss {np.mean(losses):.3f} acc {np.mean(accs):.3f}")
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_accuracy": float(np.mean(accs))})
+        epoch_figures[epoch].assign([float(np.mean(losses)), float(np.mean(accs))])
+        epochs_done.assign(epoch + 1)
+        if checkpointer is not None:
+            checkpointer.save(epoch + 1)
     progress.close()
+    history = [{"epoch": e + 1, "loss": float(loss), "train_accuracy": float(acc)}
+               for e, (loss, acc) in enumerate(epoch_figures.numpy())]
 
     if precision != "float32":
         # Saved (and judged) in float32: a float32 twin of the same architecture takes the trained weights.
@@ -154,7 +184,7 @@ def train_classifier(data_dir, output, image_size=None, epochs=10, batch_size=32
         "data_dir": os.path.abspath(data_dir), "dataset_name": card.get("name"),
         "trained_on": "real train split only", "train_seconds": round(time.time() - started, 1),
         "flags": flags or {}, "versions": storage.library_versions("python", "numpy", "tensorflow", "keras", "absl"),
-        "skipped_records": skipped_records,
+        "skipped_records": skipped_records, **({"resumed_after_epoch": first} if first else {}),
     }
     save_classifier(model, metadata, output)
     return metadata

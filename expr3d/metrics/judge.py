@@ -266,10 +266,10 @@ def auto_judge(image_size, card=None, cache_dir=None, identities=JUDGE_IDENTITIE
     cache_dir = os.path.abspath(cache_dir or default_cache_dir())
     key = judge_key(image_size, identities, epochs, seed)
 
-    def build(data, staging):
+    def build(data, staging, resume_dir):
         metadata = classifier_module.train_classifier(
             data, staging, image_size=int(image_size), epochs=int(epochs), batch_size=int(batch_size),
-            precision=precision, seed=0, width=JUDGE_WIDTH,
+            precision=precision, seed=0, width=JUDGE_WIDTH, resume_dir=resume_dir,
             flags={"auto_judge": key, "judge_identities": int(identities), "judge_epochs": int(epochs),
                    "judge_data_seed": seed, "batch_size": int(batch_size), "precision": precision,
                    "images_per_identity": JUDGE_IMAGES_PER_IDENTITY, "width": JUDGE_WIDTH})
@@ -280,21 +280,21 @@ def auto_judge(image_size, card=None, cache_dir=None, identities=JUDGE_IDENTITIE
         reusing=f"judge: reusing the cached judge {{final}} ({key})",
         building=(f"judge: building the automatic judge {{final}}: {int(identities):,} other procedural identities "
                   f"(seed {seed}) at {image_size}px, {epochs} epochs (10-25 min on 2 CPU cores at 64 px; "
-                  f"cached for later evaluations)"),
+                  f"cached for later evaluations; an interrupted build resumes after its last epoch)"),
         built="judge: built {final} in {seconds:.0f}s; {summary}")
 
 
 def cached_procedural_build(cache_dir, key, folder, files, build, image_size, identities, seed, workers, log, reusing,
-                            building, built, data_options=None, resumable=False):
+                            building, built, data_options=None):
     """`<cache_dir>/<key>/<folder>`, built first when it lacks any of `files`: under a lock file (concurrent builders
     of one key wait for each other), `identities` procedural identities of `seed` are rendered into
     `<key>/data`, `build(data, staging)` writes the model into a staging folder and returns a one-line summary,
     the staging folder replaces `<folder>` and the rendered data is deleted (only the model is reused). Everything
     deleted lies inside `<cache_dir>/<key>`, which only this function writes. `reusing`, `building`, `built`: the
     log lines (`{final}`, and in `built` `{seconds}` and `{summary}`, filled in). Shared by the expression judge
-    and the AU judge (`expr3d.metrics.au_judge`). An interrupted build keeps its rendered data; `resumable`: `build`
-    is called `build(data, staging, resume_dir)` and checkpoints its training into `<key>/.<folder>.resume`, so the
-    next build goes on from there (deleted once the model is in place)."""
+    and the AU judge (`expr3d.metrics.au_judge`). An interrupted build keeps its rendered data, and `build(data,
+    staging, resume_dir)` checkpoints its training into `<key>/.<folder>.resume` (`expr3d.metrics.resumable`), so
+    the next build goes on from there (deleted once the model is in place)."""
     home = os.path.join(cache_dir, key)
     final = os.path.join(home, folder)
     with _locked(os.path.join(cache_dir, f".{key}.lock")):
@@ -320,7 +320,7 @@ def cached_procedural_build(cache_dir, key, folder, files, build, image_size, id
                 shutil.rmtree(os.path.join(home, name), ignore_errors=True)
         staging = os.path.join(home, f".{folder}.tmp-{os.getpid()}")
         resume_dir = os.path.join(home, f".{folder}.resume")
-        summary = build(data, staging, resume_dir) if resumable else build(data, staging)
+        summary = build(data, staging, resume_dir)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         shutil.rmtree(data, ignore_errors=True)  # only the model is reused

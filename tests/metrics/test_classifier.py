@@ -55,6 +55,31 @@ def test_bf16_training_saves_a_float32_classifier_scored_on_extra_test_splits(tm
     assert max(moved) > 1e-4
 
 
+@pytest.mark.slow  # three short trainings of a width-4 classifier: ~30 s
+def test_an_interrupted_training_resumes_after_its_last_epoch_exactly(tmp_path):
+    from expr3d.training.runtime import set_op_determinism
+
+    data = fixtures.write_paired_dataset(str(tmp_path / "data"))
+    options = dict(epochs=3, batch_size=4, width=4, max_steps_per_epoch=3)
+    set_op_determinism(True)  # bit-reproducible kernels: without, two uninterrupted trainings differ in rounding
+    try:
+        whole = classifier.train_classifier(data, str(tmp_path / "whole"), resume_dir=str(tmp_path / "r0"),
+                                            **options)
+        resume = str(tmp_path / "resume")
+        assert classifier.train_classifier(data, str(tmp_path / "cut"), resume_dir=resume, stop_after_epochs=2,
+                                           **options) is None
+        assert not os.path.exists(tmp_path / "cut")
+        resumed = classifier.train_classifier(data, str(tmp_path / "cut"), resume_dir=resume, **options)
+    finally:
+        set_op_determinism(False)
+    assert resumed["resumed_after_epoch"] == 2 and "resumed_after_epoch" not in whole
+    assert resumed["train_history"] == whole["train_history"] and resumed["test_accuracy"] == whole["test_accuracy"]
+    weights = [expression_classifier.load_classifier(str(tmp_path / name), image_size=32).model.get_weights()
+               for name in ("whole", "cut")]
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_bad_training_options_are_named(tmp_path):
     with pytest.raises(ValueError, match="--precision"):
         classifier.train_classifier(str(tmp_path), str(tmp_path / "c"), precision="float64")

@@ -199,6 +199,7 @@ def test_auto_judge_is_built_once_then_reused(tmp_path, capsys, monkeypatch):
     assert first.metadata["flags"]["judge_identities"] == 5
     assert first.metadata["flags"]["judge_data_seed"] != card["provenance"]["seed"]  # other identities
     assert not os.path.exists(os.path.join(os.path.dirname(path), "data"))  # only the judge is kept
+    assert sorted(os.listdir(os.path.dirname(path))) == ["classifier"]  # its per-epoch training state deleted too
     model = os.path.join(path, "classifier.keras")
     mtime = os.stat(model).st_mtime_ns
     assert judge.classifier_from_context(context()).path == path
