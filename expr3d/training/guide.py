@@ -165,7 +165,7 @@ def _train_au_guide(config, directory):
             raise ValueError(f"{staging} holds files the AU guide's training did not write: move them away")
         os.rmdir(staging)
     # Checkpointed every epoch beside it (ours, deleted once the guide is in place): an interrupted run's rerun
-    # goes on after the guide's last epoch (40 epochs are ~20 min at 64 px here).
+    # goes on after the guide's last epoch.
     resume_dir = directory.rstrip(os.sep) + ".resume"
     train_au_regressor(config.data_dir, staging, image_size=config.image_size, epochs=config.guide_epochs,
                        batch_size=GUIDE_BATCH_SIZE, width=config.guide_width, seed=config.seed, desc="AU guide",
