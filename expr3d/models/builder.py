@@ -98,7 +98,7 @@ def build_transfer_models(config):
     - `encoder` / `decoder`: `TransferEncoder` / `TransferDecoder` of width `g_conv_dim`, `g_num_res_blocks`
       residual blocks each, code `code_dim` (`transfer_code` "action_units": the 17 AU intensities); the decoder
       `TransferGeneratorDecoder` with `transfer_decoder` "generator" (`TransferGeneratorWarpDecoder`:
-      "generator_warp").
+      "generator_warp"); the encoder's AU-free map on a trunk of its own with `transfer_encoder` "split".
     - `adversary`: `AUAdversary` on the AU-free map (`au_bins` bins per AU), width `d_conv_dim`.
     - `d_rgb`: `PatchCritic` on faces whose `cls` head gives the 17 AU logits; `d_swap`: the swap-consistency
       critic (`PatchCritic`, one unused class).
@@ -109,7 +109,7 @@ def build_transfer_models(config):
     explicit = config.transfer_code == "action_units"
     sizes = dict(conv_dim=config.g_conv_dim, num_down=down, num_res_blocks=config.g_num_res_blocks,
                  code_dim=NUM_ACTION_UNITS if explicit else config.code_dim)
-    encoder = TransferEncoder(**sizes, code=config.transfer_code, name="encoder")
+    encoder = TransferEncoder(**sizes, code=config.transfer_code, trunks=config.transfer_encoder, name="encoder")
 
     def critic(name, num_classes, conv_dim, num_layers):
         return PatchCritic(image_size=config.image_size, num_classes=num_classes, conv_dim=conv_dim,

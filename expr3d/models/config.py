@@ -47,6 +47,9 @@ class ModelConfig:
             over the source image at its input, as the AU-conditioned StarGAN) or "generator_warp"
             (`TransferGeneratorWarpDecoder`: the same, blending into the source moved along a learnt flow). Older run
             configs load as "bottleneck".
+        transfer_encoder: the transfer encoder's trunks, one of `TRANSFER_ENCODERS`: "shared" (the code and the
+            AU-free map branch off one trunk) or "split" (the map has a trunk of its own; `TransferEncoder`). Older
+            run configs load as "shared".
         adversary_readout: how the transfer's AU adversary reads the AU-free map, one of `ADVERSARY_READOUTS`:
             "global" (its features' global mean) or "grid" (pooled to a 4 x 4 grid, as the disentanglement probe
             reads it; `AUAdversary`). Older run configs load as "global".
@@ -86,6 +89,7 @@ class ModelConfig:
     au_bins: int = 5
     transfer_code: str = "learned"
     transfer_decoder: str = "bottleneck"
+    transfer_encoder: str = "shared"
     adversary_readout: str = "global"
     condition: str = "expression"
     critic_fake_class: bool = False
@@ -100,6 +104,8 @@ class ModelConfig:
     TRANSFER_CODES = ("learned", "action_units")
     # The transfer decoder (`transfer_decoder`; expr3d.models.transfer.DECODERS).
     TRANSFER_DECODERS = ("bottleneck", "generator", "generator_warp")
+    # The transfer encoder's trunks (`transfer_encoder`; expr3d.models.transfer.TRUNKS).
+    TRANSFER_ENCODERS = ("shared", "split")
     # The transfer's AU adversary's readout (`adversary_readout`; expr3d.models.transfer.AUAdversary.READOUTS).
     ADVERSARY_READOUTS = ("global", "grid")
     # G_rgb's conditions (`condition`).
@@ -128,6 +134,11 @@ class ModelConfig:
                              f"{self.transfer_decoder!r}")
         if self.transfer_decoder != "bottleneck" and self.family != "transfer":
             raise ValueError("ModelConfig: transfer_decoder applies to the transfer family")
+        if self.transfer_encoder not in self.TRANSFER_ENCODERS:
+            raise ValueError(f"ModelConfig: transfer_encoder must be one of {self.TRANSFER_ENCODERS}; got "
+                             f"{self.transfer_encoder!r}")
+        if self.transfer_encoder != "shared" and self.family != "transfer":
+            raise ValueError("ModelConfig: transfer_encoder applies to the transfer family")
         if self.adversary_readout not in self.ADVERSARY_READOUTS:
             raise ValueError(f"ModelConfig: adversary_readout must be one of {self.ADVERSARY_READOUTS}; got "
                              f"{self.adversary_readout!r}")
@@ -150,7 +161,7 @@ class ModelConfig:
             raise ValueError(f"ModelConfig: au_bins must be an integer >= 2; got {self.au_bins!r}")
         for field in dataclasses.fields(self):
             if field.name in ("generator", "init", "family", "condition", "critic_fake_class", "transfer_code",
-                              "transfer_decoder", "condition_norms", "adversary_readout"):
+                              "transfer_decoder", "transfer_encoder", "condition_norms", "adversary_readout"):
                 continue
             value = getattr(self, field.name)
             minimum = 0 if field.name.endswith("num_res_blocks") else 1

@@ -20,6 +20,7 @@ Shao et al. publish no code and give no layer table, so the shapes here are our 
 import keras
 
 CODES = ("learned", "action_units")  # what the encoder's AU-related code is (`TransferEncoder(code=...)`)
+TRUNKS = ("shared", "split")  # whether the code and the AU-free map share the encoder's trunk (`trunks=...`)
 
 from expr3d.labels import NUM_ACTION_UNITS
 from expr3d.models.attention_generator import AttentionWarpGenerator
@@ -68,6 +69,11 @@ class TransferEncoder(_KeptArguments, keras.Model):
     conv3x3-IN-ReLU, global mean, dense to `code_dim`. AU intensities in [0, 1]: sigmoid(dense(code)) - the code
     must predict them (the encoder's AU regression term).
 
+    With `trunks="split"` (`--transfer_encoder=split`, ours, session 34) the AU-free map has a trunk of its own (the
+    same layers, named `free_trunk_*`) and the code keeps the one above: a term on the map alone (the adversary's
+    confusion, `--lambda_free_invariance`) then reaches none of the code's weights. Session 33: with the shared trunk
+    the invariance term took the code's AU information too (code R^2 0.916 -> 0.067).
+
     Args:
         conv_dim, num_down, num_res_blocks: trunk sizes (as `StarGANGenerator`'s encoder).
         code_dim: length of the AU-related code ("learned"; with "action_units" it is `num_action_units`).
@@ -76,6 +82,8 @@ class TransferEncoder(_KeptArguments, keras.Model):
         code: "learned" (a `code_dim` vector from which a dense layer predicts the AUs) or "action_units" (the
             code is the predicted AU intensities themselves: dense to `num_action_units`, sigmoid).
         dtype: dtype policy of the layers; `None` uses the global policy. The three outputs are float32.
+        trunks: "shared" (one trunk, above) or "split" (the AU-free map's own trunk). Encoders saved before it
+            existed load as "shared".
 
     Example:
     >>> code, free, aus = TransferEncoder(conv_dim=8, num_down=2, num_res_blocks=1, code_dim=16)(
@@ -85,25 +93,22 @@ class TransferEncoder(_KeptArguments, keras.Model):
     """
 
     def __init__(self, conv_dim=64, num_down=2, num_res_blocks=3, code_dim=64, free_channels=None,
-                 num_action_units=NUM_ACTION_UNITS, code="learned", dtype=None, **kwargs):
+                 num_action_units=NUM_ACTION_UNITS, code="learned", dtype=None, trunks="shared", **kwargs):
         free_channels = conv_dim * 2**num_down if free_channels is None else free_channels
         code_kind = code
         if code_kind not in CODES:
             raise ValueError(f"{type(self).__name__}: code must be one of {CODES}; got {code_kind!r}")
+        if trunks not in TRUNKS:
+            raise ValueError(f"{type(self).__name__}: trunks must be one of {TRUNKS}; got {trunks!r}")
         if code_kind == "action_units":
             code_dim = num_action_units
         _check_sizes(type(self).__name__, conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks,
                      code_dim=code_dim, free_channels=free_channels, num_action_units=num_action_units)
         image = keras.Input(shape=(None, None, 3), name="image")
-        x = _conv_norm_relu(image, conv_dim, 7, 1, "stem", dtype)
-        filters = conv_dim
-        for i in range(num_down):
-            filters *= 2
-            x = _conv_norm_relu(x, filters, 4, 2, f"down{i}", dtype)
-        for i in range(num_res_blocks):
-            x = residual_block(x, filters, name=f"res{i}", dtype=dtype)
-
-        free = residual_block(x, filters, name="free_res", dtype=dtype)
+        x, filters = _encoder_trunk(image, conv_dim, num_down, num_res_blocks, "", dtype)
+        free = x if trunks == "shared" else _encoder_trunk(image, conv_dim, num_down, num_res_blocks, "free_trunk_",
+                                                           dtype)[0]
+        free = residual_block(free, filters, name="free_res", dtype=dtype)
         free = keras.layers.Conv2D(free_channels, 1, name="free_conv", dtype=dtype)(free)
         free = keras.layers.Activation("linear", dtype="float32", name="free")(free)
 
@@ -120,7 +125,21 @@ class TransferEncoder(_KeptArguments, keras.Model):
             action_units = keras.layers.Activation("sigmoid", dtype="float32", name="action_units")(action_units)
         super().__init__(inputs=image, outputs=[code, free, action_units], **kwargs)
         self._keep(conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks, code_dim=code_dim,
-                   free_channels=free_channels, num_action_units=num_action_units, code=code_kind, dtype=dtype)
+                   free_channels=free_channels, num_action_units=num_action_units, code=code_kind, dtype=dtype,
+                   trunks=trunks)
+
+
+def _encoder_trunk(image, conv_dim, num_down, num_res_blocks, prefix, dtype):
+    """conv7x7-IN-ReLU, `num_down` x [conv4x4 stride 2, channels x2, IN, ReLU], residual blocks: (features,
+    channels). The shared trunk's layer names have no prefix (the saved encoders'; do not rename)."""
+    x = _conv_norm_relu(image, conv_dim, 7, 1, f"{prefix}stem", dtype)
+    filters = conv_dim
+    for i in range(num_down):
+        filters *= 2
+        x = _conv_norm_relu(x, filters, 4, 2, f"{prefix}down{i}", dtype)
+    for i in range(num_res_blocks):
+        x = residual_block(x, filters, name=f"{prefix}res{i}", dtype=dtype)
+    return x, filters
 
 
 def _decode_to_attention(x, source, filters, num_res_blocks, num_down, dtype, condition=None, warp=False):

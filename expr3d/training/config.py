@@ -26,8 +26,8 @@ DATA_STREAM_FIELDS = ("data_dir", "batch_size", "batch_size_depth", "image_size"
 # Fields that become ModelConfig's (the networks' shapes).
 MODEL_FIELDS = ("image_size", "g_conv_dim", "g_num_res_blocks", "d_conv_dim", "d_num_layers", "depth_g_conv_dim",
                 "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers", "generator", "init", "code_dim",
-                "au_bins", "transfer_code", "transfer_decoder", "condition", "critic_fake_class", "condition_norms",
-                "guide_width", "adversary_readout")
+                "au_bins", "transfer_code", "transfer_decoder", "transfer_encoder", "condition", "critic_fake_class",
+                "condition_norms", "guide_width", "adversary_readout")
 # Settings of the StarGAN family only: refused with --model=transfer unless at their defaults.
 STARGAN_ONLY_FIELDS = ("generator", "lambda_id", "lambda_pair_gradient", "g_ema_decay", "critic_warmup_steps",
                        "contempt_side",
@@ -85,6 +85,7 @@ class TrainConfig:
     au_bins: int = 5
     transfer_code: str = "learned"
     transfer_decoder: str = "bottleneck"
+    transfer_encoder: str = "shared"
     adversary_readout: str = "global"
     condition: str = "expression"
     # --- losses
@@ -394,6 +395,10 @@ def define_flags(flag_values=None):
            "(ours: the code tiled over the source image at the decoder's input, as the AU-conditioned StarGAN, the "
            "AU-free map joined after its down-sampling; docs/transfer.md); 'generator_warp' (ours): the same, "
            "blending into the source moved along a learnt flow field (as --generator=attention_warp).")
+    define("enum", "transfer_encoder", ["shared", "split"],
+           "--model=transfer: the encoder's trunks: 'shared' (the code and the AU-free map branch off one trunk) or "
+           "'split' (ours: the AU-free map has a trunk of its own, so --lambda_free_invariance and the adversary's "
+           "confusion reach none of the code's weights; docs/transfer.md).")
     define("enum", "adversary_readout", ["global", "grid"],
            "--model=transfer, NOT in the paper: how the AU adversary reads the AU-free map: 'global' (the mean of its "
            "features) or 'grid' (ours: pooled to a 4 x 4 grid and read by a hidden layer, the layout the "

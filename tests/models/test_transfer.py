@@ -25,6 +25,40 @@ def test_encoder_outputs_a_code_a_spatial_au_free_map_and_au_intensities():
     assert code24.shape == (2, 10) and free24.shape == (2, 6, 6, 6)
 
 
+def test_a_split_encoder_gives_the_au_free_map_a_trunk_the_code_does_not_share(tmp_path):
+    """`trunks="split"`: a gradient of the map alone reaches none of the code's weights, and of the code alone none
+    of the map's own trunk; the shared encoder's map gradient reaches the trunk under the code. Saved and loaded
+    as itself; a config without `trunks` (saved before it) loads the shared encoder."""
+    import tensorflow as tf
+
+    image = _image()
+    for trunks, map_reaches_code_trunk in (("shared", True), ("split", False)):
+        encoder = TransferEncoder(conv_dim=4, num_down=2, num_res_blocks=1, code_dim=10, free_channels=6,
+                                  trunks=trunks)
+        with tf.GradientTape(persistent=True) as tape:
+            code, free, _ = encoder(image)
+            of_map, of_code = tf.reduce_sum(free**2), tf.reduce_sum(code**2)
+        stem = encoder.get_layer("stem_conv").kernel
+        assert (tape.gradient(of_map, stem) is not None) is map_reaches_code_trunk
+        assert tape.gradient(of_code, encoder.get_layer("code_dense").kernel) is not None
+        if trunks == "split":
+            own = encoder.get_layer("free_trunk_stem_conv").kernel
+            assert tape.gradient(of_map, own) is not None and tape.gradient(of_code, own) is None
+            path = str(tmp_path / "encoder.keras")
+            encoder.save(path)
+            loaded = keras.saving.load_model(path, compile=False)
+            assert loaded.get_config()["trunks"] == "split"
+            for ours, theirs in zip(encoder(image), loaded(image)):
+                np.testing.assert_allclose(_numpy(ours), _numpy(theirs), atol=1e-6)
+        else:
+            assert not any(layer.name.startswith("free_trunk_") for layer in encoder.layers)
+    config = encoder.get_config()
+    del config["trunks"]
+    assert TransferEncoder.from_config(config).get_config()["trunks"] == "shared"
+    with pytest.raises(ValueError, match="trunks must be one of"):
+        TransferEncoder(conv_dim=4, num_down=2, num_res_blocks=1, trunks="twin")
+
+
 def _decoder_inputs():
     rng = np.random.default_rng(1)
     free = rng.normal(size=(2, 4, 4, 6)).astype("float32")
@@ -113,6 +147,13 @@ def test_the_model_config_picks_the_transfer_decoder():
         ModelConfig(**sizes, transfer_decoder="generator")
     with pytest.raises(ValueError, match="transfer_decoder must be one of"):
         ModelConfig(**sizes, family="transfer", transfer_decoder="unet")
+    # The encoder's trunks likewise.
+    split = ModelConfig(**sizes, family="transfer", transfer_encoder="split")
+    assert ModelConfig.from_dict(split.to_dict()) == split
+    assert build_models(split)["encoder"].get_config()["trunks"] == "split"
+    assert build_models(ModelConfig(**sizes, family="transfer"))["encoder"].get_config()["trunks"] == "shared"
+    with pytest.raises(ValueError, match="transfer_encoder applies to the transfer family"):
+        ModelConfig(**sizes, transfer_encoder="split")
     # The adversary's readout likewise: built from the config, recorded, refused outside the transfer family.
     assert build_models(ModelConfig(**sizes, family="transfer"))["adversary"].get_config()["readout"] == "global"
     grid = ModelConfig(**sizes, family="transfer", adversary_readout="grid")

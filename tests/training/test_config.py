@@ -25,6 +25,7 @@ RECORDED_KEYS = [
     "model", "code_dim", "au_bins",  # (session 10)
     "transfer_code",  # (session 26)
     "transfer_decoder",  # (session 28)
+    "transfer_encoder",  # (session 34)
     "adversary_readout",  # (session 32)
     "condition",  # (session 12)
     "depth_weight", "confidence_penalty", "confidence_penalty_on", "lambda_cls",
