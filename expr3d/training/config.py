@@ -109,6 +109,7 @@ class TrainConfig:
     lambda_confusion: float = 1.0
     lambda_swap: float = 1.0
     lambda_free_invariance: float = 0.0
+    transfer_code_detached: bool = False
     lambda_pix: float = 10.0
     perceptual_weight: float = 1.0
     vgg19_weights: str = "auto"
@@ -252,6 +253,9 @@ class TrainConfig:
                              f"with --target_mode=paired --pair_exemplar=target (A's AU-free map against its own paired "
                              f"render's); got --model={self.model} --target_mode={self.target_mode} "
                              f"--pair_exemplar={self.pair_exemplar}")
+        if self.transfer_code_detached and self.model != "transfer":
+            raise UsageError(f"--transfer_code_detached is a setting of --model=transfer (the decoder's code); got "
+                             f"--model={self.model}")
         if self.synthetic_train_pairs and self.synthetic_images_per_identity % NUM_EXPRESSIONS:
             raise UsageError(f"--synthetic_train_pairs needs --synthetic_images_per_identity a multiple of "
                              f"{NUM_EXPRESSIONS}, got {self.synthetic_images_per_identity}")
@@ -474,6 +478,10 @@ def define_flags(flag_values=None):
            "NOT in Shao et al. (0 = off): --model=transfer with --target_mode=paired: weight of the AU-free map's "
            "invariance between a face and its own render under another expression (the share of the map's variation "
            "that follows the expression; docs/transfer.md), the supervised form of the adversary's aim.")
+    define("boolean", "transfer_code_detached",
+           "NOT in Shao et al.: --model=transfer: the decoder gets each code with its gradient stopped, so the code "
+           "learns from the encoder's AU term alone (with --transfer_code=action_units: an AU regressor whose "
+           "reading the decoder renders; docs/transfer.md).")
     define("float", "lambda_pix", "Stage 1: L1 weight of the estimated geometry against the real one.")
     define("float", "perceptual_weight", "Stage 1: VGG19 perceptual weight (0 = skipped, no weights needed).")
     define("string", "vgg19_weights", "VGG19 notop weights: 'auto' (Keras cache) or a .h5 path.")

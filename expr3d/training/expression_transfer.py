@@ -44,6 +44,10 @@ With `lambda_free_invariance > 0` (paired batches; ours, not Shao et al.'s): `t_
 free(Y))`, the share of the AU-free map's variation that differs between A and Y, the same face under two expressions:
 the supervised form of the adversary's aim (the AU-free map tells nothing of the expression), with no extra pass (Y is
 encoded for the paired term anyway).
+With `code_detached` (ours, `--transfer_code_detached`) every decoder call gets the codes with their gradient stopped:
+the code learns from `t_au` alone, the decoder's terms shape only the decoder and the AU-free map. Why: with
+`--transfer_code=action_units` the code is also the AU estimate, and the decoder's terms pulled it off the AUs
+(session 34: the code's AU term 0.08 against the AU guide's 0.008 on the same faces).
 With `generator_warmup_steps > 0` (ours, as the StarGAN's generator warm-up; needs the paired term) the first
 iterations train the encoder and decoder alone: `t_rec`, `t_au`, `t_mask`, `t_pair`, `t_free`, the guide terms and,
 with `generator_warmup_cycle`, `t_cycle` - no critic, no adversary, no depth network.
@@ -122,6 +126,9 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
             (`generator_warmup_step`), as the StarGAN's generator warm-up (needs lambda_pair > 0).
         generator_warmup_cycle: whether those iterations include the swap-twice cycle (a second encoder and decoder
             pass; False saves about a third of the warm-up's cost).
+        code_detached: NOT in Shao et al.: the decoder gets the codes with their gradient stopped, so no decoder
+            term reaches the encoder through a code: the code learns from the AU term `t_au` alone (with
+            `--transfer_code=action_units`, a plain AU regressor whose output the decoder renders).
     """
 
     stage = "transfer"
@@ -130,7 +137,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
                  n_critic=5, lambda_gp=10.0, lambda_rec=10.0, lambda_au=1.0, lambda_confusion=1.0, lambda_swap=1.0,
                  lambda_mask=0.1, lambda_pair=0.0, au_loss="l1", au_guide=None, lambda_guide=0.0,
                  lambda_guide_features=0.0, lambda_free_invariance=0.0, generator_warmup_steps=0,
-                 generator_warmup_cycle=True):
+                 generator_warmup_cycle=True, code_detached=False):
         for name, value in (("depth_weight", depth_weight), ("lambda_gp", lambda_gp), ("lambda_rec", lambda_rec),
                             ("lambda_au", lambda_au), ("lambda_confusion", lambda_confusion),
                             ("lambda_swap", lambda_swap), ("lambda_mask", lambda_mask), ("lambda_pair", lambda_pair),
@@ -169,6 +176,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         self.au_squared = au_loss == "squared"
         self.generator_warmup_steps = int(generator_warmup_steps)
         self.generator_warmup_cycle = bool(generator_warmup_cycle)
+        self.code_detached = bool(code_detached)
         if self.generator_warmup_steps > 0 and self.lambda_pair <= 0:
             raise ValueError("ExpressionTransferTrainer: generator_warmup_steps > 0 trains on the paired term; it "
                              "needs lambda_pair > 0")
@@ -229,6 +237,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         encoded = self.encoder(image if target is None else tf.concat([image, target], 0), training=training)
         code, free, aus = (tensor[:count] for tensor in encoded)
         codes = [code, exemplars(code)] + ([encoded[0][count:]] if target is not None else [])
+        codes = [self._decoded_code(c) for c in codes]
         decoded = self.decoder.with_attention_and_source(
             [tf.concat([free] * len(codes), 0), tf.concat(codes, 0), tf.concat([image] * len(codes), 0)],
             training=training)
@@ -239,6 +248,10 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
             outputs.update(paired=images[2], paired_mask=masks[2], paired_colour=colours[2],
                            paired_free=encoded[1][count:], paired_source=sources[2])
         return outputs
+
+    def _decoded_code(self, code):
+        """The code as the decoder gets it: with `code_detached`, no decoder term reaches the encoder through it."""
+        return tf.stop_gradient(code) if self.code_detached else code
 
     def _critic_terms(self, critic, real, fake, alpha, prefix, au_logits_target=None, au_mask=None):
         real_src, real_logits = critic(real, training=True)
@@ -326,8 +339,8 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
                                + self.lambda_mask * logs["t_mask"])
             if cycle:
                 back_code, back_free, back_aus = self.encoder(swapped, training=True)
-                logs["t_cycle"] = losses.l1_loss(image, self.decoder([back_free, outputs["code"], swapped],
-                                                                     training=True))
+                logs["t_cycle"] = losses.l1_loss(
+                    image, self.decoder([back_free, self._decoded_code(outputs["code"]), swapped], training=True))
                 logs["t_total"] = logs["t_total"] + self.lambda_rec * logs["t_cycle"]
             if with_critic:
                 logs["t_confusion"] = losses.au_confusion_loss(self.adversary(outputs["free"], training=True), mask)
@@ -394,4 +407,4 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
                 "lambda_guide_features": self.lambda_guide_features,
                 "lambda_free_invariance": self.lambda_free_invariance,
                 "generator_warmup_steps": self.generator_warmup_steps,
-                "generator_warmup_cycle": self.generator_warmup_cycle}
+                "generator_warmup_cycle": self.generator_warmup_cycle, "code_detached": self.code_detached}

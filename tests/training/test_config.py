@@ -40,6 +40,7 @@ RECORDED_KEYS = [
     "au_change_weight",  # (session 28)
     "lambda_confusion", "lambda_swap",  # (session 10)
     "lambda_free_invariance",  # (session 23)
+    "transfer_code_detached",  # (session 34)
     "lambda_pix",
     "perceptual_weight", "vgg19_weights", "target_mode",
     "pair_exemplar",  # (session 22)
@@ -193,6 +194,8 @@ def test_stages_and_batch_sizes():
      "--lambda_free_invariance=1.0 is a setting of --model=transfer with --target_mode=paired --pair_exemplar=target "
      "(A's AU-free map against its own paired render's); got --model=transfer --target_mode=paired "
      "--pair_exemplar=partner"),
+    ({"transfer_code_detached": True},
+     "--transfer_code_detached is a setting of --model=transfer (the decoder's code); got --model=stargan"),
     ({"model": "transfer", "batch_size": 3, "strategy": "mirrored"},
      "--batch_size=3 is not divisible by the 2 replicas of --strategy=mirrored"),
 ])

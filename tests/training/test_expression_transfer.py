@@ -238,6 +238,35 @@ def test_the_free_invariance_term_compares_the_au_free_maps_of_a_face_and_its_pa
         trainer.generator_step(batch)
 
 
+@pytest.mark.parametrize("detached", [False, True])
+def test_a_detached_code_learns_from_the_au_term_alone(detached):
+    """`code_detached`: what the decoder draws reaches the code's own weights through no path (its swaps, its
+    paired self-transfer, the swap-twice cycle), the AU term still does, and the AU-free map's trunk still learns
+    from the decoder; off, the decoder's terms reach the code too."""
+    batch = _batch()
+    batch["target_image"] = tf.constant(np.flip(batch["image"].numpy(), axis=2))
+    networks = _networks()
+    trainer = ExpressionTransferTrainer(**networks, depth_weight=0.0, n_critic=1, lambda_pair=1.0,
+                                        code_detached=detached)
+    assert trainer.get_config()["code_detached"] is detached
+    encoder = networks["encoder"]
+    code_dense, free_conv = (encoder.get_layer(name).kernel for name in ("code_dense", "free_conv"))
+    with tf.GradientTape(persistent=True) as tape:
+        outputs = trainer._swap(batch["image"], training=True, target=batch["target_image"])
+        drawn = tf.reduce_sum(outputs["swapped"]) + tf.reduce_sum(outputs["paired"])
+        aus = tf.reduce_sum(outputs["aus"])
+    assert (tape.gradient(drawn, code_dense) is None) is detached
+    assert tape.gradient(drawn, free_conv) is not None and tape.gradient(aus, code_dense) is not None
+    # A whole warm-up step (the cycle included) trains the code by its AU term alone: without it, not at all.
+    silent = ExpressionTransferTrainer(**networks, depth_weight=0.0, n_critic=1, lambda_pair=1.0, lambda_au=0.0,
+                                       code_detached=detached, generator_warmup_steps=1)
+    silent.compile({key: keras.optimizers.SGD(0.1, name=key) for key in networks})
+    silent.build_optimizers()
+    before = _weights(encoder.get_layer("code_dense"))
+    silent.generator_warmup_step(batch)
+    assert _changed(before, encoder.get_layer("code_dense")) is not detached
+
+
 @pytest.mark.slow  # traces both steps and runs 42 of them: ~30 s here
 def test_the_adversary_learns_the_au_bins_and_the_confusion_term_pushes_back():
     """Critic steps alone: the adversary's cross-entropy falls on a fixed batch (it reads AUs from the AU-free map);
