@@ -45,7 +45,8 @@ free(Y))`, the share of the AU-free map's variation that differs between A and Y
 the supervised form of the adversary's aim (the AU-free map tells nothing of the expression), with no extra pass (Y is
 encoded for the paired term anyway).
 With `code_detached` (ours, `--transfer_code_detached`) every decoder call gets the codes with their gradient stopped:
-the code learns from `t_au` alone, the decoder's terms shape only the decoder and the AU-free map. Why: with
+no decoder term reaches the encoder through a code (with `--transfer_encoder=split` the code's own trunk then
+learns from `t_au` alone; a shared trunk still learns from the AU-free map's terms). Why: with
 `--transfer_code=action_units` the code is also the AU estimate, and the decoder's terms pulled it off the AUs
 (session 34: the code's squared AU error 0.067 late in training; an AU regressor of the same faces ends at 0.005).
 With `generator_warmup_steps > 0` (ours, as the StarGAN's generator warm-up; needs the paired term) the first
