@@ -110,6 +110,7 @@ class TrainConfig:
     lambda_swap: float = 1.0
     lambda_free_invariance: float = 0.0
     transfer_code_detached: bool = False
+    transfer_code_teacher: bool = False
     lambda_pix: float = 10.0
     perceptual_weight: float = 1.0
     vgg19_weights: str = "auto"
@@ -256,6 +257,10 @@ class TrainConfig:
         if self.transfer_code_detached and self.model != "transfer":
             raise UsageError(f"--transfer_code_detached is a setting of --model=transfer (the decoder's code); got "
                              f"--model={self.model}")
+        if self.transfer_code_teacher and (self.model != "transfer" or self.transfer_code != "action_units"):
+            raise UsageError(f"--transfer_code_teacher is a setting of --model=transfer with "
+                             f"--transfer_code=action_units (the code the decoder gets is then AU intensities); got "
+                             f"--model={self.model} --transfer_code={self.transfer_code}")
         if self.synthetic_train_pairs and self.synthetic_images_per_identity % NUM_EXPRESSIONS:
             raise UsageError(f"--synthetic_train_pairs needs --synthetic_images_per_identity a multiple of "
                              f"{NUM_EXPRESSIONS}, got {self.synthetic_images_per_identity}")
@@ -482,6 +487,10 @@ def define_flags(flag_values=None):
            "NOT in Shao et al.: --model=transfer: the decoder gets each code with its gradient stopped, so the code "
            "learns from the encoder's AU term alone (with --transfer_code=action_units: an AU regressor whose "
            "reading the decoder renders; docs/transfer.md).")
+    define("boolean", "transfer_code_teacher",
+           "NOT in Shao et al.: --model=transfer --transfer_code=action_units: in training the decoder gets each "
+           "face's TRUE AU intensities as its code wherever they are known (the encoder's estimate elsewhere, and "
+           "always at inference), as the AU-conditioned StarGAN learns from true AU vectors (docs/transfer.md).")
     define("float", "lambda_pix", "Stage 1: L1 weight of the estimated geometry against the real one.")
     define("float", "perceptual_weight", "Stage 1: VGG19 perceptual weight (0 = skipped, no weights needed).")
     define("string", "vgg19_weights", "VGG19 notop weights: 'auto' (Keras cache) or a .h5 path.")

@@ -49,6 +49,11 @@ no decoder term reaches the encoder through a code (with `--transfer_encoder=spl
 learns from `t_au` alone; a shared trunk still learns from the AU-free map's terms). Why: with
 `--transfer_code=action_units` the code is also the AU estimate, and the decoder's terms pulled it off the AUs
 (session 34: the code's squared AU error 0.067 late in training; an AU regressor of the same faces ends at 0.005).
+With `code_teacher` (ours, `--transfer_code_teacher`; the code must be the AU estimate, `--transfer_code=action_units`)
+every training decode gets, in place of the encoder's estimate, the face's TRUE AU intensities wherever they are
+known (`teacher_code`: own, exemplar's, the paired render's): the decoder learns to draw exact AU vectors, as the
+AU-conditioned StarGAN does (another face's AUs on a face: 0.029 against the transfer's 0.077, session 33), instead of
+the estimates it would otherwise learn to distrust early in training; at inference it gets the estimate.
 With `generator_warmup_steps > 0` (ours, as the StarGAN's generator warm-up; needs the paired term) the first
 iterations train the encoder and decoder alone: `t_rec`, `t_au`, `t_mask`, `t_pair`, `t_free`, the guide terms and,
 with `generator_warmup_cycle`, `t_cycle` - no critic, no adversary, no depth network.
@@ -84,6 +89,12 @@ def action_unit_mask(batch):
     elif "has_action_units" in batch:
         known = tf.logical_and(known, tf.cast(batch["has_action_units"], tf.bool)[:, None])
     return tf.cast(known, tf.float32)
+
+
+def teacher_code(code, units, known):
+    """The code a teacher-forced decode gets (`code_teacher`): the true intensities `units` where `known` (1/0) says
+    they are known, the encoder's estimate `code` elsewhere; all `[B, A]`."""
+    return tf.where(known > 0.5, tf.cast(units, code.dtype), code)
 
 
 def _critic_au_loss(logits, intensities, mask, squared=False):
@@ -130,6 +141,8 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         code_detached: NOT in Shao et al.: the decoder gets the codes with their gradient stopped, so no decoder
             term reaches the encoder through a code: the code learns from the AU term `t_au` alone (with
             `--transfer_code=action_units`, a plain AU regressor whose output the decoder renders).
+        code_teacher: NOT in Shao et al.: in training the decoder gets the true AU intensities as code where they
+            are known (`teacher_code`); needs an encoder whose code is its AU estimate (`code="action_units"`).
     """
 
     stage = "transfer"
@@ -138,7 +151,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
                  n_critic=5, lambda_gp=10.0, lambda_rec=10.0, lambda_au=1.0, lambda_confusion=1.0, lambda_swap=1.0,
                  lambda_mask=0.1, lambda_pair=0.0, au_loss="l1", au_guide=None, lambda_guide=0.0,
                  lambda_guide_features=0.0, lambda_free_invariance=0.0, generator_warmup_steps=0,
-                 generator_warmup_cycle=True, code_detached=False):
+                 generator_warmup_cycle=True, code_detached=False, code_teacher=False):
         for name, value in (("depth_weight", depth_weight), ("lambda_gp", lambda_gp), ("lambda_rec", lambda_rec),
                             ("lambda_au", lambda_au), ("lambda_confusion", lambda_confusion),
                             ("lambda_swap", lambda_swap), ("lambda_mask", lambda_mask), ("lambda_pair", lambda_pair),
@@ -178,6 +191,11 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         self.generator_warmup_steps = int(generator_warmup_steps)
         self.generator_warmup_cycle = bool(generator_warmup_cycle)
         self.code_detached = bool(code_detached)
+        self.code_teacher = bool(code_teacher)
+        if self.code_teacher and encoder.get_config().get("code") != "action_units":
+            raise ValueError("ExpressionTransferTrainer: code_teacher puts true AU intensities in place of the code; "
+                             f"it needs an encoder whose code is its AU estimate (code='action_units'); got "
+                             f"code={encoder.get_config().get('code')!r}")
         if self.generator_warmup_steps > 0 and self.lambda_pair <= 0:
             raise ValueError("ExpressionTransferTrainer: generator_warmup_steps > 0 trains on the paired term; it "
                              "needs lambda_pair > 0")
@@ -226,24 +244,28 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
                  + (GUIDE_FEATURE_TERMS if self.lambda_guide_features > 0 else ()))
         return names + (DEPTH_CRITIC_TERMS + DEPTH_GENERATOR_TERMS if self.uses_depth else ())
 
-    def _swap(self, image, training, target=None):
+    def _swap(self, image, training, target=None, truths=None):
         """Encodes the batch and decodes every face with its own and with its exemplar's code (and, given `target`,
         with the code of that image, its paired render or a swap partner's: `paired`, `paired_mask`,
         `paired_colour`, and that image's AU-free map `paired_free`).
 
         One encoder call and one decoder call on the faces stacked along the batch (the networks normalise each face
         on its own, so this equals separate calls to rounding): half the traced graph of separate calls, and larger
-        convolutions."""
+        convolutions. `truths` (`code_teacher`): `(units, known)` of the face, its exemplar and (with `target`) the
+        target, each decoded with `teacher_code`; `decoded_code` is the face's own code as decoded."""
         count = image.shape[0] if image.shape[0] is not None else tf.shape(image)[0]
         encoded = self.encoder(image if target is None else tf.concat([image, target], 0), training=training)
         code, free, aus = (tensor[:count] for tensor in encoded)
         codes = [code, exemplars(code)] + ([encoded[0][count:]] if target is not None else [])
         codes = [self._decoded_code(c) for c in codes]
+        if truths is not None:
+            codes = [teacher_code(c, units, known) for c, (units, known) in zip(codes, truths, strict=True)]
         decoded = self.decoder.with_attention_and_source(
             [tf.concat([free] * len(codes), 0), tf.concat(codes, 0), tf.concat([image] * len(codes), 0)],
             training=training)
         images, masks, colours, sources = (tf.split(tensor, len(codes), axis=0) for tensor in decoded)
-        outputs = {"code": code, "free": free, "aus": aus, "reconstruction": images[0], "swapped": images[1],
+        outputs = {"code": code, "decoded_code": codes[0], "free": free, "aus": aus, "reconstruction": images[0],
+                   "swapped": images[1],
                    "reconstruction_colour": colours[0], "masks": (masks[0], masks[1])}
         if target is not None:
             outputs.update(paired=images[2], paired_mask=masks[2], paired_colour=colours[2],
@@ -253,6 +275,23 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
     def _decoded_code(self, code):
         """The code as the decoder gets it: with `code_detached`, no decoder term reaches the encoder through it."""
         return tf.stop_gradient(code) if self.code_detached else code
+
+    def _teacher_truths(self, batch, with_target):
+        """`_swap`'s `truths` with `code_teacher` (else None): the batch's AUs, its exemplars' and (`with_target`)
+        the paired render's."""
+        if not self.code_teacher:
+            return None
+        aus, mask = tf.cast(batch["action_units"], tf.float32), action_unit_mask(batch)
+        truths = [(aus, mask), (exemplars(aus), exemplars(mask))]
+        if with_target:
+            if "target_action_units" not in batch:
+                raise ValueError("ExpressionTransferTrainer: code_teacher with paired batches needs the paired "
+                                 "render's AUs (`target_action_units`)")
+            target = {"action_units": batch["target_action_units"]}
+            if "target_action_units_mask" in batch:
+                target["action_units_mask"] = batch["target_action_units_mask"]
+            truths.append((tf.cast(batch["target_action_units"], tf.float32), action_unit_mask(target)))
+        return truths
 
     def _critic_terms(self, critic, real, fake, alpha, prefix, au_logits_target=None, au_mask=None):
         real_src, real_logits = critic(real, training=True)
@@ -269,7 +308,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
     def critic_step(self, batch):
         image = batch["image"]
         aus, mask = tf.cast(batch["action_units"], tf.float32), action_unit_mask(batch)
-        outputs = self._swap(image, training=True)
+        outputs = self._swap(image, training=True, truths=self._teacher_truths(batch, with_target=False))
         swapped = tf.stop_gradient(outputs["swapped"])
         reconstruction = tf.stop_gradient(outputs["reconstruction"])
         free = tf.stop_gradient(outputs["free"])
@@ -325,7 +364,8 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         # The code the paired term decodes with: the true render's own, or a swap partner's (the same AUs).
         code_image = batch["partner_image"] if paired and "partner_image" in batch else target
         with tf.GradientTape(persistent=persistent) as tape:
-            outputs = self._swap(image, training=True, target=code_image)
+            outputs = self._swap(image, training=True, target=code_image,
+                                 truths=self._teacher_truths(batch, with_target=code_image is not None))
             swapped = outputs["swapped"]
             logs = {
                 # The colour head too: through the blend alone, copying the source (mask 0) reconstructs perfectly, and
@@ -341,7 +381,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
             if cycle:
                 back_code, back_free, back_aus = self.encoder(swapped, training=True)
                 logs["t_cycle"] = losses.l1_loss(
-                    image, self.decoder([back_free, self._decoded_code(outputs["code"]), swapped], training=True))
+                    image, self.decoder([back_free, outputs["decoded_code"], swapped], training=True))
                 logs["t_total"] = logs["t_total"] + self.lambda_rec * logs["t_cycle"]
             if with_critic:
                 logs["t_confusion"] = losses.au_confusion_loss(self.adversary(outputs["free"], training=True), mask)
@@ -408,4 +448,5 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
                 "lambda_guide_features": self.lambda_guide_features,
                 "lambda_free_invariance": self.lambda_free_invariance,
                 "generator_warmup_steps": self.generator_warmup_steps,
-                "generator_warmup_cycle": self.generator_warmup_cycle, "code_detached": self.code_detached}
+                "generator_warmup_cycle": self.generator_warmup_cycle, "code_detached": self.code_detached,
+                "code_teacher": self.code_teacher}

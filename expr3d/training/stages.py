@@ -134,6 +134,7 @@ def transfer_stage(config, networks, loss_scaled, vgg=None):
         lambda_guide=config.lambda_guide, lambda_guide_features=config.lambda_guide_features,
         lambda_free_invariance=config.lambda_free_invariance, generator_warmup_steps=config.generator_warmup_steps,
         generator_warmup_cycle=config.generator_warmup_cycle, code_detached=config.transfer_code_detached,
+        code_teacher=config.transfer_code_teacher,
     )
     trainer.compile({key: _optimizer(config, key, loss_scaled) for key in trainer.optimizer_keys})
     return _stage("transfer", config, trainer, config.num_steps_gan, data_seed=config.seed + 1)

@@ -1,6 +1,4 @@
 """A tiny real dataset (TFRecords written by expr3d.data.records) shared by the training tests."""
-import os
-
 import numpy as np
 import pytest
 

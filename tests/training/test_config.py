@@ -41,6 +41,7 @@ RECORDED_KEYS = [
     "lambda_confusion", "lambda_swap",  # (session 10)
     "lambda_free_invariance",  # (session 23)
     "transfer_code_detached",  # (session 34)
+    "transfer_code_teacher",  # (session 35)
     "lambda_pix",
     "perceptual_weight", "vgg19_weights", "target_mode",
     "pair_exemplar",  # (session 22)
@@ -196,6 +197,9 @@ def test_stages_and_batch_sizes():
      "--pair_exemplar=partner"),
     ({"transfer_code_detached": True},
      "--transfer_code_detached is a setting of --model=transfer (the decoder's code); got --model=stargan"),
+    ({"model": "transfer", "transfer_code_teacher": True},
+     "--transfer_code_teacher is a setting of --model=transfer with --transfer_code=action_units (the code the "
+     "decoder gets is then AU intensities); got --model=transfer --transfer_code=learned"),
     ({"model": "transfer", "batch_size": 3, "strategy": "mirrored"},
      "--batch_size=3 is not divisible by the 2 replicas of --strategy=mirrored"),
 ])

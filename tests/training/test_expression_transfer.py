@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from expr3d import losses
 from expr3d.models import AUAdversary, DepthTranslator, PatchCritic, TransferDecoder, TransferEncoder
-from expr3d.training.expression_transfer import ExpressionTransferTrainer, action_unit_mask, exemplars
+from expr3d.training.expression_transfer import (ExpressionTransferTrainer, action_unit_mask, exemplars,
+                                                 teacher_code)
 
 SIZE = 16
 
@@ -265,6 +266,50 @@ def test_a_detached_code_learns_from_the_au_term_alone(detached):
     before = _weights(encoder.get_layer("code_dense"))
     silent.generator_warmup_step(batch)
     assert _changed(before, encoder.get_layer("code_dense")) is not detached
+
+
+def test_a_teacher_forced_decode_gets_the_true_aus_where_known_and_the_estimate_elsewhere():
+    """`code_teacher`: each training decode (own, exemplar's, paired render's) gets the true AU intensities in place
+    of the encoder's estimate where they are known (a NaN or a record without AUs keeps the estimate); the step runs
+    on paired batches with the render's AUs and refuses paired batches without them; an encoder with a learned code
+    is refused."""
+    estimate = tf.constant([[0.2, 0.4], [0.6, 0.8]])
+    truth = tf.constant([[1.0, np.nan], [0.0, 0.5]])
+    known = tf.constant([[1.0, 0.0], [0.0, 1.0]])
+    np.testing.assert_allclose(teacher_code(estimate, truth, known).numpy(), [[1.0, 0.4], [0.6, 0.5]])
+    batch = _batch()
+    batch["target_image"] = tf.constant(np.flip(batch["image"].numpy(), axis=2))
+    batch["target_action_units"] = tf.constant(np.random.default_rng(5).uniform(0, 1, (4, 17)).astype("float32"))
+    networks = _networks()
+    keras.utils.set_random_seed(0)
+    networks["encoder"] = TransferEncoder(conv_dim=4, num_down=2, num_res_blocks=1, code="action_units")
+    networks["decoder"] = TransferDecoder(conv_dim=4, num_down=2, num_res_blocks=1, code_dim=17)
+    trainer = ExpressionTransferTrainer(**networks, depth_weight=0.0, n_critic=1, lambda_pair=1.0, code_teacher=True)
+    assert trainer.get_config()["code_teacher"] is True
+    truths = trainer._teacher_truths(batch, with_target=True)
+    outputs = trainer._swap(batch["image"], training=True, target=batch["target_image"], truths=truths)
+    aus, mask = batch["action_units"].numpy(), action_unit_mask(batch).numpy()
+    code = outputs["code"].numpy()
+    expected = np.where(mask > 0.5, aus, code)
+    np.testing.assert_allclose(outputs["decoded_code"].numpy(), expected)
+    assert np.isfinite(expected).all() and expected[0, 3] == code[0, 3] and (expected[3] == code[3]).all()
+    # The swap is the decoder's drawing of the exemplar's TRUE AUs (the estimate where the exemplar lacks them).
+    exemplar_code = np.where(exemplars(mask).numpy() > 0.5, exemplars(aus).numpy(), exemplars(code).numpy())
+    drawn = networks["decoder"]([outputs["free"], tf.constant(exemplar_code), batch["image"]], training=True)
+    np.testing.assert_allclose(outputs["swapped"].numpy(), drawn.numpy(), atol=1e-5)
+    # The paired self-transfer draws the render's AUs (all known here): the estimate of the render is unused.
+    paired = networks["decoder"]([outputs["free"], batch["target_action_units"], batch["image"]], training=True)
+    np.testing.assert_allclose(outputs["paired"].numpy(), paired.numpy(), atol=1e-5)
+    trainer.compile({key: keras.optimizers.Adam(1e-3, name=key) for key in networks})
+    trainer.build_optimizers()
+    logs = trainer.generator_step(batch)
+    assert np.isfinite(float(logs["g_total"]))
+    assert np.isfinite(float(trainer.critic_step(batch)["dr_total"]))
+    del batch["target_action_units"]
+    with pytest.raises(ValueError, match="needs the paired render's AUs"):
+        trainer.generator_step(batch)
+    with pytest.raises(ValueError, match="needs an encoder whose code is its AU estimate"):
+        ExpressionTransferTrainer(**_networks(), depth_weight=0.0, code_teacher=True)
 
 
 @pytest.mark.slow  # traces both steps and runs 42 of them: ~30 s here

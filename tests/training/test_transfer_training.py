@@ -144,7 +144,8 @@ def test_a_transfer_run_trains_its_au_guide_once_warms_up_and_a_resume_reuses_it
             # The first iteration is the encoder and decoder's warm-up (its guide terms are logged too).
             "--generator_warmup_steps=1", "--nogenerator_warmup_cycle", "--summary_every=1",
             "--transfer_code=action_units", "--transfer_decoder=generator", "--condition_norms",
-            "--adversary_readout=grid", "--transfer_encoder=split", "--transfer_code_detached"] + FLAGS
+            "--adversary_readout=grid", "--transfer_encoder=split", "--transfer_code_detached",
+            "--transfer_code_teacher"] + FLAGS
     result = _train(args + ["--num_steps_gan=2"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "training the AU guide" in result.stderr and "AU guide" in result.stderr
@@ -157,7 +158,8 @@ def test_a_transfer_run_trains_its_au_guide_once_warms_up_and_a_resume_reuses_it
     encoder = RunDir(str(model_dir)).load_network("encoder")  # the explicit code: the 17 AU intensities
     assert encoder.get_config()["code"] == "action_units" and encoder.output[0].shape[-1] == 17
     assert encoder.get_config()["trunks"] == "split"
-    assert json.loads((model_dir / "config.json").read_text())["flags"]["transfer_code_detached"] is True
+    flags = json.loads((model_dir / "config.json").read_text())["flags"]
+    assert flags["transfer_code_detached"] is True and flags["transfer_code_teacher"] is True
     assert type(RunDir(str(model_dir)).load_network("decoder")).__name__ == "TransferGeneratorDecoder"
     assert RunDir(str(model_dir)).load_network("adversary").get_config()["readout"] == "grid"
     written = (guide_dir / "au_regressor.keras").stat().st_mtime_ns
