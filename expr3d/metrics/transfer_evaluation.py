@@ -158,6 +158,18 @@ class TransferEvaluation:
             return tf.cast(code, tf.float32), tf.reshape(pooled, [tf.shape(images)[0], -1])
 
         self.transfer, self.encode, self.transfer_with_free_map_of = transfer, encode, transfer_with_free_map_of
+        # A code that IS the AU estimate (--transfer_code=action_units) can be read and replaced: the code's own AU
+        # error on B, and the decoder given B's TRUE AUs, split the transfer's AU error between the two networks.
+        self.transfer_with_code = None
+        if encoder.get_config().get("code") == "action_units":
+            @tf.function(input_signature=[spec, tf.TensorSpec([None, encoder.output[0].shape[-1]], tf.float32)],
+                         autograph=False)
+            def transfer_with_code(source, code):
+                _, free, _ = encoder(source, training=False)
+                image, _, _ = decoder.with_attention([free, code, source], training=False)
+                return tf.cast(image, tf.float32)
+
+            self.transfer_with_code = transfer_with_code
 
     def _setup_metrics(self):
         from expr3d.metrics import background
@@ -279,6 +291,10 @@ class TransferEvaluation:
                 self_transfer = np.asarray(self.transfer(source, truth)[0])
                 self._add("au_error_self_transfer", np.abs(self.au_judge.predict(self_transfer) - true_aus))
                 self._add("ssim_self_transfer", image_quality.ssim(self_transfer, truth))
+                if self.transfer_with_code is not None:
+                    self._add("code_error", np.abs(np.asarray(self.encode(exemplar)[0]) - true_aus))
+                    given_truth = np.asarray(self.transfer_with_code(source, true_aus.astype(np.float32)))
+                    self._add("au_error_true_code", np.abs(self.au_judge.predict(given_truth) - true_aus))
             if "disentanglement" in wanted and take > 1:
                 # What each feature does to the result: the AU-free map of another face of the batch in place of
                 # A's, and A's own code in place of B's. A map the decoder ignores (effect ~0) is "AU-free" at no
@@ -357,6 +373,9 @@ class TransferEvaluation:
                                        "self_transfer_ssim": self._mean("ssim_self_transfer"),
                                        "au_judge": os.path.abspath(self.au_judge.path),
                                        "au_judge_test_mae": float(self.au_judge.metadata.get("test_mae", np.nan))}
+                if "code_error" in self.scores:
+                    out["action_units"].update(code_au_mae=self._au_means("code_error")[0],
+                                               au_mae_true_code=self._au_means("au_error_true_code")[0])
             self.per_au = per_au
             if "stargan_comparison" in self.active:
                 out["stargan_comparison"] = {

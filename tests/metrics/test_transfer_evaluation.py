@@ -63,6 +63,7 @@ def test_evaluate_writes_every_transfer_metric_with_its_baselines_and_figures(ru
     assert 0 <= paired["transfer_ssim"] <= 1 and paired["transfer_l1"] > 0
     units = metrics["action_units"]
     assert 0 < units["au_mae"] < 1 and units["au_judge"] == os.path.abspath(runs["au_judge"])
+    assert "code_au_mae" not in units and "au_mae_true_code" not in units  # a learned code: no AU reading
     comparison = metrics["stargan_comparison"]
     assert comparison["au_mae_reduction_percent"] == pytest.approx(
         100 * (1 - units["au_mae"] / comparison["stargan_au_mae"]))
@@ -129,3 +130,32 @@ def test_an_option_only_the_other_family_reads_is_refused_naming_it(runs, tmp_pa
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 1 and "--stargan_model_dir is an option of --model=transfer evaluations" in last
     assert "holds a --model=stargan run" in last
+
+
+@pytest.mark.slow  # one more tiny training process
+def test_a_run_whose_code_is_the_au_estimate_gets_the_code_and_the_decoder_apart(runs, tmp_path):
+    """--transfer_code=action_units: the code's own AU error on each exemplar (recomputed here from the saved encoder
+    and the transfer split) and the decoder given the exemplar's true AUs, in the results and the report; a learned
+    code's run has neither (the first test's run)."""
+    from expr3d.data.transfer import make_transfer_dataset
+    from expr3d.run_dir import RunDir
+
+    run = str(tmp_path / "au_code")
+    done = forked_cli.run(["-m", "expr3d.train", f"--data_dir={runs['data']}", f"--model_dir={run}",
+                           "--num_steps_gan=2", "--model=transfer", "--transfer_code=action_units", "--n_critic=2"]
+                          + TINY_NETWORKS, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    output = str(tmp_path / "evaluation")
+    done = _evaluate(runs, f"--model_dir={run}", f"--au_judge={runs['au_judge']}", "--metrics=action_units",
+                     f"--output={output}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    units = json.load(open(os.path.join(output, "results.json")))["metrics"]["action_units"]
+    encoder = RunDir(run).load_network("encoder")
+    errors = [np.abs(np.asarray(encoder(batch["exemplar"]["image"], training=False)[0])
+                     - np.asarray(batch["truth"]["action_units"])) for batch in make_transfer_dataset(runs["data"], 16)]
+    assert units["code_au_mae"] == pytest.approx(float(np.concatenate(errors).mean()), abs=1e-5)
+    # The decoder given the truth draws another image than given the estimate, so the judge reads it differently.
+    assert 0 < units["au_mae_true_code"] < 1 and units["au_mae_true_code"] != units["au_mae"]
+    markdown = open(os.path.join(output, "results.md")).read()
+    assert ("| diagnostic (the code is the AU estimate): the code's AU error on B / the decoder given B's true AUs | "
+            f"{units['code_au_mae']:.3f} / {units['au_mae_true_code']:.3f} |") in markdown
