@@ -158,10 +158,10 @@ class TransferEvaluation:
             return tf.cast(code, tf.float32), tf.reshape(pooled, [tf.shape(images)[0], -1])
 
         self.transfer, self.encode, self.transfer_with_free_map_of = transfer, encode, transfer_with_free_map_of
-        # A code that IS the AU estimate (--transfer_code=action_units) can be read and replaced: the code's own AU
-        # error on B, and the decoder given B's TRUE AUs, split the transfer's AU error between the two networks.
+        # A code that IS the AU estimate (--transfer_code=action_units or guide) can be read and replaced: the code's
+        # own AU error on B, and the decoder given B's TRUE AUs, split the transfer's AU error between the networks.
         self.transfer_with_code = None
-        if encoder.get_config().get("code") == "action_units":
+        if encoder.get_config().get("code") in ("action_units", "guide"):
             @tf.function(input_signature=[spec, tf.TensorSpec([None, encoder.output[0].shape[-1]], tf.float32)],
                          autograph=False)
             def transfer_with_code(source, code):

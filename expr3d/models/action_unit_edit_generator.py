@@ -55,6 +55,18 @@ class ActionUnitChange(keras.layers.Layer):
         return (input_shape[0][0], 2 * input_shape[0][-1])
 
 
+def copy_frozen_reader(network, regressor, owner, width, units):
+    """Copies AU regressor `regressor`'s weights into the reader `network` of model `owner` (a compact
+    `build_classifier` network of `width`, `units` AUs) and freezes it; ValueError naming both when it is another
+    network."""
+    mine, theirs = network.get_weights(), regressor.get_weights()
+    if [w.shape for w in mine] != [tuple(w.shape) for w in theirs]:
+        raise ValueError(f"{owner}: the AU regressor {regressor.name} is not the reader's network (width {width}, "
+                         f"{units} AUs): give an AU guide of that width (--guide_width={width})")
+    network.set_weights(theirs)
+    network.trainable = False
+
+
 @keras.saving.register_keras_serializable(package="expr3d")
 class ActionUnitEditGenerator(GeneratorArguments, keras.Model):
     """StarGAN's trunk with per-AU edit images and a reader of the source's AUs.
@@ -123,13 +135,7 @@ class ActionUnitEditGenerator(GeneratorArguments, keras.Model):
         """Copies an AU regressor's weights into the reader and freezes it. `regressor`: the keras model of an AU
         guide or judge (`expr3d.metrics.au_judge`: logits of `cond_dim` AUs, compact network of `reader_width`).
         ValueError naming both shapes when it is another network."""
-        mine, theirs = self._reader_network.get_weights(), regressor.get_weights()
-        if [w.shape for w in mine] != [tuple(w.shape) for w in theirs]:
-            raise ValueError(f"{self.name}: the AU regressor {regressor.name} is not the reader's network (width "
-                             f"{self.reader_width}, {self.cond_dim} AUs): give an AU guide of that width "
-                             f"(--guide_width={self.reader_width})")
-        self._reader_network.set_weights(theirs)
-        self._reader_network.trainable = False
+        copy_frozen_reader(self._reader_network, regressor, self.name, self.reader_width, self.cond_dim)
 
     @property
     def reader_trainable(self):

@@ -96,7 +96,8 @@ def build_transfer_models(config):
     """The transfer family's networks (`TRANSFER_KEYS`), for `config.family == "transfer"`.
 
     - `encoder` / `decoder`: `TransferEncoder` / `TransferDecoder` of width `g_conv_dim`, `g_num_res_blocks`
-      residual blocks each, code `code_dim` (`transfer_code` "action_units": the 17 AU intensities); the decoder
+      residual blocks each, code `code_dim` (`transfer_code` "action_units": the 17 AU intensities; "guide": read by
+      a copy of the AU guide of width `guide_width`); the decoder
       `TransferGeneratorDecoder` with `transfer_decoder` "generator" (`TransferGeneratorWarpDecoder`:
       "generator_warp"); the encoder's AU-free map on a trunk of its own with `transfer_encoder` "split".
     - `adversary`: `AUAdversary` on the AU-free map (`au_bins` bins per AU), width `d_conv_dim`.
@@ -106,10 +107,11 @@ def build_transfer_models(config):
       with the 17 AU logits (the depth guidance of the swapped faces).
     """
     down = config.GENERATOR_DOWNSAMPLING
-    explicit = config.transfer_code == "action_units"
+    explicit = config.transfer_code != "learned"
     sizes = dict(conv_dim=config.g_conv_dim, num_down=down, num_res_blocks=config.g_num_res_blocks,
                  code_dim=NUM_ACTION_UNITS if explicit else config.code_dim)
-    encoder = TransferEncoder(**sizes, code=config.transfer_code, trunks=config.transfer_encoder, name="encoder")
+    encoder = TransferEncoder(**sizes, code=config.transfer_code, trunks=config.transfer_encoder,
+                              reader_width=config.guide_width, name="encoder")
 
     def critic(name, num_classes, conv_dim, num_layers):
         return PatchCritic(image_size=config.image_size, num_classes=num_classes, conv_dim=conv_dim,

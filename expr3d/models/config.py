@@ -40,8 +40,8 @@ class ModelConfig:
         code_dim: length of the transfer encoder's AU-related code.
         au_bins: intensity bins of each AU in the transfer's AU adversary.
         transfer_code: the transfer encoder's AU-related code, one of `TRANSFER_CODES`: "learned" (a `code_dim`
-            vector) or "action_units" (the 17 predicted AU intensities; `code_dim` unused). Older run configs load
-            as "learned".
+            vector), "action_units" (the 17 predicted AU intensities; `code_dim` unused) or "guide" (those read by a
+            frozen copy of the run's AU guide of width `guide_width`). Older run configs load as "learned".
         transfer_decoder: the transfer decoder, one of `TRANSFER_DECODERS`: "bottleneck" (`TransferDecoder`: the
             code joins the AU-free map at the bottleneck), "generator" (`TransferGeneratorDecoder`: the code tiled
             over the source image at its input, as the AU-conditioned StarGAN) or "generator_warp"
@@ -63,8 +63,8 @@ class ModelConfig:
         condition_norms: G_rgb's condition (the transfer decoder's code) also sets every instance norm's scale and
             offset (`expr3d.models.blocks.ConditionalAffine`, NOT in the papers; `--condition_norms`). Older run
             configs load as False.
-        guide_width: the width of the AU guide an "action_unit_edit" G_rgb's reader copies (`--guide_width`);
-            unused by the other generators. Older run configs load as 16.
+        guide_width: the width of the AU guide an "action_unit_edit" G_rgb's reader, or a "guide" transfer
+            encoder's code reader, copies (`--guide_width`); unused otherwise. Older run configs load as 16.
 
     Example:
     >>> config = ModelConfig(image_size=32, d_num_layers=3, depth_d_num_layers=3)
@@ -101,7 +101,7 @@ class ModelConfig:
     # Model families (`family`).
     FAMILIES = ("stargan", "transfer")
     # The transfer encoder's AU-related code (`transfer_code`; expr3d.models.transfer.CODES).
-    TRANSFER_CODES = ("learned", "action_units")
+    TRANSFER_CODES = ("learned", "action_units", "guide")
     # The transfer decoder (`transfer_decoder`; expr3d.models.transfer.DECODERS).
     TRANSFER_DECODERS = ("bottleneck", "generator", "generator_warp")
     # The transfer encoder's trunks (`transfer_encoder`; expr3d.models.transfer.TRUNKS).
@@ -139,6 +139,9 @@ class ModelConfig:
                              f"{self.transfer_encoder!r}")
         if self.transfer_encoder != "shared" and self.family != "transfer":
             raise ValueError("ModelConfig: transfer_encoder applies to the transfer family")
+        if self.transfer_code == "guide" and self.transfer_encoder != "shared":
+            raise ValueError("ModelConfig: transfer_code 'guide' reads the AUs with a network of its own; "
+                             "transfer_encoder must be 'shared'")
         if self.adversary_readout not in self.ADVERSARY_READOUTS:
             raise ValueError(f"ModelConfig: adversary_readout must be one of {self.ADVERSARY_READOUTS}; got "
                              f"{self.adversary_readout!r}")

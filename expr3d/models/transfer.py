@@ -9,7 +9,8 @@ Shao et al. publish no code and give no layer table, so the shapes here are our 
   whatever the pose; a spatial AU-related map would carry the exemplar's face position into A's face. The decoder
   takes the code the way StarGAN's generator takes its target label: tiled over the map. With
   `code="action_units"` (`--transfer_code`, ours, session 26) the code IS the 17 predicted AU intensities: an
-  explicit representation that carries nothing of the exemplar but its AUs.
+  explicit representation that carries nothing of the exemplar but its AUs. With `code="guide"` (ours, session 35)
+  those intensities are read by a frozen copy of the run's AU guide inside the encoder (`load_reader`).
 - The decoder ends in GANimation's attention blend with the source image (`M * C + (1 - M) * A`, `M` the edited
   fraction), as the project's attention generators: hair, background and the face's outline are copied, not redrawn.
 - The adversary reads the AU-free map and classifies each AU's intensity into `num_bins` bins ("multi-class"
@@ -19,7 +20,7 @@ Shao et al. publish no code and give no layer table, so the shapes here are our 
 
 import keras
 
-CODES = ("learned", "action_units")  # what the encoder's AU-related code is (`TransferEncoder(code=...)`)
+CODES = ("learned", "action_units", "guide")  # what the encoder's AU-related code is (`TransferEncoder(code=...)`)
 TRUNKS = ("shared", "split")  # whether the code and the AU-free map share the encoder's trunk (`trunks=...`)
 
 from expr3d.labels import NUM_ACTION_UNITS
@@ -69,6 +70,12 @@ class TransferEncoder(_KeptArguments, keras.Model):
     conv3x3-IN-ReLU, global mean, dense to `code_dim`. AU intensities in [0, 1]: sigmoid(dense(code)) - the code
     must predict them (the encoder's AU regression term).
 
+    With `code="guide"` (`--transfer_code=guide`, ours, session 35) the code is the 17 AU intensities read by the AU
+    judge's network (`build_classifier`, width `reader_width`, no dropout) and a sigmoid, a copy of the run's AU guide
+    frozen by `load_reader`: the trunk serves the AU-free map alone. Why: the encoder's own AU head, trained within
+    a run, read the exemplar's AUs at MAE 0.188 (session 35, split trunks); the guide, a regressor of the same faces
+    trained alone for 40 epochs, at 0.031.
+
     With `trunks="split"` (`--transfer_encoder=split`, ours, session 34) the AU-free map has a trunk of its own (the
     same layers, named `free_trunk_*`) and the code keeps the one above: a term on the map alone (the adversary's
     confusion, `--lambda_free_invariance`) then reaches none of the code's weights. Session 33: with the shared trunk
@@ -79,8 +86,9 @@ class TransferEncoder(_KeptArguments, keras.Model):
         code_dim: length of the AU-related code ("learned"; with "action_units" it is `num_action_units`).
         free_channels: channels of the AU-free map.
         num_action_units: AU intensities predicted from the code (17, `expr3d.labels.ACTION_UNITS`).
-        code: "learned" (a `code_dim` vector from which a dense layer predicts the AUs) or "action_units" (the
-            code is the predicted AU intensities themselves: dense to `num_action_units`, sigmoid).
+        code: "learned" (a `code_dim` vector from which a dense layer predicts the AUs), "action_units" (the
+            code is the predicted AU intensities themselves: dense to `num_action_units`, sigmoid) or "guide" (those
+            intensities read by a frozen AU guide's network, `load_reader`; `trunks` must be "shared").
         dtype: dtype policy of the layers; `None` uses the global policy. The three outputs are float32.
         trunks: "shared" (one trunk, above) or "split" (the AU-free map's own trunk). Encoders saved before it
             existed load as "shared".
@@ -93,14 +101,18 @@ class TransferEncoder(_KeptArguments, keras.Model):
     """
 
     def __init__(self, conv_dim=64, num_down=2, num_res_blocks=3, code_dim=64, free_channels=None,
-                 num_action_units=NUM_ACTION_UNITS, code="learned", dtype=None, trunks="shared", **kwargs):
+                 num_action_units=NUM_ACTION_UNITS, code="learned", dtype=None, trunks="shared", reader_width=16,
+                 **kwargs):
         free_channels = conv_dim * 2**num_down if free_channels is None else free_channels
         code_kind = code
         if code_kind not in CODES:
             raise ValueError(f"{type(self).__name__}: code must be one of {CODES}; got {code_kind!r}")
         if trunks not in TRUNKS:
             raise ValueError(f"{type(self).__name__}: trunks must be one of {TRUNKS}; got {trunks!r}")
-        if code_kind == "action_units":
+        if code_kind == "guide" and trunks != "shared":
+            raise ValueError(f"{type(self).__name__}: code='guide' reads the AUs with a network of its own; the trunk "
+                             f"serves the AU-free map alone, so trunks must be 'shared'; got {trunks!r}")
+        if code_kind != "learned":
             code_dim = num_action_units
         _check_sizes(type(self).__name__, conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks,
                      code_dim=code_dim, free_channels=free_channels, num_action_units=num_action_units)
@@ -112,13 +124,26 @@ class TransferEncoder(_KeptArguments, keras.Model):
         free = keras.layers.Conv2D(free_channels, 1, name="free_conv", dtype=dtype)(free)
         free = keras.layers.Activation("linear", dtype="float32", name="free")(free)
 
-        code = _conv_norm_relu(x, filters, 3, 1, "code", dtype)
-        code = keras.layers.GlobalAveragePooling2D(name="code_pool", dtype=dtype)(code)
-        if code_kind == "action_units":
+        self._reader_network = None
+        if code_kind == "guide":
+            from expr3d.metrics.expression_classifier import build_classifier
+
+            _check_sizes(type(self).__name__, reader_width=reader_width)
+            self._reader_network = build_classifier(None, num_classes=num_action_units, width=reader_width,
+                                                    dropout=0.0)
+            self._reader_network.name = "code_reader"
+            action_units = keras.layers.Activation("sigmoid", dtype="float32", name="action_units")(
+                self._reader_network(image))
+            code = keras.layers.Activation("linear", dtype="float32", name="code")(action_units)
+        elif code_kind == "action_units":
+            code = _conv_norm_relu(x, filters, 3, 1, "code", dtype)
+            code = keras.layers.GlobalAveragePooling2D(name="code_pool", dtype=dtype)(code)
             action_units = keras.layers.Dense(num_action_units, name="au_dense", dtype=dtype)(code)
             action_units = keras.layers.Activation("sigmoid", dtype="float32", name="action_units")(action_units)
             code = keras.layers.Activation("linear", dtype="float32", name="code")(action_units)
         else:
+            code = _conv_norm_relu(x, filters, 3, 1, "code", dtype)
+            code = keras.layers.GlobalAveragePooling2D(name="code_pool", dtype=dtype)(code)
             code = keras.layers.Dense(code_dim, name="code_dense", dtype=dtype)(code)
             code = keras.layers.Activation("linear", dtype="float32", name="code")(code)
             action_units = keras.layers.Dense(num_action_units, name="au_dense", dtype=dtype)(code)
@@ -126,7 +151,18 @@ class TransferEncoder(_KeptArguments, keras.Model):
         super().__init__(inputs=image, outputs=[code, free, action_units], **kwargs)
         self._keep(conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks, code_dim=code_dim,
                    free_channels=free_channels, num_action_units=num_action_units, code=code_kind, dtype=dtype,
-                   trunks=trunks)
+                   trunks=trunks, reader_width=reader_width)
+
+    def load_reader(self, regressor):
+        """`code="guide"`: copies an AU regressor's weights (an AU guide's or judge's keras model of logits, compact
+        network of width `reader_width`) into the code's reader and freezes it; ValueError naming the width when it is
+        another network."""
+        if self._reader_network is None:
+            raise ValueError(f"{self.name}: only an encoder with code='guide' has a reader to load")
+        from expr3d.models.action_unit_edit_generator import copy_frozen_reader
+
+        copy_frozen_reader(self._reader_network, regressor, self.name, self._arguments["reader_width"],
+                           self._arguments["num_action_units"])
 
 
 def _encoder_trunk(image, conv_dim, num_down, num_res_blocks, prefix, dtype):

@@ -257,10 +257,16 @@ class TrainConfig:
         if self.transfer_code_detached and self.model != "transfer":
             raise UsageError(f"--transfer_code_detached is a setting of --model=transfer (the decoder's code); got "
                              f"--model={self.model}")
-        if self.transfer_code_teacher and (self.model != "transfer" or self.transfer_code != "action_units"):
+        if self.transfer_code_teacher and (self.model != "transfer" or self.transfer_code == "learned"):
             raise UsageError(f"--transfer_code_teacher is a setting of --model=transfer with "
-                             f"--transfer_code=action_units (the code the decoder gets is then AU intensities); got "
-                             f"--model={self.model} --transfer_code={self.transfer_code}")
+                             f"--transfer_code=action_units or guide (the code the decoder gets is then AU "
+                             f"intensities); got --model={self.model} --transfer_code={self.transfer_code}")
+        if self.transfer_code == "guide" and not self.expression_guide:
+            raise UsageError("--transfer_code=guide reads the code with a copy of the run's AU guide: it needs "
+                             "--expression_guide (train, or an AU guide's folder)")
+        if self.transfer_code == "guide" and self.transfer_encoder != "shared":
+            raise UsageError(f"--transfer_code=guide reads the AUs with a network of its own, so the trunk serves the "
+                             f"AU-free map alone: --transfer_encoder must be shared; got {self.transfer_encoder}")
         if self.synthetic_train_pairs and self.synthetic_images_per_identity % NUM_EXPRESSIONS:
             raise UsageError(f"--synthetic_train_pairs needs --synthetic_images_per_identity a multiple of "
                              f"{NUM_EXPRESSIONS}, got {self.synthetic_images_per_identity}")
@@ -284,7 +290,9 @@ class TrainConfig:
             if getattr(self, name) > 0 and not self.expression_guide:
                 raise UsageError(f"--{name}={getattr(self, name)} needs --expression_guide (a classifier directory "
                                  f"from `python -m expr3d.metrics.classifier`, or 'train')")
-        if self.expression_guide and self.lambda_guide <= 0 and self.lambda_guide_features <= 0:
+        copies_guide = self.generator == "action_unit_edit" or (self.model == "transfer"
+                                                                 and self.transfer_code == "guide")
+        if self.expression_guide and self.lambda_guide <= 0 and self.lambda_guide_features <= 0 and not copies_guide:
             raise UsageError(f"--expression_guide={self.expression_guide} has no effect with --lambda_guide=0 and "
                              f"--lambda_guide_features=0")
         if self.generator_warmup_steps > 0 and self.lambda_pair <= 0:
@@ -395,10 +403,11 @@ def define_flags(flag_values=None):
            "second stage is 'transfer' (--num_steps_gan iterations).")
     define("integer", "code_dim", "--model=transfer: length of the AU-related code.")
     define("integer", "au_bins", "--model=transfer: intensity bins per AU of the multi-class AU adversary.")
-    define("enum", "transfer_code", ["learned", "action_units"],
+    define("enum", "transfer_code", ["learned", "action_units", "guide"],
            "--model=transfer: the encoder's AU-related code: 'learned' (a --code_dim vector; Shao et al. give no "
-           "size) or 'action_units' (ours: the code IS the 17 predicted AU intensities, so an exemplar gives the "
-           "decoder its AUs and nothing of its face; --code_dim unused).")
+           "size), 'action_units' (ours: the code IS the 17 predicted AU intensities, so an exemplar gives the "
+           "decoder its AUs and nothing of its face; --code_dim unused) or 'guide' (ours: those intensities read "
+           "by a frozen copy of the run's AU guide, --expression_guide, of width --guide_width).")
     define("enum", "transfer_decoder", ["bottleneck", "generator", "generator_warp"],
            "--model=transfer: the decoder: 'bottleneck' (the code tiled over the AU-free map) or 'generator' "
            "(ours: the code tiled over the source image at the decoder's input, as the AU-conditioned StarGAN, the "

@@ -142,7 +142,8 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
             term reaches the encoder through a code: the code learns from the AU term `t_au` alone (with
             `--transfer_code=action_units`, a plain AU regressor whose output the decoder renders).
         code_teacher: NOT in Shao et al.: in training the decoder gets the true AU intensities as code where they
-            are known (`teacher_code`); needs an encoder whose code is its AU estimate (`code="action_units"`).
+            are known (`teacher_code`); needs an encoder whose code is its AU estimate (`code="action_units"` or
+            "guide"). An encoder with `code="guide"` gets a frozen copy of `au_guide` as its reader (`load_reader`).
     """
 
     stage = "transfer"
@@ -192,10 +193,16 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
         self.generator_warmup_cycle = bool(generator_warmup_cycle)
         self.code_detached = bool(code_detached)
         self.code_teacher = bool(code_teacher)
-        if self.code_teacher and encoder.get_config().get("code") != "action_units":
+        code_kind = encoder.get_config().get("code")
+        if self.code_teacher and code_kind not in ("action_units", "guide"):
             raise ValueError("ExpressionTransferTrainer: code_teacher puts true AU intensities in place of the code; "
-                             f"it needs an encoder whose code is its AU estimate (code='action_units'); got "
-                             f"code={encoder.get_config().get('code')!r}")
+                             f"it needs an encoder whose code is its AU estimate (code='action_units' or 'guide'); "
+                             f"got code={code_kind!r}")
+        if code_kind == "guide":
+            if au_guide is None:
+                raise ValueError("ExpressionTransferTrainer: an encoder with code='guide' reads its code with a copy "
+                                 "of the AU guide: give au_guide")
+            encoder.load_reader(au_guide)  # frozen: before the optimizers collect the encoder's trainable weights
         if self.generator_warmup_steps > 0 and self.lambda_pair <= 0:
             raise ValueError("ExpressionTransferTrainer: generator_warmup_steps > 0 trains on the paired term; it "
                              "needs lambda_pair > 0")

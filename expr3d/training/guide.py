@@ -111,6 +111,11 @@ def prepare_guide(config, say=print):
         raise ValueError(f"{directory} is this run's guide of width {trained_width}, not --guide_width="
                          f"{config.guide_width}: resume with --guide_width={trained_width}, or train into a new "
                          f"--model_dir")
+    copier = ("--transfer_code=guide" if config.model == "transfer" and config.transfer_code == "guide" else
+              "--generator=action_unit_edit" if config.generator == "action_unit_edit" else None)
+    if copier and trained_width is not None and int(trained_width) != config.guide_width:
+        raise ValueError(f"{directory} is an AU guide of width {trained_width}; {copier} copies it into a reader of "
+                         f"--guide_width={config.guide_width}: pass --guide_width={trained_width}")
     if kind == AU_REGRESSOR:
         mae, baseline = metadata.get("test_mae"), metadata.get("baseline_mae")
         say(f"expr3d.train: AU guide {directory}"

@@ -75,6 +75,9 @@ CASES = {
     "TransferEncoder-split": (
         lambda: TransferEncoder(conv_dim=4, num_down=1, num_res_blocks=1, code_dim=6, trunks="split", name="encoder"),
         lambda: _image(), "float32"),
+    "TransferEncoder-guide": (
+        lambda: TransferEncoder(conv_dim=4, num_down=1, num_res_blocks=1, code="guide", reader_width=4, name="encoder"),
+        lambda: _image(), "float32"),
     "TransferDecoder": (lambda: TransferDecoder(conv_dim=4, num_down=1, num_res_blocks=1, code_dim=6),
                         lambda: [_image(size=4, channels=8), _image(size=1, channels=6)[:, 0, 0], _image()],
                         "float32"),

@@ -192,6 +192,45 @@ def test_an_explicit_code_is_the_predicted_action_units_and_survives_saving(tmp_
         TransferEncoder(code="pixels")
 
 
+def test_a_guide_code_is_a_frozen_copy_of_the_au_guide_reading_the_face(tmp_path):
+    """`code="guide"`: the code and the AU output are the sigmoid of the copied guide's logits, the copy is frozen
+    (not among the trainable weights) and survives saving; a guide of another width, an encoder without a reader and
+    split trunks are refused, naming what is wrong."""
+    from expr3d.metrics.expression_classifier import build_classifier
+
+    keras.utils.set_random_seed(3)
+    guide = build_classifier(16, num_classes=17, width=4)
+    encoder = TransferEncoder(conv_dim=4, num_down=2, num_res_blocks=1, code="guide", reader_width=4)
+    trainable_before = len(encoder.trainable_weights)
+    encoder.load_reader(guide)
+    assert len(encoder.trainable_weights) < trainable_before
+    assert not any("code_reader" in w.path for w in encoder.trainable_weights)
+    image = _image(batch=3)
+    code, free, aus = (_numpy(t) for t in encoder(image, training=True))  # frozen: its norms read as at inference
+    expected = 1 / (1 + np.exp(-_numpy(guide(image, training=False))))
+    np.testing.assert_allclose(code, expected, atol=1e-5)
+    np.testing.assert_array_equal(code, aus)
+    assert free.shape == (3, 4, 4, 16)
+    path = str(tmp_path / "encoder.keras")
+    encoder.save(path)
+    loaded = keras.saving.load_model(path, compile=False)
+    assert loaded.get_config()["code"] == "guide" and loaded.get_config()["reader_width"] == 4
+    np.testing.assert_allclose(_numpy(loaded(image)[0]), code, atol=1e-5)
+    with pytest.raises(ValueError, match=r"not the reader's network \(width 8, 17 AUs\).*--guide_width=8"):
+        TransferEncoder(conv_dim=4, num_down=2, num_res_blocks=1, code="guide", reader_width=8).load_reader(guide)
+    with pytest.raises(ValueError, match="only an encoder with code='guide' has a reader"):
+        TransferEncoder(conv_dim=4, num_down=2, num_res_blocks=1).load_reader(guide)
+    with pytest.raises(ValueError, match="trunks must be 'shared'"):
+        TransferEncoder(conv_dim=4, num_down=2, num_res_blocks=1, code="guide", trunks="split")
+    sizes = dict(image_size=16, g_conv_dim=4, g_num_res_blocks=1, d_conv_dim=4, d_num_layers=2,
+                 depth_g_conv_dim=4, depth_g_num_res_blocks=1, depth_d_conv_dim=4, depth_d_num_layers=2)
+    config = ModelConfig(**sizes, family="transfer", transfer_code="guide", guide_width=4)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    assert build_models(config)["encoder"].get_config()["reader_width"] == 4
+    with pytest.raises(ValueError, match="transfer_encoder must be 'shared'"):
+        ModelConfig(**sizes, family="transfer", transfer_code="guide", transfer_encoder="split")
+
+
 def test_adversary_gives_per_au_bin_logits():
     adversary = AUAdversary(free_channels=6, conv_dim=4, num_layers=3, num_bins=4)
     logits = _numpy(adversary(np.zeros((3, 4, 4, 6), "float32")))

@@ -198,8 +198,14 @@ def test_stages_and_batch_sizes():
     ({"transfer_code_detached": True},
      "--transfer_code_detached is a setting of --model=transfer (the decoder's code); got --model=stargan"),
     ({"model": "transfer", "transfer_code_teacher": True},
-     "--transfer_code_teacher is a setting of --model=transfer with --transfer_code=action_units (the code the "
-     "decoder gets is then AU intensities); got --model=transfer --transfer_code=learned"),
+     "--transfer_code_teacher is a setting of --model=transfer with --transfer_code=action_units or guide (the code "
+     "the decoder gets is then AU intensities); got --model=transfer --transfer_code=learned"),
+    ({"model": "transfer", "transfer_code": "guide"},
+     "--transfer_code=guide reads the code with a copy of the run's AU guide: it needs --expression_guide (train, or "
+     "an AU guide's folder)"),
+    ({"model": "transfer", "transfer_code": "guide", "expression_guide": "train", "transfer_encoder": "split"},
+     "--transfer_code=guide reads the AUs with a network of its own, so the trunk serves the AU-free map alone: "
+     "--transfer_encoder must be shared; got split"),
     ({"model": "transfer", "batch_size": 3, "strategy": "mirrored"},
      "--batch_size=3 is not divisible by the 2 replicas of --strategy=mirrored"),
 ])

@@ -419,3 +419,26 @@ def test_the_generator_warmup_trains_the_encoder_and_decoder_alone_on_the_critic
     assert on["g_total"] == on["t_total"]  # no depth term in the warm-up
     with pytest.raises(ValueError, match="generator_warmup_steps > 0 trains on the paired term"):
         ExpressionTransferTrainer(**_networks(), generator_warmup_steps=3)
+
+
+def test_a_guide_code_reads_with_a_frozen_copy_of_the_au_guide_that_no_step_changes():
+    """`code="guide"`: the trainer copies its AU guide into the encoder's reader (frozen), a teacher-forced generator
+    step and a critic step leave that copy as it was while the AU-free map's trunk learns; without a guide it is
+    refused."""
+    guide = _au_guide()
+    networks = _networks()
+    networks["encoder"] = TransferEncoder(conv_dim=4, num_down=2, num_res_blocks=1, code="guide", reader_width=4)
+    networks["decoder"] = TransferDecoder(conv_dim=4, num_down=2, num_res_blocks=1, code_dim=17)
+    with pytest.raises(ValueError, match="code='guide' reads its code with a copy of the AU guide"):
+        ExpressionTransferTrainer(**networks, depth_weight=0.0)
+    trainer = ExpressionTransferTrainer(**networks, depth_weight=0.0, n_critic=1, au_guide=guide, code_teacher=True)
+    reader = networks["encoder"].get_layer("code_reader")
+    for mine, theirs in zip(reader.get_weights(), guide.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    trainer.compile({key: keras.optimizers.Adam(1e-2, name=key) for key in networks})
+    trainer.build_optimizers()
+    before, trunk = _weights(reader), _weights(networks["encoder"].get_layer("free_conv"))
+    batch = _batch()
+    for step in (trainer.critic_step, trainer.generator_step):
+        assert np.isfinite(float(step(batch)[{"critic_step": "dr_total"}.get(step.__name__, "g_total")]))
+    assert not _changed(before, reader) and _changed(trunk, networks["encoder"].get_layer("free_conv"))

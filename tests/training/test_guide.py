@@ -97,6 +97,8 @@ def test_config_refusals():
         TrainConfig(**base, lambda_guide=1.0).validate()
     with pytest.raises(UsageError, match="--expression_guide=train has no effect with --lambda_guide=0"):
         TrainConfig(**base, expression_guide="train").validate()
+    # A guide copied into a reader has its effect without the guide's terms.
+    TrainConfig(**base, expression_guide="train", model="transfer", transfer_code="guide").validate()
     with pytest.raises(UsageError, match="--lambda_guide_features=1.0 needs --target_mode=paired"):
         TrainConfig(**base, expression_guide="train", lambda_guide_features=1.0).validate()
     TrainConfig(**base, expression_guide="train", lambda_guide_features=1.0, target_mode="paired").validate()

@@ -41,12 +41,32 @@ def test_a_run_interrupted_while_training_its_au_guide_resumes_the_guide_after_i
     result = _train([f"--data_dir={data}", f"--model_dir={model_dir}", "--image_size=32", "--target_mode=paired",
                      "--lambda_pair=10", "--expression_guide=train", "--lambda_guide=1", "--guide_epochs=2",
                      "--depth_weight=0", "--mixed_precision=float32", "--num_steps_gan=1",
-                     "--transfer_decoder=generator_warp"] + FLAGS)
+                     "--transfer_decoder=generator_warp", "--transfer_code=guide", "--transfer_code_teacher"]
+                    + FLAGS)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "AU guide: resuming after epoch 1 of 2" in result.stderr
     metadata = json.loads((model_dir / "guide" / "au_regressor.json").read_text())
     assert metadata["resumed_after_epoch"] == 1 and len(metadata["train_history"]) == 2
     assert not os.path.exists(model_dir / "guide.partial") and not os.path.exists(model_dir / "guide.resume")
+    # --transfer_code=guide: the exported encoder reads its code with the finished guide, unchanged by training.
+    import keras
+    import numpy as np
+
+    from expr3d.run_dir import RunDir
+
+    encoder = RunDir(str(model_dir)).load_network("encoder")
+    assert encoder.get_config()["code"] == "guide" and encoder.output[0].shape[-1] == 17
+    guide = keras.saving.load_model(str(model_dir / "guide" / "au_regressor.keras"), compile=False)
+    for mine, theirs in zip(encoder.get_layer("code_reader").get_weights(), guide.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    # Another run given that guide with another reader width stops before stage 1, naming the width to pass.
+    result = _train([f"--data_dir={data}", f"--model_dir={tmp_path / 'other'}", "--image_size=32",
+                     "--target_mode=paired", "--lambda_pair=10", f"--expression_guide={model_dir / 'guide'}",
+                     "--transfer_code=guide", "--guide_width=8", "--num_steps_gan=1"] + FLAGS)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode != 0 and "is an AU guide of width 16; --transfer_code=guide copies it into a reader of " \
+        "--guide_width=8: pass --guide_width=16" in last, result.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "other" / "depth")
 
 
 @pytest.mark.slow  # paired procedural faces of 10 identities rendered by the chief, 3 transfer iterations on two workers
