@@ -135,19 +135,18 @@ class TransferEncoder(_KeptArguments, keras.Model):
             action_units = keras.layers.Activation("sigmoid", dtype="float32", name="action_units")(
                 self._reader_network(image))
             code = keras.layers.Activation("linear", dtype="float32", name="code")(action_units)
-        elif code_kind == "action_units":
-            code = _conv_norm_relu(x, filters, 3, 1, "code", dtype)
-            code = keras.layers.GlobalAveragePooling2D(name="code_pool", dtype=dtype)(code)
-            action_units = keras.layers.Dense(num_action_units, name="au_dense", dtype=dtype)(code)
-            action_units = keras.layers.Activation("sigmoid", dtype="float32", name="action_units")(action_units)
-            code = keras.layers.Activation("linear", dtype="float32", name="code")(action_units)
         else:
             code = _conv_norm_relu(x, filters, 3, 1, "code", dtype)
             code = keras.layers.GlobalAveragePooling2D(name="code_pool", dtype=dtype)(code)
-            code = keras.layers.Dense(code_dim, name="code_dense", dtype=dtype)(code)
-            code = keras.layers.Activation("linear", dtype="float32", name="code")(code)
-            action_units = keras.layers.Dense(num_action_units, name="au_dense", dtype=dtype)(code)
-            action_units = keras.layers.Activation("sigmoid", dtype="float32", name="action_units")(action_units)
+            if code_kind == "action_units":
+                action_units = keras.layers.Dense(num_action_units, name="au_dense", dtype=dtype)(code)
+                action_units = keras.layers.Activation("sigmoid", dtype="float32", name="action_units")(action_units)
+                code = keras.layers.Activation("linear", dtype="float32", name="code")(action_units)
+            else:
+                code = keras.layers.Dense(code_dim, name="code_dense", dtype=dtype)(code)
+                code = keras.layers.Activation("linear", dtype="float32", name="code")(code)
+                action_units = keras.layers.Dense(num_action_units, name="au_dense", dtype=dtype)(code)
+                action_units = keras.layers.Activation("sigmoid", dtype="float32", name="action_units")(action_units)
         super().__init__(inputs=image, outputs=[code, free, action_units], **kwargs)
         self._keep(conv_dim=conv_dim, num_down=num_down, num_res_blocks=num_res_blocks, code_dim=code_dim,
                    free_channels=free_channels, num_action_units=num_action_units, code=code_kind, dtype=dtype,

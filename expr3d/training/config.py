@@ -497,9 +497,10 @@ def define_flags(flag_values=None):
            "learns from the encoder's AU term alone (with --transfer_code=action_units: an AU regressor whose "
            "reading the decoder renders; docs/transfer.md).")
     define("boolean", "transfer_code_teacher",
-           "NOT in Shao et al.: --model=transfer --transfer_code=action_units: in training the decoder gets each "
-           "face's TRUE AU intensities as its code wherever they are known (the encoder's estimate elsewhere, and "
-           "always at inference), as the AU-conditioned StarGAN learns from true AU vectors (docs/transfer.md).")
+           "NOT in Shao et al.: --model=transfer --transfer_code=action_units or guide: in training the decoder "
+           "gets each face's TRUE AU intensities as its code wherever they are known (the encoder's estimate "
+           "elsewhere, and always at inference), as the AU-conditioned StarGAN learns from true AU vectors "
+           "(docs/transfer.md).")
     define("float", "lambda_pix", "Stage 1: L1 weight of the estimated geometry against the real one.")
     define("float", "perceptual_weight", "Stage 1: VGG19 perceptual weight (0 = skipped, no weights needed).")
     define("string", "vgg19_weights", "VGG19 notop weights: 'auto' (Keras cache) or a .h5 path.")

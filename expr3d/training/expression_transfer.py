@@ -49,11 +49,11 @@ no decoder term reaches the encoder through a code (with `--transfer_encoder=spl
 learns from `t_au` alone; a shared trunk still learns from the AU-free map's terms). Why: with
 `--transfer_code=action_units` the code is also the AU estimate, and the decoder's terms pulled it off the AUs
 (session 34: the code's squared AU error 0.067 late in training; an AU regressor of the same faces ends at 0.005).
-With `code_teacher` (ours, `--transfer_code_teacher`; the code must be the AU estimate, `--transfer_code=action_units`)
-every training decode gets, in place of the encoder's estimate, the face's TRUE AU intensities wherever they are
-known (`teacher_code`: own, exemplar's, the paired render's): the decoder learns to draw exact AU vectors, as the
-AU-conditioned StarGAN does (another face's AUs on a face: 0.029 against the transfer's 0.077, session 33), instead of
-the estimates it would otherwise learn to distrust early in training; at inference it gets the estimate.
+With `code_teacher` (ours, `--transfer_code_teacher`; the code must be the AU estimate, `--transfer_code=action_units`
+or `guide`) every training decode gets, in place of the encoder's estimate, the face's TRUE AU intensities wherever
+they are known (`teacher_code`: own, exemplar's, the paired render's): the decoder learns to draw exact AU vectors, as
+the AU-conditioned StarGAN does (another face's AUs on a face: 0.029 against the transfer's 0.077, session 33),
+instead of the estimates it would otherwise learn to distrust early in training; at inference it gets the estimate.
 With `generator_warmup_steps > 0` (ours, as the StarGAN's generator warm-up; needs the paired term) the first
 iterations train the encoder and decoder alone: `t_rec`, `t_au`, `t_mask`, `t_pair`, `t_free`, the guide terms and,
 with `generator_warmup_cycle`, `t_cycle` - no critic, no adversary, no depth network.
