@@ -272,8 +272,7 @@ class ExpressionTransferTrainer(common.NCriticSchedule):
             training=training)
         images, masks, colours, sources = (tf.split(tensor, len(codes), axis=0) for tensor in decoded)
         outputs = {"code": code, "decoded_code": codes[0], "free": free, "aus": aus, "reconstruction": images[0],
-                   "swapped": images[1],
-                   "reconstruction_colour": colours[0], "masks": (masks[0], masks[1])}
+                   "swapped": images[1], "reconstruction_colour": colours[0], "masks": (masks[0], masks[1])}
         if target is not None:
             outputs.update(paired=images[2], paired_mask=masks[2], paired_colour=colours[2],
                            paired_free=encoded[1][count:], paired_source=sources[2])
