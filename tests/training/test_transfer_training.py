@@ -59,6 +59,16 @@ def test_a_run_interrupted_while_training_its_au_guide_resumes_the_guide_after_i
     guide = keras.saving.load_model(str(model_dir / "guide" / "au_regressor.keras"), compile=False)
     for mine, theirs in zip(encoder.get_layer("code_reader").get_weights(), guide.get_weights(), strict=True):
         np.testing.assert_array_equal(mine, theirs)
+    # Resumed from its checkpoint, the copy is still the guide's.
+    result = _train([f"--data_dir={data}", f"--model_dir={model_dir}", "--image_size=32", "--target_mode=paired",
+                     "--lambda_pair=10", "--expression_guide=train", "--lambda_guide=1", "--guide_epochs=2",
+                     "--depth_weight=0", "--mixed_precision=float32", "--num_steps_gan=2",
+                     "--transfer_decoder=generator_warp", "--transfer_code=guide", "--transfer_code_teacher"]
+                    + FLAGS)
+    assert result.returncode == 0 and "stage transfer resumes at iteration 1" in result.stderr, result.stderr[-3000:]
+    encoder = RunDir(str(model_dir)).load_network("encoder")
+    for mine, theirs in zip(encoder.get_layer("code_reader").get_weights(), guide.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
     # Another run given that guide with another reader width stops before stage 1, naming the width to pass.
     result = _train([f"--data_dir={data}", f"--model_dir={tmp_path / 'other'}", "--image_size=32",
                      "--target_mode=paired", "--lambda_pair=10", f"--expression_guide={model_dir / 'guide'}",
