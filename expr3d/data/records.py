@@ -14,10 +14,12 @@ import os
 import re
 import tempfile
 
+import numpy as np
+
 from expr3d import storage
 from expr3d.data import schema
 from expr3d.data.dataset_card import CARD_NAME, read_dataset_card
-from expr3d.labels import EXPRESSIONS
+from expr3d.labels import EXPRESSIONS, NUM_ACTION_UNITS
 
 _SHARD_RE = re.compile(r"^(?P<split>[a-z0-9_]+)-(?P<index>\d{5})\.tfrecord$")
 
@@ -199,6 +201,22 @@ def iterate_examples(data_dir, split, skip_corrupt=False, stats=None, log=None):
             if not skip_corrupt:
                 raise
             skipped(max((count or read) - read, 0), str(error), shard=True)
+
+
+def class_mean_action_units(data_dir, split="train"):
+    """Per expression class, the mean of each AU over the measured intensities of `split` (labels only, no image
+    decoding): float64 [8, 17] means (NaN where a class has no measured value) and int64 [8, 17] counts. What an
+    expression label says about a face's AUs at best. Raises RecordError naming the shard and record."""
+    sums = np.zeros((len(EXPRESSIONS), NUM_ACTION_UNITS))
+    counts = np.zeros((len(EXPRESSIONS), NUM_ACTION_UNITS), np.int64)
+    for path in split_files(data_dir, split):
+        for index, record in _records(path, name=path):
+            expression, aus, valid = schema.read_action_units(record, where=f"{path} record {index}")
+            if aus is not None:
+                sums[expression] += np.where(valid, aus, 0.0)
+                counts[expression] += valid
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan), counts
 
 
 def split_files(data_dir, split, card=None, missing_ok=False):

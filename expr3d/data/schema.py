@@ -358,6 +358,28 @@ def read_labels(serialized, where="record"):
             _single(features, "key", "bytes_list", where).decode())
 
 
+def read_action_units(serialized, where="record"):
+    """Return (expression, action_units float32 [17] or None, valid bool [17]) without decoding images."""
+    import tensorflow as tf
+
+    try:
+        features = tf.train.Example.FromString(serialized).features.feature
+    except Exception as error:
+        raise RecordError(f"{where}: not a tf.train.Example ({error})") from None
+    expression = int(_single(features, "label/expression", "int64_list", where))
+    aus = np.asarray(_feature(features, "label/action_units", "float_list", where), np.float32)
+    if aus.size == 0:
+        return expression, None, np.zeros(NUM_ACTION_UNITS, bool)
+    if aus.shape != (NUM_ACTION_UNITS,) or not np.all(np.isfinite(aus)):
+        raise RecordError(f"{where}: field 'label/action_units' must hold {NUM_ACTION_UNITS} finite intensities")
+    valid = np.ones(NUM_ACTION_UNITS, bool)
+    if "label/action_units_valid" in features:
+        flags = np.asarray(_feature(features, "label/action_units_valid", "int64_list", where), np.int64)
+        if flags.size:
+            valid = flags == 1
+    return expression, aus, valid
+
+
 def read_transfer_keys(serialized, where="record"):
     """Return (key, transfer/source_key, transfer/exemplar_key) without decoding images; "" for an absent one."""
     import tensorflow as tf

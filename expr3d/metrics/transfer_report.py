@@ -30,6 +30,10 @@ def transfer_markdown(document):
             row("diagnostic: self-transfer (A with the truth's own code): AU MAE / SSIM",
                 f"{a['au_mae_self_transfer']:.3f} / {a['self_transfer_ssim']:.3f}",
                 "the decoder's rendering, without the cross-identity code", "")
+        if "au_mae_class_mean" in a:  # results before session 36 lack it
+            row("diagnostic: B's class's mean AUs (train split) against B's AUs, no image",
+                f"{a['au_mae_class_mean']:.3f}", "what B's expression label tells of its AUs at best: the floor of a "
+                "label-conditioned generator before rendering", "")
         if "code_au_mae" in a:  # a code that is the AU estimate (--transfer_code=action_units)
             row("diagnostic (the code is the AU estimate): the code's AU error on B / the decoder given B's true AUs",
                 f"{a['code_au_mae']:.3f} / {a['au_mae_true_code']:.3f}",

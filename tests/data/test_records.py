@@ -120,3 +120,30 @@ def test_shards_get_normal_permissions_and_identical_bytes(tmp_path):
     os.umask(umask)
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
     assert open(path, "rb").read() == open(records.list_shards(str(second), "train")[0], "rb").read()
+
+
+def test_class_mean_action_units_averages_measured_intensities_per_class(tmp_path):
+    import numpy as np
+
+    faces = []
+    for i, (expression, aus, valid) in enumerate([(1, 0.2, None), (1, 0.6, None), (2, 0.9, [0] + [1] * 16),
+                                                  (2, 0.5, None), (3, None, None)]):
+        face = hemisphere_example(size=16, expression=expression, identity=i, key=f"f{i}", seed=i,
+                                  with_aus=aus is not None)
+        if aus is not None:
+            face.action_units = np.full(17, aus, np.float32)
+            face.action_units_valid = None if valid is None else np.asarray(valid, bool)
+        faces.append(face)
+    with records.ShardedWriter(str(tmp_path), "train", examples_per_shard=2) as writer:
+        for face in faces:
+            writer.write(face)
+    dataset_card.write_dataset_card(str(tmp_path), name="tiny", image_size=16)
+    means, counts = records.class_mean_action_units(str(tmp_path), "train")
+    assert means.shape == counts.shape == (8, 17)
+    np.testing.assert_allclose(means[1], 0.4, rtol=1e-6)
+    assert counts[1].tolist() == [2] * 17
+    # Class 2: AU1 is missing on one face (stored as 0), so its mean is the other face's alone.
+    assert means[2, 0] == pytest.approx(0.5) and means[2, 1] == pytest.approx(0.7)
+    assert counts[2, 0] == 1 and counts[2, 1] == 2
+    # A face without AUs and classes without faces: nothing measured, NaN.
+    assert np.isnan(means[3]).all() and np.isnan(means[0]).all() and counts[3].sum() == 0

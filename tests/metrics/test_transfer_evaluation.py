@@ -64,6 +64,15 @@ def test_evaluate_writes_every_transfer_metric_with_its_baselines_and_figures(ru
     units = metrics["action_units"]
     assert 0 < units["au_mae"] < 1 and units["au_judge"] == os.path.abspath(runs["au_judge"])
     assert "code_au_mae" not in units and "au_mae_true_code" not in units  # a learned code: no AU reading
+    # What B's label tells of its AUs: its class's train-split mean against B's AUs, recomputed from decoded faces.
+    from expr3d.data.records import iterate_examples
+    from expr3d.data.transfer import iterate_transfer_examples
+
+    train = [(face.expression, face.action_units) for face in iterate_examples(runs["data"], "train")]
+    means = {c: np.mean([aus for e, aus in train if e == c], axis=0) for c in {e for e, _ in train}}
+    expected = np.mean([np.abs(means[t.exemplar.expression] - t.truth.action_units).mean()
+                        for t in iterate_transfer_examples(runs["data"])])
+    assert units["au_mae_class_mean"] == pytest.approx(expected, rel=1e-5)
     comparison = metrics["stargan_comparison"]
     assert comparison["au_mae_reduction_percent"] == pytest.approx(
         100 * (1 - units["au_mae"] / comparison["stargan_au_mae"]))
@@ -87,6 +96,8 @@ def test_evaluate_writes_every_transfer_metric_with_its_baselines_and_figures(ru
     markdown = open(os.path.join(output, "results.md")).read()
     assert "| SSIM vs truth |" in markdown and "| AU MAE (AU judge) |" in markdown
     assert "| diagnostic: self-transfer (A with the truth's own code): AU MAE / SSIM |" in markdown
+    assert (f"| diagnostic: B's class's mean AUs (train split) against B's AUs, no image | "
+            f"{units['au_mae_class_mean']:.3f} |") in markdown
     assert "| diagnostic: L1 change of the result with another face's AU-free map / with A's own code |" in markdown
     # An existing evaluation is kept unless --overwrite.
     again = _evaluate(runs, f"--model_dir={runs['transfer']}", f"--au_judge={runs['au_judge']}",
