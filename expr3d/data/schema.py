@@ -480,7 +480,7 @@ def parse_example(serialized, source=None, expected_size=None):
          f"field 'label/action_units' must hold 0 or {NUM_ACTION_UNITS} values"),
         (tf.logical_and(tf.logical_or(tf.equal(num_flags, 0), tf.equal(num_flags, num_aus)),
                         tf.reduce_all(tf.logical_or(tf.equal(au_flags, 0), tf.equal(au_flags, 1)))),
-         f"field 'label/action_units_valid' must hold 0 flags, or one 0/1 flag per label/action_units value"),
+         "field 'label/action_units_valid' must hold 0 flags, or one 0/1 flag per label/action_units value"),
     ]
     if expected_size is not None:
         header.append((tf.logical_and(tf.equal(height, expected_size), tf.equal(width, expected_size)),
