@@ -29,6 +29,10 @@ disentanglement, stargan_comparison, samples; `expr3d.metrics.transfer_evaluatio
     python -m expr3d.evaluate --model_dir=runs/transfer --data_dir=data/synthetic64t \
         --stargan_model_dir=runs/synthetic --output=runs/transfer/evaluation
 
+An AU-conditioned run given `--exemplar_reader=guide` (or an AU regressor's folder) is evaluated as an exemplar
+transfer with the same metrics but disentanglement (the reader reads B's AUs, G_rgb draws A with them; output
+MODEL_DIR/evaluation_transfer).
+
 Naming one family's metrics for a run of the other is refused with a line naming the run's family.
 """
 import json
@@ -45,30 +49,46 @@ TRANSFER_OPTION_FLAGS = ("au_judge", "stargan_model_dir", "probe_examples", "dep
                          "identity_input_range", "identity_input_size", "identity_endpoint", "judge_cache_dir",
                          "batch_size", "max_examples", "num_samples", "background_dilation", "seed", "label")
 AU_OPTION_FLAGS = ("au_judge", "judge_cache_dir", "batch_size", "max_examples", "background_dilation", "seed", "label")
+# An AU-conditioned run evaluated as an exemplar transfer (--exemplar_reader): the transfer evaluation's options but
+# the probes'.
+EXEMPLAR_OPTION_FLAGS = ("exemplar_reader",) + tuple(n for n in TRANSFER_OPTION_FLAGS if n != "probe_examples")
 # The three kinds of run: the option name they are asked with, their metrics and the flags their evaluation reads.
 KIND_NAMES = {"stargan": "--model=stargan", "transfer": "--model=transfer", "action_units": "--condition=action_units"}
+
+
+EXEMPLAR = "exemplar"  # the fourth kind of evaluation: an AU-conditioned run with --exemplar_reader
+EXEMPLAR_NAME = "exemplar-transfer (--condition=action_units with --exemplar_reader)"
 
 
 def kind_metrics(kind):
     from expr3d.metrics import registry
     from expr3d.metrics.action_unit_control import AU_METRICS
-    from expr3d.metrics.transfer_evaluation import TRANSFER_METRICS
+    from expr3d.metrics.transfer_evaluation import EXEMPLAR_METRICS, TRANSFER_METRICS
 
-    return {"stargan": tuple(registry.list_metrics()), "transfer": TRANSFER_METRICS, "action_units": AU_METRICS}[kind]
+    return {"stargan": tuple(registry.list_metrics()), "transfer": TRANSFER_METRICS, "action_units": AU_METRICS,
+            EXEMPLAR: EXEMPLAR_METRICS}[kind]
 
 
 def kind_options(kind):
-    return {"stargan": OPTION_FLAGS, "transfer": TRANSFER_OPTION_FLAGS, "action_units": AU_OPTION_FLAGS}[kind]
+    return {"stargan": OPTION_FLAGS, "transfer": TRANSFER_OPTION_FLAGS, "action_units": AU_OPTION_FLAGS,
+            EXEMPLAR: EXEMPLAR_OPTION_FLAGS}[kind]
+
+
+def _kind_name(kind):
+    return EXEMPLAR_NAME if kind == EXEMPLAR else KIND_NAMES[kind]
 
 
 def _refuse_options_of(f, kind, model_dir):
     """EvaluationError naming the first flag given that only another kind of run's evaluation reads."""
     own = kind_options(kind)
-    for other in KIND_NAMES:
+    for other in (*KIND_NAMES, EXEMPLAR):
         for name in kind_options(other):
             if name not in own and f[name].present:
-                raise EvaluationError(f"--{name} is an option of {KIND_NAMES[other]} evaluations, but {model_dir} "
-                                      f"holds a {KIND_NAMES[kind]} run")
+                hint = (" (an AU-conditioned run takes it as an exemplar transfer: add --exemplar_reader=guide)"
+                        if kind == "action_units" and name in EXEMPLAR_OPTION_FLAGS else "")
+                raise EvaluationError(f"--{name} is an option of {_kind_name(other)} evaluations, but {model_dir} "
+                                      f"holds a {KIND_NAMES[kind if kind != EXEMPLAR else 'action_units']} run"
+                                      + hint)
 
 
 def parse_any_metrics(text):
@@ -151,6 +171,11 @@ def define_flags(flag_values=None):
                                             "built on first use")
     flags.DEFINE_string("stargan_model_dir", None, "transfer runs: an expression-label run at the same size, asked "
                                                    "for each exemplar's class, to compare with")
+    flags.DEFINE_string("exemplar_reader", None,
+                        "AU-conditioned runs: evaluate the run as an exemplar transfer on the data's transfer split "
+                        "(the transfer metrics but disentanglement; default output MODEL_DIR/evaluation_transfer): "
+                        "each exemplar's AUs read by this AU regressor's folder, 'guide' = the AU guide the run "
+                        "trained with, and the source drawn with them")
     flags.DEFINE_integer("probe_examples", 2000, "transfer runs: faces of each split the disentanglement probes "
                                                  "train and test on")
     # Bounds, checked while the flags are parsed (one line and exit code 2 when broken; expr3d.cli).
@@ -185,13 +210,15 @@ def run(f):
     from expr3d import cli
 
     kind = _run_kind(f.model_dir)
+    if kind == "action_units" and f.exemplar_reader:
+        kind = EXEMPLAR
     _refuse_options_of(f, kind, f.model_dir)
     if f["metrics"].present or kind == "stargan":
         _refuse_metrics_of(f.metrics, f.model_dir, kind)
     metrics = f.metrics if f["metrics"].present or kind == "stargan" else "all"
     options = {name: f[name].value for name in kind_options(kind)}
     common = dict(output=f.output, overwrite=f.overwrite, progress=f.progress, **options)
-    if kind == "transfer":
+    if kind in ("transfer", EXEMPLAR):
         from expr3d.metrics.transfer_evaluation import evaluate_transfer
 
         document = evaluate_transfer(f.model_dir, f.data_dir, metrics, **common)
@@ -205,7 +232,8 @@ def run(f):
         raise cli.NothingDone(f"no metric computed: all {len(document['skipped'])} requested were skipped ("
                               + "; ".join(f"{k}: {v}" for k, v in document["skipped"].items()) + ")")
     print(json.dumps({"metrics": document["metrics"], "skipped": document["skipped"],
-                      "output": os.path.abspath(f.output or os.path.join(f.model_dir, "evaluation"))}, indent=1))
+                      "output": os.path.abspath(f.output or os.path.join(
+                          f.model_dir, "evaluation_transfer" if kind == EXEMPLAR else "evaluation"))}, indent=1))
     return 0
 
 
@@ -232,8 +260,13 @@ def _refuse_metrics_of(metrics, model_dir, kind):
     for other in KIND_NAMES:
         foreign = [n for n in names if n in kind_metrics(other) and n not in own]
         if foreign and names != ["all"]:
+            held = KIND_NAMES["action_units" if kind == EXEMPLAR else kind]
+            as_exemplar = " evaluated as an exemplar transfer (--exemplar_reader)" if kind == EXEMPLAR else ""
+            hint = ("; or, as an exemplar transfer, add --exemplar_reader=guide"
+                    if kind == "action_units" and all(n in kind_metrics(EXEMPLAR) for n in foreign) else "")
             raise EvaluationError(f"--metrics={','.join(foreign)}: metrics of {KIND_NAMES[other]} runs, but "
-                                  f"{model_dir} holds a {KIND_NAMES[kind]} run; its metrics: {', '.join(own)}")
+                                  f"{model_dir} holds a {held} run{as_exemplar}; its metrics: {', '.join(own)}"
+                                  + hint)
 
 
 def main(argv):

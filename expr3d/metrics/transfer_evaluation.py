@@ -7,7 +7,13 @@
 `expr3d.evaluate` sends a transfer run here (the run's config.json names its family). Every record of the data's
 transfer split (`python -m expr3d.data.synthetic --transfer_pairs=N`) is a triple: the source A, the exemplar B and
 the true render of A with B's exact 17 AU intensities in A's pose, light and background. The run makes
-`Dec(free(A), code(B), A)`; each metric compares it with what it should be:
+`Dec(free(A), code(B), A)`; each metric compares it with what it should be.
+
+An AU-conditioned run (`--condition=action_units`) is evaluated here too with `--exemplar_reader=guide|DIR`: an AU
+regressor (`guide`: the AU guide the run trained with) reads B's 17 AU intensities and G_rgb draws A with them, the
+exemplar transfer of GANimation's route. Every metric below but `disentanglement` applies (the code is the reading);
+the default output is MODEL_DIR/evaluation_transfer.
+
 
 - `transfer_paired`: L1 (on [-1, 1]) and SSIM against the truth, beside the "do nothing" baseline (A unchanged),
   and the background change outside the dilated face mask (as the StarGAN's `background` metric).
@@ -43,7 +49,7 @@ import numpy as np
 
 from expr3d import outputs, storage
 from expr3d.metrics import writing
-from expr3d.labels import ACTION_UNITS, EXPRESSIONS
+from expr3d.labels import ACTION_UNITS, EXPRESSIONS, NUM_ACTION_UNITS
 from expr3d.metrics.context import EvaluationError, run_errors
 from expr3d.metrics.probes import mlp_probe, ridge_probe
 from expr3d.metrics.transfer_report import transfer_figures, transfer_markdown
@@ -64,6 +70,8 @@ DESCRIPTIONS = {
                           "the same way (transfer runs)",
     "samples": "figure of sources, exemplars, results, masks and truths (transfer runs)",
 }
+# What an AU-conditioned run evaluated as an exemplar transfer (`--exemplar_reader`) reports: no AU-free features.
+EXEMPLAR_METRICS = tuple(name for name in TRANSFER_METRICS if name != "disentanglement")
 RESULTS_FORMAT_VERSION = 1
 WRITES = ("results.json", "results.md", "arrays.npz", "figures/transfer_samples.png", "figures/action_unit_errors.png")
 PROBE_POOL = 4          # the AU-free map is average-pooled to PROBE_POOL x PROBE_POOL before the probes
@@ -109,8 +117,13 @@ class TransferEvaluation:
 
         self.model_dir, self.data_dir, self.names, self.options = model_dir, data_dir, names, options
         self.run_dir = RunDir(model_dir)
+        self.reader = None
         with run_errors():
-            self.run = self.run_dir.load_transfer()
+            if options.get("exemplar_reader"):  # an AU run as an exemplar transfer: read B's AUs, draw A with them
+                self.run_dir.require_generator("evaluated as an exemplar transfer", condition="action_units")
+                self.run = self.run_dir.load_generators()
+            else:
+                self.run = self.run_dir.load_transfer()
         try:
             self.card = dataset_card.load_card(data_dir)
             require_transfer_split(data_dir, self.card)
@@ -131,6 +144,8 @@ class TransferEvaluation:
     # --- set-up -------------------------------------------------------------------------------------------------
 
     def _build_calls(self):
+        if self.options.get("exemplar_reader"):
+            return self._build_reader_calls()
         import tensorflow as tf
 
         encoder, decoder = self.run.encoder, self.run.decoder
@@ -170,6 +185,46 @@ class TransferEvaluation:
                 return tf.cast(image, tf.float32)
 
             self.transfer_with_code = transfer_with_code
+            self.read_code = lambda images: np.asarray(encode(images)[0])
+
+    def _build_reader_calls(self):
+        """An AU-conditioned run (`--condition=action_units`) as an exemplar transfer: B's 17 AU intensities read by
+        `--exemplar_reader` (an AU regressor; 'guide' = the AU guide the run trained with), A drawn by G_rgb with
+        them. The code IS the reading, so the code diagnostics apply; there are no AU-free features to probe."""
+        import tensorflow as tf
+
+        from expr3d.metrics import au_judge
+        from expr3d.training.guide import GUIDE_FOLDER, TRAIN
+
+        choice = self.options["exemplar_reader"]
+        if choice == "guide":
+            guide = self.run.config.get("flags", {}).get("expression_guide")
+            if not guide:
+                raise EvaluationError(f"--exemplar_reader=guide: {self.model_dir} trained without an AU guide "
+                                      f"(--expression_guide); name an AU regressor's folder instead")
+            choice = os.path.join(self.model_dir, GUIDE_FOLDER) if guide == TRAIN else guide
+        try:
+            self.reader = au_judge.load_au_regressor(choice, image_size=self.run.image_size)
+        except (OSError, ValueError) as error:
+            raise EvaluationError(f"--exemplar_reader={self.options['exemplar_reader']}: {error}") from None
+        g_rgb, size = self.run.g_rgb, self.run.image_size
+        spec = [tf.TensorSpec([None, size, size, 3], tf.float32), tf.TensorSpec([None, NUM_ACTION_UNITS], tf.float32)]
+        attention = hasattr(g_rgb, "with_attention")
+
+        @tf.function(input_signature=spec, autograph=False)
+        def draw(source, code):
+            if attention:
+                image, mask, _ = g_rgb.with_attention([source, code], training=False)
+            else:  # a generator without an attention mask redraws the whole face
+                image = g_rgb([source, code], training=False)
+                mask = tf.ones_like(image[..., :1])
+            return tf.cast(image, tf.float32), tf.cast(mask, tf.float32)
+
+        self.read_code = lambda images: np.clip(self.reader.predict(images), 0.0, 1.0).astype(np.float32)
+        self.transfer = lambda source, exemplar: draw(np.asarray(source, np.float32), self.read_code(exemplar))
+        self.transfer_with_code = lambda source, code: draw(np.asarray(source, np.float32),
+                                                            np.asarray(code, np.float32))[0]
+        self.encode = self.transfer_with_free_map_of = None
 
     def _setup_metrics(self):
         from expr3d.metrics import background
@@ -197,6 +252,9 @@ class TransferEvaluation:
             self.au_judge = au_judge.load_au_regressor(choice, image_size=self.run.image_size)
         except (OSError, ValueError) as error:
             raise EvaluationError(f"--au_judge={self.options.get('au_judge') or 'auto'}: {error}") from None
+        if self.reader is not None and os.path.realpath(self.reader.path) == os.path.realpath(self.au_judge.path):
+            raise EvaluationError(f"--exemplar_reader={self.options['exemplar_reader']} is the AU judge itself: the "
+                                  f"judge scores the transfer, so it must not also read the exemplars")
         # What the exemplar's expression LABEL says about its AUs at best: its class's mean AU vector over the
         # train split. Where that is near the truth, exact AUs add little over the label (procedural data: 0.026).
         self.class_means = None
@@ -307,7 +365,7 @@ class TransferEvaluation:
                     classes = np.asarray(batch["exemplar"]["expression"])[:take]
                     self._add("class_mean_error", np.abs(self.class_means[classes] - true_aus))
                 if self.transfer_with_code is not None:
-                    self._add("code_error", np.abs(np.asarray(self.encode(exemplar)[0]) - true_aus))
+                    self._add("code_error", np.abs(self.read_code(exemplar) - true_aus))
                     given_truth = np.asarray(self.transfer_with_code(source, true_aus.astype(np.float32)))
                     self._add("au_error_true_code", np.abs(self.au_judge.predict(given_truth) - true_aus))
             if "disentanglement" in wanted and take > 1:
@@ -447,7 +505,14 @@ def evaluate_transfer(model_dir, data_dir, metrics, output=None, overwrite=False
     import keras
 
     names = parse_transfer_metrics(metrics)
-    output = output or os.path.join(model_dir, "evaluation")
+    if options.get("exemplar_reader"):
+        if metrics == "all":
+            names = list(EXEMPLAR_METRICS)
+        elif "disentanglement" in names:
+            raise EvaluationError(f"--metrics=disentanglement: {model_dir} is evaluated as an exemplar transfer "
+                                  f"(--exemplar_reader): an AU-conditioned run has no AU-free features to probe")
+    output = output or os.path.join(model_dir, "evaluation_transfer" if options.get("exemplar_reader")
+                                    else "evaluation")
     folder = outputs.OutputFolder(output, "--output", "expr3d.evaluate")
     replaced = folder.check(overwrite, will_write=WRITES, inputs={"--model_dir": model_dir, "--data_dir": data_dir})
     keras.utils.set_random_seed(int(options.get("seed") or 0))
@@ -473,10 +538,13 @@ def evaluate_transfer(model_dir, data_dir, metrics, output=None, overwrite=False
         "dataset": {"name": evaluation.card.get("name"), "image_size": evaluation.card.get("image_size"),
                     "transfer_records": int(evaluation.total)},
     }
+    if evaluation.reader is not None:  # an AU run as an exemplar transfer: say so, and which network read B
+        document["route"] = {"condition": "action_units", "exemplar_reader": os.path.abspath(evaluation.reader.path),
+                             "reader_test_mae": evaluation.reader.metadata.get("test_mae")}
     return writing.write_results(
         folder, replaced, WRITES, document, evaluation.arrays,
         lambda directory: transfer_figures(document, evaluation.arrays, directory, getattr(evaluation, "per_au", None)),
         transfer_markdown)
 
 
-__all__ = ["DESCRIPTIONS", "TRANSFER_METRICS", "evaluate_transfer", "parse_transfer_metrics"]
+__all__ = ["DESCRIPTIONS", "EXEMPLAR_METRICS", "TRANSFER_METRICS", "evaluate_transfer", "parse_transfer_metrics"]

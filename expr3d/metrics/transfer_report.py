@@ -11,7 +11,10 @@ def transfer_markdown(document):
     m = document["metrics"]
     lines = [f"# Transfer evaluation: {document['label']}", "",
              f"Run `{document['model_dir']}` (step {document['run'].get('step')}), data `{document['data_dir']}`: "
-             f"{document['counts']['transfers']} transfers against their true renders.", "",
+             f"{document['counts']['transfers']} transfers against their true renders."
+             + (f" An AU-conditioned run as an exemplar transfer: B's AUs read by "
+                f"`{document['route']['exemplar_reader']}`, A drawn by G_rgb with them." if "route" in document
+                else ""), "",
              "| figure | value | baseline / floor | issue #13 target |", "|---|---|---|---|"]
 
     def row(name, value, other, target):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from expr3d.labels import ACTION_UNITS, NUM_ACTION_UNITS
-from expr3d.metrics import action_unit_control
+from expr3d.metrics import action_unit_control, transfer_evaluation
 from tests import forked_cli
 
 TINY = ["--g_conv_dim=8", "--g_num_res_blocks=0", "--d_conv_dim=8", "--d_num_layers=2", "--depth_g_conv_dim=8",
@@ -92,12 +92,68 @@ def test_on_data_with_true_dial_renders_the_dial_is_also_asked_of_the_dials_base
 
 
 @pytest.mark.slow
+def test_an_au_run_evaluated_as_an_exemplar_transfer_draws_a_with_b_s_aus_as_the_reader_reads_them(au_run):
+    """`--exemplar_reader`: B's AUs read by an AU regressor other than the judge, A drawn by G_rgb with them, scored
+    by the transfer metrics; recomputed here from the saved networks."""
+    from expr3d.data.transfer import make_transfer_dataset
+    from expr3d.metrics.au_judge import load_au_regressor, train_au_regressor
+    from expr3d.run_dir import RunDir
+
+    reader_dir = str(au_run["root"] / "reader")
+    if not os.path.exists(reader_dir):
+        train_au_regressor(au_run["data"], reader_dir, epochs=1, width=4, seed=3, log=open(os.devnull, "w"))
+    done = forked_cli.run(["-m", "expr3d.evaluate", f"--model_dir={au_run['run']}", f"--data_dir={au_run['data']}",
+                           f"--au_judge={au_run['judge']}", f"--exemplar_reader={reader_dir}", "--num_samples=2",
+                           "--progress=false"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = os.path.join(au_run["run"], "evaluation_transfer")  # the default: beside, not over, the AU evaluation
+    results = json.load(open(os.path.join(output, "results.json")))
+    assert results["route"]["exemplar_reader"] == os.path.abspath(reader_dir)
+    assert set(results["metrics_requested"]) == set(transfer_evaluation.EXEMPLAR_METRICS)
+    units = results["metrics"]["action_units"]
+    g_rgb = RunDir(au_run["run"]).load_network("g_rgb")
+    reader, judge = load_au_regressor(reader_dir), load_au_regressor(au_run["judge"])
+    errors, code_errors = [], []
+    for batch in make_transfer_dataset(au_run["data"], 16):
+        truth = np.asarray(batch["truth"]["action_units"])
+        code = np.clip(reader.predict(batch["exemplar"]["image"]), 0, 1)
+        drawn = np.asarray(g_rgb([np.asarray(batch["source"]["image"]), code], training=False))
+        errors.append(np.abs(judge.predict(drawn) - truth))
+        code_errors.append(np.abs(code - truth))
+    assert units["au_mae"] == pytest.approx(float(np.concatenate(errors).mean()), abs=1e-4)
+    assert units["code_au_mae"] == pytest.approx(float(np.concatenate(code_errors).mean()), abs=1e-5)
+    assert -1 <= results["metrics"]["transfer_paired"]["transfer_ssim"] <= 1  # SSIM of a 4-step run may be < 0
+    markdown = open(os.path.join(output, "results.md")).read()
+    assert f"B's AUs read by `{os.path.abspath(reader_dir)}`" in markdown
+    assert cv2.imread(os.path.join(output, "figures", "transfer_samples.png")) is not None
+
+
+@pytest.mark.slow
+def test_an_exemplar_evaluation_refuses_the_judge_as_reader_a_missing_guide_and_the_probes(au_run, tmp_path):
+    for args, message in (([f"--exemplar_reader={au_run['judge']}"], "is the AU judge itself"),
+                          (["--exemplar_reader=guide"], "trained without an AU guide (--expression_guide)"),
+                          (["--exemplar_reader=guide", "--metrics=disentanglement"],
+                           "--metrics=disentanglement: metrics of --model=transfer runs"),
+                          (["--exemplar_reader=guide", "--probe_examples=20"],
+                           "--probe_examples is an option of --model=transfer evaluations")):
+        done = forked_cli.run(["-m", "expr3d.evaluate", f"--model_dir={au_run['run']}",
+                               f"--data_dir={au_run['data']}", f"--au_judge={au_run['judge']}",
+                               f"--output={tmp_path}/x", "--progress=false", *args],
+                              capture_output=True, text=True, timeout=300)
+        last = done.stderr.strip().splitlines()[-1]
+        assert done.returncode == 1 and message in last, (args, last)
+    assert not os.path.exists(tmp_path / "x" / "results.json")
+
+
+@pytest.mark.slow
 def test_an_au_run_refuses_expression_metrics_and_options_naming_its_kind(au_run, tmp_path):
     for args, message in ((["--metrics=expression_generation_rate"],
                            "--metrics=expression_generation_rate: metrics of --model=stargan runs"),
                           (["--classifier=auto"], "--classifier is an option of --model=stargan evaluations"),
                           (["--metrics=transfer_paired"],
-                           "--metrics=transfer_paired: metrics of --model=transfer runs")):
+                           "--metrics=transfer_paired: metrics of --model=transfer runs"),
+                          ([f"--stargan_model_dir={au_run['run']}"],
+                           "add --exemplar_reader=guide")):
         done = forked_cli.run(["-m", "expr3d.evaluate", f"--model_dir={au_run['run']}",
                                f"--data_dir={au_run['data']}", f"--output={tmp_path}/x", *args],
                               capture_output=True, text=True, timeout=300)

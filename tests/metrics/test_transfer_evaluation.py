@@ -117,6 +117,10 @@ def test_each_family_refuses_the_other_family_s_metrics_naming_it(runs, tmp_path
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 1 and "--metrics=transfer_paired,action_units: metrics of --model=transfer runs" in last
     assert "holds a --model=stargan run" in last
+    done = _evaluate(runs, f"--model_dir={runs['transfer']}", "--exemplar_reader=guide", f"--output={tmp_path}/g")
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and "--exemplar_reader is an option of exemplar-transfer" in last
+    assert "holds a --model=transfer run" in last
 
 
 @pytest.mark.slow
