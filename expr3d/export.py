@@ -258,8 +258,8 @@ def _action_unit_reader(run_dir, config, choice, family, log):
         for folder in candidates:
             if os.path.isfile(os.path.join(folder, au_judge.MODEL_FILE)):
                 return au_judge.load_au_regressor(folder)
-        log(f"{run_dir.path} has no AU guide, so read_action_units and translate_action_unit_changes are not "
-             f"exported (pass --au_reader=DIR, an AU regressor of `python -m expr3d.metrics.au_judge`)")
+        log(f"{run_dir.path} has no AU guide, so read_action_units, translate_action_unit_changes and transfer "
+            f"are not exported (pass --au_reader=DIR, an AU regressor of `python -m expr3d.metrics.au_judge`)")
         return None
     try:
         return au_judge.load_au_regressor(choice)

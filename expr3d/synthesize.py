@@ -7,8 +7,10 @@
     python -m expr3d.synthesize --saved_model=saved_models/au --images=photos/ \
         --action_units="AU12+0.5; AU4+0.6; AU26=1, AU12=0" --output=out/au
 
-With `--exemplar=PHOTO` and the export of a `--model=transfer` run, every photo gets the expression of the exemplar's
-face instead of named expressions (the SavedModel's `transfer` signature, the exemplar's aligned face crop as B):
+With `--exemplar=PHOTO` and the export of a `--model=transfer` run (or of an AU-conditioned run with an AU reader,
+whose `transfer` reads the exemplar's AUs and draws each photo with them), every photo gets the expression of the
+exemplar's face instead of named expressions (the SavedModel's `transfer` signature, the exemplar's aligned face crop
+as B):
 OUTPUT/<photo name>/exemplar.png and face_exemplar.png, OUTPUT/exemplar_face.png (the crop whose expression is
 transferred) and the grid (input crop, result). An exemplar without a face stops the run before anything is written.
 
@@ -236,10 +238,20 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
         raise FileNotFoundError(f"--images={images!r} holds no image files ({', '.join(photos.IMAGE_EXTENSIONS)})")
     version_dir = resolve_saved_model(saved_model)
     family = export_family(version_dir)
-    if exemplar is not None and family != "transfer":
-        raise ValueError(f"--exemplar needs the export of a --model=transfer run; --saved_model={version_dir!r} is a "
-                         f"--model={family} export (it translates into named --expressions)")
     by_action_units = export_condition(version_dir) == "action_units"
+    exported = _export_info(version_dir).get("signatures", [])
+    if exemplar is not None and family != "transfer":
+        if not by_action_units:
+            raise ValueError(f"--exemplar needs the export of a --model=transfer run or of an AU-conditioned run "
+                             f"with an AU reader; --saved_model={version_dir!r} is a --model={family} export (it "
+                             f"translates into named --expressions)")
+        if "transfer" not in exported:
+            raise ValueError(f"--exemplar: --saved_model={version_dir!r} is the export of an AU-conditioned run "
+                             f"without an AU reader, so the exemplar's AUs cannot be read; re-export with `python -m "
+                             f"expr3d.export --au_reader=DIR` (an AU regressor: python -m expr3d.metrics.au_judge)")
+        if action_units is not None:
+            raise ValueError("--exemplar and --action_units: give one (the exemplar's AUs, or edits of each photo's)")
+        by_action_units = False  # the export's `transfer` signature: read the exemplar's AUs, draw each photo
     if by_action_units and action_units is None:
         raise ValueError(f"--saved_model={version_dir!r} is the export of an AU-conditioned run "
                          f"(--condition=action_units): it takes AU intensities, not named --expressions; pass "
@@ -248,7 +260,7 @@ def synthesize(saved_model, images, expressions, output, overwrite=False, batch_
     if action_units is not None and not by_action_units:
         raise ValueError(f"--action_units needs the export of a --condition=action_units run; "
                          f"--saved_model={version_dir!r} is not one")
-    if by_action_units and "read_action_units" not in _export_info(version_dir).get("signatures", []):
+    if by_action_units and "read_action_units" not in exported:
         raise ValueError(f"--action_units: --saved_model={version_dir!r} has no AU reader (read_action_units), so "
                          f"a face's own AUs are unknown; re-export with `python -m expr3d.export --au_reader=DIR` "
                          f"(an AU regressor: python -m expr3d.metrics.au_judge), or call translate_action_units "
@@ -350,7 +362,8 @@ def define_flags():
                       "are never touched, and a file of a name this run writes but that it did not write is refused).")
     flags.DEFINE_integer("batch_size", 8, "Crops per SavedModel call.")
     flags.DEFINE_string("exemplar", None, "A photo whose face's expression every photo gets (needs the export of a "
-                        "--model=transfer run; --expressions is then not used).")
+                        "--model=transfer run, or of an AU-conditioned run with an AU reader; --expressions is then "
+                        "not used).")
     flags.DEFINE_string("action_units", None, "The export of an AU-conditioned run (with an AU reader): edits "
                         "separated by ';', each a comma list of AUn+x, AUn-x (stronger / weaker than the face shows "
                         "it) or AUn=x, e.g. 'AU12+0.5; AU4+0.6; AU26=1,AU12=0'; the AUs an edit does not name stay "

@@ -22,15 +22,22 @@ trained on the run's real training faces), two more, for a user's dial on a phot
                              clipped to [0, 1]); a change of 0 keeps that AU as the face shows it
     au_reader                image float32 [N,S,S,3] in [-1,1] -> action_units float32 [N,17] (the raw reader;
                              its TFLite, tflite/au_reader_<variant>.tflite, is converted from it)
+    transfer                 images_a uint8 [N,H,W,3], images_b uint8 [M,H2,W2,3] -> a_with_b, b_with_a uint8: the
+                             exemplar transfer of a transfer export (expr3d/deploy/transfer_signatures.py: the same
+                             inputs, outputs and pairing rule), made here by reading each face's AUs and drawing the
+                             other face with them (on device: au_reader's TFLite, then au_generator's)
+    transfer_encoded         image_bytes_a, image_bytes_b string -> a_with_b_bytes, b_with_a_bytes string (PNG), as
+                             the transfer export's
 
 Malformed requests fail with INVALID_ARGUMENT naming the input (`action_units must be [N, 17] or [17] ...`,
 `action_units must be intensities in [0, 1] ...`), as the expression export's.
 """
 from expr3d.deploy import signatures as base
+from expr3d.deploy.transfer_signatures import pair_index
 from expr3d.labels import ACTION_UNITS, NUM_ACTION_UNITS
 
 SIGNATURE_KEYS = ("serving_default", "translate_action_units", "estimate_depth", "au_generator", "read_action_units",
-                  "translate_action_unit_changes", "au_reader")
+                  "translate_action_unit_changes", "au_reader", "transfer", "transfer_encoded")
 AU_READER_SIGNATURE = "au_reader"
 INTENSITIES = (0.0, 1.0, "intensities in [0, 1] (0 = absent, 1 = strongest)")
 CHANGES = (-1.0, 1.0, "changes in [-1, 1] (added to the face's own intensities)")
@@ -84,10 +91,10 @@ class ActionUnitServingFunctions:
         g_depth: the depth translator or None (then `estimate_depth` is not exported).
         image_size: the generator's input size S.
         geometry: "depth" or "normals".
-        max_encoded_pixels: unused here (no encoded-image signature yet); kept for the exporter's interface.
+        max_encoded_pixels: `transfer_encoded`'s per-image pixel bound (default signatures.MAX_ENCODED_PIXELS).
         au_reader: a Keras model of 17 AU logits of a face in [-1, 1] at `image_size` (an AU regressor,
-            `expr3d.metrics.au_judge`), or None (then `read_action_units`, `translate_action_unit_changes` and
-            `au_reader` are not exported).
+            `expr3d.metrics.au_judge`), or None (then `read_action_units`, `translate_action_unit_changes`,
+            `au_reader`, `transfer` and `transfer_encoded` are not exported).
     """
 
     def __init__(self, g_rgb, g_depth, image_size, geometry="depth", max_encoded_pixels=None, au_reader=None):
@@ -117,6 +124,10 @@ class ActionUnitServingFunctions:
             signatures["translate_action_unit_changes"] = [tf.TensorSpec(None, tf.uint8, name="images"),
                                                            tf.TensorSpec(None, tf.float32, name="changes")]
             signatures[AU_READER_SIGNATURE] = [tf.TensorSpec([None, size, size, 3], tf.float32, name="image")]
+            signatures["transfer"] = [tf.TensorSpec(None, tf.uint8, name="images_a"),
+                                      tf.TensorSpec(None, tf.uint8, name="images_b")]
+            signatures["transfer_encoded"] = [tf.TensorSpec(None, tf.string, name="image_bytes_a"),
+                                              tf.TensorSpec(None, tf.string, name="image_bytes_b")]
         if self.g_depth is None:
             del signatures["estimate_depth"]
         return signatures
@@ -173,6 +184,37 @@ class ActionUnitServingFunctions:
         asked = tf.clip_by_value(self._read(images) + changes, 0.0, 1.0)
         out = self.g_rgb([base.to_model_input(images, self.image_size), asked], training=False)
         return {"images": base.to_uint8(out, shape[1], shape[2]), "action_units": asked}
+
+    def _swap(self, x_a, x_b):
+        """(A drawn with B's AUs as read, B with A's) for float32 [N,S,S,3] faces: one reader and one G_rgb pass."""
+        tf = _tf()
+        count = tf.shape(x_a)[0]
+        faces = tf.concat([x_a, x_b], axis=0)
+        read = self._logits_to_units(faces)
+        out = self.g_rgb([faces, tf.concat([read[count:], read[:count]], axis=0)], training=False)
+        return out[:count], out[count:]
+
+    def transfer(self, images_a, images_b):
+        tf = _tf()
+        images_a = base.check_images(images_a, "images_a")
+        images_b = base.check_images(images_b, "images_b")
+        shape_a, shape_b = tf.shape(images_a), tf.shape(images_b)
+        index_a, index_b = pair_index(shape_a[0], shape_b[0])
+        a_with_b, b_with_a = self._swap(tf.gather(base.to_model_input(images_a, self.image_size), index_a),
+                                        tf.gather(base.to_model_input(images_b, self.image_size), index_b))
+        return {"a_with_b": base.to_uint8(a_with_b, shape_a[1], shape_a[2]),
+                "b_with_a": base.to_uint8(b_with_a, shape_b[1], shape_b[2])}
+
+    def transfer_encoded(self, image_bytes_a, image_bytes_b):
+        tf = _tf()
+        x_a, sizes_a, count_a = base.decode_requests(image_bytes_a, self.image_size, self.max_encoded_pixels,
+                                                     "image_bytes_a")
+        x_b, sizes_b, count_b = base.decode_requests(image_bytes_b, self.image_size, self.max_encoded_pixels,
+                                                     "image_bytes_b")
+        index_a, index_b = pair_index(count_a, count_b)
+        a_with_b, b_with_a = self._swap(tf.gather(x_a, index_a), tf.gather(x_b, index_b))
+        return {"a_with_b_bytes": base.encode_results(a_with_b, tf.gather(sizes_a, index_a)),
+                "b_with_a_bytes": base.encode_results(b_with_a, tf.gather(sizes_b, index_b))}
 
 
 def build_archive(functions):

@@ -51,7 +51,18 @@ out = {"read": sig["read_action_units"](images=faces)["action_units"].numpy(),
        "changed": changed["images"].numpy(), "asked": changed["action_units"].numpy(),
        "one": sig["translate_action_unit_changes"](images=faces, changes=tf.constant(data["changes"][0]))[
            "images"].numpy()}
+# The exemplar transfer: every face given the second face's AUs as read, and it given each face's.
+swap = sig["transfer"](images_a=faces, images_b=faces[1:2])
+out.update(a_with_b=swap["a_with_b"].numpy(), b_with_a=swap["b_with_a"].numpy())
+png = [tf.io.encode_png(face).numpy() for face in data["faces"]]
+swap = sig["transfer_encoded"](image_bytes_a=tf.constant(png), image_bytes_b=tf.constant(png[1:2]))
+out["a_with_b_decoded"] = np.stack([tf.io.decode_png(b).numpy() for b in swap["a_with_b_bytes"].numpy()])
 errors = {}
+try:
+    sig["transfer"](images_a=faces, images_b=faces[:2])
+    errors["pairs"] = None
+except tf.errors.InvalidArgumentError as error:
+    errors["pairs"] = error.message
 for name, changes in {"range": data["changes"] * 3.0, "width": data["changes"][:, :5]}.items():
     try:
         sig["translate_action_unit_changes"](images=faces, changes=tf.constant(changes))
@@ -79,7 +90,8 @@ def au_export(tmp_path_factory):
     done = run_cli(["-m", "expr3d.export", f"--model_dir={run}", f"--output={base}", "--tflite=fp32", "--web",
                     f"--data_dir={data}", "--parity_images=4"], timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "has no AU guide, so read_action_units and translate_action_unit_changes are not exported" in done.stderr
+    assert ("has no AU guide, so read_action_units, translate_action_unit_changes and transfer are not exported"
+            in done.stderr)
     version_dir = os.path.join(base, "1")
     rng = np.random.default_rng(0)
     faces = rng.integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
@@ -156,6 +168,20 @@ def test_with_a_reader_a_dial_keeps_the_face_s_own_action_units(au_export, reade
 
 
 @pytest.mark.slow
+def test_with_a_reader_the_export_transfers_an_exemplar_s_aus_as_a_transfer_export_does(au_export, reader_export):
+    assert {"transfer", "transfer_encoded"} <= set(reader_export["signatures"])
+    out, faces = reader_export["out"], au_export["faces"]
+    read = out["read"]  # read_action_units' reading of each face (checked against the reader above)
+    expected, _ = _keras(au_export, faces, np.repeat(read[1:2], 3, axis=0))  # every face with face 1's AUs
+    assert out["a_with_b"].shape == faces.shape and np.abs(out["a_with_b"].astype(int) - expected).max() <= 1
+    expected, _ = _keras(au_export, np.repeat(faces[1:2], 3, axis=0), read)  # face 1 with each face's AUs
+    assert np.abs(out["b_with_a"].astype(int) - expected).max() <= 1
+    # The encoded variant gives the same faces (PNG in, PNG out).
+    assert np.abs(out["a_with_b_decoded"].astype(int) - out["a_with_b"]).max() <= 1
+    assert "images_a and images_b must hold the same number of faces" in reader_export["errors"]["pairs"]
+
+
+@pytest.mark.slow
 def test_synthesize_edits_the_action_units_of_every_photo_keeping_the_rest(au_export, reader_export, tmp_path):
     import cv2
 
@@ -185,6 +211,41 @@ def test_synthesize_edits_the_action_units_of_every_photo_keeping_the_rest(au_ex
                            "has no AU reader (read_action_units)"),
                           ([f"--saved_model={reader_export['version_dir']}"], "pass --action_units=EDITS")):
         done = run_cli(["-m", "expr3d.synthesize", *args, f"--images={photos}", f"--output={tmp_path}/x"])
+        last = done.stderr.strip().splitlines()[-1]
+        assert done.returncode == 1 and message in last and not os.path.exists(tmp_path / "x"), last
+
+
+@pytest.mark.slow
+def test_synthesize_gives_every_photo_an_exemplar_s_aus_through_the_reader_export(au_export, reader_export,
+                                                                                  tmp_path):
+    import cv2
+
+    from expr3d.data.synthetic import render_example
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "face.png"), cv2.cvtColor(render_example(0, image_size=160, identity=1).image,
+                                                       cv2.COLOR_RGB2BGR))
+    exemplar = str(tmp_path / "smile.png")
+    cv2.imwrite(exemplar, cv2.cvtColor(render_example(1, image_size=160, identity=2).image, cv2.COLOR_RGB2BGR))
+    output = tmp_path / "out"
+    done = run_cli(["-m", "expr3d.synthesize", f"--saved_model={reader_export['version_dir']}",
+                    f"--images={photos}", f"--exemplar={exemplar}", f"--output={output}"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.load(open(output / "summary.json"))
+    assert summary["expressions"] == ["exemplar"] and len(summary["processed"]) == 1
+    # The photo at its own size with the face redrawn, the crops beside it.
+    source = cv2.imread(str(photos / "face.png"))
+    result = cv2.imread(str(output / "face" / "exemplar.png"))
+    assert result.shape == source.shape and np.abs(result.astype(int) - source).max() > 0
+    for name in ("face/face_exemplar.png", "exemplar_face.png", "grid.png"):
+        assert cv2.imread(str(output / name)) is not None, name
+    # Without a reader in the export, or with AU edits as well: refused before anything is written.
+    for args, message in (([f"--saved_model={au_export['version_dir']}"], "without an AU reader"),
+                          ([f"--saved_model={reader_export['version_dir']}", "--action_units=AU12+0.5"],
+                           "--exemplar and --action_units: give one")):
+        done = run_cli(["-m", "expr3d.synthesize", *args, f"--images={photos}", f"--exemplar={exemplar}",
+                        f"--output={tmp_path}/x"])
         last = done.stderr.strip().splitlines()[-1]
         assert done.returncode == 1 and message in last and not os.path.exists(tmp_path / "x"), last
 
