@@ -33,7 +33,7 @@ Malformed requests fail with INVALID_ARGUMENT naming the input (`action_units mu
 `action_units must be intensities in [0, 1] ...`), as the expression export's.
 """
 from expr3d.deploy import signatures as base
-from expr3d.deploy.transfer_signatures import pair_index
+from expr3d.deploy.transfer_signatures import PairSignatures
 from expr3d.labels import ACTION_UNITS, NUM_ACTION_UNITS
 
 SIGNATURE_KEYS = ("serving_default", "translate_action_units", "estimate_depth", "au_generator", "read_action_units",
@@ -83,7 +83,7 @@ def check_action_units(action_units, batch, name="action_units", bounds=INTENSIT
     return base._guarded(tf.gather(safe, index), checks)
 
 
-class ActionUnitServingFunctions:
+class ActionUnitServingFunctions(PairSignatures):
     """The signature functions of one AU-conditioned run, as plain Python callables over TF tensors.
 
     Args:
@@ -185,7 +185,7 @@ class ActionUnitServingFunctions:
         out = self.g_rgb([base.to_model_input(images, self.image_size), asked], training=False)
         return {"images": base.to_uint8(out, shape[1], shape[2]), "action_units": asked}
 
-    def _swap(self, x_a, x_b):
+    def swap(self, x_a, x_b):
         """(A drawn with B's AUs as read, B with A's) for float32 [N,S,S,3] faces: one reader and one G_rgb pass."""
         tf = _tf()
         count = tf.shape(x_a)[0]
@@ -193,28 +193,6 @@ class ActionUnitServingFunctions:
         read = self._logits_to_units(faces)
         out = self.g_rgb([faces, tf.concat([read[count:], read[:count]], axis=0)], training=False)
         return out[:count], out[count:]
-
-    def transfer(self, images_a, images_b):
-        tf = _tf()
-        images_a = base.check_images(images_a, "images_a")
-        images_b = base.check_images(images_b, "images_b")
-        shape_a, shape_b = tf.shape(images_a), tf.shape(images_b)
-        index_a, index_b = pair_index(shape_a[0], shape_b[0])
-        a_with_b, b_with_a = self._swap(tf.gather(base.to_model_input(images_a, self.image_size), index_a),
-                                        tf.gather(base.to_model_input(images_b, self.image_size), index_b))
-        return {"a_with_b": base.to_uint8(a_with_b, shape_a[1], shape_a[2]),
-                "b_with_a": base.to_uint8(b_with_a, shape_b[1], shape_b[2])}
-
-    def transfer_encoded(self, image_bytes_a, image_bytes_b):
-        tf = _tf()
-        x_a, sizes_a, count_a = base.decode_requests(image_bytes_a, self.image_size, self.max_encoded_pixels,
-                                                     "image_bytes_a")
-        x_b, sizes_b, count_b = base.decode_requests(image_bytes_b, self.image_size, self.max_encoded_pixels,
-                                                     "image_bytes_b")
-        index_a, index_b = pair_index(count_a, count_b)
-        a_with_b, b_with_a = self._swap(tf.gather(x_a, index_a), tf.gather(x_b, index_b))
-        return {"a_with_b_bytes": base.encode_results(a_with_b, tf.gather(sizes_a, index_a)),
-                "b_with_a_bytes": base.encode_results(b_with_a, tf.gather(sizes_b, index_b))}
 
 
 def build_archive(functions):

@@ -44,7 +44,35 @@ def pair_index(count_a, count_b):
     return base._guarded(index_a, checks), base._guarded(index_b, checks)
 
 
-class TransferServingFunctions:
+class PairSignatures:
+    """`transfer` and `transfer_encoded` over a `swap(x_a, x_b)` of float32 [N,S,S,3] faces in [-1, 1] -> (A with
+    B's expression, B with A's): the transfer export's, and an AU export's with a reader (its swap reads AUs)."""
+
+    def transfer(self, images_a, images_b):
+        tf = _tf()
+        images_a = base.check_images(images_a, "images_a")
+        images_b = base.check_images(images_b, "images_b")
+        shape_a, shape_b = tf.shape(images_a), tf.shape(images_b)
+        index_a, index_b = pair_index(shape_a[0], shape_b[0])
+        x_a = tf.gather(base.to_model_input(images_a, self.image_size), index_a)
+        x_b = tf.gather(base.to_model_input(images_b, self.image_size), index_b)
+        a_with_b, b_with_a = self.swap(x_a, x_b)
+        return {"a_with_b": base.to_uint8(a_with_b, shape_a[1], shape_a[2]),
+                "b_with_a": base.to_uint8(b_with_a, shape_b[1], shape_b[2])}
+
+    def transfer_encoded(self, image_bytes_a, image_bytes_b):
+        tf = _tf()
+        x_a, sizes_a, count_a = base.decode_requests(image_bytes_a, self.image_size, self.max_encoded_pixels,
+                                                     "image_bytes_a")
+        x_b, sizes_b, count_b = base.decode_requests(image_bytes_b, self.image_size, self.max_encoded_pixels,
+                                                     "image_bytes_b")
+        index_a, index_b = pair_index(count_a, count_b)
+        a_with_b, b_with_a = self.swap(tf.gather(x_a, index_a), tf.gather(x_b, index_b))
+        return {"a_with_b_bytes": base.encode_results(a_with_b, tf.gather(sizes_a, index_a)),
+                "b_with_a_bytes": base.encode_results(b_with_a, tf.gather(sizes_b, index_b))}
+
+
+class TransferServingFunctions(PairSignatures):
     """The signature functions of one transfer run, as plain Python callables over TF tensors.
 
     Args:
@@ -118,31 +146,8 @@ class TransferServingFunctions:
         a_with_b, b_with_a = self.swap(base._guarded(image_a, checks), base._guarded(image_b, checks))
         return {"a_with_b": a_with_b, "b_with_a": b_with_a}
 
-    def transfer(self, images_a, images_b):
-        tf = _tf()
-        images_a = base.check_images(images_a, "images_a")
-        images_b = base.check_images(images_b, "images_b")
-        shape_a, shape_b = tf.shape(images_a), tf.shape(images_b)
-        index_a, index_b = pair_index(shape_a[0], shape_b[0])
-        x_a = tf.gather(base.to_model_input(images_a, self.image_size), index_a)
-        x_b = tf.gather(base.to_model_input(images_b, self.image_size), index_b)
-        a_with_b, b_with_a = self.swap(x_a, x_b)
-        return {"a_with_b": base.to_uint8(a_with_b, shape_a[1], shape_a[2]),
-                "b_with_a": base.to_uint8(b_with_a, shape_b[1], shape_b[2])}
-
     def serving_default(self, images_a, images_b):
         return self.transfer(images_a, images_b)
-
-    def transfer_encoded(self, image_bytes_a, image_bytes_b):
-        tf = _tf()
-        x_a, sizes_a, count_a = base.decode_requests(image_bytes_a, self.image_size, self.max_encoded_pixels,
-                                                     "image_bytes_a")
-        x_b, sizes_b, count_b = base.decode_requests(image_bytes_b, self.image_size, self.max_encoded_pixels,
-                                                     "image_bytes_b")
-        index_a, index_b = pair_index(count_a, count_b)
-        a_with_b, b_with_a = self.swap(tf.gather(x_a, index_a), tf.gather(x_b, index_b))
-        return {"a_with_b_bytes": base.encode_results(a_with_b, tf.gather(sizes_a, index_a)),
-                "b_with_a_bytes": base.encode_results(b_with_a, tf.gather(sizes_b, index_b))}
 
     def estimate_depth(self, images):
         return base.depth_outputs(self.g_depth, self.geometry, self.image_size, images)
