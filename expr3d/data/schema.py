@@ -342,14 +342,19 @@ def decode_example(serialized, where="record", expected_size=None):
     return example
 
 
-def read_labels(serialized, where="record"):
-    """Return (expression, identity, pair_id, key) without decoding images: cheap, for counting."""
+def _example_features(serialized, where):
+    """The feature map of one serialized tf.train.Example; RecordError naming `where` when it is not one."""
     import tensorflow as tf
 
     try:
-        features = tf.train.Example.FromString(serialized).features.feature
+        return tf.train.Example.FromString(serialized).features.feature
     except Exception as error:
         raise RecordError(f"{where}: not a tf.train.Example ({error})") from None
+
+
+def read_labels(serialized, where="record"):
+    """Return (expression, identity, pair_id, key) without decoding images: cheap, for counting."""
+    features = _example_features(serialized, where)
     expression = int(_single(features, "label/expression", "int64_list", where))
     if not 0 <= expression < NUM_EXPRESSIONS:
         raise RecordError(f"{where}: field 'label/expression' is {expression}, outside 0-{NUM_EXPRESSIONS - 1}")
@@ -360,12 +365,7 @@ def read_labels(serialized, where="record"):
 
 def read_action_units(serialized, where="record"):
     """Return (expression, action_units float32 [17] or None, valid bool [17]) without decoding images."""
-    import tensorflow as tf
-
-    try:
-        features = tf.train.Example.FromString(serialized).features.feature
-    except Exception as error:
-        raise RecordError(f"{where}: not a tf.train.Example ({error})") from None
+    features = _example_features(serialized, where)
     expression = int(_single(features, "label/expression", "int64_list", where))
     aus = np.asarray(_feature(features, "label/action_units", "float_list", where), np.float32)
     if aus.size == 0:
@@ -382,12 +382,7 @@ def read_action_units(serialized, where="record"):
 
 def read_transfer_keys(serialized, where="record"):
     """Return (key, transfer/source_key, transfer/exemplar_key) without decoding images; "" for an absent one."""
-    import tensorflow as tf
-
-    try:
-        features = tf.train.Example.FromString(serialized).features.feature
-    except Exception as error:
-        raise RecordError(f"{where}: not a tf.train.Example ({error})") from None
+    features = _example_features(serialized, where)
     return tuple(_single(features, name, "bytes_list", where).decode() if name in features else ""
                  for name in ("key",) + TRANSFER_FEATURES)
 
