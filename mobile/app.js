@@ -75,6 +75,19 @@ function buildControls(manifest) {
     apply.textContent = 'Apply';
     apply.addEventListener('click', () => translate(actionUnitVector(), 'action units'));
     buttons.append(apply);
+    if (state.reader) {  // the exemplar transfer: another photo's AUs, as the reader reads them, asked of this face
+      const copy = document.createElement('label');
+      copy.className = 'button';
+      copy.textContent = 'Copy the expression of a photo';
+      const input = Object.assign(document.createElement('input'), {type: 'file', accept: 'image/*', hidden: true,
+                                                                     id: 'exemplar', disabled: true});
+      input.addEventListener('change', (event) => {
+        const [file] = event.target.files;
+        if (file) copyExpression(file);
+      });
+      copy.append(input);
+      buttons.append(copy);
+    }
     return;
   }
   manifest.expressions.forEach((name, index) => {
@@ -97,7 +110,9 @@ function actionUnitVector() {
 }
 
 function enableControls(enabled) {
-  document.querySelectorAll('#expressions button, #action-units input').forEach((el) => { el.disabled = !enabled; });
+  document.querySelectorAll('#expressions button, #action-units input, #exemplar').forEach((el) => {
+    el.disabled = !enabled;
+  });
 }
 
 async function generator(variant) {
@@ -195,17 +210,43 @@ async function usePhoto(canvas, name) {
   setStatus(`Face found in ${name}.${more} ${ask}`);
 }
 
-async function loadFile(file) {
+// A chosen file as a photo canvas, or null (and the status says why).
+async function decodeFile(file) {
   let bitmap;
   try {
     bitmap = await createImageBitmap(file);
   } catch (error) {
     setStatus(`${file.name} is not an image this browser can read (${file.type || 'unknown type'}).`, 'error');
-    return;
+    return null;
   }
   const canvas = toPhotoCanvas(bitmap, bitmap.width, bitmap.height);
   bitmap.close();
-  await usePhoto(canvas, file.name);
+  return canvas;
+}
+
+async function loadFile(file) {
+  const canvas = await decodeFile(file);
+  if (canvas) await usePhoto(canvas, file.name);
+}
+
+// The exemplar transfer on the device: the face of another photo read by the AU reader, and this face drawn with
+// those AUs (the sliders show them, to adjust further).
+async function copyExpression(file) {
+  if (!state.face || !state.reader) return;
+  const canvas = await decodeFile(file);
+  if (!canvas) return;
+  const faces = await detectFaces(state.detector.run, canvas, canvas.width, canvas.height, state.manifest.detector);
+  if (!faces.length) {
+    setStatus(`No face found in ${file.name} to copy the expression of. Try a photo where one face looks at the ` +
+              'camera.', 'error');
+    return;
+  }
+  const size = state.manifest.image_size;
+  const crop = toFloatRgb(warpToCrop(canvas, cropMatrix(cropGeometry(faces[0], state.manifest.crop), size), size));
+  const read = Array.from(await state.reader.run(crop));
+  hooks.exemplar = {name: file.name, crop: Array.from(crop), read};
+  document.querySelectorAll('#action-units input').forEach((input, index) => { input.value = read[index]; });
+  await translate(read, `the expression of ${file.name}`);
 }
 
 async function translate(vector, label) {

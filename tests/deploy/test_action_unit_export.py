@@ -429,3 +429,62 @@ def test_with_a_reader_the_app_s_sliders_start_where_the_face_is(reader_export, 
     asked = read.copy()
     asked[8] = 0.8
     assert np.allclose(hooks["last"]["vector"], asked, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_with_a_reader_the_app_copies_the_expression_of_another_photo(reader_export, au_export):
+    """The exemplar transfer in the browser: a second photo's face read by the TFLite reader, its AUs asked of the
+    first face (the sliders show them); a photo without a face is refused, and nothing is drawn."""
+    import cv2
+
+    from expr3d import mobile
+    from expr3d.data.synthetic import render_example
+    from tests.mobile import browser
+
+    browser.require_browser()
+    from playwright.sync_api import sync_playwright
+
+    root = au_export["root"]
+    paths = {}
+    for name, expression, identity in (("photo", 0, 0), ("exemplar", 1, 3)):
+        canvas = np.full((480, 640, 3), 90, np.uint8)
+        canvas[100:356, 200:456] = render_example(expression, image_size=256, identity=identity).image
+        paths[name] = str(root / f"copy_{name}.png")
+        cv2.imwrite(paths[name], cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    paths["hills"] = str(root / "copy_hills.png")
+    cv2.imwrite(paths["hills"], np.tile(np.linspace(40, 200, 640, dtype=np.uint8)[None, :, None], (480, 1, 3)))
+    folder = os.path.join(reader_export["version_dir"], "web")
+    server = mobile.serve(reader_export["version_dir"], port=0)
+    try:
+        with sync_playwright() as playwright:
+            chromium = browser.launch(playwright)
+            page = chromium.new_page(viewport=browser.PHONE)
+            page.goto(server.url)
+            assert page.evaluate("window.expr3d.ready"), page.text_content("#status")
+            assert page.locator("#exemplar").is_disabled()  # no face to copy onto yet
+            page.set_input_files("#file", paths["photo"])
+            browser.wait_for(page, "document.getElementById('status').textContent.startsWith('Face found')")
+            page.set_input_files("#exemplar", paths["hills"])
+            browser.wait_for(page, "document.getElementById('status').textContent.startsWith('No face found')")
+            assert page.evaluate("window.expr3d.last") is None and page.evaluate("window.expr3d.exemplar") is None
+            page.set_input_files("#exemplar", paths["exemplar"])
+            last = browser.wait_for(page, "window.expr3d.last")
+            exemplar = page.evaluate("window.expr3d.exemplar")
+            own = page.evaluate("window.expr3d.read")
+            sliders = page.evaluate("[...document.querySelectorAll('#action-units input')].map((e) => Number(e.value))")
+            chromium.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    manifest = json.load(open(os.path.join(folder, "manifest.json")))
+    reader = tflite.LiteRunner(os.path.join(folder, manifest["reader"]["file"]), tflite.AU_READER)
+    read = reader.run(image=np.asarray(exemplar["crop"], np.float32).reshape(1, 32, 32, 3))["action_units"][0]
+    assert np.abs(np.asarray(exemplar["read"]) - read).max() < 1e-3
+    assert last["label"] == "the expression of copy_exemplar.png"
+    assert np.allclose(last["vector"], exemplar["read"], atol=1e-6)
+    assert np.allclose(sliders, exemplar["read"], atol=1e-6)
+    assert np.abs(np.asarray(own) - np.asarray(exemplar["read"])).max() > 0  # another face, another reading
+    generator = tflite.LiteRunner(os.path.join(folder, manifest["models"]["int8"]["file"]), tflite.ACTION_UNITS)
+    expected = generator.run(image=np.asarray(last["crop"], np.float32).reshape(1, 32, 32, 3),
+                             action_units=np.asarray(last["vector"], np.float32)[None])["image"][0]
+    assert np.abs(np.asarray(last["output"], np.float32).reshape(32, 32, 3) - expected).max() < 1 / 127.5
