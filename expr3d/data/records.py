@@ -18,7 +18,7 @@ import numpy as np
 
 from expr3d import storage
 from expr3d.data import schema
-from expr3d.data.dataset_card import CARD_NAME, read_dataset_card
+from expr3d.data.dataset_card import CARD_NAME, DIAL_RENDERS, read_dataset_card
 from expr3d.labels import EXPRESSIONS, NUM_ACTION_UNITS
 
 _SHARD_RE = re.compile(r"^(?P<split>[a-z0-9_]+)-(?P<index>\d{5})\.tfrecord$")
@@ -206,13 +206,18 @@ def iterate_examples(data_dir, split, skip_corrupt=False, stats=None, log=None):
 def class_mean_action_units(data_dir, split="train"):
     """Per expression class, the mean of each AU over the measured intensities of `split` (labels only, no image
     decoding): float64 [8, 17] means (NaN where a class has no measured value) and int64 [8, 17] counts. What an
-    expression label says about a face's AUs at best. Raises RecordError naming the shard and record."""
+    expression label says about a face's AUs at best. The dial renders the card lists (a class's render with one AU
+    set at random, data/README.md) are left out: their label is not what their AUs show. Raises RecordError naming
+    the shard and record."""
+    card = read_dataset_card(data_dir)
+    dials = card.get(DIAL_RENDERS)
+    dial_suffix = dials.get("key_suffix") if isinstance(dials, dict) and dials.get("split") == split else None
     sums = np.zeros((len(EXPRESSIONS), NUM_ACTION_UNITS))
     counts = np.zeros((len(EXPRESSIONS), NUM_ACTION_UNITS), np.int64)
-    for path in split_files(data_dir, split):
+    for path in split_files(data_dir, split, card):
         for index, record in _records(path, name=path):
-            expression, aus, valid = schema.read_action_units(record, where=f"{path} record {index}")
-            if aus is not None:
+            expression, aus, valid, key = schema.read_action_units(record, where=f"{path} record {index}")
+            if aus is not None and not (dial_suffix and key.endswith(dial_suffix)):
                 sums[expression] += np.where(valid, aus, 0.0)
                 counts[expression] += valid
     with np.errstate(invalid="ignore", divide="ignore"):

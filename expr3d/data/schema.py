@@ -364,12 +364,13 @@ def read_labels(serialized, where="record"):
 
 
 def read_action_units(serialized, where="record"):
-    """Return (expression, action_units float32 [17] or None, valid bool [17]) without decoding images."""
+    """Return (expression, action_units float32 [17] or None, valid bool [17], key) without decoding images."""
     features = _example_features(serialized, where)
     expression = int(_single(features, "label/expression", "int64_list", where))
     aus = np.asarray(_feature(features, "label/action_units", "float_list", where), np.float32)
+    key = _single(features, "key", "bytes_list", where).decode()
     if aus.size == 0:
-        return expression, None, np.zeros(NUM_ACTION_UNITS, bool)
+        return expression, None, np.zeros(NUM_ACTION_UNITS, bool), key
     if aus.shape != (NUM_ACTION_UNITS,) or not np.all(np.isfinite(aus)):
         raise RecordError(f"{where}: field 'label/action_units' must hold {NUM_ACTION_UNITS} finite intensities")
     valid = np.ones(NUM_ACTION_UNITS, bool)
@@ -377,7 +378,7 @@ def read_action_units(serialized, where="record"):
         flags = np.asarray(_feature(features, "label/action_units_valid", "int64_list", where), np.int64)
         if flags.size:
             valid = flags == 1
-    return expression, aus, valid
+    return expression, aus, valid, key
 
 
 def read_transfer_keys(serialized, where="record"):

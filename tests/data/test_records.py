@@ -126,9 +126,10 @@ def test_class_mean_action_units_averages_measured_intensities_per_class(tmp_pat
     import numpy as np
 
     faces = []
-    for i, (expression, aus, valid) in enumerate([(1, 0.2, None), (1, 0.6, None), (2, 0.9, [0] + [1] * 16),
-                                                  (2, 0.5, None), (3, None, None)]):
-        face = hemisphere_example(size=16, expression=expression, identity=i, key=f"f{i}", seed=i,
+    for i, (expression, aus, valid, key) in enumerate([(1, 0.2, None, "f0"), (1, 0.6, None, "f1"),
+                                                       (2, 0.9, [0] + [1] * 16, "f2"), (2, 0.5, None, "f3"),
+                                                       (3, None, None, "f4"), (1, 1.0, None, "f5_dial")]):
+        face = hemisphere_example(size=16, expression=expression, identity=i, key=key, seed=i,
                                   with_aus=aus is not None)
         if aus is not None:
             face.action_units = np.full(17, aus, np.float32)
@@ -137,7 +138,12 @@ def test_class_mean_action_units_averages_measured_intensities_per_class(tmp_pat
     with records.ShardedWriter(str(tmp_path), "train", examples_per_shard=2) as writer:
         for face in faces:
             writer.write(face)
-    dataset_card.write_dataset_card(str(tmp_path), name="tiny", image_size=16)
+    card = dataset_card.write_dataset_card(str(tmp_path), name="tiny", image_size=16)
+    # Without a dial-render entry in the card, f5_dial is one more happy face.
+    assert records.class_mean_action_units(str(tmp_path), "train")[0][1, 0] == pytest.approx(0.6)  # (.2+.6+1)/3
+    # A dial render (a class's render with one AU set at random; the card lists them) says nothing of its class.
+    card["dial_renders"] = {"split": "train", "per_group": 1, "key_suffix": "_dial"}
+    json.dump(card, open(tmp_path / "dataset_card.json", "w"))
     means, counts = records.class_mean_action_units(str(tmp_path), "train")
     assert means.shape == counts.shape == (8, 17)
     np.testing.assert_allclose(means[1], 0.4, rtol=1e-6)
