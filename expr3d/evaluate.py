@@ -286,6 +286,8 @@ def main(argv):
             print(f"{KIND_NAMES[kind]} runs:")
             for name, text in descriptions.items():
                 print(f"  {name:28s} {text}")
+        print(f"{EXEMPLAR_NAME} runs: the --model=transfer metrics but disentanglement, on an AU run whose "
+              f"--exemplar_reader reads each exemplar's AUs")
         return 0
     return run(f)
 

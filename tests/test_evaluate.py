@@ -63,3 +63,13 @@ def test_cli_exits_1_with_the_reasons_when_every_metric_was_skipped(paths, tmp_p
     assert "--inception_weights" in last and "Traceback" not in done.stderr
     with open(os.path.join(output, "results.json")) as f:
         assert set(json.load(f)["skipped"]) == {"fid"}
+
+
+def test_list_metrics_names_every_kind_of_run_and_its_metrics():
+    done = forked_cli.run(["-m", "expr3d.evaluate", "--list_metrics"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for heading in ("--model=stargan runs:", "--model=transfer runs:", "--condition=action_units runs:",
+                    "exemplar-transfer (--condition=action_units with --exemplar_reader) runs:"):
+        assert heading in done.stdout, heading
+    for metric in ("expression_generation_rate", "disentanglement", "stargan_comparison", "au_dial"):
+        assert f"  {metric} " in done.stdout, metric
