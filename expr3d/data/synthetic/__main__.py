@@ -40,6 +40,9 @@ def define_flags():
                          "(A, B): A under each of B's eight test expressions' exact action units in A's test pose, "
                          "light and background, and B under A's, in a 'transfer' split (16 renders a pair; at most "
                          "half the test identities; read with expr3d.data.transfer). 0: none.")
+    flags.DEFINE_string("expression_strength", None, "LOW,HIGH: the range of each expression's overall strength, "
+                        "0 < LOW <= HIGH <= 1 (default 0.7,1.0: strong, readable at 64 px); e.g. 0.1,1.0 renders "
+                        "slight to full expressions, so a class says less of a face's exact action units.")
     flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).")
     flags.DEFINE_integer("examples_per_shard", 512, "Examples per TFRecord shard.")
     flags.DEFINE_boolean("overwrite", False, "Replace the dataset an earlier run wrote in --output (only the files "
@@ -62,11 +65,12 @@ def main(argv):
     cli.no_arguments(argv)
     from expr3d.data.synthetic import dataset
 
+    strength = None if FLAGS.expression_strength is None else FLAGS.expression_strength.split(",")
     try:
         dataset.check_arguments(FLAGS.num_identities, FLAGS.image_size, FLAGS.test_fraction,
                                 FLAGS.images_per_identity, FLAGS.workers, FLAGS.examples_per_shard, FLAGS.seed,
                                 FLAGS.train_pairs, FLAGS.transfer_pairs, FLAGS.train_swap_pairs,
-                                FLAGS.train_dial_renders)
+                                FLAGS.train_dial_renders, strength)
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
     card = dataset.generate_dataset(
@@ -75,7 +79,7 @@ def main(argv):
         workers=FLAGS.workers, overwrite=FLAGS.overwrite, examples_per_shard=FLAGS.examples_per_shard,
         command=" ".join(["python -m expr3d.data.synthetic"] + sys.argv[1:]), train_pairs=FLAGS.train_pairs,
         transfer_pairs=FLAGS.transfer_pairs, train_swap_pairs=FLAGS.train_swap_pairs,
-        train_dial_renders=FLAGS.train_dial_renders)
+        train_dial_renders=FLAGS.train_dial_renders, expression_strength=strength)
     splits = card["splits"]
     print(f"wrote {FLAGS.output}: " + ", ".join(
         f"{split} {info['num_examples']} faces / {info['num_identities']} identities" for split, info in

@@ -63,14 +63,22 @@ def prototype_mask(expression):
     return req, allowed
 
 
-def sample_expression(expression, rng, strength=(0.7, 1.0)):
-    """Random intensities of the prototype of class id `expression` (strong enough to read at 64 px)."""
+# The overall strength of a class's prototype: strong enough to read at 64 px. A dataset may ask for a wider range
+# (`--expression_strength`), e.g. slight expressions as real photos hold them.
+DEFAULT_STRENGTH = (0.7, 1.0)
+
+
+def sample_expression(expression, rng, strength=DEFAULT_STRENGTH):
+    """Random intensities of the prototype of class id `expression`: its required AUs at an overall strength drawn
+    uniformly from `strength`, each jittered by +-15 % (clipped to [0, 1]); its optional AUs each with probability
+    1/2 at a level in [0.4, 0.9]."""
     name = EXPRESSIONS[int(expression)]
     required, optional = PROTOTYPES[name]
     values = np.zeros(NUM_ACTION_UNITS, np.float32)
     overall = rng.uniform(*strength)
     for au in required:
-        values[AU_INDEX[au]] = np.clip(overall * rng.uniform(0.85, 1.15), 0.4, 1.0)
+        # (The clip's floor was 0.4, which the default strengths never reach: their renders are unchanged.)
+        values[AU_INDEX[au]] = np.clip(overall * rng.uniform(0.85, 1.15), 0.0, 1.0)
     for au in optional:
         if rng.uniform() < 0.5:
             values[AU_INDEX[au]] = rng.uniform(0.4, 0.9)

@@ -122,7 +122,7 @@ class TransferJob:
 
 def check_arguments(num_identities, image_size, test_fraction=0.2, images_per_identity=8, workers=None,
                     examples_per_shard=512, seed=0, train_pairs=False, transfer_pairs=0, train_swap_pairs=False,
-                    train_dial_renders=0):
+                    train_dial_renders=0, expression_strength=None):
     """Raise ValueError naming the flag when an argument is out of range."""
     def bad(flag, message):
         raise ValueError(f"--{flag} {message}")
@@ -155,6 +155,13 @@ def check_arguments(num_identities, image_size, test_fraction=0.2, images_per_id
         bad("train_dial_renders", f"must be a non-negative integer, got {train_dial_renders!r}")
     if train_dial_renders and not train_pairs:
         bad("train_dial_renders", "needs --train_pairs (a dial render joins a paired group: its pose and light)")
+    if expression_strength is not None:
+        try:
+            low, high = (float(v) for v in expression_strength)
+        except (TypeError, ValueError):
+            bad("expression_strength", f"must be two numbers LOW,HIGH, got {expression_strength!r}")
+        if not 0.0 < low <= high <= 1.0:
+            bad("expression_strength", f"must satisfy 0 < LOW <= HIGH <= 1, got {low:g},{high:g}")
     if isinstance(transfer_pairs, bool) or not isinstance(transfer_pairs, (int, np.integer)) or transfer_pairs < 0:
         bad("transfer_pairs", f"must be a non-negative integer, got {transfer_pairs!r}")
     n_test = split_counts(num_identities, test_fraction)[1]
@@ -235,8 +242,9 @@ def identity_for(seed, identity):
     return face_model.sample_identity(_rng(seed, identity, _IDENTITY))
 
 
-def scene_for(seed, job):
-    """(Expression, Pose, Light) of one job. Paired (test) jobs of an identity share pose and light."""
+def scene_for(seed, job, strength=action_units.DEFAULT_STRENGTH):
+    """(Expression, Pose, Light) of one job. Paired (test) jobs of an identity share pose and light. `strength`:
+    the range of the prototypes' overall strength (`--expression_strength`)."""
     face = identity_for(seed, job.identity)
     if job.pair_id >= 0 and job.split == "train":
         group = job.dial_group if job.dial >= 0 else job.index // NUM_EXPRESSIONS
@@ -254,31 +262,31 @@ def scene_for(seed, job):
     if job.expression == 0:
         expression = action_units.neutral()
     else:
-        expression = action_units.sample_expression(job.expression, expr_rng)
+        expression = action_units.sample_expression(job.expression, expr_rng, strength=strength)
     if job.dial >= 0:
         # Drawn after the class's own AUs, from a stream of its own: the base is the group's render to the last bit.
         expression = action_units.dialled(expression, _rng(seed, job.identity, _TRAIN_DIAL, job.dial_group, job.dial))
     return expression, pose, light
 
 
-def render_job(seed, job, image_size):
+def render_job(seed, job, image_size, strength=action_units.DEFAULT_STRENGTH):
     """Render one job (a RenderJob or a TransferJob) -> schema.FaceExample."""
     if isinstance(job, TransferJob):
-        return render_transfer_job(seed, job, image_size)
+        return render_transfer_job(seed, job, image_size, strength)
     face = identity_for(seed, job.identity)
-    expression, pose, light = scene_for(seed, job)
+    expression, pose, light = scene_for(seed, job, strength)
     out = render.render_face(face, expression, pose, light, image_size)
     return schema.FaceExample(image=out.image, depth=out.depth, mask=out.mask, normals=out.normals,
                               expression=job.expression, identity=job.identity, key=job.key,
                               action_units=expression.intensities.astype(np.float32), pair_id=job.pair_id)
 
 
-def render_transfer_job(seed, job, image_size):
+def render_transfer_job(seed, job, image_size, strength=action_units.DEFAULT_STRENGTH):
     """Render one TransferJob -> schema.FaceExample: A's face, pose, light and background (those of A's test
     renders) under B's expression, drawn from B's own stream, so the AU vector is B's to the last bit."""
     face = identity_for(seed, job.identity)
-    _, pose, light = scene_for(seed, job.source)
-    expression, _, _ = scene_for(seed, job.exemplar)
+    _, pose, light = scene_for(seed, job.source, strength)
+    expression, _, _ = scene_for(seed, job.exemplar, strength)
     out = render.render_face(face, expression, pose, light, image_size)
     return schema.FaceExample(image=out.image, depth=out.depth, mask=out.mask, normals=out.normals,
                               expression=job.expression, identity=job.identity, key=job.key,
@@ -289,8 +297,8 @@ def render_transfer_job(seed, job, image_size):
 def _render_chunk(args):
     # Workers return numpy examples and the parent serializes them: workers then never import TensorFlow, which
     # would cost each of them seconds of start-up.
-    seed, jobs, image_size = args
-    return [render_job(seed, job, image_size) for job in jobs]
+    seed, jobs, image_size, strength = args
+    return [render_job(seed, job, image_size, strength) for job in jobs]
 
 
 def _output_folder(output_dir, overwrite, splits=dataset_card.SPLITS):
@@ -314,7 +322,8 @@ def _output_folder(output_dir, overwrite, splits=dataset_card.SPLITS):
 
 def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fraction=0.2, images_per_identity=8,
                      workers=None, overwrite=False, examples_per_shard=512, progress=True, preview=True, command=None,
-                     train_pairs=False, transfer_pairs=0, train_swap_pairs=False, train_dial_renders=0):
+                     train_pairs=False, transfer_pairs=0, train_swap_pairs=False, train_dial_renders=0,
+                     expression_strength=None):
     """Render the dataset into `output_dir` and return its card (dict).
 
     The dataset is written into a temporary sibling directory and moved into place at the end, so an interrupted
@@ -332,6 +341,9 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
         train_swap_pairs: with `train_pairs`, train identities 2k and 2k + 1 share their paired groups' exact AUs
             class by class (swap partners; the module docstring).
         train_dial_renders: with `train_pairs`, K dial renders per group (the module docstring); 0: none.
+        expression_strength: (low, high), the range of each expression's overall strength, 0 < low <= high <= 1;
+            default (None) `action_units.DEFAULT_STRENGTH`, (0.7, 1.0). A wider range (e.g. (0.1, 1.0)) gives each
+            class slight to full expressions, so a class says less of a face's exact AUs.
         transfer_pairs: pairs of test identities to render the transfer ground truth of (split "transfer", 16
             renders a pair, at most half the test identities; see the module docstring). 0: none.
         workers: processes (default: all cores); 1 renders in this process.
@@ -342,7 +354,8 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
         command: the command line, recorded in the card's provenance.
     """
     check_arguments(num_identities, image_size, test_fraction, images_per_identity, workers, examples_per_shard,
-                    seed, train_pairs, transfer_pairs, train_swap_pairs, train_dial_renders)
+                    seed, train_pairs, transfer_pairs, train_swap_pairs, train_dial_renders, expression_strength)
+    strength = tuple(float(v) for v in (expression_strength or action_units.DEFAULT_STRENGTH))
     output_dir = os.path.abspath(output_dir)
     jobs = plan(seed, num_identities, test_fraction, images_per_identity, train_pairs, transfer_pairs,
                 train_swap_pairs, train_dial_renders)
@@ -365,7 +378,7 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
             tasks += [(split, split_jobs[i:i + _CHUNK]) for i in range(0, len(split_jobs), _CHUNK)]
         writers = {split: records.ShardedWriter(tmp_dir, split, examples_per_shard=examples_per_shard)
                    for split in jobs}
-        args = [(seed, chunk, image_size) for _, chunk in tasks]
+        args = [(seed, chunk, image_size, strength) for _, chunk in tasks]
         if workers == 1:
             results = map(_render_chunk, args)
             pool = None
@@ -405,6 +418,8 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
         if train_dial_renders:
             # Only when used: a card without it is byte for byte that of a dataset rendered before the option.
             provenance["train_dial_renders"] = int(train_dial_renders)
+        if strength != tuple(action_units.DEFAULT_STRENGTH):  # likewise
+            provenance["expression_strength"] = list(strength)
         if command:
             provenance["command"] = command
         extra = {"paired_splits": ["train", "test"] if train_pairs else ["test"],
@@ -429,7 +444,7 @@ def generate_dataset(output_dir, num_identities, image_size, seed=0, test_fracti
         card = dataset_card.write_dataset_card(tmp_dir, name=f"synthetic{image_size}", image_size=image_size,
                                                provenance=provenance, splits=tuple(jobs), extra=extra)
         if preview:
-            write_contact_sheet(os.path.join(tmp_dir, PREVIEW_NAME), seed, jobs["test"], image_size)
+            write_contact_sheet(os.path.join(tmp_dir, PREVIEW_NAME), seed, jobs["test"], image_size, strength=strength)
         _move_into_place(tmp_dir, folder, replaced)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -514,7 +529,7 @@ def contact_sheet(rows):
     return grid.with_column_labels(body, EXPRESSIONS, size, gutter=0, margin=0, style="each")
 
 
-def write_contact_sheet(path, seed, test_jobs, image_size, max_identities=4):
+def write_contact_sheet(path, seed, test_jobs, image_size, max_identities=4, strength=action_units.DEFAULT_STRENGTH):
     """Render the first paired test identities under all eight expressions and save the sheet as PNG."""
     identities = sorted({job.identity for job in test_jobs})[:max_identities]
     rows = []
@@ -523,7 +538,7 @@ def write_contact_sheet(path, seed, test_jobs, image_size, max_identities=4):
         row = []
         for job in jobs:
             face = identity_for(seed, job.identity)
-            row.append(render.render_face(face, *scene_for(seed, job), image_size))
+            row.append(render.render_face(face, *scene_for(seed, job, strength), image_size))
         rows.append(row)
     sheet = contact_sheet(rows)
     ok, data = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])

@@ -3,6 +3,7 @@ the transfer ground truth."""
 import collections
 import dataclasses
 import os
+import re
 import shutil
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from expr3d import outputs
 from expr3d.data import records, schema
-from expr3d.data.synthetic import dataset
+from expr3d.data.synthetic import action_units, dataset
 from expr3d.labels import EXPRESSIONS, NUM_EXPRESSIONS
 from tests.data.synthetic.fixtures import SMALL, contents
 
@@ -298,3 +299,25 @@ def test_overwrite_without_transfer_pairs_removes_the_old_transfer_shards(transf
     (out / "transfer-00099.tfrecord").write_bytes(b"someone else's")  # not ours: never touched
     dataset.generate_dataset(str(out), seed=3, workers=1, progress=False, preview=False, overwrite=True, **TRANSFER)
     assert sorted(n for n in os.listdir(out) if n.startswith("transfer-")) == ["transfer-00099.tfrecord"]
+
+
+def test_an_expression_strength_range_draws_slight_expressions_everywhere_and_is_recorded(tmp_path):
+    directory = str(tmp_path / "slight")
+    card = dataset.generate_dataset(directory, seed=3, workers=1, progress=False, preview=False,
+                                    transfer_pairs=1, expression_strength=(0.2, 0.3), **TRANSFER)
+    assert card["provenance"]["expression_strength"] == [0.2, 0.3]
+    tests = {ex.key: ex for ex in records.iterate_examples(directory, "test")}
+    for split in ("train", "test"):
+        for ex in records.iterate_examples(directory, split):
+            required, _ = action_units.prototype_mask(ex.expression)
+            assert np.all(ex.action_units[required] >= 0.2 * 0.85 - 1e-6), ex.key
+            assert np.all(ex.action_units[required] <= 0.3 * 1.15 + 1e-6), ex.key
+    # The transfer truth takes its exemplar's slight AUs, exactly.
+    for truth in records.iterate_examples(directory, "transfer"):
+        assert truth.action_units.tobytes() == tests[truth.transfer_exemplar_key].action_units.tobytes()
+    for bad, message in (((0.0, 1.0), "0 < LOW <= HIGH <= 1, got 0,1"), ((0.6, 0.5), "got 0.6,0.5"),
+                         (("x",), "must be two numbers LOW,HIGH")):
+        with pytest.raises(ValueError, match=re.escape("--expression_strength ") + ".*" + re.escape(message)):
+            dataset.generate_dataset(str(tmp_path / "bad"), seed=3, workers=1, progress=False, preview=False,
+                                     expression_strength=bad, **TRANSFER)
+    assert not (tmp_path / "bad").exists()

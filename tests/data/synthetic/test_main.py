@@ -20,7 +20,8 @@ def _run_cli(*flags):
 
 @pytest.mark.parametrize("flag,value", [("num_identities", "0"), ("image_size", "40"), ("image_size", "1024"),
                                         ("test_fraction", "1.5"), ("images_per_identity", "-1"), ("workers", "0"),
-                                        ("transfer_pairs", "-1")])
+                                        ("transfer_pairs", "-1"), ("expression_strength", "0.9,0.2"),
+                                        ("expression_strength", "slight")])
 @pytest.mark.slow
 def test_cli_rejects_bad_flags(tmp_path, flag, value):
     result = _run_cli(f"--output={tmp_path / 'out'}", f"--{flag}={value}")
