@@ -1,6 +1,7 @@
 """expr3d.export of an AU-conditioned run (`--condition=action_units`): its signatures reloaded in a fresh process
 against the Keras generator, the in-graph refusals, the TFLite au_generator with its parity report, and the tools
 that take other exports refusing it."""
+import contextlib
 import json
 import os
 
@@ -332,23 +333,27 @@ def test_synthesize_refuses_an_au_export_naming_what_it_takes(au_export, tmp_pat
     assert "translate_action_units" in last and not os.path.exists(tmp_path / "out")
 
 
-def _move_the_smile_slider(version_dir, root):
-    """In the browser: the app on `version_dir`'s web folder, a face photo, AU12 (the lip-corner puller) moved to
-    0.8 as a finger would. Returns the page's hooks: what it read (`read`, None without a reader), the sliders
-    before the move, and the translation (`last`)."""
-    from expr3d import mobile
+def _face_photo(path, expression, identity):
+    """A 640x480 photo at `path` with one procedural face of class `expression` in it."""
+    import cv2
+
     from expr3d.data.synthetic import render_example
+
+    photo = np.full((480, 640, 3), 90, np.uint8)
+    photo[100:356, 200:456] = render_example(expression, image_size=256, identity=identity).image
+    cv2.imwrite(str(path), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    return str(path)
+
+
+@contextlib.contextmanager
+def _app_page(version_dir):
+    """The app on `version_dir`'s web folder in headless Chromium at a phone viewport, loaded and ready."""
+    from expr3d import mobile
     from tests.mobile import browser
 
     browser.require_browser()
     from playwright.sync_api import sync_playwright
 
-    import cv2
-
-    photo = np.full((480, 640, 3), 90, np.uint8)
-    photo[100:356, 200:456] = render_example(1, image_size=256, identity=0).image
-    photo_path = str(root / "au_face.png")
-    cv2.imwrite(photo_path, cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
     server = mobile.serve(version_dir, port=0)
     try:
         with sync_playwright() as playwright:
@@ -356,21 +361,31 @@ def _move_the_smile_slider(version_dir, root):
             page = chromium.new_page(viewport=browser.PHONE)
             page.goto(server.url)
             assert page.evaluate("window.expr3d.ready"), page.text_content("#status")
-            assert page.locator("#action-units input[type=range]").count() == NUM_ACTION_UNITS
-            assert "procedural" in page.text_content("#notice")
-            page.set_input_files("#file", photo_path)
-            browser.wait_for(page, "document.getElementById('status').textContent.startsWith('Face found')")
-            sliders = page.evaluate("[...document.querySelectorAll('#action-units input')].map((e) => Number(e.value))")
-            hooks = {"read": page.evaluate("window.expr3d.read"), "sliders": sliders,
-                     "status": page.text_content("#status"),
-                     "crop": page.evaluate("Array.from(window.expr3d.state.crop)")}
-            page.locator("#action-units input").nth(8).evaluate(
-                "(el) => { el.value = '0.8'; el.dispatchEvent(new Event('change')); }")
-            hooks["last"] = browser.wait_for(page, "window.expr3d.last")
+            yield page
             chromium.close()
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _move_the_smile_slider(version_dir, root):
+    """In the browser: the app on `version_dir`'s web folder, a face photo, AU12 (the lip-corner puller) moved to
+    0.8 as a finger would. Returns the page's hooks: what it read (`read`, None without a reader), the sliders
+    before the move, and the translation (`last`)."""
+    from tests.mobile import browser
+
+    photo_path = _face_photo(root / "au_face.png", 1, 0)
+    with _app_page(version_dir) as page:
+        assert page.locator("#action-units input[type=range]").count() == NUM_ACTION_UNITS
+        assert "procedural" in page.text_content("#notice")
+        page.set_input_files("#file", photo_path)
+        browser.wait_for(page, "document.getElementById('status').textContent.startsWith('Face found')")
+        sliders = page.evaluate("[...document.querySelectorAll('#action-units input')].map((e) => Number(e.value))")
+        hooks = {"read": page.evaluate("window.expr3d.read"), "sliders": sliders,
+                 "status": page.text_content("#status"), "crop": page.evaluate("Array.from(window.expr3d.state.crop)")}
+        page.locator("#action-units input").nth(8).evaluate(
+            "(el) => { el.value = '0.8'; el.dispatchEvent(new Event('change')); }")
+        hooks["last"] = browser.wait_for(page, "window.expr3d.last")
     return hooks
 
 
@@ -437,45 +452,25 @@ def test_with_a_reader_the_app_copies_the_expression_of_another_photo(reader_exp
     first face (the sliders show them); a photo without a face is refused, and nothing is drawn."""
     import cv2
 
-    from expr3d import mobile
-    from expr3d.data.synthetic import render_example
     from tests.mobile import browser
 
-    browser.require_browser()
-    from playwright.sync_api import sync_playwright
-
     root = au_export["root"]
-    paths = {}
-    for name, expression, identity in (("photo", 0, 0), ("exemplar", 1, 3)):
-        canvas = np.full((480, 640, 3), 90, np.uint8)
-        canvas[100:356, 200:456] = render_example(expression, image_size=256, identity=identity).image
-        paths[name] = str(root / f"copy_{name}.png")
-        cv2.imwrite(paths[name], cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-    paths["hills"] = str(root / "copy_hills.png")
+    paths = {"photo": _face_photo(root / "copy_photo.png", 0, 0),
+             "exemplar": _face_photo(root / "copy_exemplar.png", 1, 3), "hills": str(root / "copy_hills.png")}
     cv2.imwrite(paths["hills"], np.tile(np.linspace(40, 200, 640, dtype=np.uint8)[None, :, None], (480, 1, 3)))
     folder = os.path.join(reader_export["version_dir"], "web")
-    server = mobile.serve(reader_export["version_dir"], port=0)
-    try:
-        with sync_playwright() as playwright:
-            chromium = browser.launch(playwright)
-            page = chromium.new_page(viewport=browser.PHONE)
-            page.goto(server.url)
-            assert page.evaluate("window.expr3d.ready"), page.text_content("#status")
-            assert page.locator("#exemplar").is_disabled()  # no face to copy onto yet
-            page.set_input_files("#file", paths["photo"])
-            browser.wait_for(page, "document.getElementById('status').textContent.startsWith('Face found')")
-            page.set_input_files("#exemplar", paths["hills"])
-            browser.wait_for(page, "document.getElementById('status').textContent.startsWith('No face found')")
-            assert page.evaluate("window.expr3d.last") is None and page.evaluate("window.expr3d.exemplar") is None
-            page.set_input_files("#exemplar", paths["exemplar"])
-            last = browser.wait_for(page, "window.expr3d.last")
-            exemplar = page.evaluate("window.expr3d.exemplar")
-            own = page.evaluate("window.expr3d.read")
-            sliders = page.evaluate("[...document.querySelectorAll('#action-units input')].map((e) => Number(e.value))")
-            chromium.close()
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _app_page(reader_export["version_dir"]) as page:
+        assert page.locator("#exemplar").is_disabled()  # no face to copy onto yet
+        page.set_input_files("#file", paths["photo"])
+        browser.wait_for(page, "document.getElementById('status').textContent.startsWith('Face found')")
+        page.set_input_files("#exemplar", paths["hills"])
+        browser.wait_for(page, "document.getElementById('status').textContent.startsWith('No face found')")
+        assert page.evaluate("window.expr3d.last") is None and page.evaluate("window.expr3d.exemplar") is None
+        page.set_input_files("#exemplar", paths["exemplar"])
+        last = browser.wait_for(page, "window.expr3d.last")
+        exemplar = page.evaluate("window.expr3d.exemplar")
+        own = page.evaluate("window.expr3d.read")
+        sliders = page.evaluate("[...document.querySelectorAll('#action-units input')].map((e) => Number(e.value))")
     manifest = json.load(open(os.path.join(folder, "manifest.json")))
     reader = tflite.LiteRunner(os.path.join(folder, manifest["reader"]["file"]), tflite.AU_READER)
     read = reader.run(image=np.asarray(exemplar["crop"], np.float32).reshape(1, 32, 32, 3))["action_units"][0]
