@@ -194,7 +194,7 @@ class TransferEvaluation:
         import tensorflow as tf
 
         from expr3d.metrics import au_judge
-        from expr3d.training.guide import GUIDE_FOLDER, TRAIN
+        from expr3d.training.guide import recorded_guide_directory
 
         choice = self.options["exemplar_reader"]
         if choice == "guide":
@@ -202,7 +202,7 @@ class TransferEvaluation:
             if not guide:
                 raise EvaluationError(f"--exemplar_reader=guide: {self.model_dir} trained without an AU guide "
                                       f"(--expression_guide); name an AU regressor's folder instead")
-            choice = os.path.join(self.model_dir, GUIDE_FOLDER) if guide == TRAIN else guide
+            choice = recorded_guide_directory(self.model_dir, guide)
         try:
             self.reader = au_judge.load_au_regressor(choice, image_size=self.run.image_size)
         except (OSError, ValueError) as error:

@@ -29,9 +29,15 @@ def guide_kind(config):
 
 def guide_directory(config):
     """Where the run's guide lives: `--expression_guide`, or MODEL_DIR/guide for 'train'."""
-    if config.expression_guide == TRAIN:
-        return os.path.join(config.model_dir, GUIDE_FOLDER)
-    return config.expression_guide
+    return recorded_guide_directory(config.model_dir, config.expression_guide)
+
+
+def recorded_guide_directory(model_dir, expression_guide):
+    """The guide folder of the run in `model_dir` whose `--expression_guide` was `expression_guide` (as its config
+    records it): MODEL_DIR/guide for 'train', the named folder otherwise; None without a guide."""
+    if not expression_guide:
+        return None
+    return os.path.join(model_dir, GUIDE_FOLDER) if expression_guide == TRAIN else expression_guide
 
 
 def load_guide(config):
