@@ -60,6 +60,45 @@ EXIT_SIGNAL = {"SIGTERM": 143, "SIGINT": 130}
 ARCHITECTURE_KEYS = ("model_config", "geometry", "data_stream")
 
 
+def _synthetic_options(config):
+    """(flag, value asked, the card's provenance key, its value when the card omits the key) of each
+    `--synthetic_*` option that the procedural dataset's card records."""
+    from expr3d.data.synthetic.action_units import DEFAULT_STRENGTH
+
+    strength = config.synthetic_strength() or DEFAULT_STRENGTH
+    return (("synthetic_identities", config.synthetic_identities, "num_identities", None),
+            ("synthetic_images_per_identity", config.synthetic_images_per_identity, "images_per_identity", None),
+            ("synthetic_seed", config.synthetic_seed, "seed", None),
+            ("synthetic_train_pairs", config.synthetic_train_pairs, "train_pairs", False),
+            ("synthetic_transfer_pairs", config.synthetic_transfer_pairs, "transfer_pairs", 0),
+            ("synthetic_train_swap_pairs", config.synthetic_train_swap_pairs, "train_swap_pairs", False),
+            ("synthetic_train_dial_renders", config.synthetic_train_dial_renders, "train_dial_renders", 0),
+            ("synthetic_expression_strength", [float(v) for v in strength], "expression_strength",
+             [float(v) for v in DEFAULT_STRENGTH]))
+
+
+def _check_rendered_as_asked(config, card):
+    """--generate_synthetic on a --data_dir that already holds a procedural dataset uses it only if it was rendered
+    with the `--synthetic_*` options asked now: otherwise the run would silently train on other data (e.g. a flag
+    added to a flagfile whose data was rendered before)."""
+    provenance = card.get("provenance") or {}
+    if provenance.get("generator") != "expr3d.data.synthetic":
+        return
+    for flag, asked, key, absent in _synthetic_options(config):
+        recorded = provenance.get(key, absent)
+        if recorded is None:
+            continue
+        if isinstance(asked, list):
+            recorded = [float(v) for v in recorded]
+        if recorded != asked:
+            shown = (lambda v: ",".join(f"{x:g}" for x in v) if isinstance(v, list) else
+                     str(v).lower() if isinstance(v, bool) else v)
+            raise UsageError(f"--generate_synthetic: --data_dir={config.data_dir} already holds a procedural dataset "
+                             f"rendered with {key}={shown(recorded)} (its dataset card), not the asked --{flag}="
+                             f"{shown(asked)}: pass a new --data_dir to render one, or --nogenerate_synthetic to "
+                             f"train on it as it is")
+
+
 def _prepare_data(config):
     """Check (or generate) the dataset; returns (config with --image_size resolved from the card, card). Errors
     name --data_dir / --image_size."""
@@ -84,11 +123,14 @@ def _prepare_data(config):
             transfer_pairs=config.synthetic_transfer_pairs,
             train_swap_pairs=config.synthetic_train_swap_pairs,
             train_dial_renders=config.synthetic_train_dial_renders,
+            expression_strength=config.synthetic_strength(),
         )
     try:
         card = dataset_card.load_card(data_dir)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(f"--data_dir={data_dir}: {error}") from None
+    if config.generate_synthetic:
+        _check_rendered_as_asked(config, card)
     train = card["splits"].get("train", {})
     if int(train.get("num_examples", 0)) == 0:
         raise UsageError(f"--data_dir={data_dir}: the dataset card lists no training examples")

@@ -68,6 +68,7 @@ class TrainConfig:
     synthetic_transfer_pairs: int = 0
     synthetic_train_swap_pairs: bool = False
     synthetic_train_dial_renders: int = 0
+    synthetic_expression_strength: str = None
     # --- architecture
     g_conv_dim: int = 64
     g_num_res_blocks: int = 6
@@ -210,6 +211,19 @@ class TrainConfig:
 
     # --- validation -----------------------------------------------------------------------------------------------
 
+    def synthetic_strength(self):
+        """`--synthetic_expression_strength` as (low, high) floats, None when not given; UsageError naming it."""
+        text = self.synthetic_expression_strength
+        if text is None:
+            return None
+        try:
+            low, high = (float(value) for value in text.split(","))
+        except ValueError:
+            raise UsageError(f"--synthetic_expression_strength={text}: must be two numbers LOW,HIGH") from None
+        if not 0.0 < low <= high <= 1.0:
+            raise UsageError(f"--synthetic_expression_strength={text}: must satisfy 0 < LOW <= HIGH <= 1")
+        return low, high
+
     def validate(self, num_replicas=1):
         """Raise UsageError (one line naming the flag) for what the flags' bounds cannot see: required values,
         the batch sizes against the replicas, and the strategy. Returns self."""
@@ -242,6 +256,8 @@ class TrainConfig:
         if self.synthetic_train_swap_pairs and not self.synthetic_train_pairs:
             raise UsageError("--synthetic_train_swap_pairs needs --synthetic_train_pairs (swap partners share the "
                              "AUs of their paired groups)")
+        if self.synthetic_expression_strength is not None:
+            self.synthetic_strength()  # refused here, before any data is rendered
         if self.synthetic_train_dial_renders and not self.synthetic_train_pairs:
             raise UsageError("--synthetic_train_dial_renders needs --synthetic_train_pairs (a dial render joins a "
                              "paired group: its pose and light)")
@@ -374,6 +390,10 @@ def define_flags(flag_values=None):
            "With --synthetic_train_pairs: K dial renders per paired group, each one of the group's renders with ONE "
            "action unit set to a random level, with its true render: paired targets for --condition=action_units's "
            "dial (--generate_synthetic; 0 = none).")
+    define("string", "synthetic_expression_strength",
+           "LOW,HIGH: the range of each generated expression's overall strength, 0 < LOW <= HIGH <= 1 (default "
+           "0.7,1.0; e.g. 0.1,1.0 for slight to full expressions, where an expression's class no longer fixes its "
+           "action units; --generate_synthetic).")
     define("integer", "synthetic_transfer_pairs",
            "Also render the transfer ground truth of N pairs of test identities (a 'transfer' split that "
            "`expr3d.evaluate` reads for --model=transfer runs; --generate_synthetic).")

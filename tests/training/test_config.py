@@ -19,6 +19,7 @@ RECORDED_KEYS = [
     "synthetic_transfer_pairs",  # (session 12)
     "synthetic_train_swap_pairs",  # (session 22)
     "synthetic_train_dial_renders",  # (session 26)
+    "synthetic_expression_strength",  # (session 37)
     "g_conv_dim", "g_num_res_blocks", "d_conv_dim",
     "d_num_layers", "depth_g_conv_dim", "depth_g_num_res_blocks", "depth_d_conv_dim", "depth_d_num_layers",
     "generator", "geometry", "init",
@@ -176,6 +177,10 @@ def test_stages_and_batch_sizes():
     ({"dial_pair_share": 0.5, "target_mode": "paired"},
      "--dial_pair_share=0.5 pairs dial renders: it needs --target_mode=paired with --condition=action_units or "
      "--model=transfer"),
+    ({"synthetic_expression_strength": "0.1"}, "--synthetic_expression_strength=0.1: must be two numbers LOW,HIGH"),
+    ({"synthetic_expression_strength": "0.8,0.2"},
+     "--synthetic_expression_strength=0.8,0.2: must satisfy 0 < LOW <= HIGH <= 1"),
+    ({"synthetic_expression_strength": "0,1"}, "--synthetic_expression_strength=0,1: must satisfy 0 < LOW <= HIGH <= 1"),
     ({"synthetic_train_dial_renders": 8},
      "--synthetic_train_dial_renders needs --synthetic_train_pairs (a dial render joins a paired group: its pose and "
      "light)"),

@@ -71,6 +71,31 @@ def test_data_with_dial_renders_is_refused_to_expression_runs_and_swap_partners(
     assert not os.path.exists(tmp_path / "run" / "config.json")
 
 
+def test_generate_synthetic_renders_the_asked_strength_and_refuses_data_rendered_otherwise(tmp_path):
+    """--generate_synthetic on a data_dir that already holds procedural data uses it only as asked: a flag added to a
+    flagfile after its data was rendered must not train silently on the old data."""
+    data_dir = tmp_path / "data"
+    common = [f"--data_dir={data_dir}", f"--model_dir={tmp_path}/run", "--generate_synthetic",
+              "--synthetic_identities=4", "--synthetic_images_per_identity=8", "--image_size=32"] + TINY
+    config = train.parse_config(["expr3d.train", "--synthetic_expression_strength=0.1,1.0"] + common)
+    config.validate()
+    config, card = train._prepare_data(config)  # renders it (4 identities at 32 px)
+    assert card["provenance"]["expression_strength"] == [0.1, 1.0]
+    message = usage_error(common)  # the flag left out: the default strength asked, another one rendered
+    assert message == (f"--generate_synthetic: --data_dir={data_dir} already holds a procedural dataset rendered with "
+                       f"expression_strength=0.1,1 (its dataset card), not the asked --synthetic_expression_strength="
+                       f"0.7,1: pass a new --data_dir to render one, or --nogenerate_synthetic to train on it as it is")
+    message = usage_error(common + ["--synthetic_expression_strength=0.1,1.0", "--synthetic_seed=3"])
+    assert "rendered with seed=0 (its dataset card), not the asked --synthetic_seed=3" in message
+    # As asked: the check passes and the next one (the image size) speaks.
+    message = usage_error(common + ["--synthetic_expression_strength=0.1,1.0", "--image_size=48"])
+    assert message.startswith("--image_size=48 does not match the dataset card")
+    # --nogenerate_synthetic trains on the data as it is.
+    message = usage_error(common + ["--nogenerate_synthetic", "--image_size=48"])
+    assert message.startswith("--image_size=48 does not match the dataset card")
+    assert not os.path.exists(tmp_path / "run" / "config.json")
+
+
 def test_stage_two_needs_the_stage_one_checkpoint(tiny_dataset, tmp_path):
     message = usage_error([f"--data_dir={tiny_dataset}", f"--model_dir={tmp_path}/run", "--stage=gan",
                            "--depth_weight=0.1"] + TINY)
