@@ -7,7 +7,7 @@ seven AUs is set, in each test face's own AU vector, to 0 and to 1 (`expr3d.metr
 printed per AU are the mean of G_rgb's edit mask and the mean |output - source| at both levels. A generator that
 follows the dial opens its mask and moves the face more at the level that differs from the face's own.
 
-Session 29, the plain AU run's command with `--lambda_mask_tv=0.41` (README, #13): the mask covers about 16 % of the
+Session 29, the plain AU run's command with `--lambda_mask_tv=0.41` (docs/transfer_history.md): the mask covers about 16 % of the
 image at level 0 for every AU and opens between -0.4 and +1.8 points more at level 1 (AU26: 7.2); the face moves by
 0.018-0.021 at both levels (AU26: 0.020 -> 0.032). Accuracy figures, not timings: nothing here depends on machine
 load.

@@ -16,7 +16,7 @@ every pixel).
 
 Session 30, the AU dial run of session 29 (`--lambda_mask_tv=0.41`; 32 test faces of data/synthetic64tpd, AU12
 0 -> 1): the stem norm's output moves 0.60 on the 3-pixel ring and 0.12 inside, so the condition's way in is the
-border. The same command with `--condition_norms` (README, #13) learnt scale and offset changes of 0.02-0.05 per
+border. The same command with `--condition_norms` (docs/transfer_history.md) learnt scale and offset changes of 0.02-0.05 per
 affine (the largest in the residual blocks): small beside the norm's own unit scale, after 3,350 iterations from
 zero. Accuracy figures, not timings: nothing here depends on machine load.
 """
