@@ -2,9 +2,10 @@
 
 Why: the StarGAN and attention generators redraw a face from (face, target AUs). Asked for one AU changed (a dial),
 they draw an expression-sized change or none: a single AU's edit (about 0.01 per pixel of a 64 px face) is smaller
-than their own error in reproducing the face, and the 17-vector reads to them as a whole expression (docs/transfer_history.md,
-the dial, sessions 27-30). Here the output is `x + sum_k (c_k - r_k(x)) * E_k(x, c, c - r(x))`: `r` a
-reader of the face's own AUs inside the model, `E_k` one edit image per AU. Asking for the AUs the face already has
+than their own error in reproducing the face, and the 17-vector reads to them as a whole expression
+(docs/transfer_history.md, the dial, sessions 27-30). Here the output is
+`x + sum_k (c_k - r_k(x)) * E_k(x, c, c - r(x))`: `r` a reader of the face's own AUs inside the model, `E_k` one
+edit image per AU. Asking for the AUs the face already has
 returns the face exactly, a dial of AU k by d changes it by `d * E_k` alone, and the paired term on a dial render
 teaches `E_k` at the scale of a whole AU (the dial's small edit divided by its small d), not as noise on a redraw.
 """

@@ -358,7 +358,8 @@ class AUAdversary(_KeptArguments, keras.Model):
       "grid": the features area-pooled to a `GRID` x `GRID` grid, flattened, dense(256)-LeakyReLU(0.2) (ours): it
         sees the map's layout as the disentanglement probe does (`expr3d.metrics.transfer_evaluation` reads AUs
         from the map pooled to 4 x 4). Why: a mouth feature at the mouth's place tells the AUs; a global mean of
-        it need not, so a map can fool the "global" adversary and still leak its AUs to a probe (docs/transfer_history.md).
+        it need not, so a map can fool the "global" adversary and still leak its AUs to a probe
+        (docs/transfer_history.md).
 
     Args:
         free_channels: channels of the AU-free map.
